@@ -1,0 +1,206 @@
+/*
+ * paramd.h - the whole public API of paramd for worker programs.
+ *
+ * paramd is a parameter server: a sharded store of model parameters. A worker
+ * program links libparamd, connects to a cluster (one coordinator, S servers),
+ * opens tables, and loops: pull parameters, compute a gradient, push it,
+ * advance its clock. What is not in this header is not API.
+ *
+ * Conventions (they hold for every function below):
+ *   - Functions return 0 on success and a negative PARAMD_E* code on failure.
+ *     paramd_strerror() names the code; paramd_last_error() gives the detail
+ *     of the last failure on a client ("server 1: table 'w' has 10 floats,
+ *     request ends at 12").  Nothing in the library exits or aborts the
+ *     caller's process on a caller's or a peer's mistake.
+ *   - Objects are opaque and created and destroyed by name.  Destroying NULL
+ *     is harmless.
+ *   - Arguments are opaque pointers, fixed-width integers, float buffers and
+ *     C strings only, so that a ctypes binding needs no struct layouts.
+ *   - The caller owns every buffer it passes.  Blocking calls are done with
+ *     the buffer when they return; asynchronous calls say in their comment
+ *     how long the buffer must stay untouched.
+ *   - Thread safety is stated at each function.  A client may be used from
+ *     several threads for pull/push/wait; open/clock/barrier/close must not
+ *     race with each other.
+ */
+#ifndef PARAMD_H
+#define PARAMD_H
+
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#if defined(__GNUC__)
+#define PARAMD_API __attribute__((visibility("default")))
+#else
+#define PARAMD_API
+#endif
+
+/* ==== Version ========================================================== */
+
+#define PARAMD_VERSION_MAJOR 0
+#define PARAMD_VERSION_MINOR 1
+#define PARAMD_VERSION_PATCH 0
+#define PARAMD_VERSION_HEX                                                     \
+    ((PARAMD_VERSION_MAJOR << 16) | (PARAMD_VERSION_MINOR << 8) |              \
+     PARAMD_VERSION_PATCH)
+
+/* The version of the library linked at run time, as PARAMD_VERSION_HEX. */
+PARAMD_API uint32_t paramd_version(void);
+/* The same as "MAJOR.MINOR.PATCH".  Static storage. */
+PARAMD_API const char *paramd_version_string(void);
+
+/* ==== Errors =========================================================== */
+
+/* X-macro list: the single definition of every error code. */
+#define PARAMD_ERRNO_MAP(X)                                                    \
+    X(EINVAL, -1, "invalid argument")                                          \
+    X(ENOMEM, -2, "out of memory")                                             \
+    X(EIO, -3, "I/O error on a connection")                                    \
+    X(ECONNECT, -4, "cannot connect")                                          \
+    X(ECLOSED, -5, "connection closed by peer")                                \
+    X(EPROTO, -6, "protocol error (malformed or unexpected frame)")            \
+    X(EVERSION, -7, "protocol version mismatch")                               \
+    X(ENOTABLE, -8, "no such table")                                           \
+    X(ERANGE, -9, "range outside the table")                                   \
+    X(ESPEC, -10, "table exists with a different specification")              \
+    X(ESTALE, -11, "push for a clock that was already applied")               \
+    X(EDUP, -12, "duplicate push for this clock")                              \
+    X(EWORKER, -13, "unknown worker rank")                                     \
+    X(EAHEAD, -14, "clock too far ahead of the table")                         \
+    X(EDEADLOCK, -15, "pull would wait on the caller's own missing push")     \
+    X(ETOOBIG, -16, "request larger than the configured maximum")             \
+    X(ESHUTDOWN, -17, "cluster is shutting down")                              \
+    X(ETIMEDOUT, -18, "timed out")                                             \
+    X(ECONFIG, -19, "bad cluster configuration or environment")               \
+    X(EINTERNAL, -20, "internal error")
+
+enum {
+    PARAMD_OK = 0,
+#define PARAMD_X_(name, code, msg) PARAMD_##name = (code),
+    PARAMD_ERRNO_MAP(PARAMD_X_)
+#undef PARAMD_X_
+};
+
+/* Short text for an error code ("range outside the table").  Static
+ * storage; unknown codes give "unknown error".  Thread-safe. */
+PARAMD_API const char *paramd_strerror(int err);
+/* The code's name ("PARAMD_ERANGE").  Static storage.  Thread-safe. */
+PARAMD_API const char *paramd_err_name(int err);
+
+/* ==== Client =========================================================== */
+
+typedef struct paramd_client paramd_client;
+typedef struct paramd_table paramd_table;
+typedef struct paramd_request paramd_request;
+
+/*
+ * Connect to a cluster.  `options` is NULL or a space-separated list of
+ * key=value pairs; anything not given comes from the environment:
+ *
+ *   coordinator=HOST:PORT   else $PARAMD_COORDINATOR (required one way)
+ *   rank=N                  else $PARAMD_RANK, else the launcher's rank
+ *                           ($OMPI_COMM_WORLD_RANK, $PMI_RANK,
+ *                           $SLURM_PROCID), else assigned by the
+ *                           coordinator in order of arrival
+ *   timeout_ms=N            connect/rendezvous timeout (default 30000)
+ *
+ * On success *out is a connected client that knows the cluster map.  On
+ * failure *out is NULL and the message is in paramd_last_error(NULL)
+ * (thread-local for that case).  Thread-safe.
+ */
+PARAMD_API int paramd_connect(paramd_client **out, const char *options);
+
+/* Say goodbye to the cluster, close every connection, free everything,
+ * including tables and unfinished requests.  NULL is harmless.  Returns the
+ * first error met while closing (the client is freed in every case). */
+PARAMD_API int paramd_close(paramd_client *c);
+
+/* The detail of the last failure on this client (or, with NULL, of the last
+ * failed paramd_connect in this thread).  Never NULL; "" if none.  The
+ * string stays valid until the next failing call on the same client. */
+PARAMD_API const char *paramd_last_error(const paramd_client *c);
+
+/* This worker's rank (0..W-1), the number of workers W and of servers S. */
+PARAMD_API int32_t paramd_rank(const paramd_client *c);
+PARAMD_API int32_t paramd_num_workers(const paramd_client *c);
+PARAMD_API int32_t paramd_num_servers(const paramd_client *c);
+
+/* ==== Tables =========================================================== */
+
+/*
+ * Create, or open if it exists, the dense table `name` of `n` float32.
+ *
+ * `spec` is NULL or space-separated key=value pairs (defaults in brackets):
+ *   rule=add|sgd          update rule [add]:  add: p += g,  sgd: p -= lr*g
+ *   lr=X                  learning rate of sgd [0.01]
+ *   consistency=sync|async                                  [async]
+ *   aggregate=mean|sum    how sync combines the W pushes of a clock [mean]
+ *
+ * `init` is NULL (zeros) or n floats: the initial values, used only by the
+ * worker that creates the table.  Every worker opening the same name must
+ * give the same n and spec, else PARAMD_ESPEC.  The call returns once the
+ * table exists on every server with its initial values, so a pull right
+ * after it sees them.  Not thread-safe with other calls on the client.
+ */
+PARAMD_API int paramd_table_open(paramd_client *c, const char *name,
+                                 uint64_t n, const char *spec,
+                                 const float *init, paramd_table **out);
+
+/* Number of floats in the table. */
+PARAMD_API uint64_t paramd_table_size(const paramd_table *t);
+
+/*
+ * Pull floats [offset, offset+count) into dst.  With consistency=sync the
+ * pull answers only once the clock before the client's current clock has
+ * been applied on every server (the caller's own push for that clock must
+ * have been sent, else PARAMD_EDEADLOCK).  Thread-safe.
+ */
+PARAMD_API int paramd_pull(paramd_table *t, uint64_t offset, uint64_t count,
+                           float *dst);
+
+/*
+ * Push a gradient for floats [offset, offset+count), tagged with the
+ * client's current clock.  Each element may be pushed once per clock
+ * (PARAMD_EDUP otherwise).  In sync mode every worker pushes every element
+ * once per clock, in one or several calls.  Thread-safe.
+ */
+PARAMD_API int paramd_push(paramd_table *t, uint64_t offset, uint64_t count,
+                           const float *grad);
+
+/*
+ * Asynchronous variants.  They send the request and return a handle in
+ * *req; paramd_wait() completes it.  For pull, dst must stay valid and
+ * untouched until paramd_wait returns.  For push, grad must stay valid and
+ * untouched until paramd_wait returns.  If the call fails, *req is NULL and
+ * nothing is pending.  Thread-safe.
+ */
+PARAMD_API int paramd_pull_async(paramd_table *t, uint64_t offset,
+                                 uint64_t count, float *dst,
+                                 paramd_request **req);
+PARAMD_API int paramd_push_async(paramd_table *t, uint64_t offset,
+                                 uint64_t count, const float *grad,
+                                 paramd_request **req);
+
+/* Wait for a request to finish, free it, and return its result.  Every
+ * handle must be waited exactly once.  Thread-safe. */
+PARAMD_API int paramd_wait(paramd_request *req);
+
+/* ==== Clocks and barriers ============================================= */
+
+/* Advance the client's clock by one and return the new clock (>= 1).  The
+ * clock starts at 0.  Not thread-safe with push/pull on the same client. */
+PARAMD_API int64_t paramd_clock(paramd_client *c);
+/* The client's current clock. */
+PARAMD_API int64_t paramd_get_clock(const paramd_client *c);
+
+/* Block until all W workers have called paramd_barrier the same number of
+ * times.  Returns PARAMD_ESHUTDOWN if a worker left the cluster first. */
+PARAMD_API int paramd_barrier(paramd_client *c);
+
+#ifdef __cplusplus
+}
+#endif
+#endif /* PARAMD_H */

@@ -1,0 +1,21 @@
+/*
+ * cli.h - the subcommands of the paramd program.  Each takes the argv that
+ * starts at its own name and returns the process exit status.
+ */
+#ifndef PARAMD_CLI_H
+#define PARAMD_CLI_H
+
+int cmd_coordinator(int argc, char **argv);
+int cmd_server(int argc, char **argv);
+int cmd_local(int argc, char **argv);
+int cmd_train(int argc, char **argv);
+int cmd_plot(int argc, char **argv);
+
+/* Block SIGINT/SIGTERM in every thread and start a thread that calls
+ * stop(arg) when one arrives.  Call before starting other threads. */
+void cli_stop_on_signal(void (*stop)(void *), void *arg);
+
+/* The path of this executable (for paramd local to start its roles). */
+const char *cli_self_path(void);
+
+#endif

@@ -1,0 +1,178 @@
+/*
+ * cmd_roles.c - `paramd coordinator` and `paramd server`: the two
+ * long-running roles of a cluster, started by hand, by a launcher (mpirun,
+ * srun), or by `paramd local`.
+ */
+#include <getopt.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "cli/cli.h"
+#include "common/common.h"
+#include "coord/coord.h"
+#include "server/server.h"
+
+/* ==== coordinator ======================================================= */
+
+static void coord_usage(FILE *f) {
+    fprintf(f,
+            "usage: paramd coordinator --servers S --workers W [options]\n"
+            "\n"
+            "Runs the coordinator of a cluster: hands out worker ranks and the\n"
+            "cluster map, keeps the table registry, runs barriers.  Exits when\n"
+            "every worker has left (after telling the servers to exit).\n"
+            "\n"
+            "  --listen HOST:PORT  address to listen on [127.0.0.1:0, any free port]\n"
+            "                      (give 0.0.0.0:PORT to accept other machines)\n"
+            "  --servers S         number of servers in the cluster (required)\n"
+            "  --workers W         number of workers in the cluster (required)\n"
+            "  --persist           keep running after every worker left\n"
+            "  --ready-fd N        write the bound HOST:PORT and a newline to file\n"
+            "                      descriptor N once listening, then close it\n"
+            "\n"
+            "The bound address is also printed on standard output.\n");
+}
+
+static void stop_coord(void *p) { pd_coord_stop(p); }
+
+static int parse_count(const char *opt, const char *v, int32_t max, int32_t *out) {
+    int64_t x;
+    if (pd_parse_i64(v, &x) || x < 1 || x > max) {
+        fprintf(stderr, "paramd: %s '%s' is not a number in 1..%d\n", opt, v, max);
+        return -1;
+    }
+    *out = (int32_t)x;
+    return 0;
+}
+
+int cmd_coordinator(int argc, char **argv) {
+    static const struct option opts[] = {
+        {"listen", required_argument, 0, 'l'},
+        {"servers", required_argument, 0, 's'},
+        {"workers", required_argument, 0, 'w'},
+        {"persist", no_argument, 0, 'p'},
+        {"ready-fd", required_argument, 0, 'r'},
+        {"help", no_argument, 0, 'h'},
+        {0, 0, 0, 0}};
+    pd_coord_opts o = {0};
+    int ready_fd = -1, c;
+    pd_log_set_name("coordinator");
+    while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
+        switch (c) {
+        case 'l': o.listen = optarg; break;
+        case 's': if (parse_count("--servers", optarg, 4096, &o.servers)) return 2; break;
+        case 'w': if (parse_count("--workers", optarg, 65536, &o.workers)) return 2; break;
+        case 'p': o.persist = 1; break;
+        case 'r': {
+            int64_t fd;
+            if (pd_parse_i64(optarg, &fd) || fd < 0 || fd > 1 << 20) {
+                fprintf(stderr, "paramd: --ready-fd '%s' is not a descriptor\n", optarg);
+                return 2;
+            }
+            ready_fd = (int)fd;
+            break;
+        }
+        case 'h': coord_usage(stdout); return 0;
+        default: coord_usage(stderr); return 2;
+        }
+    }
+    if (optind < argc || !o.servers || !o.workers) {
+        fprintf(stderr, "paramd coordinator: %s\n\n",
+                optind < argc ? "unexpected argument" : "--servers and --workers are required");
+        coord_usage(stderr);
+        return 2;
+    }
+    pd_err e = {0};
+    pd_coord *co = pd_coord_start(&o, &e);
+    if (!co) {
+        fprintf(stderr, "paramd coordinator: %s\n", e.msg);
+        return 1;
+    }
+    cli_stop_on_signal(stop_coord, co);
+    printf("coordinator listening on %s (%d servers, %d workers)\n",
+           pd_coord_address(co), o.servers, o.workers);
+    fflush(stdout);
+    if (ready_fd >= 0) {
+        char line[PD_ERRMSG_MAX];
+        int n = snprintf(line, sizeof line, "%s\n", pd_coord_address(co));
+        if (write(ready_fd, line, (size_t)n) != n)
+            pd_log(PD_LOG_WARN, "could not write to --ready-fd %d", ready_fd);
+        close(ready_fd);
+    }
+    int rc = pd_coord_run(co);
+    pd_coord_free(co);
+    if (rc) pd_log(PD_LOG_WARN, "some workers disconnected without saying goodbye");
+    return 0;
+}
+
+/* ==== server ============================================================ */
+
+static void server_usage(FILE *f) {
+    fprintf(f,
+            "usage: paramd server --coordinator HOST:PORT [options]\n"
+            "\n"
+            "Runs one parameter server: registers with the coordinator, holds one\n"
+            "shard of every table, applies pushes, answers pulls.  Exits when the\n"
+            "coordinator says the cluster is done, or on SIGINT/SIGTERM.\n"
+            "\n"
+            "  --coordinator HOST:PORT  the coordinator [$PARAMD_COORDINATOR]\n"
+            "  --listen HOST:PORT       address to listen on [127.0.0.1:0]; binding\n"
+            "                           anything but loopback must be asked for\n"
+            "  --advertise HOST:PORT    address workers should use, when it differs\n"
+            "                           from the bound one (NAT, 0.0.0.0)\n"
+            "  --max-frame-mb N         largest request payload accepted [256]\n");
+}
+
+static void stop_server(void *p) { pd_server_stop(p); }
+
+int cmd_server(int argc, char **argv) {
+    static const struct option opts[] = {
+        {"coordinator", required_argument, 0, 'c'},
+        {"listen", required_argument, 0, 'l'},
+        {"advertise", required_argument, 0, 'a'},
+        {"max-frame-mb", required_argument, 0, 'm'},
+        {"help", no_argument, 0, 'h'},
+        {0, 0, 0, 0}};
+    pd_server_opts o = {0};
+    int c;
+    pd_log_set_name("server");
+    while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
+        switch (c) {
+        case 'c': o.coordinator = optarg; break;
+        case 'l': o.listen = optarg; break;
+        case 'a': o.advertise = optarg; break;
+        case 'm': {
+            int32_t mb;
+            if (parse_count("--max-frame-mb", optarg, 4096, &mb)) return 2;
+            o.max_frame = (uint64_t)mb << 20;
+            break;
+        }
+        case 'h': server_usage(stdout); return 0;
+        default: server_usage(stderr); return 2;
+        }
+    }
+    if (!o.coordinator) o.coordinator = getenv("PARAMD_COORDINATOR");
+    if (optind < argc || !o.coordinator) {
+        fprintf(stderr, "paramd server: %s\n\n",
+                optind < argc ? "unexpected argument"
+                              : "--coordinator HOST:PORT is required (or set PARAMD_COORDINATOR)");
+        server_usage(stderr);
+        return 2;
+    }
+    pd_err e = {0};
+    pd_server *s = pd_server_start(&o, &e);
+    if (!s) {
+        fprintf(stderr, "paramd server: %s\n", e.msg);
+        return 1;
+    }
+    char name[32];
+    snprintf(name, sizeof name, "server %d", pd_server_index(s));
+    pd_log_set_name(name);
+    cli_stop_on_signal(stop_server, s);
+    pd_log(PD_LOG_DEBUG, "listening on %s", pd_server_address(s));
+    int rc = pd_server_run(s);
+    pd_server_free(s);
+    return rc ? 1 : 0;
+}

@@ -1,0 +1,755 @@
+/*
+ * client.c - libparamd, the worker side: connect to a cluster, open tables,
+ * and push and pull ranges that are split by shard, cut into chunks, sent
+ * to every server in parallel and reassembled in place.
+ *
+ * Design.  A client keeps one connection to the coordinator (control
+ * requests, one at a time under coord_mu) and one connection ("link") to
+ * each server.  Requests on a link are written by the calling thread under
+ * the link's send lock and answered by the server in order, so each link
+ * has a FIFO of pending sub-requests and a receiver thread that reads the
+ * replies in that order: a pull reply's floats are read from the socket
+ * straight into the caller's buffer.  A paramd_request counts its
+ * outstanding sub-requests; the receiver completes them; paramd_wait sleeps
+ * until the count is zero.
+ *
+ * Threads and what they own:
+ *   caller threads     write requests (link.send_mu), wait on requests
+ *   receiver, 1/link   reads replies, completes sub-requests; owns the
+ *                      read side of its connection
+ * Locks: coord_mu (coordinator connection); link.send_mu then link.q_mu
+ * (never the other way); request.mu (leaf); err_mu (leaf).
+ *
+ * Failure.  If a link breaks (server died, protocol error), its receiver
+ * fails every pending sub-request with the reason and marks the link dead;
+ * later requests to that server fail at once.  Nothing aborts the caller.
+ */
+#include <errno.h>
+#include <pthread.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "common/common.h"
+#include "net/conn.h"
+#include "paramd.h"
+#include "wire/spec.h"
+#include "wire/wire.h"
+
+#define PD_CHUNK_BYTES_DEFAULT (1u << 20)
+
+/* ==== Types ============================================================= */
+
+typedef struct pending {
+    uint64_t id;
+    uint16_t type;
+    paramd_request *req;
+    float *dst;      /* PULL: where the reply's floats go */
+    uint64_t count;  /* PULL: floats expected */
+} pending;
+
+typedef struct link {
+    paramd_client *c;
+    int index;
+    char addr[PD_MAX_ADDR + 1];
+    pd_conn *conn;
+    pthread_t rx;
+    int rx_started;
+    pthread_mutex_t send_mu; /* guards writes on conn and next_id */
+    uint64_t next_id;
+    pthread_mutex_t q_mu;    /* guards q*, dead, dead_msg */
+    pending *q;              /* ring of qcap */
+    size_t qhead, qlen, qcap;
+    int dead;
+    char dead_msg[PD_ERRMSG_MAX];
+} link;
+
+struct paramd_request {
+    pthread_mutex_t mu; /* guards outstanding, err, msg */
+    pthread_cond_t cv;
+    int outstanding;
+    int err;
+    char msg[PD_ERRMSG_MAX];
+    paramd_client *c;
+    int heap; /* allocated by an _async call */
+};
+
+struct paramd_table {
+    paramd_client *c;
+    paramd_table *next;
+    uint32_t id;
+    uint64_t n;
+    pd_table_def def;
+    char name[PD_MAX_NAME + 1];
+};
+
+struct paramd_client {
+    char coord_addr[PD_MAX_ADDR + 1];
+    int timeout_ms;
+    uint64_t chunk_bytes;
+    int32_t rank, W, S;
+    uint64_t epoch;
+    int64_t clock;
+    pthread_mutex_t coord_mu; /* guards coord and coord_id */
+    pd_conn *coord;
+    uint64_t coord_id;
+    link *links; /* S */
+    paramd_table *tables;
+    pthread_mutex_t err_mu; /* guards errmsg */
+    char errmsg[PD_ERRMSG_MAX];
+};
+
+static __thread char connect_errmsg[PD_ERRMSG_MAX];
+
+/* ==== Errors ============================================================ */
+
+static int cl_err(paramd_client *c, int code, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+static int cl_err(paramd_client *c, int code, const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    if (c) {
+        pthread_mutex_lock(&c->err_mu);
+        vsnprintf(c->errmsg, sizeof c->errmsg, fmt, ap);
+        pthread_mutex_unlock(&c->err_mu);
+    } else {
+        vsnprintf(connect_errmsg, sizeof connect_errmsg, fmt, ap);
+    }
+    va_end(ap);
+    return code;
+}
+
+const char *paramd_last_error(const paramd_client *c) {
+    return c ? c->errmsg : connect_errmsg;
+}
+
+/* ==== Requests ========================================================== */
+
+static void req_init(paramd_request *r, paramd_client *c) {
+    memset(r, 0, sizeof *r);
+    pthread_mutex_init(&r->mu, NULL);
+    pthread_cond_init(&r->cv, NULL);
+    r->c = c;
+    r->outstanding = 1; /* the issuer's own guard, dropped by req_issued */
+}
+
+static void req_done(paramd_request *r, int err, const char *msg) {
+    pthread_mutex_lock(&r->mu);
+    if (err && !r->err) {
+        r->err = err;
+        snprintf(r->msg, sizeof r->msg, "%s", msg);
+    }
+    if (--r->outstanding == 0) pthread_cond_broadcast(&r->cv);
+    pthread_mutex_unlock(&r->mu);
+}
+
+static void req_add(paramd_request *r) {
+    pthread_mutex_lock(&r->mu);
+    r->outstanding++;
+    pthread_mutex_unlock(&r->mu);
+}
+
+/* Wait and return the result; copy the detail to the client's error. */
+static int req_finish(paramd_request *r) {
+    pthread_mutex_lock(&r->mu);
+    while (r->outstanding > 0) pthread_cond_wait(&r->cv, &r->mu);
+    int err = r->err;
+    pthread_mutex_unlock(&r->mu);
+    if (err) cl_err(r->c, err, "%s", r->msg);
+    pthread_mutex_destroy(&r->mu);
+    pthread_cond_destroy(&r->cv);
+    return err;
+}
+
+/* ==== Links: sending and the receiver thread ============================ */
+
+static void link_fail_all(link *l, int code, const char *msg) {
+    pthread_mutex_lock(&l->q_mu);
+    if (!l->dead) {
+        l->dead = 1;
+        snprintf(l->dead_msg, sizeof l->dead_msg, "server %d (%s): %s",
+                 l->index, l->addr, msg);
+    }
+    while (l->qlen > 0) {
+        pending p = l->q[l->qhead];
+        l->qhead = (l->qhead + 1) % l->qcap;
+        l->qlen--;
+        pthread_mutex_unlock(&l->q_mu);
+        req_done(p.req, code, l->dead_msg);
+        pthread_mutex_lock(&l->q_mu);
+    }
+    pthread_mutex_unlock(&l->q_mu);
+}
+
+static void *link_rx(void *arg) {
+    link *l = arg;
+    uint8_t *msg = pd_malloc(PD_MAX_CTRL_PAYLOAD + 1);
+    int code = 0;
+    pd_err e = {0};
+    while (msg) {
+        pd_hdr h;
+        code = pd_recv_hdr(l->conn, &h, UINT64_MAX / 2, &e);
+        if (code) break;
+        pthread_mutex_lock(&l->q_mu);
+        int have = l->qlen > 0;
+        pending p = have ? l->q[l->qhead] : (pending){0};
+        pthread_mutex_unlock(&l->q_mu);
+        if (!have || h.id != p.id || h.type != (p.type | PD_REPLY)) {
+            code = pd_seterr(&e, PARAMD_EPROTO,
+                             "unexpected %s id %llu from the server",
+                             pd_msg_name(h.type), (unsigned long long)h.id);
+            break;
+        }
+        int st = 0;
+        if (h.status < 0) {
+            if (h.len > PD_MAX_ERRTEXT) {
+                code = pd_seterr(&e, PARAMD_EPROTO, "oversized error reply");
+                break;
+            }
+            if ((code = pd_recv_payload(l->conn, &h, msg, &e))) break;
+            st = h.status;
+            snprintf(e.msg, sizeof e.msg, "server %d: %s", l->index,
+                     (const char *)msg);
+        } else if (p.type == PD_MSG_PULL) {
+            if (h.len != p.count * 4) {
+                code = pd_seterr(&e, PARAMD_EPROTO,
+                                 "pull reply of %llu bytes, expected %llu",
+                                 (unsigned long long)h.len,
+                                 (unsigned long long)(p.count * 4));
+                break;
+            }
+            if ((code = pd_conn_read(l->conn, p.dst, (size_t)h.len, 0, &e)))
+                break;
+        } else if (h.len) {
+            if ((code = pd_conn_skip(l->conn, h.len, &e))) break;
+        }
+        pthread_mutex_lock(&l->q_mu);
+        l->qhead = (l->qhead + 1) % l->qcap;
+        l->qlen--;
+        pthread_mutex_unlock(&l->q_mu);
+        req_done(p.req, st, e.msg);
+    }
+    if (!msg) code = pd_seterr(&e, PARAMD_ENOMEM, "out of memory");
+    if (code == PARAMD_ECLOSED) snprintf(e.msg, sizeof e.msg, "connection closed");
+    link_fail_all(l, code == PARAMD_ECLOSED ? PARAMD_ECLOSED : code, e.msg);
+    pd_free(msg);
+    return NULL;
+}
+
+/* Queue and send one sub-request of r on link l.  On failure r is
+ * completed with the error (so the caller just waits). */
+static void link_send(link *l, paramd_request *r, uint16_t type, uint32_t table,
+                      int64_t clock, const void *pre, size_t npre,
+                      const void *data, size_t ndata, float *dst,
+                      uint64_t count) {
+    req_add(r);
+    pthread_mutex_lock(&l->send_mu);
+    pthread_mutex_lock(&l->q_mu);
+    if (l->dead) {
+        char msg[PD_ERRMSG_MAX];
+        snprintf(msg, sizeof msg, "%s", l->dead_msg);
+        pthread_mutex_unlock(&l->q_mu);
+        pthread_mutex_unlock(&l->send_mu);
+        req_done(r, PARAMD_ECLOSED, msg);
+        return;
+    }
+    if (l->qlen == l->qcap) {
+        size_t cap = l->qcap ? l->qcap * 2 : 64;
+        pending *q = pd_malloc(sizeof *q * cap);
+        if (!q) {
+            pthread_mutex_unlock(&l->q_mu);
+            pthread_mutex_unlock(&l->send_mu);
+            req_done(r, PARAMD_ENOMEM, "out of memory");
+            return;
+        }
+        for (size_t i = 0; i < l->qlen; i++) q[i] = l->q[(l->qhead + i) % l->qcap];
+        pd_free(l->q);
+        l->q = q;
+        l->qcap = cap;
+        l->qhead = 0;
+    }
+    uint64_t id = ++l->next_id;
+    l->q[(l->qhead + l->qlen) % l->qcap] = (pending){id, type, r, dst, count};
+    l->qlen++;
+    pthread_mutex_unlock(&l->q_mu);
+    pd_hdr h = {0};
+    pd_err e = {0};
+    h.type = type;
+    h.id = id;
+    h.table = table;
+    h.clock = clock;
+    if (pd_send_frame(l->conn, &h, pre, npre, data, ndata, NULL, 0, &e) != 0) {
+        /* The receiver fails everything queued, this one included. */
+        pd_conn_shutdown(l->conn);
+    }
+    pthread_mutex_unlock(&l->send_mu);
+}
+
+/* ==== Coordinator RPC =================================================== */
+
+static int coord_rpc(paramd_client *c, uint16_t type, uint32_t table,
+                     pd_buf *b, uint8_t *reply, size_t *replylen) {
+    pd_err e = {0};
+    pd_hdr h = {0}, rh;
+    if (b && b->oom) return cl_err(c, PARAMD_ENOMEM, "out of memory");
+    pthread_mutex_lock(&c->coord_mu);
+    h.type = type;
+    h.id = ++c->coord_id;
+    h.table = table;
+    h.clock = c->clock;
+    int rc = pd_rpc(c->coord, &h, b ? b->p : NULL, b ? b->len : 0, &rh, reply, &e);
+    pthread_mutex_unlock(&c->coord_mu);
+    if (rc) return cl_err(c, rc, "coordinator %s: %s", c->coord_addr, e.msg);
+    if (replylen) *replylen = (size_t)rh.len;
+    return 0;
+}
+
+/* ==== Connect and close ================================================= */
+
+static int parse_options(paramd_client *c, const char *options) {
+    char buf[1024];
+    const char *coord = NULL, *rank = NULL;
+    char coordbuf[PD_MAX_ADDR + 1], rankbuf[32];
+    c->timeout_ms = 30000;
+    c->chunk_bytes = PD_CHUNK_BYTES_DEFAULT;
+    snprintf(buf, sizeof buf, "%s", options ? options : "");
+    char *save = NULL;
+    for (char *tok = strtok_r(buf, " \t\n", &save); tok;
+         tok = strtok_r(NULL, " \t\n", &save)) {
+        char *eq = strchr(tok, '=');
+        int64_t v;
+        if (!eq) return cl_err(NULL, PARAMD_EINVAL, "option '%s' is not key=value", tok);
+        *eq = '\0';
+        const char *val = eq + 1;
+        if (strcmp(tok, "coordinator") == 0) {
+            snprintf(coordbuf, sizeof coordbuf, "%s", val);
+            coord = coordbuf;
+        } else if (strcmp(tok, "rank") == 0) {
+            snprintf(rankbuf, sizeof rankbuf, "%s", val);
+            rank = rankbuf;
+        } else if (strcmp(tok, "timeout_ms") == 0) {
+            if (pd_parse_i64(val, &v) || v <= 0 || v > 3600000)
+                return cl_err(NULL, PARAMD_EINVAL, "timeout_ms=%s is not 1..3600000", val);
+            c->timeout_ms = (int)v;
+        } else if (strcmp(tok, "chunk_bytes") == 0) {
+            if (pd_parse_i64(val, &v) || v < 4096 || v > (1 << 30))
+                return cl_err(NULL, PARAMD_EINVAL, "chunk_bytes=%s is not 4096..2^30", val);
+            c->chunk_bytes = (uint64_t)v & ~3ull;
+        } else {
+            return cl_err(NULL, PARAMD_EINVAL,
+                          "unknown option '%s' (coordinator, rank, timeout_ms, "
+                          "chunk_bytes)",
+                          tok);
+        }
+    }
+    /* Environment defaults, in one place. */
+    static const char *const coord_env[] = {"PARAMD_COORDINATOR", NULL};
+    static const char *const rank_env[] = {"PARAMD_RANK", "OMPI_COMM_WORLD_RANK",
+                                           "PMI_RANK", "PMIX_RANK",
+                                           "SLURM_PROCID", NULL};
+    if (!coord) coord = pd_env_first(coord_env);
+    if (!rank) rank = pd_env_first(rank_env);
+    if (!coord)
+        return cl_err(NULL, PARAMD_ECONFIG,
+                      "no coordinator: set PARAMD_COORDINATOR=HOST:PORT or pass "
+                      "coordinator=HOST:PORT (paramd local sets it for you)");
+    snprintf(c->coord_addr, sizeof c->coord_addr, "%s", coord);
+    c->rank = -1;
+    if (rank) {
+        int64_t r;
+        if (pd_parse_i64(rank, &r) || r < 0 || r >= PD_MAX_WORKERS)
+            return cl_err(NULL, PARAMD_ECONFIG, "worker rank '%s' is not a number in 0..%d",
+                          rank, PD_MAX_WORKERS - 1);
+        c->rank = (int32_t)r;
+    }
+    return 0;
+}
+
+static int hello(pd_conn *conn, int32_t rank, uint8_t *reply, size_t *rlen,
+                 pd_err *e) {
+    pd_buf b;
+    pd_hdr h = {0}, rh;
+    pd_hello hl = {PD_ROLE_WORKER, rank};
+    pd_buf_init(&b);
+    pd_hello_encode(&b, &hl);
+    h.type = PD_MSG_HELLO;
+    h.id = 1;
+    int rc = b.oom ? pd_seterr(e, PARAMD_ENOMEM, "out of memory")
+                   : pd_rpc(conn, &h, b.p, b.len, &rh, reply, e);
+    pd_buf_free(&b);
+    if (rlen) *rlen = (size_t)rh.len;
+    return rc;
+}
+
+int paramd_connect(paramd_client **out, const char *options) {
+    *out = NULL;
+    paramd_client *c = pd_calloc(1, sizeof *c);
+    uint8_t *buf = pd_malloc(PD_MAX_CTRL_PAYLOAD + 1);
+    pd_err e = {0};
+    int rc;
+    if (!c || !buf) {
+        pd_free(c);
+        pd_free(buf);
+        return cl_err(NULL, PARAMD_ENOMEM, "out of memory");
+    }
+    pthread_mutex_init(&c->coord_mu, NULL);
+    pthread_mutex_init(&c->err_mu, NULL);
+    if ((rc = parse_options(c, options))) goto fail_early;
+    c->coord = pd_tcp_connect(c->coord_addr, c->timeout_ms, &e);
+    if (!c->coord) {
+        rc = cl_err(NULL, e.code, "coordinator: %s", e.msg);
+        goto fail_early;
+    }
+    if ((rc = hello(c->coord, c->rank, buf, NULL, &e))) {
+        cl_err(NULL, rc, "coordinator %s: %s", c->coord_addr, e.msg);
+        goto fail_early;
+    }
+    pd_buf b;
+    pd_buf_init(&b);
+    pd_put_u32(&b, (uint32_t)c->rank);
+    size_t rlen;
+    rc = coord_rpc(c, PD_MSG_REG_WORKER, 0, &b, buf, &rlen);
+    pd_buf_free(&b);
+    if (rc) {
+        cl_err(NULL, rc, "%s", c->errmsg);
+        goto fail_early;
+    }
+    pd_rd r;
+    uint32_t rank, W, S;
+    pd_rd_init(&r, buf, rlen);
+    pd_get_u32(&r, &rank);
+    pd_get_u32(&r, &W);
+    pd_get_u32(&r, &S);
+    pd_get_u64(&r, &c->epoch);
+    if (r.bad || W == 0 || rank >= W || S == 0 || S > PD_MAX_SERVERS) {
+        rc = cl_err(NULL, PARAMD_EPROTO, "malformed cluster map from the coordinator");
+        goto fail_early;
+    }
+    c->rank = (int32_t)rank;
+    c->W = (int32_t)W;
+    c->S = (int32_t)S;
+    c->links = pd_calloc(S, sizeof *c->links);
+    if (!c->links) {
+        rc = cl_err(NULL, PARAMD_ENOMEM, "out of memory");
+        goto fail_early;
+    }
+    for (uint32_t i = 0; i < S; i++) {
+        link *l = &c->links[i];
+        l->c = c;
+        l->index = (int)i;
+        pthread_mutex_init(&l->send_mu, NULL);
+        pthread_mutex_init(&l->q_mu, NULL);
+        if (pd_get_str(&r, l->addr, PD_MAX_ADDR)) {
+            rc = cl_err(NULL, PARAMD_EPROTO, "malformed cluster map from the coordinator");
+            goto fail;
+        }
+    }
+    for (uint32_t i = 0; i < S; i++) {
+        link *l = &c->links[i];
+        l->conn = pd_tcp_connect(l->addr, c->timeout_ms, &e);
+        if (!l->conn) {
+            rc = cl_err(NULL, e.code, "server %u: %s", i, e.msg);
+            goto fail;
+        }
+        if ((rc = hello(l->conn, c->rank, buf, &rlen, &e))) {
+            cl_err(NULL, rc, "server %u (%s): %s", i, l->addr, e.msg);
+            goto fail;
+        }
+        uint32_t idx, s2, w2;
+        pd_rd_init(&r, buf, rlen);
+        pd_get_u32(&r, &idx);
+        pd_get_u32(&r, &s2);
+        pd_get_u32(&r, &w2);
+        if (!pd_rd_done(&r) || idx != i || s2 != S || w2 != W) {
+            rc = cl_err(NULL, PARAMD_EPROTO,
+                        "server at %s says it is server %u of %u with %u "
+                        "workers; the coordinator's map says server %u of %u "
+                        "with %u",
+                        l->addr, idx, s2, w2, i, S, W);
+            goto fail;
+        }
+        if (pthread_create(&l->rx, NULL, link_rx, l) != 0) {
+            rc = cl_err(NULL, PARAMD_ENOMEM, "cannot start a receiver thread");
+            goto fail;
+        }
+        l->rx_started = 1;
+    }
+    pd_free(buf);
+    *out = c;
+    return 0;
+fail_early:
+fail:
+    pd_free(buf);
+    {
+        char keep[PD_ERRMSG_MAX];
+        snprintf(keep, sizeof keep, "%s", connect_errmsg);
+        paramd_close(c);
+        snprintf(connect_errmsg, sizeof connect_errmsg, "%s", keep);
+    }
+    return rc;
+}
+
+int paramd_close(paramd_client *c) {
+    if (!c) return 0;
+    int rc = 0;
+    if (c->coord && c->links) {
+        uint8_t *buf = pd_malloc(PD_MAX_CTRL_PAYLOAD + 1);
+        if (buf) rc = coord_rpc(c, PD_MSG_BYE, 0, NULL, buf, NULL);
+        pd_free(buf);
+    }
+    if (c->links) {
+        for (int32_t i = 0; i < c->S; i++) {
+            link *l = &c->links[i];
+            if (l->conn) pd_conn_shutdown(l->conn);
+            if (l->rx_started) pthread_join(l->rx, NULL);
+            pd_conn_destroy(l->conn);
+            pd_free(l->q);
+            pthread_mutex_destroy(&l->send_mu);
+            pthread_mutex_destroy(&l->q_mu);
+        }
+        pd_free(c->links);
+    }
+    pd_conn_destroy(c->coord);
+    while (c->tables) {
+        paramd_table *t = c->tables;
+        c->tables = t->next;
+        pd_free(t);
+    }
+    pthread_mutex_destroy(&c->coord_mu);
+    pthread_mutex_destroy(&c->err_mu);
+    pd_free(c);
+    return rc;
+}
+
+int32_t paramd_rank(const paramd_client *c) { return c->rank; }
+int32_t paramd_num_workers(const paramd_client *c) { return c->W; }
+int32_t paramd_num_servers(const paramd_client *c) { return c->S; }
+int64_t paramd_clock(paramd_client *c) { return ++c->clock; }
+int64_t paramd_get_clock(const paramd_client *c) { return c->clock; }
+
+int paramd_barrier(paramd_client *c) {
+    uint8_t *buf = pd_malloc(PD_MAX_CTRL_PAYLOAD + 1);
+    if (!buf) return cl_err(c, PARAMD_ENOMEM, "out of memory");
+    int rc = coord_rpc(c, PD_MSG_BARRIER, 0, NULL, buf, NULL);
+    pd_free(buf);
+    return rc;
+}
+
+/* ==== Sharding ========================================================== */
+
+/* Server k holds [n*k/S, n*(k+1)/S): contiguous, sizes differ by <= 1. */
+static uint64_t shard_lo(uint64_t n, int32_t S, int32_t k) {
+    return (uint64_t)(((unsigned __int128)n * (uint64_t)k) / (uint64_t)S);
+}
+
+/* Issue sub-requests for [off, off+count) of t: per server, in chunks,
+ * round-robin over servers so that all of them work at once. */
+static void issue_range(paramd_table *t, paramd_request *r, uint16_t type,
+                        uint64_t off, uint64_t count, const float *src,
+                        float *dst) {
+    paramd_client *c = t->c;
+    uint64_t end = off + count;
+    uint64_t chunk = c->chunk_bytes / 4;
+    uint64_t pos[PD_MAX_SERVERS > 64 ? 64 : PD_MAX_SERVERS];
+    int32_t first = -1, nsv = 0;
+    /* The servers this range touches are consecutive: find them. */
+    for (int32_t k = 0; k < c->S; k++) {
+        uint64_t lo = shard_lo(t->n, c->S, k), hi = shard_lo(t->n, c->S, k + 1);
+        if (hi <= off || lo >= end || lo == hi) continue;
+        if (first < 0) first = k;
+        nsv = k - first + 1;
+    }
+    for (int32_t base = 0; base < nsv; base += 64) {
+        int32_t m = nsv - base < 64 ? nsv - base : 64;
+        for (int32_t j = 0; j < m; j++) {
+            uint64_t lo = shard_lo(t->n, c->S, first + base + j);
+            pos[j] = lo > off ? lo : off;
+        }
+        for (int more = 1; more;) {
+            more = 0;
+            for (int32_t j = 0; j < m; j++) {
+                int32_t k = first + base + j;
+                uint64_t hi = shard_lo(t->n, c->S, k + 1);
+                if (hi > end) hi = end;
+                if (pos[j] >= hi) continue;
+                uint64_t a = pos[j], len = hi - a < chunk ? hi - a : chunk;
+                pos[j] += len;
+                if (pos[j] < hi) more = 1;
+                uint8_t pre[PD_PULL_PAYLOAD];
+                for (int i = 0; i < 8; i++) pre[i] = (uint8_t)(a >> (8 * i));
+                for (int i = 0; i < 8; i++) pre[8 + i] = (uint8_t)(len >> (8 * i));
+                if (type == PD_MSG_PULL)
+                    link_send(&c->links[k], r, type, t->id, c->clock, pre,
+                              PD_PULL_PAYLOAD, NULL, 0, dst + (a - off), len);
+                else
+                    link_send(&c->links[k], r, type, t->id, c->clock, pre,
+                              PD_RANGE_PREFIX, src + (a - off), len * 4, NULL, 0);
+            }
+        }
+    }
+}
+
+static int check_range(paramd_table *t, uint64_t off, uint64_t count,
+                       const void *buf) {
+    if (!buf && count)
+        return cl_err(t->c, PARAMD_EINVAL, "table '%s': NULL buffer", t->name);
+    if (count == 0 || off > t->n || count > t->n - off)
+        return cl_err(t->c, PARAMD_ERANGE,
+                      "table '%s' has %llu floats; range [%llu, %llu) is "
+                      "outside it",
+                      t->name, (unsigned long long)t->n, (unsigned long long)off,
+                      (unsigned long long)(off + count));
+    return 0;
+}
+
+static int start_op(paramd_table *t, uint16_t type, uint64_t off,
+                    uint64_t count, const float *src, float *dst,
+                    paramd_request *r) {
+    req_init(r, t->c);
+    issue_range(t, r, type, off, count, src, dst);
+    req_done(r, 0, ""); /* drop the issuer's guard */
+    return 0;
+}
+
+/* ==== Tables ============================================================ */
+
+int paramd_table_open(paramd_client *c, const char *name, uint64_t n,
+                      const char *spec, const float *init, paramd_table **out) {
+    *out = NULL;
+    pd_err e = {0};
+    if (!name || !*name || strlen(name) > PD_MAX_NAME)
+        return cl_err(c, PARAMD_EINVAL, "table name must be 1..%d bytes", PD_MAX_NAME);
+    if (n == 0 || n > (1ull << 40))
+        return cl_err(c, PARAMD_EINVAL, "table '%s': size %llu is not 1..2^40",
+                      name, (unsigned long long)n);
+    paramd_table *t = pd_calloc(1, sizeof *t);
+    uint8_t *buf = pd_malloc(PD_MAX_CTRL_PAYLOAD + 1);
+    if (!t || !buf) {
+        pd_free(t);
+        pd_free(buf);
+        return cl_err(c, PARAMD_ENOMEM, "out of memory");
+    }
+    int rc;
+    t->c = c;
+    t->n = n;
+    snprintf(t->name, sizeof t->name, "%s", name);
+    if ((rc = pd_spec_parse(spec, &t->def, &e))) {
+        cl_err(c, rc, "table '%s': %s", name, e.msg);
+        goto fail;
+    }
+    t->def.n = n;
+    char canon[PD_MAX_SPEC + 1];
+    pd_spec_canonical(&t->def, canon, sizeof canon);
+    pd_buf b;
+    pd_buf_init(&b);
+    pd_put_str(&b, name);
+    pd_put_u64(&b, n);
+    pd_put_str(&b, canon);
+    size_t rlen;
+    rc = coord_rpc(c, PD_MSG_TABLE_OPEN, 0, &b, buf, &rlen);
+    pd_buf_free(&b);
+    if (rc) goto fail;
+    pd_rd r;
+    uint32_t id, created;
+    pd_rd_init(&r, buf, rlen);
+    pd_get_u32(&r, &id);
+    pd_get_u32(&r, &created);
+    if (!pd_rd_done(&r) || id == 0 || id >= PD_MAX_TABLES) {
+        rc = cl_err(c, PARAMD_EPROTO, "malformed TABLE_OPEN reply");
+        goto fail;
+    }
+    t->id = id;
+    if (created) {
+        /* Define the shard on every server, then write initial values. */
+        paramd_request req;
+        req_init(&req, c);
+        for (int32_t k = 0; k < c->S; k++) {
+            pd_table_def d = t->def;
+            d.lo = shard_lo(n, c->S, k);
+            d.hi = shard_lo(n, c->S, k + 1);
+            pd_buf_init(&b);
+            pd_table_def_encode(&b, &d);
+            if (b.oom)
+                req_done(&req, 0, ""), rc = cl_err(c, PARAMD_ENOMEM, "out of memory");
+            else
+                link_send(&c->links[k], &req, PD_MSG_TABLE_CREATE, id, 0, b.p,
+                          b.len, NULL, 0, NULL, 0);
+            pd_buf_free(&b);
+            if (rc) break;
+        }
+        if (!rc) req_done(&req, 0, "");
+        int rc2 = req_finish(&req);
+        if (rc || rc2) {
+            rc = rc ? rc : rc2;
+            goto fail;
+        }
+        if (init) {
+            start_op(t, PD_MSG_SET, 0, n, init, NULL, &req);
+            if ((rc = req_finish(&req))) goto fail;
+        }
+        if ((rc = coord_rpc(c, PD_MSG_TABLE_READY, id, NULL, buf, NULL)))
+            goto fail;
+    }
+    pd_free(buf);
+    t->next = c->tables;
+    c->tables = t;
+    *out = t;
+    return 0;
+fail:
+    pd_free(buf);
+    pd_free(t);
+    return rc;
+}
+
+uint64_t paramd_table_size(const paramd_table *t) { return t->n; }
+
+/* ==== Push, pull, wait ================================================== */
+
+int paramd_pull(paramd_table *t, uint64_t off, uint64_t count, float *dst) {
+    paramd_request r;
+    int rc = check_range(t, off, count, dst);
+    if (rc) return rc;
+    start_op(t, PD_MSG_PULL, off, count, NULL, dst, &r);
+    return req_finish(&r);
+}
+
+int paramd_push(paramd_table *t, uint64_t off, uint64_t count,
+                const float *grad) {
+    paramd_request r;
+    int rc = check_range(t, off, count, grad);
+    if (rc) return rc;
+    start_op(t, PD_MSG_PUSH, off, count, grad, NULL, &r);
+    return req_finish(&r);
+}
+
+static int start_async(paramd_table *t, uint16_t type, uint64_t off,
+                       uint64_t count, const float *src, float *dst,
+                       paramd_request **req) {
+    *req = NULL;
+    int rc = check_range(t, off, count, type == PD_MSG_PULL ? (void *)dst : (void *)src);
+    if (rc) return rc;
+    paramd_request *r = pd_malloc(sizeof *r);
+    if (!r) return cl_err(t->c, PARAMD_ENOMEM, "out of memory");
+    start_op(t, type, off, count, src, dst, r);
+    r->heap = 1;
+    *req = r;
+    return 0;
+}
+
+int paramd_pull_async(paramd_table *t, uint64_t off, uint64_t count,
+                      float *dst, paramd_request **req) {
+    return start_async(t, PD_MSG_PULL, off, count, NULL, dst, req);
+}
+
+int paramd_push_async(paramd_table *t, uint64_t off, uint64_t count,
+                      const float *grad, paramd_request **req) {
+    return start_async(t, PD_MSG_PUSH, off, count, grad, NULL, req);
+}
+
+int paramd_wait(paramd_request *r) {
+    if (!r) return PARAMD_EINVAL;
+    int rc = req_finish(r);
+    pd_free(r);
+    return rc;
+}

@@ -1,0 +1,194 @@
+/*
+ * common.c - errors, logging, time, allocation and parsing helpers (see
+ * common.h).
+ *
+ * The error strings come from the single X-macro list in paramd.h, so a
+ * code and its text can never drift apart.
+ */
+#include "common/common.h"
+
+#include <errno.h>
+#include <limits.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+/* ==== Version and error names ========================================== */
+
+uint32_t paramd_version(void) { return PARAMD_VERSION_HEX; }
+
+const char *paramd_version_string(void) {
+#define PD_STR2_(x) #x
+#define PD_STR_(x) PD_STR2_(x)
+    return PD_STR_(PARAMD_VERSION_MAJOR) "." PD_STR_(
+        PARAMD_VERSION_MINOR) "." PD_STR_(PARAMD_VERSION_PATCH);
+}
+
+const char *paramd_strerror(int err) {
+    if (err == 0) return "success";
+    switch (err) {
+#define PD_X_(name, code, msg)                                                 \
+    case code: return msg;
+        PARAMD_ERRNO_MAP(PD_X_)
+#undef PD_X_
+    }
+    return "unknown error";
+}
+
+const char *paramd_err_name(int err) {
+    if (err == 0) return "PARAMD_OK";
+    switch (err) {
+#define PD_X_(name, code, msg)                                                 \
+    case code: return "PARAMD_" #name;
+        PARAMD_ERRNO_MAP(PD_X_)
+#undef PD_X_
+    }
+    return "PARAMD_UNKNOWN";
+}
+
+int pd_seterr(pd_err *e, int code, const char *fmt, ...) {
+    if (!e) return code;
+    e->code = code;
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(e->msg, sizeof e->msg, fmt, ap);
+    va_end(ap);
+    return code;
+}
+
+/* ==== Logging =========================================================== */
+
+/* Written by main() before any thread starts; read-only afterwards. */
+static int log_level = PD_LOG_INFO;
+static char log_name[64] = "paramd";
+
+void pd_log_set_level(int level) { log_level = level; }
+int pd_log_level(void) { return log_level; }
+void pd_log_set_name(const char *name) {
+    snprintf(log_name, sizeof log_name, "%s", name);
+}
+
+void pd_log(int level, const char *fmt, ...) {
+    static const char *const names[] = {"error", "warning", "info", "debug"};
+    if (level > log_level) return;
+    char line[1024];
+    int off = snprintf(line, sizeof line, "%s: %s: ", log_name,
+                       names[level < 0 ? 0 : level > 3 ? 3 : level]);
+    va_list ap;
+    va_start(ap, fmt);
+    int n = vsnprintf(line + off, sizeof line - (size_t)off - 1, fmt, ap);
+    va_end(ap);
+    size_t len = (size_t)off + (n < 0 ? 0 : (size_t)n);
+    if (len > sizeof line - 2) len = sizeof line - 2;
+    line[len++] = '\n';
+    ssize_t w = write(STDERR_FILENO, line, len); /* one write: lines never interleave */
+    (void)w;
+}
+
+/* ==== Time ============================================================== */
+
+double pd_now(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+}
+
+int64_t pd_now_ms(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* ==== Allocation ======================================================== */
+
+/* Test hook only; tests set it from their single main thread. */
+static long alloc_fail_countdown = 0;
+
+static int alloc_should_fail(void) {
+    if (alloc_fail_countdown <= 0) return 0;
+    return --alloc_fail_countdown == 0;
+}
+
+void pd_alloc_fail_after(long k) { alloc_fail_countdown = k; }
+void *pd_malloc(size_t n) { return alloc_should_fail() ? NULL : malloc(n ? n : 1); }
+void *pd_calloc(size_t c, size_t s) {
+    return alloc_should_fail() ? NULL : calloc(c ? c : 1, s ? s : 1);
+}
+void *pd_realloc(void *p, size_t n) {
+    return alloc_should_fail() ? NULL : realloc(p, n ? n : 1);
+}
+void pd_free(void *p) { free(p); }
+char *pd_strdup(const char *s) {
+    size_t n = strlen(s) + 1;
+    char *d = pd_malloc(n);
+    if (d) memcpy(d, s, n);
+    return d;
+}
+
+/* ==== Parsing =========================================================== */
+
+int pd_parse_hostport(const char *s, char *host, size_t hostlen,
+                      uint16_t *port) {
+    const char *colon;
+    const char *h = s;
+    size_t hl;
+    if (s[0] == '[') {
+        const char *end = strchr(s, ']');
+        if (!end || end[1] != ':') return -1;
+        h = s + 1;
+        hl = (size_t)(end - h);
+        colon = end + 1;
+    } else {
+        colon = strrchr(s, ':');
+        if (!colon) return -1;
+        hl = (size_t)(colon - s);
+    }
+    if (hl >= hostlen) return -1;
+    int64_t p;
+    if (pd_parse_i64(colon + 1, &p) != 0 || p < 0 || p > 65535) return -1;
+    memcpy(host, h, hl);
+    host[hl] = '\0';
+    *port = (uint16_t)p;
+    return 0;
+}
+
+int pd_parse_i64(const char *s, int64_t *out) {
+    if (!s || !*s) return -1;
+    char *end;
+    errno = 0;
+    long long v = strtoll(s, &end, 10);
+    if (errno || *end) return -1;
+    *out = v;
+    return 0;
+}
+
+int pd_parse_u64(const char *s, uint64_t *out) {
+    if (!s || !*s || *s == '-') return -1;
+    char *end;
+    errno = 0;
+    unsigned long long v = strtoull(s, &end, 10);
+    if (errno || *end) return -1;
+    *out = v;
+    return 0;
+}
+
+int pd_parse_double(const char *s, double *out) {
+    if (!s || !*s) return -1;
+    char *end;
+    errno = 0;
+    double v = strtod(s, &end);
+    if (errno || *end || !isfinite(v)) return -1;
+    *out = v;
+    return 0;
+}
+
+const char *pd_env_first(const char *const *names) {
+    for (; *names; names++) {
+        const char *v = getenv(*names);
+        if (v && *v) return v;
+    }
+    return NULL;
+}

@@ -1,0 +1,529 @@
+/*
+ * coord.c - the coordinator: hands out ranks and the cluster map, keeps the
+ * table registry, runs barriers, and notices who left.
+ *
+ * The coordinator never carries tensors.  It answers a handful of small
+ * requests per worker: HELLO, REG_WORKER (answered once all S servers have
+ * registered, with the map: epoch, S server addresses), TABLE_OPEN per
+ * table, BARRIER, BYE.  Servers send HELLO and REG_SERVER and then keep the
+ * connection open: closing it (or a SHUTDOWN frame) is how the coordinator
+ * ends the cluster.
+ *
+ * Tables are created exactly once: the first TABLE_OPEN of a name makes the
+ * caller its creator (reply created=1); the creator defines the table on
+ * every server, writes its initial values, then sends TABLE_READY.  Other
+ * workers' TABLE_OPEN of the same name wait until then, so no worker can
+ * pull a table before its initial values are in place.  If the creator
+ * disconnects first, the entry is dropped and the waiters are told.
+ *
+ * Threads: main (accept loop) and one thread per connection.  One mutex
+ * `mu` guards all cluster state; one condition variable `cv` wakes every
+ * waiter (servers registered, table ready, barrier released, a worker left,
+ * stop).  Waiters recheck their own condition, so one broadcast serves all.
+ */
+#include "coord/coord.h"
+
+#include <errno.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "net/conn.h"
+#include "wire/wire.h"
+
+/* ==== Types ============================================================= */
+
+enum { W_NEW = 0, W_LIVE, W_LEFT, W_DIED };
+
+typedef struct co_table {
+    char name[PD_MAX_NAME + 1];
+    uint64_t n;
+    char spec[PD_MAX_SPEC + 1];
+    int ready;
+    int dropped;
+    void *creator; /* the co_conn that creates it, while pending */
+} co_table;
+
+typedef struct co_conn {
+    struct co_conn *next;
+    struct pd_coord *co;
+    pd_conn *conn;
+    uint32_t role;
+    int32_t rank;   /* worker rank once registered */
+    int32_t server; /* server index once registered, else -1 */
+    uint8_t buf[PD_MAX_CTRL_PAYLOAD + 1];
+} co_conn;
+
+struct pd_coord {
+    pd_coord_opts o;
+    char bound[PD_MAX_ADDR + 1];
+    int lfd;
+
+    pthread_mutex_t mu; /* guards everything below */
+    pthread_cond_t cv;  /* any change a waiter may wait for */
+    char (*server_addr)[PD_MAX_ADDR + 1]; /* S */
+    co_conn **server_conn;                /* S */
+    int32_t nservers;
+    int *wstate;          /* W: W_NEW.. */
+    int32_t departed;     /* workers left or died */
+    int32_t died;
+    co_table *tables;     /* id = index + 1 */
+    uint32_t ntables, tcap;
+    uint64_t barrier_gen;
+    int32_t barrier_arrived;
+    uint64_t epoch;
+    co_conn *conns;
+    int nthreads;
+    int stopping;
+};
+
+/* ==== Helpers =========================================================== */
+
+static int reply(co_conn *cc, const pd_hdr *req, pd_buf *b) {
+    pd_hdr h = {0};
+    h.type = req->type | PD_REPLY;
+    h.id = req->id;
+    h.table = req->table;
+    h.clock = req->clock;
+    if (b && b->oom) return pd_send_error(cc->conn, req, PARAMD_ENOMEM, "out of memory");
+    return pd_send_frame(cc->conn, &h, b ? b->p : NULL, b ? b->len : 0, NULL,
+                         0, NULL, 0, NULL);
+}
+
+static int reply_err(co_conn *cc, const pd_hdr *req, int code,
+                     const char *msg) {
+    pd_log(PD_LOG_INFO, "rejected %s from %s: %s", pd_msg_name(req->type),
+           cc->conn->peer, msg);
+    pd_send_error(cc->conn, req, code, msg);
+    return 0;
+}
+
+/* Called with mu held: a worker is gone (BYE or disconnect). */
+static void worker_departed(pd_coord *co, int32_t rank, int clean) {
+    co->wstate[rank] = clean ? W_LEFT : W_DIED;
+    co->departed++;
+    if (!clean) {
+        co->died++;
+        pd_log(PD_LOG_WARN, "worker %d disconnected without saying goodbye",
+               rank);
+    }
+    pthread_cond_broadcast(&co->cv);
+    if (co->departed == co->o.workers && !co->o.persist && !co->stopping) {
+        pd_log(PD_LOG_DEBUG, "every worker has left: shutting the cluster down");
+        for (int32_t i = 0; i < co->o.servers; i++) {
+            co_conn *sc = co->server_conn[i];
+            if (!sc) continue;
+            pd_hdr h = {0};
+            h.type = PD_MSG_SHUTDOWN;
+            pd_send_frame(sc->conn, &h, NULL, 0, NULL, 0, NULL, 0, NULL);
+        }
+        co->stopping = 1;
+        if (co->lfd >= 0) shutdown(co->lfd, SHUT_RDWR);
+    }
+}
+
+/* ==== Handlers ========================================================== */
+
+static int on_reg_server(co_conn *cc, const pd_hdr *h) {
+    pd_coord *co = cc->co;
+    char addr[PD_MAX_ADDR + 1];
+    pd_rd r;
+    pd_rd_init(&r, cc->buf, (size_t)h->len);
+    pd_get_str(&r, addr, PD_MAX_ADDR);
+    if (!pd_rd_done(&r) || cc->role != PD_ROLE_SERVER || cc->server >= 0)
+        return reply_err(cc, h, PARAMD_EPROTO, "malformed or repeated REG_SERVER");
+    pthread_mutex_lock(&co->mu);
+    if (co->nservers >= co->o.servers) {
+        pthread_mutex_unlock(&co->mu);
+        char msg[128];
+        snprintf(msg, sizeof msg,
+                 "the cluster already has its %d servers (--servers)",
+                 co->o.servers);
+        reply_err(cc, h, PARAMD_ECONFIG, msg);
+        return PARAMD_ECONFIG;
+    }
+    int32_t idx = co->nservers++;
+    snprintf(co->server_addr[idx], PD_MAX_ADDR + 1, "%s", addr);
+    co->server_conn[idx] = cc;
+    cc->server = idx;
+    pthread_cond_broadcast(&co->cv);
+    pthread_mutex_unlock(&co->mu);
+    pd_log(PD_LOG_DEBUG, "server %d registered at %s", idx, addr);
+    pd_buf b;
+    pd_buf_init(&b);
+    pd_put_u32(&b, (uint32_t)idx);
+    pd_put_u32(&b, (uint32_t)co->o.servers);
+    pd_put_u32(&b, (uint32_t)co->o.workers);
+    int rc = reply(cc, h, &b);
+    pd_buf_free(&b);
+    return rc;
+}
+
+static int on_reg_worker(co_conn *cc, const pd_hdr *h) {
+    pd_coord *co = cc->co;
+    uint32_t want_u;
+    pd_rd r;
+    char msg[256];
+    pd_rd_init(&r, cc->buf, (size_t)h->len);
+    pd_get_u32(&r, &want_u);
+    int32_t want = (int32_t)want_u;
+    if (!pd_rd_done(&r) || cc->role != PD_ROLE_WORKER || cc->rank >= 0)
+        return reply_err(cc, h, PARAMD_EPROTO, "malformed or repeated REG_WORKER");
+    pthread_mutex_lock(&co->mu);
+    int32_t W = co->o.workers;
+    if (want < -1 || want >= W) {
+        pthread_mutex_unlock(&co->mu);
+        snprintf(msg, sizeof msg,
+                 "rank %d is outside 0..%d: the cluster was started with "
+                 "--workers %d",
+                 want, W - 1, W);
+        return reply_err(cc, h, PARAMD_EWORKER, msg);
+    }
+    if (want == -1)
+        for (int32_t i = 0; i < W && want < 0; i++)
+            if (co->wstate[i] == W_NEW) want = i;
+    if (want < 0 || co->wstate[want] != W_NEW) {
+        pthread_mutex_unlock(&co->mu);
+        if (want < 0)
+            snprintf(msg, sizeof msg, "all %d worker ranks are taken", W);
+        else
+            snprintf(msg, sizeof msg,
+                     "rank %d already joined this cluster (each rank joins "
+                     "once; check PARAMD_RANK)",
+                     want);
+        return reply_err(cc, h, PARAMD_EWORKER, msg);
+    }
+    co->wstate[want] = W_LIVE;
+    cc->rank = want;
+    while (co->nservers < co->o.servers && !co->stopping)
+        pthread_cond_wait(&co->cv, &co->mu);
+    pd_buf b;
+    pd_buf_init(&b);
+    pd_put_u32(&b, (uint32_t)want);
+    pd_put_u32(&b, (uint32_t)W);
+    pd_put_u32(&b, (uint32_t)co->o.servers);
+    pd_put_u64(&b, co->epoch);
+    for (int32_t i = 0; i < co->o.servers; i++) pd_put_str(&b, co->server_addr[i]);
+    int stopping = co->stopping;
+    pthread_mutex_unlock(&co->mu);
+    int rc = stopping ? reply_err(cc, h, PARAMD_ESHUTDOWN, "cluster is stopping")
+                      : reply(cc, h, &b);
+    pd_buf_free(&b);
+    return rc;
+}
+
+static int on_table_open(co_conn *cc, const pd_hdr *h) {
+    pd_coord *co = cc->co;
+    char name[PD_MAX_NAME + 1], spec[PD_MAX_SPEC + 1], msg[PD_MAX_ERRTEXT];
+    uint64_t n;
+    pd_rd r;
+    pd_rd_init(&r, cc->buf, (size_t)h->len);
+    pd_get_str(&r, name, PD_MAX_NAME);
+    pd_get_u64(&r, &n);
+    pd_get_str(&r, spec, PD_MAX_SPEC);
+    if (!pd_rd_done(&r) || !name[0] || cc->rank < 0)
+        return reply_err(cc, h, PARAMD_EPROTO, "malformed TABLE_OPEN");
+    pthread_mutex_lock(&co->mu);
+    uint32_t id = 0;
+    for (uint32_t i = 0; i < co->ntables; i++)
+        if (!co->tables[i].dropped && strcmp(co->tables[i].name, name) == 0)
+            id = i + 1;
+    int created = 0;
+    if (!id) {
+        if (co->ntables + 1 >= PD_MAX_TABLES) {
+            pthread_mutex_unlock(&co->mu);
+            return reply_err(cc, h, PARAMD_ENOMEM, "too many tables");
+        }
+        if (co->ntables == co->tcap) {
+            uint32_t cap = co->tcap ? co->tcap * 2 : 16;
+            co_table *t = pd_realloc(co->tables, sizeof *t * cap);
+            if (!t) {
+                pthread_mutex_unlock(&co->mu);
+                return reply_err(cc, h, PARAMD_ENOMEM, "out of memory");
+            }
+            co->tables = t;
+            co->tcap = cap;
+        }
+        co_table *t = &co->tables[co->ntables++];
+        memset(t, 0, sizeof *t);
+        snprintf(t->name, sizeof t->name, "%s", name);
+        snprintf(t->spec, sizeof t->spec, "%s", spec);
+        t->n = n;
+        t->creator = cc;
+        id = co->ntables;
+        created = 1;
+    } else {
+        co_table *t = &co->tables[id - 1];
+        if (t->n != n || strcmp(t->spec, spec) != 0) {
+            snprintf(msg, sizeof msg,
+                     "table '%s' exists with n=%llu and spec '%s'; this worker "
+                     "asked for n=%llu and spec '%s'",
+                     name, (unsigned long long)t->n, t->spec,
+                     (unsigned long long)n, spec);
+            pthread_mutex_unlock(&co->mu);
+            return reply_err(cc, h, PARAMD_ESPEC, msg);
+        }
+        while (!co->tables[id - 1].ready && !co->tables[id - 1].dropped &&
+               !co->stopping)
+            pthread_cond_wait(&co->cv, &co->mu);
+        if (!co->tables[id - 1].ready) {
+            pthread_mutex_unlock(&co->mu);
+            snprintf(msg, sizeof msg,
+                     "table '%s': the worker creating it left before it was "
+                     "ready",
+                     name);
+            return reply_err(cc, h, PARAMD_ESHUTDOWN, msg);
+        }
+    }
+    pthread_mutex_unlock(&co->mu);
+    pd_buf b;
+    pd_buf_init(&b);
+    pd_put_u32(&b, id);
+    pd_put_u32(&b, (uint32_t)created);
+    int rc = reply(cc, h, &b);
+    pd_buf_free(&b);
+    return rc;
+}
+
+static int on_table_ready(co_conn *cc, const pd_hdr *h) {
+    pd_coord *co = cc->co;
+    pthread_mutex_lock(&co->mu);
+    uint32_t id = h->table;
+    if (id == 0 || id > co->ntables || co->tables[id - 1].creator != cc) {
+        pthread_mutex_unlock(&co->mu);
+        return reply_err(cc, h, PARAMD_ENOTABLE,
+                         "TABLE_READY for a table this worker is not creating");
+    }
+    co->tables[id - 1].ready = 1;
+    co->tables[id - 1].creator = NULL;
+    pthread_cond_broadcast(&co->cv);
+    pthread_mutex_unlock(&co->mu);
+    return reply(cc, h, NULL);
+}
+
+static int on_barrier(co_conn *cc, const pd_hdr *h) {
+    pd_coord *co = cc->co;
+    if (cc->rank < 0) return reply_err(cc, h, PARAMD_EPROTO, "BARRIER before REG_WORKER");
+    pthread_mutex_lock(&co->mu);
+    uint64_t gen = co->barrier_gen;
+    if (++co->barrier_arrived == co->o.workers) {
+        co->barrier_arrived = 0;
+        co->barrier_gen++;
+        pthread_cond_broadcast(&co->cv);
+    }
+    while (co->barrier_gen == gen && co->departed == 0 && !co->stopping)
+        pthread_cond_wait(&co->cv, &co->mu);
+    int ok = co->barrier_gen != gen;
+    pthread_mutex_unlock(&co->mu);
+    if (!ok)
+        return reply_err(cc, h, PARAMD_ESHUTDOWN,
+                         "a worker left the cluster, so the barrier can never "
+                         "complete");
+    return reply(cc, h, NULL);
+}
+
+static int on_bye(co_conn *cc, const pd_hdr *h) {
+    pd_coord *co = cc->co;
+    if (cc->rank < 0) return reply_err(cc, h, PARAMD_EPROTO, "BYE before REG_WORKER");
+    int rc = reply(cc, h, NULL);
+    pthread_mutex_lock(&co->mu);
+    if (co->wstate[cc->rank] == W_LIVE) worker_departed(co, cc->rank, 1);
+    pthread_mutex_unlock(&co->mu);
+    return rc ? rc : PARAMD_ECLOSED; /* the worker is done with us */
+}
+
+/* ==== Connection thread ================================================= */
+
+static void *conn_main(void *arg) {
+    co_conn *cc = arg;
+    pd_coord *co = cc->co;
+    pd_tcp_set_rcvtimeo(cc->conn, 30000);
+    int rc = 0, first = 1;
+    while (rc == 0) {
+        pd_err e = {0};
+        pd_hdr h;
+        rc = pd_recv_hdr(cc->conn, &h, PD_MAX_CTRL_PAYLOAD, &e);
+        if (rc == 0) rc = pd_recv_payload(cc->conn, &h, cc->buf, &e);
+        if (rc) {
+            if (rc != PARAMD_ECLOSED) {
+                pd_log(PD_LOG_WARN, "closing connection from %s: %s",
+                       cc->conn->peer, e.msg);
+                if (rc != PARAMD_EIO) pd_send_error(cc->conn, &h, rc, e.msg);
+            }
+            break;
+        }
+        if (first != (h.type == PD_MSG_HELLO)) {
+            pd_seterr(&e, PARAMD_EPROTO, "%s %s", pd_msg_name(h.type),
+                      first ? "before HELLO" : "after HELLO");
+            pd_log(PD_LOG_WARN, "closing connection from %s: %s", cc->conn->peer,
+                   e.msg);
+            pd_send_error(cc->conn, &h, e.code, e.msg);
+            break;
+        }
+        switch (h.type) {
+        case PD_MSG_HELLO: {
+            pd_hello hello;
+            if (pd_hello_decode(cc->buf, (size_t)h.len, &hello, &e) != 0) {
+                pd_send_error(cc->conn, &h, e.code, e.msg);
+                rc = e.code;
+                break;
+            }
+            cc->role = hello.role;
+            first = 0;
+            rc = reply(cc, &h, NULL);
+            break;
+        }
+        case PD_MSG_REG_SERVER: rc = on_reg_server(cc, &h); break;
+        case PD_MSG_REG_WORKER: rc = on_reg_worker(cc, &h); break;
+        case PD_MSG_TABLE_OPEN: rc = on_table_open(cc, &h); break;
+        case PD_MSG_TABLE_READY: rc = on_table_ready(cc, &h); break;
+        case PD_MSG_BARRIER: rc = on_barrier(cc, &h); break;
+        case PD_MSG_BYE: rc = on_bye(cc, &h); break;
+        default:
+            pd_seterr(&e, PARAMD_EPROTO, "unexpected %s at the coordinator",
+                      pd_msg_name(h.type));
+            pd_log(PD_LOG_WARN, "closing connection from %s: %s",
+                   cc->conn->peer, e.msg);
+            pd_send_error(cc->conn, &h, e.code, e.msg);
+            rc = e.code;
+        }
+    }
+    pthread_mutex_lock(&co->mu);
+    if (cc->rank >= 0 && co->wstate[cc->rank] == W_LIVE)
+        worker_departed(co, cc->rank, 0);
+    for (uint32_t i = 0; i < co->ntables; i++)
+        if (co->tables[i].creator == cc) {
+            co->tables[i].dropped = 1;
+            co->tables[i].creator = NULL;
+            pthread_cond_broadcast(&co->cv);
+        }
+    if (cc->server >= 0) {
+        co->server_conn[cc->server] = NULL;
+        if (!co->stopping)
+            pd_log(PD_LOG_ERROR, "server %d disconnected", cc->server);
+    }
+    for (co_conn **pp = &co->conns; *pp; pp = &(*pp)->next)
+        if (*pp == cc) {
+            *pp = cc->next;
+            break;
+        }
+    pd_conn_destroy(cc->conn);
+    pd_free(cc);
+    if (--co->nthreads == 0) pthread_cond_broadcast(&co->cv);
+    pthread_mutex_unlock(&co->mu);
+    return NULL;
+}
+
+/* ==== Public ============================================================ */
+
+pd_coord *pd_coord_start(const pd_coord_opts *o, pd_err *e) {
+    if (o->servers < 1 || o->servers > PD_MAX_SERVERS || o->workers < 1 ||
+        o->workers > PD_MAX_WORKERS) {
+        pd_seterr(e, PARAMD_EINVAL,
+                  "need 1..%d servers and 1..%d workers (got %d and %d)",
+                  PD_MAX_SERVERS, PD_MAX_WORKERS, o->servers, o->workers);
+        return NULL;
+    }
+    pd_coord *co = pd_calloc(1, sizeof *co);
+    if (!co) {
+        pd_seterr(e, PARAMD_ENOMEM, "out of memory");
+        return NULL;
+    }
+    co->o = *o;
+    if (!co->o.listen) co->o.listen = "127.0.0.1:0";
+    co->lfd = -1;
+    co->epoch = 1;
+    pthread_mutex_init(&co->mu, NULL);
+    pthread_cond_init(&co->cv, NULL);
+    co->server_addr = pd_calloc((size_t)o->servers, sizeof *co->server_addr);
+    co->server_conn = pd_calloc((size_t)o->servers, sizeof *co->server_conn);
+    co->wstate = pd_calloc((size_t)o->workers, sizeof *co->wstate);
+    if (!co->server_addr || !co->server_conn || !co->wstate) {
+        pd_seterr(e, PARAMD_ENOMEM, "out of memory");
+        pd_coord_free(co);
+        return NULL;
+    }
+    char host[PD_MAX_ADDR + 1];
+    uint16_t port;
+    if (pd_parse_hostport(co->o.listen, host, sizeof host, &port) != 0) {
+        pd_seterr(e, PARAMD_EINVAL, "--listen '%s' is not HOST:PORT",
+                  co->o.listen);
+        pd_coord_free(co);
+        return NULL;
+    }
+    if (pd_tcp_listen(host, port, &co->lfd, co->bound, sizeof co->bound, e)) {
+        pd_coord_free(co);
+        return NULL;
+    }
+    return co;
+}
+
+const char *pd_coord_address(const pd_coord *co) { return co->bound; }
+
+int pd_coord_run(pd_coord *co) {
+    for (;;) {
+        pd_conn *c = pd_tcp_accept(co->lfd);
+        pthread_mutex_lock(&co->mu);
+        int stopping = co->stopping;
+        pthread_mutex_unlock(&co->mu);
+        if (stopping) {
+            pd_conn_destroy(c);
+            break;
+        }
+        if (!c) continue;
+        co_conn *cc = pd_calloc(1, sizeof *cc);
+        if (!cc) {
+            pd_conn_destroy(c);
+            continue;
+        }
+        cc->conn = c;
+        cc->co = co;
+        cc->rank = -1;
+        cc->server = -1;
+        pthread_attr_t attr;
+        pthread_attr_init(&attr);
+        pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+        pthread_mutex_lock(&co->mu);
+        cc->next = co->conns;
+        co->conns = cc;
+        co->nthreads++;
+        pthread_t tid;
+        if (pthread_create(&tid, &attr, conn_main, cc) != 0) {
+            co->conns = cc->next;
+            co->nthreads--;
+            pd_conn_destroy(c);
+            pd_free(cc);
+        }
+        pthread_mutex_unlock(&co->mu);
+        pthread_attr_destroy(&attr);
+    }
+    pthread_mutex_lock(&co->mu);
+    pthread_cond_broadcast(&co->cv);
+    for (co_conn *cc = co->conns; cc; cc = cc->next) pd_conn_shutdown(cc->conn);
+    while (co->nthreads > 0) pthread_cond_wait(&co->cv, &co->mu);
+    int died = co->died;
+    pthread_mutex_unlock(&co->mu);
+    return died ? PARAMD_ECLOSED : 0;
+}
+
+void pd_coord_stop(pd_coord *co) {
+    pthread_mutex_lock(&co->mu);
+    co->stopping = 1;
+    pthread_cond_broadcast(&co->cv);
+    pthread_mutex_unlock(&co->mu);
+    if (co->lfd >= 0) shutdown(co->lfd, SHUT_RDWR);
+}
+
+void pd_coord_free(pd_coord *co) {
+    if (!co) return;
+    if (co->lfd >= 0) close(co->lfd);
+    pd_free(co->server_addr);
+    pd_free(co->server_conn);
+    pd_free(co->wstate);
+    pd_free(co->tables);
+    pthread_mutex_destroy(&co->mu);
+    pthread_cond_destroy(&co->cv);
+    pd_free(co);
+}

@@ -1,0 +1,32 @@
+/*
+ * coord.h - the coordinator: rendezvous and control of one cluster.
+ */
+#ifndef PARAMD_COORD_COORD_H
+#define PARAMD_COORD_COORD_H
+
+#include <stdint.h>
+
+#include "common/common.h"
+
+typedef struct pd_coord_opts {
+    const char *listen; /* "host:port"; default "127.0.0.1:0" */
+    int32_t servers;    /* S >= 1 */
+    int32_t workers;    /* W >= 1 */
+    int persist;        /* keep running after every worker left */
+} pd_coord_opts;
+
+typedef struct pd_coord pd_coord;
+
+/* Bind the listening socket.  NULL with the reason in e. */
+pd_coord *pd_coord_start(const pd_coord_opts *o, pd_err *e);
+/* The bound "host:port" (port 0 resolved). */
+const char *pd_coord_address(const pd_coord *c);
+/* Serve until every worker has left (and servers were told to shut down),
+ * or pd_coord_stop().  0 if every worker said goodbye, PARAMD_ECLOSED if
+ * some worker disconnected without it.  Call once, from one thread. */
+int pd_coord_run(pd_coord *c);
+/* Thread-safe; returns at once. */
+void pd_coord_stop(pd_coord *c);
+void pd_coord_free(pd_coord *c); /* NULL-safe, after run returned */
+
+#endif

@@ -1,0 +1,94 @@
+/*
+ * conn.h - a connection is a transport (a table of functions) plus its
+ * state, and the blocking frame I/O every process uses on top of it.
+ *
+ * Transports: TCP (tcp.c) today; the shared-memory transport and the
+ * fault-injecting wrapper for tests plug in as further tables of the same
+ * functions.  Nothing above this layer touches a socket directly.
+ *
+ * Threading: one reader and one writer may use a connection at the same
+ * time (the client's receiver thread reads while callers write under the
+ * connection's send lock); two concurrent readers or writers may not.
+ */
+#ifndef PARAMD_NET_CONN_H
+#define PARAMD_NET_CONN_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+#include <sys/uio.h>
+
+#include "wire/wire.h"
+
+typedef struct pd_conn pd_conn;
+
+typedef struct pd_transport_ops {
+    const char *name;
+    /* Like readv/writev: bytes moved, 0 at end of stream (read), -1 with
+     * errno set.  EAGAIN means the receive timeout expired. */
+    ssize_t (*readv)(pd_conn *c, const struct iovec *iov, int cnt);
+    ssize_t (*writev)(pd_conn *c, const struct iovec *iov, int cnt);
+    /* Wake a blocked reader or writer; further I/O fails.  Idempotent,
+     * safe from another thread. */
+    void (*shutdown)(pd_conn *c);
+    void (*destroy)(pd_conn *c);
+} pd_transport_ops;
+
+struct pd_conn {
+    const pd_transport_ops *ops;
+    int fd;
+    void *impl;      /* transport-specific state */
+    char peer[96];   /* "127.0.0.1:40222", for messages */
+};
+
+/* Read exactly n bytes.  Returns 0, PARAMD_ECLOSED if the stream ended
+ * before the first byte and `at_boundary` is set (a clean close between
+ * frames), PARAMD_EIO otherwise (detail in e: "truncated", "timed out").
+ * With at_boundary set, a receive timeout before the first byte is not an
+ * error: the read keeps waiting (an idle peer is fine; a stalled frame is
+ * not). */
+int pd_conn_read(pd_conn *c, void *buf, size_t n, int at_boundary, pd_err *e);
+/* Write every byte of iov[0..cnt).  0 or PARAMD_EIO. */
+int pd_conn_writev(pd_conn *c, struct iovec *iov, int cnt, pd_err *e);
+
+/* Send one frame: the header (h->len is set from the parts) and up to
+ * three payload parts, with one gathered write. */
+int pd_send_frame(pd_conn *c, pd_hdr *h, const void *p1, size_t n1,
+                  const void *p2, size_t n2, const void *p3, size_t n3,
+                  pd_err *e);
+/* Send an error reply for request `req`: status code, message payload. */
+int pd_send_error(pd_conn *c, const pd_hdr *req, int code, const char *msg);
+/* Receive and validate a header (pd_hdr_decode).  PARAMD_ECLOSED on a
+ * clean close between frames. */
+int pd_recv_hdr(pd_conn *c, pd_hdr *h, uint64_t max_payload, pd_err *e);
+/* Read a control payload of h->len (<= PD_MAX_CTRL_PAYLOAD) into buf,
+ * which must have room for PD_MAX_CTRL_PAYLOAD + 1 bytes; NUL-terminates. */
+int pd_recv_payload(pd_conn *c, const pd_hdr *h, uint8_t *buf, pd_err *e);
+/* Discard n payload bytes. */
+int pd_conn_skip(pd_conn *c, uint64_t n, pd_err *e);
+
+void pd_conn_shutdown(pd_conn *c);
+void pd_conn_destroy(pd_conn *c); /* NULL-safe */
+
+/* One request-reply exchange for control messages (the caller serialises
+ * use of the connection).  On success the reply header is in *rh and its
+ * payload (NUL-terminated) in buf (PD_MAX_CTRL_PAYLOAD + 1 bytes).  An
+ * error reply returns its status with the peer's message in e. */
+int pd_rpc(pd_conn *c, pd_hdr *h, const void *payload, size_t len,
+           pd_hdr *rh, uint8_t *buf, pd_err *e);
+
+/* ==== TCP =============================================================== */
+
+/* Listen on host:port (port 0 picks one); *fd and the bound "host:port" in
+ * bound.  PARAMD_ECONNECT with the reason on failure. */
+int pd_tcp_listen(const char *host, uint16_t port, int *fd, char *bound,
+                  size_t boundlen, pd_err *e);
+/* Accept one connection (blocking).  NULL on error (errno set). */
+pd_conn *pd_tcp_accept(int lfd);
+/* Connect to "host:port", retrying until timeout_ms has passed (the peer
+ * may still be starting).  NULL with the reason in e. */
+pd_conn *pd_tcp_connect(const char *hostport, int timeout_ms, pd_err *e);
+/* Set a receive timeout (0 = none) on a TCP connection. */
+void pd_tcp_set_rcvtimeo(pd_conn *c, int ms);
+
+#endif

@@ -1,0 +1,541 @@
+/*
+ * server.c - the paramd server: accepts worker connections, validates every
+ * frame, and hands pushes and pulls to the table shards (shard.c).
+ *
+ * Design.  One thread per connection, blocking I/O.  A worker keeps one
+ * connection to each server, and a server answers the requests of one
+ * connection in order, so replies need no reordering on the client and a
+ * sync pull that must wait for its clock blocks only the connection of the
+ * worker that asked.  Payloads of pushes are read into the connection's
+ * own buffer (grown to the largest chunk seen, never per request) and
+ * applied under the shard's lock; pulls copy out under the lock and send
+ * after releasing it.
+ *
+ * Threads and what they own:
+ *   main (pd_server_run)  the accept loop; starts connection threads
+ *   coordinator watcher   reads the coordinator connection: SHUTDOWN or
+ *                         its loss stops the server
+ *   connection threads    one per accepted connection; own that pd_conn
+ *                         and its buffers
+ * Lock order: server.mu before a shard's mu (never the other way).
+ * server.mu guards: tables[], conns list, nthreads, stopping.
+ *
+ * Bad input.  A frame whose header is bad (magic, version, type, length
+ * over the limit) gets an error reply and the connection is closed, since
+ * the stream can no longer be trusted.  A well-framed request that is
+ * wrong (unknown table, range outside the shard, duplicate push) gets an
+ * error reply, its payload is skipped, and the connection stays open.  In
+ * both cases nothing in any table changes.  A peer that stalls in the
+ * middle of a frame for PD_FRAME_STALL_MS is disconnected.
+ */
+#include "server/server.h"
+
+#include <errno.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "net/conn.h"
+#include "server/shard.h"
+#include "wire/wire.h"
+
+#define PD_FRAME_STALL_MS 30000
+
+/* ==== Types ============================================================= */
+
+typedef struct srv_conn {
+    struct srv_conn *next;
+    pd_conn *conn;
+    struct pd_server *srv;
+    int32_t rank;        /* worker rank, -1 for tools */
+    uint32_t role;
+    uint8_t *buf;        /* payload buffer, grown on demand */
+    size_t cap;
+    uint8_t ctrl[PD_MAX_CTRL_PAYLOAD + 1];
+} srv_conn;
+
+struct pd_server {
+    pd_server_opts o;
+    char bound[PD_MAX_ADDR + 1];
+    int lfd;
+    pd_conn *coord;
+    int32_t index, S, W;
+    pthread_t coord_thread;
+    int coord_thread_started;
+
+    pthread_mutex_t mu;   /* guards everything below */
+    pthread_cond_t cv;    /* nthreads reached 0 */
+    pd_shard *tables[PD_MAX_TABLES];
+    srv_conn *conns;
+    int nthreads;
+    int stopping;
+    int lost_coordinator;
+};
+
+/* ==== Helpers =========================================================== */
+
+static int send_ok(srv_conn *sc, const pd_hdr *req, const void *p, size_t n,
+                   const void *p2, size_t n2) {
+    pd_hdr h = {0};
+    h.type = req->type | PD_REPLY;
+    h.id = req->id;
+    h.table = req->table;
+    h.clock = req->clock;
+    return pd_send_frame(sc->conn, &h, p, n, p2, n2, NULL, 0, NULL);
+}
+
+static int reply_err(srv_conn *sc, const pd_hdr *req, const pd_err *e) {
+    pd_log(PD_LOG_INFO, "rejected %s from %s (rank %d): %s",
+           pd_msg_name(req->type), sc->conn->peer, sc->rank, e->msg);
+    return pd_send_error(sc->conn, req, e->code, e->msg);
+}
+
+static pd_shard *table_get(pd_server *s, uint32_t id) {
+    if (id == 0 || id >= PD_MAX_TABLES) return NULL;
+    pthread_mutex_lock(&s->mu);
+    pd_shard *t = s->tables[id];
+    pthread_mutex_unlock(&s->mu);
+    return t;
+}
+
+static int ensure_buf(srv_conn *sc, size_t n) {
+    if (n <= sc->cap) return 0;
+    uint8_t *p = pd_realloc(sc->buf, n);
+    if (!p) return -1;
+    sc->buf = p;
+    sc->cap = n;
+    return 0;
+}
+
+/* ==== Request handlers ==================================================
+ * Each returns 0 to keep the connection, or an error to close it. */
+
+static int on_table_create(srv_conn *sc, const pd_hdr *h) {
+    pd_server *s = sc->srv;
+    pd_err e = {0};
+    pd_table_def d;
+    int rc = pd_recv_payload(sc->conn, h, sc->ctrl, &e);
+    if (rc) return rc;
+    if (pd_table_def_decode(sc->ctrl, (size_t)h->len, &d, &e) != 0)
+        return reply_err(sc, h, &e);
+    if (h->table == 0 || h->table >= PD_MAX_TABLES) {
+        pd_seterr(&e, PARAMD_ENOTABLE, "table id %u outside 1..%d", h->table,
+                  PD_MAX_TABLES - 1);
+        return reply_err(sc, h, &e);
+    }
+    pthread_mutex_lock(&s->mu);
+    pd_shard *t = s->tables[h->table];
+    if (t && !pd_shard_same_def(t, &d)) {
+        pthread_mutex_unlock(&s->mu);
+        pd_seterr(&e, PARAMD_ESPEC,
+                  "table %u exists on this server with another definition",
+                  h->table);
+        return reply_err(sc, h, &e);
+    }
+    if (!t) {
+        t = pd_shard_create(h->table, &d, s->W, &e);
+        if (!t) {
+            pthread_mutex_unlock(&s->mu);
+            return reply_err(sc, h, &e);
+        }
+        s->tables[h->table] = t;
+        pd_log(PD_LOG_DEBUG, "table %u: shard [%llu, %llu) of %llu", h->table,
+               (unsigned long long)d.lo, (unsigned long long)d.hi,
+               (unsigned long long)d.n);
+    }
+    pthread_mutex_unlock(&s->mu);
+    return send_ok(sc, h, NULL, 0, NULL, 0);
+}
+
+/* SET and PUSH: u64 offset, then floats. */
+static int on_write(srv_conn *sc, const pd_hdr *h) {
+    pd_err e = {0};
+    uint8_t pre[PD_RANGE_PREFIX];
+    if (h->len < PD_RANGE_PREFIX || (h->len - PD_RANGE_PREFIX) % 4 != 0) {
+        int rc = pd_conn_skip(sc->conn, h->len, &e);
+        if (rc) return rc;
+        pd_seterr(&e, PARAMD_EPROTO,
+                  "%s payload of %llu bytes is not an offset plus floats",
+                  pd_msg_name(h->type), (unsigned long long)h->len);
+        return reply_err(sc, h, &e);
+    }
+    int rc = pd_conn_read(sc->conn, pre, sizeof pre, 0, &e);
+    if (rc) return rc;
+    pd_rd r;
+    uint64_t off;
+    pd_rd_init(&r, pre, sizeof pre);
+    pd_get_u64(&r, &off);
+    uint64_t count = (h->len - PD_RANGE_PREFIX) / 4;
+    uint64_t nbytes = h->len - PD_RANGE_PREFIX;
+    pd_shard *t = table_get(sc->srv, h->table);
+    if (!t) {
+        pd_seterr(&e, PARAMD_ENOTABLE, "no table %u on this server", h->table);
+    } else if (pd_shard_check_range(t, off, count, &e) == 0 &&
+               h->type == PD_MSG_PUSH && sc->role != PD_ROLE_WORKER) {
+        pd_seterr(&e, PARAMD_EWORKER, "only workers push");
+    } else if (e.code == 0 && ensure_buf(sc, (size_t)nbytes) != 0) {
+        pd_seterr(&e, PARAMD_ENOMEM, "out of memory for a %llu-byte payload",
+                  (unsigned long long)nbytes);
+    }
+    if (e.code) {
+        rc = pd_conn_skip(sc->conn, nbytes, &e);
+        if (rc) return rc;
+        return reply_err(sc, h, &e);
+    }
+    rc = pd_conn_read(sc->conn, sc->buf, (size_t)nbytes, 0, &e);
+    if (rc) return rc;
+    const float *v = (const float *)(void *)sc->buf;
+    if (h->type == PD_MSG_SET)
+        rc = pd_shard_set(t, off, count, v, &e);
+    else
+        rc = pd_shard_push(t, sc->rank, h->clock, off, count, v, &e);
+    if (rc) return reply_err(sc, h, &e);
+    return send_ok(sc, h, NULL, 0, NULL, 0);
+}
+
+static int on_pull(srv_conn *sc, const pd_hdr *h) {
+    pd_err e = {0};
+    uint8_t p[PD_PULL_PAYLOAD];
+    if (h->len != PD_PULL_PAYLOAD) {
+        int rc = pd_conn_skip(sc->conn, h->len, &e);
+        if (rc) return rc;
+        pd_seterr(&e, PARAMD_EPROTO, "PULL payload of %llu bytes, expected %d",
+                  (unsigned long long)h->len, PD_PULL_PAYLOAD);
+        return reply_err(sc, h, &e);
+    }
+    int rc = pd_conn_read(sc->conn, p, sizeof p, 0, &e);
+    if (rc) return rc;
+    pd_rd r;
+    uint64_t off, count;
+    pd_rd_init(&r, p, sizeof p);
+    pd_get_u64(&r, &off);
+    pd_get_u64(&r, &count);
+    pd_shard *t = table_get(sc->srv, h->table);
+    if (!t)
+        pd_seterr(&e, PARAMD_ENOTABLE, "no table %u on this server", h->table);
+    else if (pd_shard_check_range(t, off, count, &e) != 0)
+        ;
+    else if (count > sc->srv->o.max_frame / 4)
+        pd_seterr(&e, PARAMD_ETOOBIG,
+                  "pull of %llu floats exceeds the frame limit of %llu bytes",
+                  (unsigned long long)count,
+                  (unsigned long long)sc->srv->o.max_frame);
+    else if (ensure_buf(sc, (size_t)count * 4) != 0)
+        pd_seterr(&e, PARAMD_ENOMEM, "out of memory for a pull reply");
+    if (e.code) return reply_err(sc, h, &e);
+    rc = pd_shard_pull(t, sc->rank, h->clock, off, count, (float *)(void *)sc->buf,
+                       &e);
+    if (rc) return reply_err(sc, h, &e);
+    return send_ok(sc, h, sc->buf, (size_t)count * 4, NULL, 0);
+}
+
+static int on_stats(srv_conn *sc, const pd_hdr *h) {
+    pd_server *s = sc->srv;
+    pd_err e = {0};
+    int rc = pd_conn_skip(sc->conn, h->len, &e);
+    if (rc) return rc;
+    char text[8192];
+    size_t off = 0;
+    off += (size_t)snprintf(text, sizeof text, "server %d of %d, %d workers\n",
+                            s->index, s->S, s->W);
+    for (uint32_t id = 1; id < PD_MAX_TABLES && off < sizeof text - 256; id++) {
+        pd_shard *t = table_get(s, id);
+        if (!t) continue;
+        pthread_mutex_lock(&t->mu);
+        off += (size_t)snprintf(
+            text + off, sizeof text - off,
+            "table %u floats %llu bytes %llu pushes %llu pulls %llu "
+            "bytes_in %llu bytes_out %llu rejected %llu clock %lld\n",
+            id, (unsigned long long)t->len,
+            (unsigned long long)(t->len * 4 *
+                                 (1 + pd_rule_state_floats(&t->rule))),
+            (unsigned long long)t->stats.pushes,
+            (unsigned long long)t->stats.pulls,
+            (unsigned long long)t->stats.bytes_in,
+            (unsigned long long)t->stats.bytes_out,
+            (unsigned long long)t->stats.rejected, (long long)t->applied);
+        pthread_mutex_unlock(&t->mu);
+    }
+    return send_ok(sc, h, text, off, NULL, 0);
+}
+
+/* ==== Connection thread ================================================= */
+
+static int conn_hello(srv_conn *sc) {
+    pd_server *s = sc->srv;
+    pd_err e = {0};
+    pd_hdr h;
+    pd_hello hello;
+    int rc = pd_recv_hdr(sc->conn, &h, PD_MAX_CTRL_PAYLOAD, &e);
+    if (rc == 0 && h.type != PD_MSG_HELLO)
+        rc = pd_seterr(&e, PARAMD_EPROTO, "first frame is %s, not HELLO",
+                       pd_msg_name(h.type));
+    if (rc == 0) rc = pd_recv_payload(sc->conn, &h, sc->ctrl, &e);
+    if (rc == 0) rc = pd_hello_decode(sc->ctrl, (size_t)h.len, &hello, &e);
+    if (rc == 0 && hello.role == PD_ROLE_WORKER &&
+        (hello.rank < 0 || hello.rank >= s->W))
+        rc = pd_seterr(&e, PARAMD_EWORKER,
+                       "worker rank %d is not in 0..%d of this cluster",
+                       hello.rank, s->W - 1);
+    if (rc == 0 && hello.role == PD_ROLE_SERVER)
+        rc = pd_seterr(&e, PARAMD_EPROTO, "a server does not connect to a server");
+    if (rc) {
+        if (rc != PARAMD_ECLOSED) {
+            pd_log(PD_LOG_WARN, "closing connection from %s: %s",
+                   sc->conn->peer, e.msg);
+            pd_send_error(sc->conn, &h, rc, e.msg);
+        }
+        return rc;
+    }
+    sc->role = hello.role;
+    sc->rank = hello.role == PD_ROLE_WORKER ? hello.rank : -1;
+    pd_buf b;
+    pd_buf_init(&b);
+    pd_put_u32(&b, (uint32_t)s->index);
+    pd_put_u32(&b, (uint32_t)s->S);
+    pd_put_u32(&b, (uint32_t)s->W);
+    rc = b.oom ? PARAMD_ENOMEM : send_ok(sc, &h, b.p, b.len, NULL, 0);
+    pd_buf_free(&b);
+    return rc;
+}
+
+static void *conn_main(void *arg) {
+    srv_conn *sc = arg;
+    pd_server *s = sc->srv;
+    pd_tcp_set_rcvtimeo(sc->conn, PD_FRAME_STALL_MS);
+    int rc = conn_hello(sc);
+    while (rc == 0) {
+        pd_err e = {0};
+        pd_hdr h;
+        rc = pd_recv_hdr(sc->conn, &h, s->o.max_frame, &e);
+        if (rc == PARAMD_ECLOSED) break;
+        if (rc) {
+            pthread_mutex_lock(&s->mu);
+            int stopping = s->stopping;
+            pthread_mutex_unlock(&s->mu);
+            if (!stopping) {
+                pd_log(PD_LOG_WARN, "closing connection from %s (rank %d): %s",
+                       sc->conn->peer, sc->rank, e.msg);
+                if (rc != PARAMD_EIO) pd_send_error(sc->conn, &h, rc, e.msg);
+            }
+            break;
+        }
+        switch (h.type) {
+        case PD_MSG_TABLE_CREATE: rc = on_table_create(sc, &h); break;
+        case PD_MSG_SET:
+        case PD_MSG_PUSH: rc = on_write(sc, &h); break;
+        case PD_MSG_PULL: rc = on_pull(sc, &h); break;
+        case PD_MSG_STATS: rc = on_stats(sc, &h); break;
+        default:
+            pd_seterr(&e, PARAMD_EPROTO, "unexpected %s on a server connection",
+                      pd_msg_name(h.type));
+            pd_log(PD_LOG_WARN, "closing connection from %s: %s",
+                   sc->conn->peer, e.msg);
+            pd_send_error(sc->conn, &h, e.code, e.msg);
+            rc = e.code;
+        }
+        if (rc && rc != PARAMD_ECLOSED) {
+            pthread_mutex_lock(&s->mu);
+            int stopping = s->stopping;
+            pthread_mutex_unlock(&s->mu);
+            if (!stopping && rc != PARAMD_EPROTO)
+                pd_log(PD_LOG_WARN, "connection from %s (rank %d) ended: %s",
+                       sc->conn->peer, sc->rank, paramd_strerror(rc));
+        }
+    }
+    /* unlink and free */
+    pthread_mutex_lock(&s->mu);
+    for (srv_conn **pp = &s->conns; *pp; pp = &(*pp)->next)
+        if (*pp == sc) {
+            *pp = sc->next;
+            break;
+        }
+    pd_conn_destroy(sc->conn);
+    pd_free(sc->buf);
+    pd_free(sc);
+    if (--s->nthreads == 0) pthread_cond_broadcast(&s->cv);
+    pthread_mutex_unlock(&s->mu);
+    return NULL;
+}
+
+/* ==== Coordinator watcher ============================================== */
+
+static void *coord_main(void *arg) {
+    pd_server *s = arg;
+    uint8_t *buf = pd_malloc(PD_MAX_CTRL_PAYLOAD + 1);
+    for (;;) {
+        pd_err e = {0};
+        pd_hdr h;
+        int rc = pd_recv_hdr(s->coord, &h, PD_MAX_CTRL_PAYLOAD, &e);
+        if (rc == 0 && buf) rc = pd_recv_payload(s->coord, &h, buf, &e);
+        if (rc == 0 && h.type == PD_MSG_SHUTDOWN) {
+            pd_log(PD_LOG_DEBUG, "coordinator says shutdown");
+            break;
+        }
+        if (rc) {
+            pthread_mutex_lock(&s->mu);
+            int stopping = s->stopping;
+            if (!stopping) s->lost_coordinator = 1;
+            pthread_mutex_unlock(&s->mu);
+            if (!stopping)
+                pd_log(PD_LOG_ERROR, "lost the coordinator: %s", e.msg);
+            break;
+        }
+    }
+    pd_free(buf);
+    pd_server_stop(s);
+    return NULL;
+}
+
+/* ==== Public ============================================================ */
+
+pd_server *pd_server_start(const pd_server_opts *o, pd_err *e) {
+    pd_server *s = pd_calloc(1, sizeof *s);
+    if (!s) {
+        pd_seterr(e, PARAMD_ENOMEM, "out of memory");
+        return NULL;
+    }
+    s->o = *o;
+    if (!s->o.listen) s->o.listen = "127.0.0.1:0";
+    if (!s->o.max_frame) s->o.max_frame = PD_MAX_FRAME_DEFAULT;
+    if (!s->o.timeout_ms) s->o.timeout_ms = 30000;
+    s->lfd = -1;
+    pthread_mutex_init(&s->mu, NULL);
+    pthread_cond_init(&s->cv, NULL);
+    char host[PD_MAX_ADDR + 1];
+    uint16_t port;
+    if (pd_parse_hostport(s->o.listen, host, sizeof host, &port) != 0) {
+        pd_seterr(e, PARAMD_EINVAL, "--listen '%s' is not HOST:PORT",
+                  s->o.listen);
+        goto fail;
+    }
+    if (pd_tcp_listen(host, port, &s->lfd, s->bound, sizeof s->bound, e))
+        goto fail;
+    s->coord = pd_tcp_connect(s->o.coordinator, s->o.timeout_ms, e);
+    if (!s->coord) goto fail;
+
+    uint8_t buf[PD_MAX_CTRL_PAYLOAD + 1];
+    pd_hdr h = {0}, rh;
+    pd_buf b;
+    pd_buf_init(&b);
+    pd_hello hello = {PD_ROLE_SERVER, -1};
+    pd_hello_encode(&b, &hello);
+    h.type = PD_MSG_HELLO;
+    h.id = 1;
+    int rc = pd_rpc(s->coord, &h, b.p, b.len, &rh, buf, e);
+    pd_buf_free(&b);
+    if (rc) goto fail;
+    pd_buf_init(&b);
+    pd_put_str(&b, s->o.advertise ? s->o.advertise : s->bound);
+    h = (pd_hdr){0};
+    h.type = PD_MSG_REG_SERVER;
+    h.id = 2;
+    rc = pd_rpc(s->coord, &h, b.p, b.len, &rh, buf, e);
+    pd_buf_free(&b);
+    if (rc) goto fail;
+    pd_rd r;
+    uint32_t idx, S, W;
+    pd_rd_init(&r, buf, (size_t)rh.len);
+    pd_get_u32(&r, &idx);
+    pd_get_u32(&r, &S);
+    pd_get_u32(&r, &W);
+    if (!pd_rd_done(&r) || S == 0 || idx >= S || W == 0 || W > PD_MAX_WORKERS) {
+        pd_seterr(e, PARAMD_EPROTO, "malformed REG_SERVER reply");
+        goto fail;
+    }
+    s->index = (int32_t)idx;
+    s->S = (int32_t)S;
+    s->W = (int32_t)W;
+    return s;
+fail:
+    pd_server_free(s);
+    return NULL;
+}
+
+int pd_server_run(pd_server *s) {
+    if (pthread_create(&s->coord_thread, NULL, coord_main, s) != 0) {
+        pd_log(PD_LOG_ERROR, "cannot start a thread");
+        return PARAMD_ENOMEM;
+    }
+    s->coord_thread_started = 1;
+    for (;;) {
+        pd_conn *c = pd_tcp_accept(s->lfd);
+        pthread_mutex_lock(&s->mu);
+        int stopping = s->stopping;
+        pthread_mutex_unlock(&s->mu);
+        if (stopping) {
+            pd_conn_destroy(c);
+            break;
+        }
+        if (!c) {
+            if (errno == EMFILE || errno == ENFILE || errno == ENOMEM) {
+                pd_log(PD_LOG_WARN, "accept: %s", strerror(errno));
+                continue;
+            }
+            continue;
+        }
+        srv_conn *sc = pd_calloc(1, sizeof *sc);
+        if (!sc) {
+            pd_conn_destroy(c);
+            continue;
+        }
+        sc->conn = c;
+        sc->srv = s;
+        sc->rank = -1;
+        pthread_attr_t attr;
+        pthread_attr_init(&attr);
+        pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+        pthread_mutex_lock(&s->mu);
+        sc->next = s->conns;
+        s->conns = sc;
+        s->nthreads++;
+        pthread_t tid;
+        if (pthread_create(&tid, &attr, conn_main, sc) != 0) {
+            s->conns = sc->next;
+            s->nthreads--;
+            pd_conn_destroy(c);
+            pd_free(sc);
+            pd_log(PD_LOG_WARN, "cannot start a connection thread");
+        }
+        pthread_mutex_unlock(&s->mu);
+        pthread_attr_destroy(&attr);
+    }
+    /* Stopping: wake every connection thread and wait for them. */
+    pthread_mutex_lock(&s->mu);
+    for (srv_conn *sc = s->conns; sc; sc = sc->next) pd_conn_shutdown(sc->conn);
+    for (uint32_t id = 1; id < PD_MAX_TABLES; id++)
+        if (s->tables[id]) pd_shard_stop(s->tables[id]);
+    while (s->nthreads > 0) pthread_cond_wait(&s->cv, &s->mu);
+    int lost = s->lost_coordinator;
+    pthread_mutex_unlock(&s->mu);
+    pd_conn_shutdown(s->coord);
+    pthread_join(s->coord_thread, NULL);
+    s->coord_thread_started = 0;
+    return lost ? PARAMD_ECLOSED : 0;
+}
+
+void pd_server_stop(pd_server *s) {
+    pthread_mutex_lock(&s->mu);
+    s->stopping = 1;
+    pthread_mutex_unlock(&s->mu);
+    if (s->lfd >= 0) shutdown(s->lfd, SHUT_RDWR); /* wakes accept() */
+}
+
+void pd_server_free(pd_server *s) {
+    if (!s) return;
+    if (s->coord_thread_started) {
+        pd_conn_shutdown(s->coord);
+        pthread_join(s->coord_thread, NULL);
+    }
+    for (uint32_t id = 1; id < PD_MAX_TABLES; id++) pd_shard_destroy(s->tables[id]);
+    pd_conn_destroy(s->coord);
+    if (s->lfd >= 0) close(s->lfd);
+    pthread_mutex_destroy(&s->mu);
+    pthread_cond_destroy(&s->cv);
+    pd_free(s);
+}
+
+int pd_server_index(const pd_server *s) { return s->index; }
+const char *pd_server_address(const pd_server *s) { return s->bound; }

@@ -1,0 +1,37 @@
+/*
+ * server.h - a paramd server process: holds one shard of every table and
+ * answers workers' pushes and pulls.
+ */
+#ifndef PARAMD_SERVER_SERVER_H
+#define PARAMD_SERVER_SERVER_H
+
+#include <stdint.h>
+
+#include "common/common.h"
+
+typedef struct pd_server_opts {
+    const char *coordinator; /* "host:port" */
+    const char *listen;      /* "host:port"; default "127.0.0.1:0" */
+    const char *advertise;   /* address workers should use; default: bound */
+    uint64_t max_frame;      /* payload limit; 0: PD_MAX_FRAME_DEFAULT */
+    int timeout_ms;          /* connecting to the coordinator; 0: 30000 */
+} pd_server_opts;
+
+typedef struct pd_server pd_server;
+
+/* Bind the listening socket and register with the coordinator.  NULL with
+ * the reason in e. */
+pd_server *pd_server_start(const pd_server_opts *o, pd_err *e);
+/* Serve until the coordinator says shutdown, its connection is lost, or
+ * pd_server_stop() is called.  Returns 0 on a clean shutdown, else an error
+ * code after logging the reason.  Call once, from one thread. */
+int pd_server_run(pd_server *s);
+/* Ask the server to stop.  Thread-safe; returns at once. */
+void pd_server_stop(pd_server *s);
+/* Free a server after run returned.  NULL-safe. */
+void pd_server_free(pd_server *s);
+/* The server's index and bound address (valid after start). */
+int pd_server_index(const pd_server *s);
+const char *pd_server_address(const pd_server *s);
+
+#endif

@@ -1,0 +1,296 @@
+/*
+ * shard.c - one server's part of a dense table: storage, push aggregation
+ * per clock, application through the update rule, and pulls that wait for
+ * their clock (see shard.h for the invariants).
+ *
+ * Locking: one mutex per shard, held for the whole of a push or a pull's
+ * copy.  Updates to one shard are therefore serialised; different tables
+ * and different servers proceed in parallel.  A pull that must wait sleeps
+ * on the condition variable with the mutex released.
+ */
+#include "server/shard.h"
+
+#include <math.h>
+#include <string.h>
+
+#include "wire/spec.h"
+
+/* ==== Create and destroy ================================================ */
+
+pd_shard *pd_shard_create(uint32_t id, const pd_table_def *def, int32_t W,
+                          pd_err *e) {
+    pd_shard *s = pd_calloc(1, sizeof *s);
+    if (!s) {
+        pd_seterr(e, PARAMD_ENOMEM, "out of memory for table %u", id);
+        return NULL;
+    }
+    s->id = id;
+    s->def = *def;
+    s->len = def->hi - def->lo;
+    s->W = W;
+    s->rule.kind = (pd_rule_kind)def->rule;
+    pd_spec_hyper(def, &s->rule.hyper);
+    pthread_mutex_init(&s->mu, NULL);
+    pthread_cond_init(&s->cv, NULL);
+    if (def->rule >= PD_RULE_PLUGIN) {
+        pd_seterr(e, PARAMD_EINVAL, "table %u: rule %u is not supported", id,
+                  def->rule);
+        pd_shard_destroy(s);
+        return NULL;
+    }
+    size_t sf = pd_rule_state_floats(&s->rule);
+    s->params = pd_calloc(s->len ? s->len : 1, sizeof(float));
+    s->state = sf ? pd_calloc(s->len * sf, sizeof(float)) : NULL;
+    s->wt = pd_calloc((size_t)W, sizeof *s->wt);
+    if (!s->params || (sf && !s->state) || !s->wt) {
+        pd_seterr(e, PARAMD_ENOMEM,
+                  "out of memory for table %u (%llu floats)", id,
+                  (unsigned long long)s->len);
+        pd_shard_destroy(s);
+        return NULL;
+    }
+    if (sf) pd_rule_init_state(&s->rule, s->state, s->len);
+    for (int32_t w = 0; w < W; w++) s->wt[w].clock = s->wt[w].done_clock = -1;
+    return s;
+}
+
+void pd_shard_destroy(pd_shard *s) {
+    if (!s) return;
+    for (int i = 0; i < PD_SYNC_WINDOW; i++) pd_free(s->slots[i].sum);
+    if (s->wt)
+        for (int32_t w = 0; w < s->W; w++) pd_free(s->wt[w].iv);
+    pd_free(s->wt);
+    pd_free(s->params);
+    pd_free(s->state);
+    pthread_mutex_destroy(&s->mu);
+    pthread_cond_destroy(&s->cv);
+    pd_free(s);
+}
+
+int pd_shard_same_def(const pd_shard *s, const pd_table_def *d) {
+    const pd_table_def *a = &s->def;
+    if (a->n != d->n || a->lo != d->lo || a->hi != d->hi || a->rule != d->rule ||
+        a->consistency != d->consistency || a->aggregate != d->aggregate ||
+        a->nhyper != d->nhyper || strcmp(a->plugin, d->plugin) != 0)
+        return 0;
+    return memcmp(a->hyper, d->hyper, sizeof(double) * a->nhyper) == 0;
+}
+
+/* ==== Helpers =========================================================== */
+
+int pd_shard_check_range(const pd_shard *s, uint64_t off, uint64_t count,
+                         pd_err *e) {
+    const pd_table_def *d = &s->def;
+    if (count == 0 || off < d->lo || off > d->hi || count > d->hi - off)
+        return pd_seterr(e, PARAMD_ERANGE,
+                         "table %u: range [%llu, %llu) is outside this "
+                         "server's shard [%llu, %llu) of n=%llu",
+                         s->id, (unsigned long long)off,
+                         (unsigned long long)(off + count),
+                         (unsigned long long)d->lo, (unsigned long long)d->hi,
+                         (unsigned long long)d->n);
+    return 0;
+}
+
+/* Does [a, b) overlap an interval of t?  Intervals are sorted. */
+static int ivl_overlaps(const pd_wtrack *t, uint64_t a, uint64_t b) {
+    for (int i = 0; i < t->niv; i++)
+        if (a < t->iv[i].b && t->iv[i].a < b) return 1;
+    return 0;
+}
+
+/* Insert [a, b) (known not to overlap), merging neighbours. */
+static int ivl_insert(pd_wtrack *t, uint64_t a, uint64_t b) {
+    int i = 0;
+    while (i < t->niv && t->iv[i].b < a) i++;
+    /* merge with left neighbour ending exactly at a */
+    if (i < t->niv && t->iv[i].b == a) {
+        t->iv[i].b = b;
+        if (i + 1 < t->niv && t->iv[i + 1].a == b) {
+            t->iv[i].b = t->iv[i + 1].b;
+            memmove(&t->iv[i + 1], &t->iv[i + 2],
+                    sizeof(pd_ivl) * (size_t)(t->niv - i - 2));
+            t->niv--;
+        }
+        return 0;
+    }
+    if (i < t->niv && t->iv[i].a == b) {
+        t->iv[i].a = a;
+        return 0;
+    }
+    if (t->niv == t->cap) {
+        int cap = t->cap ? t->cap * 2 : 4;
+        pd_ivl *iv = pd_realloc(t->iv, sizeof(pd_ivl) * (size_t)cap);
+        if (!iv) return -1;
+        t->iv = iv;
+        t->cap = cap;
+    }
+    memmove(&t->iv[i + 1], &t->iv[i], sizeof(pd_ivl) * (size_t)(t->niv - i));
+    t->iv[i] = (pd_ivl){a, b};
+    t->niv++;
+    return 0;
+}
+
+/* Apply every complete clock in order. */
+static void sync_apply_ready(pd_shard *s) {
+    for (;;) {
+        pd_slot *sl = &s->slots[s->applied % PD_SYNC_WINDOW];
+        if (!sl->active || sl->clock != s->applied ||
+            sl->received != (uint64_t)s->W * s->len)
+            return;
+        if (s->def.aggregate == PD_AGG_MEAN && s->W > 1) {
+            float inv = 1.0f / (float)s->W;
+            for (uint64_t i = 0; i < s->len; i++) sl->sum[i] *= inv;
+        }
+        s->steps++;
+        pd_rule_apply(&s->rule, s->params, s->state, sl->sum, s->len, s->steps);
+        sl->active = 0;
+        s->applied++;
+        pthread_cond_broadcast(&s->cv);
+    }
+}
+
+/* ==== Operations ======================================================== */
+
+int pd_shard_set(pd_shard *s, uint64_t off, uint64_t count, const float *v,
+                 pd_err *e) {
+    int rc = pd_shard_check_range(s, off, count, e);
+    if (rc) return rc;
+    pthread_mutex_lock(&s->mu);
+    memcpy(s->params + (off - s->def.lo), v, count * sizeof(float));
+    s->stats.sets++;
+    s->stats.bytes_in += count * sizeof(float);
+    pthread_mutex_unlock(&s->mu);
+    return 0;
+}
+
+int pd_shard_push(pd_shard *s, int32_t worker, int64_t clock, uint64_t off,
+                  uint64_t count, const float *g, pd_err *e) {
+    int rc = pd_shard_check_range(s, off, count, e);
+    if (rc) return rc;
+    if (worker < 0 || worker >= s->W)
+        return pd_seterr(e, PARAMD_EWORKER,
+                         "push from worker %d, but the cluster has %d workers",
+                         worker, s->W);
+    uint64_t a = off - s->def.lo, b = a + count;
+    pthread_mutex_lock(&s->mu);
+    pd_wtrack *t = &s->wt[worker];
+    if (clock < t->clock) {
+        rc = pd_seterr(e, PARAMD_ESTALE,
+                       "table %u: worker %d pushed for clock %lld after "
+                       "pushing for clock %lld",
+                       s->id, worker, (long long)clock, (long long)t->clock);
+        goto out;
+    }
+    if (s->def.consistency == PD_CONS_SYNC) {
+        if (clock < s->applied) {
+            rc = pd_seterr(e, PARAMD_ESTALE,
+                           "table %u: worker %d pushed for clock %lld, which "
+                           "was already applied (next clock is %lld)",
+                           s->id, worker, (long long)clock,
+                           (long long)s->applied);
+            goto out;
+        }
+        if (clock >= s->applied + PD_SYNC_WINDOW) {
+            rc = pd_seterr(e, PARAMD_EAHEAD,
+                           "table %u: worker %d pushed for clock %lld but the "
+                           "table is at clock %lld (window %d)",
+                           s->id, worker, (long long)clock,
+                           (long long)s->applied, PD_SYNC_WINDOW);
+            goto out;
+        }
+    }
+    if (clock == t->clock && ivl_overlaps(t, a, b)) {
+        rc = pd_seterr(e, PARAMD_EDUP,
+                       "table %u: worker %d already pushed part of [%llu, "
+                       "%llu) for clock %lld",
+                       s->id, worker, (unsigned long long)off,
+                       (unsigned long long)(off + count), (long long)clock);
+        goto out;
+    }
+    /* Reserve what can fail before changing anything. */
+    pd_slot *sl = NULL;
+    if (s->def.consistency == PD_CONS_SYNC) {
+        sl = &s->slots[clock % PD_SYNC_WINDOW];
+        if (!sl->sum && !(sl->sum = pd_malloc(s->len * sizeof(float)))) {
+            rc = pd_seterr(e, PARAMD_ENOMEM, "out of memory for clock sums");
+            goto out;
+        }
+    }
+    if (clock > t->clock) {
+        t->clock = clock;
+        t->niv = 0;
+        t->covered = 0;
+    }
+    if (ivl_insert(t, a, b) != 0) {
+        rc = pd_seterr(e, PARAMD_ENOMEM, "out of memory for push tracking");
+        goto out;
+    }
+    t->covered += count;
+    int complete = t->covered == s->len;
+    if (complete) t->done_clock = clock;
+    if (sl) {
+        if (!sl->active) {
+            sl->active = 1;
+            sl->clock = clock;
+            sl->received = 0;
+            memset(sl->sum, 0, s->len * sizeof(float));
+        }
+        float *dst = sl->sum + a;
+        for (uint64_t i = 0; i < count; i++) dst[i] += g[i];
+        sl->received += count;
+        sync_apply_ready(s);
+    } else {
+        pd_rule_apply(&s->rule, s->params + a,
+                      s->state ? s->state + a : NULL, g, count, s->steps + 1);
+        if (complete) s->steps++;
+    }
+    s->stats.pushes++;
+    s->stats.bytes_in += count * sizeof(float);
+out:
+    if (rc) s->stats.rejected++;
+    pthread_mutex_unlock(&s->mu);
+    return rc;
+}
+
+int pd_shard_pull(pd_shard *s, int32_t worker, int64_t clock, uint64_t off,
+                  uint64_t count, float *dst, pd_err *e) {
+    int rc = pd_shard_check_range(s, off, count, e);
+    if (rc) return rc;
+    pthread_mutex_lock(&s->mu);
+    if (s->def.consistency == PD_CONS_SYNC) {
+        if (s->applied < clock && worker >= 0 && worker < s->W &&
+            s->wt[worker].done_clock < clock - 1) {
+            rc = pd_seterr(e, PARAMD_EDEADLOCK,
+                           "table %u: pull at clock %lld waits for clock %lld "
+                           "to be applied, but worker %d has not pushed all "
+                           "of it (push every element once per clock before "
+                           "pulling the next)",
+                           s->id, (long long)clock, (long long)(clock - 1),
+                           worker);
+            goto out;
+        }
+        while (s->applied < clock && !s->stop)
+            pthread_cond_wait(&s->cv, &s->mu);
+        if (s->applied < clock) {
+            rc = pd_seterr(e, PARAMD_ESHUTDOWN,
+                           "table %u: server stopping while a pull waited "
+                           "for clock %lld",
+                           s->id, (long long)clock);
+            goto out;
+        }
+    }
+    memcpy(dst, s->params + (off - s->def.lo), count * sizeof(float));
+    s->stats.pulls++;
+    s->stats.bytes_out += count * sizeof(float);
+out:
+    pthread_mutex_unlock(&s->mu);
+    return rc;
+}
+
+void pd_shard_stop(pd_shard *s) {
+    pthread_mutex_lock(&s->mu);
+    s->stop = 1;
+    pthread_cond_broadcast(&s->cv);
+    pthread_mutex_unlock(&s->mu);
+}

@@ -1,0 +1,116 @@
+/*
+ * spec.c - parse and print table specifications (see spec.h).
+ */
+#include "wire/spec.h"
+
+#include <stdio.h>
+#include <string.h>
+
+const char *const pd_hyper_names[PD_HYPER_COUNT] = {
+    "lr", "momentum", "beta1", "beta2", "eps", "init_acc", "l1", "l2", "beta"};
+
+static void hyper_to_array(const pd_rule_hyper *h, double *a) {
+    a[0] = h->lr, a[1] = h->momentum, a[2] = h->beta1, a[3] = h->beta2;
+    a[4] = h->eps, a[5] = h->init_acc, a[6] = h->l1, a[7] = h->l2;
+    a[8] = h->beta;
+}
+
+void pd_spec_hyper(const pd_table_def *d, pd_rule_hyper *h) {
+    double a[PD_HYPER_COUNT] = {0};
+    for (uint32_t i = 0; i < d->nhyper && i < PD_HYPER_COUNT; i++)
+        a[i] = d->hyper[i];
+    h->lr = a[0], h->momentum = a[1], h->beta1 = a[2], h->beta2 = a[3];
+    h->eps = a[4], h->init_acc = a[5], h->l1 = a[6], h->l2 = a[7];
+    h->beta = a[8];
+}
+
+int pd_spec_parse(const char *spec, pd_table_def *d, pd_err *e) {
+    char buf[PD_MAX_SPEC + 1];
+    pd_rule_kind kind = PD_RULE_ADD;
+    pd_rule_hyper h;
+    /* Two passes: the rule first (its defaults), then everything else. */
+    if (!spec) spec = "";
+    if (strlen(spec) > PD_MAX_SPEC)
+        return pd_seterr(e, PARAMD_EINVAL, "table spec longer than %d bytes",
+                         PD_MAX_SPEC);
+    d->consistency = PD_CONS_ASYNC;
+    d->aggregate = PD_AGG_MEAN;
+    d->plugin[0] = '\0';
+    for (int pass = 0; pass < 2; pass++) {
+        if (pass == 1) pd_rule_defaults(kind, &h);
+        snprintf(buf, sizeof buf, "%s", spec);
+        char *save = NULL;
+        for (char *tok = strtok_r(buf, " \t\n,", &save); tok;
+             tok = strtok_r(NULL, " \t\n,", &save)) {
+            char *eq = strchr(tok, '=');
+            if (!eq || eq == tok || !eq[1])
+                return pd_seterr(e, PARAMD_EINVAL,
+                                 "table spec: '%s' is not key=value", tok);
+            *eq = '\0';
+            const char *key = tok, *val = eq + 1;
+            if (strcmp(key, "rule") == 0) {
+                if (pass == 0 && pd_rule_from_name(val, &kind) != 0)
+                    return pd_seterr(e, PARAMD_EINVAL,
+                                     "table spec: unknown rule '%s' (add, sgd, "
+                                     "momentum, adagrad, adam, ftrl)",
+                                     val);
+            } else if (strcmp(key, "plugin") == 0) {
+                if (strlen(val) > PD_MAX_ADDR)
+                    return pd_seterr(e, PARAMD_EINVAL,
+                                     "table spec: plugin path too long");
+                if (pass == 0) {
+                    kind = PD_RULE_PLUGIN;
+                    snprintf(d->plugin, sizeof d->plugin, "%s", val);
+                }
+            } else if (strcmp(key, "consistency") == 0) {
+                if (strcmp(val, "sync") == 0)
+                    d->consistency = PD_CONS_SYNC;
+                else if (strcmp(val, "async") == 0)
+                    d->consistency = PD_CONS_ASYNC;
+                else
+                    return pd_seterr(e, PARAMD_EINVAL,
+                                     "table spec: consistency '%s' is not "
+                                     "sync or async",
+                                     val);
+            } else if (strcmp(key, "aggregate") == 0) {
+                if (strcmp(val, "mean") == 0)
+                    d->aggregate = PD_AGG_MEAN;
+                else if (strcmp(val, "sum") == 0)
+                    d->aggregate = PD_AGG_SUM;
+                else
+                    return pd_seterr(e, PARAMD_EINVAL,
+                                     "table spec: aggregate '%s' is not mean "
+                                     "or sum",
+                                     val);
+            } else if (pass == 1) {
+                double v;
+                char msg[256];
+                if (pd_parse_double(val, &v) != 0)
+                    return pd_seterr(e, PARAMD_EINVAL,
+                                     "table spec: %s=%s is not a number", key,
+                                     val);
+                if (pd_rule_set_hyper(&h, key, v, msg, sizeof msg) != 0)
+                    return pd_seterr(e, PARAMD_EINVAL, "table spec: %s", msg);
+            }
+        }
+    }
+    d->rule = (uint32_t)kind;
+    d->nhyper = PD_HYPER_COUNT;
+    hyper_to_array(&h, d->hyper);
+    return 0;
+}
+
+void pd_spec_canonical(const pd_table_def *d, char *out, size_t outlen) {
+    const char *rule = pd_rule_name((pd_rule_kind)d->rule);
+    int off = snprintf(out, outlen, "rule=%s consistency=%s aggregate=%s",
+                       rule ? rule : "?",
+                       d->consistency == PD_CONS_SYNC ? "sync" : "async",
+                       d->aggregate == PD_AGG_SUM ? "sum" : "mean");
+    for (uint32_t i = 0; i < d->nhyper && i < PD_HYPER_COUNT; i++) {
+        if (off < 0 || (size_t)off >= outlen) return;
+        off += snprintf(out + off, outlen - (size_t)off, " %s=%.17g",
+                        pd_hyper_names[i], d->hyper[i]);
+    }
+    if (d->plugin[0] && off >= 0 && (size_t)off < outlen)
+        snprintf(out + off, outlen - (size_t)off, " plugin=%s", d->plugin);
+}

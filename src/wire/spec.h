@@ -1,0 +1,29 @@
+/*
+ * spec.h - a table's specification: the user's "rule=sgd lr=0.1
+ * consistency=sync" string, parsed, validated and written back in one
+ * canonical form.
+ *
+ * Workers compare specs through the coordinator by their canonical text, so
+ * "lr=0.1 rule=sgd" and "rule=sgd  lr=0.10" open the same table.  The
+ * parsed form travels to servers as a pd_table_def (wire.h).
+ */
+#ifndef PARAMD_WIRE_SPEC_H
+#define PARAMD_WIRE_SPEC_H
+
+#include "server/rules.h"
+#include "wire/wire.h"
+
+/* Order of hyper-parameters in pd_table_def.hyper. */
+#define PD_HYPER_COUNT 9
+extern const char *const pd_hyper_names[PD_HYPER_COUNT];
+
+/* Parse spec (NULL or "" = defaults) into d's rule, consistency, aggregate,
+ * hyper and plugin fields (n, lo, hi untouched).  PARAMD_EINVAL with a
+ * message naming the bad key or value. */
+int pd_spec_parse(const char *spec, pd_table_def *d, pd_err *e);
+/* Canonical text of d's spec fields. */
+void pd_spec_canonical(const pd_table_def *d, char *out, size_t outlen);
+/* The hyper array of d as a pd_rule_hyper. */
+void pd_spec_hyper(const pd_table_def *d, pd_rule_hyper *h);
+
+#endif

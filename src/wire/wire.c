@@ -1,0 +1,291 @@
+/*
+ * wire.c - encode, decode and validate paramd frames (see wire.h and
+ * docs/protocol.md).
+ *
+ * The decoders never trust a length: every read goes through pd_rd, which
+ * refuses to pass the end of the bytes actually received, and every count
+ * is checked against a named limit before it is used to size anything.
+ */
+#include "wire/wire.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* ==== Little-endian primitives ========================================== */
+
+static void le16(uint8_t *p, uint16_t v) { p[0] = (uint8_t)v; p[1] = (uint8_t)(v >> 8); }
+static void le32(uint8_t *p, uint32_t v) {
+    for (int i = 0; i < 4; i++) p[i] = (uint8_t)(v >> (8 * i));
+}
+static void le64(uint8_t *p, uint64_t v) {
+    for (int i = 0; i < 8; i++) p[i] = (uint8_t)(v >> (8 * i));
+}
+static uint16_t rd16(const uint8_t *p) { return (uint16_t)(p[0] | (p[1] << 8)); }
+static uint32_t rd32(const uint8_t *p) {
+    uint32_t v = 0;
+    for (int i = 3; i >= 0; i--) v = (v << 8) | p[i];
+    return v;
+}
+static uint64_t rd64(const uint8_t *p) {
+    uint64_t v = 0;
+    for (int i = 7; i >= 0; i--) v = (v << 8) | p[i];
+    return v;
+}
+
+/* ==== Header ============================================================ */
+
+const char *pd_msg_name(uint16_t type) {
+    static const char *const reply_names[] = {
+#define PD_X_(name, val) [val] = #name "|REPLY",
+        PD_MSG_MAP(PD_X_)
+#undef PD_X_
+    };
+    static const char *const names[] = {
+#define PD_X_(name, val) [val] = #name,
+        PD_MSG_MAP(PD_X_)
+#undef PD_X_
+    };
+    uint16_t base = type & (uint16_t)~PD_REPLY;
+    if (base >= sizeof names / sizeof names[0] || !names[base]) return "UNKNOWN";
+    return (type & PD_REPLY) ? reply_names[base] : names[base];
+}
+
+int pd_msg_known(uint16_t type) {
+    switch (type & (uint16_t)~PD_REPLY) {
+#define PD_X_(name, val) case val:
+        PD_MSG_MAP(PD_X_)
+#undef PD_X_
+        return 1;
+    }
+    return 0;
+}
+
+void pd_hdr_encode(const pd_hdr *h, uint8_t out[PD_HDR_SIZE]) {
+    le32(out + 0, h->magic);
+    le16(out + 4, h->version);
+    le16(out + 6, h->type);
+    le64(out + 8, h->id);
+    le32(out + 16, h->table);
+    le32(out + 20, (uint32_t)h->status);
+    le64(out + 24, (uint64_t)h->clock);
+    le64(out + 32, h->len);
+}
+
+/* Data messages may carry up to the receiver's limit; everything else is
+ * small. */
+static int is_data_msg(uint16_t type) {
+    uint16_t t = type & (uint16_t)~PD_REPLY;
+    return t == PD_MSG_SET || t == PD_MSG_PUSH || t == PD_MSG_PULL;
+}
+
+int pd_hdr_decode(const uint8_t in[PD_HDR_SIZE], pd_hdr *h,
+                  uint64_t max_payload, pd_err *e) {
+    h->magic = rd32(in + 0);
+    h->version = rd16(in + 4);
+    h->type = rd16(in + 6);
+    h->id = rd64(in + 8);
+    h->table = rd32(in + 16);
+    h->status = (int32_t)rd32(in + 20);
+    h->clock = (int64_t)rd64(in + 24);
+    h->len = rd64(in + 32);
+    if (h->magic != PD_MAGIC)
+        return pd_seterr(e, PARAMD_EPROTO,
+                         "bad magic 0x%08x (expected 0x%08x): not a paramd peer",
+                         h->magic, PD_MAGIC);
+    if (h->version != PD_PROTO_VERSION)
+        return pd_seterr(e, PARAMD_EVERSION,
+                         "protocol version %u, this build speaks %u: run the "
+                         "same paramd version everywhere",
+                         h->version, PD_PROTO_VERSION);
+    if (!pd_msg_known(h->type))
+        return pd_seterr(e, PARAMD_EPROTO, "unknown message type %u", h->type);
+    uint64_t lim = is_data_msg(h->type) ? max_payload : PD_MAX_CTRL_PAYLOAD;
+    if (h->len > lim)
+        return pd_seterr(e, PARAMD_ETOOBIG,
+                         "%s payload of %llu bytes exceeds the limit of %llu",
+                         pd_msg_name(h->type), (unsigned long long)h->len,
+                         (unsigned long long)lim);
+    if (h->clock < 0)
+        return pd_seterr(e, PARAMD_EPROTO, "negative clock %lld",
+                         (long long)h->clock);
+    return 0;
+}
+
+/* ==== Buffers =========================================================== */
+
+void pd_buf_init(pd_buf *b) { memset(b, 0, sizeof *b); }
+void pd_buf_free(pd_buf *b) {
+    pd_free(b->p);
+    pd_buf_init(b);
+}
+
+static uint8_t *buf_grow(pd_buf *b, size_t n) {
+    if (b->oom) return NULL;
+    if (b->len + n > b->cap) {
+        size_t cap = b->cap ? b->cap * 2 : 256;
+        while (cap < b->len + n) cap *= 2;
+        uint8_t *p = pd_realloc(b->p, cap);
+        if (!p) {
+            b->oom = 1;
+            return NULL;
+        }
+        b->p = p;
+        b->cap = cap;
+    }
+    uint8_t *at = b->p + b->len;
+    b->len += n;
+    return at;
+}
+
+void pd_put_u16(pd_buf *b, uint16_t v) { uint8_t *p = buf_grow(b, 2); if (p) le16(p, v); }
+void pd_put_u32(pd_buf *b, uint32_t v) { uint8_t *p = buf_grow(b, 4); if (p) le32(p, v); }
+void pd_put_u64(pd_buf *b, uint64_t v) { uint8_t *p = buf_grow(b, 8); if (p) le64(p, v); }
+void pd_put_f64(pd_buf *b, double v) {
+    uint64_t u;
+    memcpy(&u, &v, 8);
+    pd_put_u64(b, u);
+}
+void pd_put_bytes(pd_buf *b, const void *src, size_t n) {
+    uint8_t *p = buf_grow(b, n);
+    if (p && n) memcpy(p, src, n);
+}
+void pd_put_str(pd_buf *b, const char *s) {
+    size_t n = strlen(s);
+    if (n > 0xffff) n = 0xffff;
+    pd_put_u16(b, (uint16_t)n);
+    pd_put_bytes(b, s, n);
+}
+
+/* ==== Reader ============================================================ */
+
+void pd_rd_init(pd_rd *r, const void *p, size_t len) {
+    r->p = p;
+    r->len = len;
+    r->off = 0;
+    r->bad = 0;
+}
+
+static const uint8_t *rd_take(pd_rd *r, size_t n) {
+    if (r->bad || n > r->len - r->off) {
+        r->bad = 1;
+        return NULL;
+    }
+    const uint8_t *at = r->p + r->off;
+    r->off += n;
+    return at;
+}
+
+int pd_get_u16(pd_rd *r, uint16_t *v) {
+    const uint8_t *p = rd_take(r, 2);
+    if (!p) return -1;
+    *v = rd16(p);
+    return 0;
+}
+int pd_get_u32(pd_rd *r, uint32_t *v) {
+    const uint8_t *p = rd_take(r, 4);
+    if (!p) return -1;
+    *v = rd32(p);
+    return 0;
+}
+int pd_get_u64(pd_rd *r, uint64_t *v) {
+    const uint8_t *p = rd_take(r, 8);
+    if (!p) return -1;
+    *v = rd64(p);
+    return 0;
+}
+int pd_get_f64(pd_rd *r, double *v) {
+    uint64_t u;
+    if (pd_get_u64(r, &u)) return -1;
+    memcpy(v, &u, 8);
+    return 0;
+}
+int pd_get_str(pd_rd *r, char *out, size_t maxlen) {
+    uint16_t n;
+    if (pd_get_u16(r, &n)) return -1;
+    if (n > maxlen) {
+        r->bad = 1;
+        return -1;
+    }
+    const uint8_t *p = rd_take(r, n);
+    if (!p) return -1;
+    if (memchr(p, 0, n)) {
+        r->bad = 1;
+        return -1;
+    }
+    memcpy(out, p, n);
+    out[n] = '\0';
+    return 0;
+}
+int pd_rd_done(const pd_rd *r) { return !r->bad && r->off == r->len; }
+
+/* ==== Payloads ========================================================== */
+
+void pd_hello_encode(pd_buf *b, const pd_hello *h) {
+    pd_put_u32(b, h->role);
+    pd_put_u32(b, (uint32_t)h->rank);
+    pd_put_u32(b, 0); /* auth_len: no authentication in version 1 */
+}
+
+int pd_hello_decode(const void *p, size_t len, pd_hello *h, pd_err *e) {
+    pd_rd r;
+    uint32_t rank, auth;
+    pd_rd_init(&r, p, len);
+    pd_get_u32(&r, &h->role);
+    pd_get_u32(&r, &rank);
+    pd_get_u32(&r, &auth);
+    if (!pd_rd_done(&r) || auth != 0)
+        return pd_seterr(e, PARAMD_EPROTO, "malformed HELLO (%zu bytes)", len);
+    h->rank = (int32_t)rank;
+    if (h->role < PD_ROLE_WORKER || h->role > PD_ROLE_TOOL)
+        return pd_seterr(e, PARAMD_EPROTO, "HELLO with unknown role %u", h->role);
+    if (h->rank < -1 || h->rank >= PD_MAX_WORKERS)
+        return pd_seterr(e, PARAMD_EPROTO, "HELLO with bad rank %d", h->rank);
+    return 0;
+}
+
+void pd_table_def_encode(pd_buf *b, const pd_table_def *d) {
+    pd_put_u64(b, d->n);
+    pd_put_u64(b, d->lo);
+    pd_put_u64(b, d->hi);
+    pd_put_u32(b, d->rule);
+    pd_put_u32(b, d->consistency);
+    pd_put_u32(b, d->aggregate);
+    pd_put_u32(b, d->nhyper);
+    for (uint32_t i = 0; i < d->nhyper && i < PD_MAX_HYPER; i++)
+        pd_put_f64(b, d->hyper[i]);
+    pd_put_str(b, d->plugin);
+}
+
+int pd_table_def_decode(const void *p, size_t len, pd_table_def *d,
+                        pd_err *e) {
+    pd_rd r;
+    memset(d, 0, sizeof *d);
+    pd_rd_init(&r, p, len);
+    pd_get_u64(&r, &d->n);
+    pd_get_u64(&r, &d->lo);
+    pd_get_u64(&r, &d->hi);
+    pd_get_u32(&r, &d->rule);
+    pd_get_u32(&r, &d->consistency);
+    pd_get_u32(&r, &d->aggregate);
+    pd_get_u32(&r, &d->nhyper);
+    if (r.bad || d->nhyper > PD_MAX_HYPER)
+        return pd_seterr(e, PARAMD_EPROTO, "malformed TABLE_CREATE");
+    for (uint32_t i = 0; i < d->nhyper; i++) pd_get_f64(&r, &d->hyper[i]);
+    pd_get_str(&r, d->plugin, PD_MAX_ADDR);
+    if (!pd_rd_done(&r))
+        return pd_seterr(e, PARAMD_EPROTO, "malformed TABLE_CREATE");
+    if (d->n == 0 || d->n > (1ull << 40) || d->lo > d->hi || d->hi > d->n)
+        return pd_seterr(e, PARAMD_EPROTO,
+                         "TABLE_CREATE with bad sizes n=%llu range [%llu,%llu)",
+                         (unsigned long long)d->n, (unsigned long long)d->lo,
+                         (unsigned long long)d->hi);
+    if (d->consistency > PD_CONS_SYNC || d->aggregate > PD_AGG_SUM)
+        return pd_seterr(e, PARAMD_EPROTO,
+                         "TABLE_CREATE with unknown consistency or aggregate");
+    for (uint32_t i = 0; i < d->nhyper; i++)
+        if (!isfinite(d->hyper[i]))
+            return pd_seterr(e, PARAMD_EPROTO,
+                             "TABLE_CREATE with a non-finite hyper-parameter");
+    return 0;
+}

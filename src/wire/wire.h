@@ -1,0 +1,173 @@
+/*
+ * wire.h - the paramd frame format, mirrored in docs/protocol.md.
+ *
+ * Every message on every connection is one frame: a fixed 40-byte header
+ * followed by `len` payload bytes.  All integers and floats are
+ * little-endian.  Replies carry the request's type with PD_REPLY set, the
+ * same request id, and a status (0 or a negative PARAMD_E* code; an error
+ * reply's payload is the UTF-8 message).
+ *
+ *   off size field
+ *    0   4   magic    "PRMD" (0x444d5250 read as little-endian u32)
+ *    4   2   version  PD_PROTO_VERSION
+ *    6   2   type     PD_MSG_* (| PD_REPLY in replies)
+ *    8   8   id       request id, chosen by the requester, echoed
+ *   16   4   table    table id (0 when unused)
+ *   20   4   status   i32: 0 in requests; result in replies
+ *   24   8   clock    i64: the sender's clock (0 when unused)
+ *   32   8   len      u64: payload bytes that follow
+ *
+ * Decoding is split so that a receiver can validate before it allocates or
+ * reads a payload: pd_hdr_decode checks magic, version, type and len against
+ * the receiver's limit; each payload decoder checks its lengths against the
+ * bytes actually present.
+ */
+#ifndef PARAMD_WIRE_H
+#define PARAMD_WIRE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "common/common.h"
+
+#define PD_MAGIC 0x444d5250u
+#define PD_PROTO_VERSION 1
+#define PD_HDR_SIZE 40
+#define PD_REPLY 0x8000u
+
+/* Limits (named so docs/protocol.md can cite them). */
+#define PD_MAX_FRAME_DEFAULT (256ull << 20) /* payload bytes, per receiver */
+#define PD_MAX_CTRL_PAYLOAD 65536u          /* any non-data message */
+#define PD_MAX_NAME 255                     /* table name bytes */
+#define PD_MAX_SPEC 1023                    /* canonical spec bytes */
+#define PD_MAX_ADDR 255                     /* "host:port" bytes */
+#define PD_MAX_TABLES 4096                  /* table ids 1..PD_MAX_TABLES-1 */
+#define PD_MAX_WORKERS 65536
+#define PD_MAX_SERVERS 4096
+#define PD_MAX_ERRTEXT 1024                 /* error reply payload */
+#define PD_MAX_HYPER 16
+
+/* Message types: one list.  X(name, value, payload-kind) */
+#define PD_MSG_MAP(X)                                                          \
+    X(HELLO, 1)        /* any -> any: role, rank, version; first frame */     \
+    X(REG_SERVER, 10)  /* server -> coord: listen address */                  \
+    X(REG_WORKER, 11)  /* worker -> coord: wanted rank; reply: cluster map */ \
+    X(TABLE_OPEN, 12)  /* worker -> coord: name, n, spec */                   \
+    X(TABLE_READY, 13) /* worker -> coord: creator finished initialising */   \
+    X(BARRIER, 14)     /* worker -> coord: reply when all W arrive */         \
+    X(BYE, 15)         /* worker -> coord: leaving cleanly */                 \
+    X(SHUTDOWN, 16)    /* coord -> server: exit (unsolicited, id 0) */        \
+    X(TABLE_CREATE, 20) /* worker -> server: define a table's shard */        \
+    X(SET, 21)         /* worker -> server: write values (initial values) */  \
+    X(PUSH, 22)        /* worker -> server: gradient for a range */           \
+    X(PULL, 23)        /* worker -> server: read a range */                   \
+    X(STATS, 24)       /* any -> server: counters as text */
+
+enum pd_msg_type {
+#define PD_X_(name, val) PD_MSG_##name = (val),
+    PD_MSG_MAP(PD_X_)
+#undef PD_X_
+};
+
+/* Roles in HELLO. */
+enum { PD_ROLE_WORKER = 1, PD_ROLE_SERVER = 2, PD_ROLE_TOOL = 3 };
+
+/* Consistency and aggregation in a table spec. */
+enum { PD_CONS_ASYNC = 0, PD_CONS_SYNC = 1 };
+enum { PD_AGG_MEAN = 0, PD_AGG_SUM = 1 };
+
+typedef struct pd_hdr {
+    uint32_t magic;
+    uint16_t version;
+    uint16_t type;
+    uint64_t id;
+    uint32_t table;
+    int32_t status;
+    int64_t clock;
+    uint64_t len;
+} pd_hdr;
+
+/* "PUSH", "PULL|REPLY" style name of a type, for logs. */
+const char *pd_msg_name(uint16_t type);
+/* 1 if the type (without PD_REPLY) is in PD_MSG_MAP. */
+int pd_msg_known(uint16_t type);
+
+void pd_hdr_encode(const pd_hdr *h, uint8_t out[PD_HDR_SIZE]);
+/* Decode and validate the fixed fields: magic, version, known type, and
+ * len <= max_payload (and <= PD_MAX_CTRL_PAYLOAD for control messages).
+ * Returns 0, or PARAMD_EPROTO / PARAMD_EVERSION / PARAMD_ETOOBIG with the
+ * reason in e; *h is filled as far as it could be read. */
+int pd_hdr_decode(const uint8_t in[PD_HDR_SIZE], pd_hdr *h,
+                  uint64_t max_payload, pd_err *e);
+
+/* ==== Little-endian payload building and parsing ======================= */
+
+/* A growable output buffer (for control payloads; data payloads are sent
+ * from where they lie). */
+typedef struct pd_buf {
+    uint8_t *p;
+    size_t len, cap;
+    int oom; /* set if a put failed to grow; checked once at the end */
+} pd_buf;
+
+void pd_buf_init(pd_buf *b);
+void pd_buf_free(pd_buf *b);
+void pd_put_u16(pd_buf *b, uint16_t v);
+void pd_put_u32(pd_buf *b, uint32_t v);
+void pd_put_u64(pd_buf *b, uint64_t v);
+void pd_put_f64(pd_buf *b, double v);
+void pd_put_bytes(pd_buf *b, const void *p, size_t n);
+/* u16 length + bytes */
+void pd_put_str(pd_buf *b, const char *s);
+
+/* A bounds-checked reader over received bytes.  Every get fails (returns
+ * -1 and sets bad) once a read would pass the end; a decoder checks bad
+ * once.  Nothing is read outside [p, p+len). */
+typedef struct pd_rd {
+    const uint8_t *p;
+    size_t len, off;
+    int bad;
+} pd_rd;
+
+void pd_rd_init(pd_rd *r, const void *p, size_t len);
+int pd_get_u16(pd_rd *r, uint16_t *v);
+int pd_get_u32(pd_rd *r, uint32_t *v);
+int pd_get_u64(pd_rd *r, uint64_t *v);
+int pd_get_f64(pd_rd *r, double *v);
+/* u16 length + bytes into out (NUL-terminated); fails if the length is
+ * > maxlen or the bytes contain NUL. */
+int pd_get_str(pd_rd *r, char *out, size_t maxlen);
+/* 1 if every byte was consumed and nothing went wrong. */
+int pd_rd_done(const pd_rd *r);
+
+/* ==== Message payloads ================================================== */
+
+/* HELLO payload: u32 role, i32 rank (-1: none yet), u32 auth_len (0 in
+ * version 1; the place for the cluster-secret handshake), auth bytes. */
+typedef struct pd_hello {
+    uint32_t role;
+    int32_t rank;
+} pd_hello;
+void pd_hello_encode(pd_buf *b, const pd_hello *h);
+int pd_hello_decode(const void *p, size_t len, pd_hello *h, pd_err *e);
+
+/* A table's definition as servers store it: TABLE_CREATE payload.
+ *   u64 n, u64 lo, u64 hi, u32 rule, u32 consistency, u32 aggregate,
+ *   u32 nhyper, f64 hyper[nhyper] (order: PD_HYPER_ORDER), str plugin path */
+typedef struct pd_table_def {
+    uint64_t n, lo, hi;
+    uint32_t rule, consistency, aggregate;
+    double hyper[PD_MAX_HYPER];
+    uint32_t nhyper;
+    char plugin[PD_MAX_ADDR + 1];
+} pd_table_def;
+void pd_table_def_encode(pd_buf *b, const pd_table_def *d);
+int pd_table_def_decode(const void *p, size_t len, pd_table_def *d,
+                        pd_err *e);
+
+/* The range at the start of SET / PUSH (u64 offset, then floats) and the
+ * whole PULL payload (u64 offset, u64 count). */
+#define PD_RANGE_PREFIX 8
+#define PD_PULL_PAYLOAD 16
+
+#endif
