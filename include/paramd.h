@@ -196,8 +196,10 @@ PARAMD_API int64_t paramd_clock(paramd_client *c);
 /* The client's current clock. */
 PARAMD_API int64_t paramd_get_clock(const paramd_client *c);
 
-/* Block until all W workers have called paramd_barrier the same number of
- * times.  Returns PARAMD_ESHUTDOWN if a worker left the cluster first. */
+/* Block until every worker still in the cluster has called paramd_barrier
+ * the same number of times.  Workers that left (paramd_close) or died are
+ * not waited for; workers that have not joined yet are.  Returns
+ * PARAMD_ESHUTDOWN if the cluster stops meanwhile. */
 PARAMD_API int paramd_barrier(paramd_client *c);
 
 #ifdef __cplusplus

@@ -126,6 +126,7 @@ static int spawn(pd_local *L, int role, int rank, char *const *argv,
         prctl(PR_SET_PDEATHSIG, SIGKILL);
         if (getppid() != parent) _exit(127); /* the parent died already */
         sigprocmask(SIG_SETMASK, &L->oldmask, NULL);
+        signal(SIGPIPE, SIG_DFL); /* we ignore it; the child should not */
         dup2(po[1], 1);
         dup2(pe[1], 2);
         if (extra_fd >= 0) dup2(extra_fd, 3);
@@ -282,6 +283,9 @@ int pd_local_start(pd_local **out, int32_t S, int32_t W, const char *host,
     sigaddset(&set, SIGTERM);
     sigaddset(&set, SIGHUP);
     sigprocmask(SIG_BLOCK, &set, &L->oldmask);
+    /* A closed stdout (a pager quit, a pipe closed) must not kill the
+     * supervisor and so orphan the cluster. */
+    signal(SIGPIPE, SIG_IGN);
     L->sfd = signalfd(-1, &set, SFD_NONBLOCK | SFD_CLOEXEC);
     *out = L;
 

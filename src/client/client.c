@@ -538,9 +538,8 @@ int paramd_barrier(paramd_client *c) {
 
 /* ==== Sharding ========================================================== */
 
-/* Server k holds [n*k/S, n*(k+1)/S): contiguous, sizes differ by <= 1. */
 static uint64_t shard_lo(uint64_t n, int32_t S, int32_t k) {
-    return (uint64_t)(((unsigned __int128)n * (uint64_t)k) / (uint64_t)S);
+    return pd_partition_lo(n, (uint32_t)S, (uint32_t)k);
 }
 
 /* Issue sub-requests for [off, off+count) of t: per server, in chunks,

@@ -100,10 +100,22 @@ static int reply_err(co_conn *cc, const pd_hdr *req, int code,
     return 0;
 }
 
+/* Called with mu held: release the barrier if every worker still in the
+ * cluster (W minus those who left or died) has arrived. */
+static void barrier_check(pd_coord *co) {
+    if (co->barrier_arrived > 0 &&
+        co->barrier_arrived >= co->o.workers - co->departed) {
+        co->barrier_arrived = 0;
+        co->barrier_gen++;
+        pthread_cond_broadcast(&co->cv);
+    }
+}
+
 /* Called with mu held: a worker is gone (BYE or disconnect). */
 static void worker_departed(pd_coord *co, int32_t rank, int clean) {
     co->wstate[rank] = clean ? W_LEFT : W_DIED;
     co->departed++;
+    barrier_check(co);
     if (!clean) {
         co->died++;
         pd_log(PD_LOG_WARN, "worker %d disconnected without saying goodbye",
@@ -214,6 +226,26 @@ static int on_reg_worker(co_conn *cc, const pd_hdr *h) {
     return rc;
 }
 
+/* MAP: the cluster map for tools (paramd stats, tests): rank -1, W, S,
+ * epoch, addresses; answered once every server registered. */
+static int on_map(co_conn *cc, const pd_hdr *h) {
+    pd_coord *co = cc->co;
+    pthread_mutex_lock(&co->mu);
+    while (co->nservers < co->o.servers && !co->stopping)
+        pthread_cond_wait(&co->cv, &co->mu);
+    pd_buf b;
+    pd_buf_init(&b);
+    pd_put_u32(&b, UINT32_MAX);
+    pd_put_u32(&b, (uint32_t)co->o.workers);
+    pd_put_u32(&b, (uint32_t)co->o.servers);
+    pd_put_u64(&b, co->epoch);
+    for (int32_t i = 0; i < co->o.servers; i++) pd_put_str(&b, co->server_addr[i]);
+    pthread_mutex_unlock(&co->mu);
+    int rc = reply(cc, h, &b);
+    pd_buf_free(&b);
+    return rc;
+}
+
 static int on_table_open(co_conn *cc, const pd_hdr *h) {
     pd_coord *co = cc->co;
     char name[PD_MAX_NAME + 1], spec[PD_MAX_SPEC + 1], msg[PD_MAX_ERRTEXT];
@@ -308,19 +340,15 @@ static int on_barrier(co_conn *cc, const pd_hdr *h) {
     if (cc->rank < 0) return reply_err(cc, h, PARAMD_EPROTO, "BARRIER before REG_WORKER");
     pthread_mutex_lock(&co->mu);
     uint64_t gen = co->barrier_gen;
-    if (++co->barrier_arrived == co->o.workers) {
-        co->barrier_arrived = 0;
-        co->barrier_gen++;
-        pthread_cond_broadcast(&co->cv);
-    }
-    while (co->barrier_gen == gen && co->departed == 0 && !co->stopping)
+    co->barrier_arrived++;
+    barrier_check(co);
+    while (co->barrier_gen == gen && !co->stopping)
         pthread_cond_wait(&co->cv, &co->mu);
     int ok = co->barrier_gen != gen;
     pthread_mutex_unlock(&co->mu);
     if (!ok)
         return reply_err(cc, h, PARAMD_ESHUTDOWN,
-                         "a worker left the cluster, so the barrier can never "
-                         "complete");
+                         "the cluster is stopping");
     return reply(cc, h, NULL);
 }
 
@@ -377,6 +405,7 @@ static void *conn_main(void *arg) {
         }
         case PD_MSG_REG_SERVER: rc = on_reg_server(cc, &h); break;
         case PD_MSG_REG_WORKER: rc = on_reg_worker(cc, &h); break;
+        case PD_MSG_MAP: rc = on_map(cc, &h); break;
         case PD_MSG_TABLE_OPEN: rc = on_table_open(cc, &h); break;
         case PD_MSG_TABLE_READY: rc = on_table_ready(cc, &h); break;
         case PD_MSG_BARRIER: rc = on_barrier(cc, &h); break;

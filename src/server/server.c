@@ -53,6 +53,7 @@ typedef struct srv_conn {
     uint32_t role;
     uint8_t *buf;        /* payload buffer, grown on demand */
     size_t cap;
+    pd_err ioerr;        /* why the connection broke, for the log */
     uint8_t ctrl[PD_MAX_CTRL_PAYLOAD + 1];
 } srv_conn;
 
@@ -116,7 +117,7 @@ static int on_table_create(srv_conn *sc, const pd_hdr *h) {
     pd_server *s = sc->srv;
     pd_err e = {0};
     pd_table_def d;
-    int rc = pd_recv_payload(sc->conn, h, sc->ctrl, &e);
+    int rc = pd_recv_payload(sc->conn, h, sc->ctrl, &sc->ioerr);
     if (rc) return rc;
     if (pd_table_def_decode(sc->ctrl, (size_t)h->len, &d, &e) != 0)
         return reply_err(sc, h, &e);
@@ -154,14 +155,14 @@ static int on_write(srv_conn *sc, const pd_hdr *h) {
     pd_err e = {0};
     uint8_t pre[PD_RANGE_PREFIX];
     if (h->len < PD_RANGE_PREFIX || (h->len - PD_RANGE_PREFIX) % 4 != 0) {
-        int rc = pd_conn_skip(sc->conn, h->len, &e);
+        int rc = pd_conn_skip(sc->conn, h->len, &sc->ioerr);
         if (rc) return rc;
         pd_seterr(&e, PARAMD_EPROTO,
                   "%s payload of %llu bytes is not an offset plus floats",
                   pd_msg_name(h->type), (unsigned long long)h->len);
         return reply_err(sc, h, &e);
     }
-    int rc = pd_conn_read(sc->conn, pre, sizeof pre, 0, &e);
+    int rc = pd_conn_read(sc->conn, pre, sizeof pre, 0, &sc->ioerr);
     if (rc) return rc;
     pd_rd r;
     uint64_t off;
@@ -180,11 +181,11 @@ static int on_write(srv_conn *sc, const pd_hdr *h) {
                   (unsigned long long)nbytes);
     }
     if (e.code) {
-        rc = pd_conn_skip(sc->conn, nbytes, &e);
+        rc = pd_conn_skip(sc->conn, nbytes, &sc->ioerr);
         if (rc) return rc;
         return reply_err(sc, h, &e);
     }
-    rc = pd_conn_read(sc->conn, sc->buf, (size_t)nbytes, 0, &e);
+    rc = pd_conn_read(sc->conn, sc->buf, (size_t)nbytes, 0, &sc->ioerr);
     if (rc) return rc;
     const float *v = (const float *)(void *)sc->buf;
     if (h->type == PD_MSG_SET)
@@ -199,13 +200,13 @@ static int on_pull(srv_conn *sc, const pd_hdr *h) {
     pd_err e = {0};
     uint8_t p[PD_PULL_PAYLOAD];
     if (h->len != PD_PULL_PAYLOAD) {
-        int rc = pd_conn_skip(sc->conn, h->len, &e);
+        int rc = pd_conn_skip(sc->conn, h->len, &sc->ioerr);
         if (rc) return rc;
         pd_seterr(&e, PARAMD_EPROTO, "PULL payload of %llu bytes, expected %d",
                   (unsigned long long)h->len, PD_PULL_PAYLOAD);
         return reply_err(sc, h, &e);
     }
-    int rc = pd_conn_read(sc->conn, p, sizeof p, 0, &e);
+    int rc = pd_conn_read(sc->conn, p, sizeof p, 0, &sc->ioerr);
     if (rc) return rc;
     pd_rd r;
     uint64_t off, count;
@@ -233,8 +234,7 @@ static int on_pull(srv_conn *sc, const pd_hdr *h) {
 
 static int on_stats(srv_conn *sc, const pd_hdr *h) {
     pd_server *s = sc->srv;
-    pd_err e = {0};
-    int rc = pd_conn_skip(sc->conn, h->len, &e);
+    int rc = pd_conn_skip(sc->conn, h->len, &sc->ioerr);
     if (rc) return rc;
     char text[8192];
     size_t off = 0;
@@ -342,7 +342,8 @@ static void *conn_main(void *arg) {
             pthread_mutex_unlock(&s->mu);
             if (!stopping && rc != PARAMD_EPROTO)
                 pd_log(PD_LOG_WARN, "connection from %s (rank %d) ended: %s",
-                       sc->conn->peer, sc->rank, paramd_strerror(rc));
+                       sc->conn->peer, sc->rank,
+                       sc->ioerr.code ? sc->ioerr.msg : paramd_strerror(rc));
         }
     }
     /* unlink and free */

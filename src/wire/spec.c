@@ -108,7 +108,7 @@ void pd_spec_canonical(const pd_table_def *d, char *out, size_t outlen) {
                        d->aggregate == PD_AGG_SUM ? "sum" : "mean");
     for (uint32_t i = 0; i < d->nhyper && i < PD_HYPER_COUNT; i++) {
         if (off < 0 || (size_t)off >= outlen) return;
-        off += snprintf(out + off, outlen - (size_t)off, " %s=%.17g",
+        off += snprintf(out + off, outlen - (size_t)off, " %s=%.10g",
                         pd_hyper_names[i], d->hyper[i]);
     }
     if (d->plugin[0] && off >= 0 && (size_t)off < outlen)

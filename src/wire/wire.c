@@ -38,12 +38,12 @@ static uint64_t rd64(const uint8_t *p) {
 const char *pd_msg_name(uint16_t type) {
     static const char *const reply_names[] = {
 #define PD_X_(name, val) [val] = #name "|REPLY",
-        PD_MSG_MAP(PD_X_)
+        PD_MSG_LIST(PD_X_)
 #undef PD_X_
     };
     static const char *const names[] = {
 #define PD_X_(name, val) [val] = #name,
-        PD_MSG_MAP(PD_X_)
+        PD_MSG_LIST(PD_X_)
 #undef PD_X_
     };
     uint16_t base = type & (uint16_t)~PD_REPLY;
@@ -54,7 +54,7 @@ const char *pd_msg_name(uint16_t type) {
 int pd_msg_known(uint16_t type) {
     switch (type & (uint16_t)~PD_REPLY) {
 #define PD_X_(name, val) case val:
-        PD_MSG_MAP(PD_X_)
+        PD_MSG_LIST(PD_X_)
 #undef PD_X_
         return 1;
     }

@@ -48,7 +48,7 @@
 #define PD_MAX_HYPER 16
 
 /* Message types: one list.  X(name, value, payload-kind) */
-#define PD_MSG_MAP(X)                                                          \
+#define PD_MSG_LIST(X)                                                          \
     X(HELLO, 1)        /* any -> any: role, rank, version; first frame */     \
     X(REG_SERVER, 10)  /* server -> coord: listen address */                  \
     X(REG_WORKER, 11)  /* worker -> coord: wanted rank; reply: cluster map */ \
@@ -57,6 +57,7 @@
     X(BARRIER, 14)     /* worker -> coord: reply when all W arrive */         \
     X(BYE, 15)         /* worker -> coord: leaving cleanly */                 \
     X(SHUTDOWN, 16)    /* coord -> server: exit (unsolicited, id 0) */        \
+    X(MAP, 17)         /* tool -> coord: the cluster map, like REG_WORKER */  \
     X(TABLE_CREATE, 20) /* worker -> server: define a table's shard */        \
     X(SET, 21)         /* worker -> server: write values (initial values) */  \
     X(PUSH, 22)        /* worker -> server: gradient for a range */           \
@@ -65,7 +66,7 @@
 
 enum pd_msg_type {
 #define PD_X_(name, val) PD_MSG_##name = (val),
-    PD_MSG_MAP(PD_X_)
+    PD_MSG_LIST(PD_X_)
 #undef PD_X_
 };
 
@@ -89,7 +90,7 @@ typedef struct pd_hdr {
 
 /* "PUSH", "PULL|REPLY" style name of a type, for logs. */
 const char *pd_msg_name(uint16_t type);
-/* 1 if the type (without PD_REPLY) is in PD_MSG_MAP. */
+/* 1 if the type (without PD_REPLY) is in PD_MSG_LIST. */
 int pd_msg_known(uint16_t type);
 
 void pd_hdr_encode(const pd_hdr *h, uint8_t out[PD_HDR_SIZE]);
@@ -164,6 +165,13 @@ typedef struct pd_table_def {
 void pd_table_def_encode(pd_buf *b, const pd_table_def *d);
 int pd_table_def_decode(const void *p, size_t len, pd_table_def *d,
                         pd_err *e);
+
+/* Dense partitioning: server k of S holds floats [lo(k), lo(k+1)) of a
+ * table of n, lo(k) = floor(n*k/S): contiguous, covering, and balanced
+ * (sizes differ by at most one).  Clients and tests use this one formula. */
+static inline uint64_t pd_partition_lo(uint64_t n, uint32_t S, uint32_t k) {
+    return (uint64_t)(((unsigned __int128)n * k) / S);
+}
 
 /* The range at the start of SET / PUSH (u64 offset, then floats) and the
  * whole PULL payload (u64 offset, u64 count). */

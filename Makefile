@@ -1,0 +1,45 @@
+# paramd - top-level commands.  CMake does the building underneath.
+#
+#   make          build everything into build/
+#   make test     build and run the whole test suite (ctest)
+#   make demo     install missing Debian packages (as root), build, run the
+#                 main job
+#   make sanitize build with AddressSanitizer + UBSan into build-san/ and
+#                 run the suite there
+#   make bench    build and run the benchmarks
+BUILD ?= build
+SAN_BUILD ?= build-san
+JOBS ?= $(shell nproc 2>/dev/null || echo 2)
+
+.PHONY: all build test demo sanitize deps clean bench
+
+all: build
+
+$(BUILD)/CMakeCache.txt:
+	cmake -S . -B $(BUILD) -DCMAKE_BUILD_TYPE=RelWithDebInfo
+
+build: $(BUILD)/CMakeCache.txt
+	cmake --build $(BUILD) -j$(JOBS)
+
+test: build
+	ctest --test-dir $(BUILD) --output-on-failure -j$(JOBS)
+
+$(SAN_BUILD)/CMakeCache.txt:
+	cmake -S . -B $(SAN_BUILD) -DCMAKE_BUILD_TYPE=Debug -DPARAMD_SANITIZE=ON
+
+sanitize: $(SAN_BUILD)/CMakeCache.txt
+	cmake --build $(SAN_BUILD) -j$(JOBS)
+	ctest --test-dir $(SAN_BUILD) --output-on-failure -j$(JOBS)
+
+deps:
+	@bash scripts/deps.sh
+
+demo: deps
+	@$(MAKE) --no-print-directory build
+	@bash scripts/demo.sh $(BUILD)
+
+bench: build
+	@bash bench/run.sh $(BUILD)
+
+clean:
+	rm -rf $(BUILD) $(SAN_BUILD)

@@ -1,0 +1,25 @@
+#!/usr/bin/env bash
+# Random bytes, truncated, oversized and lying frames sent to a live server
+# and coordinator (tests/tool_badframes.c checks each reply and that a
+# table's values never change); then the same cluster still serves a
+# correct run of the toy.
+source "$(dirname "$0")/lib.sh"
+start_coordinator 1 2
+start_servers 1
+"$BUILD/tests/tool_badframes" "$COORD" >"$TMP/bf.log" 2>&1 || { cat "$TMP/bf.log"; fail "bad frames"; }
+expect_line "$TMP/bf.log" "badframes ok"
+pass "bad frames rejected, server unharmed"
+for r in 0 1; do
+  PARAMD_COORDINATOR=$COORD PARAMD_RANK=$r "$BUILD/examples/toy" --sleep-ms 0 >"$TMP/toy.$r" 2>&1 &
+  TOY[$r]=$!
+done
+wait ${TOY[0]} || fail "toy 0: $(cat "$TMP/toy.0")"
+wait ${TOY[1]} || fail "toy 1: $(cat "$TMP/toy.1")"
+expect_line "$TMP/toy.0" "final params \(async, mean\):( 200.0){10}$"
+pass "toy correct after the attack"
+# the cluster ends by itself once both workers left
+wait "$COORD_PID" || fail "coordinator exited non-zero"
+wait "${SERVER_PIDS[0]}" || fail "server exited non-zero"
+expect_line "$TMP/server.0.log" "closing connection .*bad magic"
+expect_line "$TMP/server.0.log" "truncated frame"
+pass "cluster shut down cleanly; reasons logged"

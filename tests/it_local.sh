@@ -1,0 +1,77 @@
+#!/usr/bin/env bash
+# paramd local: a failing worker makes it exit non-zero and stop everything;
+# SIGTERM and SIGINT stop everything; wrong arguments are rejected; and in
+# no case is a process left behind.  Each run is in its own session, so
+# "left behind" means: any process still in that session.
+source "$(dirname "$0")/lib.sh"
+
+# run_session OUT CMD...: run CMD as the leader of a new session; SID=pid
+# (zombies do not count: a reparented child may wait for init to reap it)
+in_session() { ps -s "$1" -o stat= 2>/dev/null | grep -qv '^Z'; }
+
+# 1. worker 1 exits 3 while worker 0 waits forever
+setsid "$PARAMD" local --servers 2 --workers 2 -- bash -c \
+  'if [ "$PARAMD_RANK" = 1 ]; then exec "$0" fail; else exec "$0" pidfile "$1"; fi' \
+  "$BUILD/tests/tool_worker" "$TMP" >"$TMP/fail.out" 2>&1 &
+SID=$!
+wait $SID; rc=$?
+[ $rc = 1 ] || fail "paramd local exited $rc after a worker failed, expected 1"
+expect_line "$TMP/fail.out" "worker 1 failed \(exit status 3\)"
+if in_session $SID; then ps -s $SID; fail "processes left behind after a failed worker"; fi
+pass "failed worker: exit 1, nothing left behind"
+
+# 2. SIGTERM and SIGINT while workers run
+for sig in TERM INT; do
+  rm -f "$TMP"/worker.*.pid
+  mkfifo "$TMP/out.$sig"
+  setsid "$PARAMD" local --servers 2 --workers 2 -- "$BUILD/tests/tool_worker" pidfile "$TMP" \
+     >"$TMP/out.$sig" 2>&1 &
+  SID=$!
+  # wait until both workers are up (they print "waiting")
+  exec 5<"$TMP/out.$sig"   # stays open: paramd local can keep writing
+  n=0
+  while read -r -t 20 line <&5; do
+    case $line in *waiting*) n=$((n+1)); [ $n = 2 ] && break;; esac
+  done
+  [ $n = 2 ] || fail "workers did not start"
+  kill -$sig $SID
+  cat <&5 >/dev/null &      # drain what it prints while stopping
+  wait $SID; rc=$?
+  exec 5<&-
+  [ $rc -ge 128 ] || fail "paramd local exited $rc after SIG$sig"
+  if in_session $SID; then ps -s $SID; fail "processes left behind after SIG$sig"; fi
+  for f in "$TMP"/worker.*.pid; do
+    ! kill -0 "$(cat "$f")" 2>/dev/null || fail "worker $(cat "$f") alive after SIG$sig"
+  done
+  pass "SIG$sig: exit $rc, nothing left behind"
+done
+
+# 3. SIGKILL of paramd local itself: the children die with it
+mkfifo "$TMP/out.kill"
+setsid "$PARAMD" local --servers 1 --workers 1 -- "$BUILD/tests/tool_worker" pidfile "$TMP" \
+   >"$TMP/out.kill" 2>&1 &
+SID=$!
+exec 5<"$TMP/out.kill"
+while read -r -t 20 line <&5; do case $line in *waiting*) break;; esac; done
+kill -KILL $SID; wait $SID 2>/dev/null; exec 5<&-
+# PR_SET_PDEATHSIG delivers SIGKILL to each child; wait for them to go
+for i in $(seq 100); do in_session $SID || break; timeout 0.1 tail -f /dev/null; done
+if in_session $SID; then ps -s $SID; fail "children survived SIGKILL of paramd local"; fi
+pass "SIGKILL of paramd local: children gone"
+
+# 4. wrong arguments
+"$PARAMD" local --servers 0 -- true 2>"$TMP/e1" && fail "--servers 0 accepted"
+expect_line "$TMP/e1" "--servers '0' is not"
+"$PARAMD" local --servers 1 2>"$TMP/e2" && fail "missing program accepted"
+expect_line "$TMP/e2" "no worker program"
+"$PARAMD" local -- /nonexistent/program >"$TMP/e3" 2>&1 && fail "missing program ran"
+expect_line "$TMP/e3" "cannot run /nonexistent/program"
+"$PARAMD" coordinator --servers 1 2>"$TMP/e4" && fail "coordinator without --workers"
+expect_line "$TMP/e4" "required"
+"$PARAMD" server 2>"$TMP/e5" && fail "server without coordinator"
+expect_line "$TMP/e5" "coordinator"
+"$PARAMD" bogus 2>"$TMP/e6" && fail "unknown command accepted"
+expect_line "$TMP/e6" "unknown command 'bogus'"
+env -u PARAMD_COORDINATOR "$BUILD/examples/toy" 2>"$TMP/e7" && fail "toy without a cluster"
+expect_line "$TMP/e7" "PARAMD_COORDINATOR"
+pass "wrong arguments rejected with a message"

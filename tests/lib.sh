@@ -1,0 +1,45 @@
+# tests/lib.sh - helpers for the integration tests (bash).  Sourced, not run.
+#
+# Each test gets its own temporary directory, starts real processes on
+# loopback with port 0 (never a fixed port: ctest -j runs tests at once),
+# learns addresses through FIFOs (no sleeps), and kills whatever it started
+# on exit.
+set -u
+BUILD=${1:?usage: $0 BUILD_DIR}
+BUILD=$(cd "$BUILD" && pwd)
+PARAMD=$BUILD/paramd
+TMP=$(mktemp -d /tmp/paramd-test.XXXXXX)
+PIDS=()
+cleanup() {
+  for p in "${PIDS[@]}"; do kill -KILL "$p" 2>/dev/null; done
+  wait 2>/dev/null
+  rm -rf "$TMP"
+}
+trap cleanup EXIT
+
+fail() { echo "FAIL: $*" >&2; exit 1; }
+pass() { echo "ok: $*"; }
+
+# start_coordinator S W [extra args]: sets COORD (host:port), COORD_PID
+start_coordinator() {
+  local s=$1 w=$2; shift 2
+  rm -f "$TMP/ready"; mkfifo "$TMP/ready"
+  "$PARAMD" coordinator --servers "$s" --workers "$w" --ready-fd 3 "$@" \
+     3>"$TMP/ready" >>"$TMP/coordinator.log" 2>&1 &
+  COORD_PID=$!; PIDS+=("$COORD_PID")
+  read -r -t 20 COORD <"$TMP/ready" || fail "coordinator did not start: $(cat "$TMP/coordinator.log")"
+}
+
+# start_servers S: starts S servers against $COORD; SERVER_PIDS
+start_servers() {
+  SERVER_PIDS=()
+  for ((k = 0; k < $1; k++)); do
+    "$PARAMD" server --coordinator "$COORD" >>"$TMP/server.$k.log" 2>&1 &
+    SERVER_PIDS+=($!); PIDS+=($!)
+  done
+}
+
+# expect_line FILE REGEX: FILE has a line matching REGEX
+expect_line() {
+  grep -Eq -- "$2" "$1" || { echo "--- $1:" >&2; cat "$1" >&2; fail "no line matching '$2' in $1"; }
+}
