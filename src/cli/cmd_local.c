@@ -109,7 +109,7 @@ static void drain(child *c, stream *s) {
 /* Start argv as a child labelled `label`; extra_fd (or -1) becomes fd 3.
  * env: NULL-terminated "K=V" list added to our environment. */
 static int spawn(pd_local *L, int role, int rank, char *const *argv,
-                 char *const *env, int extra_fd) {
+                 char *const *env, int extra_fd, int inherit_stdout) {
     child *c = &L->ch[L->n];
     int po[2], pe[2];
     if (pipe2(po, O_CLOEXEC) || pipe2(pe, O_CLOEXEC)) {
@@ -127,7 +127,7 @@ static int spawn(pd_local *L, int role, int rank, char *const *argv,
         if (getppid() != parent) _exit(127); /* the parent died already */
         sigprocmask(SIG_SETMASK, &L->oldmask, NULL);
         signal(SIGPIPE, SIG_DFL); /* we ignore it; the child should not */
-        dup2(po[1], 1);
+        if (!inherit_stdout) dup2(po[1], 1);
         dup2(pe[1], 2);
         if (extra_fd >= 0) dup2(extra_fd, 3);
         for (char *const *e = env; e && *e; e++) putenv(*e);
@@ -149,6 +149,10 @@ static int spawn(pd_local *L, int role, int rank, char *const *argv,
     c->pid = pid;
     c->running = 1;
     c->out = (stream){.fd = po[0], .to = stdout};
+    if (inherit_stdout) {
+        close(po[0]);
+        c->out.fd = -1;
+    }
     c->err = (stream){.fd = pe[0], .to = stderr};
     L->n++;
     return 0;
@@ -267,7 +271,7 @@ static void supervise(pd_local *L, double settle_s) {
 /* ==== Public ============================================================ */
 
 int pd_local_start(pd_local **out, int32_t S, int32_t W, const char *host,
-                   char *const *worker_argv, char *const *worker_env) {
+                   char *const *worker_argv, char *const *worker_env, int flags) {
     *out = NULL;
     pd_local *L = calloc(1, sizeof *L);
     if (!L) return -1;
@@ -299,7 +303,7 @@ int pd_local_start(pd_local **out, int32_t S, int32_t W, const char *host,
     const char *self = cli_self_path();
     char *cargv[] = {(char *)self, "coordinator", "--listen", listen, "--servers", sarg,
                      "--workers", warg, "--ready-fd", "3", NULL};
-    if (spawn(L, ROLE_COORD, 0, cargv, NULL, rp[1])) goto fail;
+    if (spawn(L, ROLE_COORD, 0, cargv, NULL, rp[1], 0)) goto fail;
     close(rp[1]);
     char addr[300] = "";
     size_t alen = 0;
@@ -328,7 +332,7 @@ int pd_local_start(pd_local **out, int32_t S, int32_t W, const char *host,
 
     for (int32_t k = 0; k < S; k++) {
         char *sv[] = {(char *)self, "server", "--coordinator", addr, NULL};
-        if (spawn(L, ROLE_SERVER, k, sv, NULL, -1)) goto fail;
+        if (spawn(L, ROLE_SERVER, k, sv, NULL, -1, 0)) goto fail;
     }
     for (int32_t r = 0; r < W; r++) {
         /* putenv keeps the pointers: give each worker its own strings. */
@@ -343,7 +347,8 @@ int pd_local_start(pd_local **out, int32_t S, int32_t W, const char *host,
         env[ne] = malloc(32);
         snprintf(env[ne++], 32, "PARAMD_SERVERS=%d", S);
         for (char *const *e = worker_env; e && *e && ne < 70; e++) env[ne++] = *e;
-        int rc = spawn(L, ROLE_WORKER, r, worker_argv, env, -1);
+        int rc = spawn(L, ROLE_WORKER, r, worker_argv, env, -1,
+                       r == 0 && (flags & PD_LOCAL_RANK0_STDOUT));
         for (int i = 1; i < 4; i++) free(env[i]);
         free(env);
         if (rc) goto fail;
@@ -435,7 +440,7 @@ int cmd_local(int argc, char **argv) {
     }
     pd_local *L;
     char why[300];
-    if (pd_local_start(&L, (int32_t)S, (int32_t)W, host, argv + optind, NULL) != 0) {
+    if (pd_local_start(&L, (int32_t)S, (int32_t)W, host, argv + optind, NULL, 0) != 0) {
         if (!L) {
             fprintf(stderr, "paramd local: out of memory\n");
             return 1;

@@ -1,3 +1,248 @@
+/*
+ * cmd_train.c - `paramd train`: data-parallel training of a model on
+ * Fashion-MNIST with a paramd cluster.
+ *
+ * Two ways to run:
+ *   - by default it starts its own cluster on this machine (like
+ *     ray.init()): a coordinator, --servers servers and --workers copies of
+ *     itself as workers (`paramd train --join ...`), and waits for them;
+ *   - with --coordinator HOST:PORT it is one worker of an existing cluster
+ *     (start W of them with mpirun or srun; each takes its rank from the
+ *     launcher's environment).
+ * The worker loop is src/train/trainer.c.
+ */
+#include <getopt.h>
 #include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
 #include "cli/cli.h"
-int cmd_train(int argc, char **argv) { (void)argc; (void)argv; fprintf(stderr, "not yet\n"); return 2; }
+#include "cli/local.h"
+#include "common/common.h"
+#include "train/trainer.h"
+#include "wire/spec.h"
+
+static void train_usage(FILE *f) {
+    pd_train_cfg d;
+    pd_train_defaults(&d);
+    fprintf(f,
+"usage: paramd train [options]\n"
+"\n"
+"Trains a model on Fashion-MNIST with a parameter-server cluster: every\n"
+"worker pulls the weights, computes a gradient on its own batches, pushes\n"
+"it; the servers apply it (sync: the mean of the W gradients of a step,\n"
+"once; async: each on arrival).  Shows progress, evaluates on the test set,\n"
+"writes metrics and a plot.\n"
+"\n"
+"Model and data:\n"
+"  --model mlp|cnn        mlp: 784-256-10; cnn: the Ray example's SimpleCNN [%s]\n"
+"  --hidden N             width of the hidden layer (mlp) or fc1 (cnn)\n"
+"  --data DIR             directory with the four IDX files (.gz or plain) of\n"
+"                         Fashion-MNIST or MNIST [/usr/share/datasets/fashion-mnist,\n"
+"                         from the Debian package dataset-fashion-mnist]\n"
+"  --limit N              train on the first N training images only\n"
+"  --no-dropout           train the cnn without dropout\n"
+"\n"
+"Training:\n"
+"  --consistency sync|async                                   [%s]\n"
+"  --epochs E             passes over the training set, all workers together [%d]\n"
+"  --steps N              exactly N steps per worker instead of --epochs\n"
+"  --batch B              samples per worker per step [%d]\n"
+"  --lr LR                learning rate, multiplied by W unless --no-lr-scaling [%g]\n"
+"  --no-lr-scaling        do not scale the learning rate by the number of workers\n"
+"  --rule SPEC            the server's update rule: sgd, momentum, adam, ... with\n"
+"                         optional key=value hyper-parameters after a comma,\n"
+"                         e.g. 'adam' or 'momentum,momentum=0.9' [%s]\n"
+"  --seed N               initial weights, shuffling, dropout [%llu]\n"
+"  --threads T            BLAS threads per worker [cores / workers]\n"
+"\n"
+"Cluster:\n"
+"  --servers S            servers of the local cluster [1]\n"
+"  --workers W            workers of the local cluster [2]\n"
+"  --coordinator HOST:PORT  join an existing cluster as one worker instead\n"
+"                         (rank from PARAMD_RANK or the launcher's variables)\n"
+"\n"
+"Output:\n"
+"  --out DIR              write metrics.csv, run.json and plot.svg into DIR\n"
+"                         [runs/MODEL-CONSISTENCY-wW]\n"
+"  --eval-every N         evaluate every N steps [about 20 times per run]\n"
+"  --eval-samples N       test images per periodic evaluation [%d]; the final\n"
+"                         evaluation uses the whole test set\n"
+"  --save-params FILE     write the final weights (raw float32) to FILE\n"
+"  --quiet                no progress display\n"
+"\n"
+"Example: paramd train --model cnn --consistency async --workers 4 --epochs 1\n",
+            d.model, d.consistency, d.epochs, d.batch, d.lr, d.rule,
+            (unsigned long long)d.seed, d.eval_samples);
+}
+
+static int bad(const char *opt, const char *v, const char *want) {
+    fprintf(stderr, "paramd train: %s '%s' is not %s\n", opt, v, want);
+    return 2;
+}
+
+int cmd_train(int argc, char **argv) {
+    enum { O_MODEL = 1000, O_HIDDEN, O_DATA, O_LIMIT, O_NODROP, O_CONS, O_EPOCHS,
+           O_STEPS, O_BATCH, O_LR, O_NOSCALE, O_RULE, O_SEED, O_THREADS, O_SERVERS,
+           O_WORKERS, O_COORD, O_JOIN, O_OUT, O_EVERY, O_EVALN, O_SAVE, O_QUIET };
+    static const struct option opts[] = {
+        {"model", 1, 0, O_MODEL}, {"hidden", 1, 0, O_HIDDEN}, {"data", 1, 0, O_DATA},
+        {"limit", 1, 0, O_LIMIT}, {"no-dropout", 0, 0, O_NODROP},
+        {"consistency", 1, 0, O_CONS}, {"epochs", 1, 0, O_EPOCHS}, {"steps", 1, 0, O_STEPS},
+        {"batch", 1, 0, O_BATCH}, {"lr", 1, 0, O_LR}, {"no-lr-scaling", 0, 0, O_NOSCALE},
+        {"rule", 1, 0, O_RULE}, {"seed", 1, 0, O_SEED}, {"threads", 1, 0, O_THREADS},
+        {"servers", 1, 0, O_SERVERS}, {"workers", 1, 0, O_WORKERS},
+        {"coordinator", 1, 0, O_COORD}, {"join", 0, 0, O_JOIN}, {"out", 1, 0, O_OUT},
+        {"eval-every", 1, 0, O_EVERY}, {"eval-samples", 1, 0, O_EVALN},
+        {"save-params", 1, 0, O_SAVE}, {"quiet", 0, 0, O_QUIET}, {"help", 0, 0, 'h'},
+        {0, 0, 0, 0}};
+    pd_train_cfg cfg;
+    pd_train_defaults(&cfg);
+    int64_t S = 1, W = 2, v;
+    double dv;
+    const char *coord = NULL;
+    int join = 0, out_given = 0;
+    static char rule[512], outdir[512];
+    int c;
+    pd_log_set_name("paramd train");
+    while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
+        switch (c) {
+        case O_MODEL:
+            if (strcmp(optarg, "mlp") && strcmp(optarg, "cnn")) return bad("--model", optarg, "mlp or cnn");
+            cfg.model = optarg;
+            break;
+        case O_HIDDEN:
+            if (pd_parse_i64(optarg, &v) || v < 1 || v > 65536) return bad("--hidden", optarg, "1..65536");
+            cfg.hidden = (int)v;
+            break;
+        case O_DATA: cfg.data = optarg; break;
+        case O_LIMIT:
+            if (pd_parse_i64(optarg, &v) || v < 1) return bad("--limit", optarg, "a positive count");
+            cfg.limit = v;
+            break;
+        case O_NODROP: cfg.dropout = 0; break;
+        case O_CONS:
+            if (strcmp(optarg, "sync") && strcmp(optarg, "async")) return bad("--consistency", optarg, "sync or async");
+            cfg.consistency = optarg;
+            break;
+        case O_EPOCHS:
+            if (pd_parse_i64(optarg, &v) || v < 1 || v > 10000) return bad("--epochs", optarg, "1..10000");
+            cfg.epochs = (int)v;
+            break;
+        case O_STEPS:
+            if (pd_parse_i64(optarg, &v) || v < 1) return bad("--steps", optarg, "a positive count");
+            cfg.steps = v;
+            break;
+        case O_BATCH:
+            if (pd_parse_i64(optarg, &v) || v < 1 || v > 4096) return bad("--batch", optarg, "1..4096");
+            cfg.batch = (int)v;
+            break;
+        case O_LR:
+            if (pd_parse_double(optarg, &dv) || dv <= 0) return bad("--lr", optarg, "a positive number");
+            cfg.lr = dv;
+            break;
+        case O_NOSCALE: cfg.lr_scaling = 0; break;
+        case O_RULE: {
+            /* "adam,beta1=0.9" -> "adam beta1=0.9" */
+            snprintf(rule, sizeof rule, "%s", optarg);
+            for (char *p = rule; *p; p++) if (*p == ',') *p = ' ';
+            cfg.rule = rule;
+            break;
+        }
+        case O_SEED:
+            if (pd_parse_i64(optarg, &v) || v < 0) return bad("--seed", optarg, "a non-negative number");
+            cfg.seed = (uint64_t)v;
+            break;
+        case O_THREADS:
+            if (pd_parse_i64(optarg, &v) || v < 1 || v > 256) return bad("--threads", optarg, "1..256");
+            cfg.threads = (int)v;
+            break;
+        case O_SERVERS:
+            if (pd_parse_i64(optarg, &S) || S < 1 || S > 256) return bad("--servers", optarg, "1..256");
+            break;
+        case O_WORKERS:
+            if (pd_parse_i64(optarg, &W) || W < 1 || W > 1024) return bad("--workers", optarg, "1..1024");
+            break;
+        case O_COORD: coord = optarg; break;
+        case O_JOIN: join = 1; break;
+        case O_OUT: cfg.out = optarg; out_given = 1; break;
+        case O_EVERY:
+            if (pd_parse_i64(optarg, &v) || v < 1) return bad("--eval-every", optarg, "a positive count");
+            cfg.eval_every = (int)v;
+            break;
+        case O_EVALN:
+            if (pd_parse_i64(optarg, &v) || v < 1) return bad("--eval-samples", optarg, "a positive count");
+            cfg.eval_samples = (int)v;
+            break;
+        case O_SAVE: cfg.save_params = optarg; break;
+        case O_QUIET: cfg.quiet = 1; break;
+        case 'h': train_usage(stdout); return 0;
+        default: train_usage(stderr); return 2;
+        }
+    }
+    if (optind < argc) {
+        fprintf(stderr, "paramd train: unexpected argument '%s'\n", argv[optind]);
+        return 2;
+    }
+    /* The rule must parse before any process starts. */
+    {
+        char spec[600];
+        pd_table_def d;
+        pd_err e = {0};
+        snprintf(spec, sizeof spec, "rule=%s", cfg.rule);
+        if (pd_spec_parse(spec, &d, &e) != 0) {
+            fprintf(stderr, "paramd train: --rule: %s\n", e.msg);
+            return 2;
+        }
+    }
+    if (!out_given && !join && !coord) {
+        snprintf(outdir, sizeof outdir, "runs/%s-%s-w%d", cfg.model, cfg.consistency, (int)W);
+        cfg.out = outdir;
+    }
+
+    if (join || coord) {
+        /* A worker. */
+        paramd_client *cl;
+        char opt[600] = "";
+        if (coord) snprintf(opt, sizeof opt, "coordinator=%s", coord);
+        if (paramd_connect(&cl, opt)) {
+            fprintf(stderr, "paramd train: cannot join the cluster: %s\n", paramd_last_error(NULL));
+            return 1;
+        }
+        char err[1024];
+        int rc = pd_train_worker(&cfg, cl, err, sizeof err);
+        if (rc) fprintf(stderr, "paramd train (worker %d): %s\n", paramd_rank(cl), err);
+        paramd_close(cl);
+        return rc ? 1 : 0;
+    }
+
+    /* The driver: a local cluster whose workers are this command with
+     * --join (every other option passed through). */
+    char **wargv = calloc((size_t)argc + 3, sizeof *wargv);
+    if (!wargv) return 1;
+    int k = 0;
+    wargv[k++] = (char *)cli_self_path();
+    wargv[k++] = "train";
+    wargv[k++] = "--join";
+    for (int i = 1; i < argc; i++) wargv[k++] = argv[i];
+    if (!out_given) {
+        wargv = realloc(wargv, sizeof *wargv * ((size_t)k + 3));
+        wargv[k++] = "--out";
+        wargv[k++] = outdir;
+    }
+    wargv[k] = NULL;
+    pd_local *L;
+    char why[300];
+    pd_local_start(&L, (int32_t)S, (int32_t)W, "127.0.0.1", wargv, NULL,
+                   PD_LOCAL_RANK0_STDOUT);
+    if (!L) {
+        fprintf(stderr, "paramd train: out of memory\n");
+        return 1;
+    }
+    int rc = pd_local_wait(L, why, sizeof why);
+    pd_local_free(L);
+    free(wargv);
+    if (rc) fprintf(stderr, "paramd train: %s\n", why);
+    return rc;
+}

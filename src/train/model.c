@@ -1,0 +1,948 @@
+/*
+ * model.c - the mlp and cnn models (see model.h for the parameter layout).
+ *
+ * Design.  A model is a short list of layers run in order (conv, relu,
+ * pool, fc, dropout) plus a table of parameter tensors.  Both are built by
+ * pd_model_create from the model's name; forward and backward are one
+ * generic loop over the list, so a new sequential model is a new table,
+ * not new passes.  All activations are NHWC, which makes the convolution
+ * weights TensorFlow's HWIO layout and makes the flatten before fc1 a no-op
+ * with the same order as the Ray example's reshape.
+ *
+ * Memory.  Every buffer a step touches is carved from one arena allocated
+ * in pd_model_create, sized for max_batch: one output buffer per layer
+ * (relu and dropout work in place on their input's buffer), a byte per
+ * unit of each pool and relu layer (which input won, whether it passed:
+ * the pattern the backward pass follows), the dropout mask, two ping-pong gradient buffers
+ * for the backward pass, and one im2col buffer.  A step allocates nothing.
+ *
+ * Speed.  On the 2-core machine this was written on (one BLAS thread),
+ * nearly all the cnn's time is three sgemm per convolution and three per
+ * fc layer:
+ *
+ *   per sample     forward MFLOP   backward MFLOP
+ *   conv1          1.25            1.25   (no dx: the input needs none)
+ *   conv2          20.1            40.1
+ *   fc1            6.4             12.8
+ *   fc2            0.02            0.04
+ *   total          27.8            54.2   => 82 MFLOP per sample
+ *
+ * so a sgemm at ~80-100 GFLOP/s puts the ceiling near 1000 samples/s
+ * (bench/single_train --bench-steps prints the measured ceiling beside the
+ * achieved rate).  A convolution is im2col + one sgemm per chunk of
+ * samples: in NHWC one im2col row is K runs of K*Cin contiguous floats, so
+ * building it is K memcpy's per output pixel.  The chunk is as many samples
+ * as the col buffer holds (COL_FLOATS, 8 MB, about 13 samples of conv2),
+ * which bounds the scratch whatever max_batch is.  The backward pass
+ * rebuilds the im2col of each chunk rather than keeping it from the
+ * forward pass: it is cheap next to the sgemm and saves 0.6 MB per sample.
+ *
+ * Reference kernels.  Every fast kernel has a plain-loop version beside it
+ * (the *_ref functions), written for obviousness, accumulating in double.
+ * pd_model_set_reference switches a whole model to them; the tests compare
+ * the two paths kernel by kernel and model by model.
+ *
+ * Not done, on purpose: other strides, paddings or pool sizes than the two
+ * models need; float16; our own threading (BLAS threads are the knob, and
+ * several workers per host are the better use of cores).
+ */
+#include "train/model.h"
+
+#include <assert.h>
+#include <cblas.h>
+#include <math.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* ==== Constants ======================================================== */
+
+#define MAX_LAYERS 12
+#define MAX_TENSORS 8
+#define MAX_BATCH_LIMIT 65536
+#define COL_FLOATS (2u << 20) /* im2col scratch: 8 MB of floats */
+#define ARENA_ALIGN 64
+#define CNN_DROPOUT_KEEP 0.5f
+
+/* ==== Types ============================================================ */
+
+typedef enum layer_kind { L_FC, L_CONV, L_RELU, L_POOL, L_DROPOUT } layer_kind;
+
+typedef struct layer {
+    layer_kind kind;
+    int ih, iw, ic; /* input shape of one sample (fc: 1, 1, in) */
+    int oh, ow, oc; /* output shape of one sample */
+    int k;          /* conv: kernel side */
+    float keep;     /* dropout: keep probability */
+    int tensor;     /* conv, fc: index of the weight tensor (bias = +1) */
+    float *out;     /* (max_batch, oh*ow*oc); in-place layers: the input */
+    uint8_t *arg;   /* (max_batch, oh*ow*oc): pool: argmax, 0..3;
+                       relu: 1 where the unit passed, else 0 */
+    float *mask;    /* dropout: (max_batch, oc) each 0 or 1/keep */
+} layer;
+
+typedef struct tensor {
+    const char *name;
+    uint64_t offset, count;
+    int ndim, shape[4];
+    float init_std; /* 0: zeros */
+} tensor;
+
+struct pd_model {
+    const char *name;
+    int max_batch;
+    int reference;   /* 1: use the *_ref kernels */
+    int frozen;      /* 1: relu and pool reuse the last pattern */
+    int dropout_on;  /* set by the last forward: whether masks apply */
+    int nlayers, ntensors;
+    layer layers[MAX_LAYERS];
+    tensor tensors[MAX_TENSORS];
+    uint64_t nparams;
+    float *gbuf[2];  /* backward ping-pong, (max_batch, largest layer) */
+    float *col;      /* im2col scratch */
+    size_t col_cap;  /* floats in col */
+    void *arena;     /* owns everything above */
+};
+
+/* ==== Small helpers ==================================================== */
+
+static void set_err(char *err, size_t errlen, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+static void set_err(char *err, size_t errlen, const char *fmt, ...) {
+    if (!err || errlen == 0) return;
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(err, errlen, fmt, ap);
+    va_end(ap);
+}
+
+static uint64_t splitmix64(uint64_t *s) {
+    uint64_t z = (*s += 0x9e3779b97f4a7c15ull);
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+    return z ^ (z >> 31);
+}
+
+/* Uniform in (0, 1): the top 53 bits, never 0 (log below). */
+static double uniform01(uint64_t *s) {
+    return ((double)(splitmix64(s) >> 11) + 0.5) * (1.0 / 9007199254740992.0);
+}
+
+static int imin(int a, int b) { return a < b ? a : b; }
+static int imax(int a, int b) { return a > b ? a : b; }
+
+static size_t layer_out_size(const layer *L) {
+    return (size_t)L->oh * L->ow * L->oc;
+}
+static size_t layer_in_size(const layer *L) {
+    return (size_t)L->ih * L->iw * L->ic;
+}
+
+/* ==== Kernels: fully connected ========================================= */
+
+/* x (B,in), W (in,out), b (out) -> y (B,out) = x W + b */
+void pd_fc_forward(const float *x, int B, int in, int out, const float *W,
+                   const float *b, float *y) {
+    for (int n = 0; n < B; n++)
+        memcpy(y + (size_t)n * out, b, (size_t)out * sizeof *y);
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, B, out, in, 1.0f,
+                x, in, W, out, 1.0f, y, out);
+}
+
+void pd_fc_forward_ref(const float *x, int B, int in, int out,
+                       const float *W, const float *b, float *y) {
+    for (int n = 0; n < B; n++)
+        for (int o = 0; o < out; o++) {
+            double acc = b[o];
+            for (int i = 0; i < in; i++)
+                acc += (double)x[(size_t)n * in + i] * W[(size_t)i * out + o];
+            y[(size_t)n * out + o] = (float)acc;
+        }
+}
+
+/* dy (B,out) -> dW (in,out) = x^T dy; db (out) = sum_n dy; dx (B,in) = dy W^T */
+void pd_fc_backward(const float *x, const float *dy, int B, int in, int out,
+                    const float *W, float *dW, float *db, float *dx) {
+    cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, in, out, B, 1.0f, x,
+                in, dy, out, 0.0f, dW, out);
+    memcpy(db, dy, (size_t)out * sizeof *db);
+    for (int n = 1; n < B; n++)
+        for (int o = 0; o < out; o++) db[o] += dy[(size_t)n * out + o];
+    if (dx)
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, B, in, out, 1.0f,
+                    dy, out, W, out, 0.0f, dx, in);
+}
+
+void pd_fc_backward_ref(const float *x, const float *dy, int B, int in,
+                        int out, const float *W, float *dW, float *db,
+                        float *dx) {
+    for (int i = 0; i < in; i++)
+        for (int o = 0; o < out; o++) {
+            double acc = 0;
+            for (int n = 0; n < B; n++)
+                acc += (double)x[(size_t)n * in + i] * dy[(size_t)n * out + o];
+            dW[(size_t)i * out + o] = (float)acc;
+        }
+    for (int o = 0; o < out; o++) {
+        double acc = 0;
+        for (int n = 0; n < B; n++) acc += dy[(size_t)n * out + o];
+        db[o] = (float)acc;
+    }
+    if (!dx) return;
+    for (int n = 0; n < B; n++)
+        for (int i = 0; i < in; i++) {
+            double acc = 0;
+            for (int o = 0; o < out; o++)
+                acc += (double)dy[(size_t)n * out + o] * W[(size_t)i * out + o];
+            dx[(size_t)n * in + i] = (float)acc;
+        }
+}
+
+/* ==== Kernels: convolution ============================================= */
+
+size_t pd_conv2d_col_floats(int H, int W, int Cin, int K) {
+    return (size_t)H * W * K * K * Cin;
+}
+
+/*
+ * One sample: x (H,W,C) -> col (H*W, K*K*C); row i*W+j holds the patch
+ * centred on (i,j) in (p,q,c) order, zeros where it leaves the image.  For
+ * a fixed kernel row p the patch is one contiguous run of x (columns
+ * j-K/2 .. j+K/2, all channels), clipped at the borders.
+ */
+static void im2col(const float *x, int H, int W, int C, int K, float *col) {
+    int pad = K / 2;
+    size_t KC = (size_t)K * C, row = (size_t)K * KC;
+    for (int i = 0; i < H; i++)
+        for (int j = 0; j < W; j++) {
+            float *r = col + ((size_t)i * W + j) * row;
+            int q0 = imax(0, pad - j), q1 = imin(K, W + pad - j); /* [q0,q1) */
+            for (int p = 0; p < K; p++) {
+                float *seg = r + p * KC;
+                int si = i + p - pad;
+                if (si < 0 || si >= H) {
+                    memset(seg, 0, KC * sizeof *seg);
+                    continue;
+                }
+                const float *src = x + ((size_t)si * W + (j + q0 - pad)) * C;
+                size_t lo = (size_t)q0 * C, hi = (size_t)q1 * C;
+                if (KC <= 16) { /* conv1 (C = 1): runs too short for memcpy */
+                    for (size_t t = 0; t < KC; t++)
+                        seg[t] = t >= lo && t < hi ? src[t - lo] : 0.0f;
+                    continue;
+                }
+                if (lo > 0) memset(seg, 0, lo * sizeof *seg);
+                memcpy(seg + lo, src, (hi - lo) * sizeof *seg);
+                if (hi < KC) memset(seg + hi, 0, (KC - hi) * sizeof *seg);
+            }
+        }
+}
+
+/* The adjoint of im2col: dx (H,W,C) = sum of col's patches put back where
+ * they came from (overwrites dx).  The adds are saxpy's: the build's -O2
+ * does not vectorize a loop of unknown length, OpenBLAS's saxpy is. */
+static void col2im(const float *col, int H, int W, int C, int K, float *dx) {
+    int pad = K / 2;
+    size_t KC = (size_t)K * C, row = (size_t)K * KC;
+    memset(dx, 0, (size_t)H * W * C * sizeof *dx);
+    for (int i = 0; i < H; i++)
+        for (int j = 0; j < W; j++) {
+            const float *r = col + ((size_t)i * W + j) * row;
+            int q0 = imax(0, pad - j), q1 = imin(K, W + pad - j);
+            size_t len = (size_t)(q1 - q0) * C;
+            for (int p = 0; p < K; p++) {
+                int si = i + p - pad;
+                if (si < 0 || si >= H) continue;
+                const float *seg = r + p * KC + (size_t)q0 * C;
+                float *dst = dx + ((size_t)si * W + (j + q0 - pad)) * C;
+                cblas_saxpy((int)len, 1.0f, seg, 1, dst, 1);
+            }
+        }
+}
+
+/* Samples per sgemm: as many as the col buffer holds, at least 1. */
+static int conv_chunk(int B, size_t per_sample, size_t col_cap) {
+    size_t c = col_cap / per_sample;
+    assert(c >= 1);
+    return c >= (size_t)B ? B : (int)c;
+}
+
+/*
+ * x (B,H,W,Cin), w (K*K*Cin, Cout), b (Cout) -> y (B,H,W,Cout).
+ * Per chunk of nb samples: col (nb*H*W, KKC) = im2col(x);
+ * y (nb*H*W, Cout) = b + col w.
+ */
+void pd_conv2d_forward(const float *x, int B, int H, int W, int Cin, int K,
+                       int Cout, const float *w, const float *b, float *y,
+                       float *col, size_t col_cap) {
+    size_t per = pd_conv2d_col_floats(H, W, Cin, K);
+    size_t HW = (size_t)H * W, KKC = (size_t)K * K * Cin;
+    int chunk = conv_chunk(B, per, col_cap);
+    for (int n0 = 0; n0 < B; n0 += chunk) {
+        int nb = imin(chunk, B - n0);
+        for (int s = 0; s < nb; s++)
+            im2col(x + (n0 + s) * HW * Cin, H, W, Cin, K, col + s * per);
+        int M = nb * (int)HW;
+        float *yc = y + n0 * HW * Cout;
+        for (int r = 0; r < M; r++)
+            memcpy(yc + (size_t)r * Cout, b, (size_t)Cout * sizeof *yc);
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, M, Cout,
+                    (int)KKC, 1.0f, col, (int)KKC, w, Cout, 1.0f, yc, Cout);
+    }
+}
+
+void pd_conv2d_forward_ref(const float *x, int B, int H, int W, int Cin,
+                           int K, int Cout, const float *w, const float *b,
+                           float *y) {
+    int pad = K / 2;
+    for (int n = 0; n < B; n++)
+        for (int i = 0; i < H; i++)
+            for (int j = 0; j < W; j++)
+                for (int o = 0; o < Cout; o++) {
+                    double acc = b[o];
+                    for (int p = 0; p < K; p++)
+                        for (int q = 0; q < K; q++) {
+                            int si = i + p - pad, sj = j + q - pad;
+                            if (si < 0 || si >= H || sj < 0 || sj >= W)
+                                continue;
+                            for (int c = 0; c < Cin; c++)
+                                acc += (double)x[(((size_t)n * H + si) * W +
+                                                  sj) * Cin + c] *
+                                       w[(((size_t)p * K + q) * Cin + c) *
+                                             Cout + o];
+                        }
+                    y[(((size_t)n * H + i) * W + j) * Cout + o] = (float)acc;
+                }
+}
+
+/*
+ * dy (B,H,W,Cout) -> dw (KKC, Cout) = sum over chunks of col^T dy_chunk,
+ * db (Cout) = column sums of dy, dx = col2im(dy_chunk w^T) per chunk.
+ */
+void pd_conv2d_backward(const float *x, const float *dy, int B, int H, int W,
+                        int Cin, int K, int Cout, const float *w, float *dw,
+                        float *db, float *dx, float *col, size_t col_cap) {
+    size_t per = pd_conv2d_col_floats(H, W, Cin, K);
+    size_t HW = (size_t)H * W, KKC = (size_t)K * K * Cin;
+    int chunk = conv_chunk(B, per, col_cap);
+    memset(db, 0, (size_t)Cout * sizeof *db);
+    for (int n0 = 0; n0 < B; n0 += chunk) {
+        int nb = imin(chunk, B - n0);
+        int M = nb * (int)HW;
+        const float *dyc = dy + n0 * HW * Cout;
+        for (int s = 0; s < nb; s++)
+            im2col(x + (n0 + s) * HW * Cin, H, W, Cin, K, col + s * per);
+        /* dw (KKC,Cout) (+)= col^T (KKC,M) dyc (M,Cout) */
+        cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)KKC, Cout,
+                    M, 1.0f, col, (int)KKC, dyc, Cout, n0 == 0 ? 0.0f : 1.0f,
+                    dw, Cout);
+        for (int r = 0; r < M; r++)
+            for (int o = 0; o < Cout; o++) db[o] += dyc[(size_t)r * Cout + o];
+        if (!dx) continue;
+        /* dcol (M,KKC) = dyc (M,Cout) w^T (Cout,KKC), into col (done with
+         * it above) */
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, M, (int)KKC,
+                    Cout, 1.0f, dyc, Cout, w, Cout, 0.0f, col, (int)KKC);
+        for (int s = 0; s < nb; s++)
+            col2im(col + s * per, H, W, Cin, K, dx + (n0 + s) * HW * Cin);
+    }
+}
+
+void pd_conv2d_backward_ref(const float *x, const float *dy, int B, int H,
+                            int W, int Cin, int K, int Cout, const float *w,
+                            float *dw, float *db, float *dx) {
+    int pad = K / 2;
+    for (int o = 0; o < Cout; o++) {
+        double acc = 0;
+        for (size_t r = 0; r < (size_t)B * H * W; r++)
+            acc += dy[r * Cout + o];
+        db[o] = (float)acc;
+    }
+    /* dw[p,q,c,o] = sum_{n,i,j} x[n,i+p-pad,j+q-pad,c] dy[n,i,j,o] */
+    for (int p = 0; p < K; p++)
+        for (int q = 0; q < K; q++)
+            for (int c = 0; c < Cin; c++)
+                for (int o = 0; o < Cout; o++) {
+                    double acc = 0;
+                    for (int n = 0; n < B; n++)
+                        for (int i = 0; i < H; i++)
+                            for (int j = 0; j < W; j++) {
+                                int si = i + p - pad, sj = j + q - pad;
+                                if (si < 0 || si >= H || sj < 0 || sj >= W)
+                                    continue;
+                                acc += (double)x[(((size_t)n * H + si) * W +
+                                                  sj) * Cin + c] *
+                                       dy[(((size_t)n * H + i) * W + j) *
+                                              Cout + o];
+                            }
+                    dw[(((size_t)p * K + q) * Cin + c) * Cout + o] =
+                        (float)acc;
+                }
+    if (!dx) return;
+    /* dx[n,si,sj,c] = sum_{p,q,o} dy[n,si-p+pad,sj-q+pad,o] w[p,q,c,o] */
+    for (int n = 0; n < B; n++)
+        for (int si = 0; si < H; si++)
+            for (int sj = 0; sj < W; sj++)
+                for (int c = 0; c < Cin; c++) {
+                    double acc = 0;
+                    for (int p = 0; p < K; p++)
+                        for (int q = 0; q < K; q++) {
+                            int i = si - p + pad, j = sj - q + pad;
+                            if (i < 0 || i >= H || j < 0 || j >= W) continue;
+                            for (int o = 0; o < Cout; o++)
+                                acc += (double)dy[(((size_t)n * H + i) * W +
+                                                   j) * Cout + o] *
+                                       w[(((size_t)p * K + q) * Cin + c) *
+                                             Cout + o];
+                        }
+                    dx[(((size_t)n * H + si) * W + sj) * Cin + c] = (float)acc;
+                }
+}
+
+/* ==== Kernels: elementwise, pooling, loss ============================== */
+
+/*
+ * In place over n floats: pass[i] = y[i] > 0, y[i] = pass[i] ? y[i] : 0.
+ * frozen: keep pass[] from an earlier call and apply it.  Written as a
+ * multiply, not a branch: signs are random, and the branchy form was 4x
+ * slower (mispredictions) on the cnn's 1.6M units per step.
+ */
+static void relu_forward(float *restrict y, uint8_t *restrict pass, size_t n,
+                         int frozen) {
+    if (frozen) {
+        for (size_t i = 0; i < n; i++) y[i] *= (float)pass[i];
+        return;
+    }
+    for (size_t i = 0; i < n; i++) {
+        float v = y[i];
+        uint8_t p = v > 0.0f;
+        pass[i] = p;
+        y[i] = v * (float)p;
+    }
+}
+
+/* In place: dy = dy where the unit passed, else 0 (a multiply, as above). */
+static void relu_backward(const uint8_t *restrict pass, float *restrict dy,
+                          size_t n) {
+    for (size_t i = 0; i < n; i++) dy[i] *= (float)pass[i];
+}
+
+/*
+ * 2x2 max-pool, stride 2: x (B,H,W,C) -> y (B,H/2,W/2,C), arg (same shape
+ * as y) = which of the window's four (2*dh + dw) held the max (the first
+ * one on ties).  Odd trailing rows/columns are dropped.  frozen: take the
+ * element arg already names instead of the max.
+ */
+static void maxpool_forward(const float *x, int B, int H, int W, int C,
+                            float *y, uint8_t *arg, int frozen) {
+    int OH = H / 2, OW = W / 2;
+    if (frozen) {
+        for (int n = 0; n < B; n++)
+            for (int i = 0; i < OH; i++)
+                for (int j = 0; j < OW; j++) {
+                    const float *x00 =
+                        x + (((size_t)n * H + 2 * i) * W + 2 * j) * C;
+                    size_t o = (((size_t)n * OH + i) * OW + j) * C;
+                    for (int c = 0; c < C; c++) {
+                        int a = arg[o + c];
+                        y[o + c] = x00[((size_t)(a >> 1) * W + (a & 1)) * C + c];
+                    }
+                }
+        return;
+    }
+    for (int n = 0; n < B; n++)
+        for (int i = 0; i < OH; i++)
+            for (int j = 0; j < OW; j++) {
+                const float *x00 = x + (((size_t)n * H + 2 * i) * W + 2 * j) * C;
+                const float *x01 = x00 + C;
+                const float *x10 = x00 + (size_t)W * C;
+                const float *x11 = x10 + C;
+                size_t o = (((size_t)n * OH + i) * OW + j) * C;
+                for (int c = 0; c < C; c++) { /* branch-free selects */
+                    float m = x00[c], v;
+                    uint8_t a = 0;
+                    v = x01[c], a = v > m ? 1 : a, m = v > m ? v : m;
+                    v = x10[c], a = v > m ? 2 : a, m = v > m ? v : m;
+                    v = x11[c], a = v > m ? 3 : a, m = v > m ? v : m;
+                    y[o + c] = m;
+                    arg[o + c] = a;
+                }
+            }
+}
+
+/* dy (B,H/2,W/2,C) -> dx (B,H,W,C): each dy goes to its window's argmax. */
+static void maxpool_backward(const float *dy, const uint8_t *arg, int B,
+                             int H, int W, int C, float *dx) {
+    int OH = H / 2, OW = W / 2;
+    memset(dx, 0, (size_t)B * H * W * C * sizeof *dx);
+    for (int n = 0; n < B; n++)
+        for (int i = 0; i < OH; i++)
+            for (int j = 0; j < OW; j++) {
+                size_t o = (((size_t)n * OH + i) * OW + j) * C;
+                float *d00 = dx + (((size_t)n * H + 2 * i) * W + 2 * j) * C;
+                for (int c = 0; c < C; c++) {
+                    int a = arg[o + c];
+                    d00[((size_t)(a >> 1) * W + (a & 1)) * C + c] = dy[o + c];
+                }
+            }
+}
+
+/*
+ * Inverted dropout mask (n floats): element i is 1/keep with probability
+ * keep, else 0, drawn from (seed, i) alone, so a mask can be rebuilt
+ * exactly (the gradient check relies on it).
+ */
+static void dropout_mask(float *mask, size_t n, float keep, uint64_t seed) {
+    uint64_t threshold = (uint64_t)((double)keep * 9007199254740992.0);
+    float scale = 1.0f / keep;
+    uint64_t base = seed * 0xd1342543de82ef95ull + 0x2545f4914f6cdd1dull;
+    for (size_t i = 0; i < n; i++) {
+        uint64_t s = base ^ ((uint64_t)i * 0x9e3779b97f4a7c15ull);
+        mask[i] = (splitmix64(&s) >> 11) < threshold ? scale : 0.0f;
+    }
+}
+
+/*
+ * logits (B,C), labels y (B) -> returns sum over the batch of
+ * -log softmax(logits_n)[y_n] (in double); *correct += number of rows whose
+ * argmax is the label; if dlogits, dlogits (B,C) = (softmax - onehot)/B.
+ */
+static double softmax_xent(const float *logits, const uint8_t *y, int B, int C,
+                           float *dlogits, int *correct) {
+    double total = 0;
+    for (int n = 0; n < B; n++) {
+        const float *z = logits + (size_t)n * C;
+        int best = 0;
+        for (int c = 1; c < C; c++)
+            if (z[c] > z[best]) best = c;
+        if (best == y[n]) (*correct)++;
+        double mx = z[best], sum = 0;
+        for (int c = 0; c < C; c++) sum += exp((double)z[c] - mx);
+        double logsum = mx + log(sum);
+        total += logsum - z[y[n]];
+        if (dlogits)
+            for (int c = 0; c < C; c++)
+                dlogits[(size_t)n * C + c] =
+                    (float)((exp((double)z[c] - logsum) - (c == y[n])) / B);
+    }
+    return total;
+}
+
+/* ==== Building models ================================================== */
+
+static int add_tensor(pd_model *m, const char *name, int ndim, const int *shape,
+                      float init_std) {
+    assert(m->ntensors < MAX_TENSORS);
+    tensor *t = &m->tensors[m->ntensors];
+    t->name = name;
+    t->offset = m->nparams;
+    t->count = 1;
+    t->ndim = ndim;
+    for (int d = 0; d < ndim; d++) {
+        t->shape[d] = shape[d];
+        t->count *= (uint64_t)shape[d];
+    }
+    t->init_std = init_std;
+    m->nparams += t->count;
+    return m->ntensors++;
+}
+
+static layer *add_layer(pd_model *m, layer_kind kind) {
+    assert(m->nlayers < MAX_LAYERS);
+    layer *L = &m->layers[m->nlayers];
+    memset(L, 0, sizeof *L);
+    L->kind = kind;
+    L->tensor = -1;
+    if (m->nlayers > 0) { /* input shape = previous output shape */
+        const layer *P = &m->layers[m->nlayers - 1];
+        L->ih = P->oh, L->iw = P->ow, L->ic = P->oc;
+    } else {
+        L->ih = 28, L->iw = 28, L->ic = 1;
+    }
+    L->oh = L->ih, L->ow = L->iw, L->oc = L->ic;
+    m->nlayers++;
+    return L;
+}
+
+/* conv KxK 'same', Cin -> cout, He init */
+static void add_conv(pd_model *m, const char *wname, const char *bname, int k,
+                     int cout) {
+    layer *L = add_layer(m, L_CONV);
+    L->k = k;
+    L->oc = cout;
+    int ws[4] = {k, k, L->ic, cout}, bs[1] = {cout};
+    L->tensor = add_tensor(m, wname, 4, ws, sqrtf(2.0f / (k * k * L->ic)));
+    add_tensor(m, bname, 1, bs, 0.0f);
+}
+
+/* fully connected, flattening its input; He init, or Glorot for the
+ * output layer */
+static void add_fc(pd_model *m, const char *wname, const char *bname, int out,
+                   int is_output) {
+    layer *L = add_layer(m, L_FC);
+    int in = L->ih * L->iw * L->ic;
+    L->ih = 1, L->iw = 1, L->ic = in;
+    L->oh = 1, L->ow = 1, L->oc = out;
+    int ws[2] = {in, out}, bs[1] = {out};
+    float std = is_output ? sqrtf(2.0f / (float)(in + out))
+                          : sqrtf(2.0f / (float)in);
+    L->tensor = add_tensor(m, wname, 2, ws, std);
+    add_tensor(m, bname, 1, bs, 0.0f);
+}
+
+static void add_pool(pd_model *m) {
+    layer *L = add_layer(m, L_POOL);
+    L->oh = L->ih / 2, L->ow = L->iw / 2;
+}
+
+static void add_dropout(pd_model *m, float keep) {
+    layer *L = add_layer(m, L_DROPOUT);
+    L->keep = keep;
+}
+
+static int is_inplace(layer_kind k) { return k == L_RELU || k == L_DROPOUT; }
+
+/* Carve every scratch buffer from one arena.  Returns 0 or -1 (no
+ * memory). */
+static int alloc_scratch(pd_model *m) {
+    size_t B = (size_t)m->max_batch, maxact = PD_MODEL_CLASSES, colper = 0;
+    size_t off[MAX_LAYERS][3], goff[2], coloff, total = 0;
+#define TAKE(bytes)                                                            \
+    (total += ((bytes) + ARENA_ALIGN - 1) / ARENA_ALIGN * ARENA_ALIGN,         \
+     total - ((bytes) + ARENA_ALIGN - 1) / ARENA_ALIGN * ARENA_ALIGN)
+    for (int l = 0; l < m->nlayers; l++) {
+        layer *L = &m->layers[l];
+        size_t o = layer_out_size(L), i = layer_in_size(L);
+        maxact = o > maxact ? o : maxact;
+        maxact = i > maxact ? i : maxact;
+        off[l][0] = is_inplace(L->kind) ? 0 : TAKE(B * o * sizeof(float));
+        off[l][1] = L->kind == L_POOL || L->kind == L_RELU ? TAKE(B * o) : 0;
+        off[l][2] = L->kind == L_DROPOUT ? TAKE(B * o * sizeof(float)) : 0;
+        if (L->kind == L_CONV) {
+            size_t per = pd_conv2d_col_floats(L->ih, L->iw, L->ic, L->k);
+            if (per > colper) colper = per;
+        }
+    }
+    goff[0] = TAKE(B * maxact * sizeof(float));
+    goff[1] = TAKE(B * maxact * sizeof(float));
+    /* col: room for min(max_batch, COL_FLOATS / per) samples, >= 1 */
+    m->col_cap = 0;
+    if (colper) {
+        size_t fit = COL_FLOATS / colper;
+        if (fit < 1) fit = 1;
+        if (fit > B) fit = B;
+        m->col_cap = fit * colper;
+    }
+    coloff = TAKE(m->col_cap * sizeof(float));
+#undef TAKE
+    char *base = aligned_alloc(ARENA_ALIGN, total);
+    if (!base) return -1;
+    m->arena = base;
+    for (int l = 0; l < m->nlayers; l++) {
+        layer *L = &m->layers[l];
+        L->out = is_inplace(L->kind) ? m->layers[l - 1].out
+                                     : (float *)(base + off[l][0]);
+        L->arg = L->kind == L_POOL || L->kind == L_RELU
+                     ? (uint8_t *)(base + off[l][1])
+                     : NULL;
+        L->mask = L->kind == L_DROPOUT ? (float *)(base + off[l][2]) : NULL;
+    }
+    m->gbuf[0] = (float *)(base + goff[0]);
+    m->gbuf[1] = (float *)(base + goff[1]);
+    m->col = m->col_cap ? (float *)(base + coloff) : NULL;
+    return 0;
+}
+
+/* ==== Forward and backward ============================================= */
+
+/* Run the layers on x (B, 784); returns the logits (B, 10).  Sets
+ * m->dropout_on = train. */
+static const float *forward(pd_model *m, const float *params, const float *x,
+                            int B, int train, uint64_t dropout_seed) {
+    const float *in = x;
+    m->dropout_on = train != 0;
+    for (int l = 0; l < m->nlayers; l++) {
+        layer *L = &m->layers[l];
+        size_t osz = (size_t)B * layer_out_size(L);
+        const tensor *tw = L->tensor >= 0 ? &m->tensors[L->tensor] : NULL;
+        const float *w = tw ? params + tw->offset : NULL;
+        const float *b = tw ? params + m->tensors[L->tensor + 1].offset : NULL;
+        switch (L->kind) {
+        case L_FC:
+            if (m->reference)
+                pd_fc_forward_ref(in, B, L->ic, L->oc, w, b, L->out);
+            else
+                pd_fc_forward(in, B, L->ic, L->oc, w, b, L->out);
+            break;
+        case L_CONV:
+            if (m->reference)
+                pd_conv2d_forward_ref(in, B, L->ih, L->iw, L->ic, L->k, L->oc,
+                                      w, b, L->out);
+            else
+                pd_conv2d_forward(in, B, L->ih, L->iw, L->ic, L->k, L->oc, w,
+                                  b, L->out, m->col, m->col_cap);
+            break;
+        case L_RELU:
+            relu_forward(L->out, L->arg, osz, m->frozen);
+            break;
+        case L_POOL:
+            maxpool_forward(in, B, L->ih, L->iw, L->ic, L->out, L->arg,
+                            m->frozen);
+            break;
+        case L_DROPOUT:
+            if (!train) break;
+            /* one seed per layer, in case a model has several */
+            dropout_mask(L->mask, osz, L->keep,
+                         dropout_seed + (uint64_t)l * 0x632be59bd9b4e019ull);
+            for (size_t i = 0; i < osz; i++) L->out[i] *= L->mask[i];
+            break;
+        }
+        in = L->out;
+    }
+    return in;
+}
+
+/* Backward from dlogits in m->gbuf[0] (B, 10), after forward() on the same
+ * inputs; writes every element of grad. */
+static void backward(pd_model *m, const float *params, const float *x, int B,
+                     float *grad) {
+    float *g = m->gbuf[0], *other = m->gbuf[1];
+    for (int l = m->nlayers - 1; l >= 0; l--) {
+        layer *L = &m->layers[l];
+        const float *in = l > 0 ? m->layers[l - 1].out : x;
+        size_t osz = (size_t)B * layer_out_size(L);
+        const tensor *tw = L->tensor >= 0 ? &m->tensors[L->tensor] : NULL;
+        const float *w = tw ? params + tw->offset : NULL;
+        float *dw = tw ? grad + tw->offset : NULL;
+        float *db = tw ? grad + m->tensors[L->tensor + 1].offset : NULL;
+        float *dx = l > 0 ? other : NULL; /* the input x needs no gradient */
+        switch (L->kind) {
+        case L_RELU:
+            relu_backward(L->arg, g, osz);
+            continue; /* in place: g stays the current gradient */
+        case L_DROPOUT:
+            if (m->dropout_on)
+                for (size_t i = 0; i < osz; i++) g[i] *= L->mask[i];
+            continue;
+        case L_POOL:
+            maxpool_backward(g, L->arg, B, L->ih, L->iw, L->ic, dx);
+            break;
+        case L_FC:
+            if (m->reference)
+                pd_fc_backward_ref(in, g, B, L->ic, L->oc, w, dw, db, dx);
+            else
+                pd_fc_backward(in, g, B, L->ic, L->oc, w, dw, db, dx);
+            break;
+        case L_CONV:
+            if (m->reference)
+                pd_conv2d_backward_ref(in, g, B, L->ih, L->iw, L->ic, L->k,
+                                       L->oc, w, dw, db, dx);
+            else
+                pd_conv2d_backward(in, g, B, L->ih, L->iw, L->ic, L->k, L->oc,
+                                   w, dw, db, dx, m->col, m->col_cap);
+            break;
+        }
+        other = g;
+        g = dx;
+        if (!g) break; /* first layer done */
+    }
+}
+
+static int labels_ok(const uint8_t *y, int B) {
+    for (int n = 0; n < B; n++)
+        if (y[n] >= PD_MODEL_CLASSES) return 0;
+    return 1;
+}
+
+/* ==== Public: models =================================================== */
+
+int pd_model_create(const char *name, int hidden, int max_batch,
+                    pd_model **out, char *err, size_t errlen) {
+    if (err && errlen) err[0] = '\0';
+    if (!out) {
+        set_err(err, errlen, "pd_model_create: out is NULL");
+        return -1;
+    }
+    *out = NULL;
+    if (max_batch < 1 || max_batch > MAX_BATCH_LIMIT) {
+        set_err(err, errlen, "max_batch %d is not in 1..%d", max_batch,
+                MAX_BATCH_LIMIT);
+        return -1;
+    }
+    if (hidden < 0 || hidden > 65536) {
+        set_err(err, errlen, "hidden %d is not in 0..65536 (0: default)",
+                hidden);
+        return -1;
+    }
+    pd_model *m = calloc(1, sizeof *m);
+    if (!m) {
+        set_err(err, errlen, "out of memory");
+        return -1;
+    }
+    m->max_batch = max_batch;
+    if (name && strcmp(name, "mlp") == 0) {
+        m->name = "mlp";
+        add_fc(m, "fc1.w", "fc1.b", hidden ? hidden : 256, 0);
+        add_layer(m, L_RELU);
+        add_fc(m, "fc2.w", "fc2.b", PD_MODEL_CLASSES, 1);
+    } else if (name && strcmp(name, "cnn") == 0) {
+        m->name = "cnn";
+        add_conv(m, "conv1.w", "conv1.b", 5, 32);
+        add_layer(m, L_RELU);
+        add_pool(m);
+        add_conv(m, "conv2.w", "conv2.b", 5, 64);
+        add_layer(m, L_RELU);
+        add_pool(m);
+        add_fc(m, "fc1.w", "fc1.b", hidden ? hidden : 1024, 0);
+        add_layer(m, L_RELU);
+        add_dropout(m, CNN_DROPOUT_KEEP);
+        add_fc(m, "fc2.w", "fc2.b", PD_MODEL_CLASSES, 1);
+    } else {
+        set_err(err, errlen, "unknown model '%s' (expected mlp or cnn)",
+                name ? name : "(null)");
+        free(m);
+        return -1;
+    }
+    if (alloc_scratch(m)) {
+        set_err(err, errlen, "out of memory for %s scratch (max_batch %d)",
+                m->name, max_batch);
+        free(m);
+        return -1;
+    }
+    *out = m;
+    return 0;
+}
+
+void pd_model_free(pd_model *m) {
+    if (!m) return;
+    free(m->arena);
+    free(m);
+}
+
+uint64_t pd_model_num_params(const pd_model *m) { return m->nparams; }
+const char *pd_model_name(const pd_model *m) { return m->name; }
+int pd_model_max_batch(const pd_model *m) { return m->max_batch; }
+int pd_model_num_tensors(const pd_model *m) { return m->ntensors; }
+
+int pd_model_tensor(const pd_model *m, int i, pd_tensor_info *out) {
+    if (i < 0 || i >= m->ntensors) return -1;
+    const tensor *t = &m->tensors[i];
+    out->name = t->name;
+    out->offset = t->offset;
+    out->count = t->count;
+    out->ndim = t->ndim;
+    memset(out->shape, 0, sizeof out->shape);
+    memcpy(out->shape, t->shape, (size_t)t->ndim * sizeof *t->shape);
+    return 0;
+}
+
+void pd_model_init_params(const pd_model *m, float *params, uint64_t seed) {
+    for (int ti = 0; ti < m->ntensors; ti++) {
+        const tensor *t = &m->tensors[ti];
+        float *p = params + t->offset;
+        if (t->init_std == 0.0f) {
+            memset(p, 0, t->count * sizeof *p);
+            continue;
+        }
+        uint64_t s = seed ^ ((uint64_t)(ti + 1) * 0xa0761d6478bd642full);
+        splitmix64(&s);
+        /* Box-Muller: two normals per two uniforms */
+        for (uint64_t i = 0; i < t->count; i += 2) {
+            double r = sqrt(-2.0 * log(uniform01(&s)));
+            double a = 6.283185307179586 * uniform01(&s);
+            p[i] = (float)(t->init_std * r * cos(a));
+            if (i + 1 < t->count) p[i + 1] = (float)(t->init_std * r * sin(a));
+        }
+    }
+}
+
+float pd_model_grad(pd_model *m, const float *params, const float *x,
+                    const uint8_t *y, int B, float *grad, int train,
+                    uint64_t dropout_seed) {
+    if (B < 1 || B > m->max_batch || !labels_ok(y, B)) return NAN;
+    const float *logits = forward(m, params, x, B, train, dropout_seed);
+    int correct = 0;
+    double loss =
+        softmax_xent(logits, y, B, PD_MODEL_CLASSES, m->gbuf[0], &correct);
+    backward(m, params, x, B, grad);
+    return (float)(loss / B);
+}
+
+double pd_model_loss(pd_model *m, const float *params, const float *x,
+                     const uint8_t *y, int B, int train,
+                     uint64_t dropout_seed) {
+    if (B < 1 || B > m->max_batch || !labels_ok(y, B)) return NAN;
+    const float *logits = forward(m, params, x, B, train, dropout_seed);
+    int correct = 0;
+    return softmax_xent(logits, y, B, PD_MODEL_CLASSES, NULL, &correct) / B;
+}
+
+void pd_model_eval(pd_model *m, const float *params, const float *x,
+                   const uint8_t *y, int n, double *loss, double *acc) {
+    *loss = 0;
+    *acc = 0;
+    if (n <= 0) return;
+    if (!labels_ok(y, n)) {
+        *loss = *acc = NAN;
+        return;
+    }
+    double total = 0;
+    int correct = 0;
+    for (int n0 = 0; n0 < n; n0 += m->max_batch) {
+        int B = imin(m->max_batch, n - n0);
+        const float *logits =
+            forward(m, params, x + (size_t)n0 * PD_MODEL_INPUT, B, 0, 0);
+        total += softmax_xent(logits, y + n0, B, PD_MODEL_CLASSES, NULL,
+                              &correct);
+    }
+    *loss = total / n;
+    *acc = (double)correct / n;
+}
+
+double pd_model_flops(const pd_model *m) {
+    double total = 0;
+    for (int l = 0; l < m->nlayers; l++) {
+        const layer *L = &m->layers[l];
+        double fwd = 0;
+        if (L->kind == L_FC) fwd = 2.0 * L->ic * L->oc;
+        if (L->kind == L_CONV)
+            fwd = 2.0 * L->oh * L->ow * L->oc * L->k * L->k * L->ic;
+        /* backward: dw costs a forward, dx another (none for layer 0) */
+        total += fwd * (l == 0 ? 2 : 3);
+    }
+    return total;
+}
+
+void pd_model_set_reference(pd_model *m, int on) { m->reference = on != 0; }
+
+void pd_model_freeze_pattern(pd_model *m, int on) { m->frozen = on != 0; }
+
+/* ==== Public: BLAS ===================================================== */
+
+const char *pd_blas_info(void) {
+    static _Thread_local char buf[192];
+    /* openblas_get_config(): "OpenBLAS 0.3.21 DYNAMIC_ARCH NO_AFFINITY
+     * SkylakeX MAX_THREADS=64"; keep its first two words */
+    const char *cfg = openblas_get_config();
+    char version[48] = "OpenBLAS";
+    if (cfg) {
+        int words = 0;
+        size_t i = 0;
+        for (; cfg[i] && i < sizeof version - 1; i++) {
+            if (cfg[i] == ' ' && ++words == 2) break;
+            version[i] = cfg[i];
+        }
+        version[i] = '\0';
+    }
+    int par = openblas_get_parallel(), nt = openblas_get_num_threads();
+    const char *core = openblas_get_corename();
+    snprintf(buf, sizeof buf, "%s (%s, %s, %d thread%s)", version,
+             core ? core : "?",
+             par == 0 ? "sequential" : par == 2 ? "openmp" : "pthread", nt,
+             nt == 1 ? "" : "s");
+    return buf;
+}
+
+void pd_blas_set_threads(int n) { openblas_set_num_threads(n < 1 ? 1 : n); }

@@ -1,0 +1,285 @@
+/*
+ * trainer.c - the worker loop of `paramd train` (see trainer.h).
+ *
+ * Shape of a run (W workers, batch B, n training samples):
+ *   steps per epoch  T = ceil(n / (W*B))   (an epoch is n samples consumed
+ *                                           by all workers together)
+ *   per step         pull n_params floats, forward+backward on B samples,
+ *                    push n_params floats, clock++
+ * Worker 0 also evaluates every eval_every steps on the first
+ * eval_samples test images (with the weights it pulled at that step),
+ * shows progress, appends metrics, and at the end evaluates the final
+ * weights on the whole test set, writes run.json and the plot.
+ */
+#include "train/trainer.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "common/common.h"
+#include "train/metrics.h"
+#include "train/model.h"
+#include "train/plot.h"
+#include "train/progress.h"
+
+/* ==== Defaults and batches ============================================== */
+
+void pd_train_defaults(pd_train_cfg *c) {
+    memset(c, 0, sizeof *c);
+    c->model = "mlp";
+    c->consistency = "sync";
+    c->rule = "sgd";
+    c->epochs = 1;
+    c->batch = 64;
+    c->lr = 0.05;
+    c->lr_scaling = 1;
+    c->seed = 1;
+    c->dropout = 1;
+    c->eval_samples = 2000;
+}
+
+int64_t pd_train_steps_per_epoch(int64_t n, int W, int B) {
+    int64_t per = (int64_t)W * B;
+    return (n + per - 1) / per;
+}
+
+static uint64_t mix64(uint64_t x) {
+    x += 0x9e3779b97f4a7c15ull;
+    x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9ull;
+    x = (x ^ (x >> 27)) * 0x94d049bb133111ebull;
+    return x ^ (x >> 31);
+}
+
+void pd_train_batch(uint64_t seed, int rank, int64_t step, int64_t spe,
+                    uint32_t n, int B, uint32_t *perm, int64_t *perm_epoch,
+                    uint32_t *idx) {
+    int64_t epoch = step / spe, pos = (step % spe) * B;
+    if (*perm_epoch != epoch) {
+        pd_shuffle(perm, n, mix64(seed ^ mix64((uint64_t)rank * 1000003u + (uint64_t)epoch)));
+        *perm_epoch = epoch;
+    }
+    for (int i = 0; i < B; i++) idx[i] = perm[(uint64_t)(pos + i) % n];
+}
+
+uint64_t pd_train_dropout_seed(uint64_t seed, int rank, int64_t step) {
+    return mix64(seed * 31 + mix64((uint64_t)rank << 40 ^ (uint64_t)step));
+}
+
+/* ==== Reporting (worker 0) ============================================== */
+
+typedef struct report {
+    pd_progress *prog;
+    pd_metrics *metrics;
+    double t0;
+    double loss_sum;
+    int64_t loss_n;
+} report;
+
+static void fmt_bytes(double b, char *out, size_t n) {
+    const char *u[] = {"B", "KB", "MB", "GB", "TB"};
+    int i = 0;
+    while (b >= 1000 && i < 4) b /= 1000, i++;
+    snprintf(out, n, "%.1f %s", b, u[i]);
+}
+
+static void write_plot(const char *dir, const char *title) {
+    pd_metric_row *rows = NULL;
+    size_t nrows = 0;
+    char label[256], err[512], path[4096];
+    if (pd_metrics_read(dir, &rows, &nrows, label, sizeof label, err, sizeof err) != 0) {
+        fprintf(stderr, "paramd train: cannot read back metrics: %s\n", err);
+        return;
+    }
+    pd_plot_series s = {label, rows, nrows};
+    snprintf(path, sizeof path, "%s/plot.svg", dir);
+    if (pd_plot_svg(path, title, &s, 1, err, sizeof err) != 0)
+        fprintf(stderr, "paramd train: cannot draw the plot: %s\n", err);
+    else
+        printf("plot: %s   (compare runs: paramd plot RUN_DIR...)\n", path);
+    free(rows);
+}
+
+/* ==== The worker loop =================================================== */
+
+int pd_train_worker(const pd_train_cfg *cfg, paramd_client *c, char *err,
+                    size_t errlen) {
+    int rank = paramd_rank(c), W = paramd_num_workers(c), S = paramd_num_servers(c);
+    int rc = -1;
+    pd_dataset train = {0}, test = {0};
+    pd_model *m = NULL;
+    float *params = NULL, *grad = NULL, *x = NULL;
+    uint8_t *y = NULL;
+    uint32_t *perm = NULL, *idx = NULL;
+    report R = {0};
+    paramd_table *t;
+
+    int threads = cfg->threads;
+    if (threads <= 0) {
+        long cores = sysconf(_SC_NPROCESSORS_ONLN);
+        threads = cores > W ? (int)(cores / W) : 1;
+    }
+    pd_blas_set_threads(threads);
+    if (pd_dataset_load(cfg->data, "train", &train, err, errlen) != 0) goto out;
+    if (rank == 0 && pd_dataset_load(cfg->data, "test", &test, err, errlen) != 0) goto out;
+    uint32_t n = (uint32_t)train.n;
+    if (cfg->limit > 0 && cfg->limit < n) n = (uint32_t)cfg->limit;
+    int eval_n = test.n;
+    if (cfg->eval_samples > 0 && cfg->eval_samples < eval_n) eval_n = cfg->eval_samples;
+    int max_batch = cfg->batch > 250 ? cfg->batch : 250;
+    if (pd_model_create(cfg->model, cfg->hidden, max_batch, &m, err, errlen) != 0) goto out;
+    uint64_t np = pd_model_num_params(m);
+    params = malloc(np * sizeof(float));
+    grad = malloc(np * sizeof(float));
+    x = malloc((size_t)cfg->batch * PD_MODEL_INPUT * sizeof(float));
+    y = malloc((size_t)cfg->batch);
+    perm = malloc((size_t)n * sizeof *perm);
+    idx = malloc((size_t)cfg->batch * sizeof *idx);
+    if (!params || !grad || !x || !y || !perm || !idx) {
+        snprintf(err, errlen, "out of memory for a %llu-parameter model",
+                 (unsigned long long)np);
+        goto out;
+    }
+
+    /* Every worker computes the same initial weights; whichever creates
+     * the table writes them. */
+    double lr = cfg->lr * (cfg->lr_scaling ? W : 1);
+    char spec[512];
+    snprintf(spec, sizeof spec, "rule=%s lr=%.9g consistency=%s aggregate=mean",
+             cfg->rule, lr, cfg->consistency);
+    pd_model_init_params(m, params, cfg->seed);
+    int prc = paramd_table_open(c, "model", np, spec, params, &t);
+    if (prc) {
+        snprintf(err, errlen, "cannot open the model table: %s", paramd_last_error(c));
+        goto out;
+    }
+    int64_t spe = pd_train_steps_per_epoch(n, W, cfg->batch);
+    int64_t total = cfg->steps > 0 ? cfg->steps : spe * cfg->epochs;
+    int eval_every = cfg->eval_every > 0 ? cfg->eval_every : (int)(total / 20 > 0 ? total / 20 : 1);
+    int train_mode = cfg->dropout && strcmp(cfg->model, "cnn") == 0;
+
+    if (rank == 0) {
+        printf("paramd train: %s (%llu parameters), %s, %d worker%s x batch %d, "
+               "%d server%s, rule %s lr %.4g%s\n",
+               cfg->model, (unsigned long long)np, cfg->consistency, W, W > 1 ? "s" : "",
+               cfg->batch, S, S > 1 ? "s" : "", cfg->rule, lr,
+               cfg->lr_scaling && W > 1 ? " (scaled by W)" : "");
+        printf("data: %u training and %d test images; %lld steps per worker (%.2f epochs); "
+               "BLAS: %s\n",
+               n, test.n, (long long)total, (double)total / spe, pd_blas_info());
+        fflush(stdout);
+        if (cfg->out && pd_metrics_open(&R.metrics, cfg->out, err, errlen) != 0) goto out;
+        if (!cfg->quiet) R.prog = pd_progress_new(stdout, total, isatty(1));
+    }
+    R.t0 = pd_now();
+    int64_t perm_epoch = -1;
+    uint64_t bytes_per_op = np * 4;
+    for (int64_t step = 0; step < total; step++) {
+        if (paramd_pull(t, 0, np, params)) {
+            snprintf(err, errlen, "pull at step %lld: %s", (long long)step, paramd_last_error(c));
+            goto out;
+        }
+        if (rank == 0 && step > 0 && step % eval_every == 0) {
+            double tl, ta;
+            pd_model_eval(m, params, test.x, test.y, eval_n, &tl, &ta);
+            double el = pd_now() - R.t0;
+            pd_metric_row row = {el, step * W, (double)step / spe,
+                                 step * W * (int64_t)cfg->batch,
+                                 R.loss_n ? R.loss_sum / R.loss_n : NAN, tl, ta};
+            if (R.metrics) pd_metrics_append(R.metrics, &row);
+            if (R.prog)
+                pd_progress_note(R.prog, "step %lld  epoch %.2f  train loss %.4f  "
+                                 "test loss %.4f  test acc %.2f%% (%d images)",
+                                 (long long)step, row.epoch, row.train_loss, tl,
+                                 100 * ta, eval_n);
+            R.loss_sum = 0, R.loss_n = 0;
+        }
+        pd_train_batch(cfg->seed, rank, step, spe, n, cfg->batch, perm, &perm_epoch, idx);
+        pd_dataset_gather(&train, idx, cfg->batch, x, y);
+        float loss = pd_model_grad(m, params, x, y, cfg->batch, grad, train_mode,
+                                   pd_train_dropout_seed(cfg->seed, rank, step));
+        if (!isfinite(loss)) {
+            snprintf(err, errlen, "loss is %g at step %lld: the run diverged; lower --lr",
+                     loss, (long long)step);
+            goto out;
+        }
+        if (paramd_push(t, 0, np, grad)) {
+            snprintf(err, errlen, "push at step %lld: %s", (long long)step, paramd_last_error(c));
+            goto out;
+        }
+        paramd_clock(c);
+        R.loss_sum += loss, R.loss_n++;
+        if (R.prog) {
+            double el = pd_now() - R.t0;
+            pd_progress_update(R.prog, step + 1, (double)(step + 1) / spe, loss,
+                               el > 0 ? (double)(step + 1) * W * cfg->batch / el : NAN);
+        }
+    }
+    /* Everyone has pushed every step: the last clock is applied. */
+    if (paramd_barrier(c)) {
+        snprintf(err, errlen, "final barrier: %s", paramd_last_error(c));
+        goto out;
+    }
+    double wall = pd_now() - R.t0;
+    if (rank == 0) {
+        if (paramd_pull(t, 0, np, params)) {
+            snprintf(err, errlen, "final pull: %s", paramd_last_error(c));
+            goto out;
+        }
+        pd_progress_finish(R.prog);
+        R.prog = NULL;
+        double tl, ta;
+        pd_model_eval(m, params, test.x, test.y, test.n, &tl, &ta);
+        int64_t samples = total * W * (int64_t)cfg->batch;
+        pd_metric_row row = {wall, total * W, (double)total / spe, samples,
+                             R.loss_n ? R.loss_sum / R.loss_n : NAN, tl, ta};
+        if (R.metrics) pd_metrics_append(R.metrics, &row);
+        double pushed = (double)bytes_per_op * total * W;
+        char pb[32], lb[32];
+        fmt_bytes(pushed, pb, sizeof pb);
+        fmt_bytes(pushed + (double)bytes_per_op * W, lb, sizeof lb);
+        printf("final: test accuracy %.2f%%  test loss %.4f  wall %.1f s  %.0f samples/s  "
+               "pushed %s  pulled %s\n",
+               100 * ta, tl, wall, samples / wall, pb, lb);
+        if (cfg->save_params) {
+            FILE *f = fopen(cfg->save_params, "wb");
+            if (!f || fwrite(params, 4, np, f) != np || fclose(f) != 0) {
+                snprintf(err, errlen, "cannot write %s", cfg->save_params);
+                goto out;
+            }
+        }
+        if (cfg->out) {
+            char json[2048], label[128];
+            snprintf(label, sizeof label, "%s %s W=%d", cfg->model, cfg->consistency, W);
+            snprintf(json, sizeof json,
+                     "{\"label\": \"%s\", \"model\": \"%s\", \"consistency\": \"%s\", "
+                     "\"workers\": %d, \"servers\": %d, \"batch\": %d, \"lr\": %.9g, "
+                     "\"lr_scaled\": %.9g, \"rule\": \"%s\", \"epochs\": %.4f, "
+                     "\"steps\": %lld, \"seed\": %llu, \"train_samples\": %u, "
+                     "\"test_acc\": %.6f, \"test_loss\": %.6f, \"wall_s\": %.3f, "
+                     "\"samples_per_s\": %.1f, \"bytes_pushed\": %.0f, "
+                     "\"bytes_pulled\": %.0f, \"blas\": \"%s\"}\n",
+                     label, cfg->model, cfg->consistency, W, S, cfg->batch, cfg->lr, lr,
+                     cfg->rule, (double)total / spe, (long long)total,
+                     (unsigned long long)cfg->seed, n, ta, tl, wall, samples / wall,
+                     pushed, pushed + (double)bytes_per_op * W, pd_blas_info());
+            pd_metrics_close(R.metrics);
+            R.metrics = NULL;
+            if (pd_metrics_write_run_json(cfg->out, json, err, errlen) != 0) goto out;
+            printf("metrics: %s/metrics.csv, %s/run.json\n", cfg->out, cfg->out);
+            write_plot(cfg->out, label);
+        }
+        fflush(stdout);
+    }
+    rc = 0;
+out:
+    pd_progress_finish(R.prog);
+    pd_metrics_close(R.metrics);
+    pd_dataset_free(&train);
+    pd_dataset_free(&test);
+    pd_model_free(m);
+    free(params), free(grad), free(x), free(y), free(perm), free(idx);
+    return rc;
+}
