@@ -1,0 +1,64 @@
+#!/usr/bin/env bash
+# paramd train on real processes: synchronous training with W workers of
+# batch b gives, step for step, the parameters of plain SGD with batch W*b
+# on the same samples (W = 1, 2, 4; S = 1 and 3; mlp, and a small cnn);
+# an async run learns; bad input fails with a clear message.
+source "$(dirname "$0")/lib.sh"
+[ -f /usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz ] \
+  || fail "Fashion-MNIST missing: apt-get install dataset-fashion-mnist"
+cd "$TMP"
+LR=0.05; SEED=7; LIMIT=6000; STEPS=20
+for W in 1 2 4; do
+  for S in 1 3; do
+    "$PARAMD" train --model mlp --consistency sync --workers $W --servers $S --batch 8 \
+      --steps $STEPS --lr $LR --no-lr-scaling --seed $SEED --limit $LIMIT --quiet \
+      --save-params "$TMP/p.$W.$S" --out "$TMP/run.$W.$S" >"$TMP/train.$W.$S" 2>&1 \
+      || { cat "$TMP/train.$W.$S"; fail "paramd train W=$W S=$S"; }
+    "$BUILD/tests/tool_bigbatch" "$TMP/p.$W.$S" mlp 0 $W 8 $STEPS $LR $SEED $LIMIT \
+      || fail "sync != big batch for W=$W S=$S"
+    pass "mlp sync W=$W S=$S equals SGD with batch $((W * 8))"
+  done
+done
+"$PARAMD" train --model cnn --hidden 32 --no-dropout --consistency sync --workers 2 --servers 2 \
+  --batch 4 --steps 10 --lr $LR --no-lr-scaling --seed $SEED --limit $LIMIT --quiet \
+  --save-params "$TMP/p.cnn" --out "$TMP/run.cnn" >"$TMP/train.cnn" 2>&1 \
+  || { cat "$TMP/train.cnn"; fail "paramd train cnn"; }
+"$BUILD/tests/tool_bigbatch" "$TMP/p.cnn" cnn 32 2 4 10 $LR $SEED $LIMIT \
+  || fail "cnn sync != big batch"
+pass "cnn sync W=2 S=2 equals SGD with batch 8"
+
+# the metrics, run.json and plot of a run
+expect_line "$TMP/run.2.3/metrics.csv" "^time_s,step,epoch,samples,train_loss,test_loss,test_acc$"
+expect_line "$TMP/run.2.3/run.json" '"workers": 2'
+expect_line "$TMP/run.2.3/plot.svg" "Test accuracy vs time"
+pass "run directory holds metrics.csv, run.json, plot.svg"
+
+# async learns: well above chance on a small subset
+"$PARAMD" train --model mlp --consistency async --workers 2 --servers 2 --epochs 2 \
+  --limit 5000 --quiet --out "$TMP/async" >"$TMP/async.log" 2>&1 \
+  || { cat "$TMP/async.log"; fail "async run"; }
+acc=$(sed -n 's/.*final: test accuracy \([0-9.]*\)%.*/\1/p' "$TMP/async.log")
+[ -n "$acc" ] || { cat "$TMP/async.log"; fail "no final accuracy"; }
+awk -v a="$acc" 'BEGIN { exit !(a > 60) }' || fail "async accuracy $acc% is not above 60%"
+pass "async learns: $acc% test accuracy (chance is 10%)"
+
+# paramd plot compares runs
+"$PARAMD" plot "$TMP/run.1.1" "$TMP/async" --out "$TMP/cmp.svg" >"$TMP/plot.log" 2>&1 \
+  || { cat "$TMP/plot.log"; fail "paramd plot"; }
+expect_line "$TMP/cmp.svg" "mlp async W=2"
+pass "paramd plot draws two runs"
+
+# bad input
+"$PARAMD" train --data "$TMP/nowhere" --quiet --steps 1 >"$TMP/nodata" 2>&1 && fail "missing data accepted"
+expect_line "$TMP/nodata" "nowhere: no such directory"
+expect_line "$TMP/nodata" "worker [01] failed"
+mkdir -p "$TMP/empty"
+"$PARAMD" train --data "$TMP/empty" --quiet --steps 1 >"$TMP/nofile" 2>&1 && fail "empty data dir accepted"
+expect_line "$TMP/nofile" "empty/train-images-idx3-ubyte"
+"$PARAMD" train --model resnet 2>"$TMP/e1" && fail "unknown model accepted"
+expect_line "$TMP/e1" "--model 'resnet' is not mlp or cnn"
+"$PARAMD" train --rule nonsense 2>"$TMP/e2" && fail "unknown rule accepted"
+expect_line "$TMP/e2" "unknown rule 'nonsense'"
+"$PARAMD" train --lr -1 2>"$TMP/e3" && fail "negative lr accepted"
+"$PARAMD" train --help | grep -q -- "--consistency sync|async" || fail "help"
+pass "bad arguments and missing data rejected with messages"
