@@ -32,7 +32,7 @@ void pd_train_defaults(pd_train_cfg *c) {
     c->model = "mlp";
     c->consistency = "sync";
     c->rule = "sgd";
-    c->epochs = 1;
+    c->epochs = 10;
     c->batch = 64;
     c->lr = 0.05;
     c->lr_scaling = 1;
