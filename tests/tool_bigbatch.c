@@ -77,9 +77,11 @@ int main(int argc, char **argv) {
     double rel = sqrt(num / den), moved = sqrt(init_num / den);
     printf("%s W=%d B=%d steps=%d: relative difference %.3g (the weights moved %.3g "
            "from their initial values)\n", model, W, B, steps, rel, moved);
-    if (!(rel < 1e-5) || !(moved > 1e-3)) {
-        printf("FAIL: sync training is not big-batch SGD\n");
-        return 1;
-    }
-    return 0;
+    int ok = rel < 1e-5 && moved > 1e-3;
+    if (!ok) printf("FAIL: sync training is not big-batch SGD\n");
+    for (int r = 0; r < W; r++) free(perm[r]);
+    free(perm), free(pe), free(p), free(g), free(ps), free(x), free(y), free(idx);
+    pd_model_free(m);
+    pd_dataset_free(&d);
+    return ok ? 0 : 1;
 }
