@@ -16,11 +16,19 @@
  *       Every error path of the API against a live cluster (one worker):
  *       each call fails with the right code and a message, and leaves the
  *       table as it was.
+ *   tool_worker rules "SPEC" STEPS
+ *       Table "r" of 1000 floats with SPEC (a rule, its hyper-parameters,
+ *       a consistency); each worker pushes deterministic pseudo-random
+ *       gradients for STEPS clocks, each clock in two ranges (so shards see
+ *       partial pushes).  Worker 0 then replays the same sequence through
+ *       pd_rule_apply in this process (sync: the mean of the W gradients
+ *       per clock; async needs W = 1) and checks the servers agree to 1e-6.
  *   tool_worker fail
  *       Connects, then exits 3 (for paramd local's failure handling).
  *   tool_worker pidfile DIR
  *       Writes its pid to DIR/worker.RANK.pid and sleeps until killed.
  */
+#include <math.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -28,6 +36,8 @@
 #include <unistd.h>
 
 #include "paramd.h"
+#include "server/rules.h"
+#include "wire/spec.h"
 
 static paramd_client *c;
 
@@ -87,6 +97,70 @@ static int ramp(uint64_t n, const char *cons) {
            paramd_num_servers(c), cons);
     free(v);
     free(g);
+    return 0;
+}
+
+static float grad_of(int rank, int step, int i) {
+    uint32_t x = (uint32_t)(rank * 7919 + step * 104729 + i * 31 + 12345);
+    x ^= x << 13, x ^= x >> 17, x ^= x << 5;
+    return (float)((x % 2001) / 1000.0 - 1.0);
+}
+
+static int rules(const char *spec, int steps) {
+    enum { N = 1000 };
+    static float g[N], got[N], w[N], gm[N], init[N];
+    paramd_table *t;
+    for (int i = 0; i < N; i++) init[i] = (float)(i % 17) * 0.01f;
+    MUST(paramd_table_open(c, "r", N, spec, init, &t));
+    int r = paramd_rank(c), W = paramd_num_workers(c);
+    for (int st = 0; st < steps; st++) {
+        for (int i = 0; i < N; i++) g[i] = grad_of(r, st, i);
+        MUST(paramd_push(t, 0, 300, g));
+        MUST(paramd_push(t, 300, N - 300, g + 300));
+        paramd_clock(c);
+        MUST(paramd_pull(t, 0, N, got)); /* sync: waits for the clock */
+    }
+    MUST(paramd_barrier(c));
+    if (r != 0) return 0;
+    MUST(paramd_pull(t, 0, N, got));
+    /* the reference: the same rule, in this process */
+    pd_table_def d;
+    pd_err e = {0};
+    if (pd_spec_parse(spec, &d, &e)) { fprintf(stderr, "FAIL spec: %s\n", e.msg); return 1; }
+    pd_rule rule;
+    memset(&rule, 0, sizeof rule);
+    rule.kind = (pd_rule_kind)d.rule;
+    pd_spec_hyper(&d, &rule.hyper);
+    char msg[512];
+    if (d.rule == PD_RULE_PLUGIN && pd_rule_load_plugin(&rule, d.plugin, msg, sizeof msg)) {
+        fprintf(stderr, "FAIL plugin: %s\n", msg);
+        return 1;
+    }
+    size_t sf = pd_rule_state_floats(&rule);
+    float *state = calloc(sf * N + 1, sizeof(float));
+    pd_rule_init_state(&rule, state, N);
+    memcpy(w, init, sizeof w);
+    for (int st = 0; st < steps; st++) {
+        for (int i = 0; i < N; i++) {
+            double sum = 0;
+            for (int k = 0; k < W; k++) sum += grad_of(k, st, i);
+            gm[i] = (float)(sum / W);
+        }
+        pd_rule_apply(&rule, w, state, gm, N, st + 1);
+    }
+    double worst = 0;
+    for (int i = 0; i < N; i++) {
+        double dd = fabs((double)got[i] - w[i]) / fmax(1.0, fabs(w[i]));
+        if (dd > worst) worst = dd;
+    }
+    pd_rule_release(&rule);
+    free(state);
+    if (!(worst < 1e-6)) {
+        fprintf(stderr, "FAIL rules '%s': servers differ from the reference by %.3g\n", spec, worst);
+        return 1;
+    }
+    printf("rules ok: '%s' W=%d S=%d %d steps, worst relative difference %.3g\n", spec, W,
+           paramd_num_servers(c), steps, worst);
     return 0;
 }
 
@@ -153,6 +227,7 @@ int main(int argc, char **argv) {
     int rc = 2;
     if (!strcmp(argv[1], "ramp") && argc == 4) rc = ramp(strtoull(argv[2], NULL, 10), argv[3]);
     else if (!strcmp(argv[1], "spin")) rc = spin();
+    else if (!strcmp(argv[1], "rules") && argc == 4) rc = rules(argv[2], atoi(argv[3]));
     else if (!strcmp(argv[1], "errors")) rc = errors();
     else if (!strcmp(argv[1], "fail")) return 3;
     else if (!strcmp(argv[1], "pidfile") && argc == 3) {

@@ -14,13 +14,13 @@
  * Why blocks.  The build uses -O2, where GCC's vectorizer only runs with
  * its "very cheap" cost model: it vectorizes a loop only if it needs no
  * scalar epilogue, i.e. if the trip count is a known multiple of the
- * vector width.  A loop of BLOCK = 16 iterations qualifies for every width
+ * vector width.  A loop of BLOCK = 64 iterations qualifies for every width
  * up to AVX-512; a loop to n does not.  (At -O3 both would vectorize.)
  *
  * Why sqrt_block.  With the default -fmath-errno, sqrtf() may set errno, so
  * GCC compiles each call to a square-root instruction plus a branch to the
  * library for negative inputs, and a loop holding it is not vectorized.
- * sqrt_block takes the square roots of a block with the SSE instruction
+ * sqrt_block takes the square roots of a block with the SSE/AVX instruction
  * (which is what sqrtf computes, correctly rounded, minus errno; our
  * inputs are never negative) and falls back to sqrtf elsewhere.  Built
  * with -fno-math-errno the plain loop is used and vectorizes by itself.
@@ -49,6 +49,9 @@
 /* How sqrt_block takes square roots (see the essay). */
 #if defined(__NO_MATH_ERRNO__)
 #define PD_SQRT_PLAIN 1 /* sqrtf vectorizes by itself */
+#elif defined(__AVX512F__)
+#include <immintrin.h>
+#define PD_SQRT_AVX512 1
 #elif defined(__AVX__)
 #include <immintrin.h>
 #define PD_SQRT_AVX 1
@@ -64,8 +67,14 @@
 
 /* ==== Constants ========================================================== */
 
-/* Parameters per kernel call: 64 bytes of each array, one cache line. */
-#define BLOCK 16
+/* Parameters per kernel call: 256 bytes of each array.  A whole number of
+ * vectors of every x86 width.  Long enough that the square roots a kernel
+ * stores are out of the store buffer before its next loop reads them back
+ * (16 ran adam 2.4x slower under -march=icelake-server, whose 32-byte loads
+ * could not be forwarded from sqrt_block's 64-byte stores); short enough
+ * that the zero-padded tail costs little for a sparse row of a few floats.
+ * rules_bench measures it. */
+#define BLOCK 64
 
 static const char *const rule_names[PD_RULE_COUNT_] = {
     "add", "sgd", "momentum", "adagrad", "adam", "ftrl", "plugin"};
@@ -142,6 +151,8 @@ typedef struct coef {
     float beta, l1, l2; /* ftrl */
 } coef;
 
+_Static_assert(BLOCK % 16 == 0, "BLOCK must be whole 64-byte vectors");
+
 /* A block kernel: updates w[i .. i+BLOCK), planes s0, s1 at the same
  * offsets (NULL if the rule has fewer planes; never dereferenced then),
  * from g[i .. i+BLOCK). */
@@ -208,13 +219,15 @@ static void hyper_to_array(const pd_rule_hyper *h,
 }
 
 /* out[j] = sqrt(in[j]) for j < BLOCK (see the essay: no errno, so it
- * vectorizes).  in and out may be the same array.  The vector width is the
- * one GCC's vectorizer picks for the loops around it (16 bytes for plain
- * x86-64, 32 with AVX, also on AVX-512 parts where GCC prefers 256-bit
- * vectors): narrower stores here followed by wider loads there would stall
- * store-to-load forwarding, which made -march=native 40% slower. */
+ * vectorizes).  in and out may be the same array.  It uses the widest
+ * vectors the target has, which may be wider or narrower than those GCC
+ * picks for the loops around it (-mprefer-vector-width); BLOCK is long
+ * enough for that not to matter. */
 static inline void sqrt_block(float *out, const float *in) {
-#if defined(PD_SQRT_AVX)
+#if defined(PD_SQRT_AVX512)
+    for (int j = 0; j < BLOCK; j += 16)
+        _mm512_storeu_ps(out + j, _mm512_sqrt_ps(_mm512_loadu_ps(in + j)));
+#elif defined(PD_SQRT_AVX)
     for (int j = 0; j < BLOCK; j += 8)
         _mm256_storeu_ps(out + j, _mm256_sqrt_ps(_mm256_loadu_ps(in + j)));
 #elif defined(PD_SQRT_SSE)

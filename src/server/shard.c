@@ -32,9 +32,16 @@ pd_shard *pd_shard_create(uint32_t id, const pd_table_def *def, int32_t W,
     pd_spec_hyper(def, &s->rule.hyper);
     pthread_mutex_init(&s->mu, NULL);
     pthread_cond_init(&s->cv, NULL);
-    if (def->rule >= PD_RULE_PLUGIN) {
-        pd_seterr(e, PARAMD_EINVAL, "table %u: rule %u is not supported", id,
-                  def->rule);
+    char msg[PD_ERRMSG_MAX];
+    if (def->rule == PD_RULE_PLUGIN &&
+        pd_rule_load_plugin(&s->rule, def->plugin, msg, sizeof msg) != 0) {
+        pd_seterr(e, PARAMD_EINVAL, "table %u: %s", id, msg);
+        pd_shard_destroy(s);
+        return NULL;
+    }
+    /* Hyper-parameters arrive over the wire: check them like a spec. */
+    if (pd_rule_check(&s->rule, msg, sizeof msg) != 0) {
+        pd_seterr(e, PARAMD_EINVAL, "table %u: %s", id, msg);
         pd_shard_destroy(s);
         return NULL;
     }
@@ -62,6 +69,7 @@ void pd_shard_destroy(pd_shard *s) {
     pd_free(s->wt);
     pd_free(s->params);
     pd_free(s->state);
+    pd_rule_release(&s->rule);
     pthread_mutex_destroy(&s->mu);
     pthread_cond_destroy(&s->cv);
     pd_free(s);
@@ -241,8 +249,10 @@ int pd_shard_push(pd_shard *s, int32_t worker, int64_t clock, uint64_t off,
         sl->received += count;
         sync_apply_ready(s);
     } else {
-        pd_rule_apply(&s->rule, s->params + a,
-                      s->state ? s->state + a : NULL, g, count, s->steps + 1);
+        /* state planes are len floats apart: a sub-range needs the stride */
+        pd_rule_apply_strided(&s->rule, s->params + a,
+                              s->state ? s->state + a : NULL, s->len, g, count,
+                              s->steps + 1);
         if (complete) s->steps++;
     }
     s->stats.pushes++;

@@ -24,6 +24,7 @@
 #include "train/model.h"
 #include "train/plot.h"
 #include "train/progress.h"
+#include "wire/spec.h"
 
 /* ==== Defaults and batches ============================================== */
 
@@ -146,9 +147,19 @@ int pd_train_worker(const pd_train_cfg *cfg, paramd_client *c, char *err,
     /* Every worker computes the same initial weights; whichever creates
      * the table writes them. */
     double lr = cfg->lr * (cfg->lr_scaling ? W : 1);
-    char spec[512];
-    snprintf(spec, sizeof spec, "rule=%s lr=%.9g consistency=%s aggregate=mean",
-             cfg->rule, lr, cfg->consistency);
+    /* --lr goes first so that an lr inside --rule wins; rules without a
+     * learning rate (add) get none. */
+    char spec[700], lrs[64] = "";
+    {
+        pd_table_def d;
+        char rs[600];
+        snprintf(rs, sizeof rs, "rule=%s", cfg->rule);
+        if (pd_spec_parse(rs, &d, NULL) == 0 &&
+            pd_rule_uses_hyper((pd_rule_kind)d.rule, "lr"))
+            snprintf(lrs, sizeof lrs, "lr=%.9g ", lr);
+    }
+    snprintf(spec, sizeof spec, "%srule=%s consistency=%s aggregate=mean", lrs,
+             cfg->rule, cfg->consistency);
     pd_model_init_params(m, params, cfg->seed);
     int prc = paramd_table_open(c, "model", np, spec, params, &t);
     if (prc) {

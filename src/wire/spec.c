@@ -89,6 +89,17 @@ int pd_spec_parse(const char *spec, pd_table_def *d, pd_err *e) {
                     return pd_seterr(e, PARAMD_EINVAL,
                                      "table spec: %s=%s is not a number", key,
                                      val);
+                if (!pd_rule_uses_hyper(kind, key)) {
+                    int known = 0;
+                    for (int i = 0; i < PD_HYPER_COUNT; i++)
+                        known |= strcmp(key, pd_hyper_names[i]) == 0;
+                    if (!known)
+                        return pd_seterr(e, PARAMD_EINVAL,
+                                         "table spec: unknown key '%s'", key);
+                    return pd_seterr(e, PARAMD_EINVAL,
+                                     "table spec: rule %s does not use %s",
+                                     pd_rule_name(kind), key);
+                }
                 if (pd_rule_set_hyper(&h, key, v, msg, sizeof msg) != 0)
                     return pd_seterr(e, PARAMD_EINVAL, "table spec: %s", msg);
             }
@@ -108,6 +119,7 @@ void pd_spec_canonical(const pd_table_def *d, char *out, size_t outlen) {
                        d->aggregate == PD_AGG_SUM ? "sum" : "mean");
     for (uint32_t i = 0; i < d->nhyper && i < PD_HYPER_COUNT; i++) {
         if (off < 0 || (size_t)off >= outlen) return;
+        if (!pd_rule_uses_hyper((pd_rule_kind)d->rule, pd_hyper_names[i])) continue;
         off += snprintf(out + off, outlen - (size_t)off, " %s=%.10g",
                         pd_hyper_names[i], d->hyper[i]);
     }
