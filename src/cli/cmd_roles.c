@@ -29,6 +29,9 @@ static void coord_usage(FILE *f) {
             "  --servers S         number of servers in the cluster (required)\n"
             "  --workers W         number of workers in the cluster (required)\n"
             "  --persist           keep running after every worker left\n"
+            "  --heartbeat-timeout-ms N  remove a worker that sent no heartbeat for\n"
+            "                      N ms (a hung or stopped process); sync clocks then\n"
+            "                      stop waiting for it [10000; 0: never]\n"
             "  --ready-fd N        write the bound HOST:PORT and a newline to file\n"
             "                      descriptor N once listening, then close it\n"
             "\n"
@@ -53,10 +56,12 @@ int cmd_coordinator(int argc, char **argv) {
         {"servers", required_argument, 0, 's'},
         {"workers", required_argument, 0, 'w'},
         {"persist", no_argument, 0, 'p'},
+        {"heartbeat-timeout-ms", required_argument, 0, 'b'},
         {"ready-fd", required_argument, 0, 'r'},
         {"help", no_argument, 0, 'h'},
         {0, 0, 0, 0}};
     pd_coord_opts o = {0};
+    o.heartbeat_ms = -1;
     int ready_fd = -1, c;
     pd_log_set_name("coordinator");
     while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
@@ -65,6 +70,15 @@ int cmd_coordinator(int argc, char **argv) {
         case 's': if (parse_count("--servers", optarg, 4096, &o.servers)) return 2; break;
         case 'w': if (parse_count("--workers", optarg, 65536, &o.workers)) return 2; break;
         case 'p': o.persist = 1; break;
+        case 'b': {
+            int64_t ms;
+            if (pd_parse_i64(optarg, &ms) || ms < 0 || ms > 86400000) {
+                fprintf(stderr, "paramd: --heartbeat-timeout-ms '%s' is not 0..86400000\n", optarg);
+                return 2;
+            }
+            o.heartbeat_ms = (int)ms;
+            break;
+        }
         case 'r': {
             int64_t fd;
             if (pd_parse_i64(optarg, &fd) || fd < 0 || fd > 1 << 20) {

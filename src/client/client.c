@@ -30,6 +30,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "common/common.h"
 #include "net/conn.h"
@@ -95,6 +96,12 @@ struct paramd_client {
     pd_conn *coord;
     uint64_t coord_id;
     link *links; /* S */
+    int heartbeat_ms;          /* the coordinator's timeout; 0: none */
+    pthread_t hb;              /* heartbeat thread, on its own connection */
+    int hb_started;
+    pthread_mutex_t hb_mu;     /* guards hb_stop */
+    pthread_cond_t hb_cv;
+    int hb_stop;
     paramd_table *tables;
     pthread_mutex_t err_mu; /* guards errmsg */
     char errmsg[PD_ERRMSG_MAX];
@@ -382,6 +389,8 @@ static int hello(pd_conn *conn, int32_t rank, uint8_t *reply, size_t *rlen,
     return rc;
 }
 
+static void *heartbeat_main(void *arg);
+
 int paramd_connect(paramd_client **out, const char *options) {
     *out = NULL;
     paramd_client *c = pd_calloc(1, sizeof *c);
@@ -395,6 +404,8 @@ int paramd_connect(paramd_client **out, const char *options) {
     }
     pthread_mutex_init(&c->coord_mu, NULL);
     pthread_mutex_init(&c->err_mu, NULL);
+    pthread_mutex_init(&c->hb_mu, NULL);
+    pthread_cond_init(&c->hb_cv, NULL);
     if ((rc = parse_options(c, options))) goto fail_early;
     c->coord = pd_tcp_connect(c->coord_addr, c->timeout_ms, &e);
     if (!c->coord) {
@@ -445,6 +456,12 @@ int paramd_connect(paramd_client **out, const char *options) {
             goto fail;
         }
     }
+    uint32_t hb_ms = 0;
+    if (pd_get_u32(&r, &hb_ms) || !pd_rd_done(&r) || hb_ms > 86400000) {
+        rc = cl_err(NULL, PARAMD_EPROTO, "malformed cluster map from the coordinator");
+        goto fail;
+    }
+    c->heartbeat_ms = (int)hb_ms;
     for (uint32_t i = 0; i < S; i++) {
         link *l = &c->links[i];
         l->conn = pd_tcp_connect(l->addr, c->timeout_ms, &e);
@@ -475,6 +492,13 @@ int paramd_connect(paramd_client **out, const char *options) {
         }
         l->rx_started = 1;
     }
+    if (c->heartbeat_ms > 0) {
+        if (pthread_create(&c->hb, NULL, heartbeat_main, c) != 0) {
+            rc = cl_err(NULL, PARAMD_ENOMEM, "cannot start the heartbeat thread");
+            goto fail;
+        }
+        c->hb_started = 1;
+    }
     pd_free(buf);
     *out = c;
     return 0;
@@ -493,6 +517,13 @@ fail:
 int paramd_close(paramd_client *c) {
     if (!c) return 0;
     int rc = 0;
+    if (c->hb_started) {
+        pthread_mutex_lock(&c->hb_mu);
+        c->hb_stop = 1;
+        pthread_cond_broadcast(&c->hb_cv);
+        pthread_mutex_unlock(&c->hb_mu);
+        pthread_join(c->hb, NULL);
+    }
     if (c->coord && c->links) {
         uint8_t *buf = pd_malloc(PD_MAX_CTRL_PAYLOAD + 1);
         if (buf) rc = coord_rpc(c, PD_MSG_BYE, 0, NULL, buf, NULL);
@@ -518,6 +549,8 @@ int paramd_close(paramd_client *c) {
     }
     pthread_mutex_destroy(&c->coord_mu);
     pthread_mutex_destroy(&c->err_mu);
+    pthread_mutex_destroy(&c->hb_mu);
+    pthread_cond_destroy(&c->hb_cv);
     pd_free(c);
     return rc;
 }
@@ -525,8 +558,55 @@ int paramd_close(paramd_client *c) {
 int32_t paramd_rank(const paramd_client *c) { return c->rank; }
 int32_t paramd_num_workers(const paramd_client *c) { return c->W; }
 int32_t paramd_num_servers(const paramd_client *c) { return c->S; }
-int64_t paramd_clock(paramd_client *c) { return ++c->clock; }
-int64_t paramd_get_clock(const paramd_client *c) { return c->clock; }
+/* The clock is read by the heartbeat thread too: atomic accesses. */
+int64_t paramd_clock(paramd_client *c) {
+    return __atomic_add_fetch(&c->clock, 1, __ATOMIC_RELAXED);
+}
+int64_t paramd_get_clock(const paramd_client *c) {
+    return __atomic_load_n(&c->clock, __ATOMIC_RELAXED);
+}
+
+/* ==== Heartbeats ======================================================== */
+
+/* Tell the coordinator, every heartbeat_ms/4, that this worker is alive
+ * and at which clock.  Its own connection, so that a long barrier or a
+ * blocked pull never delays a heartbeat. */
+static void *heartbeat_main(void *arg) {
+    paramd_client *c = arg;
+    pd_err e = {0};
+    uint8_t *buf = pd_malloc(PD_MAX_CTRL_PAYLOAD + 1);
+    pd_conn *conn = buf ? pd_tcp_connect(c->coord_addr, c->timeout_ms, &e) : NULL;
+    int ok = conn && hello(conn, c->rank, buf, NULL, &e) == 0;
+    uint64_t id = 1;
+    pthread_mutex_lock(&c->hb_mu);
+    while (ok && !c->hb_stop) {
+        pthread_mutex_unlock(&c->hb_mu);
+        pd_hdr h = {0}, rh;
+        uint8_t p[4] = {(uint8_t)c->rank, (uint8_t)(c->rank >> 8),
+                        (uint8_t)(c->rank >> 16), (uint8_t)(c->rank >> 24)};
+        h.type = PD_MSG_HEARTBEAT;
+        h.id = ++id;
+        h.clock = paramd_get_clock(c);
+        ok = pd_rpc(conn, &h, p, 4, &rh, buf, &e) == 0;
+        pthread_mutex_lock(&c->hb_mu);
+        struct timespec ts;
+        clock_gettime(CLOCK_REALTIME, &ts);
+        int64_t ns = ts.tv_nsec + (int64_t)(c->heartbeat_ms / 4 + 1) * 1000000;
+        ts.tv_sec += ns / 1000000000;
+        ts.tv_nsec = ns % 1000000000;
+        while (!c->hb_stop &&
+               pthread_cond_timedwait(&c->hb_cv, &c->hb_mu, &ts) == 0)
+            ;
+    }
+    int stopping = c->hb_stop;
+    pthread_mutex_unlock(&c->hb_mu);
+    if (!ok && !stopping)
+        cl_err(c, e.code ? e.code : PARAMD_ECLOSED, "heartbeats to the coordinator stopped: %s",
+               e.msg);
+    pd_conn_destroy(conn);
+    pd_free(buf);
+    return NULL;
+}
 
 int paramd_barrier(paramd_client *c) {
     uint8_t *buf = pd_malloc(PD_MAX_CTRL_PAYLOAD + 1);

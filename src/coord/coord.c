@@ -28,6 +28,7 @@
 #include <stdio.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "net/conn.h"
@@ -53,6 +54,8 @@ typedef struct co_conn {
     uint32_t role;
     int32_t rank;   /* worker rank once registered */
     int32_t server; /* server index once registered, else -1 */
+    int heartbeat;  /* a worker's heartbeat connection */
+    int32_t hb_rank; /* the rank it beats for */
     uint8_t buf[PD_MAX_CTRL_PAYLOAD + 1];
 } co_conn;
 
@@ -67,6 +70,10 @@ struct pd_coord {
     co_conn **server_conn;                /* S */
     int32_t nservers;
     int *wstate;          /* W: W_NEW.. */
+    int64_t *wseen_ms;    /* W: last heartbeat or request (monotonic ms) */
+    int64_t *wclock;      /* W: the latest clock a worker reported */
+    pthread_t monitor;    /* heartbeat monitor thread */
+    int monitor_started;
     int32_t departed;     /* workers left or died */
     int32_t died;
     co_table *tables;     /* id = index + 1 */
@@ -111,15 +118,27 @@ static void barrier_check(pd_coord *co) {
     }
 }
 
-/* Called with mu held: a worker is gone (BYE or disconnect). */
-static void worker_departed(pd_coord *co, int32_t rank, int clean) {
+/* Called with mu held: a worker is gone (BYE, disconnect, or silence).
+ * Servers are told, so that sync clocks stop waiting for it. */
+static void worker_departed(pd_coord *co, int32_t rank, int clean,
+                            const char *why) {
     co->wstate[rank] = clean ? W_LEFT : W_DIED;
     co->departed++;
     barrier_check(co);
     if (!clean) {
         co->died++;
-        pd_log(PD_LOG_WARN, "worker %d disconnected without saying goodbye",
-               rank);
+        pd_log(PD_LOG_WARN, "worker %d %s at clock %lld; removed from the "
+               "cluster, the others go on",
+               rank, why, (long long)co->wclock[rank]);
+    }
+    for (int32_t i = 0; i < co->o.servers; i++) {
+        co_conn *sc = co->server_conn[i];
+        if (!sc) continue;
+        pd_hdr h = {0};
+        uint8_t p[4] = {(uint8_t)rank, (uint8_t)(rank >> 8), (uint8_t)(rank >> 16),
+                        (uint8_t)(rank >> 24)};
+        h.type = PD_MSG_WORKER_GONE;
+        pd_send_frame(sc->conn, &h, p, 4, NULL, 0, NULL, 0, NULL);
     }
     pthread_cond_broadcast(&co->cv);
     if (co->departed == co->o.workers && !co->o.persist && !co->stopping) {
@@ -208,6 +227,7 @@ static int on_reg_worker(co_conn *cc, const pd_hdr *h) {
         return reply_err(cc, h, PARAMD_EWORKER, msg);
     }
     co->wstate[want] = W_LIVE;
+    co->wseen_ms[want] = pd_now_ms();
     cc->rank = want;
     while (co->nservers < co->o.servers && !co->stopping)
         pthread_cond_wait(&co->cv, &co->mu);
@@ -218,6 +238,8 @@ static int on_reg_worker(co_conn *cc, const pd_hdr *h) {
     pd_put_u32(&b, (uint32_t)co->o.servers);
     pd_put_u64(&b, co->epoch);
     for (int32_t i = 0; i < co->o.servers; i++) pd_put_str(&b, co->server_addr[i]);
+    pd_put_u32(&b, (uint32_t)co->o.heartbeat_ms);
+    co->wseen_ms[want] = pd_now_ms(); /* waiting for servers is not silence */
     int stopping = co->stopping;
     pthread_mutex_unlock(&co->mu);
     int rc = stopping ? reply_err(cc, h, PARAMD_ESHUTDOWN, "cluster is stopping")
@@ -352,12 +374,66 @@ static int on_barrier(co_conn *cc, const pd_hdr *h) {
     return reply(cc, h, NULL);
 }
 
+/* HEARTBEAT on a worker's second connection: u32 rank; clock in header. */
+static int on_heartbeat(co_conn *cc, const pd_hdr *h) {
+    pd_coord *co = cc->co;
+    pd_rd r;
+    uint32_t rank;
+    pd_rd_init(&r, cc->buf, (size_t)h->len);
+    pd_get_u32(&r, &rank);
+    if (!pd_rd_done(&r) || cc->role != PD_ROLE_WORKER || rank >= (uint32_t)co->o.workers)
+        return reply_err(cc, h, PARAMD_EPROTO, "malformed HEARTBEAT");
+    pthread_mutex_lock(&co->mu);
+    cc->heartbeat = 1;
+    cc->hb_rank = (int32_t)rank;
+    int live = co->wstate[rank] == W_LIVE;
+    if (live) {
+        co->wseen_ms[rank] = pd_now_ms();
+        co->wclock[rank] = h->clock;
+    }
+    pthread_mutex_unlock(&co->mu);
+    if (!live) {
+        reply_err(cc, h, PARAMD_EWORKER, "this worker was removed from the cluster");
+        return PARAMD_EWORKER;
+    }
+    return reply(cc, h, NULL);
+}
+
+/* The heartbeat monitor: removes workers silent for heartbeat_ms (a
+ * stopped or hung process keeps its sockets open, so only silence tells). */
+static void *monitor_main(void *arg) {
+    pd_coord *co = arg;
+    pthread_mutex_lock(&co->mu);
+    while (!co->stopping) {
+        int64_t now = pd_now_ms();
+        for (int32_t w = 0; w < co->o.workers; w++)
+            if (co->wstate[w] == W_LIVE && now - co->wseen_ms[w] > co->o.heartbeat_ms) {
+                char why[96];
+                snprintf(why, sizeof why, "sent no heartbeat for %.1f s",
+                         (now - co->wseen_ms[w]) / 1000.0);
+                worker_departed(co, w, 0, why);
+                /* close its connections: a resumed process gets errors */
+                for (co_conn *cc = co->conns; cc; cc = cc->next)
+                    if (cc->rank == w || (cc->heartbeat && cc->hb_rank == w))
+                        pd_conn_shutdown(cc->conn);
+            }
+        struct timespec ts;
+        clock_gettime(CLOCK_REALTIME, &ts);
+        int64_t ns = ts.tv_nsec + (int64_t)(co->o.heartbeat_ms / 4 + 1) * 1000000;
+        ts.tv_sec += ns / 1000000000;
+        ts.tv_nsec = ns % 1000000000;
+        pthread_cond_timedwait(&co->cv, &co->mu, &ts);
+    }
+    pthread_mutex_unlock(&co->mu);
+    return NULL;
+}
+
 static int on_bye(co_conn *cc, const pd_hdr *h) {
     pd_coord *co = cc->co;
     if (cc->rank < 0) return reply_err(cc, h, PARAMD_EPROTO, "BYE before REG_WORKER");
     int rc = reply(cc, h, NULL);
     pthread_mutex_lock(&co->mu);
-    if (co->wstate[cc->rank] == W_LIVE) worker_departed(co, cc->rank, 1);
+    if (co->wstate[cc->rank] == W_LIVE) worker_departed(co, cc->rank, 1, "left");
     pthread_mutex_unlock(&co->mu);
     return rc ? rc : PARAMD_ECLOSED; /* the worker is done with us */
 }
@@ -381,6 +457,12 @@ static void *conn_main(void *arg) {
                 if (rc != PARAMD_EIO) pd_send_error(cc->conn, &h, rc, e.msg);
             }
             break;
+        }
+        if (cc->rank >= 0) {
+            pthread_mutex_lock(&co->mu);
+            co->wclock[cc->rank] = h.clock;
+            co->wseen_ms[cc->rank] = pd_now_ms();
+            pthread_mutex_unlock(&co->mu);
         }
         if (first != (h.type == PD_MSG_HELLO)) {
             pd_seterr(&e, PARAMD_EPROTO, "%s %s", pd_msg_name(h.type),
@@ -410,6 +492,7 @@ static void *conn_main(void *arg) {
         case PD_MSG_TABLE_READY: rc = on_table_ready(cc, &h); break;
         case PD_MSG_BARRIER: rc = on_barrier(cc, &h); break;
         case PD_MSG_BYE: rc = on_bye(cc, &h); break;
+        case PD_MSG_HEARTBEAT: rc = on_heartbeat(cc, &h); break;
         default:
             pd_seterr(&e, PARAMD_EPROTO, "unexpected %s at the coordinator",
                       pd_msg_name(h.type));
@@ -420,8 +503,8 @@ static void *conn_main(void *arg) {
         }
     }
     pthread_mutex_lock(&co->mu);
-    if (cc->rank >= 0 && co->wstate[cc->rank] == W_LIVE)
-        worker_departed(co, cc->rank, 0);
+    if (cc->rank >= 0 && !cc->heartbeat && co->wstate[cc->rank] == W_LIVE)
+        worker_departed(co, cc->rank, 0, "disconnected without saying goodbye");
     for (uint32_t i = 0; i < co->ntables; i++)
         if (co->tables[i].creator == cc) {
             co->tables[i].dropped = 1;
@@ -469,7 +552,11 @@ pd_coord *pd_coord_start(const pd_coord_opts *o, pd_err *e) {
     co->server_addr = pd_calloc((size_t)o->servers, sizeof *co->server_addr);
     co->server_conn = pd_calloc((size_t)o->servers, sizeof *co->server_conn);
     co->wstate = pd_calloc((size_t)o->workers, sizeof *co->wstate);
-    if (!co->server_addr || !co->server_conn || !co->wstate) {
+    co->wseen_ms = pd_calloc((size_t)o->workers, sizeof *co->wseen_ms);
+    co->wclock = pd_calloc((size_t)o->workers, sizeof *co->wclock);
+    if (co->o.heartbeat_ms < 0) co->o.heartbeat_ms = 10000;
+    if (!co->server_addr || !co->server_conn || !co->wstate || !co->wseen_ms ||
+        !co->wclock) {
         pd_seterr(e, PARAMD_ENOMEM, "out of memory");
         pd_coord_free(co);
         return NULL;
@@ -492,6 +579,9 @@ pd_coord *pd_coord_start(const pd_coord_opts *o, pd_err *e) {
 const char *pd_coord_address(const pd_coord *co) { return co->bound; }
 
 int pd_coord_run(pd_coord *co) {
+    if (co->o.heartbeat_ms > 0 &&
+        pthread_create(&co->monitor, NULL, monitor_main, co) == 0)
+        co->monitor_started = 1;
     for (;;) {
         pd_conn *c = pd_tcp_accept(co->lfd);
         pthread_mutex_lock(&co->mu);
@@ -534,6 +624,8 @@ int pd_coord_run(pd_coord *co) {
     while (co->nthreads > 0) pthread_cond_wait(&co->cv, &co->mu);
     int died = co->died;
     pthread_mutex_unlock(&co->mu);
+    if (co->monitor_started) pthread_join(co->monitor, NULL);
+    co->monitor_started = 0;
     return died ? PARAMD_ECLOSED : 0;
 }
 
@@ -551,6 +643,8 @@ void pd_coord_free(pd_coord *co) {
     pd_free(co->server_addr);
     pd_free(co->server_conn);
     pd_free(co->wstate);
+    pd_free(co->wseen_ms);
+    pd_free(co->wclock);
     pd_free(co->tables);
     pthread_mutex_destroy(&co->mu);
     pthread_cond_destroy(&co->cv);

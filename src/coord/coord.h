@@ -13,6 +13,8 @@ typedef struct pd_coord_opts {
     int32_t servers;    /* S >= 1 */
     int32_t workers;    /* W >= 1 */
     int persist;        /* keep running after every worker left */
+    int heartbeat_ms;   /* remove a worker silent this long; 0: never;
+                         * <0: the default (10000) */
 } pd_coord_opts;
 
 typedef struct pd_coord pd_coord;

@@ -69,6 +69,7 @@ struct pd_server {
     pthread_mutex_t mu;   /* guards everything below */
     pthread_cond_t cv;    /* nthreads reached 0 */
     pd_shard *tables[PD_MAX_TABLES];
+    uint8_t *gone;        /* W: workers the coordinator said are gone */
     srv_conn *conns;
     int nthreads;
     int stopping;
@@ -141,6 +142,8 @@ static int on_table_create(srv_conn *sc, const pd_hdr *h) {
             pthread_mutex_unlock(&s->mu);
             return reply_err(sc, h, &e);
         }
+        for (int32_t w = 0; w < s->W; w++)
+            if (s->gone[w]) pd_shard_worker_gone(t, w);
         s->tables[h->table] = t;
         pd_log(PD_LOG_DEBUG, "table %u: shard [%llu, %llu) of %llu", h->table,
                (unsigned long long)d.lo, (unsigned long long)d.hi,
@@ -247,7 +250,8 @@ static int on_stats(srv_conn *sc, const pd_hdr *h) {
         off += (size_t)snprintf(
             text + off, sizeof text - off,
             "table %u floats %llu bytes %llu pushes %llu pulls %llu "
-            "bytes_in %llu bytes_out %llu rejected %llu clock %lld\n",
+            "bytes_in %llu bytes_out %llu rejected %llu dropped %llu "
+            "clock %lld max_ahead %lld\n",
             id, (unsigned long long)t->len,
             (unsigned long long)(t->len * 4 *
                                  (1 + pd_rule_state_floats(&t->rule))),
@@ -255,7 +259,9 @@ static int on_stats(srv_conn *sc, const pd_hdr *h) {
             (unsigned long long)t->stats.pulls,
             (unsigned long long)t->stats.bytes_in,
             (unsigned long long)t->stats.bytes_out,
-            (unsigned long long)t->stats.rejected, (long long)t->applied);
+            (unsigned long long)t->stats.rejected,
+            (unsigned long long)t->stats.dropped, (long long)t->applied,
+            (long long)t->stats.max_ahead);
         pthread_mutex_unlock(&t->mu);
     }
     return send_ok(sc, h, text, off, NULL, 0);
@@ -375,6 +381,23 @@ static void *coord_main(void *arg) {
             pd_log(PD_LOG_DEBUG, "coordinator says shutdown");
             break;
         }
+        if (rc == 0 && h.type == PD_MSG_WORKER_GONE) {
+            pd_rd r;
+            uint32_t w;
+            pd_rd_init(&r, buf, (size_t)h.len);
+            pd_get_u32(&r, &w);
+            if (!pd_rd_done(&r) || w >= (uint32_t)s->W) {
+                pd_log(PD_LOG_WARN, "ignoring a malformed WORKER_GONE");
+                continue;
+            }
+            pthread_mutex_lock(&s->mu);
+            s->gone[w] = 1;
+            for (uint32_t id = 1; id < PD_MAX_TABLES; id++)
+                if (s->tables[id]) pd_shard_worker_gone(s->tables[id], (int32_t)w);
+            pthread_mutex_unlock(&s->mu);
+            pd_log(PD_LOG_DEBUG, "worker %u is gone: clocks no longer wait for it", w);
+            continue;
+        }
         if (rc) {
             pthread_mutex_lock(&s->mu);
             int stopping = s->stopping;
@@ -449,6 +472,11 @@ pd_server *pd_server_start(const pd_server_opts *o, pd_err *e) {
     s->index = (int32_t)idx;
     s->S = (int32_t)S;
     s->W = (int32_t)W;
+    s->gone = pd_calloc(W, 1);
+    if (!s->gone) {
+        pd_seterr(e, PARAMD_ENOMEM, "out of memory");
+        goto fail;
+    }
     return s;
 fail:
     pd_server_free(s);
@@ -532,6 +560,7 @@ void pd_server_free(pd_server *s) {
     }
     for (uint32_t id = 1; id < PD_MAX_TABLES; id++) pd_shard_destroy(s->tables[id]);
     pd_conn_destroy(s->coord);
+    pd_free(s->gone);
     if (s->lfd >= 0) close(s->lfd);
     pthread_mutex_destroy(&s->mu);
     pthread_cond_destroy(&s->cv);

@@ -49,7 +49,9 @@ pd_shard *pd_shard_create(uint32_t id, const pd_table_def *def, int32_t W,
     s->params = pd_calloc(s->len ? s->len : 1, sizeof(float));
     s->state = sf ? pd_calloc(s->len * sf, sizeof(float)) : NULL;
     s->wt = pd_calloc((size_t)W, sizeof *s->wt);
-    if (!s->params || (sf && !s->state) || !s->wt) {
+    s->window = (int32_t)def->staleness + PD_SYNC_WINDOW;
+    s->slots = pd_calloc((size_t)s->window, sizeof *s->slots);
+    if (!s->params || (sf && !s->state) || !s->wt || !s->slots) {
         pd_seterr(e, PARAMD_ENOMEM,
                   "out of memory for table %u (%llu floats)", id,
                   (unsigned long long)s->len);
@@ -57,15 +59,21 @@ pd_shard *pd_shard_create(uint32_t id, const pd_table_def *def, int32_t W,
         return NULL;
     }
     if (sf) pd_rule_init_state(&s->rule, s->state, s->len);
-    for (int32_t w = 0; w < W; w++) s->wt[w].clock = s->wt[w].done_clock = -1;
+    for (int32_t w = 0; w < W; w++) {
+        s->wt[w].clock = s->wt[w].done_clock = -1;
+        s->wt[w].live = 1;
+    }
+    s->nlive = W;
     return s;
 }
 
 void pd_shard_destroy(pd_shard *s) {
     if (!s) return;
-    for (int i = 0; i < PD_SYNC_WINDOW; i++) pd_free(s->slots[i].sum);
+    if (s->slots)
+        for (int i = 0; i < s->window; i++) pd_free(s->slots[i].sum);
+    pd_free(s->slots);
     if (s->wt)
-        for (int32_t w = 0; w < s->W; w++) pd_free(s->wt[w].iv);
+        for (int32_t w = 0; w < s->W; w++) pd_free(s->wt[w].iv), pd_free(s->wt[w].stage);
     pd_free(s->wt);
     pd_free(s->params);
     pd_free(s->state);
@@ -79,6 +87,7 @@ int pd_shard_same_def(const pd_shard *s, const pd_table_def *d) {
     const pd_table_def *a = &s->def;
     if (a->n != d->n || a->lo != d->lo || a->hi != d->hi || a->rule != d->rule ||
         a->consistency != d->consistency || a->aggregate != d->aggregate ||
+        a->staleness != d->staleness || a->backup != d->backup ||
         a->nhyper != d->nhyper || strcmp(a->plugin, d->plugin) != 0)
         return 0;
     return memcmp(a->hyper, d->hyper, sizeof(double) * a->nhyper) == 0;
@@ -139,15 +148,24 @@ static int ivl_insert(pd_wtrack *t, uint64_t a, uint64_t b) {
     return 0;
 }
 
+static int clocked(const pd_shard *s) {
+    return s->def.consistency != PD_CONS_ASYNC;
+}
+
+/* How many workers a clock waits for: the live ones but the backups. */
+static int32_t clock_needs(const pd_shard *s) {
+    int32_t need = s->nlive - (int32_t)s->def.backup;
+    return need < 1 ? 1 : need;
+}
+
 /* Apply every complete clock in order. */
-static void sync_apply_ready(pd_shard *s) {
+static void apply_ready(pd_shard *s) {
     for (;;) {
-        pd_slot *sl = &s->slots[s->applied % PD_SYNC_WINDOW];
-        if (!sl->active || sl->clock != s->applied ||
-            sl->received != (uint64_t)s->W * s->len)
+        pd_slot *sl = &s->slots[s->applied % s->window];
+        if (!sl->active || sl->clock != s->applied || sl->ndone < clock_needs(s))
             return;
-        if (s->def.aggregate == PD_AGG_MEAN && s->W > 1) {
-            float inv = 1.0f / (float)s->W;
+        if (s->def.aggregate == PD_AGG_MEAN && sl->ndone > 1) {
+            float inv = 1.0f / (float)sl->ndone;
             for (uint64_t i = 0; i < s->len; i++) sl->sum[i] *= inv;
         }
         s->steps++;
@@ -181,8 +199,16 @@ int pd_shard_push(pd_shard *s, int32_t worker, int64_t clock, uint64_t off,
                          "push from worker %d, but the cluster has %d workers",
                          worker, s->W);
     uint64_t a = off - s->def.lo, b = a + count;
+    int dropped = 0;
     pthread_mutex_lock(&s->mu);
     pd_wtrack *t = &s->wt[worker];
+    if (!t->live) {
+        rc = pd_seterr(e, PARAMD_EWORKER,
+                       "table %u: worker %d was removed from the cluster "
+                       "(it left, died or missed its heartbeats)",
+                       s->id, worker);
+        goto out;
+    }
     if (clock < t->clock) {
         rc = pd_seterr(e, PARAMD_ESTALE,
                        "table %u: worker %d pushed for clock %lld after "
@@ -190,21 +216,25 @@ int pd_shard_push(pd_shard *s, int32_t worker, int64_t clock, uint64_t off,
                        s->id, worker, (long long)clock, (long long)t->clock);
         goto out;
     }
-    if (s->def.consistency == PD_CONS_SYNC) {
+    if (clocked(s)) {
         if (clock < s->applied) {
-            rc = pd_seterr(e, PARAMD_ESTALE,
-                           "table %u: worker %d pushed for clock %lld, which "
-                           "was already applied (next clock is %lld)",
-                           s->id, worker, (long long)clock,
-                           (long long)s->applied);
-            goto out;
+            if (!s->def.backup) {
+                rc = pd_seterr(e, PARAMD_ESTALE,
+                               "table %u: worker %d pushed for clock %lld, "
+                               "which was already applied (next clock is "
+                               "%lld)",
+                               s->id, worker, (long long)clock,
+                               (long long)s->applied);
+                goto out;
+            }
+            dropped = 1; /* a backup worker's late push: count, drop */
         }
-        if (clock >= s->applied + PD_SYNC_WINDOW) {
+        if (clock >= s->applied + s->window) {
             rc = pd_seterr(e, PARAMD_EAHEAD,
                            "table %u: worker %d pushed for clock %lld but the "
                            "table is at clock %lld (window %d)",
                            s->id, worker, (long long)clock,
-                           (long long)s->applied, PD_SYNC_WINDOW);
+                           (long long)s->applied, s->window);
             goto out;
         }
     }
@@ -216,12 +246,18 @@ int pd_shard_push(pd_shard *s, int32_t worker, int64_t clock, uint64_t off,
                        (unsigned long long)(off + count), (long long)clock);
         goto out;
     }
+    int first = clock > t->clock || t->covered == 0;
+    int whole = first && count == s->len; /* the whole shard in one push */
     /* Reserve what can fail before changing anything. */
     pd_slot *sl = NULL;
-    if (s->def.consistency == PD_CONS_SYNC) {
-        sl = &s->slots[clock % PD_SYNC_WINDOW];
+    if (clocked(s) && !dropped) {
+        sl = &s->slots[clock % s->window];
         if (!sl->sum && !(sl->sum = pd_malloc(s->len * sizeof(float)))) {
             rc = pd_seterr(e, PARAMD_ENOMEM, "out of memory for clock sums");
+            goto out;
+        }
+        if (!whole && !t->stage && !(t->stage = pd_malloc(s->len * sizeof(float)))) {
+            rc = pd_seterr(e, PARAMD_ENOMEM, "out of memory for a partial push");
             goto out;
         }
     }
@@ -237,17 +273,27 @@ int pd_shard_push(pd_shard *s, int32_t worker, int64_t clock, uint64_t off,
     t->covered += count;
     int complete = t->covered == s->len;
     if (complete) t->done_clock = clock;
-    if (sl) {
+    if (dropped) {
+        if (complete) s->stats.dropped++;
+    } else if (sl) {
         if (!sl->active) {
             sl->active = 1;
             sl->clock = clock;
-            sl->received = 0;
+            sl->ndone = 0;
             memset(sl->sum, 0, s->len * sizeof(float));
         }
-        float *dst = sl->sum + a;
-        for (uint64_t i = 0; i < count; i++) dst[i] += g[i];
-        sl->received += count;
-        sync_apply_ready(s);
+        const float *src = g;
+        if (!whole) {
+            /* Stage the piece; elements never overlap within a clock, so a
+             * copy (not an add) fills the stage exactly once. */
+            memcpy(t->stage + a, g, count * sizeof(float));
+            src = t->stage;
+        }
+        if (complete) {
+            for (uint64_t i = 0; i < s->len; i++) sl->sum[i] += src[i];
+            sl->ndone++;
+            apply_ready(s);
+        }
     } else {
         /* state planes are len floats apart: a sub-range needs the stride */
         pd_rule_apply_strided(&s->rule, s->params + a,
@@ -268,27 +314,32 @@ int pd_shard_pull(pd_shard *s, int32_t worker, int64_t clock, uint64_t off,
     int rc = pd_shard_check_range(s, off, count, e);
     if (rc) return rc;
     pthread_mutex_lock(&s->mu);
-    if (s->def.consistency == PD_CONS_SYNC) {
-        if (s->applied < clock && worker >= 0 && worker < s->W &&
-            s->wt[worker].done_clock < clock - 1) {
+    if (clocked(s)) {
+        /* A pull at clock c needs clocks up to c - s - 1 applied. */
+        int64_t need = clock - (int64_t)s->def.staleness;
+        if (s->applied < need && worker >= 0 && worker < s->W &&
+            s->wt[worker].live && !s->def.backup &&
+            s->wt[worker].done_clock < need - 1) {
             rc = pd_seterr(e, PARAMD_EDEADLOCK,
                            "table %u: pull at clock %lld waits for clock %lld "
                            "to be applied, but worker %d has not pushed all "
                            "of it (push every element once per clock before "
                            "pulling the next)",
-                           s->id, (long long)clock, (long long)(clock - 1),
+                           s->id, (long long)clock, (long long)(need - 1),
                            worker);
             goto out;
         }
-        while (s->applied < clock && !s->stop)
+        while (s->applied < need && !s->stop)
             pthread_cond_wait(&s->cv, &s->mu);
-        if (s->applied < clock) {
+        if (s->applied < need) {
             rc = pd_seterr(e, PARAMD_ESHUTDOWN,
                            "table %u: server stopping while a pull waited "
                            "for clock %lld",
-                           s->id, (long long)clock);
+                           s->id, (long long)need - 1);
             goto out;
         }
+        if (clock - s->applied > s->stats.max_ahead)
+            s->stats.max_ahead = clock - s->applied;
     }
     memcpy(dst, s->params + (off - s->def.lo), count * sizeof(float));
     s->stats.pulls++;
@@ -296,6 +347,18 @@ int pd_shard_pull(pd_shard *s, int32_t worker, int64_t clock, uint64_t off,
 out:
     pthread_mutex_unlock(&s->mu);
     return rc;
+}
+
+void pd_shard_worker_gone(pd_shard *s, int32_t w) {
+    if (w < 0 || w >= s->W) return;
+    pthread_mutex_lock(&s->mu);
+    if (s->wt[w].live) {
+        s->wt[w].live = 0;
+        s->nlive--;
+        if (clocked(s)) apply_ready(s);
+        pthread_cond_broadcast(&s->cv);
+    }
+    pthread_mutex_unlock(&s->mu);
 }
 
 void pd_shard_stop(pd_shard *s) {

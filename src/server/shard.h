@@ -8,13 +8,24 @@
  * being aggregated.  Everything in a shard is guarded by its mutex; pulls
  * that must wait for a clock sleep on its condition variable.
  *
- * Invariants (sync):
- *   - `applied` clocks have been applied: clocks 0..applied-1.
- *   - a push for clock c is accepted only if applied <= c < applied+WINDOW,
- *     and the worker has not pushed any of those elements for c before;
- *   - clock c is applied, once, when W workers each covered every element
- *     of the shard for c, in order of c;
- *   - a pull at clock c is answered once applied >= c.
+ * Consistency.  sync and ssp:s aggregate per clock; async applies each
+ * push on arrival.  sync is ssp:0.  For sync and ssp:s:
+ *   - `applied` clocks have been applied: clocks 0..applied-1;
+ *   - a push for clock c is accepted if applied <= c < applied + window
+ *     (window = s + PD_SYNC_WINDOW) and the worker has not pushed any of
+ *     those elements for c before; a push for an applied clock is stale,
+ *     except with backup workers, where it is dropped and counted;
+ *   - a worker's push for c counts once it has covered every element of
+ *     the shard (in one or several pushes; partial pushes are staged in a
+ *     per-worker buffer so that an incomplete contribution is never mixed
+ *     into the sum);
+ *   - clock c is applied, once, in order, when (live workers - backup)
+ *     workers have counted for it: the mean (or sum) of their gradients
+ *     goes through the update rule;
+ *   - a pull at clock c is answered once applied >= c - s (sync: c).
+ * Workers leave the set a clock waits for when the coordinator says they
+ * are gone (pd_shard_worker_gone); their later pushes are refused.
+ *
  * Async: every accepted push is applied at once; a worker may push each
  * element once per clock.
  */
@@ -36,6 +47,8 @@ typedef struct pd_ivl {
 
 /* What one worker pushed for its latest clock. */
 typedef struct pd_wtrack {
+    int live;           /* still in the set clocks wait for */
+    float *stage;       /* len floats: a partial push of `clock`, or NULL */
     int64_t clock;      /* latest clock pushed; -1 none */
     int64_t done_clock; /* latest clock fully covered; -1 none */
     pd_ivl *iv;         /* sorted, disjoint, merged */
@@ -47,11 +60,13 @@ typedef struct pd_slot {
     int active;
     int64_t clock;
     float *sum;        /* len floats, allocated on first use */
-    uint64_t received; /* elements summed for `clock`, all workers */
+    int32_t ndone;     /* workers whose whole push is in the sum */
 } pd_slot;
 
 typedef struct pd_shard_stats {
     uint64_t pushes, pulls, sets, bytes_in, bytes_out, rejected;
+    uint64_t dropped;   /* late worker-clocks dropped (backup workers) */
+    int64_t max_ahead;  /* largest (pull clock - applied) served */
 } pd_shard_stats;
 
 typedef struct pd_shard {
@@ -64,10 +79,12 @@ typedef struct pd_shard {
     int32_t W;
     float *params;      /* len */
     float *state;       /* len * pd_rule_state_floats */
-    int64_t applied;    /* sync: clocks applied */
+    int64_t applied;    /* sync/ssp: clocks applied */
     int64_t steps;      /* updates applied (rule's step counter) */
-    pd_slot slots[PD_SYNC_WINDOW];
+    int32_t window;     /* sync/ssp: staleness + PD_SYNC_WINDOW */
+    pd_slot *slots;     /* window */
     pd_wtrack *wt;      /* W */
+    int32_t nlive;      /* workers still live */
     int stop;           /* set on shutdown: waiting pulls give up */
     pd_shard_stats stats;
 } pd_shard;
@@ -94,6 +111,10 @@ int pd_shard_push(pd_shard *s, int32_t worker, int64_t clock, uint64_t off,
  * own missing push; PARAMD_ESHUTDOWN if the shard is stopped meanwhile. */
 int pd_shard_pull(pd_shard *s, int32_t worker, int64_t clock, uint64_t off,
                   uint64_t count, float *dst, pd_err *e);
+/* Worker `w` left or died: clocks no longer wait for it, its later pushes
+ * are refused.  Idempotent. */
+void pd_shard_worker_gone(pd_shard *s, int32_t w);
+
 /* Wake every waiting pull and make further waits fail. */
 void pd_shard_stop(pd_shard *s);
 

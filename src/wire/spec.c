@@ -35,6 +35,8 @@ int pd_spec_parse(const char *spec, pd_table_def *d, pd_err *e) {
                          PD_MAX_SPEC);
     d->consistency = PD_CONS_ASYNC;
     d->aggregate = PD_AGG_MEAN;
+    d->staleness = 0;
+    d->backup = 0;
     d->plugin[0] = '\0';
     for (int pass = 0; pass < 2; pass++) {
         if (pass == 1) pd_rule_defaults(kind, &h);
@@ -63,15 +65,29 @@ int pd_spec_parse(const char *spec, pd_table_def *d, pd_err *e) {
                     snprintf(d->plugin, sizeof d->plugin, "%s", val);
                 }
             } else if (strcmp(key, "consistency") == 0) {
+                int64_t st;
                 if (strcmp(val, "sync") == 0)
                     d->consistency = PD_CONS_SYNC;
                 else if (strcmp(val, "async") == 0)
                     d->consistency = PD_CONS_ASYNC;
-                else
+                else if (strncmp(val, "ssp:", 4) == 0 &&
+                         pd_parse_i64(val + 4, &st) == 0 && st >= 0 &&
+                         st <= PD_MAX_STALENESS) {
+                    d->consistency = PD_CONS_SSP;
+                    d->staleness = (uint32_t)st;
+                } else
                     return pd_seterr(e, PARAMD_EINVAL,
                                      "table spec: consistency '%s' is not "
-                                     "sync or async",
+                                     "sync, async or ssp:S (S >= 0 clocks)",
                                      val);
+            } else if (strcmp(key, "backup") == 0) {
+                int64_t k;
+                if (pd_parse_i64(val, &k) != 0 || k < 0 || k >= PD_MAX_WORKERS)
+                    return pd_seterr(e, PARAMD_EINVAL,
+                                     "table spec: backup=%s is not a worker "
+                                     "count",
+                                     val);
+                d->backup = (uint32_t)k;
             } else if (strcmp(key, "aggregate") == 0) {
                 if (strcmp(val, "mean") == 0)
                     d->aggregate = PD_AGG_MEAN;
@@ -105,6 +121,10 @@ int pd_spec_parse(const char *spec, pd_table_def *d, pd_err *e) {
             }
         }
     }
+    if (d->backup && d->consistency != PD_CONS_SYNC)
+        return pd_seterr(e, PARAMD_EINVAL,
+                         "table spec: backup=%u needs consistency=sync",
+                         d->backup);
     d->rule = (uint32_t)kind;
     d->nhyper = PD_HYPER_COUNT;
     hyper_to_array(&h, d->hyper);
@@ -113,10 +133,17 @@ int pd_spec_parse(const char *spec, pd_table_def *d, pd_err *e) {
 
 void pd_spec_canonical(const pd_table_def *d, char *out, size_t outlen) {
     const char *rule = pd_rule_name((pd_rule_kind)d->rule);
+    char cons[32];
+    if (d->consistency == PD_CONS_SSP)
+        snprintf(cons, sizeof cons, "ssp:%u", d->staleness);
+    else
+        snprintf(cons, sizeof cons, "%s",
+                 d->consistency == PD_CONS_SYNC ? "sync" : "async");
     int off = snprintf(out, outlen, "rule=%s consistency=%s aggregate=%s",
-                       rule ? rule : "?",
-                       d->consistency == PD_CONS_SYNC ? "sync" : "async",
+                       rule ? rule : "?", cons,
                        d->aggregate == PD_AGG_SUM ? "sum" : "mean");
+    if (d->backup && off >= 0 && (size_t)off < outlen)
+        off += snprintf(out + off, outlen - (size_t)off, " backup=%u", d->backup);
     for (uint32_t i = 0; i < d->nhyper && i < PD_HYPER_COUNT; i++) {
         if (off < 0 || (size_t)off >= outlen) return;
         if (!pd_rule_uses_hyper((pd_rule_kind)d->rule, pd_hyper_names[i])) continue;

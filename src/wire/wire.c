@@ -251,6 +251,8 @@ void pd_table_def_encode(pd_buf *b, const pd_table_def *d) {
     pd_put_u32(b, d->rule);
     pd_put_u32(b, d->consistency);
     pd_put_u32(b, d->aggregate);
+    pd_put_u32(b, d->staleness);
+    pd_put_u32(b, d->backup);
     pd_put_u32(b, d->nhyper);
     for (uint32_t i = 0; i < d->nhyper && i < PD_MAX_HYPER; i++)
         pd_put_f64(b, d->hyper[i]);
@@ -268,6 +270,8 @@ int pd_table_def_decode(const void *p, size_t len, pd_table_def *d,
     pd_get_u32(&r, &d->rule);
     pd_get_u32(&r, &d->consistency);
     pd_get_u32(&r, &d->aggregate);
+    pd_get_u32(&r, &d->staleness);
+    pd_get_u32(&r, &d->backup);
     pd_get_u32(&r, &d->nhyper);
     if (r.bad || d->nhyper > PD_MAX_HYPER)
         return pd_seterr(e, PARAMD_EPROTO, "malformed TABLE_CREATE");
@@ -280,7 +284,9 @@ int pd_table_def_decode(const void *p, size_t len, pd_table_def *d,
                          "TABLE_CREATE with bad sizes n=%llu range [%llu,%llu)",
                          (unsigned long long)d->n, (unsigned long long)d->lo,
                          (unsigned long long)d->hi);
-    if (d->consistency > PD_CONS_SYNC || d->aggregate > PD_AGG_SUM)
+    if (d->consistency > PD_CONS_SSP || d->aggregate > PD_AGG_SUM ||
+        d->staleness > PD_MAX_STALENESS || d->backup > PD_MAX_WORKERS ||
+        (d->backup && d->consistency != PD_CONS_SYNC))
         return pd_seterr(e, PARAMD_EPROTO,
                          "TABLE_CREATE with unknown consistency or aggregate");
     for (uint32_t i = 0; i < d->nhyper; i++)

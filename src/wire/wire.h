@@ -58,6 +58,8 @@
     X(BYE, 15)         /* worker -> coord: leaving cleanly */                 \
     X(SHUTDOWN, 16)    /* coord -> server: exit (unsolicited, id 0) */        \
     X(MAP, 17)         /* tool -> coord: the cluster map, like REG_WORKER */  \
+    X(WORKER_GONE, 18) /* coord -> server: u32 rank left the set (no reply) */\
+    X(HEARTBEAT, 19)   /* worker -> coord: alive, at the header's clock */    \
     X(TABLE_CREATE, 20) /* worker -> server: define a table's shard */        \
     X(SET, 21)         /* worker -> server: write values (initial values) */  \
     X(PUSH, 22)        /* worker -> server: gradient for a range */           \
@@ -74,7 +76,8 @@ enum pd_msg_type {
 enum { PD_ROLE_WORKER = 1, PD_ROLE_SERVER = 2, PD_ROLE_TOOL = 3 };
 
 /* Consistency and aggregation in a table spec. */
-enum { PD_CONS_ASYNC = 0, PD_CONS_SYNC = 1 };
+enum { PD_CONS_ASYNC = 0, PD_CONS_SYNC = 1, PD_CONS_SSP = 2 };
+#define PD_MAX_STALENESS 1000000
 enum { PD_AGG_MEAN = 0, PD_AGG_SUM = 1 };
 
 typedef struct pd_hdr {
@@ -154,10 +157,13 @@ int pd_hello_decode(const void *p, size_t len, pd_hello *h, pd_err *e);
 
 /* A table's definition as servers store it: TABLE_CREATE payload.
  *   u64 n, u64 lo, u64 hi, u32 rule, u32 consistency, u32 aggregate,
+ *   u32 staleness (ssp's s), u32 backup (sync: workers not waited for),
  *   u32 nhyper, f64 hyper[nhyper] (order: PD_HYPER_ORDER), str plugin path */
 typedef struct pd_table_def {
     uint64_t n, lo, hi;
     uint32_t rule, consistency, aggregate;
+    uint32_t staleness; /* ssp: s */
+    uint32_t backup;    /* sync: apply a clock without the last `backup` */
     double hyper[PD_MAX_HYPER];
     uint32_t nhyper;
     char plugin[PD_MAX_ADDR + 1];
