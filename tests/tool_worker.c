@@ -23,6 +23,24 @@
  *       partial pushes).  Worker 0 then replays the same sequence through
  *       pd_rule_apply in this process (sync: the mean of the W gradients
  *       per clock; async needs W = 1) and checks the servers agree to 1e-6.
+ *   tool_worker steps T PAUSE_AT
+ *       Sync table "s" (100 floats, add, mean): T steps of pull, push of
+ *       (rank+1), clock.  The last rank prints "paused" and stops before
+ *       pushing clock PAUSE_AT (-1: never) so a test can kill or stop it.
+ *       Rank 0 checks the final values exactly: clocks before PAUSE_AT
+ *       apply the mean over W workers, later ones over the W-1 left.
+ *   tool_worker ssp S
+ *       Table "p" with consistency=ssp:S, 2 workers.  Worker 1 holds back
+ *       its first push until worker 0 has pulled at clocks 1..S (allowed:
+ *       S ahead) and issued the pull at clock S+1 (must wait).  Worker 0
+ *       checks that this pull returns clock 0's update, and that the
+ *       servers' own record says no pull was served more than S clocks
+ *       ahead and one was served exactly S ahead.
+ *   tool_worker backup T
+ *       3 workers, sync with backup=1: workers 0 and 1 push (rank+1) each
+ *       clock; after a barrier worker 2 pushes 100 for the same clock,
+ *       which the servers must drop.  Checks values = T * mean(1, 2) and
+ *       the servers' dropped count = T.
  *   tool_worker fail
  *       Connects, then exits 3 (for paramd local's failure handling).
  *   tool_worker pidfile DIR
@@ -35,6 +53,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "net/conn.h"
 #include "paramd.h"
 #include "server/rules.h"
 #include "wire/spec.h"
@@ -164,6 +183,177 @@ static int rules(const char *spec, int steps) {
     return 0;
 }
 
+/* The text of STATS from every server (through the coordinator's map). */
+static void all_stats(char *out, size_t outlen) {
+    const char *coord = getenv("PARAMD_COORDINATOR");
+    pd_err e = {0};
+    static uint8_t buf[PD_MAX_CTRL_PAYLOAD + 1];
+    pd_conn *cc = pd_tcp_connect(coord, 5000, &e);
+    pd_buf b;
+    pd_hdr h = {0}, rh;
+    pd_hello hl = {PD_ROLE_TOOL, -1};
+    out[0] = 0;
+    if (!cc) return;
+    pd_buf_init(&b);
+    pd_hello_encode(&b, &hl);
+    h.type = PD_MSG_HELLO, h.id = 1;
+    if (pd_rpc(cc, &h, b.p, b.len, &rh, buf, &e)) goto done;
+    h.type = PD_MSG_MAP, h.id = 2;
+    if (pd_rpc(cc, &h, NULL, 0, &rh, buf, &e)) goto done;
+    pd_rd r;
+    uint32_t u, S;
+    uint64_t ep;
+    pd_rd_init(&r, buf, (size_t)rh.len);
+    pd_get_u32(&r, &u), pd_get_u32(&r, &u), pd_get_u32(&r, &S), pd_get_u64(&r, &ep);
+    for (uint32_t k = 0; k < S; k++) {
+        char addr[PD_MAX_ADDR + 1];
+        if (pd_get_str(&r, addr, PD_MAX_ADDR)) break;
+        pd_conn *sc = pd_tcp_connect(addr, 5000, &e);
+        if (!sc) continue;
+        h.type = PD_MSG_HELLO, h.id = 1;
+        static uint8_t sb[PD_MAX_CTRL_PAYLOAD + 1];
+        if (pd_rpc(sc, &h, b.p, b.len, &rh, sb, &e) == 0) {
+            h.type = PD_MSG_STATS, h.id = 2;
+            if (pd_rpc(sc, &h, NULL, 0, &rh, sb, &e) == 0)
+                snprintf(out + strlen(out), outlen - strlen(out), "%s", (char *)sb);
+        }
+        pd_conn_destroy(sc);
+    }
+done:
+    pd_buf_free(&b);
+    pd_conn_destroy(cc);
+}
+
+/* Sum (or max) of a "key N" counter over the lines of STATS text. */
+static long long stat_sum(const char *text, const char *key, int max) {
+    long long acc = 0;
+    char pat[64];
+    snprintf(pat, sizeof pat, " %s ", key);
+    for (const char *p = strstr(text, pat); p; p = strstr(p + 1, pat)) {
+        long long v = atoll(p + strlen(pat));
+        acc = max ? (v > acc ? v : acc) : acc + v;
+    }
+    return acc;
+}
+
+static int steps(int T, int pause_at) {
+    enum { N = 100 };
+    float v[N], g[N];
+    paramd_table *t;
+    int r = paramd_rank(c), W = paramd_num_workers(c);
+    MUST(paramd_table_open(c, "s", N, "rule=add consistency=sync", NULL, &t));
+    for (int i = 0; i < N; i++) g[i] = (float)(r + 1);
+    for (int st = 0; st < T; st++) {
+        MUST(paramd_pull(t, 0, N, v));
+        if (r == W - 1 && st == pause_at) {
+            printf("paused\n");
+            fflush(stdout);
+            for (;;) pause();
+        }
+        MUST(paramd_push(t, 0, N, g));
+        paramd_clock(c);
+    }
+    MUST(paramd_barrier(c));
+    if (r != 0) return 0;
+    MUST(paramd_pull(t, 0, N, v));
+    double want = 0;
+    for (int st = 0; st < T; st++) {
+        int n = (pause_at >= 0 && st >= pause_at) ? W - 1 : W;
+        want += (double)n * (n + 1) / 2 / n; /* mean of 1..n */
+    }
+    for (int i = 0; i < N; i++)
+        if (fabs(v[i] - want) > 1e-4) {
+            fprintf(stderr, "FAIL steps: element %d is %g, expected %g\n", i, v[i], want);
+            return 1;
+        }
+    printf("steps ok: %d steps, values %g\n", T, want);
+    return 0;
+}
+
+static int ssp(int S) {
+    enum { N = 64 };
+    float v[N], g[N];
+    paramd_table *t;
+    char spec[64];
+    snprintf(spec, sizeof spec, "rule=add consistency=ssp:%d", S);
+    int r = paramd_rank(c);
+    MUST(paramd_table_open(c, "p", N, spec, NULL, &t));
+    for (int i = 0; i < N; i++) g[i] = (float)(r + 1);
+    if (r == 1) {
+        MUST(paramd_barrier(c)); /* worker 0 is S ahead and waiting */
+        for (int st = 0; st <= S + 1; st++) {
+            MUST(paramd_pull(t, 0, N, v));
+            MUST(paramd_push(t, 0, N, g));
+            paramd_clock(c);
+        }
+        MUST(paramd_barrier(c));
+        return 0;
+    }
+    for (int st = 0; st <= S; st++) { /* pulls at clocks 0..S are served */
+        MUST(paramd_pull(t, 0, N, v));
+        if (v[0] != 0) { fprintf(stderr, "FAIL ssp: clock applied too early\n"); return 1; }
+        MUST(paramd_push(t, 0, N, g));
+        paramd_clock(c);
+    }
+    paramd_request *rq; /* clock S+1: needs clock 0, which needs worker 1 */
+    MUST(paramd_pull_async(t, 0, N, v, &rq));
+    MUST(paramd_barrier(c));
+    MUST(paramd_wait(rq));
+    if (v[0] < 1.5f - 1e-6f) {
+        fprintf(stderr, "FAIL ssp: the pull at clock %d returned %g, before clock 0 "
+                "(mean 1.5) was applied\n", S + 1, v[0]);
+        return 1;
+    }
+    MUST(paramd_push(t, 0, N, g));
+    paramd_clock(c);
+    MUST(paramd_barrier(c));
+    char text[8192];
+    all_stats(text, sizeof text);
+    long long ahead = stat_sum(text, "max_ahead", 1);
+    if (ahead != S) {
+        fprintf(stderr, "FAIL ssp:%d: servers served pulls up to %lld clocks ahead\n%s", S,
+                ahead, text);
+        return 1;
+    }
+    printf("ssp ok: s=%d, pulls served at most %lld clocks ahead\n", S, ahead);
+    return 0;
+}
+
+static int backup(int T) {
+    enum { N = 50 };
+    float v[N], g[N];
+    paramd_table *t;
+    int r = paramd_rank(c);
+    MUST(paramd_table_open(c, "b", N, "rule=add consistency=sync backup=1", NULL, &t));
+    for (int i = 0; i < N; i++) g[i] = r == 2 ? 100.0f : (float)(r + 1);
+    for (int st = 0; st < T; st++) {
+        MUST(paramd_pull(t, 0, N, v));
+        if (r < 2) MUST(paramd_push(t, 0, N, g)); /* returns once applied */
+        MUST(paramd_barrier(c));
+        if (r == 2) MUST(paramd_push(t, 0, N, g)); /* late: dropped */
+        paramd_clock(c);
+    }
+    MUST(paramd_barrier(c));
+    if (r != 0) return 0;
+    MUST(paramd_pull(t, 0, N, v));
+    for (int i = 0; i < N; i++)
+        if (v[i] != 1.5f * T) {
+            fprintf(stderr, "FAIL backup: element %d is %g, expected %g\n", i, v[i], 1.5 * T);
+            return 1;
+        }
+    char text[8192];
+    all_stats(text, sizeof text);
+    int S = paramd_num_servers(c);
+    long long dropped = stat_sum(text, "dropped", 0);
+    if (dropped != (long long)T * S) {
+        fprintf(stderr, "FAIL backup: servers dropped %lld worker-clocks, expected %d\n%s",
+                dropped, T * S, text);
+        return 1;
+    }
+    printf("backup ok: %d late pushes dropped on each of %d servers; values %g\n", T, S, v[0]);
+    return 0;
+}
+
 static int spin(void) {
     paramd_table *t;
     float g[1000];
@@ -227,6 +417,9 @@ int main(int argc, char **argv) {
     int rc = 2;
     if (!strcmp(argv[1], "ramp") && argc == 4) rc = ramp(strtoull(argv[2], NULL, 10), argv[3]);
     else if (!strcmp(argv[1], "spin")) rc = spin();
+    else if (!strcmp(argv[1], "steps") && argc == 4) rc = steps(atoi(argv[2]), atoi(argv[3]));
+    else if (!strcmp(argv[1], "ssp") && argc == 3) rc = ssp(atoi(argv[2]));
+    else if (!strcmp(argv[1], "backup") && argc == 3) rc = backup(atoi(argv[2]));
     else if (!strcmp(argv[1], "rules") && argc == 4) rc = rules(argv[2], atoi(argv[3]));
     else if (!strcmp(argv[1], "errors")) rc = errors();
     else if (!strcmp(argv[1], "fail")) return 3;

@@ -135,10 +135,10 @@ static void worker_departed(pd_coord *co, int32_t rank, int clean,
         co_conn *sc = co->server_conn[i];
         if (!sc) continue;
         pd_hdr h = {0};
-        uint8_t p[4] = {(uint8_t)rank, (uint8_t)(rank >> 8), (uint8_t)(rank >> 16),
-                        (uint8_t)(rank >> 24)};
+        uint8_t p[8] = {(uint8_t)rank, (uint8_t)(rank >> 8), (uint8_t)(rank >> 16),
+                        (uint8_t)(rank >> 24), (uint8_t)clean, 0, 0, 0};
         h.type = PD_MSG_WORKER_GONE;
-        pd_send_frame(sc->conn, &h, p, 4, NULL, 0, NULL, 0, NULL);
+        pd_send_frame(sc->conn, &h, p, 8, NULL, 0, NULL, 0, NULL);
     }
     pthread_cond_broadcast(&co->cv);
     if (co->departed == co->o.workers && !co->o.persist && !co->stopping) {

@@ -383,19 +383,28 @@ static void *coord_main(void *arg) {
         }
         if (rc == 0 && h.type == PD_MSG_WORKER_GONE) {
             pd_rd r;
-            uint32_t w;
+            uint32_t w, clean = 0;
             pd_rd_init(&r, buf, (size_t)h.len);
             pd_get_u32(&r, &w);
+            pd_get_u32(&r, &clean);
             if (!pd_rd_done(&r) || w >= (uint32_t)s->W) {
                 pd_log(PD_LOG_WARN, "ignoring a malformed WORKER_GONE");
                 continue;
             }
             pthread_mutex_lock(&s->mu);
             s->gone[w] = 1;
-            for (uint32_t id = 1; id < PD_MAX_TABLES; id++)
-                if (s->tables[id]) pd_shard_worker_gone(s->tables[id], (int32_t)w);
+            for (uint32_t id = 1; id < PD_MAX_TABLES; id++) {
+                pd_shard *t = s->tables[id];
+                if (!t) continue;
+                pthread_mutex_lock(&t->mu);
+                int64_t at = t->applied;
+                pthread_mutex_unlock(&t->mu);
+                pd_shard_worker_gone(t, (int32_t)w);
+                if (t->def.consistency != PD_CONS_ASYNC)
+                    pd_log(clean ? PD_LOG_DEBUG : PD_LOG_WARN, "worker %u removed: table %u goes on at "
+                           "clock %lld without it", w, id, (long long)at);
+            }
             pthread_mutex_unlock(&s->mu);
-            pd_log(PD_LOG_DEBUG, "worker %u is gone: clocks no longer wait for it", w);
             continue;
         }
         if (rc) {

@@ -58,7 +58,7 @@
     X(BYE, 15)         /* worker -> coord: leaving cleanly */                 \
     X(SHUTDOWN, 16)    /* coord -> server: exit (unsolicited, id 0) */        \
     X(MAP, 17)         /* tool -> coord: the cluster map, like REG_WORKER */  \
-    X(WORKER_GONE, 18) /* coord -> server: u32 rank left the set (no reply) */\
+    X(WORKER_GONE, 18) /* coord -> server: u32 rank, u32 clean (no reply) */  \
     X(HEARTBEAT, 19)   /* worker -> coord: alive, at the header's clock */    \
     X(TABLE_CREATE, 20) /* worker -> server: define a table's shard */        \
     X(SET, 21)         /* worker -> server: write values (initial values) */  \
@@ -77,7 +77,7 @@ enum { PD_ROLE_WORKER = 1, PD_ROLE_SERVER = 2, PD_ROLE_TOOL = 3 };
 
 /* Consistency and aggregation in a table spec. */
 enum { PD_CONS_ASYNC = 0, PD_CONS_SYNC = 1, PD_CONS_SSP = 2 };
-#define PD_MAX_STALENESS 1000000
+#define PD_MAX_STALENESS 1000 /* each clock of slack costs a sum buffer */
 enum { PD_AGG_MEAN = 0, PD_AGG_SUM = 1 };
 
 typedef struct pd_hdr {
