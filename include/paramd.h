@@ -152,6 +152,13 @@ PARAMD_API int paramd_table_open(paramd_client *c, const char *name,
 /* Number of floats in the table. */
 PARAMD_API uint64_t paramd_table_size(const paramd_table *t);
 
+/* sync/ssp tables: the newest applied clock a finished pull of this table
+ * has seen (every clock below it is applied on some server).  A worker
+ * behind it - the straggler of a sync table with backup workers - can move
+ * its clock there with paramd_clock_to and go on.  0 for async tables.
+ * Thread-safe. */
+PARAMD_API int64_t paramd_table_clock(const paramd_table *t);
+
 /*
  * Pull floats [offset, offset+count) into dst.  With consistency=sync the
  * pull answers only once the clock before the client's current clock has
@@ -193,6 +200,9 @@ PARAMD_API int paramd_wait(paramd_request *req);
 /* Advance the client's clock by one and return the new clock (>= 1).  The
  * clock starts at 0.  Not thread-safe with push/pull on the same client. */
 PARAMD_API int64_t paramd_clock(paramd_client *c);
+/* Move the client's clock forward to `clock` (never back); returns the
+ * new clock.  Not thread-safe with push/pull on the same client. */
+PARAMD_API int64_t paramd_clock_to(paramd_client *c, int64_t clock);
 /* The client's current clock. */
 PARAMD_API int64_t paramd_get_clock(const paramd_client *c);
 

@@ -45,7 +45,12 @@ static void train_usage(FILE *f) {
 "  --no-dropout           train the cnn without dropout\n"
 "\n"
 "Training:\n"
-"  --consistency sync|async                                   [%s]\n"
+"  --consistency sync|async|ssp:S   ssp:S lets a worker run S clocks ahead\n"
+"                         of the slowest (sync is ssp:0)              [%s]\n"
+"  --backup K             sync: apply each step with the first W-K gradients;\n"
+"                         late ones are dropped and their worker catches up\n"
+"  --straggle RANK:FACTOR make worker RANK's steps FACTOR times slower (for\n"
+"                         experiments with stragglers)\n"
 "  --epochs E             passes over the training set, all workers together [%d]\n"
 "  --steps N              exactly N steps per worker instead of --epochs\n"
 "  --batch B              samples per worker per step [%d]\n"
@@ -85,7 +90,8 @@ static int bad(const char *opt, const char *v, const char *want) {
 int cmd_train(int argc, char **argv) {
     enum { O_MODEL = 1000, O_HIDDEN, O_DATA, O_LIMIT, O_NODROP, O_CONS, O_EPOCHS,
            O_STEPS, O_BATCH, O_LR, O_NOSCALE, O_RULE, O_SEED, O_THREADS, O_SERVERS,
-           O_WORKERS, O_COORD, O_JOIN, O_OUT, O_EVERY, O_EVALN, O_SAVE, O_QUIET };
+           O_WORKERS, O_COORD, O_JOIN, O_OUT, O_EVERY, O_EVALN, O_SAVE, O_QUIET,
+           O_BACKUP, O_STRAGGLE, O_HB };
     static const struct option opts[] = {
         {"model", 1, 0, O_MODEL}, {"hidden", 1, 0, O_HIDDEN}, {"data", 1, 0, O_DATA},
         {"limit", 1, 0, O_LIMIT}, {"no-dropout", 0, 0, O_NODROP},
@@ -96,6 +102,7 @@ int cmd_train(int argc, char **argv) {
         {"coordinator", 1, 0, O_COORD}, {"join", 0, 0, O_JOIN}, {"out", 1, 0, O_OUT},
         {"eval-every", 1, 0, O_EVERY}, {"eval-samples", 1, 0, O_EVALN},
         {"save-params", 1, 0, O_SAVE}, {"quiet", 0, 0, O_QUIET}, {"help", 0, 0, 'h'},
+        {"backup", 1, 0, O_BACKUP}, {"straggle", 1, 0, O_STRAGGLE},
         {0, 0, 0, 0}};
     pd_train_cfg cfg;
     pd_train_defaults(&cfg);
@@ -123,9 +130,28 @@ int cmd_train(int argc, char **argv) {
             break;
         case O_NODROP: cfg.dropout = 0; break;
         case O_CONS:
-            if (strcmp(optarg, "sync") && strcmp(optarg, "async")) return bad("--consistency", optarg, "sync or async");
+            if (strcmp(optarg, "sync") && strcmp(optarg, "async") &&
+                (strncmp(optarg, "ssp:", 4) || pd_parse_i64(optarg + 4, &v) || v < 0 || v > 1000))
+                return bad("--consistency", optarg, "sync, async or ssp:S (0 <= S <= 1000)");
             cfg.consistency = optarg;
             break;
+        case O_BACKUP:
+            if (pd_parse_i64(optarg, &v) || v < 0 || v > 1023) return bad("--backup", optarg, "0..1023");
+            cfg.backup = (int)v;
+            break;
+        case O_STRAGGLE: {
+            char *colon = strchr(optarg, ':');
+            int64_t rk;
+            if (!colon) return bad("--straggle", optarg, "RANK:FACTOR");
+            *colon = '\0';
+            int okr = pd_parse_i64(optarg, &rk) == 0 && rk >= 0;
+            *colon = ':';
+            if (!okr || pd_parse_double(colon + 1, &dv) || dv < 1 || dv > 1000)
+                return bad("--straggle", optarg, "RANK:FACTOR with FACTOR in 1..1000");
+            cfg.straggle_rank = (int)rk;
+            cfg.straggle_factor = dv;
+            break;
+        }
         case O_EPOCHS:
             if (pd_parse_i64(optarg, &v) || v < 1 || v > 10000) return bad("--epochs", optarg, "1..10000");
             cfg.epochs = (int)v;
@@ -183,6 +209,15 @@ int cmd_train(int argc, char **argv) {
     }
     if (optind < argc) {
         fprintf(stderr, "paramd train: unexpected argument '%s'\n", argv[optind]);
+        return 2;
+    }
+    if (cfg.backup && strcmp(cfg.consistency, "sync")) {
+        fprintf(stderr, "paramd train: --backup needs --consistency sync\n");
+        return 2;
+    }
+    if (cfg.backup >= W && !join && !coord) {
+        fprintf(stderr, "paramd train: --backup %d leaves no worker to wait for (--workers %d)\n",
+                cfg.backup, (int)W);
         return 2;
     }
     /* The rule must parse before any process starts. */

@@ -71,6 +71,8 @@ struct paramd_request {
     pthread_cond_t cv;
     int outstanding;
     int err;
+    int64_t clock_seen; /* largest clock in a reply (pull: table's applied) */
+    paramd_table *table; /* the table of a pull or push, else NULL */
     char msg[PD_ERRMSG_MAX];
     paramd_client *c;
     int heap; /* allocated by an _async call */
@@ -83,6 +85,7 @@ struct paramd_table {
     uint64_t n;
     pd_table_def def;
     char name[PD_MAX_NAME + 1];
+    int64_t clock_seen; /* newest applied clock a pull saw (atomic) */
 };
 
 struct paramd_client {
@@ -162,8 +165,16 @@ static int req_finish(paramd_request *r) {
     pthread_mutex_lock(&r->mu);
     while (r->outstanding > 0) pthread_cond_wait(&r->cv, &r->mu);
     int err = r->err;
+    int64_t seen = r->clock_seen;
     pthread_mutex_unlock(&r->mu);
     if (err) cl_err(r->c, err, "%s", r->msg);
+    if (r->table) { /* atomic max: pulls may finish on several threads */
+        int64_t cur = __atomic_load_n(&r->table->clock_seen, __ATOMIC_RELAXED);
+        while (seen > cur &&
+               !__atomic_compare_exchange_n(&r->table->clock_seen, &cur, seen, 0,
+                                            __ATOMIC_RELAXED, __ATOMIC_RELAXED))
+            ;
+    }
     pthread_mutex_destroy(&r->mu);
     pthread_cond_destroy(&r->cv);
     return err;
@@ -235,6 +246,11 @@ static void *link_rx(void *arg) {
         l->qhead = (l->qhead + 1) % l->qcap;
         l->qlen--;
         pthread_mutex_unlock(&l->q_mu);
+        if (st == 0 && p.type == PD_MSG_PULL) {
+            pthread_mutex_lock(&p.req->mu);
+            if (h.clock > p.req->clock_seen) p.req->clock_seen = h.clock;
+            pthread_mutex_unlock(&p.req->mu);
+        }
         req_done(p.req, st, e.msg);
     }
     if (!msg) code = pd_seterr(&e, PARAMD_ENOMEM, "out of memory");
@@ -686,6 +702,7 @@ static int start_op(paramd_table *t, uint16_t type, uint64_t off,
                     uint64_t count, const float *src, float *dst,
                     paramd_request *r) {
     req_init(r, t->c);
+    r->table = t;
     issue_range(t, r, type, off, count, src, dst);
     req_done(r, 0, ""); /* drop the issuer's guard */
     return 0;
@@ -782,6 +799,19 @@ fail:
 }
 
 uint64_t paramd_table_size(const paramd_table *t) { return t->n; }
+
+int64_t paramd_table_clock(const paramd_table *t) {
+    return __atomic_load_n(&t->clock_seen, __ATOMIC_RELAXED);
+}
+
+int64_t paramd_clock_to(paramd_client *c, int64_t clock) {
+    int64_t cur = __atomic_load_n(&c->clock, __ATOMIC_RELAXED);
+    while (clock > cur &&
+           !__atomic_compare_exchange_n(&c->clock, &cur, clock, 0, __ATOMIC_RELAXED,
+                                        __ATOMIC_RELAXED))
+        ;
+    return paramd_get_clock(c);
+}
 
 /* ==== Push, pull, wait ================================================== */
 

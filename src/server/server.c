@@ -232,7 +232,13 @@ static int on_pull(srv_conn *sc, const pd_hdr *h) {
     rc = pd_shard_pull(t, sc->rank, h->clock, off, count, (float *)(void *)sc->buf,
                        &e);
     if (rc) return reply_err(sc, h, &e);
-    return send_ok(sc, h, sc->buf, (size_t)count * 4, NULL, 0);
+    /* The reply's clock is the table's applied clock: a worker behind it
+     * (a backup worker's straggler) can jump ahead. */
+    pd_hdr rh = *h;
+    pthread_mutex_lock(&t->mu);
+    rh.clock = t->def.consistency != PD_CONS_ASYNC ? t->applied : 0;
+    pthread_mutex_unlock(&t->mu);
+    return send_ok(sc, &rh, sc->buf, (size_t)count * 4, NULL, 0);
 }
 
 static int on_stats(srv_conn *sc, const pd_hdr *h) {

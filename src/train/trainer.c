@@ -17,6 +17,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "common/common.h"
@@ -158,8 +159,8 @@ int pd_train_worker(const pd_train_cfg *cfg, paramd_client *c, char *err,
             pd_rule_uses_hyper((pd_rule_kind)d.rule, "lr"))
             snprintf(lrs, sizeof lrs, "lr=%.9g ", lr);
     }
-    snprintf(spec, sizeof spec, "%srule=%s consistency=%s aggregate=mean", lrs,
-             cfg->rule, cfg->consistency);
+    snprintf(spec, sizeof spec, "%srule=%s consistency=%s aggregate=mean backup=%d", lrs,
+             cfg->rule, cfg->consistency, cfg->backup);
     pd_model_init_params(m, params, cfg->seed);
     int prc = paramd_table_open(c, "model", np, spec, params, &t);
     if (prc) {
@@ -187,12 +188,21 @@ int pd_train_worker(const pd_train_cfg *cfg, paramd_client *c, char *err,
     R.t0 = pd_now();
     int64_t perm_epoch = -1;
     uint64_t bytes_per_op = np * 4;
+    int64_t next_eval = eval_every;
+    int straggler = cfg->straggle_factor > 1 && rank == cfg->straggle_rank;
     for (int64_t step = 0; step < total; step++) {
         if (paramd_pull(t, 0, np, params)) {
             snprintf(err, errlen, "pull at step %lld: %s", (long long)step, paramd_last_error(c));
             goto out;
         }
-        if (rank == 0 && step > 0 && step % eval_every == 0) {
+        if (cfg->backup > 0 && paramd_table_clock(t) > step) {
+            /* Fallen behind the clock the others applied without us: jump
+             * to it (the weights just pulled are that clock's). */
+            step = paramd_clock_to(c, paramd_table_clock(t));
+            if (step >= total) break;
+        }
+        if (rank == 0 && step >= next_eval) {
+            next_eval = step + eval_every;
             double tl, ta;
             pd_model_eval(m, params, test.x, test.y, eval_n, &tl, &ta);
             double el = pd_now() - R.t0;
@@ -209,8 +219,16 @@ int pd_train_worker(const pd_train_cfg *cfg, paramd_client *c, char *err,
         }
         pd_train_batch(cfg->seed, rank, step, spe, n, cfg->batch, perm, &perm_epoch, idx);
         pd_dataset_gather(&train, idx, cfg->batch, x, y);
+        double t_grad = pd_now();
         float loss = pd_model_grad(m, params, x, y, cfg->batch, grad, train_mode,
                                    pd_train_dropout_seed(cfg->seed, rank, step));
+        if (straggler) {
+            /* --straggle RANK:FACTOR: this worker's steps take FACTOR times
+             * as long (an experiment, not synchronisation) */
+            double d = (pd_now() - t_grad) * (cfg->straggle_factor - 1);
+            struct timespec ts = {(time_t)d, (long)((d - (time_t)d) * 1e9)};
+            nanosleep(&ts, NULL);
+        }
         if (!isfinite(loss)) {
             snprintf(err, errlen, "loss is %g at step %lld: the run diverged; lower --lr",
                      loss, (long long)step);

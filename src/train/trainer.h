@@ -21,7 +21,10 @@
 typedef struct pd_train_cfg {
     const char *model;       /* "mlp" | "cnn" */
     int hidden;              /* 0: the model's default */
-    const char *consistency; /* "sync" | "async" */
+    const char *consistency; /* "sync" | "async" | "ssp:S" */
+    int backup;              /* sync: backup workers (not waited for) */
+    int straggle_rank;       /* with straggle_factor > 1: this worker's */
+    double straggle_factor;  /* steps take this many times as long */
     const char *rule;        /* server update rule spec, e.g. "sgd" */
     int epochs;
     int64_t steps;           /* > 0: exactly this many steps per worker */
