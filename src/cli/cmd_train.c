@@ -20,6 +20,7 @@
 #include "cli/cli.h"
 #include "cli/local.h"
 #include "common/common.h"
+#include "train/model.h"
 #include "train/trainer.h"
 #include "wire/spec.h"
 
@@ -104,6 +105,16 @@ int cmd_train(int argc, char **argv) {
         {"save-params", 1, 0, O_SAVE}, {"quiet", 0, 0, O_QUIET}, {"help", 0, 0, 'h'},
         {"backup", 1, 0, O_BACKUP}, {"straggle", 1, 0, O_STRAGGLE},
         {0, 0, 0, 0}};
+    /* OpenBLAS falls back to generic kernels (4-5x slower) on CPUs newer
+     * than its release; it reads OPENBLAS_CORETYPE only at load time, so
+     * set it and start again (once; a value the user set is kept). */
+    const char *core = pd_blas_suggest_core();
+    if (core && !getenv("OPENBLAS_CORETYPE")) {
+        setenv("OPENBLAS_CORETYPE", core, 1);
+        char **full = argv - 1; /* main's argv: "paramd", "train", ... */
+        execv(cli_self_path(), full);
+        pd_log(PD_LOG_WARN, "could not restart with OPENBLAS_CORETYPE=%s", core);
+    }
     pd_train_cfg cfg;
     pd_train_defaults(&cfg);
     int64_t S = 1, W = 2, v;
