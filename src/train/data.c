@@ -97,8 +97,8 @@ static int idx_open(idx_file *fi, const char *dir, const char *name, int hint,
             return -1;
         }
     }
-    set_err(err, errlen, "%s/%s: not found (looked for %s.gz and %s)%s%s",
-            dir, name, name, name, hint ? "; " : "", hint ? INSTALL_HINT : "");
+    set_err(err, errlen, "%s/%s: not found (looked for %s.gz and %s)%s%s", dir,
+            name, name, name, hint ? "; " : "", hint ? INSTALL_HINT : "");
     return -1;
 }
 
@@ -122,9 +122,8 @@ static int idx_read(idx_file *fi, void *buf, size_t len, const char *what,
         int zerr = Z_OK;
         const char *zmsg = gzerror(fi->f, &zerr);
         if (r == 0 || zerr == Z_BUF_ERROR) {
-            set_err(err, errlen,
-                    "%s: truncated at byte %llu of %llu (%s)", fi->path,
-                    (unsigned long long)(done + got),
+            set_err(err, errlen, "%s: truncated at byte %llu of %llu (%s)",
+                    fi->path, (unsigned long long)(done + got),
                     (unsigned long long)total, what);
         } else {
             set_err(err, errlen, "%s: read error in %s: %s", fi->path, what,

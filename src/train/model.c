@@ -13,12 +13,13 @@
  * in pd_model_create, sized for max_batch: one output buffer per layer
  * (relu and dropout work in place on their input's buffer), a byte per
  * unit of each pool and relu layer (which input won, whether it passed:
- * the pattern the backward pass follows), the dropout mask, two ping-pong gradient buffers
- * for the backward pass, and one im2col buffer.  A step allocates nothing.
+ * the pattern the backward pass follows), the dropout mask, two ping-pong
+ * gradient buffers for the backward pass, and one im2col buffer.  For the
+ * cnn that is 0.45 MB per sample plus 1 MB (29 MB at max_batch 64).  A
+ * step allocates nothing.
  *
- * Speed.  On the 2-core machine this was written on (one BLAS thread),
- * nearly all the cnn's time is three sgemm per convolution and three per
- * fc layer:
+ * Speed.  Nearly all the cnn's arithmetic is three sgemm per convolution
+ * and three per fc layer:
  *
  *   per sample     forward MFLOP   backward MFLOP
  *   conv1          1.25            1.25   (no dx: the input needs none)
@@ -27,13 +28,20 @@
  *   fc2            0.02            0.04
  *   total          27.8            54.2   => 82 MFLOP per sample
  *
- * so a sgemm at ~80-100 GFLOP/s puts the ceiling near 1000 samples/s
- * (bench/single_train --bench-steps prints the measured ceiling beside the
- * achieved rate).  A convolution is im2col + one sgemm per chunk of
- * samples: in NHWC one im2col row is K runs of K*Cin contiguous floats, so
- * building it is K memcpy's per output pixel.  The chunk is as many samples
- * as the col buffer holds (COL_FLOATS, 8 MB, about 13 samples of conv2),
- * which bounds the scratch whatever max_batch is.  The backward pass
+ * On the 2-core Xeon this was written on, one BLAS thread does a 1024^3
+ * sgemm at ~145 GFLOP/s (with the right kernels: pd_blas_suggest_core),
+ * so the ceiling is ~1780 samples/s; the cnn runs at ~950 (53%), the mlp
+ * at ~125000 (73%).  The rest of the cnn's step is memory-bound passes
+ * (im2col, col2im, ReLU, pooling, bias) and sgemm shapes less square than
+ * 1024^3.  bench/single_train --bench-steps prints both numbers.
+ *
+ * A convolution is im2col + one sgemm per chunk of samples: in NHWC one
+ * im2col row is K runs of K*Cin contiguous floats, so building it is K
+ * memcpy's per output pixel.  The chunk is as many samples as the col
+ * buffer holds (COL_FLOATS, 1 MB: 1 sample of conv2, 13 of conv1), which
+ * bounds the scratch whatever max_batch is.  Small chunks measured faster
+ * than large ones (1010 against 953 samples/s for 1 MB and 64 MB): the
+ * im2col, the sgemm's output and col2im stay in L2.  The backward pass
  * rebuilds the im2col of each chunk rather than keeping it from the
  * forward pass: it is cheap next to the sgemm and saves 0.6 MB per sample.
  *
@@ -55,13 +63,14 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 /* ==== Constants ======================================================== */
 
 #define MAX_LAYERS 12
 #define MAX_TENSORS 8
 #define MAX_BATCH_LIMIT 65536
-#define COL_FLOATS (2u << 20) /* im2col scratch: 8 MB of floats */
+#define COL_FLOATS (1u << 18) /* im2col scratch: 1 MB, half an L2 */
 #define ARENA_ALIGN 64
 #define CNN_DROPOUT_KEEP 0.5f
 
@@ -92,17 +101,17 @@ typedef struct tensor {
 struct pd_model {
     const char *name;
     int max_batch;
-    int reference;   /* 1: use the *_ref kernels */
-    int frozen;      /* 1: relu and pool reuse the last pattern */
-    int dropout_on;  /* set by the last forward: whether masks apply */
+    int reference;  /* 1: use the *_ref kernels */
+    int frozen;     /* 1: relu and pool reuse the last pattern */
+    int dropout_on; /* set by the last forward: whether masks apply */
     int nlayers, ntensors;
     layer layers[MAX_LAYERS];
     tensor tensors[MAX_TENSORS];
     uint64_t nparams;
-    float *gbuf[2];  /* backward ping-pong, (max_batch, largest layer) */
-    float *col;      /* im2col scratch */
-    size_t col_cap;  /* floats in col */
-    void *arena;     /* owns everything above */
+    float *gbuf[2]; /* backward ping-pong, (max_batch, largest layer) */
+    float *col;     /* im2col scratch */
+    size_t col_cap; /* floats in col */
+    void *arena;    /* owns everything above */
 };
 
 /* ==== Small helpers ==================================================== */
@@ -130,6 +139,13 @@ static double uniform01(uint64_t *s) {
     return ((double)(splitmix64(s) >> 11) + 0.5) * (1.0 / 9007199254740992.0);
 }
 
+/* Offset of [a][b][c][d] in a row-major array of dims (., nb, nc, nd):
+ * NHWC activations at4(n, i, j, c, H, W, C), HWIO weights
+ * at4(p, q, c, o, K, Cin, Cout).  The reference kernels index with it. */
+static size_t at4(int a, int b, int c, int d, int nb, int nc, int nd) {
+    return (((size_t)a * nb + b) * nc + c) * nd + d;
+}
+
 static int imin(int a, int b) { return a < b ? a : b; }
 static int imax(int a, int b) { return a > b ? a : b; }
 
@@ -147,12 +163,12 @@ void pd_fc_forward(const float *x, int B, int in, int out, const float *W,
                    const float *b, float *y) {
     for (int n = 0; n < B; n++)
         memcpy(y + (size_t)n * out, b, (size_t)out * sizeof *y);
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, B, out, in, 1.0f,
-                x, in, W, out, 1.0f, y, out);
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, B, out, in, 1.0f, x,
+                in, W, out, 1.0f, y, out);
 }
 
-void pd_fc_forward_ref(const float *x, int B, int in, int out,
-                       const float *W, const float *b, float *y) {
+void pd_fc_forward_ref(const float *x, int B, int in, int out, const float *W,
+                       const float *b, float *y) {
     for (int n = 0; n < B; n++)
         for (int o = 0; o < out; o++) {
             double acc = b[o];
@@ -162,7 +178,8 @@ void pd_fc_forward_ref(const float *x, int B, int in, int out,
         }
 }
 
-/* dy (B,out) -> dW (in,out) = x^T dy; db (out) = sum_n dy; dx (B,in) = dy W^T */
+/* dy (B,out) -> dW (in,out) = x^T dy, db (out) = sum_n dy,
+ * dx (B,in) = dy W^T */
 void pd_fc_backward(const float *x, const float *dy, int B, int in, int out,
                     const float *W, float *dW, float *db, float *dx) {
     cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, in, out, B, 1.0f, x,
@@ -175,9 +192,8 @@ void pd_fc_backward(const float *x, const float *dy, int B, int in, int out,
                     dy, out, W, out, 0.0f, dx, in);
 }
 
-void pd_fc_backward_ref(const float *x, const float *dy, int B, int in,
-                        int out, const float *W, float *dW, float *db,
-                        float *dx) {
+void pd_fc_backward_ref(const float *x, const float *dy, int B, int in, int out,
+                        const float *W, float *dW, float *db, float *dx) {
     for (int i = 0; i < in; i++)
         for (int o = 0; o < out; o++) {
             double acc = 0;
@@ -293,9 +309,8 @@ void pd_conv2d_forward(const float *x, int B, int H, int W, int Cin, int K,
     }
 }
 
-void pd_conv2d_forward_ref(const float *x, int B, int H, int W, int Cin,
-                           int K, int Cout, const float *w, const float *b,
-                           float *y) {
+void pd_conv2d_forward_ref(const float *x, int B, int H, int W, int Cin, int K,
+                           int Cout, const float *w, const float *b, float *y) {
     int pad = K / 2;
     for (int n = 0; n < B; n++)
         for (int i = 0; i < H; i++)
@@ -308,12 +323,10 @@ void pd_conv2d_forward_ref(const float *x, int B, int H, int W, int Cin,
                             if (si < 0 || si >= H || sj < 0 || sj >= W)
                                 continue;
                             for (int c = 0; c < Cin; c++)
-                                acc += (double)x[(((size_t)n * H + si) * W +
-                                                  sj) * Cin + c] *
-                                       w[(((size_t)p * K + q) * Cin + c) *
-                                             Cout + o];
+                                acc += (double)x[at4(n, si, sj, c, H, W, Cin)] *
+                                       w[at4(p, q, c, o, K, Cin, Cout)];
                         }
-                    y[(((size_t)n * H + i) * W + j) * Cout + o] = (float)acc;
+                    y[at4(n, i, j, o, H, W, Cout)] = (float)acc;
                 }
 }
 
@@ -335,16 +348,16 @@ void pd_conv2d_backward(const float *x, const float *dy, int B, int H, int W,
         for (int s = 0; s < nb; s++)
             im2col(x + (n0 + s) * HW * Cin, H, W, Cin, K, col + s * per);
         /* dw (KKC,Cout) (+)= col^T (KKC,M) dyc (M,Cout) */
-        cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)KKC, Cout,
-                    M, 1.0f, col, (int)KKC, dyc, Cout, n0 == 0 ? 0.0f : 1.0f,
-                    dw, Cout);
+        cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)KKC, Cout, M,
+                    1.0f, col, (int)KKC, dyc, Cout, n0 == 0 ? 0.0f : 1.0f, dw,
+                    Cout);
         for (int r = 0; r < M; r++)
             for (int o = 0; o < Cout; o++) db[o] += dyc[(size_t)r * Cout + o];
         if (!dx) continue;
         /* dcol (M,KKC) = dyc (M,Cout) w^T (Cout,KKC), into col (done with
          * it above) */
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, M, (int)KKC,
-                    Cout, 1.0f, dyc, Cout, w, Cout, 0.0f, col, (int)KKC);
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, M, (int)KKC, Cout,
+                    1.0f, dyc, Cout, w, Cout, 0.0f, col, (int)KKC);
         for (int s = 0; s < nb; s++)
             col2im(col + s * per, H, W, Cin, K, dx + (n0 + s) * HW * Cin);
     }
@@ -356,8 +369,7 @@ void pd_conv2d_backward_ref(const float *x, const float *dy, int B, int H,
     int pad = K / 2;
     for (int o = 0; o < Cout; o++) {
         double acc = 0;
-        for (size_t r = 0; r < (size_t)B * H * W; r++)
-            acc += dy[r * Cout + o];
+        for (size_t r = 0; r < (size_t)B * H * W; r++) acc += dy[r * Cout + o];
         db[o] = (float)acc;
     }
     /* dw[p,q,c,o] = sum_{n,i,j} x[n,i+p-pad,j+q-pad,c] dy[n,i,j,o] */
@@ -372,13 +384,10 @@ void pd_conv2d_backward_ref(const float *x, const float *dy, int B, int H,
                                 int si = i + p - pad, sj = j + q - pad;
                                 if (si < 0 || si >= H || sj < 0 || sj >= W)
                                     continue;
-                                acc += (double)x[(((size_t)n * H + si) * W +
-                                                  sj) * Cin + c] *
-                                       dy[(((size_t)n * H + i) * W + j) *
-                                              Cout + o];
+                                acc += (double)x[at4(n, si, sj, c, H, W, Cin)] *
+                                       dy[at4(n, i, j, o, H, W, Cout)];
                             }
-                    dw[(((size_t)p * K + q) * Cin + c) * Cout + o] =
-                        (float)acc;
+                    dw[at4(p, q, c, o, K, Cin, Cout)] = (float)acc;
                 }
     if (!dx) return;
     /* dx[n,si,sj,c] = sum_{p,q,o} dy[n,si-p+pad,sj-q+pad,o] w[p,q,c,o] */
@@ -392,12 +401,10 @@ void pd_conv2d_backward_ref(const float *x, const float *dy, int B, int H,
                             int i = si - p + pad, j = sj - q + pad;
                             if (i < 0 || i >= H || j < 0 || j >= W) continue;
                             for (int o = 0; o < Cout; o++)
-                                acc += (double)dy[(((size_t)n * H + i) * W +
-                                                   j) * Cout + o] *
-                                       w[(((size_t)p * K + q) * Cin + c) *
-                                             Cout + o];
+                                acc += (double)dy[at4(n, i, j, o, H, W, Cout)] *
+                                       w[at4(p, q, c, o, K, Cin, Cout)];
                         }
-                    dx[(((size_t)n * H + si) * W + sj) * Cin + c] = (float)acc;
+                    dx[at4(n, si, sj, c, H, W, Cin)] = (float)acc;
                 }
 }
 
@@ -447,7 +454,8 @@ static void maxpool_forward(const float *x, int B, int H, int W, int C,
                     size_t o = (((size_t)n * OH + i) * OW + j) * C;
                     for (int c = 0; c < C; c++) {
                         int a = arg[o + c];
-                        y[o + c] = x00[((size_t)(a >> 1) * W + (a & 1)) * C + c];
+                        y[o + c] =
+                            x00[((size_t)(a >> 1) * W + (a & 1)) * C + c];
                     }
                 }
         return;
@@ -455,7 +463,8 @@ static void maxpool_forward(const float *x, int B, int H, int W, int C,
     for (int n = 0; n < B; n++)
         for (int i = 0; i < OH; i++)
             for (int j = 0; j < OW; j++) {
-                const float *x00 = x + (((size_t)n * H + 2 * i) * W + 2 * j) * C;
+                const float *x00 =
+                    x + (((size_t)n * H + 2 * i) * W + 2 * j) * C;
                 const float *x01 = x00 + C;
                 const float *x10 = x00 + (size_t)W * C;
                 const float *x11 = x10 + C;
@@ -473,8 +482,8 @@ static void maxpool_forward(const float *x, int B, int H, int W, int C,
 }
 
 /* dy (B,H/2,W/2,C) -> dx (B,H,W,C): each dy goes to its window's argmax. */
-static void maxpool_backward(const float *dy, const uint8_t *arg, int B,
-                             int H, int W, int C, float *dx) {
+static void maxpool_backward(const float *dy, const uint8_t *arg, int B, int H,
+                             int W, int C, float *dx) {
     int OH = H / 2, OW = W / 2;
     memset(dx, 0, (size_t)B * H * W * C * sizeof *dx);
     for (int n = 0; n < B; n++)
@@ -586,8 +595,8 @@ static void add_fc(pd_model *m, const char *wname, const char *bname, int out,
     L->ih = 1, L->iw = 1, L->ic = in;
     L->oh = 1, L->ow = 1, L->oc = out;
     int ws[2] = {in, out}, bs[1] = {out};
-    float std = is_output ? sqrtf(2.0f / (float)(in + out))
-                          : sqrtf(2.0f / (float)in);
+    float std =
+        is_output ? sqrtf(2.0f / (float)(in + out)) : sqrtf(2.0f / (float)in);
     L->tensor = add_tensor(m, wname, 2, ws, std);
     add_tensor(m, bname, 1, bs, 0.0f);
 }
@@ -681,8 +690,8 @@ static const float *forward(pd_model *m, const float *params, const float *x,
                 pd_conv2d_forward_ref(in, B, L->ih, L->iw, L->ic, L->k, L->oc,
                                       w, b, L->out);
             else
-                pd_conv2d_forward(in, B, L->ih, L->iw, L->ic, L->k, L->oc, w,
-                                  b, L->out, m->col, m->col_cap);
+                pd_conv2d_forward(in, B, L->ih, L->iw, L->ic, L->k, L->oc, w, b,
+                                  L->out, m->col, m->col_cap);
             break;
         case L_RELU:
             relu_forward(L->out, L->arg, osz, m->frozen);
@@ -758,8 +767,8 @@ static int labels_ok(const uint8_t *y, int B) {
 
 /* ==== Public: models =================================================== */
 
-int pd_model_create(const char *name, int hidden, int max_batch,
-                    pd_model **out, char *err, size_t errlen) {
+int pd_model_create(const char *name, int hidden, int max_batch, pd_model **out,
+                    char *err, size_t errlen) {
     if (err && errlen) err[0] = '\0';
     if (!out) {
         set_err(err, errlen, "pd_model_create: out is NULL");
@@ -894,8 +903,8 @@ void pd_model_eval(pd_model *m, const float *params, const float *x,
         int B = imin(m->max_batch, n - n0);
         const float *logits =
             forward(m, params, x + (size_t)n0 * PD_MODEL_INPUT, B, 0, 0);
-        total += softmax_xent(logits, y + n0, B, PD_MODEL_CLASSES, NULL,
-                              &correct);
+        total +=
+            softmax_xent(logits, y + n0, B, PD_MODEL_CLASSES, NULL, &correct);
     }
     *loss = total / n;
     *acc = (double)correct / n;
@@ -940,9 +949,56 @@ const char *pd_blas_info(void) {
     const char *core = openblas_get_corename();
     snprintf(buf, sizeof buf, "%s (%s, %s, %d thread%s)", version,
              core ? core : "?",
-             par == 0 ? "sequential" : par == 2 ? "openmp" : "pthread", nt,
-             nt == 1 ? "" : "s");
+             par == 0   ? "sequential"
+             : par == 2 ? "openmp"
+                        : "pthread",
+             nt, nt == 1 ? "" : "s");
     return buf;
 }
 
 void pd_blas_set_threads(int n) { openblas_set_num_threads(n < 1 ? 1 : n); }
+
+/*
+ * OpenBLAS picks its kernels when it loads, from the CPU model; a CPU newer
+ * than the OpenBLAS release is not recognised and gets the generic
+ * "Prescott" (SSE3) kernels.  On this project's 2-core Xeon (family 6,
+ * model 207) Debian's 0.3.21 does that, and sgemm runs at 27 GFLOP/s
+ * instead of 125-145 with OPENBLAS_CORETYPE=SkylakeX.  Levels: 0 SSE only,
+ * 1 AVX, 2 AVX2+FMA, 3 AVX-512 (F, BW, DQ, VL).
+ */
+static int core_level(const char *core) {
+    static const struct {
+        const char *name;
+        int level;
+    } known[] = {
+        {"Prescott", 0},    {"Core2", 0},      {"Penryn", 0},
+        {"Dunnington", 0},  {"Nehalem", 0},    {"Atom", 0},
+        {"Sandybridge", 1}, {"Haswell", 2},    {"Zen", 2},
+        {"SkylakeX", 3},    {"Cooperlake", 3}, {"SapphireRapids", 3},
+    };
+    for (size_t i = 0; i < sizeof known / sizeof known[0]; i++)
+        if (core && strcasecmp(core, known[i].name) == 0) return known[i].level;
+    return -1; /* unknown: make no claim */
+}
+
+const char *pd_blas_suggest_core(void) {
+#if defined(__x86_64__) && defined(__GNUC__)
+    __builtin_cpu_init();
+    int cpu = 0;
+    if (__builtin_cpu_supports("avx")) cpu = 1;
+    if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma"))
+        cpu = 2;
+    if (__builtin_cpu_supports("avx512f") &&
+        __builtin_cpu_supports("avx512bw") &&
+        __builtin_cpu_supports("avx512dq") &&
+        __builtin_cpu_supports("avx512vl"))
+        cpu = 3;
+    int have = core_level(openblas_get_corename());
+    if (have < 0 || have >= cpu) return NULL;
+    static const char *const names[4] = {NULL, "Sandybridge", "Haswell",
+                                         "SkylakeX"};
+    return names[cpu];
+#else
+    return NULL;
+#endif
+}

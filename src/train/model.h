@@ -64,11 +64,11 @@ typedef struct pd_model pd_model;
  * Create the model `name`: "mlp" (hidden = width of the hidden layer,
  * 0 => 256) or "cnn" (hidden = width of fc1, 0 => 1024).  max_batch
  * (1..65536) bounds B in every call; all scratch memory is allocated here,
- * once, in proportion to it (cnn: about 0.55 MB per sample plus 8 MB).
+ * once, in proportion to it (cnn: 0.45 MB per sample plus 1 MB).
  * Returns 0 and *out, or -1 with a one-line message in err and *out NULL.
  */
-int pd_model_create(const char *name, int hidden, int max_batch,
-                    pd_model **out, char *err, size_t errlen);
+int pd_model_create(const char *name, int hidden, int max_batch, pd_model **out,
+                    char *err, size_t errlen);
 
 /* Free the model.  NULL-safe. */
 void pd_model_free(pd_model *m);
@@ -115,8 +115,7 @@ float pd_model_grad(pd_model *m, const float *params, const float *x,
  * backward pass, and not rounded to float (finite differences need the
  * digits). */
 double pd_model_loss(pd_model *m, const float *params, const float *x,
-                     const uint8_t *y, int B, int train,
-                     uint64_t dropout_seed);
+                     const uint8_t *y, int B, int train, uint64_t dropout_seed);
 
 /*
  * Evaluate on n samples in batches of at most max_batch, without dropout:
@@ -155,6 +154,17 @@ const char *pd_blas_info(void);
 /* Set the number of BLAS threads (process-wide; n < 1 means 1). */
 void pd_blas_set_threads(int n);
 
+/*
+ * NULL if the BLAS kernels in use suit this CPU; otherwise the value of
+ * OPENBLAS_CORETYPE that selects better ones ("SkylakeX", "Haswell",
+ * "Sandybridge").  That happens when the CPU is newer than the OpenBLAS
+ * release: OpenBLAS then falls back to its oldest x86-64 kernels
+ * ("Prescott"), 4-5x slower.  OpenBLAS reads OPENBLAS_CORETYPE only when it
+ * is loaded, so a program that wants the fix sets it and re-executes
+ * itself before doing anything else (bench/single_train.c shows how).
+ */
+const char *pd_blas_suggest_core(void);
+
 /* ==== Kernels (the fast path and its reference) ========================
  *
  * Exposed for the tests and benchmarks; the models call them.  Gradient
@@ -164,15 +174,14 @@ void pd_blas_set_threads(int n);
 /* Fully connected: x (B, in), W (in, out), b (out) -> y (B, out) = x W + b */
 void pd_fc_forward(const float *x, int B, int in, int out, const float *W,
                    const float *b, float *y);
-void pd_fc_forward_ref(const float *x, int B, int in, int out,
-                       const float *W, const float *b, float *y);
+void pd_fc_forward_ref(const float *x, int B, int in, int out, const float *W,
+                       const float *b, float *y);
 /* Given dy (B, out): dW (in, out) = x^T dy, db (out) = sum over B of dy,
  * dx (B, in) = dy W^T (dx NULL: not computed). */
 void pd_fc_backward(const float *x, const float *dy, int B, int in, int out,
                     const float *W, float *dW, float *db, float *dx);
-void pd_fc_backward_ref(const float *x, const float *dy, int B, int in,
-                        int out, const float *W, float *dW, float *db,
-                        float *dx);
+void pd_fc_backward_ref(const float *x, const float *dy, int B, int in, int out,
+                        const float *W, float *dW, float *db, float *dx);
 
 /*
  * 2-D convolution, stride 1, 'same' zero padding (K odd, pad K/2):
@@ -186,9 +195,8 @@ size_t pd_conv2d_col_floats(int H, int W, int Cin, int K);
 void pd_conv2d_forward(const float *x, int B, int H, int W, int Cin, int K,
                        int Cout, const float *w, const float *b, float *y,
                        float *col, size_t col_cap);
-void pd_conv2d_forward_ref(const float *x, int B, int H, int W, int Cin,
-                           int K, int Cout, const float *w, const float *b,
-                           float *y);
+void pd_conv2d_forward_ref(const float *x, int B, int H, int W, int Cin, int K,
+                           int Cout, const float *w, const float *b, float *y);
 /* Given dy (B, H, W, Cout): dw (K, K, Cin, Cout), db (Cout), and dx
  * (B, H, W, Cin) unless NULL. */
 void pd_conv2d_backward(const float *x, const float *dy, int B, int H, int W,
