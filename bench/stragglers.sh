@@ -5,12 +5,12 @@
 # test accuracy against wall time for the four runs and a table of the time
 # each took to reach a target accuracy.
 #
-#   bash bench/stragglers.sh [BUILD_DIR] [OUT_DIR] [MODEL] [EPOCHS] [TARGET]
+#   [EXTRA_ARGS="--limit N ..."] bash bench/stragglers.sh [BUILD_DIR] [OUT_DIR] [MODEL] [EPOCHS] [TARGET]
 set -eu
 B=${1:-build}; OUT=${2:-runs/stragglers}; MODEL=${3:-mlp}; EPOCHS=${4:-3}; TARGET=${5:-0.84}
 mkdir -p "$OUT"
-common=(--model "$MODEL" --workers 4 --servers 2 --epochs "$EPOCHS" --straggle 3:3 --quiet
-        --eval-every 25 --seed 1)
+common=(--model "$MODEL" --workers 4 --servers 2 --epochs "$EPOCHS" --straggle 3:3 --quiet ${EXTRA_ARGS:-}
+        --eval-every "${EVAL_EVERY:-25}" --seed 1)
 run() { # name, extra args
   local name=$1; shift
   echo "== $name: paramd train ${common[*]} $*"
