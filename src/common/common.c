@@ -13,6 +13,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -126,6 +127,13 @@ char *pd_strdup(const char *s) {
     char *d = pd_malloc(n);
     if (d) memcpy(d, s, n);
     return d;
+}
+
+void pd_advise_hugepages(void *p, size_t n) {
+    if (n < (8u << 20)) return;
+    uintptr_t a = ((uintptr_t)p + 4095) & ~(uintptr_t)4095;
+    uintptr_t b = ((uintptr_t)p + n) & ~(uintptr_t)4095;
+    if (b > a) madvise((void *)a, b - a, MADV_HUGEPAGE); /* a hint: ignore errors */
 }
 
 /* ==== Parsing =========================================================== */

@@ -57,6 +57,10 @@ void *pd_calloc(size_t count, size_t size);
 void *pd_realloc(void *p, size_t n);
 void pd_free(void *p);
 char *pd_strdup(const char *s);
+/* Ask the kernel to back [p, p+n) with transparent huge pages (a hint,
+ * for large arrays read at random: sparse rows, hash maps).  Does nothing
+ * for blocks under 8 MiB or where the kernel does not do it. */
+void pd_advise_hugepages(void *p, size_t n);
 /* Test hook: make the k-th allocation from now fail (0 disables). */
 void pd_alloc_fail_after(long k);
 

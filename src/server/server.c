@@ -18,7 +18,7 @@
  *   connection threads    one per accepted connection; own that pd_conn
  *                         and its buffers
  * Lock order: server.mu before a shard's mu (never the other way).
- * server.mu guards: tables[], conns list, nthreads, stopping.
+ * server.mu guards: tables[], sparse[], conns list, nthreads, stopping.
  *
  * Bad input.  A frame whose header is bad (magic, version, type, length
  * over the limit) gets an error reply and the connection is closed, since
@@ -39,6 +39,7 @@
 
 #include "net/conn.h"
 #include "server/shard.h"
+#include "server/sparse.h"
 #include "wire/wire.h"
 
 #define PD_FRAME_STALL_MS 30000
@@ -69,6 +70,7 @@ struct pd_server {
     pthread_mutex_t mu;   /* guards everything below */
     pthread_cond_t cv;    /* nthreads reached 0 */
     pd_shard *tables[PD_MAX_TABLES];
+    pd_sparse *sparse[PD_MAX_TABLES]; /* a table id is dense or sparse */
     uint8_t *gone;        /* W: workers the coordinator said are gone */
     srv_conn *conns;
     int nthreads;
@@ -114,6 +116,10 @@ static int ensure_buf(srv_conn *sc, size_t n) {
 /* ==== Request handlers ==================================================
  * Each returns 0 to keep the connection, or an error to close it. */
 
+static pd_sparse *sparse_get(pd_server *s, uint32_t id);
+static int on_sparse_create(srv_conn *sc, const pd_hdr *h,
+                            const pd_table_def *d);
+
 static int on_table_create(srv_conn *sc, const pd_hdr *h) {
     pd_server *s = sc->srv;
     pd_err e = {0};
@@ -127,9 +133,10 @@ static int on_table_create(srv_conn *sc, const pd_hdr *h) {
                   PD_MAX_TABLES - 1);
         return reply_err(sc, h, &e);
     }
+    if (d.kind == PD_TABLE_SPARSE) return on_sparse_create(sc, h, &d);
     pthread_mutex_lock(&s->mu);
     pd_shard *t = s->tables[h->table];
-    if (t && !pd_shard_same_def(t, &d)) {
+    if ((t && !pd_shard_same_def(t, &d)) || s->sparse[h->table]) {
         pthread_mutex_unlock(&s->mu);
         pd_seterr(&e, PARAMD_ESPEC,
                   "table %u exists on this server with another definition",
@@ -250,6 +257,18 @@ static int on_stats(srv_conn *sc, const pd_hdr *h) {
     off += (size_t)snprintf(text, sizeof text, "server %d of %d, %d workers\n",
                             s->index, s->S, s->W);
     for (uint32_t id = 1; id < PD_MAX_TABLES && off < sizeof text - 256; id++) {
+        if (h->table && id != h->table) continue; /* STATS of one table */
+        pd_sparse *sp = sparse_get(s, id);
+        if (sp) {
+            int n = pd_sparse_stats_line(sp, text + off, sizeof text - off);
+            if (n < 0) continue;
+            if ((size_t)n >= sizeof text - off) { /* truncated: stop here */
+                off = strlen(text);
+                break;
+            }
+            off += (size_t)n;
+            continue;
+        }
         pd_shard *t = table_get(s, id);
         if (!t) continue;
         pthread_mutex_lock(&t->mu);
@@ -271,6 +290,123 @@ static int on_stats(srv_conn *sc, const pd_hdr *h) {
         pthread_mutex_unlock(&t->mu);
     }
     return send_ok(sc, h, text, off, NULL, 0);
+}
+
+/* ==== Sparse tables ======================================================
+ * TABLE_CREATE of a sparse definition, SPARSE_PUSH and SPARSE_PULL; the
+ * tables themselves are in sparse.c.  Same rules as above: a wrong request
+ * is answered with an error and changes nothing. */
+
+static pd_sparse *sparse_get(pd_server *s, uint32_t id) {
+    if (id == 0 || id >= PD_MAX_TABLES) return NULL;
+    pthread_mutex_lock(&s->mu);
+    pd_sparse *t = s->sparse[id];
+    pthread_mutex_unlock(&s->mu);
+    return t;
+}
+
+static int on_sparse_create(srv_conn *sc, const pd_hdr *h,
+                            const pd_table_def *d) {
+    pd_server *s = sc->srv;
+    pd_err e = {0};
+    pthread_mutex_lock(&s->mu);
+    pd_sparse *t = s->sparse[h->table];
+    if ((t && !pd_sparse_same_def(t, d)) || s->tables[h->table]) {
+        pthread_mutex_unlock(&s->mu);
+        pd_seterr(&e, PARAMD_ESPEC,
+                  "table %u exists on this server with another definition",
+                  h->table);
+        return reply_err(sc, h, &e);
+    }
+    if (!t) {
+        t = pd_sparse_create(h->table, d, s->W, s->index, s->S, &e);
+        if (!t) {
+            pthread_mutex_unlock(&s->mu);
+            return reply_err(sc, h, &e);
+        }
+        for (int32_t w = 0; w < s->W; w++)
+            if (s->gone[w]) pd_sparse_worker_gone(t, w);
+        s->sparse[h->table] = t;
+        pd_log(PD_LOG_DEBUG, "table %u: sparse, dim %llu", h->table,
+               (unsigned long long)d->n);
+    }
+    pthread_mutex_unlock(&s->mu);
+    return send_ok(sc, h, NULL, 0, NULL, 0);
+}
+
+/* SPARSE_PUSH: u64 nkeys, keys, nkeys*dim floats.  SPARSE_PULL: u64 nkeys,
+ * keys; reply nkeys*dim floats.  The length must match nkeys exactly: a
+ * count that lies, or rows of another dim, is refused before anything is
+ * read into the table. */
+static int on_sparse(srv_conn *sc, const pd_hdr *h) {
+    pd_err e = {0};
+    int push = h->type == PD_MSG_SPARSE_PUSH;
+    uint8_t pre[PD_SPARSE_PREFIX];
+    uint64_t nkeys = 0, left = h->len;
+    int rc;
+    if (h->len < PD_SPARSE_PREFIX) {
+        pd_seterr(&e, PARAMD_EPROTO, "%s payload of %llu bytes has no key count",
+                  pd_msg_name(h->type), (unsigned long long)h->len);
+        goto reject;
+    }
+    if ((rc = pd_conn_read(sc->conn, pre, sizeof pre, 0, &sc->ioerr))) return rc;
+    left -= PD_SPARSE_PREFIX;
+    for (int i = 7; i >= 0; i--) nkeys = (nkeys << 8) | pre[i];
+    pd_sparse *t = sparse_get(sc->srv, h->table);
+    uint64_t dim = t ? t->dim : 0;
+    /* bytes per key: 8 (the key) + dim*4 (its row) for a push; nkeys is
+     * bounded by the payload first, so nothing below overflows. */
+    uint64_t per = push ? 8 + dim * 4 : 8;
+    if (!t) {
+        pd_seterr(&e, PARAMD_ENOTABLE, "no sparse table %u on this server",
+                  h->table);
+    } else if (nkeys > left / per) {
+        pd_seterr(&e, PARAMD_EPROTO,
+                  "%s of %llu keys for table %u (dim %llu): the frame has only "
+                  "%llu payload bytes after the count",
+                  pd_msg_name(h->type), (unsigned long long)nkeys, h->table,
+                  (unsigned long long)dim, (unsigned long long)left);
+    } else if (nkeys * per != left) {
+        pd_seterr(&e, PARAMD_EPROTO,
+                  "%s of %llu keys for table %u (dim %llu) needs %llu payload "
+                  "bytes after the count, the frame has %llu",
+                  pd_msg_name(h->type), (unsigned long long)nkeys, h->table,
+                  (unsigned long long)dim, (unsigned long long)(nkeys * per),
+                  (unsigned long long)left);
+    } else if (push && sc->role != PD_ROLE_WORKER) {
+        pd_seterr(&e, PARAMD_EWORKER, "only workers push");
+    } else if (!push && nkeys > sc->srv->o.max_frame / 4 / dim) {
+        pd_seterr(&e, PARAMD_ETOOBIG,
+                  "pull of %llu rows of %llu floats exceeds the frame limit of "
+                  "%llu bytes",
+                  (unsigned long long)nkeys, (unsigned long long)dim,
+                  (unsigned long long)sc->srv->o.max_frame);
+    } else if (ensure_buf(sc, (size_t)(left + (push ? 0 : nkeys * dim * 4))) != 0) {
+        pd_seterr(&e, PARAMD_ENOMEM, "out of memory for a %llu-byte payload",
+                  (unsigned long long)left);
+    }
+    if (e.code) goto reject;
+    if ((rc = pd_conn_read(sc->conn, sc->buf, (size_t)left, 0, &sc->ioerr))) return rc;
+    /* Keys are little-endian u64 and floats little-endian IEEE-754, like
+     * the host (wire.h); the buffer is malloc-aligned. */
+    const uint64_t *keys = (const uint64_t *)(void *)sc->buf;
+    float *rows = (float *)(void *)(sc->buf + nkeys * 8);
+    if (push)
+        rc = pd_sparse_push(t, sc->rank, h->clock, keys, nkeys, rows, &e);
+    else
+        rc = pd_sparse_pull(t, sc->rank, h->clock, keys, nkeys, rows, &e);
+    if (rc) return reply_err(sc, h, &e);
+    pd_hdr rh = *h; /* a pull's reply carries the applied clock, as PULL's */
+    if (!push) {
+        pthread_mutex_lock(&t->mu);
+        rh.clock = t->def.consistency != PD_CONS_ASYNC ? t->applied : 0;
+        pthread_mutex_unlock(&t->mu);
+    }
+    return send_ok(sc, &rh, push ? NULL : rows, push ? 0 : (size_t)(nkeys * dim * 4),
+                   NULL, 0);
+reject:
+    if ((rc = pd_conn_skip(sc->conn, left, &sc->ioerr))) return rc;
+    return reply_err(sc, h, &e);
 }
 
 /* ==== Connection thread ================================================= */
@@ -340,6 +476,8 @@ static void *conn_main(void *arg) {
         case PD_MSG_PUSH: rc = on_write(sc, &h); break;
         case PD_MSG_PULL: rc = on_pull(sc, &h); break;
         case PD_MSG_STATS: rc = on_stats(sc, &h); break;
+        case PD_MSG_SPARSE_PUSH:
+        case PD_MSG_SPARSE_PULL: rc = on_sparse(sc, &h); break;
         default:
             pd_seterr(&e, PARAMD_EPROTO, "unexpected %s on a server connection",
                       pd_msg_name(h.type));
@@ -400,6 +538,7 @@ static void *coord_main(void *arg) {
             pthread_mutex_lock(&s->mu);
             s->gone[w] = 1;
             for (uint32_t id = 1; id < PD_MAX_TABLES; id++) {
+                if (s->sparse[id]) pd_sparse_worker_gone(s->sparse[id], (int32_t)w);
                 pd_shard *t = s->tables[id];
                 if (!t) continue;
                 pthread_mutex_lock(&t->mu);
@@ -551,6 +690,7 @@ int pd_server_run(pd_server *s) {
     for (srv_conn *sc = s->conns; sc; sc = sc->next) pd_conn_shutdown(sc->conn);
     for (uint32_t id = 1; id < PD_MAX_TABLES; id++)
         if (s->tables[id]) pd_shard_stop(s->tables[id]);
+        else if (s->sparse[id]) pd_sparse_stop(s->sparse[id]);
     while (s->nthreads > 0) pthread_cond_wait(&s->cv, &s->mu);
     int lost = s->lost_coordinator;
     pthread_mutex_unlock(&s->mu);
@@ -573,7 +713,10 @@ void pd_server_free(pd_server *s) {
         pd_conn_shutdown(s->coord);
         pthread_join(s->coord_thread, NULL);
     }
-    for (uint32_t id = 1; id < PD_MAX_TABLES; id++) pd_shard_destroy(s->tables[id]);
+    for (uint32_t id = 1; id < PD_MAX_TABLES; id++) {
+        pd_shard_destroy(s->tables[id]);
+        pd_sparse_destroy(s->sparse[id]);
+    }
     pd_conn_destroy(s->coord);
     pd_free(s->gone);
     if (s->lfd >= 0) close(s->lfd);

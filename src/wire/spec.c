@@ -3,6 +3,7 @@
  */
 #include "wire/spec.h"
 
+#include <math.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -13,6 +14,28 @@ static void hyper_to_array(const pd_rule_hyper *h, double *a) {
     a[0] = h->lr, a[1] = h->momentum, a[2] = h->beta1, a[3] = h->beta2;
     a[4] = h->eps, a[5] = h->init_acc, a[6] = h->l1, a[7] = h->l2;
     a[8] = h->beta;
+}
+
+/* "zeros", "uniform:A", "normal:S" (A, S finite > 0).  0 or -1. */
+static int parse_init(const char *val, uint32_t *kind, double *param) {
+    const char *colon = strchr(val, ':');
+    if (strcmp(val, "zeros") == 0) {
+        *kind = PD_INIT_ZEROS;
+        *param = 0;
+        return 0;
+    }
+    if (!colon) return -1;
+    size_t n = (size_t)(colon - val);
+    double v;
+    if (pd_parse_double(colon + 1, &v) != 0 || !isfinite(v) || !(v > 0)) return -1;
+    if (n == 7 && strncmp(val, "uniform", 7) == 0)
+        *kind = PD_INIT_UNIFORM;
+    else if (n == 6 && strncmp(val, "normal", 6) == 0)
+        *kind = PD_INIT_NORMAL;
+    else
+        return -1;
+    *param = v;
+    return 0;
 }
 
 void pd_spec_hyper(const pd_table_def *d, pd_rule_hyper *h) {
@@ -38,6 +61,10 @@ int pd_spec_parse(const char *spec, pd_table_def *d, pd_err *e) {
     d->staleness = 0;
     d->backup = 0;
     d->plugin[0] = '\0';
+    d->init = PD_INIT_ZEROS;
+    d->init_param = 0;
+    d->seed = 0;
+    d->seed_given = 0;
     for (int pass = 0; pass < 2; pass++) {
         if (pass == 1) pd_rule_defaults(kind, &h);
         snprintf(buf, sizeof buf, "%s", spec);
@@ -88,6 +115,26 @@ int pd_spec_parse(const char *spec, pd_table_def *d, pd_err *e) {
                                      "count",
                                      val);
                 d->backup = (uint32_t)k;
+            } else if (strcmp(key, "init") == 0 || strcmp(key, "seed") == 0) {
+                if (d->kind != PD_TABLE_SPARSE)
+                    return pd_seterr(e, PARAMD_EINVAL,
+                                     "table spec: %s= is for sparse tables "
+                                     "(a dense table's initial values are "
+                                     "paramd_table_open's init)",
+                                     key);
+                if (key[0] == 'i' && parse_init(val, &d->init, &d->init_param))
+                    return pd_seterr(e, PARAMD_EINVAL,
+                                     "table spec: init=%s is not zeros, "
+                                     "uniform:A or normal:S (A, S > 0)",
+                                     val);
+                if (key[0] == 's') {
+                    if (pd_parse_u64(val, &d->seed) != 0)
+                        return pd_seterr(e, PARAMD_EINVAL,
+                                         "table spec: seed=%s is not an "
+                                         "unsigned 64-bit integer",
+                                         val);
+                    d->seed_given = 1;
+                }
             } else if (strcmp(key, "aggregate") == 0) {
                 if (strcmp(val, "mean") == 0)
                     d->aggregate = PD_AGG_MEAN;
@@ -151,5 +198,15 @@ void pd_spec_canonical(const pd_table_def *d, char *out, size_t outlen) {
                         pd_hyper_names[i], d->hyper[i]);
     }
     if (d->plugin[0] && off >= 0 && (size_t)off < outlen)
-        snprintf(out + off, outlen - (size_t)off, " plugin=%s", d->plugin);
+        off += snprintf(out + off, outlen - (size_t)off, " plugin=%s", d->plugin);
+    if (d->kind == PD_TABLE_SPARSE && off >= 0 && (size_t)off < outlen) {
+        static const char *const inits[] = {"zeros", "uniform", "normal"};
+        const char *in = d->init <= PD_INIT_NORMAL ? inits[d->init] : "?";
+        if (d->init == PD_INIT_ZEROS)
+            snprintf(out + off, outlen - (size_t)off, " init=zeros seed=%llu",
+                     (unsigned long long)d->seed);
+        else
+            snprintf(out + off, outlen - (size_t)off, " init=%s:%.10g seed=%llu",
+                     in, d->init_param, (unsigned long long)d->seed);
+    }
 }

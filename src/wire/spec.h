@@ -18,8 +18,10 @@
 extern const char *const pd_hyper_names[PD_HYPER_COUNT];
 
 /* Parse spec (NULL or "" = defaults) into d's rule, consistency, aggregate,
- * hyper and plugin fields (n, lo, hi untouched).  PARAMD_EINVAL with a
- * message naming the bad key or value. */
+ * hyper and plugin fields, and for a sparse table its init, seed and
+ * seed_given (n, lo, hi and kind untouched: set kind first, since init= and
+ * seed= are refused for dense tables).  PARAMD_EINVAL with a message naming
+ * the bad key or value. */
 int pd_spec_parse(const char *spec, pd_table_def *d, pd_err *e);
 /* Canonical text of d's spec fields. */
 void pd_spec_canonical(const pd_table_def *d, char *out, size_t outlen);

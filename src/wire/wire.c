@@ -76,7 +76,8 @@ void pd_hdr_encode(const pd_hdr *h, uint8_t out[PD_HDR_SIZE]) {
  * small. */
 static int is_data_msg(uint16_t type) {
     uint16_t t = type & (uint16_t)~PD_REPLY;
-    return t == PD_MSG_SET || t == PD_MSG_PUSH || t == PD_MSG_PULL;
+    return t == PD_MSG_SET || t == PD_MSG_PUSH || t == PD_MSG_PULL ||
+           t == PD_MSG_SPARSE_PUSH || t == PD_MSG_SPARSE_PULL;
 }
 
 int pd_hdr_decode(const uint8_t in[PD_HDR_SIZE], pd_hdr *h,
@@ -257,6 +258,32 @@ void pd_table_def_encode(pd_buf *b, const pd_table_def *d) {
     for (uint32_t i = 0; i < d->nhyper && i < PD_MAX_HYPER; i++)
         pd_put_f64(b, d->hyper[i]);
     pd_put_str(b, d->plugin);
+    if (d->kind == PD_TABLE_SPARSE) {
+        pd_put_u32(b, d->kind);
+        pd_put_u32(b, d->init);
+        pd_put_f64(b, d->init_param);
+        pd_put_u64(b, d->seed);
+    }
+}
+
+/* The sparse extension of a table definition: its fields and their
+ * ranges.  0 or PARAMD_EPROTO. */
+static int sparse_def_check(const pd_table_def *d, pd_err *e) {
+    if (d->kind != PD_TABLE_SPARSE)
+        return pd_seterr(e, PARAMD_EPROTO, "TABLE_CREATE with unknown kind %u",
+                         d->kind);
+    if (d->n > PD_MAX_SPARSE_DIM || d->lo != 0 || d->hi != d->n)
+        return pd_seterr(e, PARAMD_EPROTO,
+                         "sparse TABLE_CREATE with dim %llu (1..%d) and range "
+                         "[%llu,%llu) (must be [0,dim))",
+                         (unsigned long long)d->n, PD_MAX_SPARSE_DIM,
+                         (unsigned long long)d->lo, (unsigned long long)d->hi);
+    if (d->init > PD_INIT_NORMAL || !isfinite(d->init_param) ||
+        (d->init == PD_INIT_ZEROS ? d->init_param != 0 : !(d->init_param > 0)))
+        return pd_seterr(e, PARAMD_EPROTO,
+                         "sparse TABLE_CREATE with bad initializer %u (%g)",
+                         d->init, d->init_param);
+    return 0;
 }
 
 int pd_table_def_decode(const void *p, size_t len, pd_table_def *d,
@@ -277,6 +304,13 @@ int pd_table_def_decode(const void *p, size_t len, pd_table_def *d,
         return pd_seterr(e, PARAMD_EPROTO, "malformed TABLE_CREATE");
     for (uint32_t i = 0; i < d->nhyper; i++) pd_get_f64(&r, &d->hyper[i]);
     pd_get_str(&r, d->plugin, PD_MAX_ADDR);
+    int sparse = !r.bad && r.off < r.len;
+    if (sparse) {
+        pd_get_u32(&r, &d->kind);
+        pd_get_u32(&r, &d->init);
+        pd_get_f64(&r, &d->init_param);
+        pd_get_u64(&r, &d->seed);
+    }
     if (!pd_rd_done(&r))
         return pd_seterr(e, PARAMD_EPROTO, "malformed TABLE_CREATE");
     if (d->n == 0 || d->n > (1ull << 40) || d->lo > d->hi || d->hi > d->n)
@@ -293,5 +327,6 @@ int pd_table_def_decode(const void *p, size_t len, pd_table_def *d,
         if (!isfinite(d->hyper[i]))
             return pd_seterr(e, PARAMD_EPROTO,
                              "TABLE_CREATE with a non-finite hyper-parameter");
+    if (sparse) return sparse_def_check(d, e);
     return 0;
 }

@@ -29,6 +29,7 @@
 #include <stdint.h>
 
 #include "common/common.h"
+#include "common/hash.h"
 
 #define PD_MAGIC 0x444d5250u
 #define PD_PROTO_VERSION 1
@@ -64,7 +65,9 @@
     X(SET, 21)         /* worker -> server: write values (initial values) */  \
     X(PUSH, 22)        /* worker -> server: gradient for a range */           \
     X(PULL, 23)        /* worker -> server: read a range */                   \
-    X(STATS, 24)       /* any -> server: counters as text */
+    X(STATS, 24)       /* any -> server: counters as text */              \
+    X(SPARSE_PUSH, 25) /* worker -> server: keys and their rows' gradients */\
+    X(SPARSE_PULL, 26) /* worker -> server: keys; reply: their rows */
 
 enum pd_msg_type {
 #define PD_X_(name, val) PD_MSG_##name = (val),
@@ -79,6 +82,12 @@ enum { PD_ROLE_WORKER = 1, PD_ROLE_SERVER = 2, PD_ROLE_TOOL = 3 };
 enum { PD_CONS_ASYNC = 0, PD_CONS_SYNC = 1, PD_CONS_SSP = 2 };
 #define PD_MAX_STALENESS 1000 /* each clock of slack costs a sum buffer */
 enum { PD_AGG_MEAN = 0, PD_AGG_SUM = 1 };
+
+/* Table kinds, and how a sparse table initialises a row it has never seen
+ * (docs/sparse.md). */
+enum { PD_TABLE_DENSE = 0, PD_TABLE_SPARSE = 1 };
+enum { PD_INIT_ZEROS = 0, PD_INIT_UNIFORM = 1, PD_INIT_NORMAL = 2 };
+#define PD_MAX_SPARSE_DIM 65536 /* floats per row of a sparse table */
 
 typedef struct pd_hdr {
     uint32_t magic;
@@ -158,7 +167,12 @@ int pd_hello_decode(const void *p, size_t len, pd_hello *h, pd_err *e);
 /* A table's definition as servers store it: TABLE_CREATE payload.
  *   u64 n, u64 lo, u64 hi, u32 rule, u32 consistency, u32 aggregate,
  *   u32 staleness (ssp's s), u32 backup (sync: workers not waited for),
- *   u32 nhyper, f64 hyper[nhyper] (order: PD_HYPER_ORDER), str plugin path */
+ *   u32 nhyper, f64 hyper[nhyper] (order: PD_HYPER_ORDER), str plugin path
+ * and, for a sparse table only, an extension after the plugin path:
+ *   u32 kind (1), u32 init (PD_INIT_*), f64 init_param, u64 seed
+ * A definition without the extension is a dense table (so dense frames are
+ * byte for byte what they were).  In a sparse table n is the row's dim and
+ * lo = 0, hi = n: rows are spread by key (pd_sparse_server), not by range. */
 typedef struct pd_table_def {
     uint64_t n, lo, hi;
     uint32_t rule, consistency, aggregate;
@@ -167,6 +181,11 @@ typedef struct pd_table_def {
     double hyper[PD_MAX_HYPER];
     uint32_t nhyper;
     char plugin[PD_MAX_ADDR + 1];
+    uint32_t kind;      /* PD_TABLE_DENSE or PD_TABLE_SPARSE */
+    uint32_t init;      /* sparse: PD_INIT_* */
+    double init_param;  /* sparse: uniform's a, normal's s; 0 for zeros */
+    uint64_t seed;      /* sparse: seeds every row's initial values */
+    int seed_given;     /* pd_spec_parse: seed= was in the spec (not sent) */
 } pd_table_def;
 void pd_table_def_encode(pd_buf *b, const pd_table_def *d);
 int pd_table_def_decode(const void *p, size_t len, pd_table_def *d,
@@ -178,6 +197,20 @@ int pd_table_def_decode(const void *p, size_t len, pd_table_def *d,
 static inline uint64_t pd_partition_lo(uint64_t n, uint32_t S, uint32_t k) {
     return (uint64_t)(((unsigned __int128)n * k) / S);
 }
+
+/* Sparse partitioning: the server of S that holds `key`.  Jump
+ * consistent hash of the mixed key: balanced, and a cluster of S+1 servers
+ * moves only the keys that the new server takes.  Clients, servers (which
+ * refuse keys that are not theirs) and tests use this one formula. */
+static inline uint32_t pd_sparse_server(uint64_t key, uint32_t S) {
+    return S <= 1 ? 0 : pd_jump_hash(pd_mix64(key), S);
+}
+
+/* SPARSE_PUSH payload: u64 nkeys, nkeys x u64 key, nkeys x dim float32
+ * (row i's gradient after row i-1's).  SPARSE_PULL payload: u64 nkeys,
+ * nkeys x u64 key; its reply: nkeys x dim float32, in the order of the
+ * keys.  The length must match nkeys exactly. */
+#define PD_SPARSE_PREFIX 8
 
 /* The range at the start of SET / PUSH (u64 offset, then floats) and the
  * whole PULL payload (u64 offset, u64 count). */
