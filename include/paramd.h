@@ -149,7 +149,7 @@ PARAMD_API int paramd_table_open(paramd_client *c, const char *name,
                                  uint64_t n, const char *spec,
                                  const float *init, paramd_table **out);
 
-/* Number of floats in the table. */
+/* Number of floats in a dense table; 0 for a sparse table. */
 PARAMD_API uint64_t paramd_table_size(const paramd_table *t);
 
 /* sync/ssp tables: the newest applied clock a finished pull of this table
@@ -194,6 +194,85 @@ PARAMD_API int paramd_push_async(paramd_table *t, uint64_t offset,
 /* Wait for a request to finish, free it, and return its result.  Every
  * handle must be waited exactly once.  Thread-safe. */
 PARAMD_API int paramd_wait(paramd_request *req);
+
+/* ==== Sparse tables ===================================================== */
+
+/*
+ * Create, or open if it exists, the sparse table `name`: uint64 keys, each
+ * with a row of `dim` float32 (1..65536).  Any key may be used; a row
+ * exists from the first pull or push that touches it and takes memory on
+ * one server from then on.  Rows are spread over the servers by a
+ * consistent hash of the key.  (docs/sparse.md has the details.)
+ *
+ * `spec` takes the keys of paramd_table_open (rule and its
+ * hyper-parameters, consistency, aggregate, backup) and two more:
+ *   init=zeros|uniform:A|normal:S   a new row's values: zeros, uniform in
+ *                                   [-A, A), or normal with mean 0 and
+ *                                   standard deviation S             [zeros]
+ *   seed=N                          seeds every new row; a key's initial
+ *                                   row depends only on (seed, key), never
+ *                                   on the server count or the order of
+ *                                   requests      [FNV-1a hash of the name]
+ * The update rule's state (momentum, adagrad's accumulator, ...) is kept
+ * beside each row and updated only for the rows a push touches.
+ *
+ * Every worker opening the same name must give the same dim and spec, else
+ * PARAMD_ESPEC.  Not thread-safe with other calls on the client.
+ */
+PARAMD_API int paramd_sparse_open(paramd_client *c, const char *name,
+                                  uint32_t dim, const char *spec,
+                                  paramd_table **out);
+
+/* The dim of a sparse table's rows; 0 for a dense table. */
+PARAMD_API uint32_t paramd_table_dim(const paramd_table *t);
+
+/*
+ * Pull the rows of keys[0..nkeys) into rows (nkeys * dim floats): row i
+ * (for keys[i]) at rows + i*dim.  Keys may repeat.  A key never touched
+ * before gets its initial row.  With consistency=sync (or ssp) the pull
+ * waits for the clock as paramd_pull does.  nkeys may be 0.  Thread-safe.
+ */
+PARAMD_API int paramd_sparse_pull(paramd_table *t, const uint64_t *keys,
+                                  uint64_t nkeys, float *rows);
+
+/*
+ * Push gradients for the rows of keys[0..nkeys): grads holds nkeys * dim
+ * floats, row i for keys[i].  Duplicated keys are summed, then each
+ * distinct key's row goes through the update rule once.
+ *
+ * consistency=async: applied on arrival; call it as often as you like.
+ * consistency=sync or ssp:S: call it exactly once per clock (a second call
+ * in one clock is PARAMD_EDUP), also with nkeys = 0 when this worker has
+ * nothing for the table: every server waits for every worker's push of
+ * the clock, then applies the mean (or sum) of each key once.  A sync push
+ * is one frame per server, so it must fit the 256 MiB frame limit
+ * (PARAMD_ETOOBIG otherwise, before anything is sent).  Thread-safe.
+ */
+PARAMD_API int paramd_sparse_push(paramd_table *t, const uint64_t *keys,
+                                  uint64_t nkeys, const float *grads);
+
+/* Asynchronous variants, with the rules of paramd_pull_async: keys and
+ * rows (or grads) must stay valid and untouched until paramd_wait returns;
+ * if the call fails, *req is NULL and nothing is pending.  Thread-safe. */
+PARAMD_API int paramd_sparse_pull_async(paramd_table *t, const uint64_t *keys,
+                                        uint64_t nkeys, float *rows,
+                                        paramd_request **req);
+PARAMD_API int paramd_sparse_push_async(paramd_table *t, const uint64_t *keys,
+                                        uint64_t nkeys, const float *grads,
+                                        paramd_request **req);
+
+/*
+ * Read one counter of table t on server `server` (0..S-1), or summed over
+ * every server with -1.  Names are those of `paramd stats` lines; for a
+ * sparse table: "rows" (keys held), "bytes" (memory held), "pushes",
+ * "pulls", "keys_pushed", "keys_pulled", "bytes_in", "bytes_out",
+ * "rejected", "dropped", "push_cpu_ns", "clock" (the smallest over servers
+ * with -1) and "dim"; for a dense table: "floats", "bytes", "pushes",
+ * "pulls", ...  The answer follows every request this client sent to
+ * that server before.  PARAMD_EINVAL for an unknown name.  Thread-safe.
+ */
+PARAMD_API int paramd_table_stat(paramd_table *t, int32_t server,
+                                 const char *name, uint64_t *value);
 
 /* ==== Clocks and barriers ============================================= */
 

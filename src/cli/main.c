@@ -30,6 +30,7 @@ static void usage(FILE *f) {
             "  plot         draw test accuracy and loss of one or more runs\n"
             "  coordinator  run the coordinator of a cluster\n"
             "  server       run one parameter server of a cluster\n"
+            "  stats        counters of every table on every server of a cluster\n"
             "  version      print the version\n"
             "\n"
             "Run 'paramd COMMAND --help' for the options of a command.\n",
@@ -94,6 +95,7 @@ int main(int argc, char **argv) {
     if (!strcmp(cmd, "local")) return cmd_local(argc, argv);
     if (!strcmp(cmd, "train")) return cmd_train(argc, argv);
     if (!strcmp(cmd, "plot")) return cmd_plot(argc, argv);
+    if (!strcmp(cmd, "stats")) return cmd_stats(argc, argv);
     if (!strcmp(cmd, "version") || !strcmp(cmd, "--version")) {
         printf("paramd %s\n", paramd_version_string());
         return 0;

@@ -33,6 +33,7 @@
 #include <time.h>
 
 #include "common/common.h"
+#include "common/keymap.h"
 #include "net/conn.h"
 #include "paramd.h"
 #include "wire/spec.h"
@@ -46,8 +47,14 @@ typedef struct pending {
     uint64_t id;
     uint16_t type;
     paramd_request *req;
-    float *dst;      /* PULL: where the reply's floats go */
-    uint64_t count;  /* PULL: floats expected */
+    float *dst;      /* PULL, SPARSE_PULL: where the reply's floats go */
+    uint64_t count;  /* PULL, SPARSE_PULL: floats expected */
+    /* SPARSE_PULL to one of several servers: the rows read into dst are
+     * then scattered, row i to out + pos[i]*dim (the caller's order). */
+    const uint64_t *pos;
+    float *out;
+    uint32_t dim;
+    char *text;      /* STATS: the reply's text (PD_MAX_CTRL_PAYLOAD+1) */
 } pending;
 
 typedef struct link {
@@ -76,6 +83,7 @@ struct paramd_request {
     char msg[PD_ERRMSG_MAX];
     paramd_client *c;
     int heap; /* allocated by an _async call */
+    void *owned; /* memory the request's frames point into, freed at the end */
 };
 
 struct paramd_table {
@@ -177,6 +185,8 @@ static int req_finish(paramd_request *r) {
     }
     pthread_mutex_destroy(&r->mu);
     pthread_cond_destroy(&r->cv);
+    pd_free(r->owned);
+    r->owned = NULL;
     return err;
 }
 
@@ -229,7 +239,7 @@ static void *link_rx(void *arg) {
             st = h.status;
             snprintf(e.msg, sizeof e.msg, "server %d: %s", l->index,
                      (const char *)msg);
-        } else if (p.type == PD_MSG_PULL) {
+        } else if (p.type == PD_MSG_PULL || p.type == PD_MSG_SPARSE_PULL) {
             if (h.len != p.count * 4) {
                 code = pd_seterr(&e, PARAMD_EPROTO,
                                  "pull reply of %llu bytes, expected %llu",
@@ -239,6 +249,17 @@ static void *link_rx(void *arg) {
             }
             if ((code = pd_conn_read(l->conn, p.dst, (size_t)h.len, 0, &e)))
                 break;
+            if (p.pos) /* rows of several servers: back to request order */
+                for (uint64_t i = 0; i < p.count / p.dim; i++)
+                    memcpy(p.out + p.pos[i] * p.dim, p.dst + i * p.dim,
+                           p.dim * sizeof(float));
+        } else if (p.type == PD_MSG_STATS && p.text) {
+            if (h.len > PD_MAX_CTRL_PAYLOAD) {
+                code = pd_seterr(&e, PARAMD_EPROTO, "oversized STATS reply");
+                break;
+            }
+            if ((code = pd_recv_payload(l->conn, &h, (uint8_t *)p.text, &e)))
+                break;
         } else if (h.len) {
             if ((code = pd_conn_skip(l->conn, h.len, &e))) break;
         }
@@ -246,7 +267,7 @@ static void *link_rx(void *arg) {
         l->qhead = (l->qhead + 1) % l->qcap;
         l->qlen--;
         pthread_mutex_unlock(&l->q_mu);
-        if (st == 0 && p.type == PD_MSG_PULL) {
+        if (st == 0 && (p.type == PD_MSG_PULL || p.type == PD_MSG_SPARSE_PULL)) {
             pthread_mutex_lock(&p.req->mu);
             if (h.clock > p.req->clock_seen) p.req->clock_seen = h.clock;
             pthread_mutex_unlock(&p.req->mu);
@@ -260,12 +281,14 @@ static void *link_rx(void *arg) {
     return NULL;
 }
 
-/* Queue and send one sub-request of r on link l.  On failure r is
- * completed with the error (so the caller just waits). */
-static void link_send(link *l, paramd_request *r, uint16_t type, uint32_t table,
-                      int64_t clock, const void *pre, size_t npre,
-                      const void *data, size_t ndata, float *dst,
-                      uint64_t count) {
+/* Queue and send one sub-request of r on link l: a frame of type pt->type
+ * with up to three payload parts; pt also says where the reply goes.  On
+ * failure r is completed with the error (so the caller just waits). */
+static void link_send_ex(link *l, paramd_request *r, const pending *pt,
+                         uint32_t table, int64_t clock, const void *p1,
+                         size_t n1, const void *p2, size_t n2, const void *p3,
+                         size_t n3) {
+    uint16_t type = pt->type;
     req_add(r);
     pthread_mutex_lock(&l->send_mu);
     pthread_mutex_lock(&l->q_mu);
@@ -293,7 +316,10 @@ static void link_send(link *l, paramd_request *r, uint16_t type, uint32_t table,
         l->qhead = 0;
     }
     uint64_t id = ++l->next_id;
-    l->q[(l->qhead + l->qlen) % l->qcap] = (pending){id, type, r, dst, count};
+    pending *q = &l->q[(l->qhead + l->qlen) % l->qcap];
+    *q = *pt;
+    q->id = id;
+    q->req = r;
     l->qlen++;
     pthread_mutex_unlock(&l->q_mu);
     pd_hdr h = {0};
@@ -302,11 +328,20 @@ static void link_send(link *l, paramd_request *r, uint16_t type, uint32_t table,
     h.id = id;
     h.table = table;
     h.clock = clock;
-    if (pd_send_frame(l->conn, &h, pre, npre, data, ndata, NULL, 0, &e) != 0) {
+    if (pd_send_frame(l->conn, &h, p1, n1, p2, n2, p3, n3, &e) != 0) {
         /* The receiver fails everything queued, this one included. */
         pd_conn_shutdown(l->conn);
     }
     pthread_mutex_unlock(&l->send_mu);
+}
+
+static void link_send(link *l, paramd_request *r, uint16_t type, uint32_t table,
+                      int64_t clock, const void *pre, size_t npre,
+                      const void *data, size_t ndata, float *dst,
+                      uint64_t count) {
+    pending pt = {0};
+    pt.type = type, pt.dst = dst, pt.count = count;
+    link_send_ex(l, r, &pt, table, clock, pre, npre, data, ndata, NULL, 0);
 }
 
 /* ==== Coordinator RPC =================================================== */
@@ -687,6 +722,11 @@ static void issue_range(paramd_table *t, paramd_request *r, uint16_t type,
 
 static int check_range(paramd_table *t, uint64_t off, uint64_t count,
                        const void *buf) {
+    if (t->def.kind == PD_TABLE_SPARSE)
+        return cl_err(t->c, PARAMD_EINVAL,
+                      "table '%s' is sparse: use paramd_sparse_pull and "
+                      "paramd_sparse_push",
+                      t->name);
     if (!buf && count)
         return cl_err(t->c, PARAMD_EINVAL, "table '%s': NULL buffer", t->name);
     if (count == 0 || off > t->n || count > t->n - off)
@@ -710,12 +750,27 @@ static int start_op(paramd_table *t, uint16_t type, uint64_t off,
 
 /* ==== Tables ============================================================ */
 
-int paramd_table_open(paramd_client *c, const char *name, uint64_t n,
-                      const char *spec, const float *init, paramd_table **out) {
+/* A sparse table's default seed: FNV-1a (64-bit) of its name, so that two
+ * tables differ and a table starts the same in every run. */
+static uint64_t name_seed(const char *name) {
+    uint64_t h = 0xcbf29ce484222325ull;
+    for (const unsigned char *p = (const unsigned char *)name; *p; p++)
+        h = (h ^ *p) * 0x100000001b3ull;
+    return h;
+}
+
+/* Open (creating if needed) a dense table of n floats or a sparse table of
+ * rows of n floats. */
+static int table_open(paramd_client *c, const char *name, uint64_t n,
+                      uint32_t kind, const char *spec, const float *init,
+                      paramd_table **out) {
     *out = NULL;
     pd_err e = {0};
     if (!name || !*name || strlen(name) > PD_MAX_NAME)
         return cl_err(c, PARAMD_EINVAL, "table name must be 1..%d bytes", PD_MAX_NAME);
+    if (kind == PD_TABLE_SPARSE && (n == 0 || n > PD_MAX_SPARSE_DIM))
+        return cl_err(c, PARAMD_EINVAL, "sparse table '%s': dim %llu is not 1..%d",
+                      name, (unsigned long long)n, PD_MAX_SPARSE_DIM);
     if (n == 0 || n > (1ull << 40))
         return cl_err(c, PARAMD_EINVAL, "table '%s': size %llu is not 1..2^40",
                       name, (unsigned long long)n);
@@ -730,11 +785,16 @@ int paramd_table_open(paramd_client *c, const char *name, uint64_t n,
     t->c = c;
     t->n = n;
     snprintf(t->name, sizeof t->name, "%s", name);
+    t->def.kind = kind;
     if ((rc = pd_spec_parse(spec, &t->def, &e))) {
         cl_err(c, rc, "table '%s': %s", name, e.msg);
         goto fail;
     }
     t->def.n = n;
+    if (kind == PD_TABLE_SPARSE) {
+        t->def.lo = 0, t->def.hi = n;
+        if (!t->def.seed_given) t->def.seed = name_seed(name);
+    }
     char canon[PD_MAX_SPEC + 1];
     pd_spec_canonical(&t->def, canon, sizeof canon);
     pd_buf b;
@@ -762,8 +822,10 @@ int paramd_table_open(paramd_client *c, const char *name, uint64_t n,
         req_init(&req, c);
         for (int32_t k = 0; k < c->S; k++) {
             pd_table_def d = t->def;
-            d.lo = shard_lo(n, c->S, k);
-            d.hi = shard_lo(n, c->S, k + 1);
+            if (kind == PD_TABLE_DENSE) {
+                d.lo = shard_lo(n, c->S, k);
+                d.hi = shard_lo(n, c->S, k + 1);
+            }
             pd_buf_init(&b);
             pd_table_def_encode(&b, &d);
             if (b.oom)
@@ -798,7 +860,14 @@ fail:
     return rc;
 }
 
-uint64_t paramd_table_size(const paramd_table *t) { return t->n; }
+int paramd_table_open(paramd_client *c, const char *name, uint64_t n,
+                      const char *spec, const float *init, paramd_table **out) {
+    return table_open(c, name, n, PD_TABLE_DENSE, spec, init, out);
+}
+
+uint64_t paramd_table_size(const paramd_table *t) {
+    return t->def.kind == PD_TABLE_SPARSE ? 0 : t->n;
+}
 
 int64_t paramd_table_clock(const paramd_table *t) {
     return __atomic_load_n(&t->clock_seen, __ATOMIC_RELAXED);
@@ -860,5 +929,361 @@ int paramd_wait(paramd_request *r) {
     if (!r) return PARAMD_EINVAL;
     int rc = req_finish(r);
     pd_free(r);
+    return rc;
+}
+
+/* ==== Sparse tables =====================================================
+ * A sparse request is a list of keys (and, for a push, one row of dim
+ * floats per key).  The client groups the keys by server (pd_sparse_server,
+ * the same formula the servers check), sends each server its part, in
+ * chunks of about chunk_bytes round-robin over the servers (async tables;
+ * a sync or ssp push is exactly one frame per server, empty or not, since
+ * the server counts one push per worker and clock), and the receivers put
+ * the pulled rows back in the caller's order.
+ *
+ * Copies: with one server, keys and rows go straight from and into the
+ * caller's buffers.  With several, keys and gradients are first grouped by
+ * server into memory the request owns, and pulled rows are read into it
+ * and scattered by the receiver thread.  An async push that has to be cut
+ * into several frames first sums its duplicated keys, so that each key is
+ * still applied once, after summing, as a single frame would be. */
+
+#define PD_SPARSE_MAX_KEYS (UINT32_MAX - 1ull) /* per call */
+
+typedef struct sparse_plan {
+    int push;
+    uint64_t n;            /* keys to send (after summing duplicates) */
+    const uint64_t *keys;  /* server k's keys are [off[k], off[k+1]) */
+    const float *vals;     /* push: key i's row at vals + i*dim */
+    float *dst;            /* pull: where key i's row is read, + i*dim */
+    const uint64_t *pos;   /* pull, several servers: key i's request index */
+    float *out;            /* pull: the caller's rows */
+    uint64_t *off, *cur;   /* S+1, S */
+    uint64_t off1[2], cur1[1];
+    void *block;           /* what the plan allocated; the request owns it */
+} sparse_plan;
+
+static int sparse_check(paramd_table *t, const uint64_t *keys, uint64_t n,
+                        const void *buf) {
+    if (t->def.kind != PD_TABLE_SPARSE)
+        return cl_err(t->c, PARAMD_EINVAL,
+                      "table '%s' is dense: use paramd_pull and paramd_push",
+                      t->name);
+    if (n && (!keys || !buf))
+        return cl_err(t->c, PARAMD_EINVAL, "table '%s': NULL keys or rows",
+                      t->name);
+    if (n > PD_SPARSE_MAX_KEYS)
+        return cl_err(t->c, PARAMD_EINVAL,
+                      "table '%s': %llu keys in one call (at most %llu)",
+                      t->name, (unsigned long long)n,
+                      (unsigned long long)PD_SPARSE_MAX_KEYS);
+    return 0;
+}
+
+/* Sum duplicated keys: uk[0..*nu) are the distinct keys in order of first
+ * appearance and ug their rows summed in request order (what a server does
+ * with duplicates in one push).  0, or -1 out of memory. */
+static int sum_duplicates(const uint64_t *keys, uint64_t n, const float *g,
+                          uint32_t dim, uint64_t *uk, float *ug, uint64_t *nu) {
+    pd_keymap m;
+    pd_keymap_init(&m);
+    if (pd_keymap_reserve(&m, n) != 0) return -1;
+    uint64_t u = 0;
+    for (uint64_t i = 0; i < n; i++) {
+        int added;
+        uint32_t at = pd_keymap_put(&m, keys[i], (uint32_t)u, &added);
+        const float *src = g + i * dim;
+        if (added) {
+            uk[u] = keys[i];
+            memcpy(ug + u * dim, src, dim * sizeof(float));
+            u++;
+        } else {
+            float *dst = ug + (size_t)at * dim;
+            for (uint32_t j = 0; j < dim; j++) dst[j] += src[j];
+        }
+    }
+    pd_keymap_free(&m);
+    *nu = u;
+    return 0;
+}
+
+/* Keys per frame: about chunk_bytes of rows, at least one. */
+static uint64_t sparse_chunk(const paramd_client *c, int push, uint32_t dim) {
+    uint64_t per = (uint64_t)dim * 4 + (push ? 8 : 0);
+    uint64_t k = c->chunk_bytes / per;
+    return k ? k : 1;
+}
+
+/* Build what goes to each server.  Nothing is sent; on failure nothing is
+ * allocated.  0 or a PARAMD_E* code (with the client's error set). */
+static int sparse_plan_make(paramd_table *t, sparse_plan *p, int push,
+                            const uint64_t *keys, uint64_t n,
+                            const float *grads, float *rows) {
+    paramd_client *c = t->c;
+    uint32_t S = (uint32_t)c->S, dim = (uint32_t)t->n;
+    int clocked = t->def.consistency != PD_CONS_ASYNC;
+    int dedupe = push && !clocked && n > sparse_chunk(c, 1, dim);
+    size_t rowb = (size_t)dim * sizeof(float);
+    memset(p, 0, sizeof *p);
+    p->push = push;
+    p->n = n;
+    p->keys = keys;
+    p->vals = grads;
+    p->dst = rows;
+    p->out = rows;
+    p->off = p->off1, p->cur = p->cur1;
+    p->off1[1] = n;
+    if (!dedupe && S == 1) return 0; /* straight from and into the caller */
+    /* One block: u64 arrays, then float arrays, then the u32 one. */
+    size_t nd = dedupe ? n : 0, ng = S > 1 ? n : 0;
+    size_t bytes = (S > 1 ? (2 * (size_t)S + 1) * 8 : 0) + nd * 8 + ng * 8 +
+                   (!push ? ng * 8 : 0) + nd * rowb + ng * rowb + ng * 4;
+    uint8_t *b = pd_malloc(bytes ? bytes : 1);
+    if (!b) return cl_err(c, PARAMD_ENOMEM, "out of memory for %zu bytes", bytes);
+    p->block = b;
+    uint64_t *off = NULL, *cur = NULL, *uk = NULL, *gk = NULL, *pos = NULL;
+    if (S > 1) off = (uint64_t *)(void *)b, b += (S + 1) * 8;
+    if (S > 1) cur = (uint64_t *)(void *)b, b += (size_t)S * 8;
+    if (nd) uk = (uint64_t *)(void *)b, b += nd * 8;
+    if (ng) gk = (uint64_t *)(void *)b, b += ng * 8;
+    if (ng && !push) pos = (uint64_t *)(void *)b, b += ng * 8;
+    float *ug = nd ? (float *)(void *)b : NULL;
+    b += nd * rowb;
+    float *gv = ng ? (float *)(void *)b : NULL; /* push: rows; pull: replies */
+    b += ng * rowb;
+    uint32_t *srv = ng ? (uint32_t *)(void *)b : NULL;
+    if (dedupe) {
+        if (sum_duplicates(keys, n, grads, dim, uk, ug, &p->n) != 0) {
+            pd_free(p->block);
+            p->block = NULL;
+            return cl_err(c, PARAMD_ENOMEM, "out of memory");
+        }
+        p->keys = uk;
+        p->vals = ug;
+        p->off1[1] = p->n;
+    }
+    if (S == 1) return 0;
+    /* Counting sort by server: stable, so each server sees its keys in
+     * request order. */
+    uint64_t N = p->n;
+    const uint64_t *K = p->keys;
+    const float *V = p->vals;
+    memset(off, 0, (S + 1) * 8);
+    for (uint64_t i = 0; i < N; i++) {
+        srv[i] = pd_sparse_server(K[i], S);
+        off[srv[i] + 1]++;
+    }
+    for (uint32_t k = 0; k < S; k++) off[k + 1] += off[k];
+    memcpy(cur, off, (size_t)S * 8);
+    for (uint64_t i = 0; i < N; i++) {
+        uint64_t j = cur[srv[i]]++;
+        gk[j] = K[i];
+        if (push)
+            memcpy(gv + j * dim, V + i * dim, rowb);
+        else
+            pos[j] = i;
+    }
+    p->keys = gk;
+    p->vals = push ? gv : NULL;
+    p->dst = push ? NULL : gv;
+    p->pos = pos;
+    p->off = off;
+    p->cur = cur;
+    return 0;
+}
+
+/* Send the plan's frames as sub-requests of r. */
+static void sparse_send(paramd_table *t, paramd_request *r, sparse_plan *p) {
+    paramd_client *c = t->c;
+    uint32_t S = (uint32_t)c->S, dim = (uint32_t)t->n;
+    int clocked = t->def.consistency != PD_CONS_ASYNC;
+    int64_t clock = paramd_get_clock(c);
+    uint64_t chunk = clocked && p->push ? UINT64_MAX : sparse_chunk(c, p->push, dim);
+    uint16_t type = p->push ? PD_MSG_SPARSE_PUSH : PD_MSG_SPARSE_PULL;
+    memcpy(p->cur, p->off, (size_t)S * 8);
+    for (int more = 1, first = 1; more; first = 0) {
+        more = 0;
+        for (uint32_t k = 0; k < S; k++) {
+            uint64_t a = p->cur[k], end = p->off[k + 1];
+            /* a sync/ssp push goes to every server, with no keys too */
+            if (a >= end && !(first && clocked && p->push)) continue;
+            uint64_t m = end - a < chunk ? end - a : chunk;
+            p->cur[k] += m;
+            if (p->cur[k] < end) more = 1;
+            uint8_t pre[PD_SPARSE_PREFIX];
+            for (int i = 0; i < 8; i++) pre[i] = (uint8_t)(m >> (8 * i));
+            pending pt = {0};
+            pt.type = type;
+            if (p->push) {
+                link_send_ex(&c->links[k], r, &pt, t->id, clock, pre, sizeof pre,
+                             p->keys + a, m * 8, p->vals + a * dim,
+                             m * dim * sizeof(float));
+            } else {
+                pt.dst = p->dst + a * dim;
+                pt.count = m * dim;
+                pt.pos = p->pos ? p->pos + a : NULL;
+                pt.out = p->out;
+                pt.dim = dim;
+                link_send_ex(&c->links[k], r, &pt, t->id, clock, pre, sizeof pre,
+                             p->keys + a, m * 8, NULL, 0);
+            }
+        }
+    }
+}
+
+static int sparse_start(paramd_table *t, int push, const uint64_t *keys,
+                        uint64_t n, const float *grads, float *rows,
+                        paramd_request *r) {
+    sparse_plan p;
+    int rc = sparse_check(t, keys, n, push ? (const void *)grads : (const void *)rows);
+    if (rc) return rc;
+    if ((rc = sparse_plan_make(t, &p, push, keys, n, grads, rows))) return rc;
+    if (push && t->def.consistency != PD_CONS_ASYNC) {
+        /* One frame per server: check them all before sending any, so a
+         * refused push never leaves a clock half pushed. */
+        for (int32_t k = 0; k < t->c->S; k++) {
+            uint64_t m = p.off[k + 1] - p.off[k];
+            if (m > (PD_MAX_FRAME_DEFAULT - PD_SPARSE_PREFIX) / (8 + t->n * 4)) {
+                pd_free(p.block);
+                return cl_err(t->c, PARAMD_ETOOBIG,
+                              "table '%s': %llu keys for server %d in one "
+                              "sync push exceed the frame limit of %llu bytes "
+                              "(sync sparse pushes are one frame per server "
+                              "and clock)",
+                              t->name, (unsigned long long)m, k,
+                              (unsigned long long)PD_MAX_FRAME_DEFAULT);
+            }
+        }
+    }
+    req_init(r, t->c);
+    r->owned = p.block;
+    r->table = t;
+    sparse_send(t, r, &p);
+    req_done(r, 0, ""); /* drop the issuer's guard */
+    return 0;
+}
+
+int paramd_sparse_open(paramd_client *c, const char *name, uint32_t dim,
+                       const char *spec, paramd_table **out) {
+    return table_open(c, name, dim, PD_TABLE_SPARSE, spec, NULL, out);
+}
+
+uint32_t paramd_table_dim(const paramd_table *t) {
+    return t->def.kind == PD_TABLE_SPARSE ? (uint32_t)t->n : 0;
+}
+
+int paramd_sparse_pull(paramd_table *t, const uint64_t *keys, uint64_t nkeys,
+                       float *rows) {
+    paramd_request r;
+    int rc = sparse_start(t, 0, keys, nkeys, NULL, rows, &r);
+    return rc ? rc : req_finish(&r);
+}
+
+int paramd_sparse_push(paramd_table *t, const uint64_t *keys, uint64_t nkeys,
+                       const float *grads) {
+    paramd_request r;
+    int rc = sparse_start(t, 1, keys, nkeys, grads, NULL, &r);
+    return rc ? rc : req_finish(&r);
+}
+
+static int sparse_async(paramd_table *t, int push, const uint64_t *keys,
+                        uint64_t n, const float *grads, float *rows,
+                        paramd_request **req) {
+    *req = NULL;
+    paramd_request *r = pd_malloc(sizeof *r);
+    if (!r) return cl_err(t->c, PARAMD_ENOMEM, "out of memory");
+    int rc = sparse_start(t, push, keys, n, grads, rows, r);
+    if (rc) {
+        pd_free(r);
+        return rc;
+    }
+    r->heap = 1;
+    *req = r;
+    return 0;
+}
+
+int paramd_sparse_pull_async(paramd_table *t, const uint64_t *keys,
+                             uint64_t nkeys, float *rows, paramd_request **req) {
+    return sparse_async(t, 0, keys, nkeys, NULL, rows, req);
+}
+
+int paramd_sparse_push_async(paramd_table *t, const uint64_t *keys,
+                             uint64_t nkeys, const float *grads,
+                             paramd_request **req) {
+    return sparse_async(t, 1, keys, nkeys, grads, NULL, req);
+}
+
+/* ==== Table counters ==================================================== */
+
+/* Find counter `name` in the STATS line of table `id` in text.  0 with
+ * *v set, PARAMD_ENOTABLE (no line), PARAMD_EINVAL (no such counter),
+ * PARAMD_EPROTO (not a number). */
+static int stat_from_text(const char *text, uint32_t id, const char *name,
+                          uint64_t *v) {
+    for (const char *line = text; line && *line;) {
+        const char *nl = strchr(line, '\n');
+        size_t len = nl ? (size_t)(nl - line) : strlen(line);
+        unsigned tid;
+        int at = 0;
+        if (sscanf(line, "table %u %n", &tid, &at) == 1 && tid == id && at > 0) {
+            char buf[1024];
+            snprintf(buf, sizeof buf, "%.*s", (int)(len - (size_t)at), line + at);
+            char *save = NULL;
+            for (char *k = strtok_r(buf, " ", &save); k; k = strtok_r(NULL, " ", &save)) {
+                char *val = strtok_r(NULL, " ", &save);
+                if (!val) break;
+                if (strcmp(k, name) != 0) continue;
+                return pd_parse_u64(val, v) == 0 ? 0 : PARAMD_EPROTO;
+            }
+            return PARAMD_EINVAL;
+        }
+        line = nl ? nl + 1 : NULL;
+    }
+    return PARAMD_ENOTABLE;
+}
+
+int paramd_table_stat(paramd_table *t, int32_t server, const char *name,
+                      uint64_t *value) {
+    paramd_client *c = t->c;
+    if (!name || !value || server < -1 || server >= c->S)
+        return cl_err(c, PARAMD_EINVAL,
+                      "table '%s': bad counter name or server %d (0..%d, or "
+                      "-1 for all)",
+                      t->name, server, c->S - 1);
+    int32_t k0 = server < 0 ? 0 : server, k1 = server < 0 ? c->S : server + 1;
+    size_t each = PD_MAX_CTRL_PAYLOAD + 1;
+    char *texts = pd_calloc((size_t)(k1 - k0), each);
+    if (!texts) return cl_err(c, PARAMD_ENOMEM, "out of memory");
+    paramd_request r;
+    req_init(&r, c);
+    for (int32_t k = k0; k < k1; k++) {
+        pending pt = {0};
+        pt.type = PD_MSG_STATS;
+        pt.text = texts + (size_t)(k - k0) * each;
+        link_send_ex(&c->links[k], &r, &pt, t->id, 0, NULL, 0, NULL, 0, NULL, 0);
+    }
+    req_done(&r, 0, "");
+    int rc = req_finish(&r);
+    uint64_t total = 0;
+    for (int32_t k = k0; k < k1 && !rc; k++) {
+        uint64_t v;
+        rc = stat_from_text(texts + (size_t)(k - k0) * each, t->id, name, &v);
+        if (rc == PARAMD_ENOTABLE)
+            cl_err(c, rc, "server %d has no counters for table '%s'", k, t->name);
+        else if (rc == PARAMD_EPROTO)
+            rc = cl_err(c, PARAMD_EINVAL, "table '%s': counter '%s' is not a number",
+                        t->name, name);
+        else if (rc)
+            cl_err(c, rc, "table '%s' has no counter '%s' on server %d", t->name,
+                   name, k);
+        else if (!strcmp(name, "dim"))
+            total = v; /* the same on every server */
+        else if (!strcmp(name, "clock"))
+            total = k == k0 || v < total ? v : total; /* applied everywhere */
+        else
+            total += v;
+    }
+    pd_free(texts);
+    if (!rc) *value = total;
     return rc;
 }

@@ -1,0 +1,244 @@
+/*
+ * cmd_stats.c - `paramd stats`: the counters of every table on every server
+ * of a running cluster, and their totals.
+ *
+ *   paramd stats --coordinator HOST:PORT [--table ID]
+ *
+ * It is a tool, not a worker: it says HELLO with role TOOL, asks the
+ * coordinator for the cluster map (MAP), then asks each server for its
+ * STATS text (one line per table, "table ID name value name value ...")
+ * and prints it, followed by one total line per table: counters summed
+ * over servers, except dim (the same everywhere), clock (the smallest:
+ * what every server has applied) and max_ahead (the largest).  It changes
+ * nothing in the cluster, and a worker never waits for it.
+ */
+#include <getopt.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cli/cli.h"
+#include "common/common.h"
+#include "net/conn.h"
+#include "wire/wire.h"
+
+#define MAX_FIELDS 32
+
+/* ==== Totals ============================================================ */
+
+typedef struct tot {
+    uint32_t id;
+    int nf;
+    char name[MAX_FIELDS][24];
+    char text[MAX_FIELDS][24]; /* non-numeric values (kind) */
+    uint64_t val[MAX_FIELDS];
+    int numeric[MAX_FIELDS];
+} tot;
+
+typedef struct totals {
+    tot *t;
+    size_t n, cap;
+} totals;
+
+static tot *tot_get(totals *ts, uint32_t id) {
+    for (size_t i = 0; i < ts->n; i++)
+        if (ts->t[i].id == id) return &ts->t[i];
+    if (ts->n == ts->cap) {
+        size_t cap = ts->cap ? ts->cap * 2 : 16;
+        tot *p = realloc(ts->t, cap * sizeof *p);
+        if (!p) return NULL;
+        ts->t = p;
+        ts->cap = cap;
+    }
+    tot *t = &ts->t[ts->n++];
+    memset(t, 0, sizeof *t);
+    t->id = id;
+    return t;
+}
+
+/* Add one STATS line ("table ID k v k v ...") into the totals. */
+static void tot_add_line(totals *ts, const char *line) {
+    unsigned id;
+    int at = 0;
+    if (sscanf(line, "table %u %n", &id, &at) != 1 || at <= 0) return;
+    tot *t = tot_get(ts, id);
+    if (!t) return;
+    char buf[1024];
+    snprintf(buf, sizeof buf, "%s", line + at);
+    char *save = NULL;
+    for (char *k = strtok_r(buf, " \n", &save); k; k = strtok_r(NULL, " \n", &save)) {
+        char *v = strtok_r(NULL, " \n", &save);
+        if (!v) break;
+        int f = 0;
+        while (f < t->nf && strcmp(t->name[f], k) != 0) f++;
+        if (f == t->nf) {
+            if (t->nf == MAX_FIELDS) continue;
+            t->nf++;
+            snprintf(t->name[f], sizeof t->name[f], "%s", k);
+            snprintf(t->text[f], sizeof t->text[f], "%s", v);
+            t->numeric[f] = pd_parse_u64(v, &t->val[f]) == 0;
+            continue;
+        }
+        uint64_t x;
+        if (!t->numeric[f] || pd_parse_u64(v, &x) != 0) continue;
+        if (!strcmp(k, "dim"))
+            ;
+        else if (!strcmp(k, "clock"))
+            t->val[f] = x < t->val[f] ? x : t->val[f];
+        else if (!strcmp(k, "max_ahead"))
+            t->val[f] = x > t->val[f] ? x : t->val[f];
+        else
+            t->val[f] += x;
+    }
+}
+
+/* ==== Talking to the cluster ============================================ */
+
+static pd_conn *tool_connect(const char *addr, uint8_t *buf, pd_err *e) {
+    pd_conn *c = pd_tcp_connect(addr, 10000, e);
+    if (!c) return NULL;
+    pd_buf b;
+    pd_hdr h = {0}, rh;
+    pd_hello hl = {PD_ROLE_TOOL, -1};
+    pd_buf_init(&b);
+    pd_hello_encode(&b, &hl);
+    h.type = PD_MSG_HELLO;
+    h.id = 1;
+    int rc = b.oom ? pd_seterr(e, PARAMD_ENOMEM, "out of memory")
+                   : pd_rpc(c, &h, b.p, b.len, &rh, buf, e);
+    pd_buf_free(&b);
+    if (rc) {
+        pd_conn_destroy(c);
+        return NULL;
+    }
+    return c;
+}
+
+static void usage(FILE *f) {
+    fprintf(f,
+            "usage: paramd stats --coordinator HOST:PORT [--table ID]\n"
+            "\n"
+            "Prints the counters of every table on every server of a running\n"
+            "cluster, then their totals over the servers.  Sparse tables show\n"
+            "rows (keys held), bytes (memory held), pushes, pulls, keys_pushed,\n"
+            "keys_pulled, bytes_in, bytes_out, rejected, dropped, clock and\n"
+            "push_cpu_ns (CPU time spent applying pushes); dense tables show\n"
+            "floats, bytes, pushes, pulls, ...  (docs/sparse.md)\n"
+            "\n"
+            "  --coordinator HOST:PORT  the coordinator [$PARAMD_COORDINATOR]\n"
+            "  --table ID               only the table with this id\n");
+}
+
+int cmd_stats(int argc, char **argv) {
+    static const struct option opts[] = {{"coordinator", required_argument, 0, 'c'},
+                                         {"table", required_argument, 0, 't'},
+                                         {"help", no_argument, 0, 'h'},
+                                         {0, 0, 0, 0}};
+    const char *coord = NULL;
+    uint32_t table = 0;
+    int ch;
+    while ((ch = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
+        switch (ch) {
+        case 'c': coord = optarg; break;
+        case 't': {
+            uint64_t id;
+            if (pd_parse_u64(optarg, &id) || id == 0 || id >= PD_MAX_TABLES) {
+                fprintf(stderr, "paramd stats: --table '%s' is not a table id (1..%d)\n",
+                        optarg, PD_MAX_TABLES - 1);
+                return 2;
+            }
+            table = (uint32_t)id;
+            break;
+        }
+        case 'h': usage(stdout); return 0;
+        default: usage(stderr); return 2;
+        }
+    }
+    if (!coord) coord = getenv("PARAMD_COORDINATOR");
+    if (optind < argc || !coord) {
+        fprintf(stderr, "paramd stats: %s\n\n",
+                optind < argc ? "unexpected argument"
+                              : "--coordinator HOST:PORT is required (or set PARAMD_COORDINATOR)");
+        usage(stderr);
+        return 2;
+    }
+    static uint8_t buf[PD_MAX_CTRL_PAYLOAD + 1];
+    pd_err e = {0};
+    pd_conn *cc = tool_connect(coord, buf, &e);
+    if (!cc) {
+        fprintf(stderr, "paramd stats: coordinator %s: %s\n", coord, e.msg);
+        return 1;
+    }
+    pd_hdr h = {0}, rh;
+    h.type = PD_MSG_MAP;
+    h.id = 2;
+    int rc = pd_rpc(cc, &h, NULL, 0, &rh, buf, &e);
+    pd_conn_destroy(cc);
+    if (rc) {
+        fprintf(stderr, "paramd stats: coordinator %s: %s\n", coord, e.msg);
+        return 1;
+    }
+    pd_rd r;
+    uint32_t rank, W, S;
+    uint64_t epoch;
+    pd_rd_init(&r, buf, (size_t)rh.len);
+    pd_get_u32(&r, &rank), pd_get_u32(&r, &W), pd_get_u32(&r, &S), pd_get_u64(&r, &epoch);
+    if (r.bad || S == 0 || S > PD_MAX_SERVERS) {
+        fprintf(stderr, "paramd stats: malformed cluster map from %s\n", coord);
+        return 1;
+    }
+    char (*addr)[PD_MAX_ADDR + 1] = calloc(S, sizeof *addr);
+    if (!addr) return 1;
+    for (uint32_t k = 0; k < S; k++)
+        if (pd_get_str(&r, addr[k], PD_MAX_ADDR)) {
+            fprintf(stderr, "paramd stats: malformed cluster map from %s\n", coord);
+            free(addr);
+            return 1;
+        }
+    printf("cluster at %s: %u servers, %u workers, map epoch %llu\n", coord, S, W,
+           (unsigned long long)epoch);
+    totals ts = {0};
+    int failed = 0;
+    for (uint32_t k = 0; k < S; k++) {
+        pd_conn *sc = tool_connect(addr[k], buf, &e);
+        if (sc) {
+            h = (pd_hdr){0};
+            h.type = PD_MSG_STATS;
+            h.id = 2;
+            h.table = table;
+            rc = pd_rpc(sc, &h, NULL, 0, &rh, buf, &e);
+            pd_conn_destroy(sc);
+        }
+        if (!sc || rc) {
+            printf("server %u at %s: %s\n", k, addr[k], e.msg);
+            failed = 1;
+            continue;
+        }
+        printf("server %u at %s:\n", k, addr[k]);
+        for (char *line = (char *)buf; *line;) {
+            char *nl = strchr(line, '\n');
+            if (nl) *nl = '\0';
+            if (!strncmp(line, "table ", 6)) {
+                printf("  %s\n", line);
+                tot_add_line(&ts, line);
+            }
+            if (!nl) break;
+            line = nl + 1;
+        }
+    }
+    if (S > 1 || ts.n) printf("total over %u servers:\n", S);
+    for (size_t i = 0; i < ts.n; i++) {
+        tot *t = &ts.t[i];
+        printf("  table %u", t->id);
+        for (int f = 0; f < t->nf; f++) {
+            if (t->numeric[f])
+                printf(" %s %llu", t->name[f], (unsigned long long)t->val[f]);
+            else
+                printf(" %s %s", t->name[f], t->text[f]);
+        }
+        printf("\n");
+    }
+    free(ts.t);
+    free(addr);
+    return failed;
+}
