@@ -1114,9 +1114,11 @@ static void sparse_send(paramd_table *t, paramd_request *r, sparse_plan *p) {
             for (int i = 0; i < 8; i++) pre[i] = (uint8_t)(m >> (8 * i));
             pending pt = {0};
             pt.type = type;
+            /* (an empty sync push may have no arrays at all: no NULL + 0) */
+            const uint64_t *keys = m ? p->keys + a : NULL;
             if (p->push) {
                 link_send_ex(&c->links[k], r, &pt, t->id, clock, pre, sizeof pre,
-                             p->keys + a, m * 8, p->vals + a * dim,
+                             keys, m * 8, m ? p->vals + a * dim : NULL,
                              m * dim * sizeof(float));
             } else {
                 pt.dst = p->dst + a * dim;
@@ -1125,7 +1127,7 @@ static void sparse_send(paramd_table *t, paramd_request *r, sparse_plan *p) {
                 pt.out = p->out;
                 pt.dim = dim;
                 link_send_ex(&c->links[k], r, &pt, t->id, clock, pre, sizeof pre,
-                             p->keys + a, m * 8, NULL, 0);
+                             keys, m * 8, NULL, 0);
             }
         }
     }
