@@ -279,8 +279,7 @@ int pd_shard_push(pd_shard *s, int32_t worker, int64_t clock, uint64_t off,
         if (!sl->active) {
             sl->active = 1;
             sl->clock = clock;
-            sl->ndone = 0;
-            memset(sl->sum, 0, s->len * sizeof(float));
+            sl->ndone = 0; /* sum holds garbage until the first worker counts */
         }
         const float *src = g;
         if (!whole) {
@@ -290,7 +289,18 @@ int pd_shard_push(pd_shard *s, int32_t worker, int64_t clock, uint64_t off,
             src = t->stage;
         }
         if (complete) {
-            for (uint64_t i = 0; i < s->len; i++) sl->sum[i] += src[i];
+            if (sl->ndone > 0) {
+                for (uint64_t i = 0; i < s->len; i++) sl->sum[i] += src[i];
+            } else if (!whole) {
+                /* The first worker of the clock: its stage becomes the sum
+                 * (the old sum buffer is its next stage; a stage is fully
+                 * written before it is read). */
+                float *tmp = sl->sum;
+                sl->sum = t->stage;
+                t->stage = tmp;
+            } else {
+                memcpy(sl->sum, g, s->len * sizeof(float));
+            }
             sl->ndone++;
             apply_ready(s);
         }
