@@ -20,8 +20,10 @@
 #include "cli/cli.h"
 #include "cli/local.h"
 #include "common/common.h"
+#include "train/mf.h"
 #include "train/model.h"
 #include "train/trainer.h"
+#include "train/w2v.h"
 #include "wire/spec.h"
 
 static void train_usage(FILE *f) {
@@ -44,6 +46,23 @@ static void train_usage(FILE *f) {
 "                         from the Debian package dataset-fashion-mnist]\n"
 "  --limit N              train on the first N training images only\n"
 "  --no-dropout           train the cnn without dropout\n"
+"\n"
+"Sparse models (docs/training.md; defaults: --rule adagrad, no lr scaling,\n"
+"sync adds the W gradients of a step):\n"
+"  --model word2vec       skip-gram with negative sampling; --data FILE|DIR of\n"
+"                         UTF-8 text, plain or gzip [/usr/share/games/fortunes,\n"
+"                         from the Debian package fortunes]; lr 0.2, batch 256,\n"
+"                         5 epochs\n"
+"  --dim D                embedding dim [word2vec 64; mf: --rank, or 16 with --data]\n"
+"  --window N             word2vec: context words on each side [5]\n"
+"  --negatives K          word2vec: negative samples per pair [5]\n"
+"  --min-count N          word2vec: drop rarer words [5]\n"
+"  --subsample T          word2vec: frequent-word threshold, 0 for none [1e-3]\n"
+"  --neighbours W1,W2     word2vec: words whose nearest neighbours are printed\n"
+"  --model mf             matrix factorization; --data FILE of user,item,rating\n"
+"                         lines, else a planted set; lr 0.1, batch 256, 20 epochs\n"
+"  --users N --items N --rank R --noise SIGMA   the planted set [2000 1000 8 0.1]\n"
+"  --l2 X                 mf: L2 penalty on the factors, 0 for none [0.01]\n"
 "\n"
 "Training:\n"
 "  --consistency sync|async|ssp:S   ssp:S lets a worker run S clocks ahead\n"
@@ -92,7 +111,8 @@ int cmd_train(int argc, char **argv) {
     enum { O_MODEL = 1000, O_HIDDEN, O_DATA, O_LIMIT, O_NODROP, O_CONS, O_EPOCHS,
            O_STEPS, O_BATCH, O_LR, O_NOSCALE, O_RULE, O_SEED, O_THREADS, O_SERVERS,
            O_WORKERS, O_COORD, O_JOIN, O_OUT, O_EVERY, O_EVALN, O_SAVE, O_QUIET,
-           O_BACKUP, O_STRAGGLE, O_HB };
+           O_BACKUP, O_STRAGGLE, O_HB, O_DIM, O_WINDOW, O_NEG, O_MINC, O_SUBS, O_NEIGH,
+           O_USERS, O_ITEMS, O_RANK, O_NOISE, O_L2 };
     static const struct option opts[] = {
         {"model", 1, 0, O_MODEL}, {"hidden", 1, 0, O_HIDDEN}, {"data", 1, 0, O_DATA},
         {"limit", 1, 0, O_LIMIT}, {"no-dropout", 0, 0, O_NODROP},
@@ -104,6 +124,10 @@ int cmd_train(int argc, char **argv) {
         {"eval-every", 1, 0, O_EVERY}, {"eval-samples", 1, 0, O_EVALN},
         {"save-params", 1, 0, O_SAVE}, {"quiet", 0, 0, O_QUIET}, {"help", 0, 0, 'h'},
         {"backup", 1, 0, O_BACKUP}, {"straggle", 1, 0, O_STRAGGLE},
+        {"dim", 1, 0, O_DIM}, {"window", 1, 0, O_WINDOW}, {"negatives", 1, 0, O_NEG},
+        {"min-count", 1, 0, O_MINC}, {"subsample", 1, 0, O_SUBS},
+        {"neighbours", 1, 0, O_NEIGH}, {"users", 1, 0, O_USERS}, {"items", 1, 0, O_ITEMS},
+        {"rank", 1, 0, O_RANK}, {"noise", 1, 0, O_NOISE}, {"l2", 1, 0, O_L2},
         {0, 0, 0, 0}};
     /* OpenBLAS falls back to generic kernels (4-5x slower) on CPUs newer
      * than its release; it reads OPENBLAS_CORETYPE only at load time, so
@@ -120,14 +144,17 @@ int cmd_train(int argc, char **argv) {
     int64_t S = 1, W = 2, v;
     double dv;
     const char *coord = NULL;
-    int join = 0, out_given = 0;
+    int join = 0, out_given = 0, rule_given = 0, lr_given = 0, batch_given = 0,
+        epochs_given = 0;
     static char rule[512], outdir[512];
     int c;
     pd_log_set_name("paramd train");
     while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
         switch (c) {
         case O_MODEL:
-            if (strcmp(optarg, "mlp") && strcmp(optarg, "cnn")) return bad("--model", optarg, "mlp or cnn");
+            if (strcmp(optarg, "mlp") && strcmp(optarg, "cnn") && strcmp(optarg, "word2vec") &&
+                strcmp(optarg, "mf"))
+                return bad("--model", optarg, "mlp, cnn, word2vec or mf");
             cfg.model = optarg;
             break;
         case O_HIDDEN:
@@ -165,7 +192,7 @@ int cmd_train(int argc, char **argv) {
         }
         case O_EPOCHS:
             if (pd_parse_i64(optarg, &v) || v < 1 || v > 10000) return bad("--epochs", optarg, "1..10000");
-            cfg.epochs = (int)v;
+            cfg.epochs = (int)v, epochs_given = 1;
             break;
         case O_STEPS:
             if (pd_parse_i64(optarg, &v) || v < 1) return bad("--steps", optarg, "a positive count");
@@ -173,18 +200,18 @@ int cmd_train(int argc, char **argv) {
             break;
         case O_BATCH:
             if (pd_parse_i64(optarg, &v) || v < 1 || v > 4096) return bad("--batch", optarg, "1..4096");
-            cfg.batch = (int)v;
+            cfg.batch = (int)v, batch_given = 1;
             break;
         case O_LR:
             if (pd_parse_double(optarg, &dv) || dv <= 0) return bad("--lr", optarg, "a positive number");
-            cfg.lr = dv;
+            cfg.lr = dv, lr_given = 1;
             break;
         case O_NOSCALE: cfg.lr_scaling = 0; break;
         case O_RULE: {
             /* "adam,beta1=0.9" -> "adam beta1=0.9" */
             snprintf(rule, sizeof rule, "%s", optarg);
             for (char *p = rule; *p; p++) if (*p == ',') *p = ' ';
-            cfg.rule = rule;
+            cfg.rule = rule, rule_given = 1;
             break;
         }
         case O_SEED:
@@ -214,6 +241,29 @@ int cmd_train(int argc, char **argv) {
             break;
         case O_SAVE: cfg.save_params = optarg; break;
         case O_QUIET: cfg.quiet = 1; break;
+        case O_DIM: case O_WINDOW: case O_NEG: case O_MINC: case O_USERS: case O_ITEMS:
+        case O_RANK: {
+            int *f = c == O_DIM ? &cfg.dim : c == O_WINDOW ? &cfg.window
+                   : c == O_NEG ? &cfg.negatives : c == O_MINC ? &cfg.min_count
+                   : c == O_USERS ? &cfg.users : c == O_ITEMS ? &cfg.items : &cfg.rank;
+            if (pd_parse_i64(optarg, &v) || v < 1 || v > 10000000) {
+                char o[32];
+                for (int k = 0; opts[k].name; k++)
+                    if (opts[k].val == c) snprintf(o, sizeof o, "--%s", opts[k].name);
+                return bad(o, optarg, "1..10000000");
+            }
+            *f = (int)v;
+            break;
+        }
+        case O_SUBS: case O_NOISE: case O_L2:
+            if (pd_parse_double(optarg, &dv) || dv < 0 || !(dv < 1e6))
+                return bad(c == O_SUBS ? "--subsample" : c == O_NOISE ? "--noise" : "--l2", optarg,
+                           "a number >= 0");
+            if (c == O_SUBS) cfg.subsample = dv > 0 ? dv : -1;
+            else if (c == O_NOISE) cfg.noise = dv > 0 ? dv : 1e-9;
+            else cfg.l2 = dv > 0 ? dv : -1;
+            break;
+        case O_NEIGH: cfg.neighbours = optarg; break;
         case 'h': train_usage(stdout); return 0;
         default: train_usage(stderr); return 2;
         }
@@ -221,6 +271,16 @@ int cmd_train(int argc, char **argv) {
     if (optind < argc) {
         fprintf(stderr, "paramd train: unexpected argument '%s'\n", argv[optind]);
         return 2;
+    }
+    /* the sparse models' own defaults (docs/training.md) */
+    int sparse_model = !strcmp(cfg.model, "word2vec") || !strcmp(cfg.model, "mf");
+    if (sparse_model) {
+        int w2v = !strcmp(cfg.model, "word2vec");
+        if (!rule_given) cfg.rule = "adagrad";
+        if (!lr_given) cfg.lr = w2v ? 0.2 : 0.1;
+        if (!batch_given) cfg.batch = 256;
+        if (!epochs_given) cfg.epochs = w2v ? 5 : 20;
+        cfg.lr_scaling = 0;
     }
     if (cfg.backup && strcmp(cfg.consistency, "sync")) {
         fprintf(stderr, "paramd train: --backup needs --consistency sync\n");
@@ -257,7 +317,9 @@ int cmd_train(int argc, char **argv) {
             return 1;
         }
         char err[1024];
-        int rc = pd_train_worker(&cfg, cl, err, sizeof err);
+        int rc = !strcmp(cfg.model, "word2vec") ? pd_w2v_worker(&cfg, cl, err, sizeof err)
+                 : !strcmp(cfg.model, "mf")     ? pd_mf_worker(&cfg, cl, err, sizeof err)
+                                                : pd_train_worker(&cfg, cl, err, sizeof err);
         if (rc) fprintf(stderr, "paramd train (worker %d): %s\n", paramd_rank(cl), err);
         paramd_close(cl);
         return rc ? 1 : 0;

@@ -19,7 +19,7 @@
 #include "train/data.h"
 
 typedef struct pd_train_cfg {
-    const char *model;       /* "mlp" | "cnn" */
+    const char *model;       /* "mlp" | "cnn" | "word2vec" | "mf" */
     int hidden;              /* 0: the model's default */
     const char *consistency; /* "sync" | "async" | "ssp:S" */
     int backup;              /* sync: backup workers (not waited for) */
@@ -41,6 +41,16 @@ typedef struct pd_train_cfg {
     const char *save_params; /* write final params (raw float32) here */
     int threads;             /* BLAS threads, 0: cores / W */
     int quiet;               /* no progress display */
+    /* Sparse models (word2vec, mf; 0 means the model's default): */
+    int dim;                 /* embedding dim (mf: factors) */
+    int window;              /* word2vec: max context distance */
+    int negatives;           /* word2vec: negative samples per pair */
+    int min_count;           /* word2vec: rarer words are dropped */
+    double subsample;        /* word2vec: frequent-word threshold; < 0: off */
+    const char *neighbours;  /* word2vec: comma-separated query words */
+    int users, items, rank;  /* mf: the planted ratings set */
+    double noise;            /* mf: planted Gaussian noise sigma */
+    double l2;               /* mf: L2 penalty on the factors; < 0: none */
 } pd_train_cfg;
 
 /* Fill cfg with the defaults of `paramd train`. */
