@@ -11,6 +11,7 @@ int cmd_local(int argc, char **argv);
 int cmd_train(int argc, char **argv);
 int cmd_plot(int argc, char **argv);
 int cmd_stats(int argc, char **argv);
+int cmd_bench(int argc, char **argv);
 
 /* Block SIGINT/SIGTERM in every thread and start a thread that calls
  * stop(arg) when one arrives.  Call before starting other threads. */

@@ -28,6 +28,7 @@ static void usage(FILE *f) {
             "               of a worker program in it\n"
             "  train        train a model on Fashion-MNIST (starts its own cluster)\n"
             "  plot         draw test accuracy and loss of one or more runs\n"
+            "  bench        measure push/pull throughput and latency against raw TCP\n"
             "  coordinator  run the coordinator of a cluster\n"
             "  server       run one parameter server of a cluster\n"
             "  stats        counters of every table on every server of a cluster\n"
@@ -96,6 +97,7 @@ int main(int argc, char **argv) {
     if (!strcmp(cmd, "train")) return cmd_train(argc, argv);
     if (!strcmp(cmd, "plot")) return cmd_plot(argc, argv);
     if (!strcmp(cmd, "stats")) return cmd_stats(argc, argv);
+    if (!strcmp(cmd, "bench")) return cmd_bench(argc, argv);
     if (!strcmp(cmd, "version") || !strcmp(cmd, "--version")) {
         printf("paramd %s\n", paramd_version_string());
         return 0;

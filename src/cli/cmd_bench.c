@@ -1,0 +1,1301 @@
+/*
+ * cmd_bench.c - `paramd bench`: how fast paramd moves dense parameters,
+ * next to what the machine allows, measured in the same run.
+ *
+ * What it measures.  For every cluster shape (S servers x W workers) it
+ * starts a local cluster (pd_local_start, as `paramd local` does) whose
+ * workers are this same program run as `paramd bench --worker DIR ...`.
+ * Every worker opens one dense table per value size (rule=add
+ * consistency=async) and, all at once after a barrier, times three loops:
+ *
+ *   push      push the whole table (a buffer of ones), advance the clock
+ *   pull      pull the whole table
+ *   pushpull  push it, then pull it (one training step without compute)
+ *
+ * each until at least --seconds have passed (or --max-reps), after one
+ * untimed warm-up round.  Then, on a 4 KiB table, one request at a time,
+ * the latency of every pull and of every push (p50, p99).  A worker writes
+ * its counts and times to DIR/w<rank>.txt and its latency samples to
+ * DIR/lat.<op>.<rank>; the driver reads them once the cluster has exited.
+ *
+ * How figures are counted.  Throughput is payload bytes (the values, not
+ * headers) moved by all workers together, divided by the wall time from
+ * the first worker's start to the last worker's end: pushpull counts 2 x
+ * size per round.  Every process runs on this host, so CLOCK_MONOTONIC is
+ * one clock for all of them.  Latency percentiles are over the samples of
+ * every worker (with W > 1 they measure the requests of W workers at once).
+ *
+ * The numbers are real: pushes add ones, and after the three loops worker
+ * 0 pulls the table and every element must equal the number of pushes all
+ * workers made (reported as verified=1; a mismatch fails the run).
+ *
+ * Ceilings, measured in the same run, each against the figures it bounds:
+ *   - per value size, first: raw TCP stream throughput between two
+ *     processes over loopback (one writes, cycling over a buffer of the
+ *     value's size in calls of up to 1 MiB; the other reads into one
+ *     cache-resident buffer, the cheapest receiver there is), and memcpy
+ *     of that size;
+ *   - right before each cluster: raw TCP ping-pong of the exact frames of
+ *     a 4 KiB pull (56-byte request, 4136-byte answer) and of a 4 KiB push
+ *     (4144-byte request, 40-byte answer).  Re-measured per cluster
+ *     because on a virtual machine a round trip differs ten-fold between
+ *     an idle moment (a halted vCPU is woken through the hypervisor) and a
+ *     busy one, and a latency must be compared with its own moment.
+ * Every figure is printed with its ratio to its ceiling.
+ *
+ * Output: one line per configuration (key=value, or a JSON object per
+ * line with --json) on stdout as each cluster finishes, then a readable
+ * table.  Progress and the children's own messages go to stderr: the
+ * children's stdout is sent to our stderr so that stdout stays parseable.
+ *
+ * What it deliberately does not do: assert any time (a benchmark is a
+ * program, not a test), or run shared memory (not built yet; it prints
+ * that it is not available).  Memory is checked up front: each worker
+ * holds two buffers of the largest size, the servers one copy of every
+ * table, and the run refuses to start if that exceeds half of RAM.
+ */
+#include <errno.h>
+#include <getopt.h>
+#include <math.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "cli/cli.h"
+#include "cli/local.h"
+#include "common/common.h"
+#include "paramd.h"
+#include "wire/wire.h"
+
+/* ==== Constants ========================================================= */
+
+#define MAX_LIST 16               /* entries in --sizes / --servers / ... */
+#define LAT_SIZE 4096             /* bytes of a small request */
+#define CEIL_IO (1u << 20)        /* raw TCP bytes per write/read call */
+#define MAX_SIZE (1ull << 30)     /* largest --sizes value */
+#define TABLE_SPEC "rule=add consistency=async"
+
+enum { OP_PUSH, OP_PULL, OP_PUSHPULL, OP_LAT, NOPS };
+static const char *const op_names[NOPS] = {"push", "pull", "pushpull", "latency"};
+
+/* ==== Options =========================================================== */
+
+typedef struct bench_opts {
+    int quick, json;
+    uint64_t sizes[MAX_LIST];
+    int nsizes;
+    int servers[MAX_LIST], nservers;
+    int workers[MAX_LIST], nworkers;
+    double seconds;
+    int64_t max_reps;
+    int ops[NOPS];           /* 1 if the op is run */
+    int tcp, shm;            /* transports asked for */
+    int64_t chunk_bytes;     /* 0: the library's default */
+    const char *worker_dir;  /* internal: run as a worker */
+} bench_opts;
+
+static void usage(FILE *f) {
+    fprintf(f,
+"usage: paramd bench [--quick] [--json] [options]\n"
+"\n"
+"Measures dense push, pull and push+pull throughput and small-request\n"
+"latency of paramd on local clusters of every shape asked for, next to\n"
+"ceilings measured in the same run (raw TCP stream and ping-pong between\n"
+"two processes over loopback, memcpy), and prints every figure with its\n"
+"ratio to its ceiling.  One line per configuration (key=value, or JSON),\n"
+"then a readable table.  Tables are rule=add consistency=async; pushes\n"
+"add ones and the final value is checked against the number of pushes.\n"
+"\n"
+"  --quick             a sub-minute run: sizes 4K,1M,16M,64M, servers 1,2,\n"
+"                      workers 1,2, --seconds 0.15 (other options given\n"
+"                      override these)\n"
+"  --json              JSON objects, one per line, instead of key=value\n"
+"                      lines, and no table\n"
+"  --sizes LIST        value sizes in bytes, K/M/G suffixes (binary), each\n"
+"                      a multiple of 4 up to 1G\n"
+"                      [4K,64K,1M,16M,64M,256M]\n"
+"  --servers LIST      servers per cluster, each 1..64 [1,2,4]\n"
+"  --workers LIST      workers per cluster, each 1..64 [1,2,4]\n"
+"  --seconds X         time each measurement for at least X seconds, after\n"
+"                      one untimed warm-up round [0.5]\n"
+"  --max-reps N        ...or stop after N rounds (and keep at most N\n"
+"                      latency samples per worker) [100000]\n"
+"  --ops LIST          any of push,pull,pushpull,latency [all]\n"
+"  --transport LIST    tcp and/or shm [tcp,shm]; shm is not available yet\n"
+"                      and is reported as such\n"
+"  --chunk-bytes N     the client's chunk size (paramd_connect's\n"
+"                      chunk_bytes=), 4096..256M [library default, 1M]\n"
+"  --help              this text\n"
+"\n"
+"Every cluster runs on 127.0.0.1 and is torn down before the next starts.\n"
+"Internal: `paramd bench --worker DIR ...` is how the workers are run.\n");
+}
+
+/* "4K" -> 4096.  0 or -1. */
+static int parse_size(const char *s, uint64_t *out) {
+    char num[32];
+    size_t n = strlen(s);
+    if (n == 0 || n >= sizeof num) return -1;
+    memcpy(num, s, n + 1);
+    uint64_t mult = 1;
+    char last = num[n - 1];
+    if (last == 'K' || last == 'k') mult = 1ull << 10;
+    else if (last == 'M' || last == 'm') mult = 1ull << 20;
+    else if (last == 'G' || last == 'g') mult = 1ull << 30;
+    if (mult != 1) num[n - 1] = '\0';
+    uint64_t v;
+    if (pd_parse_u64(num, &v) || v == 0 || v > MAX_SIZE / mult) return -1;
+    *out = v * mult;
+    return 0;
+}
+
+/* Split a comma-separated list into at most MAX_LIST tokens (in buf). */
+static int split_list(char *buf, char **tok) {
+    int n = 0;
+    char *save = NULL;
+    for (char *t = strtok_r(buf, ",", &save); t; t = strtok_r(NULL, ",", &save)) {
+        if (n == MAX_LIST) return -1;
+        tok[n++] = t;
+    }
+    return n;
+}
+
+static int parse_sizes(const char *arg, bench_opts *o) {
+    char buf[512], *tok[MAX_LIST];
+    snprintf(buf, sizeof buf, "%s", arg);
+    int n = split_list(buf, tok);
+    if (n <= 0) {
+        fprintf(stderr, "paramd bench: --sizes '%s': give 1..%d sizes like 4K,64K,1M\n",
+                arg, MAX_LIST);
+        return -1;
+    }
+    for (int i = 0; i < n; i++) {
+        uint64_t v;
+        if (parse_size(tok[i], &v) || v % 4 != 0) {
+            fprintf(stderr,
+                    "paramd bench: --sizes: '%s' is not a size in bytes (a multiple "
+                    "of 4 up to 1G, like 4096, 4K, 64K, 1M, 256M)\n",
+                    tok[i]);
+            return -1;
+        }
+        o->sizes[i] = v;
+    }
+    o->nsizes = n;
+    return 0;
+}
+
+static int parse_ints(const char *opt, const char *arg, int *out, int *nout,
+                      int max) {
+    char buf[512], *tok[MAX_LIST];
+    snprintf(buf, sizeof buf, "%s", arg);
+    int n = split_list(buf, tok);
+    if (n <= 0) {
+        fprintf(stderr, "paramd bench: %s '%s': give 1..%d numbers like 1,2,4\n",
+                opt, arg, MAX_LIST);
+        return -1;
+    }
+    for (int i = 0; i < n; i++) {
+        int64_t v;
+        if (pd_parse_i64(tok[i], &v) || v < 1 || v > max) {
+            fprintf(stderr, "paramd bench: %s: '%s' is not a number in 1..%d\n",
+                    opt, tok[i], max);
+            return -1;
+        }
+        out[i] = (int)v;
+    }
+    *nout = n;
+    return 0;
+}
+
+static int parse_ops(const char *arg, bench_opts *o) {
+    char buf[512], *tok[MAX_LIST];
+    snprintf(buf, sizeof buf, "%s", arg);
+    int n = split_list(buf, tok);
+    if (n <= 0) {
+        fprintf(stderr, "paramd bench: --ops '%s': give push,pull,pushpull,latency\n", arg);
+        return -1;
+    }
+    memset(o->ops, 0, sizeof o->ops);
+    for (int i = 0; i < n; i++) {
+        int k;
+        for (k = 0; k < NOPS && strcmp(tok[i], op_names[k]); k++) {}
+        if (k == NOPS) {
+            fprintf(stderr,
+                    "paramd bench: --ops: unknown '%s' (push, pull, pushpull, latency)\n",
+                    tok[i]);
+            return -1;
+        }
+        o->ops[k] = 1;
+    }
+    return 0;
+}
+
+static int parse_transports(const char *arg, bench_opts *o) {
+    char buf[512], *tok[MAX_LIST];
+    snprintf(buf, sizeof buf, "%s", arg);
+    int n = split_list(buf, tok);
+    o->tcp = o->shm = 0;
+    for (int i = 0; i < n; i++) {
+        if (!strcmp(tok[i], "tcp")) o->tcp = 1;
+        else if (!strcmp(tok[i], "shm")) o->shm = 1;
+        else {
+            fprintf(stderr, "paramd bench: --transport: unknown '%s' (tcp, shm)\n", tok[i]);
+            return -1;
+        }
+    }
+    if (n <= 0) {
+        fprintf(stderr, "paramd bench: --transport '%s': give tcp and/or shm\n", arg);
+        return -1;
+    }
+    return 0;
+}
+
+static void set_defaults(bench_opts *o, int quick) {
+    static const uint64_t full_sizes[] = {4u << 10, 64u << 10, 1u << 20, 16u << 20,
+                                          64u << 20, 256u << 20};
+    static const uint64_t quick_sizes[] = {4u << 10, 1u << 20, 16u << 20, 64u << 20};
+    const uint64_t *sz = quick ? quick_sizes : full_sizes;
+    o->nsizes = quick ? 4 : 6;
+    memcpy(o->sizes, sz, sizeof *sz * (size_t)o->nsizes);
+    o->nservers = o->nworkers = quick ? 2 : 3;
+    for (int i = 0; i < 3; i++) o->servers[i] = o->workers[i] = 1 << i;
+    o->seconds = quick ? 0.15 : 0.5;
+}
+
+/* 0, or 2 (bad usage, message printed), or 1 (--help printed). */
+static int parse_args(int argc, char **argv, bench_opts *o) {
+    enum { O_QUICK = 256, O_JSON, O_SIZES, O_SERVERS, O_WORKERS, O_SECONDS,
+           O_MAXREPS, O_OPS, O_TRANSPORT, O_CHUNK, O_WORKER };
+    static const struct option opts[] = {
+        {"quick", 0, 0, O_QUICK},       {"json", 0, 0, O_JSON},
+        {"sizes", 1, 0, O_SIZES},       {"servers", 1, 0, O_SERVERS},
+        {"workers", 1, 0, O_WORKERS},   {"seconds", 1, 0, O_SECONDS},
+        {"max-reps", 1, 0, O_MAXREPS},  {"ops", 1, 0, O_OPS},
+        {"transport", 1, 0, O_TRANSPORT}, {"chunk-bytes", 1, 0, O_CHUNK},
+        {"worker", 1, 0, O_WORKER},     {"help", 0, 0, 'h'},
+        {0, 0, 0, 0}};
+    memset(o, 0, sizeof *o);
+    /* --quick sets defaults that later options override: look for it first. */
+    int quick = 0;
+    for (int i = 1; i < argc; i++)
+        if (!strcmp(argv[i], "--quick")) quick = 1;
+    set_defaults(o, quick);
+    o->quick = quick;
+    o->max_reps = 100000;
+    for (int k = 0; k < NOPS; k++) o->ops[k] = 1;
+    o->tcp = o->shm = 1;
+    int c;
+    optind = 1;
+    while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
+        switch (c) {
+        case O_QUICK: break;
+        case O_JSON: o->json = 1; break;
+        case O_SIZES: if (parse_sizes(optarg, o)) return 2; break;
+        case O_SERVERS:
+            if (parse_ints("--servers", optarg, o->servers, &o->nservers, 64)) return 2;
+            break;
+        case O_WORKERS:
+            if (parse_ints("--workers", optarg, o->workers, &o->nworkers, 64)) return 2;
+            break;
+        case O_SECONDS:
+            if (pd_parse_double(optarg, &o->seconds) || !(o->seconds > 0) ||
+                o->seconds > 3600) {
+                fprintf(stderr, "paramd bench: --seconds '%s' is not a number in (0, 3600]\n",
+                        optarg);
+                return 2;
+            }
+            break;
+        case O_MAXREPS:
+            if (pd_parse_i64(optarg, &o->max_reps) || o->max_reps < 1 ||
+                o->max_reps > 100000000) {
+                fprintf(stderr, "paramd bench: --max-reps '%s' is not a number in 1..1e8\n",
+                        optarg);
+                return 2;
+            }
+            break;
+        case O_OPS: if (parse_ops(optarg, o)) return 2; break;
+        case O_TRANSPORT: if (parse_transports(optarg, o)) return 2; break;
+        case O_CHUNK:
+            if (pd_parse_i64(optarg, &o->chunk_bytes) || o->chunk_bytes < 4096 ||
+                o->chunk_bytes > (256 << 20)) {
+                uint64_t v;
+                if (parse_size(optarg, &v) == 0 && v >= 4096 && v <= (256u << 20)) {
+                    o->chunk_bytes = (int64_t)v;
+                    break;
+                }
+                fprintf(stderr, "paramd bench: --chunk-bytes '%s' is not a size in 4096..256M\n",
+                        optarg);
+                return 2;
+            }
+            break;
+        case O_WORKER: o->worker_dir = optarg; break;
+        case 'h': usage(stdout); return 1;
+        default:
+            fprintf(stderr, "\n");
+            usage(stderr);
+            return 2;
+        }
+    }
+    if (optind < argc) {
+        fprintf(stderr, "paramd bench: unexpected argument '%s' (see paramd bench --help)\n",
+                argv[optind]);
+        return 2;
+    }
+    return 0;
+}
+
+/* ==== Output: key=value or JSON lines ===================================== */
+
+typedef struct rec {
+    FILE *out;
+    int json, n;
+} rec;
+
+static void rec_begin(rec *r, FILE *out, int json, const char *bench) {
+    r->out = out;
+    r->json = json;
+    r->n = 0;
+    if (json) fputc('{', out);
+    if (json) fprintf(out, "\"bench\":\"%s\"", bench);
+    else fprintf(out, "bench=%s", bench);
+    r->n = 1;
+}
+
+static void rec_key(rec *r, const char *k) {
+    if (r->json) fprintf(r->out, ",\"%s\":", k);
+    else fprintf(r->out, " %s=", k);
+}
+
+/* Strings here never hold quotes or backslashes (we write them all). */
+static void rec_str(rec *r, const char *k, const char *v) {
+    rec_key(r, k);
+    if (r->json || strchr(v, ' ')) fprintf(r->out, "\"%s\"", v);
+    else fputs(v, r->out);
+}
+
+static void rec_int(rec *r, const char *k, long long v) {
+    rec_key(r, k);
+    fprintf(r->out, "%lld", v);
+}
+
+/* JSON has no NaN or infinity: those print as 0. */
+static void rec_num(rec *r, const char *k, double v) {
+    rec_key(r, k);
+    fprintf(r->out, "%.6g", isfinite(v) ? v : 0.0);
+}
+
+static void rec_end(rec *r) {
+    if (r->json) fputc('}', r->out);
+    fputc('\n', r->out);
+    fflush(r->out);
+}
+
+/* ==== Small helpers ====================================================== */
+
+static void fmt_size(uint64_t b, char *out, size_t n) {
+    if (b >= (1u << 20) && b % (1u << 20) == 0)
+        snprintf(out, n, "%llu MiB", (unsigned long long)(b >> 20));
+    else if (b >= 1024 && b % 1024 == 0)
+        snprintf(out, n, "%llu KiB", (unsigned long long)(b >> 10));
+    else
+        snprintf(out, n, "%llu B", (unsigned long long)b);
+}
+
+static int cmp_double(const void *a, const void *b) {
+    double x = *(const double *)a, y = *(const double *)b;
+    return x < y ? -1 : x > y;
+}
+
+/* The q-quantile (0..1) of sorted v[0..n) by the nearest-rank rule. */
+static double quantile(const double *v, size_t n, double q) {
+    if (n == 0) return 0;
+    size_t k = (size_t)ceil(q * (double)n);
+    if (k < 1) k = 1;
+    if (k > n) k = n;
+    return v[k - 1];
+}
+
+/* Read or write exactly n bytes; 0 or -1. */
+static int read_full(int fd, void *buf, size_t n) {
+    size_t got = 0;
+    while (got < n) {
+        ssize_t r = read(fd, (char *)buf + got, n - got);
+        if (r > 0) got += (size_t)r;
+        else if (r < 0 && errno == EINTR) continue;
+        else return -1;
+    }
+    return 0;
+}
+
+static int write_full(int fd, const void *buf, size_t n) {
+    size_t put = 0;
+    while (put < n) {
+        ssize_t w = send(fd, (const char *)buf + put, n - put, MSG_NOSIGNAL);
+        if (w > 0) put += (size_t)w;
+        else if (w < 0 && errno == EINTR) continue;
+        else return -1;
+    }
+    return 0;
+}
+
+/* ==== Ceilings ============================================================
+ * Raw TCP between this process and a forked peer over loopback, and
+ * memcpy.  Run before any cluster starts, while this process has one
+ * thread (fork is then safe). */
+
+/* Per value size (index as in --sizes): the raw stream and memcpy over
+ * buffers of that size, so that a figure is compared with a ceiling whose
+ * data is as cache-resident (or not) as its own. */
+typedef struct ceilings {
+    double tcp_bps[MAX_LIST], tcp_secs[MAX_LIST];
+    uint64_t tcp_bytes[MAX_LIST];
+    double memcpy_bps[MAX_LIST], memcpy_secs[MAX_LIST];
+    uint64_t memcpy_reps[MAX_LIST];
+    double pp_p50[2], pp_p99[2]; /* [0] pull-shaped, [1] push-shaped, us */
+    size_t pp_n[2];
+} ceilings;
+
+typedef void (*peer_fn)(int fd, const void *arg);
+
+/* Fork a peer that connects to us over loopback and runs fn(fd, arg).
+ * *fd is our end.  Returns the peer's pid, or -1 after printing why. */
+static pid_t peer_start(int *fd, peer_fn fn, const void *arg) {
+    int lfd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    struct sockaddr_in a = {0};
+    socklen_t al = sizeof a;
+    a.sin_family = AF_INET;
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    if (lfd < 0 || bind(lfd, (struct sockaddr *)&a, sizeof a) || listen(lfd, 1) ||
+        getsockname(lfd, (struct sockaddr *)&a, &al)) {
+        fprintf(stderr, "paramd bench: loopback socket: %s\n", strerror(errno));
+        if (lfd >= 0) close(lfd);
+        return -1;
+    }
+    pid_t parent = getpid();
+    fflush(NULL);
+    pid_t pid = fork();
+    if (pid < 0) {
+        fprintf(stderr, "paramd bench: fork: %s\n", strerror(errno));
+        close(lfd);
+        return -1;
+    }
+    if (pid == 0) {
+        prctl(PR_SET_PDEATHSIG, SIGKILL);
+        if (getppid() != parent) _exit(1);
+        close(lfd);
+        int s = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+        int one = 1;
+        if (s < 0 || connect(s, (struct sockaddr *)&a, sizeof a)) _exit(1);
+        setsockopt(s, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+        fn(s, arg);
+        _exit(0);
+    }
+    int s;
+    do s = accept4(lfd, NULL, NULL, SOCK_CLOEXEC);
+    while (s < 0 && errno == EINTR);
+    close(lfd);
+    if (s < 0) {
+        fprintf(stderr, "paramd bench: accept: %s\n", strerror(errno));
+        kill(pid, SIGKILL);
+        waitpid(pid, NULL, 0);
+        return -1;
+    }
+    int one = 1;
+    setsockopt(s, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+    *fd = s;
+    return pid;
+}
+
+static void peer_finish(int fd, pid_t pid) {
+    close(fd);
+    int st;
+    while (waitpid(pid, &st, 0) < 0 && errno == EINTR) {}
+}
+
+/* The raw stream's buffer (bytes) and bytes per write or read call. */
+static size_t stream_io(size_t size) { return size < CEIL_IO ? size : CEIL_IO; }
+
+/* Stream writer: writes of stream_io(size) bytes cycling over a buffer of
+ * `size` bytes, until the reader closes. */
+static void stream_writer(int fd, const void *arg) {
+    size_t size = *(const size_t *)arg, io = stream_io(size);
+    char *buf = malloc(size);
+    if (!buf) return;
+    memset(buf, 1, size);
+    for (size_t off = 0;; off = (off + io) % size)
+        if (write_full(fd, buf + off, io)) break;
+    free(buf);
+}
+
+/* Ping-pong server: read a request of sz[0] bytes, answer sz[1] bytes. */
+static void pingpong_server(int fd, const void *arg) {
+    const size_t *sz = arg;
+    char *req = calloc(1, sz[0]), *rep = calloc(1, sz[1]);
+    while (req && rep && read_full(fd, req, sz[0]) == 0 && write_full(fd, rep, sz[1]) == 0) {}
+    free(req);
+    free(rep);
+}
+
+/* Raw stream of value size `size` (index i).  The writer cycles over a
+ * buffer of `size` bytes (as cold, for large sizes, as a worker's values);
+ * the reader reads calls of stream_io(size) bytes into one buffer of that
+ * many bytes, which stays in cache: the cheapest receiver there is, so
+ * that the figure is a ceiling. */
+static int ceil_tcp_stream(ceilings *c, int i, size_t size, double seconds) {
+    int fd;
+    size_t io = stream_io(size);
+    char *buf = malloc(io);
+    if (!buf) return -1;
+    memset(buf, 0, io);
+    pid_t pid = peer_start(&fd, stream_writer, &size);
+    if (pid < 0) {
+        free(buf);
+        return -1;
+    }
+    /* Warm-up: at least a whole buffer, so that page faults on both sides
+     * are behind us. */
+    int rc = 0;
+    for (size_t w = 0; w < size || w < (4u << 20); w += io)
+        if ((rc = read_full(fd, buf, io))) break;
+    uint64_t bytes = 0;
+    double t0 = pd_now(), t = t0;
+    while (rc == 0 && t - t0 < seconds) {
+        ssize_t r = read(fd, buf, io);
+        if (r <= 0) {
+            if (r < 0 && errno == EINTR) continue;
+            rc = -1;
+            break;
+        }
+        bytes += (uint64_t)r;
+        t = pd_now();
+    }
+    peer_finish(fd, pid);
+    free(buf);
+    if (rc) {
+        fprintf(stderr, "paramd bench: raw TCP stream: the writer stopped early\n");
+        return -1;
+    }
+    c->tcp_bytes[i] = bytes;
+    c->tcp_secs[i] = t - t0;
+    c->tcp_bps[i] = (double)bytes / (t - t0);
+    return 0;
+}
+
+/* Ping-pong with a request of req bytes and an answer of rep bytes. */
+static int ceil_pingpong(ceilings *c, int k, size_t req, size_t rep, double seconds,
+                         int64_t max_samples) {
+    size_t sz[2] = {req, rep};
+    int fd;
+    char *q = calloc(1, req), *a = calloc(1, rep);
+    double *v = malloc(sizeof *v * (size_t)max_samples);
+    pid_t pid = (q && a && v) ? peer_start(&fd, pingpong_server, sz) : -1;
+    if (pid < 0) {
+        free(q), free(a), free(v);
+        return -1;
+    }
+    int rc = 0;
+    for (int i = 0; i < 200 && rc == 0; i++)
+        rc = write_full(fd, q, req) || read_full(fd, a, rep);
+    size_t n = 0;
+    double t0 = pd_now();
+    while (rc == 0 && (int64_t)n < max_samples) {
+        double s = pd_now();
+        rc = write_full(fd, q, req) || read_full(fd, a, rep);
+        double e = pd_now();
+        v[n++] = (e - s) * 1e6;
+        if (e - t0 >= seconds) break;
+    }
+    peer_finish(fd, pid);
+    if (rc == 0) {
+        qsort(v, n, sizeof *v, cmp_double);
+        c->pp_p50[k] = quantile(v, n, 0.5);
+        c->pp_p99[k] = quantile(v, n, 0.99);
+        c->pp_n[k] = n;
+    } else {
+        fprintf(stderr, "paramd bench: raw TCP ping-pong failed\n");
+    }
+    free(q), free(a), free(v);
+    return rc ? -1 : 0;
+}
+
+/* memcpy of `size` bytes between two buffers of that size, repeated. */
+static int ceil_memcpy(ceilings *c, int i, size_t size, double seconds) {
+    char *src = malloc(size), *dst = malloc(size);
+    if (!src || !dst) {
+        free(src), free(dst);
+        return -1;
+    }
+    memset(src, 1, size);
+    memset(dst, 2, size);
+    memcpy(dst, src, size);
+    volatile char sink = 0;
+    uint64_t reps = 0;
+    double t0 = pd_now(), t;
+    do {
+        memcpy(dst, src, size);
+        sink = (char)(sink + dst[reps % size]);
+        reps++;
+        t = pd_now();
+    } while (t - t0 < seconds);
+    free(src), free(dst);
+    c->memcpy_reps[i] = reps;
+    c->memcpy_secs[i] = t - t0;
+    c->memcpy_bps[i] = (double)reps * (double)size / (t - t0);
+    return 0;
+}
+
+/* The throughput ceilings, once per run. */
+static int measure_ceilings(ceilings *c, const bench_opts *o) {
+    memset(c, 0, sizeof *c);
+    fprintf(stderr, "paramd bench: measuring ceilings (raw TCP over loopback, memcpy)\n");
+    for (int i = 0; i < o->nsizes; i++) {
+        if (ceil_memcpy(c, i, (size_t)o->sizes[i], o->seconds)) return -1;
+        if (ceil_tcp_stream(c, i, (size_t)o->sizes[i], o->seconds)) return -1;
+    }
+    return 0;
+}
+
+/* The exact frames of a 4 KiB pull (k = 0) and a 4 KiB push (k = 1). */
+static size_t pp_request(int k) {
+    return k == 0 ? PD_HDR_SIZE + PD_PULL_PAYLOAD : PD_HDR_SIZE + PD_RANGE_PREFIX + LAT_SIZE;
+}
+static size_t pp_reply(int k) { return k == 0 ? PD_HDR_SIZE + LAT_SIZE : PD_HDR_SIZE; }
+
+/* The latency ceilings, measured again right before each cluster: on a
+ * virtual machine a round trip costs very different times on an idle and
+ * on a busy machine (an idle vCPU halts and is woken through the
+ * hypervisor), so a latency is compared with a ping-pong of the same
+ * moment.  Prints one line each, tagged with the cluster's shape. */
+static int measure_pingpong(ceilings *c, const bench_opts *o, int S, int W, FILE *out) {
+    for (int k = 0; k < 2; k++) {
+        if (ceil_pingpong(c, k, pp_request(k), pp_reply(k), o->seconds, o->max_reps))
+            return -1;
+        rec r;
+        rec_begin(&r, out, o->json, "ceiling");
+        rec_str(&r, "what", "tcp_pingpong");
+        rec_str(&r, "op", k == 0 ? "pull" : "push");
+        rec_int(&r, "servers", S);
+        rec_int(&r, "workers", W);
+        rec_int(&r, "size", LAT_SIZE);
+        rec_int(&r, "request_bytes", (long long)pp_request(k));
+        rec_int(&r, "reply_bytes", (long long)pp_reply(k));
+        rec_int(&r, "samples", (long long)c->pp_n[k]);
+        rec_num(&r, "p50_us", c->pp_p50[k]);
+        rec_num(&r, "p99_us", c->pp_p99[k]);
+        rec_end(&r);
+    }
+    return 0;
+}
+
+static void print_ceilings(const ceilings *c, const bench_opts *o, FILE *out) {
+    rec r;
+    for (int i = 0; i < o->nsizes; i++) {
+        rec_begin(&r, out, o->json, "ceiling");
+        rec_str(&r, "what", "tcp_stream");
+        rec_int(&r, "size", (long long)o->sizes[i]);
+        rec_int(&r, "io_bytes", (long long)stream_io((size_t)o->sizes[i]));
+        rec_int(&r, "bytes", (long long)c->tcp_bytes[i]);
+        rec_num(&r, "seconds", c->tcp_secs[i]);
+        rec_num(&r, "bytes_per_s", c->tcp_bps[i]);
+        rec_end(&r);
+        rec_begin(&r, out, o->json, "ceiling");
+        rec_str(&r, "what", "memcpy");
+        rec_int(&r, "size", (long long)o->sizes[i]);
+        rec_int(&r, "reps", (long long)c->memcpy_reps[i]);
+        rec_num(&r, "seconds", c->memcpy_secs[i]);
+        rec_num(&r, "bytes_per_s", c->memcpy_bps[i]);
+        rec_end(&r);
+    }
+}
+
+/* ==== The worker: paramd bench --worker DIR =============================== */
+
+/* Time one loop of `op` over the whole table t; writes one line to f. */
+static int worker_loop(paramd_client *c, paramd_table *t, int op, uint64_t n,
+                       const float *ones, float *got, const bench_opts *o,
+                       int64_t *pushes, FILE *f) {
+    int rc = paramd_barrier(c);
+    if (rc) return rc;
+    int64_t reps = 0;
+    double t0 = pd_now(), t1;
+    do {
+        if (op != OP_PULL) {
+            if ((rc = paramd_push(t, 0, n, ones))) return rc;
+            paramd_clock(c);
+            (*pushes)++;
+        }
+        if (op != OP_PUSH && (rc = paramd_pull(t, 0, n, got))) return rc;
+        reps++;
+        t1 = pd_now();
+    } while (t1 - t0 < o->seconds && reps < o->max_reps);
+    /* Our own pushes were all answered, so they show; in the pull loop
+     * nobody pushes (barriers), so both ends agree.  In the pushpull loop
+     * other workers may push between the chunks of one pull. */
+    float mine = (float)*pushes;
+    if (op != OP_PUSH &&
+        !(got[0] >= mine && got[n - 1] >= mine && (op != OP_PULL || got[0] == got[n - 1]))) {
+        fprintf(stderr,
+                "paramd bench: pulled %.1f and %.1f at both ends of the table after "
+                "%lld own pushes\n",
+                got[0], got[n - 1], (long long)*pushes);
+        return PARAMD_EINTERNAL;
+    }
+    fprintf(f, "tp op=%d size=%llu reps=%lld t0=%.9f t1=%.9f\n", op,
+            (unsigned long long)(n * 4), (long long)reps, t0, t1);
+    return 0;
+}
+
+static int worker_size(paramd_client *c, uint64_t size, const bench_opts *o, FILE *f) {
+    uint64_t n = size / 4;
+    char name[64];
+    snprintf(name, sizeof name, "bench.%llu", (unsigned long long)size);
+    paramd_table *t;
+    int rc = paramd_table_open(c, name, n, TABLE_SPEC, NULL, &t);
+    if (rc) return rc;
+    float *ones = malloc(size), *got = malloc(size);
+    if (!ones || !got) {
+        free(ones), free(got);
+        fprintf(stderr, "paramd bench: out of memory for two %llu-byte buffers\n",
+                (unsigned long long)size);
+        return PARAMD_ENOMEM;
+    }
+    for (uint64_t i = 0; i < n; i++) ones[i] = 1.0f;
+    memset(got, 0, size);
+    int64_t pushes = 0;
+    /* Warm-up: first touches of every page, on both sides. */
+    rc = paramd_push(t, 0, n, ones);
+    paramd_clock(c);
+    pushes++;
+    if (!rc) rc = paramd_pull(t, 0, n, got);
+    for (int op = OP_PUSH; op <= OP_PUSHPULL && !rc; op++)
+        if (o->ops[op]) rc = worker_loop(c, t, op, n, ones, got, o, &pushes, f);
+    /* Every worker's pushes are answered: worker 0 reads the result. */
+    if (!rc) rc = paramd_barrier(c);
+    if (!rc && paramd_rank(c) == 0 && !(rc = paramd_pull(t, 0, n, got))) {
+        float lo = got[0], hi = got[0];
+        for (uint64_t i = 1; i < n; i++) {
+            if (got[i] < lo) lo = got[i];
+            if (got[i] > hi) hi = got[i];
+        }
+        fprintf(f, "value size=%llu min=%.1f max=%.1f\n", (unsigned long long)size, lo, hi);
+    }
+    if (!rc) fprintf(f, "pushes size=%llu n=%lld\n", (unsigned long long)size, (long long)pushes);
+    free(ones);
+    free(got);
+    return rc;
+}
+
+/* Latency of single 4 KiB pulls, then pushes; samples to DIR/lat.OP.RANK. */
+static int worker_latency(paramd_client *c, const bench_opts *o) {
+    uint64_t n = LAT_SIZE / 4;
+    paramd_table *t;
+    int rc = paramd_table_open(c, "bench.latency", n, TABLE_SPEC, NULL, &t);
+    if (rc) return rc;
+    float *buf = calloc(n, sizeof *buf);
+    double *v = malloc(sizeof *v * (size_t)o->max_reps);
+    if (!buf || !v) {
+        free(buf), free(v);
+        return PARAMD_ENOMEM;
+    }
+    for (int i = 0; i < 100 && !rc; i++) rc = paramd_pull(t, 0, n, buf);
+    for (int k = 0; k < 2 && !rc; k++) {
+        if ((rc = paramd_barrier(c))) break;
+        size_t m = 0;
+        double t0 = pd_now();
+        while ((int64_t)m < o->max_reps) {
+            double s = pd_now();
+            rc = k == 0 ? paramd_pull(t, 0, n, buf) : paramd_push(t, 0, n, buf);
+            double e = pd_now();
+            if (rc) break;
+            if (k == 1) paramd_clock(c);
+            v[m++] = (e - s) * 1e6;
+            if (e - t0 >= o->seconds) break;
+        }
+        if (rc) break;
+        char path[4200];
+        snprintf(path, sizeof path, "%s/lat.%s.%d", o->worker_dir, k ? "push" : "pull",
+                 paramd_rank(c));
+        FILE *f = fopen(path, "wb");
+        if (!f || fwrite(v, sizeof *v, m, f) != m || fclose(f)) {
+            fprintf(stderr, "paramd bench: cannot write %s\n", path);
+            rc = PARAMD_EIO;
+        }
+    }
+    free(buf);
+    free(v);
+    return rc;
+}
+
+static int worker_main(const bench_opts *o) {
+    paramd_client *c;
+    char opt[64] = "";
+    pd_log_set_name("bench worker");
+    if (o->chunk_bytes) snprintf(opt, sizeof opt, "chunk_bytes=%lld", (long long)o->chunk_bytes);
+    if (paramd_connect(&c, opt)) {
+        fprintf(stderr, "paramd bench: cannot join the cluster: %s\n", paramd_last_error(NULL));
+        return 1;
+    }
+    char path[4200];
+    snprintf(path, sizeof path, "%s/w%d.txt", o->worker_dir, paramd_rank(c));
+    FILE *f = fopen(path, "w");
+    int rc = f ? 0 : PARAMD_EIO;
+    if (!f) fprintf(stderr, "paramd bench: cannot write %s: %s\n", path, strerror(errno));
+    int any_tp = o->ops[OP_PUSH] || o->ops[OP_PULL] || o->ops[OP_PUSHPULL];
+    for (int i = 0; i < o->nsizes && !rc && any_tp; i++) rc = worker_size(c, o->sizes[i], o, f);
+    if (!rc && o->ops[OP_LAT]) rc = worker_latency(c, o);
+    if (f && fclose(f) && !rc) rc = PARAMD_EIO;
+    if (rc)
+        fprintf(stderr, "paramd bench (worker %d): %s: %s\n", paramd_rank(c),
+                paramd_strerror(rc), paramd_last_error(c));
+    paramd_close(c);
+    return rc ? 1 : 0;
+}
+
+/* ==== The driver: one cluster per shape ================================== */
+
+typedef struct tp_result {
+    int S, W, op;
+    uint64_t size;
+    int64_t reps;      /* rounds, all workers */
+    double bytes, secs;
+    int verified;
+} tp_result;
+
+typedef struct lat_result {
+    int S, W, op; /* 0 pull, 1 push */
+    size_t n;
+    double p50, p99, mean;
+    double ceil_p50, ceil_p99; /* the ping-pong right before the cluster */
+} lat_result;
+
+typedef struct results {
+    tp_result *tp;
+    size_t ntp;
+    lat_result lat[2 * MAX_LIST * MAX_LIST];
+    size_t nlat;
+} results;
+
+/* Read the workers' files for a cluster of S x W; append to R and print a
+ * line per configuration.  0, or -1 if a file is missing or the final
+ * values do not match the pushes. */
+static int collect(const char *dir, int S, int W, const bench_opts *o, const ceilings *cl,
+                   results *R, FILE *out) {
+    int ok = 1;
+    typedef struct acc {
+        int64_t reps;
+        double t0, t1;
+        int seen;
+    } acc;
+    acc a[MAX_LIST][3];
+    int64_t pushes[MAX_LIST];
+    double vmin[MAX_LIST] = {0}, vmax[MAX_LIST] = {0};
+    int have_value[MAX_LIST];
+    memset(a, 0, sizeof a);
+    memset(pushes, 0, sizeof pushes);
+    memset(have_value, 0, sizeof have_value);
+    for (int w = 0; w < W; w++) {
+        char path[4200], line[256];
+        snprintf(path, sizeof path, "%s/w%d.txt", dir, w);
+        FILE *f = fopen(path, "r");
+        if (!f) {
+            fprintf(stderr, "paramd bench: worker %d left no results (%s)\n", w, path);
+            return -1;
+        }
+        while (fgets(line, sizeof line, f)) {
+            int op;
+            unsigned long long size;
+            long long reps;
+            double t0, t1, lo, hi;
+            int si = -1;
+            if (sscanf(line, "tp op=%d size=%llu reps=%lld t0=%lf t1=%lf", &op, &size, &reps,
+                       &t0, &t1) == 5) {
+                for (int i = 0; i < o->nsizes; i++)
+                    if (o->sizes[i] == size) si = i;
+                if (si < 0 || op < 0 || op > 2) continue;
+                acc *x = &a[si][op];
+                if (!x->seen || t0 < x->t0) x->t0 = t0;
+                if (!x->seen || t1 > x->t1) x->t1 = t1;
+                x->reps += reps;
+                x->seen = 1;
+            } else if (sscanf(line, "value size=%llu min=%lf max=%lf", &size, &lo, &hi) == 3) {
+                for (int i = 0; i < o->nsizes; i++)
+                    if (o->sizes[i] == size) si = i;
+                if (si < 0) continue;
+                vmin[si] = lo, vmax[si] = hi, have_value[si] = 1;
+            } else if (sscanf(line, "pushes size=%llu n=%lld", &size, &reps) == 2) {
+                for (int i = 0; i < o->nsizes; i++)
+                    if (o->sizes[i] == size) si = i;
+                if (si >= 0) pushes[si] += reps;
+            }
+        }
+        fclose(f);
+    }
+    for (int i = 0; i < o->nsizes; i++) {
+        int verified = have_value[i] && vmin[i] == (double)pushes[i] && vmax[i] == vmin[i];
+        int any = 0;
+        for (int op = 0; op < 3; op++) {
+            acc *x = &a[i][op];
+            if (!x->seen) continue;
+            any = 1;
+            tp_result *t = realloc(R->tp, sizeof *R->tp * (R->ntp + 1));
+            if (!t) return -1;
+            R->tp = t;
+            tp_result *r = &R->tp[R->ntp++];
+            r->S = S, r->W = W, r->op = op, r->size = o->sizes[i];
+            r->reps = x->reps;
+            r->bytes = (double)x->reps * (double)o->sizes[i] * (op == OP_PUSHPULL ? 2 : 1);
+            r->secs = x->t1 - x->t0;
+            r->verified = verified;
+            double bps = r->secs > 0 ? r->bytes / r->secs : 0;
+            rec q;
+            rec_begin(&q, out, o->json, "dense");
+            rec_str(&q, "transport", "tcp");
+            rec_str(&q, "op", op_names[op]);
+            rec_int(&q, "servers", S);
+            rec_int(&q, "workers", W);
+            rec_int(&q, "size", (long long)o->sizes[i]);
+            rec_int(&q, "reps", (long long)r->reps);
+            rec_num(&q, "seconds", r->secs);
+            rec_int(&q, "bytes", (long long)r->bytes);
+            rec_num(&q, "bytes_per_s", bps);
+            rec_num(&q, "ceiling_tcp_bytes_per_s", cl->tcp_bps[i]);
+            rec_num(&q, "ratio_tcp", bps / cl->tcp_bps[i]);
+            rec_num(&q, "ratio_memcpy", bps / cl->memcpy_bps[i]);
+            rec_int(&q, "verified", verified);
+            rec_end(&q);
+        }
+        if (any && !verified) {
+            fprintf(stderr,
+                    "paramd bench: S=%d W=%d size %llu: final values %.1f..%.1f, but "
+                    "the workers pushed %lld times\n",
+                    S, W, (unsigned long long)o->sizes[i], have_value[i] ? vmin[i] : -1.0,
+                    have_value[i] ? vmax[i] : -1.0, (long long)pushes[i]);
+            ok = 0;
+        }
+    }
+    if (o->ops[OP_LAT]) {
+        for (int k = 0; k < 2; k++) {
+            double *v = NULL;
+            size_t n = 0;
+            for (int w = 0; w < W; w++) {
+                char path[4200];
+                snprintf(path, sizeof path, "%s/lat.%s.%d", dir, k ? "push" : "pull", w);
+                FILE *f = fopen(path, "rb");
+                struct stat st;
+                if (!f || fstat(fileno(f), &st)) {
+                    fprintf(stderr, "paramd bench: worker %d left no latency samples\n", w);
+                    if (f) fclose(f);
+                    free(v);
+                    return -1;
+                }
+                size_t m = (size_t)st.st_size / sizeof *v;
+                double *nv = realloc(v, sizeof *v * (n + m + 1));
+                if (!nv || fread(nv + n, sizeof *v, m, f) != m) {
+                    fclose(f);
+                    free(nv ? nv : v);
+                    return -1;
+                }
+                v = nv;
+                n += m;
+                fclose(f);
+            }
+            if (n == 0) {
+                free(v);
+                return -1;
+            }
+            qsort(v, n, sizeof *v, cmp_double);
+            double sum = 0;
+            for (size_t j = 0; j < n; j++) sum += v[j];
+            lat_result *l = &R->lat[R->nlat++];
+            l->S = S, l->W = W, l->op = k, l->n = n;
+            l->p50 = quantile(v, n, 0.5);
+            l->p99 = quantile(v, n, 0.99);
+            l->mean = sum / (double)n;
+            l->ceil_p50 = cl->pp_p50[k];
+            l->ceil_p99 = cl->pp_p99[k];
+            free(v);
+            rec q;
+            rec_begin(&q, out, o->json, "latency");
+            rec_str(&q, "transport", "tcp");
+            rec_str(&q, "op", k ? "push" : "pull");
+            rec_int(&q, "servers", S);
+            rec_int(&q, "workers", W);
+            rec_int(&q, "size", LAT_SIZE);
+            rec_int(&q, "samples", (long long)n);
+            rec_num(&q, "p50_us", l->p50);
+            rec_num(&q, "p99_us", l->p99);
+            rec_num(&q, "mean_us", l->mean);
+            rec_num(&q, "ceiling_p50_us", cl->pp_p50[k]);
+            rec_num(&q, "ceiling_p99_us", cl->pp_p99[k]);
+            rec_num(&q, "ratio_p50", l->p50 / cl->pp_p50[k]);
+            rec_num(&q, "ratio_p99", l->p99 / cl->pp_p99[k]);
+            rec_end(&q);
+        }
+    }
+    return ok ? 0 : -1;
+}
+
+static void remove_dir(const char *dir, int W) {
+    char path[4200];
+    for (int w = 0; w < W; w++) {
+        snprintf(path, sizeof path, "%s/w%d.txt", dir, w);
+        unlink(path);
+        snprintf(path, sizeof path, "%s/lat.pull.%d", dir, w);
+        unlink(path);
+        snprintf(path, sizeof path, "%s/lat.push.%d", dir, w);
+        unlink(path);
+    }
+}
+
+/* Start a cluster of S x W whose workers are `paramd bench --worker`,
+ * wait for it, collect.  0, 1 (failed), or 128+signal. */
+static int run_cluster(int S, int W, const bench_opts *o, const char *dir, ceilings *cl,
+                       results *R, FILE *out) {
+    char sizes[MAX_LIST * 24] = "", ops[64] = "", secs[32], reps[32], chunk[32];
+    for (int i = 0; i < o->nsizes; i++)
+        snprintf(sizes + strlen(sizes), sizeof sizes - strlen(sizes), "%s%llu", i ? "," : "",
+                 (unsigned long long)o->sizes[i]);
+    for (int k = 0; k < NOPS; k++)
+        if (o->ops[k])
+            snprintf(ops + strlen(ops), sizeof ops - strlen(ops), "%s%s", ops[0] ? "," : "",
+                     op_names[k]);
+    snprintf(secs, sizeof secs, "%.17g", o->seconds);
+    snprintf(reps, sizeof reps, "%lld", (long long)o->max_reps);
+    snprintf(chunk, sizeof chunk, "%lld", (long long)o->chunk_bytes);
+    char *wargv[20];
+    int k = 0;
+    wargv[k++] = (char *)cli_self_path();
+    wargv[k++] = "bench";
+    wargv[k++] = "--worker";
+    wargv[k++] = (char *)dir;
+    wargv[k++] = "--sizes";
+    wargv[k++] = sizes;
+    wargv[k++] = "--ops";
+    wargv[k++] = ops;
+    wargv[k++] = "--seconds";
+    wargv[k++] = secs;
+    wargv[k++] = "--max-reps";
+    wargv[k++] = reps;
+    if (o->chunk_bytes) {
+        wargv[k++] = "--chunk-bytes";
+        wargv[k++] = chunk;
+    }
+    wargv[k] = NULL;
+    if (o->ops[OP_LAT] && measure_pingpong(cl, o, S, W, out)) return 1;
+    pd_local *L;
+    char why[300];
+    pd_local_start(&L, S, W, "127.0.0.1", wargv, NULL, 0);
+    if (!L) {
+        fprintf(stderr, "paramd bench: out of memory\n");
+        return 1;
+    }
+    int rc = pd_local_wait(L, why, sizeof why);
+    pd_local_free(L);
+    if (rc) {
+        fprintf(stderr, "paramd bench: cluster of %d servers, %d workers: %s\n", S, W, why);
+    } else if (collect(dir, S, W, o, cl, R, out)) {
+        rc = 1;
+    }
+    remove_dir(dir, W);
+    return rc;
+}
+
+/* ==== The readable table ================================================= */
+
+static const tp_result *find_tp(const results *R, int S, int W, uint64_t size, int op) {
+    for (size_t i = 0; i < R->ntp; i++) {
+        const tp_result *t = &R->tp[i];
+        if (t->S == S && t->W == W && t->size == size && t->op == op) return t;
+    }
+    return NULL;
+}
+
+static void print_table(const results *R, const bench_opts *o, const ceilings *c, FILE *out) {
+    char b1[32];
+    fprintf(out, "\nceilings, per value size: raw TCP stream between two processes, memcpy\n");
+    fprintf(out, "%9s  %10s  %10s\n", "size", "TCP GB/s", "memcpy GB/s");
+    for (int z = 0; z < o->nsizes; z++) {
+        fmt_size(o->sizes[z], b1, sizeof b1);
+        fprintf(out, "%9s  %10.2f  %10.2f\n", b1, c->tcp_bps[z] / 1e9, c->memcpy_bps[z] / 1e9);
+    }
+    if (R->ntp) {
+        fprintf(out,
+                "\ndense throughput over TCP, GB/s of values, all workers (ratio to the raw "
+                "TCP stream of that size)\n");
+        fprintf(out, "%3s %3s %9s  %-16s %-16s %-16s %s\n", "S", "W", "size", "push", "pull",
+                "push+pull", "rounds (push/pull/both)");
+        for (int si = 0; si < o->nservers; si++)
+            for (int wi = 0; wi < o->nworkers; wi++)
+                for (int z = 0; z < o->nsizes; z++) {
+                    int S = o->servers[si], W = o->workers[wi];
+                    fmt_size(o->sizes[z], b1, sizeof b1);
+                    fprintf(out, "%3d %3d %9s ", S, W, b1);
+                    char reps[96] = "";
+                    for (int op = 0; op < 3; op++) {
+                        const tp_result *t = find_tp(R, S, W, o->sizes[z], op);
+                        char cell[32] = "-";
+                        if (t) {
+                            double bps = t->bytes / t->secs;
+                            snprintf(cell, sizeof cell, "%6.2f (%.2f)", bps / 1e9,
+                                     bps / c->tcp_bps[z]);
+                        }
+                        fprintf(out, " %-16s", cell);
+                        snprintf(reps + strlen(reps), sizeof reps - strlen(reps), "%s%lld",
+                                 op ? "/" : "", t ? (long long)t->reps : 0LL);
+                    }
+                    fprintf(out, " %s\n", reps);
+                }
+    }
+    if (R->nlat) {
+        fprintf(out,
+                "\nlatency of one 4 KiB request over TCP, us: p50 / p99, then the raw TCP "
+                "ping-pong of the same frames\nmeasured just before (p50 / p99) and the ratio "
+                "of the p50s\n");
+        fprintf(out, "%3s %3s  %-36s %-36s\n", "S", "W", "pull", "push");
+        for (int si = 0; si < o->nservers; si++)
+            for (int wi = 0; wi < o->nworkers; wi++) {
+                int S = o->servers[si], W = o->workers[wi];
+                fprintf(out, "%3d %3d ", S, W);
+                for (int k = 0; k < 2; k++) {
+                    char cell[96] = "-";
+                    for (size_t i = 0; i < R->nlat; i++) {
+                        const lat_result *l = &R->lat[i];
+                        if (l->S == S && l->W == W && l->op == k)
+                            snprintf(cell, sizeof cell, "%.1f / %.1f, raw %.1f / %.1f (%.2fx)",
+                                     l->p50, l->p99, l->ceil_p50, l->ceil_p99,
+                                     l->p50 / l->ceil_p50);
+                    }
+                    fprintf(out, " %-36s", cell);
+                }
+                fprintf(out, "\n");
+            }
+    }
+    if (o->shm) fprintf(out, "\nshm: not available (paramd has no shared-memory transport yet)\n");
+}
+
+/* ==== paramd bench ======================================================== */
+
+static int check_memory(const bench_opts *o) {
+    uint64_t maxsz = 0, total = 0;
+    int maxw = 0;
+    for (int i = 0; i < o->nsizes; i++) {
+        if (o->sizes[i] > maxsz) maxsz = o->sizes[i];
+        total += o->sizes[i];
+    }
+    for (int i = 0; i < o->nworkers; i++)
+        if (o->workers[i] > maxw) maxw = o->workers[i];
+    /* Workers: a buffer of ones and one to pull into.  Servers: every
+     * table stays until the cluster exits. */
+    double need = (double)maxw * 2.0 * (double)maxsz + (double)total;
+    double ram = (double)sysconf(_SC_PHYS_PAGES) * (double)sysconf(_SC_PAGESIZE);
+    if (ram > 0 && need > ram / 2) {
+        fprintf(stderr,
+                "paramd bench: this run needs about %.1f GiB (%d workers x 2 x %.0f MiB, "
+                "plus the tables), more than half of this machine's %.1f GiB: use "
+                "fewer --workers or smaller --sizes\n",
+                need / (1u << 30), maxw, (double)maxsz / (1u << 20), ram / (1u << 30));
+        return -1;
+    }
+    return 0;
+}
+
+int cmd_bench(int argc, char **argv) {
+    bench_opts o;
+    pd_log_set_name("paramd bench");
+    int prc = parse_args(argc, argv, &o);
+    if (prc) return prc == 1 ? 0 : 2;
+    if (o.worker_dir) return worker_main(&o);
+    if (check_memory(&o)) return 2;
+
+    /* Our records go to the real stdout; the children's stdout (which
+     * paramd local forwards to ours, like "coordinator listening on")
+     * goes to stderr, so that stdout stays machine-readable. */
+    fflush(stdout);
+    int outfd = dup(1);
+    FILE *out = outfd >= 0 ? fdopen(outfd, "w") : NULL;
+    if (!out || dup2(2, 1) < 0) {
+        fprintf(stderr, "paramd bench: cannot set up output: %s\n", strerror(errno));
+        return 1;
+    }
+    /* The children log only warnings unless told otherwise. */
+    setenv("PARAMD_LOG", "warn", 0);
+
+    /* Other work on the machine makes every figure lower and noisier: say
+     * so in the record and on stderr. */
+    double load1 = 0;
+    FILE *la = fopen("/proc/loadavg", "r");
+    if (la) {
+        if (fscanf(la, "%lf", &load1) != 1) load1 = 0;
+        fclose(la);
+    }
+    if (load1 > 0.5)
+        fprintf(stderr,
+                "paramd bench: warning: load average %.2f before starting; other "
+                "processes will lower and blur these figures\n",
+                load1);
+    time_t now = time(NULL);
+    char date[64];
+    strftime(date, sizeof date, "%Y-%m-%dT%H:%M:%S%z", localtime(&now));
+    rec r;
+    rec_begin(&r, out, o.json, "run");
+    rec_str(&r, "version", paramd_version_string());
+    rec_str(&r, "date", date);
+    rec_int(&r, "cores", sysconf(_SC_NPROCESSORS_ONLN));
+    rec_num(&r, "load1", load1);
+    rec_int(&r, "quick", o.quick);
+    rec_num(&r, "seconds", o.seconds);
+    rec_int(&r, "max_reps", o.max_reps);
+    rec_int(&r, "chunk_bytes", o.chunk_bytes ? o.chunk_bytes : 1 << 20);
+    rec_str(&r, "table", TABLE_SPEC);
+    rec_end(&r);
+
+    ceilings cl;
+    if (measure_ceilings(&cl, &o)) {
+        fclose(out);
+        return 1;
+    }
+    print_ceilings(&cl, &o, out);
+    if (o.shm) {
+        rec_begin(&r, out, o.json, "transport");
+        rec_str(&r, "transport", "shm");
+        rec_int(&r, "available", 0);
+        rec_str(&r, "note", "no shared-memory transport yet");
+        rec_end(&r);
+    }
+
+    results R;
+    memset(&R, 0, sizeof R);
+    int rc = 0;
+    int any = o.ops[OP_PUSH] || o.ops[OP_PULL] || o.ops[OP_PUSHPULL] || o.ops[OP_LAT];
+    if (o.tcp && any) {
+        char dir[] = "/tmp/paramd-bench.XXXXXX";
+        if (!mkdtemp(dir)) {
+            fprintf(stderr, "paramd bench: cannot make a temporary directory: %s\n",
+                    strerror(errno));
+            fclose(out);
+            return 1;
+        }
+        int nclusters = o.nservers * o.nworkers, i = 0;
+        double t0 = pd_now();
+        for (int si = 0; si < o.nservers && !rc; si++)
+            for (int wi = 0; wi < o.nworkers && !rc; wi++) {
+                fprintf(stderr, "paramd bench: cluster %d/%d: %d servers, %d workers (%.0f s so far)\n",
+                        ++i, nclusters, o.servers[si], o.workers[wi], pd_now() - t0);
+                rc = run_cluster(o.servers[si], o.workers[wi], &o, dir, &cl, &R, out);
+            }
+        rmdir(dir);
+    }
+    if (!o.json && rc == 0) print_table(&R, &o, &cl, out);
+    free(R.tp);
+    fclose(out);
+    return rc;
+}
