@@ -16,7 +16,8 @@
  * untimed warm-up round.  Then, on a 4 KiB table, one request at a time,
  * the latency of every pull and of every push (p50, p99).  A worker writes
  * its counts and times to DIR/w<rank>.txt and its latency samples to
- * DIR/lat.<op>.<rank>; the driver reads them once the cluster has exited.
+ * DIR/lat.<op>.<rank> (and its raw ping-pong samples, below, to
+ * DIR/raw.<op>.<rank>); the driver reads them once the cluster has exited.
  *
  * How figures are counted.  Throughput is payload bytes (the values, not
  * headers) moved by all workers together, divided by the wall time from
@@ -35,12 +36,14 @@
  *     value's size in calls of up to 1 MiB; the other reads into one
  *     cache-resident buffer, the cheapest receiver there is), and memcpy
  *     of that size;
- *   - right before each cluster: raw TCP ping-pong of the exact frames of
- *     a 4 KiB pull (56-byte request, 4136-byte answer) and of a 4 KiB push
- *     (4144-byte request, 40-byte answer).  Re-measured per cluster
- *     because on a virtual machine a round trip differs ten-fold between
- *     an idle moment (a halted vCPU is woken through the hypervisor) and a
- *     busy one, and a latency must be compared with its own moment.
+ *   - in each worker, in alternation with its latency loop (blocks of
+ *     LAT_BLOCK requests each): raw TCP ping-pong of the exact frames of a
+ *     4 KiB pull (56-byte request, 4136-byte answer) and of a 4 KiB push
+ *     (4144-byte request, 40-byte answer) with a peer process the worker
+ *     forked at its start.  Interleaved because on a virtual machine a
+ *     round trip differs ten-fold between an idle moment (a halted vCPU is
+ *     woken through the hypervisor) and a busy one: a latency is compared
+ *     with raw round trips of the same moments, from the same thread.
  * Every figure is printed with its ratio to its ceiling.
  *
  * Output: one line per configuration (key=value, or a JSON object per
@@ -80,6 +83,7 @@
 
 #define MAX_LIST 16               /* entries in --sizes / --servers / ... */
 #define LAT_SIZE 4096             /* bytes of a small request */
+#define LAT_BLOCK 50              /* requests between raw and paramd turns */
 #define CEIL_IO (1u << 20)        /* raw TCP bytes per write/read call */
 #define MAX_SIZE (1ull << 30)     /* largest --sizes value */
 #define TABLE_SPEC "rule=add consistency=async"
@@ -460,8 +464,6 @@ typedef struct ceilings {
     uint64_t tcp_bytes[MAX_LIST];
     double memcpy_bps[MAX_LIST], memcpy_secs[MAX_LIST];
     uint64_t memcpy_reps[MAX_LIST];
-    double pp_p50[2], pp_p99[2]; /* [0] pull-shaped, [1] push-shaped, us */
-    size_t pp_n[2];
 } ceilings;
 
 typedef void (*peer_fn)(int fd, const void *arg);
@@ -536,13 +538,34 @@ static void stream_writer(int fd, const void *arg) {
     free(buf);
 }
 
-/* Ping-pong server: read a request of sz[0] bytes, answer sz[1] bytes. */
-static void pingpong_server(int fd, const void *arg) {
-    const size_t *sz = arg;
-    char *req = calloc(1, sz[0]), *rep = calloc(1, sz[1]);
-    while (req && rep && read_full(fd, req, sz[0]) == 0 && write_full(fd, rep, sz[1]) == 0) {}
+/* The exact frames of a 4 KiB pull (k = 0) and of a 4 KiB push (k = 1):
+ * what goes over TCP for one paramd request, header included. */
+static size_t pp_request(int k) {
+    return k == 0 ? PD_HDR_SIZE + PD_PULL_PAYLOAD : PD_HDR_SIZE + PD_RANGE_PREFIX + LAT_SIZE;
+}
+static size_t pp_reply(int k) { return k == 0 ? PD_HDR_SIZE + LAT_SIZE : PD_HDR_SIZE; }
+
+/* Raw ping-pong peer: answers pull-shaped and push-shaped requests with
+ * replies of the same sizes as paramd's.  The first byte of a request says
+ * which (0 pull, 1 push); the first pp_request(0) bytes are read at once,
+ * the rest of a push after. */
+static void pingpong_peer(int fd, const void *arg) {
+    (void)arg;
+    char *req = calloc(1, pp_request(1)), *rep = calloc(1, pp_reply(0));
+    while (req && rep && read_full(fd, req, pp_request(0)) == 0) {
+        int k = req[0] == 1;
+        if (k && read_full(fd, req + pp_request(0), pp_request(1) - pp_request(0))) break;
+        if (write_full(fd, rep, pp_reply(k))) break;
+    }
     free(req);
     free(rep);
+}
+
+/* One raw round trip of kind k over fd; 0 or -1. */
+static int pingpong_once(int fd, int k, char *req, char *rep) {
+    req[0] = (char)k;
+    if (write_full(fd, req, pp_request(k))) return -1;
+    return read_full(fd, rep, pp_reply(k));
 }
 
 /* Raw stream of value size `size` (index i).  The writer cycles over a
@@ -590,43 +613,6 @@ static int ceil_tcp_stream(ceilings *c, int i, size_t size, double seconds) {
     return 0;
 }
 
-/* Ping-pong with a request of req bytes and an answer of rep bytes. */
-static int ceil_pingpong(ceilings *c, int k, size_t req, size_t rep, double seconds,
-                         int64_t max_samples) {
-    size_t sz[2] = {req, rep};
-    int fd;
-    char *q = calloc(1, req), *a = calloc(1, rep);
-    double *v = malloc(sizeof *v * (size_t)max_samples);
-    pid_t pid = (q && a && v) ? peer_start(&fd, pingpong_server, sz) : -1;
-    if (pid < 0) {
-        free(q), free(a), free(v);
-        return -1;
-    }
-    int rc = 0;
-    for (int i = 0; i < 200 && rc == 0; i++)
-        rc = write_full(fd, q, req) || read_full(fd, a, rep);
-    size_t n = 0;
-    double t0 = pd_now();
-    while (rc == 0 && (int64_t)n < max_samples) {
-        double s = pd_now();
-        rc = write_full(fd, q, req) || read_full(fd, a, rep);
-        double e = pd_now();
-        v[n++] = (e - s) * 1e6;
-        if (e - t0 >= seconds) break;
-    }
-    peer_finish(fd, pid);
-    if (rc == 0) {
-        qsort(v, n, sizeof *v, cmp_double);
-        c->pp_p50[k] = quantile(v, n, 0.5);
-        c->pp_p99[k] = quantile(v, n, 0.99);
-        c->pp_n[k] = n;
-    } else {
-        fprintf(stderr, "paramd bench: raw TCP ping-pong failed\n");
-    }
-    free(q), free(a), free(v);
-    return rc ? -1 : 0;
-}
-
 /* memcpy of `size` bytes between two buffers of that size, repeated. */
 static int ceil_memcpy(ceilings *c, int i, size_t size, double seconds) {
     char *src = malloc(size), *dst = malloc(size);
@@ -660,38 +646,6 @@ static int measure_ceilings(ceilings *c, const bench_opts *o) {
     for (int i = 0; i < o->nsizes; i++) {
         if (ceil_memcpy(c, i, (size_t)o->sizes[i], o->seconds)) return -1;
         if (ceil_tcp_stream(c, i, (size_t)o->sizes[i], o->seconds)) return -1;
-    }
-    return 0;
-}
-
-/* The exact frames of a 4 KiB pull (k = 0) and a 4 KiB push (k = 1). */
-static size_t pp_request(int k) {
-    return k == 0 ? PD_HDR_SIZE + PD_PULL_PAYLOAD : PD_HDR_SIZE + PD_RANGE_PREFIX + LAT_SIZE;
-}
-static size_t pp_reply(int k) { return k == 0 ? PD_HDR_SIZE + LAT_SIZE : PD_HDR_SIZE; }
-
-/* The latency ceilings, measured again right before each cluster: on a
- * virtual machine a round trip costs very different times on an idle and
- * on a busy machine (an idle vCPU halts and is woken through the
- * hypervisor), so a latency is compared with a ping-pong of the same
- * moment.  Prints one line each, tagged with the cluster's shape. */
-static int measure_pingpong(ceilings *c, const bench_opts *o, int S, int W, FILE *out) {
-    for (int k = 0; k < 2; k++) {
-        if (ceil_pingpong(c, k, pp_request(k), pp_reply(k), o->seconds, o->max_reps))
-            return -1;
-        rec r;
-        rec_begin(&r, out, o->json, "ceiling");
-        rec_str(&r, "what", "tcp_pingpong");
-        rec_str(&r, "op", k == 0 ? "pull" : "push");
-        rec_int(&r, "servers", S);
-        rec_int(&r, "workers", W);
-        rec_int(&r, "size", LAT_SIZE);
-        rec_int(&r, "request_bytes", (long long)pp_request(k));
-        rec_int(&r, "reply_bytes", (long long)pp_reply(k));
-        rec_int(&r, "samples", (long long)c->pp_n[k]);
-        rec_num(&r, "p50_us", c->pp_p50[k]);
-        rec_num(&r, "p99_us", c->pp_p99[k]);
-        rec_end(&r);
     }
     return 0;
 }
@@ -794,44 +748,68 @@ static int worker_size(paramd_client *c, uint64_t size, const bench_opts *o, FIL
     return rc;
 }
 
-/* Latency of single 4 KiB pulls, then pushes; samples to DIR/lat.OP.RANK. */
-static int worker_latency(paramd_client *c, const bench_opts *o) {
+/* Write n doubles to DIR/NAME.OP.RANK.  0 or PARAMD_EIO. */
+static int write_samples(const bench_opts *o, const char *name, int k, int rank,
+                         const double *v, size_t n) {
+    char path[4200];
+    snprintf(path, sizeof path, "%s/%s.%s.%d", o->worker_dir, name, k ? "push" : "pull", rank);
+    FILE *f = fopen(path, "wb");
+    if (!f || fwrite(v, sizeof *v, n, f) != n || fclose(f)) {
+        fprintf(stderr, "paramd bench: cannot write %s\n", path);
+        return PARAMD_EIO;
+    }
+    return 0;
+}
+
+/* Latency of single 4 KiB pulls, then pushes, in blocks of LAT_BLOCK
+ * requests that alternate with as many raw TCP round trips of the same
+ * frames to our own peer process (peer_fd), so that paramd and its
+ * ceiling are measured at the same moments, under the same load.  Samples
+ * go to DIR/lat.OP.RANK and DIR/raw.OP.RANK. */
+static int worker_latency(paramd_client *c, const bench_opts *o, int peer_fd) {
     uint64_t n = LAT_SIZE / 4;
     paramd_table *t;
     int rc = paramd_table_open(c, "bench.latency", n, TABLE_SPEC, NULL, &t);
     if (rc) return rc;
     float *buf = calloc(n, sizeof *buf);
+    char *req = calloc(1, pp_request(1)), *ans = calloc(1, pp_reply(0));
     double *v = malloc(sizeof *v * (size_t)o->max_reps);
-    if (!buf || !v) {
-        free(buf), free(v);
-        return PARAMD_ENOMEM;
+    double *u = malloc(sizeof *u * (size_t)o->max_reps);
+    if (!buf || !req || !ans || !v || !u) {
+        rc = PARAMD_ENOMEM;
+        goto out;
     }
-    for (int i = 0; i < 100 && !rc; i++) rc = paramd_pull(t, 0, n, buf);
+    for (int i = 0; i < 100 && !rc; i++) {
+        rc = paramd_pull(t, 0, n, buf);
+        if (!rc && pingpong_once(peer_fd, 0, req, ans)) rc = PARAMD_EIO;
+    }
     for (int k = 0; k < 2 && !rc; k++) {
         if ((rc = paramd_barrier(c))) break;
-        size_t m = 0;
-        double t0 = pd_now();
-        while ((int64_t)m < o->max_reps) {
-            double s = pd_now();
-            rc = k == 0 ? paramd_pull(t, 0, n, buf) : paramd_push(t, 0, n, buf);
-            double e = pd_now();
-            if (rc) break;
-            if (k == 1) paramd_clock(c);
-            v[m++] = (e - s) * 1e6;
-            if (e - t0 >= o->seconds) break;
+        size_t m = 0, mu = 0;
+        double t0 = pd_now(), e = t0;
+        while ((int64_t)m < o->max_reps && e - t0 < o->seconds && !rc) {
+            for (int j = 0; j < LAT_BLOCK && (int64_t)m < o->max_reps && !rc; j++) {
+                double s = pd_now();
+                rc = k == 0 ? paramd_pull(t, 0, n, buf) : paramd_push(t, 0, n, buf);
+                e = pd_now();
+                if (k == 1) paramd_clock(c);
+                v[m++] = (e - s) * 1e6;
+            }
+            for (int j = 0; j < LAT_BLOCK && (int64_t)mu < o->max_reps && !rc; j++) {
+                double s = pd_now();
+                if (pingpong_once(peer_fd, k, req, ans)) {
+                    fprintf(stderr, "paramd bench: raw TCP ping-pong failed\n");
+                    rc = PARAMD_EIO;
+                }
+                e = pd_now();
+                u[mu++] = (e - s) * 1e6;
+            }
         }
-        if (rc) break;
-        char path[4200];
-        snprintf(path, sizeof path, "%s/lat.%s.%d", o->worker_dir, k ? "push" : "pull",
-                 paramd_rank(c));
-        FILE *f = fopen(path, "wb");
-        if (!f || fwrite(v, sizeof *v, m, f) != m || fclose(f)) {
-            fprintf(stderr, "paramd bench: cannot write %s\n", path);
-            rc = PARAMD_EIO;
-        }
+        if (!rc) rc = write_samples(o, "lat", k, paramd_rank(c), v, m);
+        if (!rc) rc = write_samples(o, "raw", k, paramd_rank(c), u, mu);
     }
-    free(buf);
-    free(v);
+out:
+    free(buf), free(req), free(ans), free(v), free(u);
     return rc;
 }
 
@@ -839,9 +817,14 @@ static int worker_main(const bench_opts *o) {
     paramd_client *c;
     char opt[64] = "";
     pd_log_set_name("bench worker");
+    /* The raw ping-pong peer, started before the client's threads. */
+    int peer_fd = -1;
+    pid_t peer = -1;
+    if (o->ops[OP_LAT] && (peer = peer_start(&peer_fd, pingpong_peer, NULL)) < 0) return 1;
     if (o->chunk_bytes) snprintf(opt, sizeof opt, "chunk_bytes=%lld", (long long)o->chunk_bytes);
     if (paramd_connect(&c, opt)) {
         fprintf(stderr, "paramd bench: cannot join the cluster: %s\n", paramd_last_error(NULL));
+        if (peer >= 0) peer_finish(peer_fd, peer);
         return 1;
     }
     char path[4200];
@@ -851,12 +834,13 @@ static int worker_main(const bench_opts *o) {
     if (!f) fprintf(stderr, "paramd bench: cannot write %s: %s\n", path, strerror(errno));
     int any_tp = o->ops[OP_PUSH] || o->ops[OP_PULL] || o->ops[OP_PUSHPULL];
     for (int i = 0; i < o->nsizes && !rc && any_tp; i++) rc = worker_size(c, o->sizes[i], o, f);
-    if (!rc && o->ops[OP_LAT]) rc = worker_latency(c, o);
+    if (!rc && o->ops[OP_LAT]) rc = worker_latency(c, o, peer_fd);
     if (f && fclose(f) && !rc) rc = PARAMD_EIO;
     if (rc)
         fprintf(stderr, "paramd bench (worker %d): %s: %s\n", paramd_rank(c),
                 paramd_strerror(rc), paramd_last_error(c));
     paramd_close(c);
+    if (peer >= 0) peer_finish(peer_fd, peer);
     return rc ? 1 : 0;
 }
 
@@ -883,6 +867,42 @@ typedef struct results {
     lat_result lat[2 * MAX_LIST * MAX_LIST];
     size_t nlat;
 } results;
+
+/* The samples DIR/NAME.OP.RANK of every worker, merged and sorted, or
+ * NULL (message printed). */
+static double *read_samples(const char *dir, const char *name, int k, int W, size_t *nout) {
+    double *v = NULL;
+    size_t n = 0;
+    for (int w = 0; w < W; w++) {
+        char path[4200];
+        snprintf(path, sizeof path, "%s/%s.%s.%d", dir, name, k ? "push" : "pull", w);
+        FILE *f = fopen(path, "rb");
+        struct stat st;
+        size_t m = 0;
+        double *nv = NULL;
+        if (f && fstat(fileno(f), &st) == 0) {
+            m = (size_t)st.st_size / sizeof *v;
+            nv = realloc(v, sizeof *v * (n + m + 1));
+        }
+        if (!nv || fread(nv + n, sizeof *v, m, f) != m) {
+            fprintf(stderr, "paramd bench: worker %d left no usable %s\n", w, path);
+            if (f) fclose(f);
+            free(nv ? nv : v);
+            return NULL;
+        }
+        fclose(f);
+        v = nv;
+        n += m;
+    }
+    if (n == 0) {
+        fprintf(stderr, "paramd bench: no %s samples\n", name);
+        free(v);
+        return NULL;
+    }
+    qsort(v, n, sizeof *v, cmp_double);
+    *nout = n;
+    return v;
+}
 
 /* Read the workers' files for a cluster of S x W; append to R and print a
  * line per configuration.  0, or -1 if a file is missing or the final
@@ -984,35 +1004,13 @@ static int collect(const char *dir, int S, int W, const bench_opts *o, const cei
     }
     if (o->ops[OP_LAT]) {
         for (int k = 0; k < 2; k++) {
-            double *v = NULL;
-            size_t n = 0;
-            for (int w = 0; w < W; w++) {
-                char path[4200];
-                snprintf(path, sizeof path, "%s/lat.%s.%d", dir, k ? "push" : "pull", w);
-                FILE *f = fopen(path, "rb");
-                struct stat st;
-                if (!f || fstat(fileno(f), &st)) {
-                    fprintf(stderr, "paramd bench: worker %d left no latency samples\n", w);
-                    if (f) fclose(f);
-                    free(v);
-                    return -1;
-                }
-                size_t m = (size_t)st.st_size / sizeof *v;
-                double *nv = realloc(v, sizeof *v * (n + m + 1));
-                if (!nv || fread(nv + n, sizeof *v, m, f) != m) {
-                    fclose(f);
-                    free(nv ? nv : v);
-                    return -1;
-                }
-                v = nv;
-                n += m;
-                fclose(f);
-            }
-            if (n == 0) {
+            size_t n, nr;
+            double *v = read_samples(dir, "lat", k, W, &n);
+            double *u = v ? read_samples(dir, "raw", k, W, &nr) : NULL;
+            if (!v || !u) {
                 free(v);
                 return -1;
             }
-            qsort(v, n, sizeof *v, cmp_double);
             double sum = 0;
             for (size_t j = 0; j < n; j++) sum += v[j];
             lat_result *l = &R->lat[R->nlat++];
@@ -1020,10 +1018,23 @@ static int collect(const char *dir, int S, int W, const bench_opts *o, const cei
             l->p50 = quantile(v, n, 0.5);
             l->p99 = quantile(v, n, 0.99);
             l->mean = sum / (double)n;
-            l->ceil_p50 = cl->pp_p50[k];
-            l->ceil_p99 = cl->pp_p99[k];
+            l->ceil_p50 = quantile(u, nr, 0.5);
+            l->ceil_p99 = quantile(u, nr, 0.99);
             free(v);
+            free(u);
             rec q;
+            rec_begin(&q, out, o->json, "ceiling");
+            rec_str(&q, "what", "tcp_pingpong");
+            rec_str(&q, "op", k ? "push" : "pull");
+            rec_int(&q, "servers", S);
+            rec_int(&q, "workers", W);
+            rec_int(&q, "size", LAT_SIZE);
+            rec_int(&q, "request_bytes", (long long)pp_request(k));
+            rec_int(&q, "reply_bytes", (long long)pp_reply(k));
+            rec_int(&q, "samples", (long long)nr);
+            rec_num(&q, "p50_us", l->ceil_p50);
+            rec_num(&q, "p99_us", l->ceil_p99);
+            rec_end(&q);
             rec_begin(&q, out, o->json, "latency");
             rec_str(&q, "transport", "tcp");
             rec_str(&q, "op", k ? "push" : "pull");
@@ -1034,10 +1045,10 @@ static int collect(const char *dir, int S, int W, const bench_opts *o, const cei
             rec_num(&q, "p50_us", l->p50);
             rec_num(&q, "p99_us", l->p99);
             rec_num(&q, "mean_us", l->mean);
-            rec_num(&q, "ceiling_p50_us", cl->pp_p50[k]);
-            rec_num(&q, "ceiling_p99_us", cl->pp_p99[k]);
-            rec_num(&q, "ratio_p50", l->p50 / cl->pp_p50[k]);
-            rec_num(&q, "ratio_p99", l->p99 / cl->pp_p99[k]);
+            rec_num(&q, "ceiling_p50_us", l->ceil_p50);
+            rec_num(&q, "ceiling_p99_us", l->ceil_p99);
+            rec_num(&q, "ratio_p50", l->p50 / l->ceil_p50);
+            rec_num(&q, "ratio_p99", l->p99 / l->ceil_p99);
             rec_end(&q);
         }
     }
@@ -1053,12 +1064,16 @@ static void remove_dir(const char *dir, int W) {
         unlink(path);
         snprintf(path, sizeof path, "%s/lat.push.%d", dir, w);
         unlink(path);
+        snprintf(path, sizeof path, "%s/raw.pull.%d", dir, w);
+        unlink(path);
+        snprintf(path, sizeof path, "%s/raw.push.%d", dir, w);
+        unlink(path);
     }
 }
 
 /* Start a cluster of S x W whose workers are `paramd bench --worker`,
  * wait for it, collect.  0, 1 (failed), or 128+signal. */
-static int run_cluster(int S, int W, const bench_opts *o, const char *dir, ceilings *cl,
+static int run_cluster(int S, int W, const bench_opts *o, const char *dir, const ceilings *cl,
                        results *R, FILE *out) {
     char sizes[MAX_LIST * 24] = "", ops[64] = "", secs[32], reps[32], chunk[32];
     for (int i = 0; i < o->nsizes; i++)
@@ -1090,7 +1105,6 @@ static int run_cluster(int S, int W, const bench_opts *o, const char *dir, ceili
         wargv[k++] = chunk;
     }
     wargv[k] = NULL;
-    if (o->ops[OP_LAT] && measure_pingpong(cl, o, S, W, out)) return 1;
     pd_local *L;
     char why[300];
     pd_local_start(&L, S, W, "127.0.0.1", wargv, NULL, 0);
@@ -1158,9 +1172,9 @@ static void print_table(const results *R, const bench_opts *o, const ceilings *c
     if (R->nlat) {
         fprintf(out,
                 "\nlatency of one 4 KiB request over TCP, us: p50 / p99, then the raw TCP "
-                "ping-pong of the same frames\nmeasured just before (p50 / p99) and the ratio "
-                "of the p50s\n");
-        fprintf(out, "%3s %3s  %-36s %-36s\n", "S", "W", "pull", "push");
+                "ping-pong of the same frames\nmeasured in alternation with it (p50 / p99), and "
+                "the ratio of the p50s\n");
+        fprintf(out, "%3s %3s  %-42s %s\n", "S", "W", "pull", "push");
         for (int si = 0; si < o->nservers; si++)
             for (int wi = 0; wi < o->nworkers; wi++) {
                 int S = o->servers[si], W = o->workers[wi];
@@ -1174,7 +1188,7 @@ static void print_table(const results *R, const bench_opts *o, const ceilings *c
                                      l->p50, l->p99, l->ceil_p50, l->ceil_p99,
                                      l->p50 / l->ceil_p50);
                     }
-                    fprintf(out, " %-36s", cell);
+                    fprintf(out, k ? " %s" : " %-42s", cell);
                 }
                 fprintf(out, "\n");
             }
