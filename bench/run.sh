@@ -4,8 +4,10 @@
 #   bash bench/run.sh BUILD_DIR [paramd bench options...]
 #
 # Runs `paramd bench` (the full run unless options say otherwise, e.g.
-# --quick) and then the update-rule benchmark, and keeps what they print
-# in BUILD_DIR/bench/results-DATE.txt, next to the machine's load and CPU.
+# --quick), then the update-rule and sparse-table benchmarks (rules_bench,
+# sparse_bench; bench/train_bench.sh trains models and is run by hand),
+# and keeps what they print in BUILD_DIR/bench/results-DATE.txt, next to
+# the machine's load and CPU.
 # Benchmarks are programs: nothing here asserts a time.  See
 # bench/README.md for what each figure means and the recorded results.
 set -eu
@@ -20,8 +22,9 @@ OUT=$BUILD/bench/results-$(date +%Y%m%dT%H%M%S).txt
   echo "# paramd bench $*"
 } | tee "$OUT"
 "$BUILD/paramd" bench "$@" | tee -a "$OUT"
-if [ -x "$BUILD/bench/rules_bench" ]; then
-  echo "# rules_bench" | tee -a "$OUT"
-  "$BUILD/bench/rules_bench" | tee -a "$OUT"
-fi
+for prog in rules_bench sparse_bench; do
+  [ -x "$BUILD/bench/$prog" ] || continue
+  echo "# $prog" | tee -a "$OUT"
+  "$BUILD/bench/$prog" | tee -a "$OUT"
+done
 echo "results kept in $OUT"
