@@ -453,12 +453,15 @@ static int write_full(int fd, const void *buf, size_t n) {
 
 /* ==== Ceilings ============================================================
  * Raw TCP between this process and a forked peer over loopback, and
- * memcpy.  Run before any cluster starts, while this process has one
- * thread (fork is then safe). */
+ * memcpy.  The driver forks its peers before any cluster starts, a worker
+ * before it connects: no thread of ours exists yet, so no lock of ours
+ * can be held in the child (OpenBLAS's idle pool threads may exist; glibc
+ * keeps malloc usable in a forked child). */
 
-/* Per value size (index as in --sizes): the raw stream and memcpy over
- * buffers of that size, so that a figure is compared with a ceiling whose
- * data is as cache-resident (or not) as its own. */
+/* Per value size (index as in --sizes): the raw stream (the writer
+ * cycling over a buffer of that size) and memcpy of that size, so that a
+ * figure is compared with a ceiling whose data is as cache-resident (or
+ * not) as its own. */
 typedef struct ceilings {
     double tcp_bps[MAX_LIST], tcp_secs[MAX_LIST];
     uint64_t tcp_bytes[MAX_LIST];
