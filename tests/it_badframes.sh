@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# transports: tcp shm
 # Random bytes, truncated, oversized and lying frames sent to a live server
 # and coordinator (tests/tool_badframes.c checks each reply and that a
 # table's values never change); then the same cluster still serves a

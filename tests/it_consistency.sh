@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# transports: tcp shm
 # Bounded staleness, backup workers, and sync training that survives a dead
 # worker, on real processes:
 #   - ssp:s lets a worker pull s clocks ahead and no more (from the servers'

@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# transports: tcp shm
 # A worker killed with SIGKILL in async mode (mid-stream: it pushes in a
 # loop) leaves the server serving the others: two toy workers then finish
 # with exact results.

@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# transports: tcp shm
 # Uneven sharding and reassembly: tables whose length does not divide by S
 # (7 on 3 servers, 1 float on 4 servers, 1000003 on 3), initial values, and
 # element-wise distinct pushes from 3 workers, checked exactly by every

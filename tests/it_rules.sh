@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# transports: tcp shm
 # Every update rule applied by live servers (2 of them, so each sees part of
 # the table, pushed in two ranges) equals the same rule replayed in one
 # process: sync with 3 workers (mean per clock) and async with 1.  Then a

@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# transports: tcp shm
 # Sparse tables on real processes (tests/tool_sparse.c does the checking):
 #   - the same pushes on 1 and on 3 servers give byte-identical tables, and
 #     every pull equals an in-process replay (async with 1 worker, sync with

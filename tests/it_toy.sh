@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# transports: tcp shm
 # The seed's toy (10 floats, 2 workers, 100 iterations of pull, push ones)
 # gives its exact results in every mode with 1, 2 and 4 servers, started by
 # `paramd local`: 200 async, 100 sync with the mean, 200 sync with the sum.

@@ -136,7 +136,10 @@ static void server_usage(FILE *f) {
             "                           anything but loopback must be asked for\n"
             "  --advertise HOST:PORT    address workers should use, when it differs\n"
             "                           from the bound one (NAT, 0.0.0.0)\n"
-            "  --max-frame-mb N         largest request payload accepted [256]\n");
+            "  --max-frame-mb N         largest request payload accepted [256]\n"
+            "  --transport auto|tcp     auto: also offer shared memory to workers on\n"
+            "                           this host (they pick it unless told\n"
+            "                           transport=tcp); tcp: TCP only [auto]\n");
 }
 
 static void stop_server(void *p) { pd_server_stop(p); }
@@ -147,6 +150,7 @@ int cmd_server(int argc, char **argv) {
         {"listen", required_argument, 0, 'l'},
         {"advertise", required_argument, 0, 'a'},
         {"max-frame-mb", required_argument, 0, 'm'},
+        {"transport", required_argument, 0, 't'},
         {"help", no_argument, 0, 'h'},
         {0, 0, 0, 0}};
     pd_server_opts o = {0};
@@ -163,6 +167,15 @@ int cmd_server(int argc, char **argv) {
             o.max_frame = (uint64_t)mb << 20;
             break;
         }
+        case 't':
+            if (strcmp(optarg, "tcp") == 0) o.no_shm = 1;
+            else if (strcmp(optarg, "auto") == 0 || strcmp(optarg, "shm") == 0) o.no_shm = 0;
+            else {
+                fprintf(stderr, "paramd server: --transport '%s' is not auto or tcp\n",
+                        optarg);
+                return 2;
+            }
+            break;
         case 'h': server_usage(stdout); return 0;
         default: server_usage(stderr); return 2;
         }

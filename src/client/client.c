@@ -41,6 +41,8 @@
 
 #define PD_CHUNK_BYTES_DEFAULT (1u << 20)
 
+enum { TR_AUTO = 0, TR_TCP, TR_SHM };
+
 /* ==== Types ============================================================= */
 
 typedef struct pending {
@@ -100,6 +102,8 @@ struct paramd_client {
     char coord_addr[PD_MAX_ADDR + 1];
     int timeout_ms;
     uint64_t chunk_bytes;
+    int transport;        /* TR_AUTO, TR_TCP, TR_SHM */
+    uint64_t shm_ring;    /* bytes per direction of a shm link */
     int32_t rank, W, S;
     uint64_t epoch;
     int64_t clock;
@@ -367,10 +371,11 @@ static int coord_rpc(paramd_client *c, uint16_t type, uint32_t table,
 
 static int parse_options(paramd_client *c, const char *options) {
     char buf[1024];
-    const char *coord = NULL, *rank = NULL;
-    char coordbuf[PD_MAX_ADDR + 1], rankbuf[32];
+    const char *coord = NULL, *rank = NULL, *transport = NULL;
+    char coordbuf[PD_MAX_ADDR + 1], rankbuf[32], trbuf[16];
     c->timeout_ms = 30000;
     c->chunk_bytes = PD_CHUNK_BYTES_DEFAULT;
+    c->shm_ring = PD_SHM_RING_DEFAULT;
     snprintf(buf, sizeof buf, "%s", options ? options : "");
     char *save = NULL;
     for (char *tok = strtok_r(buf, " \t\n", &save); tok;
@@ -394,10 +399,19 @@ static int parse_options(paramd_client *c, const char *options) {
             if (pd_parse_i64(val, &v) || v < 4096 || v > (1 << 30))
                 return cl_err(NULL, PARAMD_EINVAL, "chunk_bytes=%s is not 4096..2^30", val);
             c->chunk_bytes = (uint64_t)v & ~3ull;
+        } else if (strcmp(tok, "transport") == 0) {
+            snprintf(trbuf, sizeof trbuf, "%s", val);
+            transport = trbuf;
+        } else if (strcmp(tok, "shm_ring_bytes") == 0) {
+            if (pd_parse_i64(val, &v) || !pd_shm_valid_ring((uint64_t)v))
+                return cl_err(NULL, PARAMD_EINVAL,
+                              "shm_ring_bytes=%s is not a power of two in %u..%u",
+                              val, PD_SHM_RING_MIN, PD_SHM_RING_MAX);
+            c->shm_ring = (uint64_t)v;
         } else {
             return cl_err(NULL, PARAMD_EINVAL,
                           "unknown option '%s' (coordinator, rank, timeout_ms, "
-                          "chunk_bytes)",
+                          "chunk_bytes, transport, shm_ring_bytes)",
                           tok);
         }
     }
@@ -406,8 +420,17 @@ static int parse_options(paramd_client *c, const char *options) {
     static const char *const rank_env[] = {"PARAMD_RANK", "OMPI_COMM_WORLD_RANK",
                                            "PMI_RANK", "PMIX_RANK",
                                            "SLURM_PROCID", NULL};
+    static const char *const transport_env[] = {"PARAMD_TRANSPORT", NULL};
     if (!coord) coord = pd_env_first(coord_env);
     if (!rank) rank = pd_env_first(rank_env);
+    if (!transport) transport = pd_env_first(transport_env);
+    if (!transport || strcmp(transport, "auto") == 0) c->transport = TR_AUTO;
+    else if (strcmp(transport, "tcp") == 0) c->transport = TR_TCP;
+    else if (strcmp(transport, "shm") == 0) c->transport = TR_SHM;
+    else
+        return cl_err(NULL, PARAMD_EINVAL,
+                      "transport '%s' is not auto, tcp or shm (from the "
+                      "transport= option or PARAMD_TRANSPORT)", transport);
     if (!coord)
         return cl_err(NULL, PARAMD_ECONFIG,
                       "no coordinator: set PARAMD_COORDINATOR=HOST:PORT or pass "
@@ -438,6 +461,71 @@ static int hello(pd_conn *conn, int32_t rank, uint8_t *reply, size_t *rlen,
     pd_buf_free(&b);
     if (rlen) *rlen = (size_t)rh.len;
     return rc;
+}
+
+/* Say HELLO on conn and check the server's answer against the map.  Fills
+ * shm (PD_MAX_ADDR + 1 bytes) with the server's shared-memory address, ""
+ * if it offers none. */
+static int link_hello(paramd_client *c, link *l, pd_conn *conn, uint8_t *buf,
+                      char *shm) {
+    pd_err e = {0};
+    size_t rlen;
+    int rc = hello(conn, c->rank, buf, &rlen, &e);
+    if (rc)
+        return cl_err(NULL, rc, "server %d (%s): %s", l->index, l->addr, e.msg);
+    uint32_t idx, s2, w2;
+    pd_rd r;
+    pd_rd_init(&r, buf, rlen);
+    pd_get_u32(&r, &idx);
+    pd_get_u32(&r, &s2);
+    pd_get_u32(&r, &w2);
+    shm[0] = '\0';
+    if (!r.bad && r.off < r.len) pd_get_str(&r, shm, PD_MAX_ADDR);
+    if (!pd_rd_done(&r) || idx != (uint32_t)l->index || s2 != (uint32_t)c->S ||
+        w2 != (uint32_t)c->W)
+        return cl_err(NULL, PARAMD_EPROTO,
+                      "server at %s says it is server %u of %u with %u "
+                      "workers; the coordinator's map says server %d of %d "
+                      "with %d",
+                      l->addr, idx, s2, w2, l->index, c->S, c->W);
+    return 0;
+}
+
+/* Connect link l: TCP first (the HELLO reply says whether the server offers
+ * shared memory), then, unless transport=tcp, the shared-memory transport
+ * if the server's socket is reachable from here (same host).  With
+ * transport=shm a server that cannot be reached so is an error. */
+static int link_open(paramd_client *c, link *l, uint8_t *buf) {
+    pd_err e = {0};
+    char shm[PD_MAX_ADDR + 1];
+    l->conn = pd_tcp_connect(l->addr, c->timeout_ms, &e);
+    if (!l->conn) return cl_err(NULL, e.code, "server %d: %s", l->index, e.msg);
+    int rc = link_hello(c, l, l->conn, buf, shm);
+    if (rc || c->transport == TR_TCP) return rc;
+    if (!shm[0]) {
+        if (c->transport == TR_AUTO) return 0;
+        return cl_err(NULL, PARAMD_ECONNECT,
+                      "server %d (%s) offers no shared-memory transport "
+                      "(started with --transport tcp?); use transport=auto "
+                      "or tcp", l->index, l->addr);
+    }
+    pd_conn *sc = pd_shm_connect(shm, c->shm_ring, c->timeout_ms, &e);
+    if (!sc) {
+        if (c->transport == TR_AUTO) return 0; /* another host: TCP it is */
+        return cl_err(NULL, e.code,
+                      "server %d (%s): transport=shm but %s; use "
+                      "transport=auto to fall back to TCP", l->index, l->addr,
+                      e.msg);
+    }
+    char again[PD_MAX_ADDR + 1];
+    if ((rc = link_hello(c, l, sc, buf, again))) {
+        pd_conn_destroy(sc);
+        return rc;
+    }
+    pd_conn_destroy(l->conn);
+    l->conn = sc;
+    snprintf(sc->peer, sizeof sc->peer, "%.80s (shm)", l->addr);
+    return 0;
 }
 
 static void *heartbeat_main(void *arg);
@@ -515,28 +603,7 @@ int paramd_connect(paramd_client **out, const char *options) {
     c->heartbeat_ms = (int)hb_ms;
     for (uint32_t i = 0; i < S; i++) {
         link *l = &c->links[i];
-        l->conn = pd_tcp_connect(l->addr, c->timeout_ms, &e);
-        if (!l->conn) {
-            rc = cl_err(NULL, e.code, "server %u: %s", i, e.msg);
-            goto fail;
-        }
-        if ((rc = hello(l->conn, c->rank, buf, &rlen, &e))) {
-            cl_err(NULL, rc, "server %u (%s): %s", i, l->addr, e.msg);
-            goto fail;
-        }
-        uint32_t idx, s2, w2;
-        pd_rd_init(&r, buf, rlen);
-        pd_get_u32(&r, &idx);
-        pd_get_u32(&r, &s2);
-        pd_get_u32(&r, &w2);
-        if (!pd_rd_done(&r) || idx != i || s2 != S || w2 != W) {
-            rc = cl_err(NULL, PARAMD_EPROTO,
-                        "server at %s says it is server %u of %u with %u "
-                        "workers; the coordinator's map says server %u of %u "
-                        "with %u",
-                        l->addr, idx, s2, w2, i, S, W);
-            goto fail;
-        }
+        if ((rc = link_open(c, l, buf))) goto fail;
         if (pthread_create(&l->rx, NULL, link_rx, l) != 0) {
             rc = cl_err(NULL, PARAMD_ENOMEM, "cannot start a receiver thread");
             goto fail;

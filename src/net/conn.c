@@ -10,6 +10,18 @@
 #include <errno.h>
 #include <string.h>
 
+/* Advance iov/cnt past `left` bytes. */
+static void iov_advance(struct iovec **iov, int *cnt, size_t left) {
+    while (*cnt > 0 && left >= (*iov)->iov_len) {
+        left -= (*iov)->iov_len;
+        (*iov)++, (*cnt)--;
+    }
+    if (*cnt > 0) {
+        (*iov)->iov_base = (char *)(*iov)->iov_base + left;
+        (*iov)->iov_len -= left;
+    }
+}
+
 int pd_conn_read(pd_conn *c, void *buf, size_t n, int at_boundary, pd_err *e) {
     size_t got = 0;
     while (got < n) {
@@ -50,18 +62,38 @@ int pd_conn_writev(pd_conn *c, struct iovec *iov, int cnt, pd_err *e) {
             return pd_seterr(e, PARAMD_EIO, "write to %s: %s", c->peer,
                              strerror(errno));
         }
-        size_t left = (size_t)w;
-        while (cnt > 0 && left >= iov->iov_len) {
-            left -= iov->iov_len;
-            iov++, cnt--;
-        }
-        if (cnt > 0) {
-            iov->iov_base = (char *)iov->iov_base + left;
-            iov->iov_len -= left;
-        }
+        iov_advance(&iov, &cnt, (size_t)w);
     }
     return 0;
 }
+
+ssize_t pd_conn_try_writev(pd_conn *c, struct iovec **iov, int *cnt, pd_err *e) {
+    if (!c->ops->try_writev || *cnt == 0) return 0;
+    ssize_t w;
+    do w = c->ops->try_writev(c, *iov, *cnt);
+    while (w < 0 && errno == EINTR);
+    if (w < 0)
+        return pd_seterr(e, PARAMD_EIO, "write to %s: %s", c->peer, strerror(errno));
+    iov_advance(iov, cnt, (size_t)w);
+    return w;
+}
+
+int pd_conn_peek(pd_conn *c, size_t n, const void **p, pd_err *e) {
+    if (!c->ops->peek) return 0;
+    int r;
+    do r = c->ops->peek(c, n, p);
+    while (r < 0 && errno == EINTR);
+    if (r >= 0) return r;
+    if (errno == 0)
+        return pd_seterr(e, PARAMD_EIO, "truncated frame from %s: stream ended "
+                         "before %zu payload bytes", c->peer, n);
+    if (errno == EAGAIN)
+        return pd_seterr(e, PARAMD_EIO, "truncated frame from %s: timed out "
+                         "waiting for %zu payload bytes", c->peer, n);
+    return pd_seterr(e, PARAMD_EIO, "read from %s: %s", c->peer, strerror(errno));
+}
+
+void pd_conn_consume(pd_conn *c, size_t n) { c->ops->consume(c, n); }
 
 int pd_send_frame(pd_conn *c, pd_hdr *h, const void *p1, size_t n1,
                   const void *p2, size_t n2, const void *p3, size_t n3,
@@ -118,6 +150,11 @@ int pd_conn_skip(pd_conn *c, uint64_t n, pd_err *e) {
         n -= k;
     }
     return 0;
+}
+
+void pd_conn_set_rcvtimeo(pd_conn *c, int ms) {
+    if (c->ops->set_rcvtimeo) c->ops->set_rcvtimeo(c, ms);
+    else pd_tcp_set_rcvtimeo(c, ms);
 }
 
 void pd_conn_shutdown(pd_conn *c) {

@@ -2,9 +2,9 @@
  * conn.h - a connection is a transport (a table of functions) plus its
  * state, and the blocking frame I/O every process uses on top of it.
  *
- * Transports: TCP (tcp.c) today; the shared-memory transport and the
- * fault-injecting wrapper for tests plug in as further tables of the same
- * functions.  Nothing above this layer touches a socket directly.
+ * Transports: TCP (tcp.c) and same-host shared memory (shm.c); the
+ * fault-injecting wrapper for tests plugs in as a further table of the
+ * same functions.  Nothing above this layer touches a socket directly.
  *
  * Threading: one reader and one writer may use a connection at the same
  * time (the client's receiver thread reads while callers write under the
@@ -32,6 +32,18 @@ typedef struct pd_transport_ops {
      * safe from another thread. */
     void (*shutdown)(pd_conn *c);
     void (*destroy)(pd_conn *c);
+    /* Make a blocked read give up with EAGAIN after ms (0: never). */
+    void (*set_rcvtimeo)(pd_conn *c, int ms);
+    /* Optional (NULL: not offered).  Write what fits now, never blocking:
+     * bytes moved (maybe 0), or -1 with errno if the connection broke. */
+    ssize_t (*try_writev)(pd_conn *c, const struct iovec *iov, int cnt);
+    /* Optional: wait, as a read would, until the next n bytes of the stream
+     * are readable and lie contiguous in the transport's own memory, and
+     * point *p at them without consuming them.  1 yes; 0 not possible this
+     * way (read them instead); -1 with errno as readv, errno 0 at end of
+     * stream.  consume(n) then drops them. */
+    int (*peek)(pd_conn *c, size_t n, const void **p);
+    void (*consume)(pd_conn *c, size_t n);
 } pd_transport_ops;
 
 struct pd_conn {
@@ -51,6 +63,16 @@ int pd_conn_read(pd_conn *c, void *buf, size_t n, int at_boundary, pd_err *e);
 /* Write every byte of iov[0..cnt).  0 or PARAMD_EIO. */
 int pd_conn_writev(pd_conn *c, struct iovec *iov, int cnt, pd_err *e);
 
+/* Write what the transport takes now without blocking, advancing iov/cnt
+ * past it (a transport without try_writev takes nothing).  Bytes written,
+ * or PARAMD_EIO with the reason in e. */
+ssize_t pd_conn_try_writev(pd_conn *c, struct iovec **iov, int *cnt, pd_err *e);
+/* Zero-copy read of the next n bytes (see ops.peek): 1 with *p set (call
+ * pd_conn_consume(c, n) when done with them), 0 if the caller must read
+ * them itself (pd_conn_read), PARAMD_EIO with the reason in e. */
+int pd_conn_peek(pd_conn *c, size_t n, const void **p, pd_err *e);
+void pd_conn_consume(pd_conn *c, size_t n);
+
 /* Send one frame: the header (h->len is set from the parts) and up to
  * three payload parts, with one gathered write. */
 int pd_send_frame(pd_conn *c, pd_hdr *h, const void *p1, size_t n1,
@@ -67,6 +89,8 @@ int pd_recv_payload(pd_conn *c, const pd_hdr *h, uint8_t *buf, pd_err *e);
 /* Discard n payload bytes. */
 int pd_conn_skip(pd_conn *c, uint64_t n, pd_err *e);
 
+/* Set a receive timeout (0 = none) on any transport. */
+void pd_conn_set_rcvtimeo(pd_conn *c, int ms);
 void pd_conn_shutdown(pd_conn *c);
 void pd_conn_destroy(pd_conn *c); /* NULL-safe */
 
@@ -90,5 +114,28 @@ pd_conn *pd_tcp_accept(int lfd);
 pd_conn *pd_tcp_connect(const char *hostport, int timeout_ms, pd_err *e);
 /* Set a receive timeout (0 = none) on a TCP connection. */
 void pd_tcp_set_rcvtimeo(pd_conn *c, int ms);
+
+/* ==== Shared memory (same host) ======================================== */
+
+#define PD_SHM_RING_MIN (64u << 10)
+#define PD_SHM_RING_MAX (1u << 30)
+#define PD_SHM_RING_DEFAULT (4u << 20) /* bytes per direction */
+
+/* 1 if ring is a power of two in PD_SHM_RING_MIN..PD_SHM_RING_MAX. */
+int pd_shm_valid_ring(uint64_t ring);
+/* Listen on a new abstract Unix socket with a random name; *fd and the
+ * name ("@paramd-<hex>", what workers pass to pd_shm_connect). */
+int pd_shm_listen(int *fd, char *name, size_t namelen, pd_err *e);
+/* Accept one socket (blocking): its fd, or -1 with errno. */
+int pd_shm_accept(int lfd);
+/* Server side of the handshake on an accepted socket: receive the segment,
+ * validate it, map it.  Takes ownership of fd (closed on failure, after
+ * telling the worker why). */
+pd_conn *pd_shm_server_handshake(int fd, int timeout_ms, pd_err *e);
+/* Worker side: connect to `name`, create and send a segment with rings of
+ * `ring` bytes.  NULL with the reason in e (PARAMD_ECONNECT if the name is
+ * not reachable: another host or network namespace). */
+pd_conn *pd_shm_connect(const char *name, uint64_t ring, int timeout_ms,
+                        pd_err *e);
 
 #endif

@@ -32,6 +32,15 @@ static ssize_t tcp_writev(pd_conn *c, const struct iovec *iov, int cnt) {
     return sendmsg(c->fd, &m, MSG_NOSIGNAL);
 }
 
+static ssize_t tcp_try_writev(pd_conn *c, const struct iovec *iov, int cnt) {
+    struct msghdr m = {0};
+    m.msg_iov = (struct iovec *)iov;
+    m.msg_iovlen = (size_t)cnt;
+    ssize_t w = sendmsg(c->fd, &m, MSG_NOSIGNAL | MSG_DONTWAIT);
+    if (w < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) return 0;
+    return w;
+}
+
 static void tcp_shutdown(pd_conn *c) { shutdown(c->fd, SHUT_RDWR); }
 
 static void tcp_destroy(pd_conn *c) {
@@ -40,7 +49,8 @@ static void tcp_destroy(pd_conn *c) {
 }
 
 static const pd_transport_ops tcp_ops = {"tcp", tcp_readv, tcp_writev,
-                                         tcp_shutdown, tcp_destroy};
+                                         tcp_shutdown, tcp_destroy, NULL,
+                                         tcp_try_writev, NULL, NULL};
 
 /* ==== Helpers =========================================================== */
 

@@ -48,7 +48,8 @@
 
 typedef struct srv_conn {
     struct srv_conn *next;
-    pd_conn *conn;
+    pd_conn *conn;       /* NULL until a shared-memory handshake is done */
+    int shm_fd;          /* accepted on the shm socket: handshake first */
     struct pd_server *srv;
     int32_t rank;        /* worker rank, -1 for tools */
     uint32_t role;
@@ -62,6 +63,10 @@ struct pd_server {
     pd_server_opts o;
     char bound[PD_MAX_ADDR + 1];
     int lfd;
+    int shm_lfd;                   /* -1: shared memory not offered */
+    char shm_name[PD_MAX_ADDR + 1]; /* "@paramd-..." or "" */
+    pthread_t shm_thread;
+    int shm_thread_started;
     pd_conn *coord;
     int32_t index, S, W;
     pthread_t coord_thread;
@@ -195,15 +200,62 @@ static int on_write(srv_conn *sc, const pd_hdr *h) {
         if (rc) return rc;
         return reply_err(sc, h, &e);
     }
-    rc = pd_conn_read(sc->conn, sc->buf, (size_t)nbytes, 0, &sc->ioerr);
-    if (rc) return rc;
-    const float *v = (const float *)(void *)sc->buf;
+    /* Zero-copy where the transport allows it (shared memory): the rule
+     * reads the gradient where the worker wrote it. */
+    const void *in_place = NULL;
+    int peeked = pd_conn_peek(sc->conn, (size_t)nbytes, &in_place, &sc->ioerr);
+    if (peeked < 0) return peeked;
+    if (!peeked) {
+        rc = pd_conn_read(sc->conn, sc->buf, (size_t)nbytes, 0, &sc->ioerr);
+        if (rc) return rc;
+    }
+    const float *v = peeked ? in_place : (const float *)(void *)sc->buf;
     if (h->type == PD_MSG_SET)
         rc = pd_shard_set(t, off, count, v, &e);
     else
         rc = pd_shard_push(t, sc->rank, h->clock, off, count, v, &e);
+    if (peeked) pd_conn_consume(sc->conn, (size_t)nbytes);
     if (rc) return reply_err(sc, h, &e);
     return send_ok(sc, h, NULL, 0, NULL, 0);
+}
+
+/* A pull reply sent from under the shard's lock: as much of the frame as
+ * the transport takes without blocking goes straight from the values; the
+ * rest is copied to the connection's buffer and sent after the lock is
+ * released, so a slow worker never holds a shard. */
+typedef struct pull_emit {
+    srv_conn *sc;
+    const pd_hdr *req;
+    uint8_t hb[PD_HDR_SIZE];
+    size_t hb_left;     /* header bytes not yet sent (at the end of hb) */
+    uint64_t rest;      /* value bytes not yet sent, copied to sc->buf */
+    int failed;
+} pull_emit;
+
+static void pull_emit_fn(void *arg, const float *v, uint64_t count,
+                         int64_t applied) {
+    pull_emit *pe = arg;
+    pd_hdr rh = {0};
+    rh.magic = PD_MAGIC;
+    rh.version = PD_PROTO_VERSION;
+    rh.type = pe->req->type | PD_REPLY;
+    rh.id = pe->req->id;
+    rh.table = pe->req->table;
+    /* The reply's clock is the table's applied clock: a worker behind it
+     * (a backup worker's straggler) can jump ahead. */
+    rh.clock = applied;
+    rh.len = count * 4;
+    pd_hdr_encode(&rh, pe->hb);
+    struct iovec iov[2] = {{pe->hb, PD_HDR_SIZE}, {(void *)v, (size_t)count * 4}};
+    struct iovec *p = iov;
+    int cnt = 2;
+    if (pd_conn_try_writev(pe->sc->conn, &p, &cnt, &pe->sc->ioerr) < 0) {
+        pe->failed = 1;
+        return;
+    }
+    pe->hb_left = cnt == 2 ? iov[0].iov_len : 0;
+    pe->rest = cnt > 0 ? p[cnt - 1].iov_len : 0;
+    if (pe->rest) memcpy(pe->sc->buf, p[cnt - 1].iov_base, (size_t)pe->rest);
 }
 
 static int on_pull(srv_conn *sc, const pd_hdr *h) {
@@ -236,16 +288,16 @@ static int on_pull(srv_conn *sc, const pd_hdr *h) {
     else if (ensure_buf(sc, (size_t)count * 4) != 0)
         pd_seterr(&e, PARAMD_ENOMEM, "out of memory for a pull reply");
     if (e.code) return reply_err(sc, h, &e);
-    rc = pd_shard_pull(t, sc->rank, h->clock, off, count, (float *)(void *)sc->buf,
-                       &e);
+    pull_emit pe = {sc, h, {0}, 0, 0, 0};
+    rc = pd_shard_pull_emit(t, sc->rank, h->clock, off, count, pull_emit_fn,
+                            &pe, &e);
     if (rc) return reply_err(sc, h, &e);
-    /* The reply's clock is the table's applied clock: a worker behind it
-     * (a backup worker's straggler) can jump ahead. */
-    pd_hdr rh = *h;
-    pthread_mutex_lock(&t->mu);
-    rh.clock = t->def.consistency != PD_CONS_ASYNC ? t->applied : 0;
-    pthread_mutex_unlock(&t->mu);
-    return send_ok(sc, &rh, sc->buf, (size_t)count * 4, NULL, 0);
+    if (pe.failed) return PARAMD_EIO;
+    struct iovec iov[2];
+    int cnt = 0;
+    if (pe.hb_left) iov[cnt++] = (struct iovec){pe.hb + PD_HDR_SIZE - pe.hb_left, pe.hb_left};
+    if (pe.rest) iov[cnt++] = (struct iovec){sc->buf, (size_t)pe.rest};
+    return cnt ? pd_conn_writev(sc->conn, iov, cnt, &sc->ioerr) : 0;
 }
 
 static int on_stats(srv_conn *sc, const pd_hdr *h) {
@@ -254,8 +306,18 @@ static int on_stats(srv_conn *sc, const pd_hdr *h) {
     if (rc) return rc;
     char text[8192];
     size_t off = 0;
-    off += (size_t)snprintf(text, sizeof text, "server %d of %d, %d workers\n",
-                            s->index, s->S, s->W);
+    int ntcp = 0, nshm = 0;
+    pthread_mutex_lock(&s->mu);
+    for (srv_conn *c = s->conns; c; c = c->next)
+        if (c->conn && c->rank >= 0) {
+            if (c->shm_fd >= 0) nshm++;
+            else ntcp++;
+        }
+    pthread_mutex_unlock(&s->mu);
+    off += (size_t)snprintf(text, sizeof text,
+                            "server %d of %d, %d workers, worker connections "
+                            "tcp %d shm %d\n",
+                            s->index, s->S, s->W, ntcp, nshm);
     for (uint32_t id = 1; id < PD_MAX_TABLES && off < sizeof text - 256; id++) {
         if (h->table && id != h->table) continue; /* STATS of one table */
         pd_sparse *sp = sparse_get(s, id);
@@ -437,13 +499,18 @@ static int conn_hello(srv_conn *sc) {
         }
         return rc;
     }
+    pthread_mutex_lock(&s->mu); /* read by STATS on other threads */
     sc->role = hello.role;
     sc->rank = hello.role == PD_ROLE_WORKER ? hello.rank : -1;
+    pthread_mutex_unlock(&s->mu);
     pd_buf b;
     pd_buf_init(&b);
     pd_put_u32(&b, (uint32_t)s->index);
     pd_put_u32(&b, (uint32_t)s->S);
     pd_put_u32(&b, (uint32_t)s->W);
+    /* Where a worker on this host can reach the shared-memory transport
+     * (empty: not offered, or already on it). */
+    pd_put_str(&b, sc->shm_fd >= 0 ? "" : s->shm_name);
     rc = b.oom ? PARAMD_ENOMEM : send_ok(sc, &h, b.p, b.len, NULL, 0);
     pd_buf_free(&b);
     return rc;
@@ -452,8 +519,22 @@ static int conn_hello(srv_conn *sc) {
 static void *conn_main(void *arg) {
     srv_conn *sc = arg;
     pd_server *s = sc->srv;
-    pd_tcp_set_rcvtimeo(sc->conn, PD_FRAME_STALL_MS);
-    int rc = conn_hello(sc);
+    int rc = 0;
+    if (sc->shm_fd >= 0) {
+        pd_err e = {0};
+        pd_conn *c = pd_shm_server_handshake(sc->shm_fd, 5000, &e);
+        pthread_mutex_lock(&s->mu);
+        sc->conn = c; /* visible to the stop path from here on */
+        int stopping = s->stopping;
+        pthread_mutex_unlock(&s->mu);
+        if (!c) pd_log(PD_LOG_WARN, "shared-memory connection refused: %s", e.msg);
+        if (c && stopping) pd_conn_shutdown(c);
+        if (!c) rc = PARAMD_EPROTO;
+    }
+    if (rc == 0) {
+        pd_conn_set_rcvtimeo(sc->conn, PD_FRAME_STALL_MS);
+        rc = conn_hello(sc);
+    }
     while (rc == 0) {
         pd_err e = {0};
         pd_hdr h;
@@ -580,6 +661,7 @@ pd_server *pd_server_start(const pd_server_opts *o, pd_err *e) {
     if (!s->o.max_frame) s->o.max_frame = PD_MAX_FRAME_DEFAULT;
     if (!s->o.timeout_ms) s->o.timeout_ms = 30000;
     s->lfd = -1;
+    s->shm_lfd = -1;
     pthread_mutex_init(&s->mu, NULL);
     pthread_cond_init(&s->cv, NULL);
     char host[PD_MAX_ADDR + 1];
@@ -591,6 +673,12 @@ pd_server *pd_server_start(const pd_server_opts *o, pd_err *e) {
     }
     if (pd_tcp_listen(host, port, &s->lfd, s->bound, sizeof s->bound, e))
         goto fail;
+    if (!s->o.no_shm) {
+        pd_err se = {0};
+        if (pd_shm_listen(&s->shm_lfd, s->shm_name, sizeof s->shm_name, &se) != 0)
+            pd_log(PD_LOG_WARN, "no shared-memory transport (%s); workers on "
+                   "this host will use TCP", se.msg);
+    }
     s->coord = pd_tcp_connect(s->o.coordinator, s->o.timeout_ms, e);
     if (!s->coord) goto fail;
 
@@ -637,53 +725,95 @@ fail:
     return NULL;
 }
 
+/* Start a connection thread for c (TCP) or for the accepted shared-memory
+ * socket shm_fd (the thread does the handshake). */
+static void start_conn(pd_server *s, pd_conn *c, int shm_fd) {
+    srv_conn *sc = pd_calloc(1, sizeof *sc);
+    if (!sc) {
+        pd_conn_destroy(c);
+        if (shm_fd >= 0) close(shm_fd);
+        return;
+    }
+    sc->conn = c;
+    sc->shm_fd = shm_fd;
+    sc->srv = s;
+    sc->rank = -1;
+    pthread_attr_t attr;
+    pthread_attr_init(&attr);
+    pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+    pthread_mutex_lock(&s->mu);
+    sc->next = s->conns;
+    s->conns = sc;
+    s->nthreads++;
+    pthread_t tid;
+    if (pthread_create(&tid, &attr, conn_main, sc) != 0) {
+        s->conns = sc->next;
+        s->nthreads--;
+        pd_conn_destroy(c);
+        if (shm_fd >= 0) close(shm_fd);
+        pd_free(sc);
+        pd_log(PD_LOG_WARN, "cannot start a connection thread");
+    }
+    pthread_mutex_unlock(&s->mu);
+    pthread_attr_destroy(&attr);
+}
+
+static int is_stopping(pd_server *s) {
+    pthread_mutex_lock(&s->mu);
+    int stopping = s->stopping;
+    pthread_mutex_unlock(&s->mu);
+    return stopping;
+}
+
+/* The shared-memory acceptor: same as the TCP loop of pd_server_run, for
+ * the abstract Unix socket. */
+static void *shm_accept_main(void *arg) {
+    pd_server *s = arg;
+    for (;;) {
+        int fd = pd_shm_accept(s->shm_lfd);
+        if (is_stopping(s)) {
+            if (fd >= 0) close(fd);
+            break;
+        }
+        if (fd < 0) {
+            if (errno == EMFILE || errno == ENFILE || errno == ENOMEM)
+                pd_log(PD_LOG_WARN, "accept (shm): %s", strerror(errno));
+            continue;
+        }
+        start_conn(s, NULL, fd);
+    }
+    return NULL;
+}
+
 int pd_server_run(pd_server *s) {
     if (pthread_create(&s->coord_thread, NULL, coord_main, s) != 0) {
         pd_log(PD_LOG_ERROR, "cannot start a thread");
         return PARAMD_ENOMEM;
     }
     s->coord_thread_started = 1;
+    if (s->shm_lfd >= 0) {
+        if (pthread_create(&s->shm_thread, NULL, shm_accept_main, s) != 0)
+            pd_log(PD_LOG_WARN, "cannot start the shared-memory acceptor; "
+                   "workers will use TCP");
+        else
+            s->shm_thread_started = 1;
+    }
     for (;;) {
         pd_conn *c = pd_tcp_accept(s->lfd);
-        pthread_mutex_lock(&s->mu);
-        int stopping = s->stopping;
-        pthread_mutex_unlock(&s->mu);
-        if (stopping) {
+        if (is_stopping(s)) {
             pd_conn_destroy(c);
             break;
         }
         if (!c) {
-            if (errno == EMFILE || errno == ENFILE || errno == ENOMEM) {
+            if (errno == EMFILE || errno == ENFILE || errno == ENOMEM)
                 pd_log(PD_LOG_WARN, "accept: %s", strerror(errno));
-                continue;
-            }
             continue;
         }
-        srv_conn *sc = pd_calloc(1, sizeof *sc);
-        if (!sc) {
-            pd_conn_destroy(c);
-            continue;
-        }
-        sc->conn = c;
-        sc->srv = s;
-        sc->rank = -1;
-        pthread_attr_t attr;
-        pthread_attr_init(&attr);
-        pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
-        pthread_mutex_lock(&s->mu);
-        sc->next = s->conns;
-        s->conns = sc;
-        s->nthreads++;
-        pthread_t tid;
-        if (pthread_create(&tid, &attr, conn_main, sc) != 0) {
-            s->conns = sc->next;
-            s->nthreads--;
-            pd_conn_destroy(c);
-            pd_free(sc);
-            pd_log(PD_LOG_WARN, "cannot start a connection thread");
-        }
-        pthread_mutex_unlock(&s->mu);
-        pthread_attr_destroy(&attr);
+        start_conn(s, c, -1);
+    }
+    if (s->shm_thread_started) {
+        pthread_join(s->shm_thread, NULL);
+        s->shm_thread_started = 0;
     }
     /* Stopping: wake every connection thread and wait for them. */
     pthread_mutex_lock(&s->mu);
@@ -705,6 +835,7 @@ void pd_server_stop(pd_server *s) {
     s->stopping = 1;
     pthread_mutex_unlock(&s->mu);
     if (s->lfd >= 0) shutdown(s->lfd, SHUT_RDWR); /* wakes accept() */
+    if (s->shm_lfd >= 0) shutdown(s->shm_lfd, SHUT_RDWR);
 }
 
 void pd_server_free(pd_server *s) {
@@ -720,6 +851,7 @@ void pd_server_free(pd_server *s) {
     pd_conn_destroy(s->coord);
     pd_free(s->gone);
     if (s->lfd >= 0) close(s->lfd);
+    if (s->shm_lfd >= 0) close(s->shm_lfd);
     pthread_mutex_destroy(&s->mu);
     pthread_cond_destroy(&s->cv);
     pd_free(s);

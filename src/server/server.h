@@ -15,6 +15,7 @@ typedef struct pd_server_opts {
     const char *advertise;   /* address workers should use; default: bound */
     uint64_t max_frame;      /* payload limit; 0: PD_MAX_FRAME_DEFAULT */
     int timeout_ms;          /* connecting to the coordinator; 0: 30000 */
+    int no_shm;              /* do not offer the shared-memory transport */
 } pd_server_opts;
 
 typedef struct pd_server pd_server;

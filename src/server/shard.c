@@ -319,8 +319,18 @@ out:
     return rc;
 }
 
+static void emit_copy(void *arg, const float *v, uint64_t count, int64_t applied) {
+    (void)applied;
+    memcpy(arg, v, count * sizeof(float));
+}
+
 int pd_shard_pull(pd_shard *s, int32_t worker, int64_t clock, uint64_t off,
                   uint64_t count, float *dst, pd_err *e) {
+    return pd_shard_pull_emit(s, worker, clock, off, count, emit_copy, dst, e);
+}
+
+int pd_shard_pull_emit(pd_shard *s, int32_t worker, int64_t clock, uint64_t off,
+                       uint64_t count, pd_emit_fn emit, void *arg, pd_err *e) {
     int rc = pd_shard_check_range(s, off, count, e);
     if (rc) return rc;
     pthread_mutex_lock(&s->mu);
@@ -351,7 +361,8 @@ int pd_shard_pull(pd_shard *s, int32_t worker, int64_t clock, uint64_t off,
         if (clock - s->applied > s->stats.max_ahead)
             s->stats.max_ahead = clock - s->applied;
     }
-    memcpy(dst, s->params + (off - s->def.lo), count * sizeof(float));
+    emit(arg, s->params + (off - s->def.lo), count,
+         clocked(s) ? s->applied : 0);
     s->stats.pulls++;
     s->stats.bytes_out += count * sizeof(float);
 out:

@@ -111,6 +111,15 @@ int pd_shard_push(pd_shard *s, int32_t worker, int64_t clock, uint64_t off,
  * own missing push; PARAMD_ESHUTDOWN if the shard is stopped meanwhile. */
 int pd_shard_pull(pd_shard *s, int32_t worker, int64_t clock, uint64_t off,
                   uint64_t count, float *dst, pd_err *e);
+/* The same wait, then emit(arg, values, count, applied) is called under the
+ * shard's lock with a pointer to the values themselves (and the applied
+ * clock, 0 for async tables): it may copy them out or hand them to a
+ * non-blocking send, and must not block or call back into the shard. */
+typedef void (*pd_emit_fn)(void *arg, const float *v, uint64_t count,
+                           int64_t applied);
+int pd_shard_pull_emit(pd_shard *s, int32_t worker, int64_t clock,
+                       uint64_t off, uint64_t count, pd_emit_fn emit,
+                       void *arg, pd_err *e);
 /* Worker `w` left or died: clocks no longer wait for it, its later pushes
  * are refused.  Idempotent. */
 void pd_shard_worker_gone(pd_shard *s, int32_t w);
