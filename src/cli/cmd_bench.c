@@ -51,9 +51,16 @@
  * table.  Progress and the children's own messages go to stderr: the
  * children's stdout is sent to our stderr so that stdout stays parseable.
  *
+ * Transports: every cluster shape runs once per transport asked for
+ * (--transport tcp,shm), its workers forced onto it (transport=tcp|shm).
+ * Shared-memory figures get two more ceilings per size: memcpy into a
+ * shared (memfd) mapping, and the raw shared-memory transport streaming
+ * between two processes; the table also gives each one's ratio to TCP's
+ * figure of the same configuration.  Latency is always set against the
+ * raw TCP ping-pong (the issue's ceiling).
+ *
  * What it deliberately does not do: assert any time (a benchmark is a
- * program, not a test), or run shared memory (not built yet; it prints
- * that it is not available).  Memory is checked up front: each worker
+ * program, not a test).  Memory is checked up front: each worker
  * holds two buffers of the largest size, the servers one copy of every
  * table, and the run refuses to start if that exceeds half of RAM.
  */
@@ -66,6 +73,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -76,6 +84,7 @@
 #include "cli/cli.h"
 #include "cli/local.h"
 #include "common/common.h"
+#include "net/conn.h"
 #include "paramd.h"
 #include "wire/wire.h"
 
@@ -134,8 +143,8 @@ static void usage(FILE *f) {
 "  --max-reps N        ...or stop after N rounds (and keep at most N\n"
 "                      latency samples per worker) [100000]\n"
 "  --ops LIST          any of push,pull,pushpull,latency [all]\n"
-"  --transport LIST    tcp and/or shm [tcp,shm]; shm is not available yet\n"
-"                      and is reported as such\n"
+"  --transport LIST    tcp and/or shm [tcp,shm]: every cluster shape runs\n"
+"                      once per transport, the workers forced onto it\n"
 "  --chunk-bytes N     the client's chunk size (paramd_connect's\n"
 "                      chunk_bytes=), 4096..256M [library default, 1M]\n"
 "  --help              this text\n"
@@ -467,6 +476,13 @@ typedef struct ceilings {
     uint64_t tcp_bytes[MAX_LIST];
     double memcpy_bps[MAX_LIST], memcpy_secs[MAX_LIST];
     uint64_t memcpy_reps[MAX_LIST];
+    /* shm_copy: memcpy into a shared (memfd) mapping, the copy the issue
+     * calls the shared-memory ceiling; shm_stream: the raw shared-memory
+     * transport (pd_shm_connect, no paramd frames) between two processes,
+     * like the TCP stream. */
+    double shmcopy_bps[MAX_LIST];
+    double shm_bps[MAX_LIST], shm_secs[MAX_LIST];
+    uint64_t shm_bytes[MAX_LIST];
 } ceilings;
 
 typedef void (*peer_fn)(int fd, const void *arg);
@@ -642,13 +658,107 @@ static int ceil_memcpy(ceilings *c, int i, size_t size, double seconds) {
     return 0;
 }
 
+/* memcpy of `size` bytes from private memory into a shared mapping (a
+ * memfd, MAP_SHARED, as the transport's rings), repeated. */
+static int ceil_shm_copy(ceilings *c, int i, size_t size, double seconds) {
+    int fd = memfd_create("paramd-bench", MFD_CLOEXEC);
+    char *src = malloc(size);
+    char *dst = MAP_FAILED;
+    if (fd >= 0 && ftruncate(fd, (off_t)size) == 0)
+        dst = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+    if (fd >= 0) close(fd);
+    if (!src || dst == MAP_FAILED) {
+        free(src);
+        if (dst != MAP_FAILED) munmap(dst, size);
+        fprintf(stderr, "paramd bench: cannot map %zu shared bytes\n", size);
+        return -1;
+    }
+    memset(src, 1, size);
+    memcpy(dst, src, size);
+    uint64_t reps = 0;
+    double t0 = pd_now(), t;
+    do {
+        memcpy(dst, src, size);
+        reps++;
+        t = pd_now();
+    } while (t - t0 < seconds);
+    free(src);
+    munmap(dst, size);
+    c->shmcopy_bps[i] = (double)reps * (double)size / (t - t0);
+    return 0;
+}
+
+/* Raw shared-memory stream: a forked writer cycling over a buffer of
+ * `size` bytes in writes of stream_io(size), into our reads of that many
+ * bytes (one cache-resident buffer), through the transport itself. */
+static int ceil_shm_stream(ceilings *c, int i, size_t size, double seconds) {
+    pd_err e = {0};
+    char name[PD_MAX_ADDR + 1];
+    int lfd;
+    if (pd_shm_listen(&lfd, name, sizeof name, &e)) {
+        fprintf(stderr, "paramd bench: %s\n", e.msg);
+        return -1;
+    }
+    fflush(NULL);
+    pid_t parent = getpid(), pid = fork();
+    if (pid < 0) {
+        close(lfd);
+        return -1;
+    }
+    if (pid == 0) {
+        prctl(PR_SET_PDEATHSIG, SIGKILL);
+        if (getppid() != parent) _exit(1);
+        close(lfd);
+        pd_conn *w = pd_shm_connect(name, PD_SHM_RING_DEFAULT, 10000, &e);
+        size_t io = stream_io(size);
+        char *buf = malloc(size);
+        if (!w || !buf) _exit(1);
+        memset(buf, 1, size);
+        for (size_t off = 0;; off = (off + io) % size) {
+            struct iovec v = {buf + off, io};
+            if (pd_conn_writev(w, &v, 1, &e)) break;
+        }
+        _exit(0);
+    }
+    int fd = pd_shm_accept(lfd);
+    close(lfd);
+    pd_conn *r = fd >= 0 ? pd_shm_server_handshake(fd, 10000, &e) : NULL;
+    size_t io = stream_io(size);
+    char *buf = malloc(io);
+    int rc = r && buf ? 0 : -1;
+    for (size_t w = 0; rc == 0 && (w < size || w < (4u << 20)); w += io)
+        rc = pd_conn_read(r, buf, io, 0, &e);
+    uint64_t bytes = 0;
+    double t0 = pd_now(), t = t0;
+    while (rc == 0 && t - t0 < seconds) {
+        rc = pd_conn_read(r, buf, io, 0, &e);
+        bytes += io;
+        t = pd_now();
+    }
+    pd_conn_destroy(r); /* the writer's next write fails: it exits */
+    free(buf);
+    int st;
+    while (waitpid(pid, &st, 0) < 0 && errno == EINTR) {}
+    if (rc) {
+        fprintf(stderr, "paramd bench: raw shared-memory stream failed: %s\n", e.msg);
+        return -1;
+    }
+    c->shm_bytes[i] = bytes;
+    c->shm_secs[i] = t - t0;
+    c->shm_bps[i] = (double)bytes / (t - t0);
+    return 0;
+}
+
 /* The throughput ceilings, once per run. */
 static int measure_ceilings(ceilings *c, const bench_opts *o) {
     memset(c, 0, sizeof *c);
-    fprintf(stderr, "paramd bench: measuring ceilings (raw TCP over loopback, memcpy)\n");
+    fprintf(stderr, "paramd bench: measuring ceilings (raw TCP over loopback, memcpy%s)\n",
+            o->shm ? ", shared-memory copy and stream" : "");
     for (int i = 0; i < o->nsizes; i++) {
         if (ceil_memcpy(c, i, (size_t)o->sizes[i], o->seconds)) return -1;
         if (ceil_tcp_stream(c, i, (size_t)o->sizes[i], o->seconds)) return -1;
+        if (o->shm && ceil_shm_copy(c, i, (size_t)o->sizes[i], o->seconds)) return -1;
+        if (o->shm && ceil_shm_stream(c, i, (size_t)o->sizes[i], o->seconds)) return -1;
     }
     return 0;
 }
@@ -670,6 +780,20 @@ static void print_ceilings(const ceilings *c, const bench_opts *o, FILE *out) {
         rec_int(&r, "reps", (long long)c->memcpy_reps[i]);
         rec_num(&r, "seconds", c->memcpy_secs[i]);
         rec_num(&r, "bytes_per_s", c->memcpy_bps[i]);
+        rec_end(&r);
+        if (!o->shm) continue;
+        rec_begin(&r, out, o->json, "ceiling");
+        rec_str(&r, "what", "shm_copy");
+        rec_int(&r, "size", (long long)o->sizes[i]);
+        rec_num(&r, "bytes_per_s", c->shmcopy_bps[i]);
+        rec_end(&r);
+        rec_begin(&r, out, o->json, "ceiling");
+        rec_str(&r, "what", "shm_stream");
+        rec_int(&r, "size", (long long)o->sizes[i]);
+        rec_int(&r, "io_bytes", (long long)stream_io((size_t)o->sizes[i]));
+        rec_int(&r, "bytes", (long long)c->shm_bytes[i]);
+        rec_num(&r, "seconds", c->shm_secs[i]);
+        rec_num(&r, "bytes_per_s", c->shm_bps[i]);
         rec_end(&r);
     }
 }
@@ -818,13 +942,17 @@ out:
 
 static int worker_main(const bench_opts *o) {
     paramd_client *c;
-    char opt[64] = "";
+    char opt[96] = "";
     pd_log_set_name("bench worker");
     /* The raw ping-pong peer, started before the client's threads. */
     int peer_fd = -1;
     pid_t peer = -1;
     if (o->ops[OP_LAT] && (peer = peer_start(&peer_fd, pingpong_peer, NULL)) < 0) return 1;
     if (o->chunk_bytes) snprintf(opt, sizeof opt, "chunk_bytes=%lld", (long long)o->chunk_bytes);
+    /* The driver passes exactly one transport to its workers: forced. */
+    if (o->tcp != o->shm)
+        snprintf(opt + strlen(opt), sizeof opt - strlen(opt), " transport=%s",
+                 o->tcp ? "tcp" : "shm");
     if (paramd_connect(&c, opt)) {
         fprintf(stderr, "paramd bench: cannot join the cluster: %s\n", paramd_last_error(NULL));
         if (peer >= 0) peer_finish(peer_fd, peer);
@@ -850,6 +978,7 @@ static int worker_main(const bench_opts *o) {
 /* ==== The driver: one cluster per shape ================================== */
 
 typedef struct tp_result {
+    int tr; /* 0 tcp, 1 shm */
     int S, W, op;
     uint64_t size;
     int64_t reps;      /* rounds, all workers */
@@ -858,6 +987,7 @@ typedef struct tp_result {
 } tp_result;
 
 typedef struct lat_result {
+    int tr;
     int S, W, op; /* 0 pull, 1 push */
     size_t n;
     double p50, p99, mean;
@@ -867,7 +997,7 @@ typedef struct lat_result {
 typedef struct results {
     tp_result *tp;
     size_t ntp;
-    lat_result lat[2 * MAX_LIST * MAX_LIST];
+    lat_result lat[2 * 2 * MAX_LIST * MAX_LIST];
     size_t nlat;
 } results;
 
@@ -910,8 +1040,10 @@ static double *read_samples(const char *dir, const char *name, int k, int W, siz
 /* Read the workers' files for a cluster of S x W; append to R and print a
  * line per configuration.  0, or -1 if a file is missing or the final
  * values do not match the pushes. */
-static int collect(const char *dir, int S, int W, const bench_opts *o, const ceilings *cl,
-                   results *R, FILE *out) {
+static const char *const tr_names[2] = {"tcp", "shm"};
+
+static int collect(const char *dir, int tr, int S, int W, const bench_opts *o,
+                   const ceilings *cl, results *R, FILE *out) {
     int ok = 1;
     typedef struct acc {
         int64_t reps;
@@ -973,7 +1105,7 @@ static int collect(const char *dir, int S, int W, const bench_opts *o, const cei
             if (!t) return -1;
             R->tp = t;
             tp_result *r = &R->tp[R->ntp++];
-            r->S = S, r->W = W, r->op = op, r->size = o->sizes[i];
+            r->tr = tr, r->S = S, r->W = W, r->op = op, r->size = o->sizes[i];
             r->reps = x->reps;
             r->bytes = (double)x->reps * (double)o->sizes[i] * (op == OP_PUSHPULL ? 2 : 1);
             r->secs = x->t1 - x->t0;
@@ -981,7 +1113,7 @@ static int collect(const char *dir, int S, int W, const bench_opts *o, const cei
             double bps = r->secs > 0 ? r->bytes / r->secs : 0;
             rec q;
             rec_begin(&q, out, o->json, "dense");
-            rec_str(&q, "transport", "tcp");
+            rec_str(&q, "transport", tr_names[tr]);
             rec_str(&q, "op", op_names[op]);
             rec_int(&q, "servers", S);
             rec_int(&q, "workers", W);
@@ -993,6 +1125,12 @@ static int collect(const char *dir, int S, int W, const bench_opts *o, const cei
             rec_num(&q, "ceiling_tcp_bytes_per_s", cl->tcp_bps[i]);
             rec_num(&q, "ratio_tcp", bps / cl->tcp_bps[i]);
             rec_num(&q, "ratio_memcpy", bps / cl->memcpy_bps[i]);
+            if (tr == 1) {
+                rec_num(&q, "ceiling_shm_copy_bytes_per_s", cl->shmcopy_bps[i]);
+                rec_num(&q, "ratio_shm_copy", bps / cl->shmcopy_bps[i]);
+                rec_num(&q, "ceiling_shm_stream_bytes_per_s", cl->shm_bps[i]);
+                rec_num(&q, "ratio_shm_stream", bps / cl->shm_bps[i]);
+            }
             rec_int(&q, "verified", verified);
             rec_end(&q);
         }
@@ -1017,7 +1155,7 @@ static int collect(const char *dir, int S, int W, const bench_opts *o, const cei
             double sum = 0;
             for (size_t j = 0; j < n; j++) sum += v[j];
             lat_result *l = &R->lat[R->nlat++];
-            l->S = S, l->W = W, l->op = k, l->n = n;
+            l->tr = tr, l->S = S, l->W = W, l->op = k, l->n = n;
             l->p50 = quantile(v, n, 0.5);
             l->p99 = quantile(v, n, 0.99);
             l->mean = sum / (double)n;
@@ -1028,6 +1166,7 @@ static int collect(const char *dir, int S, int W, const bench_opts *o, const cei
             rec q;
             rec_begin(&q, out, o->json, "ceiling");
             rec_str(&q, "what", "tcp_pingpong");
+            rec_str(&q, "during", tr_names[tr]);
             rec_str(&q, "op", k ? "push" : "pull");
             rec_int(&q, "servers", S);
             rec_int(&q, "workers", W);
@@ -1039,7 +1178,7 @@ static int collect(const char *dir, int S, int W, const bench_opts *o, const cei
             rec_num(&q, "p99_us", l->ceil_p99);
             rec_end(&q);
             rec_begin(&q, out, o->json, "latency");
-            rec_str(&q, "transport", "tcp");
+            rec_str(&q, "transport", tr_names[tr]);
             rec_str(&q, "op", k ? "push" : "pull");
             rec_int(&q, "servers", S);
             rec_int(&q, "workers", W);
@@ -1076,8 +1215,8 @@ static void remove_dir(const char *dir, int W) {
 
 /* Start a cluster of S x W whose workers are `paramd bench --worker`,
  * wait for it, collect.  0, 1 (failed), or 128+signal. */
-static int run_cluster(int S, int W, const bench_opts *o, const char *dir, const ceilings *cl,
-                       results *R, FILE *out) {
+static int run_cluster(int tr, int S, int W, const bench_opts *o, const char *dir,
+                       const ceilings *cl, results *R, FILE *out) {
     char sizes[MAX_LIST * 24] = "", ops[64] = "", secs[32], reps[32], chunk[32];
     for (int i = 0; i < o->nsizes; i++)
         snprintf(sizes + strlen(sizes), sizeof sizes - strlen(sizes), "%s%llu", i ? "," : "",
@@ -1107,6 +1246,8 @@ static int run_cluster(int S, int W, const bench_opts *o, const char *dir, const
         wargv[k++] = "--chunk-bytes";
         wargv[k++] = chunk;
     }
+    wargv[k++] = "--transport";
+    wargv[k++] = (char *)tr_names[tr];
     wargv[k] = NULL;
     pd_local *L;
     char why[300];
@@ -1118,8 +1259,9 @@ static int run_cluster(int S, int W, const bench_opts *o, const char *dir, const
     int rc = pd_local_wait(L, why, sizeof why);
     pd_local_free(L);
     if (rc) {
-        fprintf(stderr, "paramd bench: cluster of %d servers, %d workers: %s\n", S, W, why);
-    } else if (collect(dir, S, W, o, cl, R, out)) {
+        fprintf(stderr, "paramd bench: cluster of %d servers, %d workers over %s: %s\n", S, W,
+                tr_names[tr], why);
+    } else if (collect(dir, tr, S, W, o, cl, R, out)) {
         rc = 1;
     }
     remove_dir(dir, W);
@@ -1128,27 +1270,41 @@ static int run_cluster(int S, int W, const bench_opts *o, const char *dir, const
 
 /* ==== The readable table ================================================= */
 
-static const tp_result *find_tp(const results *R, int S, int W, uint64_t size, int op) {
+static const tp_result *find_tp(const results *R, int tr, int S, int W, uint64_t size,
+                                int op) {
     for (size_t i = 0; i < R->ntp; i++) {
         const tp_result *t = &R->tp[i];
-        if (t->S == S && t->W == W && t->size == size && t->op == op) return t;
+        if (t->tr == tr && t->S == S && t->W == W && t->size == size && t->op == op) return t;
     }
     return NULL;
 }
 
 static void print_table(const results *R, const bench_opts *o, const ceilings *c, FILE *out) {
     char b1[32];
-    fprintf(out, "\nceilings, per value size: raw TCP stream between two processes, memcpy\n");
-    fprintf(out, "%9s  %10s  %10s\n", "size", "TCP GB/s", "memcpy GB/s");
+    fprintf(out, "\nceilings, per value size: raw TCP stream between two processes, memcpy%s\n",
+            o->shm ? ",\nmemcpy into shared memory, raw shared-memory stream between two processes"
+                   : "");
+    fprintf(out, "%9s  %10s  %10s", "size", "TCP GB/s", "memcpy GB/s");
+    if (o->shm) fprintf(out, "  %10s  %10s", "shm copy", "shm stream");
+    fprintf(out, "\n");
     for (int z = 0; z < o->nsizes; z++) {
         fmt_size(o->sizes[z], b1, sizeof b1);
-        fprintf(out, "%9s  %10.2f  %10.2f\n", b1, c->tcp_bps[z] / 1e9, c->memcpy_bps[z] / 1e9);
+        fprintf(out, "%9s  %10.2f  %10.2f", b1, c->tcp_bps[z] / 1e9, c->memcpy_bps[z] / 1e9);
+        if (o->shm) fprintf(out, "  %10.2f  %10.2f", c->shmcopy_bps[z] / 1e9, c->shm_bps[z] / 1e9);
+        fprintf(out, "\n");
     }
-    if (R->ntp) {
-        fprintf(out,
-                "\ndense throughput over TCP, GB/s of values, all workers (ratio to the raw "
-                "TCP stream of that size)\n");
-        fprintf(out, "%3s %3s %9s  %-16s %-16s %-16s %s\n", "S", "W", "size", "push", "pull",
+    for (int tr = 0; tr < 2; tr++) {
+        int any = 0;
+        for (size_t i = 0; i < R->ntp; i++) any |= R->tp[i].tr == tr;
+        if (!any) continue;
+        if (tr == 0)
+            fprintf(out, "\ndense throughput over TCP, GB/s of values, all workers (ratio to the "
+                         "raw TCP stream of that size)\n");
+        else
+            fprintf(out, "\ndense throughput over shared memory, GB/s of values, all workers "
+                         "(ratio to the shm copy of that size;\nx: ratio to TCP's figure of the "
+                         "same configuration)\n");
+        fprintf(out, "%3s %3s %9s  %-22s %-22s %-22s %s\n", "S", "W", "size", "push", "pull",
                 "push+pull", "rounds (push/pull/both)");
         for (int si = 0; si < o->nservers; si++)
             for (int wi = 0; wi < o->nworkers; wi++)
@@ -1158,25 +1314,36 @@ static void print_table(const results *R, const bench_opts *o, const ceilings *c
                     fprintf(out, "%3d %3d %9s ", S, W, b1);
                     char reps[96] = "";
                     for (int op = 0; op < 3; op++) {
-                        const tp_result *t = find_tp(R, S, W, o->sizes[z], op);
-                        char cell[32] = "-";
+                        const tp_result *t = find_tp(R, tr, S, W, o->sizes[z], op);
+                        const tp_result *tt = find_tp(R, 0, S, W, o->sizes[z], op);
+                        char cell[48] = "-";
                         if (t) {
                             double bps = t->bytes / t->secs;
-                            snprintf(cell, sizeof cell, "%6.2f (%.2f)", bps / 1e9,
-                                     bps / c->tcp_bps[z]);
+                            if (tr == 0)
+                                snprintf(cell, sizeof cell, "%6.2f (%.2f)", bps / 1e9,
+                                         bps / c->tcp_bps[z]);
+                            else if (tt)
+                                snprintf(cell, sizeof cell, "%6.2f (%.2f, %.1fx)", bps / 1e9,
+                                         bps / c->shmcopy_bps[z], bps / (tt->bytes / tt->secs));
+                            else
+                                snprintf(cell, sizeof cell, "%6.2f (%.2f)", bps / 1e9,
+                                         bps / c->shmcopy_bps[z]);
                         }
-                        fprintf(out, " %-16s", cell);
+                        fprintf(out, " %-22s", cell);
                         snprintf(reps + strlen(reps), sizeof reps - strlen(reps), "%s%lld",
                                  op ? "/" : "", t ? (long long)t->reps : 0LL);
                     }
                     fprintf(out, " %s\n", reps);
                 }
     }
-    if (R->nlat) {
+    for (int tr = 0; tr < 2; tr++) {
+        int any = 0;
+        for (size_t i = 0; i < R->nlat; i++) any |= R->lat[i].tr == tr;
+        if (!any) continue;
         fprintf(out,
-                "\nlatency of one 4 KiB request over TCP, us: p50 / p99, then the raw TCP "
+                "\nlatency of one 4 KiB request over %s, us: p50 / p99, then the raw TCP "
                 "ping-pong of the same frames\nmeasured in alternation with it (p50 / p99), and "
-                "the ratio of the p50s\n");
+                "the ratio of the p50s\n", tr ? "shared memory" : "TCP");
         fprintf(out, "%3s %3s  %-42s %s\n", "S", "W", "pull", "push");
         for (int si = 0; si < o->nservers; si++)
             for (int wi = 0; wi < o->nworkers; wi++) {
@@ -1186,7 +1353,7 @@ static void print_table(const results *R, const bench_opts *o, const ceilings *c
                     char cell[96] = "-";
                     for (size_t i = 0; i < R->nlat; i++) {
                         const lat_result *l = &R->lat[i];
-                        if (l->S == S && l->W == W && l->op == k)
+                        if (l->tr == tr && l->S == S && l->W == W && l->op == k)
                             snprintf(cell, sizeof cell, "%.1f / %.1f, raw %.1f / %.1f (%.2fx)",
                                      l->p50, l->p99, l->ceil_p50, l->ceil_p99,
                                      l->p50 / l->ceil_p50);
@@ -1196,7 +1363,6 @@ static void print_table(const results *R, const bench_opts *o, const ceilings *c
                 fprintf(out, "\n");
             }
     }
-    if (o->shm) fprintf(out, "\nshm: not available (paramd has no shared-memory transport yet)\n");
 }
 
 /* ==== paramd bench ======================================================== */
@@ -1281,19 +1447,12 @@ int cmd_bench(int argc, char **argv) {
         return 1;
     }
     print_ceilings(&cl, &o, out);
-    if (o.shm) {
-        rec_begin(&r, out, o.json, "transport");
-        rec_str(&r, "transport", "shm");
-        rec_int(&r, "available", 0);
-        rec_str(&r, "note", "no shared-memory transport yet");
-        rec_end(&r);
-    }
 
     results R;
     memset(&R, 0, sizeof R);
     int rc = 0;
     int any = o.ops[OP_PUSH] || o.ops[OP_PULL] || o.ops[OP_PUSHPULL] || o.ops[OP_LAT];
-    if (o.tcp && any) {
+    if ((o.tcp || o.shm) && any) {
         char dir[] = "/tmp/paramd-bench.XXXXXX";
         if (!mkdtemp(dir)) {
             fprintf(stderr, "paramd bench: cannot make a temporary directory: %s\n",
@@ -1301,14 +1460,17 @@ int cmd_bench(int argc, char **argv) {
             fclose(out);
             return 1;
         }
-        int nclusters = o.nservers * o.nworkers, i = 0;
+        int nclusters = o.nservers * o.nworkers * (o.tcp + o.shm), i = 0;
         double t0 = pd_now();
         for (int si = 0; si < o.nservers && !rc; si++)
-            for (int wi = 0; wi < o.nworkers && !rc; wi++) {
-                fprintf(stderr, "paramd bench: cluster %d/%d: %d servers, %d workers (%.0f s so far)\n",
-                        ++i, nclusters, o.servers[si], o.workers[wi], pd_now() - t0);
-                rc = run_cluster(o.servers[si], o.workers[wi], &o, dir, &cl, &R, out);
-            }
+            for (int wi = 0; wi < o.nworkers && !rc; wi++)
+                for (int tr = 0; tr < 2 && !rc; tr++) {
+                    if (!(tr ? o.shm : o.tcp)) continue;
+                    fprintf(stderr, "paramd bench: cluster %d/%d: %d servers, %d workers, %s "
+                            "(%.0f s so far)\n", ++i, nclusters, o.servers[si], o.workers[wi],
+                            tr_names[tr], pd_now() - t0);
+                    rc = run_cluster(tr, o.servers[si], o.workers[wi], &o, dir, &cl, &R, out);
+                }
         rmdir(dir);
     }
     if (!o.json && rc == 0) print_table(&R, &o, &cl, out);

@@ -29,9 +29,12 @@
  * 1 MiB chunk crosses in pipelined slices on two cores).
  *
  * Waiting.  A side that finds its ring empty (reader) or full (writer)
- * spins for up to PD_SHM_SPIN_NS, then sleeps on a futex word of the ring:
- * it reads the word, raises its `waiting` flag, re-checks the index, and
- * waits for the word to change.  The other side, after publishing an index,
+ * checks a few dozen times, then sleeps on a futex word of the ring.  (Not
+ * a long spin: on a 2-vCPU machine a spinning reader takes the CPU its
+ * writer needs; measured with paramd bench, a 30 us spin made a 4 KiB pull
+ * take 77 us, a 3 us spin 18 us, none 13 us.)  To sleep it reads the
+ * word, raises its `waiting` flag, re-checks the index, and waits for the
+ * word to change.  The other side, after publishing an index,
  * issues a full fence and, if the flag is up, bumps the word and wakes it.
  * The fence pair (flag store / index load on one side, index store / flag
  * load on the other) means at least one side sees the other: no lost
@@ -76,7 +79,7 @@
 #define PD_SHM_VERSION 1u
 #define PD_SHM_HDR 4096u          /* segment header; rings follow */
 #define PD_SHM_PUBLISH (64u << 10) /* publish the producer index this often */
-#define PD_SHM_SPIN_NS 30000      /* spin before sleeping on the futex */
+#define PD_SHM_SPIN 64          /* index checks before sleeping on the futex */
 #define PD_SHM_POLL_MS 50         /* longest sleep before checking the peer */
 #define PD_SHM_NAME_PREFIX "paramd-"
 
@@ -127,6 +130,7 @@ typedef struct shm_req {
 
 /* ==== Helpers =========================================================== */
 
+
 static int futex_wait(uint32_t *addr, uint32_t val, int ms) {
     struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000L};
     return (int)syscall(SYS_futex, addr, FUTEX_WAIT, val, &ts, NULL, 0);
@@ -173,12 +177,10 @@ static void check_peer(pd_conn *c) {
  * waiting flag of this side.  Returns 1 ready, 0 closed, -1 timed out. */
 static int wait_change(pd_conn *c, const uint64_t *idx, uint64_t seen,
                        uint32_t *seq, uint32_t *flag, int64_t deadline) {
-    int64_t spin_end = now_ns() + PD_SHM_SPIN_NS;
-    for (int i = 0;; i++) {
+    for (int i = 0; i < PD_SHM_SPIN; i++) {
         if (__atomic_load_n(idx, __ATOMIC_ACQUIRE) != seen) return 1;
         if (is_closed(c)) return 0;
         cpu_relax();
-        if ((i & 63) == 63 && now_ns() > spin_end) break;
     }
     for (;;) {
         uint32_t s = __atomic_load_n(seq, __ATOMIC_ACQUIRE);
