@@ -35,6 +35,7 @@
 #include "common/common.h"
 #include "common/keymap.h"
 #include "net/conn.h"
+#include "net/fault.h"
 #include "paramd.h"
 #include "wire/spec.h"
 #include "wire/wire.h"
@@ -114,6 +115,7 @@ struct paramd_client {
     pthread_cond_t hb_cv;
     int hb_stop;
     paramd_table *tables;
+    char fault[PD_FAULT_SPEC_MAX + 1]; /* option fault=: tests only; "" off */
     pthread_mutex_t err_mu; /* guards errmsg */
     char errmsg[PD_ERRMSG_MAX];
 };
@@ -394,10 +396,16 @@ static int parse_options(paramd_client *c, const char *options) {
             if (pd_parse_i64(val, &v) || v < 4096 || v > (1 << 30))
                 return cl_err(NULL, PARAMD_EINVAL, "chunk_bytes=%s is not 4096..2^30", val);
             c->chunk_bytes = (uint64_t)v & ~3ull;
+        } else if (strcmp(tok, "fault") == 0) { /* a testing aid: net/fault.h */
+            pd_fault_spec fs;
+            pd_err fe = {0};
+            if (pd_fault_parse(val, &fs, &fe))
+                return cl_err(NULL, PARAMD_EINVAL, "fault=: %s", fe.msg);
+            snprintf(c->fault, sizeof c->fault, "%s", val);
         } else {
             return cl_err(NULL, PARAMD_EINVAL,
                           "unknown option '%s' (coordinator, rank, timeout_ms, "
-                          "chunk_bytes)",
+                          "chunk_bytes, fault)",
                           tok);
         }
     }
@@ -516,6 +524,8 @@ int paramd_connect(paramd_client **out, const char *options) {
     for (uint32_t i = 0; i < S; i++) {
         link *l = &c->links[i];
         l->conn = pd_tcp_connect(l->addr, c->timeout_ms, &e);
+        if (l->conn && c->fault[0]) /* option fault=: tests only */
+            l->conn = pd_fault_wrap(l->conn, c->fault, &e);
         if (!l->conn) {
             rc = cl_err(NULL, e.code, "server %u: %s", i, e.msg);
             goto fail;
