@@ -12,6 +12,7 @@
 #include "cli/cli.h"
 #include "common/common.h"
 #include "coord/coord.h"
+#include "net/fault.h"
 #include "server/server.h"
 
 /* ==== coordinator ======================================================= */
@@ -136,7 +137,10 @@ static void server_usage(FILE *f) {
             "                           anything but loopback must be asked for\n"
             "  --advertise HOST:PORT    address workers should use, when it differs\n"
             "                           from the bound one (NAT, 0.0.0.0)\n"
-            "  --max-frame-mb N         largest request payload accepted [256]\n");
+            "  --max-frame-mb N         largest request payload accepted [256]\n"
+            "  --fault SPEC             TESTING AID: wrap every accepted connection\n"
+            "                           in the fault-injecting transport, e.g.\n"
+            "                           short=7 or recv_fail=20 (docs/testing.md)\n");
 }
 
 static void stop_server(void *p) { pd_server_stop(p); }
@@ -147,6 +151,7 @@ int cmd_server(int argc, char **argv) {
         {"listen", required_argument, 0, 'l'},
         {"advertise", required_argument, 0, 'a'},
         {"max-frame-mb", required_argument, 0, 'm'},
+        {"fault", required_argument, 0, 'f'},
         {"help", no_argument, 0, 'h'},
         {0, 0, 0, 0}};
     pd_server_opts o = {0};
@@ -161,6 +166,16 @@ int cmd_server(int argc, char **argv) {
             int32_t mb;
             if (parse_count("--max-frame-mb", optarg, 4096, &mb)) return 2;
             o.max_frame = (uint64_t)mb << 20;
+            break;
+        }
+        case 'f': {
+            pd_fault_spec fs;
+            pd_err fe = {0};
+            if (pd_fault_parse(optarg, &fs, &fe)) {
+                fprintf(stderr, "paramd: --fault: %s\n", fe.msg);
+                return 2;
+            }
+            o.fault = optarg;
             break;
         }
         case 'h': server_usage(stdout); return 0;

@@ -38,6 +38,7 @@
 #include <unistd.h>
 
 #include "net/conn.h"
+#include "net/fault.h"
 #include "server/shard.h"
 #include "server/sparse.h"
 #include "wire/wire.h"
@@ -645,6 +646,7 @@ int pd_server_run(pd_server *s) {
     s->coord_thread_started = 1;
     for (;;) {
         pd_conn *c = pd_tcp_accept(s->lfd);
+        if (c && s->o.fault) c = pd_fault_wrap(c, s->o.fault, NULL); /* tests */
         pthread_mutex_lock(&s->mu);
         int stopping = s->stopping;
         pthread_mutex_unlock(&s->mu);
