@@ -106,6 +106,14 @@ typedef struct paramd_request paramd_request;
  *                           $SLURM_PROCID), else assigned by the
  *                           coordinator in order of arrival
  *   timeout_ms=N            connect/rendezvous timeout (default 30000)
+ *   fault=SPEC              TESTING AID, never for production: wrap every
+ *                           server link in the fault-injecting transport.
+ *                           SPEC is comma-separated: send_fail=K (the K-th
+ *                           send call on a link fails and breaks it),
+ *                           recv_fail=K (the same for receives), short=N
+ *                           (each send/receive call moves 1..N bytes),
+ *                           seed=S; e.g. fault=short=7,seed=2 (see
+ *                           docs/testing.md)
  *
  * On success *out is a connected client that knows the cluster map.  On
  * failure *out is NULL and the message is in paramd_last_error(NULL)

@@ -12,6 +12,7 @@
 #include "cli/cli.h"
 #include "common/common.h"
 #include "coord/coord.h"
+#include "net/fault.h"
 #include "server/server.h"
 
 /* ==== coordinator ======================================================= */
@@ -139,7 +140,10 @@ static void server_usage(FILE *f) {
             "  --max-frame-mb N         largest request payload accepted [256]\n"
             "  --transport auto|tcp     auto: also offer shared memory to workers on\n"
             "                           this host (they pick it unless told\n"
-            "                           transport=tcp); tcp: TCP only [auto]\n");
+            "                           transport=tcp); tcp: TCP only [auto]\n"
+            "  --fault SPEC             TESTING AID: wrap every accepted connection\n"
+            "                           in the fault-injecting transport, e.g.\n"
+            "                           short=7 or recv_fail=20 (docs/testing.md)\n");
 }
 
 static void stop_server(void *p) { pd_server_stop(p); }
@@ -151,6 +155,7 @@ int cmd_server(int argc, char **argv) {
         {"advertise", required_argument, 0, 'a'},
         {"max-frame-mb", required_argument, 0, 'm'},
         {"transport", required_argument, 0, 't'},
+        {"fault", required_argument, 0, 'f'},
         {"help", no_argument, 0, 'h'},
         {0, 0, 0, 0}};
     pd_server_opts o = {0};
@@ -176,6 +181,16 @@ int cmd_server(int argc, char **argv) {
                 return 2;
             }
             break;
+        case 'f': {
+            pd_fault_spec fs;
+            pd_err fe = {0};
+            if (pd_fault_parse(optarg, &fs, &fe)) {
+                fprintf(stderr, "paramd: --fault: %s\n", fe.msg);
+                return 2;
+            }
+            o.fault = optarg;
+            break;
+        }
         case 'h': server_usage(stdout); return 0;
         default: server_usage(stderr); return 2;
         }

@@ -35,6 +35,7 @@
 #include "common/common.h"
 #include "common/keymap.h"
 #include "net/conn.h"
+#include "net/fault.h"
 #include "paramd.h"
 #include "wire/spec.h"
 #include "wire/wire.h"
@@ -118,6 +119,7 @@ struct paramd_client {
     pthread_cond_t hb_cv;
     int hb_stop;
     paramd_table *tables;
+    char fault[PD_FAULT_SPEC_MAX + 1]; /* option fault=: tests only; "" off */
     pthread_mutex_t err_mu; /* guards errmsg */
     char errmsg[PD_ERRMSG_MAX];
 };
@@ -399,6 +401,12 @@ static int parse_options(paramd_client *c, const char *options) {
             if (pd_parse_i64(val, &v) || v < 4096 || v > (1 << 30))
                 return cl_err(NULL, PARAMD_EINVAL, "chunk_bytes=%s is not 4096..2^30", val);
             c->chunk_bytes = (uint64_t)v & ~3ull;
+        } else if (strcmp(tok, "fault") == 0) { /* a testing aid: net/fault.h */
+            pd_fault_spec fs;
+            pd_err fe = {0};
+            if (pd_fault_parse(val, &fs, &fe))
+                return cl_err(NULL, PARAMD_EINVAL, "fault=: %s", fe.msg);
+            snprintf(c->fault, sizeof c->fault, "%s", val);
         } else if (strcmp(tok, "transport") == 0) {
             snprintf(trbuf, sizeof trbuf, "%s", val);
             transport = trbuf;
@@ -411,7 +419,7 @@ static int parse_options(paramd_client *c, const char *options) {
         } else {
             return cl_err(NULL, PARAMD_EINVAL,
                           "unknown option '%s' (coordinator, rank, timeout_ms, "
-                          "chunk_bytes, transport, shm_ring_bytes)",
+                          "chunk_bytes, transport, shm_ring_bytes, fault)",
                           tok);
         }
     }
@@ -499,6 +507,8 @@ static int link_open(paramd_client *c, link *l, uint8_t *buf) {
     pd_err e = {0};
     char shm[PD_MAX_ADDR + 1];
     l->conn = pd_tcp_connect(l->addr, c->timeout_ms, &e);
+    if (l->conn && c->fault[0]) /* option fault=: tests only */
+        l->conn = pd_fault_wrap(l->conn, c->fault, &e);
     if (!l->conn) return cl_err(NULL, e.code, "server %d: %s", l->index, e.msg);
     int rc = link_hello(c, l, l->conn, buf, shm);
     if (rc || c->transport == TR_TCP) return rc;
@@ -510,6 +520,7 @@ static int link_open(paramd_client *c, link *l, uint8_t *buf) {
                       "or tcp", l->index, l->addr);
     }
     pd_conn *sc = pd_shm_connect(shm, c->shm_ring, c->timeout_ms, &e);
+    if (sc && c->fault[0]) sc = pd_fault_wrap(sc, c->fault, &e);
     if (!sc) {
         if (c->transport == TR_AUTO) return 0; /* another host: TCP it is */
         return cl_err(NULL, e.code,

@@ -2,9 +2,9 @@
  * conn.h - a connection is a transport (a table of functions) plus its
  * state, and the blocking frame I/O every process uses on top of it.
  *
- * Transports: TCP (tcp.c) and same-host shared memory (shm.c); the
- * fault-injecting wrapper for tests plugs in as a further table of the
- * same functions.  Nothing above this layer touches a socket directly.
+ * Transports: TCP (tcp.c), same-host shared memory (shm.c), and the
+ * fault-injecting wrapper for tests (fault.c, fault.h), each a table of
+ * the same functions.  Nothing above this layer touches a socket directly.
  *
  * Threading: one reader and one writer may use a connection at the same
  * time (the client's receiver thread reads while callers write under the

@@ -38,6 +38,7 @@
 #include <unistd.h>
 
 #include "net/conn.h"
+#include "net/fault.h"
 #include "server/shard.h"
 #include "server/sparse.h"
 #include "wire/wire.h"
@@ -523,6 +524,7 @@ static void *conn_main(void *arg) {
     if (sc->shm_fd >= 0) {
         pd_err e = {0};
         pd_conn *c = pd_shm_server_handshake(sc->shm_fd, 5000, &e);
+        if (c && s->o.fault) c = pd_fault_wrap(c, s->o.fault, &e); /* tests */
         pthread_mutex_lock(&s->mu);
         sc->conn = c; /* visible to the stop path from here on */
         int stopping = s->stopping;
@@ -809,7 +811,8 @@ int pd_server_run(pd_server *s) {
                 pd_log(PD_LOG_WARN, "accept: %s", strerror(errno));
             continue;
         }
-        start_conn(s, c, -1);
+        if (c && s->o.fault) c = pd_fault_wrap(c, s->o.fault, NULL); /* tests */
+        if (c) start_conn(s, c, -1);
     }
     if (s->shm_thread_started) {
         pthread_join(s->shm_thread, NULL);
