@@ -20,4 +20,9 @@ void cli_stop_on_signal(void (*stop)(void *), void *arg);
 /* The path of this executable (for paramd local to start its roles). */
 const char *cli_self_path(void);
 
+/* --transport of paramd local / train: check T (auto, tcp, shm) and put
+ * it in PARAMD_TRANSPORT, which the workers started later inherit (and
+ * paramd_connect reads).  0, or -1 after printing why (cmd names us). */
+int cli_set_transport(const char *cmd, const char *t);
+
 #endif

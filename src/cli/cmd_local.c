@@ -400,7 +400,10 @@ static void local_usage(FILE *f) {
             "\n"
             "  --servers S       number of servers [1]\n"
             "  --workers W       number of workers [1]\n"
-            "  --host HOST       address the cluster listens on [127.0.0.1]\n");
+            "  --host HOST       address the cluster listens on [127.0.0.1]\n"
+            "  --transport T     auto, tcp or shm: how workers reach servers (sets\n"
+            "                    PARAMD_TRANSPORT for them) [auto: shared memory\n"
+            "                    on this host]\n");
 }
 
 int cmd_local(int argc, char **argv) {
@@ -408,6 +411,7 @@ int cmd_local(int argc, char **argv) {
         {"servers", required_argument, 0, 's'},
         {"workers", required_argument, 0, 'w'},
         {"host", required_argument, 0, 'H'},
+        {"transport", required_argument, 0, 'T'},
         {"help", no_argument, 0, 'h'},
         {0, 0, 0, 0}};
     int64_t S = 1, W = 1;
@@ -429,6 +433,9 @@ int cmd_local(int argc, char **argv) {
             }
             break;
         case 'H': host = optarg; break;
+        case 'T':
+            if (cli_set_transport("paramd local", optarg)) return 2;
+            break;
         case 'h': local_usage(stdout); return 0;
         default: local_usage(stderr); return 2;
         }

@@ -221,6 +221,8 @@ int cmd_stats(int argc, char **argv) {
             if (!strncmp(line, "table ", 6)) {
                 printf("  %s\n", line);
                 tot_add_line(&ts, line);
+            } else if (strstr(line, "worker connections")) {
+                printf("  %s\n", strstr(line, "worker connections"));
             }
             if (!nl) break;
             line = nl + 1;

@@ -85,6 +85,8 @@ static void train_usage(FILE *f) {
 "Cluster:\n"
 "  --servers S            servers of the local cluster [1]\n"
 "  --workers W            workers of the local cluster [2]\n"
+"  --transport T          auto, tcp or shm: how workers reach servers [auto:\n"
+"                         shared memory on this host]\n"
 "  --coordinator HOST:PORT  join an existing cluster as one worker instead\n"
 "                         (rank from PARAMD_RANK or the launcher's variables)\n"
 "\n"
@@ -112,7 +114,7 @@ int cmd_train(int argc, char **argv) {
            O_STEPS, O_BATCH, O_LR, O_NOSCALE, O_RULE, O_SEED, O_THREADS, O_SERVERS,
            O_WORKERS, O_COORD, O_JOIN, O_OUT, O_EVERY, O_EVALN, O_SAVE, O_QUIET,
            O_BACKUP, O_STRAGGLE, O_HB, O_DIM, O_WINDOW, O_NEG, O_MINC, O_SUBS, O_NEIGH,
-           O_USERS, O_ITEMS, O_RANK, O_NOISE, O_L2 };
+           O_USERS, O_ITEMS, O_RANK, O_NOISE, O_L2, O_TRANSPORT };
     static const struct option opts[] = {
         {"model", 1, 0, O_MODEL}, {"hidden", 1, 0, O_HIDDEN}, {"data", 1, 0, O_DATA},
         {"limit", 1, 0, O_LIMIT}, {"no-dropout", 0, 0, O_NODROP},
@@ -128,6 +130,7 @@ int cmd_train(int argc, char **argv) {
         {"min-count", 1, 0, O_MINC}, {"subsample", 1, 0, O_SUBS},
         {"neighbours", 1, 0, O_NEIGH}, {"users", 1, 0, O_USERS}, {"items", 1, 0, O_ITEMS},
         {"rank", 1, 0, O_RANK}, {"noise", 1, 0, O_NOISE}, {"l2", 1, 0, O_L2},
+        {"transport", 1, 0, O_TRANSPORT},
         {0, 0, 0, 0}};
     /* OpenBLAS falls back to generic kernels (4-5x slower) on CPUs newer
      * than its release; it reads OPENBLAS_CORETYPE only at load time, so
@@ -264,6 +267,9 @@ int cmd_train(int argc, char **argv) {
             else cfg.l2 = dv > 0 ? dv : -1;
             break;
         case O_NEIGH: cfg.neighbours = optarg; break;
+        case O_TRANSPORT:
+            if (cli_set_transport("paramd train", optarg)) return 2;
+            break;
         case 'h': train_usage(stdout); return 0;
         default: train_usage(stderr); return 2;
         }

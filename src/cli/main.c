@@ -76,6 +76,15 @@ const char *cli_self_path(void) {
     return path;
 }
 
+int cli_set_transport(const char *cmd, const char *t) {
+    if (strcmp(t, "auto") && strcmp(t, "tcp") && strcmp(t, "shm")) {
+        fprintf(stderr, "%s: --transport '%s' is not auto, tcp or shm\n", cmd, t);
+        return -1;
+    }
+    setenv("PARAMD_TRANSPORT", t, 1);
+    return 0;
+}
+
 /* ==== main ============================================================== */
 
 int main(int argc, char **argv) {
