@@ -484,7 +484,7 @@ int paramd_connect(paramd_client **out, const char *options) {
     pd_get_u32(&r, &W);
     pd_get_u32(&r, &S);
     pd_get_u64(&r, &c->epoch);
-    if (r.bad || W == 0 || rank >= W || S == 0 || S > PD_MAX_SERVERS) {
+    if (r.bad || W == 0 || S == 0 || S > PD_MAX_SERVERS) {
         rc = cl_err(NULL, PARAMD_EPROTO, "malformed cluster map from the coordinator");
         goto fail_early;
     }
@@ -507,12 +507,21 @@ int paramd_connect(paramd_client **out, const char *options) {
             goto fail;
         }
     }
-    uint32_t hb_ms = 0;
-    if (pd_get_u32(&r, &hb_ms) || !pd_rd_done(&r) || hb_ms > 86400000) {
+    /* heartbeat period; worker slots M (ranks 0..M-1, W of them expected at
+     * start); the clock this worker starts at (> 0 when it joined a running
+     * cluster: its loop starts there, docs/consistency.md) */
+    uint32_t hb_ms = 0, M = 0;
+    uint64_t start = 0;
+    pd_get_u32(&r, &hb_ms);
+    pd_get_u32(&r, &M);
+    pd_get_u64(&r, &start);
+    if (!pd_rd_done(&r) || hb_ms > 86400000 || M < W || rank >= M ||
+        start > (uint64_t)INT64_MAX) {
         rc = cl_err(NULL, PARAMD_EPROTO, "malformed cluster map from the coordinator");
         goto fail;
     }
     c->heartbeat_ms = (int)hb_ms;
+    c->clock = (int64_t)start;
     for (uint32_t i = 0; i < S; i++) {
         link *l = &c->links[i];
         l->conn = pd_tcp_connect(l->addr, c->timeout_ms, &e);
@@ -529,12 +538,12 @@ int paramd_connect(paramd_client **out, const char *options) {
         pd_get_u32(&r, &idx);
         pd_get_u32(&r, &s2);
         pd_get_u32(&r, &w2);
-        if (!pd_rd_done(&r) || idx != i || s2 != S || w2 != W) {
+        if (!pd_rd_done(&r) || idx != i || s2 != S || w2 != M) {
             rc = cl_err(NULL, PARAMD_EPROTO,
                         "server at %s says it is server %u of %u with %u "
                         "workers; the coordinator's map says server %u of %u "
                         "with %u",
-                        l->addr, idx, s2, w2, i, S, W);
+                        l->addr, idx, s2, w2, i, S, M);
             goto fail;
         }
         if (pthread_create(&l->rx, NULL, link_rx, l) != 0) {
