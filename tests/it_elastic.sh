@@ -40,7 +40,7 @@ run_replace() {
   next_line 6 paused "$tag: worker 1 at clock 4"
   kill -KILL $W1
   # worker 0 reaches clock 7 only once clocks 4..6 applied without worker 1
-  next_line 5 "waiting at 7" "$tag: worker 0 at clock 7"
+  next_line 5 "waiting at 7" "$tag: worker 0 at clock 7 ($(cat "$TMP/w0.err"))"
   # the replacement: no rank asked for
   PARAMD_COORDINATOR=$COORD "$TW" elastic "$spec" 12 4 7 "$TMP/go" \
     >"$TMP/j.fifo" 2>"$TMP/j.err" &

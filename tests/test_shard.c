@@ -256,6 +256,20 @@ static void test_join(void) {
     CHECK_NEAR(out[0], 2, 0);
     pd_shard_destroy(s);
 
+    /* a worker that dies after pushing never stands in for a live one:
+     * its push stays in the mean, the clock still waits for worker 0 */
+    s = mk("consistency=sync aggregate=sum", 2, 0, 2, 2);
+    fill(g, 2, 5);
+    CHECK_OK(pd_shard_push(s, 1, 0, 0, 2, g, &e));
+    pd_shard_worker_gone(s, 1);
+    CHECK_INT_EQ(s->applied, 0);
+    fill(g, 2, 1);
+    CHECK_OK(pd_shard_push(s, 0, 0, 0, 2, g, &e));
+    CHECK_INT_EQ(s->applied, 1);
+    CHECK_OK(pd_shard_pull(s, 0, 1, 0, 2, out, &e));
+    CHECK_NEAR(out[0], 6, 0);
+    pd_shard_destroy(s);
+
     /* spec and wire: elastic=no is canonical and travels as a flag; a
      * dense definition without it is byte for byte as before */
     pd_table_def d = {0}, o;

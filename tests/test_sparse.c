@@ -592,6 +592,18 @@ static void test_join(void) {
     CHECK_OK(pd_sparse_pull(t, 2, 3, &k, 1, &row, &e));
     CHECK(row == 223);
     pd_sparse_destroy(t);
+    /* a dead worker's push never stands in for a live one */
+    t = mk("rule=add consistency=sync aggregate=sum", D, 2, 0, 1);
+    g = 5;
+    CHECK_OK(pd_sparse_push(t, 1, 0, &k, 1, &g, &e));
+    pd_sparse_worker_gone(t, 1);
+    CHECK_INT_EQ(t->applied, 0);
+    g = 1;
+    CHECK_OK(pd_sparse_push(t, 0, 0, &k, 1, &g, &e));
+    CHECK_INT_EQ(t->applied, 1);
+    CHECK_OK(pd_sparse_pull(t, 0, 1, &k, 1, &row, &e));
+    CHECK(row == 6);
+    pd_sparse_destroy(t);
     /* elastic=no */
     t = mk("rule=add consistency=sync elastic=no", D, 2, 0, 1);
     pd_sparse_worker_gone(t, 1);

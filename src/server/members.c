@@ -61,3 +61,20 @@ int pd_members_join(pd_members *m, int32_t w, int64_t from) {
     if (m->from[w] > m->maxfrom) m->maxfrom = m->from[w];
     return 1;
 }
+
+int pd_members_who_reserve(int32_t **who, int32_t *cap, int32_t n) {
+    if (n < *cap) return 0;
+    int32_t c = *cap ? *cap * 2 : 4;
+    int32_t *p = pd_realloc(*who, sizeof *p * (size_t)c);
+    if (!p) return -1;
+    *who = p;
+    *cap = c;
+    return 0;
+}
+
+int32_t pd_members_who_forget(int32_t *who, int32_t n, int32_t w) {
+    int32_t k = 0;
+    for (int32_t i = 0; i < n; i++)
+        if (who[i] == w) who[i] = -1, k++;
+    return k;
+}

@@ -50,4 +50,11 @@ int pd_members_gone(pd_members *m, int32_t w);
  * a join).  Returns 1 if w is LIVE afterwards. */
 int pd_members_join(pd_members *m, int32_t w, int64_t from);
 
+/* Room for one more rank in a slot's list of contributors (*who, *cap,
+ * n used).  0, or -1 when out of memory (nothing changed). */
+int pd_members_who_reserve(int32_t **who, int32_t *cap, int32_t n);
+/* Worker w is gone: its entries in who[0..n) stop counting.  Returns how
+ * many did (the slot's ncount drops by that). */
+int32_t pd_members_who_forget(int32_t *who, int32_t n, int32_t w);
+
 #endif

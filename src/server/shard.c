@@ -67,7 +67,8 @@ pd_shard *pd_shard_create(uint32_t id, const pd_table_def *def, int32_t W,
 void pd_shard_destroy(pd_shard *s) {
     if (!s) return;
     if (s->slots)
-        for (int i = 0; i < s->window; i++) pd_free(s->slots[i].sum);
+        for (int i = 0; i < s->window; i++)
+            pd_free(s->slots[i].sum), pd_free(s->slots[i].who);
     pd_free(s->slots);
     if (s->wt)
         for (int32_t w = 0; w < s->W; w++) pd_free(s->wt[w].iv), pd_free(s->wt[w].stage);
@@ -157,7 +158,7 @@ static void apply_ready(pd_shard *s) {
     for (;;) {
         pd_slot *sl = &s->slots[s->applied % s->window];
         if (!sl->active || sl->clock != s->applied ||
-            sl->ndone < pd_members_need(&s->mem, s->applied, s->def.backup))
+            sl->ncount < pd_members_need(&s->mem, s->applied, s->def.backup))
             return;
         if (s->def.aggregate == PD_AGG_MEAN && sl->ndone > 1) {
             float inv = 1.0f / (float)sl->ndone;
@@ -268,6 +269,10 @@ int pd_shard_push(pd_shard *s, int32_t worker, int64_t clock, uint64_t off,
             rc = pd_seterr(e, PARAMD_ENOMEM, "out of memory for clock sums");
             goto out;
         }
+        if (pd_members_who_reserve(&sl->who, &sl->whocap, sl->active ? sl->ndone : 0)) {
+            rc = pd_seterr(e, PARAMD_ENOMEM, "out of memory for clock sums");
+            goto out;
+        }
         if (!whole && !t->stage && !(t->stage = pd_malloc(s->len * sizeof(float)))) {
             rc = pd_seterr(e, PARAMD_ENOMEM, "out of memory for a partial push");
             goto out;
@@ -293,6 +298,7 @@ int pd_shard_push(pd_shard *s, int32_t worker, int64_t clock, uint64_t off,
             sl->active = 1;
             sl->clock = clock;
             sl->ndone = 0; /* sum holds garbage until the first worker counts */
+            sl->ncount = 0;
         }
         const float *src = g;
         if (!whole) {
@@ -314,7 +320,8 @@ int pd_shard_push(pd_shard *s, int32_t worker, int64_t clock, uint64_t off,
             } else {
                 memcpy(sl->sum, g, s->len * sizeof(float));
             }
-            sl->ndone++;
+            sl->who[sl->ndone++] = worker;
+            sl->ncount++;
             apply_ready(s);
         }
     } else {
@@ -375,6 +382,10 @@ void pd_shard_worker_gone(pd_shard *s, int32_t w) {
     if (w < 0 || w >= s->W) return;
     pthread_mutex_lock(&s->mu);
     if (pd_members_gone(&s->mem, w)) {
+        for (int i = 0; i < s->window; i++)
+            if (s->slots[i].active)
+                s->slots[i].ncount -= pd_members_who_forget(s->slots[i].who,
+                                                            s->slots[i].ndone, w);
         if (clocked(s)) apply_ready(s);
         pthread_cond_broadcast(&s->cv);
     }

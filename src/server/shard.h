@@ -92,6 +92,11 @@ typedef struct pd_slot {
     int64_t clock;
     float *sum;        /* len floats, allocated on first use */
     int32_t ndone;     /* workers whose whole push is in the sum */
+    int32_t *who;      /* ndone: their ranks; -1 once one is gone */
+    int32_t whocap;
+    int32_t ncount;    /* of them, still counted: a clock is complete when
+                        * ncount reaches need (a gone worker's push stays in
+                        * the sum but never stands in for a live one) */
 } pd_slot;
 
 typedef struct pd_shard_stats {

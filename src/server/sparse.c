@@ -119,6 +119,7 @@ pd_sparse *pd_sparse_create(uint32_t id, const pd_table_def *def, int32_t W,
 static void slot_free(pd_sparse_slot *sl) {
     if (!sl) return;
     pd_keymap_free(&sl->map);
+    pd_free(sl->who);
     pd_free(sl->row);
     pd_free(sl->sum);
     pd_free(sl);
@@ -330,7 +331,7 @@ static void apply_ready(pd_sparse *t) {
     for (;;) {
         pd_sparse_slot *sl = t->slots[t->applied % t->window];
         if (!sl || !sl->active || sl->clock != t->applied ||
-            sl->ndone < pd_members_need(&t->mem, t->applied, t->def.backup))
+            sl->ncount < pd_members_need(&t->mem, t->applied, t->def.backup))
             return;
         float inv = t->def.aggregate == PD_AGG_MEAN && sl->ndone > 1
                         ? 1.0f / (float)sl->ndone
@@ -502,10 +503,15 @@ int pd_sparse_push(pd_sparse *t, int32_t worker, int64_t clock,
             sl->active = 1;
             sl->clock = clock;
             sl->ndone = 0;
+            sl->ncount = 0;
             sl->nent = 0;
             pd_keymap_clear(&sl->map);
         }
         if ((rc = slot_reserve(t, sl, n, e))) goto out;
+        if (pd_members_who_reserve(&sl->who, &sl->whocap, sl->ndone)) {
+            rc = pd_seterr(e, PARAMD_ENOMEM, "out of memory for clock sums");
+            goto out;
+        }
     }
     int dups = 0;
     if ((rc = resolve(t, keys, n, sl ? NULL : g, &dups, e))) goto out;
@@ -514,7 +520,8 @@ int pd_sparse_push(pd_sparse *t, int32_t worker, int64_t clock,
     if (clock >= t->top) t->top = clock + 1;
     if (sl) {
         push_into_slot(t, sl, n, g);
-        sl->ndone++;
+        sl->who[sl->ndone++] = worker;
+        sl->ncount++;
         apply_ready(t);
     } else {
         push_async(t, n, g, dups);
@@ -577,6 +584,10 @@ void pd_sparse_worker_gone(pd_sparse *t, int32_t w) {
     if (w < 0 || w >= t->W) return;
     pthread_mutex_lock(&t->mu);
     if (pd_members_gone(&t->mem, w)) {
+        for (int32_t i = 0; i < t->window; i++) {
+            pd_sparse_slot *sl = t->slots[i];
+            if (sl && sl->active) sl->ncount -= pd_members_who_forget(sl->who, sl->ndone, w);
+        }
         if (clocked(t)) apply_ready(t);
         pthread_cond_broadcast(&t->cv);
     }

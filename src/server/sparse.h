@@ -72,6 +72,9 @@ typedef struct pd_sparse_slot {
     int active;
     int64_t clock;
     int32_t ndone;    /* workers whose push for `clock` is in the sums */
+    int32_t *who;     /* ndone: their ranks; -1 once one is gone */
+    int32_t whocap;
+    int32_t ncount;   /* of them, still counted (as in shard.h) */
     pd_keymap map;    /* row -> entry */
     uint32_t *row;    /* entry -> row */
     float *sum;       /* entry e's summed gradient at sum + e*dim */
