@@ -19,9 +19,11 @@
  *     the shard (in one or several pushes; partial pushes are staged in a
  *     per-worker buffer so that an incomplete contribution is never mixed
  *     into the sum);
- *   - clock c is applied, once, in order, when (live workers - backup)
- *     workers have counted for it: the mean (or sum) of their gradients
- *     goes through the update rule;
+ *   - clock c is applied, once, in order, when (live workers counted for
+ *     c - backup) of them have counted for it: the mean (or sum) of the
+ *     gradients in its sum goes through the update rule (a worker that
+ *     died after its whole push for c stays in that mean, but never
+ *     stands in for a live worker);
  *   - a pull at clock c is answered once applied >= c - s (sync: c).
  * Workers leave the set a clock waits for when the coordinator says they
  * are gone (pd_shard_worker_gone); their later pushes are refused.
