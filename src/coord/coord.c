@@ -266,6 +266,11 @@ static int run_join(pd_coord *co, int32_t rank, int64_t *J) {
     while (co->join_replies < co->o.servers && !co->join_failed && !co->stopping)
         pthread_cond_wait(&co->cv, &co->mu);
     int ok = co->join_replies == co->o.servers && !co->join_failed;
+    /* Any J >= every frontier is safe; the live workers' clocks raise it
+     * so that a joiner of async tables (no frontier) starts near them. */
+    for (int32_t w = 0; w < co->o.max_workers; w++)
+        if (co->wstate[w] == W_LIVE && co->wclock[w] > co->join_max)
+            co->join_max = co->wclock[w];
     if (ok) send_join(co, rank, PD_JOIN_COMMIT, co->join_max);
     else send_join(co, rank, 0, 0);
     *J = co->join_max;
