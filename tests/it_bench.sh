@@ -35,39 +35,42 @@ for r in by.get("ceiling", []):
 for s in sizes:
     for what in ("tcp_stream", "memcpy"):
         if (what, s, None) not in ceil: fail("no %s ceiling for size %d" % (what, s))
+    for what in ("shm_copy", "shm_stream"):
+        if (what, s, None) not in ceil: fail("no %s ceiling for size %d" % (what, s))
 for op in ("pull", "push"):
     if ("tcp_pingpong", 4096, op) not in ceil: fail("no ping-pong ceiling for " + op)
-shm = [r for r in by.get("transport", []) if r["transport"] == "shm"]
-if len(shm) != 1 or shm[0]["available"] != 0: fail("shm not reported as unavailable")
 dense = {}
 for r in by.get("dense", []):
-    key = (r["op"], r["servers"], r["workers"], r["size"])
+    key = (r["transport"], r["op"], r["servers"], r["workers"], r["size"])
     if key in dense: fail("duplicate %s" % (key,))
     dense[key] = r
     pos(r, "reps", "seconds", "bytes", "bytes_per_s", "ratio_tcp", "ratio_memcpy")
+    if r["transport"] == "shm": pos(r, "ratio_shm_copy", "ratio_shm_stream")
     if r["verified"] != 1: fail("not verified: %s" % r)
-    if r["transport"] != "tcp": fail("transport %s" % r)
-for op in ("push", "pull", "pushpull"):
-    for S, W in shapes:
-        for s in sizes:
-            if (op, S, W, s) not in dense: fail("missing dense %s S=%d W=%d size=%d" % (op, S, W, s))
-if len(dense) != 3 * len(shapes) * len(sizes): fail("unexpected dense records")
+for tr in ("tcp", "shm"):
+    for op in ("push", "pull", "pushpull"):
+        for S, W in shapes:
+            for s in sizes:
+                if (tr, op, S, W, s) not in dense:
+                    fail("missing dense %s %s S=%d W=%d size=%d" % (tr, op, S, W, s))
+if len(dense) != 2 * 3 * len(shapes) * len(sizes): fail("unexpected dense records")
 lat = {}
 for r in by.get("latency", []):
-    lat[(r["op"], r["servers"], r["workers"])] = r
+    lat[(r["transport"], r["op"], r["servers"], r["workers"])] = r
     pos(r, "samples", "p50_us", "p99_us", "ceiling_p50_us", "ratio_p50", "ratio_p99")
     if r["p99_us"] < r["p50_us"]: fail("p99 below p50: %s" % r)
-for op in ("pull", "push"):
-    for S, W in shapes:
-        if (op, S, W) not in lat: fail("missing latency %s S=%d W=%d" % (op, S, W))
+for tr in ("tcp", "shm"):
+    for op in ("pull", "push"):
+        for S, W in shapes:
+            if (tr, op, S, W) not in lat: fail("missing latency %s %s S=%d W=%d" % (tr, op, S, W))
 print("bench output ok: %d records" % len(recs))
 EOF
   elif command -v jq >/dev/null; then
     jq -e . "$out" >/dev/null || fail "output is not JSON lines"
     n=$(jq -s '[.[] | select(.bench == "dense" and .bytes_per_s > 0 and .ratio_tcp > 0 and .verified == 1)] | length' "$out")
-    [ "$n" = 24 ] || fail "expected 24 verified dense records, got $n"
+    [ "$n" = 48 ] || fail "expected 48 verified dense records, got $n"
     n=$(jq -s '[.[] | select(.bench == "latency" and .p50_us > 0 and .ratio_p50 > 0)] | length' "$out")
-    [ "$n" = 8 ] || fail "expected 8 latency records, got $n"
+    [ "$n" = 16 ] || fail "expected 16 latency records, got $n"
   else
     fail "neither python3 nor jq is installed to parse JSON"
   fi

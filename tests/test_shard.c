@@ -2,7 +2,9 @@
  * test_shard.c - the consistency rules of a shard, without networking:
  * sync aggregation (mean and sum), clocks applied once and in order,
  * rejection of stale, duplicate, too-early and unknown-worker pushes with
- * nothing changed, the deadlock check, and async application.
+ * nothing changed, the deadlock check, async application, and workers
+ * that join a running cluster (counted from the join clock, exact sums;
+ * refused by an elastic=no table; the spec and wire form of elastic=).
  */
 #include <pthread.h>
 #include <string.h>
@@ -148,12 +150,160 @@ static void test_async(void) {
     pd_shard_destroy(s);
 }
 
+/* Joins (shard.h, "Joins"): 3 slots, slot 2 vacant; a joiner is prepared
+ * while clock 1 is being aggregated, committed at J = 3 (as if another
+ * server's frontier were 3): clocks 1 and 2 never count it, clock 3 does. */
+static void test_join(void) {
+    float g[4], out[4];
+    pd_err e = {0};
+    pd_shard *s = mk("consistency=sync aggregate=sum", 4, 0, 4, 3);
+    pd_shard_worker_gone(s, 2); /* a spare slot: vacant */
+    fill(g, 4, 1);
+    CHECK_OK(pd_shard_push(s, 0, 0, 0, 4, g, &e));
+    fill(g, 4, 2);
+    CHECK_OK(pd_shard_push(s, 1, 0, 0, 4, g, &e));
+    CHECK_INT_EQ(s->applied, 1); /* 3 */
+    fill(g, 4, 10);
+    CHECK_OK(pd_shard_push(s, 0, 1, 0, 2, g, &e)); /* clock 1 begun (a piece) */
+    /* prepare: the frontier is the first clock nobody pushed for */
+    CHECK_INT_EQ(pd_shard_join_begin(s, 2), 2);
+    fill(g, 4, 10);
+    CHECK_OK(pd_shard_push(s, 0, 1, 2, 2, g, &e));
+    fill(g, 4, 20);
+    CHECK_OK(pd_shard_push(s, 1, 1, 0, 4, g, &e));
+    CHECK_INT_EQ(s->applied, 2); /* clock 1 did not wait for the joiner: 33 */
+    fill(g, 4, 100);
+    CHECK_OK(pd_shard_push(s, 0, 2, 0, 4, g, &e));
+    fill(g, 4, 200);
+    CHECK_OK(pd_shard_push(s, 1, 2, 0, 4, g, &e));
+    CHECK_INT_EQ(s->applied, 2); /* between the phases clock 2 waits */
+    /* the joiner may not push before it is committed at J (pending: >= 2) */
+    pd_shard_join_at(s, 2, 3);
+    CHECK_INT_EQ(s->applied, 3); /* clock 2 without the joiner: 333 */
+    fill(g, 4, 7);
+    CHECK_INT_EQ(pd_shard_push(s, 2, 2, 0, 4, g, &e), PARAMD_ESTALE);
+    CHECK(strstr(e.msg, "joined the cluster at clock 3"));
+    /* the joiner's first pull, at J, does not wait on itself */
+    CHECK_OK(pd_shard_pull(s, 2, 3, 0, 4, out, &e));
+    for (int i = 0; i < 4; i++) CHECK_NEAR(out[i], 333, 0);
+    fill(g, 4, 1000);
+    CHECK_OK(pd_shard_push(s, 0, 3, 0, 4, g, &e));
+    fill(g, 4, 2000);
+    CHECK_OK(pd_shard_push(s, 1, 3, 0, 4, g, &e));
+    CHECK_INT_EQ(s->applied, 3); /* clock 3 waits for the joiner */
+    CHECK_INT_EQ(pd_shard_pull(s, 2, 4, 0, 4, out, &e), PARAMD_EDEADLOCK);
+    fill(g, 4, 3000);
+    CHECK_OK(pd_shard_push(s, 2, 3, 0, 1, g, &e)); /* in two pieces */
+    CHECK_INT_EQ(s->applied, 3);
+    CHECK_OK(pd_shard_push(s, 2, 3, 1, 3, g, &e));
+    CHECK_INT_EQ(s->applied, 4);
+    CHECK_OK(pd_shard_pull(s, 2, 4, 0, 4, out, &e));
+    for (int i = 0; i < 4; i++) CHECK_NEAR(out[i], 6333, 0);
+    /* it dies and another worker takes its rank: a fresh record */
+    pd_shard_worker_gone(s, 2);
+    CHECK_INT_EQ(pd_shard_push(s, 2, 4, 0, 4, g, &e), PARAMD_EWORKER);
+    CHECK_INT_EQ(pd_shard_join_begin(s, 2), 4);
+    pd_shard_join_at(s, 2, 4);
+    for (int w = 0; w < 3; w++) {
+        fill(g, 4, (float)(w + 1));
+        CHECK_OK(pd_shard_push(s, w, 4, 0, 4, g, &e));
+    }
+    CHECK_INT_EQ(s->applied, 5);
+    CHECK_OK(pd_shard_pull(s, 0, 5, 0, 4, out, &e));
+    for (int i = 0; i < 4; i++) CHECK_NEAR(out[i], 6339, 0);
+    pd_shard_destroy(s);
+
+    /* mean over the workers counted for each clock; ssp:1 and a joiner */
+    s = mk("consistency=ssp:1", 2, 0, 2, 2);
+    pd_shard_worker_gone(s, 1);
+    fill(g, 2, 4);
+    CHECK_OK(pd_shard_push(s, 0, 0, 0, 2, g, &e)); /* applied at once: 4 */
+    CHECK_OK(pd_shard_push(s, 0, 1, 0, 2, g, &e)); /* 8 */
+    CHECK_INT_EQ(pd_shard_join_begin(s, 1), 2);
+    pd_shard_join_at(s, 1, 2);
+    CHECK_OK(pd_shard_pull(s, 1, 2, 0, 2, out, &e)); /* needs clock 0 only */
+    fill(g, 2, 2);
+    CHECK_OK(pd_shard_push(s, 0, 2, 0, 2, g, &e));
+    CHECK_INT_EQ(s->applied, 2);
+    fill(g, 2, 6);
+    CHECK_OK(pd_shard_push(s, 1, 2, 0, 2, g, &e));
+    CHECK_INT_EQ(s->applied, 3);
+    CHECK_OK(pd_shard_pull(s, 1, 3, 0, 2, out, &e));
+    CHECK_NEAR(out[0], 12, 0); /* 4 + 4 + mean(2, 6) */
+    pd_shard_destroy(s);
+
+    /* elastic=no: the joiner is kept out and told why; clocks go on */
+    s = mk("consistency=sync elastic=no", 2, 0, 2, 2);
+    pd_shard_worker_gone(s, 1);
+    CHECK_INT_EQ(pd_shard_join_begin(s, 1), -1);
+    pd_shard_join_at(s, 1, 0);
+    fill(g, 2, 1);
+    CHECK_OK(pd_shard_push(s, 0, 0, 0, 2, g, &e));
+    CHECK_INT_EQ(s->applied, 1);
+    CHECK_INT_EQ(pd_shard_push(s, 1, 1, 0, 2, g, &e), PARAMD_EWORKER);
+    CHECK(strstr(e.msg, "elastic=no"));
+    CHECK_INT_EQ(s->applied, 1);
+    pd_shard_destroy(s);
+
+    /* async: the joiner pushes at once, whatever its predecessor's clock */
+    s = mk("consistency=async", 2, 0, 2, 2);
+    CHECK_OK(pd_shard_push(s, 1, 9, 0, 2, g, &e));
+    pd_shard_worker_gone(s, 1);
+    CHECK_INT_EQ(pd_shard_join_begin(s, 1), -1);
+    pd_shard_join_at(s, 1, 3);
+    CHECK_OK(pd_shard_push(s, 1, 3, 0, 2, g, &e));
+    CHECK_OK(pd_shard_pull(s, 1, 3, 0, 2, out, &e));
+    CHECK_NEAR(out[0], 2, 0);
+    pd_shard_destroy(s);
+
+    /* a worker that dies after pushing never stands in for a live one:
+     * its push stays in the mean, the clock still waits for worker 0 */
+    s = mk("consistency=sync aggregate=sum", 2, 0, 2, 2);
+    fill(g, 2, 5);
+    CHECK_OK(pd_shard_push(s, 1, 0, 0, 2, g, &e));
+    pd_shard_worker_gone(s, 1);
+    CHECK_INT_EQ(s->applied, 0);
+    fill(g, 2, 1);
+    CHECK_OK(pd_shard_push(s, 0, 0, 0, 2, g, &e));
+    CHECK_INT_EQ(s->applied, 1);
+    CHECK_OK(pd_shard_pull(s, 0, 1, 0, 2, out, &e));
+    CHECK_NEAR(out[0], 6, 0);
+    pd_shard_destroy(s);
+
+    /* spec and wire: elastic=no is canonical and travels as a flag; a
+     * dense definition without it is byte for byte as before */
+    pd_table_def d = {0}, o;
+    char canon[PD_MAX_SPEC + 1];
+    CHECK_OK(pd_spec_parse("elastic=no consistency=sync", &d, &e));
+    pd_spec_canonical(&d, canon, sizeof canon);
+    CHECK_STR_EQ(canon, "rule=add consistency=sync aggregate=mean elastic=no");
+    CHECK(!pd_spec_elastic(canon));
+    CHECK(pd_spec_elastic("rule=add consistency=sync aggregate=mean"));
+    CHECK_INT_EQ(pd_spec_parse("elastic=maybe", &o, &e), PARAMD_EINVAL);
+    d.n = 4, d.lo = 0, d.hi = 4;
+    pd_buf b, b2;
+    pd_buf_init(&b);
+    pd_table_def_encode(&b, &d);
+    CHECK_OK(pd_table_def_decode(b.p, b.len, &o, &e));
+    CHECK(!o.elastic && o.kind == PD_TABLE_DENSE);
+    d.elastic = 1;
+    pd_buf_init(&b2);
+    pd_table_def_encode(&b2, &d);
+    CHECK_INT_EQ(b2.len + 8, b.len); /* u32 kind, u32 flags */
+    CHECK_OK(pd_table_def_decode(b2.p, b2.len, &o, &e));
+    CHECK(o.elastic);
+    pd_buf_free(&b);
+    pd_buf_free(&b2);
+    printf("ok: joins: counted from the join clock, exact sums, elastic=no, async\n");
+}
+
 int main(void) {
     test_sync_mean_and_sum();
     test_sync_rejections();
     test_sync_ahead_in_order();
     test_sync_pull_waits();
     test_async();
+    test_join();
     printf("test_shard: ok\n");
     return 0;
 }

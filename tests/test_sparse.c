@@ -559,6 +559,63 @@ static void test_spec_and_wire(void) {
     printf("ok: sparse specs and table definitions on the wire\n");
 }
 
+/* Joins, as for dense shards (test_shard.c): exact sums per key, the
+ * joiner counted from the commit clock J and not before. */
+static void test_join(void) {
+    enum { D = 1 };
+    pd_sparse *t = mk("rule=add consistency=sync aggregate=sum", D, 3, 0, 1);
+    pd_err e = {0};
+    uint64_t k = 5;
+    float g, row;
+    pd_sparse_worker_gone(t, 2);
+    g = 1;
+    CHECK_OK(pd_sparse_push(t, 0, 0, &k, 1, &g, &e));
+    CHECK_INT_EQ(pd_sparse_join_begin(t, 2), 1); /* clock 0 being aggregated */
+    g = 2;
+    CHECK_OK(pd_sparse_push(t, 1, 0, &k, 1, &g, &e));
+    CHECK_INT_EQ(t->applied, 1); /* without the joiner: 3 */
+    g = 10;
+    CHECK_OK(pd_sparse_push(t, 0, 1, &k, 1, &g, &e));
+    CHECK_OK(pd_sparse_push(t, 1, 1, &k, 1, &g, &e));
+    CHECK_INT_EQ(t->applied, 1); /* clock 1 waits between the phases */
+    pd_sparse_join_at(t, 2, 2);
+    CHECK_INT_EQ(t->applied, 2); /* 23 */
+    CHECK_INT_EQ(pd_sparse_push(t, 2, 1, &k, 1, &g, &e), PARAMD_ESTALE);
+    CHECK_OK(pd_sparse_pull(t, 2, 2, &k, 1, &row, &e));
+    CHECK(row == 23);
+    g = 100;
+    for (int w = 0; w < 2; w++) CHECK_OK(pd_sparse_push(t, w, 2, &k, 1, &g, &e));
+    CHECK_INT_EQ(t->applied, 2);
+    CHECK_INT_EQ(pd_sparse_pull(t, 2, 3, &k, 1, &row, &e), PARAMD_EDEADLOCK);
+    CHECK_OK(pd_sparse_push(t, 2, 2, NULL, 0, NULL, &e)); /* an empty push counts */
+    CHECK_INT_EQ(t->applied, 3);
+    CHECK_OK(pd_sparse_pull(t, 2, 3, &k, 1, &row, &e));
+    CHECK(row == 223);
+    pd_sparse_destroy(t);
+    /* a dead worker's push never stands in for a live one */
+    t = mk("rule=add consistency=sync aggregate=sum", D, 2, 0, 1);
+    g = 5;
+    CHECK_OK(pd_sparse_push(t, 1, 0, &k, 1, &g, &e));
+    pd_sparse_worker_gone(t, 1);
+    CHECK_INT_EQ(t->applied, 0);
+    g = 1;
+    CHECK_OK(pd_sparse_push(t, 0, 0, &k, 1, &g, &e));
+    CHECK_INT_EQ(t->applied, 1);
+    CHECK_OK(pd_sparse_pull(t, 0, 1, &k, 1, &row, &e));
+    CHECK(row == 6);
+    pd_sparse_destroy(t);
+    /* elastic=no */
+    t = mk("rule=add consistency=sync elastic=no", D, 2, 0, 1);
+    pd_sparse_worker_gone(t, 1);
+    CHECK_INT_EQ(pd_sparse_join_begin(t, 1), -1);
+    CHECK_INT_EQ(pd_sparse_push(t, 1, 0, &k, 1, &g, &e), PARAMD_EWORKER);
+    CHECK(strstr(e.msg, "elastic=no"));
+    CHECK_OK(pd_sparse_push(t, 0, 0, &k, 1, &g, &e));
+    CHECK_INT_EQ(t->applied, 1);
+    pd_sparse_destroy(t);
+    printf("ok: joins: counted from the join clock, exact sums, elastic=no\n");
+}
+
 int main(void) {
     test_keymap();
     test_jump_hash();
@@ -570,6 +627,7 @@ int main(void) {
     test_sync_order();
     test_alloc_failures();
     test_spec_and_wire();
+    test_join();
     printf("test_sparse: all ok\n");
     return 0;
 }

@@ -41,6 +41,18 @@
  *       clock; after a barrier worker 2 pushes 100 for the same clock,
  *       which the servers must drop.  Checks values = T * mean(1, 2) and
  *       the servers' dropped count = T.
+ *   tool_worker elastic SPEC T PAUSE_AT WAIT_AT GO_FIFO
+ *       Elastic workers (tests/it_elastic.sh): table "e" of 100 floats
+ *       with SPEC (add, aggregate=sum); each worker runs the loop from the
+ *       clock it was given (paramd_get_clock: 0, or its join clock J;
+ *       printed first as "start at clock J as rank R") to T: pull, push, clock.  Rank 0
+ *       pushes 1, every other rank 1000.  Rank 1, started with the
+ *       cluster, prints "paused" and stops before pushing clock PAUSE_AT
+ *       if PAUSE_AT > 0 (a test kills it; 0: no rank 1 at start); rank 0 prints "waiting at K" before pulling
+ *       clock K = WAIT_AT and reads a line from GO_FIFO.  After a barrier:
+ *       a rank other than 0 (a joiner) checks the values exactly,
+ *       T + 1000*(PAUSE_AT + T - J);
+ *       rank 0 checks that they are T plus whole 1000s.
  *   tool_worker fail
  *       Connects, then exits 3 (for paramd local's failure handling).
  *   tool_worker pidfile DIR
@@ -405,6 +417,55 @@ static int errors(void) {
     return 0;
 }
 
+static int elastic(const char *spec, int T, int pause_at, int wait_at,
+                   const char *go) {
+    enum { N = 100 };
+    float v[N], g[N];
+    paramd_table *t;
+    int r = paramd_rank(c);
+    int64_t J = paramd_get_clock(c);
+    printf("start at clock %lld as rank %d\n", (long long)J, r);
+    fflush(stdout);
+    MUST(paramd_table_open(c, "e", N, spec, NULL, &t));
+    for (int i = 0; i < N; i++) g[i] = r == 0 ? 1.0f : 1000.0f;
+    for (int64_t k = J; k < T; k++) {
+        if (r == 0 && k == wait_at) {
+            printf("waiting at %lld\n", (long long)k);
+            fflush(stdout);
+            char line[16];
+            FILE *f = fopen(go, "r");
+            if (!f || !fgets(line, sizeof line, f)) {
+                fprintf(stderr, "FAIL elastic: cannot read %s\n", go);
+                return 1;
+            }
+            fclose(f);
+        }
+        MUST(paramd_pull(t, 0, N, v));
+        if (r == 1 && J == 0 && pause_at > 0 && k == pause_at) {
+            printf("paused\n");
+            fflush(stdout);
+            for (;;) pause();
+        }
+        MUST(paramd_push(t, 0, N, g));
+        paramd_clock(c);
+    }
+    MUST(paramd_barrier(c));
+    MUST(paramd_pull(t, 0, N, v));
+    double want = (double)T + 1000.0 * (double)(pause_at + T - J);
+    for (int i = 0; i < N; i++) {
+        double extra = fmod((double)v[i] - T, 1000.0);
+        if ((r != 0 && v[i] != want) || (r == 0 && extra != 0)) {
+            fprintf(stderr, "FAIL elastic: rank %d (from clock %lld): element %d is "
+                    "%g, expected %s%g\n", r, (long long)J, i, v[i],
+                    r != 0 ? "" : "T plus whole 1000s, T = ", r != 0 ? want : (double)T);
+            return 1;
+        }
+    }
+    printf("elastic ok: rank %d, clocks %lld..%d, value %g\n", r, (long long)J, T - 1,
+           v[0]);
+    return 0;
+}
+
 int main(int argc, char **argv) {
     if (argc < 2) {
         fprintf(stderr, "usage: tool_worker ramp N sync|async | spin | errors | fail | pidfile DIR\n");
@@ -422,6 +483,8 @@ int main(int argc, char **argv) {
     else if (!strcmp(argv[1], "backup") && argc == 3) rc = backup(atoi(argv[2]));
     else if (!strcmp(argv[1], "rules") && argc == 4) rc = rules(argv[2], atoi(argv[3]));
     else if (!strcmp(argv[1], "errors")) rc = errors();
+    else if (!strcmp(argv[1], "elastic") && argc == 7)
+        rc = elastic(argv[2], atoi(argv[3]), atoi(argv[4]), atoi(argv[5]), argv[6]);
     else if (!strcmp(argv[1], "fail")) return 3;
     else if (!strcmp(argv[1], "pidfile") && argc == 3) {
         char path[4096];

@@ -1251,7 +1251,7 @@ static int run_cluster(int tr, int S, int W, const bench_opts *o, const char *di
     wargv[k] = NULL;
     pd_local *L;
     char why[300];
-    pd_local_start(&L, S, W, "127.0.0.1", wargv, NULL, 0);
+    pd_local_start(&L, S, W, 0, "127.0.0.1", wargv, NULL, 0);
     if (!L) {
         fprintf(stderr, "paramd bench: out of memory\n");
         return 1;

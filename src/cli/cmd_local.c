@@ -270,7 +270,7 @@ static void supervise(pd_local *L, double settle_s) {
 
 /* ==== Public ============================================================ */
 
-int pd_local_start(pd_local **out, int32_t S, int32_t W, const char *host,
+int pd_local_start(pd_local **out, int32_t S, int32_t W, int32_t M, const char *host,
                    char *const *worker_argv, char *const *worker_env, int flags) {
     *out = NULL;
     pd_local *L = calloc(1, sizeof *L);
@@ -296,13 +296,14 @@ int pd_local_start(pd_local **out, int32_t S, int32_t W, const char *host,
     /* Coordinator: learn its address through a pipe on fd 3. */
     int rp[2];
     if (pipe2(rp, O_CLOEXEC)) goto fail;
-    char listen[300], sarg[16], warg[16];
+    char listen[300], sarg[16], warg[16], marg[16];
     snprintf(listen, sizeof listen, "%s:0", host);
     snprintf(sarg, sizeof sarg, "%d", S);
     snprintf(warg, sizeof warg, "%d", W);
+    snprintf(marg, sizeof marg, "%d", M > W ? M : W);
     const char *self = cli_self_path();
     char *cargv[] = {(char *)self, "coordinator", "--listen", listen, "--servers", sarg,
-                     "--workers", warg, "--ready-fd", "3", NULL};
+                     "--workers", warg, "--max-workers", marg, "--ready-fd", "3", NULL};
     if (spawn(L, ROLE_COORD, 0, cargv, NULL, rp[1], 0)) goto fail;
     close(rp[1]);
     char addr[300] = "";
@@ -400,6 +401,8 @@ static void local_usage(FILE *f) {
             "\n"
             "  --servers S       number of servers [1]\n"
             "  --workers W       number of workers [1]\n"
+            "  --max-workers M   worker slots, M >= W: more workers can join the\n"
+            "                    running cluster (at PARAMD_COORDINATOR) [W]\n"
             "  --host HOST       address the cluster listens on [127.0.0.1]\n"
             "  --transport T     auto, tcp or shm: how workers reach servers (sets\n"
             "                    PARAMD_TRANSPORT for them) [auto: shared memory\n"
@@ -410,11 +413,12 @@ int cmd_local(int argc, char **argv) {
     static const struct option opts[] = {
         {"servers", required_argument, 0, 's'},
         {"workers", required_argument, 0, 'w'},
+        {"max-workers", required_argument, 0, 'm'},
         {"host", required_argument, 0, 'H'},
         {"transport", required_argument, 0, 'T'},
         {"help", no_argument, 0, 'h'},
         {0, 0, 0, 0}};
-    int64_t S = 1, W = 1;
+    int64_t S = 1, W = 1, M = 0;
     const char *host = "127.0.0.1";
     int c;
     pd_log_set_name("paramd local");
@@ -432,6 +436,12 @@ int cmd_local(int argc, char **argv) {
                 return 2;
             }
             break;
+        case 'm':
+            if (pd_parse_i64(optarg, &M) || M < 1 || M > 65536) {
+                fprintf(stderr, "paramd local: --max-workers '%s' is not 1..65536\n", optarg);
+                return 2;
+            }
+            break;
         case 'H': host = optarg; break;
         case 'T':
             if (cli_set_transport("paramd local", optarg)) return 2;
@@ -440,6 +450,11 @@ int cmd_local(int argc, char **argv) {
         default: local_usage(stderr); return 2;
         }
     }
+    if (M && M < W) {
+        fprintf(stderr, "paramd local: --max-workers %lld is below --workers %lld\n",
+                (long long)M, (long long)W);
+        return 2;
+    }
     if (optind >= argc) {
         fprintf(stderr, "paramd local: no worker program given (put it after --)\n\n");
         local_usage(stderr);
@@ -447,7 +462,8 @@ int cmd_local(int argc, char **argv) {
     }
     pd_local *L;
     char why[300];
-    if (pd_local_start(&L, (int32_t)S, (int32_t)W, host, argv + optind, NULL, 0) != 0) {
+    if (pd_local_start(&L, (int32_t)S, (int32_t)W, (int32_t)M, host, argv + optind, NULL,
+                       0) != 0) {
         if (!L) {
             fprintf(stderr, "paramd local: out of memory\n");
             return 1;

@@ -29,6 +29,10 @@ static void coord_usage(FILE *f) {
             "                      (give 0.0.0.0:PORT to accept other machines)\n"
             "  --servers S         number of servers in the cluster (required)\n"
             "  --workers W         number of workers in the cluster (required)\n"
+            "  --max-workers M     worker slots (M >= W): W workers are expected at\n"
+            "                      start, up to M can be live; a worker started later\n"
+            "                      joins a vacant slot (a spare one, or the rank of a\n"
+            "                      worker that left or died) at the current clock [W]\n"
             "  --persist           keep running after every worker left\n"
             "  --heartbeat-timeout-ms N  remove a worker that sent no heartbeat for\n"
             "                      N ms (a hung or stopped process); sync clocks then\n"
@@ -56,6 +60,7 @@ int cmd_coordinator(int argc, char **argv) {
         {"listen", required_argument, 0, 'l'},
         {"servers", required_argument, 0, 's'},
         {"workers", required_argument, 0, 'w'},
+        {"max-workers", required_argument, 0, 'm'},
         {"persist", no_argument, 0, 'p'},
         {"heartbeat-timeout-ms", required_argument, 0, 'b'},
         {"ready-fd", required_argument, 0, 'r'},
@@ -70,6 +75,7 @@ int cmd_coordinator(int argc, char **argv) {
         case 'l': o.listen = optarg; break;
         case 's': if (parse_count("--servers", optarg, 4096, &o.servers)) return 2; break;
         case 'w': if (parse_count("--workers", optarg, 65536, &o.workers)) return 2; break;
+        case 'm': if (parse_count("--max-workers", optarg, 65536, &o.max_workers)) return 2; break;
         case 'p': o.persist = 1; break;
         case 'b': {
             int64_t ms;

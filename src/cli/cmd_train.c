@@ -87,6 +87,8 @@ static void train_usage(FILE *f) {
 "  --workers W            workers of the local cluster [2]\n"
 "  --transport T          auto, tcp or shm: how workers reach servers [auto:\n"
 "                         shared memory on this host]\n"
+"  --max-workers M        worker slots (M >= W): workers started later with\n"
+"                         --join --coordinator ADDR join the running cluster [W]\n"
 "  --coordinator HOST:PORT  join an existing cluster as one worker instead\n"
 "                         (rank from PARAMD_RANK or the launcher's variables)\n"
 "\n"
@@ -114,7 +116,7 @@ int cmd_train(int argc, char **argv) {
            O_STEPS, O_BATCH, O_LR, O_NOSCALE, O_RULE, O_SEED, O_THREADS, O_SERVERS,
            O_WORKERS, O_COORD, O_JOIN, O_OUT, O_EVERY, O_EVALN, O_SAVE, O_QUIET,
            O_BACKUP, O_STRAGGLE, O_HB, O_DIM, O_WINDOW, O_NEG, O_MINC, O_SUBS, O_NEIGH,
-           O_USERS, O_ITEMS, O_RANK, O_NOISE, O_L2, O_TRANSPORT };
+           O_USERS, O_ITEMS, O_RANK, O_NOISE, O_L2, O_TRANSPORT, O_MAXW };
     static const struct option opts[] = {
         {"model", 1, 0, O_MODEL}, {"hidden", 1, 0, O_HIDDEN}, {"data", 1, 0, O_DATA},
         {"limit", 1, 0, O_LIMIT}, {"no-dropout", 0, 0, O_NODROP},
@@ -122,6 +124,7 @@ int cmd_train(int argc, char **argv) {
         {"batch", 1, 0, O_BATCH}, {"lr", 1, 0, O_LR}, {"no-lr-scaling", 0, 0, O_NOSCALE},
         {"rule", 1, 0, O_RULE}, {"seed", 1, 0, O_SEED}, {"threads", 1, 0, O_THREADS},
         {"servers", 1, 0, O_SERVERS}, {"workers", 1, 0, O_WORKERS},
+        {"max-workers", 1, 0, O_MAXW},
         {"coordinator", 1, 0, O_COORD}, {"join", 0, 0, O_JOIN}, {"out", 1, 0, O_OUT},
         {"eval-every", 1, 0, O_EVERY}, {"eval-samples", 1, 0, O_EVALN},
         {"save-params", 1, 0, O_SAVE}, {"quiet", 0, 0, O_QUIET}, {"help", 0, 0, 'h'},
@@ -144,7 +147,7 @@ int cmd_train(int argc, char **argv) {
     }
     pd_train_cfg cfg;
     pd_train_defaults(&cfg);
-    int64_t S = 1, W = 2, v;
+    int64_t S = 1, W = 2, M = 0, v;
     double dv;
     const char *coord = NULL;
     int join = 0, out_given = 0, rule_given = 0, lr_given = 0, batch_given = 0,
@@ -231,6 +234,9 @@ int cmd_train(int argc, char **argv) {
         case O_WORKERS:
             if (pd_parse_i64(optarg, &W) || W < 1 || W > 1024) return bad("--workers", optarg, "1..1024");
             break;
+        case O_MAXW:
+            if (pd_parse_i64(optarg, &M) || M < 1 || M > 65536) return bad("--max-workers", optarg, "1..65536");
+            break;
         case O_COORD: coord = optarg; break;
         case O_JOIN: join = 1; break;
         case O_OUT: cfg.out = optarg; out_given = 1; break;
@@ -297,6 +303,10 @@ int cmd_train(int argc, char **argv) {
                 cfg.backup, (int)W);
         return 2;
     }
+    if (M && M < W) {
+        fprintf(stderr, "paramd train: --max-workers %d is below --workers %d\n", (int)M, (int)W);
+        return 2;
+    }
     /* The rule must parse before any process starts. */
     {
         char spec[600];
@@ -348,7 +358,7 @@ int cmd_train(int argc, char **argv) {
     wargv[k] = NULL;
     pd_local *L;
     char why[300];
-    pd_local_start(&L, (int32_t)S, (int32_t)W, "127.0.0.1", wargv, NULL,
+    pd_local_start(&L, (int32_t)S, (int32_t)W, (int32_t)M, "127.0.0.1", wargv, NULL,
                    PD_LOCAL_RANK0_STDOUT);
     if (!L) {
         fprintf(stderr, "paramd train: out of memory\n");

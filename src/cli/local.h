@@ -15,11 +15,12 @@ typedef struct pd_local pd_local;
 #define PD_LOCAL_RANK0_STDOUT 1
 
 /* Start a coordinator listening on host, S servers and W workers running
- * worker_argv (with worker_env "K=V" strings added).  Blocks SIGCHLD,
+ * worker_argv (with worker_env "K=V" strings added); the coordinator has
+ * M worker slots (--max-workers; 0: W).  Blocks SIGCHLD,
  * SIGINT, SIGTERM, SIGHUP in the calling thread (call before starting
  * threads).  Returns 0, or -1 after printing why (then *out may be set and
  * must still be waited and freed). */
-int pd_local_start(pd_local **out, int32_t S, int32_t W, const char *host,
+int pd_local_start(pd_local **out, int32_t S, int32_t W, int32_t M, const char *host,
                    char *const *worker_argv, char *const *worker_env, int flags);
 /* Supervise until every child exited.  0 if every worker exited 0, else
  * 1 (a child failed) or 128+signal, with the reason in why. */

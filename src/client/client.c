@@ -106,6 +106,7 @@ struct paramd_client {
     int transport;        /* TR_AUTO, TR_TCP, TR_SHM */
     uint64_t shm_ring;    /* bytes per direction of a shm link */
     int32_t rank, W, S;
+    int32_t slots; /* M: worker slots (ranks 0..M-1); servers report it */
     uint64_t epoch;
     int64_t clock;
     pthread_mutex_t coord_mu; /* guards coord and coord_id */
@@ -490,12 +491,12 @@ static int link_hello(paramd_client *c, link *l, pd_conn *conn, uint8_t *buf,
     shm[0] = '\0';
     if (!r.bad && r.off < r.len) pd_get_str(&r, shm, PD_MAX_ADDR);
     if (!pd_rd_done(&r) || idx != (uint32_t)l->index || s2 != (uint32_t)c->S ||
-        w2 != (uint32_t)c->W)
+        w2 != (uint32_t)c->slots)
         return cl_err(NULL, PARAMD_EPROTO,
                       "server at %s says it is server %u of %u with %u "
-                      "workers; the coordinator's map says server %d of %d "
-                      "with %d",
-                      l->addr, idx, s2, w2, l->index, c->S, c->W);
+                      "worker slots; the coordinator's map says server %d of "
+                      "%d with %d",
+                      l->addr, idx, s2, w2, l->index, c->S, c->slots);
     return 0;
 }
 
@@ -583,7 +584,7 @@ int paramd_connect(paramd_client **out, const char *options) {
     pd_get_u32(&r, &W);
     pd_get_u32(&r, &S);
     pd_get_u64(&r, &c->epoch);
-    if (r.bad || W == 0 || rank >= W || S == 0 || S > PD_MAX_SERVERS) {
+    if (r.bad || W == 0 || S == 0 || S > PD_MAX_SERVERS) {
         rc = cl_err(NULL, PARAMD_EPROTO, "malformed cluster map from the coordinator");
         goto fail_early;
     }
@@ -606,12 +607,22 @@ int paramd_connect(paramd_client **out, const char *options) {
             goto fail;
         }
     }
-    uint32_t hb_ms = 0;
-    if (pd_get_u32(&r, &hb_ms) || !pd_rd_done(&r) || hb_ms > 86400000) {
+    /* heartbeat period; worker slots M (ranks 0..M-1, W of them expected at
+     * start); the clock this worker starts at (> 0 when it joined a running
+     * cluster: its loop starts there, docs/consistency.md) */
+    uint32_t hb_ms = 0, M = 0;
+    uint64_t start = 0;
+    pd_get_u32(&r, &hb_ms);
+    pd_get_u32(&r, &M);
+    pd_get_u64(&r, &start);
+    if (!pd_rd_done(&r) || hb_ms > 86400000 || M < W || rank >= M ||
+        start > (uint64_t)INT64_MAX) {
         rc = cl_err(NULL, PARAMD_EPROTO, "malformed cluster map from the coordinator");
         goto fail;
     }
     c->heartbeat_ms = (int)hb_ms;
+    c->clock = (int64_t)start;
+    c->slots = (int32_t)M;
     for (uint32_t i = 0; i < S; i++) {
         link *l = &c->links[i];
         if ((rc = link_open(c, l, buf))) goto fail;

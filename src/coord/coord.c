@@ -16,6 +16,27 @@
  * pull a table before its initial values are in place.  If the creator
  * disconnects first, the entry is dropped and the waiters are told.
  *
+ * Membership.  Every rank 0..M-1 (M = --max-workers, default W) is a
+ * slot in one state: NEW (one of the W expected at start, not registered
+ * yet), LIVE, JOINING, LEFT (said BYE), DIED (disconnected or silent), or
+ * FREE (a spare slot never joined).  `nmembers` counts NEW and LIVE slots:
+ * barriers wait for them, and the cluster shuts down when it reaches 0.
+ * A REG_WORKER takes a NEW rank if one is left (a normal start, clock 0);
+ * otherwise a DIED, FREE or LEFT one (in that order; or the rank asked for
+ * if it is not NEW, LIVE or JOINING), which is a join.
+ *
+ * Joins.  The joiner's REG_WORKER thread runs the two phases of
+ * server/shard.h ("Joins"), one join at a time: PREPARE to every server,
+ * each answers its frontier (the first clock nobody pushed for, over all
+ * its tables) on its coordinator connection (read by that server's
+ * connection thread here, which records it and wakes the joiner's
+ * thread); J = the largest frontier; COMMIT(J) to every server; then the
+ * REG_WORKER reply carries J as the joiner's start clock.  Servers hold
+ * their clocks >= frontier between the phases (one round trip).  If a
+ * server is lost meanwhile, the join is undone with WORKER_GONE and
+ * refused.  Ranks have an incarnation (wgen) so that a dead worker's
+ * connection ending late never removes the worker that took its rank.
+ *
  * Threads: main (accept loop) and one thread per connection.  One mutex
  * `mu` guards all cluster state; one condition variable `cv` wakes every
  * waiter (servers registered, table ready, barrier released, a worker left,
@@ -32,11 +53,12 @@
 #include <unistd.h>
 
 #include "net/conn.h"
+#include "wire/spec.h"
 #include "wire/wire.h"
 
 /* ==== Types ============================================================= */
 
-enum { W_NEW = 0, W_LIVE, W_LEFT, W_DIED };
+enum { W_NEW = 0, W_LIVE, W_LEFT, W_DIED, W_FREE, W_JOINING };
 
 typedef struct co_table {
     char name[PD_MAX_NAME + 1];
@@ -56,6 +78,7 @@ typedef struct co_conn {
     int32_t server; /* server index once registered, else -1 */
     int heartbeat;  /* a worker's heartbeat connection */
     int32_t hb_rank; /* the rank it beats for */
+    uint32_t gen;    /* wgen[rank] when it registered */
     uint8_t buf[PD_MAX_CTRL_PAYLOAD + 1];
 } co_conn;
 
@@ -69,9 +92,18 @@ struct pd_coord {
     char (*server_addr)[PD_MAX_ADDR + 1]; /* S */
     co_conn **server_conn;                /* S */
     int32_t nservers;
-    int *wstate;          /* W: W_NEW.. */
-    int64_t *wseen_ms;    /* W: last heartbeat or request (monotonic ms) */
-    int64_t *wclock;      /* W: the latest clock a worker reported */
+    int *wstate;          /* M: W_NEW.. */
+    int64_t *wseen_ms;    /* M: last heartbeat or request (monotonic ms) */
+    int64_t *wclock;      /* M: the latest clock a worker reported */
+    uint32_t *wgen;       /* M: incarnation, bumped at each registration */
+    int64_t *wstart;      /* M: clock a joined worker started at; -1: it
+                           * started with the cluster */
+    int32_t nmembers;     /* slots NEW or LIVE */
+    int joining;          /* a join is between PREPARE and COMMIT */
+    uint64_t join_id;     /* request id of the current PREPARE */
+    int32_t join_replies; /* servers that answered it */
+    int64_t join_max;     /* largest frontier answered */
+    int join_failed;      /* a server was lost or answered badly */
     pthread_t monitor;    /* heartbeat monitor thread */
     int monitor_started;
     int32_t departed;     /* workers left or died */
@@ -108,10 +140,9 @@ static int reply_err(co_conn *cc, const pd_hdr *req, int code,
 }
 
 /* Called with mu held: release the barrier if every worker still in the
- * cluster (W minus those who left or died) has arrived. */
+ * cluster (NEW or LIVE: not those who left or died) has arrived. */
 static void barrier_check(pd_coord *co) {
-    if (co->barrier_arrived > 0 &&
-        co->barrier_arrived >= co->o.workers - co->departed) {
+    if (co->barrier_arrived > 0 && co->barrier_arrived >= co->nmembers) {
         co->barrier_arrived = 0;
         co->barrier_gen++;
         pthread_cond_broadcast(&co->cv);
@@ -124,6 +155,7 @@ static void worker_departed(pd_coord *co, int32_t rank, int clean,
                             const char *why) {
     co->wstate[rank] = clean ? W_LEFT : W_DIED;
     co->departed++;
+    co->nmembers--;
     barrier_check(co);
     if (!clean) {
         co->died++;
@@ -141,7 +173,7 @@ static void worker_departed(pd_coord *co, int32_t rank, int clean,
         pd_send_frame(sc->conn, &h, p, 8, NULL, 0, NULL, 0, NULL);
     }
     pthread_cond_broadcast(&co->cv);
-    if (co->departed == co->o.workers && !co->o.persist && !co->stopping) {
+    if (co->nmembers == 0 && !co->o.persist && !co->stopping) {
         pd_log(PD_LOG_DEBUG, "every worker has left: shutting the cluster down");
         for (int32_t i = 0; i < co->o.servers; i++) {
             co_conn *sc = co->server_conn[i];
@@ -187,9 +219,98 @@ static int on_reg_server(co_conn *cc, const pd_hdr *h) {
     pd_put_u32(&b, (uint32_t)idx);
     pd_put_u32(&b, (uint32_t)co->o.servers);
     pd_put_u32(&b, (uint32_t)co->o.workers);
+    pd_put_u32(&b, (uint32_t)co->o.max_workers);
     int rc = reply(cc, h, &b);
     pd_buf_free(&b);
     return rc;
+}
+
+/* Called with mu held: send WORKER_JOIN (or, with phase 0, WORKER_GONE to
+ * undo a prepared join) for `rank` to every registered server. */
+static void send_join(pd_coord *co, int32_t rank, uint32_t phase, int64_t J) {
+    for (int32_t i = 0; i < co->o.servers; i++) {
+        co_conn *sc = co->server_conn[i];
+        if (!sc) continue;
+        pd_hdr h = {0};
+        pd_buf b;
+        pd_buf_init(&b);
+        pd_put_u32(&b, (uint32_t)rank);
+        if (phase) {
+            pd_put_u32(&b, phase);
+            pd_put_u64(&b, (uint64_t)J);
+            h.type = PD_MSG_WORKER_JOIN;
+            h.id = co->join_id;
+        } else {
+            pd_put_u32(&b, 1); /* clean: nothing went wrong with the worker */
+            h.type = PD_MSG_WORKER_GONE;
+        }
+        if (!b.oom) pd_send_frame(sc->conn, &h, b.p, b.len, NULL, 0, NULL, 0, NULL);
+        pd_buf_free(&b);
+    }
+}
+
+/* Called with mu held (released while waiting): the two phases of a join
+ * of `rank` (see the top of this file).  0 with the start clock in *J, or
+ * PARAMD_ESHUTDOWN (the servers were told to forget the join). */
+static int run_join(pd_coord *co, int32_t rank, int64_t *J) {
+    while (co->joining && !co->stopping) pthread_cond_wait(&co->cv, &co->mu);
+    if (co->stopping) return PARAMD_ESHUTDOWN;
+    co->joining = 1;
+    co->join_id++;
+    co->join_replies = 0;
+    co->join_max = 0;
+    co->join_failed = 0;
+    for (int32_t i = 0; i < co->o.servers; i++)
+        if (!co->server_conn[i]) co->join_failed = 1;
+    if (!co->join_failed) send_join(co, rank, PD_JOIN_PREPARE, 0);
+    while (co->join_replies < co->o.servers && !co->join_failed && !co->stopping)
+        pthread_cond_wait(&co->cv, &co->mu);
+    int ok = co->join_replies == co->o.servers && !co->join_failed;
+    /* Any J >= every frontier is safe; the live workers' clocks raise it
+     * so that a joiner of async tables (no frontier) starts near them. */
+    for (int32_t w = 0; w < co->o.max_workers; w++)
+        if (co->wstate[w] == W_LIVE && co->wclock[w] > co->join_max)
+            co->join_max = co->wclock[w];
+    if (ok) send_join(co, rank, PD_JOIN_COMMIT, co->join_max);
+    else send_join(co, rank, 0, 0);
+    *J = co->join_max;
+    co->joining = 0;
+    pthread_cond_broadcast(&co->cv);
+    return ok ? 0 : PARAMD_ESHUTDOWN;
+}
+
+/* A server's answer to PREPARE: i64 frontier (status 0). */
+static int on_join_reply(co_conn *cc, const pd_hdr *h) {
+    pd_coord *co = cc->co;
+    pd_rd r;
+    uint64_t F = 0;
+    pd_rd_init(&r, cc->buf, (size_t)h->len);
+    pd_get_u64(&r, &F);
+    int bad = !pd_rd_done(&r) || h->status != 0 || F > (uint64_t)INT64_MAX;
+    pthread_mutex_lock(&co->mu);
+    if (cc->server >= 0 && co->joining && h->id == co->join_id) {
+        if (bad) {
+            co->join_failed = 1;
+            pd_log(PD_LOG_ERROR, "server %d answered a join badly", cc->server);
+        } else {
+            co->join_replies++;
+            if ((int64_t)F > co->join_max) co->join_max = (int64_t)F;
+        }
+        pthread_cond_broadcast(&co->cv);
+    }
+    pthread_mutex_unlock(&co->mu);
+    return 0;
+}
+
+/* Called with mu held: a rank for a worker that asked for any (-1): one
+ * expected at start, else the rank of a worker that died, a spare slot,
+ * the rank of a worker that left.  -1 if every slot is taken. */
+static int32_t pick_rank(const pd_coord *co) {
+    static const int order[] = {W_NEW, W_DIED, W_FREE, W_LEFT};
+    for (size_t k = 0; k < sizeof order / sizeof order[0]; k++)
+        for (int32_t i = 0; i < co->o.max_workers; i++)
+            if (co->wstate[i] == order[k]) return i;
+    return -1;
 }
 
 static int on_reg_worker(co_conn *cc, const pd_hdr *h) {
@@ -203,34 +324,67 @@ static int on_reg_worker(co_conn *cc, const pd_hdr *h) {
     if (!pd_rd_done(&r) || cc->role != PD_ROLE_WORKER || cc->rank >= 0)
         return reply_err(cc, h, PARAMD_EPROTO, "malformed or repeated REG_WORKER");
     pthread_mutex_lock(&co->mu);
-    int32_t W = co->o.workers;
-    if (want < -1 || want >= W) {
+    int32_t W = co->o.workers, M = co->o.max_workers;
+    if (want < -1 || want >= M) {
         pthread_mutex_unlock(&co->mu);
         snprintf(msg, sizeof msg,
-                 "rank %d is outside 0..%d: the cluster was started with "
-                 "--workers %d",
-                 want, W - 1, W);
+                 "rank %d is outside 0..%d: the cluster has %d worker slots "
+                 "(--workers %d, --max-workers %d)",
+                 want, M - 1, M, W, M);
         return reply_err(cc, h, PARAMD_EWORKER, msg);
     }
-    if (want == -1)
-        for (int32_t i = 0; i < W && want < 0; i++)
-            if (co->wstate[i] == W_NEW) want = i;
-    if (want < 0 || co->wstate[want] != W_NEW) {
+    if (want == -1) want = pick_rank(co);
+    if (want < 0 || co->wstate[want] == W_LIVE || co->wstate[want] == W_JOINING) {
         pthread_mutex_unlock(&co->mu);
         if (want < 0)
-            snprintf(msg, sizeof msg, "all %d worker ranks are taken", W);
+            snprintf(msg, sizeof msg,
+                     "all %d worker slots are taken by live workers: no rank "
+                     "for another one (start the cluster with a larger "
+                     "--max-workers)",
+                     M);
         else
             snprintf(msg, sizeof msg,
-                     "rank %d already joined this cluster (each rank joins "
-                     "once; check PARAMD_RANK)",
+                     "rank %d is taken by a live worker (a rank can be taken "
+                     "again once its worker left or died; check PARAMD_RANK)",
                      want);
         return reply_err(cc, h, PARAMD_EWORKER, msg);
     }
-    co->wstate[want] = W_LIVE;
-    co->wseen_ms[want] = pd_now_ms();
+    int was = co->wstate[want];
+    int join = was != W_NEW;
+    co->wstate[want] = join ? W_JOINING : W_LIVE;
+    co->wgen[want]++;
+    cc->gen = co->wgen[want];
     cc->rank = want;
+    co->wseen_ms[want] = pd_now_ms();
     while (co->nservers < co->o.servers && !co->stopping)
         pthread_cond_wait(&co->cv, &co->mu);
+    int64_t start = 0;
+    int rc = 0;
+    if (co->stopping) {
+        rc = PARAMD_ESHUTDOWN;
+    } else if (join) {
+        rc = run_join(co, want, &start);
+        if (rc == 0 && !co->stopping) {
+            co->wstate[want] = W_LIVE;
+            co->wstart[want] = start;
+            co->wclock[want] = start;
+            co->nmembers++;
+            static const char *const how[] = {
+                [W_LEFT] = "left", [W_DIED] = "died", [W_FREE] = "spare"};
+            pd_log(PD_LOG_INFO, "worker %d joined at clock %lld (%s slot; %d "
+                   "workers in the cluster)",
+                   want, (long long)start, how[was], co->nmembers);
+            barrier_check(co);
+        } else {
+            rc = PARAMD_ESHUTDOWN;
+        }
+    } else {
+        co->wstart[want] = -1;
+    }
+    if (rc) { /* the slot is vacant again */
+        if (co->wstate[want] == W_JOINING) co->wstate[want] = was;
+        cc->rank = -1;
+    }
     pd_buf b;
     pd_buf_init(&b);
     pd_put_u32(&b, (uint32_t)want);
@@ -239,11 +393,18 @@ static int on_reg_worker(co_conn *cc, const pd_hdr *h) {
     pd_put_u64(&b, co->epoch);
     for (int32_t i = 0; i < co->o.servers; i++) pd_put_str(&b, co->server_addr[i]);
     pd_put_u32(&b, (uint32_t)co->o.heartbeat_ms);
+    pd_put_u32(&b, (uint32_t)M);
+    pd_put_u64(&b, (uint64_t)start);
     co->wseen_ms[want] = pd_now_ms(); /* waiting for servers is not silence */
-    int stopping = co->stopping;
     pthread_mutex_unlock(&co->mu);
-    int rc = stopping ? reply_err(cc, h, PARAMD_ESHUTDOWN, "cluster is stopping")
-                      : reply(cc, h, &b);
+    if (rc) {
+        pd_buf_free(&b);
+        return reply_err(cc, h, PARAMD_ESHUTDOWN,
+                         join ? "the cluster is stopping or lost a server while "
+                                "this worker joined"
+                              : "cluster is stopping");
+    }
+    rc = reply(cc, h, &b);
     pd_buf_free(&b);
     return rc;
 }
@@ -280,6 +441,15 @@ static int on_table_open(co_conn *cc, const pd_hdr *h) {
     if (!pd_rd_done(&r) || !name[0] || cc->rank < 0)
         return reply_err(cc, h, PARAMD_EPROTO, "malformed TABLE_OPEN");
     pthread_mutex_lock(&co->mu);
+    if (co->wstart[cc->rank] >= 0 && !pd_spec_elastic(spec)) {
+        snprintf(msg, sizeof msg,
+                 "table '%s' does not take workers that join a running "
+                 "cluster (its spec has elastic=no); this worker (rank %d) "
+                 "joined at clock %lld",
+                 name, cc->rank, (long long)co->wstart[cc->rank]);
+        pthread_mutex_unlock(&co->mu);
+        return reply_err(cc, h, PARAMD_EWORKER, msg);
+    }
     uint32_t id = 0;
     for (uint32_t i = 0; i < co->ntables; i++)
         if (!co->tables[i].dropped && strcmp(co->tables[i].name, name) == 0)
@@ -381,7 +551,7 @@ static int on_heartbeat(co_conn *cc, const pd_hdr *h) {
     uint32_t rank;
     pd_rd_init(&r, cc->buf, (size_t)h->len);
     pd_get_u32(&r, &rank);
-    if (!pd_rd_done(&r) || cc->role != PD_ROLE_WORKER || rank >= (uint32_t)co->o.workers)
+    if (!pd_rd_done(&r) || cc->role != PD_ROLE_WORKER || rank >= (uint32_t)co->o.max_workers)
         return reply_err(cc, h, PARAMD_EPROTO, "malformed HEARTBEAT");
     pthread_mutex_lock(&co->mu);
     cc->heartbeat = 1;
@@ -406,7 +576,7 @@ static void *monitor_main(void *arg) {
     pthread_mutex_lock(&co->mu);
     while (!co->stopping) {
         int64_t now = pd_now_ms();
-        for (int32_t w = 0; w < co->o.workers; w++)
+        for (int32_t w = 0; w < co->o.max_workers; w++)
             if (co->wstate[w] == W_LIVE && now - co->wseen_ms[w] > co->o.heartbeat_ms) {
                 char why[96];
                 snprintf(why, sizeof why, "sent no heartbeat for %.1f s",
@@ -433,7 +603,8 @@ static int on_bye(co_conn *cc, const pd_hdr *h) {
     if (cc->rank < 0) return reply_err(cc, h, PARAMD_EPROTO, "BYE before REG_WORKER");
     int rc = reply(cc, h, NULL);
     pthread_mutex_lock(&co->mu);
-    if (co->wstate[cc->rank] == W_LIVE) worker_departed(co, cc->rank, 1, "left");
+    if (co->wstate[cc->rank] == W_LIVE && cc->gen == co->wgen[cc->rank])
+        worker_departed(co, cc->rank, 1, "left");
     pthread_mutex_unlock(&co->mu);
     return rc ? rc : PARAMD_ECLOSED; /* the worker is done with us */
 }
@@ -460,8 +631,10 @@ static void *conn_main(void *arg) {
         }
         if (cc->rank >= 0) {
             pthread_mutex_lock(&co->mu);
-            co->wclock[cc->rank] = h.clock;
-            co->wseen_ms[cc->rank] = pd_now_ms();
+            if (cc->gen == co->wgen[cc->rank]) {
+                co->wclock[cc->rank] = h.clock;
+                co->wseen_ms[cc->rank] = pd_now_ms();
+            }
             pthread_mutex_unlock(&co->mu);
         }
         if (first != (h.type == PD_MSG_HELLO)) {
@@ -493,6 +666,7 @@ static void *conn_main(void *arg) {
         case PD_MSG_BARRIER: rc = on_barrier(cc, &h); break;
         case PD_MSG_BYE: rc = on_bye(cc, &h); break;
         case PD_MSG_HEARTBEAT: rc = on_heartbeat(cc, &h); break;
+        case PD_MSG_WORKER_JOIN | PD_REPLY: rc = on_join_reply(cc, &h); break;
         default:
             pd_seterr(&e, PARAMD_EPROTO, "unexpected %s at the coordinator",
                       pd_msg_name(h.type));
@@ -503,7 +677,8 @@ static void *conn_main(void *arg) {
         }
     }
     pthread_mutex_lock(&co->mu);
-    if (cc->rank >= 0 && !cc->heartbeat && co->wstate[cc->rank] == W_LIVE)
+    if (cc->rank >= 0 && !cc->heartbeat && co->wstate[cc->rank] == W_LIVE &&
+        cc->gen == co->wgen[cc->rank])
         worker_departed(co, cc->rank, 0, "disconnected without saying goodbye");
     for (uint32_t i = 0; i < co->ntables; i++)
         if (co->tables[i].creator == cc) {
@@ -513,6 +688,8 @@ static void *conn_main(void *arg) {
         }
     if (cc->server >= 0) {
         co->server_conn[cc->server] = NULL;
+        if (co->joining) co->join_failed = 1;
+        pthread_cond_broadcast(&co->cv);
         if (!co->stopping)
             pd_log(PD_LOG_ERROR, "server %d disconnected", cc->server);
     }
@@ -538,12 +715,21 @@ pd_coord *pd_coord_start(const pd_coord_opts *o, pd_err *e) {
                   PD_MAX_SERVERS, PD_MAX_WORKERS, o->servers, o->workers);
         return NULL;
     }
+    if (o->max_workers && (o->max_workers < o->workers ||
+                           o->max_workers > PD_MAX_WORKERS)) {
+        pd_seterr(e, PARAMD_EINVAL,
+                  "--max-workers %d must be in %d..%d (at least --workers)",
+                  o->max_workers, o->workers, PD_MAX_WORKERS);
+        return NULL;
+    }
     pd_coord *co = pd_calloc(1, sizeof *co);
     if (!co) {
         pd_seterr(e, PARAMD_ENOMEM, "out of memory");
         return NULL;
     }
     co->o = *o;
+    if (!co->o.max_workers) co->o.max_workers = o->workers;
+    int32_t M = co->o.max_workers;
     if (!co->o.listen) co->o.listen = "127.0.0.1:0";
     co->lfd = -1;
     co->epoch = 1;
@@ -551,16 +737,23 @@ pd_coord *pd_coord_start(const pd_coord_opts *o, pd_err *e) {
     pthread_cond_init(&co->cv, NULL);
     co->server_addr = pd_calloc((size_t)o->servers, sizeof *co->server_addr);
     co->server_conn = pd_calloc((size_t)o->servers, sizeof *co->server_conn);
-    co->wstate = pd_calloc((size_t)o->workers, sizeof *co->wstate);
-    co->wseen_ms = pd_calloc((size_t)o->workers, sizeof *co->wseen_ms);
-    co->wclock = pd_calloc((size_t)o->workers, sizeof *co->wclock);
+    co->wstate = pd_calloc((size_t)M, sizeof *co->wstate);
+    co->wseen_ms = pd_calloc((size_t)M, sizeof *co->wseen_ms);
+    co->wclock = pd_calloc((size_t)M, sizeof *co->wclock);
+    co->wgen = pd_calloc((size_t)M, sizeof *co->wgen);
+    co->wstart = pd_calloc((size_t)M, sizeof *co->wstart);
     if (co->o.heartbeat_ms < 0) co->o.heartbeat_ms = 10000;
     if (!co->server_addr || !co->server_conn || !co->wstate || !co->wseen_ms ||
-        !co->wclock) {
+        !co->wclock || !co->wgen || !co->wstart) {
         pd_seterr(e, PARAMD_ENOMEM, "out of memory");
         pd_coord_free(co);
         return NULL;
     }
+    for (int32_t w = 0; w < M; w++) {
+        co->wstate[w] = w < o->workers ? W_NEW : W_FREE;
+        co->wstart[w] = -1;
+    }
+    co->nmembers = o->workers;
     char host[PD_MAX_ADDR + 1];
     uint16_t port;
     if (pd_parse_hostport(co->o.listen, host, sizeof host, &port) != 0) {
@@ -645,6 +838,8 @@ void pd_coord_free(pd_coord *co) {
     pd_free(co->wstate);
     pd_free(co->wseen_ms);
     pd_free(co->wclock);
+    pd_free(co->wgen);
+    pd_free(co->wstart);
     pd_free(co->tables);
     pthread_mutex_destroy(&co->mu);
     pthread_cond_destroy(&co->cv);

@@ -1,5 +1,8 @@
 /*
  * coord.h - the coordinator: rendezvous and control of one cluster.
+ * Membership: W workers expected at start, up to M worker slots; workers
+ * that join a running cluster get a vacant rank and the clock to start at
+ * (coord.c, "Joins").
  */
 #ifndef PARAMD_COORD_COORD_H
 #define PARAMD_COORD_COORD_H
@@ -11,7 +14,11 @@
 typedef struct pd_coord_opts {
     const char *listen; /* "host:port"; default "127.0.0.1:0" */
     int32_t servers;    /* S >= 1 */
-    int32_t workers;    /* W >= 1 */
+    int32_t workers;    /* W >= 1: workers expected at start */
+    int32_t max_workers; /* M >= W worker slots (ranks 0..M-1) that can be
+                          * live at once; 0: M = W.  Slots W..M-1 start
+                          * vacant; a vacant slot, or the rank of a worker
+                          * that left or died, can be joined later */
     int persist;        /* keep running after every worker left */
     int heartbeat_ms;   /* remove a worker silent this long; 0: never;
                          * <0: the default (10000) */

@@ -57,6 +57,7 @@ typedef struct srv_conn {
     uint8_t *buf;        /* payload buffer, grown on demand */
     size_t cap;
     pd_err ioerr;        /* why the connection broke, for the log */
+    uint32_t gen;        /* worker: wgen[rank] when it connected */
     uint8_t ctrl[PD_MAX_CTRL_PAYLOAD + 1];
 } srv_conn;
 
@@ -78,6 +79,10 @@ struct pd_server {
     pd_shard *tables[PD_MAX_TABLES];
     pd_sparse *sparse[PD_MAX_TABLES]; /* a table id is dense or sparse */
     uint8_t *gone;        /* W: workers the coordinator said are gone */
+    int64_t *jfrom;       /* W: clock a joined worker counts from; -1 */
+    uint32_t *wgen;       /* W: incarnation of each rank (bumped on gone
+                           * and join: older connections may not push) */
+    int32_t *inflight;    /* W: pushes of each rank inside a table now */
     srv_conn *conns;
     int nthreads;
     int stopping;
@@ -123,6 +128,8 @@ static int ensure_buf(srv_conn *sc, size_t n) {
  * Each returns 0 to keep the connection, or an error to close it. */
 
 static pd_sparse *sparse_get(pd_server *s, uint32_t id);
+static int push_begin(srv_conn *sc, pd_err *e);
+static void push_end(srv_conn *sc);
 static int on_sparse_create(srv_conn *sc, const pd_hdr *h,
                             const pd_table_def *d);
 
@@ -157,6 +164,7 @@ static int on_table_create(srv_conn *sc, const pd_hdr *h) {
         }
         for (int32_t w = 0; w < s->W; w++)
             if (s->gone[w]) pd_shard_worker_gone(t, w);
+            else if (s->jfrom[w] >= 0) pd_shard_join_at(t, w, s->jfrom[w]);
         s->tables[h->table] = t;
         pd_log(PD_LOG_DEBUG, "table %u: shard [%llu, %llu) of %llu", h->table,
                (unsigned long long)d.lo, (unsigned long long)d.hi,
@@ -213,8 +221,10 @@ static int on_write(srv_conn *sc, const pd_hdr *h) {
     const float *v = peeked ? in_place : (const float *)(void *)sc->buf;
     if (h->type == PD_MSG_SET)
         rc = pd_shard_set(t, off, count, v, &e);
-    else
+    else if ((rc = push_begin(sc, &e)) == 0) {
         rc = pd_shard_push(t, sc->rank, h->clock, off, count, v, &e);
+        push_end(sc);
+    }
     if (peeked) pd_conn_consume(sc->conn, (size_t)nbytes);
     if (rc) return reply_err(sc, h, &e);
     return send_ok(sc, h, NULL, 0, NULL, 0);
@@ -389,6 +399,7 @@ static int on_sparse_create(srv_conn *sc, const pd_hdr *h,
         }
         for (int32_t w = 0; w < s->W; w++)
             if (s->gone[w]) pd_sparse_worker_gone(t, w);
+            else if (s->jfrom[w] >= 0) pd_sparse_join_at(t, w, s->jfrom[w]);
         s->sparse[h->table] = t;
         pd_log(PD_LOG_DEBUG, "table %u: sparse, dim %llu", h->table,
                (unsigned long long)d->n);
@@ -454,9 +465,10 @@ static int on_sparse(srv_conn *sc, const pd_hdr *h) {
      * the host (wire.h); the buffer is malloc-aligned. */
     const uint64_t *keys = (const uint64_t *)(void *)sc->buf;
     float *rows = (float *)(void *)(sc->buf + nkeys * 8);
-    if (push)
+    if (push && (rc = push_begin(sc, &e)) == 0) {
         rc = pd_sparse_push(t, sc->rank, h->clock, keys, nkeys, rows, &e);
-    else
+        push_end(sc);
+    } else if (!push)
         rc = pd_sparse_pull(t, sc->rank, h->clock, keys, nkeys, rows, &e);
     if (rc) return reply_err(sc, h, &e);
     pd_hdr rh = *h; /* a pull's reply carries the applied clock, as PULL's */
@@ -517,6 +529,8 @@ static int conn_hello(srv_conn *sc) {
     return rc;
 }
 
+static void conn_bind_rank(srv_conn *sc);
+
 static void *conn_main(void *arg) {
     srv_conn *sc = arg;
     pd_server *s = sc->srv;
@@ -537,6 +551,7 @@ static void *conn_main(void *arg) {
         pd_conn_set_rcvtimeo(sc->conn, PD_FRAME_STALL_MS);
         rc = conn_hello(sc);
     }
+    if (rc == 0) conn_bind_rank(sc);
     while (rc == 0) {
         pd_err e = {0};
         pd_hdr h;
@@ -594,6 +609,145 @@ static void *conn_main(void *arg) {
     return NULL;
 }
 
+/* ==== Membership: workers gone and joined ===============================
+ * The coordinator watcher calls these (WORKER_GONE, WORKER_JOIN); the
+ * tables do the clock arithmetic (shard.h, "Joins").  Each rank has an
+ * incarnation, wgen[rank], bumped when it is gone and when it joins: a
+ * connection remembers the incarnation it was opened in (conn_bind_rank)
+ * and may push only while it is current, and a bump waits until the
+ * pushes already inside a table are done (inflight).  So no push of a
+ * dead worker's connection still in a socket buffer can ever count for
+ * the worker that takes its rank.  Called with nothing locked. */
+
+static void conn_bind_rank(srv_conn *sc) {
+    if (sc->rank < 0) return;
+    pthread_mutex_lock(&sc->srv->mu);
+    sc->gen = sc->srv->wgen[sc->rank];
+    pthread_mutex_unlock(&sc->srv->mu);
+}
+
+/* 0 and the push may go into a table (then push_end), or PARAMD_EWORKER. */
+static int push_begin(srv_conn *sc, pd_err *e) {
+    pd_server *s = sc->srv;
+    if (sc->rank < 0) return 0; /* the table refuses it */
+    pthread_mutex_lock(&s->mu);
+    int ok = sc->gen == s->wgen[sc->rank];
+    if (ok) s->inflight[sc->rank]++;
+    pthread_mutex_unlock(&s->mu);
+    if (ok) return 0;
+    return pd_seterr(e, PARAMD_EWORKER,
+                     "worker %d was removed from the cluster (or its rank was "
+                     "given to a new worker): this connection may not push",
+                     sc->rank);
+}
+
+static void push_end(srv_conn *sc) {
+    pd_server *s = sc->srv;
+    if (sc->rank < 0) return;
+    pthread_mutex_lock(&s->mu);
+    if (--s->inflight[sc->rank] == 0) pthread_cond_broadcast(&s->cv);
+    pthread_mutex_unlock(&s->mu);
+}
+
+/* With s->mu held: a new incarnation of rank w; returns once no push of an
+ * older one is inside a table.  Pushes never wait inside a table, so this
+ * is short.  Connections of the old incarnation are shut down (a stopped
+ * worker that resumes gets errors, not silence). */
+static void new_incarnation(pd_server *s, uint32_t w) {
+    s->wgen[w]++;
+    for (srv_conn *sc = s->conns; sc; sc = sc->next)
+        if (sc->rank == (int32_t)w && sc->gen != s->wgen[w])
+            pd_conn_shutdown(sc->conn);
+    while (s->inflight[w] > 0) pthread_cond_wait(&s->cv, &s->mu);
+}
+
+static void on_worker_gone(pd_server *s, const pd_hdr *h, const uint8_t *buf) {
+    pd_rd r;
+    uint32_t w, clean = 0;
+    pd_rd_init(&r, buf, (size_t)h->len);
+    pd_get_u32(&r, &w);
+    pd_get_u32(&r, &clean);
+    if (!pd_rd_done(&r) || w >= (uint32_t)s->W) {
+        pd_log(PD_LOG_WARN, "ignoring a malformed WORKER_GONE");
+        return;
+    }
+    pthread_mutex_lock(&s->mu);
+    s->gone[w] = 1;
+    new_incarnation(s, w);
+    for (uint32_t id = 1; id < PD_MAX_TABLES; id++) {
+        if (s->sparse[id]) pd_sparse_worker_gone(s->sparse[id], (int32_t)w);
+        pd_shard *t = s->tables[id];
+        if (!t) continue;
+        pthread_mutex_lock(&t->mu);
+        int64_t at = t->applied;
+        pthread_mutex_unlock(&t->mu);
+        pd_shard_worker_gone(t, (int32_t)w);
+        if (t->def.consistency != PD_CONS_ASYNC)
+            pd_log(clean ? PD_LOG_DEBUG : PD_LOG_WARN, "worker %u removed: table %u goes on at "
+                   "clock %lld without it", w, id, (long long)at);
+    }
+    pthread_mutex_unlock(&s->mu);
+}
+
+/* WORKER_JOIN: u32 rank, u32 phase, i64 clock.  PREPARE is answered with
+ * this server's frontier (i64: the largest of its tables', 0 if none);
+ * COMMIT (clock J) is not answered. */
+static void on_worker_join(pd_server *s, const pd_hdr *h, const uint8_t *buf) {
+    pd_rd r;
+    uint32_t w, phase;
+    uint64_t J;
+    pd_rd_init(&r, buf, (size_t)h->len);
+    pd_get_u32(&r, &w);
+    pd_get_u32(&r, &phase);
+    pd_get_u64(&r, &J);
+    if (!pd_rd_done(&r) || w >= (uint32_t)s->W ||
+        (phase != PD_JOIN_PREPARE && phase != PD_JOIN_COMMIT) ||
+        J > (uint64_t)INT64_MAX) {
+        pd_log(PD_LOG_WARN, "ignoring a malformed WORKER_JOIN");
+        return;
+    }
+    pthread_mutex_lock(&s->mu);
+    if (phase == PD_JOIN_PREPARE) {
+        int64_t F = 0;
+        s->gone[w] = 0;
+        new_incarnation(s, w);
+        for (uint32_t id = 1; id < PD_MAX_TABLES; id++) {
+            int64_t f = s->tables[id] ? pd_shard_join_begin(s->tables[id], (int32_t)w)
+                        : s->sparse[id] ? pd_sparse_join_begin(s->sparse[id], (int32_t)w)
+                                        : -1;
+            if (f > F) F = f;
+        }
+        s->jfrom[w] = F;
+        pthread_mutex_unlock(&s->mu);
+        uint8_t p[8];
+        for (int i = 0; i < 8; i++) p[i] = (uint8_t)((uint64_t)F >> (8 * i));
+        pd_hdr rh = *h;
+        rh.type = PD_MSG_WORKER_JOIN | PD_REPLY;
+        rh.len = 0;
+        /* Only this thread writes to the coordinator after start-up. */
+        pd_send_frame(s->coord, &rh, p, sizeof p, NULL, 0, NULL, 0, NULL);
+        pd_log(PD_LOG_DEBUG, "worker %u joining: this server's frontier is clock %lld",
+               w, (long long)F);
+        return;
+    }
+    s->jfrom[w] = (int64_t)J;
+    for (uint32_t id = 1; id < PD_MAX_TABLES; id++) {
+        const pd_table_def *d = s->tables[id]   ? &s->tables[id]->def
+                                : s->sparse[id] ? &s->sparse[id]->def
+                                                : NULL;
+        if (!d) continue;
+        if (s->tables[id]) pd_shard_join_at(s->tables[id], (int32_t)w, (int64_t)J);
+        else pd_sparse_join_at(s->sparse[id], (int32_t)w, (int64_t)J);
+        if (!d->elastic)
+            pd_log(PD_LOG_INFO, "worker %u joined: table %u does not take it "
+                   "(elastic=no)", w, id);
+        else if (d->consistency != PD_CONS_ASYNC)
+            pd_log(PD_LOG_INFO, "worker %u joined: table %u counts it from "
+                   "clock %lld", w, id, (long long)J);
+    }
+    pthread_mutex_unlock(&s->mu);
+}
+
 /* ==== Coordinator watcher ============================================== */
 
 static void *coord_main(void *arg) {
@@ -609,30 +763,11 @@ static void *coord_main(void *arg) {
             break;
         }
         if (rc == 0 && h.type == PD_MSG_WORKER_GONE) {
-            pd_rd r;
-            uint32_t w, clean = 0;
-            pd_rd_init(&r, buf, (size_t)h.len);
-            pd_get_u32(&r, &w);
-            pd_get_u32(&r, &clean);
-            if (!pd_rd_done(&r) || w >= (uint32_t)s->W) {
-                pd_log(PD_LOG_WARN, "ignoring a malformed WORKER_GONE");
-                continue;
-            }
-            pthread_mutex_lock(&s->mu);
-            s->gone[w] = 1;
-            for (uint32_t id = 1; id < PD_MAX_TABLES; id++) {
-                if (s->sparse[id]) pd_sparse_worker_gone(s->sparse[id], (int32_t)w);
-                pd_shard *t = s->tables[id];
-                if (!t) continue;
-                pthread_mutex_lock(&t->mu);
-                int64_t at = t->applied;
-                pthread_mutex_unlock(&t->mu);
-                pd_shard_worker_gone(t, (int32_t)w);
-                if (t->def.consistency != PD_CONS_ASYNC)
-                    pd_log(clean ? PD_LOG_DEBUG : PD_LOG_WARN, "worker %u removed: table %u goes on at "
-                           "clock %lld without it", w, id, (long long)at);
-            }
-            pthread_mutex_unlock(&s->mu);
+            on_worker_gone(s, &h, buf);
+            continue;
+        }
+        if (rc == 0 && h.type == PD_MSG_WORKER_JOIN) {
+            on_worker_join(s, &h, buf);
             continue;
         }
         if (rc) {
@@ -704,23 +839,31 @@ pd_server *pd_server_start(const pd_server_opts *o, pd_err *e) {
     pd_buf_free(&b);
     if (rc) goto fail;
     pd_rd r;
-    uint32_t idx, S, W;
+    uint32_t idx, S, W, M;
     pd_rd_init(&r, buf, (size_t)rh.len);
     pd_get_u32(&r, &idx);
     pd_get_u32(&r, &S);
     pd_get_u32(&r, &W);
-    if (!pd_rd_done(&r) || S == 0 || idx >= S || W == 0 || W > PD_MAX_WORKERS) {
+    pd_get_u32(&r, &M);
+    if (!pd_rd_done(&r) || S == 0 || idx >= S || W == 0 || M < W ||
+        M > PD_MAX_WORKERS) {
         pd_seterr(e, PARAMD_EPROTO, "malformed REG_SERVER reply");
         goto fail;
     }
     s->index = (int32_t)idx;
     s->S = (int32_t)S;
-    s->W = (int32_t)W;
-    s->gone = pd_calloc(W, 1);
-    if (!s->gone) {
+    s->W = (int32_t)M; /* worker slots: ranks 0..M-1 */
+    s->gone = pd_calloc(M, 1);
+    s->jfrom = pd_malloc(M * sizeof *s->jfrom);
+    s->wgen = pd_calloc(M, sizeof *s->wgen);
+    s->inflight = pd_calloc(M, sizeof *s->inflight);
+    if (!s->gone || !s->jfrom || !s->wgen || !s->inflight) {
         pd_seterr(e, PARAMD_ENOMEM, "out of memory");
         goto fail;
     }
+    /* Slots beyond the W workers the cluster starts with are vacant until
+     * a worker joins them: clocks do not wait for them. */
+    for (uint32_t w = 0; w < M; w++) s->gone[w] = w >= W, s->jfrom[w] = -1;
     return s;
 fail:
     pd_server_free(s);
@@ -853,6 +996,9 @@ void pd_server_free(pd_server *s) {
     }
     pd_conn_destroy(s->coord);
     pd_free(s->gone);
+    pd_free(s->jfrom);
+    pd_free(s->wgen);
+    pd_free(s->inflight);
     if (s->lfd >= 0) close(s->lfd);
     if (s->shm_lfd >= 0) close(s->shm_lfd);
     pthread_mutex_destroy(&s->mu);

@@ -51,7 +51,8 @@ pd_shard *pd_shard_create(uint32_t id, const pd_table_def *def, int32_t W,
     s->wt = pd_calloc((size_t)W, sizeof *s->wt);
     s->window = (int32_t)def->staleness + PD_SYNC_WINDOW;
     s->slots = pd_calloc((size_t)s->window, sizeof *s->slots);
-    if (!s->params || (sf && !s->state) || !s->wt || !s->slots) {
+    int mok = s->wt && pd_members_init(&s->mem, W, (int)def->elastic) == 0;
+    if (!s->params || (sf && !s->state) || !mok || !s->slots) {
         pd_seterr(e, PARAMD_ENOMEM,
                   "out of memory for table %u (%llu floats)", id,
                   (unsigned long long)s->len);
@@ -59,22 +60,20 @@ pd_shard *pd_shard_create(uint32_t id, const pd_table_def *def, int32_t W,
         return NULL;
     }
     if (sf) pd_rule_init_state(&s->rule, s->state, s->len);
-    for (int32_t w = 0; w < W; w++) {
-        s->wt[w].clock = s->wt[w].done_clock = -1;
-        s->wt[w].live = 1;
-    }
-    s->nlive = W;
+    for (int32_t w = 0; w < W; w++) s->wt[w].clock = s->wt[w].done_clock = -1;
     return s;
 }
 
 void pd_shard_destroy(pd_shard *s) {
     if (!s) return;
     if (s->slots)
-        for (int i = 0; i < s->window; i++) pd_free(s->slots[i].sum);
+        for (int i = 0; i < s->window; i++)
+            pd_free(s->slots[i].sum), pd_free(s->slots[i].who);
     pd_free(s->slots);
     if (s->wt)
         for (int32_t w = 0; w < s->W; w++) pd_free(s->wt[w].iv), pd_free(s->wt[w].stage);
     pd_free(s->wt);
+    pd_members_free(&s->mem);
     pd_free(s->params);
     pd_free(s->state);
     pd_rule_release(&s->rule);
@@ -88,7 +87,8 @@ int pd_shard_same_def(const pd_shard *s, const pd_table_def *d) {
     if (a->n != d->n || a->lo != d->lo || a->hi != d->hi || a->rule != d->rule ||
         a->consistency != d->consistency || a->aggregate != d->aggregate ||
         a->staleness != d->staleness || a->backup != d->backup ||
-        a->nhyper != d->nhyper || strcmp(a->plugin, d->plugin) != 0)
+        a->nhyper != d->nhyper || a->elastic != d->elastic ||
+        strcmp(a->plugin, d->plugin) != 0)
         return 0;
     return memcmp(a->hyper, d->hyper, sizeof(double) * a->nhyper) == 0;
 }
@@ -152,17 +152,13 @@ static int clocked(const pd_shard *s) {
     return s->def.consistency != PD_CONS_ASYNC;
 }
 
-/* How many workers a clock waits for: the live ones but the backups. */
-static int32_t clock_needs(const pd_shard *s) {
-    int32_t need = s->nlive - (int32_t)s->def.backup;
-    return need < 1 ? 1 : need;
-}
 
 /* Apply every complete clock in order. */
 static void apply_ready(pd_shard *s) {
     for (;;) {
         pd_slot *sl = &s->slots[s->applied % s->window];
-        if (!sl->active || sl->clock != s->applied || sl->ndone < clock_needs(s))
+        if (!sl->active || sl->clock != s->applied ||
+            sl->ncount < pd_members_need(&s->mem, s->applied, s->def.backup))
             return;
         if (s->def.aggregate == PD_AGG_MEAN && sl->ndone > 1) {
             float inv = 1.0f / (float)sl->ndone;
@@ -202,11 +198,28 @@ int pd_shard_push(pd_shard *s, int32_t worker, int64_t clock, uint64_t off,
     int dropped = 0;
     pthread_mutex_lock(&s->mu);
     pd_wtrack *t = &s->wt[worker];
-    if (!t->live) {
+    if (s->mem.st[worker] == PD_MEM_REFUSED) {
+        rc = pd_seterr(e, PARAMD_EWORKER,
+                       "table %u does not take workers that join a running "
+                       "cluster (elastic=no in its spec), and worker %d "
+                       "joined late",
+                       s->id, worker);
+        goto out;
+    }
+    if (s->mem.st[worker] != PD_MEM_LIVE) {
         rc = pd_seterr(e, PARAMD_EWORKER,
                        "table %u: worker %d was removed from the cluster "
                        "(it left, died or missed its heartbeats)",
                        s->id, worker);
+        goto out;
+    }
+    if (clocked(s) && clock < s->mem.from[worker]) {
+        rc = pd_seterr(e, PARAMD_ESTALE,
+                       "table %u: worker %d joined the cluster at clock %lld "
+                       "and pushed for clock %lld (a joiner starts at the "
+                       "clock paramd_get_clock gives after connecting)",
+                       s->id, worker, (long long)s->mem.from[worker],
+                       (long long)clock);
         goto out;
     }
     if (clock < t->clock) {
@@ -256,6 +269,10 @@ int pd_shard_push(pd_shard *s, int32_t worker, int64_t clock, uint64_t off,
             rc = pd_seterr(e, PARAMD_ENOMEM, "out of memory for clock sums");
             goto out;
         }
+        if (pd_members_who_reserve(&sl->who, &sl->whocap, sl->active ? sl->ndone : 0)) {
+            rc = pd_seterr(e, PARAMD_ENOMEM, "out of memory for clock sums");
+            goto out;
+        }
         if (!whole && !t->stage && !(t->stage = pd_malloc(s->len * sizeof(float)))) {
             rc = pd_seterr(e, PARAMD_ENOMEM, "out of memory for a partial push");
             goto out;
@@ -271,6 +288,7 @@ int pd_shard_push(pd_shard *s, int32_t worker, int64_t clock, uint64_t off,
         goto out;
     }
     t->covered += count;
+    if (!dropped && clock >= s->top) s->top = clock + 1;
     int complete = t->covered == s->len;
     if (complete) t->done_clock = clock;
     if (dropped) {
@@ -280,6 +298,7 @@ int pd_shard_push(pd_shard *s, int32_t worker, int64_t clock, uint64_t off,
             sl->active = 1;
             sl->clock = clock;
             sl->ndone = 0; /* sum holds garbage until the first worker counts */
+            sl->ncount = 0;
         }
         const float *src = g;
         if (!whole) {
@@ -301,7 +320,8 @@ int pd_shard_push(pd_shard *s, int32_t worker, int64_t clock, uint64_t off,
             } else {
                 memcpy(sl->sum, g, s->len * sizeof(float));
             }
-            sl->ndone++;
+            sl->who[sl->ndone++] = worker;
+            sl->ncount++;
             apply_ready(s);
         }
     } else {
@@ -337,9 +357,8 @@ int pd_shard_pull_emit(pd_shard *s, int32_t worker, int64_t clock, uint64_t off,
     if (clocked(s)) {
         /* A pull at clock c needs clocks up to c - s - 1 applied. */
         int64_t need = clock - (int64_t)s->def.staleness;
-        if (s->applied < need && worker >= 0 && worker < s->W &&
-            s->wt[worker].live && !s->def.backup &&
-            s->wt[worker].done_clock < need - 1) {
+        if (s->applied < need && pd_members_counts(&s->mem, worker, need - 1) &&
+            !s->def.backup && s->wt[worker].done_clock < need - 1) {
             rc = pd_seterr(e, PARAMD_EDEADLOCK,
                            "table %u: pull at clock %lld waits for clock %lld "
                            "to be applied, but worker %d has not pushed all "
@@ -373,12 +392,41 @@ out:
 void pd_shard_worker_gone(pd_shard *s, int32_t w) {
     if (w < 0 || w >= s->W) return;
     pthread_mutex_lock(&s->mu);
-    if (s->wt[w].live) {
-        s->wt[w].live = 0;
-        s->nlive--;
+    if (pd_members_gone(&s->mem, w)) {
+        for (int i = 0; i < s->window; i++)
+            if (s->slots[i].active)
+                s->slots[i].ncount -= pd_members_who_forget(s->slots[i].who,
+                                                            s->slots[i].ndone, w);
         if (clocked(s)) apply_ready(s);
         pthread_cond_broadcast(&s->cv);
     }
+    pthread_mutex_unlock(&s->mu);
+}
+
+int64_t pd_shard_join_begin(pd_shard *s, int32_t w) {
+    if (w < 0 || w >= s->W) return -1;
+    pthread_mutex_lock(&s->mu);
+    pd_wtrack *t = &s->wt[w]; /* a predecessor's record: not the joiner's */
+    t->clock = t->done_clock = -1;
+    t->niv = 0;
+    t->covered = 0;
+    int64_t F = -1;
+    if (!clocked(s)) {
+        pd_members_join(&s->mem, w, 0);
+    } else {
+        int64_t f = s->applied > s->top ? s->applied : s->top;
+        if (pd_members_join(&s->mem, w, f)) F = f;
+    }
+    pthread_mutex_unlock(&s->mu);
+    return F;
+}
+
+void pd_shard_join_at(pd_shard *s, int32_t w, int64_t J) {
+    if (w < 0 || w >= s->W) return;
+    pthread_mutex_lock(&s->mu);
+    pd_members_join(&s->mem, w, clocked(s) ? J : 0);
+    if (clocked(s)) apply_ready(s);
+    pthread_cond_broadcast(&s->cv);
     pthread_mutex_unlock(&s->mu);
 }
 

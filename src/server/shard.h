@@ -19,12 +19,45 @@
  *     the shard (in one or several pushes; partial pushes are staged in a
  *     per-worker buffer so that an incomplete contribution is never mixed
  *     into the sum);
- *   - clock c is applied, once, in order, when (live workers - backup)
- *     workers have counted for it: the mean (or sum) of their gradients
- *     goes through the update rule;
+ *   - clock c is applied, once, in order, when (live workers counted for
+ *     c - backup) of them have counted for it: the mean (or sum) of the
+ *     gradients in its sum goes through the update rule (a worker that
+ *     died after its whole push for c stays in that mean, but never
+ *     stands in for a live worker);
  *   - a pull at clock c is answered once applied >= c - s (sync: c).
  * Workers leave the set a clock waits for when the coordinator says they
  * are gone (pd_shard_worker_gone); their later pushes are refused.
+ *
+ * Joins (elastic workers).  Which workers clock c waits for is kept in a
+ * pd_members (members.h): every worker counts from a clock `from`, 0 for
+ * the workers the cluster started with; clock c needs the whole pushes of
+ * the live workers with from <= c (minus backup).  A worker that joins a
+ * running cluster (a replacement for a dead rank, or a spare slot) is
+ * given one clock J, the same on every table of every server, in two
+ * phases driven by the coordinator (WORKER_JOIN, docs/protocol.md):
+ *   1. prepare (pd_shard_join_begin): the shard's frontier is
+ *        F = max(applied, top),  top = 1 + the highest clock any push was
+ *                                accepted for (0: none),
+ *      the first clock nobody has pushed for.  The joiner counts from F at
+ *      once: clocks >= F (none of which holds a push yet, none applied)
+ *      now wait for it; clocks < F, those being aggregated, never do.
+ *   2. commit (pd_shard_join_at): J = the largest F of every shard of
+ *      every server.  The joiner's from moves up to J >= F.  Clocks >= F
+ *      could not be applied in between (they waited for the joiner), so J
+ *      is not applied; clocks in [F, J) stop waiting for it and may apply
+ *      at once, and clocks >= J wait for it, whoever pushed for them
+ *      before.
+ * So for every clock of every table the set of contributions is decided
+ * by the clock alone: the joiner is in it iff c >= J.  The joiner's
+ * pushes must be for clocks >= J (PARAMD_ESTALE below it); its pull at
+ * clock J waits, as anyone's, for clock J-s-1: clocks it is not counted
+ * for, so it never deadlocks on itself; the pull's result is the state it
+ * computes its first gradient on.  Its old per-worker record (a dead
+ * predecessor on that rank) is reset at prepare; a predecessor's whole
+ * pushes already in a clock's sum stay there.  Async tables have no
+ * frontier: the joiner is live at once.  A table with elastic=no keeps
+ * the joiner out (REFUSED): its clocks never wait for it and its pushes
+ * are refused with PARAMD_EWORKER.
  *
  * Async: every accepted push is applied at once; a worker may push each
  * element once per clock.
@@ -35,6 +68,7 @@
 #include <pthread.h>
 #include <stdint.h>
 
+#include "server/members.h"
 #include "server/rules.h"
 #include "wire/wire.h"
 
@@ -47,7 +81,6 @@ typedef struct pd_ivl {
 
 /* What one worker pushed for its latest clock. */
 typedef struct pd_wtrack {
-    int live;           /* still in the set clocks wait for */
     float *stage;       /* len floats: a partial push of `clock`, or NULL */
     int64_t clock;      /* latest clock pushed; -1 none */
     int64_t done_clock; /* latest clock fully covered; -1 none */
@@ -61,6 +94,11 @@ typedef struct pd_slot {
     int64_t clock;
     float *sum;        /* len floats, allocated on first use */
     int32_t ndone;     /* workers whose whole push is in the sum */
+    int32_t *who;      /* ndone: their ranks; -1 once one is gone */
+    int32_t whocap;
+    int32_t ncount;    /* of them, still counted: a clock is complete when
+                        * ncount reaches need (a gone worker's push stays in
+                        * the sum but never stands in for a live one) */
 } pd_slot;
 
 typedef struct pd_shard_stats {
@@ -84,7 +122,8 @@ typedef struct pd_shard {
     int32_t window;     /* sync/ssp: staleness + PD_SYNC_WINDOW */
     pd_slot *slots;     /* window */
     pd_wtrack *wt;      /* W */
-    int32_t nlive;      /* workers still live */
+    pd_members mem;     /* which workers each clock waits for */
+    int64_t top;        /* 1 + highest clock a push was accepted for */
     int stop;           /* set on shutdown: waiting pulls give up */
     pd_shard_stats stats;
 } pd_shard;
@@ -123,6 +162,15 @@ int pd_shard_pull_emit(pd_shard *s, int32_t worker, int64_t clock,
 /* Worker `w` left or died: clocks no longer wait for it, its later pushes
  * are refused.  Idempotent. */
 void pd_shard_worker_gone(pd_shard *s, int32_t w);
+/* Worker `w` joins (phase 1 above): its push record is reset and, on a
+ * sync/ssp elastic table, it counts from the shard's frontier F at once.
+ * Returns F, or -1 when the table puts no bound on the join clock (async,
+ * or elastic=no: then w is kept out and its pushes are refused). */
+int64_t pd_shard_join_begin(pd_shard *s, int32_t w);
+/* Worker `w` counts from clock J (phase 2; J >= what join_begin returned,
+ * or any J >= 0 on a table nobody pushed to yet).  Applies the clocks that
+ * no longer wait for it. */
+void pd_shard_join_at(pd_shard *s, int32_t w, int64_t J);
 
 /* Wake every waiting pull and make further waits fail. */
 void pd_shard_stop(pd_shard *s);

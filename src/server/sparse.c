@@ -106,20 +106,20 @@ pd_sparse *pd_sparse_create(uint32_t id, const pd_table_def *def, int32_t W,
     t->window = (int32_t)def->staleness + PD_SYNC_WINDOW;
     t->slots = pd_calloc((size_t)t->window, sizeof *t->slots);
     t->wclock = pd_malloc((size_t)W * sizeof *t->wclock);
-    t->live = pd_malloc((size_t)W);
-    if (!t->slots || !t->wclock || !t->live) {
+    int mok = pd_members_init(&t->mem, W, (int)def->elastic) == 0;
+    if (!t->slots || !t->wclock || !mok) {
         pd_seterr(e, PARAMD_ENOMEM, "out of memory for table %u", id);
         pd_sparse_destroy(t);
         return NULL;
     }
-    for (int32_t w = 0; w < W; w++) t->wclock[w] = -1, t->live[w] = 1;
-    t->nlive = W;
+    for (int32_t w = 0; w < W; w++) t->wclock[w] = -1;
     return t;
 }
 
 static void slot_free(pd_sparse_slot *sl) {
     if (!sl) return;
     pd_keymap_free(&sl->map);
+    pd_free(sl->who);
     pd_free(sl->row);
     pd_free(sl->sum);
     pd_free(sl);
@@ -131,7 +131,7 @@ void pd_sparse_destroy(pd_sparse *t) {
         for (int32_t i = 0; i < t->window; i++) slot_free(t->slots[i]);
     pd_free(t->slots);
     pd_free(t->wclock);
-    pd_free(t->live);
+    pd_members_free(&t->mem);
     pd_keymap_free(&t->map);
     pd_free(t->rows);
     pd_free(t->meta);
@@ -148,7 +148,7 @@ int pd_sparse_same_def(const pd_sparse *t, const pd_table_def *d) {
         a->consistency != d->consistency || a->aggregate != d->aggregate ||
         a->staleness != d->staleness || a->backup != d->backup ||
         a->init != d->init || a->init_param != d->init_param ||
-        a->seed != d->seed || a->nhyper != d->nhyper ||
+        a->seed != d->seed || a->nhyper != d->nhyper || a->elastic != d->elastic ||
         strcmp(a->plugin, d->plugin) != 0)
         return 0;
     return memcmp(a->hyper, d->hyper, sizeof(double) * a->nhyper) == 0;
@@ -302,11 +302,6 @@ static int clocked(const pd_sparse *t) {
     return t->def.consistency != PD_CONS_ASYNC;
 }
 
-/* How many workers a clock waits for: the live ones but the backups. */
-static int32_t clock_needs(const pd_sparse *t) {
-    int32_t need = t->nlive - (int32_t)t->def.backup;
-    return need < 1 ? 1 : need;
-}
 
 /* Room in slot `sl` for `n` more entries.  0 or PARAMD_ENOMEM. */
 static int slot_reserve(pd_sparse *t, pd_sparse_slot *sl, uint64_t n,
@@ -336,7 +331,7 @@ static void apply_ready(pd_sparse *t) {
     for (;;) {
         pd_sparse_slot *sl = t->slots[t->applied % t->window];
         if (!sl || !sl->active || sl->clock != t->applied ||
-            sl->ndone < clock_needs(t))
+            sl->ncount < pd_members_need(&t->mem, t->applied, t->def.backup))
             return;
         float inv = t->def.aggregate == PD_AGG_MEAN && sl->ndone > 1
                         ? 1.0f / (float)sl->ndone
@@ -432,11 +427,28 @@ int pd_sparse_push(pd_sparse *t, int32_t worker, int64_t clock,
     int64_t t0 = thread_cpu_ns();
     int dropped = 0;
     pd_sparse_slot *sl = NULL;
-    if (!t->live[worker]) {
+    if (t->mem.st[worker] == PD_MEM_REFUSED) {
+        rc = pd_seterr(e, PARAMD_EWORKER,
+                       "table %u does not take workers that join a running "
+                       "cluster (elastic=no in its spec), and worker %d "
+                       "joined late",
+                       t->id, worker);
+        goto out;
+    }
+    if (t->mem.st[worker] != PD_MEM_LIVE) {
         rc = pd_seterr(e, PARAMD_EWORKER,
                        "table %u: worker %d was removed from the cluster (it "
                        "left, died or missed its heartbeats)",
                        t->id, worker);
+        goto out;
+    }
+    if (clocked(t) && clock < t->mem.from[worker]) {
+        rc = pd_seterr(e, PARAMD_ESTALE,
+                       "table %u: worker %d joined the cluster at clock %lld "
+                       "and pushed for clock %lld (a joiner starts at the "
+                       "clock paramd_get_clock gives after connecting)",
+                       t->id, worker, (long long)t->mem.from[worker],
+                       (long long)clock);
         goto out;
     }
     if (clock < t->wclock[worker]) {
@@ -491,18 +503,25 @@ int pd_sparse_push(pd_sparse *t, int32_t worker, int64_t clock,
             sl->active = 1;
             sl->clock = clock;
             sl->ndone = 0;
+            sl->ncount = 0;
             sl->nent = 0;
             pd_keymap_clear(&sl->map);
         }
         if ((rc = slot_reserve(t, sl, n, e))) goto out;
+        if (pd_members_who_reserve(&sl->who, &sl->whocap, sl->ndone)) {
+            rc = pd_seterr(e, PARAMD_ENOMEM, "out of memory for clock sums");
+            goto out;
+        }
     }
     int dups = 0;
     if ((rc = resolve(t, keys, n, sl ? NULL : g, &dups, e))) goto out;
     /* Nothing can fail from here on. */
     t->wclock[worker] = clock;
+    if (clock >= t->top) t->top = clock + 1;
     if (sl) {
         push_into_slot(t, sl, n, g);
-        sl->ndone++;
+        sl->who[sl->ndone++] = worker;
+        sl->ncount++;
         apply_ready(t);
     } else {
         push_async(t, n, g, dups);
@@ -528,8 +547,8 @@ int pd_sparse_pull(pd_sparse *t, int32_t worker, int64_t clock,
     if (clocked(t)) {
         /* A pull at clock c needs clocks up to c - s - 1 applied. */
         int64_t need = clock - (int64_t)t->def.staleness;
-        if (t->applied < need && worker >= 0 && worker < t->W &&
-            t->live[worker] && !t->def.backup && t->wclock[worker] < need - 1) {
+        if (t->applied < need && pd_members_counts(&t->mem, worker, need - 1) &&
+            !t->def.backup && t->wclock[worker] < need - 1) {
             rc = pd_seterr(e, PARAMD_EDEADLOCK,
                            "table %u: pull at clock %lld waits for clock %lld "
                            "to be applied, but worker %d has not pushed for "
@@ -564,12 +583,38 @@ out:
 void pd_sparse_worker_gone(pd_sparse *t, int32_t w) {
     if (w < 0 || w >= t->W) return;
     pthread_mutex_lock(&t->mu);
-    if (t->live[w]) {
-        t->live[w] = 0;
-        t->nlive--;
+    if (pd_members_gone(&t->mem, w)) {
+        for (int32_t i = 0; i < t->window; i++) {
+            pd_sparse_slot *sl = t->slots[i];
+            if (sl && sl->active) sl->ncount -= pd_members_who_forget(sl->who, sl->ndone, w);
+        }
         if (clocked(t)) apply_ready(t);
         pthread_cond_broadcast(&t->cv);
     }
+    pthread_mutex_unlock(&t->mu);
+}
+
+int64_t pd_sparse_join_begin(pd_sparse *t, int32_t w) {
+    if (w < 0 || w >= t->W) return -1;
+    pthread_mutex_lock(&t->mu);
+    t->wclock[w] = -1; /* a predecessor's record: not the joiner's */
+    int64_t F = -1;
+    if (!clocked(t)) {
+        pd_members_join(&t->mem, w, 0);
+    } else {
+        int64_t f = t->applied > t->top ? t->applied : t->top;
+        if (pd_members_join(&t->mem, w, f)) F = f;
+    }
+    pthread_mutex_unlock(&t->mu);
+    return F;
+}
+
+void pd_sparse_join_at(pd_sparse *t, int32_t w, int64_t J) {
+    if (w < 0 || w >= t->W) return;
+    pthread_mutex_lock(&t->mu);
+    pd_members_join(&t->mem, w, clocked(t) ? J : 0);
+    if (clocked(t)) apply_ready(t);
+    pthread_cond_broadcast(&t->cv);
     pthread_mutex_unlock(&t->mu);
 }
 

@@ -34,6 +34,8 @@
  *           A push for an applied clock is PARAMD_ESTALE (dropped and
  *           counted with backup workers); a second push of a worker for
  *           one clock is PARAMD_EDUP.
+ *   joins   exactly as dense shards (shard.h, "Joins"): the frontier is
+ *           max(applied, top), top = 1 + the highest clock pushed for.
  *
  * All or nothing: every function that can fail checks and reserves memory
  * before it changes anything, so an error leaves the table exactly as it
@@ -51,6 +53,7 @@
 #include <stdint.h>
 
 #include "common/keymap.h"
+#include "server/members.h"
 #include "server/rules.h"
 #include "wire/wire.h"
 
@@ -69,6 +72,9 @@ typedef struct pd_sparse_slot {
     int active;
     int64_t clock;
     int32_t ndone;    /* workers whose push for `clock` is in the sums */
+    int32_t *who;     /* ndone: their ranks; -1 once one is gone */
+    int32_t whocap;
+    int32_t ncount;   /* of them, still counted (as in shard.h) */
     pd_keymap map;    /* row -> entry */
     uint32_t *row;    /* entry -> row */
     float *sum;       /* entry e's summed gradient at sum + e*dim */
@@ -106,8 +112,8 @@ typedef struct pd_sparse {
     int32_t window;         /* sync/ssp: staleness + PD_SYNC_WINDOW */
     pd_sparse_slot **slots; /* window, each allocated on first use */
     int64_t *wclock;        /* W: latest clock each worker pushed; -1 */
-    uint8_t *live;          /* W: still in the set clocks wait for */
-    int32_t nlive;
+    pd_members mem;         /* which workers each clock waits for */
+    int64_t top;            /* 1 + highest clock a push was accepted for */
     int stop;
     pd_sparse_stats stats;
 } pd_sparse;
@@ -138,6 +144,9 @@ int pd_sparse_pull(pd_sparse *t, int32_t worker, int64_t clock,
 /* Worker `w` left or died: clocks no longer wait for it and its later
  * pushes are refused.  Idempotent. */
 void pd_sparse_worker_gone(pd_sparse *t, int32_t w);
+/* Worker `w` joins: as pd_shard_join_begin and pd_shard_join_at. */
+int64_t pd_sparse_join_begin(pd_sparse *t, int32_t w);
+void pd_sparse_join_at(pd_sparse *t, int32_t w, int64_t J);
 /* Wake every waiting pull and make further waits fail. */
 void pd_sparse_stop(pd_sparse *t);
 

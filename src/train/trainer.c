@@ -191,7 +191,9 @@ int pd_train_worker(const pd_train_cfg *cfg, paramd_client *c, char *err,
     uint64_t bytes_per_op = np * 4;
     int64_t next_eval = eval_every;
     int straggler = cfg->straggle_factor > 1 && rank == cfg->straggle_rank;
-    for (int64_t step = 0; step < total; step++) {
+    /* A worker that joined a running cluster starts at the clock it was
+     * given (paramd_get_clock); the others at 0. */
+    for (int64_t step = paramd_get_clock(c); step < total; step++) {
         if (paramd_pull(t, 0, np, params)) {
             snprintf(err, errlen, "pull at step %lld: %s", (long long)step, paramd_last_error(c));
             goto out;

@@ -65,6 +65,7 @@ int pd_spec_parse(const char *spec, pd_table_def *d, pd_err *e) {
     d->init_param = 0;
     d->seed = 0;
     d->seed_given = 0;
+    d->elastic = 1;
     for (int pass = 0; pass < 2; pass++) {
         if (pass == 1) pd_rule_defaults(kind, &h);
         snprintf(buf, sizeof buf, "%s", spec);
@@ -135,6 +136,16 @@ int pd_spec_parse(const char *spec, pd_table_def *d, pd_err *e) {
                                          val);
                     d->seed_given = 1;
                 }
+            } else if (strcmp(key, "elastic") == 0) {
+                if (strcmp(val, "yes") == 0)
+                    d->elastic = 1;
+                else if (strcmp(val, "no") == 0)
+                    d->elastic = 0;
+                else
+                    return pd_seterr(e, PARAMD_EINVAL,
+                                     "table spec: elastic '%s' is not yes or "
+                                     "no",
+                                     val);
             } else if (strcmp(key, "aggregate") == 0) {
                 if (strcmp(val, "mean") == 0)
                     d->aggregate = PD_AGG_MEAN;
@@ -191,6 +202,8 @@ void pd_spec_canonical(const pd_table_def *d, char *out, size_t outlen) {
                        d->aggregate == PD_AGG_SUM ? "sum" : "mean");
     if (d->backup && off >= 0 && (size_t)off < outlen)
         off += snprintf(out + off, outlen - (size_t)off, " backup=%u", d->backup);
+    if (!d->elastic && off >= 0 && (size_t)off < outlen)
+        off += snprintf(out + off, outlen - (size_t)off, " elastic=no");
     for (uint32_t i = 0; i < d->nhyper && i < PD_HYPER_COUNT; i++) {
         if (off < 0 || (size_t)off >= outlen) return;
         if (!pd_rule_uses_hyper((pd_rule_kind)d->rule, pd_hyper_names[i])) continue;
@@ -209,4 +222,14 @@ void pd_spec_canonical(const pd_table_def *d, char *out, size_t outlen) {
             snprintf(out + off, outlen - (size_t)off, " init=%s:%.10g seed=%llu",
                      in, d->init_param, (unsigned long long)d->seed);
     }
+}
+
+int pd_spec_elastic(const char *canonical) {
+    const char *p = canonical;
+    while ((p = strstr(p, "elastic=")) != NULL) {
+        int start = p == canonical || p[-1] == ' ';
+        p += 8;
+        if (start && strncmp(p, "no", 2) == 0 && (p[2] == ' ' || !p[2])) return 0;
+    }
+    return 1;
 }

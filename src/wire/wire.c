@@ -258,12 +258,14 @@ void pd_table_def_encode(pd_buf *b, const pd_table_def *d) {
     for (uint32_t i = 0; i < d->nhyper && i < PD_MAX_HYPER; i++)
         pd_put_f64(b, d->hyper[i]);
     pd_put_str(b, d->plugin);
+    uint32_t flags = d->elastic ? 0 : PD_DEF_FIXED;
+    if (d->kind == PD_TABLE_SPARSE || flags) pd_put_u32(b, d->kind);
     if (d->kind == PD_TABLE_SPARSE) {
-        pd_put_u32(b, d->kind);
         pd_put_u32(b, d->init);
         pd_put_f64(b, d->init_param);
         pd_put_u64(b, d->seed);
     }
+    if (flags) pd_put_u32(b, flags);
 }
 
 /* The sparse extension of a table definition: its fields and their
@@ -304,15 +306,24 @@ int pd_table_def_decode(const void *p, size_t len, pd_table_def *d,
         return pd_seterr(e, PARAMD_EPROTO, "malformed TABLE_CREATE");
     for (uint32_t i = 0; i < d->nhyper; i++) pd_get_f64(&r, &d->hyper[i]);
     pd_get_str(&r, d->plugin, PD_MAX_ADDR);
-    int sparse = !r.bad && r.off < r.len;
-    if (sparse) {
+    int ext = !r.bad && r.off < r.len;
+    uint32_t flags = 0;
+    if (ext) {
         pd_get_u32(&r, &d->kind);
-        pd_get_u32(&r, &d->init);
-        pd_get_f64(&r, &d->init_param);
-        pd_get_u64(&r, &d->seed);
+        if (d->kind != PD_TABLE_DENSE) {
+            pd_get_u32(&r, &d->init);
+            pd_get_f64(&r, &d->init_param);
+            pd_get_u64(&r, &d->seed);
+        }
+        if (!r.bad && r.off < r.len) pd_get_u32(&r, &flags);
     }
     if (!pd_rd_done(&r))
         return pd_seterr(e, PARAMD_EPROTO, "malformed TABLE_CREATE");
+    if (flags & ~PD_DEF_FIXED)
+        return pd_seterr(e, PARAMD_EPROTO, "TABLE_CREATE with unknown flags 0x%x",
+                         flags);
+    d->elastic = !(flags & PD_DEF_FIXED);
+    int sparse = d->kind != PD_TABLE_DENSE;
     if (d->n == 0 || d->n > (1ull << 40) || d->lo > d->hi || d->hi > d->n)
         return pd_seterr(e, PARAMD_EPROTO,
                          "TABLE_CREATE with bad sizes n=%llu range [%llu,%llu)",

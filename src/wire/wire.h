@@ -67,7 +67,8 @@
     X(PULL, 23)        /* worker -> server: read a range */                   \
     X(STATS, 24)       /* any -> server: counters as text */              \
     X(SPARSE_PUSH, 25) /* worker -> server: keys and their rows' gradients */\
-    X(SPARSE_PULL, 26) /* worker -> server: keys; reply: their rows */
+    X(SPARSE_PULL, 26) /* worker -> server: keys; reply: their rows */      \
+    X(WORKER_JOIN, 27) /* coord -> server: u32 rank, u32 phase, i64 clock */
 
 enum pd_msg_type {
 #define PD_X_(name, val) PD_MSG_##name = (val),
@@ -171,7 +172,9 @@ int pd_hello_decode(const void *p, size_t len, pd_hello *h, pd_err *e);
  * and, for a sparse table only, an extension after the plugin path:
  *   u32 kind (1), u32 init (PD_INIT_*), f64 init_param, u64 seed
  * A definition without the extension is a dense table (so dense frames are
- * byte for byte what they were).  In a sparse table n is the row's dim and
+ * byte for byte what they were).  After that an optional u32 flags
+ * (PD_DEF_*) may follow; a dense table with flags sends u32 kind (0) and
+ * then the flags.  Absent flags are 0.  In a sparse table n is the row's dim and
  * lo = 0, hi = n: rows are spread by key (pd_sparse_server), not by range. */
 typedef struct pd_table_def {
     uint64_t n, lo, hi;
@@ -186,7 +189,12 @@ typedef struct pd_table_def {
     double init_param;  /* sparse: uniform's a, normal's s; 0 for zeros */
     uint64_t seed;      /* sparse: seeds every row's initial values */
     int seed_given;     /* pd_spec_parse: seed= was in the spec (not sent) */
+    uint32_t elastic;   /* 1: workers may join a running cluster and count
+                         * in this table (spec elastic=yes, the default);
+                         * sent as the flag PD_DEF_FIXED when 0 */
 } pd_table_def;
+/* Table definition flags. */
+#define PD_DEF_FIXED 1u /* elastic=no: workers that join later are refused */
 void pd_table_def_encode(pd_buf *b, const pd_table_def *d);
 int pd_table_def_decode(const void *p, size_t len, pd_table_def *d,
                         pd_err *e);
@@ -205,6 +213,13 @@ static inline uint64_t pd_partition_lo(uint64_t n, uint32_t S, uint32_t k) {
 static inline uint32_t pd_sparse_server(uint64_t key, uint32_t S) {
     return S <= 1 ? 0 : pd_jump_hash(pd_mix64(key), S);
 }
+
+/* WORKER_JOIN phases (docs/protocol.md, server/shard.h): PREPARE asks a
+ * server to hold every clock from its frontier on for the joiner and to
+ * reply with that frontier (i64); COMMIT tells it the clock J the joiner
+ * counts from (the largest frontier of all servers); no reply. */
+enum { PD_JOIN_PREPARE = 1, PD_JOIN_COMMIT = 2 };
+#define PD_JOIN_PAYLOAD 16
 
 /* SPARSE_PUSH payload: u64 nkeys, nkeys x u64 key, nkeys x dim float32
  * (row i's gradient after row i-1's).  SPARSE_PULL payload: u64 nkeys,
