@@ -95,7 +95,7 @@ static void train_usage(FILE *f) {
 "\n"
 "Output:\n"
 "  --out DIR              write metrics.csv, run.json and plot.svg into DIR\n"
-"                         [runs/MODEL-CONSISTENCY-wW]\n"
+"                         [runs/MODEL-CONSISTENCY-wW, + -commoff with --comm off]\n"
 "  --eval-every N         evaluate every N steps [about 20 times per run]\n"
 "  --eval-samples N       test images per periodic evaluation [%d]; the final\n"
 "                         evaluation uses the whole test set\n"
