@@ -76,6 +76,11 @@ static void train_usage(FILE *f) {
 "  --batch B              samples per worker per step [%d]\n"
 "  --lr LR                learning rate, multiplied by W unless --no-lr-scaling [%g]\n"
 "  --no-lr-scaling        do not scale the learning rate by the number of workers\n"
+"  --lr-decay F           multiply the lr by F (0 < F <= 1) after every epoch\n"
+"                         (rules sgd and momentum) [1: constant]\n"
+"  --comm on|off          off: the same loop without pull and push, to measure\n"
+"                         what the servers cost: each worker applies its own\n"
+"                         gradient to its own weights (lr not scaled) [on]\n"
 "  --rule SPEC            the server's update rule: sgd, momentum, adam, ... with\n"
 "                         optional key=value hyper-parameters after a comma,\n"
 "                         e.g. 'adam' or 'momentum,momentum=0.9' [%s]\n"
@@ -94,7 +99,7 @@ static void train_usage(FILE *f) {
 "\n"
 "Output:\n"
 "  --out DIR              write metrics.csv, run.json and plot.svg into DIR\n"
-"                         [runs/MODEL-CONSISTENCY-wW]\n"
+"                         [runs/MODEL-CONSISTENCY-wW, + -commoff with --comm off]\n"
 "  --eval-every N         evaluate every N steps [about 20 times per run]\n"
 "  --eval-samples N       test images per periodic evaluation [%d]; the final\n"
 "                         evaluation uses the whole test set\n"
@@ -116,7 +121,8 @@ int cmd_train(int argc, char **argv) {
            O_STEPS, O_BATCH, O_LR, O_NOSCALE, O_RULE, O_SEED, O_THREADS, O_SERVERS,
            O_WORKERS, O_COORD, O_JOIN, O_OUT, O_EVERY, O_EVALN, O_SAVE, O_QUIET,
            O_BACKUP, O_STRAGGLE, O_HB, O_DIM, O_WINDOW, O_NEG, O_MINC, O_SUBS, O_NEIGH,
-           O_USERS, O_ITEMS, O_RANK, O_NOISE, O_L2, O_TRANSPORT, O_MAXW };
+           O_USERS, O_ITEMS, O_RANK, O_NOISE, O_L2, O_TRANSPORT, O_MAXW, O_COMM,
+           O_DECAY };
     static const struct option opts[] = {
         {"model", 1, 0, O_MODEL}, {"hidden", 1, 0, O_HIDDEN}, {"data", 1, 0, O_DATA},
         {"limit", 1, 0, O_LIMIT}, {"no-dropout", 0, 0, O_NODROP},
@@ -134,6 +140,7 @@ int cmd_train(int argc, char **argv) {
         {"neighbours", 1, 0, O_NEIGH}, {"users", 1, 0, O_USERS}, {"items", 1, 0, O_ITEMS},
         {"rank", 1, 0, O_RANK}, {"noise", 1, 0, O_NOISE}, {"l2", 1, 0, O_L2},
         {"transport", 1, 0, O_TRANSPORT},
+        {"comm", 1, 0, O_COMM}, {"lr-decay", 1, 0, O_DECAY},
         {0, 0, 0, 0}};
     /* OpenBLAS falls back to generic kernels (4-5x slower) on CPUs newer
      * than its release; it reads OPENBLAS_CORETYPE only at load time, so
@@ -213,6 +220,15 @@ int cmd_train(int argc, char **argv) {
             cfg.lr = dv, lr_given = 1;
             break;
         case O_NOSCALE: cfg.lr_scaling = 0; break;
+        case O_COMM:
+            if (strcmp(optarg, "on") && strcmp(optarg, "off")) return bad("--comm", optarg, "on or off");
+            cfg.comm = !strcmp(optarg, "on");
+            break;
+        case O_DECAY:
+            if (pd_parse_double(optarg, &dv) || !(dv > 0 && dv <= 1))
+                return bad("--lr-decay", optarg, "a factor F with 0 < F <= 1");
+            cfg.lr_decay = dv;
+            break;
         case O_RULE: {
             /* "adam,beta1=0.9" -> "adam beta1=0.9" */
             snprintf(rule, sizeof rule, "%s", optarg);
@@ -294,6 +310,14 @@ int cmd_train(int argc, char **argv) {
         if (!epochs_given) cfg.epochs = w2v ? 5 : 20;
         cfg.lr_scaling = 0;
     }
+    {
+        char msg[300];
+        if (pd_train_check(&cfg, msg, sizeof msg)) {
+            fprintf(stderr, "paramd train: %s\n", msg);
+            return 2;
+        }
+    }
+    if (!cfg.comm) S = 1; /* no table: one idle server, as a cluster needs one */
     if (cfg.backup && strcmp(cfg.consistency, "sync")) {
         fprintf(stderr, "paramd train: --backup needs --consistency sync\n");
         return 2;
@@ -319,7 +343,8 @@ int cmd_train(int argc, char **argv) {
         }
     }
     if (!out_given && !join && !coord) {
-        snprintf(outdir, sizeof outdir, "runs/%s-%s-w%d", cfg.model, cfg.consistency, (int)W);
+        snprintf(outdir, sizeof outdir, "runs/%s-%s-w%d%s", cfg.model, cfg.consistency, (int)W,
+                 cfg.comm ? "" : "-commoff");
         cfg.out = outdir;
     }
 

@@ -10,6 +10,18 @@
  * eval_samples test images (with the weights it pulled at that step),
  * shows progress, appends metrics, and at the end evaluates the final
  * weights on the whole test set, writes run.json and the plot.
+ *
+ * The timed part runs from a barrier after setup (data loaded, table
+ * open) to the barrier after the last push, on worker 0's clock; its
+ * periodic evaluations are subtracted.  With communication off (trainer.h)
+ * only the pull, the push and the table are left out, and the worker
+ * applies the rule itself:
+ *
+ *   comm on    pull -> [eval] -> grad -> scale -> push -> clock++
+ *   comm off          [eval] -> grad -> scale -> pd_rule_apply(own weights)
+ *
+ * so the ratio of the two samples/s is what the parameter server costs
+ * (transfers, the servers' work and, for sync, waiting for the slowest).
  */
 #include "train/trainer.h"
 
@@ -25,6 +37,7 @@
 #include "train/model.h"
 #include "train/plot.h"
 #include "train/progress.h"
+#include "server/rules.h"
 #include "wire/spec.h"
 
 /* ==== Defaults and batches ============================================== */
@@ -38,9 +51,51 @@ void pd_train_defaults(pd_train_cfg *c) {
     c->batch = 64;
     c->lr = 0.05;
     c->lr_scaling = 1;
+    c->lr_decay = 1;
+    c->comm = 1;
     c->seed = 1;
     c->dropout = 1;
     c->eval_samples = 2000;
+}
+
+static int is_sparse_model(const char *model) {
+    return !strcmp(model, "word2vec") || !strcmp(model, "mf");
+}
+
+int pd_train_check(const pd_train_cfg *cfg, char *err, size_t errlen) {
+    if (!cfg->comm && is_sparse_model(cfg->model)) {
+        snprintf(err, errlen, "--comm off is for the dense models (mlp, cnn), not %s",
+                 cfg->model);
+        return -1;
+    }
+    if (!cfg->comm && cfg->backup) {
+        snprintf(err, errlen, "--comm off has no step to wait for: drop --backup");
+        return -1;
+    }
+    if (cfg->lr_decay != 1) {
+        if (is_sparse_model(cfg->model)) {
+            snprintf(err, errlen, "--lr-decay is for the dense models (mlp, cnn), not %s",
+                     cfg->model);
+            return -1;
+        }
+        char rs[600];
+        pd_table_def d;
+        snprintf(rs, sizeof rs, "rule=%s", cfg->rule);
+        if (pd_spec_parse(rs, &d, NULL) == 0 && d.rule != PD_RULE_SGD &&
+            d.rule != PD_RULE_MOMENTUM && d.rule != PD_RULE_ADD) {
+            const char *name = pd_rule_name((pd_rule_kind)d.rule);
+            snprintf(err, errlen, "--lr-decay scales the gradient, which rule %s undoes; "
+                     "use --rule sgd or momentum, or drop --lr-decay",
+                     name ? name : "plugin");
+            return -1;
+        }
+    }
+    return 0;
+}
+
+double pd_train_lr_factor(double lr_decay, int64_t step, int64_t spe) {
+    if (lr_decay == 1 || spe <= 0) return 1;
+    return pow(lr_decay, (double)(step / spe));
 }
 
 int64_t pd_train_steps_per_epoch(int64_t n, int W, int B) {
@@ -116,8 +171,11 @@ int pd_train_worker(const pd_train_cfg *cfg, paramd_client *c, char *err,
     float *params = NULL, *grad = NULL, *x = NULL;
     uint8_t *y = NULL;
     uint32_t *perm = NULL, *idx = NULL;
+    float *state = NULL; /* --comm off: the rule's state for our own weights */
+    pd_rule rule = {0};
     report R = {0};
-    paramd_table *t;
+    paramd_table *t = NULL;
+    const int comm = cfg->comm;
 
     int threads = cfg->threads;
     if (threads <= 0) {
@@ -163,10 +221,38 @@ int pd_train_worker(const pd_train_cfg *cfg, paramd_client *c, char *err,
     snprintf(spec, sizeof spec, "%srule=%s consistency=%s aggregate=mean backup=%d", lrs,
              cfg->rule, cfg->consistency, cfg->backup);
     pd_model_init_params(m, params, cfg->seed);
-    int prc = paramd_table_open(c, "model", np, spec, params, &t);
-    if (prc) {
-        snprintf(err, errlen, "cannot open the model table: %s", paramd_last_error(c));
-        goto out;
+    if (comm) {
+        if (paramd_table_open(c, "model", np, spec, params, &t)) {
+            snprintf(err, errlen, "cannot open the model table: %s", paramd_last_error(c));
+            goto out;
+        }
+    } else {
+        /* The rule the servers would run, on our own weights, with the
+         * learning rate of one process of batch B. */
+        pd_table_def d;
+        pd_err pe = {0};
+        lr = cfg->lr;
+        if (lrs[0]) snprintf(spec, sizeof spec, "lr=%.9g rule=%s", lr, cfg->rule);
+        else snprintf(spec, sizeof spec, "rule=%s", cfg->rule);
+        if (pd_spec_parse(spec, &d, &pe) != 0) {
+            snprintf(err, errlen, "--rule: %s", pe.msg);
+            goto out;
+        }
+        rule.kind = (pd_rule_kind)d.rule;
+        pd_spec_hyper(&d, &rule.hyper);
+        if (rule.kind == PD_RULE_PLUGIN &&
+            pd_rule_load_plugin(&rule, d.plugin, err, errlen) != 0)
+            goto out;
+        size_t sf = pd_rule_state_floats(&rule);
+        if (sf) {
+            state = malloc(sf * np * sizeof(float));
+            if (!state) {
+                snprintf(err, errlen, "out of memory for the rule's state (%zu x %llu floats)",
+                         sf, (unsigned long long)np);
+                goto out;
+            }
+            pd_rule_init_state(&rule, state, np);
+        }
     }
     int64_t spe = pd_train_steps_per_epoch(n, W, cfg->batch);
     int64_t total = cfg->steps > 0 ? cfg->steps : spe * cfg->epochs;
@@ -174,17 +260,32 @@ int pd_train_worker(const pd_train_cfg *cfg, paramd_client *c, char *err,
     int train_mode = cfg->dropout && strcmp(cfg->model, "cnn") == 0;
 
     if (rank == 0) {
-        printf("paramd train: %s (%llu parameters), %s, %d worker%s x batch %d, "
-               "%d server%s, rule %s lr %.4g%s\n",
-               cfg->model, (unsigned long long)np, cfg->consistency, W, W > 1 ? "s" : "",
-               cfg->batch, S, S > 1 ? "s" : "", cfg->rule, lr,
-               cfg->lr_scaling && W > 1 ? " (scaled by W)" : "");
+        if (comm)
+            printf("paramd train: %s (%llu parameters), %s, %d worker%s x batch %d, "
+                   "%d server%s, rule %s lr %.4g%s",
+                   cfg->model, (unsigned long long)np, cfg->consistency, W, W > 1 ? "s" : "",
+                   cfg->batch, S, S > 1 ? "s" : "", cfg->rule, lr,
+                   cfg->lr_scaling && W > 1 ? " (scaled by W)" : "");
+        else
+            printf("paramd train: %s (%llu parameters), COMMUNICATION OFF: %d worker%s x "
+                   "batch %d, each training its own weights (no pull, no push, no server "
+                   "used), rule %s lr %.4g (not scaled)",
+                   cfg->model, (unsigned long long)np, W, W > 1 ? "s" : "", cfg->batch,
+                   cfg->rule, lr);
+        if (cfg->lr_decay != 1) printf(", lr x %g per epoch", cfg->lr_decay);
+        printf("\n");
         printf("data: %u training and %d test images; %lld steps per worker (%.2f epochs); "
                "BLAS: %s\n",
                n, test.n, (long long)total, (double)total / spe, pd_blas_info());
         fflush(stdout);
         if (cfg->out && pd_metrics_open(&R.metrics, cfg->out, err, errlen) != 0) goto out;
         if (!cfg->quiet) R.prog = pd_progress_new(stdout, total, isatty(1));
+    }
+    /* Time from the moment every worker is ready (the same for comm on and
+     * off; worker 0, which also loads the test set, is usually last). */
+    if (paramd_barrier(c)) {
+        snprintf(err, errlen, "start barrier: %s", paramd_last_error(c));
+        goto out;
     }
     R.t0 = pd_now();
     int64_t perm_epoch = -1;
@@ -194,11 +295,11 @@ int pd_train_worker(const pd_train_cfg *cfg, paramd_client *c, char *err,
     /* A worker that joined a running cluster starts at the clock it was
      * given (paramd_get_clock); the others at 0. */
     for (int64_t step = paramd_get_clock(c); step < total; step++) {
-        if (paramd_pull(t, 0, np, params)) {
+        if (comm && paramd_pull(t, 0, np, params)) {
             snprintf(err, errlen, "pull at step %lld: %s", (long long)step, paramd_last_error(c));
             goto out;
         }
-        if (cfg->backup > 0 && paramd_table_clock(t) > step) {
+        if (comm && cfg->backup > 0 && paramd_table_clock(t) > step) {
             /* Fallen behind the clock the others applied without us: jump
              * to it (the weights just pulled are that clock's). */
             step = paramd_clock_to(c, paramd_table_clock(t));
@@ -215,10 +316,11 @@ int pd_train_worker(const pd_train_cfg *cfg, paramd_client *c, char *err,
                                  R.loss_n ? R.loss_sum / R.loss_n : NAN, tl, ta};
             if (R.metrics) pd_metrics_append(R.metrics, &row);
             if (R.prog)
-                pd_progress_note(R.prog, "step %lld  epoch %.2f  train loss %.4f  "
+                pd_progress_note(R.prog, "step %lld  epoch %.2f  lr %.4g  train loss %.4f  "
                                  "test loss %.4f  test acc %.2f%% (%d images)",
-                                 (long long)step, row.epoch, row.train_loss, tl,
-                                 100 * ta, eval_n);
+                                 (long long)step, row.epoch,
+                                 lr * pd_train_lr_factor(cfg->lr_decay, step, spe),
+                                 row.train_loss, tl, 100 * ta, eval_n);
             R.loss_sum = 0, R.loss_n = 0;
         }
         pd_train_batch(cfg->seed, rank, step, spe, n, cfg->batch, perm, &perm_epoch, idx);
@@ -238,11 +340,19 @@ int pd_train_worker(const pd_train_cfg *cfg, paramd_client *c, char *err,
                      loss, (long long)step);
             goto out;
         }
-        if (paramd_push(t, 0, np, grad)) {
-            snprintf(err, errlen, "push at step %lld: %s", (long long)step, paramd_last_error(c));
-            goto out;
+        double f = pd_train_lr_factor(cfg->lr_decay, step, spe);
+        if (f != 1)
+            for (uint64_t i = 0; i < np; i++) grad[i] *= (float)f;
+        if (!comm) {
+            pd_rule_apply(&rule, params, state, grad, np, step + 1);
+        } else {
+            if (paramd_push(t, 0, np, grad)) {
+                snprintf(err, errlen, "push at step %lld: %s", (long long)step,
+                         paramd_last_error(c));
+                goto out;
+            }
+            paramd_clock(c);
         }
-        paramd_clock(c);
         R.loss_sum += loss, R.loss_n++;
         if (R.prog) {
             double el = pd_now() - R.t0;
@@ -260,7 +370,7 @@ int pd_train_worker(const pd_train_cfg *cfg, paramd_client *c, char *err,
      * the others up only in sync mode) are reported apart */
     double train_s = wall - R.eval_s > 0 ? wall - R.eval_s : wall;
     if (rank == 0) {
-        if (paramd_pull(t, 0, np, params)) {
+        if (comm && paramd_pull(t, 0, np, params)) {
             snprintf(err, errlen, "final pull: %s", paramd_last_error(c));
             goto out;
         }
@@ -272,13 +382,21 @@ int pd_train_worker(const pd_train_cfg *cfg, paramd_client *c, char *err,
         pd_metric_row row = {wall, total * W, (double)total / spe, samples,
                              R.loss_n ? R.loss_sum / R.loss_n : NAN, tl, ta};
         if (R.metrics) pd_metrics_append(R.metrics, &row);
-        double pushed = (double)bytes_per_op * total * W;
+        double pushed = comm ? (double)bytes_per_op * total * W : 0;
+        double pulled = comm ? pushed + (double)bytes_per_op * W : 0;
+        double lr_final = lr * pd_train_lr_factor(cfg->lr_decay, total - 1, spe);
         char pb[32], lb[32];
         fmt_bytes(pushed, pb, sizeof pb);
-        fmt_bytes(pushed + (double)bytes_per_op * W, lb, sizeof lb);
-        printf("final: test accuracy %.2f%%  test loss %.4f  wall %.1f s  %.0f samples/s  "
-               "pushed %s  pulled %s\n",
-               100 * ta, tl, wall, samples / train_s, pb, lb);
+        fmt_bytes(pulled, lb, sizeof lb);
+        if (comm)
+            printf("final: test accuracy %.2f%%  test loss %.4f  wall %.1f s  %.0f samples/s  "
+                   "pushed %s  pulled %s\n",
+                   100 * ta, tl, wall, samples / train_s, pb, lb);
+        else
+            printf("final (communication off; worker 0's own weights): test accuracy %.2f%%  "
+                   "test loss %.4f  wall %.1f s  %.0f samples/s  nothing pushed or pulled\n",
+                   100 * ta, tl, wall, samples / train_s);
+        if (cfg->lr_decay != 1) printf("lr at the last step: %.4g\n", lr_final);
         printf("(samples/s count training time only: %.1f s of the wall time went to "
                "evaluations)\n", R.eval_s);
         if (cfg->save_params) {
@@ -290,19 +408,21 @@ int pd_train_worker(const pd_train_cfg *cfg, paramd_client *c, char *err,
         }
         if (cfg->out) {
             char json[2048], label[128];
-            snprintf(label, sizeof label, "%s %s W=%d", cfg->model, cfg->consistency, W);
+            snprintf(label, sizeof label, "%s %s W=%d%s", cfg->model, cfg->consistency, W,
+                     comm ? "" : " comm off");
             snprintf(json, sizeof json,
                      "{\"label\": \"%s\", \"model\": \"%s\", \"consistency\": \"%s\", "
                      "\"workers\": %d, \"servers\": %d, \"batch\": %d, \"lr\": %.9g, "
-                     "\"lr_scaled\": %.9g, \"rule\": \"%s\", \"epochs\": %.4f, "
+                     "\"lr_scaled\": %.9g, \"lr_decay\": %.9g, \"lr_final\": %.9g, "
+                     "\"comm\": \"%s\", \"rule\": \"%s\", \"epochs\": %.4f, "
                      "\"steps\": %lld, \"seed\": %llu, \"train_samples\": %u, "
                      "\"test_acc\": %.6f, \"test_loss\": %.6f, \"wall_s\": %.3f, "
                      "\"samples_per_s\": %.1f, \"eval_s\": %.3f, \"bytes_pushed\": %.0f, "
                      "\"bytes_pulled\": %.0f, \"blas\": \"%s\"}\n",
-                     label, cfg->model, cfg->consistency, W, S, cfg->batch, cfg->lr, lr,
-                     cfg->rule, (double)total / spe, (long long)total,
+                     label, cfg->model, cfg->consistency, W, comm ? S : 0, cfg->batch, cfg->lr,
+                     lr, cfg->lr_decay, lr_final, comm ? "on" : "off", cfg->rule, (double)total / spe, (long long)total,
                      (unsigned long long)cfg->seed, n, ta, tl, wall, samples / train_s, R.eval_s,
-                     pushed, pushed + (double)bytes_per_op * W, pd_blas_info());
+                     pushed, pulled, pd_blas_info());
             pd_metrics_close(R.metrics);
             R.metrics = NULL;
             if (pd_metrics_write_run_json(cfg->out, json, err, errlen) != 0) goto out;
@@ -318,6 +438,7 @@ out:
     pd_dataset_free(&train);
     pd_dataset_free(&test);
     pd_model_free(m);
-    free(params), free(grad), free(x), free(y), free(perm), free(idx);
+    pd_rule_release(&rule);
+    free(params), free(grad), free(x), free(y), free(perm), free(idx), free(state);
     return rc;
 }

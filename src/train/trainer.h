@@ -9,6 +9,25 @@
  * at clock t (the servers answer once clock t-1 is applied), so the step
  * equals one SGD step on the union of the W batches.  Async: the same loop,
  * but pulls never wait.
+ *
+ * Communication off (comm = 0, `--comm off`): the same loop with the pull
+ * and the push taken out, to measure what the parameter server costs.
+ * Every worker keeps its own copy of the weights and applies its own
+ * gradient to it with the same update rule the servers run
+ * (src/server/rules.c) and the unscaled learning rate (it is one process
+ * of batch B).  Same batches, same model math, same BLAS threads, same
+ * evaluation schedule (worker 0 evaluates its own weights).  The workers
+ * still join the cluster: the coordinator gives them ranks and the barriers
+ * that start and end the timed part, as with communication on; no table is
+ * created, so the servers receive nothing.
+ *
+ * lr decay (lr_decay = F < 1, `--lr-decay F`): during epoch e (0-based,
+ * e = step / steps-per-epoch) the gradient is multiplied by F^e before it
+ * is pushed (or applied locally).  For sgd that is exactly lr * F^e; for
+ * momentum it is the schedule inside the velocity (v = m*v + F^e*g); the
+ * adaptive rules (adagrad, adam, ftrl) undo a gradient scale, so
+ * pd_train_check refuses them.  The servers' lr stays what the table was
+ * created with: there is no call that changes a table's rule mid-run.
  */
 #ifndef PARAMD_TRAIN_TRAINER_H
 #define PARAMD_TRAIN_TRAINER_H
@@ -31,6 +50,8 @@ typedef struct pd_train_cfg {
     int batch;               /* per worker */
     double lr;               /* before scaling */
     int lr_scaling;          /* lr *= W (the seed's linear scaling rule) */
+    double lr_decay;         /* lr factor per epoch, in (0, 1]; 1: constant */
+    int comm;                /* 1: pull and push (default); 0: --comm off */
     uint64_t seed;
     const char *data;        /* dataset dir, NULL: the Debian package's */
     int64_t limit;           /* > 0: use the first `limit` training samples */
@@ -55,6 +76,16 @@ typedef struct pd_train_cfg {
 
 /* Fill cfg with the defaults of `paramd train`. */
 void pd_train_defaults(pd_train_cfg *cfg);
+
+/* Check the combinations of cfg that only trainer.c knows to be wrong
+ * (--comm off or --lr-decay with a sparse model, --comm off with --backup,
+ * --lr-decay with an adaptive rule).  0, or -1 with a message that names
+ * the options and a way out in err.  Call before starting any process. */
+int pd_train_check(const pd_train_cfg *cfg, char *err, size_t errlen);
+
+/* The factor the gradient of step `step` is multiplied by:
+ * lr_decay^(step / steps_per_epoch). */
+double pd_train_lr_factor(double lr_decay, int64_t step, int64_t steps_per_epoch);
 
 /* Steps per epoch for W workers of batch B on n samples: ceil(n/(W*B)). */
 int64_t pd_train_steps_per_epoch(int64_t n, int W, int B);
