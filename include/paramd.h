@@ -106,6 +106,14 @@ typedef struct paramd_request paramd_request;
  *                           $SLURM_PROCID), else assigned by the
  *                           coordinator in order of arrival
  *   timeout_ms=N            connect/rendezvous timeout (default 30000)
+ *   chunk_bytes=N           large requests are cut into frames of N bytes
+ *                           (4096..2^30, default 1 MiB)
+ *   transport=T             else $PARAMD_TRANSPORT, else auto: shared
+ *                           memory to servers on this host, TCP to the
+ *                           others; tcp: TCP only; shm: shared memory to
+ *                           every server or fail (docs/transports.md)
+ *   shm_ring_bytes=N        bytes per direction of a shared-memory link, a
+ *                           power of two, 64 KiB..1 GiB (default 4 MiB)
  *   fault=SPEC              TESTING AID, never for production: wrap every
  *                           server link in the fault-injecting transport.
  *                           SPEC is comma-separated: send_fail=K (the K-th
