@@ -69,6 +69,7 @@
 #include <math.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <poll.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -721,9 +722,12 @@ static int ceil_shm_stream(ceilings *c, int i, size_t size, double seconds) {
         }
         _exit(0);
     }
-    int fd = pd_shm_accept(lfd);
+    /* A writer that fails to connect exits: never wait forever for it. */
+    struct pollfd pl = {lfd, POLLIN, 0};
+    int fd = poll(&pl, 1, 10000) == 1 ? pd_shm_accept(lfd) : -1;
     close(lfd);
     pd_conn *r = fd >= 0 ? pd_shm_server_handshake(fd, 10000, &e) : NULL;
+    if (!r && !e.msg[0]) snprintf(e.msg, sizeof e.msg, "the writer never connected");
     size_t io = stream_io(size);
     char *buf = malloc(io);
     int rc = r && buf ? 0 : -1;
