@@ -292,13 +292,19 @@ int pd_train_worker(const pd_train_cfg *cfg, paramd_client *c, char *err,
     uint64_t bytes_per_op = np * 4;
     int64_t next_eval = eval_every;
     int straggler = cfg->straggle_factor > 1 && rank == cfg->straggle_rank;
+    /* where this worker's time goes (reported by worker 0): waiting for
+     * and receiving the pull, the model's forward and backward pass, and
+     * sending the push (or, communication off, applying the rule) */
+    double t_pull = 0, t_comp = 0, t_push = 0;
     /* A worker that joined a running cluster starts at the clock it was
      * given (paramd_get_clock); the others at 0. */
     for (int64_t step = paramd_get_clock(c); step < total; step++) {
+        double t_phase = pd_now();
         if (comm && paramd_pull(t, 0, np, params)) {
             snprintf(err, errlen, "pull at step %lld: %s", (long long)step, paramd_last_error(c));
             goto out;
         }
+        t_pull += pd_now() - t_phase;
         if (comm && cfg->backup > 0 && paramd_table_clock(t) > step) {
             /* Fallen behind the clock the others applied without us: jump
              * to it (the weights just pulled are that clock's). */
@@ -341,6 +347,8 @@ int pd_train_worker(const pd_train_cfg *cfg, paramd_client *c, char *err,
             goto out;
         }
         double f = pd_train_lr_factor(cfg->lr_decay, step, spe);
+        t_comp += pd_now() - t_grad;
+        t_phase = pd_now();
         if (f != 1)
             for (uint64_t i = 0; i < np; i++) grad[i] *= (float)f;
         if (!comm) {
@@ -353,6 +361,7 @@ int pd_train_worker(const pd_train_cfg *cfg, paramd_client *c, char *err,
             }
             paramd_clock(c);
         }
+        t_push += pd_now() - t_phase;
         R.loss_sum += loss, R.loss_n++;
         if (R.prog) {
             double el = pd_now() - R.t0;
@@ -399,6 +408,9 @@ int pd_train_worker(const pd_train_cfg *cfg, paramd_client *c, char *err,
         if (cfg->lr_decay != 1) printf("lr at the last step: %.4g\n", lr_final);
         printf("(samples/s count training time only: %.1f s of the wall time went to "
                "evaluations)\n", R.eval_s);
+        printf("worker 0's time: %s %.2f s, forward+backward %.2f s, %s %.2f s\n",
+               comm ? "pull (waiting included)" : "no pull", t_pull, t_comp,
+               comm ? "push" : "applying the rule", t_push);
         if (cfg->save_params) {
             FILE *f = fopen(cfg->save_params, "wb");
             if (!f || fwrite(params, 4, np, f) != np || fclose(f) != 0) {
@@ -418,11 +430,12 @@ int pd_train_worker(const pd_train_cfg *cfg, paramd_client *c, char *err,
                      "\"steps\": %lld, \"seed\": %llu, \"train_samples\": %u, "
                      "\"test_acc\": %.6f, \"test_loss\": %.6f, \"wall_s\": %.3f, "
                      "\"samples_per_s\": %.1f, \"eval_s\": %.3f, \"bytes_pushed\": %.0f, "
-                     "\"bytes_pulled\": %.0f, \"blas\": \"%s\"}\n",
+                     "\"bytes_pulled\": %.0f, \"time_pull_s\": %.3f, \"time_compute_s\": %.3f, "
+                     "\"time_push_s\": %.3f, \"blas\": \"%s\"}\n",
                      label, cfg->model, cfg->consistency, W, comm ? S : 0, cfg->batch, cfg->lr,
                      lr, cfg->lr_decay, lr_final, comm ? "on" : "off", cfg->rule, (double)total / spe, (long long)total,
                      (unsigned long long)cfg->seed, n, ta, tl, wall, samples / train_s, R.eval_s,
-                     pushed, pulled, pd_blas_info());
+                     pushed, pulled, t_pull, t_comp, t_push, pd_blas_info());
             pd_metrics_close(R.metrics);
             R.metrics = NULL;
             if (pd_metrics_write_run_json(cfg->out, json, err, errlen) != 0) goto out;
