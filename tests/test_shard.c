@@ -7,6 +7,7 @@
  * refused by an elastic=no table; the spec and wire form of elastic=).
  */
 #include <pthread.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "check.h"
@@ -19,7 +20,7 @@ static pd_shard *mk(const char *spec, uint64_t n, uint64_t lo, uint64_t hi,
     pd_err e = {0};
     CHECK_OK(pd_spec_parse(spec, &d, &e));
     d.n = n, d.lo = lo, d.hi = hi;
-    pd_shard *s = pd_shard_create(1, &d, W, &e);
+    pd_shard *s = pd_shard_create(1, &d, W, NULL, &e);
     CHECK(s != NULL);
     return s;
 }
@@ -297,7 +298,74 @@ static void test_join(void) {
     printf("ok: joins: counted from the join clock, exact sums, elastic=no, async\n");
 }
 
+/* The apply threads change nothing but speed: the same pushes (whole and
+ * in pieces, sync with mean, ssp, async; adam, whose state and bias
+ * correction would show any element applied twice, skipped or mixed up)
+ * give the same floats, bit for bit, with a pool of 3 threads as with
+ * none.  The shard is large enough to be cut into many parts. */
+static void run_pushes(const char *spec, pd_pool *pool, float *out) {
+    enum { N = 700001, W = 3 };
+    pd_table_def d = {0};
+    pd_err e = {0};
+    CHECK_OK(pd_spec_parse(spec, &d, &e));
+    d.n = N + 10, d.lo = 10, d.hi = N + 10;
+    pd_shard *s = pd_shard_create(1, &d, W, pool, &e);
+    CHECK(s != NULL);
+    float *g = malloc(N * sizeof(float));
+    CHECK(g != NULL);
+    for (int64_t c = 0; c < 4; c++) {
+        for (int w = 0; w < W; w++) {
+            for (uint64_t i = 0; i < N; i++)
+                g[i] = (float)((i * 7 + (uint64_t)w * 13 + (uint64_t)c * 5) % 101) / 50.0f - 1.0f;
+            if (w == 1) { /* in three uneven pieces */
+                CHECK_OK(pd_shard_push(s, w, c, 10, 1000, g, &e));
+                CHECK_OK(pd_shard_push(s, w, c, 1010 + 300000, N - 1000 - 300000,
+                                       g + 1000 + 300000, &e));
+                CHECK_OK(pd_shard_push(s, w, c, 1010, 300000, g + 1000, &e));
+            } else {
+                CHECK_OK(pd_shard_push(s, w, c, 10, N, g, &e));
+            }
+        }
+    }
+    CHECK_OK(pd_shard_pull(s, 0, 4, 10, N, out, &e));
+    if (d.consistency != PD_CONS_ASYNC) CHECK_INT_EQ(s->applied, 4);
+    pd_shard_destroy(s);
+    free(g);
+}
+
+static void test_pool_same_floats(void) {
+    static const char *const specs[] = {
+        "consistency=sync rule=adam lr=0.01",
+        "consistency=ssp:2 aggregate=sum rule=momentum lr=0.1",
+        "consistency=async rule=adam lr=0.01",
+    };
+    enum { N = 700001 };
+    float *a = malloc(N * sizeof(float)), *b = malloc(N * sizeof(float));
+    CHECK(a && b);
+    pd_pool *pool = pd_pool_create(3);
+    CHECK(pool != NULL);
+    for (size_t k = 0; k < sizeof specs / sizeof specs[0]; k++) {
+        run_pushes(specs[k], NULL, a);
+        run_pushes(specs[k], pool, b);
+        if (memcmp(a, b, N * sizeof(float)) != 0) {
+            for (uint64_t i = 0; i < N; i++)
+                if (a[i] != b[i])
+                    CHECK_FAIL_("%s: element %llu is %.9g alone, %.9g with the pool",
+                                specs[k], (unsigned long long)i, a[i], b[i]);
+        }
+        int moved = 0;
+        for (uint64_t i = 0; i < N && !moved; i++) moved = a[i] != 0;
+        CHECK(moved); /* the updates did something */
+    }
+    uint64_t par, busy;
+    pd_pool_counts(pool, &par, &busy);
+    CHECK(par > 0);
+    pd_pool_destroy(pool);
+    free(a), free(b);
+}
+
 int main(void) {
+    test_pool_same_floats();
     test_sync_mean_and_sum();
     test_sync_rejections();
     test_sync_ahead_in_order();

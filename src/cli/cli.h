@@ -24,5 +24,9 @@ const char *cli_self_path(void);
  * it in PARAMD_TRANSPORT, which the workers started later inherit (and
  * paramd_connect reads).  0, or -1 after printing why (cmd names us). */
 int cli_set_transport(const char *cmd, const char *t);
+/* --apply-threads N of paramd local and train: check N (1..64) and set
+ * PARAMD_APPLY_THREADS, the servers' default for --apply-threads.  0, or
+ * -1 after printing why. */
+int cli_set_apply_threads(const char *cmd, const char *n);
 
 #endif

@@ -406,7 +406,9 @@ static void local_usage(FILE *f) {
             "  --host HOST       address the cluster listens on [127.0.0.1]\n"
             "  --transport T     auto, tcp or shm: how workers reach servers (sets\n"
             "                    PARAMD_TRANSPORT for them) [auto: shared memory\n"
-            "                    on this host]\n");
+            "                    on this host]\n"
+            "  --apply-threads N threads each server may use for one update (paramd\n"
+            "                    server --apply-threads) [cores]\n");
 }
 
 int cmd_local(int argc, char **argv) {
@@ -416,6 +418,7 @@ int cmd_local(int argc, char **argv) {
         {"max-workers", required_argument, 0, 'm'},
         {"host", required_argument, 0, 'H'},
         {"transport", required_argument, 0, 'T'},
+        {"apply-threads", required_argument, 0, 'A'},
         {"help", no_argument, 0, 'h'},
         {0, 0, 0, 0}};
     int64_t S = 1, W = 1, M = 0;
@@ -445,6 +448,9 @@ int cmd_local(int argc, char **argv) {
         case 'H': host = optarg; break;
         case 'T':
             if (cli_set_transport("paramd local", optarg)) return 2;
+            break;
+        case 'A':
+            if (cli_set_apply_threads("paramd local", optarg)) return 2;
             break;
         case 'h': local_usage(stdout); return 0;
         default: local_usage(stderr); return 2;

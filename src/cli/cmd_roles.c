@@ -147,6 +147,12 @@ static void server_usage(FILE *f) {
             "  --transport auto|tcp     auto: also offer shared memory to workers on\n"
             "                           this host (they pick it unless told\n"
             "                           transport=tcp); tcp: TCP only [auto]\n"
+            "  --apply-threads N        threads one update may use: a sum of\n"
+            "                           gradients or the update rule over a large\n"
+            "                           range is cut into parts run in parallel\n"
+            "                           (docs/threading.md); 1: the connection's\n"
+            "                           own thread only [$PARAMD_APPLY_THREADS, or\n"
+            "                           this machine's cores]\n"
             "  --fault SPEC             TESTING AID: wrap every accepted connection\n"
             "                           in the fault-injecting transport, e.g.\n"
             "                           short=7 or recv_fail=20 (docs/testing.md)\n");
@@ -162,9 +168,14 @@ int cmd_server(int argc, char **argv) {
         {"max-frame-mb", required_argument, 0, 'm'},
         {"transport", required_argument, 0, 't'},
         {"fault", required_argument, 0, 'f'},
+        {"apply-threads", required_argument, 0, 'A'},
         {"help", no_argument, 0, 'h'},
         {0, 0, 0, 0}};
     pd_server_opts o = {0};
+    long cores = sysconf(_SC_NPROCESSORS_ONLN);
+    o.apply_threads = cores < 1 ? 1 : cores > 64 ? 64 : (int)cores;
+    const char *at = getenv("PARAMD_APPLY_THREADS"); /* paramd local, train */
+    if (at && parse_count("PARAMD_APPLY_THREADS", at, 64, &o.apply_threads)) return 2;
     int c;
     pd_log_set_name("server");
     while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
@@ -197,6 +208,9 @@ int cmd_server(int argc, char **argv) {
             o.fault = optarg;
             break;
         }
+        case 'A':
+            if (parse_count("--apply-threads", optarg, 64, &o.apply_threads)) return 2;
+            break;
         case 'h': server_usage(stdout); return 0;
         default: server_usage(stderr); return 2;
         }

@@ -223,6 +223,8 @@ int cmd_stats(int argc, char **argv) {
                 tot_add_line(&ts, line);
             } else if (strstr(line, "worker connections")) {
                 printf("  %s\n", strstr(line, "worker connections"));
+            } else if (!strncmp(line, "apply threads", 13)) {
+                printf("  %s\n", line);
             }
             if (!nl) break;
             line = nl + 1;

@@ -85,6 +85,16 @@ int cli_set_transport(const char *cmd, const char *t) {
     return 0;
 }
 
+int cli_set_apply_threads(const char *cmd, const char *n) {
+    int64_t v;
+    if (pd_parse_i64(n, &v) || v < 1 || v > 64) {
+        fprintf(stderr, "%s: --apply-threads '%s' is not a number in 1..64\n", cmd, n);
+        return -1;
+    }
+    setenv("PARAMD_APPLY_THREADS", n, 1);
+    return 0;
+}
+
 /* ==== main ============================================================== */
 
 int main(int argc, char **argv) {

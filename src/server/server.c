@@ -37,6 +37,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include "common/pool.h"
 #include "net/conn.h"
 #include "net/fault.h"
 #include "server/shard.h"
@@ -70,6 +71,8 @@ struct pd_server {
     pthread_t shm_thread;
     int shm_thread_started;
     pd_conn *coord;
+    pd_pool *pool;        /* apply threads (o.apply_threads), NULL: inline;
+                           * shared by every dense shard, freed last */
     int32_t index, S, W;
     pthread_t coord_thread;
     int coord_thread_started;
@@ -157,7 +160,7 @@ static int on_table_create(srv_conn *sc, const pd_hdr *h) {
         return reply_err(sc, h, &e);
     }
     if (!t) {
-        t = pd_shard_create(h->table, &d, s->W, &e);
+        t = pd_shard_create(h->table, &d, s->W, s->pool, &e);
         if (!t) {
             pthread_mutex_unlock(&s->mu);
             return reply_err(sc, h, &e);
@@ -361,6 +364,16 @@ static int on_stats(srv_conn *sc, const pd_hdr *h) {
             (unsigned long long)t->stats.dropped, (long long)t->applied,
             (long long)t->stats.max_ahead);
         pthread_mutex_unlock(&t->mu);
+    }
+    if (off < sizeof text) {
+        uint64_t par, busy;
+        pd_pool_counts(s->pool, &par, &busy);
+        off += (size_t)snprintf(text + off, sizeof text - off,
+                                "apply threads %d updates in parallel %llu "
+                                "inline because busy %llu\n",
+                                pd_pool_threads(s->pool), (unsigned long long)par,
+                                (unsigned long long)busy);
+        if (off > sizeof text - 1) off = sizeof text - 1;
     }
     return send_ok(sc, h, text, off, NULL, 0);
 }
@@ -799,6 +812,12 @@ pd_server *pd_server_start(const pd_server_opts *o, pd_err *e) {
     if (!s->o.timeout_ms) s->o.timeout_ms = 30000;
     s->lfd = -1;
     s->shm_lfd = -1;
+    if (s->o.apply_threads > 1) {
+        s->pool = pd_pool_create(s->o.apply_threads);
+        if (!s->pool)
+            pd_log(PD_LOG_WARN, "cannot start %d apply threads; updates run on "
+                   "the connection threads alone", s->o.apply_threads);
+    }
     pthread_mutex_init(&s->mu, NULL);
     pthread_cond_init(&s->cv, NULL);
     char host[PD_MAX_ADDR + 1];
@@ -994,6 +1013,7 @@ void pd_server_free(pd_server *s) {
         pd_shard_destroy(s->tables[id]);
         pd_sparse_destroy(s->sparse[id]);
     }
+    pd_pool_destroy(s->pool); /* no connection thread is left to use it */
     pd_conn_destroy(s->coord);
     pd_free(s->gone);
     pd_free(s->jfrom);

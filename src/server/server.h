@@ -16,6 +16,8 @@ typedef struct pd_server_opts {
     uint64_t max_frame;      /* payload limit; 0: PD_MAX_FRAME_DEFAULT */
     int timeout_ms;          /* connecting to the coordinator; 0: 30000 */
     int no_shm;              /* do not offer the shared-memory transport */
+    int apply_threads;       /* threads an update may use (pool.h); <= 1:
+                              * the connection thread alone */
     const char *fault;       /* tests only: wrap each accepted connection in
                               * net/fault.h with this spec; NULL: off */
 } pd_server_opts;

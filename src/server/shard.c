@@ -4,9 +4,11 @@
  * their clock (see shard.h for the invariants).
  *
  * Locking: one mutex per shard, held for the whole of a push or a pull's
- * copy.  Updates to one shard are therefore serialised; different tables
- * and different servers proceed in parallel.  A pull that must wait sleeps
- * on the condition variable with the mutex released.
+ * copy.  Updates to one shard are therefore serialised, but each one's
+ * float loops are cut into disjoint ranges run in parallel by the
+ * server's apply threads (pool.h; "Parallel loops" below); different
+ * tables and different servers proceed in parallel too.  A pull that must
+ * wait sleeps on the condition variable with the mutex released.
  */
 #include "server/shard.h"
 
@@ -18,13 +20,14 @@
 /* ==== Create and destroy ================================================ */
 
 pd_shard *pd_shard_create(uint32_t id, const pd_table_def *def, int32_t W,
-                          pd_err *e) {
+                          pd_pool *pool, pd_err *e) {
     pd_shard *s = pd_calloc(1, sizeof *s);
     if (!s) {
         pd_seterr(e, PARAMD_ENOMEM, "out of memory for table %u", id);
         return NULL;
     }
     s->id = id;
+    s->pool = pool;
     s->def = *def;
     s->len = def->hi - def->lo;
     s->W = W;
@@ -153,22 +156,88 @@ static int clocked(const pd_shard *s) {
 }
 
 
+/* ==== Parallel loops over the shard =====================================
+ * The float loops of a push and of an apply run through the server's apply
+ * pool (pool.h), cut into parts of PD_APPLY_GRAIN floats or more, with the
+ * shard's lock held by the calling connection thread throughout: the
+ * lock's meaning does not change, the work under it just uses more cores.
+ * Each element is computed exactly as the serial loop would (the sum adds
+ * the workers in the same order, then scales, then the rule), so results
+ * do not depend on the number of threads. */
+
+#define PD_APPLY_GRAIN (64u << 10) /* floats: 256 KiB per part at least */
+
+typedef struct shard_job {
+    pd_shard *s;
+    float *dst;        /* copy, add: destination; apply: the clock's sum */
+    const float *src;  /* copy, add: source; apply: a last gradient to add
+                        * first, or NULL */
+    uint64_t base;     /* async apply: offset of the range in the shard */
+    float inv;         /* apply: mean scale (1: none) */
+    int64_t step;
+} shard_job;
+
+static void job_copy(void *arg, uint64_t lo, uint64_t hi) {
+    shard_job *j = arg;
+    memcpy(j->dst + lo, j->src + lo, (hi - lo) * sizeof(float));
+}
+
+static void job_add(void *arg, uint64_t lo, uint64_t hi) {
+    shard_job *j = arg;
+    float *d = j->dst;
+    const float *g = j->src;
+    for (uint64_t i = lo; i < hi; i++) d[i] += g[i];
+}
+
+/* One clock's update of [lo, hi): sum (+ the last worker's gradient),
+ * scaled to the mean, through the rule, part by part while it is in
+ * cache. */
+static void job_apply_clock(void *arg, uint64_t lo, uint64_t hi) {
+    shard_job *j = arg;
+    pd_shard *s = j->s;
+    float *sum = j->dst;
+    if (j->src)
+        for (uint64_t i = lo; i < hi; i++) sum[i] += j->src[i];
+    if (j->inv != 1.0f)
+        for (uint64_t i = lo; i < hi; i++) sum[i] *= j->inv;
+    pd_rule_apply_strided(&s->rule, s->params + lo, s->state ? s->state + lo : NULL,
+                          s->len, sum + lo, hi - lo, j->step);
+}
+
+/* An async push of g to [base, base + n): lo, hi relative to base. */
+static void job_apply_async(void *arg, uint64_t lo, uint64_t hi) {
+    shard_job *j = arg;
+    pd_shard *s = j->s;
+    uint64_t a = j->base + lo;
+    pd_rule_apply_strided(&s->rule, s->params + a, s->state ? s->state + a : NULL,
+                          s->len, j->src + lo, hi - lo, j->step);
+}
+
+/* Apply clock `applied` from slot sl, adding `last` (a worker's whole
+ * gradient, not yet in the sum) first if not NULL. */
+static void apply_slot(pd_shard *s, pd_slot *sl, const float *last) {
+    shard_job j = {s, sl->sum, last, 0, 1.0f, 0};
+    if (s->def.aggregate == PD_AGG_MEAN && sl->ndone > 1) j.inv = 1.0f / (float)sl->ndone;
+    j.step = ++s->steps;
+    pd_pool_for(s->pool, s->len, PD_APPLY_GRAIN, job_apply_clock, &j);
+    sl->active = 0;
+    s->applied++;
+    pthread_cond_broadcast(&s->cv);
+}
+
+/* Is slot sl's clock the next to apply, and complete with `more` more
+ * workers counted? */
+static int slot_ready(const pd_shard *s, const pd_slot *sl, int more) {
+    return sl->active && sl->clock == s->applied &&
+           sl->ncount + more >= pd_members_need(&s->mem, s->applied, s->def.backup);
+}
+
 /* Apply every complete clock in order. */
 static void apply_ready(pd_shard *s) {
     for (;;) {
         pd_slot *sl = &s->slots[s->applied % s->window];
-        if (!sl->active || sl->clock != s->applied ||
-            sl->ncount < pd_members_need(&s->mem, s->applied, s->def.backup))
-            return;
-        if (s->def.aggregate == PD_AGG_MEAN && sl->ndone > 1) {
-            float inv = 1.0f / (float)sl->ndone;
-            for (uint64_t i = 0; i < s->len; i++) sl->sum[i] *= inv;
-        }
-        s->steps++;
-        pd_rule_apply(&s->rule, s->params, s->state, sl->sum, s->len, s->steps);
-        sl->active = 0;
-        s->applied++;
-        pthread_cond_broadcast(&s->cv);
+        if (!slot_ready(s, sl, 0)) return;
+        apply_slot(s, sl, NULL);
     }
 }
 
@@ -304,12 +373,23 @@ int pd_shard_push(pd_shard *s, int32_t worker, int64_t clock, uint64_t off,
         if (!whole) {
             /* Stage the piece; elements never overlap within a clock, so a
              * copy (not an add) fills the stage exactly once. */
-            memcpy(t->stage + a, g, count * sizeof(float));
+            shard_job j = {s, t->stage + a, g, 0, 1.0f, 0};
+            pd_pool_for(s->pool, count, PD_APPLY_GRAIN, job_copy, &j);
             src = t->stage;
         }
         if (complete) {
+            if (sl->ndone > 0 && slot_ready(s, sl, 1)) {
+                /* The last gradient this clock waited for: add it, scale
+                 * and apply in one pass. */
+                sl->who[sl->ndone++] = worker;
+                sl->ncount++;
+                apply_slot(s, sl, src);
+                apply_ready(s);
+                goto counted;
+            }
             if (sl->ndone > 0) {
-                for (uint64_t i = 0; i < s->len; i++) sl->sum[i] += src[i];
+                shard_job j = {s, sl->sum, src, 0, 1.0f, 0};
+                pd_pool_for(s->pool, s->len, PD_APPLY_GRAIN, job_add, &j);
             } else if (!whole) {
                 /* The first worker of the clock: its stage becomes the sum
                  * (the old sum buffer is its next stage; a stage is fully
@@ -326,11 +406,11 @@ int pd_shard_push(pd_shard *s, int32_t worker, int64_t clock, uint64_t off,
         }
     } else {
         /* state planes are len floats apart: a sub-range needs the stride */
-        pd_rule_apply_strided(&s->rule, s->params + a,
-                              s->state ? s->state + a : NULL, s->len, g, count,
-                              s->steps + 1);
+        shard_job j = {s, NULL, g, a, 1.0f, s->steps + 1};
+        pd_pool_for(s->pool, count, PD_APPLY_GRAIN, job_apply_async, &j);
         if (complete) s->steps++;
     }
+counted:
     s->stats.pushes++;
     s->stats.bytes_in += count * sizeof(float);
 out:

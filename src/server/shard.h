@@ -68,6 +68,7 @@
 #include <pthread.h>
 #include <stdint.h>
 
+#include "common/pool.h"
 #include "server/members.h"
 #include "server/rules.h"
 #include "wire/wire.h"
@@ -111,6 +112,8 @@ typedef struct pd_shard {
     pthread_mutex_t mu; /* guards every field below that changes */
     pthread_cond_t cv;  /* signalled when `applied` grows or on stop */
     uint32_t id;
+    pd_pool *pool;      /* the server's apply threads (NULL: inline);
+                         * not owned, outlives the shard */
     pd_table_def def;   /* immutable after create */
     pd_rule rule;       /* immutable after create */
     uint64_t len;       /* hi - lo */
@@ -128,10 +131,11 @@ typedef struct pd_shard {
     pd_shard_stats stats;
 } pd_shard;
 
-/* Create a shard for `def` (its lo/hi) with W workers.  NULL with the
- * reason in e (PARAMD_ENOMEM, PARAMD_EINVAL for a bad rule or plugin). */
+/* Create a shard for `def` (its lo/hi) with W workers, whose updates run
+ * on `pool` (NULL: on the calling thread alone).  NULL with the reason in
+ * e (PARAMD_ENOMEM, PARAMD_EINVAL for a bad rule or plugin). */
 pd_shard *pd_shard_create(uint32_t id, const pd_table_def *def, int32_t W,
-                          pd_err *e);
+                          pd_pool *pool, pd_err *e);
 void pd_shard_destroy(pd_shard *s);
 /* 1 if def describes the same table (for an idempotent TABLE_CREATE). */
 int pd_shard_same_def(const pd_shard *s, const pd_table_def *def);
