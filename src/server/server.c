@@ -8,8 +8,8 @@
  * sync pull that must wait for its clock blocks only the connection of the
  * worker that asked.  Payloads of pushes are read into the connection's
  * own buffer (grown to the largest chunk seen, never per request) and
- * applied under the shard's lock; pulls copy out under the lock and send
- * after releasing it.
+ * applied under the shard's lock; pulls copy out under its values' read
+ * lock and send what did not fit after releasing it.
  *
  * Threads and what they own:
  *   main (pd_server_run)  the accept loop; starts connection threads
@@ -233,7 +233,7 @@ static int on_write(srv_conn *sc, const pd_hdr *h) {
     return send_ok(sc, h, NULL, 0, NULL, 0);
 }
 
-/* A pull reply sent from under the shard's lock: as much of the frame as
+/* A pull reply sent from under the shard's values lock: as much of the frame as
  * the transport takes without blocking goes straight from the values; the
  * rest is copied to the connection's buffer and sent after the lock is
  * released, so a slow worker never holds a shard. */

@@ -3,8 +3,12 @@
  * per clock, application through the update rule, and pulls that wait for
  * their clock (see shard.h for the invariants).
  *
- * Locking: one mutex per shard, held for the whole of a push or a pull's
- * copy.  Updates to one shard are therefore serialised, but each one's
+ * Locking: one mutex per shard, held for the whole of a push, and a
+ * read-write lock on the values: writers of params/state (set, an async
+ * push, a clock's apply) take it for writing inside the mutex, a pull
+ * takes it for reading and then drops the mutex, so the pulls of several
+ * workers copy out at once, and pushes stage and sum meanwhile.  Updates
+ * to one shard are serialised, but each one's
  * float loops are cut into disjoint ranges run in parallel by the
  * server's apply threads (pool.h; "Parallel loops" below); different
  * tables and different servers proceed in parallel too.  A pull that must
@@ -35,6 +39,7 @@ pd_shard *pd_shard_create(uint32_t id, const pd_table_def *def, int32_t W,
     pd_spec_hyper(def, &s->rule.hyper);
     pthread_mutex_init(&s->mu, NULL);
     pthread_cond_init(&s->cv, NULL);
+    pthread_rwlock_init(&s->vrw, NULL);
     char msg[PD_ERRMSG_MAX];
     if (def->rule == PD_RULE_PLUGIN &&
         pd_rule_load_plugin(&s->rule, def->plugin, msg, sizeof msg) != 0) {
@@ -82,6 +87,7 @@ void pd_shard_destroy(pd_shard *s) {
     pd_rule_release(&s->rule);
     pthread_mutex_destroy(&s->mu);
     pthread_cond_destroy(&s->cv);
+    pthread_rwlock_destroy(&s->vrw);
     pd_free(s);
 }
 
@@ -219,7 +225,9 @@ static void apply_slot(pd_shard *s, pd_slot *sl, const float *last) {
     shard_job j = {s, sl->sum, last, 0, 1.0f, 0};
     if (s->def.aggregate == PD_AGG_MEAN && sl->ndone > 1) j.inv = 1.0f / (float)sl->ndone;
     j.step = ++s->steps;
+    pthread_rwlock_wrlock(&s->vrw);
     pd_pool_for(s->pool, s->len, PD_APPLY_GRAIN, job_apply_clock, &j);
+    pthread_rwlock_unlock(&s->vrw);
     sl->active = 0;
     s->applied++;
     pthread_cond_broadcast(&s->cv);
@@ -248,7 +256,9 @@ int pd_shard_set(pd_shard *s, uint64_t off, uint64_t count, const float *v,
     int rc = pd_shard_check_range(s, off, count, e);
     if (rc) return rc;
     pthread_mutex_lock(&s->mu);
+    pthread_rwlock_wrlock(&s->vrw);
     memcpy(s->params + (off - s->def.lo), v, count * sizeof(float));
+    pthread_rwlock_unlock(&s->vrw);
     s->stats.sets++;
     s->stats.bytes_in += count * sizeof(float);
     pthread_mutex_unlock(&s->mu);
@@ -407,7 +417,9 @@ int pd_shard_push(pd_shard *s, int32_t worker, int64_t clock, uint64_t off,
     } else {
         /* state planes are len floats apart: a sub-range needs the stride */
         shard_job j = {s, NULL, g, a, 1.0f, s->steps + 1};
+        pthread_rwlock_wrlock(&s->vrw);
         pd_pool_for(s->pool, count, PD_APPLY_GRAIN, job_apply_async, &j);
+        pthread_rwlock_unlock(&s->vrw);
         if (complete) s->steps++;
     }
 counted:
@@ -460,10 +472,17 @@ int pd_shard_pull_emit(pd_shard *s, int32_t worker, int64_t clock, uint64_t off,
         if (clock - s->applied > s->stats.max_ahead)
             s->stats.max_ahead = clock - s->applied;
     }
-    emit(arg, s->params + (off - s->def.lo), count,
-         clocked(s) ? s->applied : 0);
+    /* Emit under the values' read lock only: pulls of several workers
+     * copy at once (the values cannot change: every writer holds the
+     * write lock), and pushes may stage and sum meanwhile. */
+    int64_t applied = clocked(s) ? s->applied : 0;
     s->stats.pulls++;
     s->stats.bytes_out += count * sizeof(float);
+    pthread_rwlock_rdlock(&s->vrw);
+    pthread_mutex_unlock(&s->mu);
+    emit(arg, s->params + (off - s->def.lo), count, applied);
+    pthread_rwlock_unlock(&s->vrw);
+    return 0;
 out:
     pthread_mutex_unlock(&s->mu);
     return rc;

@@ -111,6 +111,9 @@ typedef struct pd_shard_stats {
 typedef struct pd_shard {
     pthread_mutex_t mu; /* guards every field below that changes */
     pthread_cond_t cv;  /* signalled when `applied` grows or on stop */
+    pthread_rwlock_t vrw; /* the contents of params and state: written
+                         * with mu held and vrw write-locked; a pull's
+                         * copy holds only the read lock (order: mu, vrw) */
     uint32_t id;
     pd_pool *pool;      /* the server's apply threads (NULL: inline);
                          * not owned, outlives the shard */
@@ -155,7 +158,8 @@ int pd_shard_push(pd_shard *s, int32_t worker, int64_t clock, uint64_t off,
 int pd_shard_pull(pd_shard *s, int32_t worker, int64_t clock, uint64_t off,
                   uint64_t count, float *dst, pd_err *e);
 /* The same wait, then emit(arg, values, count, applied) is called under the
- * shard's lock with a pointer to the values themselves (and the applied
+ * values' read lock (not the shard's mutex) with a pointer to the values
+ * themselves (and the applied
  * clock, 0 for async tables): it may copy them out or hand them to a
  * non-blocking send, and must not block or call back into the shard. */
 typedef void (*pd_emit_fn)(void *arg, const float *v, uint64_t count,
