@@ -311,6 +311,15 @@ out:
     return rc;
 }
 
+int pd_metrics_finish_run(pd_metrics **m, const char *run_dir,
+                          const char *json_object_text, char *err, size_t errlen) {
+    pd_metrics_close(*m);
+    *m = NULL;
+    if (pd_metrics_write_run_json(run_dir, json_object_text, err, errlen) != 0) return -1;
+    printf("metrics: %s/metrics.csv, %s/%s\n", run_dir, run_dir, PD_RUN_JSON_FILE);
+    return 0;
+}
+
 /* ==== JSON top-level field scanner ===================================== */
 
 typedef struct jcur {

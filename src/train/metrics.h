@@ -96,6 +96,12 @@ void pd_metrics_close(pd_metrics *m);
 int pd_metrics_write_run_json(const char *run_dir, const char *json_object_text,
                               char *err, size_t errlen);
 
+/* The end of a training run's output, the same for every model: close
+ * *m (and set it to NULL), write run.json as above, and print where the
+ * metrics and run.json are.  0, or -1 with the reason in err. */
+int pd_metrics_finish_run(pd_metrics **m, const char *run_dir,
+                          const char *json_object_text, char *err, size_t errlen);
+
 /* ==== Reader ============================================================ */
 
 /*

@@ -412,10 +412,7 @@ int pd_mf_worker(const pd_train_cfg *cfg, paramd_client *c, char *err, size_t er
                      "\"noise\": %.9g, \"wall_s\": %.3f}\n",
                      cfg->consistency, W, cfg->consistency, W, S, B, D, cfg->rule, cfg->lr, l2,
                      (long long)total, (long long)R.n, ts, base, cfg->data ? 0.0 : sigma, wall);
-            pd_metrics_close(metrics);
-            metrics = NULL;
-            if (pd_metrics_write_run_json(cfg->out, json, err, errlen) != 0) goto out;
-            printf("metrics: %s/metrics.csv, %s/run.json\n", cfg->out, cfg->out);
+            if (pd_metrics_finish_run(&metrics, cfg->out, json, err, errlen) != 0) goto out;
         }
         fflush(stdout);
     }

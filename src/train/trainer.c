@@ -436,10 +436,7 @@ int pd_train_worker(const pd_train_cfg *cfg, paramd_client *c, char *err,
                      lr, cfg->lr_decay, lr_final, comm ? "on" : "off", cfg->rule, (double)total / spe, (long long)total,
                      (unsigned long long)cfg->seed, n, ta, tl, wall, samples / train_s, R.eval_s,
                      pushed, pulled, t_pull, t_comp, t_push, pd_blas_info());
-            pd_metrics_close(R.metrics);
-            R.metrics = NULL;
-            if (pd_metrics_write_run_json(cfg->out, json, err, errlen) != 0) goto out;
-            printf("metrics: %s/metrics.csv, %s/run.json\n", cfg->out, cfg->out);
+            if (pd_metrics_finish_run(&R.metrics, cfg->out, json, err, errlen) != 0) goto out;
             write_plot(cfg->out, label);
         }
         fflush(stdout);

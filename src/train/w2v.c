@@ -623,10 +623,7 @@ int pd_w2v_worker(const pd_train_cfg *cfg, paramd_client *c, char *err, size_t e
                      cfg->consistency, W, cfg->consistency, W, S, B, D, win, K, cfg->rule,
                      cfg->lr, (long long)total, V, (long long)C.nwords,
                      pairs_all ? loss_all / pairs_all : 0.0, wall);
-            pd_metrics_close(metrics);
-            metrics = NULL;
-            if (pd_metrics_write_run_json(cfg->out, json, err, errlen) != 0) goto out;
-            printf("metrics: %s/metrics.csv, %s/run.json\n", cfg->out, cfg->out);
+            if (pd_metrics_finish_run(&metrics, cfg->out, json, err, errlen) != 0) goto out;
         }
         fflush(stdout);
     }
