@@ -41,7 +41,7 @@ static pd_sparse *mk(const char *spec, uint32_t dim, int32_t W, int32_t index,
                      int32_t S) {
     pd_table_def d = sparse_def(spec, dim);
     pd_err e = {0};
-    pd_sparse *t = pd_sparse_create(1, &d, W, index, S, &e);
+    pd_sparse *t = pd_sparse_create(1, &d, W, index, S, NULL, &e);
     if (!t) CHECK_FAIL_("create: %s", e.msg);
     return t;
 }
@@ -616,7 +616,63 @@ static void test_join(void) {
     printf("ok: joins: counted from the join clock, exact sums, elastic=no\n");
 }
 
+/* The apply threads change nothing but speed: pushes of many rows (with
+ * duplicate keys, new and old rows; async, and sync with mean over two
+ * workers) through adam give the same rows, bit for bit, with a pool of 3
+ * threads as with none. */
+static void run_rows_pushes(const char *spec, pd_pool *pool, float *out, uint64_t nkeys) {
+    enum { DIM = 32, N = 30000 };
+    pd_table_def d = sparse_def(spec, DIM);
+    pd_err e = {0};
+    pd_sparse *t = pd_sparse_create(1, &d, 2, 0, 1, pool, &e);
+    if (!t) CHECK_FAIL_("create: %s", e.msg);
+    uint64_t *keys = malloc(N * sizeof *keys);
+    float *g = malloc((size_t)N * DIM * sizeof(float));
+    CHECK(keys && g);
+    for (int64_t c = 0; c < 3; c++)
+        for (int32_t w = 0; w < 2; w++) {
+            for (uint64_t i = 0; i < N; i++) {
+                keys[i] = (i * 7919 + (uint64_t)c * 131 + (uint64_t)w) % nkeys; /* repeats */
+                for (int k = 0; k < DIM; k++)
+                    g[i * DIM + k] = (float)((i + (uint64_t)k * 3 + (uint64_t)w) % 17) / 8.0f - 1.0f;
+            }
+            if (pd_sparse_push(t, w, c, keys, N, g, &e) != 0) CHECK_FAIL_("push: %s", e.msg);
+        }
+    for (uint64_t k = 0; k < nkeys; k++) keys[k % N] = k;
+    if (pd_sparse_pull(t, -1, 0, keys, nkeys < N ? nkeys : N, out, &e) != 0)
+        CHECK_FAIL_("pull: %s", e.msg);
+    pd_sparse_destroy(t);
+    free(keys), free(g);
+}
+
+static void test_pool_same_rows(void) {
+    static const char *const specs[] = {"consistency=async rule=adam lr=0.01",
+                                        "consistency=sync rule=adam lr=0.01"};
+    enum { DIM = 32, NK = 20000 };
+    float *a = malloc((size_t)NK * DIM * sizeof(float)), *b = malloc((size_t)NK * DIM * sizeof(float));
+    CHECK(a && b);
+    pd_pool *pool = pd_pool_create(3);
+    CHECK(pool != NULL);
+    for (size_t k = 0; k < 2; k++) {
+        run_rows_pushes(specs[k], NULL, a, NK);
+        run_rows_pushes(specs[k], pool, b, NK);
+        for (uint64_t i = 0; i < (uint64_t)NK * DIM; i++)
+            if (a[i] != b[i])
+                CHECK_FAIL_("%s: float %llu is %.9g alone, %.9g with the pool", specs[k],
+                            (unsigned long long)i, a[i], b[i]);
+        int moved = 0;
+        for (uint64_t i = 0; i < (uint64_t)NK * DIM && !moved; i++) moved = a[i] != 0;
+        CHECK(moved);
+    }
+    uint64_t par, busy;
+    pd_pool_counts(pool, &par, &busy);
+    CHECK(par > 0);
+    pd_pool_destroy(pool);
+    free(a), free(b);
+}
+
 int main(void) {
+    test_pool_same_rows();
     test_keymap();
     test_jump_hash();
     test_init_rows();

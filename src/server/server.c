@@ -405,7 +405,7 @@ static int on_sparse_create(srv_conn *sc, const pd_hdr *h,
         return reply_err(sc, h, &e);
     }
     if (!t) {
-        t = pd_sparse_create(h->table, d, s->W, s->index, s->S, &e);
+        t = pd_sparse_create(h->table, d, s->W, s->index, s->S, s->pool, &e);
         if (!t) {
             pthread_mutex_unlock(&s->mu);
             return reply_err(sc, h, &e);

@@ -66,7 +66,7 @@ void pd_sparse_init_row(const pd_table_def *d, uint64_t key, float *row) {
 /* ==== Create and destroy ================================================ */
 
 pd_sparse *pd_sparse_create(uint32_t id, const pd_table_def *def, int32_t W,
-                            int32_t index, int32_t S, pd_err *e) {
+                            int32_t index, int32_t S, pd_pool *pool, pd_err *e) {
     if (def->kind != PD_TABLE_SPARSE || def->n == 0 ||
         def->n > PD_MAX_SPARSE_DIM || W < 1 || S < 1 || index < 0 ||
         index >= S) {
@@ -80,6 +80,7 @@ pd_sparse *pd_sparse_create(uint32_t id, const pd_table_def *def, int32_t W,
         return NULL;
     }
     t->id = id;
+    t->pool = pool;
     t->def = *def;
     t->dim = (uint32_t)def->n;
     t->W = W, t->index = index, t->S = S;
@@ -326,30 +327,6 @@ oom:
                      "table %u: out of memory for the sums of a clock", t->id);
 }
 
-/* Apply every complete clock, in order. */
-static void apply_ready(pd_sparse *t) {
-    for (;;) {
-        pd_sparse_slot *sl = t->slots[t->applied % t->window];
-        if (!sl || !sl->active || sl->clock != t->applied ||
-            sl->ncount < pd_members_need(&t->mem, t->applied, t->def.backup))
-            return;
-        float inv = t->def.aggregate == PD_AGG_MEAN && sl->ndone > 1
-                        ? 1.0f / (float)sl->ndone
-                        : 1.0f;
-        for (size_t en = 0; en < sl->nent; en++) {
-            float *g = sl->sum + en * t->dim;
-            if (inv != 1.0f)
-                for (uint32_t j = 0; j < t->dim; j++) g[j] *= inv;
-            apply_row(t, sl->row[en], g);
-        }
-        sl->active = 0;
-        t->applied++;
-        pthread_cond_broadcast(&t->cv);
-    }
-}
-
-/* ==== Push and pull ===================================================== */
-
 /* CPU time of the calling thread: what a push costs the server, whatever
  * else runs on the machine (wall time would count the time the thread
  * waits for a core). */
@@ -358,6 +335,63 @@ static int64_t thread_cpu_ns(void) {
     clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
     return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
 }
+
+/* ==== Rows in parallel ==================================================
+ * The rows of an async push, and the entries of a clock being applied,
+ * are distinct rows (resolve() folded duplicate keys), so their updates
+ * touch disjoint memory (the row, its state, its meta) and run on the
+ * server's apply threads (pool.h) in parts of about 64 Ki floats, under
+ * the table's lock held by the calling connection thread.  The CPU time
+ * the pool's threads spend is added to push_cpu_ns with the caller's. */
+
+typedef struct row_job {
+    pd_sparse *t;
+    pd_sparse_slot *sl;  /* apply: the clock's slot */
+    const float *g;      /* async push: the gradients, request order */
+    int dups;            /* async push: ridx has PD_KEYMAP_NONE holes */
+    float inv;           /* apply: mean scale (1: none) */
+    pthread_t caller;
+    int64_t helper_ns;   /* atomic: CPU time of the pool's threads */
+} row_job;
+
+static void run_rows(pd_sparse *t, uint64_t n, pd_pool_fn fn, row_job *j) {
+    uint64_t grain = (64u << 10) / t->dim;
+    pd_pool_for(t->pool, n, grain ? grain : 1, fn, j);
+    t->stats.push_cpu_ns += (uint64_t)j->helper_ns;
+}
+
+static void job_apply_slot(void *arg, uint64_t lo, uint64_t hi) {
+    row_job *j = arg;
+    pd_sparse *t = j->t;
+    pd_sparse_slot *sl = j->sl;
+    int64_t c0 = pthread_equal(pthread_self(), j->caller) ? -1 : thread_cpu_ns();
+    for (uint64_t en = lo; en < hi; en++) {
+        float *g = sl->sum + en * t->dim;
+        if (j->inv != 1.0f)
+            for (uint32_t k = 0; k < t->dim; k++) g[k] *= j->inv;
+        apply_row(t, sl->row[en], g);
+    }
+    if (c0 >= 0) __atomic_add_fetch(&j->helper_ns, thread_cpu_ns() - c0, __ATOMIC_RELAXED);
+}
+
+/* Apply every complete clock, in order. */
+static void apply_ready(pd_sparse *t) {
+    for (;;) {
+        pd_sparse_slot *sl = t->slots[t->applied % t->window];
+        if (!sl || !sl->active || sl->clock != t->applied ||
+            sl->ncount < pd_members_need(&t->mem, t->applied, t->def.backup))
+            return;
+        row_job j = {t, sl, NULL, 0, 1.0f, pthread_self(), 0};
+        if (t->def.aggregate == PD_AGG_MEAN && sl->ndone > 1) j.inv = 1.0f / (float)sl->ndone;
+        run_rows(t, sl->nent, job_apply_slot, &j);
+        sl->active = 0;
+        t->applied++;
+        pthread_cond_broadcast(&t->cv);
+    }
+}
+
+/* ==== Push and pull ===================================================== */
+
 
 /* Every key belongs to this server.  No lock needed: S and index never
  * change. */
@@ -379,13 +413,22 @@ static int check_keys(const pd_sparse *t, const uint64_t *keys, uint64_t n,
 
 /* Async: apply once per row (resolve summed the duplicates, if any, into
  * their first occurrence and marked the others PD_KEYMAP_NONE). */
-static void push_async(pd_sparse *t, uint64_t n, const float *g, int dups) {
+static void job_push_async(void *arg, uint64_t lo, uint64_t hi) {
+    row_job *j = arg;
+    pd_sparse *t = j->t;
     const uint32_t *ridx = t->ridx;
-    for (uint64_t i = 0; i < n; i++) {
-        if (i + PREFETCH < n && ridx[i + PREFETCH] != PD_KEYMAP_NONE)
+    int64_t c0 = pthread_equal(pthread_self(), j->caller) ? -1 : thread_cpu_ns();
+    for (uint64_t i = lo; i < hi; i++) {
+        if (i + PREFETCH < hi && ridx[i + PREFETCH] != PD_KEYMAP_NONE)
             prefetch_row(t, ridx[i + PREFETCH]);
-        if (!dups || ridx[i] != PD_KEYMAP_NONE) apply_row(t, ridx[i], g + i * t->dim);
+        if (!j->dups || ridx[i] != PD_KEYMAP_NONE) apply_row(t, ridx[i], j->g + i * t->dim);
     }
+    if (c0 >= 0) __atomic_add_fetch(&j->helper_ns, thread_cpu_ns() - c0, __ATOMIC_RELAXED);
+}
+
+static void push_async(pd_sparse *t, uint64_t n, const float *g, int dups) {
+    row_job j = {t, NULL, g, dups, 1.0f, pthread_self(), 0};
+    run_rows(t, n, job_push_async, &j);
 }
 
 /* Sync/ssp: add the push into slot `sl` (room reserved). */

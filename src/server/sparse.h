@@ -53,6 +53,7 @@
 #include <stdint.h>
 
 #include "common/keymap.h"
+#include "common/pool.h"
 #include "server/members.h"
 #include "server/rules.h"
 #include "wire/wire.h"
@@ -93,6 +94,8 @@ typedef struct pd_sparse {
     pthread_mutex_t mu; /* guards every field below that changes */
     pthread_cond_t cv;  /* signalled when `applied` grows or on stop */
     uint32_t id;
+    pd_pool *pool;      /* the server's apply threads (NULL: inline); not
+                         * owned */
     pd_table_def def;   /* immutable after create; def.n is the dim */
     pd_rule rule;       /* immutable after create */
     uint32_t dim;
@@ -119,10 +122,12 @@ typedef struct pd_sparse {
 } pd_sparse;
 
 /* Create this server's part (server `index` of S) of sparse table `id`
- * with W workers.  NULL with the reason in e (PARAMD_ENOMEM, PARAMD_EINVAL
+ * with W workers; the rows of a push or a clock are applied on `pool`
+ * (NULL: on the calling thread).  NULL with the reason in e (PARAMD_ENOMEM, PARAMD_EINVAL
  * for a bad definition, rule or plugin). */
 pd_sparse *pd_sparse_create(uint32_t id, const pd_table_def *def, int32_t W,
-                            int32_t index, int32_t S, pd_err *e);
+                            int32_t index, int32_t S,
+                            pd_pool *pool, pd_err *e);
 void pd_sparse_destroy(pd_sparse *t); /* NULL-safe */
 /* 1 if def describes the same table (for an idempotent TABLE_CREATE). */
 int pd_sparse_same_def(const pd_sparse *t, const pd_table_def *def);
