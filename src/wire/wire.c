@@ -356,8 +356,8 @@ int pd_batch_next(const uint8_t *p, size_t len, size_t *off, size_t index,
     size_t at = *off, left = at <= len ? len - at : 0;
     if (left < PD_HDR_SIZE)
         return pd_seterr(e, PARAMD_EPROTO,
-                         "%zu bytes at byte %zu of the batch, after inner frame "
-                         "%zu, are not a whole %d-byte header",
+                         "%zu bytes at byte %zu of the batch, where inner frame "
+                         "%zu would start, are not a whole %d-byte header",
                          left, at, index, PD_HDR_SIZE);
     pd_err he = {0};
     /* No payload limit here: what is left in the batch bounds it below. */
