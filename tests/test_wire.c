@@ -257,6 +257,10 @@ static void test_batch(void) {
     /* zero inner frames */
     CHECK_INT_EQ(parse(b.p, 0, &n, &e), PARAMD_EPROTO);
     CHECK(strstr(e.msg, "no inner frames"));
+    /* under one header, items (room for len / 40 = 0) may be NULL: found
+     * by the live fuzz in tool_badframes under UBSan */
+    for (size_t len = 0; len < PD_HDR_SIZE; len++)
+        CHECK_INT_EQ(pd_batch_parse(b.p, len, NULL, &n, &e), PARAMD_EPROTO);
     /* every cut: valid only at a frame boundary (a shorter batch) */
     size_t ends[5], at = 0;
     for (int i = 0; i < 5; i++) ends[i] = at = items[i].off + (size_t)items[i].h.len;

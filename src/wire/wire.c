@@ -398,11 +398,14 @@ int pd_batch_parse(const uint8_t *p, size_t len, pd_batch_item *items,
     if (len == 0)
         return pd_seterr(e, PARAMD_EPROTO, "a BATCH with no inner frames");
     while (off < len) {
-        /* k < len / PD_HDR_SIZE: every frame before took PD_HDR_SIZE bytes
-         * or more, and this one has that many left (pd_batch_next). */
-        int rc = pd_batch_next(p, len, &off, k, 0, &items[k].h, e);
+        pd_hdr h;
+        int rc = pd_batch_next(p, len, &off, k, 0, &h, e);
         if (rc) return rc;
-        items[k].off = off - (size_t)items[k].h.len;
+        /* k < len / PD_HDR_SIZE: every frame took PD_HDR_SIZE bytes or
+         * more, this one included, so items has room (and is touched only
+         * here: it may be NULL when len < PD_HDR_SIZE). */
+        items[k].h = h;
+        items[k].off = off - (size_t)h.len;
         k++;
     }
     *n = k;
