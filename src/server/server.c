@@ -538,10 +538,15 @@ reject:
  * into it, its reply (error replies included) is appended to sc->bout.
  * The replies go back as one BATCH reply, in one write.
  *
- * Why the payload is always copied, even over shared memory where it could
- * be read in place from the ring: the worker can write the ring at any
- * time, and a batch's structure (inner lengths, pull counts) is checked
- * once and used afterwards.  A private copy makes the check hold.
+ * Over shared memory the batch is used in place in the ring (pd_conn_peek,
+ * when it lies contiguous there), saving a copy of up to PD_MAX_BATCH
+ * bytes.  The worker can write the ring at any time, so nothing checked
+ * may be read twice: the inner headers are decoded once into sc->items
+ * and only those copies are used afterwards, and each handler reads each
+ * byte of its payload once (an offset, a count, keys into sc->buf) and
+ * checks what it read, as it does for a frame read from the ring.  Floats
+ * that change while they are applied change only their own values, as
+ * with the zero-copy push path.
  *
  * Memory: bin, items and bout belong to the connection and only grow (to
  * PD_MAX_BATCH, PD_MAX_BATCH / PD_HDR_SIZE items, and the largest reply);
@@ -593,7 +598,13 @@ static int on_batch(srv_conn *sc, const pd_hdr *h) {
         pd_seterr(&e, PARAMD_ENOMEM, "out of memory for a %zu-byte BATCH", len);
         return reply_err(sc, h, &e);
     }
-    if ((rc = pd_conn_read(sc->conn, sc->bin, len, 0, &sc->ioerr))) return rc;
+    /* In place where the transport allows it (shared memory), else into
+     * the connection's buffer: one read either way. */
+    const void *pv = NULL;
+    int peeked = pd_conn_peek(sc->conn, len, &pv, &sc->ioerr);
+    if (peeked < 0) return peeked;
+    if (!peeked && (rc = pd_conn_read(sc->conn, sc->bin, len, 0, &sc->ioerr))) return rc;
+    const uint8_t *in = peeked ? pv : sc->bin;
     size_t n = 0;
     if (h->table != 0 || h->clock != 0 || h->status != 0)
         rc = pd_seterr(&e, PARAMD_EPROTO,
@@ -601,7 +612,8 @@ static int on_batch(srv_conn *sc, const pd_hdr *h) {
                        "(all must be 0)",
                        h->table, (long long)h->clock, h->status);
     else
-        rc = pd_batch_parse(sc->bin, len, sc->items, &n, &e);
+        rc = pd_batch_parse(in, len, sc->items, &n, &e);
+    if (peeked && rc) pd_conn_consume(sc->conn, len);
     if (rc) {
         /* The stream itself is fine, but a peer that sends this is broken:
          * answer, then close, as for a bad header.  Nothing ran. */
@@ -617,9 +629,10 @@ static int on_batch(srv_conn *sc, const pd_hdr *h) {
     sc->io = &mem.conn;
     sc->pull_room = PD_MAX_BATCH;
     for (size_t i = 0; i < n && rc == 0; i++) {
-        pd_mem_reset(&mem, sc->bin + sc->items[i].off, (size_t)sc->items[i].h.len);
+        pd_mem_reset(&mem, in + sc->items[i].off, (size_t)sc->items[i].h.len);
         rc = batch_inner(sc, &sc->items[i].h);
     }
+    if (peeked) pd_conn_consume(sc->conn, len);
     sc->io = sc->conn;
     sc->pull_room = UINT64_MAX;
     if (rc) return rc; /* the replies could not be built: out of memory */
