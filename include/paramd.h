@@ -112,7 +112,7 @@ typedef struct paramd_request paramd_request;
  *                           as one frame (a BATCH): a frame of at most N
  *                           bytes, or a pull of at most N bytes of values,
  *                           waits in its server's outbox until the outbox
- *                           is full (256 KiB), a larger request goes to
+ *                           is full (64 KiB), a larger request goes to
  *                           that server, or anything waits (paramd_wait,
  *                           every blocking call, paramd_clock,
  *                           paramd_barrier, paramd_close); pulls of sync
