@@ -34,3 +34,16 @@ PARAMD_COORDINATOR=$COORD PARAMD_RANK=0 "$BUILD/tests/tool_batch" 16384 1 >"$TMP
 expect_line "$TMP/stats" "^  worker connections tcp [0-9]+ shm [0-9]+ batches [1-9][0-9]* batched [1-9][0-9]*$"
 expect_line "$TMP/stats" "^  batches [1-9][0-9]* batched [1-9][0-9]* \(all servers\)$"
 pass "paramd stats shows the batch counters"
+
+# the link breaks with batches in flight: a server that loses its third
+# reply (the first BATCH's) and closes the connection
+start_coordinator 1 1
+"$PARAMD" server --coordinator "$COORD" --fault send_fail=3 >"$TMP/fserver.log" 2>&1 &
+FSERVER=$!; PIDS+=($FSERVER)
+PARAMD_COORDINATOR=$COORD PARAMD_RANK=0 timeout 60 "$BUILD/tests/tool_batch" lost >"$TMP/lost" 2>&1 \
+  || { cat "$TMP/lost"; fail "tool_batch lost"; }
+expect_line "$TMP/lost" "^batch lost ok: 20 requests failed with the link"
+# the worker left, so the cluster ends by itself: cleanly, if the server
+# survived its own fault
+wait "$FSERVER" || fail "the server exited non-zero: $(cat "$TMP/fserver.log")"
+pass "a broken link fails every request of its batches: $(grep ^first: "$TMP/lost")"

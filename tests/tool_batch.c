@@ -27,6 +27,14 @@
  *      the W*R*64 async pushes went inside batches; off, none did.
  * It also checks that a bad coalesce_bytes= is refused with a message.
  * Prints "batch ok: ..." and exits 0, or a message and 1.
+ *
+ *   tool_batch lost
+ *
+ * Against a server started with --fault send_fail=3 (its HELLO and
+ * TABLE_CREATE replies go out, the reply to the first BATCH does not, and
+ * the connection closes): 16 async 4 KiB pushes and 4 small pulls, all in
+ * batches, must each fail with an error naming the server; none may hang
+ * and the process may not crash.  Prints "batch lost ok: ...".
  */
 #include <pthread.h>
 #include <stdio.h>
@@ -146,7 +154,38 @@ static void *finish(void *arg) {
     return NULL;
 }
 
+/* tool_batch lost: the link breaks with batches in flight. */
+static int lost(void) {
+    if (paramd_connect(&c, NULL)) FAIL("connect: %s", paramd_last_error(NULL));
+    paramd_table *t;
+    static float g[BLOCK], v[4][16];
+    paramd_request *q[20];
+    MUST(paramd_table_open(c, "lost", 16 * BLOCK, "rule=add", NULL, &t));
+    for (int b = 0; b < 16; b++)
+        MUST(paramd_push_async(t, (uint64_t)b * BLOCK, BLOCK, g, &q[b]));
+    for (int k = 0; k < 4; k++) MUST(paramd_pull_async(t, (uint64_t)k * 16, 16, v[k], &q[16 + k]));
+    int failed = 0;
+    for (int k = 0; k < 20; k++) {
+        int rc = paramd_wait(q[k]);
+        if (rc == 0) FAIL("request %d succeeded after its batch's reply was lost", k);
+        if (!strstr(paramd_last_error(c), "server 0"))
+            FAIL("request %d: %s: '%s' does not name the server", k, paramd_err_name(rc),
+                 paramd_last_error(c));
+        if (k == 0) printf("first: %s: %s\n", paramd_err_name(rc), paramd_last_error(c));
+        failed++;
+    }
+    /* later requests to the dead link fail at once, in or out of batches */
+    paramd_request *r2;
+    MUST(paramd_push_async(t, 0, BLOCK, g, &r2));
+    if (paramd_wait(r2) == 0) FAIL("a push to a dead link succeeded");
+    if (paramd_push(t, 0, 16 * BLOCK, g) == 0) FAIL("a blocking push to a dead link succeeded");
+    printf("batch lost ok: %d requests failed with the link\n", failed);
+    paramd_close(c);
+    return 0;
+}
+
 int main(int argc, char **argv) {
+    if (argc == 2 && !strcmp(argv[1], "lost")) return lost();
     if (argc != 3) {
         fprintf(stderr, "usage: tool_batch COALESCE_BYTES THREADS\n");
         return 2;

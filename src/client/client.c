@@ -99,7 +99,8 @@ typedef struct pending {
     float *out;
     uint32_t dim;
     char *text;      /* STATS: the reply's text (PD_MAX_CTRL_PAYLOAD+1) */
-    /* BATCH: the marker queued just before the frames of one batch. */
+    /* BATCH: the marker queued just before the frames of one batch; it
+     * belongs to no request (req is NULL). */
     uint32_t nbatch; /* inner frames right after it in the FIFO */
     uint64_t bound;  /* the largest reply those frames can get */
 } pending;
@@ -335,6 +336,7 @@ static void link_fail_all(link *l, int code, const char *msg) {
         pending p = l->q[l->qhead];
         l->qhead = (l->qhead + 1) % l->qcap;
         l->qlen--;
+        if (!p.req) continue; /* a BATCH marker: its frames follow it */
         pthread_mutex_unlock(&l->q_mu);
         req_done(p.req, code, l->dead_msg);
         pthread_mutex_lock(&l->q_mu);
