@@ -593,10 +593,14 @@ static int on_batch(srv_conn *sc, const pd_hdr *h) {
     pd_err e = {0};
     size_t len = (size_t)h->len; /* <= PD_MAX_BATCH: pd_hdr_decode */
     int rc;
-    if (batch_room(sc, len) != 0) { /* well framed: refuse it, keep going */
-        if ((rc = pd_conn_skip(sc->conn, h->len, &sc->ioerr))) return rc;
+    if (batch_room(sc, len) != 0) {
+        /* A refused BATCH always ends its connection (the client fails
+         * the whole link on it), as a malformed one does below. */
         pd_seterr(&e, PARAMD_ENOMEM, "out of memory for a %zu-byte BATCH", len);
-        return reply_err(sc, h, &e);
+        pd_log(PD_LOG_WARN, "closing connection from %s (rank %d): %s",
+               sc->conn->peer, sc->rank, e.msg);
+        pd_send_error(sc->conn, h, e.code, e.msg);
+        return PARAMD_ENOMEM;
     }
     /* In place where the transport allows it (shared memory), else into
      * the connection's buffer: one read either way. */
