@@ -108,6 +108,18 @@ typedef struct paramd_request paramd_request;
  *   timeout_ms=N            connect/rendezvous timeout (default 30000)
  *   chunk_bytes=N           large requests are cut into frames of N bytes
  *                           (4096..2^30, default 1 MiB)
+ *   coalesce_bytes=N        small requests to one server are sent together
+ *                           as one frame (a BATCH): a frame of at most N
+ *                           bytes, or a pull of at most N bytes of values,
+ *                           waits in its server's outbox until the outbox
+ *                           is full (64 KiB), a larger request goes to
+ *                           that server, or anything waits (paramd_wait,
+ *                           every blocking call, paramd_clock,
+ *                           paramd_barrier, paramd_close); pulls of sync
+ *                           and ssp tables always go at once.  0 turns it
+ *                           off; else 64..65536 (default 16384).  See the
+ *                           asynchronous variants below for what it means
+ *                           to a program.
  *   transport=T             else $PARAMD_TRANSPORT, else auto: shared
  *                           memory to servers on this host, TCP to the
  *                           others; tcp: TCP only; shm: shared memory to
@@ -194,11 +206,22 @@ PARAMD_API int paramd_push(paramd_table *t, uint64_t offset, uint64_t count,
                            const float *grad);
 
 /*
- * Asynchronous variants.  They send the request and return a handle in
+ * Asynchronous variants.  They issue the request and return a handle in
  * *req; paramd_wait() completes it.  For pull, dst must stay valid and
  * untouched until paramd_wait returns.  For push, grad must stay valid and
  * untouched until paramd_wait returns.  If the call fails, *req is NULL and
  * nothing is pending.  Thread-safe.
+ *
+ * A small request (see coalesce_bytes= in paramd_connect) is not sent at
+ * once: it waits in its server's outbox, so that a window of small
+ * requests goes out in a few frames, and it is sent at the latest when
+ * this client next waits for anything (paramd_wait on any handle, any
+ * blocking call), or calls paramd_clock, paramd_barrier or paramd_close.
+ * So a program that issues small async requests and then computes before
+ * waiting overlaps nothing with them; to overlap, wait on one handle,
+ * connect with coalesce_bytes=0, or make the requests larger.  Requests to
+ * one server still reach it in the order they were issued, and each one's
+ * result (an error too) is its own, exactly as without coalescing.
  */
 PARAMD_API int paramd_pull_async(paramd_table *t, uint64_t offset,
                                  uint64_t count, float *dst,
@@ -208,7 +231,9 @@ PARAMD_API int paramd_push_async(paramd_table *t, uint64_t offset,
                                  paramd_request **req);
 
 /* Wait for a request to finish, free it, and return its result.  Every
- * handle must be waited exactly once.  Thread-safe. */
+ * handle must be waited exactly once.  Small requests of this client still
+ * in an outbox (of any thread, to any server) are sent first.
+ * Thread-safe. */
 PARAMD_API int paramd_wait(paramd_request *req);
 
 /* ==== Sparse tables ===================================================== */
@@ -293,7 +318,8 @@ PARAMD_API int paramd_table_stat(paramd_table *t, int32_t server,
 /* ==== Clocks and barriers ============================================= */
 
 /* Advance the client's clock by one and return the new clock (>= 1).  The
- * clock starts at 0.  Not thread-safe with push/pull on the same client. */
+ * clock starts at 0.  Small requests still in an outbox are sent first.
+ * Not thread-safe with push/pull on the same client. */
 PARAMD_API int64_t paramd_clock(paramd_client *c);
 /* Move the client's clock forward to `clock` (never back); returns the
  * new clock.  Not thread-safe with push/pull on the same client. */

@@ -2,8 +2,9 @@
 # transports: tcp shm
 # Random bytes, truncated, oversized and lying frames sent to a live server
 # and coordinator (tests/tool_badframes.c checks each reply and that a
-# table's values never change); then the same cluster still serves a
-# correct run of the toy.
+# table's values never change), and BATCH frames: inner requests that fail
+# alone, malformed and fuzzed batches (over shared memory in the .shm
+# run); then the same cluster still serves a correct run of the toy.
 source "$(dirname "$0")/lib.sh"
 start_coordinator 1 2
 start_servers 1
@@ -23,4 +24,7 @@ wait "$COORD_PID" || fail "coordinator exited non-zero"
 wait "${SERVER_PIDS[0]}" || fail "server exited non-zero"
 expect_line "$TMP/server.0.log" "closing connection .*bad magic"
 expect_line "$TMP/server.0.log" "truncated frame"
+expect_line "$TMP/server.0.log" "closing connection .*malformed BATCH of [0-9]+ bytes: inner frame 2 .* is a BATCH"
+expect_line "$TMP/server.0.log" "closing connection .*malformed BATCH .*where inner frame [0-9]+ would start, are not a whole 40-byte header"
+expect_line "$TMP/server.0.log" "closing connection .*malformed BATCH .*a BATCH with no inner frames"
 pass "cluster shut down cleanly; reasons logged"

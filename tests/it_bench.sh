@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # paramd bench, in a tiny configuration: the JSON lines parse, every
 # expected configuration is there once with positive throughputs, latencies
-# and ratios, the pushed values were verified, and bad arguments give a
+# and ratios (and the small-request figure, coalescing on and off, once per
+# transport), the pushed values were verified, and bad arguments give a
 # clear message and exit 2.  No timing is asserted: this is a benchmark's
 # plumbing test, not a benchmark.
 source "$(dirname "$0")/lib.sh"
@@ -63,6 +64,15 @@ for tr in ("tcp", "shm"):
     for op in ("pull", "push"):
         for S, W in shapes:
             if (tr, op, S, W) not in lat: fail("missing latency %s %s S=%d W=%d" % (tr, op, S, W))
+small = {}
+for r in by.get("small", []):
+    if r["transport"] in small: fail("duplicate small record %s" % r)
+    small[r["transport"]] = r
+    pos(r, "reqs_on", "seconds_on", "reqs_per_s_on", "reqs_off", "seconds_off",
+        "reqs_per_s_off", "ratio_on_off")
+    if r["window"] != 64 or r["size"] != 4096 or r["servers"] != 1: fail("small: %s" % r)
+    if r["verified"] != 1: fail("small not verified: %s" % r)
+if sorted(small) != ["shm", "tcp"]: fail("small records for %s" % sorted(small))
 print("bench output ok: %d records" % len(recs))
 EOF
   elif command -v jq >/dev/null; then
@@ -71,6 +81,8 @@ EOF
     [ "$n" = 48 ] || fail "expected 48 verified dense records, got $n"
     n=$(jq -s '[.[] | select(.bench == "latency" and .p50_us > 0 and .ratio_p50 > 0)] | length' "$out")
     [ "$n" = 16 ] || fail "expected 16 latency records, got $n"
+    n=$(jq -s '[.[] | select(.bench == "small" and .reqs_per_s_on > 0 and .reqs_per_s_off > 0 and .verified == 1)] | length' "$out")
+    [ "$n" = 2 ] || fail "expected 2 small-request records, got $n"
   else
     fail "neither python3 nor jq is installed to parse JSON"
   fi
@@ -79,11 +91,14 @@ check || { cat "$out"; fail "bench output"; }
 pass "every configuration present, positive and verified"
 
 # key=value output and the readable table
-"$PARAMD" bench --quick --sizes 4K --servers 1 --workers 1 --seconds 0.02 --ops pull,latency \
+"$PARAMD" bench --quick --sizes 4K --servers 1 --workers 1 --seconds 0.02 --ops pull,latency,small \
     --transport tcp >"$TMP/kv.out" 2>"$TMP/kv.err" || { cat "$TMP/kv.err"; fail "key=value run"; }
 expect_line "$TMP/kv.out" '^bench=dense transport=tcp op=pull servers=1 workers=1 size=4096 reps=[0-9]+ '
 expect_line "$TMP/kv.out" '^bench=latency transport=tcp op=pull .* p50_us=[0-9.e+]+ '
 expect_line "$TMP/kv.out" '^dense throughput over TCP'
+expect_line "$TMP/kv.out" '^bench=small transport=tcp servers=1 workers=1 size=4096 window=64 .* reqs_per_s_on=[0-9.e+]+ .* reqs_per_s_off=[0-9.e+]+ ratio_on_off=[0-9.e+]+ verified=1$'
+expect_line "$TMP/kv.out" '^small requests: one worker, windows of 64 async 4 KiB pushes'
+expect_line "$TMP/kv.out" '^tcp +[0-9]+ +[0-9]+ +[0-9.]+x$'
 ! grep -Eq '^bench=dense .*op=push(pull)? ' "$TMP/kv.out" || fail "--ops pull,latency ran push"
 ! grep -q 'shm' "$TMP/kv.out" || fail "--transport tcp reported shm"
 pass "key=value lines and the table"
@@ -101,7 +116,7 @@ bad "--sizes: '2G' is not a size" --sizes 2G
 bad "--servers: '0' is not a number in 1..64" --servers 1,0
 bad "--workers: 'many' is not a number" --workers many
 bad "--seconds '-1' is not a number" --seconds -1
-bad "--ops: unknown 'fly'" --ops push,fly
+bad "--ops: unknown 'fly' \(push, pull, pushpull, latency, small\)" --ops push,fly
 bad "--transport: unknown 'rdma'" --transport rdma
 bad "--chunk-bytes '12' is not a size" --chunk-bytes 12
 bad "unrecognized option '--bogus'" --bogus

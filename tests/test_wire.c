@@ -1,6 +1,7 @@
 /*
  * test_wire.c - frame encode/decode/validation, the bounds-checked reader,
- * table specs, and dense partitioning.
+ * table specs, dense partitioning, and the validation of BATCH payloads
+ * (pd_batch_parse, pd_batch_next), fuzzed.
  */
 #include <stdint.h>
 #include <string.h>
@@ -177,6 +178,247 @@ static void test_errors(void) {
     CHECK_INT_EQ(paramd_version(), PARAMD_VERSION_HEX);
 }
 
+/* ==== Batches ========================================================== */
+
+/* Append one frame (header + len payload bytes of `fill`) to b. */
+static void put_frame(pd_buf *b, uint16_t type, uint64_t id, uint32_t table,
+                      int32_t status, int64_t clock, size_t len, uint8_t fill) {
+    pd_hdr h = {PD_MAGIC, PD_PROTO_VERSION, type, id, table, status, clock, len};
+    uint8_t hb[PD_HDR_SIZE];
+    pd_hdr_encode(&h, hb);
+    pd_put_bytes(b, hb, sizeof hb);
+    for (size_t i = 0; i < len; i++) pd_put_bytes(b, &fill, 1);
+}
+
+/* A valid batch of 5 inner requests of every allowed type. */
+static void good_batch(pd_buf *b) {
+    pd_buf_init(b);
+    put_frame(b, PD_MSG_PUSH, 1, 3, 0, 7, 8 + 16, 0x11);
+    put_frame(b, PD_MSG_PULL, 2, 3, 0, 7, 16, 0x22);
+    put_frame(b, PD_MSG_SET, 3, 3, 0, 0, 8 + 4, 0x33);
+    put_frame(b, PD_MSG_SPARSE_PUSH, 4, 5, 0, 7, 8 + 8 + 8, 0x44);
+    put_frame(b, PD_MSG_SPARSE_PULL, 5, 5, 0, 7, 8 + 8, 0x55);
+    CHECK(!b->oom);
+}
+
+static pd_batch_item items[PD_MAX_BATCH / PD_HDR_SIZE];
+
+/* Parse p[0..len); on success check the items tile the payload exactly. */
+static int parse(const uint8_t *p, size_t len, size_t *n, pd_err *e) {
+    memset(e, 0, sizeof *e);
+    int rc = pd_batch_parse(p, len, items, n, e);
+    if (rc) {
+        CHECK(e->code == rc && e->msg[0]); /* always a reason */
+        return rc;
+    }
+    size_t at = 0;
+    CHECK(*n >= 1 && *n <= len / PD_HDR_SIZE);
+    for (size_t i = 0; i < *n; i++) {
+        CHECK(items[i].off == at + PD_HDR_SIZE);
+        CHECK(pd_batch_allowed(items[i].h.type) && !(items[i].h.type & PD_REPLY));
+        CHECK(items[i].h.status == 0 && items[i].h.clock >= 0);
+        at = items[i].off + (size_t)items[i].h.len;
+        CHECK(at <= len);
+    }
+    CHECK(at == len);
+    return 0;
+}
+
+/* Rewrite the header of inner frame k of b (at byte off) through mut. */
+static void remake(pd_buf *b, size_t off, void (*mut)(pd_hdr *)) {
+    pd_hdr h;
+    pd_err e = {0};
+    pd_hdr_decode(b->p + off, &h, UINT64_MAX, &e);
+    mut(&h);
+    pd_hdr_encode(&h, b->p + off);
+}
+static void m_nested(pd_hdr *h) { h->type = PD_MSG_BATCH; }
+static void m_hello(pd_hdr *h) { h->type = PD_MSG_HELLO; }
+static void m_stats(pd_hdr *h) { h->type = PD_MSG_STATS; }
+static void m_create(pd_hdr *h) { h->type = PD_MSG_TABLE_CREATE; }
+static void m_join(pd_hdr *h) { h->type = PD_MSG_WORKER_JOIN; }
+static void m_replytype(pd_hdr *h) { h->type = PD_MSG_PUSH | PD_REPLY; }
+static void m_status(pd_hdr *h) { h->status = PARAMD_EDUP; }
+static void m_overrun(pd_hdr *h) { h->len += 1000; }
+static void m_huge(pd_hdr *h) { h->len = UINT64_MAX; }
+static void m_huge_hello(pd_hdr *h) { h->type = PD_MSG_HELLO; h->len = 1ull << 40; }
+
+static void test_batch(void) {
+    pd_buf b;
+    pd_err e;
+    size_t n;
+    good_batch(&b);
+    CHECK_OK(parse(b.p, b.len, &n, &e));
+    CHECK_INT_EQ(n, 5);
+    CHECK_INT_EQ(items[1].h.type, PD_MSG_PULL);
+    CHECK_INT_EQ(items[1].h.id, 2);
+    CHECK_INT_EQ(items[1].off, PD_HDR_SIZE + 24 + PD_HDR_SIZE);
+    CHECK_INT_EQ(b.p[items[4].off], 0x55);
+    /* zero inner frames */
+    CHECK_INT_EQ(parse(b.p, 0, &n, &e), PARAMD_EPROTO);
+    CHECK(strstr(e.msg, "no inner frames"));
+    /* under one header, items (room for len / 40 = 0) may be NULL: found
+     * by the live fuzz in tool_badframes under UBSan */
+    for (size_t len = 0; len < PD_HDR_SIZE; len++)
+        CHECK_INT_EQ(pd_batch_parse(b.p, len, NULL, &n, &e), PARAMD_EPROTO);
+    /* every cut: valid only at a frame boundary (a shorter batch) */
+    size_t ends[5], at = 0;
+    for (int i = 0; i < 5; i++) ends[i] = at = items[i].off + (size_t)items[i].h.len;
+    for (size_t cut = 1; cut < b.len; cut++) {
+        int boundary = 0;
+        for (int i = 0; i < 5; i++) boundary |= cut == ends[i];
+        int rc = parse(b.p, cut, &n, &e);
+        if (boundary) CHECK_INT_EQ(rc, 0);
+        else CHECK_INT_EQ(rc, PARAMD_EPROTO);
+    }
+    /* trailing bytes: 1..39 after the last frame */
+    for (size_t extra = 1; extra < PD_HDR_SIZE; extra++) {
+        pd_buf t;
+        good_batch(&t);
+        for (size_t i = 0; i < extra; i++) pd_put_bytes(&t, "", 1);
+        CHECK_INT_EQ(parse(t.p, t.len, &n, &e), PARAMD_EPROTO);
+        CHECK(strstr(e.msg, "not a whole 40-byte header"));
+        pd_buf_free(&t);
+    }
+    /* forbidden types, each in the middle (frame 2, at ends[1]) */
+    struct { void (*mut)(pd_hdr *); const char *want; } bad[] = {
+        {m_nested, "is a BATCH"},       {m_hello, "is a HELLO"},
+        {m_stats, "is a STATS"},        {m_create, "is a TABLE_CREATE"},
+        {m_join, "is a WORKER_JOIN"},   {m_replytype, "is a PUSH|REPLY"},
+        {m_status, "with status -12"},  {m_overrun, "announces 1012 payload bytes"},
+        {m_huge, "announces"},          {m_huge_hello, "is a HELLO"},
+        {m_magic, "bad magic"},         {m_type, "unknown message type 999"},
+        {m_clock, "negative clock"},
+    };
+    for (size_t k = 0; k < sizeof bad / sizeof bad[0]; k++) {
+        pd_buf t;
+        good_batch(&t);
+        remake(&t, ends[1], bad[k].mut);
+        CHECK_INT_EQ(parse(t.p, t.len, &n, &e), PARAMD_EPROTO);
+        if (!strstr(e.msg, bad[k].want) || !strstr(e.msg, "inner frame 2"))
+            CHECK_FAIL_("case %zu: message '%s' lacks '%s'", k, e.msg, bad[k].want);
+        pd_buf_free(&t);
+    }
+    {
+        pd_buf t;
+        good_batch(&t);
+        remake(&t, 0, m_version);
+        CHECK_INT_EQ(parse(t.p, t.len, &n, &e), PARAMD_EVERSION);
+        CHECK(strstr(e.msg, "inner frame 0") && strstr(e.msg, "version 99"));
+        pd_buf_free(&t);
+    }
+    /* replies: pd_batch_next with reply set takes error replies of
+     * allowed types and refuses requests */
+    {
+        pd_buf r;
+        pd_buf_init(&r);
+        put_frame(&r, PD_MSG_PUSH | PD_REPLY, 1, 3, PARAMD_EDUP, 0, 5, 'x');
+        put_frame(&r, PD_MSG_PULL | PD_REPLY, 2, 3, 0, 4, 16, 0);
+        put_frame(&r, PD_MSG_PULL, 3, 3, 0, 0, 16, 0);
+        size_t off = 0;
+        pd_hdr h;
+        CHECK_OK(pd_batch_next(r.p, r.len, &off, 0, 1, &h, &e));
+        CHECK_INT_EQ(h.status, PARAMD_EDUP);
+        CHECK_INT_EQ(off, PD_HDR_SIZE + 5);
+        CHECK_OK(pd_batch_next(r.p, r.len, &off, 1, 1, &h, &e));
+        CHECK_INT_EQ(h.clock, 4);
+        size_t keep = off;
+        CHECK_INT_EQ(pd_batch_next(r.p, r.len, &off, 2, 1, &h, &e), PARAMD_EPROTO);
+        CHECK(strstr(e.msg, "is a PULL:") && strstr(e.msg, "replies"));
+        CHECK_INT_EQ(off, keep); /* unchanged on failure */
+        pd_buf_free(&r);
+    }
+    /* the BATCH header's own limits */
+    {
+        pd_hdr h = {PD_MAGIC, PD_PROTO_VERSION, PD_MSG_BATCH, 1, 0, 0, 0, PD_MAX_BATCH};
+        uint8_t hb[PD_HDR_SIZE];
+        pd_hdr d;
+        pd_hdr_encode(&h, hb);
+        CHECK_OK(pd_hdr_decode(hb, &d, 1u << 20, &e));
+        h.len = PD_MAX_BATCH + 1;
+        pd_hdr_encode(&h, hb);
+        CHECK_INT_EQ(pd_hdr_decode(hb, &d, UINT64_MAX, &e), PARAMD_ETOOBIG);
+        h.type = PD_MSG_BATCH | PD_REPLY;
+        h.len = PD_MAX_BATCH_REPLY;
+        pd_hdr_encode(&h, hb);
+        CHECK_OK(pd_hdr_decode(hb, &d, 1u << 20, &e));
+        h.len = PD_MAX_BATCH_REPLY + 1;
+        pd_hdr_encode(&h, hb);
+        CHECK_INT_EQ(pd_hdr_decode(hb, &d, UINT64_MAX, &e), PARAMD_ETOOBIG);
+        CHECK_STR_EQ(pd_msg_name(PD_MSG_BATCH | PD_REPLY), "BATCH|REPLY");
+    }
+    /* the most frames a batch can hold: all headers, no payload */
+    {
+        pd_buf t;
+        pd_buf_init(&t);
+        for (size_t i = 0; i < PD_MAX_BATCH / PD_HDR_SIZE; i++)
+            put_frame(&t, PD_MSG_PULL, i, 1, 0, 0, 0, 0);
+        CHECK_OK(parse(t.p, t.len, &n, &e));
+        CHECK_INT_EQ(n, PD_MAX_BATCH / PD_HDR_SIZE);
+        pd_buf_free(&t);
+    }
+    pd_buf_free(&b);
+}
+
+/* Fuzz: random mutations of a valid batch, and random bytes.  The parser
+ * must never read outside the payload (the sanitizer build checks), must
+ * always say why it refused, and whatever it accepts must tile the payload
+ * with allowed request frames (parse() checks).  Deterministic seed. */
+static void test_batch_fuzz(void) {
+    uint64_t x = 0x2545f4914f6cdd1dull;
+    pd_buf g;
+    good_batch(&g);
+    uint8_t *p = malloc(g.len + 64);
+    int accepted = 0, refused = 0;
+    for (int it = 0; it < 200000; it++) {
+        x ^= x << 13, x ^= x >> 7, x ^= x << 17;
+        size_t len = g.len;
+        memcpy(p, g.p, len);
+        int nmut = 1 + (int)(x % 4);
+        for (int k = 0; k < nmut; k++) {
+            x ^= x << 13, x ^= x >> 7, x ^= x << 17;
+            switch (x % 5) {
+            case 0: if (len) p[(x >> 8) % len] = (uint8_t)(x >> 32); break; /* a byte */
+            case 1: if (len) p[(x >> 8) % len] ^= (uint8_t)(1u << ((x >> 40) % 8)); break;
+            case 2: len = (size_t)((x >> 8) % (len + 1)); break;          /* a cut */
+            case 3: if (len < g.len + 64) p[len++] = (uint8_t)(x >> 16); break; /* extra */
+            case 4: { /* an inner length field, to a boundary-ish value */
+                static const uint64_t v[] = {0, 1, 7, 8, 16, 39, 40, 41, 1000, UINT64_MAX};
+                size_t f = (x >> 8) % 5, off = 0;
+                for (size_t i = 0; i < f && off + PD_HDR_SIZE <= len; i++)
+                    off = items[i].off + (size_t)items[i].h.len; /* stale is fine */
+                if (off + PD_HDR_SIZE <= len)
+                    for (int i = 0; i < 8; i++)
+                        p[off + 32 + i] = (uint8_t)(v[(x >> 16) % 10] >> (8 * i));
+                break;
+            }
+            }
+        }
+        size_t n;
+        pd_err e;
+        uint8_t *q = malloc(len ? len : 1); /* exact size: ASan sees overreads */
+        memcpy(q, p, len);
+        if (parse(q, len, &n, &e) == 0) accepted++;
+        else refused++;
+        free(q);
+    }
+    for (int it = 0; it < 20000; it++) {
+        size_t len = 1 + (size_t)(x % 300), n;
+        uint8_t *q = malloc(len);
+        for (size_t i = 0; i < len; i++) {
+            x ^= x << 13, x ^= x >> 7, x ^= x << 17;
+            q[i] = (uint8_t)x;
+        }
+        pd_err e;
+        CHECK(parse(q, len, &n, &e) != 0); /* random bytes are never a batch */
+        free(q);
+    }
+    printf("batch fuzz: %d mutations accepted, %d refused\n", accepted, refused);
+    CHECK(accepted > 0 && refused > 0);
+    free(p);
+    pd_buf_free(&g);
+}
+
 int main(void) {
     test_header_roundtrip();
     test_header_validation();
@@ -186,6 +428,8 @@ int main(void) {
     test_spec();
     test_partition();
     test_errors();
+    test_batch();
+    test_batch_fuzz();
     printf("test_wire: ok\n");
     return 0;
 }

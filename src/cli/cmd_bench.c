@@ -14,7 +14,19 @@
  *
  * each until at least --seconds have passed (or --max-reps), after one
  * untimed warm-up round.  Then, on a 4 KiB table, one request at a time,
- * the latency of every pull and of every push (p50, p99).  A worker writes
+ * the latency of every pull and of every push (p50, p99).
+ *
+ * Small requests (op "small"), once per transport, on a cluster of its own
+ * (1 server, 2 workers): one worker at a time issues windows of SMALL_WIN
+ * async 4 KiB pushes (one per block of a 256 KiB table), waits for all of
+ * them, advances its clock, and counts requests per second.  Worker 0
+ * connects with the library's default coalescing (coalesce_bytes=16384:
+ * a window goes in a few BATCH frames), worker 1 with coalesce_bytes=0
+ * (one frame each).  They take SMALL_TURNS turns each, in alternation
+ * with barriers between, so that "on" and "off" are measured at
+ * interleaved moments of the same run and their ratio is fair on a noisy
+ * machine.  The pushes add ones; the final value must equal the windows
+ * of both workers (verified=1).  A worker writes
  * its counts and times to DIR/w<rank>.txt and its latency samples to
  * DIR/lat.<op>.<rank> (and its raw ping-pong samples, below, to
  * DIR/raw.<op>.<rank>); the driver reads them once the cluster has exited.
@@ -97,9 +109,11 @@
 #define CEIL_IO (1u << 20)        /* raw TCP bytes per write/read call */
 #define MAX_SIZE (1ull << 30)     /* largest --sizes value */
 #define TABLE_SPEC "rule=add consistency=async"
+#define SMALL_WIN 64              /* async 4 KiB pushes in flight, then wait */
+#define SMALL_TURNS 4             /* turns of each worker in the small op */
 
-enum { OP_PUSH, OP_PULL, OP_PUSHPULL, OP_LAT, NOPS };
-static const char *const op_names[NOPS] = {"push", "pull", "pushpull", "latency"};
+enum { OP_PUSH, OP_PULL, OP_PUSHPULL, OP_LAT, OP_SMALL, NOPS };
+static const char *const op_names[NOPS] = {"push", "pull", "pushpull", "latency", "small"};
 
 /* ==== Options =========================================================== */
 
@@ -129,6 +143,9 @@ static void usage(FILE *f) {
 "figure with its ratio to its ceiling.  One line per configuration (key=value, or JSON),\n"
 "then a readable table.  Tables are rule=add consistency=async; pushes\n"
 "add ones and the final value is checked against the number of pushes.\n"
+"Small requests (op small): requests/s of one worker issuing windows of 64\n"
+"async 4 KiB pushes to 1 server, with coalescing into BATCH frames on\n"
+"(coalesce_bytes=16384, the default) and off, and their ratio.\n"
 "\n"
 "  --quick             a sub-minute run: sizes 4K,1M,16M,64M, servers 1,2,\n"
 "                      workers 1,2, --seconds 0.15 (other options given\n"
@@ -144,7 +161,7 @@ static void usage(FILE *f) {
 "                      one untimed warm-up round [0.5]\n"
 "  --max-reps N        ...or stop after N rounds (and keep at most N\n"
 "                      latency samples per worker) [100000]\n"
-"  --ops LIST          any of push,pull,pushpull,latency [all]\n"
+"  --ops LIST          any of push,pull,pushpull,latency,small [all]\n"
 "  --transport LIST    tcp and/or shm [tcp,shm]: every cluster shape runs\n"
 "                      once per transport, the workers forced onto it\n"
 "  --chunk-bytes N     the client's chunk size (paramd_connect's\n"
@@ -236,7 +253,8 @@ static int parse_ops(const char *arg, bench_opts *o) {
     snprintf(buf, sizeof buf, "%s", arg);
     int n = split_list(buf, tok);
     if (n <= 0) {
-        fprintf(stderr, "paramd bench: --ops '%s': give push,pull,pushpull,latency\n", arg);
+        fprintf(stderr, "paramd bench: --ops '%s': give push,pull,pushpull,latency,small\n",
+                arg);
         return -1;
     }
     memset(o->ops, 0, sizeof o->ops);
@@ -245,7 +263,7 @@ static int parse_ops(const char *arg, bench_opts *o) {
         for (k = 0; k < NOPS && strcmp(tok[i], op_names[k]); k++) {}
         if (k == NOPS) {
             fprintf(stderr,
-                    "paramd bench: --ops: unknown '%s' (push, pull, pushpull, latency)\n",
+                    "paramd bench: --ops: unknown '%s' (push, pull, pushpull, latency, small)\n",
                     tok[i]);
             return -1;
         }
@@ -945,6 +963,64 @@ out:
     return rc;
 }
 
+/* The small-request op: windows of SMALL_WIN async 4 KiB pushes, one per
+ * block of a table of SMALL_WIN blocks, then wait for all, then clock;
+ * SMALL_TURNS turns of about seconds / SMALL_TURNS each, taking turns with
+ * the other worker (barriers).  Writes "small on=... reqs=... secs=..."
+ * and "smallpushes n=..." (windows: every element got one push of one per
+ * window), and worker 0 "smallvalue min=... max=...". */
+static int worker_small(paramd_client *c, const bench_opts *o, int on, FILE *f) {
+    uint64_t blk = LAT_SIZE / 4, n = blk * SMALL_WIN;
+    paramd_table *t;
+    int rc = paramd_table_open(c, "bench.small", n, TABLE_SPEC, NULL, &t);
+    if (rc) return rc;
+    float *ones = malloc(LAT_SIZE), *got = malloc(n * sizeof *got);
+    paramd_request *q[SMALL_WIN];
+    if (!ones || !got) {
+        free(ones), free(got);
+        return PARAMD_ENOMEM;
+    }
+    for (uint64_t i = 0; i < blk; i++) ones[i] = 1.0f;
+    int64_t reqs = 0, windows = 0, max_windows = o->max_reps;
+    double secs = 0;
+    for (int turn = 0; turn < SMALL_TURNS && !rc; turn++)
+        for (int who = 0; who < 2 && !rc; who++) {
+            if ((rc = paramd_barrier(c))) break;
+            if (paramd_rank(c) != who) continue;
+            double t0 = pd_now(), t1;
+            do {
+                for (int b = 0; b < SMALL_WIN && !rc; b++)
+                    rc = paramd_push_async(t, (uint64_t)b * blk, blk, ones, &q[b]);
+                for (int b = 0; b < SMALL_WIN && !rc; b++) {
+                    int r2 = paramd_wait(q[b]);
+                    if (r2 && !rc) rc = r2;
+                }
+                paramd_clock(c);
+                reqs += SMALL_WIN;
+                windows++;
+                t1 = pd_now();
+            } while (!rc && t1 - t0 < o->seconds / SMALL_TURNS &&
+                     windows < max_windows);
+            secs += t1 - t0;
+        }
+    if (!rc) rc = paramd_barrier(c);
+    if (!rc) {
+        fprintf(f, "small on=%d reqs=%lld secs=%.9f\n", on, (long long)reqs, secs);
+        fprintf(f, "smallpushes n=%lld\n", (long long)windows);
+    }
+    if (!rc && paramd_rank(c) == 0 && !(rc = paramd_pull(t, 0, n, got))) {
+        float lo = got[0], hi = got[0];
+        for (uint64_t i = 1; i < n; i++) {
+            if (got[i] < lo) lo = got[i];
+            if (got[i] > hi) hi = got[i];
+        }
+        fprintf(f, "smallvalue min=%.1f max=%.1f\n", lo, hi);
+    }
+    free(ones);
+    free(got);
+    return rc;
+}
+
 static int worker_main(const bench_opts *o) {
     paramd_client *c;
     char opt[96] = "";
@@ -954,6 +1030,12 @@ static int worker_main(const bench_opts *o) {
     pid_t peer = -1;
     if (o->ops[OP_LAT] && (peer = peer_start(&peer_fd, pingpong_peer, NULL)) < 0) return 1;
     if (o->chunk_bytes) snprintf(opt, sizeof opt, "chunk_bytes=%lld", (long long)o->chunk_bytes);
+    /* The small op: worker 1 sends one frame per request, worker 0 lets
+     * the library coalesce (its default).  The rank is known before
+     * connecting: paramd local sets PARAMD_RANK. */
+    const char *rank_env = getenv("PARAMD_RANK");
+    int small_off = o->ops[OP_SMALL] && rank_env && atoi(rank_env) == 1;
+    if (small_off) snprintf(opt + strlen(opt), sizeof opt - strlen(opt), " coalesce_bytes=0");
     /* The driver passes exactly one transport to its workers: forced. */
     if (o->tcp != o->shm)
         snprintf(opt + strlen(opt), sizeof opt - strlen(opt), " transport=%s",
@@ -971,6 +1053,7 @@ static int worker_main(const bench_opts *o) {
     int any_tp = o->ops[OP_PUSH] || o->ops[OP_PULL] || o->ops[OP_PUSHPULL];
     for (int i = 0; i < o->nsizes && !rc && any_tp; i++) rc = worker_size(c, o->sizes[i], o, f);
     if (!rc && o->ops[OP_LAT]) rc = worker_latency(c, o, peer_fd);
+    if (!rc && o->ops[OP_SMALL]) rc = worker_small(c, o, !small_off, f);
     if (f && fclose(f) && !rc) rc = PARAMD_EIO;
     if (rc)
         fprintf(stderr, "paramd bench (worker %d): %s: %s\n", paramd_rank(c),
@@ -999,11 +1082,22 @@ typedef struct lat_result {
     double ceil_p50, ceil_p99; /* the ping-pong right before the cluster */
 } lat_result;
 
+/* The small-request op of one transport: requests/s with coalescing on
+ * (worker 0) and off (worker 1). */
+typedef struct small_result {
+    int tr;
+    int64_t reqs[2];   /* [0] off, [1] on */
+    double secs[2];
+    int verified;
+} small_result;
+
 typedef struct results {
     tp_result *tp;
     size_t ntp;
     lat_result lat[2 * 2 * MAX_LIST * MAX_LIST];
     size_t nlat;
+    small_result small[2];
+    size_t nsmall;
 } results;
 
 /* The samples DIR/NAME.OP.RANK of every worker, merged and sorted, or
@@ -1202,6 +1296,72 @@ static int collect(const char *dir, int tr, int S, int W, const bench_opts *o,
     return ok ? 0 : -1;
 }
 
+/* Read the two workers' files of the small op's cluster (transport tr),
+ * append to R, print its line.  0, or -1 if a file is missing or the
+ * final values do not match the windows pushed. */
+static int collect_small(const char *dir, int tr, const bench_opts *o, results *R,
+                         FILE *out) {
+    small_result *s = &R->small[R->nsmall];
+    int64_t windows = 0;
+    double lo = -1, hi = -1;
+    int seen[2] = {0, 0};
+    memset(s, 0, sizeof *s);
+    s->tr = tr;
+    for (int w = 0; w < 2; w++) {
+        char path[4200], line[256];
+        snprintf(path, sizeof path, "%s/w%d.txt", dir, w);
+        FILE *f = fopen(path, "r");
+        if (!f) {
+            fprintf(stderr, "paramd bench: worker %d left no results (%s)\n", w, path);
+            return -1;
+        }
+        while (fgets(line, sizeof line, f)) {
+            int on;
+            long long reqs, n;
+            double secs, a, b;
+            if (sscanf(line, "small on=%d reqs=%lld secs=%lf", &on, &reqs, &secs) == 3 &&
+                (on == 0 || on == 1)) {
+                s->reqs[on] = reqs, s->secs[on] = secs, seen[on] = 1;
+            } else if (sscanf(line, "smallpushes n=%lld", &n) == 1) {
+                windows += n;
+            } else if (sscanf(line, "smallvalue min=%lf max=%lf", &a, &b) == 2) {
+                lo = a, hi = b;
+            }
+        }
+        fclose(f);
+    }
+    if (!seen[0] || !seen[1]) {
+        fprintf(stderr, "paramd bench: the small-request workers left no figures\n");
+        return -1;
+    }
+    s->verified = lo == (double)windows && hi == lo;
+    R->nsmall++;
+    rec q;
+    rec_begin(&q, out, o->json, "small");
+    rec_str(&q, "transport", tr_names[tr]);
+    rec_int(&q, "servers", 1);
+    rec_int(&q, "workers", 1);
+    rec_int(&q, "size", LAT_SIZE);
+    rec_int(&q, "window", SMALL_WIN);
+    rec_int(&q, "coalesce_bytes_on", 16384);
+    rec_int(&q, "reqs_on", (long long)s->reqs[1]);
+    rec_num(&q, "seconds_on", s->secs[1]);
+    rec_num(&q, "reqs_per_s_on", (double)s->reqs[1] / s->secs[1]);
+    rec_int(&q, "reqs_off", (long long)s->reqs[0]);
+    rec_num(&q, "seconds_off", s->secs[0]);
+    rec_num(&q, "reqs_per_s_off", (double)s->reqs[0] / s->secs[0]);
+    rec_num(&q, "ratio_on_off", ((double)s->reqs[1] / s->secs[1]) /
+                                    ((double)s->reqs[0] / s->secs[0]));
+    rec_int(&q, "verified", s->verified);
+    rec_end(&q);
+    if (!s->verified) {
+        fprintf(stderr, "paramd bench: small requests over %s: final values %.1f..%.1f, but "
+                "the workers pushed %lld windows\n", tr_names[tr], lo, hi, (long long)windows);
+        return -1;
+    }
+    return 0;
+}
+
 static void remove_dir(const char *dir, int W) {
     char path[4200];
     for (int w = 0; w < W; w++) {
@@ -1219,15 +1379,16 @@ static void remove_dir(const char *dir, int W) {
 }
 
 /* Start a cluster of S x W whose workers are `paramd bench --worker`,
- * wait for it, collect.  0, 1 (failed), or 128+signal. */
-static int run_cluster(int tr, int S, int W, const bench_opts *o, const char *dir,
-                       const ceilings *cl, results *R, FILE *out) {
+ * wait for it, collect.  small: the cluster of the small op (only that
+ * op); else every other op asked for.  0, 1 (failed), or 128+signal. */
+static int run_cluster(int tr, int S, int W, int small, const bench_opts *o,
+                       const char *dir, const ceilings *cl, results *R, FILE *out) {
     char sizes[MAX_LIST * 24] = "", ops[64] = "", secs[32], reps[32], chunk[32];
     for (int i = 0; i < o->nsizes; i++)
         snprintf(sizes + strlen(sizes), sizeof sizes - strlen(sizes), "%s%llu", i ? "," : "",
                  (unsigned long long)o->sizes[i]);
     for (int k = 0; k < NOPS; k++)
-        if (o->ops[k])
+        if (o->ops[k] && (k == OP_SMALL) == small)
             snprintf(ops + strlen(ops), sizeof ops - strlen(ops), "%s%s", ops[0] ? "," : "",
                      op_names[k]);
     snprintf(secs, sizeof secs, "%.17g", o->seconds);
@@ -1266,7 +1427,8 @@ static int run_cluster(int tr, int S, int W, const bench_opts *o, const char *di
     if (rc) {
         fprintf(stderr, "paramd bench: cluster of %d servers, %d workers over %s: %s\n", S, W,
                 tr_names[tr], why);
-    } else if (collect(dir, tr, S, W, o, cl, R, out)) {
+    } else if (small ? collect_small(dir, tr, o, R, out)
+                     : collect(dir, tr, S, W, o, cl, R, out)) {
         rc = 1;
     }
     remove_dir(dir, W);
@@ -1368,6 +1530,18 @@ static void print_table(const results *R, const bench_opts *o, const ceilings *c
                 fprintf(out, "\n");
             }
     }
+    if (R->nsmall) {
+        fprintf(out,
+                "\nsmall requests: one worker, windows of %d async 4 KiB pushes then wait, 1 "
+                "server;\nrequests/s with coalescing into BATCH frames on (coalesce_bytes=16384) "
+                "and off, and their ratio\n", SMALL_WIN);
+        fprintf(out, "%-10s %12s %12s %8s\n", "transport", "on", "off", "on/off");
+        for (size_t i = 0; i < R->nsmall; i++) {
+            const small_result *s = &R->small[i];
+            double on = (double)s->reqs[1] / s->secs[1], off = (double)s->reqs[0] / s->secs[0];
+            fprintf(out, "%-10s %12.0f %12.0f %7.2fx\n", tr_names[s->tr], on, off, on / off);
+        }
+    }
 }
 
 /* ==== paramd bench ======================================================== */
@@ -1457,7 +1631,7 @@ int cmd_bench(int argc, char **argv) {
     memset(&R, 0, sizeof R);
     int rc = 0;
     int any = o.ops[OP_PUSH] || o.ops[OP_PULL] || o.ops[OP_PUSHPULL] || o.ops[OP_LAT];
-    if ((o.tcp || o.shm) && any) {
+    if ((o.tcp || o.shm) && (any || o.ops[OP_SMALL])) {
         char dir[] = "/tmp/paramd-bench.XXXXXX";
         if (!mkdtemp(dir)) {
             fprintf(stderr, "paramd bench: cannot make a temporary directory: %s\n",
@@ -1465,17 +1639,25 @@ int cmd_bench(int argc, char **argv) {
             fclose(out);
             return 1;
         }
-        int nclusters = o.nservers * o.nworkers * (o.tcp + o.shm), i = 0;
+        int nclusters = ((any ? o.nservers * o.nworkers : 0) + o.ops[OP_SMALL]) *
+                        (o.tcp + o.shm), i = 0;
         double t0 = pd_now();
-        for (int si = 0; si < o.nservers && !rc; si++)
+        for (int si = 0; si < o.nservers && !rc && any; si++)
             for (int wi = 0; wi < o.nworkers && !rc; wi++)
                 for (int tr = 0; tr < 2 && !rc; tr++) {
                     if (!(tr ? o.shm : o.tcp)) continue;
                     fprintf(stderr, "paramd bench: cluster %d/%d: %d servers, %d workers, %s "
                             "(%.0f s so far)\n", ++i, nclusters, o.servers[si], o.workers[wi],
                             tr_names[tr], pd_now() - t0);
-                    rc = run_cluster(tr, o.servers[si], o.workers[wi], &o, dir, &cl, &R, out);
+                    rc = run_cluster(tr, o.servers[si], o.workers[wi], 0, &o, dir, &cl, &R, out);
                 }
+        for (int tr = 0; tr < 2 && !rc && o.ops[OP_SMALL]; tr++) {
+            if (!(tr ? o.shm : o.tcp)) continue;
+            fprintf(stderr, "paramd bench: cluster %d/%d: small requests, 1 server, a worker "
+                    "with coalescing and one without, %s (%.0f s so far)\n", ++i, nclusters,
+                    tr_names[tr], pd_now() - t0);
+            rc = run_cluster(tr, 1, 2, 1, &o, dir, &cl, &R, out);
+        }
         rmdir(dir);
     }
     if (!o.json && rc == 0) print_table(&R, &o, &cl, out);

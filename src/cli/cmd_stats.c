@@ -9,8 +9,10 @@
  * STATS text (one line per table, "table ID name value name value ...")
  * and prints it, followed by one total line per table: counters summed
  * over servers, except dim (the same everywhere), clock (the smallest:
- * what every server has applied) and max_ahead (the largest).  It changes
- * nothing in the cluster, and a worker never waits for it.
+ * what every server has applied) and max_ahead (the largest), and the
+ * servers' BATCH counters (frames that carried many small requests, and
+ * the requests they held) summed.  It changes nothing in the cluster, and
+ * a worker never waits for it.
  */
 #include <getopt.h>
 #include <stdio.h>
@@ -123,7 +125,9 @@ static void usage(FILE *f) {
             "rows (keys held), bytes (memory held), pushes, pulls, keys_pushed,\n"
             "keys_pulled, bytes_in, bytes_out, rejected, dropped, clock and\n"
             "push_cpu_ns (CPU time spent applying pushes); dense tables show\n"
-            "floats, bytes, pushes, pulls, ...  (docs/sparse.md)\n"
+            "floats, bytes, pushes, pulls, ...  (docs/sparse.md).  Per server: worker\n"
+            "connections by transport, and BATCH frames (many small requests sent\n"
+            "as one frame) with the requests they held (docs/protocol.md).\n"
             "\n"
             "  --coordinator HOST:PORT  the coordinator [$PARAMD_COORDINATOR]\n"
             "  --table ID               only the table with this id\n");
@@ -199,6 +203,7 @@ int cmd_stats(int argc, char **argv) {
            (unsigned long long)epoch);
     totals ts = {0};
     int failed = 0;
+    unsigned long long batches = 0, batched = 0; /* summed over servers */
     for (uint32_t k = 0; k < S; k++) {
         pd_conn *sc = tool_connect(addr[k], buf, &e);
         if (sc) {
@@ -223,6 +228,10 @@ int cmd_stats(int argc, char **argv) {
                 tot_add_line(&ts, line);
             } else if (strstr(line, "worker connections")) {
                 printf("  %s\n", strstr(line, "worker connections"));
+                unsigned long long x, y;
+                const char *bp = strstr(line, " batches ");
+                if (bp && sscanf(bp, " batches %llu batched %llu", &x, &y) == 2)
+                    batches += x, batched += y;
             } else if (!strncmp(line, "apply threads", 13)) {
                 printf("  %s\n", line);
             }
@@ -230,7 +239,7 @@ int cmd_stats(int argc, char **argv) {
             line = nl + 1;
         }
     }
-    if (S > 1 || ts.n) printf("total over %u servers:\n", S);
+    printf("total over %u servers:\n", S);
     for (size_t i = 0; i < ts.n; i++) {
         tot *t = &ts.t[i];
         printf("  table %u", t->id);
@@ -242,6 +251,9 @@ int cmd_stats(int argc, char **argv) {
         }
         printf("\n");
     }
+    /* BATCH frames (many small requests in one frame) and the requests
+     * they held: docs/protocol.md, "Batches". */
+    printf("  batches %llu batched %llu (all servers)\n", batches, batched);
     free(ts.t);
     free(addr);
     return failed;

@@ -2,9 +2,10 @@
  * conn.h - a connection is a transport (a table of functions) plus its
  * state, and the blocking frame I/O every process uses on top of it.
  *
- * Transports: TCP (tcp.c), same-host shared memory (shm.c), and the
- * fault-injecting wrapper for tests (fault.c, fault.h), each a table of
- * the same functions.  Nothing above this layer touches a socket directly.
+ * Transports: TCP (tcp.c), same-host shared memory (shm.c), the
+ * fault-injecting wrapper for tests (fault.c, fault.h), and memory (mem.c:
+ * the frames inside a BATCH), each a table of the same functions.  Nothing
+ * above this layer touches a socket directly.
  *
  * Threading: one reader and one writer may use a connection at the same
  * time (the client's receiver thread reads while callers write under the
@@ -137,5 +138,30 @@ pd_conn *pd_shm_server_handshake(int fd, int timeout_ms, pd_err *e);
  * not reachable: another host or network namespace). */
 pd_conn *pd_shm_connect(const char *name, uint64_t ring, int timeout_ms,
                         pd_err *e);
+
+/* ==== Memory (the frames of a batch) ==================================== */
+
+/* A connection over bytes in memory, so that the frames inside a BATCH go
+ * through the same code as frames from a socket (mem.c).  Reads come from
+ * the input [in, in+inlen) and end there (end of stream); peek points into
+ * it (only where the bytes are aligned for floats); writev and try_writev
+ * append every byte to the output buffer (failing with ENOMEM if it cannot
+ * grow, EPIPE if there is none).  After shutdown every call fails.  It
+ * lives where the caller puts it (on the stack: no allocation), and
+ * destroy does nothing.  One thread at a time. */
+typedef struct pd_mem_conn {
+    pd_conn conn;          /* what callers use: &m->conn */
+    const uint8_t *in;
+    size_t inlen, inoff;
+    pd_buf *out;           /* NULL: writes fail */
+    int shut;
+} pd_mem_conn;
+
+/* Set m up over the input in[0..inlen) and the output buffer out (or
+ * NULL); peer names it in messages. */
+void pd_mem_init(pd_mem_conn *m, const void *in, size_t inlen, pd_buf *out,
+                 const char *peer);
+/* Read from in[0..inlen) next, from its start; the output is kept. */
+void pd_mem_reset(pd_mem_conn *m, const void *in, size_t inlen);
 
 #endif

@@ -20,13 +20,24 @@
  * Lock order: server.mu before a shard's mu (never the other way).
  * server.mu guards: tables[], sparse[], conns list, nthreads, stopping.
  *
+ * Batches.  A BATCH frame carries many small requests (docs/protocol.md):
+ * on_batch reads it whole, validates every inner header, runs each inner
+ * request through the same handler as above with sc->io pointing at a
+ * memory connection over the batch (net/mem.c), and sends the collected
+ * replies as one frame.  Handlers therefore do their I/O on sc->io, never
+ * on sc->conn; sc->conn is the socket (or ring) itself, which other
+ * threads may shut down.
+ *
  * Bad input.  A frame whose header is bad (magic, version, type, length
  * over the limit) gets an error reply and the connection is closed, since
- * the stream can no longer be trusted.  A well-framed request that is
- * wrong (unknown table, range outside the shard, duplicate push) gets an
- * error reply, its payload is skipped, and the connection stays open.  In
- * both cases nothing in any table changes.  A peer that stalls in the
- * middle of a frame for PD_FRAME_STALL_MS is disconnected.
+ * the stream can no longer be trusted; so does a malformed BATCH (a bad
+ * inner header, an inner length past its end, a forbidden inner type,
+ * trailing bytes), before any of its requests runs.  A well-framed request
+ * that is wrong (unknown table, range outside the shard, duplicate push),
+ * inside a batch or not, gets an error reply, its payload is skipped, and
+ * the connection stays open.  In every case nothing in any table changes.
+ * A peer that stalls in the middle of a frame for PD_FRAME_STALL_MS is
+ * disconnected.
  */
 #include "server/server.h"
 
@@ -51,6 +62,10 @@
 typedef struct srv_conn {
     struct srv_conn *next;
     pd_conn *conn;       /* NULL until a shared-memory handshake is done */
+    pd_conn *io;         /* where the request being handled is read from and
+                          * answered: conn, or during a BATCH the memory
+                          * connection over its inner frames (connection
+                          * thread only; others use conn) */
     int shm_fd;          /* accepted on the shm socket: handshake first */
     struct pd_server *srv;
     int32_t rank;        /* worker rank, -1 for tools */
@@ -58,6 +73,15 @@ typedef struct srv_conn {
     uint8_t *buf;        /* payload buffer, grown on demand */
     size_t cap;
     pd_err ioerr;        /* why the connection broke, for the log */
+    uint64_t pull_room;  /* bytes of values a pull may still ask for:
+                          * UINT64_MAX, or in a BATCH what is left of
+                          * PD_MAX_BATCH */
+    uint8_t *bin;        /* a BATCH's payload, grown on demand */
+    size_t bin_cap;
+    pd_batch_item *items; /* its inner requests, grown on demand */
+    size_t items_cap;
+    pd_buf bout;         /* its inner replies; emptied, not freed, between
+                          * batches */
     uint32_t gen;        /* worker: wgen[rank] when it connected */
     uint8_t ctrl[PD_MAX_CTRL_PAYLOAD + 1];
 } srv_conn;
@@ -90,6 +114,8 @@ struct pd_server {
     int nthreads;
     int stopping;
     int lost_coordinator;
+    uint64_t batches;     /* atomic: BATCH frames executed */
+    uint64_t batched;     /* atomic: inner requests they held */
 };
 
 /* ==== Helpers =========================================================== */
@@ -101,13 +127,13 @@ static int send_ok(srv_conn *sc, const pd_hdr *req, const void *p, size_t n,
     h.id = req->id;
     h.table = req->table;
     h.clock = req->clock;
-    return pd_send_frame(sc->conn, &h, p, n, p2, n2, NULL, 0, NULL);
+    return pd_send_frame(sc->io, &h, p, n, p2, n2, NULL, 0, NULL);
 }
 
 static int reply_err(srv_conn *sc, const pd_hdr *req, const pd_err *e) {
     pd_log(PD_LOG_INFO, "rejected %s from %s (rank %d): %s",
            pd_msg_name(req->type), sc->conn->peer, sc->rank, e->msg);
-    return pd_send_error(sc->conn, req, e->code, e->msg);
+    return pd_send_error(sc->io, req, e->code, e->msg);
 }
 
 static pd_shard *table_get(pd_server *s, uint32_t id) {
@@ -140,7 +166,7 @@ static int on_table_create(srv_conn *sc, const pd_hdr *h) {
     pd_server *s = sc->srv;
     pd_err e = {0};
     pd_table_def d;
-    int rc = pd_recv_payload(sc->conn, h, sc->ctrl, &sc->ioerr);
+    int rc = pd_recv_payload(sc->io, h, sc->ctrl, &sc->ioerr);
     if (rc) return rc;
     if (pd_table_def_decode(sc->ctrl, (size_t)h->len, &d, &e) != 0)
         return reply_err(sc, h, &e);
@@ -182,14 +208,14 @@ static int on_write(srv_conn *sc, const pd_hdr *h) {
     pd_err e = {0};
     uint8_t pre[PD_RANGE_PREFIX];
     if (h->len < PD_RANGE_PREFIX || (h->len - PD_RANGE_PREFIX) % 4 != 0) {
-        int rc = pd_conn_skip(sc->conn, h->len, &sc->ioerr);
+        int rc = pd_conn_skip(sc->io, h->len, &sc->ioerr);
         if (rc) return rc;
         pd_seterr(&e, PARAMD_EPROTO,
                   "%s payload of %llu bytes is not an offset plus floats",
                   pd_msg_name(h->type), (unsigned long long)h->len);
         return reply_err(sc, h, &e);
     }
-    int rc = pd_conn_read(sc->conn, pre, sizeof pre, 0, &sc->ioerr);
+    int rc = pd_conn_read(sc->io, pre, sizeof pre, 0, &sc->ioerr);
     if (rc) return rc;
     pd_rd r;
     uint64_t off;
@@ -208,17 +234,17 @@ static int on_write(srv_conn *sc, const pd_hdr *h) {
                   (unsigned long long)nbytes);
     }
     if (e.code) {
-        rc = pd_conn_skip(sc->conn, nbytes, &sc->ioerr);
+        rc = pd_conn_skip(sc->io, nbytes, &sc->ioerr);
         if (rc) return rc;
         return reply_err(sc, h, &e);
     }
     /* Zero-copy where the transport allows it (shared memory): the rule
      * reads the gradient where the worker wrote it. */
     const void *in_place = NULL;
-    int peeked = pd_conn_peek(sc->conn, (size_t)nbytes, &in_place, &sc->ioerr);
+    int peeked = pd_conn_peek(sc->io, (size_t)nbytes, &in_place, &sc->ioerr);
     if (peeked < 0) return peeked;
     if (!peeked) {
-        rc = pd_conn_read(sc->conn, sc->buf, (size_t)nbytes, 0, &sc->ioerr);
+        rc = pd_conn_read(sc->io, sc->buf, (size_t)nbytes, 0, &sc->ioerr);
         if (rc) return rc;
     }
     const float *v = peeked ? in_place : (const float *)(void *)sc->buf;
@@ -228,7 +254,7 @@ static int on_write(srv_conn *sc, const pd_hdr *h) {
         rc = pd_shard_push(t, sc->rank, h->clock, off, count, v, &e);
         push_end(sc);
     }
-    if (peeked) pd_conn_consume(sc->conn, (size_t)nbytes);
+    if (peeked) pd_conn_consume(sc->io, (size_t)nbytes);
     if (rc) return reply_err(sc, h, &e);
     return send_ok(sc, h, NULL, 0, NULL, 0);
 }
@@ -263,7 +289,7 @@ static void pull_emit_fn(void *arg, const float *v, uint64_t count,
     struct iovec iov[2] = {{pe->hb, PD_HDR_SIZE}, {(void *)v, (size_t)count * 4}};
     struct iovec *p = iov;
     int cnt = 2;
-    if (pd_conn_try_writev(pe->sc->conn, &p, &cnt, &pe->sc->ioerr) < 0) {
+    if (pd_conn_try_writev(pe->sc->io, &p, &cnt, &pe->sc->ioerr) < 0) {
         pe->failed = 1;
         return;
     }
@@ -276,13 +302,13 @@ static int on_pull(srv_conn *sc, const pd_hdr *h) {
     pd_err e = {0};
     uint8_t p[PD_PULL_PAYLOAD];
     if (h->len != PD_PULL_PAYLOAD) {
-        int rc = pd_conn_skip(sc->conn, h->len, &sc->ioerr);
+        int rc = pd_conn_skip(sc->io, h->len, &sc->ioerr);
         if (rc) return rc;
         pd_seterr(&e, PARAMD_EPROTO, "PULL payload of %llu bytes, expected %d",
                   (unsigned long long)h->len, PD_PULL_PAYLOAD);
         return reply_err(sc, h, &e);
     }
-    int rc = pd_conn_read(sc->conn, p, sizeof p, 0, &sc->ioerr);
+    int rc = pd_conn_read(sc->io, p, sizeof p, 0, &sc->ioerr);
     if (rc) return rc;
     pd_rd r;
     uint64_t off, count;
@@ -299,9 +325,17 @@ static int on_pull(srv_conn *sc, const pd_hdr *h) {
                   "pull of %llu floats exceeds the frame limit of %llu bytes",
                   (unsigned long long)count,
                   (unsigned long long)sc->srv->o.max_frame);
+    else if (count * 4 > sc->pull_room)
+        pd_seterr(&e, PARAMD_ETOOBIG,
+                  "pull of %llu floats in a BATCH whose pulls already ask for "
+                  "%llu of the %u bytes of values a batch may return: send it "
+                  "alone",
+                  (unsigned long long)count,
+                  (unsigned long long)(PD_MAX_BATCH - sc->pull_room), PD_MAX_BATCH);
     else if (ensure_buf(sc, (size_t)count * 4) != 0)
         pd_seterr(&e, PARAMD_ENOMEM, "out of memory for a pull reply");
     if (e.code) return reply_err(sc, h, &e);
+    if (sc->pull_room != UINT64_MAX) sc->pull_room -= count * 4;
     pull_emit pe = {sc, h, {0}, 0, 0, 0};
     rc = pd_shard_pull_emit(t, sc->rank, h->clock, off, count, pull_emit_fn,
                             &pe, &e);
@@ -311,12 +345,12 @@ static int on_pull(srv_conn *sc, const pd_hdr *h) {
     int cnt = 0;
     if (pe.hb_left) iov[cnt++] = (struct iovec){pe.hb + PD_HDR_SIZE - pe.hb_left, pe.hb_left};
     if (pe.rest) iov[cnt++] = (struct iovec){sc->buf, (size_t)pe.rest};
-    return cnt ? pd_conn_writev(sc->conn, iov, cnt, &sc->ioerr) : 0;
+    return cnt ? pd_conn_writev(sc->io, iov, cnt, &sc->ioerr) : 0;
 }
 
 static int on_stats(srv_conn *sc, const pd_hdr *h) {
     pd_server *s = sc->srv;
-    int rc = pd_conn_skip(sc->conn, h->len, &sc->ioerr);
+    int rc = pd_conn_skip(sc->io, h->len, &sc->ioerr);
     if (rc) return rc;
     char text[8192];
     size_t off = 0;
@@ -330,8 +364,10 @@ static int on_stats(srv_conn *sc, const pd_hdr *h) {
     pthread_mutex_unlock(&s->mu);
     off += (size_t)snprintf(text, sizeof text,
                             "server %d of %d, %d workers, worker connections "
-                            "tcp %d shm %d\n",
-                            s->index, s->S, s->W, ntcp, nshm);
+                            "tcp %d shm %d batches %llu batched %llu\n",
+                            s->index, s->S, s->W, ntcp, nshm,
+                            (unsigned long long)__atomic_load_n(&s->batches, __ATOMIC_RELAXED),
+                            (unsigned long long)__atomic_load_n(&s->batched, __ATOMIC_RELAXED));
     for (uint32_t id = 1; id < PD_MAX_TABLES && off < sizeof text - 256; id++) {
         if (h->table && id != h->table) continue; /* STATS of one table */
         pd_sparse *sp = sparse_get(s, id);
@@ -436,7 +472,7 @@ static int on_sparse(srv_conn *sc, const pd_hdr *h) {
                   pd_msg_name(h->type), (unsigned long long)h->len);
         goto reject;
     }
-    if ((rc = pd_conn_read(sc->conn, pre, sizeof pre, 0, &sc->ioerr))) return rc;
+    if ((rc = pd_conn_read(sc->io, pre, sizeof pre, 0, &sc->ioerr))) return rc;
     left -= PD_SPARSE_PREFIX;
     for (int i = 7; i >= 0; i--) nkeys = (nkeys << 8) | pre[i];
     pd_sparse *t = sparse_get(sc->srv, h->table);
@@ -468,12 +504,20 @@ static int on_sparse(srv_conn *sc, const pd_hdr *h) {
                   "%llu bytes",
                   (unsigned long long)nkeys, (unsigned long long)dim,
                   (unsigned long long)sc->srv->o.max_frame);
+    } else if (!push && nkeys * dim * 4 > sc->pull_room) {
+        pd_seterr(&e, PARAMD_ETOOBIG,
+                  "pull of %llu rows of %llu floats in a BATCH whose pulls "
+                  "already ask for %llu of the %u bytes of values a batch may "
+                  "return: send it alone",
+                  (unsigned long long)nkeys, (unsigned long long)dim,
+                  (unsigned long long)(PD_MAX_BATCH - sc->pull_room), PD_MAX_BATCH);
     } else if (ensure_buf(sc, (size_t)(left + (push ? 0 : nkeys * dim * 4))) != 0) {
         pd_seterr(&e, PARAMD_ENOMEM, "out of memory for a %llu-byte payload",
                   (unsigned long long)left);
     }
     if (e.code) goto reject;
-    if ((rc = pd_conn_read(sc->conn, sc->buf, (size_t)left, 0, &sc->ioerr))) return rc;
+    if (!push && sc->pull_room != UINT64_MAX) sc->pull_room -= nkeys * dim * 4;
+    if ((rc = pd_conn_read(sc->io, sc->buf, (size_t)left, 0, &sc->ioerr))) return rc;
     /* Keys are little-endian u64 and floats little-endian IEEE-754, like
      * the host (wire.h); the buffer is malloc-aligned. */
     const uint64_t *keys = (const uint64_t *)(void *)sc->buf;
@@ -493,8 +537,129 @@ static int on_sparse(srv_conn *sc, const pd_hdr *h) {
     return send_ok(sc, &rh, push ? NULL : rows, push ? 0 : (size_t)(nkeys * dim * 4),
                    NULL, 0);
 reject:
-    if ((rc = pd_conn_skip(sc->conn, left, &sc->ioerr))) return rc;
+    if ((rc = pd_conn_skip(sc->io, left, &sc->ioerr))) return rc;
     return reply_err(sc, h, &e);
+}
+
+/* ==== Batches ============================================================
+ * A BATCH carries whole request frames (docs/protocol.md, "Batches").  Its
+ * payload is read in one read into the connection's own buffer, every
+ * inner header is validated before any inner request runs (so a malformed
+ * batch changes nothing), then each inner frame goes through the ordinary
+ * handler with sc->io pointing at a memory connection over its payload
+ * (net/mem.c): the handler's reads come from the batch, its peek points
+ * into it, its reply (error replies included) is appended to sc->bout.
+ * The replies go back as one BATCH reply, in one write.
+ *
+ * Over shared memory the batch is used in place in the ring (pd_conn_peek,
+ * when it lies contiguous there), saving a copy of up to PD_MAX_BATCH
+ * bytes.  The worker can write the ring at any time, so nothing checked
+ * may be read twice: the inner headers are decoded once into sc->items
+ * and only those copies are used afterwards, and each handler reads each
+ * byte of its payload once (an offset, a count, keys into sc->buf) and
+ * checks what it read, as it does for a frame read from the ring.  Floats
+ * that change while they are applied change only their own values, as
+ * with the zero-copy push path.
+ *
+ * Memory: bin, items and bout belong to the connection and only grow (to
+ * PD_MAX_BATCH, PD_MAX_BATCH / PD_HDR_SIZE items, and the largest reply);
+ * nothing is allocated per batch.  The reply is bounded: its pulls may ask
+ * for PD_MAX_BATCH bytes of values in all (sc->pull_room; a pull past that
+ * is refused with PARAMD_ETOOBIG), and every other inner reply is a header
+ * and at most an error text. */
+
+/* Grow the connection's batch buffers for a payload of len bytes.  0 or
+ * -1 (out of memory; nothing changed but what grew). */
+static int batch_room(srv_conn *sc, size_t len) {
+    size_t nitems = len / PD_HDR_SIZE;
+    if (len > sc->bin_cap) {
+        uint8_t *p = pd_realloc(sc->bin, len);
+        if (!p) return -1;
+        sc->bin = p;
+        sc->bin_cap = len;
+    }
+    if (nitems > sc->items_cap) {
+        pd_batch_item *it = pd_realloc(sc->items, nitems * sizeof *it);
+        if (!it) return -1;
+        sc->items = it;
+        sc->items_cap = nitems;
+    }
+    return 0;
+}
+
+/* Run one validated inner request through its handler (sc->io is the
+ * memory connection over its payload).  As a handler: 0, or an error that
+ * closes the connection. */
+static int batch_inner(srv_conn *sc, const pd_hdr *h) {
+    switch (h->type) {
+    case PD_MSG_SET:
+    case PD_MSG_PUSH: return on_write(sc, h);
+    case PD_MSG_PULL: return on_pull(sc, h);
+    case PD_MSG_SPARSE_PUSH:
+    case PD_MSG_SPARSE_PULL: return on_sparse(sc, h);
+    }
+    return PARAMD_EINTERNAL; /* pd_batch_parse admits only the types above */
+}
+
+static int on_batch(srv_conn *sc, const pd_hdr *h) {
+    pd_server *s = sc->srv;
+    pd_err e = {0};
+    size_t len = (size_t)h->len; /* <= PD_MAX_BATCH: pd_hdr_decode */
+    int rc;
+    if (batch_room(sc, len) != 0) {
+        /* A refused BATCH always ends its connection (the client fails
+         * the whole link on it), as a malformed one does below. */
+        pd_seterr(&e, PARAMD_ENOMEM, "out of memory for a %zu-byte BATCH", len);
+        pd_log(PD_LOG_WARN, "closing connection from %s (rank %d): %s",
+               sc->conn->peer, sc->rank, e.msg);
+        pd_send_error(sc->conn, h, e.code, e.msg);
+        return PARAMD_ENOMEM;
+    }
+    /* In place where the transport allows it (shared memory), else into
+     * the connection's buffer: one read either way. */
+    const void *pv = NULL;
+    int peeked = pd_conn_peek(sc->conn, len, &pv, &sc->ioerr);
+    if (peeked < 0) return peeked;
+    if (!peeked && (rc = pd_conn_read(sc->conn, sc->bin, len, 0, &sc->ioerr))) return rc;
+    const uint8_t *in = peeked ? pv : sc->bin;
+    size_t n = 0;
+    if (h->table != 0 || h->clock != 0 || h->status != 0)
+        rc = pd_seterr(&e, PARAMD_EPROTO,
+                       "BATCH header with table %u, clock %lld, status %d "
+                       "(all must be 0)",
+                       h->table, (long long)h->clock, h->status);
+    else
+        rc = pd_batch_parse(in, len, sc->items, &n, &e);
+    if (peeked && rc) pd_conn_consume(sc->conn, len);
+    if (rc) {
+        /* The stream itself is fine, but a peer that sends this is broken:
+         * answer, then close, as for a bad header.  Nothing ran. */
+        pd_log(PD_LOG_WARN, "closing connection from %s (rank %d): malformed BATCH "
+               "of %zu bytes: %s", sc->conn->peer, sc->rank, len, e.msg);
+        pd_send_error(sc->conn, h, rc, e.msg);
+        return PARAMD_EPROTO;
+    }
+    pd_mem_conn mem;
+    sc->bout.len = 0;
+    sc->bout.oom = 0;
+    pd_mem_init(&mem, NULL, 0, &sc->bout, sc->conn->peer);
+    sc->io = &mem.conn;
+    sc->pull_room = PD_MAX_BATCH;
+    for (size_t i = 0; i < n && rc == 0; i++) {
+        pd_mem_reset(&mem, in + sc->items[i].off, (size_t)sc->items[i].h.len);
+        rc = batch_inner(sc, &sc->items[i].h);
+    }
+    if (peeked) pd_conn_consume(sc->conn, len);
+    sc->io = sc->conn;
+    sc->pull_room = UINT64_MAX;
+    if (rc) return rc; /* the replies could not be built: out of memory */
+    __atomic_add_fetch(&s->batches, 1, __ATOMIC_RELAXED);
+    __atomic_add_fetch(&s->batched, n, __ATOMIC_RELAXED);
+    pd_hdr rh = {0};
+    rh.type = PD_MSG_BATCH | PD_REPLY;
+    rh.id = h->id;
+    return pd_send_frame(sc->conn, &rh, sc->bout.p, sc->bout.len, NULL, 0, NULL,
+                         0, &sc->ioerr);
 }
 
 /* ==== Connection thread ================================================= */
@@ -561,6 +726,7 @@ static void *conn_main(void *arg) {
         if (!c) rc = PARAMD_EPROTO;
     }
     if (rc == 0) {
+        sc->io = sc->conn;
         pd_conn_set_rcvtimeo(sc->conn, PD_FRAME_STALL_MS);
         rc = conn_hello(sc);
     }
@@ -589,6 +755,7 @@ static void *conn_main(void *arg) {
         case PD_MSG_STATS: rc = on_stats(sc, &h); break;
         case PD_MSG_SPARSE_PUSH:
         case PD_MSG_SPARSE_PULL: rc = on_sparse(sc, &h); break;
+        case PD_MSG_BATCH: rc = on_batch(sc, &h); break;
         default:
             pd_seterr(&e, PARAMD_EPROTO, "unexpected %s on a server connection",
                       pd_msg_name(h.type));
@@ -616,6 +783,9 @@ static void *conn_main(void *arg) {
         }
     pd_conn_destroy(sc->conn);
     pd_free(sc->buf);
+    pd_free(sc->bin);
+    pd_free(sc->items);
+    pd_buf_free(&sc->bout);
     pd_free(sc);
     if (--s->nthreads == 0) pthread_cond_broadcast(&s->cv);
     pthread_mutex_unlock(&s->mu);
@@ -902,6 +1072,8 @@ static void start_conn(pd_server *s, pd_conn *c, int shm_fd) {
     sc->shm_fd = shm_fd;
     sc->srv = s;
     sc->rank = -1;
+    sc->pull_room = UINT64_MAX;
+    pd_buf_init(&sc->bout);
     pthread_attr_t attr;
     pthread_attr_init(&attr);
     pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);

@@ -101,7 +101,10 @@ int pd_hdr_decode(const uint8_t in[PD_HDR_SIZE], pd_hdr *h,
                          h->version, PD_PROTO_VERSION);
     if (!pd_msg_known(h->type))
         return pd_seterr(e, PARAMD_EPROTO, "unknown message type %u", h->type);
-    uint64_t lim = is_data_msg(h->type) ? max_payload : PD_MAX_CTRL_PAYLOAD;
+    uint64_t lim = is_data_msg(h->type)              ? max_payload
+                   : h->type == PD_MSG_BATCH             ? PD_MAX_BATCH
+                   : h->type == (PD_MSG_BATCH | PD_REPLY) ? PD_MAX_BATCH_REPLY
+                                                          : PD_MAX_CTRL_PAYLOAD;
     if (h->len > lim)
         return pd_seterr(e, PARAMD_ETOOBIG,
                          "%s payload of %llu bytes exceeds the limit of %llu",
@@ -339,5 +342,72 @@ int pd_table_def_decode(const void *p, size_t len, pd_table_def *d,
             return pd_seterr(e, PARAMD_EPROTO,
                              "TABLE_CREATE with a non-finite hyper-parameter");
     if (sparse) return sparse_def_check(d, e);
+    return 0;
+}
+
+/* ==== Batches =========================================================== */
+
+int pd_batch_allowed(uint16_t type) {
+    return is_data_msg(type);
+}
+
+int pd_batch_next(const uint8_t *p, size_t len, size_t *off, size_t index,
+                  int reply, pd_hdr *h, pd_err *e) {
+    size_t at = *off, left = at <= len ? len - at : 0;
+    if (left < PD_HDR_SIZE)
+        return pd_seterr(e, PARAMD_EPROTO,
+                         "%zu bytes at byte %zu of the batch, where inner frame "
+                         "%zu would start, are not a whole %d-byte header",
+                         left, at, index, PD_HDR_SIZE);
+    pd_err he = {0};
+    /* No payload limit here: what is left in the batch bounds it below. */
+    int rc = pd_hdr_decode(p + at, h, UINT64_MAX, &he);
+    if (rc == 0 || rc == PARAMD_ETOOBIG) { /* the type is known: is it allowed? */
+        int is_reply = (h->type & PD_REPLY) != 0;
+        if (!pd_batch_allowed(h->type) || is_reply != (reply != 0))
+            return pd_seterr(e, PARAMD_EPROTO,
+                             "inner frame %zu (byte %zu) is a %s: a BATCH %s "
+                             "holds only PUSH, PULL, SET, SPARSE_PUSH and "
+                             "SPARSE_PULL %s",
+                             index, at, pd_msg_name(h->type),
+                             reply ? "reply" : "request",
+                             reply ? "replies" : "requests");
+    }
+    if (rc)
+        return pd_seterr(e, rc, "inner frame %zu (byte %zu): %s", index, at,
+                         he.msg);
+    if (!reply && h->status != 0)
+        return pd_seterr(e, PARAMD_EPROTO,
+                         "inner frame %zu (byte %zu) is a request with status "
+                         "%d (must be 0)",
+                         index, at, h->status);
+    if (h->len > left - PD_HDR_SIZE)
+        return pd_seterr(e, PARAMD_EPROTO,
+                         "inner frame %zu (byte %zu), a %s, announces %llu "
+                         "payload bytes but the batch has only %zu left",
+                         index, at, pd_msg_name(h->type),
+                         (unsigned long long)h->len, left - PD_HDR_SIZE);
+    *off = at + PD_HDR_SIZE + (size_t)h->len;
+    return 0;
+}
+
+int pd_batch_parse(const uint8_t *p, size_t len, pd_batch_item *items,
+                   size_t *n, pd_err *e) {
+    size_t off = 0, k = 0;
+    *n = 0;
+    if (len == 0)
+        return pd_seterr(e, PARAMD_EPROTO, "a BATCH with no inner frames");
+    while (off < len) {
+        pd_hdr h;
+        int rc = pd_batch_next(p, len, &off, k, 0, &h, e);
+        if (rc) return rc;
+        /* k < len / PD_HDR_SIZE: every frame took PD_HDR_SIZE bytes or
+         * more, this one included, so items has room (and is touched only
+         * here: it may be NULL when len < PD_HDR_SIZE). */
+        items[k].h = h;
+        items[k].off = off - (size_t)h.len;
+        k++;
+    }
+    *n = k;
     return 0;
 }

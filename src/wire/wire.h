@@ -47,6 +47,15 @@
 #define PD_MAX_SERVERS 4096
 #define PD_MAX_ERRTEXT 1024                 /* error reply payload */
 #define PD_MAX_HYPER 16
+/* BATCH (docs/protocol.md, "Batches"): the payload of a request, and the
+ * bytes of values its pulls may ask for together. */
+#define PD_MAX_BATCH (256u << 10)
+/* The payload of a BATCH reply: at most one inner reply per 40 bytes of
+ * request, each a header plus its values (PD_MAX_BATCH in all) or an error
+ * text. */
+#define PD_MAX_BATCH_REPLY                                                     \
+    ((uint64_t)PD_MAX_BATCH +                                                  \
+     (uint64_t)(PD_MAX_BATCH / PD_HDR_SIZE) * (PD_HDR_SIZE + PD_MAX_ERRTEXT))
 
 /* Message types: one list.  X(name, value, payload-kind) */
 #define PD_MSG_LIST(X)                                                          \
@@ -68,7 +77,9 @@
     X(STATS, 24)       /* any -> server: counters as text */              \
     X(SPARSE_PUSH, 25) /* worker -> server: keys and their rows' gradients */\
     X(SPARSE_PULL, 26) /* worker -> server: keys; reply: their rows */      \
-    X(WORKER_JOIN, 27) /* coord -> server: u32 rank, u32 phase, i64 clock */
+    X(WORKER_JOIN, 27) /* coord -> server: u32 rank, u32 phase, i64 clock */\
+    X(BATCH, 28)       /* worker -> server: whole request frames; reply: */  \
+                       /* their whole reply frames, in order */
 
 enum pd_msg_type {
 #define PD_X_(name, val) PD_MSG_##name = (val),
@@ -108,7 +119,9 @@ int pd_msg_known(uint16_t type);
 
 void pd_hdr_encode(const pd_hdr *h, uint8_t out[PD_HDR_SIZE]);
 /* Decode and validate the fixed fields: magic, version, known type, and
- * len <= max_payload (and <= PD_MAX_CTRL_PAYLOAD for control messages).
+ * len <= max_payload for data messages (SET, PUSH, PULL, SPARSE_PUSH,
+ * SPARSE_PULL), <= PD_MAX_BATCH for a BATCH request (PD_MAX_BATCH_REPLY for
+ * its reply), <= PD_MAX_CTRL_PAYLOAD for every other message.
  * Returns 0, or PARAMD_EPROTO / PARAMD_EVERSION / PARAMD_ETOOBIG with the
  * reason in e; *h is filled as far as it could be read. */
 int pd_hdr_decode(const uint8_t in[PD_HDR_SIZE], pd_hdr *h,
@@ -231,5 +244,43 @@ enum { PD_JOIN_PREPARE = 1, PD_JOIN_COMMIT = 2 };
  * whole PULL payload (u64 offset, u64 count). */
 #define PD_RANGE_PREFIX 8
 #define PD_PULL_PAYLOAD 16
+
+/* ==== Batches =========================================================== */
+
+/* A BATCH request's payload is whole request frames (header and payload
+ * each) back to back; its reply's payload is their whole reply frames, in
+ * the same order (docs/protocol.md, "Batches").  The header of a BATCH
+ * request has table 0, clock 0 and status 0. */
+
+/* 1 if a frame of this type (PD_REPLY cleared) may be inside a BATCH:
+ * PUSH, PULL, SET, SPARSE_PUSH, SPARSE_PULL. */
+int pd_batch_allowed(uint16_t type);
+
+/* Decode the inner frame that starts at byte *off of a BATCH payload
+ * p[0..len): its header must decode (pd_hdr_decode), be of an allowed type
+ * (a request with status 0, or with `reply` set a reply of an allowed
+ * type) and announce no more payload than the batch has left.  On success
+ * *h is the header, the inner payload is p[*off - h->len .. *off) and *off
+ * has moved past the frame.  Otherwise PARAMD_EPROTO (or the header's own
+ * error code) with a message naming inner frame `index` and its byte
+ * offset, and *off unchanged.  Reads nothing outside p[0..len). */
+int pd_batch_next(const uint8_t *p, size_t len, size_t *off, size_t index,
+                  int reply, pd_hdr *h, pd_err *e);
+
+/* One inner request of a validated BATCH: its header, and where its
+ * payload starts in the batch (h.len bytes). */
+typedef struct pd_batch_item {
+    pd_hdr h;
+    size_t off;
+} pd_batch_item;
+
+/* Validate a whole BATCH request payload p[0..len) before any of it is
+ * used: at least one inner frame, every one valid (pd_batch_next), and no
+ * bytes after the last.  items must have room for len / PD_HDR_SIZE
+ * entries; on success items[0..*n) describe the inner requests in order.
+ * On failure PARAMD_EPROTO (or an inner header's error code) with the
+ * reason in e, and nothing in items is to be used. */
+int pd_batch_parse(const uint8_t *p, size_t len, pd_batch_item *items,
+                   size_t *n, pd_err *e);
 
 #endif
