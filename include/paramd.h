@@ -218,8 +218,8 @@ PARAMD_API int paramd_push(paramd_table *t, uint64_t offset, uint64_t count,
  * this client next waits for anything (paramd_wait on any handle, any
  * blocking call), or calls paramd_clock, paramd_barrier or paramd_close.
  * So a program that issues small async requests and then computes before
- * waiting overlaps nothing with them; to overlap, wait on one handle,
- * connect with coalesce_bytes=0, or make the requests larger.  Requests to
+ * waiting overlaps nothing with them unless it calls paramd_flush() after
+ * issuing them (or connects with coalesce_bytes=0).  Requests to
  * one server still reach it in the order they were issued, and each one's
  * result (an error too) is its own, exactly as without coalescing.
  */
@@ -235,6 +235,14 @@ PARAMD_API int paramd_push_async(paramd_table *t, uint64_t offset,
  * in an outbox (of any thread, to any server) are sent first.
  * Thread-safe. */
 PARAMD_API int paramd_wait(paramd_request *req);
+
+/* Send now every small request of this client still waiting in an outbox
+ * (of any thread, to any server), as few frames as possible, without
+ * waiting for any reply: call it after issuing a window of small async
+ * requests to overlap them with computation.  Errors of the requests
+ * sent are reported by their paramd_wait.  NULL is harmless.
+ * Thread-safe. */
+PARAMD_API void paramd_flush(paramd_client *c);
 
 /* ==== Sparse tables ===================================================== */
 

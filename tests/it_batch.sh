@@ -35,6 +35,12 @@ expect_line "$TMP/stats" "^  worker connections tcp [0-9]+ shm [0-9]+ batches [1
 expect_line "$TMP/stats" "^  batches [1-9][0-9]* batched [1-9][0-9]* \(all servers\)$"
 pass "paramd stats shows the batch counters"
 
+# paramd_flush sends the outbox without a wait (same persistent cluster)
+PARAMD_COORDINATOR=$COORD PARAMD_RANK=0 timeout 60 "$BUILD/tests/tool_batch" flush >"$TMP/flush" 2>&1 \
+  || { cat "$TMP/flush"; fail "tool_batch flush"; }
+expect_line "$TMP/flush" "^batch flush ok: 64 pushes in [1-9][0-9]* batches before any wait"
+pass "paramd_flush sends small async requests before any wait"
+
 # the link breaks with batches in flight: a server that loses its third
 # reply (the first BATCH's) and closes the connection
 start_coordinator 1 1

@@ -28,6 +28,10 @@
  * It also checks that a bad coalesce_bytes= is refused with a message.
  * Prints "batch ok: ..." and exits 0, or a message and 1.
  *
+ *   tool_batch flush
+ *
+ * paramd_flush sends small async requests without a wait (see flush_mode).
+ *
  *   tool_batch lost
  *
  * Against a server started with --fault send_fail=3 (its HELLO and
@@ -41,6 +45,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "common/common.h"
 #include "net/conn.h"
 #include "paramd.h"
 
@@ -184,8 +189,36 @@ static int lost(void) {
     return 0;
 }
 
+/* tool_batch flush: paramd_flush sends what waits in the outboxes at
+ * once.  64 async 4 KiB pushes sit in the outbox (coalescing on) until
+ * paramd_flush; the servers' batched counter must then reach 64 while
+ * nobody waits on them (polled through STATS for up to 20 s: without the
+ * flush they would never leave the outbox and this fails). */
+static int flush_mode(void) {
+    if (paramd_connect(&c, NULL)) FAIL("connect: %s", paramd_last_error(NULL));
+    paramd_table *t;
+    static float g[BLOCK];
+    paramd_request *q[NB];
+    long long b0, n0, b1, n1;
+    MUST(paramd_table_open(c, "flush", NB * BLOCK, "rule=add", NULL, &t));
+    server_counters(&b0, &n0);
+    for (int b = 0; b < NB; b++) MUST(paramd_push_async(t, (uint64_t)b * BLOCK, BLOCK, g, &q[b]));
+    paramd_flush(c);
+    paramd_flush(NULL); /* harmless */
+    double end = pd_now() + 20;
+    do {
+        server_counters(&b1, &n1);
+    } while (n1 - n0 < NB && pd_now() < end);
+    if (n1 - n0 < NB) FAIL("after paramd_flush the servers saw %lld of %d pushes", n1 - n0, NB);
+    for (int b = 0; b < NB; b++) MUST(paramd_wait(q[b]));
+    printf("batch flush ok: %lld pushes in %lld batches before any wait\n", n1 - n0, b1 - b0);
+    paramd_close(c);
+    return 0;
+}
+
 int main(int argc, char **argv) {
     if (argc == 2 && !strcmp(argv[1], "lost")) return lost();
+    if (argc == 2 && !strcmp(argv[1], "flush")) return flush_mode();
     if (argc != 3) {
         fprintf(stderr, "usage: tool_batch COALESCE_BYTES THREADS\n");
         return 2;

@@ -645,6 +645,10 @@ static void client_flush(paramd_client *c) {
     }
 }
 
+void paramd_flush(paramd_client *c) {
+    if (c) client_flush(c);
+}
+
 /* Queue and send one sub-request of r on link l: a frame of type pt->type
  * with up to three payload parts; pt also says where the reply goes.
  * can_batch: the frame may wait in the outbox (batchable()).  On failure r
