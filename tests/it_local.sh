@@ -75,28 +75,3 @@ expect_line "$TMP/e6" "unknown command 'bogus'"
 env -u PARAMD_COORDINATOR "$BUILD/examples/toy" 2>"$TMP/e7" && fail "toy without a cluster"
 expect_line "$TMP/e7" "PARAMD_COORDINATOR"
 pass "wrong arguments rejected with a message"
-
-# 5. priorities and apply threads: workers run --worker-nice levels below
-# the servers (default 5); --apply-threads reaches every server (STATS)
-cat >"$TMP/prio.sh" <<'SH'
-#!/bin/sh
-spid=$(pgrep -f "server --coordinator $PARAMD_COORDINATOR" | head -1)
-echo "worker-nice $(ps -o ni= -p $$ | tr -d ' ') server-nice $(ps -o ni= -p "$spid" | tr -d ' ')"
-"$1" stats 2>&1 | grep "apply threads"
-SH
-chmod +x "$TMP/prio.sh"
-"$PARAMD" local --servers 2 --apply-threads 3 -- "$TMP/prio.sh" "$PARAMD" >"$TMP/p1" 2>&1 \
-  || fail "priority probe failed: $(cat "$TMP/p1")"
-expect_line "$TMP/p1" "worker-nice 5 server-nice 0"
-[ "$(grep -c 'apply threads 3 ' "$TMP/p1")" = 2 ] || fail "apply threads not 3 on both servers: $(cat "$TMP/p1")"
-"$PARAMD" local --worker-nice 0 --apply-threads 1 -- "$TMP/prio.sh" "$PARAMD" >"$TMP/p2" 2>&1 \
-  || fail "priority probe failed: $(cat "$TMP/p2")"
-expect_line "$TMP/p2" "worker-nice 0 server-nice 0"
-expect_line "$TMP/p2" "apply threads 1 "
-"$PARAMD" local --worker-nice 20 -- true 2>"$TMP/e8" && fail "--worker-nice 20 accepted"
-expect_line "$TMP/e8" "--worker-nice '20' is not a number in 0..19"
-"$PARAMD" local --apply-threads 0 -- true 2>"$TMP/e9" && fail "--apply-threads 0 accepted"
-expect_line "$TMP/e9" "--apply-threads '0' is not a number in 1..64"
-PARAMD_APPLY_THREADS=x "$PARAMD" server --coordinator 127.0.0.1:1 2>"$TMP/e10" && fail "bad PARAMD_APPLY_THREADS accepted"
-expect_line "$TMP/e10" "PARAMD_APPLY_THREADS 'x' is not a number"
-pass "worker nice, apply threads, and their bad values"

@@ -28,9 +28,5 @@ int cli_set_transport(const char *cmd, const char *t);
  * PARAMD_APPLY_THREADS, the servers' default for --apply-threads.  0, or
  * -1 after printing why. */
 int cli_set_apply_threads(const char *cmd, const char *n);
-/* --worker-nice N of paramd local and train: check N (0..19) and set
- * PARAMD_WORKER_NICE, which pd_local_start reads.  0, or -1 after
- * printing why. */
-int cli_set_worker_nice(const char *cmd, const char *n);
 
 #endif

@@ -65,7 +65,6 @@ struct pd_local {
     int signalled;           /* terminating signal received */
     double term_deadline;    /* 0: not terminating */
     int killed;
-    int worker_nice;         /* added to the workers' nice value */
     sigset_t oldmask;
 };
 
@@ -131,13 +130,6 @@ static int spawn(pd_local *L, int role, int rank, char *const *argv,
         if (!inherit_stdout) dup2(po[1], 1);
         dup2(pe[1], 2);
         if (extra_fd >= 0) dup2(extra_fd, 3);
-        /* Workers yield the CPU to the servers (--worker-nice): a server
-         * thread that must drain a push or answer a pull then runs at
-         * once instead of queueing behind the workers' computation, which
-         * every worker of a sync step is waiting for.  Raising one's nice
-         * value needs no privilege; a failure changes nothing else. */
-        if (role == ROLE_WORKER && L->worker_nice > 0 && nice(L->worker_nice) < 0) {
-        }
         for (char *const *e = env; e && *e; e++) putenv(*e);
         execvp(argv[0], argv);
         fprintf(stderr, "cannot run %s: %s\n", argv[0], strerror(errno));
@@ -283,9 +275,6 @@ int pd_local_start(pd_local **out, int32_t S, int32_t W, int32_t M, const char *
     *out = NULL;
     pd_local *L = calloc(1, sizeof *L);
     if (!L) return -1;
-    /* checked by cli_set_worker_nice when it comes from an option */
-    const char *wn = getenv("PARAMD_WORKER_NICE");
-    L->worker_nice = wn ? atoi(wn) : PD_LOCAL_WORKER_NICE;
     L->ch = calloc((size_t)(S + W + 1), sizeof *L->ch);
     if (!L->ch) {
         free(L);
@@ -419,10 +408,7 @@ static void local_usage(FILE *f) {
             "                    PARAMD_TRANSPORT for them) [auto: shared memory\n"
             "                    on this host]\n"
             "  --apply-threads N threads each server may use for one update (paramd\n"
-            "                    server --apply-threads) [cores]\n"
-            "  --worker-nice N   run the workers N nice levels below the servers, so\n"
-            "                    that servers are never queued behind computation\n"
-            "                    (0: same priority) [5]\n");
+            "                    server --apply-threads) [cores]\n");
 }
 
 int cmd_local(int argc, char **argv) {
@@ -433,7 +419,6 @@ int cmd_local(int argc, char **argv) {
         {"host", required_argument, 0, 'H'},
         {"transport", required_argument, 0, 'T'},
         {"apply-threads", required_argument, 0, 'A'},
-        {"worker-nice", required_argument, 0, 'N'},
         {"help", no_argument, 0, 'h'},
         {0, 0, 0, 0}};
     int64_t S = 1, W = 1, M = 0;
@@ -466,9 +451,6 @@ int cmd_local(int argc, char **argv) {
             break;
         case 'A':
             if (cli_set_apply_threads("paramd local", optarg)) return 2;
-            break;
-        case 'N':
-            if (cli_set_worker_nice("paramd local", optarg)) return 2;
             break;
         case 'h': local_usage(stdout); return 0;
         default: local_usage(stderr); return 2;

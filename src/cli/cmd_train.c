@@ -93,7 +93,6 @@ static void train_usage(FILE *f) {
 "  --transport T          auto, tcp or shm: how workers reach servers [auto:\n"
 "                         shared memory on this host]\n"
 "  --apply-threads N      threads each server may use for one update [cores]\n"
-"  --worker-nice N        workers run N nice levels below the servers [5]\n"
 "  --max-workers M        worker slots (M >= W): workers started later with\n"
 "                         --join --coordinator ADDR join the running cluster [W]\n"
 "  --coordinator HOST:PORT  join an existing cluster as one worker instead\n"
@@ -124,7 +123,7 @@ int cmd_train(int argc, char **argv) {
            O_WORKERS, O_COORD, O_JOIN, O_OUT, O_EVERY, O_EVALN, O_SAVE, O_QUIET,
            O_BACKUP, O_STRAGGLE, O_HB, O_DIM, O_WINDOW, O_NEG, O_MINC, O_SUBS, O_NEIGH,
            O_USERS, O_ITEMS, O_RANK, O_NOISE, O_L2, O_TRANSPORT, O_MAXW, O_COMM,
-           O_DECAY, O_APPLY, O_NICE };
+           O_DECAY, O_APPLY };
     static const struct option opts[] = {
         {"model", 1, 0, O_MODEL}, {"hidden", 1, 0, O_HIDDEN}, {"data", 1, 0, O_DATA},
         {"limit", 1, 0, O_LIMIT}, {"no-dropout", 0, 0, O_NODROP},
@@ -143,7 +142,7 @@ int cmd_train(int argc, char **argv) {
         {"rank", 1, 0, O_RANK}, {"noise", 1, 0, O_NOISE}, {"l2", 1, 0, O_L2},
         {"transport", 1, 0, O_TRANSPORT},
         {"comm", 1, 0, O_COMM}, {"lr-decay", 1, 0, O_DECAY},
-        {"apply-threads", 1, 0, O_APPLY}, {"worker-nice", 1, 0, O_NICE},
+        {"apply-threads", 1, 0, O_APPLY},
         {0, 0, 0, 0}};
     /* OpenBLAS falls back to generic kernels (4-5x slower) on CPUs newer
      * than its release; it reads OPENBLAS_CORETYPE only at load time, so
@@ -297,9 +296,6 @@ int cmd_train(int argc, char **argv) {
             break;
         case O_APPLY:
             if (cli_set_apply_threads("paramd train", optarg)) return 2;
-            break;
-        case O_NICE:
-            if (cli_set_worker_nice("paramd train", optarg)) return 2;
             break;
         case 'h': train_usage(stdout); return 0;
         default: train_usage(stderr); return 2;

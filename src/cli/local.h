@@ -14,13 +14,8 @@ typedef struct pd_local pd_local;
  * a prefix), so that it can draw a progress bar on a terminal. */
 #define PD_LOCAL_RANK0_STDOUT 1
 
-/* Nice levels the workers run below the servers and the coordinator,
- * unless PARAMD_WORKER_NICE (set by --worker-nice) says otherwise. */
-#define PD_LOCAL_WORKER_NICE 5
-
 /* Start a coordinator listening on host, S servers and W workers running
- * worker_argv (with worker_env "K=V" strings added), the workers at nice
- * +PARAMD_WORKER_NICE (default PD_LOCAL_WORKER_NICE); the coordinator has
+ * worker_argv (with worker_env "K=V" strings added); the coordinator has
  * M worker slots (--max-workers; 0: W).  Blocks SIGCHLD,
  * SIGINT, SIGTERM, SIGHUP in the calling thread (call before starting
  * threads).  Returns 0, or -1 after printing why (then *out may be set and

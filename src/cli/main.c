@@ -95,16 +95,6 @@ int cli_set_apply_threads(const char *cmd, const char *n) {
     return 0;
 }
 
-int cli_set_worker_nice(const char *cmd, const char *n) {
-    int64_t v;
-    if (pd_parse_i64(n, &v) || v < 0 || v > 19) {
-        fprintf(stderr, "%s: --worker-nice '%s' is not a number in 0..19\n", cmd, n);
-        return -1;
-    }
-    setenv("PARAMD_WORKER_NICE", n, 1);
-    return 0;
-}
-
 /* ==== main ============================================================== */
 
 int main(int argc, char **argv) {
