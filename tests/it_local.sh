@@ -75,3 +75,21 @@ expect_line "$TMP/e6" "unknown command 'bogus'"
 env -u PARAMD_COORDINATOR "$BUILD/examples/toy" 2>"$TMP/e7" && fail "toy without a cluster"
 expect_line "$TMP/e7" "PARAMD_COORDINATOR"
 pass "wrong arguments rejected with a message"
+
+# 5. --apply-threads reaches every server (their STATS), bad values refused
+cat >"$TMP/apply.sh" <<'SH'
+#!/bin/sh
+"$1" stats 2>&1 | grep "apply threads"
+SH
+chmod +x "$TMP/apply.sh"
+"$PARAMD" local --servers 2 --apply-threads 3 -- "$TMP/apply.sh" "$PARAMD" >"$TMP/p1" 2>&1 \
+  || fail "apply-threads probe failed: $(cat "$TMP/p1")"
+[ "$(grep -c 'apply threads 3 ' "$TMP/p1")" = 2 ] || fail "apply threads not 3 on both servers: $(cat "$TMP/p1")"
+"$PARAMD" local --apply-threads 1 -- "$TMP/apply.sh" "$PARAMD" >"$TMP/p2" 2>&1 \
+  || fail "apply-threads probe failed: $(cat "$TMP/p2")"
+expect_line "$TMP/p2" "apply threads 1 "
+"$PARAMD" local --apply-threads 0 -- true 2>"$TMP/e9" && fail "--apply-threads 0 accepted"
+expect_line "$TMP/e9" "--apply-threads '0' is not a number in 1..64"
+PARAMD_APPLY_THREADS=x "$PARAMD" server --coordinator 127.0.0.1:1 2>"$TMP/e10" && fail "bad PARAMD_APPLY_THREADS accepted"
+expect_line "$TMP/e10" "PARAMD_APPLY_THREADS 'x' is not a number"
+pass "apply threads on every server, and bad values"
