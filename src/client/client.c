@@ -48,7 +48,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
-#include <sched.h>
 
 #include "common/common.h"
 #include "common/keymap.h"
@@ -258,9 +257,11 @@ static int req_finish(paramd_request *r) {
      * from 104 us to 26 us on an idle machine, over shared memory from 20
      * to 6 us; on a loaded one nothing got slower.  The read is a relaxed
      * peek; the locked check below decides. */
-    double end = pd_now() + PD_WAIT_YIELD_S;
-    while (__atomic_load_n(&r->outstanding, __ATOMIC_ACQUIRE) > 0 && pd_now() < end)
-        sched_yield();
+    if (pd_yield_ok()) { /* not after a lost slice (common.h, pd_yield) */
+        double end = pd_now() + PD_WAIT_YIELD_S;
+        while (__atomic_load_n(&r->outstanding, __ATOMIC_ACQUIRE) > 0 && pd_now() < end)
+            if (pd_yield() < 0) break;
+    }
     pthread_mutex_lock(&r->mu);
     while (r->outstanding > 0) pthread_cond_wait(&r->cv, &r->mu);
     int err = r->err;

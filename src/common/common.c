@@ -7,6 +7,7 @@
  */
 #include "common/common.h"
 
+#include <sched.h>
 #include <errno.h>
 #include <limits.h>
 #include <math.h>
@@ -90,6 +91,28 @@ void pd_log(int level, const char *fmt, ...) {
 }
 
 /* ==== Time ============================================================== */
+
+#define PD_YIELD_LOST_NS 200000 /* a yield this long lost the CPU */
+#define PD_YIELD_SKIP_WAITS 1000 /* waits without yielding after that */
+
+static __thread uint32_t yield_skip; /* waits of this thread left without yielding */
+
+int pd_yield_ok(void) {
+    if (yield_skip == 0) return 1;
+    yield_skip--;
+    return 0;
+}
+
+int pd_yield(void) {
+    struct timespec a, b;
+    clock_gettime(CLOCK_MONOTONIC, &a);
+    sched_yield();
+    clock_gettime(CLOCK_MONOTONIC, &b);
+    int64_t ns = (int64_t)(b.tv_sec - a.tv_sec) * 1000000000 + (b.tv_nsec - a.tv_nsec);
+    if (ns <= PD_YIELD_LOST_NS) return 0;
+    yield_skip = PD_YIELD_SKIP_WAITS;
+    return -1;
+}
 
 double pd_now(void) {
     struct timespec ts;

@@ -48,6 +48,21 @@ void pd_log(int level, const char *fmt, ...)
 double pd_now(void);        /* monotonic seconds */
 int64_t pd_now_ms(void);    /* monotonic milliseconds */
 
+/* Waiters that spin a little before sleeping (the shm rings, the client's
+ * req_finish) yield the CPU between checks, because a futex wake-up of a
+ * sleeper lands on a halted vCPU (25-100 us on these virtual machines).
+ * On a loaded machine, though, a yield can hand the rest of the time slice
+ * to a busy process and cost ~4 ms.  So:
+ *   pd_yield_ok()  1 if this wait may spin-yield; 0 while the thread is
+ *                  in a no-yield period (each call counts one wait of it);
+ *   pd_yield()     sched_yield(); -1 if it took longer than 200 us (the
+ *                  CPU was lost: the machine is loaded), which starts a
+ *                  no-yield period of this thread's next 1000 waits, and
+ *                  the caller should go to sleep now; else 0.
+ * Per thread (thread-local), no lock. */
+int pd_yield_ok(void);
+int pd_yield(void);
+
 /* ==== Allocation ======================================================== */
 
 /* All allocation goes through these so a test build can fail the k-th one.

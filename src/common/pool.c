@@ -12,18 +12,16 @@
  *
  * A caller that finds the slot taken runs its loop inline instead of
  * queueing: connection threads of other shards keep their own core busy,
- * and no thread ever waits for another's update.
+ * and no thread ever waits for another's update.  A caller whose own parts
+ * are done sleeps on `idle` at once, without spinning or yielding (parts
+ * take hundreds of microseconds or more, and a yield on a loaded machine
+ * can lose the CPU for a whole time slice: see shm.c, "Waiting").
  */
 #include "common/pool.h"
 
 #include <pthread.h>
-#include <sched.h>
 
 #include "common/common.h"
-
-/* A waiting caller watches the counters this long, yielding, before it
- * sleeps (a futex wake-up lands on a halted vCPU: 25-100 us here). */
-#define PD_POOL_SPIN_S 50e-6
 
 struct pd_pool {
     pthread_mutex_t mu; /* guards busy, gen, inside, stop, the job fields'
@@ -162,9 +160,6 @@ void pd_pool_for(pd_pool *p, uint64_t n, uint64_t grain, pd_pool_fn fn,
     pthread_mutex_unlock(&p->mu);
 
     run_parts(p);
-    double end = pd_now() + PD_POOL_SPIN_S;
-    while (__atomic_load_n(&p->done, __ATOMIC_ACQUIRE) < p->nparts && pd_now() < end)
-        sched_yield();
     pthread_mutex_lock(&p->mu);
     while (__atomic_load_n(&p->done, __ATOMIC_ACQUIRE) < p->nparts || p->inside > 0)
         pthread_cond_wait(&p->idle, &p->mu);

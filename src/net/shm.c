@@ -36,8 +36,16 @@
  * virtual machines; yielding keeps the vCPU awake while still giving it to
  * any runnable thread (a pure spin of 30 us was measured to starve the
  * peer on 2 loaded vCPUs: a 4 KiB pull took 77 us instead of 13).  With
- * the yield, paramd bench measured a 4 KiB pull at 6-7 us, idle or with
- * two busy loops running, against 11-20 us without.  To sleep it reads the
+ * the yield, paramd bench measured a 4 KiB pull at 6-8 us on an idle
+ * machine, against 32 us sleeping at once.  But on a loaded machine a
+ * yield can hand the rest of the time slice to a busy process, and the
+ * waiter comes back about 4 ms later: with two busy loops running, a 4 KiB
+ * pull or push over shm took 4.0 ms at p50 (10-15 us sleeping at once).
+ * So a yield that took longer than 200 us (the CPU was lost) makes this
+ * thread skip the yielding for its next 1000 waits (pd_yield in
+ * common.h): idle machines keep the fast path (6.7-7.1 us), loaded ones
+ * sleep at once and pay a lost slice once per 1000 waits (10 us at p50,
+ * 18-28 us at p99, 1.4x the raw TCP ping-pong measured beside it).  To sleep it reads the
  * word, raises its `waiting` flag, re-checks the index, and waits for the
  * word to change.  The other side, after publishing an index,
  * issues a full fence and, if the flag is up, bumps the word and wakes it.
@@ -68,7 +76,6 @@
 #include <fcntl.h>
 #include <linux/futex.h>
 #include <poll.h>
-#include <sched.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/mman.h>
@@ -189,11 +196,13 @@ static int wait_change(pd_conn *c, const uint64_t *idx, uint64_t seen,
         if (is_closed(c)) return 0;
         cpu_relax();
     }
-    int64_t end = now_ns() + PD_SHM_YIELD_NS;
-    while (now_ns() < end) {
-        if (__atomic_load_n(idx, __ATOMIC_ACQUIRE) != seen) return 1;
-        if (is_closed(c)) return 0;
-        sched_yield();
+    if (pd_yield_ok()) {
+        int64_t end = now_ns() + PD_SHM_YIELD_NS;
+        while (now_ns() < end) {
+            if (__atomic_load_n(idx, __ATOMIC_ACQUIRE) != seen) return 1;
+            if (is_closed(c)) return 0;
+            if (pd_yield() < 0) break; /* loaded: sleep instead */
+        }
     }
     for (;;) {
         uint32_t s = __atomic_load_n(seq, __ATOMIC_ACQUIRE);
