@@ -255,8 +255,10 @@ static int req_finish(paramd_request *r) {
      * on these virtual machines), while a waiter that is still awake sees
      * the count drop at once.  paramd bench: a 4 KiB pull over TCP went
      * from 104 us to 26 us on an idle machine, over shared memory from 20
-     * to 6 us; on a loaded one nothing got slower.  The read is a relaxed
-     * peek; the locked check below decides. */
+     * to 6 us.  On a loaded machine a yield can lose the CPU for a whole
+     * time slice (~4 ms): then pd_yield says so and this thread sleeps at
+     * once for its next waits (common.h).  The read is a relaxed peek; the
+     * locked check below decides. */
     if (pd_yield_ok()) { /* not after a lost slice (common.h, pd_yield) */
         double end = pd_now() + PD_WAIT_YIELD_S;
         while (__atomic_load_n(&r->outstanding, __ATOMIC_ACQUIRE) > 0 && pd_now() < end)

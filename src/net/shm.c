@@ -45,9 +45,9 @@
  * thread skip the yielding for its next 1000 waits (pd_yield in
  * common.h): idle machines keep the fast path (6.7-7.1 us), loaded ones
  * sleep at once and pay a lost slice once per 1000 waits (10 us at p50,
- * 18-28 us at p99, 1.4x the raw TCP ping-pong measured beside it).  To sleep it reads the
- * word, raises its `waiting` flag, re-checks the index, and waits for the
- * word to change.  The other side, after publishing an index,
+ * 18-28 us at p99, 1.4x the raw TCP ping-pong measured beside it).  To
+ * sleep it reads the word, raises its `waiting` flag, re-checks the index,
+ * and waits for the word to change.  The other side, after publishing an index,
  * issues a full fence and, if the flag is up, bumps the word and wakes it.
  * The fence pair (flag store / index load on one side, index store / flag
  * load on the other) means at least one side sees the other: no lost

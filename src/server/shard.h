@@ -5,8 +5,11 @@
  *
  * A shard holds floats [lo, hi) of a table of n floats: its values, the
  * update rule's state beside them, and (sync tables) the per-clock sums
- * being aggregated.  Everything in a shard is guarded by its mutex; pulls
- * that must wait for a clock sleep on its condition variable.
+ * being aggregated.  Everything in a shard is guarded by its mutex; the
+ * contents of the values and rule state are also guarded by a read-write
+ * lock (vrw), which writers take inside the mutex and a pull's copy takes
+ * alone, so that pulls copy out in parallel.  Pulls that must wait for a
+ * clock sleep on the condition variable.
  *
  * Consistency.  sync and ssp:s aggregate per clock; async applies each
  * push on arrival.  sync is ssp:0.  For sync and ssp:s:
