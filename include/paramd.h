@@ -26,6 +26,7 @@
 #ifndef PARAMD_H
 #define PARAMD_H
 
+#include <stddef.h>
 #include <stdint.h>
 
 #ifdef __cplusplus
@@ -126,6 +127,8 @@ typedef struct paramd_request paramd_request;
  *                           every server or fail (docs/transports.md)
  *   shm_ring_bytes=N        bytes per direction of a shared-memory link, a
  *                           power of two, 64 KiB..1 GiB (default 4 MiB)
+ *   shared_buffers=yes|no   map paramd_alloc's memory into the servers on
+ *                           this host (default yes; see paramd_alloc)
  *   fault=SPEC              TESTING AID, never for production: wrap every
  *                           server link in the fault-injecting transport.
  *                           SPEC is comma-separated: send_fail=K (the K-th
@@ -145,6 +148,29 @@ PARAMD_API int paramd_connect(paramd_client **out, const char *options);
  * including tables and unfinished requests.  NULL is harmless.  Returns the
  * first error met while closing (the client is freed in every case). */
 PARAMD_API int paramd_close(paramd_client *c);
+
+/*
+ * Shared buffers.  paramd_alloc returns `bytes` of zeroed memory (rounded
+ * up to whole pages) that servers on this host can map: a push from it or
+ * a pull into it, over the shared-memory transport, moves no floats
+ * through the connection - the server's rule reads the gradient where the
+ * program wrote it, and pulled values are copied by the server straight
+ * into it (one copy instead of three; docs/transports.md).  Use it for
+ * the parameter and gradient buffers of a training loop.  It is ordinary
+ * memory for everything else: TCP links, servers on other hosts, and any
+ * other use, so a program that uses it runs anywhere.  As with every
+ * buffer, do not touch a range while a request on it is in flight.
+ * NULL (detail in paramd_last_error) if the memory cannot be had.
+ * Option shared_buffers=no (paramd_connect) keeps the memory private.
+ * Thread-safe.
+ *
+ * paramd_free releases such memory (no request on it may be in flight);
+ * PARAMD_EINVAL for a pointer paramd_alloc did not return.  paramd_close
+ * releases whatever is left, so no pointer from paramd_alloc may be used
+ * after it.
+ */
+PARAMD_API void *paramd_alloc(paramd_client *c, size_t bytes);
+PARAMD_API int paramd_free(paramd_client *c, void *p);
 
 /* The detail of the last failure on this client (or, with NULL, of the last
  * failed paramd_connect in this thread).  Never NULL; "" if none.  The

@@ -128,6 +128,7 @@ typedef struct bench_opts {
     int ops[NOPS];           /* 1 if the op is run */
     int tcp, shm;            /* transports asked for */
     int64_t chunk_bytes;     /* 0: the library's default */
+    int private_buffers;     /* --shared-buffers no */
     const char *worker_dir;  /* internal: run as a worker */
 } bench_opts;
 
@@ -166,6 +167,10 @@ static void usage(FILE *f) {
 "                      once per transport, the workers forced onto it\n"
 "  --chunk-bytes N     the client's chunk size (paramd_connect's\n"
 "                      chunk_bytes=), 4096..256M [library default, 1M]\n"
+"  --shared-buffers yes|no  the workers' buffers come from paramd_alloc, so\n"
+"                      over shared memory the servers read and write them\n"
+"                      in place [yes]; no: plain memory, every float\n"
+"                      through the rings\n"
 "  --help              this text\n"
 "\n"
 "Every cluster runs on 127.0.0.1 and is torn down before the next starts.\n"
@@ -307,13 +312,14 @@ static void set_defaults(bench_opts *o, int quick) {
 /* 0, or 2 (bad usage, message printed), or 1 (--help printed). */
 static int parse_args(int argc, char **argv, bench_opts *o) {
     enum { O_QUICK = 256, O_JSON, O_SIZES, O_SERVERS, O_WORKERS, O_SECONDS,
-           O_MAXREPS, O_OPS, O_TRANSPORT, O_CHUNK, O_WORKER };
+           O_MAXREPS, O_OPS, O_TRANSPORT, O_CHUNK, O_SHARED, O_WORKER };
     static const struct option opts[] = {
         {"quick", 0, 0, O_QUICK},       {"json", 0, 0, O_JSON},
         {"sizes", 1, 0, O_SIZES},       {"servers", 1, 0, O_SERVERS},
         {"workers", 1, 0, O_WORKERS},   {"seconds", 1, 0, O_SECONDS},
         {"max-reps", 1, 0, O_MAXREPS},  {"ops", 1, 0, O_OPS},
         {"transport", 1, 0, O_TRANSPORT}, {"chunk-bytes", 1, 0, O_CHUNK},
+        {"shared-buffers", 1, 0, O_SHARED},
         {"worker", 1, 0, O_WORKER},     {"help", 0, 0, 'h'},
         {0, 0, 0, 0}};
     memset(o, 0, sizeof *o);
@@ -369,6 +375,14 @@ static int parse_args(int argc, char **argv, bench_opts *o) {
                         optarg);
                 return 2;
             }
+            break;
+        case O_SHARED:
+            if (strcmp(optarg, "yes") && strcmp(optarg, "no")) {
+                fprintf(stderr, "paramd bench: --shared-buffers '%s' is not yes or no\n",
+                        optarg);
+                return 2;
+            }
+            o->private_buffers = !strcmp(optarg, "no");
             break;
         case O_WORKER: o->worker_dir = optarg; break;
         case 'h': usage(stdout); return 1;
@@ -865,9 +879,11 @@ static int worker_size(paramd_client *c, uint64_t size, const bench_opts *o, FIL
     paramd_table *t;
     int rc = paramd_table_open(c, name, n, TABLE_SPEC, NULL, &t);
     if (rc) return rc;
-    float *ones = malloc(size), *got = malloc(size);
+    /* Shared buffers (paramd_alloc), as a training loop should use: over
+     * shared memory the servers read and write them in place. */
+    float *ones = paramd_alloc(c, size), *got = paramd_alloc(c, size);
     if (!ones || !got) {
-        free(ones), free(got);
+        paramd_free(c, ones), paramd_free(c, got);
         fprintf(stderr, "paramd bench: out of memory for two %llu-byte buffers\n",
                 (unsigned long long)size);
         return PARAMD_ENOMEM;
@@ -893,8 +909,8 @@ static int worker_size(paramd_client *c, uint64_t size, const bench_opts *o, FIL
         fprintf(f, "value size=%llu min=%.1f max=%.1f\n", (unsigned long long)size, lo, hi);
     }
     if (!rc) fprintf(f, "pushes size=%llu n=%lld\n", (unsigned long long)size, (long long)pushes);
-    free(ones);
-    free(got);
+    paramd_free(c, ones);
+    paramd_free(c, got);
     return rc;
 }
 
@@ -1030,6 +1046,8 @@ static int worker_main(const bench_opts *o) {
     pid_t peer = -1;
     if (o->ops[OP_LAT] && (peer = peer_start(&peer_fd, pingpong_peer, NULL)) < 0) return 1;
     if (o->chunk_bytes) snprintf(opt, sizeof opt, "chunk_bytes=%lld", (long long)o->chunk_bytes);
+    if (o->private_buffers)
+        snprintf(opt + strlen(opt), sizeof opt - strlen(opt), " shared_buffers=no");
     /* The small op: worker 1 sends one frame per request, worker 0 lets
      * the library coalesce (its default).  The rank is known before
      * connecting: paramd local sets PARAMD_RANK. */
@@ -1412,6 +1430,10 @@ static int run_cluster(int tr, int S, int W, int small, const bench_opts *o,
         wargv[k++] = "--chunk-bytes";
         wargv[k++] = chunk;
     }
+    if (o->private_buffers) {
+        wargv[k++] = "--shared-buffers";
+        wargv[k++] = "no";
+    }
     wargv[k++] = "--transport";
     wargv[k++] = (char *)tr_names[tr];
     wargv[k] = NULL;
@@ -1617,6 +1639,7 @@ int cmd_bench(int argc, char **argv) {
     rec_num(&r, "seconds", o.seconds);
     rec_int(&r, "max_reps", o.max_reps);
     rec_int(&r, "chunk_bytes", o.chunk_bytes ? o.chunk_bytes : 1 << 20);
+    rec_int(&r, "shared_buffers", !o.private_buffers);
     rec_str(&r, "table", TABLE_SPEC);
     rec_end(&r);
 

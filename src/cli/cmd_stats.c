@@ -232,7 +232,8 @@ int cmd_stats(int argc, char **argv) {
                 const char *bp = strstr(line, " batches ");
                 if (bp && sscanf(bp, " batches %llu batched %llu", &x, &y) == 2)
                     batches += x, batched += y;
-            } else if (!strncmp(line, "apply threads", 13)) {
+            } else if (!strncmp(line, "apply threads", 13) ||
+                       !strncmp(line, "shared buffers", 14)) {
                 printf("  %s\n", line);
             }
             if (!nl) break;

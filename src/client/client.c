@@ -47,6 +47,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <time.h>
 
 #include "common/common.h"
@@ -60,6 +61,11 @@
 #define PD_CHUNK_BYTES_DEFAULT (1u << 20)
 
 enum { TR_AUTO = 0, TR_TCP, TR_SHM };
+
+/* Parts of a push or pull from or into a shared buffer (paramd_alloc)
+ * smaller than this go through the rings as usual (and may be coalesced):
+ * a reference saves copies only once there is something to copy. */
+#define PD_REGION_MIN_BYTES (64u << 10)
 
 #define PD_WAIT_YIELD_S 50e-6 /* a waiter yields this long before sleeping */
 
@@ -139,7 +145,24 @@ typedef struct link {
     /* The receiver's buffer for a BATCH reply (receiver thread only). */
     uint8_t *rxbuf;
     size_t rxcap;
+    /* Shared buffers (paramd_alloc) can be mapped into this server: the
+     * link is on shared memory and the server offers them.  Set once at
+     * connect. */
+    int regions_ok;
 } link;
+
+/* A shared buffer (paramd_alloc): a memfd mapped here and, through each
+ * shared-memory link whose server accepted it, in that server.  Pushes
+ * from it and pulls into it name the range instead of carrying the floats
+ * ("Shared buffers" below).  Guarded by reg_mu; `on` never changes once
+ * the region is in the list. */
+typedef struct region {
+    struct region *next;
+    uint64_t id;
+    uint8_t *base;
+    size_t bytes;   /* mapped here: a multiple of the page size */
+    uint8_t *on;    /* S: mapped in server k */
+} region;
 
 struct paramd_request {
     pthread_mutex_t mu; /* guards outstanding, err, msg */
@@ -187,6 +210,13 @@ struct paramd_client {
     int hb_stop;
     paramd_table *tables;
     char fault[PD_FAULT_SPEC_MAX + 1]; /* option fault=: tests only; "" off */
+    int shared_buffers;     /* option shared_buffers=: map paramd_alloc's
+                             * buffers into same-host servers */
+    pthread_mutex_t reg_mu; /* guards regions, next_region; held through a
+                             * buffer's mapping so that descriptors and
+                             * REGION_MAP frames go out in the same order */
+    region *regions;
+    uint64_t next_region;
     pthread_mutex_t err_mu; /* guards errmsg */
     char errmsg[PD_ERRMSG_MAX];
 };
@@ -372,6 +402,11 @@ static int rx_payload(link *l, pd_conn *conn, const pending *p, const pd_hdr *h,
             for (uint64_t i = 0; i < p->count / p->dim; i++)
                 memcpy(p->out + p->pos[i] * p->dim, p->dst + i * p->dim,
                        p->dim * sizeof(float));
+    } else if (p->type == PD_MSG_PULL_REGION) {
+        /* the values are in the caller's shared buffer already */
+        if (h->len)
+            return pd_seterr(e, PARAMD_EPROTO, "PULL_REGION reply of %llu bytes, "
+                             "expected none", (unsigned long long)h->len);
     } else if (p->type == PD_MSG_STATS && p->text) {
         if (h->len > PD_MAX_CTRL_PAYLOAD)
             return pd_seterr(e, PARAMD_EPROTO, "oversized STATS reply");
@@ -386,7 +421,8 @@ static int rx_payload(link *l, pd_conn *conn, const pending *p, const pd_hdr *h,
 static void rx_complete(link *l, const pending *p, const pd_hdr *h, int st,
                         const char *msg) {
     q_pop(l);
-    if (st == 0 && (p->type == PD_MSG_PULL || p->type == PD_MSG_SPARSE_PULL)) {
+    if (st == 0 && (p->type == PD_MSG_PULL || p->type == PD_MSG_SPARSE_PULL ||
+                    p->type == PD_MSG_PULL_REGION)) {
         pthread_mutex_lock(&p->req->mu);
         if (h->clock > p->req->clock_seen) p->req->clock_seen = h->clock;
         pthread_mutex_unlock(&p->req->mu);
@@ -744,6 +780,7 @@ static int parse_options(paramd_client *c, const char *options) {
     c->chunk_bytes = PD_CHUNK_BYTES_DEFAULT;
     c->coalesce_bytes = PD_COALESCE_DEFAULT;
     c->shm_ring = PD_SHM_RING_DEFAULT;
+    c->shared_buffers = 1;
     snprintf(buf, sizeof buf, "%s", options ? options : "");
     char *save = NULL;
     for (char *tok = strtok_r(buf, " \t\n", &save); tok;
@@ -784,6 +821,11 @@ static int parse_options(paramd_client *c, const char *options) {
         } else if (strcmp(tok, "transport") == 0) {
             snprintf(trbuf, sizeof trbuf, "%s", val);
             transport = trbuf;
+        } else if (strcmp(tok, "shared_buffers") == 0) {
+            if (strcmp(val, "yes") != 0 && strcmp(val, "no") != 0)
+                return cl_err(NULL, PARAMD_EINVAL,
+                              "shared_buffers=%s is not yes or no", val);
+            c->shared_buffers = strcmp(val, "yes") == 0;
         } else if (strcmp(tok, "shm_ring_bytes") == 0) {
             if (pd_parse_i64(val, &v) || !pd_shm_valid_ring((uint64_t)v))
                 return cl_err(NULL, PARAMD_EINVAL,
@@ -794,7 +836,7 @@ static int parse_options(paramd_client *c, const char *options) {
             return cl_err(NULL, PARAMD_EINVAL,
                           "unknown option '%s' (coordinator, rank, timeout_ms, "
                           "chunk_bytes, coalesce_bytes, transport, "
-                          "shm_ring_bytes, fault)",
+                          "shm_ring_bytes, shared_buffers, fault)",
                           tok);
         }
     }
@@ -850,7 +892,7 @@ static int hello(pd_conn *conn, int32_t rank, uint8_t *reply, size_t *rlen,
  * shm (PD_MAX_ADDR + 1 bytes) with the server's shared-memory address, ""
  * if it offers none. */
 static int link_hello(paramd_client *c, link *l, pd_conn *conn, uint8_t *buf,
-                      char *shm) {
+                      char *shm, uint32_t *features) {
     pd_err e = {0};
     size_t rlen;
     int rc = hello(conn, c->rank, buf, &rlen, &e);
@@ -863,7 +905,9 @@ static int link_hello(paramd_client *c, link *l, pd_conn *conn, uint8_t *buf,
     pd_get_u32(&r, &s2);
     pd_get_u32(&r, &w2);
     shm[0] = '\0';
+    *features = 0;
     if (!r.bad && r.off < r.len) pd_get_str(&r, shm, PD_MAX_ADDR);
+    if (!r.bad && r.off < r.len) pd_get_u32(&r, features); /* PD_FEAT_* */
     if (!pd_rd_done(&r) || idx != (uint32_t)l->index || s2 != (uint32_t)c->S ||
         w2 != (uint32_t)c->slots)
         return cl_err(NULL, PARAMD_EPROTO,
@@ -885,7 +929,8 @@ static int link_open(paramd_client *c, link *l, uint8_t *buf) {
     if (l->conn && c->fault[0]) /* option fault=: tests only */
         l->conn = pd_fault_wrap(l->conn, c->fault, &e);
     if (!l->conn) return cl_err(NULL, e.code, "server %d: %s", l->index, e.msg);
-    int rc = link_hello(c, l, l->conn, buf, shm);
+    uint32_t feat;
+    int rc = link_hello(c, l, l->conn, buf, shm, &feat);
     if (rc || c->transport == TR_TCP) return rc;
     if (!shm[0]) {
         if (c->transport == TR_AUTO) return 0;
@@ -904,12 +949,13 @@ static int link_open(paramd_client *c, link *l, uint8_t *buf) {
                       e.msg);
     }
     char again[PD_MAX_ADDR + 1];
-    if ((rc = link_hello(c, l, sc, buf, again))) {
+    if ((rc = link_hello(c, l, sc, buf, again, &feat))) {
         pd_conn_destroy(sc);
         return rc;
     }
     pd_conn_destroy(l->conn);
     l->conn = sc;
+    l->regions_ok = c->shared_buffers && (feat & PD_FEAT_REGIONS);
     snprintf(sc->peer, sizeof sc->peer, "%.80s (shm)", l->addr);
     return 0;
 }
@@ -928,6 +974,7 @@ int paramd_connect(paramd_client **out, const char *options) {
         return cl_err(NULL, PARAMD_ENOMEM, "out of memory");
     }
     pthread_mutex_init(&c->coord_mu, NULL);
+    pthread_mutex_init(&c->reg_mu, NULL);
     pthread_mutex_init(&c->err_mu, NULL);
     pthread_mutex_init(&c->hb_mu, NULL);
     pthread_cond_init(&c->hb_cv, NULL);
@@ -1066,6 +1113,14 @@ int paramd_close(paramd_client *c) {
         c->tables = t->next;
         pd_free(t);
     }
+    while (c->regions) { /* buffers the program did not free */
+        region *g = c->regions;
+        c->regions = g->next;
+        munmap(g->base, g->bytes);
+        pd_free(g->on);
+        pd_free(g);
+    }
+    pthread_mutex_destroy(&c->reg_mu);
     pthread_mutex_destroy(&c->coord_mu);
     pthread_mutex_destroy(&c->err_mu);
     pthread_mutex_destroy(&c->hb_mu);
@@ -1145,8 +1200,34 @@ static uint64_t shard_lo(uint64_t n, int32_t S, int32_t k) {
     return pd_partition_lo(n, (uint32_t)S, (uint32_t)k);
 }
 
+static void put_le64(uint8_t *p, uint64_t v) {
+    for (int i = 0; i < 8; i++) p[i] = (uint8_t)(v >> (8 * i));
+}
+
+/* The shared buffer holding [p, p+n), copied into *g (its `on` stays
+ * valid while the buffer is allocated, which the caller's request
+ * requires): 1, or 0 if p is not in one. */
+static int region_lookup(paramd_client *c, const void *p, uint64_t n, region *g) {
+    if (!__atomic_load_n(&c->regions, __ATOMIC_RELAXED)) return 0; /* a peek */
+    uintptr_t a = (uintptr_t)p;
+    int found = 0;
+    pthread_mutex_lock(&c->reg_mu);
+    for (region *x = c->regions; x && !found; x = x->next) {
+        uintptr_t b = (uintptr_t)x->base;
+        if (a >= b && a - b <= x->bytes && n <= x->bytes - (a - b)) {
+            *g = *x;
+            found = 1;
+        }
+    }
+    pthread_mutex_unlock(&c->reg_mu);
+    return found;
+}
+
 /* Issue sub-requests for [off, off+count) of t: per server, in chunks,
- * round-robin over servers so that all of them work at once. */
+ * round-robin over servers so that all of them work at once.  From or into
+ * a shared buffer (paramd_alloc) mapped in a server, that server gets one
+ * small PUSH_REGION or PULL_REGION frame for its whole part instead
+ * (parts of at least PD_REGION_MIN_BYTES; smaller ones go as usual). */
 static void issue_range(paramd_table *t, paramd_request *r, uint16_t type,
                         uint64_t off, uint64_t count, const float *src,
                         float *dst) {
@@ -1154,6 +1235,10 @@ static void issue_range(paramd_table *t, paramd_request *r, uint16_t type,
     uint64_t end = off + count;
     uint64_t chunk = c->chunk_bytes / 4;
     int can_batch = batchable(t, type);
+    region g;
+    const float *buf = type == PD_MSG_PULL ? dst : src;
+    int in_region = (type == PD_MSG_PUSH || type == PD_MSG_PULL) &&
+                    region_lookup(c, buf, count * 4, &g);
     uint64_t pos[PD_MAX_SERVERS > 64 ? 64 : PD_MAX_SERVERS];
     int32_t first = -1, nsv = 0;
     /* The servers this range touches are consecutive: find them. */
@@ -1177,11 +1262,25 @@ static void issue_range(paramd_table *t, paramd_request *r, uint16_t type,
                 if (hi > end) hi = end;
                 if (pos[j] >= hi) continue;
                 uint64_t a = pos[j], len = hi - a < chunk ? hi - a : chunk;
+                if (in_region && g.on[k] && (hi - a) * 4 >= PD_REGION_MIN_BYTES) {
+                    uint8_t ref[PD_REGION_REF_PAYLOAD];
+                    pending pt = {0};
+                    pt.type = type == PD_MSG_PULL ? PD_MSG_PULL_REGION : PD_MSG_PUSH_REGION;
+                    pt.count = hi - a;
+                    put_le64(ref, a);
+                    put_le64(ref + 8, hi - a);
+                    put_le64(ref + 16, g.id);
+                    put_le64(ref + 24, (uint64_t)((const uint8_t *)(buf + (a - off)) - g.base));
+                    pos[j] = hi;
+                    link_send_ex(&c->links[k], r, &pt, 0, t->id, c->clock, ref,
+                                 sizeof ref, NULL, 0, NULL, 0);
+                    continue;
+                }
                 pos[j] += len;
                 if (pos[j] < hi) more = 1;
                 uint8_t pre[PD_PULL_PAYLOAD];
-                for (int i = 0; i < 8; i++) pre[i] = (uint8_t)(a >> (8 * i));
-                for (int i = 0; i < 8; i++) pre[8 + i] = (uint8_t)(len >> (8 * i));
+                put_le64(pre, a);
+                put_le64(pre + 8, len);
                 if (type == PD_MSG_PULL)
                     link_send(&c->links[k], r, type, can_batch, t->id, c->clock,
                               pre, PD_PULL_PAYLOAD, NULL, 0, dst + (a - off), len);
@@ -1403,6 +1502,105 @@ int paramd_wait(paramd_request *r) {
     if (!r) return PARAMD_EINVAL;
     int rc = req_finish(r);
     pd_free(r);
+    return rc;
+}
+
+/* ==== Shared buffers ====================================================
+ * paramd_alloc gives the program memory that same-host servers can map:
+ * a memfd, sealed against shrinking and growing, mapped here and passed to
+ * every server on a shared-memory link that offers it (PD_FEAT_REGIONS),
+ * beside the rings (pd_conn_send_fd), with a REGION_MAP frame.  A push
+ * from it or a pull into it then sends the server a reference (region id
+ * and offset) instead of the floats: the server's rule reads the gradient
+ * where the program wrote it, and a pull's values are copied by the
+ * server straight into it (docs/transports.md).  Everything else - TCP
+ * links, servers on other hosts, a server that refused the mapping, parts
+ * under PD_REGION_MIN_BYTES - moves the floats as usual, so the memory
+ * works with every call and every cluster.  Mapping and unmapping are
+ * rare and hold reg_mu throughout. */
+
+/* One small request to link l, waited for: 0 or its error (detail in the
+ * client's last error). */
+static int link_call(link *l, uint16_t type, const void *payload, size_t n) {
+    paramd_request r;
+    req_init(&r, l->c);
+    link_send(l, &r, type, 0, 0, 0, payload, n, NULL, 0, NULL, 0);
+    req_done(&r, 0, "");
+    return req_finish(&r);
+}
+
+void *paramd_alloc(paramd_client *c, size_t bytes) {
+    if (!c) return NULL;
+    if (bytes == 0 || bytes > PD_MAX_REGION_BYTES) {
+        cl_err(c, PARAMD_EINVAL, "paramd_alloc of %zu bytes: ask for 1 to %llu", bytes,
+               PD_MAX_REGION_BYTES);
+        return NULL;
+    }
+    size_t len = 0;
+    void *p = NULL;
+    int fd = pd_shm_buffer(bytes, &p, &len);
+    region *g = pd_calloc(1, sizeof *g);
+    uint8_t *on = pd_calloc((size_t)c->S, 1);
+    if (!g || !on || !p) {
+        int err = errno;
+        if (p) munmap(p, len);
+        pd_close_fd(fd);
+        pd_free(g);
+        pd_free(on);
+        cl_err(c, PARAMD_ENOMEM, "paramd_alloc: cannot map %zu bytes: %s", bytes,
+               strerror(p ? ENOMEM : err));
+        return NULL;
+    }
+    g->base = p;
+    g->bytes = len;
+    g->on = on;
+    pthread_mutex_lock(&c->reg_mu);
+    g->id = ++c->next_region;
+    for (int32_t k = 0; fd >= 0 && k < c->S; k++) {
+        link *l = &c->links[k];
+        if (!l->regions_ok || __atomic_load_n(&l->dead, __ATOMIC_ACQUIRE)) continue;
+        uint8_t pl[PD_REGION_MAP_PAYLOAD];
+        put_le64(pl, g->id);
+        put_le64(pl + 8, len);
+        /* The descriptor first: the server takes it when the frame comes.
+         * A server that refuses just gets the floats, as over TCP. */
+        if (pd_conn_send_fd(l->conn, fd, g->id) == 0 &&
+            link_call(l, PD_MSG_REGION_MAP, pl, sizeof pl) == 0)
+            on[k] = 1;
+    }
+    g->next = c->regions;
+    __atomic_store_n(&c->regions, g, __ATOMIC_RELEASE);
+    pthread_mutex_unlock(&c->reg_mu);
+    pd_close_fd(fd); /* the mappings keep the memory */
+    return p;
+}
+
+int paramd_free(paramd_client *c, void *p) {
+    if (!c || !p) return 0;
+    pthread_mutex_lock(&c->reg_mu);
+    region **pp = &c->regions;
+    while (*pp && (*pp)->base != p) pp = &(*pp)->next;
+    region *g = *pp;
+    if (!g) {
+        pthread_mutex_unlock(&c->reg_mu);
+        return cl_err(c, PARAMD_EINVAL,
+                      "paramd_free of %p, which paramd_alloc did not return "
+                      "(or was freed already)", p);
+    }
+    *pp = g->next;
+    int rc = 0;
+    for (int32_t k = 0; k < c->S; k++) {
+        if (!g->on[k]) continue;
+        uint8_t pl[8];
+        put_le64(pl, g->id);
+        int e = link_call(&c->links[k], PD_MSG_REGION_UNMAP, pl, sizeof pl);
+        /* a link that broke has dropped its mappings with it */
+        if (e && e != PARAMD_ECLOSED && e != PARAMD_EIO && !rc) rc = e;
+    }
+    pthread_mutex_unlock(&c->reg_mu);
+    munmap(g->base, g->bytes);
+    pd_free(g->on);
+    pd_free(g);
     return rc;
 }
 

@@ -95,6 +95,22 @@ int pd_conn_peek(pd_conn *c, size_t n, const void **p, pd_err *e) {
 
 void pd_conn_consume(pd_conn *c, size_t n) { c->ops->consume(c, n); }
 
+int pd_conn_send_fd(pd_conn *c, int fd, uint64_t tag) {
+    if (!c->ops->send_fd) {
+        errno = ENOTSUP;
+        return -1;
+    }
+    return c->ops->send_fd(c, fd, tag);
+}
+
+int pd_conn_recv_fd(pd_conn *c, uint64_t *tag) {
+    if (!c->ops->recv_fd) {
+        errno = ENOTSUP;
+        return -1;
+    }
+    return c->ops->recv_fd(c, tag);
+}
+
 int pd_send_frame(pd_conn *c, pd_hdr *h, const void *p1, size_t n1,
                   const void *p2, size_t n2, const void *p3, size_t n3,
                   pd_err *e) {

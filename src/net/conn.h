@@ -45,6 +45,14 @@ typedef struct pd_transport_ops {
      * stream.  consume(n) then drops them. */
     int (*peek)(pd_conn *c, size_t n, const void **p);
     void (*consume)(pd_conn *c, size_t n);
+    /* Optional: pass a file descriptor to the peer beside the byte stream,
+     * with a 64-bit tag (shared memory: SCM_RIGHTS on its Unix socket).
+     * Neither blocks.  send_fd: 0, or -1 with errno (fd stays the
+     * caller's).  recv_fd: the next descriptor the peer passed (the
+     * receiver owns it) with its tag, or -1 with errno (EAGAIN: none
+     * waiting). */
+    int (*send_fd)(pd_conn *c, int fd, uint64_t tag);
+    int (*recv_fd)(pd_conn *c, uint64_t *tag);
 } pd_transport_ops;
 
 struct pd_conn {
@@ -73,6 +81,10 @@ ssize_t pd_conn_try_writev(pd_conn *c, struct iovec **iov, int *cnt, pd_err *e);
  * them itself (pd_conn_read), PARAMD_EIO with the reason in e. */
 int pd_conn_peek(pd_conn *c, size_t n, const void **p, pd_err *e);
 void pd_conn_consume(pd_conn *c, size_t n);
+/* Pass a descriptor beside the stream (ops.send_fd, ops.recv_fd); -1 with
+ * errno ENOTSUP on a transport that cannot. */
+int pd_conn_send_fd(pd_conn *c, int fd, uint64_t tag);
+int pd_conn_recv_fd(pd_conn *c, uint64_t *tag);
 
 /* Send one frame: the header (h->len is set from the parts) and up to
  * three payload parts, with one gathered write. */
@@ -138,6 +150,16 @@ pd_conn *pd_shm_server_handshake(int fd, int timeout_ms, pd_err *e);
  * not reachable: another host or network namespace). */
 pd_conn *pd_shm_connect(const char *name, uint64_t ring, int timeout_ms,
                         pd_err *e);
+
+/* Memory a worker can share with servers (paramd_alloc): a memfd of
+ * `bytes` rounded up to whole pages (*len), sealed against shrinking and
+ * growing, mapped read-write and shared at *p.  Returns its descriptor
+ * (for pd_conn_send_fd; close it with pd_close_fd), or -1 when no memfd
+ * can be had: then *p is private memory (never shared), or NULL with
+ * errno set if there is none either.  Free *p with munmap(*p, *len). */
+int pd_shm_buffer(size_t bytes, void **p, size_t *len);
+/* close(fd) for fd >= 0. */
+void pd_close_fd(int fd);
 
 /* ==== Memory (the frames of a batch) ==================================== */
 

@@ -151,9 +151,22 @@ static void fault_set_rcvtimeo(pd_conn *c, int ms) {
     pd_conn_set_rcvtimeo(f->inner, ms);
 }
 
+/* Descriptors pass straight to the inner transport (no faults there: the
+ * frame that names a descriptor is where a fault shows). */
+static int fault_send_fd(pd_conn *c, int fd, uint64_t tag) {
+    fault_conn *f = c->impl;
+    return pd_conn_send_fd(f->inner, fd, tag);
+}
+
+static int fault_recv_fd(pd_conn *c, uint64_t *tag) {
+    fault_conn *f = c->impl;
+    return pd_conn_recv_fd(f->inner, tag);
+}
+
 static const pd_transport_ops fault_ops = {"fault", fault_readv, fault_writev,
                                            fault_shutdown, fault_destroy,
-                                           fault_set_rcvtimeo, NULL, NULL, NULL};
+                                           fault_set_rcvtimeo, NULL, NULL, NULL,
+                                           fault_send_fd, fault_recv_fd};
 
 /* ==== Public ============================================================ */
 

@@ -181,8 +181,9 @@ static int is_closed(pd_conn *c) {
  * process has gone without closing the segment. */
 static void check_peer(pd_conn *c) {
     shm_impl *m = c->impl;
-    struct pollfd p = {c->fd, POLLIN | POLLRDHUP, 0};
-    if (poll(&p, 1, 0) > 0 && (p.revents & (POLLIN | POLLRDHUP | POLLHUP | POLLERR)))
+    /* Not POLLIN: a descriptor the peer passed (send_fd) waits there. */
+    struct pollfd p = {c->fd, POLLRDHUP, 0};
+    if (poll(&p, 1, 0) > 0 && (p.revents & (POLLRDHUP | POLLHUP | POLLERR)))
         __atomic_store_n(&m->peer_gone, 1, __ATOMIC_RELEASE);
 }
 
@@ -409,10 +410,83 @@ static void shm_set_rcvtimeo(pd_conn *c, int ms) {
     m->rcvtimeo_ms = ms > 0 ? ms : 0;
 }
 
+/* Descriptors beside the rings: one SCM_RIGHTS message per descriptor on
+ * the connection's Unix socket, carrying its tag as 8 little-endian bytes
+ * (the shared buffers of paramd_alloc, docs/transports.md).  Stream
+ * sockets never merge a message that carries descriptors with the next,
+ * so each recvmsg of 8 bytes gets one tag and its descriptor. */
+static int shm_send_fd(pd_conn *c, int fd, uint64_t tag) {
+    uint8_t raw[8];
+    for (int i = 0; i < 8; i++) raw[i] = (uint8_t)(tag >> (8 * i));
+    union {
+        struct cmsghdr h;
+        char b[CMSG_SPACE(sizeof(int))];
+    } ctl;
+    memset(&ctl, 0, sizeof ctl);
+    struct iovec iov = {raw, sizeof raw};
+    struct msghdr msg = {0};
+    msg.msg_iov = &iov;
+    msg.msg_iovlen = 1;
+    msg.msg_control = ctl.b;
+    msg.msg_controllen = sizeof ctl.b;
+    struct cmsghdr *h = CMSG_FIRSTHDR(&msg);
+    h->cmsg_level = SOL_SOCKET;
+    h->cmsg_type = SCM_RIGHTS;
+    h->cmsg_len = CMSG_LEN(sizeof(int));
+    memcpy(CMSG_DATA(h), &fd, sizeof(int));
+    ssize_t n;
+    do n = sendmsg(c->fd, &msg, MSG_NOSIGNAL | MSG_DONTWAIT);
+    while (n < 0 && errno == EINTR);
+    if (n == (ssize_t)sizeof raw) return 0;
+    if (n >= 0) errno = EIO; /* a stream socket sends 8 bytes whole or none */
+    return -1;
+}
+
+static int shm_recv_fd(pd_conn *c, uint64_t *tag) {
+    uint8_t raw[8];
+    union {
+        struct cmsghdr h;
+        char b[CMSG_SPACE(sizeof(int))];
+    } ctl;
+    struct iovec iov = {raw, sizeof raw};
+    struct msghdr msg = {0};
+    msg.msg_iov = &iov;
+    msg.msg_iovlen = 1;
+    msg.msg_control = ctl.b;
+    msg.msg_controllen = sizeof ctl.b;
+    ssize_t n;
+    do n = recvmsg(c->fd, &msg, MSG_CMSG_CLOEXEC | MSG_DONTWAIT);
+    while (n < 0 && errno == EINTR);
+    int fd = -1;
+    for (struct cmsghdr *h = CMSG_FIRSTHDR(&msg); n > 0 && h; h = CMSG_NXTHDR(&msg, h))
+        if (h->cmsg_level == SOL_SOCKET && h->cmsg_type == SCM_RIGHTS &&
+            h->cmsg_len >= CMSG_LEN(sizeof(int))) {
+            /* close every descriptor but the first: one is expected */
+            size_t k = (h->cmsg_len - CMSG_LEN(0)) / sizeof(int);
+            for (size_t i = 0; i < k; i++) {
+                int x;
+                memcpy(&x, CMSG_DATA(h) + i * sizeof(int), sizeof x);
+                if (fd < 0) fd = x;
+                else close(x);
+            }
+        }
+    if (n < 0) return -1;
+    if (n != (ssize_t)sizeof raw || fd < 0 || (msg.msg_flags & MSG_CTRUNC)) {
+        if (fd >= 0) close(fd);
+        errno = n == 0 ? EPIPE : EPROTO;
+        return -1;
+    }
+    uint64_t t = 0;
+    for (int i = 7; i >= 0; i--) t = t << 8 | raw[i];
+    *tag = t;
+    return fd;
+}
+
 static const pd_transport_ops shm_ops = {"shm", shm_readv, shm_writev,
                                          shm_shutdown, shm_destroy,
                                          shm_set_rcvtimeo, shm_try_writev,
-                                         shm_peek, shm_consume};
+                                         shm_peek, shm_consume,
+                                         shm_send_fd, shm_recv_fd};
 
 /* ==== Setup ============================================================= */
 
@@ -676,4 +750,39 @@ pd_conn *pd_shm_connect(const char *name, uint64_t ring, int timeout_ms,
     char peer[96];
     snprintf(peer, sizeof peer, "shm %.80s", name);
     return wrap(s, seg, ring, 0, peer, e);
+}
+
+/* ==== Shared buffers ==================================================== */
+
+int pd_shm_buffer(size_t bytes, void **p, size_t *len) {
+    long pg = sysconf(_SC_PAGESIZE);
+    size_t page = pg > 0 ? (size_t)pg : 4096;
+    *p = NULL;
+    *len = 0;
+    if (bytes == 0 || bytes > SIZE_MAX - page) {
+        errno = EINVAL;
+        return -1;
+    }
+    size_t n = (bytes + page - 1) / page * page;
+    int fd = memfd_create("paramd-buffer", MFD_CLOEXEC | MFD_ALLOW_SEALING);
+    if (fd >= 0 && (ftruncate(fd, (off_t)n) != 0 ||
+                    fcntl(fd, F_ADD_SEALS, F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_SEAL) != 0)) {
+        close(fd);
+        fd = -1;
+    }
+    void *m = fd >= 0 ? mmap(NULL, n, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0)
+                      : MAP_FAILED;
+    if (m == MAP_FAILED) {
+        if (fd >= 0) close(fd);
+        fd = -1;
+        m = mmap(NULL, n, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+        if (m == MAP_FAILED) return -1;
+    }
+    *p = m;
+    *len = n;
+    return fd;
+}
+
+void pd_close_fd(int fd) {
+    if (fd >= 0) close(fd);
 }

@@ -50,7 +50,8 @@ static void tcp_destroy(pd_conn *c) {
 
 static const pd_transport_ops tcp_ops = {"tcp", tcp_readv, tcp_writev,
                                          tcp_shutdown, tcp_destroy, NULL,
-                                         tcp_try_writev, NULL, NULL};
+                                         tcp_try_writev, NULL, NULL,
+                                         NULL, NULL};
 
 /* ==== Helpers =========================================================== */
 

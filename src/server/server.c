@@ -45,8 +45,11 @@
 #include <pthread.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <unistd.h>
+#include <fcntl.h>
 
 #include "common/pool.h"
 #include "net/conn.h"
@@ -83,8 +86,18 @@ typedef struct srv_conn {
     pd_buf bout;         /* its inner replies; emptied, not freed, between
                           * batches */
     uint32_t gen;        /* worker: wgen[rank] when it connected */
+    struct srv_region *regions; /* the worker's shared buffers mapped here */
+    uint32_t nregions, regions_cap;
     uint8_t ctrl[PD_MAX_CTRL_PAYLOAD + 1];
 } srv_conn;
+
+/* A worker's shared buffer (paramd_alloc) mapped into this server:
+ * connection thread only ("Shared buffers" below). */
+typedef struct srv_region {
+    uint64_t id;
+    uint8_t *base;
+    uint64_t bytes;
+} srv_region;
 
 struct pd_server {
     pd_server_opts o;
@@ -116,6 +129,9 @@ struct pd_server {
     int lost_coordinator;
     uint64_t batches;     /* atomic: BATCH frames executed */
     uint64_t batched;     /* atomic: inner requests they held */
+    uint64_t regions;     /* atomic: shared buffers mapped now */
+    uint64_t region_bytes; /* atomic: their bytes */
+    uint64_t region_pushes, region_pulls; /* atomic: requests served so */
 };
 
 /* ==== Helpers =========================================================== */
@@ -348,6 +364,237 @@ static int on_pull(srv_conn *sc, const pd_hdr *h) {
     return cnt ? pd_conn_writev(sc->io, iov, cnt, &sc->ioerr) : 0;
 }
 
+/* ==== Shared buffers =====================================================
+ * A worker on the shared-memory transport may map buffers of its own
+ * (paramd_alloc) into this server: REGION_MAP passes the buffer's memfd
+ * beside the rings, and PUSH_REGION / PULL_REGION then name a range of it
+ * instead of carrying the floats.  The rule reads the gradient where the
+ * worker wrote it, and a pull copies the values straight into the
+ * worker's buffer, on the apply threads: one copy each way, nothing
+ * through the rings.
+ *
+ * Trust.  The worker can write its buffer at any time, so only floats are
+ * read from it (a float changed meanwhile changes only its own values, as
+ * on the zero-copy ring path).  The memfd must be sealed against
+ * shrinking (so the mapping can never raise SIGBUS) and be at least as
+ * large as the worker says; region ids, offsets and lengths are checked
+ * against the server's own record before any access.  Mappings belong to
+ * the connection (connection thread only) and go with it. */
+
+static srv_region *region_find(srv_conn *sc, uint64_t id) {
+    for (uint32_t i = 0; i < sc->nregions; i++)
+        if (sc->regions[i].id == id) return &sc->regions[i];
+    return NULL;
+}
+
+static void region_drop(srv_conn *sc, srv_region *r) {
+    pd_server *s = sc->srv;
+    munmap(r->base, (size_t)r->bytes);
+    __atomic_sub_fetch(&s->regions, 1, __ATOMIC_RELAXED);
+    __atomic_sub_fetch(&s->region_bytes, r->bytes, __ATOMIC_RELAXED);
+    *r = sc->regions[--sc->nregions];
+}
+
+/* Room for one more mapping: 0 or -1 (out of memory). */
+static int regions_room(srv_conn *sc) {
+    if (sc->nregions < sc->regions_cap) return 0;
+    uint32_t cap = sc->regions_cap ? sc->regions_cap * 2 : 8;
+    srv_region *g = pd_realloc(sc->regions, cap * sizeof *g);
+    if (!g) return -1;
+    sc->regions = g;
+    sc->regions_cap = cap;
+    return 0;
+}
+
+/* Read a control payload of exactly `want` bytes into sc->ctrl; a payload
+ * of another size is skipped and answered with an error.  0 read, 1
+ * answered (the handler returns *rc), else an error that closes. */
+static int read_fixed(srv_conn *sc, const pd_hdr *h, size_t want, int *rc) {
+    if (h->len != want) {
+        pd_err e = {0};
+        if ((*rc = pd_conn_skip(sc->io, h->len, &sc->ioerr))) return 1;
+        pd_seterr(&e, PARAMD_EPROTO, "%s payload of %llu bytes, expected %zu",
+                  pd_msg_name(h->type), (unsigned long long)h->len, want);
+        *rc = reply_err(sc, h, &e);
+        return 1;
+    }
+    *rc = pd_conn_read(sc->io, sc->ctrl, want, 0, &sc->ioerr);
+    return *rc != 0;
+}
+
+static int on_region_map(srv_conn *sc, const pd_hdr *h) {
+    pd_server *s = sc->srv;
+    pd_err e = {0};
+    int rc;
+    if (read_fixed(sc, h, PD_REGION_MAP_PAYLOAD, &rc)) return rc;
+    pd_rd r;
+    uint64_t id, bytes, tag = 0;
+    pd_rd_init(&r, sc->ctrl, PD_REGION_MAP_PAYLOAD);
+    pd_get_u64(&r, &id);
+    pd_get_u64(&r, &bytes);
+    /* The descriptor was passed before the frame, so it is there now. */
+    int fd = pd_conn_recv_fd(sc->io, &tag);
+    int seals = fd >= 0 ? fcntl(fd, F_GET_SEALS) : -1;
+    struct stat st;
+    void *base = MAP_FAILED;
+    if (fd < 0)
+        pd_seterr(&e, PARAMD_EPROTO,
+                  "REGION_MAP of region %llu without its descriptor (%s): shared "
+                  "buffers need the shared-memory transport",
+                  (unsigned long long)id,
+                  errno == EAGAIN ? "none was passed" : strerror(errno));
+    else if (tag != id)
+        pd_seterr(&e, PARAMD_EPROTO,
+                  "REGION_MAP of region %llu came with the descriptor of region %llu",
+                  (unsigned long long)id, (unsigned long long)tag);
+    else if (sc->role != PD_ROLE_WORKER)
+        pd_seterr(&e, PARAMD_EWORKER, "only workers map shared buffers");
+    else if (region_find(sc, id))
+        pd_seterr(&e, PARAMD_EINVAL, "region %llu is already mapped",
+                  (unsigned long long)id);
+    else if (sc->nregions >= PD_MAX_REGIONS)
+        pd_seterr(&e, PARAMD_ETOOBIG,
+                  "%u shared buffers are mapped on this connection, the most "
+                  "allowed: free some (paramd_free)", PD_MAX_REGIONS);
+    else if (bytes == 0 || bytes > PD_MAX_REGION_BYTES || bytes % 4)
+        pd_seterr(&e, PARAMD_EINVAL,
+                  "region %llu of %llu bytes: a shared buffer holds 4 to %llu "
+                  "bytes, a multiple of 4",
+                  (unsigned long long)id, (unsigned long long)bytes,
+                  PD_MAX_REGION_BYTES);
+    else if (seals < 0 || !(seals & F_SEAL_SHRINK))
+        pd_seterr(&e, PARAMD_EPROTO,
+                  "region %llu is not a memfd sealed against shrinking",
+                  (unsigned long long)id);
+    else if (fstat(fd, &st) != 0 || (uint64_t)st.st_size < bytes)
+        pd_seterr(&e, PARAMD_EPROTO, "region %llu is smaller than the %llu bytes "
+                  "announced", (unsigned long long)id, (unsigned long long)bytes);
+    else if (regions_room(sc) != 0)
+        pd_seterr(&e, PARAMD_ENOMEM, "out of memory");
+    else if ((base = mmap(NULL, (size_t)bytes, PROT_READ | PROT_WRITE, MAP_SHARED,
+                          fd, 0)) == MAP_FAILED)
+        pd_seterr(&e, PARAMD_ENOMEM, "cannot map region %llu of %llu bytes: %s",
+                  (unsigned long long)id, (unsigned long long)bytes, strerror(errno));
+    if (fd >= 0) close(fd);
+    if (e.code) return reply_err(sc, h, &e);
+    sc->regions[sc->nregions++] = (srv_region){id, base, bytes};
+    __atomic_add_fetch(&s->regions, 1, __ATOMIC_RELAXED);
+    __atomic_add_fetch(&s->region_bytes, bytes, __ATOMIC_RELAXED);
+    return send_ok(sc, h, NULL, 0, NULL, 0);
+}
+
+static int on_region_unmap(srv_conn *sc, const pd_hdr *h) {
+    pd_err e = {0};
+    int rc;
+    if (read_fixed(sc, h, 8, &rc)) return rc;
+    pd_rd r;
+    uint64_t id;
+    pd_rd_init(&r, sc->ctrl, 8);
+    pd_get_u64(&r, &id);
+    srv_region *g = region_find(sc, id);
+    if (!g) {
+        pd_seterr(&e, PARAMD_EINVAL, "no region %llu is mapped", (unsigned long long)id);
+        return reply_err(sc, h, &e);
+    }
+    region_drop(sc, g);
+    return send_ok(sc, h, NULL, 0, NULL, 0);
+}
+
+/* PUSH_REGION, PULL_REGION: the table's range and where its floats are.
+ * 0 with *t, *off, *count, *v set; 1 answered or failed (return *rc). */
+static int region_ref(srv_conn *sc, const pd_hdr *h, pd_shard **t, uint64_t *off,
+                      uint64_t *count, float **v, int *rc) {
+    pd_err e = {0};
+    if (read_fixed(sc, h, PD_REGION_REF_PAYLOAD, rc)) return 1;
+    pd_rd r;
+    uint64_t id, at;
+    pd_rd_init(&r, sc->ctrl, PD_REGION_REF_PAYLOAD);
+    pd_get_u64(&r, off);
+    pd_get_u64(&r, count);
+    pd_get_u64(&r, &id);
+    pd_get_u64(&r, &at);
+    srv_region *g = region_find(sc, id);
+    *t = table_get(sc->srv, h->table);
+    if (!*t)
+        pd_seterr(&e, PARAMD_ENOTABLE, "no table %u on this server", h->table);
+    else if (pd_shard_check_range(*t, *off, *count, &e) != 0)
+        ;
+    else if (!g)
+        pd_seterr(&e, PARAMD_EINVAL, "no region %llu is mapped", (unsigned long long)id);
+    else if (at % 4 || at > g->bytes || *count > (g->bytes - at) / 4)
+        pd_seterr(&e, PARAMD_ERANGE,
+                  "%llu floats at byte %llu of region %llu pass its end (%llu bytes) "
+                  "or are not aligned",
+                  (unsigned long long)*count, (unsigned long long)at,
+                  (unsigned long long)id, (unsigned long long)g->bytes);
+    if (e.code) {
+        *rc = reply_err(sc, h, &e);
+        return 1;
+    }
+    *v = (float *)(void *)(g->base + at);
+    return 0;
+}
+
+static int on_push_region(srv_conn *sc, const pd_hdr *h) {
+    pd_err e = {0};
+    pd_shard *t;
+    uint64_t off, count;
+    float *v;
+    int rc;
+    if (region_ref(sc, h, &t, &off, &count, &v, &rc)) return rc;
+    if (sc->role != PD_ROLE_WORKER) {
+        pd_seterr(&e, PARAMD_EWORKER, "only workers push");
+        return reply_err(sc, h, &e);
+    }
+    if ((rc = push_begin(sc, &e)) == 0) {
+        rc = pd_shard_push(t, sc->rank, h->clock, off, count, v, &e);
+        push_end(sc);
+    }
+    if (rc) return reply_err(sc, h, &e);
+    __atomic_add_fetch(&sc->srv->region_pushes, 1, __ATOMIC_RELAXED);
+    return send_ok(sc, h, NULL, 0, NULL, 0);
+}
+
+/* A pull into a shared buffer: the values are copied under the shard's
+ * read lock, on the apply threads. */
+typedef struct region_emit {
+    pd_pool *pool;
+    float *dst;
+    const float *src;
+    int64_t applied;
+} region_emit;
+
+static void region_copy_part(void *arg, uint64_t lo, uint64_t hi) {
+    region_emit *re = arg;
+    memcpy(re->dst + lo, re->src + lo, (size_t)(hi - lo) * sizeof(float));
+}
+
+static void region_emit_fn(void *arg, const float *v, uint64_t count, int64_t applied) {
+    region_emit *re = arg;
+    re->src = v;
+    re->applied = applied;
+    pd_pool_for(re->pool, count, PD_APPLY_GRAIN, region_copy_part, re);
+}
+
+static int on_pull_region(srv_conn *sc, const pd_hdr *h) {
+    pd_shard *t;
+    uint64_t off, count;
+    float *v;
+    int rc;
+    pd_err e = {0};
+    if (region_ref(sc, h, &t, &off, &count, &v, &rc)) return rc;
+    region_emit re = {sc->srv->pool, v, NULL, 0};
+    rc = pd_shard_pull_emit(t, sc->rank, h->clock, off, count, region_emit_fn, &re, &e);
+    if (rc) return reply_err(sc, h, &e);
+    __atomic_add_fetch(&sc->srv->region_pulls, 1, __ATOMIC_RELAXED);
+    pd_hdr rh = {0};
+    rh.type = h->type | PD_REPLY;
+    rh.id = h->id;
+    rh.table = h->table;
+    rh.clock = re.applied; /* as a PULL reply: the table's applied clock */
+    return pd_send_frame(sc->io, &rh, NULL, 0, NULL, 0, NULL, 0, &sc->ioerr);
+}
+
 static int on_stats(srv_conn *sc, const pd_hdr *h) {
     pd_server *s = sc->srv;
     int rc = pd_conn_skip(sc->io, h->len, &sc->ioerr);
@@ -409,6 +656,15 @@ static int on_stats(srv_conn *sc, const pd_hdr *h) {
                                 "inline because busy %llu\n",
                                 pd_pool_threads(s->pool), (unsigned long long)par,
                                 (unsigned long long)busy);
+    }
+    if (off < sizeof text) {
+        off += (size_t)snprintf(
+            text + off, sizeof text - off,
+            "shared buffers mapped %llu bytes %llu pushes %llu pulls %llu\n",
+            (unsigned long long)__atomic_load_n(&s->regions, __ATOMIC_RELAXED),
+            (unsigned long long)__atomic_load_n(&s->region_bytes, __ATOMIC_RELAXED),
+            (unsigned long long)__atomic_load_n(&s->region_pushes, __ATOMIC_RELAXED),
+            (unsigned long long)__atomic_load_n(&s->region_pulls, __ATOMIC_RELAXED));
         if (off > sizeof text - 1) off = sizeof text - 1;
     }
     return send_ok(sc, h, text, off, NULL, 0);
@@ -702,6 +958,7 @@ static int conn_hello(srv_conn *sc) {
     /* Where a worker on this host can reach the shared-memory transport
      * (empty: not offered, or already on it). */
     pd_put_str(&b, sc->shm_fd >= 0 ? "" : s->shm_name);
+    pd_put_u32(&b, PD_FEAT_REGIONS); /* features (optional for readers) */
     rc = b.oom ? PARAMD_ENOMEM : send_ok(sc, &h, b.p, b.len, NULL, 0);
     pd_buf_free(&b);
     return rc;
@@ -756,6 +1013,10 @@ static void *conn_main(void *arg) {
         case PD_MSG_SPARSE_PUSH:
         case PD_MSG_SPARSE_PULL: rc = on_sparse(sc, &h); break;
         case PD_MSG_BATCH: rc = on_batch(sc, &h); break;
+        case PD_MSG_REGION_MAP: rc = on_region_map(sc, &h); break;
+        case PD_MSG_REGION_UNMAP: rc = on_region_unmap(sc, &h); break;
+        case PD_MSG_PUSH_REGION: rc = on_push_region(sc, &h); break;
+        case PD_MSG_PULL_REGION: rc = on_pull_region(sc, &h); break;
         default:
             pd_seterr(&e, PARAMD_EPROTO, "unexpected %s on a server connection",
                       pd_msg_name(h.type));
@@ -781,6 +1042,8 @@ static void *conn_main(void *arg) {
             *pp = sc->next;
             break;
         }
+    while (sc->nregions) region_drop(sc, &sc->regions[0]);
+    pd_free(sc->regions);
     pd_conn_destroy(sc->conn);
     pd_free(sc->buf);
     pd_free(sc->bin);

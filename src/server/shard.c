@@ -171,11 +171,6 @@ static int clocked(const pd_shard *s) {
  * the workers in the same order, then scales, then the rule), so results
  * do not depend on the number of threads. */
 
-#define PD_APPLY_GRAIN (256u << 10) /* floats: 1 MiB per part at least (a
-                                     * 1 MiB chunk runs inline: waking a
-                                     * thread for it costs more than it
-                                     * saves on a busy machine) */
-
 typedef struct shard_job {
     pd_shard *s;
     float *dst;        /* copy, add: destination; apply: the clock's sum */

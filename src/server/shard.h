@@ -76,6 +76,12 @@
 #include "server/rules.h"
 #include "wire/wire.h"
 
+/* The smallest part of an update (or of a pull into a shared buffer) that
+ * the apply threads split off, in floats: 1 MiB at least (a 1 MiB chunk
+ * runs inline: waking a thread for it costs more than it saves on a busy
+ * machine). */
+#define PD_APPLY_GRAIN (256u << 10)
+
 /* How many clocks past the last applied one a sync push may be for. */
 #define PD_SYNC_WINDOW 4
 

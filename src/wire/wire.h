@@ -79,7 +79,11 @@
     X(SPARSE_PULL, 26) /* worker -> server: keys; reply: their rows */      \
     X(WORKER_JOIN, 27) /* coord -> server: u32 rank, u32 phase, i64 clock */\
     X(BATCH, 28)       /* worker -> server: whole request frames; reply: */  \
-                       /* their whole reply frames, in order */
+                       /* their whole reply frames, in order */             \
+    X(REGION_MAP, 29)  /* worker -> server: map a shared buffer (shm only) */\
+    X(REGION_UNMAP, 30) /* worker -> server: forget a shared buffer */      \
+    X(PUSH_REGION, 31) /* worker -> server: PUSH from a shared buffer */     \
+    X(PULL_REGION, 32) /* worker -> server: PULL into a shared buffer */
 
 enum pd_msg_type {
 #define PD_X_(name, val) PD_MSG_##name = (val),
@@ -244,6 +248,22 @@ enum { PD_JOIN_PREPARE = 1, PD_JOIN_COMMIT = 2 };
  * whole PULL payload (u64 offset, u64 count). */
 #define PD_RANGE_PREFIX 8
 #define PD_PULL_PAYLOAD 16
+
+/* Shared buffers (paramd_alloc; docs/protocol.md, "Shared buffers"), over
+ * the shared-memory transport only.  REGION_MAP payload: u64 region id,
+ * u64 bytes; the buffer's memfd comes beside the stream with the id as its
+ * tag (pd_conn_send_fd), before the frame.  REGION_UNMAP: u64 region id.
+ * PUSH_REGION and PULL_REGION: u64 offset, u64 count (the table's range,
+ * as PULL), u64 region id, u64 byte offset of the floats in the region
+ * (a multiple of 4); the values move through the region, so both replies
+ * are empty (a PULL_REGION reply's clock is the table's applied clock, as
+ * a PULL reply's). */
+#define PD_REGION_MAP_PAYLOAD 16
+#define PD_REGION_REF_PAYLOAD 32
+#define PD_MAX_REGIONS 1024               /* mapped at once per connection */
+#define PD_MAX_REGION_BYTES (1ull << 40)
+/* Feature bits at the end of a server's HELLO reply (u32, optional). */
+#define PD_FEAT_REGIONS 1u
 
 /* ==== Batches =========================================================== */
 
