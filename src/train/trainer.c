@@ -192,8 +192,11 @@ int pd_train_worker(const pd_train_cfg *cfg, paramd_client *c, char *err,
     int max_batch = cfg->batch > 250 ? cfg->batch : 250;
     if (pd_model_create(cfg->model, cfg->hidden, max_batch, &m, err, errlen) != 0) goto out;
     uint64_t np = pd_model_num_params(m);
-    params = malloc(np * sizeof(float));
-    grad = malloc(np * sizeof(float));
+    /* Shared buffers: over shared memory the servers read the gradient
+     * and write the pulled weights in place (paramd_alloc).  The same
+     * memory with communication off, so both runs compute alike. */
+    params = paramd_alloc(c, np * sizeof(float));
+    grad = paramd_alloc(c, np * sizeof(float));
     x = malloc((size_t)cfg->batch * PD_MODEL_INPUT * sizeof(float));
     y = malloc((size_t)cfg->batch);
     perm = malloc((size_t)n * sizeof *perm);
@@ -449,6 +452,7 @@ out:
     pd_dataset_free(&test);
     pd_model_free(m);
     pd_rule_release(&rule);
-    free(params), free(grad), free(x), free(y), free(perm), free(idx), free(state);
+    paramd_free(c, params), paramd_free(c, grad);
+    free(x), free(y), free(perm), free(idx), free(state);
     return rc;
 }
