@@ -212,10 +212,13 @@ struct paramd_client {
     char fault[PD_FAULT_SPEC_MAX + 1]; /* option fault=: tests only; "" off */
     int shared_buffers;     /* option shared_buffers=: map paramd_alloc's
                              * buffers into same-host servers */
-    pthread_mutex_t reg_mu; /* guards regions, next_region; held through a
-                             * buffer's mapping so that descriptors and
-                             * REGION_MAP frames go out in the same order */
+    pthread_mutex_t reg_mu; /* guards regions (never held while waiting) */
     region *regions;
+    uint64_t nregions;      /* atomic: how many; a lookup peeks at it */
+    pthread_mutex_t map_mu; /* held through the mapping or unmapping of a
+                             * buffer on every link, so that descriptors
+                             * and REGION_MAP frames go out in one order;
+                             * guards next_region */
     uint64_t next_region;
     pthread_mutex_t err_mu; /* guards errmsg */
     char errmsg[PD_ERRMSG_MAX];
@@ -975,6 +978,7 @@ int paramd_connect(paramd_client **out, const char *options) {
     }
     pthread_mutex_init(&c->coord_mu, NULL);
     pthread_mutex_init(&c->reg_mu, NULL);
+    pthread_mutex_init(&c->map_mu, NULL);
     pthread_mutex_init(&c->err_mu, NULL);
     pthread_mutex_init(&c->hb_mu, NULL);
     pthread_cond_init(&c->hb_cv, NULL);
@@ -1121,6 +1125,7 @@ int paramd_close(paramd_client *c) {
         pd_free(g);
     }
     pthread_mutex_destroy(&c->reg_mu);
+    pthread_mutex_destroy(&c->map_mu);
     pthread_mutex_destroy(&c->coord_mu);
     pthread_mutex_destroy(&c->err_mu);
     pthread_mutex_destroy(&c->hb_mu);
@@ -1208,7 +1213,7 @@ static void put_le64(uint8_t *p, uint64_t v) {
  * valid while the buffer is allocated, which the caller's request
  * requires): 1, or 0 if p is not in one. */
 static int region_lookup(paramd_client *c, const void *p, uint64_t n, region *g) {
-    if (!__atomic_load_n(&c->regions, __ATOMIC_RELAXED)) return 0; /* a peek */
+    if (!__atomic_load_n(&c->nregions, __ATOMIC_RELAXED)) return 0; /* a peek */
     uintptr_t a = (uintptr_t)p;
     int found = 0;
     pthread_mutex_lock(&c->reg_mu);
@@ -1517,7 +1522,9 @@ int paramd_wait(paramd_request *r) {
  * links, servers on other hosts, a server that refused the mapping, parts
  * under PD_REGION_MIN_BYTES - moves the floats as usual, so the memory
  * works with every call and every cluster.  Mapping and unmapping are
- * rare and hold reg_mu throughout. */
+ * rare and hold map_mu throughout (one buffer's descriptors and frames at
+ * a time); reg_mu guards only the list, so a push or pull that looks its
+ * buffer up never waits behind a mapping's round trips. */
 
 /* One small request to link l, waited for: 0 or its error (detail in the
  * client's last error). */
@@ -1554,7 +1561,7 @@ void *paramd_alloc(paramd_client *c, size_t bytes) {
     g->base = p;
     g->bytes = len;
     g->on = on;
-    pthread_mutex_lock(&c->reg_mu);
+    pthread_mutex_lock(&c->map_mu);
     g->id = ++c->next_region;
     for (int32_t k = 0; fd >= 0 && k < c->S; k++) {
         link *l = &c->links[k];
@@ -1568,9 +1575,12 @@ void *paramd_alloc(paramd_client *c, size_t bytes) {
             link_call(l, PD_MSG_REGION_MAP, pl, sizeof pl) == 0)
             on[k] = 1;
     }
+    pthread_mutex_lock(&c->reg_mu);
     g->next = c->regions;
-    __atomic_store_n(&c->regions, g, __ATOMIC_RELEASE);
+    c->regions = g;
+    __atomic_add_fetch(&c->nregions, 1, __ATOMIC_RELAXED);
     pthread_mutex_unlock(&c->reg_mu);
+    pthread_mutex_unlock(&c->map_mu);
     pd_close_fd(fd); /* the mappings keep the memory */
     return p;
 }
@@ -1588,7 +1598,10 @@ int paramd_free(paramd_client *c, void *p) {
                       "(or was freed already)", p);
     }
     *pp = g->next;
+    __atomic_sub_fetch(&c->nregions, 1, __ATOMIC_RELAXED);
+    pthread_mutex_unlock(&c->reg_mu);
     int rc = 0;
+    pthread_mutex_lock(&c->map_mu);
     for (int32_t k = 0; k < c->S; k++) {
         if (!g->on[k]) continue;
         uint8_t pl[8];
@@ -1597,7 +1610,7 @@ int paramd_free(paramd_client *c, void *p) {
         /* a link that broke has dropped its mappings with it */
         if (e && e != PARAMD_ECLOSED && e != PARAMD_EIO && !rc) rc = e;
     }
-    pthread_mutex_unlock(&c->reg_mu);
+    pthread_mutex_unlock(&c->map_mu);
     munmap(g->base, g->bytes);
     pd_free(g->on);
     pd_free(g);
