@@ -14,6 +14,8 @@
 #   the K-th send or receive fails (client, server) -> every call after the
 #       fault fails (none hangs, the process does not crash), the message
 #       names the server, the server keeps serving a new client
+#   both again with slots large enough that, over shared memory, pushes
+#       and pulls go by reference into the worker's shared buffers
 source "$(dirname "$0")/lib.sh"
 TOOL=$BUILD/tests/tool_fault
 P=30 B=4
@@ -85,10 +87,23 @@ done
 run_case server-recv 2 "" fault "recv_fail=40"
 cat "$LAST"/server.*.log >"$LAST/servers.log"
 expect_line "$LAST/servers.log" "fault injection .*failing receive call 40"
-expect_line "$LAST/servers.log" "connection from .* ended: read from .*Input/output error"
+expect_line "$LAST/servers.log" "connection from .*read from .*Input/output error"
 run_case server-send 2 "" fault "send_fail=15"
 cat "$LAST"/server.*.log >"$LAST/servers.log"
 expect_line "$LAST/servers.log" "fault injection .*failing send call 15"
+
+# Large slots: over shared memory each server's part of a push or pull
+# (30 x 600 floats) goes by reference into the worker's shared buffer
+# (paramd_alloc; PUSH_REGION / PULL_REGION): the same guarantees.
+B=600
+run_case region-client-short 2 "fault=short=9,seed=3" clean
+for k in 4 9; do
+  run_case region-client-send-$k 2 "fault=send_fail=$k" fault
+  run_case region-client-recv-$k 2 "fault=recv_fail=$k" fault
+done
+run_case region-server-recv 2 "" fault "recv_fail=25"
+run_case region-server-send 2 "" fault "send_fail=9"
+B=4
 
 # Bad specs are refused up front, with the reason.
 out=$(PARAMD_COORDINATOR=127.0.0.1:1 "$TOOL" work 1 1 1 "$TMP/x" "fault=short=0" 2>&1) && fail "bad client spec accepted"

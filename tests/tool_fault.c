@@ -116,7 +116,9 @@ static int work(uint64_t P, uint64_t B, int depth, const char *outpath,
     paramd_table *t;
     if ((rc = paramd_table_open(c, "f", n, "rule=add consistency=async", NULL, &t)))
         DIE("table_open (pick a later fault): %s", paramd_last_error(c));
-    float *grads = calloc(P * n, sizeof *grads), *v = malloc(n * sizeof *v);
+    /* Shared buffers: over shared memory, parts of at least 64 KiB (B >=
+     * 546 with P = 30) go by reference (PUSH_REGION / PULL_REGION). */
+    float *grads = paramd_alloc(c, P * n * sizeof *grads), *v = paramd_alloc(c, n * sizeof *v);
     int *state = calloc(P, sizeof *state);
     long *seq = calloc(P, sizeof *seq);
     paramd_request **req = calloc(P, sizeof *req);
@@ -160,8 +162,8 @@ static int work(uint64_t P, uint64_t B, int depth, const char *outpath,
     }
     printf("calls: %ld ok, %ld failed\n", nok, nfail);
     fclose(out);
-    paramd_close(c);
-    free(grads), free(v), free(state), free(seq), free(req);
+    paramd_close(c); /* releases the shared buffers */
+    free(state), free(seq), free(req);
     return 0;
 }
 
