@@ -8,8 +8,9 @@
  * above this layer touches a socket directly.
  *
  * Threading: one reader and one writer may use a connection at the same
- * time (the client's receiver thread reads while callers write under the
- * connection's send lock); two concurrent readers or writers may not.
+ * time (the client's reader - its receiver thread or a waiting caller,
+ * one at a time - reads while callers write under the connection's send
+ * lock); two concurrent readers or writers may not.
  */
 #ifndef PARAMD_NET_CONN_H
 #define PARAMD_NET_CONN_H
