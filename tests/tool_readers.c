@@ -12,8 +12,8 @@
  *          shared-memory ring) completes while the caller does not wait:
  *          polled with a deadline, done before paramd_wait, read by the
  *          receiver thread; the same for an async push of 32 MiB.
- *       3. An async pull of 32 MiB waited for at once (the role may pass
- *          from the receiver thread to the caller mid-way): exact values.
+ *       3. An async pull of 32 MiB waited for at once (the receiver
+ *          thread reads it, or the caller if it waits first): exact values.
  *       4. 4 threads each doing 300 push+pull pairs (each on a block of its
  *          own) on one link, blocking or async+wait: exact values, every
  *          reply read once.

@@ -19,18 +19,19 @@
  * nobody holds it and reads the replies itself, completing every
  * sub-request it meets on the way, until its own request is complete; so a
  * blocking call costs what a raw ping-pong costs, with no other thread
- * woken.  If someone else reads, the caller queues on the link as a
- * follower and sleeps until its request completes or the role is handed
- * to it.  Whoever gives the role up (between two replies, never inside
- * one) passes it to the first follower still waiting, else to the link's
- * receiver thread if replies are still due (async requests nobody waits
- * for yet: they complete in the background, and large replies are drained
- * so the server is never blocked), else to nobody.  The receiver thread
- * sleeps while it does not hold the role; it gets it when an async request
- * returns to its user, when outboxes are flushed without a wait, and when
- * a request spanning several links is waited for (those are read by the
- * receiver threads, as before); it hands it to a caller that queues on the
- * link at its next reply boundary.  "Links: who reads" below.
+ * woken.  If another caller reads, it queues on the link as a follower and
+ * sleeps until its request completes or the role is handed to it; if the
+ * receiver thread reads, it waits for its request as before.  A caller
+ * gives the role up (between two replies, never inside one) to the first
+ * follower still waiting, else to the link's receiver thread if replies
+ * are still due (async requests nobody waits for yet: they complete in the
+ * background, and large replies are drained so the server is never
+ * blocked), else to nobody.  The receiver thread sleeps while it does not
+ * hold the role; it gets it when an async request returns to its user,
+ * when outboxes are flushed without a wait, when a request spanning
+ * several links is waited for (those are read by the receiver threads, as
+ * before), and before a frame is written while large replies are due
+ * unread; it keeps it until nothing is due.  "Links: who reads" below.
  *
  * Coalescing.  Small frames (at most coalesce_bytes, 16 KiB by default,
  * and not pulls of sync/ssp tables) are not written at once: they wait in
@@ -387,6 +388,11 @@ static int req_finish(paramd_request *r) {
  * and hands each inner reply in it to the next sub-request.  Everything
  * here that reads or pops runs on the holder of the link's read role. */
 
+/* The read role (link.reader, "Links: who reads"): written under q_mu,
+ * atomically, so that a thread may peek at it without the lock. */
+static int rd_get(link *l) { return __atomic_load_n(&l->reader, __ATOMIC_RELAXED); }
+static void rd_set(link *l, int who) { __atomic_store_n(&l->reader, who, __ATOMIC_RELAXED); }
+
 /* With q_mu held: room for n more entries.  0 or -1 (out of memory). */
 static int q_reserve(link *l, size_t n) {
     if (l->qlen + n <= l->qcap) return 0;
@@ -491,7 +497,7 @@ static int rx_payload(link *l, pd_conn *conn, const pending *p, const pd_hdr *h,
 static void rx_complete(link *l, const pending *p, const pd_hdr *h, int st,
                         const char *msg) {
     q_pop(l);
-    __atomic_add_fetch(l->reader == RD_CALLER ? &l->c->n_by_caller : &l->c->n_by_rx, 1,
+    __atomic_add_fetch(rd_get(l) == RD_CALLER ? &l->c->n_by_caller : &l->c->n_by_rx, 1,
                        __ATOMIC_RELAXED);
     if (st == 0 && (p->type == PD_MSG_PULL || p->type == PD_MSG_SPARSE_PULL)) {
         pthread_mutex_lock(&p->req->mu);
@@ -561,25 +567,31 @@ static int rx_batch(link *l, const pending *b, const pd_hdr *h, uint8_t *msg,
     return 0;
 }
 
-/* Holding the read role: read the next reply and complete its sub-request
- * (a BATCH reply: each of its inner ones).  0; 1 if the FIFO is empty
- * (nothing is due: nothing was read); or an error that breaks the link
- * (detail in e: the caller then calls rx_fail).  The head is taken before
- * the read: it cannot change meanwhile, since only the reader pops. */
-static int rx_one(link *l, pd_err *e) {
+/* Holding the read role: read the reply to p (the head of the FIFO, taken
+ * under q_mu: it cannot change meanwhile, since only the reader pops) and
+ * complete its sub-request (a BATCH reply: each of its inner ones).  0, or
+ * an error that breaks the link (detail in e: the caller then calls
+ * rx_fail). */
+static int rx_read(link *l, const pending *p, pd_err *e) {
     pd_hdr h;
-    pending p;
-    if (!q_head(l, &p)) return 1;
     int code = pd_recv_hdr(l->conn, &h, UINT64_MAX / 2, e);
     if (code) return code;
-    if (h.id != p.id || h.type != (p.type | PD_REPLY))
+    if (h.id != p->id || h.type != (p->type | PD_REPLY))
         return pd_seterr(e, PARAMD_EPROTO, "unexpected %s id %llu from the server",
                          pd_msg_name(h.type), (unsigned long long)h.id);
-    if (p.type == PD_MSG_BATCH) return rx_batch(l, &p, &h, l->msgbuf, e);
+    if (p->type == PD_MSG_BATCH) return rx_batch(l, p, &h, l->msgbuf, e);
     int st;
-    if ((code = rx_payload(l, l->conn, &p, &h, l->msgbuf, &st, e))) return code;
-    rx_complete(l, &p, &h, st, e->msg);
+    if ((code = rx_payload(l, l->conn, p, &h, l->msgbuf, &st, e))) return code;
+    rx_complete(l, p, &h, st, e->msg);
     return 0;
+}
+
+/* Holding the read role: read the next reply (rx_read).  1 if the FIFO is
+ * empty (nothing is due: nothing was read). */
+static int rx_one(link *l, pd_err *e) {
+    pending p;
+    if (!q_head(l, &p)) return 1;
+    return rx_read(l, &p, e);
 }
 
 /* Holding the read role: the link broke (code, detail in e): fail every
@@ -591,31 +603,45 @@ static void rx_fail(link *l, int code, pd_err *e) {
 
 /* ==== Links: who reads ==================================================
  * One thread at a time reads a link: the holder of its read role,
- * link.reader, guarded by q_mu:
+ * link.reader, written under q_mu:
  *   RD_NONE    nobody reads.  Either nothing is due (the FIFO is empty),
  *              or a caller has just queued frames it is about to wait for
  *              and will read itself (a blocking call: no thread is woken).
  *   RD_CALLER  a caller reads (link_wait): it took the role from nobody, or
  *              was handed it as a follower.  It reads until its own
- *              request is complete, then passes the role on (rd_pass).
+ *              request is complete, then passes the role on (rd_pass):
+ *              to the first follower whose request is pending, else to
+ *              the receiver thread if replies are due, else to nobody.
  *   RD_RX      the link's receiver thread reads, for requests nobody
  *              reads for: async ones not waited for yet, and requests
- *              spanning several links.  It passes the role on when the
- *              FIFO is empty or a caller queued as a follower.
+ *              spanning several links.  It keeps the role until nothing
+ *              is due, then gives it up (to nobody).
  * The role changes hands only under q_mu and only between two replies, so
  * reads never overlap and each starts at a frame boundary; the lock also
  * orders each reader's use of the connection and the buffers after the
- * previous reader's.  Callers that find the role taken queue as followers
- * (link.wq) and sleep on their request's condition variable: they wake
- * when their request completes (whoever read it) or when rd_pass hands
- * them the role.
- * Who wakes the receiver thread (link_kick, rd_pass): nobody holds the role
- * and replies are due that no caller is about to read: an async request
- * returning to its user (req_kick), outboxes flushed without a wait or
- * for another link (client_flush), a request on several links waited for
- * (req_kick), and a reader passing the role with replies still due and no
- * follower.  So unwaited async requests complete in the background, and a
- * large reply is drained even while its caller computes. */
+ * previous reader's.
+ * A caller whose request is on a link the receiver thread reads just waits
+ * for it to complete: the receiver reads until nothing is due, so it reads
+ * that request too.  (Handing the role to such a caller would cost the
+ * same wake-up as completing its request, and a caller that waits on a
+ * window of async requests one by one would toss the role to and fro: two
+ * wake-ups per request; paramd bench --ops small lost 15-40%.)  A caller
+ * whose request is on a link another caller reads queues as a follower
+ * (link.wq) and sleeps on its request's condition variable: it wakes when
+ * its request completes (the leader read it on the way) or when rd_pass
+ * hands it the role.
+ * Who gives the receiver thread the role (link_kick, rd_pass,
+ * rd_before_write): nobody holds it and replies are due that no caller is
+ * about to read: an async request returning to its user (req_kick),
+ * outboxes flushed without a wait or for another link (client_flush), a
+ * request on several links waited for (req_kick), a caller leaving with
+ * replies still due and no follower, and large replies due while more
+ * frames are written.  So unwaited async requests complete in the
+ * background, and a large reply is drained even while its caller computes.
+ * The receiver thread, after giving the role up, watches for it a moment
+ * (yielding, as req_sleep) before it sleeps: a program issuing a window of
+ * async requests gives it back at once, and a signal to a thread that
+ * does not sleep costs no system call. */
 
 /* With q_mu held: queue follower w last, or take it off the queue. */
 static void wq_add(link *l, rd_waiter *w) {
@@ -642,12 +668,12 @@ static void wq_del(link *l, rd_waiter *w) {
 
 /* With q_mu held, nobody else reading: the receiver thread reads. */
 static void rd_to_rx(link *l) {
-    l->reader = RD_RX;
+    rd_set(l, RD_RX);
     __atomic_add_fetch(&l->c->n_rx_wakes, 1, __ATOMIC_RELAXED);
     pthread_cond_signal(&l->rx_cv);
 }
 
-/* With q_mu held, by the holder of the read role, between two replies:
+/* With q_mu held, by a caller holding the read role, between two replies:
  * give the role up.  To the first follower whose request is still
  * pending (its replies are due, so it reads); else to the receiver thread
  * if replies are due; else to nobody.  A follower whose request has
@@ -656,7 +682,7 @@ static void rd_pass(link *l) {
     for (rd_waiter *w = l->wq; w; w = w->next) {
         if (!req_pending(w->req)) continue;
         wq_del(l, w);
-        l->reader = RD_CALLER;
+        rd_set(l, RD_CALLER);
         __atomic_add_fetch(&l->c->n_handoffs, 1, __ATOMIC_RELAXED);
         /* Under the request's lock, so that its owner, checking *granted
          * under it before sleeping, cannot miss the broadcast. */
@@ -666,11 +692,10 @@ static void rd_pass(link *l) {
         pthread_mutex_unlock(&w->req->mu);
         return;
     }
-    if (l->qlen > 0) {
-        if (l->reader != RD_RX) rd_to_rx(l);
-        return;
-    }
-    l->reader = RD_NONE;
+    if (l->qlen > 0)
+        rd_to_rx(l);
+    else
+        rd_set(l, RD_NONE);
 }
 
 /* With q_mu held, before frames are written to l: if more than
@@ -681,21 +706,27 @@ static void rd_pass(link *l) {
  * async one) starts reading only once it has written all its frames: a
  * large sparse pull, for one, writes more keys than the buffers hold. */
 static void rd_before_write(link *l) {
-    if (l->reader == RD_NONE && l->due > RD_DUE_MAX) rd_to_rx(l);
+    if (rd_get(l) == RD_NONE && l->due > RD_DUE_MAX) rd_to_rx(l);
 }
 
-/* If replies are due on l and nobody reads them, wake the receiver thread.
- * For frames whose waiter (if any) will not read l itself. */
+/* If replies are due on l and nobody reads them, give the receiver thread
+ * the role.  For frames whose waiter (if any) will not read l itself,
+ * called after they are queued.  The peek without the lock is enough when
+ * someone holds the role: a reader sees the frames queued before it next
+ * decides (a caller leaving passes the role to the receiver thread then;
+ * the receiver thread keeps it), and a reader that gave the role up before
+ * they were queued did so under q_mu, before this thread queued them. */
 static void link_kick(link *l) {
+    if (rd_get(l) != RD_NONE) return;
     pthread_mutex_lock(&l->q_mu);
-    if (l->reader == RD_NONE && l->qlen > 0) rd_to_rx(l);
+    if (rd_get(l) == RD_NONE && l->qlen > 0) rd_to_rx(l);
     pthread_mutex_unlock(&l->q_mu);
 }
 
 /* r goes back to its user unwaited (an async call), or is waited for but
  * spans several links: have the links it went to read by their receiver
  * threads if nobody reads them.  (Every link, for one on several: they
- * are not recorded, and a link with nothing due costs a lock.) */
+ * are not recorded, and a link that is read costs a peek.) */
 static void req_kick(paramd_request *r) {
     paramd_client *c = r->c;
     if (!r->multi) {
@@ -724,15 +755,29 @@ static int link_lead(link *l, paramd_request *r) {
 
 /* Wait for r, every sub-request of which went to link l (its frames are
  * queued: flushed from the outbox).  If nobody reads l, take the role and
- * read until r is complete (leader); else queue as a follower and sleep
- * until r completes (someone else read its replies) or the role is handed
- * over.  The role is passed on before returning. */
+ * read until r is complete (leader).  If the receiver thread reads l, it
+ * reads r's replies too: wait for r.  If another caller reads l, queue as
+ * a follower and sleep until r completes (the leader read its replies on
+ * the way) or the role is handed over.  Whatever role this thread took is
+ * passed on before it returns.  The peek at the role without the lock is
+ * safe for the same reason as in link_kick. */
 static void link_wait(link *l, paramd_request *r) {
     rd_waiter w = {r, 0, NULL, NULL};
+    if (!req_pending(r)) return;
+    if (rd_get(l) == RD_RX) {
+        req_sleep(r, NULL);
+        return;
+    }
     pthread_mutex_lock(&l->q_mu);
     while (req_pending(r)) {
-        if (l->reader == RD_NONE) {
-            l->reader = RD_CALLER;
+        int who = rd_get(l);
+        if (who == RD_NONE) {
+            rd_set(l, RD_CALLER);
+        } else if (who == RD_RX) {
+            pthread_mutex_unlock(&l->q_mu);
+            req_sleep(r, NULL);
+            pthread_mutex_lock(&l->q_mu);
+            continue;
         } else {
             wq_add(l, &w);
             pthread_mutex_unlock(&l->q_mu);
@@ -754,26 +799,51 @@ static void link_wait(link *l, paramd_request *r) {
     pthread_mutex_unlock(&l->q_mu);
 }
 
+/* The receiver thread: wait until it holds the read role with a reply
+ * due, and take the head of the FIFO into *p: 1; or 0 once it must end
+ * (paramd_close).  It gives the role up when nothing is due, then watches
+ * for it a moment before sleeping on rx_cv. */
+static int rx_next(link *l, pending *p) {
+    int watched = 0;
+    pthread_mutex_lock(&l->q_mu);
+    while (!l->rx_stop) {
+        if (rd_get(l) == RD_RX) {
+            if (l->qlen > 0) {
+                *p = l->q[l->qhead];
+                pthread_mutex_unlock(&l->q_mu);
+                return 1;
+            }
+            rd_set(l, RD_NONE);
+            watched = 0;
+        }
+        if (!watched && pd_yield_ok()) {
+            watched = 1;
+            pthread_mutex_unlock(&l->q_mu);
+            double end = pd_now() + PD_WAIT_YIELD_S;
+            while (rd_get(l) != RD_RX && !__atomic_load_n(&l->rx_stop, __ATOMIC_RELAXED) &&
+                   pd_now() < end)
+                if (pd_yield() < 0) break;
+            pthread_mutex_lock(&l->q_mu);
+            continue;
+        }
+        pthread_cond_wait(&l->rx_cv, &l->q_mu);
+    }
+    if (rd_get(l) == RD_RX) rd_set(l, RD_NONE);
+    pthread_mutex_unlock(&l->q_mu);
+    return 0;
+}
+
 /* The receiver thread of link l: reads while it holds the read role,
  * sleeps otherwise, ends at paramd_close (rx_stop; a read it is blocked in
  * fails once the connection is shut down). */
 static void *link_rx(void *arg) {
     link *l = arg;
-    pthread_mutex_lock(&l->q_mu);
-    for (;;) {
-        while (!l->rx_stop && l->reader != RD_RX) pthread_cond_wait(&l->rx_cv, &l->q_mu);
-        if (l->rx_stop) break;
-        pthread_mutex_unlock(&l->q_mu);
+    pending p;
+    while (rx_next(l, &p)) {
         pd_err e = {0};
-        int code = rx_one(l, &e);
-        if (code < 0) rx_fail(l, code, &e);
-        pthread_mutex_lock(&l->q_mu);
-        /* a caller waits to read (it does not sleep on a wake-up per
-         * reply), or nothing is due */
-        if (l->qlen == 0 || l->wq) rd_pass(l);
+        int code = rx_read(l, &p, &e);
+        if (code) rx_fail(l, code, &e);
     }
-    if (l->reader == RD_RX) l->reader = RD_NONE;
-    pthread_mutex_unlock(&l->q_mu);
     return NULL;
 }
 
@@ -1353,7 +1423,7 @@ int paramd_close(paramd_client *c) {
             /* The receiver thread ends: at once if it sleeps, else once
              * the shut-down connection fails its read. */
             pthread_mutex_lock(&l->q_mu);
-            l->rx_stop = 1;
+            __atomic_store_n(&l->rx_stop, 1, __ATOMIC_RELAXED); /* peeked at */
             pthread_cond_broadcast(&l->rx_cv);
             pthread_mutex_unlock(&l->q_mu);
             if (l->conn) pd_conn_shutdown(l->conn);
@@ -2092,8 +2162,8 @@ void pd_client_reads_get(paramd_client *c, pd_client_reads *out) {
 int pd_client_link_reader(paramd_client *c, int32_t k, int *followers) {
     link *l = &c->links[k];
     pthread_mutex_lock(&l->q_mu);
-    int who = l->reader == RD_RX ? PD_READER_RX
-              : l->reader == RD_CALLER ? PD_READER_CALLER : PD_READER_NONE;
+    int who = rd_get(l) == RD_RX ? PD_READER_RX
+              : rd_get(l) == RD_CALLER ? PD_READER_CALLER : PD_READER_NONE;
     int n = 0;
     for (rd_waiter *w = l->wq; w; w = w->next) n++;
     pthread_mutex_unlock(&l->q_mu);
