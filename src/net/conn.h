@@ -46,6 +46,12 @@ typedef struct pd_transport_ops {
      * stream.  consume(n) then drops them. */
     int (*peek)(pd_conn *c, size_t n, const void **p);
     void (*consume)(pd_conn *c, size_t n);
+    /* Optional: 1 if a read would return at once (bytes, the end of the
+     * stream or an error are there), else 0; consumes nothing.  A reader
+     * may watch it, yielding, before a read that would block (the
+     * client's link_lead: a blocked read lets the vCPU halt).  Transports
+     * whose reads watch by themselves (shm) leave it NULL. */
+    int (*readable)(pd_conn *c);
 } pd_transport_ops;
 
 struct pd_conn {

@@ -153,7 +153,8 @@ static void fault_set_rcvtimeo(pd_conn *c, int ms) {
 
 static const pd_transport_ops fault_ops = {"fault", fault_readv, fault_writev,
                                            fault_shutdown, fault_destroy,
-                                           fault_set_rcvtimeo, NULL, NULL, NULL};
+                                           fault_set_rcvtimeo, NULL, NULL, NULL,
+                                           NULL};
 
 /* ==== Public ============================================================ */
 

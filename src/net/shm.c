@@ -412,7 +412,7 @@ static void shm_set_rcvtimeo(pd_conn *c, int ms) {
 static const pd_transport_ops shm_ops = {"shm", shm_readv, shm_writev,
                                          shm_shutdown, shm_destroy,
                                          shm_set_rcvtimeo, shm_try_writev,
-                                         shm_peek, shm_consume};
+                                         shm_peek, shm_consume, NULL};
 
 /* ==== Setup ============================================================= */
 
