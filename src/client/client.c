@@ -28,10 +28,11 @@
  * background, and large replies are drained so the server is never
  * blocked), else to nobody.  The receiver thread sleeps while it does not
  * hold the role; it gets it when an async request returns to its user,
- * when outboxes are flushed without a wait, when a request spanning
- * several links is waited for (those are read by the receiver threads, as
- * before), and before a frame is written while large replies are due
- * unread; it keeps it until nothing is due.  "Links: who reads" below.
+ * when outboxes are flushed without a wait, and when large replies are due
+ * unread while a caller writes frames or reads another link; it keeps it
+ * until nothing is due.  A request spanning several links is read by its
+ * waiter too, one link after the other (large ones: in parallel with the
+ * receiver threads).  "Links: who reads" below.
  *
  * Coalescing.  Small frames (at most coalesce_bytes, 16 KiB by default,
  * and not pulls of sync/ssp tables) are not written at once: they wait in
@@ -163,6 +164,7 @@ typedef struct link {
     pending *q;              /* ring of qcap */
     size_t qhead, qlen, qcap;
     uint64_t due;            /* bytes of pulled values the FIFO awaits */
+    uint64_t popped;         /* entries ever taken off the FIFO */
     int dead;                /* written under q_mu, atomically: a sender may
                               * peek at it without the lock */
     char dead_msg[PD_ERRMSG_MAX];
@@ -318,9 +320,9 @@ static int req_pending(paramd_request *r) {
     return __atomic_load_n(&r->outstanding, __ATOMIC_ACQUIRE) > 0;
 }
 
-static void client_flush(paramd_client *c, struct link *own);
+static void client_flush(paramd_client *c, const paramd_request *waiter);
 static void link_wait(struct link *l, paramd_request *r);
-static void req_kick(paramd_request *r);
+static void req_wait_links(paramd_request *r);
 
 /* Sleep until r completes or, if granted is not NULL, until *granted is
  * set (the read role of r's link was handed to this thread: link_wait).
@@ -348,18 +350,15 @@ static void req_sleep(paramd_request *r, const int *granted) {
 }
 
 /* Wait and return the result; copy the detail to the client's error.  What
- * waits in the outboxes is sent first: r's frames may be there.  A request
- * on one link is read by this thread if nobody else reads that link
- * (link_wait); one spanning several links by their receiver threads. */
+ * waits in the outboxes is sent first: r's frames may be there.  This
+ * thread reads r's replies itself from links nobody else reads: a request
+ * on one link with link_wait, one spanning several with req_wait_links. */
 static int req_finish(paramd_request *r) {
-    struct link *own = r->multi ? NULL : r->link;
-    client_flush(r->c, own);
-    if (own) {
-        link_wait(own, r);
-    } else if (r->multi) {
-        req_kick(r);
-        req_sleep(r, NULL);
-    }
+    client_flush(r->c, r);
+    if (r->multi)
+        req_wait_links(r);
+    else if (r->link)
+        link_wait(r->link, r);
     pthread_mutex_lock(&r->mu); /* also orders us after the completer's unlock */
     while (r->outstanding > 0) pthread_cond_wait(&r->cv, &r->mu);
     int err = r->err;
@@ -433,6 +432,7 @@ static int q_head(link *l, pending *p) {
 static void q_pop(link *l) {
     pthread_mutex_lock(&l->q_mu);
     l->due -= q_due(&l->q[l->qhead]);
+    l->popped++;
     l->qhead = (l->qhead + 1) % l->qcap;
     l->qlen--;
     pthread_mutex_unlock(&l->q_mu);
@@ -450,6 +450,7 @@ static void link_fail_all(link *l, int code, const char *msg) {
         l->qhead = (l->qhead + 1) % l->qcap;
         l->qlen--;
         l->due -= q_due(&p);
+        l->popped++;
         if (!p.req) continue; /* a BATCH marker: its frames follow it */
         pthread_mutex_unlock(&l->q_mu);
         req_done(p.req, code, l->dead_msg);
@@ -612,10 +613,15 @@ static void rx_fail(link *l, int code, pd_err *e) {
  *              request is complete, then passes the role on (rd_pass):
  *              to the first follower whose request is pending, else to
  *              the receiver thread if replies are due, else to nobody.
+ *              A caller waiting on a request spanning several links
+ *              (req_wait_links) takes the role of each link nobody reads,
+ *              in turn, and reads it until its request has nothing left
+ *              there (link_read_part).
  *   RD_RX      the link's receiver thread reads, for requests nobody
- *              reads for: async ones not waited for yet, and requests
- *              spanning several links.  It keeps the role until nothing
- *              is due, then gives it up (to nobody).
+ *              reads for: async ones not waited for yet, and large
+ *              replies due while a caller writes or reads elsewhere.  It
+ *              keeps the role until nothing is due, then gives it up (to
+ *              nobody).
  * The role changes hands only under q_mu and only between two replies, so
  * reads never overlap and each starts at a frame boundary; the lock also
  * orders each reader's use of the connection and the buffers after the
@@ -631,12 +637,13 @@ static void rx_fail(link *l, int code, pd_err *e) {
  * its request completes (the leader read it on the way) or when rd_pass
  * hands it the role.
  * Who gives the receiver thread the role (link_kick, rd_pass,
- * rd_before_write): nobody holds it and replies are due that no caller is
- * about to read: an async request returning to its user (req_kick),
- * outboxes flushed without a wait or for another link (client_flush), a
- * request on several links waited for (req_kick), a caller leaving with
- * replies still due and no follower, and large replies due while more
- * frames are written.  So unwaited async requests complete in the
+ * rd_before_write, req_wait_links): nobody holds it and replies are due
+ * that no caller is about to read: an async request returning to its user
+ * (req_kick), outboxes flushed without a wait or for another link
+ * (client_flush), a caller leaving with replies still due and no
+ * follower, large replies due while more frames are written, and large
+ * replies due on the other links of a request spanning several, while its
+ * waiter reads one.  So unwaited async requests complete in the
  * background, and a large reply is drained even while its caller computes.
  * The receiver thread, after giving the role up, watches for it a moment
  * (yielding, as req_sleep) before it sleeps: a program issuing a window of
@@ -723,10 +730,10 @@ static void link_kick(link *l) {
     pthread_mutex_unlock(&l->q_mu);
 }
 
-/* r goes back to its user unwaited (an async call), or is waited for but
- * spans several links: have the links it went to read by their receiver
- * threads if nobody reads them.  (Every link, for one on several: they
- * are not recorded, and a link that is read costs a peek.) */
+/* r goes back to its user unwaited (an async call): have the links it went
+ * to read by their receiver threads if nobody reads them.  (Every link, for
+ * one on several: they are not recorded, and a link that is read costs a
+ * peek.) */
 static void req_kick(paramd_request *r) {
     paramd_client *c = r->c;
     if (!r->multi) {
@@ -813,6 +820,66 @@ static void link_wait(link *l, paramd_request *r) {
         if (empty) break; /* req_finish sleeps on r */
     }
     pthread_mutex_unlock(&l->q_mu);
+}
+
+/* With q_mu held: the value l->popped will have once every entry of r now
+ * in l's FIFO is taken off it (l->popped itself if there is none). */
+static uint64_t rd_target(link *l, paramd_request *r) {
+    for (size_t i = l->qlen; i-- > 0;)
+        if (l->q[(l->qhead + i) % l->qcap].req == r) return l->popped + i + 1;
+    return l->popped;
+}
+
+/* r's replies on link l, for a request spanning several links: if nobody
+ * reads l, read until r has no entry left in its FIFO, then pass the role
+ * on.  Else return at once: whoever reads l passes the role on, with
+ * replies due, to a follower or the receiver thread, so r's entries are
+ * read.  Replies due on l but not r's (flushed from its outbox with r's
+ * frames) go to the receiver thread, as link_kick would. */
+static void link_read_part(link *l, paramd_request *r) {
+    pthread_mutex_lock(&l->q_mu);
+    uint64_t target = rd_target(l, r);
+    if (rd_get(l) != RD_NONE || l->popped >= target) {
+        if (rd_get(l) == RD_NONE && l->qlen > 0) rd_to_rx(l);
+        pthread_mutex_unlock(&l->q_mu);
+        return;
+    }
+    rd_set(l, RD_CALLER);
+    pthread_mutex_unlock(&l->q_mu);
+    /* popped changes only on the holder of the role: this thread */
+    while (l->popped < target) {
+        pd_err e = {0};
+        rx_watch(l);
+        int code = rx_one(l, &e);
+        if (code == 1) break;
+        if (code) {
+            rx_fail(l, code, &e);
+            break;
+        }
+    }
+    pthread_mutex_lock(&l->q_mu);
+    rd_pass(l);
+    pthread_mutex_unlock(&l->q_mu);
+}
+
+/* Wait for r, whose sub-requests went to several links.  First, links with
+ * more than RD_DUE_MAX bytes of replies due and nobody reading them go to
+ * their receiver threads, which drain them in parallel (a large range is
+ * cut in chunks over all servers: reading the links one after the other
+ * would stall the servers behind full buffers).  Then this thread reads
+ * the links nobody reads, one after the other (small replies wait in the
+ * buffers meanwhile), and waits for the rest: a small request to S servers
+ * wakes no other thread. */
+static void req_wait_links(paramd_request *r) {
+    paramd_client *c = r->c;
+    for (int32_t k = 0; k < c->S; k++) {
+        link *l = &c->links[k];
+        pthread_mutex_lock(&l->q_mu);
+        if (rd_get(l) == RD_NONE && l->due > RD_DUE_MAX) rd_to_rx(l);
+        pthread_mutex_unlock(&l->q_mu);
+    }
+    for (int32_t k = 0; k < c->S; k++) link_read_part(&c->links[k], r);
+    req_sleep(r, NULL);
 }
 
 /* The receiver thread: wait until it holds the read role with a reply
@@ -1013,10 +1080,11 @@ static int ob_add(link *l, paramd_request *r, const pending *pt, uint32_t table,
 }
 
 /* Send everything waiting in the outboxes of c's links.  The frames sent
- * are then read by the receiver threads (link_kick) unless they went to
- * `own` (or NULL): the link the calling thread is about to wait on, and
- * read itself.  Thread-safe. */
-static void client_flush(paramd_client *c, link *own) {
+ * are then read by the receiver threads (link_kick), unless the calling
+ * thread is about to wait for `waiter` (or NULL) and reads them itself:
+ * those on its link, for a request on one link (link_wait); all, for one
+ * spanning several (req_wait_links visits every link).  Thread-safe. */
+static void client_flush(paramd_client *c, const paramd_request *waiter) {
     for (int32_t k = 0; c->links && k < c->S; k++) {
         link *l = &c->links[k];
         /* A frame this thread put in an outbox is seen here (same thread,
@@ -1026,7 +1094,7 @@ static void client_flush(paramd_client *c, link *own) {
         pthread_mutex_lock(&l->send_mu);
         ob_flush(l);
         pthread_mutex_unlock(&l->send_mu);
-        if (l != own) link_kick(l);
+        if (!waiter || (!waiter->multi && waiter->link != l)) link_kick(l);
     }
 }
 
