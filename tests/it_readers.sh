@@ -5,6 +5,8 @@
 #   own      blocking calls are read by their caller with no receiver
 #            wake-up; async pulls and pushes of 32 MiB complete while nobody
 #            waits; 4 threads on one link get exact values
+#   multi    requests across 2 servers are read by their caller, link after
+#            link; large ones too, with the receiver threads
 #   handoff  a caller reading the link hands the role to a follower, which
 #            hands it to the receiver thread for an async pull behind it
 #   kill     the server is killed while a caller reads and another follows:
@@ -17,6 +19,11 @@ TOOL=$BUILD/tests/tool_readers
   || { cat "$TMP/own"; fail "tool_readers own"; }
 expect_line "$TMP/own" "\[worker 0\] own ok"
 pass "own: $(grep -o 'blocking: .*' "$TMP/own"); $(grep -o '[0-9]* threads x .*' "$TMP/own")"
+
+"$PARAMD" local --servers 2 --workers 1 -- timeout 120 "$TOOL" multi >"$TMP/multi" 2>&1 \
+  || { cat "$TMP/multi"; fail "tool_readers multi"; }
+expect_line "$TMP/multi" "\[worker 0\] multi ok"
+pass "multi: $(grep -o 'blocking across .*' "$TMP/multi")"
 
 start_coordinator 1 2
 start_servers 1

@@ -19,6 +19,13 @@
  *          reply read once.
  *       5. A blocking sparse pull of 4M keys (32 MiB of keys out, 16 MiB of
  *          rows back, 16 frames): returns, with exact rows.
+ *   tool_readers multi        (2 servers, 1 worker: paramd local)
+ *       1. 200 blocking pushes and pulls of 4 KiB spanning both servers:
+ *          every reply read by the caller, link after link, the receiver
+ *          threads never woken.
+ *       2. A blocking pull of 32 MiB over both servers (the receiver
+ *          threads drain the large replies in parallel) and an async one
+ *          left unwaited, which completes in the background: exact values.
  *   tool_readers handoff      (1 server, 2 worker slots; connects ranks 0
  *                             and 1 itself)
  *       Deterministic hand-offs on a sync table: thread A's pull (rank 0)
@@ -271,6 +278,66 @@ static int own_mode(void) {
     return 0;
 }
 
+/* ==== multi ============================================================= */
+
+static float want_iota(uint64_t i) { return (float)(i % 4096); }
+
+static int multi_mode(void) {
+    paramd_client *c = connect_rank(-1);
+    CHECK_INT_EQ(paramd_num_servers(c), 2);
+    paramd_table *a;
+    MUST(c, paramd_table_open(c, "a", BIG, "rule=add consistency=async", NULL, &a));
+    float *v = malloc(BIG * sizeof *v), *g = malloc(BIG * sizeof *g);
+    CHECK(v && g);
+    /* 1. a 4 KiB range across the boundary between the two shards */
+    uint64_t mid = BIG / 2 - BLOCK / 2;
+    float one[BLOCK], got[BLOCK];
+    for (int j = 0; j < BLOCK; j++) one[j] = 1.0f;
+    pd_client_reads r0 = reads(c);
+    for (int i = 0; i < 200; i++) {
+        MUST(c, paramd_push(a, mid, BLOCK, one));
+        paramd_clock(c);
+        MUST(c, paramd_pull(a, mid, BLOCK, got));
+        for (int j = 0; j < BLOCK; j++)
+            if (got[j] != (float)(i + 1))
+                CHECK_FAIL_("pull %d across both servers: element %d is %g", i, j, got[j]);
+    }
+    pd_client_reads r1 = reads(c);
+    CHECK_INT_EQ(r1.by_caller - r0.by_caller, 800); /* 2 servers x 400 calls */
+    CHECK_INT_EQ(r1.by_rx - r0.by_rx, 0);
+    CHECK_INT_EQ(r1.rx_wakes - r0.rx_wakes, 0);
+    printf("blocking across 2 servers: 800 replies read by their callers, "
+           "receivers woken 0 times\n");
+    /* 2. large ones: whole-table push and pull, blocking, then async */
+    for (uint64_t i = 0; i < BIG; i++) g[i] = (float)(i % 4096);
+    MUST(c, paramd_push(a, 0, BIG, g));
+    paramd_clock(c);
+    MUST(c, paramd_push(a, mid, BLOCK, g + mid)); /* undo step 1's 200: */
+    paramd_clock(c);
+    for (int j = 0; j < BLOCK; j++) one[j] = -200.0f - g[mid + (uint64_t)j];
+    MUST(c, paramd_push(a, mid, BLOCK, one));
+    paramd_clock(c);
+    memset(v, 0xff, BIG * sizeof *v);
+    MUST(c, paramd_pull(a, 0, BIG, v));
+    check_all(v, BIG, want_iota, "blocking pull of 32 MiB over 2 servers");
+    paramd_request *req;
+    memset(v, 0xff, BIG * sizeof *v);
+    MUST(c, paramd_pull_async(a, 0, BIG, v, &req));
+    if (!poll_done(req)) CHECK_FAIL_("an async pull over 2 servers did not complete unwaited");
+    MUST(c, paramd_wait(req));
+    check_all(v, BIG, want_iota, "async pull of 32 MiB over 2 servers");
+    pd_client_reads r2 = reads(c);
+    printf("32 MiB over 2 servers, blocking and async: exact; replies read by "
+           "callers %llu, by receiver threads %llu\n",
+           (unsigned long long)(r2.by_caller - r1.by_caller),
+           (unsigned long long)(r2.by_rx - r1.by_rx));
+    free(v);
+    free(g);
+    MUST(c, paramd_close(c));
+    printf("multi ok\n");
+    return 0;
+}
+
 /* ==== handoff =========================================================== */
 
 /* A thread's pull.  (Its error text is read once both threads are done:
@@ -421,9 +488,10 @@ static int close_mode(void) {
 
 int main(int argc, char **argv) {
     if (argc == 2 && !strcmp(argv[1], "own")) return own_mode();
+    if (argc == 2 && !strcmp(argv[1], "multi")) return multi_mode();
     if (argc == 2 && !strcmp(argv[1], "handoff")) return handoff_mode();
     if (argc == 2 && !strcmp(argv[1], "kill")) return kill_mode();
     if (argc == 2 && !strcmp(argv[1], "close")) return close_mode();
-    fprintf(stderr, "usage: tool_readers own|handoff|kill|close\n");
+    fprintf(stderr, "usage: tool_readers own|multi|handoff|kill|close\n");
     return 2;
 }
