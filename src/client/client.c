@@ -631,7 +631,7 @@ static void rx_fail(link *l, int code, pd_err *e) {
  * that request too.  (Handing the role to such a caller would cost the
  * same wake-up as completing its request, and a caller that waits on a
  * window of async requests one by one would toss the role to and fro: two
- * wake-ups per request; paramd bench --ops small lost 15-40%.)  A caller
+ * wake-ups per request; paramd bench --ops small lost 14-43%.)  A caller
  * whose request is on a link another caller reads queues as a follower
  * (link.wq) and sleeps on its request's condition variable: it wakes when
  * its request completes (the leader read it on the way) or when rd_pass
