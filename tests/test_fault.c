@@ -41,7 +41,7 @@ static void sp_destroy(pd_conn *c) {
 }
 static const pd_transport_ops sp_ops = {"socketpair", sp_readv, sp_writev,
                                         sp_shutdown, sp_destroy, NULL, NULL, NULL, NULL,
-                                        NULL, NULL};
+                                        NULL, NULL, NULL};
 
 static pd_conn *sp_conn(int fd, const char *name) {
     pd_conn *c = pd_calloc(1, sizeof *c);

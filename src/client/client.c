@@ -7,11 +7,32 @@
  * requests, one at a time under coord_mu) and one connection ("link") to
  * each server.  Requests on a link are written by the calling thread under
  * the link's send lock and answered by the server in order, so each link
- * has a FIFO of pending sub-requests and a receiver thread that reads the
+ * has a FIFO of pending sub-requests, and whoever reads the link reads the
  * replies in that order: a pull reply's floats are read from the socket
  * straight into the caller's buffer.  A paramd_request counts its
- * outstanding sub-requests; the receiver completes them; paramd_wait sleeps
- * until the count is zero.
+ * outstanding sub-requests; the reader completes them; paramd_wait returns
+ * when the count is zero.
+ *
+ * Who reads (leader/follower).  At most one thread reads a link at a time:
+ * the holder of its read role (link.reader, under q_mu).  A caller that
+ * waits for a request whose frames all went to one link takes the role if
+ * nobody holds it and reads the replies itself, completing every
+ * sub-request it meets on the way, until its own request is complete; so a
+ * blocking call costs what a raw ping-pong costs, with no other thread
+ * woken.  If another caller reads, it queues on the link as a follower and
+ * sleeps until its request completes or the role is handed to it; if the
+ * receiver thread reads, it waits for its request as before.  A caller
+ * gives the role up (between two replies, never inside one) to the first
+ * follower still waiting, else to the link's receiver thread if replies
+ * are still due (async requests nobody waits for yet: they complete in the
+ * background, and large replies are drained so the server is never
+ * blocked), else to nobody.  The receiver thread sleeps while it does not
+ * hold the role; it gets it when an async request returns to its user,
+ * when outboxes are flushed without a wait, and when large replies are due
+ * unread while a caller writes frames or reads another link; it keeps it
+ * until nothing is due.  A request spanning several links is read by its
+ * waiter too, one link after the other (large ones: in parallel with the
+ * receiver threads).  "Links: who reads" below.
  *
  * Coalescing.  Small frames (at most coalesce_bytes, 16 KiB by default,
  * and not pulls of sync/ssp tables) are not written at once: they wait in
@@ -20,26 +41,33 @@
  * frame that goes alone, and before anything waits (paramd_wait and every
  * blocking call), at paramd_clock, paramd_barrier and paramd_close.  So a
  * worker that issues a window of small async requests and then waits sends
- * them in a few frames, and a blocking call costs what it did.  The receiver
+ * them in a few frames, and a blocking call costs what it did.  The reader
  * reads a BATCH reply whole and completes its inner replies in order, as
  * if they had come one by one.  "Links: sending, and the outbox" below.
  *
  * Threads and what they own:
  *   caller threads     write requests and flush outboxes (link.send_mu),
- *                      wait on requests
- *   receiver, 1/link   reads replies, completes sub-requests; owns the
- *                      read side of its connection and its BATCH reply
- *                      buffer
+ *                      wait on requests; read a link while they hold its
+ *                      read role
+ *   receiver, 1/link   reads replies while it holds its link's read role,
+ *                      sleeps otherwise
+ * The holder of a link's read role owns the read side of its connection,
+ * the reply buffers (msgbuf, rxbuf) and the FIFO's head: only it pops
+ * entries or fails the link.
  * Locks: coord_mu (coordinator connection); link.send_mu (the write side of
- * the link, next_id, the outbox) then link.q_mu (the FIFO; never the other
- * way); request.mu (leaf); err_mu (leaf).  A waiter takes the send_mu of
- * each link whose outbox is not empty before it sleeps, holding nothing.
+ * the link, next_id, the outbox) then link.q_mu (the FIFO, the read role,
+ * the followers; never the other way); request.mu (leaf; also taken under
+ * q_mu to hand the role to a follower); err_mu (leaf).  A waiter takes the
+ * send_mu of each link whose outbox is not empty before it waits, holding
+ * nothing.
  *
- * Failure.  If a link breaks (server died, protocol error), its receiver
- * fails every pending sub-request with the reason and marks the link dead;
- * later requests to that server fail at once, and frames still in its
- * outbox fail when it is next flushed (at the latest by their waiter).
- * Nothing aborts the caller.
+ * Failure.  If a link breaks (server died, protocol error), its reader (a
+ * caller or the receiver thread) fails every pending sub-request with the
+ * reason and marks the link dead; later requests to that server fail at
+ * once, and frames still in its outbox fail when it is next flushed (at
+ * the latest by their waiter).  A link that breaks while nothing is
+ * pending is noticed by the next request's reader.  Nothing aborts the
+ * caller.
  */
 #include <errno.h>
 #include <pthread.h>
@@ -50,6 +78,7 @@
 #include <sys/mman.h>
 #include <time.h>
 
+#include "client/client_internal.h"
 #include "common/common.h"
 #include "common/keymap.h"
 #include "net/conn.h"
@@ -89,6 +118,10 @@ _Static_assert(OB_FLUSH_BYTES >= PD_COALESCE_MAX && OB_FLUSH_BYTES <= PD_MAX_BAT
                "a coalescable frame must fit an empty outbox, a batch the protocol");
 #define OB_IOV_MAX 256  /* iovecs of one flush, BATCH header aside (the
                          * kernel takes 1024) */
+/* Replies of up to this many bytes of values may wait unread while more
+ * frames are written to their link (rd_before_write): they fit the socket
+ * buffers (or the shared-memory ring), so the server never blocks on them. */
+#define RD_DUE_MAX (64u << 10)
 
 /* ==== Types ============================================================= */
 
@@ -110,6 +143,19 @@ typedef struct pending {
     uint64_t bound;  /* the largest reply those frames can get */
 } pending;
 
+/* Who holds a link's read role (link.reader). */
+enum { RD_NONE = 0, RD_RX, RD_CALLER };
+
+/* A caller waiting on a link that someone else reads (a follower): queued
+ * in the link's list, on the caller's stack.  It sleeps on its request's
+ * condition variable until the request completes or the role is handed to
+ * it (granted: set under q_mu and req->mu, peeked at atomically). */
+typedef struct rd_waiter {
+    paramd_request *req;
+    int granted;
+    struct rd_waiter *next, *prev;
+} rd_waiter;
+
 typedef struct link {
     paramd_client *c;
     int index;
@@ -119,12 +165,23 @@ typedef struct link {
     int rx_started;
     pthread_mutex_t send_mu; /* guards writes on conn and next_id */
     uint64_t next_id;
-    pthread_mutex_t q_mu;    /* guards q*, dead, dead_msg */
+    pthread_mutex_t q_mu;    /* guards q*, dead, dead_msg, reader, rx_stop,
+                              * the followers wq* */
     pending *q;              /* ring of qcap */
     size_t qhead, qlen, qcap;
+    uint64_t due;            /* bytes of pulled values the FIFO awaits */
+    uint64_t popped;         /* entries ever taken off the FIFO */
     int dead;                /* written under q_mu, atomically: a sender may
                               * peek at it without the lock */
     char dead_msg[PD_ERRMSG_MAX];
+    /* The read side ("Links: who reads").  reader says who holds the
+     * role; the holder reads it without the lock (only the holder changes
+     * it, under q_mu, when it gives the role up).  The receiver thread
+     * sleeps on rx_cv until it is given the role or rx_stop is set. */
+    int reader;              /* RD_NONE, RD_RX, RD_CALLER */
+    int rx_stop;             /* paramd_close: the receiver thread ends */
+    pthread_cond_t rx_cv;
+    rd_waiter *wq, *wq_tail; /* followers, in the order they came */
     /* The outbox, guarded by send_mu: small frames not yet sent, in order.
      * ob_bytes has room for a BATCH header then OB_FLUSH_BYTES, and is
      * never moved once allocated, so ob_iov may point into it; ob_iov[0] is
@@ -142,7 +199,9 @@ typedef struct link {
     uint64_t ob_bound;       /* the largest reply they can get */
     pending *ob_ents;        /* the frames' sub-requests, ob_cap */
     size_t ob_n, ob_cap;
-    /* The receiver's buffer for a BATCH reply (receiver thread only). */
+    /* The reader's buffers (the holder of the read role only): an error
+     * or control payload (PD_MAX_CTRL_PAYLOAD + 1 bytes), a BATCH reply. */
+    uint8_t *msgbuf;
     uint8_t *rxbuf;
     size_t rxcap;
     /* Shared buffers (paramd_alloc) can be mapped into this server: the
@@ -173,6 +232,11 @@ struct paramd_request {
     paramd_table *table; /* the table of a pull or push, else NULL */
     char msg[PD_ERRMSG_MAX];
     paramd_client *c;
+    /* The link of its first sub-request, and whether others went to other
+     * links: a request on one link is read by its waiter (req_finish).
+     * Set under mu while the request is issued, read once it is. */
+    struct link *link;
+    int multi;
     int heap; /* allocated by an _async call */
     void *owned; /* memory the request's frames point into, freed at the end */
 };
@@ -220,6 +284,8 @@ struct paramd_client {
                              * and REGION_MAP frames go out in one order;
                              * guards next_region */
     uint64_t next_region;
+    /* Who read the replies (atomic counters; client_internal.h). */
+    uint64_t n_by_caller, n_by_rx, n_rx_wakes, n_handoffs;
     pthread_mutex_t err_mu; /* guards errmsg */
     char errmsg[PD_ERRMSG_MAX];
 };
@@ -270,34 +336,63 @@ static void req_done(paramd_request *r, int err, const char *msg) {
     pthread_mutex_unlock(&r->mu);
 }
 
-static void req_add(paramd_request *r) {
+/* Request r gets one more sub-request, on link l. */
+static void req_add(paramd_request *r, struct link *l) {
     pthread_mutex_lock(&r->mu);
     __atomic_add_fetch(&r->outstanding, 1, __ATOMIC_RELAXED);
+    if (!r->link)
+        r->link = l;
+    else if (r->link != l)
+        r->multi = 1;
     pthread_mutex_unlock(&r->mu);
 }
 
-static void client_flush(paramd_client *c);
+/* 1 while r has sub-requests outstanding: a peek without the lock (the
+ * count is written atomically under it). */
+static int req_pending(paramd_request *r) {
+    return __atomic_load_n(&r->outstanding, __ATOMIC_ACQUIRE) > 0;
+}
 
-/* Wait and return the result; copy the detail to the client's error.  What
- * waits in the outboxes is sent first: r's frames may be there. */
-static int req_finish(paramd_request *r) {
-    client_flush(r->c);
-    /* Before sleeping on the condition variable, watch the count for a
-     * moment, yielding the CPU: the receiver thread's broadcast is a futex
-     * wake-up that lands on another vCPU (25-100 us to wake a halted one
-     * on these virtual machines), while a waiter that is still awake sees
-     * the count drop at once.  paramd bench: a 4 KiB pull over TCP went
-     * from 104 us to 26 us on an idle machine, over shared memory from 20
-     * to 6 us.  On a loaded machine a yield can lose the CPU for a whole
-     * time slice (~4 ms): then pd_yield says so and this thread sleeps at
-     * once for its next waits (common.h).  The read is a relaxed peek; the
-     * locked check below decides. */
+static void client_flush(paramd_client *c, const paramd_request *waiter);
+static void link_wait(struct link *l, paramd_request *r);
+static void req_wait_links(paramd_request *r);
+
+/* Sleep until r completes or, if granted is not NULL, until *granted is
+ * set (the read role of r's link was handed to this thread: link_wait).
+ * Before sleeping on the condition variable, watch for a moment, yielding
+ * the CPU: the waker's broadcast is a futex wake-up that lands on another
+ * vCPU (25-100 us to wake a halted one on these virtual machines), while a
+ * waiter that is still awake sees the change at once.  paramd bench, when
+ * the receiver thread read every reply: a 4 KiB pull over TCP went from
+ * 104 us to 26 us on an idle machine, over shared memory from 20 to 6 us.
+ * On a loaded machine a yield can lose the CPU for a whole time slice
+ * (~4 ms): then pd_yield says so and this thread sleeps at once for its
+ * next waits (common.h).  The reads while yielding are peeks; the locked
+ * check decides. */
+static void req_sleep(paramd_request *r, const int *granted) {
     if (pd_yield_ok()) { /* not after a lost slice (common.h, pd_yield) */
         double end = pd_now() + PD_WAIT_YIELD_S;
-        while (__atomic_load_n(&r->outstanding, __ATOMIC_ACQUIRE) > 0 && pd_now() < end)
+        while (req_pending(r) && !(granted && __atomic_load_n(granted, __ATOMIC_ACQUIRE)) &&
+               pd_now() < end)
             if (pd_yield() < 0) break;
     }
     pthread_mutex_lock(&r->mu);
+    while (r->outstanding > 0 && !(granted && __atomic_load_n(granted, __ATOMIC_ACQUIRE)))
+        pthread_cond_wait(&r->cv, &r->mu);
+    pthread_mutex_unlock(&r->mu);
+}
+
+/* Wait and return the result; copy the detail to the client's error.  What
+ * waits in the outboxes is sent first: r's frames may be there.  This
+ * thread reads r's replies itself from links nobody else reads: a request
+ * on one link with link_wait, one spanning several with req_wait_links. */
+static int req_finish(paramd_request *r) {
+    client_flush(r->c, r);
+    if (r->multi)
+        req_wait_links(r);
+    else if (r->link)
+        link_wait(r->link, r);
+    pthread_mutex_lock(&r->mu); /* also orders us after the completer's unlock */
     while (r->outstanding > 0) pthread_cond_wait(&r->cv, &r->mu);
     int err = r->err;
     int64_t seen = r->clock_seen;
@@ -317,12 +412,18 @@ static int req_finish(paramd_request *r) {
     return err;
 }
 
-/* ==== Links: the FIFO and the receiver thread ===========================
+/* ==== Links: the FIFO and reading replies ===============================
  * Frames on a link are answered in order, so the FIFO of pending
- * sub-requests, in the order their frames went out, tells the receiver
+ * sub-requests, in the order their frames went out, tells the reader
  * whose reply comes next.  A batch is queued as a BATCH marker followed by
- * its inner frames' sub-requests; the receiver takes the marker's reply
- * and hands each inner reply in it to the next sub-request. */
+ * its inner frames' sub-requests; the reader takes the marker's reply
+ * and hands each inner reply in it to the next sub-request.  Everything
+ * here that reads or pops runs on the holder of the link's read role. */
+
+/* The read role (link.reader, "Links: who reads"): written under q_mu,
+ * atomically, so that a thread may peek at it without the lock. */
+static int rd_get(link *l) { return __atomic_load_n(&l->reader, __ATOMIC_RELAXED); }
+static void rd_set(link *l, int who) { __atomic_store_n(&l->reader, who, __ATOMIC_RELAXED); }
 
 /* With q_mu held: room for n more entries.  0 or -1 (out of memory). */
 static int q_reserve(link *l, size_t n) {
@@ -339,10 +440,17 @@ static int q_reserve(link *l, size_t n) {
     return 0;
 }
 
+/* Bytes of values entry p's reply brings (a pull's; other replies are
+ * small and not counted). */
+static uint64_t q_due(const pending *p) {
+    return p->type == PD_MSG_PULL || p->type == PD_MSG_SPARSE_PULL ? p->count * 4 : 0;
+}
+
 /* With q_mu held and room reserved: append p. */
 static void q_push(link *l, const pending *p) {
     l->q[(l->qhead + l->qlen) % l->qcap] = *p;
     l->qlen++;
+    l->due += q_due(p);
 }
 
 /* The head of the FIFO into *p; 0 if the FIFO is empty. */
@@ -356,6 +464,8 @@ static int q_head(link *l, pending *p) {
 
 static void q_pop(link *l) {
     pthread_mutex_lock(&l->q_mu);
+    l->due -= q_due(&l->q[l->qhead]);
+    l->popped++;
     l->qhead = (l->qhead + 1) % l->qcap;
     l->qlen--;
     pthread_mutex_unlock(&l->q_mu);
@@ -372,6 +482,8 @@ static void link_fail_all(link *l, int code, const char *msg) {
         pending p = l->q[l->qhead];
         l->qhead = (l->qhead + 1) % l->qcap;
         l->qlen--;
+        l->due -= q_due(&p);
+        l->popped++;
         if (!p.req) continue; /* a BATCH marker: its frames follow it */
         pthread_mutex_unlock(&l->q_mu);
         req_done(p.req, code, l->dead_msg);
@@ -424,6 +536,8 @@ static int rx_payload(link *l, pd_conn *conn, const pending *p, const pd_hdr *h,
 static void rx_complete(link *l, const pending *p, const pd_hdr *h, int st,
                         const char *msg) {
     q_pop(l);
+    __atomic_add_fetch(rd_get(l) == RD_CALLER ? &l->c->n_by_caller : &l->c->n_by_rx, 1,
+                       __ATOMIC_RELAXED);
     if (st == 0 && (p->type == PD_MSG_PULL || p->type == PD_MSG_SPARSE_PULL ||
                     p->type == PD_MSG_PULL_REGION)) {
         pthread_mutex_lock(&p->req->mu);
@@ -493,35 +607,365 @@ static int rx_batch(link *l, const pending *b, const pd_hdr *h, uint8_t *msg,
     return 0;
 }
 
-static void *link_rx(void *arg) {
-    link *l = arg;
-    uint8_t *msg = pd_malloc(PD_MAX_CTRL_PAYLOAD + 1);
-    int code = 0;
-    pd_err e = {0};
-    while (msg) {
-        pd_hdr h;
-        pending p;
-        code = pd_recv_hdr(l->conn, &h, UINT64_MAX / 2, &e);
-        if (code) break;
-        int have = q_head(l, &p);
-        if (!have || h.id != p.id || h.type != (p.type | PD_REPLY)) {
-            code = pd_seterr(&e, PARAMD_EPROTO,
-                             "unexpected %s id %llu from the server",
-                             pd_msg_name(h.type), (unsigned long long)h.id);
+/* Holding the read role: read the reply to p (the head of the FIFO, taken
+ * under q_mu: it cannot change meanwhile, since only the reader pops) and
+ * complete its sub-request (a BATCH reply: each of its inner ones).  0, or
+ * an error that breaks the link (detail in e: the caller then calls
+ * rx_fail). */
+static int rx_read(link *l, const pending *p, pd_err *e) {
+    pd_hdr h;
+    int code = pd_recv_hdr(l->conn, &h, UINT64_MAX / 2, e);
+    if (code) return code;
+    if (h.id != p->id || h.type != (p->type | PD_REPLY))
+        return pd_seterr(e, PARAMD_EPROTO, "unexpected %s id %llu from the server",
+                         pd_msg_name(h.type), (unsigned long long)h.id);
+    if (p->type == PD_MSG_BATCH) return rx_batch(l, p, &h, l->msgbuf, e);
+    int st;
+    if ((code = rx_payload(l, l->conn, p, &h, l->msgbuf, &st, e))) return code;
+    rx_complete(l, p, &h, st, e->msg);
+    return 0;
+}
+
+/* Holding the read role: read the next reply (rx_read).  1 if the FIFO is
+ * empty (nothing is due: nothing was read). */
+static int rx_one(link *l, pd_err *e) {
+    pending p;
+    if (!q_head(l, &p)) return 1;
+    return rx_read(l, &p, e);
+}
+
+/* Holding the read role: the link broke (code, detail in e): fail every
+ * sub-request pending on it, and every later one at once. */
+static void rx_fail(link *l, int code, pd_err *e) {
+    if (code == PARAMD_ECLOSED) snprintf(e->msg, sizeof e->msg, "connection closed");
+    link_fail_all(l, code, e->msg);
+}
+
+/* ==== Links: who reads ==================================================
+ * One thread at a time reads a link: the holder of its read role,
+ * link.reader, written under q_mu:
+ *   RD_NONE    nobody reads.  Either nothing is due (the FIFO is empty),
+ *              or a caller has just queued frames it is about to wait for
+ *              and will read itself (a blocking call: no thread is woken).
+ *   RD_CALLER  a caller reads (link_wait): it took the role from nobody, or
+ *              was handed it as a follower.  It reads until its own
+ *              request is complete, then passes the role on (rd_pass):
+ *              to the first follower whose request is pending, else to
+ *              the receiver thread if replies are due, else to nobody.
+ *              A caller waiting on a request spanning several links
+ *              (req_wait_links) takes the role of each link nobody reads,
+ *              in turn, and reads it until its request has nothing left
+ *              there (link_read_part).
+ *   RD_RX      the link's receiver thread reads, for requests nobody
+ *              reads for: async ones not waited for yet, and large
+ *              replies due while a caller writes or reads elsewhere.  It
+ *              keeps the role until nothing is due, then gives it up (to
+ *              nobody).
+ * The role changes hands only under q_mu and only between two replies, so
+ * reads never overlap and each starts at a frame boundary; the lock also
+ * orders each reader's use of the connection and the buffers after the
+ * previous reader's.
+ * A caller whose request is on a link the receiver thread reads just waits
+ * for it to complete: the receiver reads until nothing is due, so it reads
+ * that request too.  (Handing the role to such a caller would cost the
+ * same wake-up as completing its request, and a caller that waits on a
+ * window of async requests one by one would toss the role to and fro: two
+ * wake-ups per request; paramd bench --ops small lost 14-43%.)  A caller
+ * whose request is on a link another caller reads queues as a follower
+ * (link.wq) and sleeps on its request's condition variable: it wakes when
+ * its request completes (the leader read it on the way) or when rd_pass
+ * hands it the role.
+ * Who gives the receiver thread the role (link_kick, rd_pass,
+ * rd_before_write, req_wait_links): nobody holds it and replies are due
+ * that no caller is about to read: an async request returning to its user
+ * (req_kick), outboxes flushed without a wait or for another link
+ * (client_flush), a caller leaving with replies still due and no
+ * follower, large replies due while more frames are written, and large
+ * replies due on the other links of a request spanning several, while its
+ * waiter reads one.  So unwaited async requests complete in the
+ * background, and a large reply is drained even while its caller computes.
+ * The receiver thread, after giving the role up, watches for it a moment
+ * (yielding, as req_sleep) before it sleeps: a program issuing a window of
+ * async requests gives it back at once, and a signal to a thread that
+ * does not sleep costs no system call. */
+
+/* With q_mu held: queue follower w last, or take it off the queue. */
+static void wq_add(link *l, rd_waiter *w) {
+    w->next = NULL;
+    w->prev = l->wq_tail;
+    if (l->wq_tail)
+        l->wq_tail->next = w;
+    else
+        l->wq = w;
+    l->wq_tail = w;
+}
+
+static void wq_del(link *l, rd_waiter *w) {
+    if (w->prev)
+        w->prev->next = w->next;
+    else
+        l->wq = w->next;
+    if (w->next)
+        w->next->prev = w->prev;
+    else
+        l->wq_tail = w->prev;
+    w->next = w->prev = NULL;
+}
+
+/* With q_mu held, nobody else reading: the receiver thread reads. */
+static void rd_to_rx(link *l) {
+    rd_set(l, RD_RX);
+    __atomic_add_fetch(&l->c->n_rx_wakes, 1, __ATOMIC_RELAXED);
+    pthread_cond_signal(&l->rx_cv);
+}
+
+/* With q_mu held, by a caller holding the read role, between two replies:
+ * give the role up.  To the first follower whose request is still
+ * pending (its replies are due, so it reads); else to the receiver thread
+ * if replies are due; else to nobody.  A follower whose request has
+ * completed is skipped: it wakes by itself and leaves the queue. */
+static void rd_pass(link *l) {
+    for (rd_waiter *w = l->wq; w; w = w->next) {
+        if (!req_pending(w->req)) continue;
+        wq_del(l, w);
+        rd_set(l, RD_CALLER);
+        __atomic_add_fetch(&l->c->n_handoffs, 1, __ATOMIC_RELAXED);
+        /* Under the request's lock, so that its owner, checking *granted
+         * under it before sleeping, cannot miss the broadcast. */
+        pthread_mutex_lock(&w->req->mu);
+        __atomic_store_n(&w->granted, 1, __ATOMIC_RELEASE);
+        pthread_cond_broadcast(&w->req->cv);
+        pthread_mutex_unlock(&w->req->mu);
+        return;
+    }
+    if (l->qlen > 0)
+        rd_to_rx(l);
+    else
+        rd_set(l, RD_NONE);
+}
+
+/* With q_mu held, before frames are written to l: if more than
+ * RD_DUE_MAX bytes of pulled values are due and nobody reads them, the
+ * receiver thread reads them.  Else the write could block for good: the
+ * server stops reading our frames while it cannot write its replies, and
+ * the caller that would read them (a blocking call, or the waiter of an
+ * async one) starts reading only once it has written all its frames: a
+ * large sparse pull, for one, writes more keys than the buffers hold. */
+static void rd_before_write(link *l) {
+    if (rd_get(l) == RD_NONE && l->due > RD_DUE_MAX) rd_to_rx(l);
+}
+
+/* If replies are due on l and nobody reads them, give the receiver thread
+ * the role.  For frames whose waiter (if any) will not read l itself,
+ * called after they are queued.  The peek without the lock is enough when
+ * someone holds the role: a reader sees the frames queued before it next
+ * decides (a caller leaving passes the role to the receiver thread then;
+ * the receiver thread keeps it), and a reader that gave the role up before
+ * they were queued did so under q_mu, before this thread queued them. */
+static void link_kick(link *l) {
+    if (rd_get(l) != RD_NONE) return;
+    pthread_mutex_lock(&l->q_mu);
+    if (rd_get(l) == RD_NONE && l->qlen > 0) rd_to_rx(l);
+    pthread_mutex_unlock(&l->q_mu);
+}
+
+/* r goes back to its user unwaited (an async call): have the links it went
+ * to read by their receiver threads if nobody reads them.  (Every link, for
+ * one on several: they are not recorded, and a link that is read costs a
+ * peek.) */
+static void req_kick(paramd_request *r) {
+    paramd_client *c = r->c;
+    if (!r->multi) {
+        if (r->link) link_kick(r->link);
+        return;
+    }
+    for (int32_t k = 0; k < c->S; k++) link_kick(&c->links[k]);
+}
+
+/* Holding the read role, before reading the next reply: watch for it a
+ * moment, yielding, as req_sleep does (and the shm transport inside its
+ * reads).  A read that blocks at once lets this vCPU halt, and waking a
+ * halted vCPU costs 25-100 us on these virtual machines: paramd bench, a
+ * 4 KiB push over TCP on an otherwise idle machine, 9-13 us in some runs
+ * and 86-119 us in others without the watch, 13-14 us in all with it.
+ * Only transports that can tell (ops->readable: TCP) are watched. */
+static void rx_watch(link *l) {
+    pd_conn *c = l->conn;
+    if (!c->ops->readable || !pd_yield_ok()) return;
+    double end = pd_now() + PD_WAIT_YIELD_S;
+    while (!c->ops->readable(c) && pd_now() < end)
+        if (pd_yield() < 0) break;
+}
+
+/* Holding the read role: read replies until r is complete or the link
+ * breaks.  1 if the FIFO ran empty with r still pending (r's replies are
+ * not on this link: cannot happen for a request on one link, whose frames
+ * are all queued before it is waited for), else 0. */
+static int link_lead(link *l, paramd_request *r) {
+    while (req_pending(r)) {
+        pd_err e = {0};
+        rx_watch(l);
+        int code = rx_one(l, &e);
+        if (code == 1) return 1;
+        if (code) {
+            rx_fail(l, code, &e); /* r fails with it */
             break;
         }
-        if (p.type == PD_MSG_BATCH) {
-            if ((code = rx_batch(l, &p, &h, msg, &e))) break;
+    }
+    return 0;
+}
+
+/* Wait for r, every sub-request of which went to link l (its frames are
+ * queued: flushed from the outbox).  If nobody reads l, take the role and
+ * read until r is complete (leader).  If the receiver thread reads l, it
+ * reads r's replies too: wait for r.  If another caller reads l, queue as
+ * a follower and sleep until r completes (the leader read its replies on
+ * the way) or the role is handed over.  Whatever role this thread took is
+ * passed on before it returns.  The peek at the role without the lock is
+ * safe for the same reason as in link_kick. */
+static void link_wait(link *l, paramd_request *r) {
+    rd_waiter w = {r, 0, NULL, NULL};
+    if (!req_pending(r)) return;
+    if (rd_get(l) == RD_RX) {
+        req_sleep(r, NULL);
+        return;
+    }
+    pthread_mutex_lock(&l->q_mu);
+    while (req_pending(r)) {
+        int who = rd_get(l);
+        if (who == RD_NONE) {
+            rd_set(l, RD_CALLER);
+        } else if (who == RD_RX) {
+            pthread_mutex_unlock(&l->q_mu);
+            req_sleep(r, NULL);
+            pthread_mutex_lock(&l->q_mu);
+            continue;
+        } else {
+            wq_add(l, &w);
+            pthread_mutex_unlock(&l->q_mu);
+            req_sleep(r, &w.granted);
+            pthread_mutex_lock(&l->q_mu);
+            /* granted is only written under q_mu: this read decides. */
+            if (!__atomic_load_n(&w.granted, __ATOMIC_RELAXED)) {
+                wq_del(l, &w); /* r completed meanwhile */
+                continue;
+            }
+            __atomic_store_n(&w.granted, 0, __ATOMIC_RELAXED); /* rd_pass unqueued w */
+        }
+        pthread_mutex_unlock(&l->q_mu);
+        int empty = link_lead(l, r);
+        pthread_mutex_lock(&l->q_mu);
+        rd_pass(l);
+        if (empty) break; /* req_finish sleeps on r */
+    }
+    pthread_mutex_unlock(&l->q_mu);
+}
+
+/* With q_mu held: the value l->popped will have once every entry of r now
+ * in l's FIFO is taken off it (l->popped itself if there is none). */
+static uint64_t rd_target(link *l, paramd_request *r) {
+    for (size_t i = l->qlen; i-- > 0;)
+        if (l->q[(l->qhead + i) % l->qcap].req == r) return l->popped + i + 1;
+    return l->popped;
+}
+
+/* r's replies on link l, for a request spanning several links: if nobody
+ * reads l, read until r has no entry left in its FIFO, then pass the role
+ * on.  Else return at once: whoever reads l passes the role on, with
+ * replies due, to a follower or the receiver thread, so r's entries are
+ * read.  Replies due on l but not r's (flushed from its outbox with r's
+ * frames) go to the receiver thread, as link_kick would. */
+static void link_read_part(link *l, paramd_request *r) {
+    pthread_mutex_lock(&l->q_mu);
+    uint64_t target = rd_target(l, r);
+    if (rd_get(l) != RD_NONE || l->popped >= target) {
+        if (rd_get(l) == RD_NONE && l->qlen > 0) rd_to_rx(l);
+        pthread_mutex_unlock(&l->q_mu);
+        return;
+    }
+    rd_set(l, RD_CALLER);
+    pthread_mutex_unlock(&l->q_mu);
+    /* popped changes only on the holder of the role: this thread */
+    while (l->popped < target) {
+        pd_err e = {0};
+        rx_watch(l);
+        int code = rx_one(l, &e);
+        if (code == 1) break;
+        if (code) {
+            rx_fail(l, code, &e);
+            break;
+        }
+    }
+    pthread_mutex_lock(&l->q_mu);
+    rd_pass(l);
+    pthread_mutex_unlock(&l->q_mu);
+}
+
+/* Wait for r, whose sub-requests went to several links.  First, links with
+ * more than RD_DUE_MAX bytes of replies due and nobody reading them go to
+ * their receiver threads, which drain them in parallel (a large range is
+ * cut in chunks over all servers: reading the links one after the other
+ * would stall the servers behind full buffers).  Then this thread reads
+ * the links nobody reads, one after the other (small replies wait in the
+ * buffers meanwhile), and waits for the rest: a small request to S servers
+ * wakes no other thread. */
+static void req_wait_links(paramd_request *r) {
+    paramd_client *c = r->c;
+    for (int32_t k = 0; k < c->S; k++) {
+        link *l = &c->links[k];
+        pthread_mutex_lock(&l->q_mu);
+        if (rd_get(l) == RD_NONE && l->due > RD_DUE_MAX) rd_to_rx(l);
+        pthread_mutex_unlock(&l->q_mu);
+    }
+    for (int32_t k = 0; k < c->S; k++) link_read_part(&c->links[k], r);
+    req_sleep(r, NULL);
+}
+
+/* The receiver thread: wait until it holds the read role with a reply
+ * due, and take the head of the FIFO into *p: 1; or 0 once it must end
+ * (paramd_close).  It gives the role up when nothing is due, then watches
+ * for it a moment before sleeping on rx_cv. */
+static int rx_next(link *l, pending *p) {
+    int watched = 0;
+    pthread_mutex_lock(&l->q_mu);
+    while (!l->rx_stop) {
+        if (rd_get(l) == RD_RX) {
+            if (l->qlen > 0) {
+                *p = l->q[l->qhead];
+                pthread_mutex_unlock(&l->q_mu);
+                return 1;
+            }
+            rd_set(l, RD_NONE);
+            watched = 0;
+        }
+        if (!watched && pd_yield_ok()) {
+            watched = 1;
+            pthread_mutex_unlock(&l->q_mu);
+            double end = pd_now() + PD_WAIT_YIELD_S;
+            while (rd_get(l) != RD_RX && !__atomic_load_n(&l->rx_stop, __ATOMIC_RELAXED) &&
+                   pd_now() < end)
+                if (pd_yield() < 0) break;
+            pthread_mutex_lock(&l->q_mu);
             continue;
         }
-        int st;
-        if ((code = rx_payload(l, l->conn, &p, &h, msg, &st, &e))) break;
-        rx_complete(l, &p, &h, st, e.msg);
+        pthread_cond_wait(&l->rx_cv, &l->q_mu);
     }
-    if (!msg) code = pd_seterr(&e, PARAMD_ENOMEM, "out of memory");
-    if (code == PARAMD_ECLOSED) snprintf(e.msg, sizeof e.msg, "connection closed");
-    link_fail_all(l, code == PARAMD_ECLOSED ? PARAMD_ECLOSED : code, e.msg);
-    pd_free(msg);
+    if (rd_get(l) == RD_RX) rd_set(l, RD_NONE);
+    pthread_mutex_unlock(&l->q_mu);
+    return 0;
+}
+
+/* The receiver thread of link l: reads while it holds the read role,
+ * sleeps otherwise, ends at paramd_close (rx_stop; a read it is blocked in
+ * fails once the connection is shut down). */
+static void *link_rx(void *arg) {
+    link *l = arg;
+    pending p;
+    while (rx_next(l, &p)) {
+        pd_err e = {0};
+        int code = rx_read(l, &p, &e);
+        if (code) rx_fail(l, code, &e);
+    }
     return NULL;
 }
 
@@ -604,6 +1048,7 @@ static void ob_flush(link *l) {
         ob_fail(l, code, msg);
         return;
     }
+    rd_before_write(l);
     struct iovec *iov = l->ob_iov + 1;
     int cnt = l->ob_niov - 1;
     uint8_t *hb = l->ob_bytes;
@@ -673,8 +1118,12 @@ static int ob_add(link *l, paramd_request *r, const pending *pt, uint32_t table,
     return 0;
 }
 
-/* Send everything waiting in the outboxes of c's links.  Thread-safe. */
-static void client_flush(paramd_client *c) {
+/* Send everything waiting in the outboxes of c's links.  The frames sent
+ * are then read by the receiver threads (link_kick), unless the calling
+ * thread is about to wait for `waiter` (or NULL) and reads them itself:
+ * those on its link, for a request on one link (link_wait); all, for one
+ * spanning several (req_wait_links visits every link).  Thread-safe. */
+static void client_flush(paramd_client *c, const paramd_request *waiter) {
     for (int32_t k = 0; c->links && k < c->S; k++) {
         link *l = &c->links[k];
         /* A frame this thread put in an outbox is seen here (same thread,
@@ -684,11 +1133,12 @@ static void client_flush(paramd_client *c) {
         pthread_mutex_lock(&l->send_mu);
         ob_flush(l);
         pthread_mutex_unlock(&l->send_mu);
+        if (!waiter || (!waiter->multi && waiter->link != l)) link_kick(l);
     }
 }
 
 void paramd_flush(paramd_client *c) {
-    if (c) client_flush(c);
+    if (c) client_flush(c, NULL);
 }
 
 /* Queue and send one sub-request of r on link l: a frame of type pt->type
@@ -706,7 +1156,7 @@ static void link_send_ex(link *l, paramd_request *r, const pending *pt,
     int small = can_batch && c->coalesce_bytes && fbytes <= c->coalesce_bytes &&
                 values <= c->coalesce_bytes &&
                 !__atomic_load_n(&l->dead, __ATOMIC_ACQUIRE);
-    req_add(r);
+    req_add(r, l);
     pthread_mutex_lock(&l->send_mu);
     if (small) {
         const void *part[3] = {p1, p2, p3};
@@ -727,6 +1177,7 @@ static void link_send_ex(link *l, paramd_request *r, const pending *pt,
         req_done(r, code, msg);
         return;
     }
+    rd_before_write(l);
     uint64_t id = ++l->next_id;
     pending q = *pt;
     q.id = id;
@@ -1027,6 +1478,7 @@ int paramd_connect(paramd_client **out, const char *options) {
         l->index = (int)i;
         pthread_mutex_init(&l->send_mu, NULL);
         pthread_mutex_init(&l->q_mu, NULL);
+        pthread_cond_init(&l->rx_cv, NULL);
         l->ob_niov = 1;
         if (pd_get_str(&r, l->addr, PD_MAX_ADDR)) {
             rc = cl_err(NULL, PARAMD_EPROTO, "malformed cluster map from the coordinator");
@@ -1052,6 +1504,10 @@ int paramd_connect(paramd_client **out, const char *options) {
     for (uint32_t i = 0; i < S; i++) {
         link *l = &c->links[i];
         if ((rc = link_open(c, l, buf))) goto fail;
+        if (!(l->msgbuf = pd_malloc(PD_MAX_CTRL_PAYLOAD + 1))) {
+            rc = cl_err(NULL, PARAMD_ENOMEM, "out of memory");
+            goto fail;
+        }
         if (pthread_create(&l->rx, NULL, link_rx, l) != 0) {
             rc = cl_err(NULL, PARAMD_ENOMEM, "cannot start a receiver thread");
             goto fail;
@@ -1090,7 +1546,7 @@ int paramd_close(paramd_client *c) {
         pthread_mutex_unlock(&c->hb_mu);
         pthread_join(c->hb, NULL);
     }
-    client_flush(c); /* what waits in the outboxes is sent */
+    client_flush(c, NULL); /* what waits in the outboxes is sent */
     if (c->coord && c->links) {
         uint8_t *buf = pd_malloc(PD_MAX_CTRL_PAYLOAD + 1);
         if (buf) rc = coord_rpc(c, PD_MSG_BYE, 0, NULL, buf, NULL);
@@ -1099,15 +1555,26 @@ int paramd_close(paramd_client *c) {
     if (c->links) {
         for (int32_t i = 0; i < c->S; i++) {
             link *l = &c->links[i];
+            /* The receiver thread ends: at once if it sleeps, else once
+             * the shut-down connection fails its read. */
+            pthread_mutex_lock(&l->q_mu);
+            __atomic_store_n(&l->rx_stop, 1, __ATOMIC_RELAXED); /* peeked at */
+            pthread_cond_broadcast(&l->rx_cv);
+            pthread_mutex_unlock(&l->q_mu);
             if (l->conn) pd_conn_shutdown(l->conn);
             if (l->rx_started) pthread_join(l->rx, NULL);
+            /* Nobody reads any more: what is still due fails (requests
+             * issued and never waited for). */
+            if (l->qlen > 0) link_fail_all(l, PARAMD_ECLOSED, "the client was closed");
             pd_conn_destroy(l->conn);
             pd_free(l->q);
             pd_free(l->ob_bytes);
             pd_free(l->ob_ents);
+            pd_free(l->msgbuf);
             pd_free(l->rxbuf);
             pthread_mutex_destroy(&l->send_mu);
             pthread_mutex_destroy(&l->q_mu);
+            pthread_cond_destroy(&l->rx_cv);
         }
         pd_free(c->links);
     }
@@ -1141,7 +1608,7 @@ int32_t paramd_num_servers(const paramd_client *c) { return c->S; }
  * outboxes are flushed first: a sync table's clock waits for this
  * worker's pushes, which must not sit in an outbox while it computes. */
 int64_t paramd_clock(paramd_client *c) {
-    client_flush(c);
+    client_flush(c, NULL);
     return __atomic_add_fetch(&c->clock, 1, __ATOMIC_RELAXED);
 }
 int64_t paramd_get_clock(const paramd_client *c) {
@@ -1191,7 +1658,7 @@ static void *heartbeat_main(void *arg) {
 }
 
 int paramd_barrier(paramd_client *c) {
-    client_flush(c);
+    client_flush(c, NULL);
     uint8_t *buf = pd_malloc(PD_MAX_CTRL_PAYLOAD + 1);
     if (!buf) return cl_err(c, PARAMD_ENOMEM, "out of memory");
     int rc = coord_rpc(c, PD_MSG_BARRIER, 0, NULL, buf, NULL);
@@ -1451,7 +1918,7 @@ int64_t paramd_table_clock(const paramd_table *t) {
 }
 
 int64_t paramd_clock_to(paramd_client *c, int64_t clock) {
-    client_flush(c);
+    client_flush(c, NULL);
     int64_t cur = __atomic_load_n(&c->clock, __ATOMIC_RELAXED);
     while (clock > cur &&
            !__atomic_compare_exchange_n(&c->clock, &cur, clock, 0, __ATOMIC_RELAXED,
@@ -1488,6 +1955,7 @@ static int start_async(paramd_table *t, uint16_t type, uint64_t off,
     paramd_request *r = pd_malloc(sizeof *r);
     if (!r) return cl_err(t->c, PARAMD_ENOMEM, "out of memory");
     start_op(t, type, off, count, src, dst, r);
+    req_kick(r); /* read in the background until it is waited for */
     r->heap = 1;
     *req = r;
     return 0;
@@ -1885,6 +2353,7 @@ static int sparse_async(paramd_table *t, int push, const uint64_t *keys,
         pd_free(r);
         return rc;
     }
+    req_kick(r); /* read in the background until it is waited for */
     r->heap = 1;
     *req = r;
     return 0;
@@ -1975,3 +2444,26 @@ int paramd_table_stat(paramd_table *t, int32_t server, const char *name,
     if (!rc) *value = total;
     return rc;
 }
+
+/* ==== Probes for tests (client_internal.h) ============================== */
+
+void pd_client_reads_get(paramd_client *c, pd_client_reads *out) {
+    out->by_caller = __atomic_load_n(&c->n_by_caller, __ATOMIC_RELAXED);
+    out->by_rx = __atomic_load_n(&c->n_by_rx, __ATOMIC_RELAXED);
+    out->rx_wakes = __atomic_load_n(&c->n_rx_wakes, __ATOMIC_RELAXED);
+    out->handoffs = __atomic_load_n(&c->n_handoffs, __ATOMIC_RELAXED);
+}
+
+int pd_client_link_reader(paramd_client *c, int32_t k, int *followers) {
+    link *l = &c->links[k];
+    pthread_mutex_lock(&l->q_mu);
+    int who = rd_get(l) == RD_RX ? PD_READER_RX
+              : rd_get(l) == RD_CALLER ? PD_READER_CALLER : PD_READER_NONE;
+    int n = 0;
+    for (rd_waiter *w = l->wq; w; w = w->next) n++;
+    pthread_mutex_unlock(&l->q_mu);
+    if (followers) *followers = n;
+    return who;
+}
+
+int pd_request_done(paramd_request *r) { return !req_pending(r); }

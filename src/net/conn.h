@@ -8,8 +8,9 @@
  * above this layer touches a socket directly.
  *
  * Threading: one reader and one writer may use a connection at the same
- * time (the client's receiver thread reads while callers write under the
- * connection's send lock); two concurrent readers or writers may not.
+ * time (the client's reader - its receiver thread or a waiting caller,
+ * one at a time - reads while callers write under the connection's send
+ * lock); two concurrent readers or writers may not.
  */
 #ifndef PARAMD_NET_CONN_H
 #define PARAMD_NET_CONN_H
@@ -53,6 +54,12 @@ typedef struct pd_transport_ops {
      * waiting). */
     int (*send_fd)(pd_conn *c, int fd, uint64_t tag);
     int (*recv_fd)(pd_conn *c, uint64_t *tag);
+    /* Optional: 1 if a read would return at once (bytes, the end of the
+     * stream or an error are there), else 0; consumes nothing.  A reader
+     * may watch it, yielding, before a read that would block (the
+     * client's link_lead: a blocked read lets the vCPU halt).  Transports
+     * whose reads watch by themselves (shm) leave it NULL. */
+    int (*readable)(pd_conn *c);
 } pd_transport_ops;
 
 struct pd_conn {

@@ -166,7 +166,7 @@ static int fault_recv_fd(pd_conn *c, uint64_t *tag) {
 static const pd_transport_ops fault_ops = {"fault", fault_readv, fault_writev,
                                            fault_shutdown, fault_destroy,
                                            fault_set_rcvtimeo, NULL, NULL, NULL,
-                                           fault_send_fd, fault_recv_fd};
+                                           fault_send_fd, fault_recv_fd, NULL};
 
 /* ==== Public ============================================================ */
 

@@ -98,7 +98,7 @@ static void mem_consume(pd_conn *c, size_t n) {
 static const pd_transport_ops mem_ops = {"mem", mem_readv, mem_writev,
                                          mem_shutdown, mem_destroy,
                                          mem_set_rcvtimeo, mem_writev,
-                                         mem_peek, mem_consume, NULL, NULL};
+                                         mem_peek, mem_consume, NULL, NULL, NULL};
 
 void pd_mem_init(pd_mem_conn *m, const void *in, size_t inlen, pd_buf *out,
                  const char *peer) {

@@ -486,7 +486,7 @@ static const pd_transport_ops shm_ops = {"shm", shm_readv, shm_writev,
                                          shm_shutdown, shm_destroy,
                                          shm_set_rcvtimeo, shm_try_writev,
                                          shm_peek, shm_consume,
-                                         shm_send_fd, shm_recv_fd};
+                                         shm_send_fd, shm_recv_fd, NULL};
 
 /* ==== Setup ============================================================= */
 

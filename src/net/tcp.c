@@ -11,6 +11,7 @@
 #include <netdb.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <poll.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/socket.h>
@@ -41,6 +42,11 @@ static ssize_t tcp_try_writev(pd_conn *c, const struct iovec *iov, int cnt) {
     return w;
 }
 
+static int tcp_readable(pd_conn *c) {
+    struct pollfd p = {c->fd, POLLIN, 0};
+    return poll(&p, 1, 0) > 0;
+}
+
 static void tcp_shutdown(pd_conn *c) { shutdown(c->fd, SHUT_RDWR); }
 
 static void tcp_destroy(pd_conn *c) {
@@ -51,7 +57,7 @@ static void tcp_destroy(pd_conn *c) {
 static const pd_transport_ops tcp_ops = {"tcp", tcp_readv, tcp_writev,
                                          tcp_shutdown, tcp_destroy, NULL,
                                          tcp_try_writev, NULL, NULL,
-                                         NULL, NULL};
+                                         NULL, NULL, tcp_readable};
 
 /* ==== Helpers =========================================================== */
 
