@@ -410,20 +410,14 @@ static void shm_set_rcvtimeo(pd_conn *c, int ms) {
     m->rcvtimeo_ms = ms > 0 ? ms : 0;
 }
 
-/* Descriptors beside the rings: one SCM_RIGHTS message per descriptor on
- * the connection's Unix socket, carrying its tag as 8 little-endian bytes
- * (the shared buffers of paramd_alloc, docs/transports.md).  Stream
- * sockets never merge a message that carries descriptors with the next,
- * so each recvmsg of 8 bytes gets one tag and its descriptor. */
-static int shm_send_fd(pd_conn *c, int fd, uint64_t tag) {
-    uint8_t raw[8];
-    for (int i = 0; i < 8; i++) raw[i] = (uint8_t)(tag >> (8 * i));
+/* Send n bytes with descriptor fd attached (SCM_RIGHTS).  As sendmsg. */
+static ssize_t send_with_fd(int sock, const void *p, size_t n, int fd, int flags) {
     union {
         struct cmsghdr h;
         char b[CMSG_SPACE(sizeof(int))];
     } ctl;
     memset(&ctl, 0, sizeof ctl);
-    struct iovec iov = {raw, sizeof raw};
+    struct iovec iov = {(void *)p, n};
     struct msghdr msg = {0};
     msg.msg_iov = &iov;
     msg.msg_iovlen = 1;
@@ -434,9 +428,54 @@ static int shm_send_fd(pd_conn *c, int fd, uint64_t tag) {
     h->cmsg_type = SCM_RIGHTS;
     h->cmsg_len = CMSG_LEN(sizeof(int));
     memcpy(CMSG_DATA(h), &fd, sizeof(int));
-    ssize_t n;
-    do n = sendmsg(c->fd, &msg, MSG_NOSIGNAL | MSG_DONTWAIT);
-    while (n < 0 && errno == EINTR);
+    ssize_t k;
+    do k = sendmsg(sock, &msg, MSG_NOSIGNAL | flags);
+    while (k < 0 && errno == EINTR);
+    return k;
+}
+
+/* Receive up to n bytes and the descriptor that came with them: *fd is
+ * the first one passed (-1: none; any others are closed), and *trunc says
+ * the control data did not fit.  As recvmsg. */
+static ssize_t recv_with_fd(int sock, void *p, size_t n, int *fd, int *trunc, int flags) {
+    union {
+        struct cmsghdr h;
+        char b[CMSG_SPACE(sizeof(int))];
+    } ctl;
+    struct iovec iov = {p, n};
+    struct msghdr msg = {0};
+    msg.msg_iov = &iov;
+    msg.msg_iovlen = 1;
+    msg.msg_control = ctl.b;
+    msg.msg_controllen = sizeof ctl.b;
+    ssize_t k;
+    do k = recvmsg(sock, &msg, MSG_CMSG_CLOEXEC | flags);
+    while (k < 0 && errno == EINTR);
+    *fd = -1;
+    *trunc = k >= 0 && (msg.msg_flags & MSG_CTRUNC);
+    for (struct cmsghdr *h = CMSG_FIRSTHDR(&msg); k >= 0 && h; h = CMSG_NXTHDR(&msg, h))
+        if (h->cmsg_level == SOL_SOCKET && h->cmsg_type == SCM_RIGHTS &&
+            h->cmsg_len >= CMSG_LEN(sizeof(int))) {
+            size_t m = (h->cmsg_len - CMSG_LEN(0)) / sizeof(int);
+            for (size_t i = 0; i < m; i++) {
+                int x;
+                memcpy(&x, CMSG_DATA(h) + i * sizeof(int), sizeof x);
+                if (*fd < 0) *fd = x;
+                else close(x);
+            }
+        }
+    return k;
+}
+
+/* Descriptors beside the rings: one SCM_RIGHTS message per descriptor on
+ * the connection's Unix socket, carrying its tag as 8 little-endian bytes
+ * (the shared buffers of paramd_alloc, docs/transports.md).  Stream
+ * sockets never merge a message that carries descriptors with the next,
+ * so each recvmsg of 8 bytes gets one tag and its descriptor. */
+static int shm_send_fd(pd_conn *c, int fd, uint64_t tag) {
+    uint8_t raw[8];
+    for (int i = 0; i < 8; i++) raw[i] = (uint8_t)(tag >> (8 * i));
+    ssize_t n = send_with_fd(c->fd, raw, sizeof raw, fd, MSG_DONTWAIT);
     if (n == (ssize_t)sizeof raw) return 0;
     if (n >= 0) errno = EIO; /* a stream socket sends 8 bytes whole or none */
     return -1;
@@ -444,34 +483,10 @@ static int shm_send_fd(pd_conn *c, int fd, uint64_t tag) {
 
 static int shm_recv_fd(pd_conn *c, uint64_t *tag) {
     uint8_t raw[8];
-    union {
-        struct cmsghdr h;
-        char b[CMSG_SPACE(sizeof(int))];
-    } ctl;
-    struct iovec iov = {raw, sizeof raw};
-    struct msghdr msg = {0};
-    msg.msg_iov = &iov;
-    msg.msg_iovlen = 1;
-    msg.msg_control = ctl.b;
-    msg.msg_controllen = sizeof ctl.b;
-    ssize_t n;
-    do n = recvmsg(c->fd, &msg, MSG_CMSG_CLOEXEC | MSG_DONTWAIT);
-    while (n < 0 && errno == EINTR);
-    int fd = -1;
-    for (struct cmsghdr *h = CMSG_FIRSTHDR(&msg); n > 0 && h; h = CMSG_NXTHDR(&msg, h))
-        if (h->cmsg_level == SOL_SOCKET && h->cmsg_type == SCM_RIGHTS &&
-            h->cmsg_len >= CMSG_LEN(sizeof(int))) {
-            /* close every descriptor but the first: one is expected */
-            size_t k = (h->cmsg_len - CMSG_LEN(0)) / sizeof(int);
-            for (size_t i = 0; i < k; i++) {
-                int x;
-                memcpy(&x, CMSG_DATA(h) + i * sizeof(int), sizeof x);
-                if (fd < 0) fd = x;
-                else close(x);
-            }
-        }
+    int fd, trunc;
+    ssize_t n = recv_with_fd(c->fd, raw, sizeof raw, &fd, &trunc, MSG_DONTWAIT);
     if (n < 0) return -1;
-    if (n != (ssize_t)sizeof raw || fd < 0 || (msg.msg_flags & MSG_CTRUNC)) {
+    if (n != (ssize_t)sizeof raw || fd < 0 || trunc) {
         if (fd >= 0) close(fd);
         errno = n == 0 ? EPIPE : EPROTO;
         return -1;
@@ -591,24 +606,8 @@ pd_conn *pd_shm_server_handshake(int fd, int timeout_ms, pd_err *e) {
     struct timeval tv = {timeout_ms / 1000, (timeout_ms % 1000) * 1000};
     setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
     uint8_t raw[16];
-    union {
-        struct cmsghdr h;
-        char b[CMSG_SPACE(sizeof(int))];
-    } ctl;
-    struct iovec iov = {raw, sizeof raw};
-    struct msghdr msg = {0};
-    msg.msg_iov = &iov;
-    msg.msg_iovlen = 1;
-    msg.msg_control = ctl.b;
-    msg.msg_controllen = sizeof ctl.b;
-    ssize_t n;
-    do n = recvmsg(fd, &msg, MSG_CMSG_CLOEXEC | MSG_WAITALL);
-    while (n < 0 && errno == EINTR);
-    int mfd = -1;
-    for (struct cmsghdr *h = CMSG_FIRSTHDR(&msg); h; h = CMSG_NXTHDR(&msg, h))
-        if (h->cmsg_level == SOL_SOCKET && h->cmsg_type == SCM_RIGHTS &&
-            h->cmsg_len == CMSG_LEN(sizeof(int)) && mfd < 0)
-            memcpy(&mfd, CMSG_DATA(h), sizeof(int));
+    int mfd, trunc;
+    ssize_t n = recv_with_fd(fd, raw, sizeof raw, &mfd, &trunc, MSG_WAITALL);
     const char *why = NULL;
     char whybuf[160];
     uint32_t magic = 0, version = 0;
@@ -703,25 +702,7 @@ pd_conn *pd_shm_connect(const char *name, uint64_t ring, int timeout_ms,
     for (int i = 0; i < 4; i++) raw[i] = (uint8_t)(PD_SHM_MAGIC >> (8 * i));
     for (int i = 0; i < 4; i++) raw[4 + i] = (uint8_t)(PD_SHM_VERSION >> (8 * i));
     for (int i = 0; i < 8; i++) raw[8 + i] = (uint8_t)(ring >> (8 * i));
-    union {
-        struct cmsghdr h;
-        char b[CMSG_SPACE(sizeof(int))];
-    } ctl;
-    memset(&ctl, 0, sizeof ctl);
-    struct iovec iov = {raw, sizeof raw};
-    struct msghdr msg = {0};
-    msg.msg_iov = &iov;
-    msg.msg_iovlen = 1;
-    msg.msg_control = ctl.b;
-    msg.msg_controllen = sizeof ctl.b;
-    struct cmsghdr *h = CMSG_FIRSTHDR(&msg);
-    h->cmsg_level = SOL_SOCKET;
-    h->cmsg_type = SCM_RIGHTS;
-    h->cmsg_len = CMSG_LEN(sizeof(int));
-    memcpy(CMSG_DATA(h), &mfd, sizeof(int));
-    ssize_t n;
-    do n = sendmsg(s, &msg, MSG_NOSIGNAL);
-    while (n < 0 && errno == EINTR);
+    ssize_t n = send_with_fd(s, raw, sizeof raw, mfd, 0);
     close(mfd);
     char reply[PD_ERRMSG_MAX + 1];
     size_t got = 0;
