@@ -145,7 +145,9 @@ typedef struct paramd_request paramd_request;
 PARAMD_API int paramd_connect(paramd_client **out, const char *options);
 
 /* Say goodbye to the cluster, close every connection, free everything,
- * including tables and unfinished requests.  NULL is harmless.  Returns the
+ * including tables and shared buffers (paramd_alloc).  A request handle
+ * of an _async call that was never waited for is not freed: wait for
+ * every such request before closing.  NULL is harmless.  Returns the
  * first error met while closing (the client is freed in every case). */
 PARAMD_API int paramd_close(paramd_client *c);
 
