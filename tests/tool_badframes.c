@@ -31,6 +31,7 @@
 
 #include "check.h"
 #include "net/conn.h"
+#include "rawpeer.h"
 #include "wire/spec.h"
 #include "wire/wire.h"
 
@@ -50,25 +51,11 @@ static uint64_t next_rand(void) {
     return rng;
 }
 
-static pd_conn *dial(const char *addr) {
-    pd_err e = {0};
-    pd_conn *c = pd_tcp_connect(addr, 5000, &e);
-    if (!c) CHECK_FAIL_("connect %s: %s", addr, e.msg);
-    return c;
-}
+static pd_conn *dial(const char *addr) { return rp_dial(addr); }
 
 static void hello(pd_conn *c, uint32_t role, int32_t rank, int expect) {
-    pd_buf b;
-    pd_hdr h = {0}, rh;
     pd_err e = {0};
-    pd_hello hl = {role, rank};
-    pd_buf_init(&b);
-    pd_hello_encode(&b, &hl);
-    h.type = PD_MSG_HELLO;
-    h.id = 1;
-    int rc = pd_rpc(c, &h, b.p, b.len, &rh, buf, &e);
-    pd_buf_free(&b);
-    hello_len = rc ? 0 : (size_t)rh.len;
+    int rc = rp_hello(c, role, rank, buf, &hello_len, &e);
     if (rc != expect) CHECK_FAIL_("HELLO gave %s, expected %s (%s)", paramd_err_name(rc), paramd_err_name(expect), e.msg);
 }
 
@@ -175,17 +162,8 @@ static pd_conn *dial_worker(void) {
     hello(c, PD_ROLE_WORKER, 0, 0);
     const char *tr = getenv("PARAMD_TRANSPORT");
     if (!tr || strcmp(tr, "shm") != 0) return c;
-    pd_rd r;
-    uint32_t u;
-    char name[PD_MAX_ADDR + 1] = "";
-    pd_err e = {0};
-    pd_rd_init(&r, buf, hello_len);
-    pd_get_u32(&r, &u), pd_get_u32(&r, &u), pd_get_u32(&r, &u);
-    if (pd_get_str(&r, name, PD_MAX_ADDR) || !name[0])
-        CHECK_FAIL_("PARAMD_TRANSPORT=shm but the server offers no shared memory");
-    pd_conn *s = pd_shm_connect(name, PD_SHM_RING_DEFAULT, 5000, &e);
-    if (!s) CHECK_FAIL_("shared memory: %s", e.msg);
-    hello(s, PD_ROLE_WORKER, 0, 0);
+    pd_conn *s = rp_shm(buf, hello_len, buf);
+    if (!s) CHECK_FAIL_("PARAMD_TRANSPORT=shm but the server offers no shared memory");
     pd_conn_destroy(c);
     return s;
 }
@@ -465,19 +443,9 @@ int main(int argc, char **argv) {
     coord = argv[1];
     pd_err e = {0};
     /* the map */
-    pd_conn *cc = dial(coord);
-    hello(cc, PD_ROLE_TOOL, -1, 0);
-    pd_hdr h = {0}, rh;
-    h.type = PD_MSG_MAP;
-    h.id = 2;
-    if (pd_rpc(cc, &h, NULL, 0, &rh, buf, &e)) CHECK_FAIL_("MAP: %s", e.msg);
-    pd_rd r;
-    uint32_t u32;
-    uint64_t u64;
-    pd_rd_init(&r, buf, rh.len);
-    pd_get_u32(&r, &u32), pd_get_u32(&r, &u32), pd_get_u32(&r, &u32), pd_get_u64(&r, &u64);
-    if (pd_get_str(&r, server, PD_MAX_ADDR)) CHECK_FAIL_("bad map");
-    pd_conn_destroy(cc);
+    char addrs[1][PD_MAX_ADDR + 1];
+    if (rp_map(coord, addrs, 1, buf) < 1) CHECK_FAIL_("the map names no server");
+    snprintf(server, sizeof server, "%s", addrs[0]);
     printf("server 0 at %s\n", server);
 
     /* define table TABLE on server 0: the whole table on this one server */
@@ -592,9 +560,9 @@ int main(int argc, char **argv) {
     send_bytes_expect_close("TABLE_OPEN before HELLO", coord, 0, fr, PD_HDR_SIZE + 4);
     hdr_bytes(fr, PD_MSG_HELLO, 0, 3, PD_PROTO_VERSION, PD_MAGIC);
     send_and_hang_up(coord, 0, fr, PD_HDR_SIZE + 1);
-    cc = dial(coord);
+    pd_conn *cc = dial(coord);
     hello(cc, PD_ROLE_TOOL, -1, 0);
-    h = (pd_hdr){0};
+    pd_hdr h = {0}, rh;
     h.type = PD_MSG_TABLE_OPEN;
     h.id = 3;
     int rc = pd_rpc(cc, &h, "xx", 2, &rh, buf, &e);

@@ -40,6 +40,7 @@
 #include "check.h"
 #include "net/conn.h"
 #include "paramd.h"
+#include "rawpeer.h"
 #include "wire/spec.h"
 #include "wire/wire.h"
 
@@ -54,45 +55,20 @@ static int over_shm;
 
 /* ==== Raw peers ========================================================= */
 
-static pd_conn *dial(const char *a) {
-    pd_err e = {0};
-    pd_conn *c = pd_tcp_connect(a, 5000, &e);
-    if (!c) CHECK_FAIL_("connect %s: %s", a, e.msg);
-    return c;
-}
+static pd_conn *dial(const char *a) { return rp_dial(a); }
 
 static void hello(pd_conn *c, uint32_t role, int32_t rank) {
-    pd_buf b;
-    pd_hdr h = {0}, rh;
     pd_err e = {0};
-    pd_hello hl = {role, rank};
-    pd_buf_init(&b);
-    pd_hello_encode(&b, &hl);
-    h.type = PD_MSG_HELLO;
-    h.id = 1;
-    int rc = pd_rpc(c, &h, b.p, b.len, &rh, buf, &e);
-    pd_buf_free(&b);
-    if (rc) CHECK_FAIL_("HELLO: %s", e.msg);
-    hello_len = (size_t)rh.len;
+    if (rp_hello(c, role, rank, buf, &hello_len, &e)) CHECK_FAIL_("HELLO: %s", e.msg);
 }
 
-/* A worker connection to server k over shared memory (the name from the
- * HELLO reply), or NULL if the server offers none. */
+/* A worker connection to server k over shared memory, or NULL if the
+ * server offers none. */
 static pd_conn *dial_shm(int k) {
     pd_conn *c = dial(addr[k]);
     hello(c, PD_ROLE_WORKER, 0);
-    pd_rd r;
-    uint32_t u;
-    char name[PD_MAX_ADDR + 1] = "";
-    pd_err e = {0};
-    pd_rd_init(&r, buf, hello_len);
-    pd_get_u32(&r, &u), pd_get_u32(&r, &u), pd_get_u32(&r, &u);
-    pd_get_str(&r, name, PD_MAX_ADDR);
+    pd_conn *s = rp_shm(buf, hello_len, buf);
     pd_conn_destroy(c);
-    if (!name[0]) return NULL;
-    pd_conn *s = pd_shm_connect(name, PD_SHM_RING_DEFAULT, 5000, &e);
-    if (!s) CHECK_FAIL_("shared memory: %s", e.msg);
-    hello(s, PD_ROLE_WORKER, 0);
     return s;
 }
 
@@ -453,21 +429,7 @@ int main(int argc, char **argv) {
     const char *tr = getenv("PARAMD_TRANSPORT");
     over_shm = !tr || strcmp(tr, "tcp") != 0;
     /* the map: the servers' addresses */
-    pd_err e = {0};
-    pd_conn *cc = dial(coord);
-    hello(cc, PD_ROLE_TOOL, -1);
-    pd_hdr h = {0}, rh;
-    h.type = PD_MSG_MAP;
-    h.id = 2;
-    if (pd_rpc(cc, &h, NULL, 0, &rh, buf, &e)) CHECK_FAIL_("MAP: %s", e.msg);
-    pd_rd r;
-    uint32_t u32, S;
-    uint64_t u64;
-    pd_rd_init(&r, buf, rh.len);
-    pd_get_u32(&r, &u32), pd_get_u32(&r, &u32), pd_get_u32(&r, &S), pd_get_u64(&r, &u64);
-    if (S != 2 || pd_get_str(&r, addr[0], PD_MAX_ADDR) || pd_get_str(&r, addr[1], PD_MAX_ADDR))
-        CHECK_FAIL_("the cluster map does not name 2 servers");
-    pd_conn_destroy(cc);
+    if (rp_map(coord, addr, 2, buf) != 2) CHECK_FAIL_("the cluster map does not name 2 servers");
     bad_frames();
     workers();
     printf("region ok\n");
