@@ -366,6 +366,12 @@ static void bad_frames(void) {
     close(fd);
     still_fine(c, "bad REGION_MAPs");
 
+    /* a malformed REGION_MAP still takes its descriptor: the next one
+     * (the good region below) gets its own, not this one */
+    fd = sealed_memfd(4096, 1);
+    if (pd_conn_send_fd(c, fd, 5) != 0) CHECK_FAIL_("passing a descriptor: %s", strerror(errno));
+    CHECK_INT_EQ(raw(c, PD_MSG_REGION_MAP, 0, "abc", 3), PARAMD_EPROTO);
+    close(fd);
     /* a good region of 64 KiB */
     fd = sealed_memfd(65536, 1);
     float *mine = mmap(NULL, 65536, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);

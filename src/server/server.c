@@ -426,14 +426,21 @@ static int on_region_map(srv_conn *sc, const pd_hdr *h) {
     pd_server *s = sc->srv;
     pd_err e = {0};
     int rc;
-    if (read_fixed(sc, h, PD_REGION_MAP_PAYLOAD, &rc)) return rc;
+    /* The descriptor was passed before the frame, so it is there now.
+     * Take it first, whatever the frame says, so that descriptors and
+     * frames stay paired for the next REGION_MAP. */
+    uint64_t tag = 0;
+    int fd = pd_conn_recv_fd(sc->io, &tag);
+    int fd_errno = errno;
+    if (read_fixed(sc, h, PD_REGION_MAP_PAYLOAD, &rc)) {
+        if (fd >= 0) close(fd);
+        return rc;
+    }
     pd_rd r;
-    uint64_t id, bytes, tag = 0;
+    uint64_t id, bytes;
     pd_rd_init(&r, sc->ctrl, PD_REGION_MAP_PAYLOAD);
     pd_get_u64(&r, &id);
     pd_get_u64(&r, &bytes);
-    /* The descriptor was passed before the frame, so it is there now. */
-    int fd = pd_conn_recv_fd(sc->io, &tag);
     int seals = fd >= 0 ? fcntl(fd, F_GET_SEALS) : -1;
     struct stat st;
     void *base = MAP_FAILED;
@@ -442,7 +449,7 @@ static int on_region_map(srv_conn *sc, const pd_hdr *h) {
                   "REGION_MAP of region %llu without its descriptor (%s): shared "
                   "buffers need the shared-memory transport",
                   (unsigned long long)id,
-                  errno == EAGAIN ? "none was passed" : strerror(errno));
+                  fd_errno == EAGAIN ? "none was passed" : strerror(fd_errno));
     else if (tag != id)
         pd_seterr(&e, PARAMD_EPROTO,
                   "REGION_MAP of region %llu came with the descriptor of region %llu",
