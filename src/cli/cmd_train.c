@@ -24,7 +24,7 @@
 #include "train/model.h"
 #include "train/trainer.h"
 #include "train/w2v.h"
-#include "wire/spec.h"
+#include "table/spec.h"
 
 static void train_usage(FILE *f) {
     pd_train_cfg d;

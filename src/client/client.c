@@ -84,7 +84,7 @@
 #include "net/conn.h"
 #include "net/fault.h"
 #include "paramd.h"
-#include "wire/spec.h"
+#include "table/spec.h"
 #include "wire/wire.h"
 
 #define PD_CHUNK_BYTES_DEFAULT (1u << 20)

@@ -53,7 +53,7 @@
 #include <unistd.h>
 
 #include "net/conn.h"
-#include "wire/spec.h"
+#include "table/spec.h"
 #include "wire/wire.h"
 
 /* ==== Types ============================================================= */

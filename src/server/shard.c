@@ -19,7 +19,7 @@
 #include <math.h>
 #include <string.h>
 
-#include "wire/spec.h"
+#include "table/spec.h"
 
 /* ==== Create and destroy ================================================ */
 

@@ -73,7 +73,7 @@
 
 #include "common/pool.h"
 #include "server/members.h"
-#include "server/rules.h"
+#include "table/rules.h"
 #include "wire/wire.h"
 
 /* The smallest part of an update (or of a pull into a shared buffer) that

@@ -27,7 +27,7 @@
 
 #include "common/hash.h"
 #include "server/shard.h" /* PD_SYNC_WINDOW */
-#include "wire/spec.h"
+#include "table/spec.h"
 
 /* Loops over a request's keys start loading the hash slot, meta or row of
  * the key this many places ahead: in a table larger than the caches each

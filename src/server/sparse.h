@@ -55,7 +55,7 @@
 #include "common/keymap.h"
 #include "common/pool.h"
 #include "server/members.h"
-#include "server/rules.h"
+#include "table/rules.h"
 #include "wire/wire.h"
 
 /* Row indices are uint32 (PD_KEYMAP_NONE is reserved). */

@@ -45,7 +45,7 @@
 #include "common/keymap.h"
 #include "train/data.h"
 #include "train/metrics.h"
-#include "wire/spec.h"
+#include "table/spec.h"
 
 #define MF_EVAL_CHUNK 8192
 

@@ -37,8 +37,8 @@
 #include "train/model.h"
 #include "train/plot.h"
 #include "train/progress.h"
-#include "server/rules.h"
-#include "wire/spec.h"
+#include "table/rules.h"
+#include "table/spec.h"
 
 /* ==== Defaults and batches ============================================== */
 

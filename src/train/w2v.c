@@ -50,7 +50,7 @@
 #include "common/hash.h"
 #include "common/keymap.h"
 #include "train/metrics.h"
-#include "wire/spec.h"
+#include "table/spec.h"
 
 #define W2V_MAX_WORD 64         /* longer runs are cut (still one word) */
 #define W2V_BREAK UINT32_MAX    /* sentence end in the token stream */

@@ -12,27 +12,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-/* ==== Little-endian primitives ========================================== */
-
-static void le16(uint8_t *p, uint16_t v) { p[0] = (uint8_t)v; p[1] = (uint8_t)(v >> 8); }
-static void le32(uint8_t *p, uint32_t v) {
-    for (int i = 0; i < 4; i++) p[i] = (uint8_t)(v >> (8 * i));
-}
-static void le64(uint8_t *p, uint64_t v) {
-    for (int i = 0; i < 8; i++) p[i] = (uint8_t)(v >> (8 * i));
-}
-static uint16_t rd16(const uint8_t *p) { return (uint16_t)(p[0] | (p[1] << 8)); }
-static uint32_t rd32(const uint8_t *p) {
-    uint32_t v = 0;
-    for (int i = 3; i >= 0; i--) v = (v << 8) | p[i];
-    return v;
-}
-static uint64_t rd64(const uint8_t *p) {
-    uint64_t v = 0;
-    for (int i = 7; i >= 0; i--) v = (v << 8) | p[i];
-    return v;
-}
-
 /* ==== Header ============================================================ */
 
 const char *pd_msg_name(uint16_t type) {
@@ -62,14 +41,14 @@ int pd_msg_known(uint16_t type) {
 }
 
 void pd_hdr_encode(const pd_hdr *h, uint8_t out[PD_HDR_SIZE]) {
-    le32(out + 0, h->magic);
-    le16(out + 4, h->version);
-    le16(out + 6, h->type);
-    le64(out + 8, h->id);
-    le32(out + 16, h->table);
-    le32(out + 20, (uint32_t)h->status);
-    le64(out + 24, (uint64_t)h->clock);
-    le64(out + 32, h->len);
+    pd_le32_put(out + 0, h->magic);
+    pd_le16_put(out + 4, h->version);
+    pd_le16_put(out + 6, h->type);
+    pd_le64_put(out + 8, h->id);
+    pd_le32_put(out + 16, h->table);
+    pd_le32_put(out + 20, (uint32_t)h->status);
+    pd_le64_put(out + 24, (uint64_t)h->clock);
+    pd_le64_put(out + 32, h->len);
 }
 
 /* Data messages may carry up to the receiver's limit; everything else is
@@ -82,14 +61,14 @@ static int is_data_msg(uint16_t type) {
 
 int pd_hdr_decode(const uint8_t in[PD_HDR_SIZE], pd_hdr *h,
                   uint64_t max_payload, pd_err *e) {
-    h->magic = rd32(in + 0);
-    h->version = rd16(in + 4);
-    h->type = rd16(in + 6);
-    h->id = rd64(in + 8);
-    h->table = rd32(in + 16);
-    h->status = (int32_t)rd32(in + 20);
-    h->clock = (int64_t)rd64(in + 24);
-    h->len = rd64(in + 32);
+    h->magic = pd_le32_get(in + 0);
+    h->version = pd_le16_get(in + 4);
+    h->type = pd_le16_get(in + 6);
+    h->id = pd_le64_get(in + 8);
+    h->table = pd_le32_get(in + 16);
+    h->status = (int32_t)pd_le32_get(in + 20);
+    h->clock = (int64_t)pd_le64_get(in + 24);
+    h->len = pd_le64_get(in + 32);
     if (h->magic != PD_MAGIC)
         return pd_seterr(e, PARAMD_EPROTO,
                          "bad magic 0x%08x (expected 0x%08x): not a paramd peer",
@@ -115,113 +94,6 @@ int pd_hdr_decode(const uint8_t in[PD_HDR_SIZE], pd_hdr *h,
                          (long long)h->clock);
     return 0;
 }
-
-/* ==== Buffers =========================================================== */
-
-void pd_buf_init(pd_buf *b) { memset(b, 0, sizeof *b); }
-void pd_buf_free(pd_buf *b) {
-    pd_free(b->p);
-    pd_buf_init(b);
-}
-
-static uint8_t *buf_grow(pd_buf *b, size_t n) {
-    if (b->oom) return NULL;
-    if (b->len + n > b->cap) {
-        size_t cap = b->cap ? b->cap * 2 : 256;
-        while (cap < b->len + n) cap *= 2;
-        uint8_t *p = pd_realloc(b->p, cap);
-        if (!p) {
-            b->oom = 1;
-            return NULL;
-        }
-        b->p = p;
-        b->cap = cap;
-    }
-    uint8_t *at = b->p + b->len;
-    b->len += n;
-    return at;
-}
-
-void pd_put_u16(pd_buf *b, uint16_t v) { uint8_t *p = buf_grow(b, 2); if (p) le16(p, v); }
-void pd_put_u32(pd_buf *b, uint32_t v) { uint8_t *p = buf_grow(b, 4); if (p) le32(p, v); }
-void pd_put_u64(pd_buf *b, uint64_t v) { uint8_t *p = buf_grow(b, 8); if (p) le64(p, v); }
-void pd_put_f64(pd_buf *b, double v) {
-    uint64_t u;
-    memcpy(&u, &v, 8);
-    pd_put_u64(b, u);
-}
-void pd_put_bytes(pd_buf *b, const void *src, size_t n) {
-    uint8_t *p = buf_grow(b, n);
-    if (p && n) memcpy(p, src, n);
-}
-void pd_put_str(pd_buf *b, const char *s) {
-    size_t n = strlen(s);
-    if (n > 0xffff) n = 0xffff;
-    pd_put_u16(b, (uint16_t)n);
-    pd_put_bytes(b, s, n);
-}
-
-/* ==== Reader ============================================================ */
-
-void pd_rd_init(pd_rd *r, const void *p, size_t len) {
-    r->p = p;
-    r->len = len;
-    r->off = 0;
-    r->bad = 0;
-}
-
-static const uint8_t *rd_take(pd_rd *r, size_t n) {
-    if (r->bad || n > r->len - r->off) {
-        r->bad = 1;
-        return NULL;
-    }
-    const uint8_t *at = r->p + r->off;
-    r->off += n;
-    return at;
-}
-
-int pd_get_u16(pd_rd *r, uint16_t *v) {
-    const uint8_t *p = rd_take(r, 2);
-    if (!p) return -1;
-    *v = rd16(p);
-    return 0;
-}
-int pd_get_u32(pd_rd *r, uint32_t *v) {
-    const uint8_t *p = rd_take(r, 4);
-    if (!p) return -1;
-    *v = rd32(p);
-    return 0;
-}
-int pd_get_u64(pd_rd *r, uint64_t *v) {
-    const uint8_t *p = rd_take(r, 8);
-    if (!p) return -1;
-    *v = rd64(p);
-    return 0;
-}
-int pd_get_f64(pd_rd *r, double *v) {
-    uint64_t u;
-    if (pd_get_u64(r, &u)) return -1;
-    memcpy(v, &u, 8);
-    return 0;
-}
-int pd_get_str(pd_rd *r, char *out, size_t maxlen) {
-    uint16_t n;
-    if (pd_get_u16(r, &n)) return -1;
-    if (n > maxlen) {
-        r->bad = 1;
-        return -1;
-    }
-    const uint8_t *p = rd_take(r, n);
-    if (!p) return -1;
-    if (memchr(p, 0, n)) {
-        r->bad = 1;
-        return -1;
-    }
-    memcpy(out, p, n);
-    out[n] = '\0';
-    return 0;
-}
-int pd_rd_done(const pd_rd *r) { return !r->bad && r->off == r->len; }
 
 /* ==== Payloads ========================================================== */
 
@@ -308,7 +180,7 @@ int pd_table_def_decode(const void *p, size_t len, pd_table_def *d,
     if (r.bad || d->nhyper > PD_MAX_HYPER)
         return pd_seterr(e, PARAMD_EPROTO, "malformed TABLE_CREATE");
     for (uint32_t i = 0; i < d->nhyper; i++) pd_get_f64(&r, &d->hyper[i]);
-    pd_get_str(&r, d->plugin, PD_MAX_ADDR);
+    pd_get_str(&r, d->plugin, PD_MAX_PLUGIN_PATH);
     int ext = !r.bad && r.off < r.len;
     uint32_t flags = 0;
     if (ext) {

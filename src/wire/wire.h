@@ -28,8 +28,10 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "common/bytes.h"
 #include "common/common.h"
 #include "common/hash.h"
+#include "table/def.h"
 
 #define PD_MAGIC 0x444d5250u
 #define PD_PROTO_VERSION 1
@@ -40,13 +42,10 @@
 #define PD_MAX_FRAME_DEFAULT (256ull << 20) /* payload bytes, per receiver */
 #define PD_MAX_CTRL_PAYLOAD 65536u          /* any non-data message */
 #define PD_MAX_NAME 255                     /* table name bytes */
-#define PD_MAX_SPEC 1023                    /* canonical spec bytes */
 #define PD_MAX_ADDR 255                     /* "host:port" bytes */
 #define PD_MAX_TABLES 4096                  /* table ids 1..PD_MAX_TABLES-1 */
-#define PD_MAX_WORKERS 65536
 #define PD_MAX_SERVERS 4096
 #define PD_MAX_ERRTEXT 1024                 /* error reply payload */
-#define PD_MAX_HYPER 16
 /* BATCH (docs/protocol.md, "Batches"): the payload of a request, and the
  * bytes of values its pulls may ask for together. */
 #define PD_MAX_BATCH (256u << 10)
@@ -94,17 +93,6 @@ enum pd_msg_type {
 /* Roles in HELLO. */
 enum { PD_ROLE_WORKER = 1, PD_ROLE_SERVER = 2, PD_ROLE_TOOL = 3 };
 
-/* Consistency and aggregation in a table spec. */
-enum { PD_CONS_ASYNC = 0, PD_CONS_SYNC = 1, PD_CONS_SSP = 2 };
-#define PD_MAX_STALENESS 1000 /* each clock of slack costs a sum buffer */
-enum { PD_AGG_MEAN = 0, PD_AGG_SUM = 1 };
-
-/* Table kinds, and how a sparse table initialises a row it has never seen
- * (docs/sparse.md). */
-enum { PD_TABLE_DENSE = 0, PD_TABLE_SPARSE = 1 };
-enum { PD_INIT_ZEROS = 0, PD_INIT_UNIFORM = 1, PD_INIT_NORMAL = 2 };
-#define PD_MAX_SPARSE_DIM 65536 /* floats per row of a sparse table */
-
 typedef struct pd_hdr {
     uint32_t magic;
     uint16_t version;
@@ -131,46 +119,6 @@ void pd_hdr_encode(const pd_hdr *h, uint8_t out[PD_HDR_SIZE]);
 int pd_hdr_decode(const uint8_t in[PD_HDR_SIZE], pd_hdr *h,
                   uint64_t max_payload, pd_err *e);
 
-/* ==== Little-endian payload building and parsing ======================= */
-
-/* A growable output buffer (for control payloads; data payloads are sent
- * from where they lie). */
-typedef struct pd_buf {
-    uint8_t *p;
-    size_t len, cap;
-    int oom; /* set if a put failed to grow; checked once at the end */
-} pd_buf;
-
-void pd_buf_init(pd_buf *b);
-void pd_buf_free(pd_buf *b);
-void pd_put_u16(pd_buf *b, uint16_t v);
-void pd_put_u32(pd_buf *b, uint32_t v);
-void pd_put_u64(pd_buf *b, uint64_t v);
-void pd_put_f64(pd_buf *b, double v);
-void pd_put_bytes(pd_buf *b, const void *p, size_t n);
-/* u16 length + bytes */
-void pd_put_str(pd_buf *b, const char *s);
-
-/* A bounds-checked reader over received bytes.  Every get fails (returns
- * -1 and sets bad) once a read would pass the end; a decoder checks bad
- * once.  Nothing is read outside [p, p+len). */
-typedef struct pd_rd {
-    const uint8_t *p;
-    size_t len, off;
-    int bad;
-} pd_rd;
-
-void pd_rd_init(pd_rd *r, const void *p, size_t len);
-int pd_get_u16(pd_rd *r, uint16_t *v);
-int pd_get_u32(pd_rd *r, uint32_t *v);
-int pd_get_u64(pd_rd *r, uint64_t *v);
-int pd_get_f64(pd_rd *r, double *v);
-/* u16 length + bytes into out (NUL-terminated); fails if the length is
- * > maxlen or the bytes contain NUL. */
-int pd_get_str(pd_rd *r, char *out, size_t maxlen);
-/* 1 if every byte was consumed and nothing went wrong. */
-int pd_rd_done(const pd_rd *r);
-
 /* ==== Message payloads ================================================== */
 
 /* HELLO payload: u32 role, i32 rank (-1: none yet), u32 auth_len (0 in
@@ -182,7 +130,7 @@ typedef struct pd_hello {
 void pd_hello_encode(pd_buf *b, const pd_hello *h);
 int pd_hello_decode(const void *p, size_t len, pd_hello *h, pd_err *e);
 
-/* A table's definition as servers store it: TABLE_CREATE payload.
+/* TABLE_CREATE payload: a table's definition (table/def.h's pd_table_def).
  *   u64 n, u64 lo, u64 hi, u32 rule, u32 consistency, u32 aggregate,
  *   u32 staleness (ssp's s), u32 backup (sync: workers not waited for),
  *   u32 nhyper, f64 hyper[nhyper] (order: PD_HYPER_ORDER), str plugin path
@@ -193,43 +141,11 @@ int pd_hello_decode(const void *p, size_t len, pd_hello *h, pd_err *e);
  * (PD_DEF_*) may follow; a dense table with flags sends u32 kind (0) and
  * then the flags.  Absent flags are 0.  In a sparse table n is the row's dim and
  * lo = 0, hi = n: rows are spread by key (pd_sparse_server), not by range. */
-typedef struct pd_table_def {
-    uint64_t n, lo, hi;
-    uint32_t rule, consistency, aggregate;
-    uint32_t staleness; /* ssp: s */
-    uint32_t backup;    /* sync: apply a clock without the last `backup` */
-    double hyper[PD_MAX_HYPER];
-    uint32_t nhyper;
-    char plugin[PD_MAX_ADDR + 1];
-    uint32_t kind;      /* PD_TABLE_DENSE or PD_TABLE_SPARSE */
-    uint32_t init;      /* sparse: PD_INIT_* */
-    double init_param;  /* sparse: uniform's a, normal's s; 0 for zeros */
-    uint64_t seed;      /* sparse: seeds every row's initial values */
-    int seed_given;     /* pd_spec_parse: seed= was in the spec (not sent) */
-    uint32_t elastic;   /* 1: workers may join a running cluster and count
-                         * in this table (spec elastic=yes, the default);
-                         * sent as the flag PD_DEF_FIXED when 0 */
-} pd_table_def;
 /* Table definition flags. */
 #define PD_DEF_FIXED 1u /* elastic=no: workers that join later are refused */
 void pd_table_def_encode(pd_buf *b, const pd_table_def *d);
 int pd_table_def_decode(const void *p, size_t len, pd_table_def *d,
                         pd_err *e);
-
-/* Dense partitioning: server k of S holds floats [lo(k), lo(k+1)) of a
- * table of n, lo(k) = floor(n*k/S): contiguous, covering, and balanced
- * (sizes differ by at most one).  Clients and tests use this one formula. */
-static inline uint64_t pd_partition_lo(uint64_t n, uint32_t S, uint32_t k) {
-    return (uint64_t)(((unsigned __int128)n * k) / S);
-}
-
-/* Sparse partitioning: the server of S that holds `key`.  Jump
- * consistent hash of the mixed key: balanced, and a cluster of S+1 servers
- * moves only the keys that the new server takes.  Clients, servers (which
- * refuse keys that are not theirs) and tests use this one formula. */
-static inline uint32_t pd_sparse_server(uint64_t key, uint32_t S) {
-    return S <= 1 ? 0 : pd_jump_hash(pd_mix64(key), S);
-}
 
 /* WORKER_JOIN phases (docs/protocol.md, server/shard.h): PREPARE asks a
  * server to hold every clock from its frontier on for the joiner and to

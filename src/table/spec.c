@@ -1,7 +1,7 @@
 /*
  * spec.c - parse and print table specifications (see spec.h).
  */
-#include "wire/spec.h"
+#include "table/spec.h"
 
 #include <math.h>
 #include <stdio.h>
@@ -85,7 +85,7 @@ int pd_spec_parse(const char *spec, pd_table_def *d, pd_err *e) {
                                      "momentum, adagrad, adam, ftrl)",
                                      val);
             } else if (strcmp(key, "plugin") == 0) {
-                if (strlen(val) > PD_MAX_ADDR)
+                if (strlen(val) > PD_MAX_PLUGIN_PATH)
                     return pd_seterr(e, PARAMD_EINVAL,
                                      "table spec: plugin path too long");
                 if (pass == 0) {

@@ -18,11 +18,12 @@
  * its clocks never wait for a joiner, and the joiner's TABLE_OPEN and
  * pushes are refused with PARAMD_EWORKER.
  */
-#ifndef PARAMD_WIRE_SPEC_H
-#define PARAMD_WIRE_SPEC_H
+#ifndef PARAMD_TABLE_SPEC_H
+#define PARAMD_TABLE_SPEC_H
 
-#include "server/rules.h"
-#include "wire/wire.h"
+#include "common/common.h"
+#include "table/def.h"
+#include "table/rules.h"
 
 /* Order of hyper-parameters in pd_table_def.hyper. */
 #define PD_HYPER_COUNT 9

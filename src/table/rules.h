@@ -55,8 +55,8 @@
  * A pd_rule that holds a plugin owns it: copy the struct by value only if
  * exactly one copy is released, and only after the others are done.
  */
-#ifndef PARAMD_SERVER_RULES_H
-#define PARAMD_SERVER_RULES_H
+#ifndef PARAMD_TABLE_RULES_H
+#define PARAMD_TABLE_RULES_H
 
 #include <stddef.h>
 #include <stdint.h>

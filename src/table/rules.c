@@ -36,7 +36,7 @@
  * time (missing file or symbol, wrong ABI version, absurd state size) is an
  * error message, never a crash.  What it does when called is its business.
  */
-#include "server/rules.h"
+#include "table/rules.h"
 
 #include <assert.h>
 #include <dlfcn.h>
