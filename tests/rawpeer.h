@@ -9,6 +9,7 @@
 #define PARAMD_TESTS_RAWPEER_H
 
 #include "check.h"
+#include "frame/hello.h"
 #include "net/conn.h"
 #include "wire/wire.h"
 

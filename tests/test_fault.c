@@ -19,6 +19,7 @@
 
 #include "check.h"
 #include "common/common.h"
+#include "frame/frame.h"
 #include "net/conn.h"
 #include "net/fault.h"
 #include "wire/wire.h"

@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "check.h"
+#include "frame/frame.h"
 #include "net/conn.h"
 
 static void test_reads(void) {

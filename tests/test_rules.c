@@ -28,7 +28,7 @@
 #include "check.h"
 #include "common/common.h"
 #include "paramd_rule.h"
-#include "server/rules.h"
+#include "table/rules.h"
 
 /* ==== Helpers ============================================================ */
 

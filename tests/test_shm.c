@@ -20,6 +20,7 @@
 #include <unistd.h>
 
 #include "check.h"
+#include "frame/frame.h"
 #include "net/conn.h"
 
 #define RING (64u << 10) /* the smallest ring: wrapping and blocking happen */

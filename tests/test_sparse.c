@@ -15,9 +15,34 @@
 #include "check.h"
 #include "common/hash.h"
 #include "common/keymap.h"
-#include "server/shard.h" /* PD_SYNC_WINDOW */
 #include "server/sparse.h"
-#include "wire/spec.h"
+#include "table/spec.h"
+
+/* The sparse store through the table interface (server/table.h), with the
+ * arguments of a call spelled out. */
+static pd_sparse *sparse_create(uint32_t id, const pd_table_def *d, int32_t W, int32_t index,
+                                int32_t S, pd_pool *pool, pd_err *e) {
+    pd_table_env env = {W, index, S, pool};
+    return (pd_sparse *)(void *)pd_table_create(id, d, &env, e);
+}
+static int sparse_push(pd_sparse *t, int32_t w, int64_t clock, const uint64_t *keys,
+                       uint64_t n, float *g, pd_err *e) {
+    pd_table_req rq = {0};
+    rq.worker = w, rq.clock = clock, rq.keyed = 1, rq.keys = keys, rq.nkeys = n, rq.io = g;
+    return pd_table_push(&t->base, &rq, e);
+}
+static void emit_none(void *arg, const float *v, uint64_t count, int64_t applied) {
+    (void)arg, (void)v, (void)count, (void)applied;
+}
+static int sparse_pull(pd_sparse *t, int32_t w, int64_t clock, const uint64_t *keys,
+                       uint64_t n, float *out, pd_err *e) {
+    pd_table_req rq = {0};
+    rq.worker = w, rq.clock = clock, rq.keyed = 1, rq.keys = keys, rq.nkeys = n, rq.io = out;
+    return pd_table_pull(&t->base, &rq, emit_none, NULL, e);
+}
+static void sparse_destroy(pd_sparse *t) {
+    if (t) pd_table_destroy(&t->base);
+}
 #include "wire/wire.h"
 
 /* ==== Helpers =========================================================== */
@@ -41,7 +66,7 @@ static pd_sparse *mk(const char *spec, uint32_t dim, int32_t W, int32_t index,
                      int32_t S) {
     pd_table_def d = sparse_def(spec, dim);
     pd_err e = {0};
-    pd_sparse *t = pd_sparse_create(1, &d, W, index, S, NULL, &e);
+    pd_sparse *t = sparse_create(1, &d, W, index, S, NULL, &e);
     if (!t) CHECK_FAIL_("create: %s", e.msg);
     return t;
 }
@@ -49,7 +74,7 @@ static pd_sparse *mk(const char *spec, uint32_t dim, int32_t W, int32_t index,
 /* Pull one row (as a tool would: worker -1, clock 0). */
 static void pull1(pd_sparse *t, uint64_t key, float *row) {
     pd_err e = {0};
-    if (pd_sparse_pull(t, -1, 0, &key, 1, row, &e) != 0) CHECK_FAIL_("pull: %s", e.msg);
+    if (sparse_pull(t, -1, 0, &key, 1, row, &e) != 0) CHECK_FAIL_("pull: %s", e.msg);
 }
 
 /* ==== Hash map ========================================================== */
@@ -232,7 +257,7 @@ static void test_push_pull_dups(void) {
         g5[j] = g[0 * D + j] + g[2 * D + j] + g[3 * D + j]; /* in request order */
         g9[j] = g[1 * D + j];
     }
-    CHECK_OK(pd_sparse_push(t, 0, 0, keys, 4, g, &e));
+    CHECK_OK(sparse_push(t, 0, 0, keys, 4, g, &e));
     CHECK_INT_EQ(t->nrows, 3);
     const float *gs5[1] = {g5}, *gs9[1] = {g9};
     pull1(t, 5, row);
@@ -244,14 +269,14 @@ static void test_push_pull_dups(void) {
     CHECK_INT_EQ(t->stats.pushes, 1);
     CHECK_INT_EQ(t->stats.keys_pushed, 4);
     /* an empty push is fine and changes nothing */
-    CHECK_OK(pd_sparse_push(t, 0, 0, NULL, 0, NULL, &e));
+    CHECK_OK(sparse_push(t, 0, 0, NULL, 0, NULL, &e));
     CHECK_INT_EQ(t->nrows, 3);
     /* a tool may not push */
-    CHECK_INT_EQ(pd_sparse_push(t, -1, 0, keys, 1, g, &e), PARAMD_EWORKER);
+    CHECK_INT_EQ(sparse_push(t, -1, 0, keys, 1, g, &e), PARAMD_EWORKER);
     /* clocks never go back */
-    CHECK_OK(pd_sparse_push(t, 0, 5, keys, 1, g, &e));
-    CHECK_INT_EQ(pd_sparse_push(t, 0, 4, keys, 1, g, &e), PARAMD_ESTALE);
-    pd_sparse_destroy(t);
+    CHECK_OK(sparse_push(t, 0, 5, keys, 1, g, &e));
+    CHECK_INT_EQ(sparse_push(t, 0, 4, keys, 1, g, &e), PARAMD_ESTALE);
+    sparse_destroy(t);
     printf("ok: push and pull, duplicates summed then applied once\n");
 }
 
@@ -280,8 +305,8 @@ static void test_one_vs_three(void) {
                 memcpy(gp[k] + np[k] * D, g + i * D, D * sizeof(float));
                 np[k]++;
             }
-            CHECK_OK(pd_sparse_push(one, 0, st, keys, B, g, &e));
-            for (int k = 0; k < 3; k++) CHECK_OK(pd_sparse_push(three[k], 0, st, part[k], np[k], gp[k], &e));
+            CHECK_OK(sparse_push(one, 0, st, keys, B, g, &e));
+            for (int k = 0; k < 3; k++) CHECK_OK(sparse_push(three[k], 0, st, part[k], np[k], gp[k], &e));
         }
         size_t total = 0;
         for (int k = 0; k < 3; k++) total += three[k]->nrows;
@@ -298,13 +323,13 @@ static void test_one_vs_three(void) {
         uint64_t wrong = 0;
         while (pd_sparse_server(wrong, 3) == 1) wrong++;
         size_t before = three[1]->nrows;
-        CHECK_INT_EQ(pd_sparse_push(three[1], 0, STEPS, &wrong, 1, g, &e), PARAMD_ERANGE);
+        CHECK_INT_EQ(sparse_push(three[1], 0, STEPS, &wrong, 1, g, &e), PARAMD_ERANGE);
         CHECK(strstr(e.msg, "belongs to server"));
         float tmp[D];
-        CHECK_INT_EQ(pd_sparse_pull(three[1], 0, STEPS, &wrong, 1, tmp, &e), PARAMD_ERANGE);
+        CHECK_INT_EQ(sparse_pull(three[1], 0, STEPS, &wrong, 1, tmp, &e), PARAMD_ERANGE);
         CHECK_INT_EQ(three[1]->nrows, before);
-        pd_sparse_destroy(one);
-        for (int k = 0; k < 3; k++) pd_sparse_destroy(three[k]);
+        sparse_destroy(one);
+        for (int k = 0; k < 3; k++) sparse_destroy(three[k]);
     }
     printf("ok: 1 server and 3 servers give identical rows (adam, ftrl, momentum)\n");
 }
@@ -320,7 +345,7 @@ static void test_growth(void) {
     for (int pass = 0; pass < 2; pass++)
         for (uint64_t base = 0; base < N; base += B) {
             for (int i = 0; i < B; i++) keys[i] = (base + (uint64_t)i) * 0x10001ull;
-            CHECK_OK(pd_sparse_push(t, 0, 0, keys, B, g, &e));
+            CHECK_OK(sparse_push(t, 0, 0, keys, B, g, &e));
         }
     CHECK_INT_EQ(t->nrows, N);
     CHECK(pd_sparse_bytes(t) >= (size_t)N * D * 4);
@@ -331,9 +356,9 @@ static void test_growth(void) {
     }
     CHECK_INT_EQ(t->nrows, N); /* pulls of known keys create nothing */
     char line[512];
-    CHECK(pd_sparse_stats_line(t, line, sizeof line) > 0);
+    CHECK(pd_table_stats_line(&t->base, line, sizeof line) > 0);
     CHECK(strstr(line, "kind sparse dim 4 rows 300000 "));
-    pd_sparse_destroy(t);
+    sparse_destroy(t);
     printf("ok: growth to %d rows; %s", N, line);
 }
 
@@ -343,47 +368,47 @@ static void test_sync(void) {
     pd_err e = {0};
     uint64_t k1[2] = {1, 2}, k2[1] = {1};
     float g1[4] = {1, 2, 3, 4}, g2[2] = {10, 20}, row[D];
-    CHECK_OK(pd_sparse_push(t, 0, 0, k1, 2, g1, &e));
-    CHECK_INT_EQ(t->applied, 0);
+    CHECK_OK(sparse_push(t, 0, 0, k1, 2, g1, &e));
+    CHECK_INT_EQ(t->base.gate.applied, 0);
     /* one push per worker and clock */
-    CHECK_INT_EQ(pd_sparse_push(t, 0, 0, k2, 1, g2, &e), PARAMD_EDUP);
+    CHECK_INT_EQ(sparse_push(t, 0, 0, k2, 1, g2, &e), PARAMD_EDUP);
     /* worker 0 pulling clock 2 before pushing clock 1 would wait forever */
-    CHECK_INT_EQ(pd_sparse_pull(t, 0, 2, k2, 1, row, &e), PARAMD_EDEADLOCK);
+    CHECK_INT_EQ(sparse_pull(t, 0, 2, k2, 1, row, &e), PARAMD_EDEADLOCK);
     /* too far ahead */
-    CHECK_INT_EQ(pd_sparse_push(t, 1, PD_SYNC_WINDOW, k2, 1, g2, &e), PARAMD_EAHEAD);
-    CHECK_OK(pd_sparse_push(t, 1, 0, k2, 1, g2, &e));
-    CHECK_INT_EQ(t->applied, 1);
+    CHECK_INT_EQ(sparse_push(t, 1, PD_SYNC_WINDOW, k2, 1, g2, &e), PARAMD_EAHEAD);
+    CHECK_OK(sparse_push(t, 1, 0, k2, 1, g2, &e));
+    CHECK_INT_EQ(t->base.gate.applied, 1);
     /* mean of the two workers' pushes, key by key */
-    CHECK_OK(pd_sparse_pull(t, 0, 1, k2, 1, row, &e));
+    CHECK_OK(sparse_pull(t, 0, 1, k2, 1, row, &e));
     CHECK(row[0] == (1 + 10) / 2.0f && row[1] == (2 + 20) / 2.0f);
     uint64_t two = 2;
-    CHECK_OK(pd_sparse_pull(t, 0, 1, &two, 1, row, &e));
+    CHECK_OK(sparse_pull(t, 0, 1, &two, 1, row, &e));
     CHECK(row[0] == 1.5f && row[1] == 2.0f);
     /* stale */
-    CHECK_INT_EQ(pd_sparse_push(t, 1, 0, k2, 1, g2, &e), PARAMD_ESTALE);
+    CHECK_INT_EQ(sparse_push(t, 1, 0, k2, 1, g2, &e), PARAMD_ESTALE);
     /* empty pushes count: clock 1 is applied with no keys */
-    CHECK_OK(pd_sparse_push(t, 0, 1, NULL, 0, NULL, &e));
-    CHECK_OK(pd_sparse_push(t, 1, 1, NULL, 0, NULL, &e));
-    CHECK_INT_EQ(t->applied, 2);
+    CHECK_OK(sparse_push(t, 0, 1, NULL, 0, NULL, &e));
+    CHECK_OK(sparse_push(t, 1, 1, NULL, 0, NULL, &e));
+    CHECK_INT_EQ(t->base.gate.applied, 2);
     /* a worker that leaves is no longer waited for */
-    CHECK_OK(pd_sparse_push(t, 0, 2, k2, 1, g2, &e));
-    CHECK_INT_EQ(t->applied, 2);
-    pd_sparse_worker_gone(t, 1);
-    CHECK_INT_EQ(t->applied, 3);
-    CHECK_OK(pd_sparse_pull(t, 0, 3, k2, 1, row, &e));
+    CHECK_OK(sparse_push(t, 0, 2, k2, 1, g2, &e));
+    CHECK_INT_EQ(t->base.gate.applied, 2);
+    pd_table_worker_gone(&t->base, 1);
+    CHECK_INT_EQ(t->base.gate.applied, 3);
+    CHECK_OK(sparse_pull(t, 0, 3, k2, 1, row, &e));
     CHECK(row[0] == 5.5f + 10 && row[1] == 11.0f + 20); /* mean of one */
-    CHECK_INT_EQ(pd_sparse_push(t, 1, 3, k2, 1, g2, &e), PARAMD_EWORKER);
-    pd_sparse_destroy(t);
+    CHECK_INT_EQ(sparse_push(t, 1, 3, k2, 1, g2, &e), PARAMD_EWORKER);
+    sparse_destroy(t);
 
     /* sum, 3 workers, clocks completing out of order */
     t = mk("rule=sgd lr=0.5 consistency=sync aggregate=sum", D, 3, 0, 1);
     float g[2] = {2, 4};
-    for (int w = 0; w < 3; w++) CHECK_OK(pd_sparse_push(t, w, 1, k2, 1, g, &e));
-    CHECK_INT_EQ(t->applied, 0); /* clock 1 complete, clock 0 not */
+    for (int w = 0; w < 3; w++) CHECK_OK(sparse_push(t, w, 1, k2, 1, g, &e));
+    CHECK_INT_EQ(t->base.gate.applied, 0); /* clock 1 complete, clock 0 not */
     /* clocks never go back: after clock 1, clock 0 is stale for a worker */
-    CHECK_INT_EQ(pd_sparse_push(t, 0, 0, k2, 1, g, &e), PARAMD_ESTALE);
-    CHECK_INT_EQ(t->applied, 0);
-    pd_sparse_destroy(t);
+    CHECK_INT_EQ(sparse_push(t, 0, 0, k2, 1, g, &e), PARAMD_ESTALE);
+    CHECK_INT_EQ(t->base.gate.applied, 0);
+    sparse_destroy(t);
     printf("ok: sync: mean and sum per key, EDUP, EDEADLOCK, EAHEAD, ESTALE, "
            "empty pushes, workers that leave\n");
 }
@@ -395,32 +420,32 @@ static void test_sync_order(void) {
     uint64_t k = 7;
     float g = 2, row;
     /* worker 0 runs ahead to clock 1; clock 0 completes when worker 1 comes */
-    CHECK_OK(pd_sparse_push(t, 0, 0, &k, 1, &g, &e));
-    CHECK_OK(pd_sparse_push(t, 0, 1, &k, 1, &g, &e));
-    CHECK_OK(pd_sparse_push(t, 1, 0, &k, 1, &g, &e));
-    CHECK_INT_EQ(t->applied, 1);
-    CHECK_OK(pd_sparse_push(t, 1, 1, &k, 1, &g, &e));
-    CHECK_INT_EQ(t->applied, 2);
-    CHECK_OK(pd_sparse_pull(t, 0, 2, &k, 1, &row, &e));
+    CHECK_OK(sparse_push(t, 0, 0, &k, 1, &g, &e));
+    CHECK_OK(sparse_push(t, 0, 1, &k, 1, &g, &e));
+    CHECK_OK(sparse_push(t, 1, 0, &k, 1, &g, &e));
+    CHECK_INT_EQ(t->base.gate.applied, 1);
+    CHECK_OK(sparse_push(t, 1, 1, &k, 1, &g, &e));
+    CHECK_INT_EQ(t->base.gate.applied, 2);
+    CHECK_OK(sparse_pull(t, 0, 2, &k, 1, &row, &e));
     CHECK(row == -4.0f); /* two clocks of -0.5 * (2 + 2) */
-    pd_sparse_destroy(t);
+    sparse_destroy(t);
     /* ssp:1 lets a pull run one clock ahead */
     t = mk("rule=add consistency=ssp:1", D, 2, 0, 1);
-    CHECK_OK(pd_sparse_push(t, 0, 0, &k, 1, &g, &e));
-    CHECK_OK(pd_sparse_pull(t, 0, 1, &k, 1, &row, &e)); /* needs nothing applied */
+    CHECK_OK(sparse_push(t, 0, 0, &k, 1, &g, &e));
+    CHECK_OK(sparse_pull(t, 0, 1, &k, 1, &row, &e)); /* needs nothing applied */
     CHECK(row == 0.0f);
-    CHECK_INT_EQ(pd_sparse_pull(t, 0, 3, &k, 1, &row, &e), PARAMD_EDEADLOCK);
-    pd_sparse_destroy(t);
+    CHECK_INT_EQ(sparse_pull(t, 0, 3, &k, 1, &row, &e), PARAMD_EDEADLOCK);
+    sparse_destroy(t);
     /* backup=1: a clock goes on without the slowest worker; its late push
      * is dropped and counted */
     t = mk("rule=add consistency=sync backup=1", D, 2, 0, 1);
-    CHECK_OK(pd_sparse_push(t, 0, 0, &k, 1, &g, &e));
-    CHECK_INT_EQ(t->applied, 1);
-    CHECK_OK(pd_sparse_push(t, 1, 0, &k, 1, &g, &e));
+    CHECK_OK(sparse_push(t, 0, 0, &k, 1, &g, &e));
+    CHECK_INT_EQ(t->base.gate.applied, 1);
+    CHECK_OK(sparse_push(t, 1, 0, &k, 1, &g, &e));
     CHECK_INT_EQ(t->stats.dropped, 1);
-    CHECK_OK(pd_sparse_pull(t, 1, 1, &k, 1, &row, &e));
+    CHECK_OK(sparse_pull(t, 1, 1, &k, 1, &row, &e));
     CHECK(row == 2.0f);
-    pd_sparse_destroy(t);
+    sparse_destroy(t);
     printf("ok: sync clocks in order, ssp:1, backup workers\n");
 }
 
@@ -438,30 +463,30 @@ static void test_alloc_failures(void) {
             static float g[B * D], before[B * D], after[B * D];
             for (int i = 0; i < B; i++) keys[i] = (uint64_t)i * 31;
             for (int i = 0; i < B * D; i++) g[i] = 1.0f;
-            CHECK_OK(pd_sparse_push(t, 0, 0, keys, 50, g, &e)); /* some rows */
-            CHECK_OK(pd_sparse_pull(t, -1, 1, keys, 50, before, &e));
+            CHECK_OK(sparse_push(t, 0, 0, keys, 50, g, &e)); /* some rows */
+            CHECK_OK(sparse_pull(t, -1, 1, keys, 50, before, &e));
             size_t rows = t->nrows;
             for (int i = 0; i < B; i++) keys[i] = (uint64_t)i * 29; /* many new */
             pd_alloc_fail_after(k);
-            int rc = pd_sparse_push(t, 0, 1, keys, B, g, &e);
+            int rc = sparse_push(t, 0, 1, keys, B, g, &e);
             pd_alloc_fail_after(0);
             if (rc == 0) {
-                pd_sparse_destroy(t);
+                sparse_destroy(t);
                 break; /* past the last allocation */
             }
             CHECK_INT_EQ(rc, PARAMD_ENOMEM);
             failures++;
             CHECK_INT_EQ(t->nrows, rows);
             for (int i = 0; i < 50; i++) keys[i] = (uint64_t)i * 31;
-            CHECK_OK(pd_sparse_pull(t, -1, 1, keys, 50, after, &e));
+            CHECK_OK(sparse_pull(t, -1, 1, keys, 50, after, &e));
             CHECK(memcmp(before, after, sizeof(float) * 50 * D) == 0);
             /* and a failing pull creates nothing */
             for (int i = 0; i < B; i++) keys[i] = (uint64_t)i * 29;
             pd_alloc_fail_after(1);
-            rc = pd_sparse_pull(t, -1, 1, keys, B, after, &e);
+            rc = sparse_pull(t, -1, 1, keys, B, after, &e);
             pd_alloc_fail_after(0);
             if (rc) CHECK_INT_EQ(t->nrows, rows);
-            pd_sparse_destroy(t);
+            sparse_destroy(t);
         }
         CHECK(failures > 0);
     }
@@ -567,52 +592,52 @@ static void test_join(void) {
     pd_err e = {0};
     uint64_t k = 5;
     float g, row;
-    pd_sparse_worker_gone(t, 2);
+    pd_table_worker_gone(&t->base, 2);
     g = 1;
-    CHECK_OK(pd_sparse_push(t, 0, 0, &k, 1, &g, &e));
-    CHECK_INT_EQ(pd_sparse_join_begin(t, 2), 1); /* clock 0 being aggregated */
+    CHECK_OK(sparse_push(t, 0, 0, &k, 1, &g, &e));
+    CHECK_INT_EQ(pd_table_join_begin(&t->base, 2), 1); /* clock 0 being aggregated */
     g = 2;
-    CHECK_OK(pd_sparse_push(t, 1, 0, &k, 1, &g, &e));
-    CHECK_INT_EQ(t->applied, 1); /* without the joiner: 3 */
+    CHECK_OK(sparse_push(t, 1, 0, &k, 1, &g, &e));
+    CHECK_INT_EQ(t->base.gate.applied, 1); /* without the joiner: 3 */
     g = 10;
-    CHECK_OK(pd_sparse_push(t, 0, 1, &k, 1, &g, &e));
-    CHECK_OK(pd_sparse_push(t, 1, 1, &k, 1, &g, &e));
-    CHECK_INT_EQ(t->applied, 1); /* clock 1 waits between the phases */
-    pd_sparse_join_at(t, 2, 2);
-    CHECK_INT_EQ(t->applied, 2); /* 23 */
-    CHECK_INT_EQ(pd_sparse_push(t, 2, 1, &k, 1, &g, &e), PARAMD_ESTALE);
-    CHECK_OK(pd_sparse_pull(t, 2, 2, &k, 1, &row, &e));
+    CHECK_OK(sparse_push(t, 0, 1, &k, 1, &g, &e));
+    CHECK_OK(sparse_push(t, 1, 1, &k, 1, &g, &e));
+    CHECK_INT_EQ(t->base.gate.applied, 1); /* clock 1 waits between the phases */
+    pd_table_join_at(&t->base, 2, 2);
+    CHECK_INT_EQ(t->base.gate.applied, 2); /* 23 */
+    CHECK_INT_EQ(sparse_push(t, 2, 1, &k, 1, &g, &e), PARAMD_ESTALE);
+    CHECK_OK(sparse_pull(t, 2, 2, &k, 1, &row, &e));
     CHECK(row == 23);
     g = 100;
-    for (int w = 0; w < 2; w++) CHECK_OK(pd_sparse_push(t, w, 2, &k, 1, &g, &e));
-    CHECK_INT_EQ(t->applied, 2);
-    CHECK_INT_EQ(pd_sparse_pull(t, 2, 3, &k, 1, &row, &e), PARAMD_EDEADLOCK);
-    CHECK_OK(pd_sparse_push(t, 2, 2, NULL, 0, NULL, &e)); /* an empty push counts */
-    CHECK_INT_EQ(t->applied, 3);
-    CHECK_OK(pd_sparse_pull(t, 2, 3, &k, 1, &row, &e));
+    for (int w = 0; w < 2; w++) CHECK_OK(sparse_push(t, w, 2, &k, 1, &g, &e));
+    CHECK_INT_EQ(t->base.gate.applied, 2);
+    CHECK_INT_EQ(sparse_pull(t, 2, 3, &k, 1, &row, &e), PARAMD_EDEADLOCK);
+    CHECK_OK(sparse_push(t, 2, 2, NULL, 0, NULL, &e)); /* an empty push counts */
+    CHECK_INT_EQ(t->base.gate.applied, 3);
+    CHECK_OK(sparse_pull(t, 2, 3, &k, 1, &row, &e));
     CHECK(row == 223);
-    pd_sparse_destroy(t);
+    sparse_destroy(t);
     /* a dead worker's push never stands in for a live one */
     t = mk("rule=add consistency=sync aggregate=sum", D, 2, 0, 1);
     g = 5;
-    CHECK_OK(pd_sparse_push(t, 1, 0, &k, 1, &g, &e));
-    pd_sparse_worker_gone(t, 1);
-    CHECK_INT_EQ(t->applied, 0);
+    CHECK_OK(sparse_push(t, 1, 0, &k, 1, &g, &e));
+    pd_table_worker_gone(&t->base, 1);
+    CHECK_INT_EQ(t->base.gate.applied, 0);
     g = 1;
-    CHECK_OK(pd_sparse_push(t, 0, 0, &k, 1, &g, &e));
-    CHECK_INT_EQ(t->applied, 1);
-    CHECK_OK(pd_sparse_pull(t, 0, 1, &k, 1, &row, &e));
+    CHECK_OK(sparse_push(t, 0, 0, &k, 1, &g, &e));
+    CHECK_INT_EQ(t->base.gate.applied, 1);
+    CHECK_OK(sparse_pull(t, 0, 1, &k, 1, &row, &e));
     CHECK(row == 6);
-    pd_sparse_destroy(t);
+    sparse_destroy(t);
     /* elastic=no */
     t = mk("rule=add consistency=sync elastic=no", D, 2, 0, 1);
-    pd_sparse_worker_gone(t, 1);
-    CHECK_INT_EQ(pd_sparse_join_begin(t, 1), -1);
-    CHECK_INT_EQ(pd_sparse_push(t, 1, 0, &k, 1, &g, &e), PARAMD_EWORKER);
+    pd_table_worker_gone(&t->base, 1);
+    CHECK_INT_EQ(pd_table_join_begin(&t->base, 1), -1);
+    CHECK_INT_EQ(sparse_push(t, 1, 0, &k, 1, &g, &e), PARAMD_EWORKER);
     CHECK(strstr(e.msg, "elastic=no"));
-    CHECK_OK(pd_sparse_push(t, 0, 0, &k, 1, &g, &e));
-    CHECK_INT_EQ(t->applied, 1);
-    pd_sparse_destroy(t);
+    CHECK_OK(sparse_push(t, 0, 0, &k, 1, &g, &e));
+    CHECK_INT_EQ(t->base.gate.applied, 1);
+    sparse_destroy(t);
     printf("ok: joins: counted from the join clock, exact sums, elastic=no\n");
 }
 
@@ -624,7 +649,7 @@ static void run_rows_pushes(const char *spec, pd_pool *pool, float *out, uint64_
     enum { DIM = 32, N = 30000 };
     pd_table_def d = sparse_def(spec, DIM);
     pd_err e = {0};
-    pd_sparse *t = pd_sparse_create(1, &d, 2, 0, 1, pool, &e);
+    pd_sparse *t = sparse_create(1, &d, 2, 0, 1, pool, &e);
     if (!t) CHECK_FAIL_("create: %s", e.msg);
     uint64_t *keys = malloc(N * sizeof *keys);
     float *g = malloc((size_t)N * DIM * sizeof(float));
@@ -636,12 +661,12 @@ static void run_rows_pushes(const char *spec, pd_pool *pool, float *out, uint64_
                 for (int k = 0; k < DIM; k++)
                     g[i * DIM + k] = (float)((i + (uint64_t)k * 3 + (uint64_t)w) % 17) / 8.0f - 1.0f;
             }
-            if (pd_sparse_push(t, w, c, keys, N, g, &e) != 0) CHECK_FAIL_("push: %s", e.msg);
+            if (sparse_push(t, w, c, keys, N, g, &e) != 0) CHECK_FAIL_("push: %s", e.msg);
         }
     for (uint64_t k = 0; k < nkeys; k++) keys[k % N] = k;
-    if (pd_sparse_pull(t, -1, 0, keys, nkeys < N ? nkeys : N, out, &e) != 0)
+    if (sparse_pull(t, -1, 0, keys, nkeys < N ? nkeys : N, out, &e) != 0)
         CHECK_FAIL_("pull: %s", e.msg);
-    pd_sparse_destroy(t);
+    sparse_destroy(t);
     free(keys), free(g);
 }
 

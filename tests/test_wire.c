@@ -7,7 +7,8 @@
 #include <string.h>
 
 #include "check.h"
-#include "wire/spec.h"
+#include "table/spec.h"
+#include "frame/hello.h"
 #include "wire/wire.h"
 
 static void test_header_roundtrip(void) {

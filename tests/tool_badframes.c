@@ -30,9 +30,10 @@
 #include <string.h>
 
 #include "check.h"
+#include "frame/frame.h"
 #include "net/conn.h"
 #include "rawpeer.h"
-#include "wire/spec.h"
+#include "table/spec.h"
 #include "wire/wire.h"
 
 #define TABLE 4000

@@ -46,6 +46,7 @@
 #include <string.h>
 
 #include "common/common.h"
+#include "frame/hello.h"
 #include "net/conn.h"
 #include "paramd.h"
 

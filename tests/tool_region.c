@@ -38,10 +38,11 @@
 #include <unistd.h>
 
 #include "check.h"
+#include "frame/frame.h"
 #include "net/conn.h"
 #include "paramd.h"
 #include "rawpeer.h"
-#include "wire/spec.h"
+#include "table/spec.h"
 #include "wire/wire.h"
 
 #define RTABLE 4090 /* the raw part's table, on server 0 only */

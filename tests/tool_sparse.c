@@ -34,11 +34,12 @@
 #include <string.h>
 
 #include "common/hash.h"
+#include "frame/hello.h"
 #include "net/conn.h"
 #include "paramd.h"
-#include "server/rules.h"
+#include "table/rules.h"
 #include "server/sparse.h"
-#include "wire/spec.h"
+#include "table/spec.h"
 #include "wire/wire.h"
 
 static paramd_client *c;

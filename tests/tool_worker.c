@@ -65,10 +65,11 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "frame/hello.h"
 #include "net/conn.h"
 #include "paramd.h"
-#include "server/rules.h"
-#include "wire/spec.h"
+#include "table/rules.h"
+#include "table/spec.h"
 
 static paramd_client *c;
 

@@ -21,6 +21,7 @@
 
 #include "cli/cli.h"
 #include "common/common.h"
+#include "frame/hello.h"
 #include "net/conn.h"
 #include "wire/wire.h"
 

@@ -81,6 +81,7 @@
 #include "client/client_internal.h"
 #include "common/common.h"
 #include "common/keymap.h"
+#include "frame/hello.h"
 #include "net/conn.h"
 #include "net/fault.h"
 #include "paramd.h"

@@ -52,6 +52,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "frame/hello.h"
+#include "wire/map.h"
 #include "net/conn.h"
 #include "table/spec.h"
 #include "wire/wire.h"
@@ -387,14 +389,9 @@ static int on_reg_worker(co_conn *cc, const pd_hdr *h) {
     }
     pd_buf b;
     pd_buf_init(&b);
-    pd_put_u32(&b, (uint32_t)want);
-    pd_put_u32(&b, (uint32_t)W);
-    pd_put_u32(&b, (uint32_t)co->o.servers);
-    pd_put_u64(&b, co->epoch);
-    for (int32_t i = 0; i < co->o.servers; i++) pd_put_str(&b, co->server_addr[i]);
-    pd_put_u32(&b, (uint32_t)co->o.heartbeat_ms);
-    pd_put_u32(&b, (uint32_t)M);
-    pd_put_u64(&b, (uint64_t)start);
+    pd_map m = {want, (uint32_t)W, (uint32_t)co->o.servers, co->epoch, co->server_addr,
+                (uint32_t)co->o.heartbeat_ms, (uint32_t)M, start};
+    pd_map_encode(&b, &m);
     co->wseen_ms[want] = pd_now_ms(); /* waiting for servers is not silence */
     pthread_mutex_unlock(&co->mu);
     if (rc) {
@@ -418,11 +415,9 @@ static int on_map(co_conn *cc, const pd_hdr *h) {
         pthread_cond_wait(&co->cv, &co->mu);
     pd_buf b;
     pd_buf_init(&b);
-    pd_put_u32(&b, UINT32_MAX);
-    pd_put_u32(&b, (uint32_t)co->o.workers);
-    pd_put_u32(&b, (uint32_t)co->o.servers);
-    pd_put_u64(&b, co->epoch);
-    for (int32_t i = 0; i < co->o.servers; i++) pd_put_str(&b, co->server_addr[i]);
+    pd_map m = {-1, (uint32_t)co->o.workers, (uint32_t)co->o.servers, co->epoch,
+                co->server_addr, 0, 0, 0};
+    pd_map_encode(&b, &m);
     pthread_mutex_unlock(&co->mu);
     int rc = reply(cc, h, &b);
     pd_buf_free(&b);
@@ -615,7 +610,14 @@ static void *conn_main(void *arg) {
     co_conn *cc = arg;
     pd_coord *co = cc->co;
     pd_tcp_set_rcvtimeo(cc->conn, 30000);
-    int rc = 0, first = 1;
+    static const pd_hello_rules rules = {
+        "coordinator",
+        PD_ROLE_BIT(PD_ROLE_WORKER) | PD_ROLE_BIT(PD_ROLE_SERVER) | PD_ROLE_BIT(PD_ROLE_TOOL),
+        0 /* ranks are checked at REG_WORKER */};
+    pd_err he = {0};
+    pd_hello hello;
+    int rc = pd_handshake_accept(cc->conn, &rules, NULL, &hello, &he);
+    if (rc == 0) cc->role = hello.role;
     while (rc == 0) {
         pd_err e = {0};
         pd_hdr h;
@@ -637,27 +639,7 @@ static void *conn_main(void *arg) {
             }
             pthread_mutex_unlock(&co->mu);
         }
-        if (first != (h.type == PD_MSG_HELLO)) {
-            pd_seterr(&e, PARAMD_EPROTO, "%s %s", pd_msg_name(h.type),
-                      first ? "before HELLO" : "after HELLO");
-            pd_log(PD_LOG_WARN, "closing connection from %s: %s", cc->conn->peer,
-                   e.msg);
-            pd_send_error(cc->conn, &h, e.code, e.msg);
-            break;
-        }
         switch (h.type) {
-        case PD_MSG_HELLO: {
-            pd_hello hello;
-            if (pd_hello_decode(cc->buf, (size_t)h.len, &hello, &e) != 0) {
-                pd_send_error(cc->conn, &h, e.code, e.msg);
-                rc = e.code;
-                break;
-            }
-            cc->role = hello.role;
-            first = 0;
-            rc = reply(cc, &h, NULL);
-            break;
-        }
         case PD_MSG_REG_SERVER: rc = on_reg_server(cc, &h); break;
         case PD_MSG_REG_WORKER: rc = on_reg_worker(cc, &h); break;
         case PD_MSG_MAP: rc = on_map(cc, &h); break;

@@ -1,6 +1,8 @@
 /*
  * conn.h - a connection is a transport (a table of functions) plus its
- * state, and the blocking frame I/O every process uses on top of it.
+ * state, and the blocking byte I/O every process uses on top of it.  It
+ * moves bytes and file descriptors; frames (what the bytes mean) are the
+ * frame layer's (frame/frame.h), which is built on this.
  *
  * Transports: TCP (tcp.c), same-host shared memory (shm.c), the
  * fault-injecting wrapper for tests (fault.c, fault.h), and memory (mem.c:
@@ -20,7 +22,8 @@
 #include <sys/types.h>
 #include <sys/uio.h>
 
-#include "wire/wire.h"
+#include "common/bytes.h"
+#include "common/common.h"
 
 typedef struct pd_conn pd_conn;
 
@@ -93,19 +96,6 @@ void pd_conn_consume(pd_conn *c, size_t n);
 int pd_conn_send_fd(pd_conn *c, int fd, uint64_t tag);
 int pd_conn_recv_fd(pd_conn *c, uint64_t *tag);
 
-/* Send one frame: the header (h->len is set from the parts) and up to
- * three payload parts, with one gathered write. */
-int pd_send_frame(pd_conn *c, pd_hdr *h, const void *p1, size_t n1,
-                  const void *p2, size_t n2, const void *p3, size_t n3,
-                  pd_err *e);
-/* Send an error reply for request `req`: status code, message payload. */
-int pd_send_error(pd_conn *c, const pd_hdr *req, int code, const char *msg);
-/* Receive and validate a header (pd_hdr_decode).  PARAMD_ECLOSED on a
- * clean close between frames. */
-int pd_recv_hdr(pd_conn *c, pd_hdr *h, uint64_t max_payload, pd_err *e);
-/* Read a control payload of h->len (<= PD_MAX_CTRL_PAYLOAD) into buf,
- * which must have room for PD_MAX_CTRL_PAYLOAD + 1 bytes; NUL-terminates. */
-int pd_recv_payload(pd_conn *c, const pd_hdr *h, uint8_t *buf, pd_err *e);
 /* Discard n payload bytes. */
 int pd_conn_skip(pd_conn *c, uint64_t n, pd_err *e);
 
@@ -113,13 +103,6 @@ int pd_conn_skip(pd_conn *c, uint64_t n, pd_err *e);
 void pd_conn_set_rcvtimeo(pd_conn *c, int ms);
 void pd_conn_shutdown(pd_conn *c);
 void pd_conn_destroy(pd_conn *c); /* NULL-safe */
-
-/* One request-reply exchange for control messages (the caller serialises
- * use of the connection).  On success the reply header is in *rh and its
- * payload (NUL-terminated) in buf (PD_MAX_CTRL_PAYLOAD + 1 bytes).  An
- * error reply returns its status with the peer's message in e. */
-int pd_rpc(pd_conn *c, pd_hdr *h, const void *payload, size_t len,
-           pd_hdr *rh, uint8_t *buf, pd_err *e);
 
 /* ==== TCP =============================================================== */
 

@@ -144,7 +144,7 @@ pd_conn *pd_tcp_accept(int lfd) {
 }
 
 pd_conn *pd_tcp_connect(const char *hostport, int timeout_ms, pd_err *e) {
-    char host[PD_MAX_ADDR + 1];
+    char host[256]; /* a "host:port" argument is at most 255 bytes */
     uint16_t port;
     if (pd_parse_hostport(hostport, host, sizeof host, &port) != 0 || !port) {
         pd_seterr(e, PARAMD_EINVAL, "'%s' is not HOST:PORT", hostport);

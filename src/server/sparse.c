@@ -4,8 +4,8 @@
  * sync/ssp aggregation per clock, and pulls (see sparse.h for the layout
  * and the invariants).
  *
- * The life of a request, all under the table's mutex:
- *   1. check (worker, clock, window);
+ * The life of a request, all under the table's lock:
+ *   1. the gate admits it (worker, clock, window: gate.h);
  *   2. reserve everything that can fail (clock sums, scratch, and the rows
  *      of keys never seen, counted exactly): on failure return with
  *      nothing changed;
@@ -26,8 +26,6 @@
 #include <time.h>
 
 #include "common/hash.h"
-#include "server/shard.h" /* PD_SYNC_WINDOW */
-#include "table/spec.h"
 
 /* Loops over a request's keys start loading the hash slot, meta or row of
  * the key this many places ahead: in a table larger than the caches each
@@ -65,11 +63,17 @@ void pd_sparse_init_row(const pd_table_def *d, uint64_t key, float *row) {
 
 /* ==== Create and destroy ================================================ */
 
-pd_sparse *pd_sparse_create(uint32_t id, const pd_table_def *def, int32_t W,
-                            int32_t index, int32_t S, pd_pool *pool, pd_err *e) {
+static const pd_table_ops sparse_ops;
+
+static pd_sparse *sparse_of(pd_table *t) { return (pd_sparse *)(void *)t; }
+
+static void gate_apply(void *store, pd_gate_slot *sl);
+
+pd_table *pd_sparse_create(uint32_t id, const pd_table_def *def,
+                           const pd_table_env *env, pd_err *e) {
     if (def->kind != PD_TABLE_SPARSE || def->n == 0 ||
-        def->n > PD_MAX_SPARSE_DIM || W < 1 || S < 1 || index < 0 ||
-        index >= S) {
+        def->n > PD_MAX_SPARSE_DIM || env->W < 1 || env->S < 1 || env->index < 0 ||
+        env->index >= env->S) {
         pd_seterr(e, PARAMD_EINVAL, "table %u: not a sparse table definition",
                   id);
         return NULL;
@@ -79,80 +83,48 @@ pd_sparse *pd_sparse_create(uint32_t id, const pd_table_def *def, int32_t W,
         pd_seterr(e, PARAMD_ENOMEM, "out of memory for table %u", id);
         return NULL;
     }
-    t->id = id;
-    t->pool = pool;
-    t->def = *def;
     t->dim = (uint32_t)def->n;
-    t->W = W, t->index = index, t->S = S;
+    t->index = env->index, t->S = env->S;
     t->gen = 1;
-    t->rule.kind = (pd_rule_kind)def->rule;
-    pd_spec_hyper(def, &t->rule.hyper);
-    pthread_mutex_init(&t->mu, NULL);
-    pthread_cond_init(&t->cv, NULL);
     pd_keymap_init(&t->map);
-    char msg[PD_ERRMSG_MAX];
-    if (def->rule == PD_RULE_PLUGIN &&
-        pd_rule_load_plugin(&t->rule, def->plugin, msg, sizeof msg) != 0) {
-        pd_seterr(e, PARAMD_EINVAL, "table %u: %s", id, msg);
-        pd_sparse_destroy(t);
+    pd_gate_store gs = {gate_apply, NULL, t};
+    if (pd_table_init(&t->base, &sparse_ops, id, def, env, &gs,
+                      "for it (a sync sparse table needs one push per server "
+                      "and clock, possibly with no keys)",
+                      e) != 0) {
+        sparse_ops.destroy(&t->base);
         return NULL;
     }
-    if (pd_rule_check(&t->rule, msg, sizeof msg) != 0) {
-        pd_seterr(e, PARAMD_EINVAL, "table %u: %s", id, msg);
-        pd_sparse_destroy(t);
-        return NULL;
-    }
-    t->k = pd_rule_state_floats(&t->rule);
+    t->k = pd_rule_state_floats(&t->base.rule);
     t->rowfloats = (size_t)t->dim * (1 + t->k);
-    t->window = (int32_t)def->staleness + PD_SYNC_WINDOW;
-    t->slots = pd_calloc((size_t)t->window, sizeof *t->slots);
-    t->wclock = pd_malloc((size_t)W * sizeof *t->wclock);
-    int mok = pd_members_init(&t->mem, W, (int)def->elastic) == 0;
-    if (!t->slots || !t->wclock || !mok) {
+    t->sums = pd_calloc((size_t)t->base.gate.window, sizeof *t->sums);
+    if (!t->sums) {
         pd_seterr(e, PARAMD_ENOMEM, "out of memory for table %u", id);
-        pd_sparse_destroy(t);
+        sparse_ops.destroy(&t->base);
         return NULL;
     }
-    for (int32_t w = 0; w < W; w++) t->wclock[w] = -1;
-    return t;
+    return &t->base;
 }
 
-static void slot_free(pd_sparse_slot *sl) {
-    if (!sl) return;
-    pd_keymap_free(&sl->map);
-    pd_free(sl->who);
-    pd_free(sl->row);
-    pd_free(sl->sum);
-    pd_free(sl);
+static void sums_free(pd_sparse_sums *sm) {
+    if (!sm) return;
+    pd_keymap_free(&sm->map);
+    pd_free(sm->row);
+    pd_free(sm->sum);
+    pd_free(sm);
 }
 
-void pd_sparse_destroy(pd_sparse *t) {
-    if (!t) return;
-    if (t->slots)
-        for (int32_t i = 0; i < t->window; i++) slot_free(t->slots[i]);
-    pd_free(t->slots);
-    pd_free(t->wclock);
-    pd_members_free(&t->mem);
+static void sparse_destroy(pd_table *tb) {
+    pd_sparse *t = sparse_of(tb);
+    if (t->sums)
+        for (int32_t i = 0; i < tb->gate.window; i++) sums_free(t->sums[i]);
+    pd_free(t->sums);
     pd_keymap_free(&t->map);
     pd_free(t->rows);
     pd_free(t->meta);
     pd_free(t->ridx);
-    pd_rule_release(&t->rule);
-    pthread_mutex_destroy(&t->mu);
-    pthread_cond_destroy(&t->cv);
+    pd_table_fini(tb);
     pd_free(t);
-}
-
-int pd_sparse_same_def(const pd_sparse *t, const pd_table_def *d) {
-    const pd_table_def *a = &t->def;
-    if (d->kind != PD_TABLE_SPARSE || a->n != d->n || a->rule != d->rule ||
-        a->consistency != d->consistency || a->aggregate != d->aggregate ||
-        a->staleness != d->staleness || a->backup != d->backup ||
-        a->init != d->init || a->init_param != d->init_param ||
-        a->seed != d->seed || a->nhyper != d->nhyper || a->elastic != d->elastic ||
-        strcmp(a->plugin, d->plugin) != 0)
-        return 0;
-    return memcmp(a->hyper, d->hyper, sizeof(double) * a->nhyper) == 0;
 }
 
 /* ==== Rows ============================================================== */
@@ -166,7 +138,7 @@ static float *row_at(const pd_sparse *t, uint32_t r) {
 static int reserve(pd_sparse *t, size_t n, size_t nreq, pd_err *e) {
     if (n > PD_SPARSE_MAX_ROWS)
         return pd_seterr(e, PARAMD_ENOMEM,
-                         "table %u: more than %u rows on one server", t->id,
+                         "table %u: more than %u rows on one server", t->base.id,
                          PD_SPARSE_MAX_ROWS);
     if (nreq > t->ridx_cap) {
         uint32_t *p = pd_realloc(t->ridx, nreq * sizeof *p);
@@ -195,7 +167,7 @@ static int reserve(pd_sparse *t, size_t n, size_t nreq, pd_err *e) {
 oom:
     return pd_seterr(e, PARAMD_ENOMEM,
                      "table %u: out of memory for %zu rows of %u floats",
-                     t->id, n, t->dim);
+                     t->base.id, n, t->dim);
 }
 
 /* The row of `key`, created with its initial values if new.  Room must
@@ -205,8 +177,8 @@ static uint32_t row_get_or_create(pd_sparse *t, uint64_t key) {
     uint32_t r = pd_keymap_put(&t->map, key, (uint32_t)t->nrows, &added);
     if (added) {
         float *row = row_at(t, r);
-        pd_sparse_init_row(&t->def, key, row);
-        if (t->k) pd_rule_init_state(&t->rule, row + t->dim, t->dim);
+        pd_sparse_init_row(&t->base.def, key, row);
+        if (t->k) pd_rule_init_state(&t->base.rule, row + t->dim, t->dim);
         t->meta[r] = (pd_sparse_meta){key, 0, 0, 0};
         t->nrows++;
     }
@@ -292,20 +264,15 @@ static void prefetch_row(const pd_sparse *t, uint32_t r) {
  * through the rule.  A replica runs the same. */
 static void apply_row(pd_sparse *t, uint32_t r, const float *g) {
     float *row = row_at(t, r);
-    pd_rule_apply(&t->rule, row, t->k ? row + t->dim : NULL, g, t->dim,
+    pd_rule_apply(&t->base.rule, row, t->k ? row + t->dim : NULL, g, t->dim,
                   (int64_t)++t->meta[r].steps);
 }
 
 
 /* ==== Clocks (sync, ssp) ================================================ */
 
-static int clocked(const pd_sparse *t) {
-    return t->def.consistency != PD_CONS_ASYNC;
-}
-
-
-/* Room in slot `sl` for `n` more entries.  0 or PARAMD_ENOMEM. */
-static int slot_reserve(pd_sparse *t, pd_sparse_slot *sl, uint64_t n,
+/* Room in sums `sl` for `n` more entries.  0 or PARAMD_ENOMEM. */
+static int slot_reserve(pd_sparse *t, pd_sparse_sums *sl, uint64_t n,
                         pd_err *e) {
     size_t want = sl->nent + n;
     if (want > sl->cap) {
@@ -324,7 +291,7 @@ static int slot_reserve(pd_sparse *t, pd_sparse_slot *sl, uint64_t n,
     return 0;
 oom:
     return pd_seterr(e, PARAMD_ENOMEM,
-                     "table %u: out of memory for the sums of a clock", t->id);
+                     "table %u: out of memory for the sums of a clock", t->base.id);
 }
 
 /* CPU time of the calling thread: what a push costs the server, whatever
@@ -346,7 +313,7 @@ static int64_t thread_cpu_ns(void) {
 
 typedef struct row_job {
     pd_sparse *t;
-    pd_sparse_slot *sl;  /* apply: the clock's slot */
+    pd_sparse_sums *sl;  /* apply: the clock's sums */
     const float *g;      /* async push: the gradients, request order */
     int dups;            /* async push: ridx has PD_KEYMAP_NONE holes */
     float inv;           /* apply: mean scale (1: none) */
@@ -356,14 +323,14 @@ typedef struct row_job {
 
 static void run_rows(pd_sparse *t, uint64_t n, pd_pool_fn fn, row_job *j) {
     uint64_t grain = (64u << 10) / t->dim;
-    pd_pool_for(t->pool, n, grain ? grain : 1, fn, j);
+    pd_pool_for(t->base.pool, n, grain ? grain : 1, fn, j);
     t->stats.push_cpu_ns += (uint64_t)j->helper_ns;
 }
 
 static void job_apply_slot(void *arg, uint64_t lo, uint64_t hi) {
     row_job *j = arg;
     pd_sparse *t = j->t;
-    pd_sparse_slot *sl = j->sl;
+    pd_sparse_sums *sl = j->sl;
     int64_t c0 = pthread_equal(pthread_self(), j->caller) ? -1 : thread_cpu_ns();
     for (uint64_t en = lo; en < hi; en++) {
         float *g = sl->sum + en * t->dim;
@@ -374,20 +341,13 @@ static void job_apply_slot(void *arg, uint64_t lo, uint64_t hi) {
     if (c0 >= 0) __atomic_add_fetch(&j->helper_ns, thread_cpu_ns() - c0, __ATOMIC_RELAXED);
 }
 
-/* Apply every complete clock, in order. */
-static void apply_ready(pd_sparse *t) {
-    for (;;) {
-        pd_sparse_slot *sl = t->slots[t->applied % t->window];
-        if (!sl || !sl->active || sl->clock != t->applied ||
-            sl->ncount < pd_members_need(&t->mem, t->applied, t->def.backup))
-            return;
-        row_job j = {t, sl, NULL, 0, 1.0f, pthread_self(), 0};
-        if (t->def.aggregate == PD_AGG_MEAN && sl->ndone > 1) j.inv = 1.0f / (float)sl->ndone;
-        run_rows(t, sl->nent, job_apply_slot, &j);
-        sl->active = 0;
-        t->applied++;
-        pthread_cond_broadcast(&t->cv);
-    }
+/* The gate found the clock of slot gs complete: apply its sums (mu held). */
+static void gate_apply(void *store, pd_gate_slot *gs) {
+    pd_sparse *t = store;
+    pd_sparse_sums *sl = t->sums[pd_gate_slot_index(&t->base.gate, gs)];
+    row_job j = {t, sl, NULL, 0, 1.0f, pthread_self(), 0};
+    if (t->base.def.aggregate == PD_AGG_MEAN && gs->ndone > 1) j.inv = 1.0f / (float)gs->ndone;
+    run_rows(t, sl->nent, job_apply_slot, &j);
 }
 
 /* ==== Push and pull ===================================================== */
@@ -405,7 +365,7 @@ static int check_keys(const pd_sparse *t, const uint64_t *keys, uint64_t n,
                              "table %u: key %llu (request position %llu) "
                              "belongs to server %u of %d, not to this server "
                              "(%d)",
-                             t->id, (unsigned long long)keys[i],
+                             t->base.id, (unsigned long long)keys[i],
                              (unsigned long long)i, k, t->S, t->index);
     }
     return 0;
@@ -432,7 +392,7 @@ static void push_async(pd_sparse *t, uint64_t n, const float *g, int dups) {
 }
 
 /* Sync/ssp: add the push into slot `sl` (room reserved). */
-static void push_into_slot(pd_sparse *t, pd_sparse_slot *sl, uint64_t n,
+static void push_into_slot(pd_sparse *t, pd_sparse_sums *sl, uint64_t n,
                            const float *g) {
     uint32_t dim = t->dim;
     for (uint64_t i = 0; i < n; i++) {
@@ -450,122 +410,80 @@ static void push_into_slot(pd_sparse *t, pd_sparse_slot *sl, uint64_t n,
     }
 }
 
-int pd_sparse_push(pd_sparse *t, int32_t worker, int64_t clock,
-                   const uint64_t *keys, uint64_t n, float *g, pd_err *e) {
-    int rc = check_keys(t, keys, n, e);
-    if (rc) {
-        pthread_mutex_lock(&t->mu);
+static int sparse_check(pd_table *tb, const pd_table_req *rq, pd_err *e) {
+    if (!rq->keyed)
+        return pd_seterr(e, PARAMD_ENOTABLE,
+                         "no table %u on this server for ranges (table %u is "
+                         "sparse: push and pull it by key, paramd_sparse_push, "
+                         "paramd_sparse_pull)",
+                         tb->id, tb->id);
+    return 0;
+}
+
+static int sparse_push(pd_table *tb, const pd_table_req *rq, pd_err *e) {
+    pd_sparse *t = sparse_of(tb);
+    pd_gate *gt = &tb->gate;
+    int32_t worker = rq->worker;
+    int64_t clock = rq->clock;
+    const uint64_t *keys = rq->keys;
+    uint64_t n = rq->nkeys;
+    float *g = rq->io;
+    int rc = sparse_check(tb, rq, e);
+    if (rc) return rc;
+    if ((rc = check_keys(t, keys, n, e))) {
+        pthread_mutex_lock(&gt->mu);
         t->stats.rejected++;
-        pthread_mutex_unlock(&t->mu);
+        pthread_mutex_unlock(&gt->mu);
         return rc;
     }
-    if (worker < 0 || worker >= t->W)
-        return pd_seterr(e, PARAMD_EWORKER,
-                         "push from worker %d, but the cluster has %d workers",
-                         worker, t->W);
+    if ((rc = pd_gate_check_worker(gt, worker, e))) return rc;
     if (n > PD_SPARSE_MAX_ROWS)
         return pd_seterr(e, PARAMD_ETOOBIG, "table %u: %llu keys in one push",
-                         t->id, (unsigned long long)n);
-    pthread_mutex_lock(&t->mu);
+                         tb->id, (unsigned long long)n);
+    pthread_mutex_lock(&gt->mu);
     int64_t t0 = thread_cpu_ns();
     int dropped = 0;
-    pd_sparse_slot *sl = NULL;
-    if (t->mem.st[worker] == PD_MEM_REFUSED) {
-        rc = pd_seterr(e, PARAMD_EWORKER,
-                       "table %u does not take workers that join a running "
-                       "cluster (elastic=no in its spec), and worker %d "
-                       "joined late",
-                       t->id, worker);
+    pd_gate_slot *gs = NULL;
+    pd_sparse_sums *sl = NULL;
+    if ((rc = pd_gate_admit(gt, worker, clock, &dropped, e))) goto out;
+    if (gt->clocked && !dropped && clock == gt->last[worker]) {
+        rc = pd_seterr(e, PARAMD_EDUP,
+                       "table %u: worker %d already pushed to this server "
+                       "for clock %lld (a sync or ssp sparse table takes "
+                       "one push per worker and clock)",
+                       tb->id, worker, (long long)clock);
         goto out;
-    }
-    if (t->mem.st[worker] != PD_MEM_LIVE) {
-        rc = pd_seterr(e, PARAMD_EWORKER,
-                       "table %u: worker %d was removed from the cluster (it "
-                       "left, died or missed its heartbeats)",
-                       t->id, worker);
-        goto out;
-    }
-    if (clocked(t) && clock < t->mem.from[worker]) {
-        rc = pd_seterr(e, PARAMD_ESTALE,
-                       "table %u: worker %d joined the cluster at clock %lld "
-                       "and pushed for clock %lld (a joiner starts at the "
-                       "clock paramd_get_clock gives after connecting)",
-                       t->id, worker, (long long)t->mem.from[worker],
-                       (long long)clock);
-        goto out;
-    }
-    if (clock < t->wclock[worker]) {
-        rc = pd_seterr(e, PARAMD_ESTALE,
-                       "table %u: worker %d pushed for clock %lld after "
-                       "pushing for clock %lld",
-                       t->id, worker, (long long)clock,
-                       (long long)t->wclock[worker]);
-        goto out;
-    }
-    if (clocked(t)) {
-        if (clock < t->applied) {
-            if (!t->def.backup) {
-                rc = pd_seterr(e, PARAMD_ESTALE,
-                               "table %u: worker %d pushed for clock %lld, "
-                               "which was already applied (next clock is "
-                               "%lld)",
-                               t->id, worker, (long long)clock,
-                               (long long)t->applied);
-                goto out;
-            }
-            dropped = 1; /* a backup worker's late push: count, drop */
-        } else if (clock == t->wclock[worker]) {
-            rc = pd_seterr(e, PARAMD_EDUP,
-                           "table %u: worker %d already pushed to this server "
-                           "for clock %lld (a sync or ssp sparse table takes "
-                           "one push per worker and clock)",
-                           t->id, worker, (long long)clock);
-            goto out;
-        } else if (clock >= t->applied + t->window) {
-            rc = pd_seterr(e, PARAMD_EAHEAD,
-                           "table %u: worker %d pushed for clock %lld but the "
-                           "table is at clock %lld (window %d)",
-                           t->id, worker, (long long)clock,
-                           (long long)t->applied, t->window);
-            goto out;
-        }
     }
     if (dropped) {
-        t->wclock[worker] = clock;
+        pd_gate_pushed(gt, worker, clock, 1, 1);
         t->stats.dropped++;
         goto out;
     }
-    if (clocked(t)) {
-        pd_sparse_slot **pp = &t->slots[clock % t->window];
+    if (gt->clocked) {
+        if (!(gs = pd_gate_slot_for(gt, clock, e))) {
+            rc = e->code;
+            goto out;
+        }
+        pd_sparse_sums **pp = &t->sums[pd_gate_slot_index(gt, gs)];
         if (!*pp && !(*pp = pd_calloc(1, sizeof **pp))) {
             rc = pd_seterr(e, PARAMD_ENOMEM, "out of memory for clock sums");
             goto out;
         }
         sl = *pp;
-        if (!sl->active) {
-            sl->active = 1;
-            sl->clock = clock;
-            sl->ndone = 0;
-            sl->ncount = 0;
+        if (pd_gate_open(gt, gs, clock)) {
             sl->nent = 0;
             pd_keymap_clear(&sl->map);
         }
         if ((rc = slot_reserve(t, sl, n, e))) goto out;
-        if (pd_members_who_reserve(&sl->who, &sl->whocap, sl->ndone)) {
-            rc = pd_seterr(e, PARAMD_ENOMEM, "out of memory for clock sums");
-            goto out;
-        }
     }
     int dups = 0;
     if ((rc = resolve(t, keys, n, sl ? NULL : g, &dups, e))) goto out;
     /* Nothing can fail from here on. */
-    t->wclock[worker] = clock;
-    if (clock >= t->top) t->top = clock + 1;
+    pd_gate_pushed(gt, worker, clock, 1, 0);
     if (sl) {
         push_into_slot(t, sl, n, g);
-        sl->who[sl->ndone++] = worker;
-        sl->ncount++;
-        apply_ready(t);
+        pd_gate_count(gt, gs, worker);
+        pd_gate_apply_ready(gt);
     } else {
         push_async(t, n, g, dups);
     }
@@ -575,41 +493,24 @@ int pd_sparse_push(pd_sparse *t, int32_t worker, int64_t clock,
 out:
     if (rc) t->stats.rejected++;
     t->stats.push_cpu_ns += (uint64_t)(thread_cpu_ns() - t0);
-    pthread_mutex_unlock(&t->mu);
+    pthread_mutex_unlock(&gt->mu);
     return rc;
 }
 
-int pd_sparse_pull(pd_sparse *t, int32_t worker, int64_t clock,
-                   const uint64_t *keys, uint64_t n, float *out, pd_err *e) {
-    int rc = check_keys(t, keys, n, e);
+static int sparse_pull(pd_table *tb, const pd_table_req *rq, pd_emit_fn emit, void *arg,
+                       pd_err *e) {
+    pd_sparse *t = sparse_of(tb);
+    const uint64_t *keys = rq->keys;
+    uint64_t n = rq->nkeys;
+    float *out = rq->io;
+    int rc = sparse_check(tb, rq, e);
     if (rc) return rc;
+    if ((rc = check_keys(t, keys, n, e))) return rc;
     if (n > PD_SPARSE_MAX_ROWS)
         return pd_seterr(e, PARAMD_ETOOBIG, "table %u: %llu keys in one pull",
-                         t->id, (unsigned long long)n);
-    pthread_mutex_lock(&t->mu);
-    if (clocked(t)) {
-        /* A pull at clock c needs clocks up to c - s - 1 applied. */
-        int64_t need = clock - (int64_t)t->def.staleness;
-        if (t->applied < need && pd_members_counts(&t->mem, worker, need - 1) &&
-            !t->def.backup && t->wclock[worker] < need - 1) {
-            rc = pd_seterr(e, PARAMD_EDEADLOCK,
-                           "table %u: pull at clock %lld waits for clock %lld "
-                           "to be applied, but worker %d has not pushed for "
-                           "it (a sync sparse table needs one push per "
-                           "server and clock, possibly with no keys)",
-                           t->id, (long long)clock, (long long)(need - 1),
-                           worker);
-            goto out;
-        }
-        while (t->applied < need && !t->stop) pthread_cond_wait(&t->cv, &t->mu);
-        if (t->applied < need) {
-            rc = pd_seterr(e, PARAMD_ESHUTDOWN,
-                           "table %u: server stopping while a pull waited "
-                           "for clock %lld",
-                           t->id, (long long)need - 1);
-            goto out;
-        }
-    }
+                         tb->id, (unsigned long long)n);
+    pthread_mutex_lock(&tb->gate.mu);
+    if ((rc = pd_gate_pull_wait(&tb->gate, rq->worker, rq->clock, e))) goto out;
     if ((rc = resolve(t, keys, n, NULL, NULL, e))) goto out;
     for (uint64_t i = 0; i < n; i++) {
         if (i + PREFETCH < n) __builtin_prefetch(row_at(t, t->ridx[i + PREFETCH]));
@@ -618,54 +519,13 @@ int pd_sparse_pull(pd_sparse *t, int32_t worker, int64_t clock,
     t->stats.pulls++;
     t->stats.keys_pulled += n;
     t->stats.bytes_out += n * t->dim * sizeof(float);
+    int64_t applied = pd_gate_reply_clock(&tb->gate);
+    pthread_mutex_unlock(&tb->gate.mu);
+    emit(arg, out, n * t->dim, applied);
+    return 0;
 out:
-    pthread_mutex_unlock(&t->mu);
+    pthread_mutex_unlock(&tb->gate.mu);
     return rc;
-}
-
-void pd_sparse_worker_gone(pd_sparse *t, int32_t w) {
-    if (w < 0 || w >= t->W) return;
-    pthread_mutex_lock(&t->mu);
-    if (pd_members_gone(&t->mem, w)) {
-        for (int32_t i = 0; i < t->window; i++) {
-            pd_sparse_slot *sl = t->slots[i];
-            if (sl && sl->active) sl->ncount -= pd_members_who_forget(sl->who, sl->ndone, w);
-        }
-        if (clocked(t)) apply_ready(t);
-        pthread_cond_broadcast(&t->cv);
-    }
-    pthread_mutex_unlock(&t->mu);
-}
-
-int64_t pd_sparse_join_begin(pd_sparse *t, int32_t w) {
-    if (w < 0 || w >= t->W) return -1;
-    pthread_mutex_lock(&t->mu);
-    t->wclock[w] = -1; /* a predecessor's record: not the joiner's */
-    int64_t F = -1;
-    if (!clocked(t)) {
-        pd_members_join(&t->mem, w, 0);
-    } else {
-        int64_t f = t->applied > t->top ? t->applied : t->top;
-        if (pd_members_join(&t->mem, w, f)) F = f;
-    }
-    pthread_mutex_unlock(&t->mu);
-    return F;
-}
-
-void pd_sparse_join_at(pd_sparse *t, int32_t w, int64_t J) {
-    if (w < 0 || w >= t->W) return;
-    pthread_mutex_lock(&t->mu);
-    pd_members_join(&t->mem, w, clocked(t) ? J : 0);
-    if (clocked(t)) apply_ready(t);
-    pthread_cond_broadcast(&t->cv);
-    pthread_mutex_unlock(&t->mu);
-}
-
-void pd_sparse_stop(pd_sparse *t) {
-    pthread_mutex_lock(&t->mu);
-    t->stop = 1;
-    pthread_cond_broadcast(&t->cv);
-    pthread_mutex_unlock(&t->mu);
 }
 
 /* ==== Stats ============================================================= */
@@ -673,8 +533,8 @@ void pd_sparse_stop(pd_sparse *t) {
 size_t pd_sparse_bytes(const pd_sparse *t) {
     size_t b = t->rowcap * (t->rowfloats * sizeof(float) + sizeof(pd_sparse_meta));
     b += pd_keymap_bytes(&t->map) + t->ridx_cap * sizeof(uint32_t);
-    for (int32_t i = 0; i < t->window; i++) {
-        const pd_sparse_slot *sl = t->slots[i];
+    for (int32_t i = 0; i < t->base.gate.window; i++) {
+        const pd_sparse_sums *sl = t->sums[i];
         if (sl)
             b += pd_keymap_bytes(&sl->map) +
                  sl->cap * (sizeof(uint32_t) + t->dim * sizeof(float));
@@ -682,22 +542,28 @@ size_t pd_sparse_bytes(const pd_sparse *t) {
     return b;
 }
 
-int pd_sparse_stats_line(pd_sparse *t, char *out, size_t outlen) {
-    pthread_mutex_lock(&t->mu);
+static int sparse_stats_line(pd_table *tb, char *out, size_t outlen) {
+    pd_sparse *t = sparse_of(tb);
+    pthread_mutex_lock(&tb->gate.mu);
     int n = snprintf(
         out, outlen,
         "table %u kind sparse dim %u rows %zu bytes %zu pushes %llu pulls %llu "
         "keys_pushed %llu keys_pulled %llu bytes_in %llu bytes_out %llu "
         "rejected %llu dropped %llu clock %lld push_cpu_ns %llu\n",
-        t->id, t->dim, t->nrows, pd_sparse_bytes(t),
+        tb->id, t->dim, t->nrows, pd_sparse_bytes(t),
         (unsigned long long)t->stats.pushes, (unsigned long long)t->stats.pulls,
         (unsigned long long)t->stats.keys_pushed,
         (unsigned long long)t->stats.keys_pulled,
         (unsigned long long)t->stats.bytes_in,
         (unsigned long long)t->stats.bytes_out,
         (unsigned long long)t->stats.rejected,
-        (unsigned long long)t->stats.dropped, (long long)t->applied,
+        (unsigned long long)t->stats.dropped, (long long)tb->gate.applied,
         (unsigned long long)t->stats.push_cpu_ns);
-    pthread_mutex_unlock(&t->mu);
+    pthread_mutex_unlock(&tb->gate.mu);
     return n;
 }
+
+static const pd_table_ops sparse_ops = {
+    "sparse", sparse_check, NULL, sparse_push, sparse_pull, sparse_stats_line,
+    sparse_destroy, NULL, NULL,
+};

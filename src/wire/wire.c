@@ -97,29 +97,6 @@ int pd_hdr_decode(const uint8_t in[PD_HDR_SIZE], pd_hdr *h,
 
 /* ==== Payloads ========================================================== */
 
-void pd_hello_encode(pd_buf *b, const pd_hello *h) {
-    pd_put_u32(b, h->role);
-    pd_put_u32(b, (uint32_t)h->rank);
-    pd_put_u32(b, 0); /* auth_len: no authentication in version 1 */
-}
-
-int pd_hello_decode(const void *p, size_t len, pd_hello *h, pd_err *e) {
-    pd_rd r;
-    uint32_t rank, auth;
-    pd_rd_init(&r, p, len);
-    pd_get_u32(&r, &h->role);
-    pd_get_u32(&r, &rank);
-    pd_get_u32(&r, &auth);
-    if (!pd_rd_done(&r) || auth != 0)
-        return pd_seterr(e, PARAMD_EPROTO, "malformed HELLO (%zu bytes)", len);
-    h->rank = (int32_t)rank;
-    if (h->role < PD_ROLE_WORKER || h->role > PD_ROLE_TOOL)
-        return pd_seterr(e, PARAMD_EPROTO, "HELLO with unknown role %u", h->role);
-    if (h->rank < -1 || h->rank >= PD_MAX_WORKERS)
-        return pd_seterr(e, PARAMD_EPROTO, "HELLO with bad rank %d", h->rank);
-    return 0;
-}
-
 void pd_table_def_encode(pd_buf *b, const pd_table_def *d) {
     pd_put_u64(b, d->n);
     pd_put_u64(b, d->lo);

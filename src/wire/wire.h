@@ -121,14 +121,7 @@ int pd_hdr_decode(const uint8_t in[PD_HDR_SIZE], pd_hdr *h,
 
 /* ==== Message payloads ================================================== */
 
-/* HELLO payload: u32 role, i32 rank (-1: none yet), u32 auth_len (0 in
- * version 1; the place for the cluster-secret handshake), auth bytes. */
-typedef struct pd_hello {
-    uint32_t role;
-    int32_t rank;
-} pd_hello;
-void pd_hello_encode(pd_buf *b, const pd_hello *h);
-int pd_hello_decode(const void *p, size_t len, pd_hello *h, pd_err *e);
+/* HELLO and its reply: frame/hello.h.  The cluster map: wire/map.h. */
 
 /* TABLE_CREATE payload: a table's definition (table/def.h's pd_table_def).
  *   u64 n, u64 lo, u64 hi, u32 rule, u32 consistency, u32 aggregate,

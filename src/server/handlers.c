@@ -1,0 +1,377 @@
+/*
+ * handlers.c - the requests that reach tables: TABLE_CREATE, SET, PUSH,
+ * PULL, SPARSE_PUSH, SPARSE_PULL, and STATS.  Each handler reads its
+ * payload from sc->io, checks every field against the table before any of
+ * it is used, turns the frame into a pd_table_req (table.h) and answers
+ * on sc->io.  Each returns 0 to keep the connection, or an error to close
+ * it; a wrong request is answered with an error and changes nothing.
+ *
+ * Pull replies are sent from under the table's values lock where the
+ * transport takes them without blocking (a dense pull's values go
+ * straight from the table to the socket or ring); what does not fit is
+ * copied to the connection's buffer and sent after the lock is released,
+ * so a slow worker never holds a table.
+ */
+#include <stdio.h>
+#include <string.h>
+
+#include "server/server_impl.h"
+
+pd_table *srv_table(pd_server *s, uint32_t id) {
+    if (id == 0 || id >= PD_MAX_TABLES) return NULL;
+    pthread_mutex_lock(&s->mu);
+    pd_table *t = s->tables[id];
+    pthread_mutex_unlock(&s->mu);
+    return t;
+}
+
+int srv_push(srv_conn *sc, pd_table *t, const pd_table_req *rq, pd_err *e) {
+    int rc = srv_push_begin(sc, e);
+    if (rc) return rc;
+    rc = pd_table_push(t, rq, e);
+    srv_push_end(sc);
+    return rc;
+}
+
+/* ==== TABLE_CREATE ====================================================== */
+
+int srv_on_table_create(srv_conn *sc, const pd_hdr *h) {
+    pd_server *s = sc->srv;
+    pd_err e = {0};
+    pd_table_def d;
+    int rc = pd_recv_payload(sc->io, h, sc->ctrl, &sc->ioerr);
+    if (rc) return rc;
+    if (pd_table_def_decode(sc->ctrl, (size_t)h->len, &d, &e) != 0)
+        return srv_reply_err(sc, h, &e);
+    if (h->table == 0 || h->table >= PD_MAX_TABLES) {
+        pd_seterr(&e, PARAMD_ENOTABLE, "table id %u outside 1..%d", h->table,
+                  PD_MAX_TABLES - 1);
+        return srv_reply_err(sc, h, &e);
+    }
+    pthread_mutex_lock(&s->mu);
+    pd_table *t = s->tables[h->table];
+    if (t && !pd_table_same_def(t, &d)) {
+        pthread_mutex_unlock(&s->mu);
+        pd_seterr(&e, PARAMD_ESPEC,
+                  "table %u exists on this server with another definition",
+                  h->table);
+        return srv_reply_err(sc, h, &e);
+    }
+    if (!t) {
+        pd_table_env env = {s->W, s->index, s->S, s->pool};
+        t = pd_table_create(h->table, &d, &env, &e);
+        if (!t) {
+            pthread_mutex_unlock(&s->mu);
+            return srv_reply_err(sc, h, &e);
+        }
+        /* The table starts where the cluster's membership is now. */
+        for (int32_t w = 0; w < s->W; w++)
+            if (s->gone[w]) pd_table_worker_gone(t, w);
+            else if (s->jfrom[w] >= 0) pd_table_join_at(t, w, s->jfrom[w]);
+        s->tables[h->table] = t;
+        if (d.kind == PD_TABLE_SPARSE)
+            pd_log(PD_LOG_DEBUG, "table %u: sparse, dim %llu", h->table,
+                   (unsigned long long)d.n);
+        else
+            pd_log(PD_LOG_DEBUG, "table %u: shard [%llu, %llu) of %llu", h->table,
+                   (unsigned long long)d.lo, (unsigned long long)d.hi,
+                   (unsigned long long)d.n);
+    }
+    pthread_mutex_unlock(&s->mu);
+    return srv_send_ok(sc, h, NULL, 0, NULL, 0);
+}
+
+/* ==== Dense: SET, PUSH, PULL ============================================ */
+
+/* SET and PUSH: u64 offset, then floats. */
+int srv_on_write(srv_conn *sc, const pd_hdr *h) {
+    pd_err e = {0};
+    uint8_t pre[PD_RANGE_PREFIX];
+    if (h->len < PD_RANGE_PREFIX || (h->len - PD_RANGE_PREFIX) % 4 != 0) {
+        int rc = pd_conn_skip(sc->io, h->len, &sc->ioerr);
+        if (rc) return rc;
+        pd_seterr(&e, PARAMD_EPROTO,
+                  "%s payload of %llu bytes is not an offset plus floats",
+                  pd_msg_name(h->type), (unsigned long long)h->len);
+        return srv_reply_err(sc, h, &e);
+    }
+    int rc = pd_conn_read(sc->io, pre, sizeof pre, 0, &sc->ioerr);
+    if (rc) return rc;
+    pd_table_req rq = {0};
+    rq.worker = sc->rank;
+    rq.clock = h->clock;
+    rq.off = pd_le64_get(pre);
+    rq.count = (h->len - PD_RANGE_PREFIX) / 4;
+    uint64_t nbytes = h->len - PD_RANGE_PREFIX;
+    pd_table *t = srv_table(sc->srv, h->table);
+    if (!t) {
+        pd_seterr(&e, PARAMD_ENOTABLE, "no table %u on this server", h->table);
+    } else if (pd_table_check(t, &rq, &e) == 0 && h->type == PD_MSG_PUSH &&
+               sc->role != PD_ROLE_WORKER) {
+        pd_seterr(&e, PARAMD_EWORKER, "only workers push");
+    } else if (e.code == 0 && srv_ensure_buf(sc, (size_t)nbytes) != 0) {
+        pd_seterr(&e, PARAMD_ENOMEM, "out of memory for a %llu-byte payload",
+                  (unsigned long long)nbytes);
+    }
+    if (e.code) {
+        rc = pd_conn_skip(sc->io, nbytes, &sc->ioerr);
+        if (rc) return rc;
+        return srv_reply_err(sc, h, &e);
+    }
+    /* Zero-copy where the transport allows it (shared memory): the rule
+     * reads the gradient where the worker wrote it. */
+    const void *in_place = NULL;
+    int peeked = pd_conn_peek(sc->io, (size_t)nbytes, &in_place, &sc->ioerr);
+    if (peeked < 0) return peeked;
+    if (!peeked) {
+        rc = pd_conn_read(sc->io, sc->buf, (size_t)nbytes, 0, &sc->ioerr);
+        if (rc) return rc;
+    }
+    rq.in = peeked ? in_place : (const float *)(void *)sc->buf;
+    if (h->type == PD_MSG_SET)
+        rc = pd_table_set(t, &rq, &e);
+    else
+        rc = srv_push(sc, t, &rq, &e);
+    if (peeked) pd_conn_consume(sc->io, (size_t)nbytes);
+    if (rc) return srv_reply_err(sc, h, &e);
+    return srv_send_ok(sc, h, NULL, 0, NULL, 0);
+}
+
+/* A pull reply sent from under the table's values lock: as much of the
+ * frame as the transport takes without blocking goes straight from the
+ * values; the rest is copied to the connection's buffer and sent after
+ * the lock is released. */
+typedef struct pull_emit {
+    srv_conn *sc;
+    const pd_hdr *req;
+    uint8_t hb[PD_HDR_SIZE];
+    size_t hb_left;     /* header bytes not yet sent (at the end of hb) */
+    uint64_t rest;      /* value bytes not yet sent, copied to sc->buf */
+    int failed;
+} pull_emit;
+
+static void pull_emit_fn(void *arg, const float *v, uint64_t count,
+                         int64_t applied) {
+    pull_emit *pe = arg;
+    pd_hdr rh = {0};
+    rh.magic = PD_MAGIC;
+    rh.version = PD_PROTO_VERSION;
+    rh.type = pe->req->type | PD_REPLY;
+    rh.id = pe->req->id;
+    rh.table = pe->req->table;
+    /* The reply's clock is the table's applied clock: a worker behind it
+     * (a backup worker's straggler) can jump ahead. */
+    rh.clock = applied;
+    rh.len = count * 4;
+    pd_hdr_encode(&rh, pe->hb);
+    struct iovec iov[2] = {{pe->hb, PD_HDR_SIZE}, {(void *)v, (size_t)count * 4}};
+    struct iovec *p = iov;
+    int cnt = 2;
+    if (pd_conn_try_writev(pe->sc->io, &p, &cnt, &pe->sc->ioerr) < 0) {
+        pe->failed = 1;
+        return;
+    }
+    pe->hb_left = cnt == 2 ? iov[0].iov_len : 0;
+    pe->rest = cnt > 0 ? p[cnt - 1].iov_len : 0;
+    if (pe->rest) memcpy(pe->sc->buf, p[cnt - 1].iov_base, (size_t)pe->rest);
+}
+
+int srv_on_pull(srv_conn *sc, const pd_hdr *h) {
+    pd_err e = {0};
+    uint8_t p[PD_PULL_PAYLOAD];
+    if (h->len != PD_PULL_PAYLOAD) {
+        int rc = pd_conn_skip(sc->io, h->len, &sc->ioerr);
+        if (rc) return rc;
+        pd_seterr(&e, PARAMD_EPROTO, "PULL payload of %llu bytes, expected %d",
+                  (unsigned long long)h->len, PD_PULL_PAYLOAD);
+        return srv_reply_err(sc, h, &e);
+    }
+    int rc = pd_conn_read(sc->io, p, sizeof p, 0, &sc->ioerr);
+    if (rc) return rc;
+    pd_table_req rq = {0};
+    rq.worker = sc->rank;
+    rq.clock = h->clock;
+    rq.off = pd_le64_get(p);
+    rq.count = pd_le64_get(p + 8);
+    uint64_t count = rq.count;
+    pd_table *t = srv_table(sc->srv, h->table);
+    if (!t)
+        pd_seterr(&e, PARAMD_ENOTABLE, "no table %u on this server", h->table);
+    else if (pd_table_check(t, &rq, &e) != 0)
+        ;
+    else if (count > sc->srv->o.max_frame / 4)
+        pd_seterr(&e, PARAMD_ETOOBIG,
+                  "pull of %llu floats exceeds the frame limit of %llu bytes",
+                  (unsigned long long)count,
+                  (unsigned long long)sc->srv->o.max_frame);
+    else if (count * 4 > sc->pull_room)
+        pd_seterr(&e, PARAMD_ETOOBIG,
+                  "pull of %llu floats in a BATCH whose pulls already ask for "
+                  "%llu of the %u bytes of values a batch may return: send it "
+                  "alone",
+                  (unsigned long long)count,
+                  (unsigned long long)(PD_MAX_BATCH - sc->pull_room), PD_MAX_BATCH);
+    else if (srv_ensure_buf(sc, (size_t)count * 4) != 0)
+        pd_seterr(&e, PARAMD_ENOMEM, "out of memory for a pull reply");
+    if (e.code) return srv_reply_err(sc, h, &e);
+    if (sc->pull_room != UINT64_MAX) sc->pull_room -= count * 4;
+    pull_emit pe = {sc, h, {0}, 0, 0, 0};
+    rc = pd_table_pull(t, &rq, pull_emit_fn, &pe, &e);
+    if (rc) return srv_reply_err(sc, h, &e);
+    if (pe.failed) return PARAMD_EIO;
+    struct iovec iov[2];
+    int cnt = 0;
+    if (pe.hb_left) iov[cnt++] = (struct iovec){pe.hb + PD_HDR_SIZE - pe.hb_left, pe.hb_left};
+    if (pe.rest) iov[cnt++] = (struct iovec){sc->buf, (size_t)pe.rest};
+    return cnt ? pd_conn_writev(sc->io, iov, cnt, &sc->ioerr) : 0;
+}
+
+/* ==== Sparse: SPARSE_PUSH, SPARSE_PULL ==================================
+ * SPARSE_PUSH: u64 nkeys, keys, nkeys*dim floats.  SPARSE_PULL: u64 nkeys,
+ * keys; reply nkeys*dim floats.  The length must match nkeys exactly: a
+ * count that lies, or rows of another dim, is refused before anything is
+ * read into the table. */
+
+static void sparse_emit_fn(void *arg, const float *v, uint64_t count, int64_t applied) {
+    (void)v, (void)count;
+    *(int64_t *)arg = applied;
+}
+
+int srv_on_sparse(srv_conn *sc, const pd_hdr *h) {
+    pd_err e = {0};
+    int push = h->type == PD_MSG_SPARSE_PUSH;
+    uint8_t pre[PD_SPARSE_PREFIX];
+    uint64_t nkeys = 0, left = h->len;
+    int rc;
+    pd_table *t = NULL;
+    pd_table_req rq = {0};
+    rq.keyed = 1;
+    if (h->len < PD_SPARSE_PREFIX) {
+        pd_seterr(&e, PARAMD_EPROTO, "%s payload of %llu bytes has no key count",
+                  pd_msg_name(h->type), (unsigned long long)h->len);
+        goto reject;
+    }
+    if ((rc = pd_conn_read(sc->io, pre, sizeof pre, 0, &sc->ioerr))) return rc;
+    left -= PD_SPARSE_PREFIX;
+    nkeys = pd_le64_get(pre);
+    t = srv_table(sc->srv, h->table);
+    if (t && pd_table_check(t, &rq, &e) != 0) goto reject;
+    uint64_t dim = t ? t->def.n : 0;
+    /* bytes per key: 8 (the key) + dim*4 (its row) for a push; nkeys is
+     * bounded by the payload first, so nothing below overflows. */
+    uint64_t per = push ? 8 + dim * 4 : 8;
+    if (!t) {
+        pd_seterr(&e, PARAMD_ENOTABLE, "no sparse table %u on this server",
+                  h->table);
+    } else if (nkeys > left / per) {
+        pd_seterr(&e, PARAMD_EPROTO,
+                  "%s of %llu keys for table %u (dim %llu): the frame has only "
+                  "%llu payload bytes after the count",
+                  pd_msg_name(h->type), (unsigned long long)nkeys, h->table,
+                  (unsigned long long)dim, (unsigned long long)left);
+    } else if (nkeys * per != left) {
+        pd_seterr(&e, PARAMD_EPROTO,
+                  "%s of %llu keys for table %u (dim %llu) needs %llu payload "
+                  "bytes after the count, the frame has %llu",
+                  pd_msg_name(h->type), (unsigned long long)nkeys, h->table,
+                  (unsigned long long)dim, (unsigned long long)(nkeys * per),
+                  (unsigned long long)left);
+    } else if (push && sc->role != PD_ROLE_WORKER) {
+        pd_seterr(&e, PARAMD_EWORKER, "only workers push");
+    } else if (!push && nkeys > sc->srv->o.max_frame / 4 / dim) {
+        pd_seterr(&e, PARAMD_ETOOBIG,
+                  "pull of %llu rows of %llu floats exceeds the frame limit of "
+                  "%llu bytes",
+                  (unsigned long long)nkeys, (unsigned long long)dim,
+                  (unsigned long long)sc->srv->o.max_frame);
+    } else if (!push && nkeys * dim * 4 > sc->pull_room) {
+        pd_seterr(&e, PARAMD_ETOOBIG,
+                  "pull of %llu rows of %llu floats in a BATCH whose pulls "
+                  "already ask for %llu of the %u bytes of values a batch may "
+                  "return: send it alone",
+                  (unsigned long long)nkeys, (unsigned long long)dim,
+                  (unsigned long long)(PD_MAX_BATCH - sc->pull_room), PD_MAX_BATCH);
+    } else if (srv_ensure_buf(sc, (size_t)(left + (push ? 0 : nkeys * dim * 4))) != 0) {
+        pd_seterr(&e, PARAMD_ENOMEM, "out of memory for a %llu-byte payload",
+                  (unsigned long long)left);
+    }
+    if (e.code) goto reject;
+    if (!push && sc->pull_room != UINT64_MAX) sc->pull_room -= nkeys * dim * 4;
+    if ((rc = pd_conn_read(sc->io, sc->buf, (size_t)left, 0, &sc->ioerr))) return rc;
+    /* Keys are little-endian u64 and floats little-endian IEEE-754, like
+     * the host (wire.h); the buffer is malloc-aligned. */
+    rq.worker = sc->rank;
+    rq.clock = h->clock;
+    rq.keys = (const uint64_t *)(void *)sc->buf;
+    rq.nkeys = nkeys;
+    rq.io = (float *)(void *)(sc->buf + nkeys * 8);
+    int64_t applied = 0;
+    if (push)
+        rc = srv_push(sc, t, &rq, &e);
+    else
+        rc = pd_table_pull(t, &rq, sparse_emit_fn, &applied, &e);
+    if (rc) return srv_reply_err(sc, h, &e);
+    pd_hdr rh = *h; /* a pull's reply carries the applied clock, as PULL's */
+    if (!push) rh.clock = applied;
+    return srv_send_ok(sc, &rh, push ? NULL : rq.io, push ? 0 : (size_t)(nkeys * dim * 4),
+                       NULL, 0);
+reject:
+    if ((rc = pd_conn_skip(sc->io, left, &sc->ioerr))) return rc;
+    return srv_reply_err(sc, h, &e);
+}
+
+/* ==== STATS ============================================================= */
+
+int srv_on_stats(srv_conn *sc, const pd_hdr *h) {
+    pd_server *s = sc->srv;
+    int rc = pd_conn_skip(sc->io, h->len, &sc->ioerr);
+    if (rc) return rc;
+    char text[8192];
+    size_t off = 0;
+    int ntcp = 0, nshm = 0;
+    pthread_mutex_lock(&s->mu);
+    for (srv_conn *c = s->conns; c; c = c->next)
+        if (c->conn && c->rank >= 0) {
+            if (c->shm_fd >= 0) nshm++;
+            else ntcp++;
+        }
+    pthread_mutex_unlock(&s->mu);
+    off += (size_t)snprintf(text, sizeof text,
+                            "server %d of %d, %d workers, worker connections "
+                            "tcp %d shm %d batches %llu batched %llu\n",
+                            s->index, s->S, s->W, ntcp, nshm,
+                            (unsigned long long)__atomic_load_n(&s->batches, __ATOMIC_RELAXED),
+                            (unsigned long long)__atomic_load_n(&s->batched, __ATOMIC_RELAXED));
+    for (uint32_t id = 1; id < PD_MAX_TABLES && off < sizeof text - 256; id++) {
+        if (h->table && id != h->table) continue; /* STATS of one table */
+        pd_table *t = srv_table(s, id);
+        if (!t) continue;
+        int n = pd_table_stats_line(t, text + off, sizeof text - off);
+        if (n < 0) continue;
+        if ((size_t)n >= sizeof text - off) { /* truncated: stop here */
+            off = strlen(text);
+            break;
+        }
+        off += (size_t)n;
+    }
+    if (off < sizeof text) {
+        uint64_t par, busy;
+        pd_pool_counts(s->pool, &par, &busy);
+        off += (size_t)snprintf(text + off, sizeof text - off,
+                                "apply threads %d updates in parallel %llu "
+                                "inline because busy %llu\n",
+                                pd_pool_threads(s->pool), (unsigned long long)par,
+                                (unsigned long long)busy);
+    }
+    if (off < sizeof text) {
+        off += (size_t)snprintf(
+            text + off, sizeof text - off,
+            "shared buffers mapped %llu bytes %llu pushes %llu pulls %llu\n",
+            (unsigned long long)__atomic_load_n(&s->regions, __ATOMIC_RELAXED),
+            (unsigned long long)__atomic_load_n(&s->region_bytes, __ATOMIC_RELAXED),
+            (unsigned long long)__atomic_load_n(&s->region_pushes, __ATOMIC_RELAXED),
+            (unsigned long long)__atomic_load_n(&s->region_pulls, __ATOMIC_RELAXED));
+        if (off > sizeof text - 1) off = sizeof text - 1;
+    }
+    return srv_send_ok(sc, h, text, off, NULL, 0);
+}

@@ -1,0 +1,176 @@
+/*
+ * membership.c - the coordinator watcher and what it tells a server about
+ * workers: WORKER_GONE, WORKER_JOIN (two phases), SHUTDOWN; and the
+ * incarnation of each rank, which keeps a dead worker's pushes out of its
+ * successor's clocks.
+ *
+ * The coordinator watcher calls these (WORKER_GONE, WORKER_JOIN); the
+ * tables do the clock arithmetic (gate.h, "Joins").  Each rank has an
+ * incarnation, wgen[rank], bumped when it is gone and when it joins: a
+ * connection remembers the incarnation it was opened in (srv_bind_rank)
+ * and may push only while it is current, and a bump waits until the
+ * pushes already inside a table are done (inflight).  So no push of a
+ * dead worker's connection still in a socket buffer can ever count for
+ * the worker that takes its rank.  Called with nothing locked.
+ */
+#include "server/server_impl.h"
+
+void srv_bind_rank(srv_conn *sc) {
+    if (sc->rank < 0) return;
+    pthread_mutex_lock(&sc->srv->mu);
+    sc->gen = sc->srv->wgen[sc->rank];
+    pthread_mutex_unlock(&sc->srv->mu);
+}
+
+/* 0 and the push may go into a table (then push_end), or PARAMD_EWORKER. */
+int srv_push_begin(srv_conn *sc, pd_err *e) {
+    pd_server *s = sc->srv;
+    if (sc->rank < 0) return 0; /* the table refuses it */
+    pthread_mutex_lock(&s->mu);
+    int ok = sc->gen == s->wgen[sc->rank];
+    if (ok) s->inflight[sc->rank]++;
+    pthread_mutex_unlock(&s->mu);
+    if (ok) return 0;
+    return pd_seterr(e, PARAMD_EWORKER,
+                     "worker %d was removed from the cluster (or its rank was "
+                     "given to a new worker): this connection may not push",
+                     sc->rank);
+}
+
+void srv_push_end(srv_conn *sc) {
+    pd_server *s = sc->srv;
+    if (sc->rank < 0) return;
+    pthread_mutex_lock(&s->mu);
+    if (--s->inflight[sc->rank] == 0) pthread_cond_broadcast(&s->cv);
+    pthread_mutex_unlock(&s->mu);
+}
+
+/* With s->mu held: a new incarnation of rank w; returns once no push of an
+ * older one is inside a table.  Pushes never wait inside a table, so this
+ * is short.  Connections of the old incarnation are shut down (a stopped
+ * worker that resumes gets errors, not silence). */
+static void new_incarnation(pd_server *s, uint32_t w) {
+    s->wgen[w]++;
+    for (srv_conn *sc = s->conns; sc; sc = sc->next)
+        if (sc->rank == (int32_t)w && sc->gen != s->wgen[w])
+            pd_conn_shutdown(sc->conn);
+    while (s->inflight[w] > 0) pthread_cond_wait(&s->cv, &s->mu);
+}
+
+static void on_worker_gone(pd_server *s, const pd_hdr *h, const uint8_t *buf) {
+    pd_rd r;
+    uint32_t w, clean = 0;
+    pd_rd_init(&r, buf, (size_t)h->len);
+    pd_get_u32(&r, &w);
+    pd_get_u32(&r, &clean);
+    if (!pd_rd_done(&r) || w >= (uint32_t)s->W) {
+        pd_log(PD_LOG_WARN, "ignoring a malformed WORKER_GONE");
+        return;
+    }
+    pthread_mutex_lock(&s->mu);
+    s->gone[w] = 1;
+    new_incarnation(s, w);
+    for (uint32_t id = 1; id < PD_MAX_TABLES; id++) {
+        pd_table *t = s->tables[id];
+        if (!t) continue;
+        int64_t at = pd_table_applied(t);
+        pd_table_worker_gone(t, (int32_t)w);
+        if (t->def.consistency != PD_CONS_ASYNC)
+            pd_log(clean ? PD_LOG_DEBUG : PD_LOG_WARN, "worker %u removed: table %u goes on at "
+                   "clock %lld without it", w, id, (long long)at);
+    }
+    pthread_mutex_unlock(&s->mu);
+}
+
+/* WORKER_JOIN: u32 rank, u32 phase, i64 clock.  PREPARE is answered with
+ * this server's frontier (i64: the largest of its tables', 0 if none);
+ * COMMIT (clock J) is not answered. */
+static void on_worker_join(pd_server *s, const pd_hdr *h, const uint8_t *buf) {
+    pd_rd r;
+    uint32_t w, phase;
+    uint64_t J;
+    pd_rd_init(&r, buf, (size_t)h->len);
+    pd_get_u32(&r, &w);
+    pd_get_u32(&r, &phase);
+    pd_get_u64(&r, &J);
+    if (!pd_rd_done(&r) || w >= (uint32_t)s->W ||
+        (phase != PD_JOIN_PREPARE && phase != PD_JOIN_COMMIT) ||
+        J > (uint64_t)INT64_MAX) {
+        pd_log(PD_LOG_WARN, "ignoring a malformed WORKER_JOIN");
+        return;
+    }
+    pthread_mutex_lock(&s->mu);
+    if (phase == PD_JOIN_PREPARE) {
+        int64_t F = 0;
+        s->gone[w] = 0;
+        new_incarnation(s, w);
+        for (uint32_t id = 1; id < PD_MAX_TABLES; id++) {
+            int64_t f = s->tables[id] ? pd_table_join_begin(s->tables[id], (int32_t)w) : -1;
+            if (f > F) F = f;
+        }
+        s->jfrom[w] = F;
+        pthread_mutex_unlock(&s->mu);
+        uint8_t p[8];
+        for (int i = 0; i < 8; i++) p[i] = (uint8_t)((uint64_t)F >> (8 * i));
+        pd_hdr rh = *h;
+        rh.type = PD_MSG_WORKER_JOIN | PD_REPLY;
+        rh.len = 0;
+        /* Only this thread writes to the coordinator after start-up. */
+        pd_send_frame(s->coord, &rh, p, sizeof p, NULL, 0, NULL, 0, NULL);
+        pd_log(PD_LOG_DEBUG, "worker %u joining: this server's frontier is clock %lld",
+               w, (long long)F);
+        return;
+    }
+    s->jfrom[w] = (int64_t)J;
+    for (uint32_t id = 1; id < PD_MAX_TABLES; id++) {
+        pd_table *t = s->tables[id];
+        if (!t) continue;
+        const pd_table_def *d = &t->def;
+        pd_table_join_at(t, (int32_t)w, (int64_t)J);
+        if (!d->elastic)
+            pd_log(PD_LOG_INFO, "worker %u joined: table %u does not take it "
+                   "(elastic=no)", w, id);
+        else if (d->consistency != PD_CONS_ASYNC)
+            pd_log(PD_LOG_INFO, "worker %u joined: table %u counts it from "
+                   "clock %lld", w, id, (long long)J);
+    }
+    pthread_mutex_unlock(&s->mu);
+}
+
+/* ==== Coordinator watcher ============================================== */
+
+void *srv_coord_main(void *arg) {
+    pd_server *s = arg;
+    uint8_t *buf = pd_malloc(PD_MAX_CTRL_PAYLOAD + 1);
+    for (;;) {
+        pd_err e = {0};
+        pd_hdr h;
+        int rc = pd_recv_hdr(s->coord, &h, PD_MAX_CTRL_PAYLOAD, &e);
+        if (rc == 0 && buf) rc = pd_recv_payload(s->coord, &h, buf, &e);
+        if (rc == 0 && h.type == PD_MSG_SHUTDOWN) {
+            pd_log(PD_LOG_DEBUG, "coordinator says shutdown");
+            break;
+        }
+        if (rc == 0 && h.type == PD_MSG_WORKER_GONE) {
+            on_worker_gone(s, &h, buf);
+            continue;
+        }
+        if (rc == 0 && h.type == PD_MSG_WORKER_JOIN) {
+            on_worker_join(s, &h, buf);
+            continue;
+        }
+        if (rc) {
+            pthread_mutex_lock(&s->mu);
+            int stopping = s->stopping;
+            if (!stopping) s->lost_coordinator = 1;
+            pthread_mutex_unlock(&s->mu);
+            if (!stopping)
+                pd_log(PD_LOG_ERROR, "lost the coordinator: %s", e.msg);
+            break;
+        }
+    }
+    pd_free(buf);
+    pd_server_stop(s);
+    return NULL;
+}
+
