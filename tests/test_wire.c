@@ -8,7 +8,6 @@
 
 #include "check.h"
 #include "table/spec.h"
-#include "frame/hello.h"
 #include "wire/wire.h"
 
 static void test_header_roundtrip(void) {
@@ -83,21 +82,6 @@ static void test_reader_bounds(void) {
     uint8_t b3[] = {3, 0, 'a', 0, 'c'};
     pd_rd_init(&r, b3, sizeof b3);
     CHECK(pd_get_str(&r, s, 7) == -1);
-}
-
-static void test_hello(void) {
-    pd_buf b;
-    pd_buf_init(&b);
-    pd_hello h = {PD_ROLE_WORKER, 3}, d;
-    pd_hello_encode(&b, &h);
-    pd_err e = {0};
-    CHECK_OK(pd_hello_decode(b.p, b.len, &d, &e));
-    CHECK_INT_EQ(d.role, PD_ROLE_WORKER);
-    CHECK_INT_EQ(d.rank, 3);
-    CHECK_INT_EQ(pd_hello_decode(b.p, b.len - 1, &d, &e), PARAMD_EPROTO);
-    b.p[0] = 77; /* unknown role */
-    CHECK_INT_EQ(pd_hello_decode(b.p, b.len, &d, &e), PARAMD_EPROTO);
-    pd_buf_free(&b);
 }
 
 static void test_table_def(void) {
@@ -424,7 +408,6 @@ int main(void) {
     test_header_roundtrip();
     test_header_validation();
     test_reader_bounds();
-    test_hello();
     test_table_def();
     test_spec();
     test_partition();
