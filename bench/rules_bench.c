@@ -30,7 +30,7 @@
 #include <string.h>
 
 #include "common/common.h"
-#include "server/rules.h"
+#include "table/rules.h"
 
 #define TRIALS 3
 #define MIN_SECONDS 0.2
