@@ -1,5 +1,5 @@
 /*
- * test_rules.c - the update rules of src/server/rules.c against reference
+ * test_rules.c - the update rules of src/table/rules.c against reference
  * versions written here straight from the formulas, and the plugin loader.
  *
  * Each built-in rule has a reference below: double precision, one scalar

@@ -26,7 +26,7 @@
  * if it is not NEW, LIVE or JOINING), which is a join.
  *
  * Joins.  The joiner's REG_WORKER thread runs the two phases of
- * server/shard.h ("Joins"), one join at a time: PREPARE to every server,
+ * server/gate.h ("Joins"), one join at a time: PREPARE to every server,
  * each answers its frontier (the first clock nobody pushed for, over all
  * its tables) on its coordinator connection (read by that server's
  * connection thread here, which records it and wakes the joiner's

@@ -5,8 +5,8 @@
  * Why it exists.  A BATCH frame carries whole request frames, and its reply
  * carries whole reply frames (docs/protocol.md, "Batches").  Rather than a
  * second set of request handlers that parse from memory, the server runs
- * each inner frame through its ordinary handlers (on_write, on_pull,
- * on_sparse in server/server.c) with this connection in place of the
+ * each inner frame through its one dispatch (srv_dispatch in
+ * server/session.c, then the ordinary handlers) with this connection in place of the
  * socket: their reads are bounded copies out of the batch, their peek a
  * pointer into it (the zero-copy push path still applies the gradient
  * where it lies), and their replies, including the non-blocking pull
@@ -15,7 +15,7 @@
  * BATCH reply the same way.
  *
  * Invariants.  Nothing is read outside [in, in+inlen): a read past the end
- * is the end of the stream, which the frame layer (pd_conn_read) reports
+ * is the end of the stream, which pd_conn_read reports
  * as a truncated frame.  No allocation here except the output buffer's
  * growth (pd_buf, kept by its owner across batches).  The struct is the
  * caller's (usually on the stack), so destroy does nothing.

@@ -1,7 +1,7 @@
 /*
  * members.h - which workers one table's clocks wait for, and from which
  * clock: the membership part of the consistency rules, shared by dense
- * shards (shard.c) and sparse tables (sparse.c).  No locking here: the
+ * and sparse stores through the clock gate (gate.c).  No locking here: the
  * table's own mutex guards its pd_members.
  *
  * Every worker slot w (0..W-1, W = the cluster's worker slots, i.e.
@@ -13,7 +13,7 @@
  *            counted, and its pushes are refused with a message that says
  *            why.
  * The workers the cluster starts with are LIVE from clock 0.  A joiner is
- * LIVE from the clock J the coordinator chose (shard.h says how J is made
+ * LIVE from the clock J the coordinator chose (gate.h says how J is made
  * safe); clocks below J never wait for it.
  *
  * need(c) = #{w LIVE : from[w] <= c} - backup (at least 1): how many whole

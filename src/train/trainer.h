@@ -14,7 +14,7 @@
  * and the push taken out, to measure what the parameter server costs.
  * Every worker keeps its own copy of the weights and applies its own
  * gradient to it with the same update rule the servers run
- * (src/server/rules.c) and the unscaled learning rate (it is one process
+ * (src/table/rules.c) and the unscaled learning rate (it is one process
  * of batch B).  Same batches, same model math, same BLAS threads, same
  * evaluation schedule (worker 0 evaluates its own weights).  The workers
  * still join the cluster: the coordinator gives them ranks and the barriers

@@ -140,7 +140,7 @@ void pd_table_def_encode(pd_buf *b, const pd_table_def *d);
 int pd_table_def_decode(const void *p, size_t len, pd_table_def *d,
                         pd_err *e);
 
-/* WORKER_JOIN phases (docs/protocol.md, server/shard.h): PREPARE asks a
+/* WORKER_JOIN phases (docs/protocol.md, server/gate.h): PREPARE asks a
  * server to hold every clock from its frontier on for the joiner and to
  * reply with that frontier (i64); COMMIT tells it the clock J the joiner
  * counts from (the largest frontier of all servers); no reply. */
