@@ -144,7 +144,7 @@ int cmd_train(int argc, char **argv) {
         {"comm", 1, 0, O_COMM}, {"lr-decay", 1, 0, O_DECAY},
         {"apply-threads", 1, 0, O_APPLY},
         {0, 0, 0, 0}};
-    /* OpenBLAS falls back to generic kernels (4-5x slower) on CPUs newer
+    /* OpenBLAS falls back to generic kernels (several times slower) on CPUs newer
      * than its release; it reads OPENBLAS_CORETYPE only at load time, so
      * set it and start again (once; a value the user set is kept). */
     const char *core = pd_blas_suggest_core();

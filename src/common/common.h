@@ -50,9 +50,10 @@ int64_t pd_now_ms(void);    /* monotonic milliseconds */
 
 /* Waiters that spin a little before sleeping (the shm rings, the client's
  * req_finish) yield the CPU between checks, because a futex wake-up of a
- * sleeper lands on a halted vCPU (25-100 us on these virtual machines).
- * On a loaded machine, though, a yield can hand the rest of the time slice
- * to a busy process and cost ~4 ms.  So:
+ * sleeper lands on a halted vCPU, which on a virtual machine costs many
+ * round trips.  On a loaded machine, though, a yield can hand the rest of
+ * the time slice to a busy process and cost a whole slice (figures in
+ * bench/README.md).  So:
  *   pd_yield_ok()  1 if this wait may spin-yield; 0 while the thread is
  *                  in a no-yield period (each call counts one wait of it);
  *   pd_yield()     sched_yield(); -1 if it took longer than 200 us (the

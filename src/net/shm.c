@@ -32,21 +32,17 @@
  * checks a few dozen times, then for up to PD_SHM_YIELD_NS checks between
  * sched_yield() calls, then sleeps on a futex word of the ring.  Why the
  * yielding: a futex wake-up is not a "sync" wake-up like a socket's, so the
- * sleeper is woken on another, halted vCPU, which costs 25-100 us on these
- * virtual machines; yielding keeps the vCPU awake while still giving it to
- * any runnable thread (a pure spin of 30 us was measured to starve the
- * peer on 2 loaded vCPUs: a 4 KiB pull took 77 us instead of 13).  With
- * the yield, paramd bench measured a 4 KiB pull at 6-8 us on an idle
- * machine, against 32 us sleeping at once.  But on a loaded machine a
- * yield can hand the rest of the time slice to a busy process, and the
- * waiter comes back about 4 ms later: with two busy loops running, a 4 KiB
- * pull or push over shm took 4.0 ms at p50 (10-15 us sleeping at once).
- * So a yield that took longer than 200 us (the CPU was lost) makes this
- * thread skip the yielding for its next 1000 waits (pd_yield in
- * common.h): idle machines keep the fast path (6.7-7.1 us), loaded ones
- * sleep at once and pay a lost slice once per 1000 waits (10 us at p50,
- * 18-28 us at p99, 1.4x the raw TCP ping-pong measured beside it).  To
- * sleep it reads the word, raises its `waiting` flag, re-checks the index,
+ * sleeper is woken on another, halted vCPU, which on a virtual machine
+ * costs many times a round trip through the ring; yielding keeps the vCPU
+ * awake while still giving it to any runnable thread (a pure spin starves
+ * the peer when the vCPUs are loaded).  But on a loaded machine a yield
+ * can hand the rest of the time slice to a busy process, and the waiter
+ * comes back a whole slice later.  So a yield that took longer than 200 us
+ * (the CPU was lost) makes this thread skip the yielding for its next
+ * 1000 waits (pd_yield in common.h): idle machines keep the fast path,
+ * loaded ones sleep at once and pay a lost slice once per 1000 waits.
+ * bench/README.md ("Waiters that stop yielding", "figures once in
+ * comments") has what was measured each way.  To sleep it reads the word, raises its `waiting` flag, re-checks the index,
  * and waits for the word to change.  The other side, after publishing an index,
  * issues a full fence and, if the flag is up, bumps the word and wakes it.
  * The fence pair (flag store / index load on one side, index store / flag

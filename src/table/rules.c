@@ -70,8 +70,8 @@
 /* Parameters per kernel call: 256 bytes of each array.  A whole number of
  * vectors of every x86 width.  Long enough that the square roots a kernel
  * stores are out of the store buffer before its next loop reads them back
- * (16 ran adam 2.4x slower under -march=icelake-server, whose 32-byte loads
- * could not be forwarded from sqrt_block's 64-byte stores); short enough
+ * (with 16, adam ran much slower under -march=icelake-server, whose 32-byte
+ * loads could not be forwarded from sqrt_block's 64-byte stores); short enough
  * that the zero-padded tail costs little for a sparse row of a few floats.
  * rules_bench measures it. */
 #define BLOCK 64

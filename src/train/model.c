@@ -28,20 +28,19 @@
  *   fc2            0.02            0.04
  *   total          27.8            54.2   => 82 MFLOP per sample
  *
- * On the 2-core Xeon this was written on, one BLAS thread does a 1024^3
- * sgemm at ~145 GFLOP/s (with the right kernels: pd_blas_suggest_core),
- * so the ceiling is ~1780 samples/s; the cnn runs at ~950 (53%), the mlp
- * at ~125000 (73%).  The rest of the cnn's step is memory-bound passes
- * (im2col, col2im, ReLU, pooling, bias) and sgemm shapes less square than
- * 1024^3.  bench/single_train --bench-steps prints both numbers.
+ * So the ceiling of a step is the sgemm rate of one BLAS thread divided by
+ * 82 MFLOP per sample; bench/single_train --bench-steps prints both the
+ * ceiling and the rate reached (bench/README.md has the figures).  What
+ * the cnn loses to it is memory-bound passes (im2col, col2im, ReLU,
+ * pooling, bias) and sgemm shapes less square than 1024^3.
  *
  * A convolution is im2col + one sgemm per chunk of samples: in NHWC one
  * im2col row is K runs of K*Cin contiguous floats, so building it is K
  * memcpy's per output pixel.  The chunk is as many samples as the col
  * buffer holds (COL_FLOATS, 1 MB: 1 sample of conv2, 13 of conv1), which
- * bounds the scratch whatever max_batch is.  Small chunks measured faster
- * than large ones (1010 against 953 samples/s for 1 MB and 64 MB): the
- * im2col, the sgemm's output and col2im stay in L2.  The backward pass
+ * bounds the scratch whatever max_batch is.  Small chunks are faster than
+ * large ones (bench/README.md): the im2col, the sgemm's output and col2im
+ * stay in L2.  The backward pass
  * rebuilds the im2col of each chunk rather than keeping it from the
  * forward pass: it is cheap next to the sgemm and saves 0.6 MB per sample.
  *

@@ -159,7 +159,7 @@ void pd_blas_set_threads(int n);
  * OPENBLAS_CORETYPE that selects better ones ("SkylakeX", "Haswell",
  * "Sandybridge").  That happens when the CPU is newer than the OpenBLAS
  * release: OpenBLAS then falls back to its oldest x86-64 kernels
- * ("Prescott"), 4-5x slower.  OpenBLAS reads OPENBLAS_CORETYPE only when it
+ * ("Prescott"), several times slower.  OpenBLAS reads OPENBLAS_CORETYPE only when it
  * is loaded, so a program that wants the fix sets it and re-executes
  * itself before doing anything else (bench/single_train.c shows how).
  */
