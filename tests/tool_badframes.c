@@ -45,7 +45,7 @@ static const char *coord;
 static uint8_t buf[PD_MAX_CTRL_PAYLOAD + 1];
 static float want[N];
 static uint64_t rng = 0x9e3779b97f4a7c15ull;
-static size_t hello_len; /* payload bytes of the last HELLO reply, in buf */
+static pd_welcome welcome; /* the last HELLO reply */
 
 static uint64_t next_rand(void) {
     rng ^= rng << 13, rng ^= rng >> 7, rng ^= rng << 17;
@@ -56,7 +56,7 @@ static pd_conn *dial(const char *addr) { return rp_dial(addr); }
 
 static void hello(pd_conn *c, uint32_t role, int32_t rank, int expect) {
     pd_err e = {0};
-    int rc = rp_hello(c, role, rank, buf, &hello_len, &e);
+    int rc = rp_hello(c, role, rank, &welcome, &e);
     if (rc != expect) CHECK_FAIL_("HELLO gave %s, expected %s (%s)", paramd_err_name(rc), paramd_err_name(expect), e.msg);
 }
 
@@ -163,7 +163,7 @@ static pd_conn *dial_worker(void) {
     hello(c, PD_ROLE_WORKER, 0, 0);
     const char *tr = getenv("PARAMD_TRANSPORT");
     if (!tr || strcmp(tr, "shm") != 0) return c;
-    pd_conn *s = rp_shm(buf, hello_len, buf);
+    pd_conn *s = rp_shm(&welcome);
     if (!s) CHECK_FAIL_("PARAMD_TRANSPORT=shm but the server offers no shared memory");
     pd_conn_destroy(c);
     return s;
@@ -444,9 +444,10 @@ int main(int argc, char **argv) {
     coord = argv[1];
     pd_err e = {0};
     /* the map */
-    char addrs[1][PD_MAX_ADDR + 1];
-    if (rp_map(coord, addrs, 1, buf) < 1) CHECK_FAIL_("the map names no server");
-    snprintf(server, sizeof server, "%s", addrs[0]);
+    pd_map m;
+    rp_map(coord, &m);
+    snprintf(server, sizeof server, "%s", m.addr[0]);
+    pd_map_free(&m);
     printf("server 0 at %s\n", server);
 
     /* define table TABLE on server 0: the whole table on this one server */

@@ -46,7 +46,7 @@
 #include <string.h>
 
 #include "common/common.h"
-#include "frame/hello.h"
+#include "rawpeer.h"
 #include "net/conn.h"
 #include "paramd.h"
 
@@ -80,47 +80,20 @@ static paramd_client *c;
 /* ==== STATS of every server (as a tool, through the coordinator's map) == */
 
 static void server_counters(long long *batches, long long *batched) {
-    static uint8_t buf[PD_MAX_CTRL_PAYLOAD + 1];
-    const char *coord = getenv("PARAMD_COORDINATOR");
-    pd_err e = {0};
-    pd_buf b;
-    pd_hdr h = {0}, rh;
-    pd_hello hl = {PD_ROLE_TOOL, -1};
+    static char text[PD_MAX_CTRL_PAYLOAD + 1];
+    pd_map m;
     *batches = *batched = 0;
-    pd_conn *cc = pd_tcp_connect(coord, 5000, &e);
-    if (!cc) FAIL("coordinator: %s", e.msg);
-    pd_buf_init(&b);
-    pd_hello_encode(&b, &hl);
-    h.type = PD_MSG_HELLO, h.id = 1;
-    if (pd_rpc(cc, &h, b.p, b.len, &rh, buf, &e)) FAIL("HELLO: %s", e.msg);
-    h.type = PD_MSG_MAP, h.id = 2;
-    if (pd_rpc(cc, &h, NULL, 0, &rh, buf, &e)) FAIL("MAP: %s", e.msg);
-    pd_rd r;
-    uint32_t u, S;
-    uint64_t ep;
-    pd_rd_init(&r, buf, (size_t)rh.len);
-    pd_get_u32(&r, &u), pd_get_u32(&r, &u), pd_get_u32(&r, &S), pd_get_u64(&r, &ep);
-    char (*addr)[PD_MAX_ADDR + 1] = calloc(S, sizeof *addr);
-    for (uint32_t k = 0; k < S; k++)
-        if (pd_get_str(&r, addr[k], PD_MAX_ADDR)) FAIL("bad map");
-    for (uint32_t k = 0; k < S; k++) {
-        pd_conn *sc = pd_tcp_connect(addr[k], 5000, &e);
-        if (!sc) FAIL("server %u: %s", k, e.msg);
-        h.type = PD_MSG_HELLO, h.id = 1;
-        if (pd_rpc(sc, &h, b.p, b.len, &rh, buf, &e)) FAIL("server HELLO: %s", e.msg);
-        h.type = PD_MSG_STATS, h.id = 2;
-        if (pd_rpc(sc, &h, NULL, 0, &rh, buf, &e)) FAIL("STATS: %s", e.msg);
-        const char *p = strstr((const char *)buf, " batches ");
+    rp_map(getenv("PARAMD_COORDINATOR"), &m);
+    for (uint32_t k = 0; k < m.S; k++) {
+        rp_stats(m.addr[k], 0, text);
+        const char *p = strstr(text, " batches ");
         long long x, y;
         if (!p || sscanf(p, " batches %lld batched %lld", &x, &y) != 2)
-            FAIL("server %u's STATS has no batch counters: %s", k, (const char *)buf);
+            FAIL("server %u's STATS has no batch counters: %s", k, text);
         printf("server %u: batches %lld batched %lld\n", k, x, y);
         *batches += x, *batched += y;
-        pd_conn_destroy(sc);
     }
-    free(addr);
-    pd_buf_free(&b);
-    pd_conn_destroy(cc);
+    pd_map_free(&m);
 }
 
 /* ==== The async window, from several threads ============================ */

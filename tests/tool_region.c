@@ -51,7 +51,7 @@
 static const char *coord;
 static char addr[2][PD_MAX_ADDR + 1];
 static uint8_t buf[PD_MAX_CTRL_PAYLOAD + 1];
-static size_t hello_len;
+static pd_welcome welcome;
 static int over_shm;
 
 /* ==== Raw peers ========================================================= */
@@ -60,7 +60,7 @@ static pd_conn *dial(const char *a) { return rp_dial(a); }
 
 static void hello(pd_conn *c, uint32_t role, int32_t rank) {
     pd_err e = {0};
-    if (rp_hello(c, role, rank, buf, &hello_len, &e)) CHECK_FAIL_("HELLO: %s", e.msg);
+    if (rp_hello(c, role, rank, &welcome, &e)) CHECK_FAIL_("HELLO: %s", e.msg);
 }
 
 /* A worker connection to server k over shared memory, or NULL if the
@@ -68,7 +68,7 @@ static void hello(pd_conn *c, uint32_t role, int32_t rank) {
 static pd_conn *dial_shm(int k) {
     pd_conn *c = dial(addr[k]);
     hello(c, PD_ROLE_WORKER, 0);
-    pd_conn *s = rp_shm(buf, hello_len, buf);
+    pd_conn *s = rp_shm(&welcome);
     pd_conn_destroy(c);
     return s;
 }
@@ -436,7 +436,11 @@ int main(int argc, char **argv) {
     const char *tr = getenv("PARAMD_TRANSPORT");
     over_shm = !tr || strcmp(tr, "tcp") != 0;
     /* the map: the servers' addresses */
-    if (rp_map(coord, addr, 2, buf) != 2) CHECK_FAIL_("the cluster map does not name 2 servers");
+    pd_map m;
+    rp_map(coord, &m);
+    if (m.S != 2) CHECK_FAIL_("the cluster map names %u servers, not 2", m.S);
+    for (int k = 0; k < 2; k++) snprintf(addr[k], sizeof addr[k], "%s", m.addr[k]);
+    pd_map_free(&m);
     bad_frames();
     workers();
     printf("region ok\n");

@@ -34,7 +34,7 @@
 #include <string.h>
 
 #include "common/hash.h"
-#include "frame/hello.h"
+#include "rawpeer.h"
 #include "net/conn.h"
 #include "paramd.h"
 #include "table/rules.h"
@@ -420,16 +420,8 @@ static uint8_t rbuf[PD_MAX_CTRL_PAYLOAD + 1];
 
 static pd_conn *raw_connect(const char *addr, uint32_t role, int32_t rank) {
     pd_err e = {0};
-    pd_conn *k = pd_tcp_connect(addr, 5000, &e);
-    if (!k) FAIL("connect %s: %s", addr, e.msg);
-    pd_buf b;
-    pd_hdr h = {0}, rh;
-    pd_hello hl = {role, rank};
-    pd_buf_init(&b);
-    pd_hello_encode(&b, &hl);
-    h.type = PD_MSG_HELLO, h.id = 1;
-    if (pd_rpc(k, &h, b.p, b.len, &rh, rbuf, &e)) FAIL("HELLO %s: %s", addr, e.msg);
-    pd_buf_free(&b);
+    pd_conn *k = rp_dial(addr);
+    if (rp_hello(k, role, rank, NULL, &e)) FAIL("HELLO %s: %s", addr, e.msg);
     return k;
 }
 

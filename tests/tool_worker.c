@@ -65,7 +65,7 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "frame/hello.h"
+#include "rawpeer.h"
 #include "net/conn.h"
 #include "paramd.h"
 #include "table/rules.h"
@@ -198,43 +198,15 @@ static int rules(const char *spec, int steps) {
 
 /* The text of STATS from every server (through the coordinator's map). */
 static void all_stats(char *out, size_t outlen) {
-    const char *coord = getenv("PARAMD_COORDINATOR");
-    pd_err e = {0};
-    static uint8_t buf[PD_MAX_CTRL_PAYLOAD + 1];
-    pd_conn *cc = pd_tcp_connect(coord, 5000, &e);
-    pd_buf b;
-    pd_hdr h = {0}, rh;
-    pd_hello hl = {PD_ROLE_TOOL, -1};
+    static char text[PD_MAX_CTRL_PAYLOAD + 1];
+    pd_map m;
     out[0] = 0;
-    if (!cc) return;
-    pd_buf_init(&b);
-    pd_hello_encode(&b, &hl);
-    h.type = PD_MSG_HELLO, h.id = 1;
-    if (pd_rpc(cc, &h, b.p, b.len, &rh, buf, &e)) goto done;
-    h.type = PD_MSG_MAP, h.id = 2;
-    if (pd_rpc(cc, &h, NULL, 0, &rh, buf, &e)) goto done;
-    pd_rd r;
-    uint32_t u, S;
-    uint64_t ep;
-    pd_rd_init(&r, buf, (size_t)rh.len);
-    pd_get_u32(&r, &u), pd_get_u32(&r, &u), pd_get_u32(&r, &S), pd_get_u64(&r, &ep);
-    for (uint32_t k = 0; k < S; k++) {
-        char addr[PD_MAX_ADDR + 1];
-        if (pd_get_str(&r, addr, PD_MAX_ADDR)) break;
-        pd_conn *sc = pd_tcp_connect(addr, 5000, &e);
-        if (!sc) continue;
-        h.type = PD_MSG_HELLO, h.id = 1;
-        static uint8_t sb[PD_MAX_CTRL_PAYLOAD + 1];
-        if (pd_rpc(sc, &h, b.p, b.len, &rh, sb, &e) == 0) {
-            h.type = PD_MSG_STATS, h.id = 2;
-            if (pd_rpc(sc, &h, NULL, 0, &rh, sb, &e) == 0)
-                snprintf(out + strlen(out), outlen - strlen(out), "%s", (char *)sb);
-        }
-        pd_conn_destroy(sc);
+    rp_map(getenv("PARAMD_COORDINATOR"), &m);
+    for (uint32_t k = 0; k < m.S; k++) {
+        rp_stats(m.addr[k], 0, text);
+        snprintf(out + strlen(out), outlen - strlen(out), "%s", text);
     }
-done:
-    pd_buf_free(&b);
-    pd_conn_destroy(cc);
+    pd_map_free(&m);
 }
 
 /* Sum (or max) of a "key N" counter over the lines of STATS text. */
