@@ -206,4 +206,24 @@ void pd_conv2d_backward_ref(const float *x, const float *dy, int B, int H,
                             int W, int Cin, int K, int Cout, const float *w,
                             float *dw, float *db, float *dx);
 
+/* Elementwise, pooling and loss kernels (kernels.c has each one's
+ * contract beside its code):
+ *   relu      in place over n floats; pass[i] = y[i] > 0 (frozen: reuse
+ *             pass from an earlier call); backward: dy *= pass
+ *   maxpool   2x2, stride 2: x (B,H,W,C) -> y (B,H/2,W/2,C), arg = which
+ *             of each window's four won (frozen: reuse arg); backward:
+ *             dy (B,H/2,W/2,C) -> dx (B,H,W,C)
+ *   dropout   inverted mask of n floats from (seed, i) alone
+ *   softmax   logits (B,C), labels (B): summed cross-entropy; *correct +=
+ *             rows whose argmax is the label; dlogits (B,C) unless NULL */
+void pd_relu_forward(float *restrict y, uint8_t *restrict pass, size_t n, int frozen);
+void pd_relu_backward(const uint8_t *restrict pass, float *restrict dy, size_t n);
+void pd_maxpool_forward(const float *x, int B, int H, int W, int C, float *y,
+                        uint8_t *arg, int frozen);
+void pd_maxpool_backward(const float *dy, const uint8_t *arg, int B, int H, int W,
+                         int C, float *dx);
+void pd_dropout_mask(float *mask, size_t n, float keep, uint64_t seed);
+double pd_softmax_xent(const float *logits, const uint8_t *y, int B, int C,
+                       float *dlogits, int *correct);
+
 #endif
