@@ -10,13 +10,12 @@
  * A convolution is im2col + one sgemm per chunk of samples: in NHWC one
  * im2col row is K runs of K*Cin contiguous floats, so building it is K
  * memcpy's per output pixel.  The chunk is as many samples as the col
- * buffer holds (COL_FLOATS, 1 MB: 1 sample of conv2, 13 of conv1), which
- * bounds the scratch whatever max_batch is.  Small chunks are faster than
- * large ones (bench/README.md): the im2col, the sgemm's output and col2im
- * stay in L2.  The backward pass
- * rebuilds the im2col of each chunk rather than keeping it from the
- * forward pass: it is cheap next to the sgemm and saves 0.6 MB per sample.
- *
+ * buffer holds (model.c's COL_FLOATS, 1 MB: 1 sample of conv2, 13 of
+ * conv1), which bounds the scratch whatever max_batch is.  Small chunks
+ * are faster than large ones (bench/README.md): the im2col, the sgemm's
+ * output and col2im stay in L2.  The backward pass rebuilds the im2col of
+ * each chunk rather than keeping it from the forward pass: it is cheap
+ * next to the sgemm and saves 0.6 MB per sample.
  */
 #include <assert.h>
 #include <cblas.h>
