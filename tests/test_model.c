@@ -25,9 +25,10 @@
  * rounding can do to that computation, written next to it, or is the
  * rounding noise itself, measured at run time on the kernels in use
  * (loss_noise).  `test_model --blas` runs only what depends on the BLAS
- * kernels (sections 1-3, fewer finite-difference probes), and ctest runs
- * it once more for each core type of OpenBLAS (tests/blas_core.sh,
- * docs/testing.md), so a test that holds on one CPU only shows up here.
+ * kernels (sections 1-3 with fewer finite-difference probes, and the
+ * determinism and eval checks of 5), and ctest runs it once more for each
+ * core type of OpenBLAS (tests/blas_core.sh, docs/testing.md), so a test
+ * that holds on one CPU only shows up here.
  *
  * About the finite differences.  The forward pass runs in float32, so the
  * loss carries rounding noise, different at p + eps and at p - eps; the
@@ -811,10 +812,12 @@ int main(int argc, char **argv) {
         fprintf(stderr,
                 "usage: test_model [--blas]\n"
                 "  --blas  only the checks whose results depend on the BLAS "
-                "kernels (kernels,\n"
-                "          fast against reference, finite differences with "
-                "fewer probes);\n"
-                "          ctest runs it under each OPENBLAS_CORETYPE\n");
+                "kernels (kernels\n"
+                "          and models against their references, finite "
+                "differences with fewer\n"
+                "          probes, determinism, eval in chunks); ctest runs "
+                "it under each\n"
+                "          OPENBLAS_CORETYPE (tests/blas_core.sh)\n");
         return 2;
     }
     double t0 = now_s();
@@ -824,8 +827,8 @@ int main(int argc, char **argv) {
     if (!blas_only) {
         test_layout();
         test_init();
-        test_dropout_and_args();
     }
+    test_dropout_and_args();
     test_model_fast_vs_reference("mlp", 3);
     test_model_fast_vs_reference("cnn", 2);
     grad_check("mlp", 3, 0, 1, 1e-2, 8, 12);
