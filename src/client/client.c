@@ -156,7 +156,7 @@ typedef struct rd_waiter {
     struct rd_waiter *next, *prev;
 } rd_waiter;
 
-typedef struct link {
+typedef struct pd_link {
     paramd_client *c;
     int index;
     char addr[PD_MAX_ADDR + 1];
@@ -208,7 +208,7 @@ typedef struct link {
      * link is on shared memory and the server offers them.  Set once at
      * connect. */
     int regions_ok;
-} link;
+} pd_link;
 
 /* A shared buffer (paramd_alloc): a memfd mapped here and, through each
  * shared-memory link whose server accepted it, in that server.  Pushes
@@ -235,7 +235,7 @@ struct paramd_request {
     /* The link of its first sub-request, and whether others went to other
      * links: a request on one link is read by its waiter (req_finish).
      * Set under mu while the request is issued, read once it is. */
-    struct link *link;
+    pd_link *link;
     int multi;
     int heap; /* allocated by an _async call */
     void *owned; /* memory the request's frames point into, freed at the end */
@@ -256,7 +256,7 @@ struct paramd_client {
     int timeout_ms;
     uint64_t chunk_bytes;
     int transport;        /* TR_AUTO, TR_TCP, TR_SHM */
-    uint64_t shm_ring;    /* bytes per direction of a shm link */
+    uint64_t shm_ring;    /* bytes per direction of a shm pd_link */
     int32_t rank, W, S;
     int32_t slots; /* M: worker slots (ranks 0..M-1); servers report it */
     uint64_t epoch;
@@ -265,7 +265,7 @@ struct paramd_client {
     pthread_mutex_t coord_mu; /* guards coord and coord_id */
     pd_conn *coord;
     uint64_t coord_id;
-    link *links; /* S */
+    pd_link *links; /* S */
     int heartbeat_ms;          /* the coordinator's timeout; 0: none */
     pthread_t hb;              /* heartbeat thread, on its own connection */
     int hb_started;
@@ -337,7 +337,7 @@ static void req_done(paramd_request *r, int err, const char *msg) {
 }
 
 /* Request r gets one more sub-request, on link l. */
-static void req_add(paramd_request *r, struct link *l) {
+static void req_add(paramd_request *r, pd_link *l) {
     pthread_mutex_lock(&r->mu);
     __atomic_add_fetch(&r->outstanding, 1, __ATOMIC_RELAXED);
     if (!r->link)
@@ -354,7 +354,7 @@ static int req_pending(paramd_request *r) {
 }
 
 static void client_flush(paramd_client *c, const paramd_request *waiter);
-static void link_wait(struct link *l, paramd_request *r);
+static void link_wait(pd_link *l, paramd_request *r);
 static void req_wait_links(paramd_request *r);
 
 /* Sleep until r completes or, if granted is not NULL, until *granted is
@@ -422,11 +422,11 @@ static int req_finish(paramd_request *r) {
 
 /* The read role (link.reader, "Links: who reads"): written under q_mu,
  * atomically, so that a thread may peek at it without the lock. */
-static int rd_get(link *l) { return __atomic_load_n(&l->reader, __ATOMIC_RELAXED); }
-static void rd_set(link *l, int who) { __atomic_store_n(&l->reader, who, __ATOMIC_RELAXED); }
+static int rd_get(pd_link *l) { return __atomic_load_n(&l->reader, __ATOMIC_RELAXED); }
+static void rd_set(pd_link *l, int who) { __atomic_store_n(&l->reader, who, __ATOMIC_RELAXED); }
 
 /* With q_mu held: room for n more entries.  0 or -1 (out of memory). */
-static int q_reserve(link *l, size_t n) {
+static int q_reserve(pd_link *l, size_t n) {
     if (l->qlen + n <= l->qcap) return 0;
     size_t cap = l->qcap ? l->qcap * 2 : 64;
     while (cap < l->qlen + n) cap *= 2;
@@ -447,14 +447,14 @@ static uint64_t q_due(const pending *p) {
 }
 
 /* With q_mu held and room reserved: append p. */
-static void q_push(link *l, const pending *p) {
+static void q_push(pd_link *l, const pending *p) {
     l->q[(l->qhead + l->qlen) % l->qcap] = *p;
     l->qlen++;
     l->due += q_due(p);
 }
 
 /* The head of the FIFO into *p; 0 if the FIFO is empty. */
-static int q_head(link *l, pending *p) {
+static int q_head(pd_link *l, pending *p) {
     pthread_mutex_lock(&l->q_mu);
     int have = l->qlen > 0;
     if (have) *p = l->q[l->qhead];
@@ -462,7 +462,7 @@ static int q_head(link *l, pending *p) {
     return have;
 }
 
-static void q_pop(link *l) {
+static void q_pop(pd_link *l) {
     pthread_mutex_lock(&l->q_mu);
     l->due -= q_due(&l->q[l->qhead]);
     l->popped++;
@@ -471,7 +471,7 @@ static void q_pop(link *l) {
     pthread_mutex_unlock(&l->q_mu);
 }
 
-static void link_fail_all(link *l, int code, const char *msg) {
+static void link_fail_all(pd_link *l, int code, const char *msg) {
     pthread_mutex_lock(&l->q_mu);
     if (!l->dead) {
         snprintf(l->dead_msg, sizeof l->dead_msg, "server %d (%s): %s",
@@ -497,7 +497,7 @@ static void link_fail_all(link *l, int code, const char *msg) {
  * text into msg (*st = its status, the detail in e), a pull's floats
  * straight into the caller's buffer, STATS text into p's.  0, or an error
  * that breaks the link (detail in e). */
-static int rx_payload(link *l, pd_conn *conn, const pending *p, const pd_hdr *h,
+static int rx_payload(pd_link *l, pd_conn *conn, const pending *p, const pd_hdr *h,
                       uint8_t *msg, int *st, pd_err *e) {
     int code;
     *st = 0;
@@ -533,7 +533,7 @@ static int rx_payload(link *l, pd_conn *conn, const pending *p, const pd_hdr *h,
 }
 
 /* Pop the head (p) and complete it with status st (message msg). */
-static void rx_complete(link *l, const pending *p, const pd_hdr *h, int st,
+static void rx_complete(pd_link *l, const pending *p, const pd_hdr *h, int st,
                         const char *msg) {
     q_pop(l);
     __atomic_add_fetch(rd_get(l) == RD_CALLER ? &l->c->n_by_caller : &l->c->n_by_rx, 1,
@@ -552,7 +552,7 @@ static void rx_complete(link *l, const pending *p, const pd_hdr *h, int st,
  * reply, checked like a reply from the link.  0, or an error that breaks
  * the link (the sub-requests not completed yet stay queued and fail with
  * it). */
-static int rx_batch(link *l, const pending *b, const pd_hdr *h, uint8_t *msg,
+static int rx_batch(pd_link *l, const pending *b, const pd_hdr *h, uint8_t *msg,
                     pd_err *e) {
     int code;
     if (h->status < 0) { /* the server refused the batch and closes */
@@ -612,7 +612,7 @@ static int rx_batch(link *l, const pending *b, const pd_hdr *h, uint8_t *msg,
  * complete its sub-request (a BATCH reply: each of its inner ones).  0, or
  * an error that breaks the link (detail in e: the caller then calls
  * rx_fail). */
-static int rx_read(link *l, const pending *p, pd_err *e) {
+static int rx_read(pd_link *l, const pending *p, pd_err *e) {
     pd_hdr h;
     int code = pd_recv_hdr(l->conn, &h, UINT64_MAX / 2, e);
     if (code) return code;
@@ -628,7 +628,7 @@ static int rx_read(link *l, const pending *p, pd_err *e) {
 
 /* Holding the read role: read the next reply (rx_read).  1 if the FIFO is
  * empty (nothing is due: nothing was read). */
-static int rx_one(link *l, pd_err *e) {
+static int rx_one(pd_link *l, pd_err *e) {
     pending p;
     if (!q_head(l, &p)) return 1;
     return rx_read(l, &p, e);
@@ -636,7 +636,7 @@ static int rx_one(link *l, pd_err *e) {
 
 /* Holding the read role: the link broke (code, detail in e): fail every
  * sub-request pending on it, and every later one at once. */
-static void rx_fail(link *l, int code, pd_err *e) {
+static void rx_fail(pd_link *l, int code, pd_err *e) {
     if (code == PARAMD_ECLOSED) snprintf(e->msg, sizeof e->msg, "connection closed");
     link_fail_all(l, code, e->msg);
 }
@@ -690,7 +690,7 @@ static void rx_fail(link *l, int code, pd_err *e) {
  * does not sleep costs no system call. */
 
 /* With q_mu held: queue follower w last, or take it off the queue. */
-static void wq_add(link *l, rd_waiter *w) {
+static void wq_add(pd_link *l, rd_waiter *w) {
     w->next = NULL;
     w->prev = l->wq_tail;
     if (l->wq_tail)
@@ -700,7 +700,7 @@ static void wq_add(link *l, rd_waiter *w) {
     l->wq_tail = w;
 }
 
-static void wq_del(link *l, rd_waiter *w) {
+static void wq_del(pd_link *l, rd_waiter *w) {
     if (w->prev)
         w->prev->next = w->next;
     else
@@ -713,7 +713,7 @@ static void wq_del(link *l, rd_waiter *w) {
 }
 
 /* With q_mu held, nobody else reading: the receiver thread reads. */
-static void rd_to_rx(link *l) {
+static void rd_to_rx(pd_link *l) {
     rd_set(l, RD_RX);
     __atomic_add_fetch(&l->c->n_rx_wakes, 1, __ATOMIC_RELAXED);
     pthread_cond_signal(&l->rx_cv);
@@ -724,7 +724,7 @@ static void rd_to_rx(link *l) {
  * pending (its replies are due, so it reads); else to the receiver thread
  * if replies are due; else to nobody.  A follower whose request has
  * completed is skipped: it wakes by itself and leaves the queue. */
-static void rd_pass(link *l) {
+static void rd_pass(pd_link *l) {
     for (rd_waiter *w = l->wq; w; w = w->next) {
         if (!req_pending(w->req)) continue;
         wq_del(l, w);
@@ -751,7 +751,7 @@ static void rd_pass(link *l) {
  * the caller that would read them (a blocking call, or the waiter of an
  * async one) starts reading only once it has written all its frames: a
  * large sparse pull, for one, writes more keys than the buffers hold. */
-static void rd_before_write(link *l) {
+static void rd_before_write(pd_link *l) {
     if (rd_get(l) == RD_NONE && l->due > RD_DUE_MAX) rd_to_rx(l);
 }
 
@@ -762,7 +762,7 @@ static void rd_before_write(link *l) {
  * decides (a caller leaving passes the role to the receiver thread then;
  * the receiver thread keeps it), and a reader that gave the role up before
  * they were queued did so under q_mu, before this thread queued them. */
-static void link_kick(link *l) {
+static void link_kick(pd_link *l) {
     if (rd_get(l) != RD_NONE) return;
     pthread_mutex_lock(&l->q_mu);
     if (rd_get(l) == RD_NONE && l->qlen > 0) rd_to_rx(l);
@@ -789,7 +789,7 @@ static void req_kick(paramd_request *r) {
  * 4 KiB push over TCP on an otherwise idle machine, 9-13 us in some runs
  * and 86-119 us in others without the watch, 13-14 us in all with it.
  * Only transports that can tell (ops->readable: TCP) are watched. */
-static void rx_watch(link *l) {
+static void rx_watch(pd_link *l) {
     pd_conn *c = l->conn;
     if (!c->ops->readable || !pd_yield_ok()) return;
     double end = pd_now() + PD_WAIT_YIELD_S;
@@ -801,7 +801,7 @@ static void rx_watch(link *l) {
  * breaks.  1 if the FIFO ran empty with r still pending (r's replies are
  * not on this link: cannot happen for a request on one link, whose frames
  * are all queued before it is waited for), else 0. */
-static int link_lead(link *l, paramd_request *r) {
+static int link_lead(pd_link *l, paramd_request *r) {
     while (req_pending(r)) {
         pd_err e = {0};
         rx_watch(l);
@@ -823,7 +823,7 @@ static int link_lead(link *l, paramd_request *r) {
  * the way) or the role is handed over.  Whatever role this thread took is
  * passed on before it returns.  The peek at the role without the lock is
  * safe for the same reason as in link_kick. */
-static void link_wait(link *l, paramd_request *r) {
+static void link_wait(pd_link *l, paramd_request *r) {
     rd_waiter w = {r, 0, NULL, NULL};
     if (!req_pending(r)) return;
     if (rd_get(l) == RD_RX) {
@@ -863,7 +863,7 @@ static void link_wait(link *l, paramd_request *r) {
 
 /* With q_mu held: the value l->popped will have once every entry of r now
  * in l's FIFO is taken off it (l->popped itself if there is none). */
-static uint64_t rd_target(link *l, paramd_request *r) {
+static uint64_t rd_target(pd_link *l, paramd_request *r) {
     for (size_t i = l->qlen; i-- > 0;)
         if (l->q[(l->qhead + i) % l->qcap].req == r) return l->popped + i + 1;
     return l->popped;
@@ -875,7 +875,7 @@ static uint64_t rd_target(link *l, paramd_request *r) {
  * replies due, to a follower or the receiver thread, so r's entries are
  * read.  Replies due on l but not r's (flushed from its outbox with r's
  * frames) go to the receiver thread, as link_kick would. */
-static void link_read_part(link *l, paramd_request *r) {
+static void link_read_part(pd_link *l, paramd_request *r) {
     pthread_mutex_lock(&l->q_mu);
     uint64_t target = rd_target(l, r);
     if (rd_get(l) != RD_NONE || l->popped >= target) {
@@ -912,7 +912,7 @@ static void link_read_part(link *l, paramd_request *r) {
 static void req_wait_links(paramd_request *r) {
     paramd_client *c = r->c;
     for (int32_t k = 0; k < c->S; k++) {
-        link *l = &c->links[k];
+        pd_link *l = &c->links[k];
         pthread_mutex_lock(&l->q_mu);
         if (rd_get(l) == RD_NONE && l->due > RD_DUE_MAX) rd_to_rx(l);
         pthread_mutex_unlock(&l->q_mu);
@@ -925,7 +925,7 @@ static void req_wait_links(paramd_request *r) {
  * due, and take the head of the FIFO into *p: 1; or 0 once it must end
  * (paramd_close).  It gives the role up when nothing is due, then watches
  * for it a moment before sleeping on rx_cv. */
-static int rx_next(link *l, pending *p) {
+static int rx_next(pd_link *l, pending *p) {
     int watched = 0;
     pthread_mutex_lock(&l->q_mu);
     while (!l->rx_stop) {
@@ -959,7 +959,7 @@ static int rx_next(link *l, pending *p) {
  * sleeps otherwise, ends at paramd_close (rx_stop; a read it is blocked in
  * fails once the connection is shut down). */
 static void *link_rx(void *arg) {
-    link *l = arg;
+    pd_link *l = arg;
     pending p;
     while (rx_next(l, &p)) {
         pd_err e = {0};
@@ -1004,7 +1004,7 @@ static int batchable(const paramd_table *t, uint16_t type) {
 }
 
 /* With send_mu held: an empty outbox. */
-static void ob_reset(link *l) {
+static void ob_reset(pd_link *l) {
     l->ob_used = 0;
     l->ob_niov = 1;
     l->ob_run = 0;
@@ -1015,14 +1015,14 @@ static void ob_reset(link *l) {
 }
 
 /* With send_mu held: fail every frame of the outbox, and empty it. */
-static void ob_fail(link *l, int code, const char *msg) {
+static void ob_fail(pd_link *l, int code, const char *msg) {
     for (size_t i = 0; i < l->ob_n; i++) req_done(l->ob_ents[i].req, code, msg);
     ob_reset(l);
 }
 
 /* With send_mu held: copy n bytes into the outbox, extending the last
  * iovec if it is a run of ob_bytes. */
-static void ob_copy(link *l, const void *p, size_t n) {
+static void ob_copy(pd_link *l, const void *p, size_t n) {
     uint8_t *at = l->ob_bytes + PD_HDR_SIZE + l->ob_used;
     memcpy(at, p, n);
     l->ob_used += n;
@@ -1036,7 +1036,7 @@ static void ob_copy(link *l, const void *p, size_t n) {
 /* With send_mu held: send what the outbox holds, and empty it.  A write
  * that fails shuts the link down: the receiver then fails everything
  * queued. */
-static void ob_flush(link *l) {
+static void ob_flush(pd_link *l) {
     size_t n = l->ob_n;
     if (n == 0) return;
     pthread_mutex_lock(&l->q_mu);
@@ -1075,7 +1075,7 @@ static void ob_flush(link *l) {
 /* With send_mu held: put one frame in the outbox (flushing it first if the
  * frame would not fit).  0, or -1 if the outbox cannot take it (out of
  * memory: the caller sends the frame alone). */
-static int ob_add(link *l, paramd_request *r, const pending *pt, uint32_t table,
+static int ob_add(pd_link *l, paramd_request *r, const pending *pt, uint32_t table,
                   int64_t clock, const void *const *part, const size_t *plen,
                   size_t fbytes, uint64_t values) {
     if (!l->ob_bytes && !(l->ob_bytes = pd_malloc(PD_HDR_SIZE + OB_FLUSH_BYTES)))
@@ -1125,7 +1125,7 @@ static int ob_add(link *l, paramd_request *r, const pending *pt, uint32_t table,
  * spanning several (req_wait_links visits every link).  Thread-safe. */
 static void client_flush(paramd_client *c, const paramd_request *waiter) {
     for (int32_t k = 0; c->links && k < c->S; k++) {
-        link *l = &c->links[k];
+        pd_link *l = &c->links[k];
         /* A frame this thread put in an outbox is seen here (same thread,
          * or the request was handed over with a happens-before); one that
          * another thread is adding or flushing meanwhile is not ours. */
@@ -1145,7 +1145,7 @@ void paramd_flush(paramd_client *c) {
  * with up to three payload parts; pt also says where the reply goes.
  * can_batch: the frame may wait in the outbox (batchable()).  On failure r
  * is completed with the error (so the caller just waits). */
-static void link_send_ex(link *l, paramd_request *r, const pending *pt,
+static void link_send_ex(pd_link *l, paramd_request *r, const pending *pt,
                          int can_batch, uint32_t table, int64_t clock,
                          const void *p1, size_t n1, const void *p2, size_t n2,
                          const void *p3, size_t n3) {
@@ -1197,7 +1197,7 @@ static void link_send_ex(link *l, paramd_request *r, const pending *pt,
     pthread_mutex_unlock(&l->send_mu);
 }
 
-static void link_send(link *l, paramd_request *r, uint16_t type, int can_batch,
+static void link_send(pd_link *l, paramd_request *r, uint16_t type, int can_batch,
                       uint32_t table, int64_t clock, const void *pre, size_t npre,
                       const void *data, size_t ndata, float *dst, uint64_t count) {
     pending pt = {0};
@@ -1345,7 +1345,7 @@ static int hello(pd_conn *conn, int32_t rank, uint8_t *reply, size_t *rlen,
 /* Say HELLO on conn and check the server's answer against the map.  Fills
  * shm (PD_MAX_ADDR + 1 bytes) with the server's shared-memory address, ""
  * if it offers none. */
-static int link_hello(paramd_client *c, link *l, pd_conn *conn, uint8_t *buf,
+static int link_hello(paramd_client *c, pd_link *l, pd_conn *conn, uint8_t *buf,
                       char *shm, uint32_t *features) {
     pd_err e = {0};
     size_t rlen;
@@ -1376,7 +1376,7 @@ static int link_hello(paramd_client *c, link *l, pd_conn *conn, uint8_t *buf,
  * shared memory), then, unless transport=tcp, the shared-memory transport
  * if the server's socket is reachable from here (same host).  With
  * transport=shm a server that cannot be reached so is an error. */
-static int link_open(paramd_client *c, link *l, uint8_t *buf) {
+static int link_open(paramd_client *c, pd_link *l, uint8_t *buf) {
     pd_err e = {0};
     char shm[PD_MAX_ADDR + 1];
     l->conn = pd_tcp_connect(l->addr, c->timeout_ms, &e);
@@ -1473,7 +1473,7 @@ int paramd_connect(paramd_client **out, const char *options) {
         goto fail_early;
     }
     for (uint32_t i = 0; i < S; i++) {
-        link *l = &c->links[i];
+        pd_link *l = &c->links[i];
         l->c = c;
         l->index = (int)i;
         pthread_mutex_init(&l->send_mu, NULL);
@@ -1502,7 +1502,7 @@ int paramd_connect(paramd_client **out, const char *options) {
     c->clock = (int64_t)start;
     c->slots = (int32_t)M;
     for (uint32_t i = 0; i < S; i++) {
-        link *l = &c->links[i];
+        pd_link *l = &c->links[i];
         if ((rc = link_open(c, l, buf))) goto fail;
         if (!(l->msgbuf = pd_malloc(PD_MAX_CTRL_PAYLOAD + 1))) {
             rc = cl_err(NULL, PARAMD_ENOMEM, "out of memory");
@@ -1554,7 +1554,7 @@ int paramd_close(paramd_client *c) {
     }
     if (c->links) {
         for (int32_t i = 0; i < c->S; i++) {
-            link *l = &c->links[i];
+            pd_link *l = &c->links[i];
             /* The receiver thread ends: at once if it sleeps, else once
              * the shut-down connection fails its read. */
             pthread_mutex_lock(&l->q_mu);
@@ -1996,7 +1996,7 @@ int paramd_wait(paramd_request *r) {
 
 /* One small request to link l, waited for: 0 or its error (detail in the
  * client's last error). */
-static int link_call(link *l, uint16_t type, const void *payload, size_t n) {
+static int link_call(pd_link *l, uint16_t type, const void *payload, size_t n) {
     paramd_request r;
     req_init(&r, l->c);
     link_send(l, &r, type, 0, 0, 0, payload, n, NULL, 0, NULL, 0);
@@ -2032,7 +2032,7 @@ void *paramd_alloc(paramd_client *c, size_t bytes) {
     pthread_mutex_lock(&c->map_mu);
     g->id = ++c->next_region;
     for (int32_t k = 0; fd >= 0 && k < c->S; k++) {
-        link *l = &c->links[k];
+        pd_link *l = &c->links[k];
         if (!l->regions_ok || __atomic_load_n(&l->dead, __ATOMIC_ACQUIRE)) continue;
         uint8_t pl[PD_REGION_MAP_PAYLOAD];
         put_le64(pl, g->id);
@@ -2455,7 +2455,7 @@ void pd_client_reads_get(paramd_client *c, pd_client_reads *out) {
 }
 
 int pd_client_link_reader(paramd_client *c, int32_t k, int *followers) {
-    link *l = &c->links[k];
+    pd_link *l = &c->links[k];
     pthread_mutex_lock(&l->q_mu);
     int who = rd_get(l) == RD_RX ? PD_READER_RX
               : rd_get(l) == RD_CALLER ? PD_READER_CALLER : PD_READER_NONE;
