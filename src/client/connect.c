@@ -1,0 +1,537 @@
+/*
+ * connect.c - a client's life: its options (and the environment variables
+ * that fill their defaults, all in parse_options), connecting to the
+ * coordinator and to every server (the HELLO handshake and the cluster
+ * map), heartbeats, barriers, the clock, the coordinator RPC, the
+ * last-error text, and close.
+ *
+ * Connect.  HELLO to the coordinator, then REG_WORKER, whose reply is the
+ * cluster map: this worker's rank, W, S, the map's epoch, the S server
+ * addresses, the heartbeat period, the worker slots and the clock this
+ * worker starts at.  Then one link per server: TCP first and HELLO, whose
+ * reply (the server's index, S and slots, checked against the map) also
+ * says where the server's shared-memory transport is; then, unless
+ * transport=tcp, that transport if the server is on this host; then the
+ * link's receiver thread (reader.c).  If anything fails, everything done
+ * so far is undone (paramd_close) and the detail is in the thread's
+ * connect error (paramd_last_error(NULL)).
+ *
+ * Threads.  The heartbeat thread (heartbeat_main) has its own connection,
+ * so that a long barrier or a blocked pull never delays a heartbeat; it
+ * reads the clock atomically and hb_stop under hb_mu.  The clock is
+ * written only by the program (paramd_clock, paramd_clock_to), atomically.
+ * coord_rpc sends one control request at a time, under coord_mu.
+ * cl_err writes the last-error text under err_mu (a leaf).  paramd_close
+ * stops and joins the heartbeat and receiver threads before it frees
+ * anything.
+ */
+#include <pthread.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <time.h>
+
+#include "client/client_impl.h"
+#include "common/common.h"
+#include "net/conn.h"
+#include "net/fault.h"
+#include "paramd.h"
+#include "wire/wire.h"
+
+#define PD_CHUNK_BYTES_DEFAULT (1u << 20)
+
+static __thread char connect_errmsg[PD_ERRMSG_MAX];
+
+/* ==== Errors ============================================================ */
+
+int cl_err(paramd_client *c, int code, const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    if (c) {
+        pthread_mutex_lock(&c->err_mu);
+        vsnprintf(c->errmsg, sizeof c->errmsg, fmt, ap);
+        pthread_mutex_unlock(&c->err_mu);
+    } else {
+        vsnprintf(connect_errmsg, sizeof connect_errmsg, fmt, ap);
+    }
+    va_end(ap);
+    return code;
+}
+
+const char *paramd_last_error(const paramd_client *c) {
+    return c ? c->errmsg : connect_errmsg;
+}
+
+/* ==== Coordinator RPC =================================================== */
+
+int coord_rpc(paramd_client *c, uint16_t type, uint32_t table,
+                     pd_buf *b, uint8_t *reply, size_t *replylen) {
+    pd_err e = {0};
+    pd_hdr h = {0}, rh;
+    if (b && b->oom) return cl_err(c, PARAMD_ENOMEM, "out of memory");
+    pthread_mutex_lock(&c->coord_mu);
+    h.type = type;
+    h.id = ++c->coord_id;
+    h.table = table;
+    h.clock = c->clock;
+    int rc = pd_rpc(c->coord, &h, b ? b->p : NULL, b ? b->len : 0, &rh, reply, &e);
+    pthread_mutex_unlock(&c->coord_mu);
+    if (rc) return cl_err(c, rc, "coordinator %s: %s", c->coord_addr, e.msg);
+    if (replylen) *replylen = (size_t)rh.len;
+    return 0;
+}
+
+/* ==== Connect and close ================================================= */
+
+static int parse_options(paramd_client *c, const char *options) {
+    char buf[1024];
+    const char *coord = NULL, *rank = NULL, *transport = NULL;
+    char coordbuf[PD_MAX_ADDR + 1], rankbuf[32], trbuf[16];
+    c->timeout_ms = 30000;
+    c->chunk_bytes = PD_CHUNK_BYTES_DEFAULT;
+    c->coalesce_bytes = PD_COALESCE_DEFAULT;
+    c->shm_ring = PD_SHM_RING_DEFAULT;
+    c->shared_buffers = 1;
+    snprintf(buf, sizeof buf, "%s", options ? options : "");
+    char *save = NULL;
+    for (char *tok = strtok_r(buf, " \t\n", &save); tok;
+         tok = strtok_r(NULL, " \t\n", &save)) {
+        char *eq = strchr(tok, '=');
+        int64_t v;
+        if (!eq) return cl_err(NULL, PARAMD_EINVAL, "option '%s' is not key=value", tok);
+        *eq = '\0';
+        const char *val = eq + 1;
+        if (strcmp(tok, "coordinator") == 0) {
+            snprintf(coordbuf, sizeof coordbuf, "%s", val);
+            coord = coordbuf;
+        } else if (strcmp(tok, "rank") == 0) {
+            snprintf(rankbuf, sizeof rankbuf, "%s", val);
+            rank = rankbuf;
+        } else if (strcmp(tok, "timeout_ms") == 0) {
+            if (pd_parse_i64(val, &v) || v <= 0 || v > 3600000)
+                return cl_err(NULL, PARAMD_EINVAL, "timeout_ms=%s is not 1..3600000", val);
+            c->timeout_ms = (int)v;
+        } else if (strcmp(tok, "chunk_bytes") == 0) {
+            if (pd_parse_i64(val, &v) || v < 4096 || v > (1 << 30))
+                return cl_err(NULL, PARAMD_EINVAL, "chunk_bytes=%s is not 4096..2^30", val);
+            c->chunk_bytes = (uint64_t)v & ~3ull;
+        } else if (strcmp(tok, "coalesce_bytes") == 0) {
+            if (pd_parse_i64(val, &v) || (v != 0 && (v < PD_COALESCE_MIN || v > PD_COALESCE_MAX)))
+                return cl_err(NULL, PARAMD_EINVAL,
+                              "coalesce_bytes=%s is not 0 (off) or %d..%d: "
+                              "requests of up to that many bytes are sent "
+                              "together (default %d)",
+                              val, PD_COALESCE_MIN, PD_COALESCE_MAX, PD_COALESCE_DEFAULT);
+            c->coalesce_bytes = (uint64_t)v;
+        } else if (strcmp(tok, "fault") == 0) { /* a testing aid: net/fault.h */
+            pd_fault_spec fs;
+            pd_err fe = {0};
+            if (pd_fault_parse(val, &fs, &fe))
+                return cl_err(NULL, PARAMD_EINVAL, "fault=: %s", fe.msg);
+            snprintf(c->fault, sizeof c->fault, "%s", val);
+        } else if (strcmp(tok, "transport") == 0) {
+            snprintf(trbuf, sizeof trbuf, "%s", val);
+            transport = trbuf;
+        } else if (strcmp(tok, "shared_buffers") == 0) {
+            if (strcmp(val, "yes") != 0 && strcmp(val, "no") != 0)
+                return cl_err(NULL, PARAMD_EINVAL,
+                              "shared_buffers=%s is not yes or no", val);
+            c->shared_buffers = strcmp(val, "yes") == 0;
+        } else if (strcmp(tok, "shm_ring_bytes") == 0) {
+            if (pd_parse_i64(val, &v) || !pd_shm_valid_ring((uint64_t)v))
+                return cl_err(NULL, PARAMD_EINVAL,
+                              "shm_ring_bytes=%s is not a power of two in %u..%u",
+                              val, PD_SHM_RING_MIN, PD_SHM_RING_MAX);
+            c->shm_ring = (uint64_t)v;
+        } else {
+            return cl_err(NULL, PARAMD_EINVAL,
+                          "unknown option '%s' (coordinator, rank, timeout_ms, "
+                          "chunk_bytes, coalesce_bytes, transport, "
+                          "shm_ring_bytes, shared_buffers, fault)",
+                          tok);
+        }
+    }
+    /* Environment defaults, in one place. */
+    static const char *const coord_env[] = {"PARAMD_COORDINATOR", NULL};
+    static const char *const rank_env[] = {"PARAMD_RANK", "OMPI_COMM_WORLD_RANK",
+                                           "PMI_RANK", "PMIX_RANK",
+                                           "SLURM_PROCID", NULL};
+    static const char *const transport_env[] = {"PARAMD_TRANSPORT", NULL};
+    if (!coord) coord = pd_env_first(coord_env);
+    if (!rank) rank = pd_env_first(rank_env);
+    if (!transport) transport = pd_env_first(transport_env);
+    if (!transport || strcmp(transport, "auto") == 0) c->transport = TR_AUTO;
+    else if (strcmp(transport, "tcp") == 0) c->transport = TR_TCP;
+    else if (strcmp(transport, "shm") == 0) c->transport = TR_SHM;
+    else
+        return cl_err(NULL, PARAMD_EINVAL,
+                      "transport '%s' is not auto, tcp or shm (from the "
+                      "transport= option or PARAMD_TRANSPORT)", transport);
+    if (!coord)
+        return cl_err(NULL, PARAMD_ECONFIG,
+                      "no coordinator: set PARAMD_COORDINATOR=HOST:PORT or pass "
+                      "coordinator=HOST:PORT (paramd local sets it for you)");
+    snprintf(c->coord_addr, sizeof c->coord_addr, "%s", coord);
+    c->rank = -1;
+    if (rank) {
+        int64_t r;
+        if (pd_parse_i64(rank, &r) || r < 0 || r >= PD_MAX_WORKERS)
+            return cl_err(NULL, PARAMD_ECONFIG, "worker rank '%s' is not a number in 0..%d",
+                          rank, PD_MAX_WORKERS - 1);
+        c->rank = (int32_t)r;
+    }
+    return 0;
+}
+
+static int hello(pd_conn *conn, int32_t rank, uint8_t *reply, size_t *rlen,
+                 pd_err *e) {
+    pd_buf b;
+    pd_hdr h = {0}, rh;
+    pd_hello hl = {PD_ROLE_WORKER, rank};
+    pd_buf_init(&b);
+    pd_hello_encode(&b, &hl);
+    h.type = PD_MSG_HELLO;
+    h.id = 1;
+    int rc = b.oom ? pd_seterr(e, PARAMD_ENOMEM, "out of memory")
+                   : pd_rpc(conn, &h, b.p, b.len, &rh, reply, e);
+    pd_buf_free(&b);
+    if (rlen) *rlen = (size_t)rh.len;
+    return rc;
+}
+
+/* Say HELLO on conn and check the server's answer against the map.  Fills
+ * shm (PD_MAX_ADDR + 1 bytes) with the server's shared-memory address, ""
+ * if it offers none. */
+static int link_hello(paramd_client *c, pd_link *l, pd_conn *conn, uint8_t *buf,
+                      char *shm, uint32_t *features) {
+    pd_err e = {0};
+    size_t rlen;
+    int rc = hello(conn, c->rank, buf, &rlen, &e);
+    if (rc)
+        return cl_err(NULL, rc, "server %d (%s): %s", l->index, l->addr, e.msg);
+    uint32_t idx, s2, w2;
+    pd_rd r;
+    pd_rd_init(&r, buf, rlen);
+    pd_get_u32(&r, &idx);
+    pd_get_u32(&r, &s2);
+    pd_get_u32(&r, &w2);
+    shm[0] = '\0';
+    *features = 0;
+    if (!r.bad && r.off < r.len) pd_get_str(&r, shm, PD_MAX_ADDR);
+    if (!r.bad && r.off < r.len) pd_get_u32(&r, features); /* PD_FEAT_* */
+    if (!pd_rd_done(&r) || idx != (uint32_t)l->index || s2 != (uint32_t)c->S ||
+        w2 != (uint32_t)c->slots)
+        return cl_err(NULL, PARAMD_EPROTO,
+                      "server at %s says it is server %u of %u with %u "
+                      "worker slots; the coordinator's map says server %d of "
+                      "%d with %d",
+                      l->addr, idx, s2, w2, l->index, c->S, c->slots);
+    return 0;
+}
+
+/* Connect link l: TCP first (the HELLO reply says whether the server offers
+ * shared memory), then, unless transport=tcp, the shared-memory transport
+ * if the server's socket is reachable from here (same host).  With
+ * transport=shm a server that cannot be reached so is an error. */
+static int link_open(paramd_client *c, pd_link *l, uint8_t *buf) {
+    pd_err e = {0};
+    char shm[PD_MAX_ADDR + 1];
+    l->conn = pd_tcp_connect(l->addr, c->timeout_ms, &e);
+    if (l->conn && c->fault[0]) /* option fault=: tests only */
+        l->conn = pd_fault_wrap(l->conn, c->fault, &e);
+    if (!l->conn) return cl_err(NULL, e.code, "server %d: %s", l->index, e.msg);
+    uint32_t feat;
+    int rc = link_hello(c, l, l->conn, buf, shm, &feat);
+    if (rc || c->transport == TR_TCP) return rc;
+    if (!shm[0]) {
+        if (c->transport == TR_AUTO) return 0;
+        return cl_err(NULL, PARAMD_ECONNECT,
+                      "server %d (%s) offers no shared-memory transport "
+                      "(started with --transport tcp?); use transport=auto "
+                      "or tcp", l->index, l->addr);
+    }
+    pd_conn *sc = pd_shm_connect(shm, c->shm_ring, c->timeout_ms, &e);
+    if (sc && c->fault[0]) sc = pd_fault_wrap(sc, c->fault, &e);
+    if (!sc) {
+        if (c->transport == TR_AUTO) return 0; /* another host: TCP it is */
+        return cl_err(NULL, e.code,
+                      "server %d (%s): transport=shm but %s; use "
+                      "transport=auto to fall back to TCP", l->index, l->addr,
+                      e.msg);
+    }
+    char again[PD_MAX_ADDR + 1];
+    if ((rc = link_hello(c, l, sc, buf, again, &feat))) {
+        pd_conn_destroy(sc);
+        return rc;
+    }
+    pd_conn_destroy(l->conn);
+    l->conn = sc;
+    l->regions_ok = c->shared_buffers && (feat & PD_FEAT_REGIONS);
+    snprintf(sc->peer, sizeof sc->peer, "%.80s (shm)", l->addr);
+    return 0;
+}
+
+static void *heartbeat_main(void *arg);
+
+int paramd_connect(paramd_client **out, const char *options) {
+    *out = NULL;
+    paramd_client *c = pd_calloc(1, sizeof *c);
+    uint8_t *buf = pd_malloc(PD_MAX_CTRL_PAYLOAD + 1);
+    pd_err e = {0};
+    int rc;
+    if (!c || !buf) {
+        pd_free(c);
+        pd_free(buf);
+        return cl_err(NULL, PARAMD_ENOMEM, "out of memory");
+    }
+    pthread_mutex_init(&c->coord_mu, NULL);
+    pthread_mutex_init(&c->reg_mu, NULL);
+    pthread_mutex_init(&c->map_mu, NULL);
+    pthread_mutex_init(&c->err_mu, NULL);
+    pthread_mutex_init(&c->hb_mu, NULL);
+    pthread_cond_init(&c->hb_cv, NULL);
+    if ((rc = parse_options(c, options))) goto fail_early;
+    c->coord = pd_tcp_connect(c->coord_addr, c->timeout_ms, &e);
+    if (!c->coord) {
+        rc = cl_err(NULL, e.code, "coordinator: %s", e.msg);
+        goto fail_early;
+    }
+    if ((rc = hello(c->coord, c->rank, buf, NULL, &e))) {
+        cl_err(NULL, rc, "coordinator %s: %s", c->coord_addr, e.msg);
+        goto fail_early;
+    }
+    pd_buf b;
+    pd_buf_init(&b);
+    pd_put_u32(&b, (uint32_t)c->rank);
+    size_t rlen;
+    rc = coord_rpc(c, PD_MSG_REG_WORKER, 0, &b, buf, &rlen);
+    pd_buf_free(&b);
+    if (rc) {
+        cl_err(NULL, rc, "%s", c->errmsg);
+        goto fail_early;
+    }
+    pd_rd r;
+    uint32_t rank, W, S;
+    pd_rd_init(&r, buf, rlen);
+    pd_get_u32(&r, &rank);
+    pd_get_u32(&r, &W);
+    pd_get_u32(&r, &S);
+    pd_get_u64(&r, &c->epoch);
+    if (r.bad || W == 0 || S == 0 || S > PD_MAX_SERVERS) {
+        rc = cl_err(NULL, PARAMD_EPROTO, "malformed cluster map from the coordinator");
+        goto fail_early;
+    }
+    c->rank = (int32_t)rank;
+    c->W = (int32_t)W;
+    c->S = (int32_t)S;
+    c->links = pd_calloc(S, sizeof *c->links);
+    if (!c->links) {
+        rc = cl_err(NULL, PARAMD_ENOMEM, "out of memory");
+        goto fail_early;
+    }
+    for (uint32_t i = 0; i < S; i++) {
+        pd_link *l = &c->links[i];
+        l->c = c;
+        l->index = (int)i;
+        pthread_mutex_init(&l->send_mu, NULL);
+        pthread_mutex_init(&l->q_mu, NULL);
+        pthread_cond_init(&l->rx_cv, NULL);
+        l->ob_niov = 1;
+        if (pd_get_str(&r, l->addr, PD_MAX_ADDR)) {
+            rc = cl_err(NULL, PARAMD_EPROTO, "malformed cluster map from the coordinator");
+            goto fail;
+        }
+    }
+    /* heartbeat period; worker slots M (ranks 0..M-1, W of them expected at
+     * start); the clock this worker starts at (> 0 when it joined a running
+     * cluster: its loop starts there, docs/consistency.md) */
+    uint32_t hb_ms = 0, M = 0;
+    uint64_t start = 0;
+    pd_get_u32(&r, &hb_ms);
+    pd_get_u32(&r, &M);
+    pd_get_u64(&r, &start);
+    if (!pd_rd_done(&r) || hb_ms > 86400000 || M < W || rank >= M ||
+        start > (uint64_t)INT64_MAX) {
+        rc = cl_err(NULL, PARAMD_EPROTO, "malformed cluster map from the coordinator");
+        goto fail;
+    }
+    c->heartbeat_ms = (int)hb_ms;
+    c->clock = (int64_t)start;
+    c->slots = (int32_t)M;
+    for (uint32_t i = 0; i < S; i++) {
+        pd_link *l = &c->links[i];
+        if ((rc = link_open(c, l, buf))) goto fail;
+        if (!(l->msgbuf = pd_malloc(PD_MAX_CTRL_PAYLOAD + 1))) {
+            rc = cl_err(NULL, PARAMD_ENOMEM, "out of memory");
+            goto fail;
+        }
+        if (pthread_create(&l->rx, NULL, link_rx, l) != 0) {
+            rc = cl_err(NULL, PARAMD_ENOMEM, "cannot start a receiver thread");
+            goto fail;
+        }
+        l->rx_started = 1;
+    }
+    if (c->heartbeat_ms > 0) {
+        if (pthread_create(&c->hb, NULL, heartbeat_main, c) != 0) {
+            rc = cl_err(NULL, PARAMD_ENOMEM, "cannot start the heartbeat thread");
+            goto fail;
+        }
+        c->hb_started = 1;
+    }
+    pd_free(buf);
+    *out = c;
+    return 0;
+fail_early:
+fail:
+    pd_free(buf);
+    {
+        char keep[PD_ERRMSG_MAX];
+        snprintf(keep, sizeof keep, "%s", connect_errmsg);
+        paramd_close(c);
+        snprintf(connect_errmsg, sizeof connect_errmsg, "%s", keep);
+    }
+    return rc;
+}
+
+int paramd_close(paramd_client *c) {
+    if (!c) return 0;
+    int rc = 0;
+    if (c->hb_started) {
+        pthread_mutex_lock(&c->hb_mu);
+        c->hb_stop = 1;
+        pthread_cond_broadcast(&c->hb_cv);
+        pthread_mutex_unlock(&c->hb_mu);
+        pthread_join(c->hb, NULL);
+    }
+    client_flush(c, NULL); /* what waits in the outboxes is sent */
+    if (c->coord && c->links) {
+        uint8_t *buf = pd_malloc(PD_MAX_CTRL_PAYLOAD + 1);
+        if (buf) rc = coord_rpc(c, PD_MSG_BYE, 0, NULL, buf, NULL);
+        pd_free(buf);
+    }
+    if (c->links) {
+        for (int32_t i = 0; i < c->S; i++) {
+            pd_link *l = &c->links[i];
+            /* The receiver thread ends: at once if it sleeps, else once
+             * the shut-down connection fails its read. */
+            pthread_mutex_lock(&l->q_mu);
+            __atomic_store_n(&l->rx_stop, 1, __ATOMIC_RELAXED); /* peeked at */
+            pthread_cond_broadcast(&l->rx_cv);
+            pthread_mutex_unlock(&l->q_mu);
+            if (l->conn) pd_conn_shutdown(l->conn);
+            if (l->rx_started) pthread_join(l->rx, NULL);
+            /* Nobody reads any more: what is still due fails (requests
+             * issued and never waited for). */
+            if (l->qlen > 0) link_fail_all(l, PARAMD_ECLOSED, "the client was closed");
+            pd_conn_destroy(l->conn);
+            pd_free(l->q);
+            pd_free(l->ob_bytes);
+            pd_free(l->ob_ents);
+            pd_free(l->msgbuf);
+            pd_free(l->rxbuf);
+            pthread_mutex_destroy(&l->send_mu);
+            pthread_mutex_destroy(&l->q_mu);
+            pthread_cond_destroy(&l->rx_cv);
+        }
+        pd_free(c->links);
+    }
+    pd_conn_destroy(c->coord);
+    while (c->tables) {
+        paramd_table *t = c->tables;
+        c->tables = t->next;
+        pd_free(t);
+    }
+    while (c->regions) { /* buffers the program did not free */
+        region *g = c->regions;
+        c->regions = g->next;
+        munmap(g->base, g->bytes);
+        pd_free(g->on);
+        pd_free(g);
+    }
+    pthread_mutex_destroy(&c->reg_mu);
+    pthread_mutex_destroy(&c->map_mu);
+    pthread_mutex_destroy(&c->coord_mu);
+    pthread_mutex_destroy(&c->err_mu);
+    pthread_mutex_destroy(&c->hb_mu);
+    pthread_cond_destroy(&c->hb_cv);
+    pd_free(c);
+    return rc;
+}
+
+/* ==== The cluster, the clock, barriers ================================== */
+
+int32_t paramd_rank(const paramd_client *c) { return c->rank; }
+int32_t paramd_num_workers(const paramd_client *c) { return c->W; }
+int32_t paramd_num_servers(const paramd_client *c) { return c->S; }
+/* The clock is read by the heartbeat thread too: atomic accesses.  The
+ * outboxes are flushed first: a sync table's clock waits for this
+ * worker's pushes, which must not sit in an outbox while it computes. */
+int64_t paramd_clock(paramd_client *c) {
+    client_flush(c, NULL);
+    return __atomic_add_fetch(&c->clock, 1, __ATOMIC_RELAXED);
+}
+int64_t paramd_get_clock(const paramd_client *c) {
+    return __atomic_load_n(&c->clock, __ATOMIC_RELAXED);
+}
+int64_t paramd_clock_to(paramd_client *c, int64_t clock) {
+    client_flush(c, NULL);
+    int64_t cur = __atomic_load_n(&c->clock, __ATOMIC_RELAXED);
+    while (clock > cur &&
+           !__atomic_compare_exchange_n(&c->clock, &cur, clock, 0, __ATOMIC_RELAXED,
+                                        __ATOMIC_RELAXED))
+        ;
+    return paramd_get_clock(c);
+}
+
+int paramd_barrier(paramd_client *c) {
+    client_flush(c, NULL);
+    uint8_t *buf = pd_malloc(PD_MAX_CTRL_PAYLOAD + 1);
+    if (!buf) return cl_err(c, PARAMD_ENOMEM, "out of memory");
+    int rc = coord_rpc(c, PD_MSG_BARRIER, 0, NULL, buf, NULL);
+    pd_free(buf);
+    return rc;
+}
+
+/* ==== Heartbeats ======================================================== */
+
+/* Tell the coordinator, every heartbeat_ms/4, that this worker is alive
+ * and at which clock.  Its own connection, so that a long barrier or a
+ * blocked pull never delays a heartbeat. */
+static void *heartbeat_main(void *arg) {
+    paramd_client *c = arg;
+    pd_err e = {0};
+    uint8_t *buf = pd_malloc(PD_MAX_CTRL_PAYLOAD + 1);
+    pd_conn *conn = buf ? pd_tcp_connect(c->coord_addr, c->timeout_ms, &e) : NULL;
+    int ok = conn && hello(conn, c->rank, buf, NULL, &e) == 0;
+    uint64_t id = 1;
+    pthread_mutex_lock(&c->hb_mu);
+    while (ok && !c->hb_stop) {
+        pthread_mutex_unlock(&c->hb_mu);
+        pd_hdr h = {0}, rh;
+        uint8_t p[4] = {(uint8_t)c->rank, (uint8_t)(c->rank >> 8),
+                        (uint8_t)(c->rank >> 16), (uint8_t)(c->rank >> 24)};
+        h.type = PD_MSG_HEARTBEAT;
+        h.id = ++id;
+        h.clock = paramd_get_clock(c);
+        ok = pd_rpc(conn, &h, p, 4, &rh, buf, &e) == 0;
+        pthread_mutex_lock(&c->hb_mu);
+        struct timespec ts;
+        clock_gettime(CLOCK_REALTIME, &ts);
+        int64_t ns = ts.tv_nsec + (int64_t)(c->heartbeat_ms / 4 + 1) * 1000000;
+        ts.tv_sec += ns / 1000000000;
+        ts.tv_nsec = ns % 1000000000;
+        while (!c->hb_stop &&
+               pthread_cond_timedwait(&c->hb_cv, &c->hb_mu, &ts) == 0)
+            ;
+    }
+    int stopping = c->hb_stop;
+    pthread_mutex_unlock(&c->hb_mu);
+    if (!ok && !stopping)
+        cl_err(c, e.code ? e.code : PARAMD_ECLOSED, "heartbeats to the coordinator stopped: %s",
+               e.msg);
+    pd_conn_destroy(conn);
+    pd_free(buf);
+    return NULL;
+}
