@@ -67,7 +67,7 @@ const char *paramd_last_error(const paramd_client *c) {
 /* ==== Coordinator RPC =================================================== */
 
 int coord_rpc(paramd_client *c, uint16_t type, uint32_t table,
-                     pd_buf *b, uint8_t *reply, size_t *replylen) {
+              pd_buf *b, uint8_t *reply, size_t *replylen) {
     pd_err e = {0};
     pd_hdr h = {0}, rh;
     if (b && b->oom) return cl_err(c, PARAMD_ENOMEM, "out of memory");

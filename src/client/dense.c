@@ -153,8 +153,8 @@ static uint64_t name_seed(const char *name) {
 /* Open (creating if needed) a dense table of n floats or a sparse table of
  * rows of n floats. */
 int table_open(paramd_client *c, const char *name, uint64_t n,
-                      uint32_t kind, const char *spec, const float *init,
-                      paramd_table **out) {
+               uint32_t kind, const char *spec, const float *init,
+               paramd_table **out) {
     *out = NULL;
     pd_err e = {0};
     if (!name || !*name || strlen(name) > PD_MAX_NAME)

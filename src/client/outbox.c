@@ -209,9 +209,9 @@ void paramd_flush(paramd_client *c) {
  * can_batch: the frame may wait in the outbox (batchable()).  On failure r
  * is completed with the error (so the caller just waits). */
 void link_send_ex(pd_link *l, paramd_request *r, const pending *pt,
-                         int can_batch, uint32_t table, int64_t clock,
-                         const void *p1, size_t n1, const void *p2, size_t n2,
-                         const void *p3, size_t n3) {
+                  int can_batch, uint32_t table, int64_t clock,
+                  const void *p1, size_t n1, const void *p2, size_t n2,
+                  const void *p3, size_t n3) {
     paramd_client *c = l->c;
     uint16_t type = pt->type;
     size_t fbytes = PD_HDR_SIZE + n1 + n2 + n3;
@@ -261,8 +261,8 @@ void link_send_ex(pd_link *l, paramd_request *r, const pending *pt,
 }
 
 void link_send(pd_link *l, paramd_request *r, uint16_t type, int can_batch,
-                      uint32_t table, int64_t clock, const void *pre, size_t npre,
-                      const void *data, size_t ndata, float *dst, uint64_t count) {
+               uint32_t table, int64_t clock, const void *pre, size_t npre,
+               const void *data, size_t ndata, float *dst, uint64_t count) {
     pending pt = {0};
     pt.type = type, pt.dst = dst, pt.count = count;
     link_send_ex(l, r, &pt, can_batch, table, clock, pre, npre, data, ndata, NULL, 0);
