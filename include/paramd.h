@@ -174,9 +174,15 @@ PARAMD_API int paramd_close(paramd_client *c);
 PARAMD_API void *paramd_alloc(paramd_client *c, size_t bytes);
 PARAMD_API int paramd_free(paramd_client *c, void *p);
 
-/* The detail of the last failure on this client (or, with NULL, of the last
- * failed paramd_connect in this thread).  Never NULL; "" if none.  The
- * string stays valid until the next failing call on the same client. */
+/* The detail of the last failure on this client, in whichever thread it
+ * happened (a heartbeat thread's lost connection too), or, with NULL, of
+ * the last failed paramd_connect in this thread.  Never NULL; "" if none.
+ * The string is a copy in storage of the calling thread: it stays valid
+ * and unchanged until this thread's next call into paramd (another
+ * paramd_last_error overwrites it), whatever other threads do; copy it to
+ * keep it.  Thread-safe: yes, because the client's text is copied under
+ * the client's error lock, so a failure on another thread cannot change
+ * it half-way through. */
 PARAMD_API const char *paramd_last_error(const paramd_client *c);
 
 /* This worker's rank (0..W-1), the number of workers W and of servers S. */

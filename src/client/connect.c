@@ -21,7 +21,10 @@
  * reads the clock atomically and hb_stop under hb_mu.  The clock is
  * written only by the program (paramd_clock, paramd_clock_to), atomically.
  * coord_rpc sends one control request at a time, under coord_mu.
- * cl_err writes the last-error text under err_mu (a leaf).  paramd_close
+ * cl_err writes a client's last-error text under err_mu (a leaf), from
+ * any thread (the heartbeat thread too); paramd_last_error copies it,
+ * under the same lock, into storage of the calling thread, so the text it
+ * returns cannot change while the caller reads it.  paramd_close
  * stops and joins the heartbeat and receiver threads before it frees
  * anything.
  */
@@ -42,10 +45,18 @@
 
 #define PD_CHUNK_BYTES_DEFAULT (1u << 20)
 
-static __thread char connect_errmsg[PD_ERRMSG_MAX];
-
 /* ==== Errors ============================================================ */
 
+/* The detail of a failed paramd_connect, per thread (there is no client
+ * to hang it on), written and read by that thread only. */
+static __thread char connect_errmsg[PD_ERRMSG_MAX];
+/* What paramd_last_error returns for a client: this thread's copy of the
+ * client's text, taken under err_mu.  A failure on another thread then
+ * rewrites the client's text, never the copy this thread is reading. */
+static __thread char last_error_copy[PD_ERRMSG_MAX];
+
+/* Set the client's last-error text (c NULL: the thread's connect error)
+ * and return code, so that callers can write return cl_err(...). */
 int cl_err(paramd_client *c, int code, const char *fmt, ...) {
     va_list ap;
     va_start(ap, fmt);
@@ -61,7 +72,14 @@ int cl_err(paramd_client *c, int code, const char *fmt, ...) {
 }
 
 const char *paramd_last_error(const paramd_client *c) {
-    return c ? c->errmsg : connect_errmsg;
+    if (!c) return connect_errmsg;
+    /* the lock is not part of the client's value: locking it from a
+     * const handle is sound */
+    pthread_mutex_t *mu = (pthread_mutex_t *)&c->err_mu;
+    pthread_mutex_lock(mu);
+    memcpy(last_error_copy, c->errmsg, sizeof last_error_copy);
+    pthread_mutex_unlock(mu);
+    return last_error_copy;
 }
 
 /* ==== Coordinator RPC =================================================== */
