@@ -357,6 +357,44 @@ PARAMD_API int paramd_sparse_push_async(paramd_table *t, const uint64_t *keys,
 PARAMD_API int paramd_table_stat(paramd_table *t, int32_t server,
                                  const char *name, uint64_t *value);
 
+/* ==== Tools: the cluster's map and counters =========================== */
+
+/* The epoch of the cluster map this client got at connect (the
+ * coordinator's; a later version will refresh it).  Thread-safe: yes, it
+ * does not change after paramd_connect. */
+PARAMD_API uint64_t paramd_map_epoch(const paramd_client *c);
+
+/* The address ("host:port") of server `server` (0..S-1) in the cluster
+ * map, NULL for another index.  The string belongs to the client and
+ * stays valid until paramd_close.  Thread-safe: yes, the map does not
+ * change after paramd_connect. */
+PARAMD_API const char *paramd_server_address(const paramd_client *c,
+                                             int32_t server);
+
+/* The longest STATS text a server sends, in bytes (without the NUL). */
+#define PARAMD_STATS_MAX 65536
+
+/*
+ * The counters of server `server` (0..S-1), as text: what `paramd stats`
+ * prints for it.  table 0 asks for every table, a table id for that one
+ * only.  Lines (each ends in a newline):
+ *   server K of S, W workers, worker connections tcp N shm N batches N batched N
+ *   table ID floats N bytes N pushes N pulls N ...      (a dense table)
+ *   table ID kind sparse dim N rows N bytes N ...       (a sparse table)
+ *   apply threads N updates in parallel N inline because busy N
+ *   shared buffers mapped N bytes N pushes N pulls N
+ * (docs/sparse.md and docs/protocol.md name the counters; a line may gain
+ * counters at its end).  The text is written to buf, NUL-terminated; len
+ * is buf's size in bytes, and PARAMD_STATS_MAX + 1 always suffices.  A
+ * text longer than len - 1 is cut there and the call returns
+ * PARAMD_ETOOBIG.  On other errors buf holds "".  The answer follows every
+ * request this client sent that server before.  Any client may call it: a
+ * worker, or a tool (role=tool in paramd_connect).  Thread-safe: yes, it
+ * is a request like a pull, and its buffer is the caller's.
+ */
+PARAMD_API int paramd_server_stats(paramd_client *c, int32_t server,
+                                   uint32_t table, char *buf, uint64_t len);
+
 /* ==== Clocks and barriers ============================================= */
 
 /* Advance the client's clock by one and return the new clock (>= 1).  The

@@ -63,9 +63,12 @@
  * caller.
  */
 #include <pthread.h>
+#include <stdio.h>
 
 #include "client/client_impl.h"
 #include "client/client_internal.h"
+#include "common/common.h"
+#include "wire/spec.h"
 
 /* ==== Probes for tests (client_internal.h) ============================== */
 
@@ -89,3 +92,28 @@ int pd_client_link_reader(paramd_client *c, int32_t k, int *followers) {
 }
 
 int pd_request_done(paramd_request *r) { return !req_pending(r); }
+
+int pd_client_table_attach(paramd_client *c, uint32_t id, uint64_t n, int sparse,
+                           paramd_table **out) {
+    *out = NULL;
+    pd_err e = {0};
+    if (id == 0 || id >= PD_MAX_TABLES || n == 0 ||
+        (sparse && n > PD_MAX_SPARSE_DIM))
+        return PARAMD_EINVAL;
+    paramd_table *t = pd_calloc(1, sizeof *t);
+    if (!t) return PARAMD_ENOMEM;
+    t->c = c;
+    t->id = id;
+    t->n = n;
+    t->def.kind = sparse ? PD_TABLE_SPARSE : PD_TABLE_DENSE;
+    if (pd_spec_parse("", &t->def, &e) != 0) { /* the defaults */
+        pd_free(t);
+        return PARAMD_EINVAL;
+    }
+    t->def.n = n;
+    snprintf(t->name, sizeof t->name, "#%u", id);
+    t->next = c->tables;
+    c->tables = t;
+    *out = t;
+    return 0;
+}

@@ -179,7 +179,9 @@ struct paramd_client {
     uint64_t chunk_bytes;
     int transport;        /* TR_AUTO, TR_TCP, TR_SHM */
     uint64_t shm_ring;    /* bytes per direction of a shm pd_link */
-    int32_t rank, W, S;
+    int tool;             /* option role=tool: no rank, no tables, no
+                           * pushes, no barriers (connect.c) */
+    int32_t rank, W, S;   /* rank -1: a tool */
     int32_t slots; /* M: worker slots (ranks 0..M-1); servers report it */
     uint64_t epoch;
     int64_t clock;
@@ -271,6 +273,7 @@ void link_send(pd_link *l, paramd_request *r, uint16_t type, int can_batch,
                const void *data, size_t ndata, float *dst, uint64_t count);
 
 /* dense.c */
+int table_check_push(paramd_table *t);
 int table_open(paramd_client *c, const char *name, uint64_t n, uint32_t kind,
                const char *spec, const float *init, paramd_table **out);
 

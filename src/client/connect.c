@@ -16,6 +16,16 @@
  * so far is undone (paramd_close) and the detail is in the thread's
  * connect error (paramd_last_error(NULL)).
  *
+ * Tools (role=tool).  A program that only reads the cluster (paramd
+ * stats) says HELLO as PD_ROLE_TOOL and asks the coordinator for the map
+ * with MAP instead of registering: it has no rank, takes no worker slot,
+ * sends no heartbeats and no BYE, and opens every link over TCP.  A
+ * server it cannot reach leaves that link dead from the start (its calls
+ * fail with the reason) instead of failing the connect, so a tool reports
+ * what it can.  What only workers may do - open tables, push, barriers -
+ * is refused here, before anything is sent, with PARAMD_EWORKER (the
+ * coordinator and the servers would refuse it too, less clearly).
+ *
  * Threads.  The heartbeat thread (heartbeat_main) has its own connection,
  * so that a long barrier or a blocked pull never delays a heartbeat; it
  * reads the clock atomically and hb_stop under hb_mu.  The clock is
@@ -152,6 +162,13 @@ static int parse_options(paramd_client *c, const char *options) {
         } else if (strcmp(tok, "transport") == 0) {
             snprintf(trbuf, sizeof trbuf, "%s", val);
             transport = trbuf;
+        } else if (strcmp(tok, "role") == 0) {
+            if (strcmp(val, "worker") != 0 && strcmp(val, "tool") != 0)
+                return cl_err(NULL, PARAMD_EINVAL,
+                              "role=%s is not worker (the default) or tool (a "
+                              "program that only reads the cluster's map and "
+                              "counters, like paramd stats)", val);
+            c->tool = strcmp(val, "tool") == 0;
         } else if (strcmp(tok, "shared_buffers") == 0) {
             if (strcmp(val, "yes") != 0 && strcmp(val, "no") != 0)
                 return cl_err(NULL, PARAMD_EINVAL,
@@ -165,8 +182,8 @@ static int parse_options(paramd_client *c, const char *options) {
             c->shm_ring = (uint64_t)v;
         } else {
             return cl_err(NULL, PARAMD_EINVAL,
-                          "unknown option '%s' (coordinator, rank, timeout_ms, "
-                          "chunk_bytes, coalesce_bytes, transport, "
+                          "unknown option '%s' (coordinator, rank, role, "
+                          "timeout_ms, chunk_bytes, coalesce_bytes, transport, "
                           "shm_ring_bytes, shared_buffers, fault)",
                           tok);
         }
@@ -177,9 +194,15 @@ static int parse_options(paramd_client *c, const char *options) {
                                            "PMI_RANK", "PMIX_RANK",
                                            "SLURM_PROCID", NULL};
     static const char *const transport_env[] = {"PARAMD_TRANSPORT", NULL};
+    if (c->tool && rank)
+        return cl_err(NULL, PARAMD_EINVAL,
+                      "rank=%s with role=tool: a tool is not a worker and has "
+                      "no rank; drop one of them", rank);
     if (!coord) coord = pd_env_first(coord_env);
-    if (!rank) rank = pd_env_first(rank_env);
-    if (!transport) transport = pd_env_first(transport_env);
+    /* A tool ignores the workers' variables: it has no rank, and its few
+     * small requests go over TCP. */
+    if (!rank && !c->tool) rank = pd_env_first(rank_env);
+    if (!transport && !c->tool) transport = pd_env_first(transport_env);
     if (!transport || strcmp(transport, "auto") == 0) c->transport = TR_AUTO;
     else if (strcmp(transport, "tcp") == 0) c->transport = TR_TCP;
     else if (strcmp(transport, "shm") == 0) c->transport = TR_SHM;
@@ -187,6 +210,11 @@ static int parse_options(paramd_client *c, const char *options) {
         return cl_err(NULL, PARAMD_EINVAL,
                       "transport '%s' is not auto, tcp or shm (from the "
                       "transport= option or PARAMD_TRANSPORT)", transport);
+    if (c->tool && c->transport == TR_SHM)
+        return cl_err(NULL, PARAMD_EINVAL,
+                      "transport=shm with role=tool: a tool's links are TCP "
+                      "only; drop transport=");
+    if (c->tool) c->transport = TR_TCP;
     if (!coord)
         return cl_err(NULL, PARAMD_ECONFIG,
                       "no coordinator: set PARAMD_COORDINATOR=HOST:PORT or pass "
@@ -203,11 +231,11 @@ static int parse_options(paramd_client *c, const char *options) {
     return 0;
 }
 
-static int hello(pd_conn *conn, int32_t rank, uint8_t *reply, size_t *rlen,
-                 pd_err *e) {
+static int hello(pd_conn *conn, uint32_t role, int32_t rank, uint8_t *reply,
+                 size_t *rlen, pd_err *e) {
     pd_buf b;
     pd_hdr h = {0}, rh;
-    pd_hello hl = {PD_ROLE_WORKER, rank};
+    pd_hello hl = {role, rank};
     pd_buf_init(&b);
     pd_hello_encode(&b, &hl);
     h.type = PD_MSG_HELLO;
@@ -226,7 +254,8 @@ static int link_hello(paramd_client *c, pd_link *l, pd_conn *conn, uint8_t *buf,
                       char *shm, uint32_t *features) {
     pd_err e = {0};
     size_t rlen;
-    int rc = hello(conn, c->rank, buf, &rlen, &e);
+    int rc = hello(conn, c->tool ? PD_ROLE_TOOL : PD_ROLE_WORKER, c->rank, buf,
+                   &rlen, &e);
     if (rc)
         return cl_err(NULL, rc, "server %d (%s): %s", l->index, l->addr, e.msg);
     uint32_t idx, s2, w2;
@@ -239,8 +268,9 @@ static int link_hello(paramd_client *c, pd_link *l, pd_conn *conn, uint8_t *buf,
     *features = 0;
     if (!r.bad && r.off < r.len) pd_get_str(&r, shm, PD_MAX_ADDR);
     if (!r.bad && r.off < r.len) pd_get_u32(&r, features); /* PD_FEAT_* */
+    /* (a tool's map, from MAP, has no worker slots to check) */
     if (!pd_rd_done(&r) || idx != (uint32_t)l->index || s2 != (uint32_t)c->S ||
-        w2 != (uint32_t)c->slots)
+        (!c->tool && w2 != (uint32_t)c->slots))
         return cl_err(NULL, PARAMD_EPROTO,
                       "server at %s says it is server %u of %u with %u "
                       "worker slots; the coordinator's map says server %d of "
@@ -316,7 +346,8 @@ int paramd_connect(paramd_client **out, const char *options) {
         rc = cl_err(NULL, e.code, "coordinator: %s", e.msg);
         goto fail_early;
     }
-    if ((rc = hello(c->coord, c->rank, buf, NULL, &e))) {
+    if ((rc = hello(c->coord, c->tool ? PD_ROLE_TOOL : PD_ROLE_WORKER, c->rank,
+                    buf, NULL, &e))) {
         cl_err(NULL, rc, "coordinator %s: %s", c->coord_addr, e.msg);
         goto fail_early;
     }
@@ -324,7 +355,9 @@ int paramd_connect(paramd_client **out, const char *options) {
     pd_buf_init(&b);
     pd_put_u32(&b, (uint32_t)c->rank);
     size_t rlen;
-    rc = coord_rpc(c, PD_MSG_REG_WORKER, 0, &b, buf, &rlen);
+    /* A tool asks for the map alone (MAP): it does not register. */
+    rc = c->tool ? coord_rpc(c, PD_MSG_MAP, 0, NULL, buf, &rlen)
+                 : coord_rpc(c, PD_MSG_REG_WORKER, 0, &b, buf, &rlen);
     pd_buf_free(&b);
     if (rc) {
         cl_err(NULL, rc, "%s", c->errmsg);
@@ -341,7 +374,7 @@ int paramd_connect(paramd_client **out, const char *options) {
         rc = cl_err(NULL, PARAMD_EPROTO, "malformed cluster map from the coordinator");
         goto fail_early;
     }
-    c->rank = (int32_t)rank;
+    c->rank = c->tool ? -1 : (int32_t)rank; /* MAP says UINT32_MAX */
     c->W = (int32_t)W;
     c->S = (int32_t)S;
     c->links = pd_calloc(S, sizeof *c->links);
@@ -364,13 +397,16 @@ int paramd_connect(paramd_client **out, const char *options) {
     }
     /* heartbeat period; worker slots M (ranks 0..M-1, W of them expected at
      * start); the clock this worker starts at (> 0 when it joined a running
-     * cluster: its loop starts there, docs/consistency.md) */
+     * cluster: its loop starts there, docs/consistency.md).  A MAP reply
+     * (a tool's) ends with the addresses. */
     uint32_t hb_ms = 0, M = 0;
     uint64_t start = 0;
-    pd_get_u32(&r, &hb_ms);
-    pd_get_u32(&r, &M);
-    pd_get_u64(&r, &start);
-    if (!pd_rd_done(&r) || hb_ms > 86400000 || M < W || rank >= M ||
+    if (!c->tool) {
+        pd_get_u32(&r, &hb_ms);
+        pd_get_u32(&r, &M);
+        pd_get_u64(&r, &start);
+    }
+    if (!pd_rd_done(&r) || hb_ms > 86400000 || (!c->tool && (M < W || rank >= M)) ||
         start > (uint64_t)INT64_MAX) {
         rc = cl_err(NULL, PARAMD_EPROTO, "malformed cluster map from the coordinator");
         goto fail;
@@ -380,7 +416,18 @@ int paramd_connect(paramd_client **out, const char *options) {
     c->slots = (int32_t)M;
     for (uint32_t i = 0; i < S; i++) {
         pd_link *l = &c->links[i];
-        if ((rc = link_open(c, l, buf))) goto fail;
+        if ((rc = link_open(c, l, buf)) && c->tool) {
+            /* A tool works with the servers it can reach: this link is
+             * dead from the start, and its calls fail with the reason. */
+            snprintf(l->dead_msg, sizeof l->dead_msg, "%s", connect_errmsg);
+            __atomic_store_n(&l->dead, 1, __ATOMIC_RELEASE);
+            pd_conn_destroy(l->conn);
+            l->conn = NULL;
+            connect_errmsg[0] = '\0';
+            rc = 0;
+            continue;
+        }
+        if (rc) goto fail;
         if (!(l->msgbuf = pd_malloc(PD_MAX_CTRL_PAYLOAD + 1))) {
             rc = cl_err(NULL, PARAMD_ENOMEM, "out of memory");
             goto fail;
@@ -424,7 +471,7 @@ int paramd_close(paramd_client *c) {
         pthread_join(c->hb, NULL);
     }
     client_flush(c, NULL); /* what waits in the outboxes is sent */
-    if (c->coord && c->links) {
+    if (c->coord && c->links && !c->tool) { /* a tool never registered */
         uint8_t *buf = pd_malloc(PD_MAX_CTRL_PAYLOAD + 1);
         if (buf) rc = coord_rpc(c, PD_MSG_BYE, 0, NULL, buf, NULL);
         pd_free(buf);
@@ -483,6 +530,10 @@ int paramd_close(paramd_client *c) {
 int32_t paramd_rank(const paramd_client *c) { return c->rank; }
 int32_t paramd_num_workers(const paramd_client *c) { return c->W; }
 int32_t paramd_num_servers(const paramd_client *c) { return c->S; }
+uint64_t paramd_map_epoch(const paramd_client *c) { return c->epoch; }
+const char *paramd_server_address(const paramd_client *c, int32_t server) {
+    return server >= 0 && server < c->S ? c->links[server].addr : NULL;
+}
 /* The clock is read by the heartbeat thread too: atomic accesses.  The
  * outboxes are flushed first: a sync table's clock waits for this
  * worker's pushes, which must not sit in an outbox while it computes. */
@@ -504,6 +555,10 @@ int64_t paramd_clock_to(paramd_client *c, int64_t clock) {
 }
 
 int paramd_barrier(paramd_client *c) {
+    if (c->tool)
+        return cl_err(c, PARAMD_EWORKER,
+                      "paramd_barrier: this client is a tool (role=tool), and "
+                      "only workers take part in barriers");
     client_flush(c, NULL);
     uint8_t *buf = pd_malloc(PD_MAX_CTRL_PAYLOAD + 1);
     if (!buf) return cl_err(c, PARAMD_ENOMEM, "out of memory");
@@ -522,7 +577,7 @@ static void *heartbeat_main(void *arg) {
     pd_err e = {0};
     uint8_t *buf = pd_malloc(PD_MAX_CTRL_PAYLOAD + 1);
     pd_conn *conn = buf ? pd_tcp_connect(c->coord_addr, c->timeout_ms, &e) : NULL;
-    int ok = conn && hello(conn, c->rank, buf, NULL, &e) == 0;
+    int ok = conn && hello(conn, PD_ROLE_WORKER, c->rank, buf, NULL, &e) == 0;
     uint64_t id = 1;
     pthread_mutex_lock(&c->hb_mu);
     while (ok && !c->hb_stop) {

@@ -111,6 +111,15 @@ static void issue_range(paramd_table *t, paramd_request *r, uint16_t type,
     }
 }
 
+/* 0, or PARAMD_EWORKER if t's client is a tool (role=tool, connect.c):
+ * its pushes are refused before anything is sent. */
+int table_check_push(paramd_table *t) {
+    if (!t->c->tool) return 0;
+    return cl_err(t->c, PARAMD_EWORKER,
+                  "table '%s': this client is a tool (role=tool), and tools do "
+                  "not push; connect as a worker to push", t->name);
+}
+
 static int check_range(paramd_table *t, uint64_t off, uint64_t count,
                        const void *buf) {
     if (t->def.kind == PD_TABLE_SPARSE)
@@ -157,6 +166,10 @@ int table_open(paramd_client *c, const char *name, uint64_t n,
                paramd_table **out) {
     *out = NULL;
     pd_err e = {0};
+    if (c->tool)
+        return cl_err(c, PARAMD_EWORKER,
+                      "table '%s': this client is a tool (role=tool), and only "
+                      "workers open tables", name ? name : "(null)");
     if (!name || !*name || strlen(name) > PD_MAX_NAME)
         return cl_err(c, PARAMD_EINVAL, "table name must be 1..%d bytes", PD_MAX_NAME);
     if (kind == PD_TABLE_SPARSE && (n == 0 || n > PD_MAX_SPARSE_DIM))
@@ -278,6 +291,7 @@ int paramd_push(paramd_table *t, uint64_t off, uint64_t count,
                 const float *grad) {
     paramd_request r;
     int rc = check_range(t, off, count, grad);
+    if (!rc) rc = table_check_push(t);
     if (rc) return rc;
     start_op(t, PD_MSG_PUSH, off, count, grad, NULL, &r);
     return req_finish(&r);
@@ -288,6 +302,7 @@ static int start_async(paramd_table *t, uint16_t type, uint64_t off,
                        paramd_request **req) {
     *req = NULL;
     int rc = check_range(t, off, count, type == PD_MSG_PULL ? (void *)dst : (void *)src);
+    if (!rc && type == PD_MSG_PUSH) rc = table_check_push(t);
     if (rc) return rc;
     paramd_request *r = pd_malloc(sizeof *r);
     if (!r) return cl_err(t->c, PARAMD_ENOMEM, "out of memory");

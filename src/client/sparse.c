@@ -215,6 +215,7 @@ static int sparse_start(paramd_table *t, int push, const uint64_t *keys,
                         paramd_request *r) {
     sparse_plan p;
     int rc = sparse_check(t, keys, n, push ? (const void *)grads : (const void *)rows);
+    if (!rc && push) rc = table_check_push(t);
     if (rc) return rc;
     if ((rc = sparse_plan_make(t, &p, push, keys, n, grads, rows))) return rc;
     if (push && t->def.consistency != PD_CONS_ASYNC) {

@@ -1,6 +1,7 @@
 /*
- * stats.c - table counters: one counter of a table on one server, or over
- * all of them (paramd_table_stat), from the servers' STATS text.
+ * stats.c - the servers' counters: one server's STATS text
+ * (paramd_server_stats, what paramd stats prints) and one counter of a
+ * table on one server or summed over all of them (paramd_table_stat).
  *
  * A STATS frame always goes alone (never in an outbox), and a server
  * answers a link's frames in order, so the answer follows every request
@@ -41,6 +42,61 @@ static int stat_from_text(const char *text, uint32_t id, const char *name,
     return PARAMD_ENOTABLE;
 }
 
+_Static_assert(PARAMD_STATS_MAX == PD_MAX_CTRL_PAYLOAD,
+               "paramd.h's bound on a STATS text is the protocol's");
+
+/* Ask servers k0..k1-1 for their STATS text (of table `table`; 0: every
+ * table) and wait for it: server k's text, NUL-terminated, lands at
+ * texts + (k - k0) * each, which must have PD_MAX_CTRL_PAYLOAD + 1 bytes.
+ * 0 or the first error (detail in the client's last error). */
+static int stats_fetch(paramd_client *c, int32_t k0, int32_t k1, uint32_t table,
+                       char *texts, size_t each) {
+    paramd_request r;
+    req_init(&r, c);
+    for (int32_t k = k0; k < k1; k++) {
+        pending pt = {0};
+        pt.type = PD_MSG_STATS;
+        pt.text = texts + (size_t)(k - k0) * each;
+        link_send_ex(&c->links[k], &r, &pt, 0, table, 0, NULL, 0, NULL, 0, NULL, 0);
+    }
+    req_done(&r, 0, "");
+    return req_finish(&r);
+}
+
+int paramd_server_stats(paramd_client *c, int32_t server, uint32_t table,
+                        char *buf, uint64_t len) {
+    if (!c) return PARAMD_EINVAL;
+    if (!buf || len == 0)
+        return cl_err(c, PARAMD_EINVAL,
+                      "paramd_server_stats: NULL or empty buffer (give it "
+                      "PARAMD_STATS_MAX + 1 bytes)");
+    buf[0] = '\0';
+    if (server < 0 || server >= c->S)
+        return cl_err(c, PARAMD_EINVAL, "paramd_server_stats: server %d is not 0..%d",
+                      server, c->S - 1);
+    if (table >= PD_MAX_TABLES)
+        return cl_err(c, PARAMD_EINVAL,
+                      "paramd_server_stats: table %u is not 0 (every table) or a "
+                      "table id 1..%d", table, PD_MAX_TABLES - 1);
+    /* Straight into the caller's buffer if any text fits it. */
+    char *text = len > PARAMD_STATS_MAX ? buf : pd_malloc(PD_MAX_CTRL_PAYLOAD + 1);
+    if (!text) return cl_err(c, PARAMD_ENOMEM, "out of memory");
+    text[0] = '\0';
+    int rc = stats_fetch(c, server, server + 1, table, text, 0);
+    if (text != buf) {
+        size_t n = strlen(text), keep = n < len ? n : (size_t)len - 1;
+        memcpy(buf, text, keep);
+        buf[keep] = '\0';
+        if (!rc && n >= len)
+            rc = cl_err(c, PARAMD_ETOOBIG,
+                        "server %d's STATS text has %zu bytes, the buffer room for "
+                        "%llu: it is cut there (PARAMD_STATS_MAX + 1 bytes always "
+                        "suffice)", server, n, (unsigned long long)(len - 1));
+        pd_free(text);
+    }
+    return rc;
+}
+
 int paramd_table_stat(paramd_table *t, int32_t server, const char *name,
                       uint64_t *value) {
     paramd_client *c = t->c;
@@ -53,16 +109,7 @@ int paramd_table_stat(paramd_table *t, int32_t server, const char *name,
     size_t each = PD_MAX_CTRL_PAYLOAD + 1;
     char *texts = pd_calloc((size_t)(k1 - k0), each);
     if (!texts) return cl_err(c, PARAMD_ENOMEM, "out of memory");
-    paramd_request r;
-    req_init(&r, c);
-    for (int32_t k = k0; k < k1; k++) {
-        pending pt = {0};
-        pt.type = PD_MSG_STATS;
-        pt.text = texts + (size_t)(k - k0) * each;
-        link_send_ex(&c->links[k], &r, &pt, 0, t->id, 0, NULL, 0, NULL, 0, NULL, 0);
-    }
-    req_done(&r, 0, "");
-    int rc = req_finish(&r);
+    int rc = stats_fetch(c, k0, k1, t->id, texts, each);
     uint64_t total = 0;
     for (int32_t k = k0; k < k1 && !rc; k++) {
         uint64_t v;
