@@ -103,7 +103,7 @@ int coord_rpc(paramd_client *c, uint16_t type, uint32_t table,
     h.type = type;
     h.id = ++c->coord_id;
     h.table = table;
-    h.clock = c->clock;
+    h.clock = paramd_get_clock(c);
     int rc = pd_rpc(c->coord, &h, b ? b->p : NULL, b ? b->len : 0, &rh, reply, &e);
     pthread_mutex_unlock(&c->coord_mu);
     if (rc) return cl_err(c, rc, "coordinator %s: %s", c->coord_addr, e.msg);

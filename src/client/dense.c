@@ -51,6 +51,7 @@ static void issue_range(paramd_table *t, paramd_request *r, uint16_t type,
                         uint64_t off, uint64_t count, const float *src,
                         float *dst) {
     paramd_client *c = t->c;
+    int64_t clock = paramd_get_clock(c); /* atomic: paramd_clock writes it */
     uint64_t end = off + count;
     uint64_t chunk = c->chunk_bytes / 4;
     int can_batch = batchable(t, type);
@@ -91,7 +92,7 @@ static void issue_range(paramd_table *t, paramd_request *r, uint16_t type,
                     put_le64(ref + 16, g.id);
                     put_le64(ref + 24, (uint64_t)((const uint8_t *)(buf + (a - off)) - g.base));
                     pos[j] = hi;
-                    link_send_ex(&c->links[k], r, &pt, 0, t->id, c->clock, ref,
+                    link_send_ex(&c->links[k], r, &pt, 0, t->id, clock, ref,
                                  sizeof ref, NULL, 0, NULL, 0);
                     continue;
                 }
@@ -101,10 +102,10 @@ static void issue_range(paramd_table *t, paramd_request *r, uint16_t type,
                 put_le64(pre, a);
                 put_le64(pre + 8, len);
                 if (type == PD_MSG_PULL)
-                    link_send(&c->links[k], r, type, can_batch, t->id, c->clock,
+                    link_send(&c->links[k], r, type, can_batch, t->id, clock,
                               pre, PD_PULL_PAYLOAD, NULL, 0, dst + (a - off), len);
                 else
-                    link_send(&c->links[k], r, type, can_batch, t->id, c->clock,
+                    link_send(&c->links[k], r, type, can_batch, t->id, clock,
                               pre, PD_RANGE_PREFIX, src + (a - off), len * 4, NULL, 0);
             }
         }
