@@ -22,9 +22,10 @@
  * sends no heartbeats and no BYE, and opens every link over TCP.  A
  * server it cannot reach leaves that link dead from the start (its calls
  * fail with the reason) instead of failing the connect, so a tool reports
- * what it can.  What only workers may do - open tables, push, barriers -
- * is refused here, before anything is sent, with PARAMD_EWORKER (the
- * coordinator and the servers would refuse it too, less clearly).
+ * what it can.  What only workers may do is refused before anything is
+ * sent, with PARAMD_EWORKER and a message that says why: opening a table
+ * (table_open, dense.c), pushing (table_check_push), barriers (here); the
+ * coordinator and the servers would refuse them too, less clearly.
  *
  * Threads.  The heartbeat thread (heartbeat_main) has its own connection,
  * so that a long barrier or a blocked pull never delays a heartbeat; it
