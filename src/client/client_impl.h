@@ -35,10 +35,8 @@ enum { TR_AUTO = 0, TR_TCP, TR_SHM }; /* option transport= */
 /* A batch is sent once it holds this many bytes of frames (or of pulled
  * values), well under the protocol's PD_MAX_BATCH: the server starts on a
  * batch only once it has all of it, so smaller batches let it work on one
- * while the caller writes the next.  Windows of 64 async 4 KiB pushes, 1
- * server: over shared memory 64 KiB batches gave 0.92-0.97M requests/s,
- * 256 KiB ones 0.52-0.60M, one frame each 0.80M; over TCP 64 KiB to 256
- * KiB all gave 0.32-0.43M, 32 KiB 0.22-0.25M, one frame each 0.085M. */
+ * while the caller writes the next; 64 KiB did best over both transports
+ * (bench/README.md, "Figures once kept in code comments"). */
 #define OB_FLUSH_BYTES (64u << 10)
 _Static_assert(OB_FLUSH_BYTES >= PD_COALESCE_MAX && OB_FLUSH_BYTES <= PD_MAX_BATCH,
                "a coalescable frame must fit an empty outbox, a batch the protocol");

@@ -45,7 +45,8 @@
  * that request too.  (Handing the role to such a caller would cost the
  * same wake-up as completing its request, and a caller that waits on a
  * window of async requests one by one would toss the role to and fro: two
- * wake-ups per request; paramd bench --ops small lost 14-43%.)  A caller
+ * wake-ups per request; bench/README.md, "The caller reads its own
+ * reply".)  A caller
  * whose request is on a link another caller reads queues as a follower
  * (pd_link.wq) and sleeps on its request's condition variable: it wakes when
  * its request completes (the leader read it on the way) or when rd_pass
@@ -175,10 +176,11 @@ void req_kick(paramd_request *r) {
 /* Holding the read role, before reading the next reply: watch for it a
  * moment, yielding, as req_sleep does (and the shm transport inside its
  * reads).  A read that blocks at once lets this vCPU halt, and waking a
- * halted vCPU costs 25-100 us on these virtual machines: paramd bench, a
- * 4 KiB push over TCP on an otherwise idle machine, 9-13 us in some runs
- * and 86-119 us in others without the watch, 13-14 us in all with it.
- * Only transports that can tell (ops->readable: TCP) are watched. */
+ * halted vCPU is slow on virtual machines: without the watch, a small
+ * blocking call over TCP on an idle machine was fast in some runs and
+ * many times slower in others (bench/README.md, "The caller reads its own
+ * reply").  Only transports that can tell (ops->readable: TCP) are
+ * watched. */
 static void rx_watch(pd_link *l) {
     pd_conn *c = l->conn;
     if (!c->ops->readable || !pd_yield_ok()) return;

@@ -68,12 +68,13 @@ void req_add(paramd_request *r, pd_link *l) {
  * set (the read role of r's link was handed to this thread: link_wait).
  * Before sleeping on the condition variable, watch for a moment, yielding
  * the CPU: the waker's broadcast is a futex wake-up that lands on another
- * vCPU (25-100 us to wake a halted one on these virtual machines), while a
- * waiter that is still awake sees the change at once.  paramd bench, when
+ * vCPU (slow to wake when it halted, on virtual machines: bench/README.md,
+ * "Figures once kept in code comments"), while a waiter that is still
+ * awake sees the change at once.  paramd bench, when
  * the receiver thread read every reply: a 4 KiB pull over TCP went from
  * 104 us to 26 us on an idle machine, over shared memory from 20 to 6 us.
- * On a loaded machine a yield can lose the CPU for a whole time slice
- * (~4 ms): then pd_yield says so and this thread sleeps at once for its
+ * On a loaded machine a yield can lose the CPU for a whole time slice:
+ * then pd_yield says so and this thread sleeps at once for its
  * next waits (common.h).  The reads while yielding are peeks; the locked
  * check decides. */
 void req_sleep(paramd_request *r, const int *granted) {
