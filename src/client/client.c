@@ -6,8 +6,8 @@
  * (client_internal.h).  The work is done in:
  *
  *   connect.c      options, connect and close, the HELLO handshake and the
- *                  cluster map, heartbeats, barrier, clock, coordinator
- *                  RPC, the last-error text
+ *                  cluster map, tool clients (role=tool), heartbeats,
+ *                  barrier, clock, coordinator RPC, the last-error text
  *   request.c      a request: its sub-requests, completion, wait
  *   rx.c           a link's FIFO of pending sub-requests, and reading the
  *                  replies (BATCH replies too); failing a broken link
@@ -18,7 +18,7 @@
  *   dense.c        opening a table; dense tables: sharding, push and pull
  *   region.c       shared buffers (paramd_alloc)
  *   sparse.c       sparse tables
- *   stats.c        table counters (a server's STATS text)
+ *   stats.c        the servers' counters: STATS text, table counters
  *   client_impl.h  the types they share and their cross-file functions
  *
  * Design.  A client keeps one connection to the coordinator (control
