@@ -19,9 +19,11 @@
  *   - The caller owns every buffer it passes.  Blocking calls are done with
  *     the buffer when they return; asynchronous calls say in their comment
  *     how long the buffer must stay untouched.
- *   - Thread safety is stated at each function.  A client may be used from
- *     several threads for pull/push/wait; open/clock/barrier/close must not
- *     race with each other.
+ *   - Thread safety is stated at each function ("Thread-safe: yes/no,
+ *     because ...").  In short: pulls, pushes, their async variants, waits,
+ *     flushes, counters and shared buffers may be used from any number of
+ *     threads at once; opening tables, the clock, barriers and close belong
+ *     to one thread at a time (the one driving the training loop).
  */
 #ifndef PARAMD_H
 #define PARAMD_H
@@ -48,9 +50,11 @@ extern "C" {
     ((PARAMD_VERSION_MAJOR << 16) | (PARAMD_VERSION_MINOR << 8) |              \
      PARAMD_VERSION_PATCH)
 
-/* The version of the library linked at run time, as PARAMD_VERSION_HEX. */
+/* The version of the library linked at run time, as PARAMD_VERSION_HEX.
+ * Thread-safe: yes, a constant. */
 PARAMD_API uint32_t paramd_version(void);
-/* The same as "MAJOR.MINOR.PATCH".  Static storage. */
+/* The same as "MAJOR.MINOR.PATCH".  Static storage.  Thread-safe: yes, a
+ * constant. */
 PARAMD_API const char *paramd_version_string(void);
 
 /* ==== Errors =========================================================== */
@@ -86,9 +90,11 @@ enum {
 };
 
 /* Short text for an error code ("range outside the table").  Static
- * storage; unknown codes give "unknown error".  Thread-safe. */
+ * storage; unknown codes give "unknown error".  Thread-safe: yes, a
+ * constant table. */
 PARAMD_API const char *paramd_strerror(int err);
-/* The code's name ("PARAMD_ERANGE").  Static storage.  Thread-safe. */
+/* The code's name ("PARAMD_ERANGE").  Static storage.  Thread-safe: yes, a
+ * constant table. */
 PARAMD_API const char *paramd_err_name(int err);
 
 /* ==== Client =========================================================== */
@@ -98,17 +104,50 @@ typedef struct paramd_table paramd_table;
 typedef struct paramd_request paramd_request;
 
 /*
- * Connect to a cluster.  `options` is NULL or a space-separated list of
- * key=value pairs; anything not given comes from the environment:
+ * Connect to a cluster.  `options` is NULL or a list of key=value pairs
+ * separated by spaces (or tabs, newlines; at most 1023 bytes in all).  An
+ * unknown key or a bad value is PARAMD_EINVAL with a message naming it.
+ * What is not given comes from the environment, read here and nowhere
+ * else, or takes its default:
  *
- *   coordinator=HOST:PORT   else $PARAMD_COORDINATOR (required one way)
- *   rank=N                  else $PARAMD_RANK, else the launcher's rank
- *                           ($OMPI_COMM_WORLD_RANK, $PMI_RANK,
- *                           $SLURM_PROCID), else assigned by the
- *                           coordinator in order of arrival
- *   timeout_ms=N            connect/rendezvous timeout (default 30000)
- *   chunk_bytes=N           large requests are cut into frames of N bytes
- *                           (4096..2^30, default 1 MiB)
+ *   coordinator=HOST:PORT   where the coordinator listens; else
+ *                           $PARAMD_COORDINATOR.  Required one way or the
+ *                           other (PARAMD_ECONFIG; paramd local sets it).
+ *   rank=N                  this worker's rank, 0..65535; else the first of
+ *                           $PARAMD_RANK, $OMPI_COMM_WORLD_RANK (mpirun),
+ *                           $PMI_RANK, $PMIX_RANK (MPICH, PMIx),
+ *                           $SLURM_PROCID (srun) that is set; else the
+ *                           coordinator assigns ranks in order of arrival.
+ *                           A value that is not a number in range is
+ *                           PARAMD_ECONFIG.
+ *   role=worker|tool        [worker].  A tool is a program that only looks
+ *                           at the cluster (paramd stats): it says HELLO
+ *                           as a tool and gets the cluster map from the
+ *                           coordinator without registering, so it takes
+ *                           no rank (rank= is PARAMD_EINVAL, the rank
+ *                           variables are ignored; paramd_rank is -1) and
+ *                           no worker slot, sends no heartbeats, and says
+ *                           no goodbye at paramd_close: workers and
+ *                           barriers never wait for it.  Its links are TCP
+ *                           ($PARAMD_TRANSPORT is ignored, transport=shm is
+ *                           PARAMD_EINVAL).  A server it cannot reach does
+ *                           not fail the connect: calls to that server fail
+ *                           with the reason.  It cannot open tables, push
+ *                           or join barriers: those calls fail at once with
+ *                           PARAMD_EWORKER, before anything is sent.  What
+ *                           it can do: paramd_server_stats,
+ *                           paramd_server_address, paramd_map_epoch,
+ *                           paramd_num_servers, paramd_num_workers.
+ *   timeout_ms=N            how long to wait for each connection (to the
+ *                           coordinator, to each server, over TCP or shared
+ *                           memory) to be made, in ms: 1..3600000 [30000]
+ *   chunk_bytes=N           large requests are cut into frames of about N
+ *                           bytes, sent round-robin over the servers so that
+ *                           they all work at once: 4096..2^30, rounded down
+ *                           to a multiple of 4 [1048576].  Sparse requests
+ *                           are cut into frames of about N bytes of rows
+ *                           (async tables; a sync or ssp sparse push is one
+ *                           frame per server).
  *   coalesce_bytes=N        small requests to one server are sent together
  *                           as one frame (a BATCH): a frame of at most N
  *                           bytes, or a pull of at most N bytes of values,
@@ -118,17 +157,18 @@ typedef struct paramd_request paramd_request;
  *                           every blocking call, paramd_clock,
  *                           paramd_barrier, paramd_close); pulls of sync
  *                           and ssp tables always go at once.  0 turns it
- *                           off; else 64..65536 (default 16384).  See the
+ *                           off; else 64..65536 [16384].  See the
  *                           asynchronous variants below for what it means
  *                           to a program.
- *   transport=T             else $PARAMD_TRANSPORT, else auto: shared
+ *   transport=auto|tcp|shm  else $PARAMD_TRANSPORT, else auto: shared
  *                           memory to servers on this host, TCP to the
  *                           others; tcp: TCP only; shm: shared memory to
- *                           every server or fail (docs/transports.md)
+ *                           every server, or fail (PARAMD_ECONNECT, or the
+ *                           transport's error) (docs/transports.md)
  *   shm_ring_bytes=N        bytes per direction of a shared-memory link, a
- *                           power of two, 64 KiB..1 GiB (default 4 MiB)
+ *                           power of two, 65536..2^30 [4194304]
  *   shared_buffers=yes|no   map paramd_alloc's memory into the servers on
- *                           this host (default yes; see paramd_alloc)
+ *                           this host [yes] (see paramd_alloc)
  *   fault=SPEC              TESTING AID, never for production: wrap every
  *                           server link in the fault-injecting transport.
  *                           SPEC is comma-separated: send_fail=K (the K-th
@@ -136,19 +176,25 @@ typedef struct paramd_request paramd_request;
  *                           recv_fail=K (the same for receives), short=N
  *                           (each send/receive call moves 1..N bytes),
  *                           seed=S; e.g. fault=short=7,seed=2 (see
- *                           docs/testing.md)
+ *                           docs/testing.md) [off]
  *
  * On success *out is a connected client that knows the cluster map.  On
  * failure *out is NULL and the message is in paramd_last_error(NULL)
- * (thread-local for that case).  Thread-safe.
+ * (thread-local for that case).  Thread-safe: yes, because a client
+ * shares nothing with another, and the failure's detail is kept per
+ * thread.
  */
 PARAMD_API int paramd_connect(paramd_client **out, const char *options);
 
-/* Say goodbye to the cluster, close every connection, free everything,
- * including tables and shared buffers (paramd_alloc).  A request handle
- * of an _async call that was never waited for is not freed: wait for
- * every such request before closing.  NULL is harmless.  Returns the
- * first error met while closing (the client is freed in every case). */
+/* Say goodbye to the cluster (a worker: BYE to the coordinator), close
+ * every connection, free everything, including tables and shared buffers
+ * (paramd_alloc).  What still waits in an outbox is sent first.  A
+ * request handle of an _async call that was never waited for is not
+ * freed, and may not be waited for afterwards: wait for every such
+ * request before closing.  NULL is harmless.  Returns the first error met
+ * while closing (the client is freed in every case).  Thread-safe: no,
+ * because it frees the client: no other call on it, from any thread, may
+ * run during or after it. */
 PARAMD_API int paramd_close(paramd_client *c);
 
 /*
@@ -164,22 +210,33 @@ PARAMD_API int paramd_close(paramd_client *c);
  * buffer, do not touch a range while a request on it is in flight.
  * NULL (detail in paramd_last_error) if the memory cannot be had.
  * Option shared_buffers=no (paramd_connect) keeps the memory private.
- * Thread-safe.
  *
  * paramd_free releases such memory (no request on it may be in flight);
  * PARAMD_EINVAL for a pointer paramd_alloc did not return.  paramd_close
  * releases whatever is left, so no pointer from paramd_alloc may be used
  * after it.
+ *
+ * Thread-safe: yes, both, because the client's list of buffers has its own
+ * lock and mapping one buffer on every server is serialised by another;
+ * a push or pull on another thread only looks its buffer up.
  */
 PARAMD_API void *paramd_alloc(paramd_client *c, size_t bytes);
 PARAMD_API int paramd_free(paramd_client *c, void *p);
 
-/* The detail of the last failure on this client (or, with NULL, of the last
- * failed paramd_connect in this thread).  Never NULL; "" if none.  The
- * string stays valid until the next failing call on the same client. */
+/* The detail of the last failure on this client, in whichever thread it
+ * happened (a heartbeat thread's lost connection too), or, with NULL, of
+ * the last failed paramd_connect in this thread.  Never NULL; "" if none.
+ * The string is a copy in storage of the calling thread: it stays valid
+ * and unchanged until this thread's next call into paramd (another
+ * paramd_last_error overwrites it), whatever other threads do; copy it to
+ * keep it.  Thread-safe: yes, because the client's text is copied under
+ * the client's error lock, so a failure on another thread cannot change
+ * it half-way through. */
 PARAMD_API const char *paramd_last_error(const paramd_client *c);
 
-/* This worker's rank (0..W-1), the number of workers W and of servers S. */
+/* This worker's rank (0..W-1, or up to the worker slots when it joined a
+ * running cluster; -1 for a tool), the number of workers W and of servers
+ * S.  Thread-safe: yes, because they are set once, by paramd_connect. */
 PARAMD_API int32_t paramd_rank(const paramd_client *c);
 PARAMD_API int32_t paramd_num_workers(const paramd_client *c);
 PARAMD_API int32_t paramd_num_servers(const paramd_client *c);
@@ -187,39 +244,126 @@ PARAMD_API int32_t paramd_num_servers(const paramd_client *c);
 /* ==== Tables =========================================================== */
 
 /*
- * Create, or open if it exists, the dense table `name` of `n` float32.
+ * Create, or open if it exists, the dense table `name` (1..255 bytes) of
+ * `n` float32 (1..2^40).  Server k of S holds [floor(n*k/S),
+ * floor(n*(k+1)/S)).
  *
- * `spec` is NULL or space-separated key=value pairs (defaults in brackets):
- *   rule=add|sgd          update rule [add]:  add: p += g,  sgd: p -= lr*g
- *   lr=X                  learning rate of sgd [0.01]
- *   consistency=sync|async                                  [async]
- *   aggregate=mean|sum    how sync combines the W pushes of a clock [mean]
+ * `spec` is NULL or key=value pairs separated by spaces (or tabs,
+ * newlines, commas), at most 1023 bytes; a key given twice takes its last
+ * value.  An unknown key, a bad value, or a hyper-parameter the rule does
+ * not read ("rule=sgd momentum=0.9") is PARAMD_EINVAL with a message
+ * naming it.  Defaults in brackets.
+ *
+ *   rule=R          the update rule: what a server does with the gradient
+ *                   g of parameters w (in sync mode, the aggregate of a
+ *                   clock's pushes) [add].  Each rule reads the
+ *                   hyper-parameters listed with it [defaults]; formulas
+ *                   exactly as implemented are in docs/update-rules.md:
+ *     add       w += g
+ *     sgd       w -= lr*g                       lr [0.01]
+ *     momentum  v = momentum*v + g; w -= lr*v   lr [0.01], momentum [0.9]
+ *     adagrad   acc += g*g;                     lr [0.01], init_acc [0.1],
+ *               w -= lr*g / (sqrt(acc) + eps)   eps [1e-10]
+ *     adam      Kingma & Ba 2015, bias-         lr [0.001], beta1 [0.9],
+ *               corrected by the parameter's    beta2 [0.999], eps [1e-8]
+ *               count of updates
+ *     ftrl      FTRL-proximal (McMahan et al.   lr = alpha [0.05], beta [1],
+ *               2013), per coordinate           l1 [0], l2 [0]
+ *                   The state of a rule (momentum's v, from 0; adagrad's
+ *                   acc, from init_acc; adam's m and v, ftrl's z and n,
+ *                   from 0) is kept beside each parameter on its server.
+ *                   The hyper-parameters' ranges:
+ *   lr=X            learning rate: finite, > 0
+ *   momentum=X      momentum's decay: in [0, 1)
+ *   beta1=X         adam's first-moment decay: in [0, 1)
+ *   beta2=X         adam's second-moment decay: in [0, 1)
+ *   eps=X           adagrad's and adam's guard against division by zero:
+ *                   finite, > 0
+ *   init_acc=X      adagrad's starting accumulator: finite, >= 0
+ *   l1=X, l2=X      ftrl's L1 and L2 regularisation: finite, >= 0
+ *   beta=X          ftrl's learning-rate offset: finite, >= 0
+ *   plugin=PATH     the update rule is the shared object at PATH (up to
+ *                   255 bytes; the C ABI of include/paramd_rule.h), loaded
+ *                   by each server with dlopen, so PATH must name it on
+ *                   every server's host (give an absolute path; one without
+ *                   '/' is searched as dlopen does).  Instead of rule=.  The
+ *                   plugin gets every hyper-parameter above, with the
+ *                   defaults lr 0.01, momentum 0.9, beta1 0.9, beta2 0.999,
+ *                   eps 1e-8, init_acc 0.1, l1 0, l2 0, beta 1.  A server
+ *                   that cannot load it, or whose plugin refuses the
+ *                   hyper-parameters, refuses the table: the open fails
+ *                   with its message.
+ *   consistency=C   when a push is applied and a pull answered
+ *                   (docs/consistency.md) [async]:
+ *                     async   a push is applied on arrival; a pull is
+ *                             answered at once
+ *                     sync    the pushes of clock c are aggregated and
+ *                             applied once, when every worker has pushed
+ *                             its whole part for c; a pull at clock c
+ *                             waits until clock c-1 is applied (every
+ *                             worker pushes every element once per clock)
+ *                     ssp:S   as sync, but a pull at clock c waits only for
+ *                             clock c-S-1: a worker may run up to S clocks
+ *                             ahead of the slowest (S = 0..1000; ssp:0 is
+ *                             sync; each clock of slack costs the server a
+ *                             sum buffer of its shard)
+ *   aggregate=A     how sync and ssp combine the pushes of one clock:
+ *                   mean (their sum divided by how many workers pushed)
+ *                   or sum [mean].  Async tables apply each push as it is.
+ *   backup=K        sync only (else PARAMD_EINVAL): K backup workers, as
+ *                   in "Revisiting Distributed Synchronous SGD": a clock is
+ *                   applied with the first W-K workers' pushes for it (at
+ *                   least one), and later pushes for it are dropped (they
+ *                   succeed, and count in the table's "dropped"); a late
+ *                   worker catches up with paramd_table_clock and
+ *                   paramd_clock_to.  0..65535 [0]
+ *   elastic=yes|no  whether a worker that joins a running cluster (into a
+ *                   free or dead worker's slot) may use the table [yes]:
+ *                   with no, the table's clocks never wait for a joiner,
+ *                   and a joiner's open (and push) fails with
+ *                   PARAMD_EWORKER.  Say no when the math needs a fixed
+ *                   set of workers (aggregate=sum tuned for W, data owned
+ *                   per rank).
+ *   init=, seed=    sparse tables only (paramd_sparse_open); here
+ *                   PARAMD_EINVAL: a dense table's initial values are
+ *                   `init` below.
+ *
+ * The options of paramd_connect (coalesce_bytes=, shared_buffers=,
+ * chunk_bytes=, ...) are the client's, not the table's, and are not spec
+ * keys.
  *
  * `init` is NULL (zeros) or n floats: the initial values, used only by the
  * worker that creates the table.  Every worker opening the same name must
- * give the same n and spec, else PARAMD_ESPEC.  The call returns once the
- * table exists on every server with its initial values, so a pull right
- * after it sees them.  Not thread-safe with other calls on the client.
+ * give the same n and spec, compared with every default filled in
+ * ("rule=sgd" and "rule=sgd lr=0.01" are the same), else PARAMD_ESPEC.
+ * The call returns once the table exists on every server with its initial
+ * values, so a pull right after it sees them.  A tool client (role=tool)
+ * gets PARAMD_EWORKER.  Thread-safe: no with another open or paramd_close
+ * on the same client, because it adds to the client's list of tables
+ * without a lock; yes with pulls, pushes and waits on other threads.
  */
 PARAMD_API int paramd_table_open(paramd_client *c, const char *name,
                                  uint64_t n, const char *spec,
                                  const float *init, paramd_table **out);
 
-/* Number of floats in a dense table; 0 for a sparse table. */
+/* Number of floats in a dense table; 0 for a sparse table.  Thread-safe:
+ * yes, because it does not change once the table is open. */
 PARAMD_API uint64_t paramd_table_size(const paramd_table *t);
 
 /* sync/ssp tables: the newest applied clock a finished pull of this table
  * has seen (every clock below it is applied on some server).  A worker
  * behind it - the straggler of a sync table with backup workers - can move
  * its clock there with paramd_clock_to and go on.  0 for async tables.
- * Thread-safe. */
+ * Thread-safe: yes, because pulls raise it with an atomic maximum. */
 PARAMD_API int64_t paramd_table_clock(const paramd_table *t);
 
 /*
  * Pull floats [offset, offset+count) into dst.  With consistency=sync the
  * pull answers only once the clock before the client's current clock has
  * been applied on every server (the caller's own push for that clock must
- * have been sent, else PARAMD_EDEADLOCK).  Thread-safe.
+ * have been sent, else PARAMD_EDEADLOCK).  Thread-safe: yes, because each
+ * call is its own request and every link is locked; each reply goes into
+ * its own caller's buffer.
  */
 PARAMD_API int paramd_pull(paramd_table *t, uint64_t offset, uint64_t count,
                            float *dst);
@@ -228,7 +372,10 @@ PARAMD_API int paramd_pull(paramd_table *t, uint64_t offset, uint64_t count,
  * Push a gradient for floats [offset, offset+count), tagged with the
  * client's current clock.  Each element may be pushed once per clock
  * (PARAMD_EDUP otherwise).  In sync mode every worker pushes every element
- * once per clock, in one or several calls.  Thread-safe.
+ * once per clock, in one or several calls.  A tool client (role=tool) gets
+ * PARAMD_EWORKER, before anything is sent.  Thread-safe: yes, as
+ * paramd_pull; pushes of one clock from several threads must still cover
+ * each element once.
  */
 PARAMD_API int paramd_push(paramd_table *t, uint64_t offset, uint64_t count,
                            const float *grad);
@@ -238,7 +385,7 @@ PARAMD_API int paramd_push(paramd_table *t, uint64_t offset, uint64_t count,
  * *req; paramd_wait() completes it.  For pull, dst must stay valid and
  * untouched until paramd_wait returns.  For push, grad must stay valid and
  * untouched until paramd_wait returns.  If the call fails, *req is NULL and
- * nothing is pending.  Thread-safe.
+ * nothing is pending.  Thread-safe: yes, as paramd_pull and paramd_push.
  *
  * A small request (see coalesce_bytes= in paramd_connect) is not sent at
  * once: it waits in its server's outbox, so that a window of small
@@ -260,8 +407,11 @@ PARAMD_API int paramd_push_async(paramd_table *t, uint64_t offset,
 
 /* Wait for a request to finish, free it, and return its result.  Every
  * handle must be waited exactly once.  Small requests of this client still
- * in an outbox (of any thread, to any server) are sent first.
- * Thread-safe. */
+ * in an outbox (of any thread, to any server) are sent first.  The calling
+ * thread may read the replies itself (of other threads' requests too, on
+ * the way to its own).  Thread-safe: yes for different handles, because
+ * a link is read by one thread at a time and hands each reply to its own
+ * request; one handle is waited for by one thread, once. */
 PARAMD_API int paramd_wait(paramd_request *req);
 
 /* Send now every small request of this client still waiting in an outbox
@@ -269,45 +419,56 @@ PARAMD_API int paramd_wait(paramd_request *req);
  * waiting for any reply: call it after issuing a window of small async
  * requests to overlap them with computation.  Errors of the requests
  * sent are reported by their paramd_wait.  NULL is harmless.
- * Thread-safe. */
+ * Thread-safe: yes, because each outbox is flushed under its link's send
+ * lock. */
 PARAMD_API void paramd_flush(paramd_client *c);
 
 /* ==== Sparse tables ===================================================== */
 
 /*
- * Create, or open if it exists, the sparse table `name`: uint64 keys, each
- * with a row of `dim` float32 (1..65536).  Any key may be used; a row
- * exists from the first pull or push that touches it and takes memory on
- * one server from then on.  Rows are spread over the servers by a
- * consistent hash of the key.  (docs/sparse.md has the details.)
+ * Create, or open if it exists, the sparse table `name` (1..255 bytes):
+ * uint64 keys, each with a row of `dim` float32 (1..65536).  Any key may
+ * be used; a row exists from the first pull or push that touches it and
+ * takes memory on one server from then on.  Rows are spread over the
+ * servers by a consistent hash of the key.  (docs/sparse.md has the
+ * details.)
  *
- * `spec` takes the keys of paramd_table_open (rule and its
- * hyper-parameters, consistency, aggregate, backup) and two more:
+ * `spec` takes every key of paramd_table_open - rule= and its
+ * hyper-parameters (lr, momentum, beta1, beta2, eps, init_acc, l1, l2,
+ * beta), plugin=, consistency=sync|async|ssp:S, aggregate=mean|sum,
+ * backup=K, elastic=yes|no, with the same values and defaults - and two
+ * more:
  *   init=zeros|uniform:A|normal:S   a new row's values: zeros, uniform in
  *                                   [-A, A), or normal with mean 0 and
- *                                   standard deviation S             [zeros]
- *   seed=N                          seeds every new row; a key's initial
- *                                   row depends only on (seed, key), never
- *                                   on the server count or the order of
- *                                   requests      [FNV-1a hash of the name]
+ *                                   standard deviation S (A, S finite,
+ *                                   > 0)                              [zeros]
+ *   seed=N                          seeds every new row (an unsigned 64-bit
+ *                                   integer); a key's initial row depends
+ *                                   only on (seed, key), never on the
+ *                                   server count or the order of requests
+ *                                                 [FNV-1a hash of the name]
  * The update rule's state (momentum, adagrad's accumulator, ...) is kept
- * beside each row and updated only for the rows a push touches.
+ * beside each row and updated only for the rows a push touches; each
+ * row's count of updates (adam's bias correction) is its own.
  *
  * Every worker opening the same name must give the same dim and spec, else
- * PARAMD_ESPEC.  Not thread-safe with other calls on the client.
+ * PARAMD_ESPEC.  A tool client (role=tool) gets PARAMD_EWORKER.
+ * Thread-safe: as paramd_table_open.
  */
 PARAMD_API int paramd_sparse_open(paramd_client *c, const char *name,
                                   uint32_t dim, const char *spec,
                                   paramd_table **out);
 
-/* The dim of a sparse table's rows; 0 for a dense table. */
+/* The dim of a sparse table's rows; 0 for a dense table.  Thread-safe:
+ * yes, because it does not change once the table is open. */
 PARAMD_API uint32_t paramd_table_dim(const paramd_table *t);
 
 /*
  * Pull the rows of keys[0..nkeys) into rows (nkeys * dim floats): row i
  * (for keys[i]) at rows + i*dim.  Keys may repeat.  A key never touched
  * before gets its initial row.  With consistency=sync (or ssp) the pull
- * waits for the clock as paramd_pull does.  nkeys may be 0.  Thread-safe.
+ * waits for the clock as paramd_pull does.  nkeys may be 0.  Thread-safe:
+ * yes, as paramd_pull.
  */
 PARAMD_API int paramd_sparse_pull(paramd_table *t, const uint64_t *keys,
                                   uint64_t nkeys, float *rows);
@@ -323,14 +484,18 @@ PARAMD_API int paramd_sparse_pull(paramd_table *t, const uint64_t *keys,
  * nothing for the table: every server waits for every worker's push of
  * the clock, then applies the mean (or sum) of each key once.  A sync push
  * is one frame per server, so it must fit the 256 MiB frame limit
- * (PARAMD_ETOOBIG otherwise, before anything is sent).  Thread-safe.
+ * (PARAMD_ETOOBIG otherwise, before anything is sent).  A tool client
+ * (role=tool) gets PARAMD_EWORKER, before anything is sent.  Thread-safe:
+ * yes, as paramd_push (for sync and ssp tables: one call per clock in
+ * all, whichever thread makes it).
  */
 PARAMD_API int paramd_sparse_push(paramd_table *t, const uint64_t *keys,
                                   uint64_t nkeys, const float *grads);
 
 /* Asynchronous variants, with the rules of paramd_pull_async: keys and
  * rows (or grads) must stay valid and untouched until paramd_wait returns;
- * if the call fails, *req is NULL and nothing is pending.  Thread-safe. */
+ * if the call fails, *req is NULL and nothing is pending.  Thread-safe:
+ * yes, as the blocking calls. */
 PARAMD_API int paramd_sparse_pull_async(paramd_table *t, const uint64_t *keys,
                                         uint64_t nkeys, float *rows,
                                         paramd_request **req);
@@ -345,28 +510,82 @@ PARAMD_API int paramd_sparse_push_async(paramd_table *t, const uint64_t *keys,
  * "pulls", "keys_pushed", "keys_pulled", "bytes_in", "bytes_out",
  * "rejected", "dropped", "push_cpu_ns", "clock" (the smallest over servers
  * with -1) and "dim"; for a dense table: "floats", "bytes", "pushes",
- * "pulls", ...  The answer follows every request this client sent to
- * that server before.  PARAMD_EINVAL for an unknown name.  Thread-safe.
+ * "pulls", "bytes_in", "bytes_out", "rejected", "dropped", "clock" and
+ * "max_ahead" (the largest lead of a pull over the applied clock).  The
+ * answer follows every request this client sent to that server before.
+ * PARAMD_EINVAL for an unknown name.  Thread-safe: yes, because it is a
+ * request like a pull.
  */
 PARAMD_API int paramd_table_stat(paramd_table *t, int32_t server,
                                  const char *name, uint64_t *value);
 
+/* ==== Tools: the cluster's map and counters =========================== */
+
+/* The epoch of the cluster map this client got at connect (the
+ * coordinator's; a later version will refresh it).  Thread-safe: yes,
+ * because it is set once, by paramd_connect. */
+PARAMD_API uint64_t paramd_map_epoch(const paramd_client *c);
+
+/* The address ("host:port") of server `server` (0..S-1) in the cluster
+ * map, NULL for another index.  The string belongs to the client and
+ * stays valid until paramd_close.  Thread-safe: yes, because the map is
+ * set once, by paramd_connect. */
+PARAMD_API const char *paramd_server_address(const paramd_client *c,
+                                             int32_t server);
+
+/* The longest STATS text a server sends, in bytes (without the NUL). */
+#define PARAMD_STATS_MAX 65536
+
+/*
+ * The counters of server `server` (0..S-1), as text: what `paramd stats`
+ * prints for it.  table 0 asks for every table, a table id for that one
+ * only (ids are those of the text's lines; a bad one is PARAMD_EINVAL).
+ * Lines (each ends in a newline):
+ *   server K of S, W workers, worker connections tcp N shm N batches N
+ *     batched N                                         (one line)
+ *   table ID floats N bytes N pushes N pulls N ...      (a dense table)
+ *   table ID kind sparse dim N rows N bytes N ...       (a sparse table)
+ *   apply threads N updates in parallel N inline because busy N
+ *   shared buffers mapped N bytes N pushes N pulls N
+ * (paramd_table_stat, docs/sparse.md and docs/protocol.md name the
+ * counters; a line may gain counters at its end).  The text is written to
+ * buf, NUL-terminated; len is buf's size in bytes, and PARAMD_STATS_MAX +
+ * 1 always suffices.  A text longer than len - 1 is cut there and the
+ * call returns PARAMD_ETOOBIG.  On other errors buf holds "".  The answer
+ * follows every request this client sent that server before.  Any client
+ * may call it: a worker, or a tool (role=tool in paramd_connect).
+ * Thread-safe: yes, because it is a request like a pull, into the
+ * caller's own buffer.
+ */
+PARAMD_API int paramd_server_stats(paramd_client *c, int32_t server,
+                                   uint32_t table, char *buf, uint64_t len);
+
 /* ==== Clocks and barriers ============================================= */
 
 /* Advance the client's clock by one and return the new clock (>= 1).  The
- * clock starts at 0.  Small requests still in an outbox are sent first.
- * Not thread-safe with push/pull on the same client. */
+ * clock starts at 0 (or, for a worker that joined a running cluster, at
+ * the clock it joined at).  Small requests still in an outbox are sent
+ * first.  Thread-safe: no with pushes or pulls of this client in flight
+ * on other threads, because they carry the clock they read, old or new,
+ * and a sync table counts a push for that clock (the clock itself is
+ * atomic: nothing is torn); call it from the thread that drives the
+ * loop, once the step's pushes are issued. */
 PARAMD_API int64_t paramd_clock(paramd_client *c);
 /* Move the client's clock forward to `clock` (never back); returns the
- * new clock.  Not thread-safe with push/pull on the same client. */
+ * new clock.  Thread-safe: no, as paramd_clock. */
 PARAMD_API int64_t paramd_clock_to(paramd_client *c, int64_t clock);
-/* The client's current clock. */
+/* The client's current clock.  Thread-safe: yes, because the clock is
+ * read and written atomically. */
 PARAMD_API int64_t paramd_get_clock(const paramd_client *c);
 
 /* Block until every worker still in the cluster has called paramd_barrier
  * the same number of times.  Workers that left (paramd_close) or died are
  * not waited for; workers that have not joined yet are.  Returns
- * PARAMD_ESHUTDOWN if the cluster stops meanwhile. */
+ * PARAMD_ESHUTDOWN if the cluster stops meanwhile; a tool client
+ * (role=tool) gets PARAMD_EWORKER.  Thread-safe: no, because the
+ * coordinator counts each call as one of this worker's barriers, and the
+ * call holds the client's coordinator connection while it waits (a
+ * paramd_table_open on another thread waits for it). */
 PARAMD_API int paramd_barrier(paramd_client *c);
 
 #ifdef __cplusplus

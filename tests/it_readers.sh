@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # transports: tcp shm
-# Who reads a link's replies (src/client/client.c, "Links: who reads";
+# Who reads a link's replies (src/client/reader.c;
 # tests/tool_readers.c says what each step checks):
 #   own      blocking calls are read by their caller with no receiver
 #            wake-up; async pulls and pushes of 32 MiB complete while nobody

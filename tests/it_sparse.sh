@@ -10,7 +10,12 @@
 #   - the API's error paths;
 #   - lying key counts, wrong dims, unknown tables, misdirected keys sent
 #     as raw frames are refused and change nothing;
-#   - `paramd stats` reports rows, bytes and requests per table and server.
+#   - `paramd stats` reports rows, bytes and requests per table and server,
+#     and with a server dead, the others' counters and the dead one's reason;
+#   - a tool client (role=tool, tests/tool_role.c): the map, each server's
+#     STATS text, opens, pushes and barriers refused before anything is
+#     sent, no BYE; and paramd_last_error stays whole while another thread
+#     fails calls.
 source "$(dirname "$0")/lib.sh"
 TS=$BUILD/tests/tool_sparse
 for cfg in "async 1" "sync 2"; do
@@ -37,6 +42,11 @@ pass "4 workers, async, many frames in flight: no update lost"
 expect_line "$TMP/api.log" "api ok"
 pass "API error paths"
 
+"$PARAMD" local --servers 2 --workers 1 -- "$BUILD/tests/tool_role" >"$TMP/role.log" 2>&1 \
+  || { cat "$TMP/role.log"; fail "tool client"; }
+expect_line "$TMP/role.log" "role ok"
+pass "a tool client: map, STATS text, refused opens, pushes and barriers, no BYE; paramd_last_error whole across threads"
+
 "$PARAMD" local --servers 3 --workers 1 -- "$TS" bad >"$TMP/bad.log" 2>&1 \
   || { cat "$TMP/bad.log"; fail "bad frames"; }
 expect_line "$TMP/bad.log" "badframes ok"
@@ -57,3 +67,11 @@ expect_line "$TMP/stats.txt" "^  table 1 kind sparse dim 8 rows 3100 bytes [0-9]
 "$PARAMD" stats --coordinator "$COORD" --table 2 >"$TMP/stats2.txt" 2>&1 || fail "paramd stats --table"
 grep -q "table 1" "$TMP/stats2.txt" && fail "--table 2 printed table 1"
 pass "paramd stats: rows, bytes, pushes and pulls per table and server, and totals"
+# (servers take their index in the order they register: which one dies is
+# not known, only that one does)
+kill -KILL "${SERVER_PIDS[1]}"; wait "${SERVER_PIDS[1]}" 2>/dev/null
+"$PARAMD" stats --coordinator "$COORD" >"$TMP/stats3.txt" 2>&1 && { cat "$TMP/stats3.txt"; fail "paramd stats with a server dead exited 0"; }
+expect_line "$TMP/stats3.txt" "^server [01] at [^ ]+:$"
+expect_line "$TMP/stats3.txt" "^  table 1 kind sparse dim 8 rows [0-9]+ "
+expect_line "$TMP/stats3.txt" "^server [01] at [^ ]+: .+"
+pass "paramd stats with a server dead: the other's counters, the dead one's reason, exit status 1"

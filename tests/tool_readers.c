@@ -1,7 +1,6 @@
 /*
  * tool_readers.c - a worker for tests/it_readers.sh (not a test by
- * itself): who reads a link's replies (src/client/client.c, "Links: who
- * reads").  A caller waiting on a request to one server reads the replies
+ * itself): who reads a link's replies (src/client/reader.c).  A caller waiting on a request to one server reads the replies
  * itself when nobody else does; the receiver thread reads the rest.  The
  * counters and probes of src/client/client_internal.h say who read what.
  *

@@ -4,15 +4,16 @@
  *
  *   paramd stats --coordinator HOST:PORT [--table ID]
  *
- * It is a tool, not a worker: it says HELLO with role TOOL, asks the
- * coordinator for the cluster map (MAP), then asks each server for its
- * STATS text (one line per table, "table ID name value name value ...")
- * and prints it, followed by one total line per table: counters summed
- * over servers, except dim (the same everywhere), clock (the smallest:
- * what every server has applied) and max_ahead (the largest), and the
- * servers' BATCH counters (frames that carried many small requests, and
- * the requests they held) summed.  It changes nothing in the cluster, and
- * a worker never waits for it.
+ * It is a tool, not a worker: it connects with the client library as one
+ * (paramd_connect with role=tool: HELLO as a tool, the cluster map from
+ * the coordinator's MAP, no rank, no heartbeats, no BYE), then asks each
+ * server for its STATS text (paramd_server_stats: one line per table,
+ * "table ID name value name value ...") and prints it, followed by one
+ * total line per table: counters summed over servers, except dim (the
+ * same everywhere), clock (the smallest: what every server has applied)
+ * and max_ahead (the largest), and the servers' BATCH counters (frames
+ * that carried many small requests, and the requests they held) summed.
+ * It changes nothing in the cluster, and a worker never waits for it.
  */
 #include <getopt.h>
 #include <stdio.h>
@@ -21,8 +22,7 @@
 
 #include "cli/cli.h"
 #include "common/common.h"
-#include "frame/hello.h"
-#include "net/conn.h"
+#include "paramd.h"
 #include "wire/wire.h"
 
 #define MAX_FIELDS 32
@@ -95,28 +95,6 @@ static void tot_add_line(totals *ts, const char *line) {
     }
 }
 
-/* ==== Talking to the cluster ============================================ */
-
-static pd_conn *tool_connect(const char *addr, uint8_t *buf, pd_err *e) {
-    pd_conn *c = pd_tcp_connect(addr, 10000, e);
-    if (!c) return NULL;
-    pd_buf b;
-    pd_hdr h = {0}, rh;
-    pd_hello hl = {PD_ROLE_TOOL, -1};
-    pd_buf_init(&b);
-    pd_hello_encode(&b, &hl);
-    h.type = PD_MSG_HELLO;
-    h.id = 1;
-    int rc = b.oom ? pd_seterr(e, PARAMD_ENOMEM, "out of memory")
-                   : pd_rpc(c, &h, b.p, b.len, &rh, buf, e);
-    pd_buf_free(&b);
-    if (rc) {
-        pd_conn_destroy(c);
-        return NULL;
-    }
-    return c;
-}
-
 static void usage(FILE *f) {
     fprintf(f,
             "usage: paramd stats --coordinator HOST:PORT [--table ID]\n"
@@ -167,61 +145,29 @@ int cmd_stats(int argc, char **argv) {
         usage(stderr);
         return 2;
     }
-    static uint8_t buf[PD_MAX_CTRL_PAYLOAD + 1];
-    pd_err e = {0};
-    pd_conn *cc = tool_connect(coord, buf, &e);
-    if (!cc) {
-        fprintf(stderr, "paramd stats: coordinator %s: %s\n", coord, e.msg);
+    char conn_opts[PD_MAX_ADDR + 64];
+    snprintf(conn_opts, sizeof conn_opts, "role=tool timeout_ms=10000 coordinator=%s", coord);
+    paramd_client *c;
+    if (paramd_connect(&c, conn_opts) != 0) {
+        fprintf(stderr, "paramd stats: %s\n", paramd_last_error(NULL));
         return 1;
     }
-    pd_hdr h = {0}, rh;
-    h.type = PD_MSG_MAP;
-    h.id = 2;
-    int rc = pd_rpc(cc, &h, NULL, 0, &rh, buf, &e);
-    pd_conn_destroy(cc);
-    if (rc) {
-        fprintf(stderr, "paramd stats: coordinator %s: %s\n", coord, e.msg);
-        return 1;
-    }
-    pd_rd r;
-    uint32_t rank, W, S;
-    uint64_t epoch;
-    pd_rd_init(&r, buf, (size_t)rh.len);
-    pd_get_u32(&r, &rank), pd_get_u32(&r, &W), pd_get_u32(&r, &S), pd_get_u64(&r, &epoch);
-    if (r.bad || S == 0 || S > PD_MAX_SERVERS) {
-        fprintf(stderr, "paramd stats: malformed cluster map from %s\n", coord);
-        return 1;
-    }
-    char (*addr)[PD_MAX_ADDR + 1] = calloc(S, sizeof *addr);
-    if (!addr) return 1;
-    for (uint32_t k = 0; k < S; k++)
-        if (pd_get_str(&r, addr[k], PD_MAX_ADDR)) {
-            fprintf(stderr, "paramd stats: malformed cluster map from %s\n", coord);
-            free(addr);
-            return 1;
-        }
+    uint32_t S = (uint32_t)paramd_num_servers(c), W = (uint32_t)paramd_num_workers(c);
     printf("cluster at %s: %u servers, %u workers, map epoch %llu\n", coord, S, W,
-           (unsigned long long)epoch);
+           (unsigned long long)paramd_map_epoch(c));
+    static char buf[PARAMD_STATS_MAX + 1];
     totals ts = {0};
     int failed = 0;
     unsigned long long batches = 0, batched = 0; /* summed over servers */
     for (uint32_t k = 0; k < S; k++) {
-        pd_conn *sc = tool_connect(addr[k], buf, &e);
-        if (sc) {
-            h = (pd_hdr){0};
-            h.type = PD_MSG_STATS;
-            h.id = 2;
-            h.table = table;
-            rc = pd_rpc(sc, &h, NULL, 0, &rh, buf, &e);
-            pd_conn_destroy(sc);
-        }
-        if (!sc || rc) {
-            printf("server %u at %s: %s\n", k, addr[k], e.msg);
+        const char *addr = paramd_server_address(c, (int32_t)k);
+        if (paramd_server_stats(c, (int32_t)k, table, buf, sizeof buf) != 0) {
+            printf("server %u at %s: %s\n", k, addr, paramd_last_error(c));
             failed = 1;
             continue;
         }
-        printf("server %u at %s:\n", k, addr[k]);
-        for (char *line = (char *)buf; *line;) {
+        printf("server %u at %s:\n", k, addr);
+        for (char *line = buf; *line;) {
             char *nl = strchr(line, '\n');
             if (nl) *nl = '\0';
             if (!strncmp(line, "table ", 6)) {
@@ -257,6 +203,6 @@ int cmd_stats(int argc, char **argv) {
      * they held: docs/protocol.md, "Batches". */
     printf("  batches %llu batched %llu (all servers)\n", batches, batched);
     free(ts.t);
-    free(addr);
+    paramd_close(c);
     return failed;
 }

@@ -1,13 +1,14 @@
 /*
- * client_internal.h - what the tests may see of client.c beyond
- * include/paramd.h: who read the replies, and a peek at a link's read
- * role (client.c, "Links: who reads").
+ * client_internal.h - what the tests may see of the client library
+ * (src/client/) beyond include/paramd.h: who read the replies, a peek at
+ * a link's read role (reader.c), and a table handle for a tool client.
  *
  * Not API.  These names are not exported from libparamd.so (the library
  * is built with -fvisibility=hidden and they carry no PARAMD_API); only
  * programs linked with the static core library, the tests, reach them.
- * Thread-safe: every value is read atomically or under the link's lock,
- * and may be stale by the time the caller looks at it.
+ * Thread-safe (but pd_client_table_attach): every value is read
+ * atomically or under the link's lock, and may be stale by the time the
+ * caller looks at it.
  */
 #ifndef PARAMD_CLIENT_INTERNAL_H
 #define PARAMD_CLIENT_INTERNAL_H
@@ -35,5 +36,15 @@ int pd_client_link_reader(paramd_client *c, int32_t k, int *followers);
 /* 1 if every sub-request of r has completed (paramd_wait would return at
  * once), else 0.  Does not wait, flush or free. */
 int pd_request_done(paramd_request *r);
+
+/* A handle on the existing table `id` without asking the coordinator: a
+ * dense table of n floats, or (sparse) a sparse table with rows of n
+ * floats, as if opened with an empty spec (async).  It lets a test give a
+ * tool client (role=tool, which cannot open tables) a table, to check
+ * that its pushes are refused before anything is sent and that its pulls
+ * work.  0, or PARAMD_EINVAL / PARAMD_ENOMEM; paramd_close frees it.  Not
+ * thread-safe with other calls on c (as paramd_table_open). */
+int pd_client_table_attach(paramd_client *c, uint32_t id, uint64_t n, int sparse,
+                           paramd_table **out);
 
 #endif

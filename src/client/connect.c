@@ -1,0 +1,572 @@
+/*
+ * connect.c - a client's life: its options (and the environment variables
+ * that fill their defaults, all in parse_options), connecting to the
+ * coordinator and to every server (the HELLO handshake and the cluster
+ * map), heartbeats, barriers, the clock, the coordinator RPC, the
+ * last-error text, and close.
+ *
+ * Connect.  HELLO to the coordinator, then REG_WORKER, whose reply is the
+ * cluster map: this worker's rank, W, S, the map's epoch, the S server
+ * addresses, the heartbeat period, the worker slots and the clock this
+ * worker starts at.  Then one link per server: TCP first and HELLO, whose
+ * reply (the server's index, S and slots, checked against the map) also
+ * says where the server's shared-memory transport is; then, unless
+ * transport=tcp, that transport if the server is on this host; then the
+ * link's receiver thread (reader.c).  If anything fails, everything done
+ * so far is undone (paramd_close) and the detail is in the thread's
+ * connect error (paramd_last_error(NULL)).
+ *
+ * Tools (role=tool).  A program that only reads the cluster (paramd
+ * stats) says HELLO as PD_ROLE_TOOL and asks the coordinator for the map
+ * with MAP instead of registering: it has no rank, takes no worker slot,
+ * sends no heartbeats and no BYE, and opens every link over TCP.  A
+ * server it cannot reach leaves that link dead from the start (its calls
+ * fail with the reason) instead of failing the connect, so a tool reports
+ * what it can.  What only workers may do is refused before anything is
+ * sent, with PARAMD_EWORKER and a message that says why: opening a table
+ * (table_open, dense.c), pushing (table_check_push), barriers (here); the
+ * coordinator and the servers would refuse them too, less clearly.
+ *
+ * Threads.  The heartbeat thread (heartbeat_main) has its own connection,
+ * so that a long barrier or a blocked pull never delays a heartbeat; it
+ * reads the clock atomically and hb_stop under hb_mu.  The clock is
+ * written only by the program (paramd_clock, paramd_clock_to), atomically.
+ * coord_rpc sends one control request at a time, under coord_mu.
+ * cl_err writes a client's last-error text under err_mu (a leaf), from
+ * any thread (the heartbeat thread too); paramd_last_error copies it,
+ * under the same lock, into storage of the calling thread, so the text it
+ * returns cannot change while the caller reads it.  paramd_close
+ * stops and joins the heartbeat and receiver threads before it frees
+ * anything.
+ */
+#include <pthread.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <time.h>
+
+#include "client/client_impl.h"
+#include "common/common.h"
+#include "frame/hello.h"
+#include "wire/map.h"
+#include "net/conn.h"
+#include "net/fault.h"
+#include "paramd.h"
+#include "wire/wire.h"
+
+#define PD_CHUNK_BYTES_DEFAULT (1u << 20)
+
+/* ==== Errors ============================================================ */
+
+/* The detail of a failed paramd_connect, per thread (there is no client
+ * to hang it on), written and read by that thread only. */
+static __thread char connect_errmsg[PD_ERRMSG_MAX];
+/* What paramd_last_error returns for a client: this thread's copy of the
+ * client's text, taken under err_mu.  A failure on another thread then
+ * rewrites the client's text, never the copy this thread is reading. */
+static __thread char last_error_copy[PD_ERRMSG_MAX];
+
+/* Set the client's last-error text (c NULL: the thread's connect error)
+ * and return code, so that callers can write return cl_err(...). */
+int cl_err(paramd_client *c, int code, const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    if (c) {
+        pthread_mutex_lock(&c->err_mu);
+        vsnprintf(c->errmsg, sizeof c->errmsg, fmt, ap);
+        pthread_mutex_unlock(&c->err_mu);
+    } else {
+        vsnprintf(connect_errmsg, sizeof connect_errmsg, fmt, ap);
+    }
+    va_end(ap);
+    return code;
+}
+
+const char *paramd_last_error(const paramd_client *c) {
+    if (!c) return connect_errmsg;
+    /* the lock is not part of the client's value: locking it from a
+     * const handle is sound */
+    pthread_mutex_t *mu = (pthread_mutex_t *)&c->err_mu;
+    pthread_mutex_lock(mu);
+    memcpy(last_error_copy, c->errmsg, sizeof last_error_copy);
+    pthread_mutex_unlock(mu);
+    return last_error_copy;
+}
+
+/* ==== Coordinator RPC =================================================== */
+
+int coord_rpc(paramd_client *c, uint16_t type, uint32_t table,
+              pd_buf *b, uint8_t *reply, size_t *replylen) {
+    pd_err e = {0};
+    pd_hdr h = {0}, rh;
+    if (b && b->oom) return cl_err(c, PARAMD_ENOMEM, "out of memory");
+    pthread_mutex_lock(&c->coord_mu);
+    h.type = type;
+    h.id = ++c->coord_id;
+    h.table = table;
+    h.clock = paramd_get_clock(c);
+    int rc = pd_rpc(c->coord, &h, b ? b->p : NULL, b ? b->len : 0, &rh, reply, &e);
+    pthread_mutex_unlock(&c->coord_mu);
+    if (rc) return cl_err(c, rc, "coordinator %s: %s", c->coord_addr, e.msg);
+    if (replylen) *replylen = (size_t)rh.len;
+    return 0;
+}
+
+/* ==== Connect and close ================================================= */
+
+static int parse_options(paramd_client *c, const char *options) {
+    char buf[1024];
+    const char *coord = NULL, *rank = NULL, *transport = NULL;
+    char coordbuf[PD_MAX_ADDR + 1], rankbuf[32], trbuf[16];
+    c->timeout_ms = 30000;
+    c->chunk_bytes = PD_CHUNK_BYTES_DEFAULT;
+    c->coalesce_bytes = PD_COALESCE_DEFAULT;
+    c->shm_ring = PD_SHM_RING_DEFAULT;
+    c->shared_buffers = 1;
+    snprintf(buf, sizeof buf, "%s", options ? options : "");
+    char *save = NULL;
+    for (char *tok = strtok_r(buf, " \t\n", &save); tok;
+         tok = strtok_r(NULL, " \t\n", &save)) {
+        char *eq = strchr(tok, '=');
+        int64_t v;
+        if (!eq) return cl_err(NULL, PARAMD_EINVAL, "option '%s' is not key=value", tok);
+        *eq = '\0';
+        const char *val = eq + 1;
+        if (strcmp(tok, "coordinator") == 0) {
+            snprintf(coordbuf, sizeof coordbuf, "%s", val);
+            coord = coordbuf;
+        } else if (strcmp(tok, "rank") == 0) {
+            snprintf(rankbuf, sizeof rankbuf, "%s", val);
+            rank = rankbuf;
+        } else if (strcmp(tok, "timeout_ms") == 0) {
+            if (pd_parse_i64(val, &v) || v <= 0 || v > 3600000)
+                return cl_err(NULL, PARAMD_EINVAL, "timeout_ms=%s is not 1..3600000", val);
+            c->timeout_ms = (int)v;
+        } else if (strcmp(tok, "chunk_bytes") == 0) {
+            if (pd_parse_i64(val, &v) || v < 4096 || v > (1 << 30))
+                return cl_err(NULL, PARAMD_EINVAL, "chunk_bytes=%s is not 4096..2^30", val);
+            c->chunk_bytes = (uint64_t)v & ~3ull;
+        } else if (strcmp(tok, "coalesce_bytes") == 0) {
+            if (pd_parse_i64(val, &v) || (v != 0 && (v < PD_COALESCE_MIN || v > PD_COALESCE_MAX)))
+                return cl_err(NULL, PARAMD_EINVAL,
+                              "coalesce_bytes=%s is not 0 (off) or %d..%d: "
+                              "requests of up to that many bytes are sent "
+                              "together (default %d)",
+                              val, PD_COALESCE_MIN, PD_COALESCE_MAX, PD_COALESCE_DEFAULT);
+            c->coalesce_bytes = (uint64_t)v;
+        } else if (strcmp(tok, "fault") == 0) { /* a testing aid: net/fault.h */
+            pd_fault_spec fs;
+            pd_err fe = {0};
+            if (pd_fault_parse(val, &fs, &fe))
+                return cl_err(NULL, PARAMD_EINVAL, "fault=: %s", fe.msg);
+            snprintf(c->fault, sizeof c->fault, "%s", val);
+        } else if (strcmp(tok, "transport") == 0) {
+            snprintf(trbuf, sizeof trbuf, "%s", val);
+            transport = trbuf;
+        } else if (strcmp(tok, "role") == 0) {
+            if (strcmp(val, "worker") != 0 && strcmp(val, "tool") != 0)
+                return cl_err(NULL, PARAMD_EINVAL,
+                              "role=%s is not worker (the default) or tool (a "
+                              "program that only reads the cluster's map and "
+                              "counters, like paramd stats)", val);
+            c->tool = strcmp(val, "tool") == 0;
+        } else if (strcmp(tok, "shared_buffers") == 0) {
+            if (strcmp(val, "yes") != 0 && strcmp(val, "no") != 0)
+                return cl_err(NULL, PARAMD_EINVAL,
+                              "shared_buffers=%s is not yes or no", val);
+            c->shared_buffers = strcmp(val, "yes") == 0;
+        } else if (strcmp(tok, "shm_ring_bytes") == 0) {
+            if (pd_parse_i64(val, &v) || !pd_shm_valid_ring((uint64_t)v))
+                return cl_err(NULL, PARAMD_EINVAL,
+                              "shm_ring_bytes=%s is not a power of two in %u..%u",
+                              val, PD_SHM_RING_MIN, PD_SHM_RING_MAX);
+            c->shm_ring = (uint64_t)v;
+        } else {
+            return cl_err(NULL, PARAMD_EINVAL,
+                          "unknown option '%s' (coordinator, rank, role, "
+                          "timeout_ms, chunk_bytes, coalesce_bytes, transport, "
+                          "shm_ring_bytes, shared_buffers, fault)",
+                          tok);
+        }
+    }
+    /* Environment defaults, in one place. */
+    static const char *const coord_env[] = {"PARAMD_COORDINATOR", NULL};
+    static const char *const rank_env[] = {"PARAMD_RANK", "OMPI_COMM_WORLD_RANK",
+                                           "PMI_RANK", "PMIX_RANK",
+                                           "SLURM_PROCID", NULL};
+    static const char *const transport_env[] = {"PARAMD_TRANSPORT", NULL};
+    if (c->tool && rank)
+        return cl_err(NULL, PARAMD_EINVAL,
+                      "rank=%s with role=tool: a tool is not a worker and has "
+                      "no rank; drop one of them", rank);
+    if (!coord) coord = pd_env_first(coord_env);
+    /* A tool ignores the workers' variables: it has no rank, and its few
+     * small requests go over TCP. */
+    if (!rank && !c->tool) rank = pd_env_first(rank_env);
+    if (!transport && !c->tool) transport = pd_env_first(transport_env);
+    if (!transport || strcmp(transport, "auto") == 0) c->transport = TR_AUTO;
+    else if (strcmp(transport, "tcp") == 0) c->transport = TR_TCP;
+    else if (strcmp(transport, "shm") == 0) c->transport = TR_SHM;
+    else
+        return cl_err(NULL, PARAMD_EINVAL,
+                      "transport '%s' is not auto, tcp or shm (from the "
+                      "transport= option or PARAMD_TRANSPORT)", transport);
+    if (c->tool && c->transport == TR_SHM)
+        return cl_err(NULL, PARAMD_EINVAL,
+                      "transport=shm with role=tool: a tool's links are TCP "
+                      "only; drop transport=");
+    if (c->tool) c->transport = TR_TCP;
+    if (!coord)
+        return cl_err(NULL, PARAMD_ECONFIG,
+                      "no coordinator: set PARAMD_COORDINATOR=HOST:PORT or pass "
+                      "coordinator=HOST:PORT (paramd local sets it for you)");
+    snprintf(c->coord_addr, sizeof c->coord_addr, "%s", coord);
+    c->rank = -1;
+    if (rank) {
+        int64_t r;
+        if (pd_parse_i64(rank, &r) || r < 0 || r >= PD_MAX_WORKERS)
+            return cl_err(NULL, PARAMD_ECONFIG, "worker rank '%s' is not a number in 0..%d",
+                          rank, PD_MAX_WORKERS - 1);
+        c->rank = (int32_t)r;
+    }
+    return 0;
+}
+
+/* The handshake (frame/hello.h) as this client: a worker, or a tool. */
+static int hello(paramd_client *c, pd_conn *conn, pd_welcome *w, pd_err *e) {
+    pd_hello me = {c->tool ? PD_ROLE_TOOL : PD_ROLE_WORKER, c->rank};
+    return pd_handshake_dial(conn, &me, w, e);
+}
+
+/* Say HELLO on conn and check the server's welcome against the map; *w
+ * says whether it offers shared memory, and its features. */
+static int link_hello(paramd_client *c, pd_link *l, pd_conn *conn, pd_welcome *w) {
+    pd_err e = {0};
+    int rc = hello(c, conn, w, &e);
+    if (rc)
+        return cl_err(NULL, rc, "server %d (%s): %s", l->index, l->addr, e.msg);
+    /* (a tool's map, from MAP, has no worker slots to check) */
+    if (!w->server || w->index != (uint32_t)l->index || w->S != (uint32_t)c->S ||
+        (!c->tool && w->W != (uint32_t)c->slots))
+        return cl_err(NULL, PARAMD_EPROTO,
+                      "server at %s says it is server %u of %u with %u "
+                      "worker slots; the coordinator's map says server %d of "
+                      "%d with %d",
+                      l->addr, w->index, w->S, w->W, l->index, c->S, c->slots);
+    return 0;
+}
+
+/* Connect link l: TCP first (the HELLO reply says whether the server offers
+ * shared memory), then, unless transport=tcp, the shared-memory transport
+ * if the server's socket is reachable from here (same host).  With
+ * transport=shm a server that cannot be reached so is an error. */
+static int link_open(paramd_client *c, pd_link *l) {
+    pd_err e = {0};
+    pd_welcome w;
+    l->conn = pd_tcp_connect(l->addr, c->timeout_ms, &e);
+    if (l->conn && c->fault[0]) /* option fault=: tests only */
+        l->conn = pd_fault_wrap(l->conn, c->fault, &e);
+    if (!l->conn) return cl_err(NULL, e.code, "server %d: %s", l->index, e.msg);
+    int rc = link_hello(c, l, l->conn, &w);
+    if (rc || c->transport == TR_TCP) return rc;
+    if (!w.shm[0]) {
+        if (c->transport == TR_AUTO) return 0;
+        return cl_err(NULL, PARAMD_ECONNECT,
+                      "server %d (%s) offers no shared-memory transport "
+                      "(started with --transport tcp?); use transport=auto "
+                      "or tcp", l->index, l->addr);
+    }
+    pd_conn *sc = pd_shm_connect(w.shm, c->shm_ring, c->timeout_ms, &e);
+    if (sc && c->fault[0]) sc = pd_fault_wrap(sc, c->fault, &e);
+    if (!sc) {
+        if (c->transport == TR_AUTO) return 0; /* another host: TCP it is */
+        return cl_err(NULL, e.code,
+                      "server %d (%s): transport=shm but %s; use "
+                      "transport=auto to fall back to TCP", l->index, l->addr,
+                      e.msg);
+    }
+    if ((rc = link_hello(c, l, sc, &w))) {
+        pd_conn_destroy(sc);
+        return rc;
+    }
+    pd_conn_destroy(l->conn);
+    l->conn = sc;
+    l->regions_ok = c->shared_buffers && (w.features & PD_FEAT_REGIONS);
+    snprintf(sc->peer, sizeof sc->peer, "%.80s (shm)", l->addr);
+    return 0;
+}
+
+static void *heartbeat_main(void *arg);
+
+int paramd_connect(paramd_client **out, const char *options) {
+    *out = NULL;
+    paramd_client *c = pd_calloc(1, sizeof *c);
+    uint8_t *buf = pd_malloc(PD_MAX_CTRL_PAYLOAD + 1);
+    pd_err e = {0};
+    int rc;
+    if (!c || !buf) {
+        pd_free(c);
+        pd_free(buf);
+        return cl_err(NULL, PARAMD_ENOMEM, "out of memory");
+    }
+    pthread_mutex_init(&c->coord_mu, NULL);
+    pthread_mutex_init(&c->reg_mu, NULL);
+    pthread_mutex_init(&c->map_mu, NULL);
+    pthread_mutex_init(&c->err_mu, NULL);
+    pthread_mutex_init(&c->hb_mu, NULL);
+    pthread_cond_init(&c->hb_cv, NULL);
+    if ((rc = parse_options(c, options))) goto fail_early;
+    c->coord = pd_tcp_connect(c->coord_addr, c->timeout_ms, &e);
+    if (!c->coord) {
+        rc = cl_err(NULL, e.code, "coordinator: %s", e.msg);
+        goto fail_early;
+    }
+    if ((rc = hello(c, c->coord, NULL, &e))) {
+        cl_err(NULL, rc, "coordinator %s: %s", c->coord_addr, e.msg);
+        goto fail_early;
+    }
+    pd_buf b;
+    pd_buf_init(&b);
+    pd_put_u32(&b, (uint32_t)c->rank);
+    size_t rlen;
+    /* A tool asks for the map alone (MAP): it does not register. */
+    rc = c->tool ? coord_rpc(c, PD_MSG_MAP, 0, NULL, buf, &rlen)
+                 : coord_rpc(c, PD_MSG_REG_WORKER, 0, &b, buf, &rlen);
+    pd_buf_free(&b);
+    if (rc) {
+        cl_err(NULL, rc, "%s", c->errmsg);
+        goto fail_early;
+    }
+    pd_map m;
+    if ((rc = pd_map_decode(buf, rlen, &m, &e)) || (m.rank < 0) != (c->tool != 0)) {
+        if (!rc) pd_map_free(&m);
+        rc = cl_err(NULL, PARAMD_EPROTO, "%s",
+                    rc ? e.msg : "the coordinator's map is not for this kind of client");
+        goto fail_early;
+    }
+    c->epoch = m.epoch;
+    c->rank = m.rank; /* -1 for a tool */
+    c->W = (int32_t)m.W;
+    c->S = (int32_t)m.S;
+    c->links = pd_calloc(m.S, sizeof *c->links);
+    if (!c->links) {
+        pd_map_free(&m);
+        rc = cl_err(NULL, PARAMD_ENOMEM, "out of memory");
+        goto fail_early;
+    }
+    for (uint32_t i = 0; i < m.S; i++) {
+        pd_link *l = &c->links[i];
+        l->c = c;
+        l->index = (int)i;
+        pthread_mutex_init(&l->send_mu, NULL);
+        pthread_mutex_init(&l->q_mu, NULL);
+        pthread_cond_init(&l->rx_cv, NULL);
+        l->ob_niov = 1;
+        snprintf(l->addr, sizeof l->addr, "%s", m.addr[i]);
+    }
+    /* heartbeat period; worker slots M (ranks 0..M-1, W of them expected at
+     * start); the clock this worker starts at (> 0 when it joined a running
+     * cluster: its loop starts there, docs/consistency.md).  A MAP reply
+     * (a tool's) ends with the addresses: all 0. */
+    uint32_t hb_ms = m.heartbeat_ms, M = m.M, S = m.S;
+    uint64_t start = (uint64_t)m.start;
+    pd_map_free(&m);
+    c->heartbeat_ms = (int)hb_ms;
+    c->clock = (int64_t)start;
+    c->slots = (int32_t)M;
+    for (uint32_t i = 0; i < S; i++) {
+        pd_link *l = &c->links[i];
+        if ((rc = link_open(c, l)) && c->tool) {
+            /* A tool works with the servers it can reach: this link is
+             * dead from the start, and its calls fail with the reason. */
+            snprintf(l->dead_msg, sizeof l->dead_msg, "%s", connect_errmsg);
+            __atomic_store_n(&l->dead, 1, __ATOMIC_RELEASE);
+            pd_conn_destroy(l->conn);
+            l->conn = NULL;
+            connect_errmsg[0] = '\0';
+            rc = 0;
+            continue;
+        }
+        if (rc) goto fail;
+        if (!(l->msgbuf = pd_malloc(PD_MAX_CTRL_PAYLOAD + 1))) {
+            rc = cl_err(NULL, PARAMD_ENOMEM, "out of memory");
+            goto fail;
+        }
+        if (pthread_create(&l->rx, NULL, link_rx, l) != 0) {
+            rc = cl_err(NULL, PARAMD_ENOMEM, "cannot start a receiver thread");
+            goto fail;
+        }
+        l->rx_started = 1;
+    }
+    if (c->heartbeat_ms > 0) {
+        if (pthread_create(&c->hb, NULL, heartbeat_main, c) != 0) {
+            rc = cl_err(NULL, PARAMD_ENOMEM, "cannot start the heartbeat thread");
+            goto fail;
+        }
+        c->hb_started = 1;
+    }
+    pd_free(buf);
+    *out = c;
+    return 0;
+fail_early:
+fail:
+    pd_free(buf);
+    {
+        char keep[PD_ERRMSG_MAX];
+        snprintf(keep, sizeof keep, "%s", connect_errmsg);
+        paramd_close(c);
+        snprintf(connect_errmsg, sizeof connect_errmsg, "%s", keep);
+    }
+    return rc;
+}
+
+int paramd_close(paramd_client *c) {
+    if (!c) return 0;
+    int rc = 0;
+    if (c->hb_started) {
+        pthread_mutex_lock(&c->hb_mu);
+        c->hb_stop = 1;
+        pthread_cond_broadcast(&c->hb_cv);
+        pthread_mutex_unlock(&c->hb_mu);
+        pthread_join(c->hb, NULL);
+    }
+    client_flush(c, NULL); /* what waits in the outboxes is sent */
+    if (c->coord && c->links && !c->tool) { /* a tool never registered */
+        uint8_t *buf = pd_malloc(PD_MAX_CTRL_PAYLOAD + 1);
+        if (buf) rc = coord_rpc(c, PD_MSG_BYE, 0, NULL, buf, NULL);
+        pd_free(buf);
+    }
+    if (c->links) {
+        for (int32_t i = 0; i < c->S; i++) {
+            pd_link *l = &c->links[i];
+            /* The receiver thread ends: at once if it sleeps, else once
+             * the shut-down connection fails its read. */
+            pthread_mutex_lock(&l->q_mu);
+            __atomic_store_n(&l->rx_stop, 1, __ATOMIC_RELAXED); /* peeked at */
+            pthread_cond_broadcast(&l->rx_cv);
+            pthread_mutex_unlock(&l->q_mu);
+            if (l->conn) pd_conn_shutdown(l->conn);
+            if (l->rx_started) pthread_join(l->rx, NULL);
+            /* Nobody reads any more: what is still due fails (requests
+             * issued and never waited for). */
+            if (l->qlen > 0) link_fail_all(l, PARAMD_ECLOSED, "the client was closed");
+            pd_conn_destroy(l->conn);
+            pd_free(l->q);
+            pd_free(l->ob_bytes);
+            pd_free(l->ob_ents);
+            pd_free(l->msgbuf);
+            pd_free(l->rxbuf);
+            pthread_mutex_destroy(&l->send_mu);
+            pthread_mutex_destroy(&l->q_mu);
+            pthread_cond_destroy(&l->rx_cv);
+        }
+        pd_free(c->links);
+    }
+    pd_conn_destroy(c->coord);
+    while (c->tables) {
+        paramd_table *t = c->tables;
+        c->tables = t->next;
+        pd_free(t);
+    }
+    while (c->regions) { /* buffers the program did not free */
+        region *g = c->regions;
+        c->regions = g->next;
+        munmap(g->base, g->bytes);
+        pd_free(g->on);
+        pd_free(g);
+    }
+    pthread_mutex_destroy(&c->reg_mu);
+    pthread_mutex_destroy(&c->map_mu);
+    pthread_mutex_destroy(&c->coord_mu);
+    pthread_mutex_destroy(&c->err_mu);
+    pthread_mutex_destroy(&c->hb_mu);
+    pthread_cond_destroy(&c->hb_cv);
+    pd_free(c);
+    return rc;
+}
+
+/* ==== The cluster, the clock, barriers ================================== */
+
+int32_t paramd_rank(const paramd_client *c) { return c->rank; }
+int32_t paramd_num_workers(const paramd_client *c) { return c->W; }
+int32_t paramd_num_servers(const paramd_client *c) { return c->S; }
+uint64_t paramd_map_epoch(const paramd_client *c) { return c->epoch; }
+const char *paramd_server_address(const paramd_client *c, int32_t server) {
+    return server >= 0 && server < c->S ? c->links[server].addr : NULL;
+}
+/* The clock is read by the heartbeat thread too: atomic accesses.  The
+ * outboxes are flushed first: a sync table's clock waits for this
+ * worker's pushes, which must not sit in an outbox while it computes. */
+int64_t paramd_clock(paramd_client *c) {
+    client_flush(c, NULL);
+    return __atomic_add_fetch(&c->clock, 1, __ATOMIC_RELAXED);
+}
+int64_t paramd_get_clock(const paramd_client *c) {
+    return __atomic_load_n(&c->clock, __ATOMIC_RELAXED);
+}
+int64_t paramd_clock_to(paramd_client *c, int64_t clock) {
+    client_flush(c, NULL);
+    int64_t cur = __atomic_load_n(&c->clock, __ATOMIC_RELAXED);
+    while (clock > cur &&
+           !__atomic_compare_exchange_n(&c->clock, &cur, clock, 0, __ATOMIC_RELAXED,
+                                        __ATOMIC_RELAXED))
+        ;
+    return paramd_get_clock(c);
+}
+
+int paramd_barrier(paramd_client *c) {
+    if (c->tool)
+        return cl_err(c, PARAMD_EWORKER,
+                      "paramd_barrier: this client is a tool (role=tool), and "
+                      "only workers take part in barriers");
+    client_flush(c, NULL);
+    uint8_t *buf = pd_malloc(PD_MAX_CTRL_PAYLOAD + 1);
+    if (!buf) return cl_err(c, PARAMD_ENOMEM, "out of memory");
+    int rc = coord_rpc(c, PD_MSG_BARRIER, 0, NULL, buf, NULL);
+    pd_free(buf);
+    return rc;
+}
+
+/* ==== Heartbeats ======================================================== */
+
+/* Tell the coordinator, every heartbeat_ms/4, that this worker is alive
+ * and at which clock.  Its own connection, so that a long barrier or a
+ * blocked pull never delays a heartbeat. */
+static void *heartbeat_main(void *arg) {
+    paramd_client *c = arg;
+    pd_err e = {0};
+    uint8_t *buf = pd_malloc(PD_MAX_CTRL_PAYLOAD + 1);
+    pd_conn *conn = buf ? pd_tcp_connect(c->coord_addr, c->timeout_ms, &e) : NULL;
+    int ok = conn && hello(c, conn, NULL, &e) == 0;
+    uint64_t id = 1;
+    pthread_mutex_lock(&c->hb_mu);
+    while (ok && !c->hb_stop) {
+        pthread_mutex_unlock(&c->hb_mu);
+        pd_hdr h = {0}, rh;
+        uint8_t p[4] = {(uint8_t)c->rank, (uint8_t)(c->rank >> 8),
+                        (uint8_t)(c->rank >> 16), (uint8_t)(c->rank >> 24)};
+        h.type = PD_MSG_HEARTBEAT;
+        h.id = ++id;
+        h.clock = paramd_get_clock(c);
+        ok = pd_rpc(conn, &h, p, 4, &rh, buf, &e) == 0;
+        pthread_mutex_lock(&c->hb_mu);
+        struct timespec ts;
+        clock_gettime(CLOCK_REALTIME, &ts);
+        int64_t ns = ts.tv_nsec + (int64_t)(c->heartbeat_ms / 4 + 1) * 1000000;
+        ts.tv_sec += ns / 1000000000;
+        ts.tv_nsec = ns % 1000000000;
+        while (!c->hb_stop &&
+               pthread_cond_timedwait(&c->hb_cv, &c->hb_mu, &ts) == 0)
+            ;
+    }
+    int stopping = c->hb_stop;
+    pthread_mutex_unlock(&c->hb_mu);
+    if (!ok && !stopping)
+        cl_err(c, e.code ? e.code : PARAMD_ECLOSED, "heartbeats to the coordinator stopped: %s",
+               e.msg);
+    pd_conn_destroy(conn);
+    pd_free(buf);
+    return NULL;
+}

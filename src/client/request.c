@@ -1,0 +1,128 @@
+/*
+ * request.c - a request (paramd_request): the sub-requests of one call,
+ * their completion, and waiting for them.
+ *
+ * A request counts its outstanding sub-requests, plus one guard that its
+ * issuer holds while it sends (set by req_init, dropped with req_done once
+ * everything is sent), so that it cannot complete while it is still being
+ * issued.  Each sub-request is queued on one link; req_add records the
+ * request's first link and whether others were used.  Whoever reads that
+ * link completes the sub-request (req_done, from rx.c), and the first
+ * error is kept with its message.  req_finish waits: it flushes the
+ * outboxes (the request's frames may be there, outbox.c), reads the
+ * request's links itself where nobody else does (link_wait,
+ * req_wait_links: reader.c), sleeps until the count is zero, copies the
+ * error into the client's last error, and frees what the request owned.
+ *
+ * Locks: paramd_request.mu (a leaf, but taken under q_mu when the read
+ * role is handed to a follower) guards outstanding, err, msg and
+ * clock_seen; outstanding is also written atomically so that waiters may
+ * peek at it (req_pending).  A request lives on its caller's stack (a
+ * blocking call) or on the heap (an async call's handle, which
+ * paramd_wait frees).
+ */
+#include <pthread.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "client/client_impl.h"
+#include "common/common.h"
+#include "paramd.h"
+
+/* ==== Issuing =========================================================== */
+
+void req_init(paramd_request *r, paramd_client *c) {
+    memset(r, 0, sizeof *r);
+    pthread_mutex_init(&r->mu, NULL);
+    pthread_cond_init(&r->cv, NULL);
+    r->c = c;
+    r->outstanding = 1; /* the issuer's own guard, dropped by req_issued */
+}
+
+void req_done(paramd_request *r, int err, const char *msg) {
+    pthread_mutex_lock(&r->mu);
+    if (err && !r->err) {
+        r->err = err;
+        snprintf(r->msg, sizeof r->msg, "%s", msg);
+    }
+    /* atomic too: req_finish peeks at it without the lock */
+    if (__atomic_sub_fetch(&r->outstanding, 1, __ATOMIC_RELEASE) == 0)
+        pthread_cond_broadcast(&r->cv);
+    pthread_mutex_unlock(&r->mu);
+}
+
+/* Request r gets one more sub-request, on link l. */
+void req_add(paramd_request *r, pd_link *l) {
+    pthread_mutex_lock(&r->mu);
+    __atomic_add_fetch(&r->outstanding, 1, __ATOMIC_RELAXED);
+    if (!r->link)
+        r->link = l;
+    else if (r->link != l)
+        r->multi = 1;
+    pthread_mutex_unlock(&r->mu);
+}
+
+/* ==== Waiting =========================================================== */
+
+/* Sleep until r completes or, if granted is not NULL, until *granted is
+ * set (the read role of r's link was handed to this thread: link_wait).
+ * Before sleeping on the condition variable, watch for a moment, yielding
+ * the CPU: the waker's broadcast is a futex wake-up that lands on another
+ * vCPU (slow to wake when it halted, on virtual machines: bench/README.md,
+ * "Figures once kept in code comments"), while a waiter that is still
+ * awake sees the change at once.  paramd bench, when
+ * the receiver thread read every reply: a 4 KiB pull over TCP went from
+ * 104 us to 26 us on an idle machine, over shared memory from 20 to 6 us.
+ * On a loaded machine a yield can lose the CPU for a whole time slice:
+ * then pd_yield says so and this thread sleeps at once for its
+ * next waits (common.h).  The reads while yielding are peeks; the locked
+ * check decides. */
+void req_sleep(paramd_request *r, const int *granted) {
+    if (pd_yield_ok()) { /* not after a lost slice (common.h, pd_yield) */
+        double end = pd_now() + PD_WAIT_YIELD_S;
+        while (req_pending(r) && !(granted && __atomic_load_n(granted, __ATOMIC_ACQUIRE)) &&
+               pd_now() < end)
+            if (pd_yield() < 0) break;
+    }
+    pthread_mutex_lock(&r->mu);
+    while (r->outstanding > 0 && !(granted && __atomic_load_n(granted, __ATOMIC_ACQUIRE)))
+        pthread_cond_wait(&r->cv, &r->mu);
+    pthread_mutex_unlock(&r->mu);
+}
+
+/* Wait and return the result; copy the detail to the client's error.  What
+ * waits in the outboxes is sent first: r's frames may be there.  This
+ * thread reads r's replies itself from links nobody else reads: a request
+ * on one link with link_wait, one spanning several with req_wait_links. */
+int req_finish(paramd_request *r) {
+    client_flush(r->c, r);
+    if (r->multi)
+        req_wait_links(r);
+    else if (r->link)
+        link_wait(r->link, r);
+    pthread_mutex_lock(&r->mu); /* also orders us after the completer's unlock */
+    while (r->outstanding > 0) pthread_cond_wait(&r->cv, &r->mu);
+    int err = r->err;
+    int64_t seen = r->clock_seen;
+    pthread_mutex_unlock(&r->mu);
+    if (err) cl_err(r->c, err, "%s", r->msg);
+    if (r->table) { /* atomic max: pulls may finish on several threads */
+        int64_t cur = __atomic_load_n(&r->table->clock_seen, __ATOMIC_RELAXED);
+        while (seen > cur &&
+               !__atomic_compare_exchange_n(&r->table->clock_seen, &cur, seen, 0,
+                                            __ATOMIC_RELAXED, __ATOMIC_RELAXED))
+            ;
+    }
+    pthread_mutex_destroy(&r->mu);
+    pthread_cond_destroy(&r->cv);
+    pd_free(r->owned);
+    r->owned = NULL;
+    return err;
+}
+
+int paramd_wait(paramd_request *r) {
+    if (!r) return PARAMD_EINVAL;
+    int rc = req_finish(r);
+    pd_free(r);
+    return rc;
+}
