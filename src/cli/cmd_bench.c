@@ -95,6 +95,7 @@
 #include <unistd.h>
 
 #include "cli/cli.h"
+#include "cli/util.h"
 #include "cli/local.h"
 #include "common/common.h"
 #include "net/conn.h"

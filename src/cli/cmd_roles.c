@@ -10,6 +10,7 @@
 #include <unistd.h>
 
 #include "cli/cli.h"
+#include "cli/util.h"
 #include "common/common.h"
 #include "coord/coord.h"
 #include "net/fault.h"
