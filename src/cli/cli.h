@@ -2,7 +2,7 @@
  * cli.h - the subcommands of the paramd program.  Each takes the argv that
  * starts at its own name and returns the process exit status.  main.c
  * calls them; they call each other's files only through util.h (shared
- * helpers) and local.h (the local cluster).
+ * helpers), local.h (the local cluster) and bench.h (paramd bench's parts).
  */
 #ifndef PARAMD_CLI_H
 #define PARAMD_CLI_H
