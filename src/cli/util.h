@@ -7,9 +7,40 @@
 #ifndef PARAMD_CLI_UTIL_H
 #define PARAMD_CLI_UTIL_H
 
-/* Block SIGINT/SIGTERM in every thread and start a thread that calls
- * stop(arg) when one arrives.  Call before starting other threads. */
+/* ---- Stopping on a signal -----------------------------------------------
+ * A long-running role (paramd coordinator, paramd server) stops cleanly
+ * on SIGINT/SIGTERM: a signal thread, not a handler, calls its stop
+ * function.  The rule that makes this safe: the stop function and its
+ * argument belong to the caller, who arms them once the object exists
+ * and disarms them before freeing it; the signal thread's own state lives
+ * as long as the process.  Three calls, in this order:
+ *
+ *   cli_stop_signals();            first, before any thread is started
+ *   obj = start(...);
+ *   cli_stop_on_signal(stop, obj); a signal now calls stop(obj)
+ *   run(obj);
+ *   cli_stop_disarm();             stop(obj) is over and never comes again
+ *   free(obj);
+ */
+
+/* Start the signal thread and give SIGINT and SIGTERM a handler that
+ * wakes it (whichever thread takes them: threads a library started
+ * before main never blocked them), and block them in the calling thread
+ * and so in every thread it starts later (apply pools, connection
+ * threads: no EINTR in their calls).  Until cli_stop_on_signal, such a
+ * signal ends the process as it would by default: there is nothing to
+ * stop cleanly yet.  Call once, first, before starting any thread. */
+void cli_stop_signals(void);
+/* Arm: the first SIGINT/SIGTERM from now on calls stop(arg) once, on the
+ * signal thread (later ones are ignored).  stop must be thread-safe and
+ * not block for long (pd_server_stop, pd_coord_stop).  arg must stay
+ * valid until cli_stop_disarm() has returned. */
 void cli_stop_on_signal(void (*stop)(void *), void *arg);
+/* Disarm: when this returns, a stop(arg) that was running has returned
+ * and no other will start, so arg may be freed.  A signal that arrives
+ * later is ignored (the process is on its way out).  Harmless when
+ * never armed. */
+void cli_stop_disarm(void);
 
 /* The path of this executable (for paramd local to start its roles). */
 const char *cli_self_path(void);
