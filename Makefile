@@ -6,12 +6,16 @@
 #                 main job
 #   make sanitize build with AddressSanitizer + UBSan into build-san/ and
 #                 run the suite there
+#   make tsan     build with ThreadSanitizer (-O1 -g) into build-tsan/ and
+#                 run the suite there; any report fails its test
+#                 (docs/testing.md, "ThreadSanitizer")
 #   make bench    build and run the benchmarks
 BUILD ?= build
 SAN_BUILD ?= build-san
+TSAN_BUILD ?= build-tsan
 JOBS ?= $(shell nproc 2>/dev/null || echo 2)
 
-.PHONY: all build test demo sanitize deps clean bench
+.PHONY: all build test demo sanitize tsan deps clean bench
 
 all: build
 
@@ -31,6 +35,17 @@ sanitize: $(SAN_BUILD)/CMakeCache.txt
 	cmake --build $(SAN_BUILD) -j$(JOBS)
 	ctest --test-dir $(SAN_BUILD) --output-on-failure -j$(JOBS)
 
+$(TSAN_BUILD)/CMakeCache.txt:
+	cmake -S . -B $(TSAN_BUILD) -DCMAKE_BUILD_TYPE=Debug -DPARAMD_TSAN=ON
+
+# Each test runs under tests/tsan_run.sh: a report from any process it
+# started fails it (the reports are kept in $(TSAN_BUILD)/tsan-reports/).
+tsan: $(TSAN_BUILD)/CMakeCache.txt
+	cmake --build $(TSAN_BUILD) -j$(JOBS)
+	rm -rf $(TSAN_BUILD)/tsan-reports
+	TSAN_OPTIONS="second_deadlock_stack=1 $(TSAN_OPTIONS)" \
+	  ctest --test-dir $(TSAN_BUILD) --output-on-failure -j$(JOBS)
+
 deps:
 	@bash scripts/deps.sh
 
@@ -42,4 +57,4 @@ bench: build
 	@bash bench/run.sh $(BUILD)
 
 clean:
-	rm -rf $(BUILD) $(SAN_BUILD)
+	rm -rf $(BUILD) $(SAN_BUILD) $(TSAN_BUILD)

@@ -2,6 +2,12 @@
  * cmd_roles.c - `paramd coordinator` and `paramd server`: the two
  * long-running roles of a cluster, started by hand, by a launcher (mpirun,
  * srun), or by `paramd local`.
+ *
+ * Stopping.  SIGINT/SIGTERM stop a role cleanly through the signal thread
+ * of util.h: signals are blocked before the role starts any thread, the
+ * stop function is armed once the role's object exists, and disarmed
+ * after its run returned and before it is freed, so a signal that comes
+ * late never touches a freed coordinator or server.
  */
 #include <getopt.h>
 #include <stdio.h>
@@ -10,6 +16,7 @@
 #include <unistd.h>
 
 #include "cli/cli.h"
+#include "cli/util.h"
 #include "common/common.h"
 #include "coord/coord.h"
 #include "net/fault.h"
@@ -105,6 +112,7 @@ int cmd_coordinator(int argc, char **argv) {
         coord_usage(stderr);
         return 2;
     }
+    cli_stop_signals();
     pd_err e = {0};
     pd_coord *co = pd_coord_start(&o, &e);
     if (!co) {
@@ -123,6 +131,7 @@ int cmd_coordinator(int argc, char **argv) {
         close(ready_fd);
     }
     int rc = pd_coord_run(co);
+    cli_stop_disarm(); /* before the free: no stop_coord on a freed co */
     pd_coord_free(co);
     if (rc) pd_log(PD_LOG_WARN, "some workers disconnected without saying goodbye");
     return 0;
@@ -223,6 +232,7 @@ int cmd_server(int argc, char **argv) {
         server_usage(stderr);
         return 2;
     }
+    cli_stop_signals(); /* before pd_server_start starts the apply threads */
     pd_err e = {0};
     pd_server *s = pd_server_start(&o, &e);
     if (!s) {
@@ -235,6 +245,7 @@ int cmd_server(int argc, char **argv) {
     cli_stop_on_signal(stop_server, s);
     pd_log(PD_LOG_DEBUG, "listening on %s", pd_server_address(s));
     int rc = pd_server_run(s);
+    cli_stop_disarm(); /* before the free: no stop_server on a freed s */
     pd_server_free(s);
     return rc ? 1 : 0;
 }

@@ -19,6 +19,7 @@
 
 #include "cli/cli.h"
 #include "cli/local.h"
+#include "cli/util.h"
 #include "common/common.h"
 #include "train/mf.h"
 #include "train/model.h"

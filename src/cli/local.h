@@ -1,6 +1,6 @@
 /*
- * local.h - a cluster of child processes on this machine (cmd_local.c),
- * used by `paramd local` and `paramd train`.
+ * local.h - a cluster of child processes on this machine (local.c),
+ * used by `paramd local`, `paramd train` and `paramd bench`.
  */
 #ifndef PARAMD_CLI_LOCAL_H
 #define PARAMD_CLI_LOCAL_H

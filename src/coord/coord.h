@@ -34,8 +34,16 @@ const char *pd_coord_address(const pd_coord *c);
  * or pd_coord_stop().  0 if every worker said goodbye, PARAMD_ECLOSED if
  * some worker disconnected without it.  Call once, from one thread. */
 int pd_coord_run(pd_coord *c);
-/* Thread-safe; returns at once. */
+/* Ask the coordinator to stop: pd_coord_run returns once its connection
+ * threads are gone.  Thread-safe, idempotent, returns at once (it takes
+ * mu for a moment and shuts the listening socket down); may be called
+ * before or during run, from any thread.  Lifetime: c must still be
+ * allocated.  Every caller must have returned, and be unable to call
+ * again, before pd_coord_free begins: the CLI disarms its signal thread
+ * first (cli_stop_disarm, src/cli/util.h; docs/threading.md, "Stopping"). */
 void pd_coord_stop(pd_coord *c);
-void pd_coord_free(pd_coord *c); /* NULL-safe, after run returned */
+/* After run returned and no pd_coord_stop can be running or come (above).
+ * NULL-safe. */
+void pd_coord_free(pd_coord *c);
 
 #endif

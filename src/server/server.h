@@ -31,9 +31,17 @@ pd_server *pd_server_start(const pd_server_opts *o, pd_err *e);
  * pd_server_stop() is called.  Returns 0 on a clean shutdown, else an error
  * code after logging the reason.  Call once, from one thread. */
 int pd_server_run(pd_server *s);
-/* Ask the server to stop.  Thread-safe; returns at once. */
+/* Ask the server to stop: pd_server_run returns soon after.  Thread-safe,
+ * idempotent, returns at once (it takes server.mu for a moment and shuts
+ * the listening sockets down); may be called before or during run, from
+ * any thread (the CLI's signal thread, the server's coordinator watcher).
+ * Lifetime: s must still be allocated.  Every caller outside the server
+ * must have returned, and be unable to call again, before pd_server_free
+ * begins: the CLI disarms its signal thread first (cli_stop_disarm,
+ * src/cli/util.h; docs/threading.md, "Stopping"). */
 void pd_server_stop(pd_server *s);
-/* Free a server after run returned.  NULL-safe. */
+/* Free a server after run returned, once no pd_server_stop can be
+ * running or come (above).  NULL-safe. */
 void pd_server_free(pd_server *s);
 /* The server's index and bound address (valid after start). */
 int pd_server_index(const pd_server *s);

@@ -1,0 +1,387 @@
+/*
+ * local.c - a cluster of child processes on this machine (local.h): a
+ * coordinator, S servers and W copies of a worker program, each a child
+ * process with its output prefixed by its role and rank.  `paramd local`
+ * (cmd_local.c), `paramd train` and `paramd bench` start their clusters
+ * with it.
+ *
+ * Lifetime rules (the point of this file):
+ *   - every child gets PR_SET_PDEATHSIG=SIGKILL, so even a SIGKILL of the
+ *     supervising process itself leaves no child behind;
+ *   - when every worker exits 0, the coordinator tells the servers to exit
+ *     and exits itself; pd_local_wait waits for them (then, after a grace
+ *     period, terminates them) and returns 0;
+ *   - when any child fails (a worker exits non-zero or by a signal, or a
+ *     server or the coordinator exits while workers run), every other child
+ *     gets SIGTERM, then SIGKILL after a grace period, and pd_local_wait
+ *     returns 1 naming the failed child;
+ *   - SIGINT / SIGTERM / SIGHUP to the supervisor terminate every child the
+ *     same way and pd_local_wait returns 128+signal.
+ * One thread: a poll loop over the children's output pipes and a signalfd
+ * (SIGCHLD and the terminating signals), so no signal handler runs code.
+ * Its messages still say "paramd local", whichever command started it.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <sys/signalfd.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "cli/local.h"
+#include "cli/util.h"
+#include "common/common.h"
+
+/* ==== Types ============================================================= */
+
+enum { ROLE_COORD, ROLE_SERVER, ROLE_WORKER };
+
+typedef struct stream {
+    int fd;            /* -1 once at EOF */
+    FILE *to;          /* our stdout or stderr */
+    char buf[4096];
+    size_t len;
+} stream;
+
+typedef struct child {
+    int role, rank;
+    char label[32];
+    pid_t pid;
+    int running;
+    int status;        /* wait status once exited */
+    stream out, err;
+} child;
+
+struct pd_local {
+    child *ch;
+    int n;
+    int sfd;                 /* signalfd */
+    int failed;              /* a child failed */
+    char why[256];
+    int signalled;           /* terminating signal received */
+    double term_deadline;    /* 0: not terminating */
+    int killed;
+    sigset_t oldmask;
+};
+
+/* ==== Output ============================================================ */
+
+static void emit(child *c, stream *s, int final) {
+    size_t start = 0;
+    for (size_t i = 0; i < s->len; i++) {
+        if (s->buf[i] != '\n') continue;
+        fprintf(s->to, "[%s] %.*s\n", c->label, (int)(i - start), s->buf + start);
+        start = i + 1;
+    }
+    if (start == 0 && s->len == sizeof s->buf) { /* a very long line */
+        fprintf(s->to, "[%s] %.*s\n", c->label, (int)s->len, s->buf);
+        start = s->len;
+    }
+    if (final && start < s->len) {
+        fprintf(s->to, "[%s] %.*s\n", c->label, (int)(s->len - start), s->buf + start);
+        start = s->len;
+    }
+    memmove(s->buf, s->buf + start, s->len - start);
+    s->len -= start;
+    fflush(s->to);
+}
+
+static void drain(child *c, stream *s) {
+    if (s->fd < 0) return;
+    ssize_t r = read(s->fd, s->buf + s->len, sizeof s->buf - s->len);
+    if (r > 0) {
+        s->len += (size_t)r;
+        emit(c, s, 0);
+        return;
+    }
+    if (r < 0 && (errno == EINTR || errno == EAGAIN)) return;
+    emit(c, s, 1);
+    close(s->fd);
+    s->fd = -1;
+}
+
+/* ==== Children ========================================================== */
+
+/* Start argv as a child labelled `label`; extra_fd (or -1) becomes fd 3.
+ * env: NULL-terminated "K=V" list added to our environment. */
+static int spawn(pd_local *L, int role, int rank, char *const *argv,
+                 char *const *env, int extra_fd, int inherit_stdout) {
+    child *c = &L->ch[L->n];
+    int po[2], pe[2];
+    if (pipe2(po, O_CLOEXEC) || pipe2(pe, O_CLOEXEC)) {
+        fprintf(stderr, "paramd local: pipe: %s\n", strerror(errno));
+        return -1;
+    }
+    pid_t parent = getpid();
+    pid_t pid = fork();
+    if (pid < 0) {
+        fprintf(stderr, "paramd local: fork: %s\n", strerror(errno));
+        return -1;
+    }
+    if (pid == 0) {
+        prctl(PR_SET_PDEATHSIG, SIGKILL);
+        if (getppid() != parent) _exit(127); /* the parent died already */
+        sigprocmask(SIG_SETMASK, &L->oldmask, NULL);
+        signal(SIGPIPE, SIG_DFL); /* we ignore it; the child should not */
+        if (!inherit_stdout) dup2(po[1], 1);
+        dup2(pe[1], 2);
+        if (extra_fd >= 0) dup2(extra_fd, 3);
+        for (char *const *e = env; e && *e; e++) putenv(*e);
+        execvp(argv[0], argv);
+        fprintf(stderr, "cannot run %s: %s\n", argv[0], strerror(errno));
+        _exit(127);
+    }
+    close(po[1]);
+    close(pe[1]);
+    fcntl(po[0], F_SETFL, O_NONBLOCK);
+    fcntl(pe[0], F_SETFL, O_NONBLOCK);
+    memset(c, 0, sizeof *c);
+    c->role = role;
+    c->rank = rank;
+    snprintf(c->label, sizeof c->label, "%s",
+             role == ROLE_COORD ? "coordinator" : role == ROLE_SERVER ? "server" : "worker");
+    if (role != ROLE_COORD)
+        snprintf(c->label + strlen(c->label), sizeof c->label - strlen(c->label), " %d", rank);
+    c->pid = pid;
+    c->running = 1;
+    c->out = (stream){.fd = po[0], .to = stdout};
+    if (inherit_stdout) {
+        close(po[0]);
+        c->out.fd = -1;
+    }
+    c->err = (stream){.fd = pe[0], .to = stderr};
+    L->n++;
+    return 0;
+}
+
+static void terminate_all(pd_local *L) {
+    if (L->term_deadline) return;
+    L->term_deadline = pd_now() + 5.0;
+    for (int i = 0; i < L->n; i++)
+        if (L->ch[i].running) kill(L->ch[i].pid, SIGTERM);
+}
+
+static int workers_running(const pd_local *L) {
+    for (int i = 0; i < L->n; i++)
+        if (L->ch[i].role == ROLE_WORKER && L->ch[i].running) return 1;
+    return 0;
+}
+
+static int any_running(const pd_local *L) {
+    for (int i = 0; i < L->n; i++)
+        if (L->ch[i].running) return 1;
+    return 0;
+}
+
+static void describe_status(int st, char *out, size_t n) {
+    if (WIFEXITED(st))
+        snprintf(out, n, "exit status %d", WEXITSTATUS(st));
+    else if (WIFSIGNALED(st))
+        snprintf(out, n, "killed by signal %d (%s)", WTERMSIG(st), strsignal(WTERMSIG(st)));
+    else
+        snprintf(out, n, "status 0x%x", st);
+}
+
+static void reap(pd_local *L) {
+    for (;;) {
+        int st;
+        pid_t pid = waitpid(-1, &st, WNOHANG);
+        if (pid <= 0) return;
+        for (int i = 0; i < L->n; i++) {
+            child *c = &L->ch[i];
+            if (c->pid != pid) continue;
+            c->running = 0;
+            c->status = st;
+            int ok = WIFEXITED(st) && WEXITSTATUS(st) == 0;
+            char how[96];
+            describe_status(st, how, sizeof how);
+            /* After we started terminating, exits are expected. */
+            if (L->term_deadline) break;
+            if (c->role == ROLE_WORKER && !ok) {
+                L->failed = 1;
+                snprintf(L->why, sizeof L->why, "%s failed (%s)", c->label, how);
+                terminate_all(L);
+            } else if (c->role != ROLE_WORKER && !ok && workers_running(L)) {
+                /* A clean exit is expected: the coordinator ends the
+                 * cluster once every worker said goodbye, which can be
+                 * before the last worker process has exited. */
+                L->failed = 1;
+                snprintf(L->why, sizeof L->why,
+                         "%s exited (%s) while workers were running", c->label, how);
+                terminate_all(L);
+            }
+            break;
+        }
+    }
+}
+
+/* Run the poll loop until every child has exited. */
+static void supervise(pd_local *L, double settle_s) {
+    double settle_deadline = 0;
+    for (;;) {
+        struct pollfd pf[1 + 2 * 4200];
+        int np = 0;
+        pf[np++] = (struct pollfd){L->sfd, POLLIN, 0};
+        for (int i = 0; i < L->n && np + 2 < (int)(sizeof pf / sizeof pf[0]); i++) {
+            if (L->ch[i].out.fd >= 0) pf[np++] = (struct pollfd){L->ch[i].out.fd, POLLIN, 0};
+            if (L->ch[i].err.fd >= 0) pf[np++] = (struct pollfd){L->ch[i].err.fd, POLLIN, 0};
+        }
+        if (!any_running(L) && np == 1) break;
+        int timeout = 200;
+        poll(pf, (nfds_t)np, timeout);
+        if (pf[0].revents & POLLIN) {
+            struct signalfd_siginfo si;
+            while (read(L->sfd, &si, sizeof si) == (ssize_t)sizeof si) {
+                if (si.ssi_signo != SIGCHLD) {
+                    if (!L->signalled)
+                        fprintf(stderr, "paramd local: %s: stopping the cluster\n",
+                                strsignal((int)si.ssi_signo));
+                    L->signalled = (int)si.ssi_signo;
+                    terminate_all(L);
+                }
+            }
+        }
+        for (int i = 0; i < L->n; i++) {
+            drain(&L->ch[i], &L->ch[i].out);
+            drain(&L->ch[i], &L->ch[i].err);
+        }
+        reap(L);
+        double now = pd_now();
+        /* Workers all done and fine: the coordinator and servers exit by
+         * themselves; give them settle_s, then terminate. */
+        if (!workers_running(L) && !L->term_deadline && any_running(L)) {
+            if (!settle_deadline) settle_deadline = now + settle_s;
+            else if (now > settle_deadline) {
+                pd_log(PD_LOG_WARN, "cluster did not exit by itself; terminating it");
+                terminate_all(L);
+            }
+        }
+        if (L->term_deadline && now > L->term_deadline && !L->killed) {
+            L->killed = 1;
+            for (int i = 0; i < L->n; i++)
+                if (L->ch[i].running) kill(L->ch[i].pid, SIGKILL);
+        }
+    }
+}
+
+/* ==== Public ============================================================ */
+
+int pd_local_start(pd_local **out, int32_t S, int32_t W, int32_t M, const char *host,
+                   char *const *worker_argv, char *const *worker_env, int flags) {
+    *out = NULL;
+    pd_local *L = calloc(1, sizeof *L);
+    if (!L) return -1;
+    L->ch = calloc((size_t)(S + W + 1), sizeof *L->ch);
+    if (!L->ch) {
+        free(L);
+        return -1;
+    }
+    sigset_t set;
+    sigemptyset(&set);
+    sigaddset(&set, SIGCHLD);
+    sigaddset(&set, SIGINT);
+    sigaddset(&set, SIGTERM);
+    sigaddset(&set, SIGHUP);
+    sigprocmask(SIG_BLOCK, &set, &L->oldmask);
+    /* A closed stdout (a pager quit, a pipe closed) must not kill the
+     * supervisor and so orphan the cluster. */
+    signal(SIGPIPE, SIG_IGN);
+    L->sfd = signalfd(-1, &set, SFD_NONBLOCK | SFD_CLOEXEC);
+    *out = L;
+
+    /* Coordinator: learn its address through a pipe on fd 3. */
+    int rp[2];
+    if (pipe2(rp, O_CLOEXEC)) goto fail;
+    char listen[300], sarg[16], warg[16], marg[16];
+    snprintf(listen, sizeof listen, "%s:0", host);
+    snprintf(sarg, sizeof sarg, "%d", S);
+    snprintf(warg, sizeof warg, "%d", W);
+    snprintf(marg, sizeof marg, "%d", M > W ? M : W);
+    const char *self = cli_self_path();
+    char *cargv[] = {(char *)self, "coordinator", "--listen", listen, "--servers", sarg,
+                     "--workers", warg, "--max-workers", marg, "--ready-fd", "3", NULL};
+    if (spawn(L, ROLE_COORD, 0, cargv, NULL, rp[1], 0)) goto fail;
+    close(rp[1]);
+    char addr[300] = "";
+    size_t alen = 0;
+    double deadline = pd_now() + 30;
+    while (pd_now() < deadline && alen < sizeof addr - 1) {
+        struct pollfd pf = {rp[0], POLLIN, 0};
+        if (poll(&pf, 1, 200) > 0) {
+            ssize_t r = read(rp[0], addr + alen, sizeof addr - 1 - alen);
+            if (r <= 0) break;
+            alen += (size_t)r;
+            addr[alen] = '\0';
+            if (strchr(addr, '\n')) break;
+        }
+        drain(&L->ch[0], &L->ch[0].out);
+        drain(&L->ch[0], &L->ch[0].err);
+    }
+    close(rp[0]);
+    char *nl = strchr(addr, '\n');
+    if (!nl) {
+        snprintf(L->why, sizeof L->why, "the coordinator did not start");
+        goto fail;
+    }
+    *nl = '\0';
+    static char coord_env[340];
+    snprintf(coord_env, sizeof coord_env, "PARAMD_COORDINATOR=%s", addr);
+
+    for (int32_t k = 0; k < S; k++) {
+        char *sv[] = {(char *)self, "server", "--coordinator", addr, NULL};
+        if (spawn(L, ROLE_SERVER, k, sv, NULL, -1, 0)) goto fail;
+    }
+    for (int32_t r = 0; r < W; r++) {
+        /* putenv keeps the pointers: give each worker its own strings. */
+        char **env = calloc(8 + 64, sizeof *env);
+        if (!env) goto fail;
+        int ne = 0;
+        env[ne++] = coord_env;
+        env[ne] = malloc(32);
+        snprintf(env[ne++], 32, "PARAMD_RANK=%d", r);
+        env[ne] = malloc(32);
+        snprintf(env[ne++], 32, "PARAMD_WORKERS=%d", W);
+        env[ne] = malloc(32);
+        snprintf(env[ne++], 32, "PARAMD_SERVERS=%d", S);
+        for (char *const *e = worker_env; e && *e && ne < 70; e++) env[ne++] = *e;
+        int rc = spawn(L, ROLE_WORKER, r, worker_argv, env, -1,
+                       r == 0 && (flags & PD_LOCAL_RANK0_STDOUT));
+        for (int i = 1; i < 4; i++) free(env[i]);
+        free(env);
+        if (rc) goto fail;
+    }
+    return 0;
+fail:
+    L->failed = 1;
+    if (!L->why[0]) snprintf(L->why, sizeof L->why, "could not start the cluster");
+    terminate_all(L);
+    return -1;
+}
+
+int pd_local_wait(pd_local *L, char *why, size_t whylen) {
+    supervise(L, 10.0);
+    int rc = 0;
+    if (L->signalled) {
+        rc = 128 + L->signalled;
+        snprintf(why, whylen, "stopped by %s", strsignal(L->signalled));
+    } else if (L->failed) {
+        rc = 1;
+        snprintf(why, whylen, "%s", L->why);
+    } else {
+        why[0] = '\0';
+    }
+    return rc;
+}
+
+void pd_local_free(pd_local *L) {
+    if (!L) return;
+    if (L->sfd >= 0) close(L->sfd);
+    sigprocmask(SIG_SETMASK, &L->oldmask, NULL);
+    free(L->ch);
+    free(L);
+}
