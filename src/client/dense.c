@@ -55,7 +55,7 @@ static void issue_range(paramd_table *t, paramd_request *r, uint16_t type,
     uint64_t end = off + count;
     uint64_t chunk = c->chunk_bytes / 4;
     int can_batch = batchable(t, type);
-    region g;
+    region g = {0}; /* read only when the lookup found it; zeroed for -O1 builds, where GCC cannot see that */
     const float *buf = type == PD_MSG_PULL ? dst : src;
     int in_region = (type == PD_MSG_PUSH || type == PD_MSG_PULL) &&
                     region_lookup(c, buf, count * 4, &g);
