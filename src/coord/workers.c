@@ -1,0 +1,379 @@
+/*
+ * workers.c - the coordinator's membership: servers registering, workers
+ * registering (a normal start or a join, with its two phases), the
+ * cluster map they get, barriers, heartbeats and the monitor that removes
+ * silent workers, and workers leaving.  coord.c's essay ("Membership",
+ * "Joins") says how it works; everything here runs with or takes the
+ * coordinator's mu.
+ */
+#include <stdio.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <time.h>
+
+#include "coord/coord_impl.h"
+#include "wire/map.h"
+
+/* Called with mu held: release the barrier if every worker still in the
+ * cluster (NEW or LIVE: not those who left or died) has arrived. */
+void co_barrier_check(pd_coord *co) {
+    if (co->barrier_arrived > 0 && co->barrier_arrived >= co->nmembers) {
+        co->barrier_arrived = 0;
+        co->barrier_gen++;
+        pthread_cond_broadcast(&co->cv);
+    }
+}
+
+/* Called with mu held: a worker is gone (BYE, disconnect, or silence).
+ * Servers are told, so that sync clocks stop waiting for it. */
+void co_worker_departed(pd_coord *co, int32_t rank, int clean,
+                            const char *why) {
+    co->wstate[rank] = clean ? W_LEFT : W_DIED;
+    co->departed++;
+    co->nmembers--;
+    co_barrier_check(co);
+    if (!clean) {
+        co->died++;
+        pd_log(PD_LOG_WARN, "worker %d %s at clock %lld; removed from the "
+               "cluster, the others go on",
+               rank, why, (long long)co->wclock[rank]);
+    }
+    for (int32_t i = 0; i < co->o.servers; i++) {
+        co_conn *sc = co->server_conn[i];
+        if (!sc) continue;
+        pd_hdr h = {0};
+        uint8_t p[8] = {(uint8_t)rank, (uint8_t)(rank >> 8), (uint8_t)(rank >> 16),
+                        (uint8_t)(rank >> 24), (uint8_t)clean, 0, 0, 0};
+        h.type = PD_MSG_WORKER_GONE;
+        pd_send_frame(sc->conn, &h, p, 8, NULL, 0, NULL, 0, NULL);
+    }
+    pthread_cond_broadcast(&co->cv);
+    if (co->nmembers == 0 && !co->o.persist && !co->stopping) {
+        pd_log(PD_LOG_DEBUG, "every worker has left: shutting the cluster down");
+        for (int32_t i = 0; i < co->o.servers; i++) {
+            co_conn *sc = co->server_conn[i];
+            if (!sc) continue;
+            pd_hdr h = {0};
+            h.type = PD_MSG_SHUTDOWN;
+            pd_send_frame(sc->conn, &h, NULL, 0, NULL, 0, NULL, 0, NULL);
+        }
+        co->stopping = 1;
+        if (co->lfd >= 0) shutdown(co->lfd, SHUT_RDWR);
+    }
+}
+
+int co_on_reg_server(co_conn *cc, const pd_hdr *h) {
+    pd_coord *co = cc->co;
+    char addr[PD_MAX_ADDR + 1];
+    pd_rd r;
+    pd_rd_init(&r, cc->buf, (size_t)h->len);
+    pd_get_str(&r, addr, PD_MAX_ADDR);
+    if (!pd_rd_done(&r) || cc->role != PD_ROLE_SERVER || cc->server >= 0)
+        return co_reply_err(cc, h, PARAMD_EPROTO, "malformed or repeated REG_SERVER");
+    pthread_mutex_lock(&co->mu);
+    if (co->nservers >= co->o.servers) {
+        pthread_mutex_unlock(&co->mu);
+        char msg[128];
+        snprintf(msg, sizeof msg,
+                 "the cluster already has its %d servers (--servers)",
+                 co->o.servers);
+        co_reply_err(cc, h, PARAMD_ECONFIG, msg);
+        return PARAMD_ECONFIG;
+    }
+    int32_t idx = co->nservers++;
+    snprintf(co->server_addr[idx], PD_MAX_ADDR + 1, "%s", addr);
+    co->server_conn[idx] = cc;
+    cc->server = idx;
+    pthread_cond_broadcast(&co->cv);
+    pthread_mutex_unlock(&co->mu);
+    pd_log(PD_LOG_DEBUG, "server %d registered at %s", idx, addr);
+    pd_buf b;
+    pd_buf_init(&b);
+    pd_put_u32(&b, (uint32_t)idx);
+    pd_put_u32(&b, (uint32_t)co->o.servers);
+    pd_put_u32(&b, (uint32_t)co->o.workers);
+    pd_put_u32(&b, (uint32_t)co->o.max_workers);
+    int rc = co_reply(cc, h, &b);
+    pd_buf_free(&b);
+    return rc;
+}
+
+/* Called with mu held: send WORKER_JOIN (or, with phase 0, WORKER_GONE to
+ * undo a prepared join) for `rank` to every registered server. */
+static void send_join(pd_coord *co, int32_t rank, uint32_t phase, int64_t J) {
+    for (int32_t i = 0; i < co->o.servers; i++) {
+        co_conn *sc = co->server_conn[i];
+        if (!sc) continue;
+        pd_hdr h = {0};
+        pd_buf b;
+        pd_buf_init(&b);
+        pd_put_u32(&b, (uint32_t)rank);
+        if (phase) {
+            pd_put_u32(&b, phase);
+            pd_put_u64(&b, (uint64_t)J);
+            h.type = PD_MSG_WORKER_JOIN;
+            h.id = co->join_id;
+        } else {
+            pd_put_u32(&b, 1); /* clean: nothing went wrong with the worker */
+            h.type = PD_MSG_WORKER_GONE;
+        }
+        if (!b.oom) pd_send_frame(sc->conn, &h, b.p, b.len, NULL, 0, NULL, 0, NULL);
+        pd_buf_free(&b);
+    }
+}
+
+/* Called with mu held (released while waiting): the two phases of a join
+ * of `rank` (see the top of this file).  0 with the start clock in *J, or
+ * PARAMD_ESHUTDOWN (the servers were told to forget the join). */
+static int run_join(pd_coord *co, int32_t rank, int64_t *J) {
+    while (co->joining && !co->stopping) pthread_cond_wait(&co->cv, &co->mu);
+    if (co->stopping) return PARAMD_ESHUTDOWN;
+    co->joining = 1;
+    co->join_id++;
+    co->join_replies = 0;
+    co->join_max = 0;
+    co->join_failed = 0;
+    for (int32_t i = 0; i < co->o.servers; i++)
+        if (!co->server_conn[i]) co->join_failed = 1;
+    if (!co->join_failed) send_join(co, rank, PD_JOIN_PREPARE, 0);
+    while (co->join_replies < co->o.servers && !co->join_failed && !co->stopping)
+        pthread_cond_wait(&co->cv, &co->mu);
+    int ok = co->join_replies == co->o.servers && !co->join_failed;
+    /* Any J >= every frontier is safe; the live workers' clocks raise it
+     * so that a joiner of async tables (no frontier) starts near them. */
+    for (int32_t w = 0; w < co->o.max_workers; w++)
+        if (co->wstate[w] == W_LIVE && co->wclock[w] > co->join_max)
+            co->join_max = co->wclock[w];
+    if (ok) send_join(co, rank, PD_JOIN_COMMIT, co->join_max);
+    else send_join(co, rank, 0, 0);
+    *J = co->join_max;
+    co->joining = 0;
+    pthread_cond_broadcast(&co->cv);
+    return ok ? 0 : PARAMD_ESHUTDOWN;
+}
+
+/* A server's answer to PREPARE: i64 frontier (status 0). */
+int co_on_join_reply(co_conn *cc, const pd_hdr *h) {
+    pd_coord *co = cc->co;
+    pd_rd r;
+    uint64_t F = 0;
+    pd_rd_init(&r, cc->buf, (size_t)h->len);
+    pd_get_u64(&r, &F);
+    int bad = !pd_rd_done(&r) || h->status != 0 || F > (uint64_t)INT64_MAX;
+    pthread_mutex_lock(&co->mu);
+    if (cc->server >= 0 && co->joining && h->id == co->join_id) {
+        if (bad) {
+            co->join_failed = 1;
+            pd_log(PD_LOG_ERROR, "server %d answered a join badly", cc->server);
+        } else {
+            co->join_replies++;
+            if ((int64_t)F > co->join_max) co->join_max = (int64_t)F;
+        }
+        pthread_cond_broadcast(&co->cv);
+    }
+    pthread_mutex_unlock(&co->mu);
+    return 0;
+}
+
+/* Called with mu held: a rank for a worker that asked for any (-1): one
+ * expected at start, else the rank of a worker that died, a spare slot,
+ * the rank of a worker that left.  -1 if every slot is taken. */
+static int32_t pick_rank(const pd_coord *co) {
+    static const int order[] = {W_NEW, W_DIED, W_FREE, W_LEFT};
+    for (size_t k = 0; k < sizeof order / sizeof order[0]; k++)
+        for (int32_t i = 0; i < co->o.max_workers; i++)
+            if (co->wstate[i] == order[k]) return i;
+    return -1;
+}
+
+int co_on_reg_worker(co_conn *cc, const pd_hdr *h) {
+    pd_coord *co = cc->co;
+    uint32_t want_u;
+    pd_rd r;
+    char msg[256];
+    pd_rd_init(&r, cc->buf, (size_t)h->len);
+    pd_get_u32(&r, &want_u);
+    int32_t want = (int32_t)want_u;
+    if (!pd_rd_done(&r) || cc->role != PD_ROLE_WORKER || cc->rank >= 0)
+        return co_reply_err(cc, h, PARAMD_EPROTO, "malformed or repeated REG_WORKER");
+    pthread_mutex_lock(&co->mu);
+    int32_t W = co->o.workers, M = co->o.max_workers;
+    if (want < -1 || want >= M) {
+        pthread_mutex_unlock(&co->mu);
+        snprintf(msg, sizeof msg,
+                 "rank %d is outside 0..%d: the cluster has %d worker slots "
+                 "(--workers %d, --max-workers %d)",
+                 want, M - 1, M, W, M);
+        return co_reply_err(cc, h, PARAMD_EWORKER, msg);
+    }
+    if (want == -1) want = pick_rank(co);
+    if (want < 0 || co->wstate[want] == W_LIVE || co->wstate[want] == W_JOINING) {
+        pthread_mutex_unlock(&co->mu);
+        if (want < 0)
+            snprintf(msg, sizeof msg,
+                     "all %d worker slots are taken by live workers: no rank "
+                     "for another one (start the cluster with a larger "
+                     "--max-workers)",
+                     M);
+        else
+            snprintf(msg, sizeof msg,
+                     "rank %d is taken by a live worker (a rank can be taken "
+                     "again once its worker left or died; check PARAMD_RANK)",
+                     want);
+        return co_reply_err(cc, h, PARAMD_EWORKER, msg);
+    }
+    int was = co->wstate[want];
+    int join = was != W_NEW;
+    co->wstate[want] = join ? W_JOINING : W_LIVE;
+    co->wgen[want]++;
+    cc->gen = co->wgen[want];
+    cc->rank = want;
+    co->wseen_ms[want] = pd_now_ms();
+    while (co->nservers < co->o.servers && !co->stopping)
+        pthread_cond_wait(&co->cv, &co->mu);
+    int64_t start = 0;
+    int rc = 0;
+    if (co->stopping) {
+        rc = PARAMD_ESHUTDOWN;
+    } else if (join) {
+        rc = run_join(co, want, &start);
+        if (rc == 0 && !co->stopping) {
+            co->wstate[want] = W_LIVE;
+            co->wstart[want] = start;
+            co->wclock[want] = start;
+            co->nmembers++;
+            static const char *const how[] = {
+                [W_LEFT] = "left", [W_DIED] = "died", [W_FREE] = "spare"};
+            pd_log(PD_LOG_INFO, "worker %d joined at clock %lld (%s slot; %d "
+                   "workers in the cluster)",
+                   want, (long long)start, how[was], co->nmembers);
+            co_barrier_check(co);
+        } else {
+            rc = PARAMD_ESHUTDOWN;
+        }
+    } else {
+        co->wstart[want] = -1;
+    }
+    if (rc) { /* the slot is vacant again */
+        if (co->wstate[want] == W_JOINING) co->wstate[want] = was;
+        cc->rank = -1;
+    }
+    pd_buf b;
+    pd_buf_init(&b);
+    pd_map m = {want, (uint32_t)W, (uint32_t)co->o.servers, co->epoch, co->server_addr,
+                (uint32_t)co->o.heartbeat_ms, (uint32_t)M, start};
+    pd_map_encode(&b, &m);
+    co->wseen_ms[want] = pd_now_ms(); /* waiting for servers is not silence */
+    pthread_mutex_unlock(&co->mu);
+    if (rc) {
+        pd_buf_free(&b);
+        return co_reply_err(cc, h, PARAMD_ESHUTDOWN,
+                         join ? "the cluster is stopping or lost a server while "
+                                "this worker joined"
+                              : "cluster is stopping");
+    }
+    rc = co_reply(cc, h, &b);
+    pd_buf_free(&b);
+    return rc;
+}
+
+/* MAP: the cluster map for tools (paramd stats, tests): rank -1, W, S,
+ * epoch, addresses; answered once every server registered. */
+int co_on_map(co_conn *cc, const pd_hdr *h) {
+    pd_coord *co = cc->co;
+    pthread_mutex_lock(&co->mu);
+    while (co->nservers < co->o.servers && !co->stopping)
+        pthread_cond_wait(&co->cv, &co->mu);
+    pd_buf b;
+    pd_buf_init(&b);
+    pd_map m = {-1, (uint32_t)co->o.workers, (uint32_t)co->o.servers, co->epoch,
+                co->server_addr, 0, 0, 0};
+    pd_map_encode(&b, &m);
+    pthread_mutex_unlock(&co->mu);
+    int rc = co_reply(cc, h, &b);
+    pd_buf_free(&b);
+    return rc;
+}
+
+int co_on_barrier(co_conn *cc, const pd_hdr *h) {
+    pd_coord *co = cc->co;
+    if (cc->rank < 0) return co_reply_err(cc, h, PARAMD_EPROTO, "BARRIER before REG_WORKER");
+    pthread_mutex_lock(&co->mu);
+    uint64_t gen = co->barrier_gen;
+    co->barrier_arrived++;
+    co_barrier_check(co);
+    while (co->barrier_gen == gen && !co->stopping)
+        pthread_cond_wait(&co->cv, &co->mu);
+    int ok = co->barrier_gen != gen;
+    pthread_mutex_unlock(&co->mu);
+    if (!ok)
+        return co_reply_err(cc, h, PARAMD_ESHUTDOWN,
+                         "the cluster is stopping");
+    return co_reply(cc, h, NULL);
+}
+
+/* HEARTBEAT on a worker's second connection: u32 rank; clock in header. */
+int co_on_heartbeat(co_conn *cc, const pd_hdr *h) {
+    pd_coord *co = cc->co;
+    pd_rd r;
+    uint32_t rank;
+    pd_rd_init(&r, cc->buf, (size_t)h->len);
+    pd_get_u32(&r, &rank);
+    if (!pd_rd_done(&r) || cc->role != PD_ROLE_WORKER || rank >= (uint32_t)co->o.max_workers)
+        return co_reply_err(cc, h, PARAMD_EPROTO, "malformed HEARTBEAT");
+    pthread_mutex_lock(&co->mu);
+    cc->heartbeat = 1;
+    cc->hb_rank = (int32_t)rank;
+    int live = co->wstate[rank] == W_LIVE;
+    if (live) {
+        co->wseen_ms[rank] = pd_now_ms();
+        co->wclock[rank] = h->clock;
+    }
+    pthread_mutex_unlock(&co->mu);
+    if (!live) {
+        co_reply_err(cc, h, PARAMD_EWORKER, "this worker was removed from the cluster");
+        return PARAMD_EWORKER;
+    }
+    return co_reply(cc, h, NULL);
+}
+
+/* The heartbeat monitor: removes workers silent for heartbeat_ms (a
+ * stopped or hung process keeps its sockets open, so only silence tells). */
+void *co_monitor_main(void *arg) {
+    pd_coord *co = arg;
+    pthread_mutex_lock(&co->mu);
+    while (!co->stopping) {
+        int64_t now = pd_now_ms();
+        for (int32_t w = 0; w < co->o.max_workers; w++)
+            if (co->wstate[w] == W_LIVE && now - co->wseen_ms[w] > co->o.heartbeat_ms) {
+                char why[96];
+                snprintf(why, sizeof why, "sent no heartbeat for %.1f s",
+                         (now - co->wseen_ms[w]) / 1000.0);
+                co_worker_departed(co, w, 0, why);
+                /* close its connections: a resumed process gets errors */
+                for (co_conn *cc = co->conns; cc; cc = cc->next)
+                    if (cc->rank == w || (cc->heartbeat && cc->hb_rank == w))
+                        pd_conn_shutdown(cc->conn);
+            }
+        struct timespec ts;
+        clock_gettime(CLOCK_REALTIME, &ts);
+        int64_t ns = ts.tv_nsec + (int64_t)(co->o.heartbeat_ms / 4 + 1) * 1000000;
+        ts.tv_sec += ns / 1000000000;
+        ts.tv_nsec = ns % 1000000000;
+        pthread_cond_timedwait(&co->cv, &co->mu, &ts);
+    }
+    pthread_mutex_unlock(&co->mu);
+    return NULL;
+}
+
+int co_on_bye(co_conn *cc, const pd_hdr *h) {
+    pd_coord *co = cc->co;
+    if (cc->rank < 0) return co_reply_err(cc, h, PARAMD_EPROTO, "BYE before REG_WORKER");
+    int rc = co_reply(cc, h, NULL);
+    pthread_mutex_lock(&co->mu);
+    if (co->wstate[cc->rank] == W_LIVE && cc->gen == co->wgen[cc->rank])
+        co_worker_departed(co, cc->rank, 1, "left");
+    pthread_mutex_unlock(&co->mu);
+    return rc ? rc : PARAMD_ECLOSED; /* the worker is done with us */
+}
+
