@@ -560,6 +560,21 @@ PARAMD_API const char *paramd_server_address(const paramd_client *c,
 PARAMD_API int paramd_server_stats(paramd_client *c, int32_t server,
                                    uint32_t table, char *buf, uint64_t len);
 
+/*
+ * Ask the coordinator to take a checkpoint of every table now
+ * (docs/durability.md): sync and ssp tables are cut at one clock on
+ * every server; files go to the coordinator's --checkpoint-dir (a client
+ * never chooses where servers write).  Returns once the checkpoint is
+ * complete: 0 with its clock in *clock and its directory in dir (dirlen
+ * bytes; either may be NULL/0), or the error with the reason in
+ * paramd_last_error (PARAMD_EINVAL if the coordinator takes no
+ * checkpoints; the previous checkpoint is then kept).  Tools only
+ * (role=tool): PARAMD_EWORKER for a worker.  Thread-safe: yes, because
+ * it is one coordinator request, serialised with the others.
+ */
+PARAMD_API int paramd_checkpoint(paramd_client *c, int64_t *clock, char *dir,
+                                 uint64_t dirlen);
+
 /* ==== Clocks and barriers ============================================= */
 
 /* Advance the client's clock by one and return the new clock (>= 1).  The

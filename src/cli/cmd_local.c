@@ -11,6 +11,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 
+#include "cli/ckpt_opts.h"
 #include "cli/cli.h"
 #include "cli/local.h"
 #include "cli/util.h"
@@ -39,7 +40,8 @@ static void local_usage(FILE *f) {
             "                    PARAMD_TRANSPORT for them) [auto: shared memory\n"
             "                    on this host]\n"
             "  --apply-threads N threads each server may use for one update (paramd\n"
-            "                    server --apply-threads) [cores]\n");
+            "                    server --apply-threads) [cores]\n"
+            "%s", cli_ckpt_help);
 }
 
 int cmd_local(int argc, char **argv) {
@@ -50,14 +52,22 @@ int cmd_local(int argc, char **argv) {
         {"host", required_argument, 0, 'H'},
         {"transport", required_argument, 0, 'T'},
         {"apply-threads", required_argument, 0, 'A'},
+        {"checkpoint-dir", required_argument, 0, 'K'},
+        {"checkpoint-every", required_argument, 0, 'K'},
+        {"checkpoint-every-clocks", required_argument, 0, 'K'},
+        {"resume", required_argument, 0, 'K'},
         {"help", no_argument, 0, 'h'},
         {0, 0, 0, 0}};
     int64_t S = 1, W = 1, M = 0;
     const char *host = "127.0.0.1";
-    int c;
+    int c, li = 0;
+    cli_ckpt_opts ck = {0};
     pd_log_set_name("paramd local");
-    while ((c = getopt_long(argc, argv, "+h", opts, NULL)) != -1) {
+    while ((c = getopt_long(argc, argv, "+h", opts, &li)) != -1) {
         switch (c) {
+        case 'K':
+            if (cli_ckpt_option("paramd local", opts[li].name, optarg, &ck)) return 2;
+            break;
         case 's':
             if (pd_parse_i64(optarg, &S) || S < 1 || S > 256) {
                 fprintf(stderr, "paramd local: --servers '%s' is not 1..256\n", optarg);
@@ -87,6 +97,11 @@ int cmd_local(int argc, char **argv) {
         default: local_usage(stderr); return 2;
         }
     }
+    if ((ck.every_s > 0 || ck.every_clocks > 0) && !ck.dir) {
+        fprintf(stderr, "paramd local: --checkpoint-every needs --checkpoint-dir\n");
+        return 2;
+    }
+    cli_ckpt_to_env(&ck); /* the coordinator and servers read it */
     if (M && M < W) {
         fprintf(stderr, "paramd local: --max-workers %lld is below --workers %lld\n",
                 (long long)M, (long long)W);

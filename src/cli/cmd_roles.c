@@ -15,6 +15,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "cli/ckpt_opts.h"
 #include "cli/cli.h"
 #include "cli/util.h"
 #include "common/common.h"
@@ -46,6 +47,18 @@ static void coord_usage(FILE *f) {
             "                      stop waiting for it [10000; 0: never]\n"
             "  --ready-fd N        write the bound HOST:PORT and a newline to file\n"
             "                      descriptor N once listening, then close it\n"
+            "  --checkpoint-dir DIR  where checkpoints go (an absolute path every\n"
+            "                      server can write: the same machine, or a shared\n"
+            "                      filesystem); taken when `paramd checkpoint` asks\n"
+            "                      [$PARAMD_CHECKPOINT_DIR]\n"
+            "  --checkpoint-every S  ...and every S seconds [$PARAMD_CHECKPOINT_EVERY]\n"
+            "  --checkpoint-every-clocks N  ...and whenever the slowest worker passed\n"
+            "                      the last one by N clocks\n"
+            "                      [$PARAMD_CHECKPOINT_EVERY_CLOCKS]\n"
+            "  --restore DIR       take the table registry and the clock workers\n"
+            "                      start at from a checkpoint (a --checkpoint-dir, or\n"
+            "                      one ckpt-* directory in it); start the servers\n"
+            "                      with the same --restore [$PARAMD_RESTORE]\n"
             "\n"
             "The bound address is also printed on standard output.\n");
 }
@@ -71,14 +84,23 @@ int cmd_coordinator(int argc, char **argv) {
         {"persist", no_argument, 0, 'p'},
         {"heartbeat-timeout-ms", required_argument, 0, 'b'},
         {"ready-fd", required_argument, 0, 'r'},
+        {"checkpoint-dir", required_argument, 0, 'K'},
+        {"checkpoint-every", required_argument, 0, 'K'},
+        {"checkpoint-every-clocks", required_argument, 0, 'K'},
+        {"restore", required_argument, 0, 'K'},
         {"help", no_argument, 0, 'h'},
         {0, 0, 0, 0}};
     pd_coord_opts o = {0};
     o.heartbeat_ms = -1;
-    int ready_fd = -1, c;
+    int ready_fd = -1, c, li = 0;
+    cli_ckpt_opts ck = {0};
     pd_log_set_name("coordinator");
-    while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
+    if (cli_ckpt_from_env("paramd coordinator", &ck)) return 2;
+    while ((c = getopt_long(argc, argv, "h", opts, &li)) != -1) {
         switch (c) {
+        case 'K':
+            if (cli_ckpt_option("paramd coordinator", opts[li].name, optarg, &ck)) return 2;
+            break;
         case 'l': o.listen = optarg; break;
         case 's': if (parse_count("--servers", optarg, 4096, &o.servers)) return 2; break;
         case 'w': if (parse_count("--workers", optarg, 65536, &o.workers)) return 2; break;
@@ -112,6 +134,14 @@ int cmd_coordinator(int argc, char **argv) {
         coord_usage(stderr);
         return 2;
     }
+    if ((ck.every_s > 0 || ck.every_clocks > 0) && !ck.dir) {
+        fprintf(stderr, "paramd coordinator: --checkpoint-every needs --checkpoint-dir\n");
+        return 2;
+    }
+    o.checkpoint_dir = ck.dir;
+    o.checkpoint_every_s = ck.every_s;
+    o.checkpoint_every_clocks = ck.every_clocks;
+    o.restore = ck.restore;
     cli_stop_signals();
     pd_err e = {0};
     pd_coord *co = pd_coord_start(&o, &e);
@@ -162,6 +192,11 @@ static void server_usage(FILE *f) {
             "                           (docs/threading.md); 1: the connection's\n"
             "                           own thread only [$PARAMD_APPLY_THREADS, or\n"
             "                           this machine's cores]\n"
+            "  --restore DIR            start with this server's part of every table\n"
+            "                           of a checkpoint (a --checkpoint-dir, or one\n"
+            "                           ckpt-* directory in it), at its clock; the\n"
+            "                           cluster may have another number of servers\n"
+            "                           [$PARAMD_RESTORE]\n"
             "  --fault SPEC             TESTING AID: wrap every accepted connection\n"
             "                           in the fault-injecting transport, e.g.\n"
             "                           short=7 or recv_fail=20 (docs/testing.md)\n");
@@ -178,9 +213,12 @@ int cmd_server(int argc, char **argv) {
         {"transport", required_argument, 0, 't'},
         {"fault", required_argument, 0, 'f'},
         {"apply-threads", required_argument, 0, 'A'},
+        {"restore", required_argument, 0, 'R'},
         {"help", no_argument, 0, 'h'},
         {0, 0, 0, 0}};
     pd_server_opts o = {0};
+    cli_ckpt_opts ck = {0};
+    if (cli_ckpt_from_env("paramd server", &ck)) return 2;
     long cores = sysconf(_SC_NPROCESSORS_ONLN);
     o.apply_threads = cores < 1 ? 1 : cores > 64 ? 64 : (int)cores;
     const char *at = getenv("PARAMD_APPLY_THREADS"); /* paramd local, train */
@@ -220,6 +258,9 @@ int cmd_server(int argc, char **argv) {
         case 'A':
             if (parse_count("--apply-threads", optarg, 64, &o.apply_threads)) return 2;
             break;
+        case 'R':
+            if (cli_ckpt_option("paramd server", "restore", optarg, &ck)) return 2;
+            break;
         case 'h': server_usage(stdout); return 0;
         default: server_usage(stderr); return 2;
         }
@@ -232,6 +273,7 @@ int cmd_server(int argc, char **argv) {
         server_usage(stderr);
         return 2;
     }
+    o.restore = ck.restore;
     cli_stop_signals(); /* before pd_server_start starts the apply threads */
     pd_err e = {0};
     pd_server *s = pd_server_start(&o, &e);

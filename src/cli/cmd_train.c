@@ -17,6 +17,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "cli/ckpt_opts.h"
 #include "cli/cli.h"
 #include "cli/local.h"
 #include "cli/util.h"
@@ -98,6 +99,7 @@ static void train_usage(FILE *f) {
 "                         --join --coordinator ADDR join the running cluster [W]\n"
 "  --coordinator HOST:PORT  join an existing cluster as one worker instead\n"
 "                         (rank from PARAMD_RANK or the launcher's variables)\n"
+"%s"
 "\n"
 "Output:\n"
 "  --out DIR              write metrics.csv, run.json and plot.svg into DIR\n"
@@ -110,7 +112,7 @@ static void train_usage(FILE *f) {
 "\n"
 "Example: paramd train --model cnn --consistency async --workers 4 --epochs 1\n",
             d.model, d.consistency, d.epochs, d.batch, d.lr, d.rule,
-            (unsigned long long)d.seed, d.eval_samples);
+            (unsigned long long)d.seed, cli_ckpt_help, d.eval_samples);
 }
 
 static int bad(const char *opt, const char *v, const char *want) {
@@ -124,7 +126,7 @@ int cmd_train(int argc, char **argv) {
            O_WORKERS, O_COORD, O_JOIN, O_OUT, O_EVERY, O_EVALN, O_SAVE, O_QUIET,
            O_BACKUP, O_STRAGGLE, O_HB, O_DIM, O_WINDOW, O_NEG, O_MINC, O_SUBS, O_NEIGH,
            O_USERS, O_ITEMS, O_RANK, O_NOISE, O_L2, O_TRANSPORT, O_MAXW, O_COMM,
-           O_DECAY, O_APPLY };
+           O_DECAY, O_APPLY, O_CKPT };
     static const struct option opts[] = {
         {"model", 1, 0, O_MODEL}, {"hidden", 1, 0, O_HIDDEN}, {"data", 1, 0, O_DATA},
         {"limit", 1, 0, O_LIMIT}, {"no-dropout", 0, 0, O_NODROP},
@@ -144,7 +146,10 @@ int cmd_train(int argc, char **argv) {
         {"transport", 1, 0, O_TRANSPORT},
         {"comm", 1, 0, O_COMM}, {"lr-decay", 1, 0, O_DECAY},
         {"apply-threads", 1, 0, O_APPLY},
+        {"checkpoint-dir", 1, 0, O_CKPT}, {"checkpoint-every", 1, 0, O_CKPT},
+        {"checkpoint-every-clocks", 1, 0, O_CKPT}, {"resume", 1, 0, O_CKPT},
         {0, 0, 0, 0}};
+    cli_ckpt_opts ck = {0};
     /* OpenBLAS falls back to generic kernels (several times slower) on CPUs newer
      * than its release; it reads OPENBLAS_CORETYPE only at load time, so
      * set it and start again (once; a value the user set is kept). */
@@ -163,9 +168,9 @@ int cmd_train(int argc, char **argv) {
     int join = 0, out_given = 0, rule_given = 0, lr_given = 0, batch_given = 0,
         epochs_given = 0;
     static char rule[512], outdir[512];
-    int c;
+    int c, li = 0;
     pd_log_set_name("paramd train");
-    while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
+    while ((c = getopt_long(argc, argv, "h", opts, &li)) != -1) {
         switch (c) {
         case O_MODEL:
             if (strcmp(optarg, "mlp") && strcmp(optarg, "cnn") && strcmp(optarg, "word2vec") &&
@@ -298,6 +303,9 @@ int cmd_train(int argc, char **argv) {
         case O_APPLY:
             if (cli_set_apply_threads("paramd train", optarg)) return 2;
             break;
+        case O_CKPT:
+            if (cli_ckpt_option("paramd train", opts[li].name, optarg, &ck)) return 2;
+            break;
         case 'h': train_usage(stdout); return 0;
         default: train_usage(stderr); return 2;
         }
@@ -387,6 +395,11 @@ int cmd_train(int argc, char **argv) {
         wargv[k++] = outdir;
     }
     wargv[k] = NULL;
+    if ((ck.every_s > 0 || ck.every_clocks > 0) && !ck.dir) {
+        fprintf(stderr, "paramd train: --checkpoint-every needs --checkpoint-dir\n");
+        return 2;
+    }
+    cli_ckpt_to_env(&ck); /* the coordinator and servers read it */
     pd_local *L;
     char why[300];
     pd_local_start(&L, (int32_t)S, (int32_t)W, (int32_t)M, "127.0.0.1", wargv, NULL,

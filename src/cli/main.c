@@ -32,6 +32,7 @@ static void usage(FILE *f) {
             "  coordinator  run the coordinator of a cluster\n"
             "  server       run one parameter server of a cluster\n"
             "  stats        counters of every table on every server of a cluster\n"
+            "  checkpoint   take a checkpoint of a running cluster now\n"
             "  version      print the version\n"
             "\n"
             "Run 'paramd COMMAND --help' for the options of a command.\n",
@@ -59,6 +60,7 @@ int main(int argc, char **argv) {
     if (!strcmp(cmd, "train")) return cmd_train(argc, argv);
     if (!strcmp(cmd, "plot")) return cmd_plot(argc, argv);
     if (!strcmp(cmd, "stats")) return cmd_stats(argc, argv);
+    if (!strcmp(cmd, "checkpoint")) return cmd_checkpoint(argc, argv);
     if (!strcmp(cmd, "bench")) return cmd_bench(argc, argv);
     if (!strcmp(cmd, "version") || !strcmp(cmd, "--version")) {
         printf("paramd %s\n", paramd_version_string());

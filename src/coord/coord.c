@@ -122,6 +122,9 @@ static void *conn_main(void *arg) {
         case PD_MSG_BYE: rc = co_on_bye(cc, &h); break;
         case PD_MSG_HEARTBEAT: rc = co_on_heartbeat(cc, &h); break;
         case PD_MSG_WORKER_JOIN | PD_REPLY: rc = co_on_join_reply(cc, &h); break;
+        case PD_MSG_CHECKPOINT: rc = co_on_checkpoint(cc, &h); break;
+        case PD_MSG_CKPT_HOLD | PD_REPLY:
+        case PD_MSG_CKPT_WRITE | PD_REPLY: rc = co_on_ckpt_reply(cc, &h); break;
         default:
             pd_seterr(&e, PARAMD_EPROTO, "unexpected %s at the coordinator",
                       pd_msg_name(h.type));
@@ -144,6 +147,10 @@ static void *conn_main(void *arg) {
     if (cc->server >= 0) {
         co->server_conn[cc->server] = NULL;
         if (co->joining) co->join_failed = 1;
+        if (co->ck_busy) {
+            co->ck_failed = 1;
+            snprintf(co->ck_err, sizeof co->ck_err, "server %d disconnected", cc->server);
+        }
         pthread_cond_broadcast(&co->cv);
         if (!co->stopping)
             pd_log(PD_LOG_ERROR, "server %d disconnected", cc->server);
@@ -197,9 +204,10 @@ pd_coord *pd_coord_start(const pd_coord_opts *o, pd_err *e) {
     co->wclock = pd_calloc((size_t)M, sizeof *co->wclock);
     co->wgen = pd_calloc((size_t)M, sizeof *co->wgen);
     co->wstart = pd_calloc((size_t)M, sizeof *co->wstart);
+    co->ck_files = pd_calloc((size_t)o->servers, sizeof *co->ck_files);
     if (co->o.heartbeat_ms < 0) co->o.heartbeat_ms = 10000;
     if (!co->server_addr || !co->server_conn || !co->wstate || !co->wseen_ms ||
-        !co->wclock || !co->wgen || !co->wstart) {
+        !co->wclock || !co->wgen || !co->wstart || !co->ck_files) {
         pd_seterr(e, PARAMD_ENOMEM, "out of memory");
         pd_coord_free(co);
         return NULL;
@@ -209,6 +217,12 @@ pd_coord *pd_coord_start(const pd_coord_opts *o, pd_err *e) {
         co->wstart[w] = -1;
     }
     co->nmembers = o->workers;
+    co_ckpt_init(co);
+    if (co->o.restore && co_restore(co, e) != 0) {
+        pd_coord_free(co);
+        return NULL;
+    }
+    for (int32_t w = 0; w < M; w++) co->wclock[w] = co->restore_clock;
     char host[PD_MAX_ADDR + 1];
     uint16_t port;
     if (pd_parse_hostport(co->o.listen, host, sizeof host, &port) != 0) {
@@ -230,6 +244,10 @@ int pd_coord_run(pd_coord *co) {
     if (co->o.heartbeat_ms > 0 &&
         pthread_create(&co->monitor, NULL, co_monitor_main, co) == 0)
         co->monitor_started = 1;
+    if (co->o.checkpoint_dir &&
+        (co->o.checkpoint_every_s > 0 || co->o.checkpoint_every_clocks > 0) &&
+        pthread_create(&co->ck_thread, NULL, co_ckpt_main, co) == 0)
+        co->ck_thread_started = 1;
     for (;;) {
         pd_conn *c = pd_tcp_accept(co->lfd);
         pthread_mutex_lock(&co->mu);
@@ -274,6 +292,8 @@ int pd_coord_run(pd_coord *co) {
     pthread_mutex_unlock(&co->mu);
     if (co->monitor_started) pthread_join(co->monitor, NULL);
     co->monitor_started = 0;
+    if (co->ck_thread_started) pthread_join(co->ck_thread, NULL);
+    co->ck_thread_started = 0;
     return died ? PARAMD_ECLOSED : 0;
 }
 
@@ -296,6 +316,7 @@ void pd_coord_free(pd_coord *co) {
     pd_free(co->wgen);
     pd_free(co->wstart);
     pd_free(co->tables);
+    pd_free(co->ck_files);
     pthread_mutex_destroy(&co->mu);
     pthread_cond_destroy(&co->cv);
     pd_free(co);

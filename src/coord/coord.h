@@ -22,6 +22,13 @@ typedef struct pd_coord_opts {
     int persist;        /* keep running after every worker left */
     int heartbeat_ms;   /* remove a worker silent this long; 0: never;
                          * <0: the default (10000) */
+    const char *checkpoint_dir; /* where checkpoints go (an absolute path
+                                 * every server can write); NULL: none */
+    double checkpoint_every_s;  /* take one this often; 0: only on request */
+    int64_t checkpoint_every_clocks; /* ...or when the slowest worker
+                                      * passed the last one by this; 0: no */
+    const char *restore;        /* start from this checkpoint's registry
+                                 * and clock; NULL: a fresh cluster */
 } pd_coord_opts;
 
 typedef struct pd_coord pd_coord;

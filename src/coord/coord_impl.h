@@ -6,6 +6,8 @@
  *   workers.c  servers and workers registering, joins, the cluster map,
  *              barriers, heartbeats and the monitor, leaving
  *   tables.c   the table registry (TABLE_OPEN, TABLE_READY)
+ *   checkpoint.c  the consistent cut over every server, the manifest, the
+ *              periodic checkpoints, restoring the registry
  *
  * coord.c's opening essay describes the design; the rules of the lock are
  * there ("Threads").
@@ -76,6 +78,20 @@ struct pd_coord {
     uint64_t barrier_gen;
     int32_t barrier_arrived;
     uint64_t epoch;
+    /* Checkpoints (checkpoint.c) */
+    int ck_busy;          /* a checkpoint is being taken (not with a join) */
+    uint64_t ck_seq;      /* the newest checkpoint's number */
+    uint64_t ck_id;       /* request id of the current phase */
+    uint16_t ck_phase;    /* PD_MSG_CKPT_HOLD or _WRITE */
+    int32_t ck_replies;   /* servers that answered it */
+    int ck_failed;        /* one failed or was lost */
+    char ck_err[PD_ERRMSG_MAX];
+    int64_t ck_frontier;  /* largest frontier answered to HOLD */
+    struct { uint64_t bytes; uint32_t crc; } *ck_files; /* S: answered to WRITE */
+    int64_t ck_last_clock; /* the newest checkpoint's clock */
+    int64_t restore_clock; /* workers start here (a restored cluster) */
+    pthread_t ck_thread;  /* periodic checkpoints */
+    int ck_thread_started;
     co_conn *conns;
     int nthreads;
     int stopping;
@@ -105,6 +121,20 @@ int co_on_heartbeat(co_conn *cc, const pd_hdr *h);
 int co_on_bye(co_conn *cc, const pd_hdr *h);
 /* The heartbeat monitor's thread: removes workers silent too long. */
 void *co_monitor_main(void *arg);
+
+/* ==== checkpoint.c ====================================================== */
+
+/* Take a checkpoint now (not under mu): 0 with its number, clock and
+ * directory (any may be NULL), or the error (the previous one is kept). */
+int co_checkpoint(pd_coord *co, uint64_t *seq, int64_t *clock, char *dir, size_t dirlen,
+                  pd_err *e);
+int co_on_checkpoint(co_conn *cc, const pd_hdr *h);
+int co_on_ckpt_reply(co_conn *cc, const pd_hdr *h);
+void *co_ckpt_main(void *arg);
+/* At start: the newest checkpoint number in the root; the registry and
+ * the clock of the checkpoint at o.restore. */
+void co_ckpt_init(pd_coord *co);
+int co_restore(pd_coord *co, pd_err *e);
 
 /* ==== tables.c ========================================================== */
 

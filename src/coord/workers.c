@@ -126,7 +126,7 @@ static void send_join(pd_coord *co, int32_t rank, uint32_t phase, int64_t J) {
  * of `rank` (see the top of this file).  0 with the start clock in *J, or
  * PARAMD_ESHUTDOWN (the servers were told to forget the join). */
 static int run_join(pd_coord *co, int32_t rank, int64_t *J) {
-    while (co->joining && !co->stopping) pthread_cond_wait(&co->cv, &co->mu);
+    while ((co->joining || co->ck_busy) && !co->stopping) pthread_cond_wait(&co->cv, &co->mu);
     if (co->stopping) return PARAMD_ESHUTDOWN;
     co->joining = 1;
     co->join_id++;
@@ -231,7 +231,7 @@ int co_on_reg_worker(co_conn *cc, const pd_hdr *h) {
     co->wseen_ms[want] = pd_now_ms();
     while (co->nservers < co->o.servers && !co->stopping)
         pthread_cond_wait(&co->cv, &co->mu);
-    int64_t start = 0;
+    int64_t start = co->restore_clock; /* 0, or a restored cluster's clock */
     int rc = 0;
     if (co->stopping) {
         rc = PARAMD_ESHUTDOWN;

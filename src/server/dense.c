@@ -381,7 +381,69 @@ static int dense_stats_line(pd_table *tb, char *out, size_t len) {
     return n;
 }
 
+/* ==== Checkpoints ========================================================
+ * A section: the gate's clocks, then u64 len, u64 steps, u32 state
+ * planes, len floats of values, planes x len floats of rule state.  The
+ * snapshot is taken under the values' read lock, which every writer of
+ * values and state needs for writing; the clocks and steps are read under
+ * the table's lock just before, and cannot move while the read lock is
+ * held (applying a clock takes the write lock). */
+
+static void dense_save(pd_table *tb, pd_ckw *w) {
+    pd_dense *s = dense_of(tb);
+    uint32_t sf = (uint32_t)pd_rule_state_floats(&tb->rule);
+    pthread_mutex_lock(&tb->gate.mu);
+    pd_table_put_gate(tb, w);
+    pd_ckw_u64(w, s->len);
+    pd_ckw_u64(w, (uint64_t)s->steps);
+    pd_ckw_u32(w, sf);
+    pthread_rwlock_rdlock(&s->vrw);
+    pthread_mutex_unlock(&tb->gate.mu);
+    pd_ckw_floats(w, s->params, s->len);
+    if (sf) pd_ckw_floats(w, s->state, s->len * sf);
+    pthread_rwlock_unlock(&s->vrw);
+}
+
+/* Copy what [from->lo, from->hi) and this part share, plane by plane. */
+static int dense_load(pd_table *tb, pd_ckr *r, const pd_table_def *from, pd_err *e) {
+    pd_dense *s = dense_of(tb);
+    pd_rd *b = &r->body;
+    uint64_t applied, top, len, steps;
+    uint32_t sf;
+    pd_get_u64(b, &applied);
+    pd_get_u64(b, &top);
+    pd_get_u64(b, &len);
+    pd_get_u64(b, &steps);
+    pd_get_u32(b, &sf);
+    if (b->bad || len != from->hi - from->lo)
+        return pd_seterr(e, PARAMD_EPROTO, "%s: table %u: malformed dense section", r->path,
+                         tb->id);
+    if (sf != pd_rule_state_floats(&tb->rule))
+        return pd_seterr(e, PARAMD_EPROTO,
+                         "%s: table %u keeps %u floats of rule state per parameter; "
+                         "this server's rule keeps %zu (another plugin?)",
+                         r->path, tb->id, sf, pd_rule_state_floats(&tb->rule));
+    const pd_table_def *d = &tb->def;
+    uint64_t a = from->lo > d->lo ? from->lo : d->lo;
+    uint64_t z = from->hi < d->hi ? from->hi : d->hi;
+    for (uint32_t plane = 0; plane <= sf; plane++) {
+        float *dst = plane == 0 ? s->params : s->state + (size_t)(plane - 1) * s->len;
+        if (a < z) {
+            pd_ckr_floats(r, NULL, a - from->lo);
+            pd_ckr_floats(r, dst + (a - d->lo), z - a);
+            pd_ckr_floats(r, NULL, from->hi - z);
+        } else {
+            pd_ckr_floats(r, NULL, len);
+        }
+    }
+    if (b->bad)
+        return pd_seterr(e, PARAMD_EPROTO, "%s: table %u: the values end early", r->path,
+                         tb->id);
+    if (a < z) s->steps = (int64_t)steps;
+    return 0;
+}
+
 static const pd_table_ops dense_ops = {
     "dense", dense_check, dense_set, dense_push, dense_pull, dense_stats_line,
-    dense_destroy, NULL, NULL,
+    dense_destroy, dense_save, dense_load,
 };

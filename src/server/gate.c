@@ -9,7 +9,9 @@
  */
 #include "server/gate.h"
 
+#include <errno.h>
 #include <string.h>
+#include <time.h>
 
 /* ==== Set-up ============================================================ */
 
@@ -26,6 +28,7 @@ int pd_gate_init(pd_gate *g, uint32_t id, const pd_table_def *d, int32_t W,
     g->window = (int32_t)d->staleness + PD_SYNC_WINDOW;
     g->st = *st;
     g->pull_hint = pull_hint;
+    g->hold = -1;
     g->slots = pd_calloc((size_t)g->window, sizeof *g->slots);
     g->last = pd_malloc((size_t)W * sizeof *g->last);
     g->done = pd_malloc((size_t)W * sizeof *g->done);
@@ -128,6 +131,7 @@ int pd_gate_open(pd_gate *g, pd_gate_slot *sl, int64_t c) {
 }
 
 int pd_gate_ready(const pd_gate *g, const pd_gate_slot *sl, int more) {
+    if (g->hold >= 0 && g->applied >= g->hold) return 0; /* a checkpoint's cut */
     return sl->active && sl->clock == g->applied &&
            sl->ncount + more >= pd_members_need(&g->mem, g->applied, g->backup);
 }
@@ -223,4 +227,47 @@ void pd_gate_stop(pd_gate *g) {
     g->stop = 1;
     pthread_cond_broadcast(&g->cv);
     pthread_mutex_unlock(&g->mu);
+}
+
+/* ==== Checkpoints ======================================================= */
+
+int64_t pd_gate_hold(pd_gate *g, int64_t at) {
+    pthread_mutex_lock(&g->mu);
+    g->hold = at < 0 ? g->applied : at;
+    if (g->clocked) pd_gate_apply_ready(g); /* up to the new hold */
+    pthread_cond_broadcast(&g->cv);
+    int64_t a = g->applied;
+    pthread_mutex_unlock(&g->mu);
+    return a;
+}
+
+int pd_gate_wait_applied(pd_gate *g, int64_t C, int ms) {
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    int64_t ns = ts.tv_nsec + (int64_t)(ms % 1000) * 1000000;
+    ts.tv_sec += ms / 1000 + ns / 1000000000;
+    ts.tv_nsec = ns % 1000000000;
+    int rc = 0;
+    pthread_mutex_lock(&g->mu);
+    while (g->applied < C && !g->stop && rc == 0)
+        if (pthread_cond_timedwait(&g->cv, &g->mu, &ts) == ETIMEDOUT) rc = PARAMD_ETIMEDOUT;
+    if (g->applied >= C) rc = 0;
+    else if (g->stop) rc = PARAMD_ESHUTDOWN;
+    pthread_mutex_unlock(&g->mu);
+    return rc;
+}
+
+void pd_gate_release(pd_gate *g) {
+    pthread_mutex_lock(&g->mu);
+    g->hold = -1;
+    if (g->clocked) pd_gate_apply_ready(g);
+    pthread_cond_broadcast(&g->cv);
+    pthread_mutex_unlock(&g->mu);
+}
+
+void pd_gate_restore(pd_gate *g, int64_t C) {
+    if (!g->clocked) return;
+    g->applied = C;
+    g->top = C;
+    for (int32_t w = 0; w < g->W; w++) g->last[w] = g->done[w] = -1;
 }

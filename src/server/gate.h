@@ -125,6 +125,8 @@ struct pd_gate {
     pd_members mem;     /* which workers each clock waits for */
     int stop;           /* set on shutdown: waiting pulls give up */
     int64_t max_ahead;  /* largest (pull clock - applied) served */
+    int64_t hold;       /* checkpoints: no clock at or past this one is
+                         * applied (applied stops at hold); -1: none */
     const char *pull_hint; /* what a worker must push before its next pull
                             * (for the deadlock message) */
     pd_gate_store st;
@@ -192,5 +194,21 @@ void pd_gate_worker_gone(pd_gate *g, int32_t w);
 int64_t pd_gate_join_begin(pd_gate *g, int32_t w);
 void pd_gate_join_at(pd_gate *g, int32_t w, int64_t J);
 void pd_gate_stop(pd_gate *g);
+
+/* Checkpoints (server/checkpoint.c): a consistent cut needs every table of
+ * every server stopped at the same clock C.  pd_gate_hold(g, at) lets the
+ * table apply clocks below `at` only (at -1: the clock it is at now),
+ * applies those that are ready, and returns its applied clock; pd_gate_wait_applied waits until applied
+ * reaches C (0), or the table stops (PARAMD_ESHUTDOWN) or ms pass
+ * (PARAMD_ETIMEDOUT); pd_gate_release lifts the hold and applies what
+ * became ready meanwhile.  Each locks mu.  Pushes are still admitted
+ * while a table is held: they wait in the clock's slot, as they wait for
+ * a slow worker. */
+int64_t pd_gate_hold(pd_gate *g, int64_t at);
+int pd_gate_wait_applied(pd_gate *g, int64_t C, int ms);
+void pd_gate_release(pd_gate *g);
+/* Restore: the table continues from clock C (clocked tables; async ones
+ * keep 0), with no worker's push on record.  mu held or no other thread. */
+void pd_gate_restore(pd_gate *g, int64_t C);
 
 #endif

@@ -115,8 +115,9 @@ static void on_worker_join(pd_server *s, const pd_hdr *h, const uint8_t *buf) {
         pd_hdr rh = *h;
         rh.type = PD_MSG_WORKER_JOIN | PD_REPLY;
         rh.len = 0;
-        /* Only this thread writes to the coordinator after start-up. */
+        pthread_mutex_lock(&s->coord_send_mu); /* the checkpoint thread writes too */
         pd_send_frame(s->coord, &rh, p, sizeof p, NULL, 0, NULL, 0, NULL);
+        pthread_mutex_unlock(&s->coord_send_mu);
         pd_log(PD_LOG_DEBUG, "worker %u joining: this server's frontier is clock %lld",
                w, (long long)F);
         return;
@@ -157,6 +158,18 @@ void *srv_coord_main(void *arg) {
         }
         if (rc == 0 && h.type == PD_MSG_WORKER_JOIN) {
             on_worker_join(s, &h, buf);
+            continue;
+        }
+        if (rc == 0 && h.type == PD_MSG_CKPT_HOLD) {
+            srv_on_ckpt_hold(s, &h);
+            continue;
+        }
+        if (rc == 0 && h.type == PD_MSG_CKPT_WRITE) {
+            srv_on_ckpt_write(s, &h, buf);
+            continue;
+        }
+        if (rc == 0 && h.type == PD_MSG_CKPT_ABORT) {
+            srv_on_ckpt_abort(s);
             continue;
         }
         if (rc) {

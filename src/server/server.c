@@ -36,6 +36,7 @@ pd_server *pd_server_start(const pd_server_opts *o, pd_err *e) {
                    "the connection threads alone", s->o.apply_threads);
     }
     pthread_mutex_init(&s->mu, NULL);
+    pthread_mutex_init(&s->coord_send_mu, NULL);
     pthread_cond_init(&s->cv, NULL);
     char host[PD_MAX_ADDR + 1];
     uint16_t port;
@@ -95,6 +96,12 @@ pd_server *pd_server_start(const pd_server_opts *o, pd_err *e) {
     /* Slots beyond the W workers the cluster starts with are vacant until
      * a worker joins them: clocks do not wait for them. */
     for (uint32_t w = 0; w < M; w++) s->gone[w] = w >= W, s->jfrom[w] = -1;
+    if (s->o.restore) {
+        if (srv_restore(s, e)) goto fail;
+        for (uint32_t id = 1; id < PD_MAX_TABLES; id++)
+            for (uint32_t w = 0; s->tables[id] && w < M; w++)
+                if (s->gone[w]) pd_table_worker_gone(s->tables[id], (int32_t)w);
+    }
     return s;
 fail:
     pd_server_free(s);
@@ -163,6 +170,7 @@ int pd_server_run(pd_server *s) {
     pd_conn_shutdown(s->coord);
     pthread_join(s->coord_thread, NULL);
     s->coord_thread_started = 0;
+    srv_ckpt_join(s); /* its waits failed when the tables stopped */
     return lost ? PARAMD_ECLOSED : 0;
 }
 
@@ -180,6 +188,7 @@ void pd_server_free(pd_server *s) {
         pd_conn_shutdown(s->coord);
         pthread_join(s->coord_thread, NULL);
     }
+    srv_ckpt_join(s);
     for (uint32_t id = 1; id < PD_MAX_TABLES; id++) pd_table_destroy(s->tables[id]);
     pd_pool_destroy(s->pool); /* no connection thread is left to use it */
     pd_conn_destroy(s->coord);
@@ -190,6 +199,7 @@ void pd_server_free(pd_server *s) {
     if (s->lfd >= 0) close(s->lfd);
     if (s->shm_lfd >= 0) close(s->shm_lfd);
     pthread_mutex_destroy(&s->mu);
+    pthread_mutex_destroy(&s->coord_send_mu);
     pthread_cond_destroy(&s->cv);
     pd_free(s);
 }

@@ -18,6 +18,8 @@ typedef struct pd_server_opts {
     int no_shm;              /* do not offer the shared-memory transport */
     int apply_threads;       /* threads an update may use (pool.h); <= 1:
                               * the connection thread alone */
+    const char *restore;     /* a checkpoint (root or ckpt-* directory) to
+                              * start from, or NULL (docs/durability.md) */
     const char *fault;       /* tests only: wrap each accepted connection in
                               * net/fault.h with this spec; NULL: off */
 } pd_server_opts;

@@ -11,6 +11,7 @@
  *   batch.c       BATCH frames: many small requests in one
  *   membership.c  the coordinator watcher: workers gone and joined, and the
  *                 incarnation of each rank
+ *   checkpoint.c  holding tables at a clock, writing them out, restoring
  *
  * Threads and what they own:
  *   main (pd_server_run)  the TCP accept loop; starts connection threads
@@ -112,6 +113,13 @@ struct pd_server {
     uint64_t regions;     /* atomic: shared buffers mapped now */
     uint64_t region_bytes; /* atomic: their bytes */
     uint64_t region_pushes, region_pulls; /* atomic: requests served so */
+    /* Checkpoints (checkpoint.c): the thread writing one; ck_running and
+     * ck_started under mu. */
+    pthread_t ck_thread;
+    int ck_running, ck_started;
+    pthread_mutex_t coord_send_mu; /* writes on the coordinator connection
+                                    * after start-up (the watcher's join
+                                    * replies, the checkpoint thread's) */
 };
 
 /* ==== session.c ========================================================= */
@@ -156,6 +164,18 @@ int srv_on_push_region(srv_conn *sc, const pd_hdr *h);
 int srv_on_pull_region(srv_conn *sc, const pd_hdr *h);
 /* Unmap every region of sc (its connection ends). */
 void srv_regions_drop_all(srv_conn *sc);
+
+/* ==== checkpoint.c ====================================================== */
+
+/* The coordinator watcher's CKPT_HOLD, CKPT_WRITE (the write runs on a
+ * thread of its own and replies when done) and CKPT_ABORT. */
+void srv_on_ckpt_hold(pd_server *s, const pd_hdr *h);
+void srv_on_ckpt_write(pd_server *s, const pd_hdr *h, const uint8_t *buf);
+void srv_on_ckpt_abort(pd_server *s);
+/* Join a checkpoint thread (stopping: its waits fail once tables stop). */
+void srv_ckpt_join(pd_server *s);
+/* At start: the tables of the checkpoint at o.restore.  0 or the error. */
+int srv_restore(pd_server *s, pd_err *e);
 
 /* ==== batch.c =========================================================== */
 

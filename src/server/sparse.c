@@ -563,7 +563,71 @@ static int sparse_stats_line(pd_table *tb, char *out, size_t outlen) {
     return n;
 }
 
+/* ==== Checkpoints ========================================================
+ * A section: the gate's clocks, then u32 dim, u32 state planes, u64
+ * nrows, and per row u64 key, u64 steps, dim * (1 + planes) floats (the
+ * row as the arena holds it).  Written under the table's lock: a pull may
+ * create rows, and the arena moves when it grows. */
+
+static void sparse_save(pd_table *tb, pd_ckw *w) {
+    pd_sparse *t = sparse_of(tb);
+    pthread_mutex_lock(&tb->gate.mu);
+    pd_table_put_gate(tb, w);
+    pd_ckw_u32(w, t->dim);
+    pd_ckw_u32(w, (uint32_t)t->k);
+    pd_ckw_u64(w, t->nrows);
+    for (size_t r = 0; r < t->nrows && !w->err.code; r++) {
+        pd_ckw_u64(w, t->meta[r].key);
+        pd_ckw_u64(w, t->meta[r].steps);
+        pd_ckw_floats(w, row_at(t, (uint32_t)r), t->rowfloats);
+    }
+    pthread_mutex_unlock(&tb->gate.mu);
+}
+
+/* Keep the rows whose key this server holds (any partition they came
+ * from); skip the others. */
+static int sparse_load(pd_table *tb, pd_ckr *r, const pd_table_def *from, pd_err *e) {
+    pd_sparse *t = sparse_of(tb);
+    pd_rd *b = &r->body;
+    uint64_t applied, top, nrows;
+    uint32_t dim, k;
+    (void)from;
+    pd_get_u64(b, &applied);
+    pd_get_u64(b, &top);
+    pd_get_u32(b, &dim);
+    pd_get_u32(b, &k);
+    pd_get_u64(b, &nrows);
+    if (b->bad || dim != t->dim || k != t->k)
+        return pd_seterr(e, PARAMD_EPROTO,
+                         "%s: table %u: a sparse section of rows of %u floats with %u "
+                         "state planes, for a table of %u and %zu",
+                         r->path, tb->id, dim, k, t->dim, t->k);
+    if (nrows > (b->len - b->off) / (16 + t->rowfloats * sizeof(float)))
+        return pd_seterr(e, PARAMD_EPROTO, "%s: table %u: %llu rows do not fit the file",
+                         r->path, tb->id, (unsigned long long)nrows);
+    pthread_mutex_lock(&tb->gate.mu);
+    int rc = 0;
+    for (uint64_t i = 0; i < nrows && rc == 0; i++) {
+        uint64_t key, steps;
+        pd_get_u64(b, &key);
+        pd_get_u64(b, &steps);
+        if (t->S > 1 && pd_sparse_server(key, (uint32_t)t->S) != (uint32_t)t->index) {
+            pd_ckr_floats(r, NULL, t->rowfloats);
+            continue;
+        }
+        if ((rc = reserve(t, t->nrows + 1, 1, e))) break;
+        uint32_t row = row_get_or_create(t, key);
+        pd_ckr_floats(r, row_at(t, row), t->rowfloats);
+        t->meta[row].steps = steps;
+    }
+    pthread_mutex_unlock(&tb->gate.mu);
+    if (rc) return rc;
+    if (b->bad)
+        return pd_seterr(e, PARAMD_EPROTO, "%s: table %u: the rows end early", r->path, tb->id);
+    return 0;
+}
+
 static const pd_table_ops sparse_ops = {
     "sparse", sparse_check, NULL, sparse_push, sparse_pull, sparse_stats_line,
-    sparse_destroy, NULL, NULL,
+    sparse_destroy, sparse_save, sparse_load,
 };

@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "table/spec.h"
+#include "wire/wire.h"
 
 pd_table *pd_table_create(uint32_t id, const pd_table_def *d,
                           const pd_table_env *env, pd_err *e) {
@@ -76,16 +77,23 @@ int64_t pd_table_applied(pd_table *t) {
     return a;
 }
 
-int pd_table_save(pd_table *t, int fd, pd_err *e) {
-    if (!t->ops->save)
-        return pd_seterr(e, PARAMD_EINVAL, "table %u: %s tables cannot be written out yet",
-                         t->id, t->ops->kind);
-    return t->ops->save(t, fd, e);
+void pd_table_save(pd_table *t, pd_ckw *w) {
+    pd_buf b;
+    pd_buf_init(&b);
+    pd_table_def_encode(&b, &t->def);
+    if (b.oom) {
+        pd_seterr(&w->err, PARAMD_ENOMEM, "out of memory writing table %u", t->id);
+        pd_buf_free(&b);
+        return;
+    }
+    pd_ckw_u32(w, t->id);
+    pd_ckw_u32(w, (uint32_t)b.len);
+    pd_ckw_bytes(w, b.p, b.len);
+    pd_buf_free(&b);
+    t->ops->save(t, w);
 }
 
-int pd_table_load(pd_table *t, int fd, pd_err *e) {
-    if (!t->ops->load)
-        return pd_seterr(e, PARAMD_EINVAL, "table %u: %s tables cannot be read back yet",
-                         t->id, t->ops->kind);
-    return t->ops->load(t, fd, e);
+void pd_table_put_gate(pd_table *t, pd_ckw *w) {
+    pd_ckw_u64(w, (uint64_t)t->gate.applied);
+    pd_ckw_u64(w, (uint64_t)t->gate.top);
 }

@@ -28,6 +28,7 @@
 
 #include "common/common.h"
 #include "common/pool.h"
+#include "durable/ckfile.h"
 #include "server/gate.h"
 #include "table/def.h"
 #include "table/rules.h"
@@ -80,10 +81,16 @@ typedef struct pd_table_ops {
     /* The table's STATS line ("table 3 ...\n"); what snprintf returns. */
     int (*stats_line)(pd_table *t, char *out, size_t len);
     void (*destroy)(pd_table *t);
-    /* Checkpoints: write the whole state out to fd / read it back.  NULL
-     * while the kind cannot (pd_table_save says so). */
-    int (*save)(pd_table *t, int fd, pd_err *e);
-    int (*load)(pd_table *t, int fd, pd_err *e);
+    /* Checkpoints (server/checkpoint.c).  save writes the table's whole
+     * state: the gate's clocks (pd_table_put_gate) and the store's values,
+     * rule state and per-row counters, as one consistent snapshot (it
+     * takes the locks it needs; failures are kept in the writer).  load
+     * reads exactly one section that save wrote on a server whose part
+     * was `from` (this server's or another's, of this partition or
+     * another), keeping what belongs to this server's part; 0, or an
+     * error naming what does not fit. */
+    void (*save)(pd_table *t, pd_ckw *w);
+    int (*load)(pd_table *t, pd_ckr *r, const pd_table_def *from, pd_err *e);
 } pd_table_ops;
 
 /* What every kind shares.  A store embeds it first. */
@@ -133,8 +140,11 @@ static inline int pd_table_pull(pd_table *t, const pd_table_req *rq, pd_emit_fn 
 static inline int pd_table_stats_line(pd_table *t, char *out, size_t len) {
     return t->ops->stats_line(t, out, len);
 }
-int pd_table_save(pd_table *t, int fd, pd_err *e);
-int pd_table_load(pd_table *t, int fd, pd_err *e);
+/* A section of a checkpoint file: the table's id and definition, then
+ * its state (ops.save). */
+void pd_table_save(pd_table *t, pd_ckw *w);
+/* The gate's part of a section (mu held): applied, top. */
+void pd_table_put_gate(pd_table *t, pd_ckw *w);
 
 /* Membership and stop: the gate's (gate.h). */
 static inline void pd_table_worker_gone(pd_table *t, int32_t w) {

@@ -82,7 +82,11 @@
     X(REGION_MAP, 29)  /* worker -> server: map a shared buffer (shm only) */\
     X(REGION_UNMAP, 30) /* worker -> server: forget a shared buffer */      \
     X(PUSH_REGION, 31) /* worker -> server: PUSH from a shared buffer */     \
-    X(PULL_REGION, 32) /* worker -> server: PULL into a shared buffer */
+    X(PULL_REGION, 32) /* worker -> server: PULL into a shared buffer */    \
+    X(CHECKPOINT, 33)  /* tool -> coord: take a checkpoint now */          \
+    X(CKPT_HOLD, 34)   /* coord -> server: hold clocked tables; i64 reply */\
+    X(CKPT_WRITE, 35)  /* coord -> server: u64 seq, i64 clock, str dir */  \
+    X(CKPT_ABORT, 36)  /* coord -> server: lift the holds (no reply) */
 
 enum pd_msg_type {
 #define PD_X_(name, val) PD_MSG_##name = (val),

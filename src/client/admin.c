@@ -1,0 +1,37 @@
+/*
+ * admin.c - what a tool asks the coordinator to do to the whole cluster:
+ * take a checkpoint now (paramd_checkpoint; docs/durability.md).
+ */
+#include <stdio.h>
+#include <string.h>
+
+#include "client/client_impl.h"
+
+int paramd_checkpoint(paramd_client *c, int64_t *clock, char *dir, uint64_t dirlen) {
+    if (dir && dirlen) dir[0] = '\0';
+    if (!c->tool)
+        return cl_err(c, PARAMD_EWORKER,
+                      "paramd_checkpoint is for tools (role=tool): a worker that "
+                      "waited for the cut could hold it up");
+    uint8_t *buf = pd_malloc(PD_MAX_CTRL_PAYLOAD + 1);
+    if (!buf) return cl_err(c, PARAMD_ENOMEM, "out of memory");
+    size_t n = 0;
+    int rc = coord_rpc(c, PD_MSG_CHECKPOINT, 0, NULL, buf, &n);
+    if (rc == 0) {
+        pd_rd r;
+        uint64_t seq, C;
+        char d[PD_MAX_ADDR + 1];
+        pd_rd_init(&r, buf, n);
+        pd_get_u64(&r, &seq);
+        pd_get_u64(&r, &C);
+        pd_get_str(&r, d, PD_MAX_ADDR);
+        if (!pd_rd_done(&r) || C > (uint64_t)INT64_MAX) {
+            rc = cl_err(c, PARAMD_EPROTO, "malformed CHECKPOINT reply from the coordinator");
+        } else {
+            if (clock) *clock = (int64_t)C;
+            if (dir && dirlen) snprintf(dir, (size_t)dirlen, "%s", d);
+        }
+    }
+    pd_free(buf);
+    return rc;
+}
