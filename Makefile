@@ -7,11 +7,19 @@
 #   make sanitize build with AddressSanitizer + UBSan into build-san/ and
 #                 run the suite there
 #   make bench    build and run the benchmarks
+#   make install  build, then install into PREFIX [/usr/local] under
+#                 DESTDIR [none]: the program, libparamd (.so with a soname,
+#                 and .a), headers, paramd.pc, the CMake package, the plugin
+#                 example, the man page and the Python package
+#                 (PYTHON_SITE=DIR overrides where the latter goes)
 BUILD ?= build
 SAN_BUILD ?= build-san
 JOBS ?= $(shell nproc 2>/dev/null || echo 2)
+PREFIX ?= /usr/local
+DESTDIR ?=
+PYTHON_SITE ?=
 
-.PHONY: all build test demo sanitize deps clean bench
+.PHONY: all build test demo sanitize deps clean bench install
 
 all: build
 
@@ -40,6 +48,10 @@ demo: deps
 
 bench: build
 	@bash bench/run.sh $(BUILD)
+
+install: build
+	DESTDIR="$(DESTDIR)" PARAMD_PYTHON_SITE="$(PYTHON_SITE)" \
+	  cmake --install $(BUILD) --prefix "$(PREFIX)"
 
 clean:
 	rm -rf $(BUILD) $(SAN_BUILD)
