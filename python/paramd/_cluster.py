@@ -50,6 +50,7 @@ import threading
 import traceback
 
 from . import _paths
+from . import errors
 from .errors import Error
 
 _PR_SET_PDEATHSIG = 1
@@ -96,8 +97,9 @@ def find_program():
     found = shutil.which("paramd")
     if found:
         return found
-    raise Error("paramd.local: cannot find the paramd program: build it (make build), "
-                "install it (make install), or set PARAMD_PROGRAM=/path/to/paramd", -19)
+    raise errors.error(-19, "paramd.local: cannot find the paramd program: build it "
+                       "(make build), install it (make install), or set "
+                       "PARAMD_PROGRAM=/path/to/paramd")
 
 
 class _Child:
@@ -106,6 +108,7 @@ class _Child:
     def __init__(self, label, argv, quiet, pass_fds=()):
         self.label = label
         self.tail = []
+        self.terminated = False  # stop() had to signal it
         self.proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
                                      stderr=subprocess.STDOUT, pass_fds=pass_fds,
                                      preexec_fn=_die_with_parent, close_fds=True)
@@ -161,6 +164,14 @@ class Cluster:
 
     def __init__(self, servers=1, workers=1, transport=None, host="127.0.0.1",
                  apply_threads=None, quiet=False, program=None, timeout_s=30.0):
+        if getattr(multiprocessing.current_process(), "_inheriting", False):
+            # A worker of run() ("spawn") is importing the main module, and
+            # the module starts a cluster at import: it would start one per
+            # worker, recursively.
+            raise errors.error(-19, "paramd.local() was called while a worker process "
+                               "imported the main module: start the cluster under "
+                               "`if __name__ == \"__main__\":` (run() starts workers with "
+                               "multiprocessing's \"spawn\", which imports the main module)")
         self._children = []
         self._used = False
         self._run_ok = False
@@ -174,10 +185,11 @@ class Cluster:
             return
         for what, v, hi in (("servers", servers, 256), ("workers", workers, 1024)):
             if not isinstance(v, int) or isinstance(v, bool) or not 1 <= v <= hi:
-                raise Error("paramd.local: %s=%r: give an integer in 1..%d" % (what, v, hi), -1)
+                raise errors.bad_argument("paramd.local: %s=%r: give an integer in 1..%d"
+                                          % (what, v, hi))
         if transport not in (None, "auto", "tcp", "shm"):
-            raise Error("paramd.local: transport=%r: give 'auto', 'tcp' or 'shm'"
-                        % (transport,), -1)
+            raise errors.bad_argument("paramd.local: transport=%r: give 'auto', 'tcp' or 'shm'"
+                                      % (transport,))
         self.servers, self.workers, self.transport = servers, workers, transport
         prog = program or find_program()
         atexit.register(self.stop)
@@ -195,6 +207,10 @@ class Cluster:
                          "--servers", str(self.servers), "--workers", str(self.workers),
                          "--ready-fd", str(wfd)], quiet, pass_fds=(wfd,))
             self._children.append(co)
+        except OSError as e:
+            os.close(rfd)
+            raise errors.error(-19, "paramd.local: cannot run the paramd program %s: %s"
+                               % (prog, e.strerror or e)) from None
         finally:
             os.close(wfd)
         with os.fdopen(rfd, "rb") as r:
@@ -202,7 +218,7 @@ class Cluster:
             line = r.readline().decode().strip() if ready else ""
         if not line:
             co.proc.poll()
-            raise Error("paramd.local: the coordinator did not start: " + co.why(), -19)
+            raise errors.error(-19, "paramd.local: the coordinator did not start: " + co.why())
         self.coordinator = line
         extra = ["--apply-threads", str(apply_threads)] if apply_threads else []
         for k in range(self.servers):
@@ -253,11 +269,11 @@ class Cluster:
                 out[c.rank] = fn(c, *args, **kwargs)
             return out
         if self._stopped:
-            raise Error("paramd.local: this cluster was stopped", -17)
+            raise errors.error(-17, "paramd.local: this cluster was stopped")
         if self._used:
-            raise Error("paramd.local: this cluster served its run already (its coordinator "
-                        "ends the cluster when its workers leave): start a new paramd.local()",
-                        -17)
+            raise errors.error(-17, "paramd.local: this cluster served its run already (its "
+                               "coordinator ends the cluster when its workers leave): "
+                               "start a new paramd.local()")
         self._used = True
         ctx = multiprocessing.get_context(start_method)
         procs, conns = [], []
@@ -320,11 +336,23 @@ class Cluster:
                 return False
         return True
 
+    def process(self, label):
+        """The subprocess.Popen of "coordinator" or "server K".  Servers are
+        labelled in the order they were started; the coordinator numbers
+        them in its cluster map (the K of "server K" in error messages) in
+        the order they register, which can differ."""
+        for ch in self._children:
+            if ch.label == label:
+                return ch.proc
+        raise KeyError("no process %r in this cluster (%s)"
+                       % (label, ", ".join(ch.label for ch in self._children)))
+
     def failed(self):
         """Descriptions of coordinator and server processes that exited
-        with an error ([] if none)."""
+        with an error by themselves ([] if none): those stop() had to
+        terminate do not count."""
         return [ch.why() for ch in self._children
-                if ch.proc.poll() not in (None, 0)]
+                if not ch.terminated and ch.proc.poll() not in (None, 0)]
 
     def stop(self, grace_s=5.0):
         """Stop every process of the cluster (SIGTERM, then SIGKILL after
@@ -337,6 +365,7 @@ class Cluster:
             self.wait(grace_s)
         for ch in self._children:
             if ch.proc.poll() is None:
+                ch.terminated = True
                 ch.proc.send_signal(signal.SIGTERM)
         for ch in self._children:
             try:
