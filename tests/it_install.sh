@@ -13,8 +13,12 @@ source "$(dirname "$0")/lib.sh"
 SRC=$(cd "$(dirname "$0")/.." && pwd)
 cache() { sed -n "s/^$1:[A-Z]*=//p" "$BUILD/CMakeCache.txt"; }
 PY=$(cache PARAMD_PYTHON)
-CFLAGS_SAN=""
-[ "$(cache PARAMD_SANITIZE)" = ON ] && CFLAGS_SAN="-fsanitize=address,undefined"
+CFLAGS_SAN="" PY_SAN=()
+if [ "$(cache PARAMD_SANITIZE)" = ON ]; then  # as CMakeLists.txt does for the Python tests
+  CFLAGS_SAN="-fsanitize=address,undefined"
+  PY_SAN=("LD_PRELOAD=$(gcc -print-file-name=libasan.so) $(gcc -print-file-name=libubsan.so)"
+          ASAN_OPTIONS=detect_leaks=0)
+fi
 STAGE=$TMP/stage
 P=$STAGE/usr/local
 
@@ -104,7 +108,7 @@ if __name__ == "__main__":
         print("result", cl.run(worker))
 EOF
 (cd / && env -i PATH=/usr/bin:/bin PYTHONPATH="$SITE" LD_LIBRARY_PATH="$P/lib" \
-   PARAMD_PROGRAM="$P/bin/paramd" "$PY" "$TMP/use.py") >"$TMP/py.out" 2>&1 \
+   PARAMD_PROGRAM="$P/bin/paramd" "${PY_SAN[@]}" "$PY" "$TMP/use.py") >"$TMP/py.out" 2>&1 \
   || { cat "$TMP/py.out"; fail "import of the installed package"; }
 expect_line "$TMP/py.out" "^package $SITE/paramd\$"
 expect_line "$TMP/py.out" "^library libparamd.so.$MM\$"
