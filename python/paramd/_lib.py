@@ -125,6 +125,14 @@ def check_version(lib_hex, path):
 
 
 lib, path = _load()
+# The version first: an older library may lack later functions, and its
+# version says more than a missing name.
+try:
+    lib.paramd_version.restype = c_uint32
+    lib.paramd_version.argtypes = []
+except AttributeError:
+    raise ImportError("paramd: %s is not libparamd (it has no paramd_version)" % path) from None
+library_version = check_version(lib.paramd_version(), path)
 for _name, (_res, _args) in _FUNCS.items():
     try:
         _f = getattr(lib, _name)
@@ -133,4 +141,3 @@ for _name, (_res, _args) in _FUNCS.items():
                           % (path, _name, __version__)) from None
     _f.restype = _res
     _f.argtypes = _args
-library_version = check_version(lib.paramd_version(), path)

@@ -347,6 +347,7 @@ class Client:
 
     def __init__(self, handle):
         self._h = handle
+        self._closing = False
         self._lock = threading.Lock()
         self._pending = set()
         self._shared = {}      # address -> bytes, buffers from alloc()
@@ -413,12 +414,11 @@ class Client:
         goodbye, free everything.  Harmless when closed already.  Raises
         the first error met (the client is closed in every case)."""
         with self._lock:
-            h, self._h = self._h, None
-            pending, self._pending = list(self._pending), set()
+            if self._h is None or self._closing:
+                return
+            self._closing = True
+            pending = list(self._pending)
             hooks, self._on_close = self._on_close, []
-        if h is None:
-            return
-        self._h = h  # for the waits and hooks below; closed again after
         first = None
         try:
             for r in pending:
@@ -429,7 +429,7 @@ class Client:
             for f in hooks:
                 f()
         finally:
-            self._h = None
+            h, self._h = self._h, None
             self._shared.clear()
             rc = lib.paramd_close(h)
         if rc and first is None:

@@ -32,6 +32,19 @@ def test_version_matches_header():
     _lib.check_version((v[0] << 16) | (v[1] << 8) | (v[2] + 7), "libx.so")  # a patch is fine
 
 
+def test_import_errors_name_the_library():
+    import subprocess
+    import sys
+    for lib, want in (("/nonexistent/libparamd.so", "no such file.*PARAMD_LIBRARY"),
+                      (np.__file__, "cannot load the C library")):
+        env = dict(os.environ, PARAMD_LIBRARY=lib)
+        out = subprocess.run([sys.executable, "-c", "import paramd"], env=env,
+                             capture_output=True, text=True)
+        check(out.returncode != 0 and "ImportError" in out.stderr
+              and re.search(want, out.stderr, re.S) and lib in out.stderr,
+              "import with PARAMD_LIBRARY=%s: %s" % (lib, out.stderr[-300:]))
+
+
 def test_error_table_matches_header():
     h = open(os.path.join(ROOT, "include", "paramd.h")).read()
     codes = re.findall(r"X\((E[A-Z]+), (-\d+), \"([^\"]*)\"\)", h)
