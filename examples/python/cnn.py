@@ -12,7 +12,9 @@ update rule (SGD) runs on them, and each worker is a PyTorch process:
     python3 examples/python/cnn.py --workers 4 --servers 2 --epochs 2
 
 The model is paramd train's cnn (conv 5x5x32, max-pool, conv 5x5x64,
-max-pool, fc 1024, dropout 0.5, fc 10; 3,274,634 parameters) on
+max-pool, fc 1024, dropout 0.5, fc 10; 3,274,634 parameters; He-normal
+weights, Glorot for the output layer, zero biases, as paramd train draws
+them) on
 Fashion-MNIST from the Debian package dataset-fashion-mnist.  Each worker
 walks its own permutation of the training set; an epoch is 60,000
 samples taken by all workers together.  Worker 0 evaluates the final
@@ -41,6 +43,12 @@ class SimpleCNN(nn.Module):
         self.conv2 = nn.Conv2d(32, 64, 5, padding=2)
         self.fc1 = nn.Linear(7 * 7 * 64, 1024)
         self.fc2 = nn.Linear(1024, 10)
+        for layer in (self.conv1, self.conv2, self.fc1, self.fc2):  # paramd train's init
+            if layer is self.fc2:
+                nn.init.xavier_normal_(layer.weight)                 # Glorot for the output
+            else:
+                nn.init.kaiming_normal_(layer.weight, nonlinearity="relu")  # He
+            nn.init.zeros_(layer.bias)
 
     def forward(self, x):                         # x: (B, 1, 28, 28)
         x = F.max_pool2d(F.relu(self.conv1(x)), 2)
