@@ -10,12 +10,20 @@
 #                 run the suite there; any report fails its test
 #                 (docs/testing.md, "ThreadSanitizer")
 #   make bench    build and run the benchmarks
+#   make install  build, then install into PREFIX [/usr/local] under
+#                 DESTDIR [none]: the program, libparamd (.so with a soname,
+#                 and .a), headers, paramd.pc, the CMake package, the plugin
+#                 example, the man page and the Python package
+#                 (PYTHON_SITE=DIR overrides where the latter goes)
 BUILD ?= build
 SAN_BUILD ?= build-san
 TSAN_BUILD ?= build-tsan
 JOBS ?= $(shell nproc 2>/dev/null || echo 2)
+PREFIX ?= /usr/local
+DESTDIR ?=
+PYTHON_SITE ?=
 
-.PHONY: all build test demo sanitize tsan deps clean bench
+.PHONY: all build test demo sanitize tsan deps clean bench install
 
 all: build
 
@@ -55,6 +63,10 @@ demo: deps
 
 bench: build
 	@bash bench/run.sh $(BUILD)
+
+install: build
+	DESTDIR="$(DESTDIR)" PARAMD_PYTHON_SITE="$(PYTHON_SITE)" \
+	  cmake --install $(BUILD) --prefix "$(PREFIX)"
 
 clean:
 	rm -rf $(BUILD) $(SAN_BUILD) $(TSAN_BUILD)
