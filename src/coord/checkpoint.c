@@ -149,6 +149,34 @@ int co_checkpoint(pd_coord *co, uint64_t *seq_out, int64_t *clock_out, char *dir
     char dir[4096];
     snprintf(dir, sizeof dir, "%s/ckpt-%06llu", root, (unsigned long long)seq);
     double t0 = pd_now();
+    /* The registry now, before any server holds or writes: a table ready
+     * here has been created on every server, with its initial values,
+     * before they write their files.  A table that becomes ready later is
+     * recorded as not ready, and is created again on restore. */
+    pd_manifest m = {0};
+    m.seq = seq;
+    m.S = (uint32_t)co->o.servers;
+    m.W = (uint32_t)co->o.workers;
+    m.M = (uint32_t)co->o.max_workers;
+    m.nfiles = (uint32_t)co->o.servers;
+    m.ntables = co->ntables;
+    m.files = pd_calloc(m.nfiles, sizeof *m.files);
+    m.tables = pd_calloc(m.ntables ? m.ntables : 1, sizeof *m.tables);
+    if (!m.files || !m.tables) {
+        co->ck_busy = 0;
+        pthread_cond_broadcast(&co->cv);
+        pthread_mutex_unlock(&co->mu);
+        pd_manifest_free(&m);
+        return pd_seterr(e, PARAMD_ENOMEM, "out of memory for a checkpoint's manifest");
+    }
+    for (uint32_t i = 0; i < m.ntables; i++) {
+        const co_table *t = &co->tables[i];
+        m.tables[i].id = i + 1;
+        m.tables[i].dropped = t->dropped || !t->ready;
+        snprintf(m.tables[i].name, sizeof m.tables[i].name, "%s", t->name);
+        m.tables[i].n = t->n;
+        snprintf(m.tables[i].spec, sizeof m.tables[i].spec, "%s", t->spec);
+    }
     /* Phase 1 */
     co->ck_id++;
     co->ck_phase = PD_MSG_CKPT_HOLD;
@@ -181,36 +209,14 @@ int co_checkpoint(pd_coord *co, uint64_t *seq_out, int64_t *clock_out, char *dir
     } else {
         send_all(co, PD_MSG_CKPT_ABORT, NULL);
     }
-    /* Phase 3: the manifest, from the registry as it is now */
-    pd_manifest m = {0};
+    /* Phase 3: the manifest, with the files the servers answered */
     if (rc == 0) {
-        m.seq = seq;
         m.clock = C;
-        m.S = (uint32_t)co->o.servers;
-        m.W = (uint32_t)co->o.workers;
-        m.M = (uint32_t)co->o.max_workers;
-        m.nfiles = (uint32_t)co->o.servers;
-        m.ntables = co->ntables;
-        m.files = pd_calloc(m.nfiles, sizeof *m.files);
-        m.tables = pd_calloc(m.ntables ? m.ntables : 1, sizeof *m.tables);
-        if (!m.files || !m.tables) {
-            rc = PARAMD_ENOMEM;
-            snprintf(co->ck_err, sizeof co->ck_err, "out of memory");
-        } else {
-            for (uint32_t i = 0; i < m.nfiles; i++) {
-                pd_ck_server_file(m.files[i].name, sizeof m.files[i].name, (int32_t)i,
-                                  co->o.servers);
-                m.files[i].bytes = co->ck_files[i].bytes;
-                m.files[i].crc = co->ck_files[i].crc;
-            }
-            for (uint32_t i = 0; i < m.ntables; i++) {
-                const co_table *t = &co->tables[i];
-                m.tables[i].id = i + 1;
-                m.tables[i].dropped = t->dropped || !t->ready;
-                snprintf(m.tables[i].name, sizeof m.tables[i].name, "%s", t->name);
-                m.tables[i].n = t->n;
-                snprintf(m.tables[i].spec, sizeof m.tables[i].spec, "%s", t->spec);
-            }
+        for (uint32_t i = 0; i < m.nfiles; i++) {
+            pd_ck_server_file(m.files[i].name, sizeof m.files[i].name, (int32_t)i,
+                              co->o.servers);
+            m.files[i].bytes = co->ck_files[i].bytes;
+            m.files[i].crc = co->ck_files[i].crc;
         }
     }
     char err[PD_ERRMSG_MAX];

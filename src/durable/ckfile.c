@@ -49,7 +49,7 @@ int pd_ckw_open(pd_ckw *w, const char *dir, const char *name, uint32_t kind, pd_
     w->crc = (uint32_t)crc32(0L, Z_NULL, 0);
     w->buf = pd_malloc(WBUF);
     if (!w->buf) return pd_seterr(e, PARAMD_ENOMEM, "out of memory for a checkpoint writer");
-    w->fd = open(w->tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+    w->fd = open(w->tmp, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
     if (w->fd < 0) {
         int rc = pd_seterr(e, PARAMD_EIO, "cannot create %s: %s", w->tmp, strerror(errno));
         pd_free(w->buf);
