@@ -42,10 +42,13 @@ static void usage(FILE *f) {
 
 int main(int argc, char **argv) {
     const char *lvl = getenv("PARAMD_LOG");
-    if (lvl) {
-        if (!strcmp(lvl, "debug")) pd_log_set_level(PD_LOG_DEBUG);
-        else if (!strcmp(lvl, "warn")) pd_log_set_level(PD_LOG_WARN);
-        else if (!strcmp(lvl, "error")) pd_log_set_level(PD_LOG_ERROR);
+    if (lvl && *lvl) {
+        int level = pd_log_parse_level(lvl);
+        if (level >= 0)
+            pd_log_set_level(level);
+        else
+            pd_log(PD_LOG_WARN, "PARAMD_LOG='%s' is not a log level: use error, "
+                   "warning, info or debug (going on with info)", lvl);
     }
     if (argc < 2) {
         usage(stderr);

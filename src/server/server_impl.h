@@ -11,6 +11,8 @@
  *   batch.c       BATCH frames: many small requests in one
  *   membership.c  the coordinator watcher: workers gone and joined, and the
  *                 incarnation of each rank
+ *   metrics.c     what the server counts for its metrics endpoint and its
+ *                 STATS text: requests by kind, and the Prometheus text
  *
  * Threads and what they own:
  *   main (pd_server_run)  the TCP accept loop; starts connection threads
@@ -20,6 +22,8 @@
  *   connection threads    one per accepted connection; each owns its
  *                         srv_conn (buffers, mapped regions) and the
  *                         connection's reads and writes
+ *   metrics endpoint      (--metrics) metrics/http.h: renders the
+ *                         Prometheus text from the counters and tables
  * Lock order: pd_server.mu before a table's lock (never the other way).
  * pd_server.mu guards what the comment at its fields says.
  *
@@ -36,6 +40,8 @@
 
 #include "common/pool.h"
 #include "frame/frame.h"
+#include "metrics/http.h"
+#include "metrics/prom.h"
 #include "server/server.h"
 #include "server/table.h"
 
@@ -80,6 +86,15 @@ typedef struct srv_conn {
     uint8_t ctrl[PD_MAX_CTRL_PAYLOAD + 1];
 } srv_conn;
 
+/* Requests of one kind (PD_MSG_*, index = type): counted by srv_dispatch
+ * with relaxed atomics, read by the metrics endpoint without a lock. */
+#define SRV_KINDS 64
+typedef struct srv_kind_stats {
+    uint64_t count, bytes, errors; /* requests, payload bytes received,
+                                    * error replies */
+    pd_hist latency;               /* seconds from header read to reply */
+} srv_kind_stats;
+
 struct pd_server {
     pd_server_opts o;
     char bound[PD_MAX_ADDR + 1];
@@ -112,6 +127,12 @@ struct pd_server {
     uint64_t regions;     /* atomic: shared buffers mapped now */
     uint64_t region_bytes; /* atomic: their bytes */
     uint64_t region_pushes, region_pulls; /* atomic: requests served so */
+    int32_t *wconns;      /* W, atomic: open connections of each rank
+                           * (gate.h's alive: read under a table's lock) */
+    srv_kind_stats kinds[SRV_KINDS];
+    uint64_t conns_total; /* atomic: connections accepted */
+    double started;       /* pd_now() at start */
+    pd_http *http;        /* the metrics endpoint, or NULL */
 };
 
 /* ==== session.c ========================================================= */
@@ -160,6 +181,17 @@ void srv_regions_drop_all(srv_conn *sc);
 /* ==== batch.c =========================================================== */
 
 int srv_on_batch(srv_conn *sc, const pd_hdr *h);
+
+/* ==== metrics.c ========================================================= */
+
+void srv_metrics_init(pd_server *s);
+/* A request of type `type` with `bytes` of payload took `secs`. */
+void srv_count_request(pd_server *s, uint16_t type, uint64_t bytes, double secs);
+void srv_count_error(pd_server *s, uint16_t type);
+/* gate.h's alive callback: 1 if rank w has a connection here. */
+int srv_rank_alive(void *server, int32_t w);
+/* The metrics endpoint's render function (metrics/http.h). */
+void srv_metrics_render(void *server, pd_buf *b);
 
 /* ==== membership.c ====================================================== */
 

@@ -132,7 +132,10 @@ int pd_hdr_decode(const uint8_t in[PD_HDR_SIZE], pd_hdr *h,
  * A definition without the extension is a dense table (so dense frames are
  * byte for byte what they were).  After that an optional u32 flags
  * (PD_DEF_*) may follow; a dense table with flags sends u32 kind (0) and
- * then the flags.  Absent flags are 0.  In a sparse table n is the row's dim and
+ * then the flags.  Absent flags are 0.  After the flags an optional str
+ * name may follow (the table's name in the registry, for the server's
+ * messages and metrics; a definition with a name sends kind and flags,
+ * 0 if none).  In a sparse table n is the row's dim and
  * lo = 0, hi = n: rows are spread by key (pd_sparse_server), not by range. */
 /* Table definition flags. */
 #define PD_DEF_FIXED 1u /* elastic=no: workers that join later are refused */
