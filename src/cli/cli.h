@@ -13,6 +13,7 @@ int cmd_local(int argc, char **argv);
 int cmd_train(int argc, char **argv);
 int cmd_plot(int argc, char **argv);
 int cmd_stats(int argc, char **argv);
+int cmd_status(int argc, char **argv);
 int cmd_bench(int argc, char **argv);
 
 #endif

@@ -46,6 +46,9 @@ static void coord_usage(FILE *f) {
             "                      stop waiting for it [10000; 0: never]\n"
             "  --ready-fd N        write the bound HOST:PORT and a newline to file\n"
             "                      descriptor N once listening, then close it\n"
+            "  --metrics HOST:PORT serve Prometheus metrics at http://HOST:PORT/metrics\n"
+            "                      (PORT alone: on 127.0.0.1; 0: any free port)\n"
+            "                      (docs/operations.md)\n"
             "\n"
             "The bound address is also printed on standard output.\n");
 }
@@ -71,6 +74,7 @@ int cmd_coordinator(int argc, char **argv) {
         {"persist", no_argument, 0, 'p'},
         {"heartbeat-timeout-ms", required_argument, 0, 'b'},
         {"ready-fd", required_argument, 0, 'r'},
+        {"metrics", required_argument, 0, 'M'},
         {"help", no_argument, 0, 'h'},
         {0, 0, 0, 0}};
     pd_coord_opts o = {0};
@@ -84,6 +88,7 @@ int cmd_coordinator(int argc, char **argv) {
         case 'w': if (parse_count("--workers", optarg, 65536, &o.workers)) return 2; break;
         case 'm': if (parse_count("--max-workers", optarg, 65536, &o.max_workers)) return 2; break;
         case 'p': o.persist = 1; break;
+        case 'M': o.metrics = optarg; break;
         case 'b': {
             int64_t ms;
             if (pd_parse_i64(optarg, &ms) || ms < 0 || ms > 86400000) {
@@ -122,6 +127,8 @@ int cmd_coordinator(int argc, char **argv) {
     cli_stop_on_signal(stop_coord, co);
     printf("coordinator listening on %s (%d servers, %d workers)\n",
            pd_coord_address(co), o.servers, o.workers);
+    if (pd_coord_metrics_address(co))
+        printf("metrics at http://%s/metrics\n", pd_coord_metrics_address(co));
     fflush(stdout);
     if (ready_fd >= 0) {
         char line[PD_ERRMSG_MAX];
@@ -162,6 +169,9 @@ static void server_usage(FILE *f) {
             "                           (docs/threading.md); 1: the connection's\n"
             "                           own thread only [$PARAMD_APPLY_THREADS, or\n"
             "                           this machine's cores]\n"
+            "  --metrics HOST:PORT      serve Prometheus metrics at\n"
+            "                           http://HOST:PORT/metrics (PORT alone: on\n"
+            "                           127.0.0.1; 0: any free port; docs/operations.md)\n"
             "  --fault SPEC             TESTING AID: wrap every accepted connection\n"
             "                           in the fault-injecting transport, e.g.\n"
             "                           short=7 or recv_fail=20 (docs/testing.md)\n");
@@ -178,6 +188,7 @@ int cmd_server(int argc, char **argv) {
         {"transport", required_argument, 0, 't'},
         {"fault", required_argument, 0, 'f'},
         {"apply-threads", required_argument, 0, 'A'},
+        {"metrics", required_argument, 0, 'M'},
         {"help", no_argument, 0, 'h'},
         {0, 0, 0, 0}};
     pd_server_opts o = {0};
@@ -220,6 +231,7 @@ int cmd_server(int argc, char **argv) {
         case 'A':
             if (parse_count("--apply-threads", optarg, 64, &o.apply_threads)) return 2;
             break;
+        case 'M': o.metrics = optarg; break;
         case 'h': server_usage(stdout); return 0;
         default: server_usage(stderr); return 2;
         }
@@ -244,6 +256,8 @@ int cmd_server(int argc, char **argv) {
     pd_log_set_name(name);
     cli_stop_on_signal(stop_server, s);
     pd_log(PD_LOG_DEBUG, "listening on %s", pd_server_address(s));
+    if (pd_server_metrics_address(s))
+        pd_log(PD_LOG_INFO, "metrics at http://%s/metrics", pd_server_metrics_address(s));
     int rc = pd_server_run(s);
     cli_stop_disarm(); /* before the free: no stop_server on a freed s */
     pd_server_free(s);

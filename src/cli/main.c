@@ -6,6 +6,7 @@
  *   paramd local --servers S --workers W -- PROGRAM [ARGS]
  *   paramd train ...        (trains a model; see paramd train --help)
  *   paramd plot RUN_DIR...  (plots runs)
+ *   paramd status --coordinator HOST:PORT  (a live view of a cluster)
  *
  * main only picks the subcommand (cli.h); the helpers the subcommands
  * share are in util.c, so no subcommand calls back into this file.
@@ -32,6 +33,8 @@ static void usage(FILE *f) {
             "  coordinator  run the coordinator of a cluster\n"
             "  server       run one parameter server of a cluster\n"
             "  stats        counters of every table on every server of a cluster\n"
+            "  status       a live view of a running cluster: workers, servers, tables,\n"
+            "               and whom any wait is waiting for\n"
             "  version      print the version\n"
             "\n"
             "Run 'paramd COMMAND --help' for the options of a command.\n",
@@ -62,6 +65,7 @@ int main(int argc, char **argv) {
     if (!strcmp(cmd, "train")) return cmd_train(argc, argv);
     if (!strcmp(cmd, "plot")) return cmd_plot(argc, argv);
     if (!strcmp(cmd, "stats")) return cmd_stats(argc, argv);
+    if (!strcmp(cmd, "status")) return cmd_status(argc, argv);
     if (!strcmp(cmd, "bench")) return cmd_bench(argc, argv);
     if (!strcmp(cmd, "version") || !strcmp(cmd, "--version")) {
         printf("paramd %s\n", paramd_version_string());

@@ -90,7 +90,7 @@ void pd_prom_hist(pd_buf *b, const char *name, const char *labels, const pd_hist
         cum += __atomic_load_n(&h->n[i], __ATOMIC_RELAXED);
         char le[64];
         if (i == h->nb) snprintf(le, sizeof le, "+Inf");
-        else fmt_value(le, sizeof le, h->le[i]);
+        else snprintf(le, sizeof le, "%.10g", h->le[i]); /* "5e-05", not 17 digits */
         put_fmt(b, "%s_bucket{%s%sle=\"%s\"} %llu\n", name, labels ? labels : "", sep, le,
                 (unsigned long long)cum);
     }

@@ -358,8 +358,24 @@ int srv_on_stats(srv_conn *sc, const pd_hdr *h) {
         (unsigned long long)__atomic_load_n(&s->batched, __ATOMIC_RELAXED));
     /* For paramd status (wire/status.h: lines of words). */
     const char *maddr = pd_server_metrics_address(s);
-    PUT("info %d address %s metrics %s uptime_ms %lld\n", s->index, s->bound,
-        maddr ? maddr : "-", (long long)((pd_now() - s->started) * 1000));
+    uint64_t nreq = 0;
+    double req_s = 0;
+    for (int k = 1; k < SRV_KINDS; k++) {
+        double ks;
+        nreq += __atomic_load_n(&s->kinds[k].count, __ATOMIC_RELAXED);
+        __atomic_load(&s->kinds[k].latency.sum, &ks, __ATOMIC_RELAXED);
+        req_s += ks;
+    }
+    const srv_kind_stats *kp = &s->kinds[PD_MSG_PUSH], *kl = &s->kinds[PD_MSG_PULL];
+    double push_s, pull_s;
+    __atomic_load(&kp->latency.sum, &push_s, __ATOMIC_RELAXED);
+    __atomic_load(&kl->latency.sum, &pull_s, __ATOMIC_RELAXED);
+    PUT("info %d address %s metrics %s uptime_ms %lld requests %llu request_us %.0f "
+        "push %llu push_us %.0f pull %llu pull_us %.0f\n",
+        s->index, s->bound, maddr ? maddr : "-", (long long)((pd_now() - s->started) * 1000),
+        (unsigned long long)nreq, req_s * 1e6,
+        (unsigned long long)__atomic_load_n(&kp->count, __ATOMIC_RELAXED), push_s * 1e6,
+        (unsigned long long)__atomic_load_n(&kl->count, __ATOMIC_RELAXED), pull_s * 1e6);
     for (uint32_t id = 1; id < PD_MAX_TABLES && off < cap - 4096; id++) {
         if (h->table && id != h->table) continue; /* STATS of one table */
         pd_table *t = srv_table(s, id);
@@ -371,7 +387,7 @@ int srv_on_stats(srv_conn *sc, const pd_hdr *h) {
         pd_gate_stats(&t->gate, text, cap, &off);
         char name[3 * (PD_TABLE_NAME_MAX + 1)];
         pd_kv_escape(t->def.name, name, sizeof name);
-        PUT("name %u %s consistency %s\n", id, name,
+        PUT("name %u name %s consistency %s\n", id, name,
             t->def.consistency == PD_CONS_ASYNC  ? "async"
             : t->def.consistency == PD_CONS_SYNC ? "sync"
                                                  : "ssp");

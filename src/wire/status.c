@@ -134,6 +134,10 @@ int pd_wait_format(const pd_wait *w, char *out, size_t len) {
                         "last heard %s ago)%s", (long long)w->clock, w->worker,
                         (long long)w->last_clock, ago[0] ? ago : "?", more);
     case PD_WAIT_JOIN:
+        if (w->server < 0)
+            return snprintf(out, len, "join of worker %lld: waiting for %d server%s to "
+                            "answer", (long long)w->clock, w->others + 1,
+                            w->others ? "s" : "");
         return snprintf(out, len, "join of worker %lld: waiting for server %d to answer%s",
                         (long long)w->clock, w->server, more);
     case PD_WAIT_TABLE:

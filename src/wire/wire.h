@@ -82,7 +82,8 @@
     X(REGION_MAP, 29)  /* worker -> server: map a shared buffer (shm only) */\
     X(REGION_UNMAP, 30) /* worker -> server: forget a shared buffer */      \
     X(PUSH_REGION, 31) /* worker -> server: PUSH from a shared buffer */     \
-    X(PULL_REGION, 32) /* worker -> server: PULL into a shared buffer */
+    X(PULL_REGION, 32) /* worker -> server: PULL into a shared buffer */    \
+    X(STATUS, 33)      /* tool -> coord: the cluster's state as lines */
 
 enum pd_msg_type {
 #define PD_X_(name, val) PD_MSG_##name = (val),
