@@ -547,6 +547,8 @@ PARAMD_API const char *paramd_server_address(const paramd_client *c,
  *   table ID kind sparse dim N rows N bytes N ...       (a sparse table)
  *   apply threads N updates in parallel N inline because busy N
  *   shared buffers mapped N bytes N pushes N pulls N
+ * and, for paramd status, lines of words (`info`, `name`, `conn`, `wait`:
+ * docs/operations.md) that other readers skip
  * (paramd_table_stat, docs/sparse.md and docs/protocol.md name the
  * counters; a line may gain counters at its end).  The text is written to
  * buf, NUL-terminated; len is buf's size in bytes, and PARAMD_STATS_MAX +
