@@ -547,6 +547,8 @@ PARAMD_API const char *paramd_server_address(const paramd_client *c,
  *   table ID kind sparse dim N rows N bytes N ...       (a sparse table)
  *   apply threads N updates in parallel N inline because busy N
  *   shared buffers mapped N bytes N pushes N pulls N
+ * and, for paramd status, lines of words (`info`, `name`, `conn`, `wait`:
+ * docs/operations.md) that other readers skip
  * (paramd_table_stat, docs/sparse.md and docs/protocol.md name the
  * counters; a line may gain counters at its end).  The text is written to
  * buf, NUL-terminated; len is buf's size in bytes, and PARAMD_STATS_MAX +
@@ -574,6 +576,24 @@ PARAMD_API int paramd_server_stats(paramd_client *c, int32_t server,
  */
 PARAMD_API int paramd_checkpoint(paramd_client *c, int64_t *clock, char *dir,
                                  uint64_t dirlen);
+
+/*
+ * The coordinator's view of the cluster, as text: what `paramd status`
+ * reads (with every server's paramd_server_stats).  Lines of words
+ * ("KIND ID key value ..."; values with spaces are %XX-escaped), each
+ * ending in a newline:
+ *   cluster 0 servers S workers W slots M epoch E ...   (one line)
+ *   server K address A connected 0|1                    (one per server)
+ *   worker R state live clock C seen_ms_ago T host H ... (one per slot)
+ *   table ID name NAME n N ready 0|1 spec SPEC          (one per table)
+ *   wait barrier clock G worker R ...                   (a barrier held)
+ * docs/operations.md names every field; lines may gain fields at their
+ * end, and new kinds of lines may come.  buf and len as
+ * paramd_server_stats (PARAMD_STATS_MAX + 1 bytes always suffice).  Any
+ * client may call it.  Thread-safe: yes, because the coordinator's
+ * requests of a client go one at a time, under its lock.
+ */
+PARAMD_API int paramd_cluster_status(paramd_client *c, char *buf, uint64_t len);
 
 /* ==== Clocks and barriers ============================================= */
 

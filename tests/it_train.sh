@@ -28,7 +28,7 @@ done
 pass "cnn sync W=2 S=2 equals SGD with batch 8"
 
 # the metrics, run.json and plot of a run
-expect_line "$TMP/run.2.3/metrics.csv" "^time_s,step,epoch,samples,train_loss,test_loss,test_acc$"
+expect_line "$TMP/run.2.3/metrics.csv" "^time_s,worker_step,epoch,samples,train_loss,test_loss,test_acc,test_images,final$"
 expect_line "$TMP/run.2.3/run.json" '"workers": 2'
 expect_line "$TMP/run.2.3/plot.svg" "Test accuracy vs time"
 pass "run directory holds metrics.csv, run.json, plot.svg"

@@ -25,8 +25,8 @@ for cons in sync async; do
     || fail "mf $cons: test RMSE $rmse is not far below the mean's $mean"
   pass "mf $cons: test RMSE $rmse (noise floor $SIGMA, predicting the mean $mean)"
 done
-expect_line "$TMP/mf.sync/metrics.csv" "^time_s,step,epoch,samples,train_loss,test_loss,test_acc$"
-expect_line "$TMP/mf.sync/metrics.csv" ",nan$"
+expect_line "$TMP/mf.sync/metrics.csv" "^time_s,worker_step,epoch,samples,train_loss,test_loss,test_acc,test_images,final$"
+expect_line "$TMP/mf.sync/metrics.csv" ",nan,[0-9]+,[01]$"
 expect_line "$TMP/mf.sync/run.json" '"model": "mf"'
 
 # mf on a CSV file: a header, ids that are not numbers, extra fields
@@ -68,7 +68,7 @@ for q in sun1 sun2 moon1 moon2; do
   [ "$n" = 5 ] && [ "$same" = 5 ] || fail "neighbours of $q are not all in its group: $line"
 done
 pass "word2vec: the 5 nearest neighbours of each word are in its own group"
-expect_line "$TMP/w2v/metrics.csv" "^time_s,step,epoch,samples,train_loss,test_loss,test_acc$"
+expect_line "$TMP/w2v/metrics.csv" "^time_s,worker_step,epoch,samples,train_loss,test_loss,test_acc,test_images,final$"
 "$PARAMD" plot "$TMP/w2v" "$TMP/mf.sync" --out "$TMP/cmp.svg" >"$TMP/plot.log" 2>&1 \
   || { cat "$TMP/plot.log"; fail "paramd plot of the sparse runs"; }
 pass "metrics.csv and paramd plot"

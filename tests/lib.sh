@@ -43,3 +43,13 @@ start_servers() {
 expect_line() {
   grep -Eq -- "$2" "$1" || { echo "--- $1:" >&2; cat "$1" >&2; fail "no line matching '$2' in $1"; }
 }
+
+# wait_line FILE REGEX [SECONDS]: block until FILE has a line matching
+# REGEX (tail -f: woken by the write, no polling), or fail after SECONDS
+# [60] showing the file.
+wait_line() {
+  local f=$1 re=$2 t=${3:-60}
+  touch "$f"
+  timeout "$t" tail -n +1 -f "$f" 2>/dev/null | grep -Eq -m1 -- "$re" ||
+    { echo "--- $f:" >&2; cat "$f" >&2; fail "no line matching '$re' in $f within $t s"; }
+}

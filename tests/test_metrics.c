@@ -117,6 +117,8 @@ static void test_round_trip(void) {
         in[i].train_loss = 2.302585093 * exp(-0.1 * i);
         in[i].test_loss = i == 0 ? NAN : 1.0 / (i + 1);
         in[i].test_acc = (float)(0.1 + 0.8 * i / (N - 1)); /* float-valued */
+        in[i].test_images = i == N - 1 ? 10000 : 2000;
+        in[i].final = i == N - 1;
         CHECK_OK(pd_metrics_append(m, &in[i]));
     }
     CHECK_STR_EQ(pd_metrics_last_error(m), "");
@@ -143,6 +145,8 @@ static void test_round_trip(void) {
         CHECK_INT_EQ(out[i].step, in[i].step);
         CHECK_NEAR(out[i].epoch, in[i].epoch, 5e-9);
         CHECK_INT_EQ(out[i].samples, in[i].samples);
+        CHECK_INT_EQ(out[i].test_images, in[i].test_images);
+        CHECK_INT_EQ(out[i].final, in[i].final);
         CHECK_NEAR(out[i].train_loss, in[i].train_loss, 5e-9);
         if (i == 0) CHECK(isnan(out[i].test_loss));
         else CHECK_NEAR(out[i].test_loss, in[i].test_loss, 5e-9);
@@ -176,7 +180,7 @@ static void test_tolerant(void) {
     /* CRLF, spaces around fields, a blank line, empty and "nan" doubles,
      * no newline at the end. */
     write_file(dir, "metrics.csv",
-               PD_METRICS_HEADER "\r\n"
+               PD_METRICS_HEADER_V1 "\r\n"
                "1.5, 10 ,0.5,640,2.25,,0.125\r\n"
                "\r\n"
                "3,20,1,1280,nan,1.75,0.5");
@@ -194,12 +198,20 @@ static void test_tolerant(void) {
     CHECK(isnan(rows[1].train_loss));
     CHECK_NEAR(rows[1].test_loss, 1.75, 0);
     CHECK_NEAR(rows[1].test_acc, 0.5, 0);
+    /* an earlier version's file: its last row is the final evaluation */
+    CHECK_INT_EQ(rows[0].final, 0);
+    CHECK_INT_EQ(rows[1].final, 1);
+    CHECK_INT_EQ(rows[1].test_images, 0);
     free(rows);
+    /* the current header: final is 0 or 1, nothing else */
+    write_file(dir, "metrics.csv", PD_METRICS_HEADER "\n1,2,3,4,5,6,0.5,2000,2\n");
+    CHECK(pd_metrics_read(dir, &rows, &n, label, sizeof label, err, sizeof err) == -1);
+    CHECK(strstr(err, "final") != NULL);
 
     /* A byte-order mark before the header. */
     const char *bom = at("bom");
     write_file(bom, "metrics.csv",
-               "\xEF\xBB\xBF" PD_METRICS_HEADER "\n1,2,3,4,5,6,0.7\n");
+               "\xEF\xBB\xBF" PD_METRICS_HEADER_V1 "\n1,2,3,4,5,6,0.7\n");
     CHECK_OK(pd_metrics_read(bom, &rows, &n, label, sizeof label, err,
                              sizeof err));
     CHECK_INT_EQ(n, 1);
@@ -220,32 +232,32 @@ static void test_malformed(void) {
 
     d = at("few_fields");
     write_file(d, "metrics.csv",
-               PD_METRICS_HEADER "\n1,2,3,4,5,6,7\n1,2,3,4,5\n");
+               PD_METRICS_HEADER_V1 "\n1,2,3,4,5,6,7\n1,2,3,4,5\n");
     snprintf(expect, sizeof expect, "%s/metrics.csv:3: expected 7", d);
     CHECK_CONTAINS(read_fails(d), expect);
     CHECK_CONTAINS(read_fails(d), "found 5");
 
     d = at("many_fields");
-    write_file(d, "metrics.csv", PD_METRICS_HEADER "\n1,2,3,4,5,6,7,8");
+    write_file(d, "metrics.csv", PD_METRICS_HEADER_V1 "\n1,2,3,4,5,6,7,8");
     snprintf(expect, sizeof expect, "%s/metrics.csv:2: expected 7", d);
     CHECK_CONTAINS(read_fails(d), expect);
 
     d = at("bad_number");
     write_file(d, "metrics.csv",
-               PD_METRICS_HEADER "\n1,2,3,4,5,6,0.5x\n");
+               PD_METRICS_HEADER_V1 "\n1,2,3,4,5,6,0.5x\n");
     snprintf(expect, sizeof expect,
              "%s/metrics.csv:2: field 7 (test_acc) is not a number: '0.5x'", d);
     CHECK_CONTAINS(read_fails(d), expect);
 
     d = at("bad_int");
     write_file(d, "metrics.csv",
-               PD_METRICS_HEADER "\n1,2,3,4,5,6,7\n\n1,2.5,3,4,5,6,7\n");
+               PD_METRICS_HEADER_V1 "\n1,2,3,4,5,6,7\n\n1,2.5,3,4,5,6,7\n");
     snprintf(expect, sizeof expect,
              "%s/metrics.csv:4: field 2 (step) is not an integer: '2.5'", d);
     CHECK_CONTAINS(read_fails(d), expect);
 
     d = at("empty_int");
-    write_file(d, "metrics.csv", PD_METRICS_HEADER "\n1,2,3,,5,6,7\n");
+    write_file(d, "metrics.csv", PD_METRICS_HEADER_V1 "\n1,2,3,,5,6,7\n");
     CHECK_CONTAINS(read_fails(d), "field 4 (samples) is not an integer");
 
     d = at("empty_file");
@@ -298,7 +310,7 @@ static void test_run_json(void) {
     /* Read together with metrics.csv. */
     pd_metrics *m;
     CHECK_OK(pd_metrics_open(&m, dir, err, sizeof err));
-    pd_metric_row r = {1, 2, 3, 4, 5, 6, 0.75};
+    pd_metric_row r = {1, 2, 3, 4, 5, 6, 0.75, 10000, 1};
     CHECK_OK(pd_metrics_append(m, &r));
     pd_metrics_close(m);
     pd_metric_row *rows;

@@ -121,7 +121,7 @@ static void check_valid_svg(const char *svg) {
     CHECK_INT_EQ(count(svg, "Test loss vs time"), 1);
     CHECK_INT_EQ(count(svg, "Test loss vs step"), 1);
     CHECK_INT_EQ(count(svg, "wall time (s)"), 2);
-    CHECK_INT_EQ(count(svg, ">step</text>"), 2);
+    CHECK_INT_EQ(count(svg, ">step (of one worker)</text>"), 2);
 }
 
 /* The points of the k-th polyline (0-based), counted. */
@@ -189,6 +189,25 @@ static void test_single_point(void) {
     CHECK(strstr(svg, "no data") == NULL);
     free(svg);
     free(r);
+}
+
+/* The final evaluation (whole test set) is drawn apart: a ring per panel,
+ * not a point of the line, and the legend says so. */
+static void test_final(void) {
+    enum { N = 6 };
+    pd_metric_row *r = make_run(N, 1.0);
+    r[N - 1].final = 1;
+    pd_plot_series s = {"run", r, N};
+    char err[256];
+    CHECK_OK(pd_plot_svg(at("final.svg"), "final", &s, 1, err, sizeof err));
+    char *svg = slurp(at("final.svg"));
+    check_valid_svg(svg);
+    CHECK_INT_EQ(count(svg, "class=\"final\""), 4);
+    for (int k = 0; k < 4; k++) CHECK_INT_EQ(polyline_points(svg, k), N - 1);
+    CHECK_CONTAINS(svg, "on the whole test set: the ring");
+    free(svg);
+    free(r);
+    unlink(at("final.svg"));
 }
 
 /* NaN and infinite values are skipped; a panel with nothing says so. */
@@ -473,6 +492,7 @@ int main(void) {
     CHECK(mkdtemp(root) != NULL);
     test_two_runs();
     test_single_point();
+    test_final();
     test_nan();
     test_constant();
     test_large_ticks();

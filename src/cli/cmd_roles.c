@@ -59,6 +59,9 @@ static void coord_usage(FILE *f) {
             "                      start at from a checkpoint (a --checkpoint-dir, or\n"
             "                      one ckpt-* directory in it); start the servers\n"
             "                      with the same --restore [$PARAMD_RESTORE]\n"
+            "  --metrics HOST:PORT serve Prometheus metrics at http://HOST:PORT/metrics\n"
+            "                      (PORT alone: on 127.0.0.1; 0: any free port)\n"
+            "                      (docs/operations.md)\n"
             "\n"
             "The bound address is also printed on standard output.\n");
 }
@@ -88,6 +91,7 @@ int cmd_coordinator(int argc, char **argv) {
         {"checkpoint-every", required_argument, 0, 'K'},
         {"checkpoint-every-clocks", required_argument, 0, 'K'},
         {"restore", required_argument, 0, 'K'},
+        {"metrics", required_argument, 0, 'M'},
         {"help", no_argument, 0, 'h'},
         {0, 0, 0, 0}};
     pd_coord_opts o = {0};
@@ -106,6 +110,7 @@ int cmd_coordinator(int argc, char **argv) {
         case 'w': if (parse_count("--workers", optarg, 65536, &o.workers)) return 2; break;
         case 'm': if (parse_count("--max-workers", optarg, 65536, &o.max_workers)) return 2; break;
         case 'p': o.persist = 1; break;
+        case 'M': o.metrics = optarg; break;
         case 'b': {
             int64_t ms;
             if (pd_parse_i64(optarg, &ms) || ms < 0 || ms > 86400000) {
@@ -152,6 +157,8 @@ int cmd_coordinator(int argc, char **argv) {
     cli_stop_on_signal(stop_coord, co);
     printf("coordinator listening on %s (%d servers, %d workers)\n",
            pd_coord_address(co), o.servers, o.workers);
+    if (pd_coord_metrics_address(co))
+        printf("metrics at http://%s/metrics\n", pd_coord_metrics_address(co));
     fflush(stdout);
     if (ready_fd >= 0) {
         char line[PD_ERRMSG_MAX];
@@ -197,6 +204,9 @@ static void server_usage(FILE *f) {
             "                           ckpt-* directory in it), at its clock; the\n"
             "                           cluster may have another number of servers\n"
             "                           [$PARAMD_RESTORE]\n"
+            "  --metrics HOST:PORT      serve Prometheus metrics at\n"
+            "                           http://HOST:PORT/metrics (PORT alone: on\n"
+            "                           127.0.0.1; 0: any free port; docs/operations.md)\n"
             "  --fault SPEC             TESTING AID: wrap every accepted connection\n"
             "                           in the fault-injecting transport, e.g.\n"
             "                           short=7 or recv_fail=20 (docs/testing.md)\n");
@@ -214,6 +224,7 @@ int cmd_server(int argc, char **argv) {
         {"fault", required_argument, 0, 'f'},
         {"apply-threads", required_argument, 0, 'A'},
         {"restore", required_argument, 0, 'R'},
+        {"metrics", required_argument, 0, 'M'},
         {"help", no_argument, 0, 'h'},
         {0, 0, 0, 0}};
     pd_server_opts o = {0};
@@ -261,6 +272,7 @@ int cmd_server(int argc, char **argv) {
         case 'R':
             if (cli_ckpt_option("paramd server", "restore", optarg, &ck)) return 2;
             break;
+        case 'M': o.metrics = optarg; break;
         case 'h': server_usage(stdout); return 0;
         default: server_usage(stderr); return 2;
         }
@@ -286,6 +298,8 @@ int cmd_server(int argc, char **argv) {
     pd_log_set_name(name);
     cli_stop_on_signal(stop_server, s);
     pd_log(PD_LOG_DEBUG, "listening on %s", pd_server_address(s));
+    if (pd_server_metrics_address(s))
+        pd_log(PD_LOG_INFO, "metrics at http://%s/metrics", pd_server_metrics_address(s));
     int rc = pd_server_run(s);
     cli_stop_disarm(); /* before the free: no stop_server on a freed s */
     pd_server_free(s);

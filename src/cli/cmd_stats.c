@@ -84,11 +84,12 @@ static void tot_add_line(totals *ts, const char *line) {
         }
         uint64_t x;
         if (!t->numeric[f] || pd_parse_u64(v, &x) != 0) continue;
-        if (!strcmp(k, "dim"))
-            ;
-        else if (!strcmp(k, "clock"))
+        if (!strcmp(k, "dim") || !strcmp(k, "slowest_worker"))
+            ; /* the same everywhere / a rank, not a count */
+        else if (!strcmp(k, "clock") || !strcmp(k, "slowest_clock"))
             t->val[f] = x < t->val[f] ? x : t->val[f];
-        else if (!strcmp(k, "max_ahead"))
+        else if (!strcmp(k, "max_ahead") || !strcmp(k, "staleness_max") ||
+                 !strcmp(k, "frontier"))
             t->val[f] = x > t->val[f] ? x : t->val[f];
         else
             t->val[f] += x;

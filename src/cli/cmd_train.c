@@ -363,7 +363,12 @@ int cmd_train(int argc, char **argv) {
     }
 
     if (join || coord) {
-        /* A worker. */
+        /* A worker: its log lines say so, with its rank when the launcher
+         * gave one (before any thread starts: the name is read by all). */
+        const char *rk = getenv("PARAMD_RANK");
+        char lname[48];
+        snprintf(lname, sizeof lname, rk && *rk ? "worker %.16s" : "worker", rk);
+        pd_log_set_name(lname);
         paramd_client *cl;
         char opt[600] = "";
         if (coord) snprintf(opt, sizeof opt, "coordinator=%s", coord);

@@ -6,6 +6,7 @@
  *   paramd local --servers S --workers W -- PROGRAM [ARGS]
  *   paramd train ...        (trains a model; see paramd train --help)
  *   paramd plot RUN_DIR...  (plots runs)
+ *   paramd status --coordinator HOST:PORT  (a live view of a cluster)
  *
  * main only picks the subcommand (cli.h); the helpers the subcommands
  * share are in util.c, so no subcommand calls back into this file.
@@ -33,6 +34,8 @@ static void usage(FILE *f) {
             "  server       run one parameter server of a cluster\n"
             "  stats        counters of every table on every server of a cluster\n"
             "  checkpoint   take a checkpoint of a running cluster now\n"
+            "  status       a live view of a running cluster: workers, servers, tables,\n"
+            "               and whom any wait is waiting for\n"
             "  version      print the version\n"
             "\n"
             "Run 'paramd COMMAND --help' for the options of a command.\n",
@@ -43,10 +46,13 @@ static void usage(FILE *f) {
 
 int main(int argc, char **argv) {
     const char *lvl = getenv("PARAMD_LOG");
-    if (lvl) {
-        if (!strcmp(lvl, "debug")) pd_log_set_level(PD_LOG_DEBUG);
-        else if (!strcmp(lvl, "warn")) pd_log_set_level(PD_LOG_WARN);
-        else if (!strcmp(lvl, "error")) pd_log_set_level(PD_LOG_ERROR);
+    if (lvl && *lvl) {
+        int level = pd_log_parse_level(lvl);
+        if (level >= 0)
+            pd_log_set_level(level);
+        else
+            pd_log(PD_LOG_WARN, "PARAMD_LOG='%s' is not a log level: use error, "
+                   "warning, info or debug (going on with info)", lvl);
     }
     if (argc < 2) {
         usage(stderr);
@@ -61,6 +67,7 @@ int main(int argc, char **argv) {
     if (!strcmp(cmd, "plot")) return cmd_plot(argc, argv);
     if (!strcmp(cmd, "stats")) return cmd_stats(argc, argv);
     if (!strcmp(cmd, "checkpoint")) return cmd_checkpoint(argc, argv);
+    if (!strcmp(cmd, "status")) return cmd_status(argc, argv);
     if (!strcmp(cmd, "bench")) return cmd_bench(argc, argv);
     if (!strcmp(cmd, "version") || !strcmp(cmd, "--version")) {
         printf("paramd %s\n", paramd_version_string());

@@ -144,6 +144,14 @@ typedef struct region {
     uint8_t *on;    /* S: mapped in server k */
 } region;
 
+/* A blocking call's wait, registered while it lasts (waits.c). */
+typedef struct cl_wait {
+    struct cl_wait *next, *prev;
+    int64_t since, mark; /* pd_now_ms at its start; the interval logged */
+    int32_t server;      /* the server it waits on, -1: the coordinator */
+    char what[160];      /* "a pull of table 's' at clock 7 from server 0" */
+} cl_wait;
+
 struct paramd_request {
     pthread_mutex_t mu; /* guards outstanding, err, msg */
     pthread_cond_t cv;
@@ -209,6 +217,8 @@ struct paramd_client {
     uint64_t next_region;
     /* Who read the replies (atomic counters; client_internal.h). */
     uint64_t n_by_caller, n_by_rx, n_rx_wakes, n_handoffs;
+    pthread_mutex_t wait_mu; /* guards waits (a leaf: waits.c) */
+    cl_wait *waits;
     pthread_mutex_t err_mu; /* guards errmsg */
     char errmsg[PD_ERRMSG_MAX];
 };
@@ -275,6 +285,11 @@ void link_send(pd_link *l, paramd_request *r, uint16_t type, int can_batch,
 int table_check_push(paramd_table *t);
 int table_open(paramd_client *c, const char *name, uint64_t n, uint32_t kind,
                const char *spec, const float *init, paramd_table **out);
+
+/* waits.c */
+void cl_wait_begin(paramd_client *c, cl_wait *w);
+void cl_wait_end(paramd_client *c, cl_wait *w);
+void cl_wait_check(paramd_client *c);
 
 /* region.c */
 int region_lookup(paramd_client *c, const void *p, uint64_t n, region *g);

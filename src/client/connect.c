@@ -102,6 +102,10 @@ int coord_rpc(paramd_client *c, uint16_t type, uint32_t table,
     pd_err e = {0};
     pd_hdr h = {0}, rh;
     if (b && b->oom) return cl_err(c, PARAMD_ENOMEM, "out of memory");
+    cl_wait cw; /* a barrier that lasts is logged (waits.c) */
+    cw.server = -1;
+    snprintf(cw.what, sizeof cw.what, "a %s at the coordinator", pd_msg_name(type));
+    cl_wait_begin(c, &cw);
     pthread_mutex_lock(&c->coord_mu);
     h.type = type;
     h.id = ++c->coord_id;
@@ -109,6 +113,7 @@ int coord_rpc(paramd_client *c, uint16_t type, uint32_t table,
     h.clock = paramd_get_clock(c);
     int rc = pd_rpc(c->coord, &h, b ? b->p : NULL, b ? b->len : 0, &rh, reply, &e);
     pthread_mutex_unlock(&c->coord_mu);
+    cl_wait_end(c, &cw);
     if (rc) return cl_err(c, rc, "coordinator %s: %s", c->coord_addr, e.msg);
     if (replylen) *replylen = (size_t)rh.len;
     return 0;
@@ -315,6 +320,7 @@ int paramd_connect(paramd_client **out, const char *options) {
     pthread_mutex_init(&c->reg_mu, NULL);
     pthread_mutex_init(&c->map_mu, NULL);
     pthread_mutex_init(&c->err_mu, NULL);
+    pthread_mutex_init(&c->wait_mu, NULL);
     pthread_mutex_init(&c->hb_mu, NULL);
     pthread_cond_init(&c->hb_cv, NULL);
     if ((rc = parse_options(c, options))) goto fail_early;
@@ -481,6 +487,7 @@ int paramd_close(paramd_client *c) {
     pthread_mutex_destroy(&c->map_mu);
     pthread_mutex_destroy(&c->coord_mu);
     pthread_mutex_destroy(&c->err_mu);
+    pthread_mutex_destroy(&c->wait_mu);
     pthread_mutex_destroy(&c->hb_mu);
     pthread_cond_destroy(&c->hb_cv);
     pd_free(c);
@@ -551,15 +558,24 @@ static void *heartbeat_main(void *arg) {
         h.id = ++id;
         h.clock = paramd_get_clock(c);
         ok = pd_rpc(conn, &h, p, 4, &rh, buf, &e) == 0;
+        /* Until the next heartbeat, wake every second to log the waits
+         * that last (waits.c). */
+        int64_t due = pd_now_ms() + c->heartbeat_ms / 4 + 1;
         pthread_mutex_lock(&c->hb_mu);
-        struct timespec ts;
-        clock_gettime(CLOCK_REALTIME, &ts);
-        int64_t ns = ts.tv_nsec + (int64_t)(c->heartbeat_ms / 4 + 1) * 1000000;
-        ts.tv_sec += ns / 1000000000;
-        ts.tv_nsec = ns % 1000000000;
-        while (!c->hb_stop &&
-               pthread_cond_timedwait(&c->hb_cv, &c->hb_mu, &ts) == 0)
-            ;
+        while (!c->hb_stop && pd_now_ms() < due) {
+            int64_t step = due - pd_now_ms();
+            if (step > 1000) step = 1000;
+            struct timespec ts;
+            clock_gettime(CLOCK_REALTIME, &ts);
+            int64_t ns = ts.tv_nsec + step * 1000000;
+            ts.tv_sec += ns / 1000000000;
+            ts.tv_nsec = ns % 1000000000;
+            pthread_cond_timedwait(&c->hb_cv, &c->hb_mu, &ts);
+            if (c->hb_stop) break;
+            pthread_mutex_unlock(&c->hb_mu);
+            cl_wait_check(c);
+            pthread_mutex_lock(&c->hb_mu);
+        }
     }
     int stopping = c->hb_stop;
     pthread_mutex_unlock(&c->hb_mu);

@@ -196,6 +196,7 @@ int table_open(paramd_client *c, const char *name, uint64_t n,
         goto fail;
     }
     t->def.n = n;
+    snprintf(t->def.name, sizeof t->def.name, "%s", name); /* for servers' messages */
     if (kind == PD_TABLE_SPARSE) {
         t->def.lo = 0, t->def.hi = n;
         if (!t->def.seed_given) t->def.seed = name_seed(name);

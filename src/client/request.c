@@ -96,6 +96,23 @@ void req_sleep(paramd_request *r, const int *granted) {
  * on one link with link_wait, one spanning several with req_wait_links. */
 int req_finish(paramd_request *r) {
     client_flush(r->c, r);
+    /* A wait that lasts is logged by the heartbeat thread (waits.c); one
+     * already complete needs no registration. */
+    cl_wait cw;
+    int watched = req_pending(r);
+    if (watched) {
+        cw.server = !r->multi && r->link ? r->link->index : -1;
+        char to[32];
+        if (cw.server >= 0) snprintf(to, sizeof to, "server %d", cw.server);
+        else snprintf(to, sizeof to, "several servers");
+        if (r->table)
+            snprintf(cw.what, sizeof cw.what, "a request on table '%.60s' at clock %lld to %s",
+                     r->table->name, (long long)paramd_get_clock(r->c), to);
+        else
+            snprintf(cw.what, sizeof cw.what, "a request to %s", to);
+        if (cw.server < 0) cw.server = 0; /* a server's log, either way */
+        cl_wait_begin(r->c, &cw);
+    }
     if (r->multi)
         req_wait_links(r);
     else if (r->link)
@@ -105,6 +122,7 @@ int req_finish(paramd_request *r) {
     int err = r->err;
     int64_t seen = r->clock_seen;
     pthread_mutex_unlock(&r->mu);
+    if (watched) cl_wait_end(r->c, &cw);
     if (err) cl_err(r->c, err, "%s", r->msg);
     if (r->table) { /* atomic max: pulls may finish on several threads */
         int64_t cur = __atomic_load_n(&r->table->clock_seen, __ATOMIC_RELAXED);

@@ -4,6 +4,11 @@
  *
  * The error strings come from the single X-macro list in paramd.h, so a
  * code and its text can never drift apart.
+ *
+ * Log lines are "TIME NAME: LEVEL: message": TIME in RFC 3339 with
+ * milliseconds, in UTC ("2025-03-01T12:00:05.123Z": sortable, and the same
+ * on every host of a cluster whatever their time zones), NAME the role and
+ * rank ("server 1", "worker 3", "coordinator").
  */
 #include "common/common.h"
 
@@ -67,18 +72,40 @@ int pd_seterr(pd_err *e, int code, const char *fmt, ...) {
 static int log_level = PD_LOG_INFO;
 static char log_name[64] = "paramd";
 
+static const char *const log_names[] = {"error", "warning", "info", "debug"};
+
 void pd_log_set_level(int level) { log_level = level; }
 int pd_log_level(void) { return log_level; }
 void pd_log_set_name(const char *name) {
     snprintf(log_name, sizeof log_name, "%s", name);
 }
 
+int pd_log_parse_level(const char *s) {
+    /* "warn" is the spelling paramd always took; "warning" is what lines say */
+    static const char *const extra[] = {"warn", NULL};
+    if (!s) return -1;
+    for (int i = 0; i < 4; i++)
+        if (!strcmp(s, log_names[i])) return i;
+    if (!strcmp(s, extra[0])) return PD_LOG_WARN;
+    return -1;
+}
+
+int pd_log_stamp(char *out, size_t len) {
+    struct timespec ts;
+    struct tm tm;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    gmtime_r(&ts.tv_sec, &tm);
+    return snprintf(out, len, "%04d-%02d-%02dT%02d:%02d:%02d.%03ldZ", tm.tm_year + 1900,
+                    tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec,
+                    ts.tv_nsec / 1000000);
+}
+
 void pd_log(int level, const char *fmt, ...) {
-    static const char *const names[] = {"error", "warning", "info", "debug"};
     if (level > log_level) return;
     char line[1024];
-    int off = snprintf(line, sizeof line, "%s: %s: ", log_name,
-                       names[level < 0 ? 0 : level > 3 ? 3 : level]);
+    int off = pd_log_stamp(line, 40);
+    off += snprintf(line + off, sizeof line - (size_t)off, " %s: %s: ", log_name,
+                    log_names[level < 0 ? 0 : level > 3 ? 3 : level]);
     va_list ap;
     va_start(ap, fmt);
     int n = vsnprintf(line + off, sizeof line - (size_t)off - 1, fmt, ap);

@@ -38,8 +38,15 @@ enum { PD_LOG_ERROR = 0, PD_LOG_WARN, PD_LOG_INFO, PD_LOG_DEBUG };
 void pd_log_set_level(int level);
 void pd_log_set_name(const char *name); /* "server 1", "coordinator" */
 int pd_log_level(void);
-/* One line to stderr: "paramd NAME: LEVEL: message".  Thread-safe (one
- * write(2) per line). */
+/* PARAMD_LOG's values: "error", "warning" (or "warn"), "info", "debug";
+ * the level, or -1 for anything else. */
+int pd_log_parse_level(const char *s);
+/* The current time as RFC 3339 with milliseconds, UTC
+ * ("2025-03-01T12:00:05.123Z"); what snprintf returns (24 with room). */
+int pd_log_stamp(char *out, size_t len);
+/* One line to stderr: "TIME NAME: LEVEL: message" (TIME as pd_log_stamp,
+ * NAME the role and rank: "server 1").  Thread-safe (one write(2) per
+ * line). */
 void pd_log(int level, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
 

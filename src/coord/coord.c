@@ -121,6 +121,7 @@ static void *conn_main(void *arg) {
         case PD_MSG_BARRIER: rc = co_on_barrier(cc, &h); break;
         case PD_MSG_BYE: rc = co_on_bye(cc, &h); break;
         case PD_MSG_HEARTBEAT: rc = co_on_heartbeat(cc, &h); break;
+        case PD_MSG_STATUS: rc = co_on_status(cc, &h); break;
         case PD_MSG_WORKER_JOIN | PD_REPLY: rc = co_on_join_reply(cc, &h); break;
         case PD_MSG_CHECKPOINT: rc = co_on_checkpoint(cc, &h); break;
         case PD_MSG_CKPT_HOLD | PD_REPLY:
@@ -205,9 +206,11 @@ pd_coord *pd_coord_start(const pd_coord_opts *o, pd_err *e) {
     co->wgen = pd_calloc((size_t)M, sizeof *co->wgen);
     co->wstart = pd_calloc((size_t)M, sizeof *co->wstart);
     co->ck_files = pd_calloc((size_t)o->servers, sizeof *co->ck_files);
+    co->wbar = pd_calloc((size_t)M, sizeof *co->wbar);
+    co->started = pd_now();
     if (co->o.heartbeat_ms < 0) co->o.heartbeat_ms = 10000;
     if (!co->server_addr || !co->server_conn || !co->wstate || !co->wseen_ms ||
-        !co->wclock || !co->wgen || !co->wstart || !co->ck_files) {
+        !co->wclock || !co->wgen || !co->wstart || !co->ck_files || !co->wbar) {
         pd_seterr(e, PARAMD_ENOMEM, "out of memory");
         pd_coord_free(co);
         return NULL;
@@ -235,10 +238,17 @@ pd_coord *pd_coord_start(const pd_coord_opts *o, pd_err *e) {
         pd_coord_free(co);
         return NULL;
     }
+    if (co->o.metrics && !(co->http = pd_http_start(co->o.metrics, co_metrics_render, co, e))) {
+        pd_coord_free(co);
+        return NULL;
+    }
     return co;
 }
 
 const char *pd_coord_address(const pd_coord *co) { return co->bound; }
+const char *pd_coord_metrics_address(const pd_coord *co) {
+    return co->http ? pd_http_address(co->http) : NULL;
+}
 
 int pd_coord_run(pd_coord *co) {
     if (co->o.heartbeat_ms > 0 &&
@@ -307,6 +317,7 @@ void pd_coord_stop(pd_coord *co) {
 
 void pd_coord_free(pd_coord *co) {
     if (!co) return;
+    pd_http_stop(co->http); /* first: it reads the cluster's state */
     if (co->lfd >= 0) close(co->lfd);
     pd_free(co->server_addr);
     pd_free(co->server_conn);
@@ -315,6 +326,7 @@ void pd_coord_free(pd_coord *co) {
     pd_free(co->wclock);
     pd_free(co->wgen);
     pd_free(co->wstart);
+    pd_free(co->wbar);
     pd_free(co->tables);
     pd_free(co->ck_files);
     pthread_mutex_destroy(&co->mu);

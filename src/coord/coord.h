@@ -29,6 +29,8 @@ typedef struct pd_coord_opts {
                                       * passed the last one by this; 0: no */
     const char *restore;        /* start from this checkpoint's registry
                                  * and clock; NULL: a fresh cluster */
+    const char *metrics; /* serve Prometheus metrics on this HOST:PORT
+                          * (metrics/http.h); NULL: no endpoint */
 } pd_coord_opts;
 
 typedef struct pd_coord pd_coord;
@@ -37,6 +39,8 @@ typedef struct pd_coord pd_coord;
 pd_coord *pd_coord_start(const pd_coord_opts *o, pd_err *e);
 /* The bound "host:port" (port 0 resolved). */
 const char *pd_coord_address(const pd_coord *c);
+/* The metrics endpoint's bound "host:port", or NULL without one. */
+const char *pd_coord_metrics_address(const pd_coord *c);
 /* Serve until every worker has left (and servers were told to shut down),
  * or pd_coord_stop().  0 if every worker said goodbye, PARAMD_ECLOSED if
  * some worker disconnected without it.  Call once, from one thread. */

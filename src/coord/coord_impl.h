@@ -8,6 +8,9 @@
  *   tables.c   the table registry (TABLE_OPEN, TABLE_READY)
  *   checkpoint.c  the consistent cut over every server, the manifest, the
  *              periodic checkpoints, restoring the registry
+ *   status.c   what the coordinator tells operators: the STATUS reply,
+ *              the metrics endpoint's text, and the waits (barriers,
+ *              joins, tables being created) that log whom they wait for
  *
  * coord.c's opening essay describes the design; the rules of the lock are
  * there ("Threads").
@@ -20,6 +23,7 @@
 
 #include "coord/coord.h"
 #include "frame/frame.h"
+#include "metrics/http.h"
 #include "table/def.h"
 #include "wire/wire.h"
 
@@ -95,6 +99,13 @@ struct pd_coord {
     co_conn *conns;
     int nthreads;
     int stopping;
+    uint64_t *wbar;       /* M: barrier_gen + 1 once the rank arrived at the
+                           * barrier being held (status.c) */
+    int64_t bar_log_mark; /* the interval the current barrier was last
+                           * logged at (ms into its wait) */
+    int64_t bar_since;    /* pd_now_ms when its first worker arrived */
+    double started;       /* pd_now() at start */
+    pd_http *http;        /* the metrics endpoint, or NULL */
 };
 
 /* ==== coord.c =========================================================== */
@@ -135,6 +146,20 @@ void *co_ckpt_main(void *arg);
  * the clock of the checkpoint at o.restore. */
 void co_ckpt_init(pd_coord *co);
 int co_restore(pd_coord *co, pd_err *e);
+/* ==== status.c ========================================================== */
+
+int co_on_status(co_conn *cc, const pd_hdr *h);
+/* mu held: wait (releasing mu) until barrier `gen` is released or the
+ * coordinator stops, logging whom it waits for at a growing interval. */
+void co_barrier_wait(pd_coord *co, uint64_t gen);
+/* mu held: wait until every server answered the join of `rank` (or it
+ * failed, or the coordinator stops), logging which servers are silent. */
+void co_join_wait(pd_coord *co, int32_t rank);
+/* mu held: wait until table `id` is ready or dropped, or the coordinator
+ * stops, logging which worker is creating it. */
+void co_table_wait(pd_coord *co, uint32_t id);
+/* The metrics endpoint's render function (metrics/http.h). */
+void co_metrics_render(void *coord, pd_buf *b);
 
 /* ==== tables.c ========================================================== */
 

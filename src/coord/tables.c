@@ -69,9 +69,7 @@ int co_on_table_open(co_conn *cc, const pd_hdr *h) {
             pthread_mutex_unlock(&co->mu);
             return co_reply_err(cc, h, PARAMD_ESPEC, msg);
         }
-        while (!co->tables[id - 1].ready && !co->tables[id - 1].dropped &&
-               !co->stopping)
-            pthread_cond_wait(&co->cv, &co->mu);
+        co_table_wait(co, id);
         if (!co->tables[id - 1].ready) {
             pthread_mutex_unlock(&co->mu);
             snprintf(msg, sizeof msg,

@@ -136,8 +136,7 @@ static int run_join(pd_coord *co, int32_t rank, int64_t *J) {
     for (int32_t i = 0; i < co->o.servers; i++)
         if (!co->server_conn[i]) co->join_failed = 1;
     if (!co->join_failed) send_join(co, rank, PD_JOIN_PREPARE, 0);
-    while (co->join_replies < co->o.servers && !co->join_failed && !co->stopping)
-        pthread_cond_wait(&co->cv, &co->mu);
+    co_join_wait(co, rank);
     int ok = co->join_replies == co->o.servers && !co->join_failed;
     /* Any J >= every frontier is safe; the live workers' clocks raise it
      * so that a joiner of async tables (no frontier) starts near them. */
@@ -300,10 +299,10 @@ int co_on_barrier(co_conn *cc, const pd_hdr *h) {
     if (cc->rank < 0) return co_reply_err(cc, h, PARAMD_EPROTO, "BARRIER before REG_WORKER");
     pthread_mutex_lock(&co->mu);
     uint64_t gen = co->barrier_gen;
+    co->wbar[cc->rank] = gen + 1; /* for whom it waits (status.c) */
     co->barrier_arrived++;
     co_barrier_check(co);
-    while (co->barrier_gen == gen && !co->stopping)
-        pthread_cond_wait(&co->cv, &co->mu);
+    co_barrier_wait(co, gen);
     int ok = co->barrier_gen != gen;
     pthread_mutex_unlock(&co->mu);
     if (!ok)

@@ -10,6 +10,7 @@
 #include "server/gate.h"
 
 #include <errno.h>
+#include <stdio.h>
 #include <string.h>
 #include <time.h>
 
@@ -19,7 +20,16 @@ int pd_gate_init(pd_gate *g, uint32_t id, const pd_table_def *d, int32_t W,
                  const pd_gate_store *st, const char *pull_hint, pd_err *e) {
     memset(g, 0, sizeof *g);
     pthread_mutex_init(&g->mu, NULL);
-    pthread_cond_init(&g->cv, NULL);
+    /* pull waits time out to log who they wait for: a monotonic clock,
+     * so that a change of the wall clock does not move the deadline */
+    pthread_condattr_t ca;
+    pthread_condattr_init(&ca);
+    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+    pthread_cond_init(&g->cv, &ca);
+    pthread_condattr_destroy(&ca);
+    snprintf(g->name, sizeof g->name, "%s", d->name);
+    pd_hist_init_clocks(&g->stale);
+    g->log_clock = -1;
     g->id = id;
     g->clocked = d->consistency != PD_CONS_ASYNC;
     g->staleness = d->staleness;
@@ -32,8 +42,9 @@ int pd_gate_init(pd_gate *g, uint32_t id, const pd_table_def *d, int32_t W,
     g->slots = pd_calloc((size_t)g->window, sizeof *g->slots);
     g->last = pd_malloc((size_t)W * sizeof *g->last);
     g->done = pd_malloc((size_t)W * sizeof *g->done);
+    g->last_ms = pd_calloc((size_t)W, sizeof *g->last_ms);
     int mok = pd_members_init(&g->mem, W, (int)d->elastic) == 0;
-    if (!g->slots || !g->last || !g->done || !mok)
+    if (!g->slots || !g->last || !g->done || !g->last_ms || !mok)
         return pd_seterr(e, PARAMD_ENOMEM, "out of memory for table %u", id);
     for (int32_t w = 0; w < W; w++) g->last[w] = g->done[w] = -1;
     return 0;
@@ -45,6 +56,7 @@ void pd_gate_fini(pd_gate *g) {
     pd_free(g->slots);
     pd_free(g->last);
     pd_free(g->done);
+    pd_free(g->last_ms);
     pd_members_free(&g->mem);
     pthread_mutex_destroy(&g->mu);
     pthread_cond_destroy(&g->cv);
@@ -104,6 +116,13 @@ int pd_gate_admit(pd_gate *g, int32_t w, int64_t c, int *dropped, pd_err *e) {
 }
 
 void pd_gate_pushed(pd_gate *g, int32_t w, int64_t c, int complete, int dropped) {
+    if (complete && !dropped) { /* staleness: behind the newest clock taken */
+        int64_t behind = g->top - 1 - c;
+        if (behind < 0) behind = 0;
+        pd_hist_observe(&g->stale, (double)behind);
+        if (behind > g->stale_max) g->stale_max = behind;
+    }
+    g->last_ms[w] = pd_now_ms();
     if (c > g->last[w]) g->last[w] = c;
     if (complete) g->done[w] = c;
     if (!dropped && c >= g->top) g->top = c + 1;
@@ -159,6 +178,58 @@ void pd_gate_apply_ready(pd_gate *g) {
 
 /* ==== Pulls ============================================================= */
 
+int pd_gate_wait_describe(pd_gate *g, pd_wait *w, pd_wait *out, int max) {
+    int n = 0;
+    int64_t c = g->applied, now = pd_now_ms();
+    memset(w, 0, sizeof *w);
+    if (!g->clocked) return 0;
+    for (int32_t r = 0; r < g->W; r++) {
+        if (!pd_members_counts(&g->mem, r, c) || g->done[r] >= c) continue;
+        pd_wait x = {0};
+        x.kind = PD_WAIT_PULL;
+        snprintf(x.table, sizeof x.table, "%s", g->name);
+        x.table_id = g->id;
+        x.clock = c;
+        x.worker = r;
+        x.server = -1;
+        x.last_clock = g->last[r];
+        x.ago_ms = g->last[r] >= 0 ? now - g->last_ms[r] : -1;
+        x.conn = !g->alive ? PD_CONN_UNKNOWN
+                 : g->alive(g->alive_arg, r) ? PD_CONN_ALIVE : PD_CONN_NONE;
+        x.waiting_ms = g->nwait > 0 ? now - g->wait_since : 0;
+        if (n == 0) *w = x;
+        if (out && n < max) out[n] = x;
+        n++;
+    }
+    if (n > 1) w->others = n - 1;
+    return n;
+}
+
+/* mu held, applied < need: sleep until clock need-1 is applied or the
+ * table stops, logging who it waits for at a growing interval (one line
+ * per interval for all the pulls waiting on this table). */
+static void pull_sleep(pd_gate *g, int64_t need) {
+    int64_t t0 = pd_now_ms(), mark = 0;
+    if (g->nwait++ == 0) g->wait_since = t0;
+    while (g->applied < need && !g->stop) {
+        int64_t next = pd_wait_next_log(mark), at = t0 + next;
+        struct timespec ts = {(time_t)(at / 1000), (long)(at % 1000) * 1000000};
+        if (pthread_cond_timedwait(&g->cv, &g->mu, &ts) != ETIMEDOUT) continue;
+        mark = next;
+        if (g->applied >= need || g->stop) break;
+        if (g->log_clock == g->applied && g->log_mark >= next) continue; /* logged */
+        g->log_clock = g->applied;
+        g->log_mark = next;
+        pd_wait w;
+        if (pd_gate_wait_describe(g, &w, NULL, 0) > 0) {
+            char line[512];
+            pd_wait_format(&w, line, sizeof line);
+            pd_log(PD_LOG_WARN, "%s; pulls waiting %.0f s", line, (double)w.waiting_ms / 1000);
+        }
+    }
+    g->nwait--;
+}
+
 int pd_gate_pull_wait(pd_gate *g, int32_t w, int64_t clock, pd_err *e) {
     if (!g->clocked) return 0;
     /* A pull at clock c needs clocks up to c - s - 1 applied. */
@@ -170,7 +241,7 @@ int pd_gate_pull_wait(pd_gate *g, int32_t w, int64_t clock, pd_err *e) {
                          "to be applied, but worker %d has not pushed %s",
                          g->id, (long long)clock, (long long)(need - 1), w,
                          g->pull_hint);
-    while (g->applied < need && !g->stop) pthread_cond_wait(&g->cv, &g->mu);
+    if (g->applied < need && !g->stop) pull_sleep(g, need);
     if (g->applied < need)
         return pd_seterr(e, PARAMD_ESHUTDOWN,
                          "table %u: server stopping while a pull waited "
@@ -220,6 +291,43 @@ void pd_gate_join_at(pd_gate *g, int32_t w, int64_t J) {
     if (g->clocked) pd_gate_apply_ready(g);
     pthread_cond_broadcast(&g->cv);
     pthread_mutex_unlock(&g->mu);
+}
+
+void pd_gate_stats(pd_gate *g, char *buf, size_t len, size_t *off) {
+#define PUT(...)                                                               \
+    do {                                                                       \
+        if (*off < len) {                                                      \
+            int n_ = snprintf(buf + *off, len - *off, __VA_ARGS__);            \
+            *off += n_ > 0 ? (size_t)n_ : 0;                                   \
+            if (*off > len - 1) *off = len - 1;                                \
+        }                                                                      \
+    } while (0)
+    pd_wait ws[16], w;
+    pthread_mutex_lock(&g->mu);
+    uint64_t cum = 0;
+    double ssum;
+    __atomic_load(&g->stale.sum, &ssum, __ATOMIC_RELAXED);
+    PUT(" staleness_count %llu staleness_sum %.0f staleness_max %lld",
+        (unsigned long long)__atomic_load_n(&g->stale.count, __ATOMIC_RELAXED), ssum,
+        (long long)g->stale_max);
+    for (int i = 0; i < g->stale.nb; i++) { /* cumulative, as Prometheus's */
+        cum += __atomic_load_n(&g->stale.n[i], __ATOMIC_RELAXED);
+        PUT(" staleness_le_%.0f %llu", g->stale.le[i], (unsigned long long)cum);
+    }
+    int32_t slow = -1;
+    for (int32_t r = 0; r < g->W; r++)
+        if (g->mem.st[r] == PD_MEM_LIVE && (slow < 0 || g->done[r] < g->done[slow])) slow = r;
+    PUT(" frontier %lld slowest_worker %d slowest_clock %lld waiting_pulls %d\n",
+        (long long)g->top, slow, (long long)(slow >= 0 ? g->done[slow] : -1), g->nwait);
+    int n = g->nwait > 0 ? pd_gate_wait_describe(g, &w, ws, 16) : 0;
+    pthread_mutex_unlock(&g->mu);
+    for (int i = 0; i < n && i < 16; i++) {
+        char line[1024];
+        if (i == 15 && n > 16) ws[i].others = n - 16;
+        pd_wait_kv(&ws[i], line, sizeof line);
+        PUT("%s\n", line);
+    }
+#undef PUT
 }
 
 void pd_gate_stop(pd_gate *g) {

@@ -68,6 +68,16 @@
  * frontier: the joiner is live at once.  A table with elastic=no keeps
  * the joiner out (REFUSED): its clocks never wait for it and its pushes
  * are refused with PARAMD_EWORKER.
+ *
+ * Watching (what `paramd status` and the metrics show; no rule depends on
+ * it).  Each push taken is measured for staleness: how many clocks it is
+ * behind the newest clock any push was taken for (top - 1 - c, at least
+ * 0), once per whole contribution, in a histogram; for async and ssp
+ * tables that is how stale the gradients the rule applied were.  A pull
+ * that waits longer than PD_WAIT_LOG_FIRST_MS logs one line naming the
+ * workers the clock waits for (pd_gate_wait_describe), again at a
+ * growing interval (wire/status.h), one line per interval however many
+ * pulls wait.
  */
 #ifndef PARAMD_SERVER_GATE_H
 #define PARAMD_SERVER_GATE_H
@@ -76,8 +86,10 @@
 #include <stdint.h>
 
 #include "common/common.h"
+#include "metrics/prom.h"
 #include "server/members.h"
 #include "table/def.h"
+#include "wire/status.h"
 
 /* How many clocks past the last applied one a sync push may be for. */
 #define PD_SYNC_WINDOW 4
@@ -130,6 +142,20 @@ struct pd_gate {
     const char *pull_hint; /* what a worker must push before its next pull
                             * (for the deadlock message) */
     pd_gate_store st;
+    /* Watching (see "Watching" above): */
+    char name[PD_TABLE_NAME_MAX + 1]; /* the table's name, "" if unknown */
+    int64_t *last_ms;   /* W: when (pd_now_ms) its last push was taken */
+    pd_hist stale;      /* staleness of the pushes taken, in clocks */
+    int64_t stale_max;
+    int32_t nwait;      /* pulls waiting now */
+    int64_t wait_since; /* pd_now_ms when the oldest of them began */
+    int64_t log_clock, log_mark; /* the wait last logged: its clock and the
+                         * interval (ms into the wait) it was logged at */
+    /* Set by the server after create (NULL: unknown): 1 if worker w has
+     * a connection to this server.  Called with mu held; must not lock
+     * anything the server holds while it takes a table's lock. */
+    int (*alive)(void *arg, int32_t w);
+    void *alive_arg;
 };
 
 /* Set up g for table `id` of definition d with W worker slots, all LIVE
@@ -191,6 +217,17 @@ static inline int64_t pd_gate_reply_clock(const pd_gate *g) {
  * the clocks that no longer wait for it).  Stop: wake every waiting pull
  * and make further waits fail. */
 void pd_gate_worker_gone(pd_gate *g, int32_t w);
+/* mu held.  Who the next clock to apply (sync, ssp) waits for: the first
+ * such worker in w (others: how many more), with its last push and its
+ * connection.  Returns how many it waits for (0: nobody, or async).  If
+ * out is not NULL, up to max of them, one pd_wait each. */
+int pd_gate_wait_describe(pd_gate *g, pd_wait *w, pd_wait *out, int max);
+/* Lock mu and append the gate's counters to a STATS line (" staleness_count
+ * N ... frontier F slowest_worker W slowest_clock C waiting_pulls P",
+ * no newline) at buf[*off..len), then one "wait pull ..." line per
+ * worker a waiting pull waits for (each line "\n"-terminated, the first
+ * ending the STATS line). */
+void pd_gate_stats(pd_gate *g, char *buf, size_t len, size_t *off);
 int64_t pd_gate_join_begin(pd_gate *g, int32_t w);
 void pd_gate_join_at(pd_gate *g, int32_t w, int64_t J);
 void pd_gate_stop(pd_gate *g);

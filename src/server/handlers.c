@@ -64,6 +64,8 @@ int srv_on_table_create(srv_conn *sc, const pd_hdr *h) {
             pthread_mutex_unlock(&s->mu);
             return srv_reply_err(sc, h, &e);
         }
+        t->gate.alive = srv_rank_alive; /* for the wait messages */
+        t->gate.alive_arg = s;
         /* The table starts where the cluster's membership is now. */
         for (int32_t w = 0; w < s->W; w++)
             if (s->gone[w]) pd_table_worker_gone(t, w);
@@ -326,8 +328,21 @@ int srv_on_stats(srv_conn *sc, const pd_hdr *h) {
     pd_server *s = sc->srv;
     int rc = pd_conn_skip(sc->io, h->len, &sc->ioerr);
     if (rc) return rc;
-    char text[8192];
-    size_t off = 0;
+    size_t cap = PD_MAX_CTRL_PAYLOAD, off = 0;
+    char *text = pd_malloc(cap);
+    if (!text) {
+        pd_err e = {0};
+        pd_seterr(&e, PARAMD_ENOMEM, "out of memory for the STATS text");
+        return srv_reply_err(sc, h, &e);
+    }
+#define PUT(...)                                                               \
+    do {                                                                       \
+        if (off < cap) {                                                       \
+            int n_ = snprintf(text + off, cap - off, __VA_ARGS__);             \
+            off += n_ > 0 ? (size_t)n_ : 0;                                    \
+            if (off > cap - 1) off = cap - 1;                                  \
+        }                                                                      \
+    } while (0)
     int ntcp = 0, nshm = 0;
     pthread_mutex_lock(&s->mu);
     for (srv_conn *c = s->conns; c; c = c->next)
@@ -336,42 +351,64 @@ int srv_on_stats(srv_conn *sc, const pd_hdr *h) {
             else ntcp++;
         }
     pthread_mutex_unlock(&s->mu);
-    off += (size_t)snprintf(text, sizeof text,
-                            "server %d of %d, %d workers, worker connections "
-                            "tcp %d shm %d batches %llu batched %llu\n",
-                            s->index, s->S, s->W, ntcp, nshm,
-                            (unsigned long long)__atomic_load_n(&s->batches, __ATOMIC_RELAXED),
-                            (unsigned long long)__atomic_load_n(&s->batched, __ATOMIC_RELAXED));
-    for (uint32_t id = 1; id < PD_MAX_TABLES && off < sizeof text - 256; id++) {
+    PUT("server %d of %d, %d workers, worker connections tcp %d shm %d batches %llu "
+        "batched %llu\n",
+        s->index, s->S, s->W, ntcp, nshm,
+        (unsigned long long)__atomic_load_n(&s->batches, __ATOMIC_RELAXED),
+        (unsigned long long)__atomic_load_n(&s->batched, __ATOMIC_RELAXED));
+    /* For paramd status (wire/status.h: lines of words). */
+    const char *maddr = pd_server_metrics_address(s);
+    uint64_t nreq = 0;
+    double req_s = 0;
+    for (int k = 1; k < SRV_KINDS; k++) {
+        double ks;
+        nreq += __atomic_load_n(&s->kinds[k].count, __ATOMIC_RELAXED);
+        __atomic_load(&s->kinds[k].latency.sum, &ks, __ATOMIC_RELAXED);
+        req_s += ks;
+    }
+    const srv_kind_stats *kp = &s->kinds[PD_MSG_PUSH], *kl = &s->kinds[PD_MSG_PULL];
+    double push_s, pull_s;
+    __atomic_load(&kp->latency.sum, &push_s, __ATOMIC_RELAXED);
+    __atomic_load(&kl->latency.sum, &pull_s, __ATOMIC_RELAXED);
+    PUT("info %d address %s metrics %s uptime_ms %lld requests %llu request_us %.0f "
+        "push %llu push_us %.0f pull %llu pull_us %.0f\n",
+        s->index, s->bound, maddr ? maddr : "-", (long long)((pd_now() - s->started) * 1000),
+        (unsigned long long)nreq, req_s * 1e6,
+        (unsigned long long)__atomic_load_n(&kp->count, __ATOMIC_RELAXED), push_s * 1e6,
+        (unsigned long long)__atomic_load_n(&kl->count, __ATOMIC_RELAXED), pull_s * 1e6);
+    for (uint32_t id = 1; id < PD_MAX_TABLES && off < cap - 4096; id++) {
         if (h->table && id != h->table) continue; /* STATS of one table */
         pd_table *t = srv_table(s, id);
         if (!t) continue;
-        int n = pd_table_stats_line(t, text + off, sizeof text - off);
-        if (n < 0) continue;
-        if ((size_t)n >= sizeof text - off) { /* truncated: stop here */
-            off = strlen(text);
-            break;
-        }
+        int n = pd_table_stats_line(t, text + off, cap - off);
+        if (n < 0 || (size_t)n >= cap - off) break;
         off += (size_t)n;
+        if (off > 0 && text[off - 1] == '\n') off--; /* the gate's fields follow */
+        pd_gate_stats(&t->gate, text, cap, &off);
+        char name[3 * (PD_TABLE_NAME_MAX + 1)];
+        pd_kv_escape(t->def.name, name, sizeof name);
+        PUT("name %u name %s consistency %s\n", id, name,
+            t->def.consistency == PD_CONS_ASYNC  ? "async"
+            : t->def.consistency == PD_CONS_SYNC ? "sync"
+                                                 : "ssp");
     }
-    if (off < sizeof text) {
-        uint64_t par, busy;
-        pd_pool_counts(s->pool, &par, &busy);
-        off += (size_t)snprintf(text + off, sizeof text - off,
-                                "apply threads %d updates in parallel %llu "
-                                "inline because busy %llu\n",
-                                pd_pool_threads(s->pool), (unsigned long long)par,
-                                (unsigned long long)busy);
-    }
-    if (off < sizeof text) {
-        off += (size_t)snprintf(
-            text + off, sizeof text - off,
-            "shared buffers mapped %llu bytes %llu pushes %llu pulls %llu\n",
-            (unsigned long long)__atomic_load_n(&s->regions, __ATOMIC_RELAXED),
-            (unsigned long long)__atomic_load_n(&s->region_bytes, __ATOMIC_RELAXED),
-            (unsigned long long)__atomic_load_n(&s->region_pushes, __ATOMIC_RELAXED),
-            (unsigned long long)__atomic_load_n(&s->region_pulls, __ATOMIC_RELAXED));
-        if (off > sizeof text - 1) off = sizeof text - 1;
-    }
-    return srv_send_ok(sc, h, text, off, NULL, 0);
+    pthread_mutex_lock(&s->mu);
+    for (srv_conn *c = s->conns; c; c = c->next)
+        if (c->conn && c->rank >= 0)
+            PUT("conn %d transport %s peer %s\n", c->rank, c->shm_fd >= 0 ? "shm" : "tcp",
+                c->shm_fd >= 0 ? "-" : c->conn->peer);
+    pthread_mutex_unlock(&s->mu);
+    uint64_t par, busy;
+    pd_pool_counts(s->pool, &par, &busy);
+    PUT("apply threads %d updates in parallel %llu inline because busy %llu\n",
+        pd_pool_threads(s->pool), (unsigned long long)par, (unsigned long long)busy);
+    PUT("shared buffers mapped %llu bytes %llu pushes %llu pulls %llu\n",
+        (unsigned long long)__atomic_load_n(&s->regions, __ATOMIC_RELAXED),
+        (unsigned long long)__atomic_load_n(&s->region_bytes, __ATOMIC_RELAXED),
+        (unsigned long long)__atomic_load_n(&s->region_pushes, __ATOMIC_RELAXED),
+        (unsigned long long)__atomic_load_n(&s->region_pulls, __ATOMIC_RELAXED));
+#undef PUT
+    rc = srv_send_ok(sc, h, text, off, NULL, 0);
+    pd_free(text);
+    return rc;
 }

@@ -89,7 +89,8 @@ pd_server *pd_server_start(const pd_server_opts *o, pd_err *e) {
     s->jfrom = pd_malloc(M * sizeof *s->jfrom);
     s->wgen = pd_calloc(M, sizeof *s->wgen);
     s->inflight = pd_calloc(M, sizeof *s->inflight);
-    if (!s->gone || !s->jfrom || !s->wgen || !s->inflight) {
+    s->wconns = pd_calloc(M, sizeof *s->wconns);
+    if (!s->gone || !s->jfrom || !s->wgen || !s->inflight || !s->wconns) {
         pd_seterr(e, PARAMD_ENOMEM, "out of memory");
         goto fail;
     }
@@ -102,6 +103,9 @@ pd_server *pd_server_start(const pd_server_opts *o, pd_err *e) {
             for (uint32_t w = 0; s->tables[id] && w < M; w++)
                 if (s->gone[w]) pd_table_worker_gone(s->tables[id], (int32_t)w);
     }
+    srv_metrics_init(s);
+    if (s->o.metrics && !(s->http = pd_http_start(s->o.metrics, srv_metrics_render, s, e)))
+        goto fail;
     return s;
 fail:
     pd_server_free(s);
@@ -184,6 +188,7 @@ void pd_server_stop(pd_server *s) {
 
 void pd_server_free(pd_server *s) {
     if (!s) return;
+    pd_http_stop(s->http); /* first: it reads the tables */
     if (s->coord_thread_started) {
         pd_conn_shutdown(s->coord);
         pthread_join(s->coord_thread, NULL);
@@ -196,6 +201,7 @@ void pd_server_free(pd_server *s) {
     pd_free(s->jfrom);
     pd_free(s->wgen);
     pd_free(s->inflight);
+    pd_free(s->wconns);
     if (s->lfd >= 0) close(s->lfd);
     if (s->shm_lfd >= 0) close(s->shm_lfd);
     pthread_mutex_destroy(&s->mu);
@@ -206,3 +212,6 @@ void pd_server_free(pd_server *s) {
 
 int pd_server_index(const pd_server *s) { return s->index; }
 const char *pd_server_address(const pd_server *s) { return s->bound; }
+const char *pd_server_metrics_address(const pd_server *s) {
+    return s->http ? pd_http_address(s->http) : NULL;
+}

@@ -22,6 +22,8 @@ typedef struct pd_server_opts {
                               * start from, or NULL (docs/durability.md) */
     const char *fault;       /* tests only: wrap each accepted connection in
                               * net/fault.h with this spec; NULL: off */
+    const char *metrics;     /* serve Prometheus metrics on this HOST:PORT
+                              * (metrics/http.h); NULL: no endpoint */
 } pd_server_opts;
 
 typedef struct pd_server pd_server;
@@ -48,5 +50,7 @@ void pd_server_free(pd_server *s);
 /* The server's index and bound address (valid after start). */
 int pd_server_index(const pd_server *s);
 const char *pd_server_address(const pd_server *s);
+/* The metrics endpoint's bound "host:port", or NULL without one. */
+const char *pd_server_metrics_address(const pd_server *s);
 
 #endif

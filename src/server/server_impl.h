@@ -12,6 +12,8 @@
  *   membership.c  the coordinator watcher: workers gone and joined, and the
  *                 incarnation of each rank
  *   checkpoint.c  holding tables at a clock, writing them out, restoring
+ *   metrics.c     what the server counts for its metrics endpoint and its
+ *                 STATS text: requests by kind, and the Prometheus text
  *
  * Threads and what they own:
  *   main (pd_server_run)  the TCP accept loop; starts connection threads
@@ -21,6 +23,8 @@
  *   connection threads    one per accepted connection; each owns its
  *                         srv_conn (buffers, mapped regions) and the
  *                         connection's reads and writes
+ *   metrics endpoint      (--metrics) metrics/http.h: renders the
+ *                         Prometheus text from the counters and tables
  * Lock order: pd_server.mu before a table's lock (never the other way).
  * pd_server.mu guards what the comment at its fields says.
  *
@@ -37,6 +41,8 @@
 
 #include "common/pool.h"
 #include "frame/frame.h"
+#include "metrics/http.h"
+#include "metrics/prom.h"
 #include "server/server.h"
 #include "server/table.h"
 
@@ -81,6 +87,15 @@ typedef struct srv_conn {
     uint8_t ctrl[PD_MAX_CTRL_PAYLOAD + 1];
 } srv_conn;
 
+/* Requests of one kind (PD_MSG_*, index = type): counted by srv_dispatch
+ * with relaxed atomics, read by the metrics endpoint without a lock. */
+#define SRV_KINDS 64
+typedef struct srv_kind_stats {
+    uint64_t count, bytes, errors; /* requests, payload bytes received,
+                                    * error replies */
+    pd_hist latency;               /* seconds from header read to reply */
+} srv_kind_stats;
+
 struct pd_server {
     pd_server_opts o;
     char bound[PD_MAX_ADDR + 1];
@@ -120,6 +135,12 @@ struct pd_server {
     pthread_mutex_t coord_send_mu; /* writes on the coordinator connection
                                     * after start-up (the watcher's join
                                     * replies, the checkpoint thread's) */
+    int32_t *wconns;      /* W, atomic: open connections of each rank
+                           * (gate.h's alive: read under a table's lock) */
+    srv_kind_stats kinds[SRV_KINDS];
+    uint64_t conns_total; /* atomic: connections accepted */
+    double started;       /* pd_now() at start */
+    pd_http *http;        /* the metrics endpoint, or NULL */
 };
 
 /* ==== session.c ========================================================= */
@@ -180,6 +201,17 @@ int srv_restore(pd_server *s, pd_err *e);
 /* ==== batch.c =========================================================== */
 
 int srv_on_batch(srv_conn *sc, const pd_hdr *h);
+
+/* ==== metrics.c ========================================================= */
+
+void srv_metrics_init(pd_server *s);
+/* A request of type `type` with `bytes` of payload took `secs`. */
+void srv_count_request(pd_server *s, uint16_t type, uint64_t bytes, double secs);
+void srv_count_error(pd_server *s, uint16_t type);
+/* gate.h's alive callback: 1 if rank w has a connection here. */
+int srv_rank_alive(void *server, int32_t w);
+/* The metrics endpoint's render function (metrics/http.h). */
+void srv_metrics_render(void *server, pd_buf *b);
 
 /* ==== membership.c ====================================================== */
 

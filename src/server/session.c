@@ -51,6 +51,7 @@ int srv_send_ok(srv_conn *sc, const pd_hdr *req, const void *p, size_t n,
 }
 
 int srv_reply_err(srv_conn *sc, const pd_hdr *req, const pd_err *e) {
+    srv_count_error(sc->srv, req->type);
     pd_log(PD_LOG_INFO, "rejected %s from %s (rank %d): %s",
            pd_msg_name(req->type), sc->conn->peer, sc->rank, e->msg);
     return pd_send_error(sc->io, req, e->code, e->msg);
@@ -87,7 +88,7 @@ int srv_stopping(pd_server *s) {
 
 /* ==== The dispatch ====================================================== */
 
-int srv_dispatch(srv_conn *sc, const pd_hdr *h) {
+static int dispatch(srv_conn *sc, const pd_hdr *h) {
     switch (h->type) {
     case PD_MSG_TABLE_CREATE: return srv_on_table_create(sc, h);
     case PD_MSG_SET:
@@ -110,6 +111,13 @@ int srv_dispatch(srv_conn *sc, const pd_hdr *h) {
     return e.code;
 }
 
+int srv_dispatch(srv_conn *sc, const pd_hdr *h) {
+    double t0 = pd_now();
+    int rc = dispatch(sc, h);
+    srv_count_request(sc->srv, h->type, h->len, pd_now() - t0);
+    return rc;
+}
+
 /* ==== The connection thread ============================================= */
 
 /* The handshake (frame/hello.h): workers of this cluster and tools. */
@@ -129,6 +137,7 @@ static int conn_hello(srv_conn *sc) {
     pthread_mutex_lock(&s->mu); /* read by STATS on other threads */
     sc->role = peer.role;
     sc->rank = peer.role == PD_ROLE_WORKER ? peer.rank : -1;
+    if (sc->rank >= 0) __atomic_add_fetch(&s->wconns[sc->rank], 1, __ATOMIC_RELAXED);
     pthread_mutex_unlock(&s->mu);
     return 0;
 }
@@ -186,6 +195,7 @@ static void *conn_main(void *arg) {
     }
     /* unlink and free */
     pthread_mutex_lock(&s->mu);
+    if (sc->rank >= 0) __atomic_sub_fetch(&s->wconns[sc->rank], 1, __ATOMIC_RELAXED);
     for (srv_conn **pp = &s->conns; *pp; pp = &(*pp)->next)
         if (*pp == sc) {
             *pp = sc->next;
@@ -223,6 +233,7 @@ void srv_start_conn(pd_server *s, pd_conn *c, int shm_fd) {
     sc->next = s->conns;
     s->conns = sc;
     s->nthreads++;
+    __atomic_add_fetch(&s->conns_total, 1, __ATOMIC_RELAXED);
     pthread_t tid;
     if (pthread_create(&tid, &attr, conn_main, sc) != 0) {
         s->conns = sc->next;

@@ -19,6 +19,7 @@
 #define PD_MAX_PLUGIN_PATH 255  /* plugin= bytes */
 #define PD_MAX_HYPER 16         /* hyper-parameters a definition carries */
 #define PD_MAX_WORKERS 65536    /* worker slots of a cluster */
+#define PD_TABLE_NAME_MAX 255   /* a table's name (wire.h's PD_MAX_NAME) */
 
 /* Consistency and aggregation in a table spec. */
 enum { PD_CONS_ASYNC = 0, PD_CONS_SYNC = 1, PD_CONS_SSP = 2 };
@@ -47,6 +48,10 @@ typedef struct pd_table_def {
     uint32_t elastic;   /* 1: workers may join a running cluster and count
                          * in this table (spec elastic=yes, the default);
                          * sent as the flag PD_DEF_FIXED when 0 */
+    char name[PD_TABLE_NAME_MAX + 1]; /* the registry's name, for servers'
+                         * messages and metrics ("" if the creator sent
+                         * none); not part of what makes two definitions
+                         * the same */
 } pd_table_def;
 
 /* Dense partitioning: server k of S holds floats [lo(k), lo(k+1)) of a

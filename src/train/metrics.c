@@ -39,7 +39,8 @@
 /* ==== Constants ========================================================= */
 
 enum {
-    PD_METRICS_NFIELDS = 7,
+    PD_METRICS_NFIELDS = 9,
+    PD_METRICS_NFIELDS_V1 = 7,
     PD_JSON_MAX_DEPTH = 64,
     PD_METRICS_ERRLEN = 256,
 };
@@ -50,8 +51,8 @@ enum {
 #define PD_RUN_JSON_MAX_FILE ((size_t)1 << 20)
 
 static const char *const field_names[PD_METRICS_NFIELDS] = {
-    "time_s", "step", "epoch", "samples", "train_loss", "test_loss",
-    "test_acc"};
+    "time_s", "worker_step", "epoch", "samples", "train_loss", "test_loss",
+    "test_acc", "test_images", "final"};
 
 /* ==== Types ============================================================= */
 
@@ -225,8 +226,9 @@ int pd_metrics_append(pd_metrics *m, const pd_metric_row *r) {
     /* One fprintf and one flush: with a line far below the stdio buffer
      * size the line reaches the kernel in one write(), so a concurrent
      * reader sees whole lines. */
-    int n = fprintf(m->f, "%s,%lld,%s,%lld,%s,%s,%s\n", t, (long long)r->step,
-                    e, (long long)r->samples, trl, tel, acc);
+    int n = fprintf(m->f, "%s,%lld,%s,%lld,%s,%s,%s,%lld,%d\n", t, (long long)r->step,
+                    e, (long long)r->samples, trl, tel, acc, (long long)r->test_images,
+                    r->final ? 1 : 0);
     if (n < 0 || fflush(m->f) != 0) {
         snprintf(m->err, sizeof m->err, "cannot write %s: %s", m->path,
                  strerror(errno));
@@ -602,13 +604,13 @@ static void trim(const char **b, const char **e) {
 
 /* Parse the field [b, e) as column `col` into row r.  0, or -1 with a
  * message. */
-static int parse_field(const char *b, const char *e, int col, pd_metric_row *r,
+static int parse_field(const char *b, const char *e, int col, int v1, pd_metric_row *r,
                        const char *path, size_t lineno, char *err,
                        size_t errlen) {
     trim(&b, &e);
     char buf[64];
     size_t n = (size_t)(e - b);
-    int is_int = col == 1 || col == 3;
+    int is_int = col == 1 || col == 3 || col == 7 || col == 8;
     if (n == 0 && !is_int) {
         buf[0] = '\0';
     } else if (n == 0 || n >= sizeof buf) {
@@ -623,7 +625,10 @@ static int parse_field(const char *b, const char *e, int col, pd_metric_row *r,
         long long v = strtoll(buf, &end, 10);
         if (*end != '\0' || errno == ERANGE) goto bad;
         if (col == 1) r->step = v;
-        else r->samples = v;
+        else if (col == 3) r->samples = v;
+        else if (col == 7) r->test_images = v;
+        else if (v == 0 || v == 1) r->final = (int)v;
+        else goto bad;
     } else {
         double v = NAN;
         if (n > 0) {
@@ -642,8 +647,8 @@ static int parse_field(const char *b, const char *e, int col, pd_metric_row *r,
     return 0;
 bad:
     snprintf(err, errlen, "%s:%zu: field %d (%s) is not %s: '%.*s%s'", path,
-             lineno, col + 1, field_names[col],
-             is_int ? "an integer" : "a number", (int)(n > 32 ? 32 : n), b,
+             lineno, col + 1, v1 && col == 1 ? "step" : field_names[col],
+             col == 8 ? "0 or 1" : is_int ? "an integer" : "a number", (int)(n > 32 ? 32 : n), b,
              n > 32 ? "..." : "");
     return -1;
 }
@@ -654,6 +659,7 @@ static int parse_csv(char *text, size_t len, const char *path,
                      size_t errlen) {
     pd_metric_row *rows = NULL;
     size_t nrows = 0, cap = 0;
+    int nfields = PD_METRICS_NFIELDS;
     const char *p = text, *end = text + len;
     /* A byte-order mark, as a spreadsheet may add when it saves. */
     if (len >= 3 && memcmp(p, "\xEF\xBB\xBF", 3) == 0) p += 3;
@@ -678,6 +684,11 @@ static int parse_csv(char *text, size_t len, const char *path,
             const char *hb = lb, *he = le;
             trim(&hb, &he);
             size_t hl = (size_t)(he - hb);
+            if (hl == strlen(PD_METRICS_HEADER_V1) &&
+                memcmp(hb, PD_METRICS_HEADER_V1, hl) == 0) {
+                nfields = PD_METRICS_NFIELDS_V1; /* an earlier version's file */
+                continue;
+            }
             if (hl != strlen(PD_METRICS_HEADER) ||
                 memcmp(hb, PD_METRICS_HEADER, hl) != 0) {
                 snprintf(err, errlen,
@@ -706,16 +717,19 @@ static int parse_csv(char *text, size_t len, const char *path,
             if (!comma) break;
             q = comma + 1;
         }
-        if (nf != PD_METRICS_NFIELDS) {
+        if (nf != nfields) {
             snprintf(err, errlen,
                      "%s:%zu: expected %d comma-separated fields (%s), "
                      "found %d",
-                     path, lineno, PD_METRICS_NFIELDS, PD_METRICS_HEADER, nf);
+                     path, lineno, nfields,
+                     nfields == PD_METRICS_NFIELDS ? PD_METRICS_HEADER : PD_METRICS_HEADER_V1, nf);
             goto fail;
         }
         pd_metric_row r;
-        for (int i = 0; i < PD_METRICS_NFIELDS; i++)
-            if (parse_field(fb[i], fe[i], i, &r, path, lineno, err, errlen))
+        memset(&r, 0, sizeof r);
+        for (int i = 0; i < nfields; i++)
+            if (parse_field(fb[i], fe[i], i, nfields == PD_METRICS_NFIELDS_V1, &r, path, lineno,
+                            err, errlen))
                 goto fail;
         if (nrows == cap) {
             size_t ncap = cap ? cap * 2 : 64;
@@ -729,6 +743,8 @@ static int parse_csv(char *text, size_t len, const char *path,
         }
         rows[nrows++] = r;
     }
+    /* an earlier version's file: its last row was the final evaluation */
+    if (nfields == PD_METRICS_NFIELDS_V1 && nrows > 0) rows[nrows - 1].final = 1;
     *rows_out = rows;
     *nrows_out = nrows;
     return 0;

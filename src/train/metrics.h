@@ -7,8 +7,18 @@
  *   metrics.csv   one row per evaluation, appended (and flushed) as the run
  *                 goes, so that a run can be plotted while it trains and a
  *                 crashed run keeps every row it reached.  The first line is
- *                 exactly PD_METRICS_HEADER; each later line has the seven
+ *                 exactly PD_METRICS_HEADER; each later line has the nine
  *                 fields of pd_metric_row in that order, comma-separated.
+ *                 worker_step counts the steps of one worker (what the
+ *                 progress line shows; all workers together took W times
+ *                 as many); test_images is how many test images the
+ *                 evaluation used; final is 1 on the run's last row, the
+ *                 evaluation of the final weights on the whole test set
+ *                 (the others use the first --eval-samples images), which
+ *                 plots draw apart.  A file with the header of earlier
+ *                 versions (PD_METRICS_HEADER_V1: seven fields, its step
+ *                 counting all workers together) is still read: its
+ *                 test_images are 0 and its last row is the final one.
  *                 Integers are printed in decimal, doubles with 9
  *                 significant digits (%.9g: every float value survives the
  *                 round trip exactly; a double comes back to within
@@ -49,17 +59,22 @@
 #define PD_METRICS_FILE "metrics.csv"
 #define PD_RUN_JSON_FILE "run.json"
 #define PD_METRICS_HEADER                                                      \
+    "time_s,worker_step,epoch,samples,train_loss,test_loss,test_acc,test_images,final"
+#define PD_METRICS_HEADER_V1                                                   \
     "time_s,step,epoch,samples,train_loss,test_loss,test_acc"
 
 /* One evaluation of a run. */
 typedef struct pd_metric_row {
     double time_s;     /* wall time since the run started, seconds */
-    int64_t step;      /* optimizer steps taken so far (all workers) */
+    int64_t step;      /* steps one worker took so far (a V1 file: all
+                        * workers together) */
     double epoch;      /* passes over the training set, fractional */
     int64_t samples;   /* training samples consumed so far (all workers) */
     double train_loss; /* mean training loss since the previous row */
     double test_loss;  /* mean loss on the test set */
     double test_acc;   /* fraction of the test set classified right, 0..1 */
+    int64_t test_images; /* test images evaluated (0: not recorded) */
+    int final;         /* 1: the final evaluation, on the whole test set */
 } pd_metric_row;
 
 /* ==== Writer ============================================================ */

@@ -372,8 +372,8 @@ int pd_mf_worker(const pd_train_cfg *cfg, paramd_client *c, char *err, size_t er
                 goto out;
             }
             eval_s += pd_now() - te;
-            pd_metric_row row = {pd_now() - t0, (step + 1) * W, (double)(step + 1) / spe,
-                                 (step + 1) * W * (int64_t)B, tr, ts, NAN};
+            pd_metric_row row = {pd_now() - t0, step + 1, (double)(step + 1) / spe,
+                                 (step + 1) * W * (int64_t)B, tr, ts, NAN, 0, 0};
             if (metrics) pd_metrics_append(metrics, &row);
             if (!cfg->quiet)
                 printf("step %lld  epoch %.2f  train rmse %.4f  test rmse %.4f\n",
@@ -393,8 +393,8 @@ int pd_mf_worker(const pd_train_cfg *cfg, paramd_client *c, char *err, size_t er
             goto out;
         }
         double tr = se_n ? sqrt(se_sum / se_n) : NAN;
-        pd_metric_row row = {wall, total * W, (double)total / spe, total * W * (int64_t)B, tr,
-                             ts, NAN};
+        pd_metric_row row = {wall, total, (double)total / spe, total * W * (int64_t)B, tr,
+                             ts, NAN, 0, 1};
         if (metrics) pd_metrics_append(metrics, &row);
         char floor[64] = "unknown (real data)";
         if (!cfg->data) snprintf(floor, sizeof floor, "%.4f", sigma);

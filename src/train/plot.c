@@ -84,7 +84,7 @@ static const struct panel_def {
     {"Test loss vs time", X_TIME, Y_LOSS},
     {"Test loss vs step", X_STEP, Y_LOSS},
 };
-static const char *const x_titles[2] = {"wall time (s)", "step"};
+static const char *const x_titles[2] = {"wall time (s)", "step (of one worker)"};
 static const char *const y_titles[2] = {"test accuracy", "test loss"};
 
 /* ==== Types ============================================================= */
@@ -98,6 +98,7 @@ typedef struct axis {
 
 typedef struct pt {
     double x, y;
+    int final; /* the final evaluation (whole test set): drawn apart */
 } pt;
 
 /* ==== Text ============================================================== */
@@ -284,6 +285,7 @@ static size_t panel_points(const pd_plot_series *s, const struct panel_def *d,
             continue;
         pts[n].x = x;
         pts[n].y = y;
+        pts[n].final = r->final;
         n++;
     }
     return n;
@@ -389,10 +391,16 @@ static int draw_panel(FILE *f, const struct panel_def *d, double px, double py,
                 color);
         if (dash) fprintf(f, " stroke-dasharray=\"%s\"", dash);
         fprintf(f, " points=\"");
-        for (size_t i = 0; i < n; i++)
-            fprintf(f, "%s%.1f,%.1f", i ? " " : "",
+        /* The line joins the periodic evaluations only: the final one is
+         * on another (the whole) test set, and is drawn apart below. */
+        int firstpt = 1;
+        for (size_t i = 0; i < n; i++) {
+            if (pts[i].final) continue;
+            fprintf(f, "%s%.1f,%.1f", firstpt ? "" : " ",
                     fin(axis_map(&ax, pts[i].x, L, R)),
                     fin(axis_map(&ay, pts[i].y, B, T)));
+            firstpt = 0;
+        }
         fprintf(f, "\"/>\n");
         /* Markers: every point of a short run, about MARKER_BUDGET evenly
          * spaced ones of a long run, always the last. */
@@ -401,11 +409,20 @@ static int draw_panel(FILE *f, const struct panel_def *d, double px, double py,
                 "<path fill=\"%s\" stroke=\"#fff\" stroke-width=\"0.8\" d=\"",
                 color);
         for (size_t i = 0; i < n; i++) {
-            if (i % stride != 0 && i != n - 1) continue;
+            if (pts[i].final || (i % stride != 0 && i != n - 1)) continue;
             marker_path(f, (int)(s % M_COUNT), axis_map(&ax, pts[i].x, L, R),
                         axis_map(&ay, pts[i].y, B, T));
         }
         fprintf(f, "\"/>\n");
+        for (size_t i = 0; i < n; i++) { /* the final evaluation: a ring */
+            if (!pts[i].final) continue;
+            double x = fin(axis_map(&ax, pts[i].x, L, R)), y = fin(axis_map(&ay, pts[i].y, B, T));
+            fprintf(f,
+                    "<circle class=\"final\" cx=\"%.1f\" cy=\"%.1f\" r=\"6\" fill=\"#fff\" "
+                    "stroke=\"%s\" stroke-width=\"2\"><title>final: whole test set</title>"
+                    "</circle>\n",
+                    x, y, color);
+        }
     }
     fprintf(f, "</g>\n");
     return 0;
@@ -418,9 +435,11 @@ static void legend_note(const pd_plot_series *s, char *buf, size_t len) {
         return;
     }
     double acc = NAN, t = NAN;
+    int whole = 0; /* acc is the final evaluation's, on the whole test set */
     for (size_t i = s->nrows; i-- > 0;)
         if (isfinite(s->rows[i].test_acc)) {
             acc = s->rows[i].test_acc;
+            whole = s->rows[i].final;
             break;
         }
     for (size_t i = s->nrows; i-- > 0;)
@@ -428,7 +447,9 @@ static void legend_note(const pd_plot_series *s, char *buf, size_t len) {
             t = s->rows[i].time_s;
             break;
         }
-    if (isfinite(acc) && isfinite(t))
+    if (isfinite(acc) && isfinite(t) && whole)
+        snprintf(buf, len, "(final acc %.4f on the whole test set: the ring; %.1f s)", acc, t);
+    else if (isfinite(acc) && isfinite(t))
         snprintf(buf, len, "(final acc %.4f, %.1f s)", acc, t);
     else if (isfinite(acc))
         snprintf(buf, len, "(final acc %.4f)", acc);

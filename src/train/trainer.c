@@ -257,6 +257,16 @@ int pd_train_worker(const pd_train_cfg *cfg, paramd_client *c, char *err,
             pd_rule_init_state(&rule, state, np);
         }
     }
+    /* What each worker did, summed at the end (reported by worker 0):
+     * [r] its steps, [W + r] the steps it skipped (a backup worker that
+     * fell behind jumps to the applied clock). */
+    paramd_table *rep = NULL;
+    if (comm && paramd_table_open(c, "train.report", 2 * (uint64_t)W,
+                                  "rule=add consistency=async", NULL, &rep)) {
+        snprintf(err, errlen, "cannot open the report table: %s", paramd_last_error(c));
+        goto out;
+    }
+    int64_t steps_done = 0, steps_skipped = 0;
     int64_t spe = pd_train_steps_per_epoch(n, W, cfg->batch);
     int64_t total = cfg->steps > 0 ? cfg->steps : spe * cfg->epochs;
     int eval_every = cfg->eval_every > 0 ? cfg->eval_every : (int)(total / 20 > 0 ? total / 20 : 1);
@@ -276,6 +286,12 @@ int pd_train_worker(const pd_train_cfg *cfg, paramd_client *c, char *err,
                    cfg->model, (unsigned long long)np, W, W > 1 ? "s" : "", cfg->batch,
                    cfg->rule, lr);
         if (cfg->lr_decay != 1) printf(", lr x %g per epoch", cfg->lr_decay);
+        if (cfg->backup)
+            printf(", backup %d (a step applies the first %d gradients; late ones are "
+                   "dropped)", cfg->backup, W - cfg->backup);
+        if (cfg->straggle_factor > 1)
+            printf(", straggler: worker %d's steps x %g", cfg->straggle_rank,
+                   cfg->straggle_factor);
         printf("\n");
         printf("data: %u training and %d test images; %lld steps per worker (%.2f epochs); "
                "BLAS: %s\n",
@@ -311,7 +327,9 @@ int pd_train_worker(const pd_train_cfg *cfg, paramd_client *c, char *err,
         if (comm && cfg->backup > 0 && paramd_table_clock(t) > step) {
             /* Fallen behind the clock the others applied without us: jump
              * to it (the weights just pulled are that clock's). */
-            step = paramd_clock_to(c, paramd_table_clock(t));
+            int64_t to = paramd_clock_to(c, paramd_table_clock(t));
+            steps_skipped += (to < total ? to : total) - step;
+            step = to;
             if (step >= total) break;
         }
         if (rank == 0 && step >= next_eval) {
@@ -320,9 +338,9 @@ int pd_train_worker(const pd_train_cfg *cfg, paramd_client *c, char *err,
             pd_model_eval(m, params, test.x, test.y, eval_n, &tl, &ta);
             double el = pd_now() - R.t0;
             R.eval_s += pd_now() - te;
-            pd_metric_row row = {el, step * W, (double)step / spe,
+            pd_metric_row row = {el, step, (double)step / spe,
                                  step * W * (int64_t)cfg->batch,
-                                 R.loss_n ? R.loss_sum / R.loss_n : NAN, tl, ta};
+                                 R.loss_n ? R.loss_sum / R.loss_n : NAN, tl, ta, eval_n, 0};
             if (R.metrics) pd_metrics_append(R.metrics, &row);
             if (R.prog)
                 pd_progress_note(R.prog, "step %lld  epoch %.2f  lr %.4g  train loss %.4f  "
@@ -365,11 +383,27 @@ int pd_train_worker(const pd_train_cfg *cfg, paramd_client *c, char *err,
             paramd_clock(c);
         }
         t_push += pd_now() - t_phase;
+        steps_done++;
         R.loss_sum += loss, R.loss_n++;
         if (R.prog) {
             double el = pd_now() - R.t0;
             pd_progress_update(R.prog, step + 1, (double)(step + 1) / spe, loss,
                                el > 0 ? (double)(step + 1) * W * cfg->batch / el : NAN);
+        }
+    }
+    if (rep) { /* this worker's steps, before the barrier that ends the run */
+        float *mine = calloc(2 * (size_t)W, sizeof *mine);
+        if (!mine) {
+            snprintf(err, errlen, "out of memory");
+            goto out;
+        }
+        mine[rank] = (float)steps_done; /* exact below 2^24 steps */
+        mine[W + rank] = (float)steps_skipped;
+        int prc = paramd_push(rep, 0, 2 * (uint64_t)W, mine);
+        free(mine);
+        if (prc) {
+            snprintf(err, errlen, "report push: %s", paramd_last_error(c));
+            goto out;
         }
     }
     /* Everyone has pushed every step: the last clock is applied. */
@@ -391,8 +425,8 @@ int pd_train_worker(const pd_train_cfg *cfg, paramd_client *c, char *err,
         double tl, ta;
         pd_model_eval(m, params, test.x, test.y, test.n, &tl, &ta);
         int64_t samples = total * W * (int64_t)cfg->batch;
-        pd_metric_row row = {wall, total * W, (double)total / spe, samples,
-                             R.loss_n ? R.loss_sum / R.loss_n : NAN, tl, ta};
+        pd_metric_row row = {wall, total, (double)total / spe, samples,
+                             R.loss_n ? R.loss_sum / R.loss_n : NAN, tl, ta, test.n, 1};
         if (R.metrics) pd_metrics_append(R.metrics, &row);
         double pushed = comm ? (double)bytes_per_op * total * W : 0;
         double pulled = comm ? pushed + (double)bytes_per_op * W : 0;
@@ -409,6 +443,39 @@ int pd_train_worker(const pd_train_cfg *cfg, paramd_client *c, char *err,
                    "test loss %.4f  wall %.1f s  %.0f samples/s  nothing pushed or pulled\n",
                    100 * ta, tl, wall, samples / train_s);
         if (cfg->lr_decay != 1) printf("lr at the last step: %.4g\n", lr_final);
+        /* What every worker did and what the servers measured. */
+        char wsteps[8192] = "";
+        uint64_t dropped = 0, st_n = 0, st_sum = 0, st_max = 0;
+        int64_t skipped_all = 0;
+        if (rep) {
+            float *all = calloc(2 * (size_t)W, sizeof *all);
+            if (!all || paramd_pull(rep, 0, 2 * (uint64_t)W, all)) {
+                free(all);
+                snprintf(err, errlen, "report pull: %s", paramd_last_error(c));
+                goto out;
+            }
+            size_t o = 0;
+            for (int r = 0; r < W && o < sizeof wsteps - 32; r++) {
+                o += (size_t)snprintf(wsteps + o, sizeof wsteps - o, "%s%lld", r ? ", " : "",
+                                      (long long)all[r]);
+                skipped_all += (int64_t)all[W + r];
+            }
+            free(all);
+            paramd_table_stat(t, -1, "dropped", &dropped);
+            paramd_table_stat(t, -1, "staleness_count", &st_n);
+            paramd_table_stat(t, -1, "staleness_sum", &st_sum);
+            for (int k = 0; k < S; k++) {
+                uint64_t mx = 0;
+                if (paramd_table_stat(t, k, "staleness_max", &mx) == 0 && mx > st_max)
+                    st_max = mx;
+            }
+            printf("steps per worker: %s; late gradients dropped: %llu; steps skipped: %lld\n",
+                   wsteps, (unsigned long long)dropped, (long long)skipped_all);
+            printf("staleness of the gradients applied: mean %.2f, max %llu clocks (over %llu "
+                   "pushes)\n",
+                   st_n ? (double)st_sum / (double)st_n : 0, (unsigned long long)st_max,
+                   (unsigned long long)st_n);
+        }
         printf("(samples/s count training time only: %.1f s of the wall time went to "
                "evaluations)\n", R.eval_s);
         printf("worker 0's time: %s %.2f s, forward+backward %.2f s, %s %.2f s\n",
@@ -422,7 +489,10 @@ int pd_train_worker(const pd_train_cfg *cfg, paramd_client *c, char *err,
             }
         }
         if (cfg->out) {
-            char json[2048], label[128];
+            char json[16384], label[128], strag[64] = "null";
+            if (cfg->straggle_factor > 1)
+                snprintf(strag, sizeof strag, "\"%d:%g\"", cfg->straggle_rank,
+                         cfg->straggle_factor);
             snprintf(label, sizeof label, "%s %s W=%d%s", cfg->model, cfg->consistency, W,
                      comm ? "" : " comm off");
             snprintf(json, sizeof json,
@@ -434,11 +504,16 @@ int pd_train_worker(const pd_train_cfg *cfg, paramd_client *c, char *err,
                      "\"test_acc\": %.6f, \"test_loss\": %.6f, \"wall_s\": %.3f, "
                      "\"samples_per_s\": %.1f, \"eval_s\": %.3f, \"bytes_pushed\": %.0f, "
                      "\"bytes_pulled\": %.0f, \"time_pull_s\": %.3f, \"time_compute_s\": %.3f, "
-                     "\"time_push_s\": %.3f, \"blas\": \"%s\"}\n",
+                     "\"time_push_s\": %.3f, \"blas\": \"%s\", \"backup\": %d, "
+                     "\"straggle\": %s, \"dropped_late\": %llu, \"steps_skipped\": %lld, "
+                     "\"worker_steps\": [%s], \"staleness_mean\": %.4f, "
+                     "\"staleness_max\": %llu}\n",
                      label, cfg->model, cfg->consistency, W, comm ? S : 0, cfg->batch, cfg->lr,
                      lr, cfg->lr_decay, lr_final, comm ? "on" : "off", cfg->rule, (double)total / spe, (long long)total,
                      (unsigned long long)cfg->seed, n, ta, tl, wall, samples / train_s, R.eval_s,
-                     pushed, pulled, t_pull, t_comp, t_push, pd_blas_info());
+                     pushed, pulled, t_pull, t_comp, t_push, pd_blas_info(), cfg->backup,
+                     strag, (unsigned long long)dropped, (long long)skipped_all, wsteps,
+                     st_n ? (double)st_sum / (double)st_n : 0, (unsigned long long)st_max);
             if (pd_metrics_finish_run(&R.metrics, cfg->out, json, err, errlen) != 0) goto out;
             write_plot(cfg->out, label);
         }

@@ -591,8 +591,8 @@ int pd_w2v_worker(const pd_train_cfg *cfg, paramd_client *c, char *err, size_t e
         }
         if (rank == 0 && ((step + 1) % every == 0 || step + 1 == total)) {
             double el = pd_now() - t0, lm = loss_n ? loss_sum / loss_n : NAN;
-            pd_metric_row row = {el, (step + 1) * W, (double)(step + 1) / spe,
-                                 (step + 1) * W * (int64_t)B, lm, NAN, NAN};
+            pd_metric_row row = {el, step + 1, (double)(step + 1) / spe,
+                                 (step + 1) * W * (int64_t)B, lm, NAN, NAN, 0, 0};
             if (metrics) pd_metrics_append(metrics, &row);
             if (!cfg->quiet)
                 printf("step %lld  epoch %.2f  loss %.4f  %.0f words/s\n", (long long)(step + 1),

@@ -111,14 +111,18 @@ void pd_table_def_encode(pd_buf *b, const pd_table_def *d) {
         pd_put_f64(b, d->hyper[i]);
     pd_put_str(b, d->plugin);
     uint32_t flags = d->elastic ? 0 : PD_DEF_FIXED;
-    if (d->kind == PD_TABLE_SPARSE || flags) pd_put_u32(b, d->kind);
+    int named = d->name[0] != '\0';
+    if (d->kind == PD_TABLE_SPARSE || flags || named) pd_put_u32(b, d->kind);
     if (d->kind == PD_TABLE_SPARSE) {
         pd_put_u32(b, d->init);
         pd_put_f64(b, d->init_param);
         pd_put_u64(b, d->seed);
     }
-    if (flags) pd_put_u32(b, flags);
+    if (flags || named) pd_put_u32(b, flags);
+    if (named) pd_put_str(b, d->name);
 }
+
+_Static_assert(PD_TABLE_NAME_MAX == PD_MAX_NAME, "a definition holds any registry name");
 
 /* The sparse extension of a table definition: its fields and their
  * ranges.  0 or PARAMD_EPROTO. */
@@ -168,6 +172,7 @@ int pd_table_def_decode(const void *p, size_t len, pd_table_def *d,
             pd_get_u64(&r, &d->seed);
         }
         if (!r.bad && r.off < r.len) pd_get_u32(&r, &flags);
+        if (!r.bad && r.off < r.len) pd_get_str(&r, d->name, PD_MAX_NAME);
     }
     if (!pd_rd_done(&r))
         return pd_seterr(e, PARAMD_EPROTO, "malformed TABLE_CREATE");

@@ -83,10 +83,11 @@
     X(REGION_UNMAP, 30) /* worker -> server: forget a shared buffer */      \
     X(PUSH_REGION, 31) /* worker -> server: PUSH from a shared buffer */     \
     X(PULL_REGION, 32) /* worker -> server: PULL into a shared buffer */    \
-    X(CHECKPOINT, 33)  /* tool -> coord: take a checkpoint now */          \
-    X(CKPT_HOLD, 34)   /* coord -> server: hold clocked tables; i64 reply */\
-    X(CKPT_WRITE, 35)  /* coord -> server: u64 seq, i64 clock, str dir */  \
-    X(CKPT_ABORT, 36)  /* coord -> server: lift the holds (no reply) */
+    X(STATUS, 33)      /* tool -> coord: the cluster's state as lines */    \
+    X(CHECKPOINT, 34)  /* tool -> coord: take a checkpoint now */          \
+    X(CKPT_HOLD, 35)   /* coord -> server: hold clocked tables; i64 reply */\
+    X(CKPT_WRITE, 36)  /* coord -> server: u64 seq, i64 clock, str dir */  \
+    X(CKPT_ABORT, 37)  /* coord -> server: lift the holds (no reply) */
 
 enum pd_msg_type {
 #define PD_X_(name, val) PD_MSG_##name = (val),
@@ -136,7 +137,10 @@ int pd_hdr_decode(const uint8_t in[PD_HDR_SIZE], pd_hdr *h,
  * A definition without the extension is a dense table (so dense frames are
  * byte for byte what they were).  After that an optional u32 flags
  * (PD_DEF_*) may follow; a dense table with flags sends u32 kind (0) and
- * then the flags.  Absent flags are 0.  In a sparse table n is the row's dim and
+ * then the flags.  Absent flags are 0.  After the flags an optional str
+ * name may follow (the table's name in the registry, for the server's
+ * messages and metrics; a definition with a name sends kind and flags,
+ * 0 if none).  In a sparse table n is the row's dim and
  * lo = 0, hi = n: rows are spread by key (pd_sparse_server), not by range. */
 /* Table definition flags. */
 #define PD_DEF_FIXED 1u /* elastic=no: workers that join later are refused */
