@@ -50,6 +50,7 @@ typedef struct pd_ckw {
     uint64_t body;       /* body bytes written */
     uint8_t *buf;        /* write buffer */
     size_t used;
+    int64_t synced;      /* bytes already handed to writeback */
     pd_err err;          /* the first failure; code 0 while all went well */
 } pd_ckw;
 
