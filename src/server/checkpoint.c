@@ -74,10 +74,14 @@ static uint32_t tables_now(pd_server *s, pd_table **out) {
 }
 
 static void release_all(pd_server *s) {
-    static pd_table *t[PD_MAX_TABLES]; /* watcher or checkpoint thread, one at a time */
-    uint32_t n = tables_now(s, t);
-    for (uint32_t i = 0; i < n; i++)
-        if (t[i]->gate.clocked) pd_gate_release(&t[i]->gate);
+    /* (the tables never go away while the server runs: release them by id
+     * under nothing but each table's own lock) */
+    for (uint32_t id = 1; id < PD_MAX_TABLES; id++) {
+        pthread_mutex_lock(&s->mu);
+        pd_table *t = s->tables[id];
+        pthread_mutex_unlock(&s->mu);
+        if (t && t->gate.clocked) pd_gate_release(&t->gate);
+    }
 }
 
 /* ==== Phase 1: hold ===================================================== */
