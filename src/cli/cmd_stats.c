@@ -105,8 +105,9 @@ static void usage(FILE *f) {
             "keys_pulled, bytes_in, bytes_out, rejected, dropped, clock and\n"
             "push_cpu_ns (CPU time spent applying pushes); dense tables show\n"
             "floats, bytes, pushes, pulls, ...  (docs/sparse.md).  Per server: worker\n"
-            "connections by transport, and BATCH frames (many small requests sent\n"
-            "as one frame) with the requests they held (docs/protocol.md).\n"
+            "connections by transport, then each worker's connection (shm, or tcp\n"
+            "and where from), and BATCH frames (many small requests sent as one\n"
+            "frame) with the requests they held (docs/protocol.md).\n"
             "\n"
             "  --coordinator HOST:PORT  the coordinator [$PARAMD_COORDINATOR]\n"
             "  --table ID               only the table with this id\n");
@@ -180,7 +181,8 @@ int cmd_stats(int argc, char **argv) {
                 if (bp && sscanf(bp, " batches %llu batched %llu", &x, &y) == 2)
                     batches += x, batched += y;
             } else if (!strncmp(line, "apply threads", 13) ||
-                       !strncmp(line, "shared buffers", 14)) {
+                       !strncmp(line, "shared buffers", 14) ||
+                       !strncmp(line, "connection ", 11)) {
                 printf("  %s\n", line);
             }
             if (!nl) break;

@@ -12,6 +12,7 @@
 #include <time.h>
 
 #include "coord/coord_impl.h"
+#include "net/conn.h"
 #include "wire/map.h"
 
 /* Called with mu held: release the barrier if every worker still in the
@@ -81,6 +82,8 @@ int co_on_reg_server(co_conn *cc, const pd_hdr *h) {
         return PARAMD_ECONFIG;
     }
     int32_t idx = co->nservers++;
+    /* a server whose host is cut off is noticed (net/conn.h) */
+    pd_tcp_set_peer_timeout(cc->conn, PD_PEER_TIMEOUT_DEFAULT);
     snprintf(co->server_addr[idx], PD_MAX_ADDR + 1, "%s", addr);
     co->server_conn[idx] = cc;
     cc->server = idx;

@@ -329,19 +329,31 @@ int srv_on_stats(srv_conn *sc, const pd_hdr *h) {
     char text[8192];
     size_t off = 0;
     int ntcp = 0, nshm = 0;
+    /* One line per worker connection after the counts: "connection worker
+     * R shm" or "connection worker R tcp from HOST:PORT" (paramd stats
+     * prints them: which transport each worker got). */
+    char conns[2048];
+    size_t coff = 0;
+    conns[0] = '\0';
     pthread_mutex_lock(&s->mu);
     for (srv_conn *c = s->conns; c; c = c->next)
         if (c->conn && c->rank >= 0) {
             if (c->shm_fd >= 0) nshm++;
             else ntcp++;
+            if (coff < sizeof conns - 128)
+                coff += (size_t)snprintf(conns + coff, sizeof conns - coff,
+                                         c->shm_fd >= 0 ? "connection worker %d shm\n"
+                                                        : "connection worker %d tcp from %s\n",
+                                         c->rank, c->conn->peer);
         }
     pthread_mutex_unlock(&s->mu);
     off += (size_t)snprintf(text, sizeof text,
                             "server %d of %d, %d workers, worker connections "
-                            "tcp %d shm %d batches %llu batched %llu\n",
+                            "tcp %d shm %d batches %llu batched %llu\n%s",
                             s->index, s->S, s->W, ntcp, nshm,
                             (unsigned long long)__atomic_load_n(&s->batches, __ATOMIC_RELAXED),
-                            (unsigned long long)__atomic_load_n(&s->batched, __ATOMIC_RELAXED));
+                            (unsigned long long)__atomic_load_n(&s->batched, __ATOMIC_RELAXED),
+                            conns);
     for (uint32_t id = 1; id < PD_MAX_TABLES && off < sizeof text - 256; id++) {
         if (h->table && id != h->table) continue; /* STATS of one table */
         pd_table *t = srv_table(s, id);
