@@ -79,6 +79,11 @@ struct pd_coord {
     co_conn *conns;
     int nthreads;
     int stopping;
+    int nbusy;            /* connection threads handling a request: at
+                           * stop, the stop waits for their replies */
+    char fail_msg[PD_ERRMSG_MAX]; /* why co_fail ended the cluster; "" */
+    pthread_t startup;    /* the start-up watch (startup.c) */
+    int startup_started;
 };
 
 /* ==== coord.c =========================================================== */
@@ -105,6 +110,18 @@ int co_on_heartbeat(co_conn *cc, const pd_hdr *h);
 int co_on_bye(co_conn *cc, const pd_hdr *h);
 /* The heartbeat monitor's thread: removes workers silent too long. */
 void *co_monitor_main(void *arg);
+
+/* ==== startup.c ========================================================= */
+
+/* The start-up watch's thread: says who is missing, gives up at the
+ * deadline. */
+void *co_startup_main(void *arg);
+/* mu held: end the cluster because of `why`: SHUTDOWN with it to every
+ * server, every waiting request answered with it, the run stops. */
+void co_fail(pd_coord *co, const char *why);
+/* mu held: the text to answer a request that the stop ended: co_fail's
+ * reason, else `otherwise`. */
+const char *co_stop_reason(const pd_coord *co, const char *otherwise);
 
 /* ==== tables.c ========================================================== */
 
