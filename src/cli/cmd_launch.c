@@ -40,8 +40,9 @@
  * host), or on the address of --interface NAME|CIDR.  What they tell the
  * others: --advertise-host, else the --interface address, else for a
  * server the address it reaches the coordinator from (server.c) and for
- * the coordinator the address its host name resolves to, or its first
- * address that is not loopback.  Loopback is never advertised to a
+ * the coordinator the address its host name resolves to (when that is an
+ * address of this host), or its first address that is not loopback:
+ * numeric, so that every host dials the same address.  Loopback is never advertised to a
  * world that spans hosts.  Every process prints its role and where it
  * listens.
  */
@@ -446,7 +447,7 @@ static int coord_advertise(const launch_opts *o, int all_local, const char *list
     if (gethostname(name, sizeof name - 1) == 0 && name[0] &&
         pd_route_source(name, a, sizeof a, &e) == 0 && !pd_addr_is_loopback(a) &&
         pd_host_is_local(a, &e) == 1) {
-        snprintf(out, n, "%s", name); /* its name resolves to an address here */
+        snprintf(out, n, "%s", a); /* its name's address, which is this host's */
         return 0;
     }
     if (pd_host_first_addr(a, sizeof a, &e)) {

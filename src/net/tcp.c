@@ -236,6 +236,9 @@ pd_conn *pd_tcp_connect(const char *hostport, int timeout_ms, pd_err *e) {
         }
         int64_t now = pd_now_ms();
         if (!again || now >= deadline) break;
+        if (attempts == 1)
+            pd_log(PD_LOG_DEBUG, "%s is not reachable yet (%s); retrying for up to %.1f s",
+                   hostport, why, (double)(deadline - now) / 1000.0);
         if (!said && now - start >= 5000) {
             said = 1;
             pd_log(PD_LOG_INFO, "still trying to reach %s (%s); giving up in %.0f s",
