@@ -4,7 +4,8 @@
 # `paramd launch --port P` finding the coordinator on the first host of
 # the step's node list (h1) with nothing else typed.
 #   - srun -N 3 -n 5: the seed's toy, sync, exact (100 everywhere), ranks
-#     from SLURM_PROCID, the coordinator on h1;
+#     from SLURM_PROCID, the coordinator on h1, the servers on the fixed
+#     ports a firewall would let through (--server-ports);
 #   - the same with one rank too few for --workers 2: every rank fails at
 #     once, saying the world size, where it came from and what it needs;
 #   - sbatch with a script whose srun runs a short `paramd train` across
@@ -19,13 +20,15 @@ slurm_up 3
 
 out=$TMP/srun.toy
 on_host 0 timeout 120 srun -N 3 -n 5 --overcommit --mpi=none \
-  "$PARAMD" launch --servers 2 --workers 2 --port 7070 \
+  "$PARAMD" launch --servers 2 --workers 2 --port 7070 --server-ports 7100 \
   -- "$BUILD/examples/toy" --consistency sync --sleep-ms 0 >"$out" 2>&1 \
   || { cat "$out"; fail "srun toy exited non-zero"; }
 expect_line "$out" "^final params \(sync, mean\):( 100\.0){10}\$"
 expect_line "$out" "rank 0 of 5 \(Slurm\): coordinator of 2 servers and 2 workers, listening on 0\.0\.0\.0:7070, reachable at h1:7070"
 expect_line "$out" "rank 4 of 5 \(Slurm\) on host h3: worker 1 of 2, coordinator at h1:7070"
-pass "srun -N 3 -n 5: toy sync -> 100, coordinator on the first host of the node list"
+expect_line "$out" "rank 1 of 5 \(Slurm\) on host h1: server [01], listening on 0\.0\.0\.0:7100, advertised as $(addr 1):7100"
+expect_line "$out" "rank 2 of 5 \(Slurm\) on host h2: server [01], listening on 0\.0\.0\.0:7101, advertised as $(addr 2):7101"
+pass "srun -N 3 -n 5: toy sync -> 100, coordinator on the first host of the node list, servers on --server-ports"
 
 out=$TMP/srun.short
 on_host 0 timeout 60 srun -N 2 -n 4 --overcommit --mpi=none \

@@ -213,6 +213,7 @@ typedef struct launch_opts {
     int64_t rank, world;
     const char *coordinator, *coord_host, *rendezvous;
     int64_t port;          /* -1: none */
+    int64_t server_ports;  /* server k listens on this + k; -1: any */
     const char *listen_host, *advertise_host, *iface, *host_id, *transport;
     int startup_ms, report_ms, heartbeat_ms, connect_ms;
     const char *apply_threads;
@@ -253,6 +254,8 @@ static void usage(FILE *f) {
 "                           [0.0.0.0; 127.0.0.1 when every rank is on this host]\n"
 "  --interface NAME|CIDR    listen on, and advertise, this host's address on\n"
 "                           that interface (eth0) or in that subnet (10.0.0.0/8)\n"
+"  --server-ports BASE      server k (rank k+1) listens on port BASE+k, so that a\n"
+"                           firewall can let BASE..BASE+S-1 through [any free]\n"
 "  --advertise-host HOST    the address the others should dial for this\n"
 "                           process [a server: the one it reaches the\n"
 "                           coordinator from; the coordinator: its host name's\n"
@@ -286,7 +289,7 @@ static int num_opt(const char *opt, const char *v, int64_t lo, int64_t hi, int64
 static int parse(int argc, char **argv, launch_opts *o) {
     enum { O_SERVERS = 1000, O_WORKERS, O_MAXW, O_RANK, O_WORLD, O_COORD, O_PORT,
            O_CHOST, O_RDV, O_LISTEN, O_IFACE, O_ADV, O_HOSTID, O_CONNECT, O_STARTUP,
-           O_REPORT, O_HB, O_TRANSPORT, O_APPLY, O_DRY };
+           O_REPORT, O_HB, O_TRANSPORT, O_APPLY, O_DRY, O_SPORTS };
     static const struct option opts[] = {
         {"servers", 1, 0, O_SERVERS}, {"workers", 1, 0, O_WORKERS},
         {"max-workers", 1, 0, O_MAXW}, {"rank", 1, 0, O_RANK}, {"world", 1, 0, O_WORLD},
@@ -297,9 +300,10 @@ static int parse(int argc, char **argv, launch_opts *o) {
         {"connect-timeout-ms", 1, 0, O_CONNECT}, {"startup-timeout-ms", 1, 0, O_STARTUP},
         {"report-ms", 1, 0, O_REPORT}, {"heartbeat-timeout-ms", 1, 0, O_HB},
         {"transport", 1, 0, O_TRANSPORT}, {"apply-threads", 1, 0, O_APPLY},
+        {"server-ports", 1, 0, O_SPORTS},
         {"dry-run", 0, 0, O_DRY}, {"help", 0, 0, 'h'}, {0, 0, 0, 0}};
     memset(o, 0, sizeof *o);
-    o->rank = o->world = o->port = -1;
+    o->rank = o->world = o->port = o->server_ports = -1;
     o->startup_ms = o->heartbeat_ms = -1;
     o->connect_ms = 60000;
     int c;
@@ -340,6 +344,8 @@ static int parse(int argc, char **argv, launch_opts *o) {
         case O_APPLY: if (num_opt("--apply-threads", optarg, 1, 64, &v)) return -1;
                       o->apply_threads = optarg; break;
         case O_DRY: o->dry_run = 1; break;
+        case O_SPORTS: if (num_opt("--server-ports", optarg, 1, 65535, &o->server_ports)) return -1;
+                       break;
         case 'h': usage(stdout); exit(0);
         default: usage(stderr); return -1;
         }
@@ -517,8 +523,14 @@ static int run_server(const launch_opts *o, const world *w, const char *caddr,
                       const char *listen_host, const char *adv_host) {
     pd_server_opts so = {0};
     char listen[PD_MAX_ADDR + 1], name[32];
-    snprintf(listen, sizeof listen, strchr(listen_host, ':') ? "[%s]:0" : "%s:0",
-             listen_host);
+    int64_t port = o->server_ports < 0 ? 0 : o->server_ports + w->rank - 1;
+    if (port > 65535) {
+        fprintf(stderr, "paramd launch: --server-ports %lld leaves rank %lld no port\n",
+                (long long)o->server_ports, (long long)w->rank);
+        return 2;
+    }
+    snprintf(listen, sizeof listen, strchr(listen_host, ':') ? "[%s]:%lld" : "%s:%lld",
+             listen_host, (long long)port);
     so.coordinator = caddr;
     so.listen = listen;
     so.advertise_host = adv_host;
