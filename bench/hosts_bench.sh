@@ -34,9 +34,9 @@ echo "# $BYTES bytes per push and per pull, $SECS s per figure; coordinator h0, 
 # iperf3 servers on host K, port P (in the background, one test each);
 # returns once it listens
 iperf_server() {
-  on_host "$1" timeout $((SECS + 30)) iperf3 -s -1 -B "$(addr "$1")" -p "$2" >"$TMP/is.$2" 2>&1 &
+  on_host "$1" timeout $((SECS + 30)) iperf3 -s -1 --forceflush -B "$(addr "$1")" -p "$2" >"$TMP/is.$2" 2>&1 &
   local i
-  for ((i = 0; i < 200; i++)); do grep -q listening "$TMP/is.$2" && return 0; sleep 0.05; done
+  for ((i = 0; i < 200; i++)); do grep -qs listening "$TMP/is.$2" && return 0; sleep 0.05; done
   fail "iperf3 server on h$1 did not start: $(cat "$TMP/is.$2")"
 }
 # iperf_client FROM TO PORT OUT: one stream for SECS, JSON into OUT

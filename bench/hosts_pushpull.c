@@ -8,7 +8,7 @@
  * PARAMD_RANK).  Opens the table "pp" of BYTES/4 floats (rule=add,
  * async), and, after one untimed push+pull and a barrier, pushes the whole
  * table (a buffer of ones) and pulls it back, again and again for at least
- * SECONDS, then waits at a barrier.  Prints one line:
+ * SECONDS (one clock per round), then waits at a barrier.  Prints one line:
  *
  *   pushpull rank R bytes B reps N seconds T mbit_s X
  *
@@ -51,12 +51,14 @@ int main(int argc, char **argv) {
     }
     MUST(paramd_table_open(c, "pp", n, "rule=add consistency=async", NULL, &t));
     MUST(paramd_push(t, 0, n, ones)); /* warm-up: connections, pages */
+    paramd_clock(c);
     MUST(paramd_pull(t, 0, n, got));
     MUST(paramd_barrier(c));
     int64_t reps = 0;
     double t0 = pd_now(), t1;
     do {
         MUST(paramd_push(t, 0, n, ones));
+        paramd_clock(c); /* one push per clock and worker */
         MUST(paramd_pull(t, 0, n, got));
         reps++;
         t1 = pd_now();
