@@ -34,6 +34,7 @@ echo "# $BYTES bytes per push and per pull, $SECS s per figure; coordinator h0, 
 # iperf3 servers on host K, port P (in the background, one test each);
 # returns once it listens
 iperf_server() {
+  rm -f "$TMP/is.$2"
   on_host "$1" timeout $((SECS + 30)) iperf3 -s -1 --forceflush -B "$(addr "$1")" -p "$2" >"$TMP/is.$2" 2>&1 &
   local i
   for ((i = 0; i < 200; i++)); do grep -qs listening "$TMP/is.$2" && return 0; sleep 0.05; done
