@@ -167,7 +167,12 @@ typedef struct paramd_request paramd_request;
  *                           naming the server and its host instead of
  *                           waiting for TCP's own give-up (a quarter of an
  *                           hour); a slow or stopped peer still answers
- *                           and is not affected.  Else
+ *                           and is not affected.  (One case that counts
+ *                           too: a server whose connection thread waits
+ *                           this long in a sync pull while the program has
+ *                           pipelined a large request behind it on the
+ *                           same server, so that its receive window stays
+ *                           shut: raise N for such programs.)  Else
  *                           $PARAMD_PEER_TIMEOUT_MS; 0: the system's TCP
  *                           timeouts; 1..3600000 [20000]
  *   host_id=ID              this host's identity, else $PARAMD_HOST_ID,

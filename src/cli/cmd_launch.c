@@ -273,7 +273,8 @@ static void usage(FILE *f) {
 "  --heartbeat-timeout-ms N  as paramd coordinator [10000]\n"
 "Other:\n"
 "  --transport auto|tcp     auto: shared memory between processes of one host\n"
-"  --apply-threads N        the servers' apply threads [cores]\n"
+"  --apply-threads N        the servers' apply threads [$PARAMD_APPLY_THREADS,\n"
+"                           else the cores]\n"
 "  --dry-run                print what this rank would do, and exit\n");
 }
 
@@ -538,8 +539,10 @@ static int run_server(const launch_opts *o, const world *w, const char *caddr,
     so.no_shm = o->transport && !strcmp(o->transport, "tcp");
     so.host_id = o->host_id ? o->host_id : getenv("PARAMD_HOST_ID");
     long cores = sysconf(_SC_NPROCESSORS_ONLN);
-    so.apply_threads = o->apply_threads ? atoi(o->apply_threads)
-                       : cores < 1 ? 1 : cores > 64 ? 64 : (int)cores;
+    const char *at = o->apply_threads ? o->apply_threads : getenv("PARAMD_APPLY_THREADS");
+    int64_t n = 0;
+    if (at && num_opt("--apply-threads or PARAMD_APPLY_THREADS", at, 1, 64, &n)) return 2;
+    so.apply_threads = n ? (int)n : cores < 1 ? 1 : cores > 64 ? 64 : (int)cores;
     pd_log_set_name("server");
     cli_stop_signals();
     pd_err e = {0};

@@ -10,9 +10,14 @@
  * addresses, the heartbeat period, the worker slots and the clock this
  * worker starts at.  Then one link per server: TCP first and HELLO, whose
  * reply (the server's index, S and slots, checked against the map) also
- * says where the server's shared-memory transport is; then, unless
- * transport=tcp, that transport if the server is on this host; then the
- * link's receiver thread (reader.c).  If anything fails, everything done
+ * says where the server's shared-memory transport is and which host the
+ * server is on; then, unless transport=tcp, that transport if the server
+ * is on this host (its host identity is ours: net/host.h); then the
+ * link's receiver thread (reader.c).  Every TCP connection gets the peer
+ * timeout (a host cut off is noticed, net/conn.h).  A rank taken from a
+ * launcher's variable whose world size is set too is checked first
+ * against the cluster's worker count (check_world_size: MAP before
+ * REG_WORKER, so that a wrong launch takes no slot).  If anything fails, everything done
  * so far is undone (paramd_close) and the detail is in the thread's
  * connect error (paramd_last_error(NULL)).
  *
