@@ -116,10 +116,23 @@ typedef struct paramd_request paramd_request;
  *   rank=N                  this worker's rank, 0..65535; else the first of
  *                           $PARAMD_RANK, $OMPI_COMM_WORLD_RANK (mpirun),
  *                           $PMI_RANK, $PMIX_RANK (MPICH, PMIx),
- *                           $SLURM_PROCID (srun) that is set; else the
- *                           coordinator assigns ranks in order of arrival.
- *                           A value that is not a number in range is
- *                           PARAMD_ECONFIG.
+ *                           $SLURM_PROCID (srun), $RANK (torchrun),
+ *                           $LOCAL_RANK (single-host launchers that set
+ *                           only it) that is set; else the coordinator
+ *                           assigns ranks in order of arrival.  A value
+ *                           that is not a number in range is
+ *                           PARAMD_ECONFIG.  When the rank comes from a
+ *                           launcher's variable and that launcher's world
+ *                           size is set too ($OMPI_COMM_WORLD_SIZE,
+ *                           $PMI_SIZE, $SLURM_NTASKS, $WORLD_SIZE,
+ *                           $LOCAL_WORLD_SIZE), it must equal the
+ *                           cluster's number of workers (the coordinator's
+ *                           --workers), asked before registering: else
+ *                           PARAMD_ECONFIG with both numbers, and no
+ *                           worker slot is taken.  rank= and $PARAMD_RANK
+ *                           are never checked so (paramd launch sets
+ *                           PARAMD_RANK: its world holds the coordinator
+ *                           and servers too).  docs/multihost.md.
  *   role=worker|tool        [worker].  A tool is a program that only looks
  *                           at the cluster (paramd stats): it says HELLO
  *                           as a tool and gets the cluster map from the
@@ -138,9 +151,36 @@ typedef struct paramd_request paramd_request;
  *                           it can do: paramd_server_stats,
  *                           paramd_server_address, paramd_map_epoch,
  *                           paramd_num_servers, paramd_num_workers.
- *   timeout_ms=N            how long to wait for each connection (to the
- *                           coordinator, to each server, over TCP or shared
- *                           memory) to be made, in ms: 1..3600000 [30000]
+ *   timeout_ms=N            how long to keep trying to make each connection
+ *                           (to the coordinator, to each server, over TCP
+ *                           or shared memory), in ms: 1..3600000 [30000].
+ *                           A peer that refuses, is unreachable, does not
+ *                           answer or whose name does not resolve yet (it
+ *                           may still be starting) is retried with backoff
+ *                           until then; the error says how often and how
+ *                           long it tried.
+ *   peer_timeout_ms=N       a TCP connection whose peer stops answering
+ *                           (its host cut off or down: what was sent stays
+ *                           unacknowledged, or an idle connection's
+ *                           keepalive probes go unanswered) fails after
+ *                           about N ms, so calls on it return PARAMD_EIO
+ *                           naming the server and its host instead of
+ *                           waiting for TCP's own give-up (a quarter of an
+ *                           hour); a slow or stopped peer still answers
+ *                           and is not affected.  (One case that counts
+ *                           too: a server whose connection thread waits
+ *                           this long in a sync pull while the program has
+ *                           pipelined a large request behind it on the
+ *                           same server, so that its receive window stays
+ *                           shut: raise N for such programs.)  Else
+ *                           $PARAMD_PEER_TIMEOUT_MS; 0: the system's TCP
+ *                           timeouts; 1..3600000 [20000]
+ *   host_id=ID              this host's identity, else $PARAMD_HOST_ID,
+ *                           else HOSTNAME/BOOT_ID/NETNS: shared memory is
+ *                           tried only with servers whose identity (sent
+ *                           in their HELLO reply) is the same; 1..127
+ *                           printable characters, no spaces
+ *                           (docs/multihost.md, "Host identity")
  *   chunk_bytes=N           large requests are cut into frames of about N
  *                           bytes, sent round-robin over the servers so that
  *                           they all work at once: 4096..2^30, rounded down
@@ -161,10 +201,12 @@ typedef struct paramd_request paramd_request;
  *                           asynchronous variants below for what it means
  *                           to a program.
  *   transport=auto|tcp|shm  else $PARAMD_TRANSPORT, else auto: shared
- *                           memory to servers on this host, TCP to the
- *                           others; tcp: TCP only; shm: shared memory to
- *                           every server, or fail (PARAMD_ECONNECT, or the
- *                           transport's error) (docs/transports.md)
+ *                           memory to servers on this host (the same host
+ *                           identity, host_id= above), TCP to the others;
+ *                           tcp: TCP only; shm: shared memory to every
+ *                           server, or fail (PARAMD_ECONNECT, naming a
+ *                           server on another host, or the transport's
+ *                           error) (docs/transports.md)
  *   shm_ring_bytes=N        bytes per direction of a shared-memory link, a
  *                           power of two, 65536..2^30 [4194304]
  *   shared_buffers=yes|no   map paramd_alloc's memory into the servers on

@@ -38,10 +38,22 @@ static void test_hello_codec(void) {
 static void test_welcome_codec(void) {
     pd_buf b;
     pd_err e = {0};
-    pd_welcome w = {1, 2, 3, 8, "@paramd-x", PD_FEAT_REGIONS}, d;
+    pd_welcome w = {1, 2, 3, 8, "@paramd-x", PD_FEAT_REGIONS, "h2/0123abcd/4026531833"}, d;
     pd_buf_init(&b);
     pd_welcome_encode(&b, &w);
     CHECK_OK(pd_welcome_decode(b.p, b.len, &d, &e));
+    CHECK_STR_EQ(d.host, "h2/0123abcd/4026531833");
+    /* a server without the host identity (before it was added): "" */
+    size_t no_host = b.len - 2 - strlen(w.host);
+    CHECK_OK(pd_welcome_decode(b.p, no_host, &d, &e));
+    CHECK_STR_EQ(d.host, "");
+    CHECK_INT_EQ(d.features, PD_FEAT_REGIONS);
+    /* a later server's fields after the ones known here are skipped */
+    pd_put_u32(&b, 77);
+    pd_put_str(&b, "a field of a later version 1");
+    CHECK_OK(pd_welcome_decode(b.p, b.len, &d, &e));
+    CHECK_STR_EQ(d.host, "h2/0123abcd/4026531833");
+    b.len = no_host + 2 + strlen(w.host);
     CHECK_INT_EQ(d.server, 1);
     CHECK_INT_EQ(d.index, 2);
     CHECK_INT_EQ(d.S, 3);
@@ -151,7 +163,7 @@ static void answer_start(answerer *a, pthread_t *t, uint32_t roles, int32_t work
     memset(a, 0, sizeof *a);
     CHECK_OK(pd_tcp_listen("127.0.0.1", 0, &a->lfd, addr, PD_MAX_ADDR + 1, &e));
     a->rules = (pd_hello_rules){"server", roles, workers};
-    a->w = (pd_welcome){1, 0, 1, (uint32_t)workers, "", 0};
+    a->w = (pd_welcome){1, 0, 1, (uint32_t)workers, "", 0, ""};
     CHECK(pthread_create(t, NULL, answer_main, a) == 0);
 }
 

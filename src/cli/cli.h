@@ -16,5 +16,6 @@ int cmd_stats(int argc, char **argv);
 int cmd_checkpoint(int argc, char **argv);
 int cmd_status(int argc, char **argv);
 int cmd_bench(int argc, char **argv);
+int cmd_launch(int argc, char **argv);
 
 #endif

@@ -45,6 +45,12 @@ static void coord_usage(FILE *f) {
             "  --heartbeat-timeout-ms N  remove a worker that sent no heartbeat for\n"
             "                      N ms (a hung or stopped process); sync clocks then\n"
             "                      stop waiting for it [10000; 0: never]\n"
+            "  --startup-timeout-ms N  end the cluster with an error, everywhere, if\n"
+            "                      its S servers and W workers have not all registered\n"
+            "                      N ms after start [300000; 0: wait forever]; until\n"
+            "                      then say who is missing after --report-ms, and again\n"
+            "                      at doubling intervals\n"
+            "  --report-ms N       [5000]\n"
             "  --ready-fd N        write the bound HOST:PORT and a newline to file\n"
             "                      descriptor N once listening, then close it\n"
             "  --checkpoint-dir DIR  where checkpoints go (an absolute path every\n"
@@ -86,6 +92,8 @@ int cmd_coordinator(int argc, char **argv) {
         {"max-workers", required_argument, 0, 'm'},
         {"persist", no_argument, 0, 'p'},
         {"heartbeat-timeout-ms", required_argument, 0, 'b'},
+        {"startup-timeout-ms", required_argument, 0, 'u'},
+        {"report-ms", required_argument, 0, 'R'},
         {"ready-fd", required_argument, 0, 'r'},
         {"checkpoint-dir", required_argument, 0, 'K'},
         {"checkpoint-every", required_argument, 0, 'K'},
@@ -98,6 +106,7 @@ int cmd_coordinator(int argc, char **argv) {
     o.heartbeat_ms = -1;
     int ready_fd = -1, c, li = 0;
     cli_ckpt_opts ck = {0};
+    o.startup_ms = -1;
     pd_log_set_name("coordinator");
     if (cli_ckpt_from_env("paramd coordinator", &ck)) return 2;
     while ((c = getopt_long(argc, argv, "h", opts, &li)) != -1) {
@@ -118,6 +127,17 @@ int cmd_coordinator(int argc, char **argv) {
                 return 2;
             }
             o.heartbeat_ms = (int)ms;
+            break;
+        }
+        case 'u':
+        case 'R': {
+            int64_t ms;
+            if (pd_parse_i64(optarg, &ms) || ms < (c == 'R') || ms > 86400000) {
+                fprintf(stderr, "paramd: --%s '%s' is not %d..86400000\n",
+                        c == 'u' ? "startup-timeout-ms" : "report-ms", optarg, c == 'R');
+                return 2;
+            }
+            *(c == 'u' ? &o.startup_ms : &o.report_ms) = (int)ms;
             break;
         }
         case 'r': {
@@ -170,6 +190,7 @@ int cmd_coordinator(int argc, char **argv) {
     int rc = pd_coord_run(co);
     cli_stop_disarm(); /* before the free: no stop_coord on a freed co */
     pd_coord_free(co);
+    if (rc == PARAMD_ETIMEDOUT) return 1; /* the reason was logged */
     if (rc) pd_log(PD_LOG_WARN, "some workers disconnected without saying goodbye");
     return 0;
 }
@@ -188,7 +209,13 @@ static void server_usage(FILE *f) {
             "  --listen HOST:PORT       address to listen on [127.0.0.1:0]; binding\n"
             "                           anything but loopback must be asked for\n"
             "  --advertise HOST:PORT    address workers should use, when it differs\n"
-            "                           from the bound one (NAT, 0.0.0.0)\n"
+            "                           from the bound one (NAT); a server bound to\n"
+            "                           0.0.0.0 advertises the address it reaches\n"
+            "                           the coordinator from\n"
+            "  --advertise-host HOST    the same with the bound port\n"
+            "  --host-id ID             this host's identity: workers with the same\n"
+            "                           one use shared memory [$PARAMD_HOST_ID, else\n"
+            "                           hostname/boot id/network namespace]\n"
             "  --max-frame-mb N         largest request payload accepted [256]\n"
             "  --transport auto|tcp     auto: also offer shared memory to workers on\n"
             "                           this host (they pick it unless told\n"
@@ -219,6 +246,8 @@ int cmd_server(int argc, char **argv) {
         {"coordinator", required_argument, 0, 'c'},
         {"listen", required_argument, 0, 'l'},
         {"advertise", required_argument, 0, 'a'},
+        {"advertise-host", required_argument, 0, 'H'},
+        {"host-id", required_argument, 0, 'I'},
         {"max-frame-mb", required_argument, 0, 'm'},
         {"transport", required_argument, 0, 't'},
         {"fault", required_argument, 0, 'f'},
@@ -241,6 +270,8 @@ int cmd_server(int argc, char **argv) {
         case 'c': o.coordinator = optarg; break;
         case 'l': o.listen = optarg; break;
         case 'a': o.advertise = optarg; break;
+        case 'H': o.advertise_host = optarg; break;
+        case 'I': o.host_id = optarg; break;
         case 'm': {
             int32_t mb;
             if (parse_count("--max-frame-mb", optarg, 4096, &mb)) return 2;
@@ -278,6 +309,7 @@ int cmd_server(int argc, char **argv) {
         }
     }
     if (!o.coordinator) o.coordinator = getenv("PARAMD_COORDINATOR");
+    if (!o.host_id) o.host_id = getenv("PARAMD_HOST_ID");
     if (optind < argc || !o.coordinator) {
         fprintf(stderr, "paramd server: %s\n\n",
                 optind < argc ? "unexpected argument"
@@ -297,7 +329,8 @@ int cmd_server(int argc, char **argv) {
     snprintf(name, sizeof name, "server %d", pd_server_index(s));
     pd_log_set_name(name);
     cli_stop_on_signal(stop_server, s);
-    pd_log(PD_LOG_DEBUG, "listening on %s", pd_server_address(s));
+    pd_log(PD_LOG_DEBUG, "listening on %s (advertised as %s, host %s)",
+           pd_server_address(s), pd_server_advertised(s), pd_server_host_id(s));
     if (pd_server_metrics_address(s))
         pd_log(PD_LOG_INFO, "metrics at http://%s/metrics", pd_server_metrics_address(s));
     int rc = pd_server_run(s);

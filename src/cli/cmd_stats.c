@@ -106,8 +106,9 @@ static void usage(FILE *f) {
             "keys_pulled, bytes_in, bytes_out, rejected, dropped, clock and\n"
             "push_cpu_ns (CPU time spent applying pushes); dense tables show\n"
             "floats, bytes, pushes, pulls, ...  (docs/sparse.md).  Per server: worker\n"
-            "connections by transport, and BATCH frames (many small requests sent\n"
-            "as one frame) with the requests they held (docs/protocol.md).\n"
+            "connections by transport, then each worker's connection (shm, or tcp\n"
+            "and where from), and BATCH frames (many small requests sent as one\n"
+            "frame) with the requests they held (docs/protocol.md).\n"
             "\n"
             "  --coordinator HOST:PORT  the coordinator [$PARAMD_COORDINATOR]\n"
             "  --table ID               only the table with this id\n");
@@ -183,6 +184,15 @@ int cmd_stats(int argc, char **argv) {
             } else if (!strncmp(line, "apply threads", 13) ||
                        !strncmp(line, "shared buffers", 14)) {
                 printf("  %s\n", line);
+            } else if (!strncmp(line, "conn ", 5)) {
+                /* "conn R transport T peer P": which transport each
+                 * worker got, and from where */
+                int rank;
+                char tr[8], peer[128];
+                if (sscanf(line, "conn %d transport %7s peer %127s", &rank, tr, peer) == 3) {
+                    if (!strcmp(tr, "shm")) printf("  connection worker %d shm\n", rank);
+                    else printf("  connection worker %d %s from %s\n", rank, tr, peer);
+                }
             }
             if (!nl) break;
             line = nl + 1;

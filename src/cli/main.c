@@ -4,6 +4,7 @@
  *   paramd coordinator --listen HOST:PORT --servers S --workers W
  *   paramd server --coordinator HOST:PORT [--listen HOST:PORT]
  *   paramd local --servers S --workers W -- PROGRAM [ARGS]
+ *   paramd launch --servers S [--port P] -- PROGRAM [ARGS]   (under mpirun...)
  *   paramd train ...        (trains a model; see paramd train --help)
  *   paramd plot RUN_DIR...  (plots runs)
  *   paramd status --coordinator HOST:PORT  (a live view of a cluster)
@@ -32,6 +33,9 @@ static void usage(FILE *f) {
             "  bench        measure push/pull throughput and latency against raw TCP\n"
             "  coordinator  run the coordinator of a cluster\n"
             "  server       run one parameter server of a cluster\n"
+            "  launch       one process of a cluster started whole by mpirun, srun,\n"
+            "               torchrun...: its role (coordinator, server, worker)\n"
+            "               from its rank\n"
             "  stats        counters of every table on every server of a cluster\n"
             "  checkpoint   take a checkpoint of a running cluster now\n"
             "  status       a live view of a running cluster: workers, servers, tables,\n"
@@ -69,6 +73,7 @@ int main(int argc, char **argv) {
     if (!strcmp(cmd, "checkpoint")) return cmd_checkpoint(argc, argv);
     if (!strcmp(cmd, "status")) return cmd_status(argc, argv);
     if (!strcmp(cmd, "bench")) return cmd_bench(argc, argv);
+    if (!strcmp(cmd, "launch")) return cmd_launch(argc, argv);
     if (!strcmp(cmd, "version") || !strcmp(cmd, "--version")) {
         printf("paramd %s\n", paramd_version_string());
         return 0;

@@ -81,6 +81,8 @@ typedef struct pd_link {
     paramd_client *c;
     int index;
     char addr[PD_MAX_ADDR + 1];
+    char host[64];           /* the server's host name (its welcome's
+                              * identity), for messages; "" if unknown */
     pd_conn *conn;
     pthread_t rx;
     int rx_started;
@@ -183,11 +185,17 @@ struct paramd_table {
 struct paramd_client {
     char coord_addr[PD_MAX_ADDR + 1];
     int timeout_ms;
+    int peer_timeout_ms;  /* a TCP peer silent this long is dead (tcp.c) */
     uint64_t chunk_bytes;
     int transport;        /* TR_AUTO, TR_TCP, TR_SHM */
     uint64_t shm_ring;    /* bytes per direction of a shm pd_link */
     int tool;             /* option role=tool: no rank, no tables, no
                            * pushes, no barriers (connect.c) */
+    char host_id[PD_MAX_ADDR + 1]; /* this host's identity (net/host.h):
+                                    * shm only to servers with the same */
+    const char *size_var; /* the launcher's world-size variable that goes
+                           * with the rank variable used, or NULL */
+    int64_t launch_size;  /* its value (checked against W at connect) */
     int32_t rank, W, S;   /* rank -1: a tool */
     int32_t slots; /* M: worker slots (ranks 0..M-1); servers report it */
     uint64_t epoch;

@@ -10,9 +10,14 @@
  * addresses, the heartbeat period, the worker slots and the clock this
  * worker starts at.  Then one link per server: TCP first and HELLO, whose
  * reply (the server's index, S and slots, checked against the map) also
- * says where the server's shared-memory transport is; then, unless
- * transport=tcp, that transport if the server is on this host; then the
- * link's receiver thread (reader.c).  If anything fails, everything done
+ * says where the server's shared-memory transport is and which host the
+ * server is on; then, unless transport=tcp, that transport if the server
+ * is on this host (its host identity is ours: net/host.h); then the
+ * link's receiver thread (reader.c).  Every TCP connection gets the peer
+ * timeout (a host cut off is noticed, net/conn.h).  A rank taken from a
+ * launcher's variable whose world size is set too is checked first
+ * against the cluster's worker count (check_world_size: MAP before
+ * REG_WORKER, so that a wrong launch takes no slot).  If anything fails, everything done
  * so far is undone (paramd_close) and the detail is in the thread's
  * connect error (paramd_last_error(NULL)).
  *
@@ -53,6 +58,7 @@
 #include "wire/map.h"
 #include "net/conn.h"
 #include "net/fault.h"
+#include "net/host.h"
 #include "paramd.h"
 #include "wire/wire.h"
 
@@ -123,9 +129,10 @@ int coord_rpc(paramd_client *c, uint16_t type, uint32_t table,
 
 static int parse_options(paramd_client *c, const char *options) {
     char buf[1024];
-    const char *coord = NULL, *rank = NULL, *transport = NULL;
-    char coordbuf[PD_MAX_ADDR + 1], rankbuf[32], trbuf[16];
+    const char *coord = NULL, *rank = NULL, *transport = NULL, *host_id = NULL;
+    char coordbuf[PD_MAX_ADDR + 1], rankbuf[32], trbuf[16], hostbuf[PD_MAX_ADDR + 1];
     c->timeout_ms = 30000;
+    c->peer_timeout_ms = -1;
     c->chunk_bytes = PD_CHUNK_BYTES_DEFAULT;
     c->coalesce_bytes = PD_COALESCE_DEFAULT;
     c->shm_ring = PD_SHM_RING_DEFAULT;
@@ -149,6 +156,12 @@ static int parse_options(paramd_client *c, const char *options) {
             if (pd_parse_i64(val, &v) || v <= 0 || v > 3600000)
                 return cl_err(NULL, PARAMD_EINVAL, "timeout_ms=%s is not 1..3600000", val);
             c->timeout_ms = (int)v;
+        } else if (strcmp(tok, "peer_timeout_ms") == 0) {
+            if (pd_parse_i64(val, &v) || v < 0 || v > 3600000)
+                return cl_err(NULL, PARAMD_EINVAL,
+                              "peer_timeout_ms=%s is not 0 (the system's TCP "
+                              "timeouts) or 1..3600000", val);
+            c->peer_timeout_ms = (int)v;
         } else if (strcmp(tok, "chunk_bytes") == 0) {
             if (pd_parse_i64(val, &v) || v < 4096 || v > (1 << 30))
                 return cl_err(NULL, PARAMD_EINVAL, "chunk_bytes=%s is not 4096..2^30", val);
@@ -170,6 +183,9 @@ static int parse_options(paramd_client *c, const char *options) {
         } else if (strcmp(tok, "transport") == 0) {
             snprintf(trbuf, sizeof trbuf, "%s", val);
             transport = trbuf;
+        } else if (strcmp(tok, "host_id") == 0) {
+            snprintf(hostbuf, sizeof hostbuf, "%s", val);
+            host_id = hostbuf;
         } else if (strcmp(tok, "role") == 0) {
             if (strcmp(val, "worker") != 0 && strcmp(val, "tool") != 0)
                 return cl_err(NULL, PARAMD_EINVAL,
@@ -191,17 +207,27 @@ static int parse_options(paramd_client *c, const char *options) {
         } else {
             return cl_err(NULL, PARAMD_EINVAL,
                           "unknown option '%s' (coordinator, rank, role, "
-                          "timeout_ms, chunk_bytes, coalesce_bytes, transport, "
-                          "shm_ring_bytes, shared_buffers, fault)",
+                          "timeout_ms, peer_timeout_ms, chunk_bytes, "
+                          "coalesce_bytes, transport, host_id, shm_ring_bytes, "
+                          "shared_buffers, fault)",
                           tok);
         }
     }
     /* Environment defaults, in one place. */
     static const char *const coord_env[] = {"PARAMD_COORDINATOR", NULL};
-    static const char *const rank_env[] = {"PARAMD_RANK", "OMPI_COMM_WORLD_RANK",
-                                           "PMI_RANK", "PMIX_RANK",
-                                           "SLURM_PROCID", NULL};
+    /* A launcher's rank, each with the world size that goes with it (NULL:
+     * none to check): Open MPI, MPICH/PMI, PMIx, Slurm, torchrun (LOCAL_RANK
+     * last: single-host launchers that set only it). */
+    static const char *const rank_env[][2] = {
+        {"PARAMD_RANK", NULL},
+        {"OMPI_COMM_WORLD_RANK", "OMPI_COMM_WORLD_SIZE"},
+        {"PMI_RANK", "PMI_SIZE"},
+        {"PMIX_RANK", NULL},
+        {"SLURM_PROCID", "SLURM_NTASKS"},
+        {"RANK", "WORLD_SIZE"},
+        {"LOCAL_RANK", "LOCAL_WORLD_SIZE"}};
     static const char *const transport_env[] = {"PARAMD_TRANSPORT", NULL};
+    static const char *const host_env[] = {"PARAMD_HOST_ID", NULL};
     if (c->tool && rank)
         return cl_err(NULL, PARAMD_EINVAL,
                       "rank=%s with role=tool: a tool is not a worker and has "
@@ -209,8 +235,37 @@ static int parse_options(paramd_client *c, const char *options) {
     if (!coord) coord = pd_env_first(coord_env);
     /* A tool ignores the workers' variables: it has no rank, and its few
      * small requests go over TCP. */
-    if (!rank && !c->tool) rank = pd_env_first(rank_env);
+    for (size_t k = 0; !rank && !c->tool && k < sizeof rank_env / sizeof rank_env[0]; k++) {
+        const char *v = getenv(rank_env[k][0]);
+        if (!v || !*v) continue;
+        rank = v;
+        const char *size = rank_env[k][1] ? getenv(rank_env[k][1]) : NULL;
+        if (size && *size) {
+            int64_t n;
+            if (pd_parse_i64(size, &n) || n < 1 || n > PD_MAX_WORKERS)
+                return cl_err(NULL, PARAMD_ECONFIG,
+                              "%s=%s (the launcher's world size, with the rank "
+                              "from %s) is not a number in 1..%d",
+                              rank_env[k][1], size, rank_env[k][0], PD_MAX_WORKERS);
+            c->size_var = rank_env[k][1];
+            c->launch_size = n;
+        }
+    }
     if (!transport && !c->tool) transport = pd_env_first(transport_env);
+    if (!host_id) host_id = pd_env_first(host_env);
+    if (c->peer_timeout_ms < 0) {
+        static const char *const pt_env[] = {"PARAMD_PEER_TIMEOUT_MS", NULL};
+        const char *pt = pd_env_first(pt_env);
+        int64_t v = PD_PEER_TIMEOUT_DEFAULT;
+        if (pt && (pd_parse_i64(pt, &v) || v < 0 || v > 3600000))
+            return cl_err(NULL, PARAMD_EINVAL,
+                          "PARAMD_PEER_TIMEOUT_MS=%s is not 0 (the system's TCP "
+                          "timeouts) or 1..3600000", pt);
+        c->peer_timeout_ms = (int)v;
+    }
+    pd_err he = {0};
+    if (pd_host_id(host_id, c->host_id, sizeof c->host_id, &he))
+        return cl_err(NULL, PARAMD_EINVAL, "host_id= or PARAMD_HOST_ID: %s", he.msg);
     if (!transport || strcmp(transport, "auto") == 0) c->transport = TR_AUTO;
     else if (strcmp(transport, "tcp") == 0) c->transport = TR_TCP;
     else if (strcmp(transport, "shm") == 0) c->transport = TR_SHM;
@@ -264,18 +319,30 @@ static int link_hello(paramd_client *c, pd_link *l, pd_conn *conn, pd_welcome *w
 }
 
 /* Connect link l: TCP first (the HELLO reply says whether the server offers
- * shared memory), then, unless transport=tcp, the shared-memory transport
- * if the server's socket is reachable from here (same host).  With
- * transport=shm a server that cannot be reached so is an error. */
+ * shared memory, and which host it is on), then, unless transport=tcp, the
+ * shared-memory transport if the server is on this host: its host
+ * identity is ours (net/host.h; a server that sends none is tried), and
+ * its socket is reachable from here.  With transport=shm a server that
+ * cannot be reached so is an error. */
 static int link_open(paramd_client *c, pd_link *l) {
     pd_err e = {0};
     pd_welcome w;
     l->conn = pd_tcp_connect(l->addr, c->timeout_ms, &e);
+    if (l->conn) pd_tcp_set_peer_timeout(l->conn, c->peer_timeout_ms);
     if (l->conn && c->fault[0]) /* option fault=: tests only */
         l->conn = pd_fault_wrap(l->conn, c->fault, &e);
     if (!l->conn) return cl_err(NULL, e.code, "server %d: %s", l->index, e.msg);
     int rc = link_hello(c, l, l->conn, &w);
+    if (rc == 0) pd_host_name_of(w.host, l->host, sizeof l->host);
     if (rc || c->transport == TR_TCP) return rc;
+    if (w.host[0] && strcmp(w.host, c->host_id) != 0) {
+        if (c->transport == TR_AUTO) return 0; /* another host: TCP */
+        return cl_err(NULL, PARAMD_ECONNECT,
+                      "server %d (%s) is on another host (host id %s; this "
+                      "worker's is %s): transport=shm needs every server on "
+                      "this host; use transport=auto", l->index, l->addr,
+                      w.host, c->host_id);
+    }
     if (!w.shm[0]) {
         if (c->transport == TR_AUTO) return 0;
         return cl_err(NULL, PARAMD_ECONNECT,
@@ -305,6 +372,31 @@ static int link_open(paramd_client *c, pd_link *l) {
 
 static void *heartbeat_main(void *arg);
 
+/* The rank came from a launcher's variable whose world size is also set
+ * (OMPI_COMM_WORLD_SIZE, PMI_SIZE, SLURM_NTASKS, WORLD_SIZE, ...): it
+ * must be the cluster's number of workers, else ranks would be missing or
+ * left over.  Asked with MAP before registering, so that a wrong launch
+ * takes no worker slot.  0, or PARAMD_ECONFIG saying both numbers. */
+static int check_world_size(paramd_client *c, uint8_t *buf) {
+    size_t rlen;
+    pd_map m;
+    pd_err e = {0};
+    int rc = coord_rpc(c, PD_MSG_MAP, 0, NULL, buf, &rlen);
+    if (rc) return cl_err(NULL, rc, "%s", c->errmsg);
+    if ((rc = pd_map_decode(buf, rlen, &m, &e))) return cl_err(NULL, rc, "%s", e.msg);
+    uint32_t W = m.W;
+    pd_map_free(&m);
+    if ((int64_t)W == c->launch_size) return 0;
+    return cl_err(NULL, PARAMD_ECONFIG,
+                  "%s=%lld (the launcher's world size) but the cluster at %s "
+                  "has %u workers (its coordinator's --workers): start %u "
+                  "worker processes, or give each its rank with PARAMD_RANK "
+                  "or rank= (then no world size is checked); to start the "
+                  "coordinator and servers from the same launch, use paramd "
+                  "launch", c->size_var, (long long)c->launch_size, c->coord_addr,
+                  W, W);
+}
+
 int paramd_connect(paramd_client **out, const char *options) {
     *out = NULL;
     paramd_client *c = pd_calloc(1, sizeof *c);
@@ -329,10 +421,12 @@ int paramd_connect(paramd_client **out, const char *options) {
         rc = cl_err(NULL, e.code, "coordinator: %s", e.msg);
         goto fail_early;
     }
+    pd_tcp_set_peer_timeout(c->coord, c->peer_timeout_ms);
     if ((rc = hello(c, c->coord, NULL, &e))) {
         cl_err(NULL, rc, "coordinator %s: %s", c->coord_addr, e.msg);
         goto fail_early;
     }
+    if (c->size_var && (rc = check_world_size(c, buf))) goto fail_early;
     pd_buf b;
     pd_buf_init(&b);
     pd_put_u32(&b, (uint32_t)c->rank);
@@ -546,6 +640,7 @@ static void *heartbeat_main(void *arg) {
     pd_err e = {0};
     uint8_t *buf = pd_malloc(PD_MAX_CTRL_PAYLOAD + 1);
     pd_conn *conn = buf ? pd_tcp_connect(c->coord_addr, c->timeout_ms, &e) : NULL;
+    if (conn) pd_tcp_set_peer_timeout(conn, c->peer_timeout_ms);
     int ok = conn && hello(c, conn, NULL, &e) == 0;
     uint64_t id = 1;
     pthread_mutex_lock(&c->hb_mu);

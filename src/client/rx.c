@@ -84,8 +84,8 @@ static void q_pop(pd_link *l) {
 void link_fail_all(pd_link *l, int code, const char *msg) {
     pthread_mutex_lock(&l->q_mu);
     if (!l->dead) {
-        snprintf(l->dead_msg, sizeof l->dead_msg, "server %d (%s): %s",
-                 l->index, l->addr, msg);
+        snprintf(l->dead_msg, sizeof l->dead_msg, "server %d (%s%s%s): %s",
+                 l->index, l->addr, l->host[0] ? " on host " : "", l->host, msg);
         __atomic_store_n(&l->dead, 1, __ATOMIC_RELEASE);
     }
     while (l->qlen > 0) {

@@ -49,6 +49,7 @@
 #include <stdio.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "coord/coord_impl.h"
@@ -112,6 +113,9 @@ static void *conn_main(void *arg) {
             }
             pthread_mutex_unlock(&co->mu);
         }
+        pthread_mutex_lock(&co->mu);
+        co->nbusy++;
+        pthread_mutex_unlock(&co->mu);
         switch (h.type) {
         case PD_MSG_REG_SERVER: rc = co_on_reg_server(cc, &h); break;
         case PD_MSG_REG_WORKER: rc = co_on_reg_worker(cc, &h); break;
@@ -134,6 +138,9 @@ static void *conn_main(void *arg) {
             pd_send_error(cc->conn, &h, e.code, e.msg);
             rc = e.code;
         }
+        pthread_mutex_lock(&co->mu);
+        if (--co->nbusy == 0 && co->stopping) pthread_cond_broadcast(&co->cv);
+        pthread_mutex_unlock(&co->mu);
     }
     pthread_mutex_lock(&co->mu);
     if (cc->rank >= 0 && !cc->heartbeat && co->wstate[cc->rank] == W_LIVE &&
@@ -209,6 +216,8 @@ pd_coord *pd_coord_start(const pd_coord_opts *o, pd_err *e) {
     co->wbar = pd_calloc((size_t)M, sizeof *co->wbar);
     co->started = pd_now();
     if (co->o.heartbeat_ms < 0) co->o.heartbeat_ms = 10000;
+    if (co->o.startup_ms < 0) co->o.startup_ms = 300000;
+    if (co->o.report_ms <= 0) co->o.report_ms = 5000;
     if (!co->server_addr || !co->server_conn || !co->wstate || !co->wseen_ms ||
         !co->wclock || !co->wgen || !co->wstart || !co->ck_files || !co->wbar) {
         pd_seterr(e, PARAMD_ENOMEM, "out of memory");
@@ -258,6 +267,8 @@ int pd_coord_run(pd_coord *co) {
         (co->o.checkpoint_every_s > 0 || co->o.checkpoint_every_clocks > 0) &&
         pthread_create(&co->ck_thread, NULL, co_ckpt_main, co) == 0)
         co->ck_thread_started = 1;
+    if (pthread_create(&co->startup, NULL, co_startup_main, co) == 0)
+        co->startup_started = 1;
     for (;;) {
         pd_conn *c = pd_tcp_accept(co->lfd);
         pthread_mutex_lock(&co->mu);
@@ -296,16 +307,32 @@ int pd_coord_run(pd_coord *co) {
     }
     pthread_mutex_lock(&co->mu);
     pthread_cond_broadcast(&co->cv);
+    /* Requests that were waiting (for servers, a barrier, a table) woke
+     * to the stop: let them send their answer (with co_fail's reason)
+     * before their connections go.  Each wait checks stopping, so this
+     * is short; a peer that does not read is not waited for long. */
+    int64_t grace = pd_now_ms() + 2000;
+    while (co->nbusy > 0 && pd_now_ms() < grace) {
+        struct timespec ts;
+        clock_gettime(CLOCK_REALTIME, &ts);
+        ts.tv_nsec += 50000000;
+        if (ts.tv_nsec >= 1000000000) ts.tv_sec++, ts.tv_nsec -= 1000000000;
+        pthread_cond_timedwait(&co->cv, &co->mu, &ts);
+    }
     for (co_conn *cc = co->conns; cc; cc = cc->next) pd_conn_shutdown(cc->conn);
     while (co->nthreads > 0) pthread_cond_wait(&co->cv, &co->mu);
-    int died = co->died;
+    int died = co->died, failed = co->fail_msg[0] != '\0';
     pthread_mutex_unlock(&co->mu);
     if (co->monitor_started) pthread_join(co->monitor, NULL);
     co->monitor_started = 0;
     if (co->ck_thread_started) pthread_join(co->ck_thread, NULL);
     co->ck_thread_started = 0;
-    return died ? PARAMD_ECLOSED : 0;
+    if (co->startup_started) pthread_join(co->startup, NULL);
+    co->startup_started = 0;
+    return failed ? PARAMD_ETIMEDOUT : died ? PARAMD_ECLOSED : 0;
 }
+
+const char *pd_coord_failure(const pd_coord *co) { return co->fail_msg; }
 
 void pd_coord_stop(pd_coord *co) {
     pthread_mutex_lock(&co->mu);

@@ -31,6 +31,12 @@ typedef struct pd_coord_opts {
                                  * and clock; NULL: a fresh cluster */
     const char *metrics; /* serve Prometheus metrics on this HOST:PORT
                           * (metrics/http.h); NULL: no endpoint */
+    int startup_ms;     /* give up (end the cluster with an error) when
+                         * the S servers and W workers have not all
+                         * registered this long after start; 0: never;
+                         * <0: the default (300000) (startup.c) */
+    int report_ms;      /* until then, say who is missing after this long
+                         * and at doubling intervals; <= 0: 5000 */
 } pd_coord_opts;
 
 typedef struct pd_coord pd_coord;
@@ -41,9 +47,13 @@ pd_coord *pd_coord_start(const pd_coord_opts *o, pd_err *e);
 const char *pd_coord_address(const pd_coord *c);
 /* The metrics endpoint's bound "host:port", or NULL without one. */
 const char *pd_coord_metrics_address(const pd_coord *c);
+/* After run returned PARAMD_ETIMEDOUT: why the cluster was ended. */
+const char *pd_coord_failure(const pd_coord *c);
 /* Serve until every worker has left (and servers were told to shut down),
  * or pd_coord_stop().  0 if every worker said goodbye, PARAMD_ECLOSED if
- * some worker disconnected without it.  Call once, from one thread. */
+ * some worker disconnected without it, PARAMD_ETIMEDOUT if the cluster
+ * did not assemble in time (startup_ms; the reason was logged and told
+ * to every process: pd_coord_failure).  Call once, from one thread. */
 int pd_coord_run(pd_coord *c);
 /* Ask the coordinator to stop: pd_coord_run returns once its connection
  * threads are gone.  Thread-safe, idempotent, returns at once (it takes

@@ -106,6 +106,11 @@ struct pd_coord {
     int64_t bar_since;    /* pd_now_ms when its first worker arrived */
     double started;       /* pd_now() at start */
     pd_http *http;        /* the metrics endpoint, or NULL */
+    int nbusy;            /* connection threads handling a request: at
+                           * stop, the stop waits for their replies */
+    char fail_msg[PD_ERRMSG_MAX]; /* why co_fail ended the cluster; "" */
+    pthread_t startup;    /* the start-up watch (startup.c) */
+    int startup_started;
 };
 
 /* ==== coord.c =========================================================== */
@@ -160,6 +165,17 @@ void co_join_wait(pd_coord *co, int32_t rank);
 void co_table_wait(pd_coord *co, uint32_t id);
 /* The metrics endpoint's render function (metrics/http.h). */
 void co_metrics_render(void *coord, pd_buf *b);
+/* ==== startup.c ========================================================= */
+
+/* The start-up watch's thread: says who is missing, gives up at the
+ * deadline. */
+void *co_startup_main(void *arg);
+/* mu held: end the cluster because of `why`: SHUTDOWN with it to every
+ * server, every waiting request answered with it, the run stops. */
+void co_fail(pd_coord *co, const char *why);
+/* mu held: the text to answer a request that the stop ended: co_fail's
+ * reason, else `otherwise`. */
+const char *co_stop_reason(const pd_coord *co, const char *otherwise);
 
 /* ==== tables.c ========================================================== */
 

@@ -12,6 +12,7 @@
 #include <time.h>
 
 #include "coord/coord_impl.h"
+#include "net/conn.h"
 #include "wire/map.h"
 
 /* Called with mu held: release the barrier if every worker still in the
@@ -32,7 +33,7 @@ void co_worker_departed(pd_coord *co, int32_t rank, int clean,
     co->departed++;
     co->nmembers--;
     co_barrier_check(co);
-    if (!clean) {
+    if (!clean && !co->fail_msg[0]) { /* (after co_fail: expected) */
         co->died++;
         pd_log(PD_LOG_WARN, "worker %d %s at clock %lld; removed from the "
                "cluster, the others go on",
@@ -81,6 +82,8 @@ int co_on_reg_server(co_conn *cc, const pd_hdr *h) {
         return PARAMD_ECONFIG;
     }
     int32_t idx = co->nservers++;
+    /* a server whose host is cut off is noticed (net/conn.h) */
+    pd_tcp_set_peer_timeout(cc->conn, PD_PEER_TIMEOUT_DEFAULT);
     snprintf(co->server_addr[idx], PD_MAX_ADDR + 1, "%s", addr);
     co->server_conn[idx] = cc;
     cc->server = idx;
@@ -267,9 +270,9 @@ int co_on_reg_worker(co_conn *cc, const pd_hdr *h) {
     if (rc) {
         pd_buf_free(&b);
         return co_reply_err(cc, h, PARAMD_ESHUTDOWN,
-                         join ? "the cluster is stopping or lost a server while "
-                                "this worker joined"
-                              : "cluster is stopping");
+                         co_stop_reason(co, join ? "the cluster is stopping or lost "
+                                                   "a server while this worker joined"
+                                                 : "cluster is stopping"));
     }
     rc = co_reply(cc, h, &b);
     pd_buf_free(&b);
@@ -307,7 +310,7 @@ int co_on_barrier(co_conn *cc, const pd_hdr *h) {
     pthread_mutex_unlock(&co->mu);
     if (!ok)
         return co_reply_err(cc, h, PARAMD_ESHUTDOWN,
-                         "the cluster is stopping");
+                         co_stop_reason(co, "the cluster is stopping"));
     return co_reply(cc, h, NULL);
 }
 

@@ -38,6 +38,7 @@ void pd_welcome_encode(pd_buf *b, const pd_welcome *w) {
     pd_put_u32(b, w->W);
     pd_put_str(b, w->shm);
     pd_put_u32(b, w->features);
+    pd_put_str(b, w->host);
 }
 
 int pd_welcome_decode(const void *p, size_t len, pd_welcome *w, pd_err *e) {
@@ -51,6 +52,8 @@ int pd_welcome_decode(const void *p, size_t len, pd_welcome *w, pd_err *e) {
     /* The shared-memory address and the features came later: optional. */
     if (!r.bad && r.off < r.len) pd_get_str(&r, w->shm, PD_MAX_ADDR);
     if (!r.bad && r.off < r.len) pd_get_u32(&r, &w->features);
+    if (!r.bad && r.off < r.len) pd_get_str(&r, w->host, PD_MAX_ADDR);
+    if (!r.bad) r.off = r.len; /* fields added later: not ours to read */
     if (!pd_rd_done(&r) || w->S == 0 || w->index >= w->S || w->W == 0)
         return pd_seterr(e, PARAMD_EPROTO, "malformed HELLO reply (%zu bytes)", len);
     w->server = 1;

@@ -17,7 +17,10 @@
  *
  *     from a server   u32 index, u32 S, u32 worker slots, str shm address
  *                     ("" if none or already on shared memory), u32
- *                     features (PD_FEAT_*; optional for readers)
+ *                     features (PD_FEAT_*), str host identity (net/host.h;
+ *                     the last three optional for readers, and a reader
+ *                     ignores bytes after the fields it knows: fields are
+ *                     only ever added at the end within version 1)
  *     from the        empty
  *     coordinator
  *
@@ -50,6 +53,8 @@ typedef struct pd_welcome {
     uint32_t index, S, W;   /* W: worker slots (ranks 0..W-1) */
     char shm[PD_MAX_ADDR + 1];
     uint32_t features;      /* PD_FEAT_* */
+    char host[PD_MAX_ADDR + 1]; /* the server's host identity; "" if not
+                                 * sent (an older server) */
 } pd_welcome;
 
 void pd_hello_encode(pd_buf *b, const pd_hello *h);

@@ -48,8 +48,11 @@ int pd_conn_read(pd_conn *c, void *buf, size_t n, int at_boundary, pd_err *e) {
                              "%zu bytes",
                              c->peer, got, n);
         }
-        return pd_seterr(e, PARAMD_EIO, "read from %s: %s", c->peer,
-                         strerror(errno));
+        int err = errno;
+        return pd_seterr(e, PARAMD_EIO, "read from %s: %s%s", c->peer,
+                         strerror(err),
+                         err == ETIMEDOUT ? " (its host stopped answering: down, "
+                                              "or cut off from this one)" : "");
     }
     return 0;
 }
@@ -59,8 +62,11 @@ int pd_conn_writev(pd_conn *c, struct iovec *iov, int cnt, pd_err *e) {
         ssize_t w = c->ops->writev(c, iov, cnt);
         if (w < 0) {
             if (errno == EINTR) continue;
-            return pd_seterr(e, PARAMD_EIO, "write to %s: %s", c->peer,
-                             strerror(errno));
+            int err = errno;
+            return pd_seterr(e, PARAMD_EIO, "write to %s: %s%s", c->peer,
+                             strerror(err),
+                             err == ETIMEDOUT ? " (its host stopped answering: "
+                                                  "down, or cut off from this one)" : "");
         }
         iov_advance(&iov, &cnt, (size_t)w);
     }

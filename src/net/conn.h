@@ -112,9 +112,19 @@ int pd_tcp_listen(const char *host, uint16_t port, int *fd, char *bound,
                   size_t boundlen, pd_err *e);
 /* Accept one connection (blocking).  NULL on error (errno set). */
 pd_conn *pd_tcp_accept(int lfd);
-/* Connect to "host:port", retrying until timeout_ms has passed (the peer
- * may still be starting).  NULL with the reason in e. */
+/* Connect to "host:port", retrying a peer that is not up yet (refused,
+ * unreachable, not answering, a name that does not resolve yet) with
+ * backoff until timeout_ms has passed; each attempt is bounded by what is
+ * left.  One line is logged if it still fails after 5 s.  NULL with the
+ * reason (and, after retries, how often and how long it tried) in e. */
 pd_conn *pd_tcp_connect(const char *hostport, int timeout_ms, pd_err *e);
+/* A connection whose peer stops answering (its sent data unacknowledged,
+ * or, idle, its keepalive probes) for ms fails with ETIMEDOUT: a host cut
+ * off is noticed in about ms instead of TCP's quarter of an hour.  ms <= 0:
+ * leave the system's defaults. */
+void pd_tcp_set_peer_timeout(pd_conn *c, int ms);
+/* What clients, servers and the coordinator use unless told otherwise. */
+#define PD_PEER_TIMEOUT_DEFAULT 20000
 /* Set a receive timeout (0 = none) on a TCP connection. */
 void pd_tcp_set_rcvtimeo(pd_conn *c, int ms);
 

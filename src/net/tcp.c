@@ -5,9 +5,28 @@
  * Sockets get TCP_NODELAY (requests are whole frames written at once, so
  * Nagle only adds latency) and MSG_NOSIGNAL on every send (a dead peer is
  * an error return, never a SIGPIPE that kills the caller's process).
+ *
+ * Connecting across machines.  Processes of one cluster start at once
+ * (a launcher starts them all), so the peer may not be listening yet, its
+ * host may not be up, or its name may not resolve yet (a Kubernetes
+ * headless service publishes a pod's name once it runs).  pd_tcp_connect
+ * therefore retries every such failure with backoff (5 ms doubling to 1 s)
+ * until its deadline, bounds each attempt by what is left of it (a SYN to
+ * a host that is down would otherwise wait minutes), says once after a few
+ * seconds that it is still trying, and fails with the last reason and how
+ * long it tried.
+ *
+ * A peer that vanishes.  A host cut off (cable, link, power) sends no RST:
+ * a connection to it would wait for TCP's own give-up, about a quarter of
+ * an hour.  pd_tcp_set_peer_timeout bounds that: data unacknowledged for
+ * that long, or an idle connection whose keepalive probes go unanswered,
+ * fails the connection with ETIMEDOUT.  A peer that is only slow or
+ * stopped (SIGSTOP) still acknowledges at the TCP level, so it is never
+ * taken for dead this way.
  */
 #include <arpa/inet.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <netdb.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
@@ -143,6 +162,40 @@ pd_conn *pd_tcp_accept(int lfd) {
     return conn_wrap(fd);
 }
 
+/* Failures worth another attempt: the peer is not up (yet). */
+static int retryable(int err) {
+    return err == ECONNREFUSED || err == EHOSTUNREACH || err == ENETUNREACH ||
+           err == ETIMEDOUT || err == ECONNRESET || err == ECONNABORTED ||
+           err == EAGAIN || err == EINTR;
+}
+
+/* One connect to ai, waiting at most ms: the socket, or -1 with errno. */
+static int connect_once(const struct addrinfo *ai, int64_t ms) {
+    int s = socket(ai->ai_family, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+    if (s < 0) return -1;
+    int err = 0;
+    if (connect(s, ai->ai_addr, ai->ai_addrlen) != 0) {
+        err = errno;
+        if (err == EINPROGRESS) {
+            struct pollfd p = {s, POLLOUT, 0};
+            int r;
+            do r = poll(&p, 1, (int)(ms < 1 ? 1 : ms > 1000000 ? 1000000 : ms));
+            while (r < 0 && errno == EINTR);
+            socklen_t el = sizeof err;
+            if (r == 0) err = ETIMEDOUT;
+            else if (r < 0 || getsockopt(s, SOL_SOCKET, SO_ERROR, &err, &el) != 0)
+                err = errno;
+        }
+    }
+    if (err) {
+        close(s);
+        errno = err;
+        return -1;
+    }
+    fcntl(s, F_SETFL, fcntl(s, F_GETFL) & ~O_NONBLOCK);
+    return s;
+}
+
 pd_conn *pd_tcp_connect(const char *hostport, int timeout_ms, pd_err *e) {
     char host[256]; /* a "host:port" argument is at most 255 bytes */
     uint16_t port;
@@ -150,43 +203,78 @@ pd_conn *pd_tcp_connect(const char *hostport, int timeout_ms, pd_err *e) {
         pd_seterr(e, PARAMD_EINVAL, "'%s' is not HOST:PORT", hostport);
         return NULL;
     }
-    struct addrinfo hints = {0}, *res = NULL;
+    struct addrinfo hints = {0};
     char portstr[8];
     hints.ai_family = AF_UNSPEC;
     hints.ai_socktype = SOCK_STREAM;
     hints.ai_flags = AI_NUMERICSERV;
     snprintf(portstr, sizeof portstr, "%u", port);
-    int gai = getaddrinfo(host, portstr, &hints, &res);
-    if (gai) {
-        pd_seterr(e, PARAMD_ECONNECT, "cannot resolve '%s': %s", host,
-                  gai_strerror(gai));
-        return NULL;
-    }
-    int64_t deadline = pd_now_ms() + timeout_ms;
-    int delay_ms = 5, err = 0;
+    int64_t start = pd_now_ms(), deadline = start + timeout_ms;
+    int delay_ms = 5, attempts = 0, said = 0;
+    char why[160] = "";
     for (;;) {
-        int s = socket(res->ai_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
-        if (s < 0) {
-            err = errno;
-            break;
-        }
-        if (connect(s, res->ai_addr, res->ai_addrlen) == 0) {
+        struct addrinfo *res = NULL;
+        int gai = getaddrinfo(host, portstr, &hints, &res);
+        int again = 0;
+        attempts++;
+        if (gai) {
+            snprintf(why, sizeof why, "cannot resolve '%s': %s", host, gai_strerror(gai));
+            /* EAI_NONAME too: a name published once its host is up */
+            again = gai == EAI_AGAIN || gai == EAI_NONAME;
+        } else {
+            for (struct addrinfo *ai = res; ai; ai = ai->ai_next) {
+                int s = connect_once(ai, deadline - pd_now_ms());
+                if (s >= 0) {
+                    freeaddrinfo(res);
+                    return conn_wrap(s);
+                }
+                int err = errno;
+                snprintf(why, sizeof why, "%s", strerror(err));
+                again = again || retryable(err);
+            }
             freeaddrinfo(res);
-            return conn_wrap(s);
         }
-        err = errno;
-        close(s);
-        if (err != ECONNREFUSED || pd_now_ms() >= deadline) break;
-        /* The peer is not listening yet (a launcher starts everyone at
-         * once): back off and retry until the deadline. */
-        struct timespec ts = {0, (long)delay_ms * 1000000L};
+        int64_t now = pd_now_ms();
+        if (!again || now >= deadline) break;
+        if (attempts == 1)
+            pd_log(PD_LOG_DEBUG, "%s is not reachable yet (%s); retrying for up to %.1f s",
+                   hostport, why, (double)(deadline - now) / 1000.0);
+        if (!said && now - start >= 5000) {
+            said = 1;
+            pd_log(PD_LOG_INFO, "still trying to reach %s (%s); giving up in %.0f s",
+                   hostport, why, (double)(deadline - now) / 1000.0);
+        }
+        /* Not up yet: back off and retry until the deadline. */
+        int64_t wait = delay_ms < deadline - now ? delay_ms : deadline - now;
+        struct timespec ts = {(time_t)(wait / 1000), (long)(wait % 1000) * 1000000L};
         nanosleep(&ts, NULL);
-        if (delay_ms < 200) delay_ms *= 2;
+        if (delay_ms < 1000) delay_ms = delay_ms * 2 > 1000 ? 1000 : delay_ms * 2;
     }
-    freeaddrinfo(res);
-    pd_seterr(e, PARAMD_ECONNECT, "cannot connect to %s: %s", hostport,
-              strerror(err));
+    double secs = (double)(pd_now_ms() - start) / 1000.0;
+    if (attempts > 1)
+        pd_seterr(e, PARAMD_ECONNECT,
+                  "cannot connect to %s: %s (tried %d times in %.1f s: is it "
+                  "running, on that address, and is the port open?)",
+                  hostport, why, attempts, secs);
+    else
+        pd_seterr(e, PARAMD_ECONNECT, "cannot connect to %s: %s", hostport, why);
     return NULL;
+}
+
+void pd_tcp_set_peer_timeout(pd_conn *c, int ms) {
+    if (ms <= 0) return;
+    unsigned int ut = (unsigned int)ms;
+    int one = 1, idle = ms / 2000, intvl = ms / 6000, cnt = 3;
+    if (idle < 1) idle = 1;
+    if (intvl < 1) intvl = 1;
+    /* Keepalive probes an idle connection; the user timeout ends one whose
+     * data or probes stay unanswered for ms (it also bounds keepalive,
+     * whatever the count). */
+    setsockopt(c->fd, SOL_SOCKET, SO_KEEPALIVE, &one, sizeof one);
+    setsockopt(c->fd, IPPROTO_TCP, TCP_KEEPIDLE, &idle, sizeof idle);
+    setsockopt(c->fd, IPPROTO_TCP, TCP_KEEPINTVL, &intvl, sizeof intvl);
+    setsockopt(c->fd, IPPROTO_TCP, TCP_KEEPCNT, &cnt, sizeof cnt);
+    setsockopt(c->fd, IPPROTO_TCP, TCP_USER_TIMEOUT, &ut, sizeof ut);
 }
 
 void pd_tcp_set_rcvtimeo(pd_conn *c, int ms) {

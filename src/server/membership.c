@@ -149,7 +149,19 @@ void *srv_coord_main(void *arg) {
         int rc = pd_recv_hdr(s->coord, &h, PD_MAX_CTRL_PAYLOAD, &e);
         if (rc == 0 && buf) rc = pd_recv_payload(s->coord, &h, buf, &e);
         if (rc == 0 && h.type == PD_MSG_SHUTDOWN) {
-            pd_log(PD_LOG_DEBUG, "coordinator says shutdown");
+            /* With a reason (a str): the coordinator ended a cluster that
+             * failed (coord/startup.c), and so does this server's run. */
+            char why[PD_ERRMSG_MAX] = "";
+            pd_rd r;
+            pd_rd_init(&r, buf, buf ? (size_t)h.len : 0);
+            if (h.len > 0 && pd_get_str(&r, why, sizeof why - 1) == 0 && why[0]) {
+                pd_log(PD_LOG_ERROR, "the coordinator ended the cluster: %s", why);
+                pthread_mutex_lock(&s->mu);
+                s->lost_coordinator = 1;
+                pthread_mutex_unlock(&s->mu);
+            } else {
+                pd_log(PD_LOG_DEBUG, "coordinator says shutdown");
+            }
             break;
         }
         if (rc == 0 && h.type == PD_MSG_WORKER_GONE) {

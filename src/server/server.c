@@ -15,7 +15,37 @@
 
 #include "frame/hello.h"
 #include "net/fault.h"
+#include "net/host.h"
 #include "server/server_impl.h"
+
+/* The address registered with the coordinator, for workers to dial:
+ * --advertise as given; else --advertise-host with the bound port; else
+ * the bound address, except that a wildcard one (0.0.0.0, ::) is no
+ * address to dial: then the address this host reaches the coordinator
+ * from, which the coordinator's other peers can most likely reach too
+ * (and which is loopback only when the coordinator is on loopback). */
+static int advertise_addr(pd_server *s, pd_err *e) {
+    char host[PD_MAX_ADDR + 1], chost[PD_MAX_ADDR + 1], src[PD_HOST_ADDR_MAX + 1];
+    uint16_t port, cport;
+    if (s->o.advertise) {
+        snprintf(s->advertised, sizeof s->advertised, "%s", s->o.advertise);
+        return 0;
+    }
+    if (pd_parse_hostport(s->bound, host, sizeof host, &port) != 0)
+        return pd_seterr(e, PARAMD_EINTERNAL, "bound address '%s'", s->bound);
+    const char *h = s->o.advertise_host;
+    if (!h && (!strcmp(host, "0.0.0.0") || !strcmp(host, "::"))) {
+        if (pd_parse_hostport(s->o.coordinator, chost, sizeof chost, &cport) != 0 ||
+            pd_route_source(chost, src, sizeof src, e) != 0)
+            return e->code ? e->code : pd_seterr(e, PARAMD_EINVAL, "coordinator '%s'",
+                                                 s->o.coordinator);
+        h = src;
+    }
+    if (!h) h = host;
+    snprintf(s->advertised, sizeof s->advertised, strchr(h, ':') ? "[%s]:%u" : "%s:%u",
+             h, port);
+    return 0;
+}
 
 pd_server *pd_server_start(const pd_server_opts *o, pd_err *e) {
     pd_server *s = pd_calloc(1, sizeof *s);
@@ -47,6 +77,9 @@ pd_server *pd_server_start(const pd_server_opts *o, pd_err *e) {
     }
     if (pd_tcp_listen(host, port, &s->lfd, s->bound, sizeof s->bound, e))
         goto fail;
+    if (pd_host_id(s->o.host_id, s->host_id, sizeof s->host_id, e) ||
+        advertise_addr(s, e))
+        goto fail;
     if (!s->o.no_shm) {
         pd_err se = {0};
         if (pd_shm_listen(&s->shm_lfd, s->shm_name, sizeof s->shm_name, &se) != 0)
@@ -55,6 +88,8 @@ pd_server *pd_server_start(const pd_server_opts *o, pd_err *e) {
     }
     s->coord = pd_tcp_connect(s->o.coordinator, s->o.timeout_ms, e);
     if (!s->coord) goto fail;
+    /* a coordinator whose host is cut off is noticed, and stops us */
+    pd_tcp_set_peer_timeout(s->coord, PD_PEER_TIMEOUT_DEFAULT);
 
     uint8_t buf[PD_MAX_CTRL_PAYLOAD + 1];
     pd_hdr h = {0}, rh;
@@ -63,7 +98,7 @@ pd_server *pd_server_start(const pd_server_opts *o, pd_err *e) {
     int rc = pd_handshake_dial(s->coord, &hello, NULL, e);
     if (rc) goto fail;
     pd_buf_init(&b);
-    pd_put_str(&b, s->o.advertise ? s->o.advertise : s->bound);
+    pd_put_str(&b, s->advertised);
     h = (pd_hdr){0};
     h.type = PD_MSG_REG_SERVER;
     h.id = 2;
@@ -215,3 +250,5 @@ const char *pd_server_address(const pd_server *s) { return s->bound; }
 const char *pd_server_metrics_address(const pd_server *s) {
     return s->http ? pd_http_address(s->http) : NULL;
 }
+const char *pd_server_advertised(const pd_server *s) { return s->advertised; }
+const char *pd_server_host_id(const pd_server *s) { return s->host_id; }

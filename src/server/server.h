@@ -13,6 +13,10 @@ typedef struct pd_server_opts {
     const char *coordinator; /* "host:port" */
     const char *listen;      /* "host:port"; default "127.0.0.1:0" */
     const char *advertise;   /* address workers should use; default: bound */
+    const char *advertise_host; /* or only its host part, with the bound
+                              * port (paramd launch, --advertise-host) */
+    const char *host_id;     /* this host's identity for the shared-memory
+                              * transport (net/host.h); NULL: computed */
     uint64_t max_frame;      /* payload limit; 0: PD_MAX_FRAME_DEFAULT */
     int timeout_ms;          /* connecting to the coordinator; 0: 30000 */
     int no_shm;              /* do not offer the shared-memory transport */
@@ -52,5 +56,9 @@ int pd_server_index(const pd_server *s);
 const char *pd_server_address(const pd_server *s);
 /* The metrics endpoint's bound "host:port", or NULL without one. */
 const char *pd_server_metrics_address(const pd_server *s);
+/* The address registered for workers to dial, and this host's identity
+ * (valid after start). */
+const char *pd_server_advertised(const pd_server *s);
+const char *pd_server_host_id(const pd_server *s);
 
 #endif

@@ -102,6 +102,8 @@ struct pd_server {
     int lfd;
     int shm_lfd;                   /* -1: shared memory not offered */
     char shm_name[PD_MAX_ADDR + 1]; /* "@paramd-..." or "" */
+    char host_id[PD_MAX_ADDR + 1];  /* said in every welcome (net/host.h) */
+    char advertised[PD_MAX_ADDR + 1]; /* the address registered */
     pthread_t shm_thread;
     int shm_thread_started;
     pd_conn *coord;

@@ -128,7 +128,10 @@ static int conn_hello(srv_conn *sc) {
     pd_hello_rules rules = {"server", PD_ROLE_BIT(PD_ROLE_WORKER) | PD_ROLE_BIT(PD_ROLE_TOOL),
                             s->W};
     pd_welcome w = {1, (uint32_t)s->index, (uint32_t)s->S, (uint32_t)s->W, "",
-                    PD_FEAT_REGIONS};
+                    PD_FEAT_REGIONS, ""};
+    /* Who this host is: a worker tries shared memory only if its own
+     * identity is the same (net/host.h). */
+    snprintf(w.host, sizeof w.host, "%s", s->host_id);
     /* Where a worker on this host can reach the shared-memory transport
      * (empty: not offered, or already on it). */
     if (sc->shm_fd < 0) snprintf(w.shm, sizeof w.shm, "%s", s->shm_name);
