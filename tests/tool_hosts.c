@@ -35,7 +35,7 @@ int main(int argc, char **argv) {
     static char text[PARAMD_STATS_MAX + 1];
     char want[64];
     int32_t r = paramd_rank(c);
-    snprintf(want, sizeof want, "connection worker %d ", r);
+    snprintf(want, sizeof want, "conn %d transport ", r);
     for (int32_t k = 0; k < paramd_num_servers(c); k++) {
         if (paramd_server_stats(c, k, 0, text, sizeof text)) {
             fprintf(stderr, "FAIL stats of server %d: %s\n", k, paramd_last_error(c));
@@ -48,8 +48,11 @@ int main(int argc, char **argv) {
             rc = 1;
             continue;
         }
-        line += strlen(want);
-        printf("rank %d server %d %.*s\n", r, k, (int)strcspn(line, "\n"), line);
+        /* "conn R transport T peer P": printed as "shm" or "tcp from P" */
+        char tr[8] = "", peer[128] = "";
+        sscanf(line + strlen(want), "%7s peer %127s", tr, peer);
+        if (!strcmp(tr, "shm")) printf("rank %d server %d shm\n", r, k);
+        else printf("rank %d server %d %s from %s\n", r, k, tr, peer);
     }
     fflush(stdout);
     if (paramd_barrier(c)) {
