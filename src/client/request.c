@@ -70,10 +70,8 @@ void req_add(paramd_request *r, pd_link *l) {
  * the CPU: the waker's broadcast is a futex wake-up that lands on another
  * vCPU (slow to wake when it halted, on virtual machines: bench/README.md,
  * "Figures once kept in code comments"), while a waiter that is still
- * awake sees the change at once.  paramd bench, when
- * the receiver thread read every reply: a 4 KiB pull over TCP went from
- * 104 us to 26 us on an idle machine, over shared memory from 20 to 6 us.
- * On a loaded machine a yield can lose the CPU for a whole time slice:
+ * awake sees the change at once (the gain, measured when the receiver
+ * thread read every reply, is in bench/README.md).  On a loaded machine a yield can lose the CPU for a whole time slice:
  * then pd_yield says so and this thread sleeps at once for its
  * next waits (common.h).  The reads while yielding are peeks; the locked
  * check decides. */
