@@ -35,12 +35,11 @@
 #include <stdint.h>
 
 #include "common/pool.h"
+#include "frame/admit.h"
 #include "frame/frame.h"
 #include "server/server.h"
 #include "server/table.h"
 
-/* A peer that stalls in the middle of a frame this long is disconnected. */
-#define PD_FRAME_STALL_MS 30000
 
 /* A worker's shared buffer (paramd_alloc) mapped into this server:
  * connection thread only (regions.c). */
@@ -52,6 +51,7 @@ typedef struct srv_region {
 
 typedef struct srv_conn {
     struct srv_conn *next;
+    pd_admit_slot slot;  /* its place in the server's admission counts */
     pd_conn *conn;       /* NULL until a shared-memory handshake is done */
     pd_conn *io;         /* where the request being handled is read from and
                           * answered: conn, or during a BATCH the memory
@@ -91,6 +91,9 @@ struct pd_server {
     pd_conn *coord;
     pd_pool *pool;        /* apply threads (o.apply_threads), NULL: inline;
                            * shared by every table, freed last */
+    pd_admit admit;       /* connection limits (frame/admit.h; its own
+                           * lock, a leaf) */
+    int ntables;          /* tables created (mu), against o.max_tables */
     int32_t index, S, W;  /* W: worker slots */
     pthread_t coord_thread;
     int coord_thread_started;
