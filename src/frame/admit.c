@@ -30,19 +30,37 @@ static void unlink_pending(pd_admit *a, pd_admit_slot *s) {
     a->npending--;
 }
 
-/* mu held: shut the oldest evictable pending connection down.  1 if one
- * was. */
+/* mu held: shut a pending connection down (its thread ends it). */
+static void evict(pd_admit *a, pd_admit_slot *s) {
+    unlink_pending(a, s);
+    s->state = PD_SLOT_EVICTED;
+    a->nconns--; /* its thread is on its way out */
+    a->evicted++;
+    pd_conn_shutdown(s->conn);
+}
+
+/* mu held: evict the oldest evictable pending connection.  1 if one was. */
 static int evict_oldest(pd_admit *a) {
-    for (pd_admit_slot *s = a->head; s; s = s->next) {
-        if (!s->conn) continue;
-        unlink_pending(a, s);
-        s->state = PD_SLOT_EVICTED;
-        a->nconns--; /* its thread is on its way out */
-        a->evicted++;
-        pd_conn_shutdown(s->conn);
-        return 1;
-    }
+    for (pd_admit_slot *s = a->head; s; s = s->next)
+        if (s->conn) {
+            evict(a, s);
+            return 1;
+        }
     return 0;
+}
+
+/* mu held: evict every pending connection older than age_ms (the list is
+ * oldest first), or the oldest one if none is. */
+static void evict_stale(pd_admit *a, int64_t age_ms) {
+    int64_t now = pd_now_ms();
+    int n = 0;
+    pd_admit_slot *s = a->head;
+    while (s && now - s->since_ms >= age_ms) {
+        pd_admit_slot *next = s->next;
+        if (s->conn) evict(a, s), n++;
+        s = next;
+    }
+    if (!n) evict_oldest(a);
 }
 
 /* mu held: one line about evictions and refusals since the last one, at
@@ -52,14 +70,14 @@ static void maybe_log(pd_admit *a) {
     if (!a->evicted && !a->refused) return;
     if (a->logged_ms && now - a->logged_ms < ADMIT_LOG_MS) return;
     pd_log(PD_LOG_WARN,
-           "%s: %llu connection%s dropped before finishing the handshake "
-           "(at most %d may be in it at once), %llu refused (at most %d "
-           "connections; --max-connections) in the last %lld s",
-           a->who, (unsigned long long)a->evicted, a->evicted == 1 ? "" : "s",
+           "%llu connection%s dropped before finishing the handshake (at most "
+           "%d may be in it at once), %llu refused (at most %d connections; "
+           "--max-connections) in the last %.1f s",
+           (unsigned long long)a->evicted, a->evicted == 1 ? "" : "s",
            a->max_pending, (unsigned long long)a->refused, a->max_conns,
-           (long long)(a->logged_ms ? (now - a->logged_ms) / 1000 : 0));
+           (double)(now - a->window_ms) / 1000);
     a->evicted = a->refused = 0;
-    a->logged_ms = now;
+    a->logged_ms = a->window_ms = now;
 }
 
 /* ==== Public ============================================================ */
@@ -67,6 +85,7 @@ static void maybe_log(pd_admit *a) {
 void pd_admit_init(pd_admit *a, const char *who, int max_conns, int max_pending) {
     memset(a, 0, sizeof *a);
     a->who = who;
+    a->window_ms = pd_now_ms();
     pthread_mutex_init(&a->mu, NULL);
     pd_admit_set_limits(a, max_conns, max_pending);
 }
@@ -91,6 +110,7 @@ int pd_admit_enter(pd_admit *a, pd_admit_slot *s, pd_conn *conn) {
         return PARAMD_ELIMIT;
     }
     s->conn = conn;
+    s->since_ms = pd_now_ms();
     s->state = PD_SLOT_PENDING;
     s->next = NULL;
     s->prev = a->tail;
@@ -155,23 +175,32 @@ void pd_admit_refuse(pd_admit *a, pd_conn *c) {
 void pd_admit_accept_failed(pd_admit *a, int err) {
     if (err != EMFILE && err != ENFILE && err != ENOMEM && err != ENOBUFS &&
         err != EAGAIN) {
-        pd_log(PD_LOG_DEBUG, "%s: accept: %s", a->who, strerror(err));
+        pd_log(PD_LOG_DEBUG, "accept: %s", strerror(err));
         return;
     }
+    int64_t now = pd_now_ms();
     if (!a->starved) {
-        struct rlimit rl = {0, 0};
-        getrlimit(RLIMIT_NOFILE, &rl);
         a->starved = 1;
-        a->starved_since_ms = pd_now_ms();
+        a->starved_since_ms = now;
+        a->starved_fails = 0;
         a->backoff_ms = 1;
-        pd_log(PD_LOG_WARN,
-               "%s: cannot accept connections: %s (descriptor limit %llu, "
-               "ulimit -n); new connections wait until descriptors free up, "
-               "connections still in their handshake are dropped first",
-               a->who, strerror(err), (unsigned long long)rl.rlim_cur);
+        /* Episodes that follow each other closely (a flood that keeps the
+         * descriptors short) share one pair of lines. */
+        a->starved_logged = !a->starved_log_ms || now - a->starved_log_ms >= ADMIT_LOG_MS;
+        if (a->starved_logged) {
+            struct rlimit rl = {0, 0};
+            getrlimit(RLIMIT_NOFILE, &rl);
+            a->starved_log_ms = now;
+            pd_log(PD_LOG_WARN,
+                   "cannot accept connections: %s (descriptor limit %llu, "
+                   "ulimit -n); new connections wait until descriptors free "
+                   "up, connections still in their handshake are dropped first",
+                   strerror(err), (unsigned long long)rl.rlim_cur);
+        }
     }
+    a->starved_fails++;
     pthread_mutex_lock(&a->mu);
-    evict_oldest(a);
+    evict_stale(a, PD_EVICT_AGE_MS);
     pthread_mutex_unlock(&a->mu);
     struct timespec ts = {a->backoff_ms / 1000, (long)(a->backoff_ms % 1000) * 1000000L};
     nanosleep(&ts, NULL);
@@ -182,8 +211,11 @@ void pd_admit_accept_failed(pd_admit *a, int err) {
 void pd_admit_accept_ok(pd_admit *a) {
     if (!a->starved) return;
     a->starved = 0;
-    pd_log(PD_LOG_WARN, "%s: accepting connections again after %lld ms without "
-           "descriptors", a->who, (long long)(pd_now_ms() - a->starved_since_ms));
+    if (a->starved_logged)
+        pd_log(PD_LOG_WARN, "accepting connections again, after %lld ms short of "
+               "descriptors (%llu accepts failed)",
+               (long long)(pd_now_ms() - a->starved_since_ms),
+               (unsigned long long)a->starved_fails);
 }
 
 void pd_admit_counts(pd_admit *a, int *nconns, int *npending) {

@@ -25,11 +25,14 @@
  *
  * Descriptors.  When accept fails for want of descriptors (EMFILE,
  * ENFILE) or memory, the connection stays in the kernel's backlog: the
- * accept loop evicts the oldest pending connection if any (freeing a
- * descriptor for a real peer), logs once per episode, and sleeps with a
- * backoff up to PD_ACCEPT_BACKOFF_MAX_MS instead of spinning; the first
- * accept that succeeds ends the episode with one line saying how long it
- * lasted.
+ * accept loop evicts the pending connections older than
+ * PD_EVICT_AGE_MS (else the oldest one), which frees descriptors for the
+ * real peers waiting behind them, logs once per episode, and sleeps with
+ * a backoff up to PD_ACCEPT_BACKOFF_MAX_MS instead of spinning.  The
+ * first accept that succeeds ends the episode, with a line saying how
+ * long it lasted and how many accepts failed.  Episodes that follow
+ * within 10 s of a logged one (a flood that keeps the descriptors short)
+ * are not logged again.
  *
  * Threads.  pd_admit.mu (a leaf: taken with no other lock held, and
  * nothing is called under it but shutdown) guards the counts and the
@@ -53,6 +56,8 @@
 #define PD_FRAME_MS_DEFAULT 30000     /* first byte of a frame to its last */
 #define PD_MAX_PENDING_DEFAULT 64     /* connections in their handshake */
 #define PD_ACCEPT_BACKOFF_MAX_MS 250  /* sleep between failed accepts */
+#define PD_EVICT_AGE_MS 200           /* out of descriptors: pending this
+                                       * long is not a peer about to speak */
 
 enum { PD_SLOT_FREE = 0, PD_SLOT_PENDING, PD_SLOT_IN, PD_SLOT_EVICTED };
 
@@ -61,6 +66,7 @@ typedef struct pd_admit_slot {
     pd_conn *conn;  /* what eviction shuts down; NULL: not evictable yet
                      * (a shared-memory socket before its handshake) */
     int state;      /* PD_SLOT_* (mu) */
+    int64_t since_ms; /* when it was accepted */
 } pd_admit_slot;
 
 typedef struct pd_admit {
@@ -72,9 +78,11 @@ typedef struct pd_admit {
     pd_admit_slot *head, *tail; /* pending, oldest first */
     uint64_t evicted, refused;  /* since the last log line about them */
     int64_t logged_ms;          /* when that line was written */
+    int64_t window_ms;          /* start of what it counts */
     /* Descriptor exhaustion (the accepting thread only). */
-    int starved;
-    int64_t starved_since_ms;
+    int starved, starved_logged;
+    int64_t starved_since_ms, starved_log_ms;
+    uint64_t starved_fails;
     int backoff_ms;
 } pd_admit;
 

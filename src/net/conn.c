@@ -32,13 +32,16 @@ static int64_t read_deadline(const pd_conn *c, int in_frame) {
 }
 
 static int deadline_err(pd_conn *c, size_t got, size_t n, pd_err *e) {
-    if (c->frame_deadline_ms && c->frame_ms)
+    int frame = c->frame_deadline_ms &&
+                (!c->deadline_ms || c->frame_deadline_ms <= c->deadline_ms);
+    if (frame)
         return pd_seterr(e, PARAMD_EIO,
                          "frame from %s not complete within %d ms (%zu of %zu "
                          "bytes of this read): dropped",
                          c->peer, c->frame_ms, got, n);
-    return pd_seterr(e, PARAMD_EIO, "%s missed its deadline (%zu of %zu bytes "
-                     "read): dropped", c->peer, got, n);
+    return pd_seterr(e, PARAMD_EIO, "%s did not finish within the connection's "
+                     "deadline (%zu of %zu bytes of this read): dropped",
+                     c->peer, got, n);
 }
 
 int pd_conn_read(pd_conn *c, void *buf, size_t n, int at_boundary, pd_err *e) {
