@@ -82,6 +82,16 @@ expect_line "$TMP/full.log" "refused: the coordinator has 5 connections, its lim
 kill "$COORD_PID" "${SERVER_PIDS[0]}"; wait "$COORD_PID" "${SERVER_PIDS[0]}" 2>/dev/null
 pass "a connection beyond --max-connections is refused, saying why"
 
+# ---- tables: --max-tables, --max-table-mb ---------------------------------
+start_coordinator 1 1 --max-tables 3
+"$PARAMD" server --coordinator "$COORD" --max-table-mb 1 >>"$TMP/server.2.log" 2>&1 &
+SERVER_PIDS=($!); PIDS+=($!)
+"$FLOOD" tables "$COORD" >"$TMP/tables.log" 2>&1 || fail "table limits: $(cat "$TMP/tables.log")"
+cat "$TMP/tables.log"
+wait "$COORD_PID" || fail "coordinator exited non-zero: $(tail "$TMP/coordinator.log")"
+wait "${SERVER_PIDS[0]}" || fail "server exited non-zero"
+pass "tables past --max-table-mb and --max-tables are refused, saying why"
+
 # ---- descriptors exhausted ------------------------------------------------
 : >"$TMP/coordinator.log"
 rm -f "$TMP/ready"; mkfifo "$TMP/ready"

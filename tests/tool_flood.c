@@ -18,6 +18,12 @@
  *                      frame one byte every MS ms: the peer drops it
  *                      before the frame is whole (the frame deadline)
  *   addr COORD         print server 0's address (from the cluster map)
+ *   tables COORD       as worker 0 of a cluster whose server has
+ *                      --max-table-mb 1 and whose coordinator has
+ *                      --max-tables 3: a dense table of 1M floats and a
+ *                      sparse table grown past 1 MiB are refused with
+ *                      PARAMD_ELIMIT naming the option, small ones work,
+ *                      and the 4th table is refused by the coordinator
  *   full COORD N       N tool connections that said HELLO (and had a MAP
  *                      answered), then one more: it must be refused with
  *                      PARAMD_ELIMIT and a message naming the limit
@@ -32,6 +38,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "paramd.h"
 #include "rawpeer.h"
 
 /* Wait until the peer closes c (read returns 0 or an error), up to
@@ -130,6 +137,39 @@ int main(int argc, char **argv) {
         CHECK(wait_closed(c, 60000));
         printf("trickle: dropped after %d of %d bytes\n", sent, PD_HDR_SIZE);
         pd_conn_destroy(c);
+        return 0;
+    }
+    if (strcmp(mode, "tables") == 0) {
+        paramd_client *c;
+        paramd_table *t;
+        char opt[300];
+        snprintf(opt, sizeof opt, "coordinator=%s rank=0", addr);
+        CHECK_OK(paramd_connect(&c, opt));
+        int rc = paramd_table_open(c, "big", 1u << 20, "rule=adam", NULL, &t);
+        CHECK_INT_EQ(rc, PARAMD_ELIMIT);
+        CHECK(strstr(paramd_last_error(c), "--max-table-mb") != NULL);
+        printf("tables: dense refused: %s\n", paramd_last_error(c));
+        CHECK_OK(paramd_table_open(c, "small", 1000, "rule=sgd", NULL, &t));
+        CHECK_OK(paramd_sparse_open(c, "rows", 64, "rule=sgd", &t));
+        static uint64_t keys[1024];
+        static float g[1024 * 64];
+        uint64_t next = 0;
+        for (;;) {
+            for (int i = 0; i < 1024; i++) keys[i] = next + (uint64_t)i;
+            rc = paramd_sparse_push(t, keys, 1024, g);
+            if (rc) break;
+            next += 1024;
+            CHECK(next < (1u << 20)); /* the limit must come first */
+        }
+        CHECK_INT_EQ(rc, PARAMD_ELIMIT);
+        CHECK(strstr(paramd_last_error(c), "--max-table-mb") != NULL);
+        printf("tables: sparse refused after %llu rows: %s\n", (unsigned long long)next,
+               paramd_last_error(c));
+        rc = paramd_table_open(c, "fourth", 10, "rule=sgd", NULL, &t);
+        CHECK_INT_EQ(rc, PARAMD_ELIMIT);
+        CHECK(strstr(paramd_last_error(c), "--max-tables") != NULL);
+        printf("tables: 4th refused: %s\n", paramd_last_error(c));
+        CHECK_OK(paramd_close(c));
         return 0;
     }
     if (strcmp(mode, "full") == 0) {

@@ -151,6 +151,16 @@ int srv_on_stats(srv_conn *sc, const pd_hdr *h);
  * (srv_push_begin / srv_push_end). */
 int srv_push(srv_conn *sc, pd_table *t, const pd_table_req *rq, pd_err *e);
 
+/* ==== limits.c ========================================================== */
+
+/* The most a dense table t may come to take on this server (values, rule
+ * state, a sum per clock of its window, a staging copy); sparse tables
+ * grow by rows and are bounded there (sparse.c). */
+uint64_t srv_table_max_bytes(const pd_table *t);
+/* 0 if t fits in max_bytes (0: no limit), else PARAMD_ELIMIT with a
+ * message naming the sizes and the option. */
+int srv_table_within_limit(const pd_table *t, uint64_t max_bytes, pd_err *e);
+
 /* ==== regions.c ========================================================= */
 
 int srv_on_region_map(srv_conn *sc, const pd_hdr *h);
