@@ -155,17 +155,39 @@ void pd_gate_apply_ready(pd_gate *g) {
 
 /* ==== Pulls ============================================================= */
 
+/* The first clock in [g->applied, upto] that w counts in and has not
+ * completed a push for, or -1.  (Checking only its last completed clock
+ * missed a clock it skipped: a worker that pushed clock 1 but never 0 and
+ * then pulled at clock 2 waited forever; fuzz_server found it.)  Pushes
+ * beyond the window are refused, so a clock past it was not pushed. */
+static int64_t first_owed(const pd_gate *g, int32_t w, int64_t upto) {
+    int64_t end = g->applied + g->window; /* slots hold [applied, end) */
+    for (int64_t c = g->applied; c <= upto && c < end; c++) {
+        if (!pd_members_counts(&g->mem, w, c)) continue;
+        const pd_gate_slot *sl = &g->slots[c % g->window];
+        int done = 0;
+        if (sl->active && sl->clock == c)
+            for (int32_t i = 0; i < sl->ndone && !done; i++) done = sl->who[i] == w;
+        if (!done) return c;
+    }
+    if (upto >= end && pd_members_counts(&g->mem, w, upto)) return upto;
+    return -1;
+}
+
 int pd_gate_pull_wait(pd_gate *g, int32_t w, int64_t clock, pd_err *e) {
     if (!g->clocked) return 0;
     /* A pull at clock c needs clocks up to c - s - 1 applied. */
     int64_t need = clock - (int64_t)g->staleness;
-    if (g->applied < need && pd_members_counts(&g->mem, w, need - 1) && !g->backup &&
-        g->done[w] < need - 1)
+    int64_t owed = -1;
+    if (g->applied < need && w >= 0 && w < g->W && !g->backup)
+        owed = first_owed(g, w, need - 1);
+    if (owed >= 0)
         return pd_seterr(e, PARAMD_EDEADLOCK,
                          "table %u: pull at clock %lld waits for clock %lld "
-                         "to be applied, but worker %d has not pushed %s",
+                         "to be applied, but worker %d has not pushed %s "
+                         "(clock %lld)",
                          g->id, (long long)clock, (long long)(need - 1), w,
-                         g->pull_hint);
+                         g->pull_hint, (long long)owed);
     while (g->applied < need && !g->stop) pthread_cond_wait(&g->cv, &g->mu);
     if (g->applied < need)
         return pd_seterr(e, PARAMD_ESHUTDOWN,
