@@ -10,12 +10,18 @@
 #                 run the suite there; any report fails its test
 #                 (docs/testing.md, "ThreadSanitizer")
 #   make bench    build and run the benchmarks
+#   make fuzz     build the libFuzzer harnesses with clang into build-fuzz/
+#                 and run each for FUZZ_SECONDS (default 60); new inputs go
+#                 to build-fuzz/corpus/, crashes to build-fuzz/crashes/
+#                 (tests/fuzz/README.md)
 BUILD ?= build
 SAN_BUILD ?= build-san
 TSAN_BUILD ?= build-tsan
+FUZZ_BUILD ?= build-fuzz
+FUZZ_SECONDS ?= 60
 JOBS ?= $(shell nproc 2>/dev/null || echo 2)
 
-.PHONY: all build test demo sanitize tsan deps clean bench
+.PHONY: all build test demo sanitize tsan fuzz deps clean bench
 
 all: build
 
@@ -46,6 +52,13 @@ tsan: $(TSAN_BUILD)/CMakeCache.txt
 	TSAN_OPTIONS="second_deadlock_stack=1 $(TSAN_OPTIONS)" \
 	  ctest --test-dir $(TSAN_BUILD) --output-on-failure -j$(JOBS)
 
+$(FUZZ_BUILD)/CMakeCache.txt:
+	CC=clang cmake -S . -B $(FUZZ_BUILD) -DCMAKE_BUILD_TYPE=Debug -DPARAMD_FUZZ=ON
+
+fuzz: $(FUZZ_BUILD)/CMakeCache.txt
+	cmake --build $(FUZZ_BUILD) -j$(JOBS) --target fuzz_all
+	bash tests/fuzz/run.sh $(FUZZ_BUILD) $(FUZZ_SECONDS)
+
 deps:
 	@bash scripts/deps.sh
 
@@ -57,4 +70,4 @@ bench: build
 	@bash bench/run.sh $(BUILD)
 
 clean:
-	rm -rf $(BUILD) $(SAN_BUILD) $(TSAN_BUILD)
+	rm -rf $(BUILD) $(SAN_BUILD) $(TSAN_BUILD) $(FUZZ_BUILD)
