@@ -18,6 +18,7 @@
  *                      frame one byte every MS ms: the peer drops it
  *                      before the frame is whole (the frame deadline)
  *   addr COORD         print server 0's address (from the cluster map)
+ *   die COORD          register as worker 0, then exit without a goodbye
  *   tables COORD       as worker 0 of a cluster whose server has
  *                      --max-table-mb 1 and whose coordinator has
  *                      --max-tables 3: a dense table of 1M floats and a
@@ -138,6 +139,15 @@ int main(int argc, char **argv) {
         printf("trickle: dropped after %d of %d bytes\n", sent, PD_HDR_SIZE);
         pd_conn_destroy(c);
         return 0;
+    }
+    if (strcmp(mode, "die") == 0) {
+        paramd_client *c;
+        char opt[300];
+        snprintf(opt, sizeof opt, "coordinator=%s rank=0", addr);
+        CHECK_OK(paramd_connect(&c, opt));
+        printf("die: registered as worker %d, exiting without a goodbye\n", paramd_rank(c));
+        fflush(stdout);
+        _exit(0);
     }
     if (strcmp(mode, "tables") == 0) {
         paramd_client *c;
