@@ -178,6 +178,9 @@ void pd_admit_accept_failed(pd_admit *a, int err) {
         pd_log(PD_LOG_DEBUG, "accept: %s", strerror(err));
         return;
     }
+    /* Under mu: a server has two accepting threads (TCP, shared memory)
+     * sharing one episode. */
+    pthread_mutex_lock(&a->mu);
     int64_t now = pd_now_ms();
     if (!a->starved) {
         a->starved = 1;
@@ -199,23 +202,25 @@ void pd_admit_accept_failed(pd_admit *a, int err) {
         }
     }
     a->starved_fails++;
-    pthread_mutex_lock(&a->mu);
     evict_stale(a, PD_EVICT_AGE_MS);
+    int ms = a->backoff_ms;
+    a->backoff_ms = ms * 2 > PD_ACCEPT_BACKOFF_MAX_MS ? PD_ACCEPT_BACKOFF_MAX_MS : ms * 2;
     pthread_mutex_unlock(&a->mu);
-    struct timespec ts = {a->backoff_ms / 1000, (long)(a->backoff_ms % 1000) * 1000000L};
+    struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000L};
     nanosleep(&ts, NULL);
-    a->backoff_ms *= 2;
-    if (a->backoff_ms > PD_ACCEPT_BACKOFF_MAX_MS) a->backoff_ms = PD_ACCEPT_BACKOFF_MAX_MS;
 }
 
 void pd_admit_accept_ok(pd_admit *a) {
-    if (!a->starved) return;
-    a->starved = 0;
-    if (a->starved_logged)
-        pd_log(PD_LOG_WARN, "accepting connections again, after %lld ms short of "
-               "descriptors (%llu accepts failed)",
-               (long long)(pd_now_ms() - a->starved_since_ms),
-               (unsigned long long)a->starved_fails);
+    pthread_mutex_lock(&a->mu);
+    if (a->starved) {
+        a->starved = 0;
+        if (a->starved_logged)
+            pd_log(PD_LOG_WARN, "accepting connections again, after %lld ms short of "
+                   "descriptors (%llu accepts failed)",
+                   (long long)(pd_now_ms() - a->starved_since_ms),
+                   (unsigned long long)a->starved_fails);
+    }
+    pthread_mutex_unlock(&a->mu);
 }
 
 void pd_admit_counts(pd_admit *a, int *nconns, int *npending) {

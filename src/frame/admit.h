@@ -34,14 +34,15 @@
  * within 10 s of a logged one (a flood that keeps the descriptors short)
  * are not logged again.
  *
- * Threads.  pd_admit.mu (a leaf: taken with no other lock held, and
- * nothing is called under it but shutdown) guards the counts and the
- * pending list.  A slot belongs to its connection's thread; another thread
+ * Threads.  pd_admit.mu (a leaf: taken with no other lock held, or under
+ * the role's own mutex; nothing is called under it but shutdown and the
+ * log) guards the counts, the pending list and the episode.  A slot belongs to its connection's thread; another thread
  * touches it only under mu (eviction shuts its connection down, never
  * frees it), and the thread leaves (pd_admit_leave) before it destroys
  * the connection, so an eviction never reaches a destroyed one.  The
- * accept-loop calls (pd_admit_accept_*) are for the one thread that
- * accepts on a given socket.
+ * accept-loop calls (pd_admit_accept_*) may come from several accepting
+ * threads (a server accepts TCP and shared memory): the episode is
+ * shared, under mu.
  */
 #ifndef PARAMD_FRAME_ADMIT_H
 #define PARAMD_FRAME_ADMIT_H
@@ -79,7 +80,7 @@ typedef struct pd_admit {
     uint64_t evicted, refused;  /* since the last log line about them */
     int64_t logged_ms;          /* when that line was written */
     int64_t window_ms;          /* start of what it counts */
-    /* Descriptor exhaustion (the accepting thread only). */
+    /* Descriptor exhaustion: one episode for every accepting thread. */
     int starved, starved_logged;
     int64_t starved_since_ms, starved_log_ms;
     uint64_t starved_fails;
