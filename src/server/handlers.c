@@ -65,6 +65,10 @@ int srv_on_table_create(srv_conn *sc, const pd_hdr *h) {
                       "(paramd server --max-tables)", h->table, s->ntables);
             return srv_reply_err(sc, h, &e);
         }
+        if (srv_def_within_limit(h->table, &d, s->o.max_table_bytes, &e) != 0) {
+            pthread_mutex_unlock(&s->mu);
+            return srv_reply_err(sc, h, &e);
+        }
         pd_table_env env = {s->W, s->index, s->S, s->pool, s->o.max_table_bytes};
         t = pd_table_create(h->table, &d, &env, &e);
         if (!t || srv_table_within_limit(t, s->o.max_table_bytes, &e) != 0) {

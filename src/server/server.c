@@ -31,6 +31,12 @@ pd_server *pd_server_start(const pd_server_opts *o, pd_err *e) {
     if (s->o.frame_ms <= 0) s->o.frame_ms = PD_FRAME_MS_DEFAULT;
     if (s->o.max_tables <= 0 || s->o.max_tables > PD_MAX_TABLES - 1)
         s->o.max_tables = PD_MAX_TABLES - 1;
+    if (!s->o.max_table_bytes) {
+        /* Half this machine's memory: one table (or one peer) cannot take
+         * all of it. */
+        long pages = sysconf(_SC_PHYS_PAGES), psz = sysconf(_SC_PAGESIZE);
+        s->o.max_table_bytes = pages > 0 && psz > 0 ? (uint64_t)pages * (uint64_t)psz / 2 : 0;
+    }
     /* The connection limit is final once the worker slots are known. */
     pd_admit_init(&s->admit, "server", s->o.max_conns > 0 ? s->o.max_conns : 256,
                   s->o.max_pending);

@@ -28,8 +28,8 @@ typedef struct pd_server_opts {
     int frame_ms;            /* a frame's first byte to its last [30000] */
     int max_tables;          /* tables on this server [PD_MAX_TABLES - 1] */
     uint64_t max_table_bytes; /* one table's part on this server: values,
-                              * rule state and clock sums [no limit but
-                              * memory's] */
+                              * rule state and clock sums [half the
+                              * machine's memory] */
 } pd_server_opts;
 
 typedef struct pd_server pd_server;

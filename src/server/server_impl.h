@@ -157,8 +157,12 @@ int srv_push(srv_conn *sc, pd_table *t, const pd_table_req *rq, pd_err *e);
  * state, a sum per clock of its window, a staging copy); sparse tables
  * grow by rows and are bounded there (sparse.c). */
 uint64_t srv_table_max_bytes(const pd_table *t);
-/* 0 if t fits in max_bytes (0: no limit), else PARAMD_ELIMIT with a
- * message naming the sizes and the option. */
+/* 0 if a dense table of definition d (a built-in rule's state; a
+ * plugin's is counted by srv_table_within_limit) fits in max_bytes (0: no
+ * limit), else PARAMD_ELIMIT with a message naming the sizes and the
+ * option.  Before anything is allocated. */
+int srv_def_within_limit(uint32_t id, const pd_table_def *d, uint64_t max_bytes, pd_err *e);
+/* The same for a created table t, exactly. */
 int srv_table_within_limit(const pd_table *t, uint64_t max_bytes, pd_err *e);
 
 /* ==== regions.c ========================================================= */

@@ -8,14 +8,16 @@
  * REGION_MAP/UNMAP and region references, and STATS are all parsed by the
  * code that parses them in production.
  *
- * The first byte picks the peer: worker 0, worker 1 (a rank the
- * coordinator said is gone) or a tool.  The connection is a memory
- * connection (net/mem.c) whose descriptor passing hands out a sealed
- * 64 KiB memfd tagged 1, so REGION_MAP of region 1 maps real memory.  The
- * server has one worker that counts (rank 1 is gone), so a sync pull
- * that would wait for a push nobody else can make is refused
- * (EDEADLOCK) instead of hanging.  Limits are small (frames of 1 MiB,
- * tables of 16 MiB, 8 tables) so that an input cannot exhaust memory.
+ * The first byte picks the peer: worker 0, worker 1, or a tool.  The
+ * connection is a memory connection (net/mem.c) whose descriptor passing
+ * hands out a sealed 64 KiB memfd tagged 1, so REGION_MAP of region 1
+ * maps real memory.  There is no other connection, so nothing may wait
+ * for another peer: of the two worker slots only the peer's own counts
+ * (the other is gone), so a sync pull that would wait for a push of its
+ * own that never came is refused (EDEADLOCK); a tool's pull, which would
+ * wait for the workers, finds every table stopped (ESHUTDOWN) after the
+ * frame that created it.  Limits are small (frames of 1 MiB, tables of
+ * 16 MiB, 8 tables) so that an input cannot exhaust memory.
  *
  * Properties: no memory error or undefined behaviour, no crash, every
  * input ends (the loop stops at the first error that closes the
@@ -51,7 +53,7 @@ int LLVMFuzzerInitialize(int *argc, char ***argv) {
     return 0;
 }
 
-static pd_server *server_new(void) {
+static pd_server *server_new(int live) {
     pd_server *s = calloc(1, sizeof *s);
     CHECK(s != NULL);
     s->o.max_frame = 1u << 20;
@@ -66,7 +68,7 @@ static pd_server *server_new(void) {
     s->wgen = calloc(2, sizeof *s->wgen);
     s->inflight = calloc(2, sizeof *s->inflight);
     CHECK(s->gone && s->jfrom && s->wgen && s->inflight);
-    s->gone[1] = 1;
+    s->gone[!live] = 1; /* only worker `live` counts */
     s->jfrom[0] = s->jfrom[1] = -1;
     return s;
 }
@@ -81,7 +83,8 @@ static void server_free(pd_server *s) {
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     if (size < 1) return 0;
-    pd_server *s = server_new();
+    int who = data[0] % 3;
+    pd_server *s = server_new(who == 1);
     pd_buf out;
     pd_buf_init(&out);
     pd_mem_conn m;
@@ -94,7 +97,6 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     sc->conn = sc->io = &m.conn;
     sc->shm_fd = -1;
     sc->srv = s;
-    int who = data[0] % 3;
     sc->role = who == 2 ? PD_ROLE_TOOL : PD_ROLE_WORKER;
     sc->rank = who == 2 ? -1 : who;
     sc->pull_room = UINT64_MAX;
@@ -104,7 +106,11 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
         pd_hdr h;
         pd_err e = {0};
         if (pd_recv_hdr(sc->conn, &h, s->o.max_frame, &e) != 0) break;
-        if (srv_dispatch(sc, &h) != 0) break;
+        int rc = srv_dispatch(sc, &h);
+        if (who == 2)
+            for (uint32_t id = 1; id < PD_MAX_TABLES; id++)
+                if (s->tables[id]) pd_table_stop(s->tables[id]);
+        if (rc != 0) break;
         out.len = 0; /* replies are not kept */
     }
     srv_regions_drop_all(sc);
