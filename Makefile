@@ -15,15 +15,21 @@
 #                 and .a), headers, paramd.pc, the CMake package, the plugin
 #                 example, the man page and the Python package
 #                 (PYTHON_SITE=DIR overrides where the latter goes)
+#   make fuzz     build the libFuzzer harnesses with clang into build-fuzz/
+#                 and run each for FUZZ_SECONDS (default 60); new inputs go
+#                 to build-fuzz/corpus/, crashes to build-fuzz/crashes/
+#                 (tests/fuzz/README.md)
 BUILD ?= build
 SAN_BUILD ?= build-san
 TSAN_BUILD ?= build-tsan
+FUZZ_BUILD ?= build-fuzz
+FUZZ_SECONDS ?= 60
 JOBS ?= $(shell nproc 2>/dev/null || echo 2)
 PREFIX ?= /usr/local
 DESTDIR ?=
 PYTHON_SITE ?=
 
-.PHONY: all build test demo sanitize tsan deps clean bench install
+.PHONY: all build test demo sanitize tsan fuzz deps clean bench install
 
 all: build
 
@@ -54,6 +60,13 @@ tsan: $(TSAN_BUILD)/CMakeCache.txt
 	TSAN_OPTIONS="second_deadlock_stack=1 $(TSAN_OPTIONS)" \
 	  ctest --test-dir $(TSAN_BUILD) --output-on-failure -j$(JOBS)
 
+$(FUZZ_BUILD)/CMakeCache.txt:
+	CC=clang cmake -S . -B $(FUZZ_BUILD) -DCMAKE_BUILD_TYPE=Debug -DPARAMD_FUZZ=ON
+
+fuzz: $(FUZZ_BUILD)/CMakeCache.txt
+	cmake --build $(FUZZ_BUILD) -j$(JOBS) --target fuzz_all
+	bash tests/fuzz/run.sh $(FUZZ_BUILD) $(FUZZ_SECONDS)
+
 deps:
 	@bash scripts/deps.sh
 
@@ -69,4 +82,4 @@ install: build
 	  cmake --install $(BUILD) --prefix "$(PREFIX)"
 
 clean:
-	rm -rf $(BUILD) $(SAN_BUILD) $(TSAN_BUILD)
+	rm -rf $(BUILD) $(SAN_BUILD) $(TSAN_BUILD) $(FUZZ_BUILD)

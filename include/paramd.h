@@ -80,7 +80,8 @@ PARAMD_API const char *paramd_version_string(void);
     X(ESHUTDOWN, -17, "cluster is shutting down")                              \
     X(ETIMEDOUT, -18, "timed out")                                             \
     X(ECONFIG, -19, "bad cluster configuration or environment")               \
-    X(EINTERNAL, -20, "internal error")
+    X(EINTERNAL, -20, "internal error")                                        \
+    X(ELIMIT, -21, "a configured limit was reached (docs/limits.md)")
 
 enum {
     PARAMD_OK = 0,

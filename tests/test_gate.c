@@ -269,7 +269,39 @@ static void test_async(void) {
     pd_gate_fini(&g);
 }
 
+/* A pull that would wait for a clock only the puller can complete is
+ * refused, naming the clock: one it skipped (pushed clock 1, never 0),
+ * and, with backup workers, once too few others are left (fuzz_server's
+ * two hangs, tests/fuzz/crashes/server). */
+static void test_pull_own_missing(void) {
+    pd_gate g;
+    rec r;
+    pd_err e = {0};
+    mk(&g, &r, "consistency=sync", 1);
+    CHECK_OK(push(&g, 0, 1, &e)); /* clock 0 skipped */
+    CHECK_INT_EQ(pull(&g, 0, 2, &e), PARAMD_EDEADLOCK);
+    CHECK(strstr(e.msg, "(clock 0)"));
+    /* and it never could: clock 0 can no longer be pushed (the wait was
+     * forever) */
+    CHECK_INT_EQ(push(&g, 0, 0, &e), PARAMD_ESTALE);
+    CHECK_INT_EQ(r.n, 0);
+    pd_gate_fini(&g);
+
+    /* backup=1 of 2 workers: clock 0 applies with one push, anyone's, so
+     * worker 0 may wait for worker 1; once 1 is gone, only 0 can. */
+    mk(&g, &r, "consistency=sync backup=1", 2);
+    pd_gate_worker_gone(&g, 1);
+    CHECK_INT_EQ(pull(&g, 0, 1, &e), PARAMD_EDEADLOCK);
+    CHECK(strstr(e.msg, "(clock 0)"));
+    CHECK_OK(push(&g, 0, 0, &e));
+    CHECK_INT_EQ(r.n, 1);
+    CHECK_OK(pull(&g, 0, 1, &e));
+    pd_gate_fini(&g);
+    puts("ok: a pull waiting on the puller's own missing push is refused");
+}
+
 int main(void) {
+    test_pull_own_missing();
     test_sync_order_and_rejections();
     test_backup_and_gone();
     test_pull_wait();

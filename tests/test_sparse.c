@@ -22,7 +22,7 @@
  * arguments of a call spelled out. */
 static pd_sparse *sparse_create(uint32_t id, const pd_table_def *d, int32_t W, int32_t index,
                                 int32_t S, pd_pool *pool, pd_err *e) {
-    pd_table_env env = {W, index, S, pool};
+    pd_table_env env = {W, index, S, pool, 0};
     return (pd_sparse *)(void *)pd_table_create(id, d, &env, e);
 }
 static int sparse_push(pd_sparse *t, int32_t w, int64_t clock, const uint64_t *keys,
@@ -696,7 +696,42 @@ static void test_pool_same_rows(void) {
     free(a), free(b);
 }
 
+/* --max-table-mb on a sparse table: rows up to the limit are created,
+ * a push that would pass it is refused with PARAMD_ELIMIT naming the
+ * option, and changes nothing (no row, no value). */
+static void test_row_limit(void) {
+    pd_table_def d = sparse_def("rule=sgd lr=1", 64);
+    pd_table_env env = {1, 0, 1, NULL, 1u << 20}; /* 1 MiB */
+    pd_err e = {0};
+    pd_sparse *t = (pd_sparse *)(void *)pd_table_create(1, &d, &env, &e);
+    if (!t) CHECK_FAIL_("create: %s", e.msg);
+    CHECK(t->max_rows > 100 && t->max_rows < 4096); /* 64 floats: ~256 B a row */
+    uint64_t keys[64];
+    float g[64 * 64];
+    for (int i = 0; i < 64 * 64; i++) g[i] = 1;
+    uint64_t next = 0;
+    int rc = 0;
+    while (rc == 0) {
+        for (int i = 0; i < 64; i++) keys[i] = next + (uint64_t)i;
+        size_t before = t->nrows;
+        rc = sparse_push(t, 0, 0, keys, 64, g, &e);
+        if (rc) CHECK_INT_EQ(t->nrows, before); /* nothing changed */
+        else next += 64;
+    }
+    CHECK_INT_EQ(rc, PARAMD_ELIMIT);
+    CHECK(strstr(e.msg, "--max-table-mb") != NULL);
+    CHECK(t->nrows <= t->max_rows && t->nrows + 64 > t->max_rows);
+    CHECK(pd_sparse_bytes(t) <= (1u << 20) + (1u << 18)); /* about the budget */
+    /* Rows that exist still take pushes. */
+    for (int i = 0; i < 64; i++) keys[i] = (uint64_t)i;
+    for (int i = 0; i < 64 * 64; i++) g[i] = 1;
+    CHECK_OK(sparse_push(t, 0, 0, keys, 64, g, &e));
+    sparse_destroy(t);
+    printf("row limit: ok (%zu rows of 64 floats in 1 MiB)\n", (size_t)next);
+}
+
 int main(void) {
+    test_row_limit();
     test_pool_same_rows();
     test_keymap();
     test_jump_hash();

@@ -22,6 +22,7 @@
 #include "coord/coord.h"
 #include "net/fault.h"
 #include "server/server.h"
+#include "wire/wire.h"
 
 /* ==== coordinator ======================================================= */
 
@@ -69,7 +70,17 @@ static void coord_usage(FILE *f) {
             "                      (PORT alone: on 127.0.0.1; 0: any free port)\n"
             "                      (docs/operations.md)\n"
             "\n"
-            "The bound address is also printed on standard output.\n");
+            "Limits (docs/limits.md):\n"
+            "  --max-connections N connections at once [2 x M + S + 256]\n"
+            "  --max-tables N      tables in the cluster [4095]\n"
+            "  --handshake-timeout-ms N  a connection must finish its handshake\n"
+            "                      within N ms [5000]\n"
+            "  --frame-timeout-ms N  a frame must arrive whole within N ms of its\n"
+            "                      first byte [30000]\n"
+            "\n"
+            "The bound address is also printed on standard output.  Exit status: 0\n"
+            "when every worker said goodbye, 3 when a worker died or a server was\n"
+            "lost while the cluster ran, 1 or 2 when it could not start.\n");
 }
 
 static void stop_coord(void *p) { pd_coord_stop(p); }
@@ -83,6 +94,28 @@ static int parse_count(const char *opt, const char *v, int32_t max, int32_t *out
     *out = (int32_t)x;
     return 0;
 }
+
+/* The limit options of both roles (docs/limits.md).  1 if c was one of
+ * them (*bad set if its value was refused, after saying why), else 0. */
+enum { O_MAXCONN = 1000, O_MAXTABLES, O_HSMS, O_FRMS, O_TABLEMB };
+typedef struct limit_args {
+    int32_t maxconn, maxtables, hs, fr, tablemb;
+} limit_args;
+static int parse_limit(int c, const char *v, limit_args *l, int *bad) {
+    switch (c) {
+    case O_MAXCONN: *bad = parse_count("--max-connections", v, 1 << 20, &l->maxconn); return 1;
+    case O_MAXTABLES: *bad = parse_count("--max-tables", v, PD_MAX_TABLES - 1, &l->maxtables); return 1;
+    case O_HSMS: *bad = parse_count("--handshake-timeout-ms", v, 86400000, &l->hs); return 1;
+    case O_FRMS: *bad = parse_count("--frame-timeout-ms", v, 86400000, &l->fr); return 1;
+    case O_TABLEMB: *bad = parse_count("--max-table-mb", v, 1 << 24, &l->tablemb); return 1;
+    }
+    return 0;
+}
+#define LIMIT_OPTS                                                             \
+    {"max-connections", required_argument, 0, O_MAXCONN},                      \
+    {"max-tables", required_argument, 0, O_MAXTABLES},                         \
+    {"handshake-timeout-ms", required_argument, 0, O_HSMS},                    \
+    {"frame-timeout-ms", required_argument, 0, O_FRMS}
 
 int cmd_coordinator(int argc, char **argv) {
     static const struct option opts[] = {
@@ -101,15 +134,21 @@ int cmd_coordinator(int argc, char **argv) {
         {"restore", required_argument, 0, 'K'},
         {"metrics", required_argument, 0, 'M'},
         {"help", no_argument, 0, 'h'},
+        LIMIT_OPTS,
         {0, 0, 0, 0}};
     pd_coord_opts o = {0};
     o.heartbeat_ms = -1;
-    int ready_fd = -1, c, li = 0;
+    int ready_fd = -1, c, li = 0, bad = 0;
     cli_ckpt_opts ck = {0};
+    limit_args lim = {0};
     o.startup_ms = -1;
     pd_log_set_name("coordinator");
     if (cli_ckpt_from_env("paramd coordinator", &ck)) return 2;
     while ((c = getopt_long(argc, argv, "h", opts, &li)) != -1) {
+        if (parse_limit(c, optarg, &lim, &bad)) {
+            if (bad) return 2;
+            continue;
+        }
         switch (c) {
         case 'K':
             if (cli_ckpt_option("paramd coordinator", opts[li].name, optarg, &ck)) return 2;
@@ -167,6 +206,8 @@ int cmd_coordinator(int argc, char **argv) {
     o.checkpoint_every_s = ck.every_s;
     o.checkpoint_every_clocks = ck.every_clocks;
     o.restore = ck.restore;
+    o.max_conns = lim.maxconn, o.max_tables = lim.maxtables;
+    o.handshake_ms = lim.hs, o.frame_ms = lim.fr;
     cli_stop_signals();
     pd_err e = {0};
     pd_coord *co = pd_coord_start(&o, &e);
@@ -189,9 +230,17 @@ int cmd_coordinator(int argc, char **argv) {
     }
     int rc = pd_coord_run(co);
     cli_stop_disarm(); /* before the free: no stop_coord on a freed co */
+    int died = 0, lost = 0;
+    pd_coord_failures(co, &died, &lost);
     pd_coord_free(co);
     if (rc == PARAMD_ETIMEDOUT) return 1; /* the reason was logged */
-    if (rc) pd_log(PD_LOG_WARN, "some workers disconnected without saying goodbye");
+    if (rc) {
+        /* The exit status says it too: a launcher sees a failed cluster. */
+        pd_log(PD_LOG_ERROR, "the cluster ended with %d worker%s dead (gone without "
+               "saying goodbye) and %d server%s lost: exit status 3",
+               died, died == 1 ? "" : "s", lost, lost == 1 ? "" : "s");
+        return 3;
+    }
     return 0;
 }
 
@@ -234,6 +283,17 @@ static void server_usage(FILE *f) {
             "  --metrics HOST:PORT      serve Prometheus metrics at\n"
             "                           http://HOST:PORT/metrics (PORT alone: on\n"
             "                           127.0.0.1; 0: any free port; docs/operations.md)\n"
+            "Limits (docs/limits.md):\n"
+            "  --max-connections N      connections at once [2 x worker slots + 256]\n"
+            "  --max-tables N           tables on this server [4095]\n"
+            "  --max-table-mb N         memory one table may take on this server:\n"
+            "                           values, rule state, clock sums; a sparse\n"
+            "                           table's new rows beyond it are refused\n"
+            "                           [half this machine's memory]\n"
+            "  --handshake-timeout-ms N a connection must finish its handshake\n"
+            "                           within N ms [5000]\n"
+            "  --frame-timeout-ms N     a frame must arrive whole within N ms of\n"
+            "                           its first byte [30000]\n"
             "  --fault SPEC             TESTING AID: wrap every accepted connection\n"
             "                           in the fault-injecting transport, e.g.\n"
             "                           short=7 or recv_fail=20 (docs/testing.md)\n");
@@ -255,10 +315,14 @@ int cmd_server(int argc, char **argv) {
         {"restore", required_argument, 0, 'R'},
         {"metrics", required_argument, 0, 'M'},
         {"help", no_argument, 0, 'h'},
+        LIMIT_OPTS,
+        {"max-table-mb", required_argument, 0, O_TABLEMB},
         {0, 0, 0, 0}};
     pd_server_opts o = {0};
     cli_ckpt_opts ck = {0};
     if (cli_ckpt_from_env("paramd server", &ck)) return 2;
+    limit_args lim = {0};
+    int bad = 0;
     long cores = sysconf(_SC_NPROCESSORS_ONLN);
     o.apply_threads = cores < 1 ? 1 : cores > 64 ? 64 : (int)cores;
     const char *at = getenv("PARAMD_APPLY_THREADS"); /* paramd local, train */
@@ -266,6 +330,10 @@ int cmd_server(int argc, char **argv) {
     int c;
     pd_log_set_name("server");
     while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
+        if (parse_limit(c, optarg, &lim, &bad)) {
+            if (bad) return 2;
+            continue;
+        }
         switch (c) {
         case 'c': o.coordinator = optarg; break;
         case 'l': o.listen = optarg; break;
@@ -318,6 +386,9 @@ int cmd_server(int argc, char **argv) {
         return 2;
     }
     o.restore = ck.restore;
+    o.max_conns = lim.maxconn, o.max_tables = lim.maxtables;
+    o.handshake_ms = lim.hs, o.frame_ms = lim.fr;
+    o.max_table_bytes = (uint64_t)lim.tablemb << 20;
     cli_stop_signals(); /* before pd_server_start starts the apply threads */
     pd_err e = {0};
     pd_server *s = pd_server_start(&o, &e);

@@ -12,6 +12,7 @@
  * The worker loop is src/train/trainer.c.
  */
 #include <getopt.h>
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -27,6 +28,7 @@
 #include "train/trainer.h"
 #include "train/w2v.h"
 #include "table/spec.h"
+#include "train/train_check.h"
 
 static void train_usage(FILE *f) {
     pd_train_cfg d;
@@ -203,10 +205,11 @@ int cmd_train(int argc, char **argv) {
             int64_t rk;
             if (!colon) return bad("--straggle", optarg, "RANK:FACTOR");
             *colon = '\0';
-            int okr = pd_parse_i64(optarg, &rk) == 0 && rk >= 0;
+            int okr = pd_parse_i64(optarg, &rk) == 0 && rk >= 0 && rk < 65536;
             *colon = ':';
             if (!okr || pd_parse_double(colon + 1, &dv) || dv < 1 || dv > 1000)
-                return bad("--straggle", optarg, "RANK:FACTOR with FACTOR in 1..1000");
+                return bad("--straggle", optarg,
+                           "RANK:FACTOR with RANK in 0..65535 and FACTOR in 1..1000");
             cfg.straggle_rank = (int)rk;
             cfg.straggle_factor = dv;
             break;
@@ -265,11 +268,13 @@ int cmd_train(int argc, char **argv) {
         case O_JOIN: join = 1; break;
         case O_OUT: cfg.out = optarg; out_given = 1; break;
         case O_EVERY:
-            if (pd_parse_i64(optarg, &v) || v < 1) return bad("--eval-every", optarg, "a positive count");
+            if (pd_parse_i64(optarg, &v) || v < 1 || v > INT_MAX)
+                return bad("--eval-every", optarg, "a step count in 1..2147483647");
             cfg.eval_every = (int)v;
             break;
         case O_EVALN:
-            if (pd_parse_i64(optarg, &v) || v < 1) return bad("--eval-samples", optarg, "a positive count");
+            if (pd_parse_i64(optarg, &v) || v < 1 || v > INT_MAX)
+                return bad("--eval-samples", optarg, "a count in 1..2147483647");
             cfg.eval_samples = (int)v;
             break;
         case O_SAVE: cfg.save_params = optarg; break;
@@ -360,6 +365,16 @@ int cmd_train(int argc, char **argv) {
         snprintf(outdir, sizeof outdir, "runs/%s-%s-w%d%s", cfg.model, cfg.consistency, (int)W,
                  cfg.comm ? "" : "-commoff");
         cfg.out = outdir;
+    }
+    /* Output paths and the machine's memory are checked before any
+     * process starts, not found wanting after the run (train_check.c). */
+    if (!join) {
+        char msg[600];
+        if (pd_train_check_outputs(&cfg, msg, sizeof msg) != 0 ||
+            (!coord && pd_train_check_memory(&cfg, (int)W, msg, sizeof msg) != 0)) {
+            fprintf(stderr, "paramd train: %s\n", msg);
+            return 2;
+        }
     }
 
     if (join || coord) {

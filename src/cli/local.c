@@ -14,7 +14,10 @@
  *   - when any child fails (a worker exits non-zero or by a signal, or a
  *     server or the coordinator exits while workers run), every other child
  *     gets SIGTERM, then SIGKILL after a grace period, and pd_local_wait
- *     returns 1 naming the failed child;
+ *     returns 1 naming the failed child; so it does, without terminating
+ *     anyone, when the coordinator or a server exits non-zero after the
+ *     workers finished (the coordinator's 3: a worker died or a server was
+ *     lost on the way);
  *   - SIGINT / SIGTERM / SIGHUP to the supervisor terminate every child the
  *     same way and pd_local_wait returns 128+signal.
  * One thread: a poll loop over the children's output pipes and a signalfd
@@ -214,6 +217,12 @@ static void reap(pd_local *L) {
                 snprintf(L->why, sizeof L->why,
                          "%s exited (%s) while workers were running", c->label, how);
                 terminate_all(L);
+            } else if (c->role != ROLE_WORKER && !ok && !L->failed) {
+                /* After the workers: the coordinator's status says whether
+                 * any worker died or server was lost on the way (3). */
+                L->failed = 1;
+                snprintf(L->why, sizeof L->why, "%s exited (%s) after the workers "
+                         "finished: see its log", c->label, how);
             }
             break;
         }

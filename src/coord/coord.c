@@ -80,10 +80,19 @@ int co_reply_err(co_conn *cc, const pd_hdr *req, int code,
 
 /* ==== Connection thread ================================================= */
 
+/* A receive timeout a quarter of the deadline (server/session.c). */
+static int timeo_for(int deadline_ms) {
+    return deadline_ms / 4 > 100 ? deadline_ms / 4 : 100;
+}
+
 static void *conn_main(void *arg) {
     co_conn *cc = arg;
     pd_coord *co = cc->co;
-    pd_tcp_set_rcvtimeo(cc->conn, 30000);
+    /* The handshake within its deadline, then every frame within its
+     * own (frame/admit.h, docs/limits.md). */
+    cc->conn->deadline_ms = pd_now_ms() + co->o.handshake_ms;
+    cc->conn->frame_ms = co->o.frame_ms;
+    pd_tcp_set_rcvtimeo(cc->conn, timeo_for(co->o.handshake_ms));
     static const pd_hello_rules rules = {
         "coordinator",
         PD_ROLE_BIT(PD_ROLE_WORKER) | PD_ROLE_BIT(PD_ROLE_SERVER) | PD_ROLE_BIT(PD_ROLE_TOOL),
@@ -91,7 +100,12 @@ static void *conn_main(void *arg) {
     pd_err he = {0};
     pd_hello hello;
     int rc = pd_handshake_accept(cc->conn, &rules, NULL, &hello, &he);
-    if (rc == 0) cc->role = hello.role;
+    if (rc == 0) rc = pd_admit_welcomed(&co->admit, &cc->slot);
+    if (rc == 0) {
+        cc->role = hello.role;
+        cc->conn->deadline_ms = 0;
+        pd_tcp_set_rcvtimeo(cc->conn, timeo_for(co->o.frame_ms));
+    }
     while (rc == 0) {
         pd_err e = {0};
         pd_hdr h;
@@ -160,14 +174,17 @@ static void *conn_main(void *arg) {
             snprintf(co->ck_err, sizeof co->ck_err, "server %d disconnected", cc->server);
         }
         pthread_cond_broadcast(&co->cv);
-        if (!co->stopping)
+        if (!co->stopping) {
+            co->servers_lost++;
             pd_log(PD_LOG_ERROR, "server %d disconnected", cc->server);
+        }
     }
     for (co_conn **pp = &co->conns; *pp; pp = &(*pp)->next)
         if (*pp == cc) {
             *pp = cc->next;
             break;
         }
+    pd_admit_leave(&co->admit, &cc->slot); /* before the connection goes */
     pd_conn_destroy(cc->conn);
     pd_free(cc);
     if (--co->nthreads == 0) pthread_cond_broadcast(&co->cv);
@@ -200,6 +217,14 @@ pd_coord *pd_coord_start(const pd_coord_opts *o, pd_err *e) {
     co->o = *o;
     if (!co->o.max_workers) co->o.max_workers = o->workers;
     int32_t M = co->o.max_workers;
+    if (co->o.handshake_ms <= 0) co->o.handshake_ms = PD_HANDSHAKE_MS_DEFAULT;
+    if (co->o.frame_ms <= 0) co->o.frame_ms = PD_FRAME_MS_DEFAULT;
+    if (co->o.max_tables <= 0 || co->o.max_tables > PD_MAX_TABLES - 1)
+        co->o.max_tables = PD_MAX_TABLES - 1;
+    /* Each worker keeps two connections (requests, heartbeats); each
+     * server one; tools come and go. */
+    if (co->o.max_conns <= 0) co->o.max_conns = 2 * M + o->servers + 256;
+    pd_admit_init(&co->admit, "coordinator", co->o.max_conns, co->o.max_pending);
     if (!co->o.listen) co->o.listen = "127.0.0.1:0";
     co->lfd = -1;
     co->epoch = 1;
@@ -271,6 +296,7 @@ int pd_coord_run(pd_coord *co) {
         co->startup_started = 1;
     for (;;) {
         pd_conn *c = pd_tcp_accept(co->lfd);
+        int err = errno;
         pthread_mutex_lock(&co->mu);
         int stopping = co->stopping;
         pthread_mutex_unlock(&co->mu);
@@ -278,10 +304,21 @@ int pd_coord_run(pd_coord *co) {
             pd_conn_destroy(c);
             break;
         }
-        if (!c) continue;
+        if (!c) {
+            /* Out of descriptors: no spinning, one line per episode
+             * (frame/admit.h). */
+            pd_admit_accept_failed(&co->admit, err);
+            continue;
+        }
+        pd_admit_accept_ok(&co->admit);
         co_conn *cc = pd_calloc(1, sizeof *cc);
         if (!cc) {
             pd_conn_destroy(c);
+            continue;
+        }
+        if (pd_admit_enter(&co->admit, &cc->slot, c) != 0) {
+            pd_admit_refuse(&co->admit, c); /* names the limit */
+            pd_free(cc);
             continue;
         }
         cc->conn = c;
@@ -299,6 +336,7 @@ int pd_coord_run(pd_coord *co) {
         if (pthread_create(&tid, &attr, conn_main, cc) != 0) {
             co->conns = cc->next;
             co->nthreads--;
+            pd_admit_leave(&co->admit, &cc->slot);
             pd_conn_destroy(c);
             pd_free(cc);
         }
@@ -322,6 +360,7 @@ int pd_coord_run(pd_coord *co) {
     for (co_conn *cc = co->conns; cc; cc = cc->next) pd_conn_shutdown(cc->conn);
     while (co->nthreads > 0) pthread_cond_wait(&co->cv, &co->mu);
     int died = co->died, failed = co->fail_msg[0] != '\0';
+    int lost = co->servers_lost;
     pthread_mutex_unlock(&co->mu);
     if (co->monitor_started) pthread_join(co->monitor, NULL);
     co->monitor_started = 0;
@@ -329,7 +368,14 @@ int pd_coord_run(pd_coord *co) {
     co->ck_thread_started = 0;
     if (co->startup_started) pthread_join(co->startup, NULL);
     co->startup_started = 0;
-    return failed ? PARAMD_ETIMEDOUT : died ? PARAMD_ECLOSED : 0;
+    return failed ? PARAMD_ETIMEDOUT : died || lost ? PARAMD_ECLOSED : 0;
+}
+
+void pd_coord_failures(pd_coord *co, int *workers_died, int *servers_lost) {
+    pthread_mutex_lock(&co->mu);
+    if (workers_died) *workers_died = co->died;
+    if (servers_lost) *servers_lost = co->servers_lost;
+    pthread_mutex_unlock(&co->mu);
 }
 
 const char *pd_coord_failure(const pd_coord *co) { return co->fail_msg; }
@@ -358,6 +404,7 @@ void pd_coord_free(pd_coord *co) {
     pd_free(co->ck_files);
     pthread_mutex_destroy(&co->mu);
     pthread_cond_destroy(&co->cv);
+    pd_admit_destroy(&co->admit);
     pd_free(co);
 }
 

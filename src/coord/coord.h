@@ -37,6 +37,13 @@ typedef struct pd_coord_opts {
                          * <0: the default (300000) (startup.c) */
     int report_ms;      /* until then, say who is missing after this long
                          * and at doubling intervals; <= 0: 5000 */
+    /* Limits (docs/limits.md; 0: the default). */
+    int max_conns;      /* connections at once, handshakes included;
+                         * default 2 x worker slots + servers + 256 */
+    int max_pending;    /* in their handshake at once [64] */
+    int handshake_ms;   /* accept to welcome [5000] */
+    int frame_ms;       /* a frame's first byte to its last [30000] */
+    int max_tables;     /* tables in the registry [PD_MAX_TABLES - 1] */
 } pd_coord_opts;
 
 typedef struct pd_coord pd_coord;
@@ -50,10 +57,12 @@ const char *pd_coord_metrics_address(const pd_coord *c);
 /* After run returned PARAMD_ETIMEDOUT: why the cluster was ended. */
 const char *pd_coord_failure(const pd_coord *c);
 /* Serve until every worker has left (and servers were told to shut down),
- * or pd_coord_stop().  0 if every worker said goodbye, PARAMD_ECLOSED if
- * some worker disconnected without it, PARAMD_ETIMEDOUT if the cluster
- * did not assemble in time (startup_ms; the reason was logged and told
- * to every process: pd_coord_failure).  Call once, from one thread. */
+ * or pd_coord_stop().  0 if every worker said goodbye and no server was
+ * lost, PARAMD_ECLOSED if some worker disconnected without it or a server
+ * disconnected before the end (pd_coord_failures says how many),
+ * PARAMD_ETIMEDOUT if the cluster did not assemble in time (startup_ms;
+ * the reason was logged and told to every process: pd_coord_failure).
+ * Call once, from one thread. */
 int pd_coord_run(pd_coord *c);
 /* Ask the coordinator to stop: pd_coord_run returns once its connection
  * threads are gone.  Thread-safe, idempotent, returns at once (it takes
@@ -63,6 +72,9 @@ int pd_coord_run(pd_coord *c);
  * again, before pd_coord_free begins: the CLI disarms its signal thread
  * first (cli_stop_disarm, src/cli/util.h; docs/threading.md, "Stopping"). */
 void pd_coord_stop(pd_coord *c);
+/* After run returned: workers that died (disconnected or fell silent
+ * without saying goodbye) and servers lost while the cluster ran. */
+void pd_coord_failures(pd_coord *c, int *workers_died, int *servers_lost);
 /* After run returned and no pd_coord_stop can be running or come (above).
  * NULL-safe. */
 void pd_coord_free(pd_coord *c);

@@ -22,6 +22,7 @@
 #include <stdint.h>
 
 #include "coord/coord.h"
+#include "frame/admit.h"
 #include "frame/frame.h"
 #include "metrics/http.h"
 #include "table/def.h"
@@ -40,6 +41,7 @@ typedef struct co_table {
 
 typedef struct co_conn {
     struct co_conn *next;
+    pd_admit_slot slot; /* its place in the admission counts */
     struct pd_coord *co;
     pd_conn *conn;
     uint32_t role;
@@ -55,6 +57,7 @@ struct pd_coord {
     pd_coord_opts o;
     char bound[PD_MAX_ADDR + 1];
     int lfd;
+    pd_admit admit;     /* connection limits (frame/admit.h; its own lock) */
 
     pthread_mutex_t mu; /* guards everything below */
     pthread_cond_t cv;  /* any change a waiter may wait for */
@@ -77,6 +80,7 @@ struct pd_coord {
     int monitor_started;
     int32_t departed;     /* workers left or died */
     int32_t died;
+    int32_t servers_lost; /* servers disconnected before the end */
     co_table *tables;     /* id = index + 1 */
     uint32_t ntables, tcap;
     uint64_t barrier_gen;

@@ -36,9 +36,13 @@ int co_on_table_open(co_conn *cc, const pd_hdr *h) {
             id = i + 1;
     int created = 0;
     if (!id) {
-        if (co->ntables + 1 >= PD_MAX_TABLES) {
+        if (co->ntables >= (uint32_t)co->o.max_tables) {
             pthread_mutex_unlock(&co->mu);
-            return co_reply_err(cc, h, PARAMD_ENOMEM, "too many tables");
+            snprintf(msg, sizeof msg,
+                     "table '%s': the cluster has %u tables, the coordinator's "
+                     "limit (--max-tables %d)",
+                     name, co->ntables, co->o.max_tables);
+            return co_reply_err(cc, h, PARAMD_ELIMIT, msg);
         }
         if (co->ntables == co->tcap) {
             uint32_t cap = co->tcap ? co->tcap * 2 : 16;

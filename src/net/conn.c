@@ -22,12 +22,45 @@ static void iov_advance(struct iovec **iov, int *cnt, size_t left) {
     }
 }
 
+/* The deadline that applies to a read now (0: none): the connection's,
+ * and inside a frame also the frame's, whichever comes first. */
+static int64_t read_deadline(const pd_conn *c, int in_frame) {
+    int64_t d = c->deadline_ms;
+    if (in_frame && c->frame_deadline_ms && (!d || c->frame_deadline_ms < d))
+        d = c->frame_deadline_ms;
+    return d;
+}
+
+static int deadline_err(pd_conn *c, size_t got, size_t n, pd_err *e) {
+    int frame = c->frame_deadline_ms &&
+                (!c->deadline_ms || c->frame_deadline_ms <= c->deadline_ms);
+    if (frame)
+        return pd_seterr(e, PARAMD_EIO,
+                         "frame from %s not complete within %d ms (%zu of %zu "
+                         "bytes of this read): dropped",
+                         c->peer, c->frame_ms, got, n);
+    return pd_seterr(e, PARAMD_EIO, "%s did not finish within the connection's "
+                     "deadline (%zu of %zu bytes of this read): dropped",
+                     c->peer, got, n);
+}
+
 int pd_conn_read(pd_conn *c, void *buf, size_t n, int at_boundary, pd_err *e) {
     size_t got = 0;
     while (got < n) {
+        int in_frame = !(at_boundary && got == 0);
+        int64_t dl = read_deadline(c, in_frame);
+        if (dl && pd_now_ms() >= dl) {
+            if (!in_frame)
+                return pd_seterr(e, PARAMD_ETIMEDOUT,
+                                 "%s sent nothing within the deadline: dropped",
+                                 c->peer);
+            return deadline_err(c, got, n, e);
+        }
         struct iovec iov = {(char *)buf + got, n - got};
         ssize_t r = c->ops->readv(c, &iov, 1);
         if (r > 0) {
+            /* The first byte of a frame starts its deadline. */
+            if (!in_frame && c->frame_ms) c->frame_deadline_ms = pd_now_ms() + c->frame_ms;
             got += (size_t)r;
             continue;
         }
@@ -42,7 +75,8 @@ int pd_conn_read(pd_conn *c, void *buf, size_t n, int at_boundary, pd_err *e) {
         }
         if (errno == EINTR) continue;
         if (errno == EAGAIN || errno == EWOULDBLOCK) {
-            if (got == 0 && at_boundary) continue;
+            if (got == 0 && at_boundary) continue; /* idle: the deadline decides */
+            if (read_deadline(c, 1)) continue;    /* the deadline decides */
             return pd_seterr(e, PARAMD_EIO,
                              "truncated frame from %s: timed out after %zu of "
                              "%zu bytes",
@@ -86,6 +120,8 @@ ssize_t pd_conn_try_writev(pd_conn *c, struct iovec **iov, int *cnt, pd_err *e) 
 
 int pd_conn_peek(pd_conn *c, size_t n, const void **p, pd_err *e) {
     if (!c->ops->peek) return 0;
+    int64_t dl = read_deadline(c, 1);
+    if (dl && pd_now_ms() >= dl) return deadline_err(c, 0, n, e);
     int r;
     do r = c->ops->peek(c, n, p);
     while (r < 0 && errno == EINTR);

@@ -70,6 +70,19 @@ struct pd_conn {
     int fd;
     void *impl;      /* transport-specific state */
     char peer[96];   /* "127.0.0.1:40222", for messages */
+    /* Deadlines (pd_conn_read and pd_conn_peek; 0: none), set by the
+     * connection's reading thread only (docs/limits.md):
+     * deadline_ms  monotonic ms after which every read fails, even one
+     *              waiting at a frame boundary (the handshake's);
+     * frame_ms     a frame must be whole this long after its first byte
+     *              arrived (the first byte read at a boundary starts
+     *              frame_deadline_ms; the reads of its header and payload
+     *              fail once it passed).  A read blocked inside the
+     *              transport notices at its receive timeout, so a deadline
+     *              fires at most one receive timeout late. */
+    int64_t deadline_ms;
+    int frame_ms;
+    int64_t frame_deadline_ms;
 };
 
 /* Read exactly n bytes.  Returns 0, PARAMD_ECLOSED if the stream ended
@@ -77,7 +90,10 @@ struct pd_conn {
  * frames), PARAMD_EIO otherwise (detail in e: "truncated", "timed out").
  * With at_boundary set, a receive timeout before the first byte is not an
  * error: the read keeps waiting (an idle peer is fine; a stalled frame is
- * not). */
+ * not), unless c->deadline_ms passed: then PARAMD_ETIMEDOUT with nothing
+ * read ("sent nothing within the deadline").  A frame past its
+ * c->frame_ms, or any read past c->deadline_ms, is PARAMD_EIO
+ * ("not complete within N ms"). */
 int pd_conn_read(pd_conn *c, void *buf, size_t n, int at_boundary, pd_err *e);
 /* Write every byte of iov[0..cnt).  0 or PARAMD_EIO. */
 int pd_conn_writev(pd_conn *c, struct iovec *iov, int cnt, pd_err *e);

@@ -4,7 +4,8 @@
  *
  * Sockets get TCP_NODELAY (requests are whole frames written at once, so
  * Nagle only adds latency) and MSG_NOSIGNAL on every send (a dead peer is
- * an error return, never a SIGPIPE that kills the caller's process).
+ * an error return, never a SIGPIPE that kills the caller's process);
+ * accepted ones also get keepalive probes (pd_tcp_accept).
  *
  * Connecting across machines.  Processes of one cluster start at once
  * (a launcher starts them all), so the peer may not be listening yet, its
@@ -159,6 +160,14 @@ pd_conn *pd_tcp_accept(int lfd) {
     do fd = accept4(lfd, NULL, NULL, SOCK_CLOEXEC);
     while (fd < 0 && errno == EINTR);
     if (fd < 0) return NULL;
+    /* Keepalive probes find a peer that vanished without closing (a
+     * half-open connection) in about 90 s instead of never: an idle
+     * connection between frames has no deadline of its own. */
+    int one = 1, idle = 60, intvl = 10, cnt = 3;
+    setsockopt(fd, SOL_SOCKET, SO_KEEPALIVE, &one, sizeof one);
+    setsockopt(fd, IPPROTO_TCP, TCP_KEEPIDLE, &idle, sizeof idle);
+    setsockopt(fd, IPPROTO_TCP, TCP_KEEPINTVL, &intvl, sizeof intvl);
+    setsockopt(fd, IPPROTO_TCP, TCP_KEEPCNT, &cnt, sizeof cnt);
     return conn_wrap(fd);
 }
 

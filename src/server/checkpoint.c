@@ -290,9 +290,12 @@ static int restore_file(pd_server *s, const char *path, const pd_manifest *m,
         if (!t) {
             pd_table_def d;
             my_part(s, &from, &d);
-            pd_table_env env = {s->W, s->index, s->S, s->pool};
+            pd_table_env env = {s->W, s->index, s->S, s->pool, s->o.max_table_bytes};
             if (!(t = pd_table_create(id, &d, &env, e))) break;
+            t->gate.alive = srv_rank_alive; /* for the wait messages */
+            t->gate.alive_arg = s;
             s->tables[id] = t;
+            s->ntables++;
         } else if (t->def.n != from.n || t->def.kind != from.kind ||
                    t->def.rule != from.rule || t->def.consistency != from.consistency) {
             rc = pd_seterr(e, PARAMD_EPROTO,

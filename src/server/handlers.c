@@ -58,12 +58,25 @@ int srv_on_table_create(srv_conn *sc, const pd_hdr *h) {
         return srv_reply_err(sc, h, &e);
     }
     if (!t) {
-        pd_table_env env = {s->W, s->index, s->S, s->pool};
-        t = pd_table_create(h->table, &d, &env, &e);
-        if (!t) {
+        if (s->ntables >= s->o.max_tables) {
+            pthread_mutex_unlock(&s->mu);
+            pd_seterr(&e, PARAMD_ELIMIT,
+                      "table %u: this server holds %d tables, its limit "
+                      "(paramd server --max-tables)", h->table, s->ntables);
+            return srv_reply_err(sc, h, &e);
+        }
+        if (srv_def_within_limit(h->table, &d, s->o.max_table_bytes, &e) != 0) {
             pthread_mutex_unlock(&s->mu);
             return srv_reply_err(sc, h, &e);
         }
+        pd_table_env env = {s->W, s->index, s->S, s->pool, s->o.max_table_bytes};
+        t = pd_table_create(h->table, &d, &env, &e);
+        if (!t || srv_table_within_limit(t, s->o.max_table_bytes, &e) != 0) {
+            pthread_mutex_unlock(&s->mu);
+            pd_table_destroy(t); /* nothing touched its (lazy) memory yet */
+            return srv_reply_err(sc, h, &e);
+        }
+        s->ntables++;
         t->gate.alive = srv_rank_alive; /* for the wait messages */
         t->gate.alive_arg = s;
         /* The table starts where the cluster's membership is now. */

@@ -57,6 +57,19 @@ pd_server *pd_server_start(const pd_server_opts *o, pd_err *e) {
     if (!s->o.listen) s->o.listen = "127.0.0.1:0";
     if (!s->o.max_frame) s->o.max_frame = PD_MAX_FRAME_DEFAULT;
     if (!s->o.timeout_ms) s->o.timeout_ms = 30000;
+    if (s->o.handshake_ms <= 0) s->o.handshake_ms = PD_HANDSHAKE_MS_DEFAULT;
+    if (s->o.frame_ms <= 0) s->o.frame_ms = PD_FRAME_MS_DEFAULT;
+    if (s->o.max_tables <= 0 || s->o.max_tables > PD_MAX_TABLES - 1)
+        s->o.max_tables = PD_MAX_TABLES - 1;
+    if (!s->o.max_table_bytes) {
+        /* Half this machine's memory: one table (or one peer) cannot take
+         * all of it. */
+        long pages = sysconf(_SC_PHYS_PAGES), psz = sysconf(_SC_PAGESIZE);
+        s->o.max_table_bytes = pages > 0 && psz > 0 ? (uint64_t)pages * (uint64_t)psz / 2 : 0;
+    }
+    /* The connection limit is final once the worker slots are known. */
+    pd_admit_init(&s->admit, "server", s->o.max_conns > 0 ? s->o.max_conns : 256,
+                  s->o.max_pending);
     s->lfd = -1;
     s->shm_lfd = -1;
     if (s->o.apply_threads > 1) {
@@ -132,6 +145,10 @@ pd_server *pd_server_start(const pd_server_opts *o, pd_err *e) {
     /* Slots beyond the W workers the cluster starts with are vacant until
      * a worker joins them: clocks do not wait for them. */
     for (uint32_t w = 0; w < M; w++) s->gone[w] = w >= W, s->jfrom[w] = -1;
+    /* Each worker keeps a connection or two here (TCP, then shared
+     * memory), and tools come and go. */
+    if (s->o.max_conns <= 0) s->o.max_conns = 2 * (int)M + 256;
+    pd_admit_set_limits(&s->admit, s->o.max_conns, s->o.max_pending);
     if (s->o.restore) {
         if (srv_restore(s, e)) goto fail;
         for (uint32_t id = 1; id < PD_MAX_TABLES; id++)
@@ -158,10 +175,10 @@ static void *shm_accept_main(void *arg) {
             break;
         }
         if (fd < 0) {
-            if (errno == EMFILE || errno == ENFILE || errno == ENOMEM)
-                pd_log(PD_LOG_WARN, "accept (shm): %s", strerror(errno));
+            pd_admit_accept_failed(&s->admit, errno); /* backs off */
             continue;
         }
+        pd_admit_accept_ok(&s->admit);
         srv_start_conn(s, NULL, fd);
     }
     return NULL;
@@ -187,10 +204,12 @@ int pd_server_run(pd_server *s) {
             break;
         }
         if (!c) {
-            if (errno == EMFILE || errno == ENFILE || errno == ENOMEM)
-                pd_log(PD_LOG_WARN, "accept: %s", strerror(errno));
+            /* Out of descriptors: no spinning, one line per episode
+             * (frame/admit.h). */
+            pd_admit_accept_failed(&s->admit, errno);
             continue;
         }
+        pd_admit_accept_ok(&s->admit);
         if (c && s->o.fault) c = pd_fault_wrap(c, s->o.fault, NULL); /* tests */
         if (c) srv_start_conn(s, c, -1);
     }
@@ -242,6 +261,7 @@ void pd_server_free(pd_server *s) {
     pthread_mutex_destroy(&s->mu);
     pthread_mutex_destroy(&s->coord_send_mu);
     pthread_cond_destroy(&s->cv);
+    pd_admit_destroy(&s->admit);
     pd_free(s);
 }
 

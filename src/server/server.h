@@ -28,6 +28,16 @@ typedef struct pd_server_opts {
                               * net/fault.h with this spec; NULL: off */
     const char *metrics;     /* serve Prometheus metrics on this HOST:PORT
                               * (metrics/http.h); NULL: no endpoint */
+    /* Limits (docs/limits.md; 0: the default). */
+    int max_conns;           /* connections at once, handshakes included;
+                              * default 2 x worker slots + 256 */
+    int max_pending;         /* in their handshake at once [64] */
+    int handshake_ms;        /* accept to welcome [5000] */
+    int frame_ms;            /* a frame's first byte to its last [30000] */
+    int max_tables;          /* tables on this server [PD_MAX_TABLES - 1] */
+    uint64_t max_table_bytes; /* one table's part on this server: values,
+                              * rule state and clock sums [half the
+                              * machine's memory] */
 } pd_server_opts;
 
 typedef struct pd_server pd_server;

@@ -40,14 +40,13 @@
 #include <stdint.h>
 
 #include "common/pool.h"
+#include "frame/admit.h"
 #include "frame/frame.h"
 #include "metrics/http.h"
 #include "metrics/prom.h"
 #include "server/server.h"
 #include "server/table.h"
 
-/* A peer that stalls in the middle of a frame this long is disconnected. */
-#define PD_FRAME_STALL_MS 30000
 
 /* A worker's shared buffer (paramd_alloc) mapped into this server:
  * connection thread only (regions.c). */
@@ -59,6 +58,7 @@ typedef struct srv_region {
 
 typedef struct srv_conn {
     struct srv_conn *next;
+    pd_admit_slot slot;  /* its place in the server's admission counts */
     pd_conn *conn;       /* NULL until a shared-memory handshake is done */
     pd_conn *io;         /* where the request being handled is read from and
                           * answered: conn, or during a BATCH the memory
@@ -109,6 +109,9 @@ struct pd_server {
     pd_conn *coord;
     pd_pool *pool;        /* apply threads (o.apply_threads), NULL: inline;
                            * shared by every table, freed last */
+    pd_admit admit;       /* connection limits (frame/admit.h; its own
+                           * lock, a leaf) */
+    int ntables;          /* tables created (mu), against o.max_tables */
     int32_t index, S, W;  /* W: worker slots */
     pthread_t coord_thread;
     int coord_thread_started;
@@ -178,6 +181,20 @@ int srv_on_stats(srv_conn *sc, const pd_hdr *h);
 /* The push rq of this connection's worker, between the membership checks
  * (srv_push_begin / srv_push_end). */
 int srv_push(srv_conn *sc, pd_table *t, const pd_table_req *rq, pd_err *e);
+
+/* ==== limits.c ========================================================== */
+
+/* The most a dense table t may come to take on this server (values, rule
+ * state, a sum per clock of its window, a staging copy); sparse tables
+ * grow by rows and are bounded there (sparse.c). */
+uint64_t srv_table_max_bytes(const pd_table *t);
+/* 0 if a dense table of definition d (a built-in rule's state; a
+ * plugin's is counted by srv_table_within_limit) fits in max_bytes (0: no
+ * limit), else PARAMD_ELIMIT with a message naming the sizes and the
+ * option.  Before anything is allocated. */
+int srv_def_within_limit(uint32_t id, const pd_table_def *d, uint64_t max_bytes, pd_err *e);
+/* The same for a created table t, exactly. */
+int srv_table_within_limit(const pd_table *t, uint64_t max_bytes, pd_err *e);
 
 /* ==== regions.c ========================================================= */
 

@@ -26,8 +26,13 @@
  * that is wrong (unknown table, range outside the shard, duplicate push),
  * inside a batch or not, gets an error reply, its payload is skipped, and
  * the connection stays open.  In every case nothing in any table changes.
- * A peer that stalls in the middle of a frame for PD_FRAME_STALL_MS is
- * disconnected.
+ * Deadlines and limits (frame/admit.h, docs/limits.md).  A connection
+ * must finish its handshake within o.handshake_ms of being accepted, and
+ * every frame must arrive whole within o.frame_ms of its first byte (an
+ * idle peer between frames is fine; a trickling one is not); a
+ * connection that misses either is dropped.  Until its handshake is done
+ * a connection is pending: the server keeps at most o.max_pending of
+ * those and evicts the oldest for a newer one.
  */
 #include <errno.h>
 #include <stdio.h>
@@ -171,31 +176,45 @@ static int conn_serve(srv_conn *sc) {
     return rc;
 }
 
+/* A receive timeout a quarter of the deadline: a read blocked in the
+ * transport notices a passed deadline that much late at most. */
+static int timeo_for(int deadline_ms) {
+    return deadline_ms / 4 > 100 ? deadline_ms / 4 : 100;
+}
+
 static void *conn_main(void *arg) {
     srv_conn *sc = arg;
     pd_server *s = sc->srv;
     int rc = 0;
+    int64_t hs_deadline = pd_now_ms() + s->o.handshake_ms;
     if (sc->shm_fd >= 0) {
         pd_err e = {0};
-        pd_conn *c = pd_shm_server_handshake(sc->shm_fd, 5000, &e);
+        pd_conn *c = pd_shm_server_handshake(sc->shm_fd, s->o.handshake_ms, &e);
         if (c && s->o.fault) c = pd_fault_wrap(c, s->o.fault, &e); /* tests */
         pthread_mutex_lock(&s->mu);
         sc->conn = c; /* visible to the stop path from here on */
         int stopping = s->stopping;
         pthread_mutex_unlock(&s->mu);
         if (!c) pd_log(PD_LOG_WARN, "shared-memory connection refused: %s", e.msg);
+        if (c) pd_admit_set_conn(&s->admit, &sc->slot, c); /* evictable now */
         if (c && stopping) pd_conn_shutdown(c);
         if (!c) rc = PARAMD_EPROTO;
     }
     if (rc == 0) {
         sc->io = sc->conn;
-        pd_conn_set_rcvtimeo(sc->conn, PD_FRAME_STALL_MS);
+        sc->conn->deadline_ms = hs_deadline;
+        sc->conn->frame_ms = s->o.frame_ms;
+        pd_conn_set_rcvtimeo(sc->conn, timeo_for(s->o.handshake_ms));
         rc = conn_hello(sc);
     }
+    if (rc == 0) rc = pd_admit_welcomed(&s->admit, &sc->slot);
     if (rc == 0) {
+        sc->conn->deadline_ms = 0;
+        pd_conn_set_rcvtimeo(sc->conn, timeo_for(s->o.frame_ms));
         srv_bind_rank(sc);
         conn_serve(sc);
     }
+    pd_admit_leave(&s->admit, &sc->slot); /* before the connection goes */
     /* unlink and free */
     pthread_mutex_lock(&s->mu);
     if (sc->rank >= 0) __atomic_sub_fetch(&s->wconns[sc->rank], 1, __ATOMIC_RELAXED);
@@ -223,6 +242,12 @@ void srv_start_conn(pd_server *s, pd_conn *c, int shm_fd) {
         if (shm_fd >= 0) close(shm_fd);
         return;
     }
+    if (pd_admit_enter(&s->admit, &sc->slot, c) != 0) {
+        if (c) pd_admit_refuse(&s->admit, c); /* names the limit */
+        if (shm_fd >= 0) close(shm_fd);
+        pd_free(sc);
+        return;
+    }
     sc->conn = c;
     sc->shm_fd = shm_fd;
     sc->srv = s;
@@ -241,6 +266,7 @@ void srv_start_conn(pd_server *s, pd_conn *c, int shm_fd) {
     if (pthread_create(&tid, &attr, conn_main, sc) != 0) {
         s->conns = sc->next;
         s->nthreads--;
+        pd_admit_leave(&s->admit, &sc->slot);
         pd_conn_destroy(c);
         if (shm_fd >= 0) close(shm_fd);
         pd_free(sc);

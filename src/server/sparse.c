@@ -97,6 +97,17 @@ pd_table *pd_sparse_create(uint32_t id, const pd_table_def *def,
     }
     t->k = pd_rule_state_floats(&t->base.rule);
     t->rowfloats = (size_t)t->dim * (1 + t->k);
+    /* --max-table-mb: a row costs its floats, its metadata and its key's
+     * share of the map (about two slots), and a clock's sum may hold a
+     * copy of every row's gradient. */
+    t->max_rows = PD_SPARSE_MAX_ROWS;
+    if (env->max_bytes) {
+        uint64_t per = (uint64_t)t->rowfloats * sizeof(float) + sizeof(pd_sparse_meta) + 32;
+        if (t->base.gate.clocked) per += (uint64_t)t->dim * sizeof(float) + 16;
+        uint64_t m = env->max_bytes / per;
+        t->max_rows = m < PD_SPARSE_MAX_ROWS ? (size_t)m : PD_SPARSE_MAX_ROWS;
+        t->max_bytes = env->max_bytes;
+    }
     t->sums = pd_calloc((size_t)t->base.gate.window, sizeof *t->sums);
     if (!t->sums) {
         pd_seterr(e, PARAMD_ENOMEM, "out of memory for table %u", id);
@@ -136,6 +147,13 @@ static float *row_at(const pd_sparse *t, uint32_t r) {
 /* Room for `n` rows in all, and scratch for a request of `nreq` keys,
  * without changing any row.  0 or PARAMD_ENOMEM. */
 static int reserve(pd_sparse *t, size_t n, size_t nreq, pd_err *e) {
+    if (n > t->max_rows && t->max_rows < PD_SPARSE_MAX_ROWS)
+        return pd_seterr(e, PARAMD_ELIMIT,
+                         "table %u: %zu rows of %u floats would pass the %llu "
+                         "MiB one table may take on this server (at most %zu "
+                         "rows; paramd server --max-table-mb)",
+                         t->base.id, n, t->dim,
+                         (unsigned long long)(t->max_bytes >> 20), t->max_rows);
     if (n > PD_SPARSE_MAX_ROWS)
         return pd_seterr(e, PARAMD_ENOMEM,
                          "table %u: more than %u rows on one server", t->base.id,
@@ -150,6 +168,7 @@ static int reserve(pd_sparse *t, size_t n, size_t nreq, pd_err *e) {
         size_t cap = t->rowcap ? t->rowcap : 64;
         while (cap < n) cap *= 2;
         if (cap > PD_SPARSE_MAX_ROWS + 1ull) cap = PD_SPARSE_MAX_ROWS + 1ull;
+        if (cap > t->max_rows && n <= t->max_rows) cap = t->max_rows; /* the budget */
         if (cap > SIZE_MAX / sizeof(float) / t->rowfloats) goto oom;
         float *rows = pd_realloc(t->rows, cap * t->rowfloats * sizeof(float));
         if (!rows) goto oom;
@@ -223,7 +242,8 @@ static int resolve(pd_sparse *t, const uint64_t *keys, uint64_t n, float *g,
     int rc, d = 0;
     if ((rc = reserve(t, t->nrows, n, e))) return rc; /* scratch */
     ridx = t->ridx;
-    if (t->nrows + n <= t->rowcap && t->nrows + n <= t->map.cap / 4 * 3) {
+    if (t->nrows + n <= t->rowcap && t->nrows + n <= t->map.cap / 4 * 3 &&
+        t->nrows + n <= t->max_rows) {
         /* Room for every key even if all are new: one pass. */
         if (g) gen = next_gen(t);
         for (uint64_t i = 0; i < n; i++) {

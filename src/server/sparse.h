@@ -84,6 +84,8 @@ typedef struct pd_sparse {
     uint32_t dim;
     size_t k;           /* state planes per row */
     size_t rowfloats;   /* dim * (1 + k) */
+    size_t max_rows;    /* rows allowed (env.max_bytes; PD_SPARSE_MAX_ROWS) */
+    uint64_t max_bytes; /* env.max_bytes, for the message; 0: none */
     int32_t index, S;   /* this server, of S: the keys it holds */
 
     pd_keymap map;        /* key -> row */

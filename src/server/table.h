@@ -110,6 +110,10 @@ typedef struct pd_table_env {
     int32_t W;         /* worker slots of the cluster */
     int32_t index, S;  /* this server, of S (sparse tables: key ownership) */
     pd_pool *pool;     /* apply threads, or NULL */
+    uint64_t max_bytes; /* what one table may take here (values, rule
+                        * state, clock sums); 0: no limit.  A dense table
+                        * is checked when created (srv_on_table_create),
+                        * a sparse one as its rows grow (PARAMD_ELIMIT) */
 } pd_table_env;
 
 /* Create this server's part of table `id` (dense or sparse by d->kind).

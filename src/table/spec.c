@@ -1,5 +1,16 @@
 /*
  * spec.c - parse and print table specifications (see spec.h).
+ *
+ * Two properties the fuzz harness (tests/fuzz/fuzz_spec.c) checks, and
+ * which an earlier version broke: (1) a spec's meaning does not depend on
+ * the order of its keys (only a repeated key's last value wins): rule= and
+ * plugin= used to override each other in order, so "plugin=P rule=sgd"
+ * was an sgd table carrying a plugin path; now the two together are
+ * refused unless the rule is "plugin".  (2) The canonical text parses
+ * back to the same spec: it used to print rule=plugin, which the parser
+ * refused, and numbers with 10 significant digits, which changed values
+ * that needed more; now rule=plugin parses (with plugin=) and numbers are
+ * printed with the fewest digits that read back exactly.
  */
 #include "table/spec.h"
 
@@ -50,6 +61,7 @@ void pd_spec_hyper(const pd_table_def *d, pd_rule_hyper *h) {
 int pd_spec_parse(const char *spec, pd_table_def *d, pd_err *e) {
     char buf[PD_MAX_SPEC + 1];
     pd_rule_kind kind = PD_RULE_ADD;
+    pd_rule_kind named = PD_RULE_COUNT_; /* rule=, if given */
     pd_rule_hyper h;
     /* Two passes: the rule first (its defaults), then everything else. */
     if (!spec) spec = "";
@@ -67,7 +79,20 @@ int pd_spec_parse(const char *spec, pd_table_def *d, pd_err *e) {
     d->seed_given = 0;
     d->elastic = 1;
     for (int pass = 0; pass < 2; pass++) {
-        if (pass == 1) pd_rule_defaults(kind, &h);
+        if (pass == 1) {
+            /* The rule, from rule= and plugin= whatever their order. */
+            if (d->plugin[0] && named != PD_RULE_COUNT_ && named != PD_RULE_PLUGIN)
+                return pd_seterr(e, PARAMD_EINVAL,
+                                 "table spec: rule=%s and plugin=%s name two "
+                                 "update rules: give one of them",
+                                 pd_rule_name(named), d->plugin);
+            if (!d->plugin[0] && named == PD_RULE_PLUGIN)
+                return pd_seterr(e, PARAMD_EINVAL,
+                                 "table spec: rule=plugin needs plugin=NAME");
+            kind = d->plugin[0] ? PD_RULE_PLUGIN
+                   : named != PD_RULE_COUNT_ ? named : PD_RULE_ADD;
+            pd_rule_defaults(kind, &h);
+        }
         snprintf(buf, sizeof buf, "%s", spec);
         char *save = NULL;
         for (char *tok = strtok_r(buf, " \t\n,", &save); tok;
@@ -79,7 +104,11 @@ int pd_spec_parse(const char *spec, pd_table_def *d, pd_err *e) {
             *eq = '\0';
             const char *key = tok, *val = eq + 1;
             if (strcmp(key, "rule") == 0) {
-                if (pass == 0 && pd_rule_from_name(val, &kind) != 0)
+                /* (rule= and plugin= are resolved after pass 0, in any
+                 * order: see the essay.) */
+                if (pass == 0 && strcmp(val, "plugin") == 0)
+                    named = PD_RULE_PLUGIN;
+                else if (pass == 0 && pd_rule_from_name(val, &named) != 0)
                     return pd_seterr(e, PARAMD_EINVAL,
                                      "table spec: unknown rule '%s' (add, sgd, "
                                      "momentum, adagrad, adam, ftrl)",
@@ -88,10 +117,7 @@ int pd_spec_parse(const char *spec, pd_table_def *d, pd_err *e) {
                 if (strlen(val) > PD_MAX_PLUGIN_PATH)
                     return pd_seterr(e, PARAMD_EINVAL,
                                      "table spec: plugin path too long");
-                if (pass == 0) {
-                    kind = PD_RULE_PLUGIN;
-                    snprintf(d->plugin, sizeof d->plugin, "%s", val);
-                }
+                if (pass == 0) snprintf(d->plugin, sizeof d->plugin, "%s", val);
             } else if (strcmp(key, "consistency") == 0) {
                 int64_t st;
                 if (strcmp(val, "sync") == 0)
@@ -189,6 +215,15 @@ int pd_spec_parse(const char *spec, pd_table_def *d, pd_err *e) {
     return 0;
 }
 
+/* v with the fewest significant digits (up to 17) that read back as v. */
+static void fmt_exact(char *out, size_t n, double v) {
+    for (int prec = 10; prec <= 17; prec++) {
+        snprintf(out, n, "%.*g", prec, v);
+        double back;
+        if (pd_parse_double(out, &back) == 0 && back == v) return;
+    }
+}
+
 void pd_spec_canonical(const pd_table_def *d, char *out, size_t outlen) {
     const char *rule = pd_rule_name((pd_rule_kind)d->rule);
     char cons[32];
@@ -207,8 +242,10 @@ void pd_spec_canonical(const pd_table_def *d, char *out, size_t outlen) {
     for (uint32_t i = 0; i < d->nhyper && i < PD_HYPER_COUNT; i++) {
         if (off < 0 || (size_t)off >= outlen) return;
         if (!pd_rule_uses_hyper((pd_rule_kind)d->rule, pd_hyper_names[i])) continue;
-        off += snprintf(out + off, outlen - (size_t)off, " %s=%.10g",
-                        pd_hyper_names[i], d->hyper[i]);
+        char num[40];
+        fmt_exact(num, sizeof num, d->hyper[i]);
+        off += snprintf(out + off, outlen - (size_t)off, " %s=%s",
+                        pd_hyper_names[i], num);
     }
     if (d->plugin[0] && off >= 0 && (size_t)off < outlen)
         off += snprintf(out + off, outlen - (size_t)off, " plugin=%s", d->plugin);
@@ -218,9 +255,12 @@ void pd_spec_canonical(const pd_table_def *d, char *out, size_t outlen) {
         if (d->init == PD_INIT_ZEROS)
             snprintf(out + off, outlen - (size_t)off, " init=zeros seed=%llu",
                      (unsigned long long)d->seed);
-        else
-            snprintf(out + off, outlen - (size_t)off, " init=%s:%.10g seed=%llu",
-                     in, d->init_param, (unsigned long long)d->seed);
+        else {
+            char num[40];
+            fmt_exact(num, sizeof num, d->init_param);
+            snprintf(out + off, outlen - (size_t)off, " init=%s:%s seed=%llu",
+                     in, num, (unsigned long long)d->seed);
+        }
     }
 }
 

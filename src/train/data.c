@@ -163,7 +163,22 @@ static uint32_t be32(const unsigned char *p) {
  * Read an images file.  On success *x is (n, rows*cols) floats in [0,1]
  * (the caller frees it) and n, rows, cols are set.
  */
-static int read_images(idx_file *fi, float **x, int32_t *n, int32_t *rows,
+/* A plain file (not gzip'd: gzdirect) must be exactly `want` bytes long;
+ * a gzip'd one is checked as it is read.  0, or -1 with a message. */
+static int idx_check_size(idx_file *fi, uint64_t want, const char *what,
+                          char *err, size_t errlen) {
+    struct stat st;
+    if (!gzdirect(fi->f) || stat(fi->path, &st) != 0 || !S_ISREG(st.st_mode)) return 0;
+    if ((uint64_t)st.st_size == want) return 0;
+    set_err(err, errlen, "%s: %s: the header announces %s (%llu bytes) but the "
+            "file has %llu bytes",
+            fi->path, (uint64_t)st.st_size < want ? "truncated" : "extra bytes",
+            what, (unsigned long long)want, (unsigned long long)st.st_size);
+    return -1;
+}
+
+static int read_images(idx_file *fi, int32_t want_rows, int32_t want_cols,
+                       float **x, int32_t *n, int32_t *rows,
                        int32_t *cols, char *err, size_t errlen) {
     unsigned char h[16];
     if (idx_read(fi, h, sizeof h, "16-byte header", 0, 16, err, errlen))
@@ -188,7 +203,18 @@ static int read_images(idx_file *fi, float **x, int32_t *n, int32_t *rows,
                 (unsigned long long)PD_DATASET_MAX_PIXELS);
         return -1;
     }
+    if ((want_rows && hr != (uint32_t)want_rows) || (want_cols && hc != (uint32_t)want_cols)) {
+        set_err(err, errlen,
+                "%s: images are %ux%u, but the model takes %dx%d images "
+                "(Fashion-MNIST's and MNIST's size): give --data a directory "
+                "with images of that size",
+                fi->path, hr, hc, want_rows, want_cols);
+        return -1;
+    }
     uint64_t total = (uint64_t)hn * hr * hc;
+    char shape[96];
+    snprintf(shape, sizeof shape, "%u images of %ux%u", hn, hr, hc);
+    if (idx_check_size(fi, 16 + total, shape, err, errlen)) return -1;
     float *buf = malloc(total * sizeof *buf);
     unsigned char *chunk = malloc(READ_CHUNK);
     if (!buf || !chunk) {
@@ -245,6 +271,9 @@ static int read_labels(idx_file *fi, int32_t want_n, const char *images_path,
                 fi->path, hn, images_path, want_n);
         return -1;
     }
+    char what_n[48];
+    snprintf(what_n, sizeof what_n, "%u labels", hn);
+    if (idx_check_size(fi, 8 + (uint64_t)hn, what_n, err, errlen)) return -1;
     uint8_t *buf = malloc(hn);
     if (!buf) {
         set_err(err, errlen, "%s: out of memory for %u labels", fi->path, hn);
@@ -273,6 +302,11 @@ static int read_labels(idx_file *fi, int32_t want_n, const char *images_path,
 
 int pd_dataset_load(const char *dir, const char *split, pd_dataset *out,
                     char *err, size_t errlen) {
+    return pd_dataset_load_shape(dir, split, 0, 0, out, err, errlen);
+}
+
+int pd_dataset_load_shape(const char *dir, const char *split, int32_t want_rows,
+                          int32_t want_cols, pd_dataset *out, char *err, size_t errlen) {
     if (err && errlen) err[0] = '\0';
     if (!out) {
         set_err(err, errlen, "pd_dataset_load: out is NULL");
@@ -311,7 +345,7 @@ int pd_dataset_load(const char *dir, const char *split, pd_dataset *out,
     if (idx_open(&fi, dir, images_name, is_default, err, errlen)) return -1;
     char images_path[sizeof fi.path];
     memcpy(images_path, fi.path, sizeof images_path);
-    int rc = read_images(&fi, &d.x, &d.n, &d.rows, &d.cols, err, errlen);
+    int rc = read_images(&fi, want_rows, want_cols, &d.x, &d.n, &d.rows, &d.cols, err, errlen);
     gzclose(fi.f);
     if (rc) return -1;
 
@@ -326,6 +360,27 @@ int pd_dataset_load(const char *dir, const char *split, pd_dataset *out,
         return -1;
     }
     *out = d;
+    return 0;
+}
+
+int pd_dataset_header(const char *dir, const char *split, int32_t *n, int32_t *rows,
+                      int32_t *cols, char *err, size_t errlen) {
+    const char *prefix = split && strcmp(split, "test") == 0 ? "t10k" : "train";
+    char name[64];
+    snprintf(name, sizeof name, "%s-images-idx3-ubyte", prefix);
+    idx_file fi;
+    if (idx_open(&fi, dir ? dir : PD_DATASET_DEFAULT_DIR, name, dir == NULL, err, errlen))
+        return -1;
+    unsigned char h[16];
+    int rc = idx_read(&fi, h, sizeof h, "16-byte header", 0, 16, err, errlen);
+    gzclose(fi.f);
+    if (rc) return -1;
+    if (be32(h) != IDX_MAGIC_IMAGES || be32(h + 4) > PD_DATASET_MAX_N ||
+        be32(h + 8) > PD_DATASET_MAX_SIDE || be32(h + 12) > PD_DATASET_MAX_SIDE) {
+        set_err(err, errlen, "%s: not an IDX images header", fi.path);
+        return -1;
+    }
+    *n = (int32_t)be32(h + 4), *rows = (int32_t)be32(h + 8), *cols = (int32_t)be32(h + 12);
     return 0;
 }
 

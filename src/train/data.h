@@ -56,6 +56,24 @@ typedef struct pd_dataset {
 int pd_dataset_load(const char *dir, const char *split, pd_dataset *out,
                     char *err, size_t errlen);
 
+/*
+ * The same, for a consumer that takes images of one size only (the
+ * models: 28x28): images of any other size are refused from the header,
+ * before anything is allocated, with a message naming both sizes.  rows
+ * or cols 0: any.  A plain (not gzip'd) file whose size is not what its
+ * header announces is refused from the header too ("truncated" or "extra
+ * bytes", with both sizes).
+ */
+int pd_dataset_load_shape(const char *dir, const char *split, int32_t rows,
+                          int32_t cols, pd_dataset *out, char *err, size_t errlen);
+
+/*
+ * Read only the images header of a split (to size things before loading
+ * it): 0 with the count and sides, or -1 with a message as above.
+ */
+int pd_dataset_header(const char *dir, const char *split, int32_t *n, int32_t *rows,
+                      int32_t *cols, char *err, size_t errlen);
+
 /* Free the arrays and zero *d.  NULL-safe and idempotent. */
 void pd_dataset_free(pd_dataset *d);
 

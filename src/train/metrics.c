@@ -217,24 +217,41 @@ int pd_metrics_open(pd_metrics **out, const char *run_dir, char *err,
 }
 
 int pd_metrics_append(pd_metrics *m, const pd_metric_row *r) {
-    char t[32], e[32], trl[32], tel[32], acc[32];
+    char t[32], e[32], trl[32], tel[32], acc[32], line[256];
+    if (m->err[0]) return -1; /* the file stopped at its last whole row */
     fmt_double(t, sizeof t, r->time_s);
     fmt_double(e, sizeof e, r->epoch);
     fmt_double(trl, sizeof trl, r->train_loss);
     fmt_double(tel, sizeof tel, r->test_loss);
     fmt_double(acc, sizeof acc, r->test_acc);
-    /* One fprintf and one flush: with a line far below the stdio buffer
-     * size the line reaches the kernel in one write(), so a concurrent
-     * reader sees whole lines. */
-    int n = fprintf(m->f, "%s,%lld,%s,%lld,%s,%s,%s,%lld,%d\n", t, (long long)r->step,
-                    e, (long long)r->samples, trl, tel, acc, (long long)r->test_images,
-                    r->final ? 1 : 0);
-    if (n < 0 || fflush(m->f) != 0) {
-        snprintf(m->err, sizeof m->err, "cannot write %s: %s", m->path,
-                 strerror(errno));
-        return -1;
+    /* One write(2) of the whole line (the header went through stdio and
+     * was flushed, so nothing is buffered there): a concurrent reader sees
+     * whole lines, and a write that stops short (the disk filled, a file
+     * size limit) is cut back to where the line began, so the file never
+     * ends in a torn row.  After a failure nothing more is written. */
+    int n = snprintf(line, sizeof line, "%s,%lld,%s,%lld,%s,%s,%s,%lld,%d\n", t,
+                     (long long)r->step, e, (long long)r->samples, trl, tel, acc,
+                     (long long)r->test_images, r->final ? 1 : 0);
+    int fd = fileno(m->f);
+    off_t at = lseek(fd, 0, SEEK_END);
+    size_t done = 0;
+    int err = 0;
+    while (done < (size_t)n) {
+        ssize_t w = write(fd, line + done, (size_t)n - done);
+        if (w < 0 && errno == EINTR) continue;
+        if (w <= 0) {
+            err = w < 0 ? errno : ENOSPC;
+            break;
+        }
+        done += (size_t)w;
     }
-    return 0;
+    if (!err) return 0;
+    int cut = done > 0 && at >= 0 && ftruncate(fd, at) == 0;
+    snprintf(m->err, sizeof m->err,
+             "cannot write %s: %s; the row of step %lld is not in it%s, every "
+             "row before it is", m->path, strerror(err), (long long)r->step,
+             done > 0 ? (cut ? " (its part was cut off)" : " (a part of it is left at the end)") : "");
+    return -1;
 }
 
 const char *pd_metrics_last_error(const pd_metrics *m) { return m->err; }

@@ -90,8 +90,11 @@ typedef struct pd_metrics pd_metrics;
 int pd_metrics_open(pd_metrics **out, const char *run_dir, char *err,
                     size_t errlen);
 
-/* Append one row as one line and flush it to the kernel.  0 on success, -1
- * on a write error (pd_metrics_last_error says which). */
+/* Append one row as one line, with one write(2).  0 on success, -1 on a
+ * write error (pd_metrics_last_error says which, naming the step and the
+ * file): the file then ends with the last whole row (a part written before
+ * the error is cut off), and later appends fail at once.  The caller
+ * should say so at once: a run that goes on loses every later row. */
 int pd_metrics_append(pd_metrics *m, const pd_metric_row *r);
 
 /* The message of the last failed pd_metrics_append; "" if none. */

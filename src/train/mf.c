@@ -374,7 +374,10 @@ int pd_mf_worker(const pd_train_cfg *cfg, paramd_client *c, char *err, size_t er
             eval_s += pd_now() - te;
             pd_metric_row row = {pd_now() - t0, step + 1, (double)(step + 1) / spe,
                                  (step + 1) * W * (int64_t)B, tr, ts, NAN, 0, 0};
-            if (metrics) pd_metrics_append(metrics, &row);
+            if (metrics && pd_metrics_append(metrics, &row) != 0) {
+                snprintf(err, errlen, "%s", pd_metrics_last_error(metrics));
+                goto out;
+            }
             if (!cfg->quiet)
                 printf("step %lld  epoch %.2f  train rmse %.4f  test rmse %.4f\n",
                        (long long)(step + 1), row.epoch, tr, ts);
@@ -395,7 +398,10 @@ int pd_mf_worker(const pd_train_cfg *cfg, paramd_client *c, char *err, size_t er
         double tr = se_n ? sqrt(se_sum / se_n) : NAN;
         pd_metric_row row = {wall, total, (double)total / spe, total * W * (int64_t)B, tr,
                              ts, NAN, 0, 1};
-        if (metrics) pd_metrics_append(metrics, &row);
+        if (metrics && pd_metrics_append(metrics, &row) != 0) {
+            snprintf(err, errlen, "%s", pd_metrics_last_error(metrics));
+            goto out;
+        }
         char floor[64] = "unknown (real data)";
         if (!cfg->data) snprintf(floor, sizeof floor, "%.4f", sigma);
         double train_s = wall - eval_s > 0 ? wall - eval_s : wall;

@@ -54,6 +54,7 @@
 #include <stdint.h>
 
 #define PD_MODEL_INPUT 784 /* floats per sample: 28x28x1 */
+#define PD_MODEL_SIDE 28   /* images are PD_MODEL_SIDE x PD_MODEL_SIDE */
 #define PD_MODEL_CLASSES 10
 
 typedef struct pd_model pd_model;

@@ -25,6 +25,7 @@
  */
 #include "train/trainer.h"
 
+#include <errno.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -183,8 +184,14 @@ int pd_train_worker(const pd_train_cfg *cfg, paramd_client *c, char *err,
         threads = cores > W ? (int)(cores / W) : 1;
     }
     pd_blas_set_threads(threads);
-    if (pd_dataset_load(cfg->data, "train", &train, err, errlen) != 0) goto out;
-    if (rank == 0 && pd_dataset_load(cfg->data, "test", &test, err, errlen) != 0) goto out;
+    /* The models take 28x28 images (PD_MODEL_INPUT floats): any other
+     * size is refused before anything is allocated for it. */
+    if (pd_dataset_load_shape(cfg->data, "train", PD_MODEL_SIDE, PD_MODEL_SIDE, &train, err,
+                              errlen) != 0)
+        goto out;
+    if (rank == 0 && pd_dataset_load_shape(cfg->data, "test", PD_MODEL_SIDE, PD_MODEL_SIDE,
+                                           &test, err, errlen) != 0)
+        goto out;
     uint32_t n = (uint32_t)train.n;
     if (cfg->limit > 0 && cfg->limit < n) n = (uint32_t)cfg->limit;
     int eval_n = test.n;
@@ -269,7 +276,7 @@ int pd_train_worker(const pd_train_cfg *cfg, paramd_client *c, char *err,
     int64_t steps_done = 0, steps_skipped = 0;
     int64_t spe = pd_train_steps_per_epoch(n, W, cfg->batch);
     int64_t total = cfg->steps > 0 ? cfg->steps : spe * cfg->epochs;
-    int eval_every = cfg->eval_every > 0 ? cfg->eval_every : (int)(total / 20 > 0 ? total / 20 : 1);
+    int64_t eval_every = cfg->eval_every > 0 ? cfg->eval_every : (total / 20 > 0 ? total / 20 : 1);
     int train_mode = cfg->dropout && strcmp(cfg->model, "cnn") == 0;
 
     if (rank == 0) {
@@ -341,7 +348,10 @@ int pd_train_worker(const pd_train_cfg *cfg, paramd_client *c, char *err,
             pd_metric_row row = {el, step, (double)step / spe,
                                  step * W * (int64_t)cfg->batch,
                                  R.loss_n ? R.loss_sum / R.loss_n : NAN, tl, ta, eval_n, 0};
-            if (R.metrics) pd_metrics_append(R.metrics, &row);
+            if (R.metrics && pd_metrics_append(R.metrics, &row) != 0) {
+                snprintf(err, errlen, "%s", pd_metrics_last_error(R.metrics));
+                goto out;
+            }
             if (R.prog)
                 pd_progress_note(R.prog, "step %lld  epoch %.2f  lr %.4g  train loss %.4f  "
                                  "test loss %.4f  test acc %.2f%% (%d images)",
@@ -427,7 +437,10 @@ int pd_train_worker(const pd_train_cfg *cfg, paramd_client *c, char *err,
         int64_t samples = total * W * (int64_t)cfg->batch;
         pd_metric_row row = {wall, total, (double)total / spe, samples,
                              R.loss_n ? R.loss_sum / R.loss_n : NAN, tl, ta, test.n, 1};
-        if (R.metrics) pd_metrics_append(R.metrics, &row);
+        if (R.metrics && pd_metrics_append(R.metrics, &row) != 0) {
+            snprintf(err, errlen, "%s", pd_metrics_last_error(R.metrics));
+            goto out;
+        }
         double pushed = comm ? (double)bytes_per_op * total * W : 0;
         double pulled = comm ? pushed + (double)bytes_per_op * W : 0;
         double lr_final = lr * pd_train_lr_factor(cfg->lr_decay, total - 1, spe);
@@ -483,8 +496,12 @@ int pd_train_worker(const pd_train_cfg *cfg, paramd_client *c, char *err,
                comm ? "push" : "applying the rule", t_push);
         if (cfg->save_params) {
             FILE *f = fopen(cfg->save_params, "wb");
-            if (!f || fwrite(params, 4, np, f) != np || fclose(f) != 0) {
-                snprintf(err, errlen, "cannot write %s", cfg->save_params);
+            int ok = f && fwrite(params, 4, np, f) == np;
+            int saved = errno;
+            if (f && fclose(f) != 0 && ok) ok = 0, saved = errno;
+            if (!ok) {
+                snprintf(err, errlen, "cannot write %s: %s", cfg->save_params,
+                         strerror(saved));
                 goto out;
             }
         }

@@ -593,7 +593,10 @@ int pd_w2v_worker(const pd_train_cfg *cfg, paramd_client *c, char *err, size_t e
             double el = pd_now() - t0, lm = loss_n ? loss_sum / loss_n : NAN;
             pd_metric_row row = {el, step + 1, (double)(step + 1) / spe,
                                  (step + 1) * W * (int64_t)B, lm, NAN, NAN, 0, 0};
-            if (metrics) pd_metrics_append(metrics, &row);
+            if (metrics && pd_metrics_append(metrics, &row) != 0) {
+                snprintf(err, errlen, "%s", pd_metrics_last_error(metrics));
+                goto out;
+            }
             if (!cfg->quiet)
                 printf("step %lld  epoch %.2f  loss %.4f  %.0f words/s\n", (long long)(step + 1),
                        row.epoch, lm, el > 0 ? row.samples / el : 0);
