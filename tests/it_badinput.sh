@@ -73,11 +73,11 @@ else
 fi
 
 # ---- a disk that fills mid-run ---------------------------------------------
-check_metrics() { # DIR: the file ends with a newline, every row has 7 fields
+check_metrics() { # DIR: the file ends with a newline, every row has 9 fields
   local f=$1/metrics.csv
   [ -s "$f" ] || fail "no $f"
   [ "$(tail -c1 "$f" | od -An -c | tr -d ' ')" = '\n' ] || fail "$f ends in a torn row: $(tail -c80 "$f")"
-  awk -F, 'NF != 7 { bad = 1 } END { exit bad }' "$f" || fail "$f has a row without 7 fields"
+  awk -F, 'NF != 9 { bad = 1 } END { exit bad }' "$f" || fail "$f has a row without 9 fields"
   echo "  $f: $(($(wc -l <"$f") - 1)) whole rows"
 }
 LONG="--workers 1 --servers 1 --steps 400 --eval-every 2 --eval-samples 10 --batch 8 --quiet"

@@ -64,6 +64,7 @@ _TABLE = {
     -18: ("TimedOutError", ("ETIMEDOUT", "timed out"), (TimeoutError,)),
     -19: ("ConfigError", ("ECONFIG", "bad cluster configuration or environment"), ()),
     -20: ("InternalError", ("EINTERNAL", "internal error"), ()),
+    -21: ("LimitError", ("ELIMIT", "a configured limit was reached (docs/limits.md)"), ()),
 }
 
 BY_CODE = {}
