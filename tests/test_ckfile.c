@@ -115,6 +115,7 @@ static void test_frame(void) {
     CHECK_INT_EQ(pd_ckr_open(&r, bad, 0, &e), PARAMD_EPROTO);
     CHECK(strstr(e.msg, "bad magic"));
     /* appended to */
+    free(p);
     slurp(path, &p, &n);
     p = realloc(p, n + 1);
     p[n] = 0;
