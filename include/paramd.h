@@ -282,11 +282,14 @@ PARAMD_API int32_t paramd_num_servers(const paramd_client *c);
  *   init_acc=X      adagrad's starting accumulator: finite, >= 0
  *   l1=X, l2=X      ftrl's L1 and L2 regularisation: finite, >= 0
  *   beta=X          ftrl's learning-rate offset: finite, >= 0
- *   plugin=PATH     the update rule is the shared object at PATH (up to
- *                   255 bytes; the C ABI of include/paramd_rule.h), loaded
- *                   by each server with dlopen, so PATH must name it on
- *                   every server's host (give an absolute path; one without
- *                   '/' is searched as dlopen does).  Instead of rule=.  The
+ *   plugin=NAME     the update rule is the plugin NAME (1..64 letters,
+ *                   digits, '_' or '-'; the C ABI of include/paramd_rule.h):
+ *                   each server loads NAME.so from its own --plugin-dir and
+ *                   from nowhere else, so a server started without one, or
+ *                   whose directory lacks NAME.so, refuses the table with a
+ *                   message saying how to allow it.  A path (any '/') is
+ *                   PARAMD_EINVAL here: a client never chooses the file a
+ *                   server loads (docs/update-rules.md).  Instead of rule=.  The
  *                   plugin gets every hyper-parameter above, with the
  *                   defaults lr 0.01, momentum 0.9, beta1 0.9, beta2 0.999,
  *                   eps 1e-8, init_acc 0.1, l1 0, l2 0, beta 1.  A server

@@ -22,7 +22,7 @@
  * arguments of a call spelled out. */
 static pd_sparse *sparse_create(uint32_t id, const pd_table_def *d, int32_t W, int32_t index,
                                 int32_t S, pd_pool *pool, pd_err *e) {
-    pd_table_env env = {W, index, S, pool};
+    pd_table_env env = {W, index, S, pool, NULL};
     return (pd_sparse *)(void *)pd_table_create(id, d, &env, e);
 }
 static int sparse_push(pd_sparse *t, int32_t w, int64_t clock, const uint64_t *keys,

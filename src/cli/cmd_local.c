@@ -39,7 +39,10 @@ static void local_usage(FILE *f) {
             "                    PARAMD_TRANSPORT for them) [auto: shared memory\n"
             "                    on this host]\n"
             "  --apply-threads N threads each server may use for one update (paramd\n"
-            "                    server --apply-threads) [cores]\n");
+            "                    server --apply-threads) [cores]\n"
+            "  --plugin-dir DIR  where the servers load update-rule plugins from\n"
+            "                    (plugin=NAME is DIR/NAME.so); also in the workers'\n"
+            "                    PARAMD_PLUGIN_DIR [none: no plugins]\n");
 }
 
 int cmd_local(int argc, char **argv) {
@@ -50,6 +53,7 @@ int cmd_local(int argc, char **argv) {
         {"host", required_argument, 0, 'H'},
         {"transport", required_argument, 0, 'T'},
         {"apply-threads", required_argument, 0, 'A'},
+        {"plugin-dir", required_argument, 0, 'P'},
         {"help", no_argument, 0, 'h'},
         {0, 0, 0, 0}};
     int64_t S = 1, W = 1, M = 0;
@@ -82,6 +86,9 @@ int cmd_local(int argc, char **argv) {
             break;
         case 'A':
             if (cli_set_apply_threads("paramd local", optarg)) return 2;
+            break;
+        case 'P':
+            if (cli_set_plugin_dir("paramd local", optarg)) return 2;
             break;
         case 'h': local_usage(stdout); return 0;
         default: local_usage(stderr); return 2;

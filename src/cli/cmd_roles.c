@@ -162,6 +162,10 @@ static void server_usage(FILE *f) {
             "                           (docs/threading.md); 1: the connection's\n"
             "                           own thread only [$PARAMD_APPLY_THREADS, or\n"
             "                           this machine's cores]\n"
+            "  --plugin-dir DIR         the only directory update-rule plugins are\n"
+            "                           loaded from: a table spec's plugin=NAME is\n"
+            "                           DIR/NAME.so; without it no plugin is loaded\n"
+            "                           [$PARAMD_PLUGIN_DIR] (docs/update-rules.md)\n"
             "  --fault SPEC             TESTING AID: wrap every accepted connection\n"
             "                           in the fault-injecting transport, e.g.\n"
             "                           short=7 or recv_fail=20 (docs/testing.md)\n");
@@ -178,9 +182,12 @@ int cmd_server(int argc, char **argv) {
         {"transport", required_argument, 0, 't'},
         {"fault", required_argument, 0, 'f'},
         {"apply-threads", required_argument, 0, 'A'},
+        {"plugin-dir", required_argument, 0, 'P'},
         {"help", no_argument, 0, 'h'},
         {0, 0, 0, 0}};
     pd_server_opts o = {0};
+    o.plugin_dir = getenv("PARAMD_PLUGIN_DIR"); /* paramd local, train */
+    if (o.plugin_dir && !o.plugin_dir[0]) o.plugin_dir = NULL;
     long cores = sysconf(_SC_NPROCESSORS_ONLN);
     o.apply_threads = cores < 1 ? 1 : cores > 64 ? 64 : (int)cores;
     const char *at = getenv("PARAMD_APPLY_THREADS"); /* paramd local, train */
@@ -220,6 +227,7 @@ int cmd_server(int argc, char **argv) {
         case 'A':
             if (parse_count("--apply-threads", optarg, 64, &o.apply_threads)) return 2;
             break;
+        case 'P': o.plugin_dir = optarg; break;
         case 'h': server_usage(stdout); return 0;
         default: server_usage(stderr); return 2;
         }

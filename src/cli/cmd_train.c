@@ -94,6 +94,9 @@ static void train_usage(FILE *f) {
 "  --transport T          auto, tcp or shm: how workers reach servers [auto:\n"
 "                         shared memory on this host]\n"
 "  --apply-threads N      threads each server may use for one update [cores]\n"
+"  --plugin-dir DIR       where servers (and --comm off) load update-rule\n"
+"                         plugins from: --rule with plugin=NAME is DIR/NAME.so\n"
+"                         [$PARAMD_PLUGIN_DIR; none: no plugins]\n"
 "  --max-workers M        worker slots (M >= W): workers started later with\n"
 "                         --join --coordinator ADDR join the running cluster [W]\n"
 "  --coordinator HOST:PORT  join an existing cluster as one worker instead\n"
@@ -124,7 +127,7 @@ int cmd_train(int argc, char **argv) {
            O_WORKERS, O_COORD, O_JOIN, O_OUT, O_EVERY, O_EVALN, O_SAVE, O_QUIET,
            O_BACKUP, O_STRAGGLE, O_HB, O_DIM, O_WINDOW, O_NEG, O_MINC, O_SUBS, O_NEIGH,
            O_USERS, O_ITEMS, O_RANK, O_NOISE, O_L2, O_TRANSPORT, O_MAXW, O_COMM,
-           O_DECAY, O_APPLY };
+           O_DECAY, O_APPLY, O_PLUGINS };
     static const struct option opts[] = {
         {"model", 1, 0, O_MODEL}, {"hidden", 1, 0, O_HIDDEN}, {"data", 1, 0, O_DATA},
         {"limit", 1, 0, O_LIMIT}, {"no-dropout", 0, 0, O_NODROP},
@@ -143,7 +146,7 @@ int cmd_train(int argc, char **argv) {
         {"rank", 1, 0, O_RANK}, {"noise", 1, 0, O_NOISE}, {"l2", 1, 0, O_L2},
         {"transport", 1, 0, O_TRANSPORT},
         {"comm", 1, 0, O_COMM}, {"lr-decay", 1, 0, O_DECAY},
-        {"apply-threads", 1, 0, O_APPLY},
+        {"apply-threads", 1, 0, O_APPLY}, {"plugin-dir", 1, 0, O_PLUGINS},
         {0, 0, 0, 0}};
     /* OpenBLAS falls back to generic kernels (several times slower) on CPUs newer
      * than its release; it reads OPENBLAS_CORETYPE only at load time, so
@@ -298,6 +301,9 @@ int cmd_train(int argc, char **argv) {
         case O_APPLY:
             if (cli_set_apply_threads("paramd train", optarg)) return 2;
             break;
+        case O_PLUGINS:
+            if (cli_set_plugin_dir("paramd train", optarg)) return 2;
+            break;
         case 'h': train_usage(stdout); return 0;
         default: train_usage(stderr); return 2;
         }
@@ -306,6 +312,7 @@ int cmd_train(int argc, char **argv) {
         fprintf(stderr, "paramd train: unexpected argument '%s'\n", argv[optind]);
         return 2;
     }
+    cfg.plugin_dir = getenv("PARAMD_PLUGIN_DIR"); /* --plugin-dir put it there */
     /* the sparse models' own defaults (docs/training.md) */
     int sparse_model = !strcmp(cfg.model, "word2vec") || !strcmp(cfg.model, "mf");
     if (sparse_model) {

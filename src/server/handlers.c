@@ -58,7 +58,7 @@ int srv_on_table_create(srv_conn *sc, const pd_hdr *h) {
         return srv_reply_err(sc, h, &e);
     }
     if (!t) {
-        pd_table_env env = {s->W, s->index, s->S, s->pool};
+        pd_table_env env = {s->W, s->index, s->S, s->pool, s->plugin_dir[0] ? s->plugin_dir : NULL};
         t = pd_table_create(h->table, &d, &env, &e);
         if (!t) {
             pthread_mutex_unlock(&s->mu);

@@ -7,15 +7,39 @@
 #include "server/server.h"
 
 #include <errno.h>
+#include <limits.h>
 #include <pthread.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "frame/hello.h"
 #include "net/fault.h"
 #include "server/server_impl.h"
+
+/* --plugin-dir: an existing directory, made absolute.  Loading a plugin
+ * runs its code as this server, so a directory that other users may write
+ * into would let them run code here: refused. */
+static int plugin_dir_check(const char *dir, char *out, size_t outlen, pd_err *e) {
+    char real[PATH_MAX];
+    struct stat st;
+    if (!realpath(dir, real) || stat(real, &st) != 0)
+        return pd_seterr(e, PARAMD_EINVAL, "--plugin-dir %s: %s", dir, strerror(errno));
+    if (!S_ISDIR(st.st_mode))
+        return pd_seterr(e, PARAMD_EINVAL, "--plugin-dir %s is not a directory", dir);
+    if (st.st_mode & (S_IWGRP | S_IWOTH))
+        return pd_seterr(e, PARAMD_EINVAL,
+                         "--plugin-dir %s can be written by other users (mode %04o), "
+                         "and every plugin in it runs as this server: chmod go-w it",
+                         dir, (unsigned)(st.st_mode & 07777));
+    if (strlen(real) + 1 + PD_RULE_PLUGIN_NAME_MAX + 4 > outlen)
+        return pd_seterr(e, PARAMD_EINVAL, "--plugin-dir %s: path too long", dir);
+    snprintf(out, outlen, "%s", real);
+    return 0;
+}
 
 pd_server *pd_server_start(const pd_server_opts *o, pd_err *e) {
     pd_server *s = pd_calloc(1, sizeof *s);
@@ -37,6 +61,9 @@ pd_server *pd_server_start(const pd_server_opts *o, pd_err *e) {
     }
     pthread_mutex_init(&s->mu, NULL);
     pthread_cond_init(&s->cv, NULL);
+    if (s->o.plugin_dir && plugin_dir_check(s->o.plugin_dir, s->plugin_dir,
+                                            sizeof s->plugin_dir, e) != 0)
+        goto fail;
     char host[PD_MAX_ADDR + 1];
     uint16_t port;
     if (pd_parse_hostport(s->o.listen, host, sizeof host, &port) != 0) {

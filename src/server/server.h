@@ -20,6 +20,10 @@ typedef struct pd_server_opts {
                               * the connection thread alone */
     const char *fault;       /* tests only: wrap each accepted connection in
                               * net/fault.h with this spec; NULL: off */
+    const char *plugin_dir;  /* the only place update-rule plugins are
+                              * loaded from (plugin=NAME is DIR/NAME.so);
+                              * NULL: none are.  Checked at start: a
+                              * directory nobody else may write to */
 } pd_server_opts;
 
 typedef struct pd_server pd_server;

@@ -92,6 +92,8 @@ struct pd_server {
     pd_pool *pool;        /* apply threads (o.apply_threads), NULL: inline;
                            * shared by every table, freed last */
     int32_t index, S, W;  /* W: worker slots */
+    char plugin_dir[PD_MAX_PLUGIN_FILE]; /* o.plugin_dir made absolute;
+                                          * "": no plugins */
     pthread_t coord_thread;
     int coord_thread_started;
 
