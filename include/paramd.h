@@ -80,7 +80,8 @@ PARAMD_API const char *paramd_version_string(void);
     X(ESHUTDOWN, -17, "cluster is shutting down")                              \
     X(ETIMEDOUT, -18, "timed out")                                             \
     X(ECONFIG, -19, "bad cluster configuration or environment")               \
-    X(EINTERNAL, -20, "internal error")
+    X(EINTERNAL, -20, "internal error")                                        \
+    X(EAUTH, -21, "authentication failed (cluster secret)")
 
 enum {
     PARAMD_OK = 0,
@@ -138,6 +139,18 @@ typedef struct paramd_request paramd_request;
  *                           it can do: paramd_server_stats,
  *                           paramd_server_address, paramd_map_epoch,
  *                           paramd_num_servers, paramd_num_workers.
+ *   secret_file=PATH        the cluster secret: the file the coordinator
+ *                           was given (paramd coordinator --secret-file;
+ *                           paramd local makes one and sets the variable);
+ *                           else $PARAMD_SECRET_FILE; else none.  With it
+ *                           every connection proves knowledge of the secret
+ *                           and checks that the coordinator and each server
+ *                           prove it too (a peer that cannot is refused:
+ *                           PARAMD_EAUTH, here or in any later call that
+ *                           connects).  A file that cannot be read, or that
+ *                           other users may read, is PARAMD_ECONFIG.  A
+ *                           cluster with a secret refuses a client without
+ *                           it, and the other way round (docs/security.md).
  *   timeout_ms=N            how long to wait for each connection (to the
  *                           coordinator, to each server, over TCP or shared
  *                           memory) to be made, in ms: 1..3600000 [30000]

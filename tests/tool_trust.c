@@ -50,6 +50,7 @@ static int raw(pd_conn *k, uint16_t type, uint32_t table, const void *p, size_t 
 static int plugin(const char *path) {
     pd_map m;
     rp_map(getenv("PARAMD_COORDINATOR"), &m);
+    rp_speak_for(c);
     const char *names[] = {path, "../probe", "probe.so"};
     char msg[PD_MAX_ERRTEXT + 1];
     for (uint32_t k = 0; k < m.S; k++) {

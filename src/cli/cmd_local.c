@@ -13,6 +13,7 @@
 
 #include "cli/cli.h"
 #include "cli/local.h"
+#include "cli/secret.h"
 #include "cli/util.h"
 #include "common/common.h"
 
@@ -40,6 +41,9 @@ static void local_usage(FILE *f) {
             "                    on this host]\n"
             "  --apply-threads N threads each server may use for one update (paramd\n"
             "                    server --apply-threads) [cores]\n"
+            "  --secret-file FILE  the cluster secret (created if missing); workers\n"
+            "                    started later to join need the same file [a private\n"
+            "                    one, removed at exit; $PARAMD_SECRET_FILE]\n"
             "  --plugin-dir DIR  where the servers load update-rule plugins from\n"
             "                    (plugin=NAME is DIR/NAME.so); also in the workers'\n"
             "                    PARAMD_PLUGIN_DIR [none: no plugins]\n");
@@ -54,6 +58,7 @@ int cmd_local(int argc, char **argv) {
         {"transport", required_argument, 0, 'T'},
         {"apply-threads", required_argument, 0, 'A'},
         {"plugin-dir", required_argument, 0, 'P'},
+        {"secret-file", required_argument, 0, 'S'},
         {"help", no_argument, 0, 'h'},
         {0, 0, 0, 0}};
     int64_t S = 1, W = 1, M = 0;
@@ -89,6 +94,9 @@ int cmd_local(int argc, char **argv) {
             break;
         case 'P':
             if (cli_set_plugin_dir("paramd local", optarg)) return 2;
+            break;
+        case 'S':
+            if (cli_set_secret_file("paramd local", optarg)) return 2;
             break;
         case 'h': local_usage(stdout); return 0;
         default: local_usage(stderr); return 2;

@@ -16,6 +16,7 @@
 #include <unistd.h>
 
 #include "cli/cli.h"
+#include "cli/secret.h"
 #include "cli/util.h"
 #include "common/common.h"
 #include "coord/coord.h"
@@ -46,8 +47,15 @@ static void coord_usage(FILE *f) {
             "                      stop waiting for it [10000; 0: never]\n"
             "  --ready-fd N        write the bound HOST:PORT and a newline to file\n"
             "                      descriptor N once listening, then close it\n"
+            "  --secret-file FILE  the cluster secret: every connection proves it knows\n"
+            "                      it; FILE is created (mode 0600, a random secret) when\n"
+            "                      missing; give servers and workers the same file\n"
+            "                      [$PARAMD_SECRET_FILE; none: loopback only]\n"
+            "  --max-tables N      tables the cluster may hold [4095]\n"
+            "  --max-table-mb N    the largest dense table, in MiB of values [4096]\n"
             "\n"
-            "The bound address is also printed on standard output.\n");
+            "The bound address is also printed on standard output.  Security:\n"
+            "docs/security.md.\n");
 }
 
 static void stop_coord(void *p) { pd_coord_stop(p); }
@@ -71,10 +79,14 @@ int cmd_coordinator(int argc, char **argv) {
         {"persist", no_argument, 0, 'p'},
         {"heartbeat-timeout-ms", required_argument, 0, 'b'},
         {"ready-fd", required_argument, 0, 'r'},
+        {"secret-file", required_argument, 0, 'S'},
+        {"max-tables", required_argument, 0, 'T'},
+        {"max-table-mb", required_argument, 0, 'B'},
         {"help", no_argument, 0, 'h'},
         {0, 0, 0, 0}};
     pd_coord_opts o = {0};
     o.heartbeat_ms = -1;
+    o.secret_file = cli_secret_file_env();
     int ready_fd = -1, c;
     pd_log_set_name("coordinator");
     while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
@@ -100,6 +112,19 @@ int cmd_coordinator(int argc, char **argv) {
                 return 2;
             }
             ready_fd = (int)fd;
+            break;
+        }
+        case 'S': o.secret_file = optarg; break;
+        case 'T': {
+            int32_t n;
+            if (parse_count("--max-tables", optarg, 4095, &n)) return 2;
+            o.max_tables = (uint32_t)n;
+            break;
+        }
+        case 'B': {
+            int32_t mb;
+            if (parse_count("--max-table-mb", optarg, 1 << 24, &mb)) return 2;
+            o.max_table_bytes = (uint64_t)mb << 20;
             break;
         }
         case 'h': coord_usage(stdout); return 0;
@@ -162,6 +187,8 @@ static void server_usage(FILE *f) {
             "                           (docs/threading.md); 1: the connection's\n"
             "                           own thread only [$PARAMD_APPLY_THREADS, or\n"
             "                           this machine's cores]\n"
+            "  --secret-file FILE       the cluster secret (the coordinator's file)\n"
+            "                           [$PARAMD_SECRET_FILE; none: loopback only]\n"
             "  --plugin-dir DIR         the only directory update-rule plugins are\n"
             "                           loaded from: a table spec's plugin=NAME is\n"
             "                           DIR/NAME.so; without it no plugin is loaded\n"
@@ -183,9 +210,11 @@ int cmd_server(int argc, char **argv) {
         {"fault", required_argument, 0, 'f'},
         {"apply-threads", required_argument, 0, 'A'},
         {"plugin-dir", required_argument, 0, 'P'},
+        {"secret-file", required_argument, 0, 'S'},
         {"help", no_argument, 0, 'h'},
         {0, 0, 0, 0}};
     pd_server_opts o = {0};
+    o.secret_file = cli_secret_file_env();
     o.plugin_dir = getenv("PARAMD_PLUGIN_DIR"); /* paramd local, train */
     if (o.plugin_dir && !o.plugin_dir[0]) o.plugin_dir = NULL;
     long cores = sysconf(_SC_NPROCESSORS_ONLN);
@@ -228,6 +257,7 @@ int cmd_server(int argc, char **argv) {
             if (parse_count("--apply-threads", optarg, 64, &o.apply_threads)) return 2;
             break;
         case 'P': o.plugin_dir = optarg; break;
+        case 'S': o.secret_file = optarg; break;
         case 'h': server_usage(stdout); return 0;
         default: server_usage(stderr); return 2;
         }

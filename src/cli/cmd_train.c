@@ -19,6 +19,7 @@
 
 #include "cli/cli.h"
 #include "cli/local.h"
+#include "cli/secret.h"
 #include "cli/util.h"
 #include "common/common.h"
 #include "train/mf.h"
@@ -94,6 +95,8 @@ static void train_usage(FILE *f) {
 "  --transport T          auto, tcp or shm: how workers reach servers [auto:\n"
 "                         shared memory on this host]\n"
 "  --apply-threads N      threads each server may use for one update [cores]\n"
+"  --secret-file FILE     the cluster secret (a local cluster: created if\n"
+"                         missing; else a private one) [$PARAMD_SECRET_FILE]\n"
 "  --plugin-dir DIR       where servers (and --comm off) load update-rule\n"
 "                         plugins from: --rule with plugin=NAME is DIR/NAME.so\n"
 "                         [$PARAMD_PLUGIN_DIR; none: no plugins]\n"
@@ -127,7 +130,7 @@ int cmd_train(int argc, char **argv) {
            O_WORKERS, O_COORD, O_JOIN, O_OUT, O_EVERY, O_EVALN, O_SAVE, O_QUIET,
            O_BACKUP, O_STRAGGLE, O_HB, O_DIM, O_WINDOW, O_NEG, O_MINC, O_SUBS, O_NEIGH,
            O_USERS, O_ITEMS, O_RANK, O_NOISE, O_L2, O_TRANSPORT, O_MAXW, O_COMM,
-           O_DECAY, O_APPLY, O_PLUGINS };
+           O_DECAY, O_APPLY, O_PLUGINS, O_SECRET };
     static const struct option opts[] = {
         {"model", 1, 0, O_MODEL}, {"hidden", 1, 0, O_HIDDEN}, {"data", 1, 0, O_DATA},
         {"limit", 1, 0, O_LIMIT}, {"no-dropout", 0, 0, O_NODROP},
@@ -147,6 +150,7 @@ int cmd_train(int argc, char **argv) {
         {"transport", 1, 0, O_TRANSPORT},
         {"comm", 1, 0, O_COMM}, {"lr-decay", 1, 0, O_DECAY},
         {"apply-threads", 1, 0, O_APPLY}, {"plugin-dir", 1, 0, O_PLUGINS},
+        {"secret-file", 1, 0, O_SECRET},
         {0, 0, 0, 0}};
     /* OpenBLAS falls back to generic kernels (several times slower) on CPUs newer
      * than its release; it reads OPENBLAS_CORETYPE only at load time, so
@@ -303,6 +307,9 @@ int cmd_train(int argc, char **argv) {
             break;
         case O_PLUGINS:
             if (cli_set_plugin_dir("paramd train", optarg)) return 2;
+            break;
+        case O_SECRET:
+            if (cli_set_secret_file("paramd train", optarg)) return 2;
             break;
         case 'h': train_usage(stdout); return 0;
         default: train_usage(stderr); return 2;

@@ -22,11 +22,22 @@ typedef struct pd_coord_opts {
     int persist;        /* keep running after every worker left */
     int heartbeat_ms;   /* remove a worker silent this long; 0: never;
                          * <0: the default (10000) */
+    const char *secret_file; /* the cluster secret (frame/auth.h), created
+                              * when missing; NULL: none, and then listen
+                              * must be loopback */
+    uint32_t max_tables;     /* tables the cluster may hold; 0: the
+                              * protocol's limit, PD_MAX_TABLES - 1 */
+    uint64_t max_table_bytes; /* bytes of one dense table's values; 0:
+                               * PD_COORD_MAX_TABLE_BYTES */
 } pd_coord_opts;
+
+/* Default of max_table_bytes: 4 GiB (2^30 floats). */
+#define PD_COORD_MAX_TABLE_BYTES (4ull << 30)
 
 typedef struct pd_coord pd_coord;
 
-/* Bind the listening socket.  NULL with the reason in e. */
+/* Load (or create) the secret, then bind the listening socket: refused
+ * beyond loopback without a secret.  NULL with the reason in e. */
 pd_coord *pd_coord_start(const pd_coord_opts *o, pd_err *e);
 /* The bound "host:port" (port 0 resolved). */
 const char *pd_coord_address(const pd_coord *c);

@@ -36,9 +36,30 @@ int co_on_table_open(co_conn *cc, const pd_hdr *h) {
             id = i + 1;
     int created = 0;
     if (!id) {
-        if (co->ntables + 1 >= PD_MAX_TABLES) {
+        /* The quotas (paramd coordinator --max-tables, --max-table-mb),
+         * before anything is created anywhere.  A sparse table grows with
+         * its rows, so only a dense one has a size to check here. */
+        uint32_t live = 0;
+        for (uint32_t i = 0; i < co->ntables; i++) live += !co->tables[i].dropped;
+        int sparse = pd_spec_sparse(spec);
+        if (live >= co->o.max_tables || co->ntables + 1 >= PD_MAX_TABLES) {
             pthread_mutex_unlock(&co->mu);
-            return co_reply_err(cc, h, PARAMD_ENOMEM, "too many tables");
+            snprintf(msg, sizeof msg,
+                     "table '%s': the cluster holds its %u tables already (paramd "
+                     "coordinator --max-tables %u)",
+                     name, live, co->o.max_tables);
+            return co_reply_err(cc, h, PARAMD_ETOOBIG, msg);
+        }
+        if (!sparse && n > co->o.max_table_bytes / 4) {
+            pthread_mutex_unlock(&co->mu);
+            snprintf(msg, sizeof msg,
+                     "table '%s' of %llu floats would hold %llu bytes, more than this "
+                     "cluster's limit of %llu bytes per table (paramd coordinator "
+                     "--max-table-mb %llu)",
+                     name, (unsigned long long)n, (unsigned long long)n * 4,
+                     (unsigned long long)co->o.max_table_bytes,
+                     (unsigned long long)(co->o.max_table_bytes >> 20));
+            return co_reply_err(cc, h, PARAMD_ETOOBIG, msg);
         }
         if (co->ntables == co->tcap) {
             uint32_t cap = co->tcap ? co->tcap * 2 : 16;

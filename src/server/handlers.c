@@ -48,8 +48,30 @@ int srv_on_table_create(srv_conn *sc, const pd_hdr *h) {
                   PD_MAX_TABLES - 1);
         return srv_reply_err(sc, h, &e);
     }
+    /* Tables are defined by registered workers only (their HELLO showed
+     * the coordinator's ticket), within the coordinator's quotas. */
+    if (sc->role != PD_ROLE_WORKER) {
+        pd_seterr(&e, PARAMD_EWORKER, "only workers define tables");
+        return srv_reply_err(sc, h, &e);
+    }
+    if (d.kind == PD_TABLE_DENSE && d.n > s->max_table_bytes / 4) {
+        pd_seterr(&e, PARAMD_ETOOBIG,
+                  "table %u of %llu floats is over the cluster's limit of %llu bytes "
+                  "per table (paramd coordinator --max-table-mb)",
+                  h->table, (unsigned long long)d.n, (unsigned long long)s->max_table_bytes);
+        return srv_reply_err(sc, h, &e);
+    }
     pthread_mutex_lock(&s->mu);
     pd_table *t = s->tables[h->table];
+    uint32_t held = 0;
+    for (uint32_t id = 1; !t && id < PD_MAX_TABLES; id++) held += s->tables[id] != NULL;
+    if (!t && held >= s->max_tables) {
+        pthread_mutex_unlock(&s->mu);
+        pd_seterr(&e, PARAMD_ETOOBIG,
+                  "table %u: this server holds the cluster's limit of %u tables "
+                  "(paramd coordinator --max-tables)", h->table, s->max_tables);
+        return srv_reply_err(sc, h, &e);
+    }
     if (t && !pd_table_same_def(t, &d)) {
         pthread_mutex_unlock(&s->mu);
         pd_seterr(&e, PARAMD_ESPEC,
@@ -106,9 +128,9 @@ int srv_on_write(srv_conn *sc, const pd_hdr *h) {
     pd_table *t = srv_table(sc->srv, h->table);
     if (!t) {
         pd_seterr(&e, PARAMD_ENOTABLE, "no table %u on this server", h->table);
-    } else if (pd_table_check(t, &rq, &e) == 0 && h->type == PD_MSG_PUSH &&
-               sc->role != PD_ROLE_WORKER) {
-        pd_seterr(&e, PARAMD_EWORKER, "only workers push");
+    } else if (pd_table_check(t, &rq, &e) == 0 && sc->role != PD_ROLE_WORKER) {
+        pd_seterr(&e, PARAMD_EWORKER, h->type == PD_MSG_PUSH ? "only workers push"
+                                                             : "only workers write values");
     } else if (e.code == 0 && srv_ensure_buf(sc, (size_t)nbytes) != 0) {
         pd_seterr(&e, PARAMD_ENOMEM, "out of memory for a %llu-byte payload",
                   (unsigned long long)nbytes);

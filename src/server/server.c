@@ -71,8 +71,17 @@ pd_server *pd_server_start(const pd_server_opts *o, pd_err *e) {
                   s->o.listen);
         goto fail;
     }
-    if (pd_tcp_listen(host, port, &s->lfd, s->bound, sizeof s->bound, e))
+    /* The secret first: beyond loopback nothing is bound without it. */
+    if (s->o.secret_file) {
+        if (pd_secret_load(s->o.secret_file, &s->key, e) != 0) goto fail;
+        s->has_key = 1;
+    }
+    if (pd_listen_check("paramd server", host, s->has_key, e) != 0 ||
+        pd_tcp_listen(host, port, &s->lfd, s->bound, sizeof s->bound, e))
         goto fail;
+    if (!s->has_key)
+        pd_log(PD_LOG_WARN, "no cluster secret (--secret-file): any process on this "
+               "host can connect to %s (docs/security.md)", s->bound);
     if (!s->o.no_shm) {
         pd_err se = {0};
         if (pd_shm_listen(&s->shm_lfd, s->shm_name, sizeof s->shm_name, &se) != 0)
@@ -85,9 +94,14 @@ pd_server *pd_server_start(const pd_server_opts *o, pd_err *e) {
     uint8_t buf[PD_MAX_CTRL_PAYLOAD + 1];
     pd_hdr h = {0}, rh;
     pd_buf b;
-    pd_hello hello = {PD_ROLE_SERVER, -1};
-    int rc = pd_handshake_dial(s->coord, &hello, NULL, e);
-    if (rc) goto fail;
+    pd_hello hello = {.role = PD_ROLE_SERVER, .rank = -1};
+    int rc = pd_handshake_dial(s->coord, &hello, s->has_key ? &s->key : NULL, NULL, e);
+    if (rc) {
+        char why[PD_ERRMSG_MAX];
+        snprintf(why, sizeof why, "%s", e->msg);
+        pd_seterr(e, rc, "coordinator %s: %s", s->o.coordinator, why);
+        goto fail;
+    }
     pd_buf_init(&b);
     pd_put_str(&b, s->o.advertise ? s->o.advertise : s->bound);
     h = (pd_hdr){0};
@@ -103,8 +117,12 @@ pd_server *pd_server_start(const pd_server_opts *o, pd_err *e) {
     pd_get_u32(&r, &S);
     pd_get_u32(&r, &W);
     pd_get_u32(&r, &M);
+    pd_get_bytes(&r, s->grant.k, sizeof s->grant.k);
+    pd_get_u32(&r, &s->max_tables);
+    pd_get_u64(&r, &s->max_table_bytes);
+    pd_wipe(buf, sizeof buf);
     if (!pd_rd_done(&r) || S == 0 || idx >= S || W == 0 || M < W ||
-        M > PD_MAX_WORKERS) {
+        M > PD_MAX_WORKERS || s->max_tables == 0) {
         pd_seterr(e, PARAMD_EPROTO, "malformed REG_SERVER reply");
         goto fail;
     }
@@ -115,7 +133,8 @@ pd_server *pd_server_start(const pd_server_opts *o, pd_err *e) {
     s->jfrom = pd_malloc(M * sizeof *s->jfrom);
     s->wgen = pd_calloc(M, sizeof *s->wgen);
     s->inflight = pd_calloc(M, sizeof *s->inflight);
-    if (!s->gone || !s->jfrom || !s->wgen || !s->inflight) {
+    s->holder = pd_calloc(M, sizeof *s->holder);
+    if (!s->gone || !s->jfrom || !s->wgen || !s->inflight || !s->holder) {
         pd_seterr(e, PARAMD_ENOMEM, "out of memory");
         goto fail;
     }
@@ -214,6 +233,9 @@ void pd_server_free(pd_server *s) {
     pd_free(s->jfrom);
     pd_free(s->wgen);
     pd_free(s->inflight);
+    pd_free(s->holder);
+    pd_wipe(&s->key, sizeof s->key);
+    pd_wipe(&s->grant, sizeof s->grant);
     if (s->lfd >= 0) close(s->lfd);
     if (s->shm_lfd >= 0) close(s->shm_lfd);
     pthread_mutex_destroy(&s->mu);

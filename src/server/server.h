@@ -20,6 +20,9 @@ typedef struct pd_server_opts {
                               * the connection thread alone */
     const char *fault;       /* tests only: wrap each accepted connection in
                               * net/fault.h with this spec; NULL: off */
+    const char *secret_file; /* the cluster secret (the coordinator's
+                              * file, frame/auth.h); NULL: none, and then
+                              * listen must be loopback */
     const char *plugin_dir;  /* the only place update-rule plugins are
                               * loaded from (plugin=NAME is DIR/NAME.so);
                               * NULL: none are.  Checked at start: a

@@ -237,6 +237,13 @@ void pd_spec_canonical(const pd_table_def *d, char *out, size_t outlen) {
     }
 }
 
+int pd_spec_sparse(const char *canonical) {
+    /* Only a sparse table's canonical text has init= (pd_spec_canonical). */
+    for (const char *p = canonical; (p = strstr(p, "init=")) != NULL; p += 5)
+        if (p == canonical || p[-1] == ' ') return 1;
+    return 0;
+}
+
 int pd_spec_elastic(const char *canonical) {
     const char *p = canonical;
     while ((p = strstr(p, "elastic=")) != NULL) {

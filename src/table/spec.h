@@ -41,6 +41,9 @@ void pd_spec_canonical(const pd_table_def *d, char *out, size_t outlen);
  * worker that joins a running cluster counts in the table).  For the
  * coordinator, which keeps specs as text. */
 int pd_spec_elastic(const char *canonical);
+/* 1 if the canonical spec text is a sparse table's (it has init=), else
+ * 0.  For the coordinator's quotas. */
+int pd_spec_sparse(const char *canonical);
 /* The hyper array of d as a pd_rule_hyper. */
 void pd_spec_hyper(const pd_table_def *d, pd_rule_hyper *h);
 
