@@ -136,4 +136,58 @@ static inline void rp_stats(const char *addr, uint32_t table, char *out) {
     pd_conn_destroy(c);
 }
 
+/* A transport that records what passes through another (for the replay
+ * tests): out = what this side wrote, in = what it read. */
+typedef struct rp_recorder {
+    pd_conn *inner;
+    uint8_t out[4096], in[4096];
+    size_t nout, nin;
+} rp_recorder;
+
+static inline void rp_rec_append(uint8_t *to, size_t *n, const struct iovec *iov, int cnt,
+                                 ssize_t k) {
+    for (int i = 0; i < cnt && k > 0; i++) {
+        size_t m = iov[i].iov_len < (size_t)k ? iov[i].iov_len : (size_t)k;
+        CHECK(*n + m <= 4096);
+        memcpy(to + *n, iov[i].iov_base, m);
+        *n += m, k -= (ssize_t)m;
+    }
+}
+static inline ssize_t rp_rec_readv(pd_conn *c, const struct iovec *iov, int cnt) {
+    rp_recorder *r = c->impl;
+    ssize_t k = r->inner->ops->readv(r->inner, iov, cnt);
+    rp_rec_append(r->in, &r->nin, iov, cnt, k);
+    return k;
+}
+static inline ssize_t rp_rec_writev(pd_conn *c, const struct iovec *iov, int cnt) {
+    rp_recorder *r = c->impl;
+    ssize_t k = r->inner->ops->writev(r->inner, iov, cnt);
+    rp_rec_append(r->out, &r->nout, iov, cnt, k);
+    return k;
+}
+static inline void rp_rec_shutdown(pd_conn *c) {
+    pd_conn_shutdown(((rp_recorder *)c->impl)->inner);
+}
+static inline void rp_rec_destroy(pd_conn *c) {
+    pd_conn_destroy(((rp_recorder *)c->impl)->inner);
+    free(c);
+}
+static inline void rp_rec_timeo(pd_conn *c, int ms) {
+    pd_conn_set_rcvtimeo(((rp_recorder *)c->impl)->inner, ms);
+}
+static inline pd_conn *rp_record(pd_conn *inner, rp_recorder *r) {
+    static const pd_transport_ops ops = {.name = "rp_recorder", .readv = rp_rec_readv,
+                                         .writev = rp_rec_writev, .shutdown = rp_rec_shutdown,
+                                         .destroy = rp_rec_destroy, .set_rcvtimeo = rp_rec_timeo};
+    pd_conn *c = calloc(1, sizeof *c);
+    CHECK(c != NULL);
+    memset(r, 0, sizeof *r);
+    r->inner = inner;
+    c->ops = &ops;
+    c->fd = inner->fd;
+    c->impl = r;
+    snprintf(c->peer, sizeof c->peer, "%s", inner->peer);
+    return c;
+}
+
 #endif

@@ -19,6 +19,7 @@
 
 #include "check.h"
 #include "frame/hello.h"
+#include "rawpeer.h"
 #include "wire/map.h"
 
 /* ==== Codecs ============================================================ */
@@ -378,56 +379,6 @@ static void test_tickets(void) {
     CHECK_INT_EQ(pd_ticket_ok(&g, 5, &bad), 0);
 }
 
-/* A transport that records what passes through another (for the replay
- * tests): out = what this side wrote, in = what it read. */
-typedef struct recorder {
-    pd_conn *inner;
-    uint8_t out[4096], in[4096];
-    size_t nout, nin;
-} recorder;
-
-static void rec_append(uint8_t *to, size_t *n, const struct iovec *iov, int cnt, ssize_t k) {
-    for (int i = 0; i < cnt && k > 0; i++) {
-        size_t m = iov[i].iov_len < (size_t)k ? iov[i].iov_len : (size_t)k;
-        CHECK(*n + m <= 4096);
-        memcpy(to + *n, iov[i].iov_base, m);
-        *n += m, k -= (ssize_t)m;
-    }
-}
-static ssize_t rec_readv(pd_conn *c, const struct iovec *iov, int cnt) {
-    recorder *r = c->impl;
-    ssize_t k = r->inner->ops->readv(r->inner, iov, cnt);
-    rec_append(r->in, &r->nin, iov, cnt, k);
-    return k;
-}
-static ssize_t rec_writev(pd_conn *c, const struct iovec *iov, int cnt) {
-    recorder *r = c->impl;
-    ssize_t k = r->inner->ops->writev(r->inner, iov, cnt);
-    rec_append(r->out, &r->nout, iov, cnt, k);
-    return k;
-}
-static void rec_shutdown(pd_conn *c) { pd_conn_shutdown(((recorder *)c->impl)->inner); }
-static void rec_destroy(pd_conn *c) {
-    pd_conn_destroy(((recorder *)c->impl)->inner);
-    free(c);
-}
-static void rec_timeo(pd_conn *c, int ms) { pd_conn_set_rcvtimeo(((recorder *)c->impl)->inner, ms); }
-static const pd_transport_ops rec_ops = {.name = "recorder", .readv = rec_readv,
-                                         .writev = rec_writev, .shutdown = rec_shutdown,
-                                         .destroy = rec_destroy, .set_rcvtimeo = rec_timeo};
-
-static pd_conn *rec_wrap(pd_conn *inner, recorder *r) {
-    pd_conn *c = calloc(1, sizeof *c);
-    CHECK(c != NULL);
-    memset(r, 0, sizeof *r);
-    r->inner = inner;
-    c->ops = &rec_ops;
-    c->fd = inner->fd;
-    c->impl = r;
-    snprintf(c->peer, sizeof c->peer, "%s", inner->peer);
-    return c;
-}
-
 /* A fake answerer: reads the dialer's HELLO, answers with canned bytes,
  * then records whether the dialer sent anything more before closing. */
 typedef struct faker {
@@ -468,8 +419,8 @@ static void test_auth_handshake(void) {
 
     /* the same secret on both sides: accepted, the welcome arrives */
     answer_start_key(&a, &t, workers, 4, &k, addr);
-    recorder rec;
-    pd_conn *c = rec_wrap(pd_tcp_connect(addr, 5000, &e), &rec);
+    rp_recorder rec;
+    pd_conn *c = rp_record(pd_tcp_connect(addr, 5000, &e), &rec);
     CHECK_OK(pd_handshake_dial(c, &me, &k, &w, &e));
     CHECK_INT_EQ(w.server, 1);
     CHECK_INT_EQ(w.W, 4);
