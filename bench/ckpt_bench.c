@@ -51,7 +51,7 @@ static pd_table *mk(uint64_t n) {
     pd_err e = {0};
     if (pd_spec_parse("rule=adam consistency=sync", &d, &e)) exit(1);
     d.n = n, d.lo = 0, d.hi = n;
-    pd_table_env env = {1, 0, 1, NULL, 0};
+    pd_table_env env = {1, 0, 1, NULL, 0, NULL};
     pd_table *t = pd_table_create(1, &d, &env, &e);
     if (!t) {
         fprintf(stderr, "ckpt_bench: %s\n", e.msg);

@@ -81,7 +81,8 @@ PARAMD_API const char *paramd_version_string(void);
     X(ETIMEDOUT, -18, "timed out")                                             \
     X(ECONFIG, -19, "bad cluster configuration or environment")               \
     X(EINTERNAL, -20, "internal error")                                        \
-    X(ELIMIT, -21, "a configured limit was reached (docs/limits.md)")
+    X(ELIMIT, -21, "a configured limit was reached (docs/limits.md)")         \
+    X(EAUTH, -22, "authentication failed (cluster secret)")
 
 enum {
     PARAMD_OK = 0,
@@ -182,6 +183,18 @@ typedef struct paramd_request paramd_request;
  *                           in their HELLO reply) is the same; 1..127
  *                           printable characters, no spaces
  *                           (docs/multihost.md, "Host identity")
+ *   secret_file=PATH        the cluster secret: the file the coordinator
+ *                           was given (paramd coordinator --secret-file;
+ *                           paramd local makes one and sets the variable);
+ *                           else $PARAMD_SECRET_FILE; else none.  With it
+ *                           every connection proves knowledge of the secret
+ *                           and checks that the coordinator and each server
+ *                           prove it too (a peer that cannot is refused:
+ *                           PARAMD_EAUTH, here or in any later call that
+ *                           connects).  A file that cannot be read, or that
+ *                           other users may read, is PARAMD_ECONFIG.  A
+ *                           cluster with a secret refuses a client without
+ *                           it, and the other way round (docs/security.md).
  *   chunk_bytes=N           large requests are cut into frames of about N
  *                           bytes, sent round-robin over the servers so that
  *                           they all work at once: 4096..2^30, rounded down
@@ -325,11 +338,14 @@ PARAMD_API int32_t paramd_num_servers(const paramd_client *c);
  *   init_acc=X      adagrad's starting accumulator: finite, >= 0
  *   l1=X, l2=X      ftrl's L1 and L2 regularisation: finite, >= 0
  *   beta=X          ftrl's learning-rate offset: finite, >= 0
- *   plugin=PATH     the update rule is the shared object at PATH (up to
- *                   255 bytes; the C ABI of include/paramd_rule.h), loaded
- *                   by each server with dlopen, so PATH must name it on
- *                   every server's host (give an absolute path; one without
- *                   '/' is searched as dlopen does).  Instead of rule=.  The
+ *   plugin=NAME     the update rule is the plugin NAME (1..64 letters,
+ *                   digits, '_' or '-'; the C ABI of include/paramd_rule.h):
+ *                   each server loads NAME.so from its own --plugin-dir and
+ *                   from nowhere else, so a server started without one, or
+ *                   whose directory lacks NAME.so, refuses the table with a
+ *                   message saying how to allow it.  A path (any '/') is
+ *                   PARAMD_EINVAL here: a client never chooses the file a
+ *                   server loads (docs/update-rules.md).  Instead of rule=.  The
  *                   plugin gets every hyper-parameter above, with the
  *                   defaults lr 0.01, momentum 0.9, beta1 0.9, beta2 0.999,
  *                   eps 1e-8, init_acc 0.1, l1 0, l2 0, beta 1.  A server

@@ -2,7 +2,7 @@
 # Install the Debian packages paramd needs, when they are missing.
 # As root: apt-get installs them.  Otherwise: print the one line to run.
 set -eu
-pkgs=(cmake gcc make pkg-config libopenblas-dev zlib1g-dev dataset-fashion-mnist fortunes)
+pkgs=(cmake gcc make pkg-config libopenblas-dev zlib1g-dev libsodium-dev dataset-fashion-mnist fortunes)
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -6,7 +6,9 @@
 # alone, malformed and fuzzed batches (over shared memory in the .shm
 # run); then the same cluster still serves a correct run of the toy.
 source "$(dirname "$0")/lib.sh"
-start_coordinator 1 2
+# 3 workers: tool_badframes registers as rank 2 (its raw frames speak for
+# it) and leaves before the toys take ranks 0 and 1
+start_coordinator 1 3
 start_servers 1
 "$BUILD/tests/tool_badframes" "$COORD" >"$TMP/bf.log" 2>&1 || { cat "$TMP/bf.log"; fail "bad frames"; }
 expect_line "$TMP/bf.log" "badframes ok"

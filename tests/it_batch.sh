@@ -41,10 +41,11 @@ PARAMD_COORDINATOR=$COORD PARAMD_RANK=0 timeout 60 "$BUILD/tests/tool_batch" flu
 expect_line "$TMP/flush" "^batch flush ok: 64 pushes in [1-9][0-9]* batches before any wait"
 pass "paramd_flush sends small async requests before any wait"
 
-# the link breaks with batches in flight: a server that loses its third
-# reply (the first BATCH's) and closes the connection
+# the link breaks with batches in flight: a server that loses its fourth
+# send (after the handshake's challenge and welcome and the TABLE_CREATE
+# reply: the first BATCH's reply) and closes the connection
 start_coordinator 1 1
-"$PARAMD" server --coordinator "$COORD" --fault send_fail=3 >"$TMP/fserver.log" 2>&1 &
+"$PARAMD" server --coordinator "$COORD" --fault send_fail=4 >"$TMP/fserver.log" 2>&1 &
 FSERVER=$!; PIDS+=($FSERVER)
 PARAMD_COORDINATOR=$COORD PARAMD_RANK=0 timeout 60 "$BUILD/tests/tool_batch" lost >"$TMP/lost" 2>&1 \
   || { cat "$TMP/lost"; fail "tool_batch lost"; }

@@ -68,15 +68,16 @@ run_case client-short-d4 4 "fault=short=3" clean
 run_case server-short    4 "" clean "short=7,seed=2"
 run_case both-short      2 "fault=short=5,seed=9" clean "short=11"
 
-# The K-th send or receive of each of the worker's links fails.
-for k in 3 8 21; do
+# The K-th send or receive of each of the worker's links fails (the
+# handshake takes a link's first two sends: HELLO and AUTH).
+for k in 4 9 22; do
   run_case client-send-$k 1 "fault=send_fail=$k" fault
   run_case client-send-$k-d4 4 "fault=send_fail=$k" fault
 done
 for k in 60 150; do  # with short writes the K-th call falls inside a frame
   run_case client-send-$k-short 4 "fault=send_fail=$k,short=64" fault
 done
-for k in 5 12 33; do
+for k in 7 14 35; do  # the handshake's replies take a link's first 4 receives
   run_case client-recv-$k 1 "fault=recv_fail=$k" fault
   run_case client-recv-$k-d3 3 "fault=recv_fail=$k" fault
 done
@@ -84,25 +85,25 @@ done
 # The server fails a receive or a send on the worker's connection: the
 # worker gets errors, the server logs why and serves the checker (a new
 # client whose few calls stay below K) and exits cleanly at the end.
-run_case server-recv 2 "" fault "recv_fail=40"
+run_case server-recv 2 "" fault "recv_fail=42"
 cat "$LAST"/server.*.log >"$LAST/servers.log"
-expect_line "$LAST/servers.log" "fault injection .*failing receive call 40"
+expect_line "$LAST/servers.log" "fault injection .*failing receive call 42"
 expect_line "$LAST/servers.log" "connection from .*read from .*Input/output error"
-run_case server-send 2 "" fault "send_fail=15"
+run_case server-send 2 "" fault "send_fail=16"
 cat "$LAST"/server.*.log >"$LAST/servers.log"
-expect_line "$LAST/servers.log" "fault injection .*failing send call 15"
+expect_line "$LAST/servers.log" "fault injection .*failing send call 16"
 
 # Large slots: over shared memory each server's part of a push or pull
 # (30 x 600 floats) goes by reference into the worker's shared buffer
 # (paramd_alloc; PUSH_REGION / PULL_REGION): the same guarantees.
 B=600
 run_case region-client-short 2 "fault=short=9,seed=3" clean
-for k in 4 9; do
+for k in 5 10; do
   run_case region-client-send-$k 2 "fault=send_fail=$k" fault
-  run_case region-client-recv-$k 2 "fault=recv_fail=$k" fault
+  run_case region-client-recv-$((k + 1)) 2 "fault=recv_fail=$((k + 1))" fault
 done
-run_case region-server-recv 2 "" fault "recv_fail=25"
-run_case region-server-send 2 "" fault "send_fail=9"
+run_case region-server-recv 2 "" fault "recv_fail=27"
+run_case region-server-send 2 "" fault "send_fail=10"
 B=4
 
 # Bad specs are refused up front, with the reason.

@@ -36,7 +36,10 @@ wait_line() {
 # wait_ok PID LOG WHAT: the process exited 0
 wait_ok() { wait "$1" || { cat "$2"; fail "$3 exited non-zero"; }; }
 
-# 1. Everyone but the coordinator first.
+# 1. Everyone but the coordinator first.  The secret file is there
+# already, as an operator copies it to every host before a start (rank 0
+# finds it and keeps it).
+(umask 077; head -c 32 /dev/urandom | base64 >"$PARAMD_SECRET_FILE")
 export PARAMD_LOG=debug
 # (The workers are library clients, which log no debug lines: they start
 # first, and the servers' lines say that the coordinator was still away.)
@@ -60,6 +63,10 @@ rank 1 2 "$TMP/none.s0" --connect-timeout-ms 1500 -- x
 wait "$LAST" && fail "a server with no coordinator exited 0"
 expect_line "$TMP/none.s0" "cannot connect to $C: Connection refused \(tried [0-9]+ times in 1\.[0-9] s: is it running, on that address, and is the port open\?\)"
 pass "no coordinator: the server gives up at its deadline, saying where and how long"
+PARAMD_SECRET_FILE=$TMP/never-made rank 1 2 "$TMP/nosecret.s0" --connect-timeout-ms 1500 -- x
+wait "$LAST" && fail "a server without its secret file exited 0"
+expect_line "$TMP/nosecret.s0" "the secret file $TMP/never-made did not appear within 1\.5 s \(--connect-timeout-ms\): rank 0 creates it"
+pass "no secret file: the server waits for it until its deadline, then says where it looked"
 
 # 3. Shaped links and loss.
 shape 2 50mbit || fail "tc tbf on h2"

@@ -67,7 +67,9 @@ bad "how do the processes find the coordinator\?" \
   OMPI_COMM_WORLD_RANK=1 OMPI_COMM_WORLD_SIZE=3 "$PARAMD" launch --servers 1
 bad "rank 0 \(the coordinator\) runs on host .*, but the others will dial 192\.0\.2\.77:7070, which is not this host" \
   "$PARAMD" launch --rank 0 --world 3 --servers 1 --coordinator 192.0.2.77:7070
-pass "worlds that do not fit, and no way to meet: refused at once with the numbers"
+bad "listening on 0\.0\.0\.0, which other machines reach, without a cluster secret: .* Give --secret-file FILE" \
+  -u PARAMD_SECRET_FILE OMPI_COMM_WORLD_RANK=2 OMPI_COMM_WORLD_SIZE=4 "$PARAMD" launch --servers 1 --rendezvous "$TMP/r"
+pass "worlds that do not fit, no way to meet, no secret beyond loopback: refused at once, saying why"
 
 # 3. Plain launches meeting through a rendezvous file.
 run4() { # run4 FILE ENV...: 4 ranks (1 server, 2 workers) of the toy, sync

@@ -17,6 +17,11 @@ cleanup() {
 }
 trap cleanup EXIT
 
+# The cluster secret, the way users pass it: every process started below
+# (coordinator, servers, workers, tools, paramd local) finds the file in
+# PARAMD_SECRET_FILE; start_coordinator's coordinator creates it.
+export PARAMD_SECRET_FILE=$TMP/secret
+
 fail() { echo "FAIL: $*" >&2; exit 1; }
 pass() { echo "ok: $*"; }
 
@@ -24,7 +29,8 @@ pass() { echo "ok: $*"; }
 start_coordinator() {
   local s=$1 w=$2; shift 2
   rm -f "$TMP/ready"; mkfifo "$TMP/ready"
-  "$PARAMD" coordinator --servers "$s" --workers "$w" --ready-fd 3 "$@" \
+  "$PARAMD" coordinator --servers "$s" --workers "$w" --ready-fd 3 \
+     --secret-file "$PARAMD_SECRET_FILE" "$@" \
      3>"$TMP/ready" >>"$TMP/coordinator.log" 2>&1 &
   COORD_PID=$!; PIDS+=("$COORD_PID")
   read -r -t 20 COORD <"$TMP/ready" || fail "coordinator did not start: $(cat "$TMP/coordinator.log")"

@@ -186,7 +186,7 @@ static pd_table *mk(const char *spec, int sparse, uint64_t n, int32_t k, int32_t
     d.n = n;
     d.lo = sparse ? 0 : pd_partition_lo(n, (uint32_t)S, (uint32_t)k);
     d.hi = sparse ? n : pd_partition_lo(n, (uint32_t)S, (uint32_t)k + 1);
-    pd_table_env env = {2, k, S, NULL, 0};
+    pd_table_env env = {2, k, S, NULL, 0, NULL};
     pd_table *t = pd_table_create(3, &d, &env, &e);
     if (!t) CHECK_FAIL_("%s", e.msg);
     return t;

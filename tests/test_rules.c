@@ -29,6 +29,7 @@
 #include "common/common.h"
 #include "paramd_rule.h"
 #include "table/rules.h"
+#include "table/spec.h"
 
 /* ==== Helpers ============================================================ */
 
@@ -760,6 +761,51 @@ static void test_plugin_errors(void) {
 
 /* ==== Main =============================================================== */
 
+/* Plugin names: only names resolve, and only inside the directory given;
+ * a spec with a path is refused when it is parsed. */
+static void test_plugin_names(void) {
+    static const char *const good[] = {"clip_sgd", "a", "Rule-2", "x_y-z"};
+    static const char *const bad[] = {"", "/abs/x.so", "../x", "x.so", "a/b", ".", "..",
+                                      "x y", "x\n", "\xc3\xa9"};
+    for (size_t i = 0; i < sizeof good / sizeof good[0]; i++)
+        CHECK_INT_EQ(pd_rule_plugin_name_ok(good[i]), 1);
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++)
+        CHECK_INT_EQ(pd_rule_plugin_name_ok(bad[i]), 0);
+    char longname[PD_RULE_PLUGIN_NAME_MAX + 2];
+    memset(longname, 'a', sizeof longname - 1);
+    longname[sizeof longname - 1] = '\0';
+    CHECK_INT_EQ(pd_rule_plugin_name_ok(longname), 0);
+    longname[PD_RULE_PLUGIN_NAME_MAX] = '\0';
+    CHECK_INT_EQ(pd_rule_plugin_name_ok(longname), 1);
+
+    char path[PD_MAX_PLUGIN_FILE], err[512];
+    CHECK_INT_EQ(pd_rule_plugin_path(tmpdir, "../x", path, sizeof path, err, sizeof err), -1);
+    CHECK(strstr(err, "is not a plugin name"));
+    CHECK_INT_EQ(pd_rule_plugin_path(NULL, "x", path, sizeof path, err, sizeof err), -1);
+    CHECK(strstr(err, "--plugin-dir DIR") && strstr(err, "x.so"));
+    CHECK_INT_EQ(pd_rule_plugin_path(tmpdir, "absent", path, sizeof path, err, sizeof err), -1);
+    CHECK(strstr(err, "put absent.so there to allow it"));
+    char file[600];
+    snprintf(file, sizeof file, "%s/present.so", tmpdir);
+    FILE *f = fopen(file, "w");
+    CHECK(f != NULL);
+    fclose(f);
+    CHECK_OK(pd_rule_plugin_path(tmpdir, "present", path, sizeof path, err, sizeof err));
+    CHECK_STR_EQ(path, file);
+    remove(file);
+
+    pd_table_def d = {0};
+    pd_err e = {0};
+    CHECK_INT_EQ(pd_spec_parse("plugin=/tmp/x.so lr=0.1", &d, &e), PARAMD_EINVAL);
+    CHECK(strstr(e.msg, "is a path") && strstr(e.msg, "plugin=NAME"));
+    CHECK_INT_EQ(pd_spec_parse("plugin=x.so", &d, &e), PARAMD_EINVAL);
+    CHECK(strstr(e.msg, "is not a plugin name"));
+    CHECK_OK(pd_spec_parse("plugin=clip_sgd lr=0.1 l1=1", &d, &e));
+    CHECK_INT_EQ(d.rule, PD_RULE_PLUGIN);
+    CHECK_STR_EQ(d.plugin, "clip_sgd");
+    printf("ok plugin names: paths and non-names refused, names resolve in the directory\n");
+}
+
 int main(void) {
     test_names();
     test_defaults();
@@ -779,6 +825,7 @@ int main(void) {
     if (system(probe) != 0)
         CHECK_FAIL_("no C compiler '%s' to build test plugins (set $CC)",
                     compiler());
+    test_plugin_names();
     test_plugin_clip_sgd();
     test_plugin_probe();
     test_plugin_errors();

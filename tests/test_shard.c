@@ -19,7 +19,7 @@
  * arguments of a call spelled out. */
 static pd_table *shard_create(uint32_t id, const pd_table_def *d, int32_t W, pd_pool *pool,
                               pd_err *e) {
-    pd_table_env env = {W, 0, 1, pool, 0};
+    pd_table_env env = {W, 0, 1, pool, 0, NULL};
     return pd_table_create(id, d, &env, e);
 }
 static int shard_push(pd_table *s, int32_t w, int64_t clock, uint64_t off, uint64_t count,

@@ -22,7 +22,7 @@
  * arguments of a call spelled out. */
 static pd_sparse *sparse_create(uint32_t id, const pd_table_def *d, int32_t W, int32_t index,
                                 int32_t S, pd_pool *pool, pd_err *e) {
-    pd_table_env env = {W, index, S, pool, 0};
+    pd_table_env env = {W, index, S, pool, 0, NULL};
     return (pd_sparse *)(void *)pd_table_create(id, d, &env, e);
 }
 static int sparse_push(pd_sparse *t, int32_t w, int64_t clock, const uint64_t *keys,
@@ -701,7 +701,7 @@ static void test_pool_same_rows(void) {
  * option, and changes nothing (no row, no value). */
 static void test_row_limit(void) {
     pd_table_def d = sparse_def("rule=sgd lr=1", 64);
-    pd_table_env env = {1, 0, 1, NULL, 1u << 20}; /* 1 MiB */
+    pd_table_env env = {1, 0, 1, NULL, 1u << 20, NULL}; /* 1 MiB */
     pd_err e = {0};
     pd_sparse *t = (pd_sparse *)(void *)pd_table_create(1, &d, &env, &e);
     if (!t) CHECK_FAIL_("create: %s", e.msg);

@@ -4,8 +4,10 @@
  *
  *   tool_badframes COORD_HOST:PORT
  *
- * It asks the coordinator for the map, defines table 4000 on server 0 with
- * known values (as a raw peer, outside any worker), then attacks server 0
+ * It registers as worker 2 (a slot the cluster's toys leave free), asks
+ * the coordinator for the map, defines table 4000 on server 0 with known
+ * values (as a raw peer speaking for that worker: its HELLOs show the
+ * worker's rank ticket), then attacks server 0
  * and the coordinator with random bytes, truncated, oversized and lying
  * frames, wrong versions, unknown tables, bad ranges and bad payloads, each
  * on its own connection or on a kept one.  After every attack it checks:
@@ -41,6 +43,11 @@
 #define N 64
 
 static char server[PD_MAX_ADDR + 1];
+/* The raw worker connections speak for this tool's own worker, registered
+ * with the coordinator as rank ME (the servers refuse a rank nobody was
+ * given: frame/auth.h). */
+#define ME 2
+static paramd_client *me;
 static const char *coord;
 static uint8_t buf[PD_MAX_CTRL_PAYLOAD + 1];
 static float want[N];
@@ -102,7 +109,7 @@ static int pull_raw(pd_conn *c, uint32_t table, uint64_t off, uint64_t cnt, floa
 /* The server still works and table TABLE is exactly as defined. */
 static void still_fine(const char *after) {
     pd_conn *c = dial(server);
-    hello(c, PD_ROLE_WORKER, 0, 0);
+    hello(c, PD_ROLE_WORKER, ME, 0);
     float got[N];
     int rc = pull_raw(c, TABLE, 0, N, got);
     if (rc) CHECK_FAIL_("after %s: pull failed: %s", after, paramd_err_name(rc));
@@ -118,7 +125,7 @@ static void send_bytes_expect_close(const char *what, const char *addr, int do_h
                                     const void *bytes, size_t n) {
     pd_conn *c = dial(addr);
     pd_err e = {0};
-    if (do_hello) hello(c, PD_ROLE_WORKER, 0, 0);
+    if (do_hello) hello(c, PD_ROLE_WORKER, ME, 0);
     struct iovec iov = {(void *)bytes, n};
     pd_conn_writev(c, &iov, 1, &e);
     pd_tcp_set_rcvtimeo(c, 20000);
@@ -141,7 +148,7 @@ static void send_bytes_expect_close(const char *what, const char *addr, int do_h
 static void send_and_hang_up(const char *addr, int do_hello, const void *bytes, size_t n) {
     pd_conn *c = dial(addr);
     pd_err e = {0};
-    if (do_hello) hello(c, PD_ROLE_WORKER, 0, 0);
+    if (do_hello) hello(c, PD_ROLE_WORKER, ME, 0);
     struct iovec iov = {(void *)bytes, n};
     pd_conn_writev(c, &iov, 1, &e);
     pd_conn_destroy(c);
@@ -160,7 +167,7 @@ static size_t hdr_bytes(uint8_t *out, uint16_t type, uint32_t table, uint64_t le
  * the test runs with PARAMD_TRANSPORT=shm, as a worker's would be. */
 static pd_conn *dial_worker(void) {
     pd_conn *c = dial(server);
-    hello(c, PD_ROLE_WORKER, 0, 0);
+    hello(c, PD_ROLE_WORKER, ME, 0);
     const char *tr = getenv("PARAMD_TRANSPORT");
     if (!tr || strcmp(tr, "shm") != 0) return c;
     pd_conn *s = rp_shm(&welcome);
@@ -254,7 +261,7 @@ static void batch_attacks(void) {
     pd_err e = {0};
     /* table BTABLE: N floats of 0, on this one server */
     pd_conn *c = dial(server);
-    hello(c, PD_ROLE_WORKER, 0, 0);
+    hello(c, PD_ROLE_WORKER, ME, 0);
     pd_table_def d = {0};
     CHECK_OK(pd_spec_parse("rule=add", &d, &e));
     d.n = N, d.lo = 0, d.hi = N;
@@ -305,7 +312,7 @@ static void batch_attacks(void) {
      * all: on table 4002 (70000 floats), 40000 floats fit, 40000 more do not
      * (that pull alone is refused), 10000 more still do. */
     c = dial(server);
-    hello(c, PD_ROLE_WORKER, 0, 0);
+    hello(c, PD_ROLE_WORKER, ME, 0);
     d.n = 70000, d.lo = 0, d.hi = 70000;
     pd_buf_init(&b);
     pd_table_def_encode(&b, &d);
@@ -443,6 +450,10 @@ int main(int argc, char **argv) {
     }
     coord = argv[1];
     pd_err e = {0};
+    char opt[PD_MAX_ADDR + 64];
+    snprintf(opt, sizeof opt, "coordinator=%s rank=%d", coord, ME);
+    if (paramd_connect(&me, opt)) CHECK_FAIL_("connect as worker %d: %s", ME, paramd_last_error(NULL));
+    rp_speak_for(me);
     /* the map */
     pd_map m;
     rp_map(coord, &m);
@@ -452,7 +463,7 @@ int main(int argc, char **argv) {
 
     /* define table TABLE on server 0: the whole table on this one server */
     pd_conn *c = dial(server);
-    hello(c, PD_ROLE_WORKER, 0, 0);
+    hello(c, PD_ROLE_WORKER, ME, 0);
     pd_table_def d = {0};
     CHECK_OK(pd_spec_parse("rule=add", &d, &e));
     d.n = N, d.lo = 0, d.hi = N;
@@ -549,6 +560,9 @@ int main(int argc, char **argv) {
     c2 = dial(server);
     hello(c2, PD_ROLE_SERVER, 0, PARAMD_EPROTO);
     pd_conn_destroy(c2);
+    c2 = dial(server); /* a rank this tool was not given: no ticket for it */
+    hello(c2, PD_ROLE_WORKER, 0, PARAMD_EWORKER);
+    pd_conn_destroy(c2);
     still_fine("bad HELLOs");
 
     batch_attacks();
@@ -575,6 +589,7 @@ int main(int argc, char **argv) {
     CHECK_INT_EQ(rc, PARAMD_EPROTO); /* a tool cannot register as a worker */
     pd_conn_destroy(cc);
     printf("ok: coordinator rejected bad requests\n");
+    if (paramd_close(me)) CHECK_FAIL_("close: %s", paramd_last_error(me));
     printf("badframes ok\n");
     return 0;
 }

@@ -197,7 +197,7 @@ static void seeds_wire(void) {
         {"rule=ftrl l1=0.1 consistency=ssp:2 elastic=no", PD_TABLE_DENSE, 7},
         {"rule=adagrad init=normal:0.01 seed=9", PD_TABLE_SPARSE, 16},
         {"rule=momentum aggregate=sum", PD_TABLE_SPARSE, 3},
-        {"plugin=clip.so", PD_TABLE_DENSE, 5},
+        {"plugin=clip_sgd", PD_TABLE_DENSE, 5},
     };
     for (int i = 0; i < (int)(sizeof defs / sizeof defs[0]); i++) {
         pd_table_def d = def(defs[i].spec, defs[i].kind, defs[i].n);
@@ -220,8 +220,14 @@ static void seeds_wire(void) {
     save("batch", 1, b.p, b.len);
     pd_buf_free(&b);
     /* HELLO (first byte odd) and welcomes (even) */
-    pd_hello hs[] = {{PD_ROLE_WORKER, 0}, {PD_ROLE_SERVER, -1}, {PD_ROLE_TOOL, -1}};
-    for (int i = 0; i < 3; i++) {
+    pd_hello hs[] = {{.role = PD_ROLE_WORKER, .rank = 0},
+                     {.role = PD_ROLE_SERVER, .rank = -1},
+                     {.role = PD_ROLE_TOOL, .rank = -1},
+                     /* with the secret's challenge, and a worker's ticket */
+                     {.role = PD_ROLE_WORKER, .rank = 3, .has_ticket = 1,
+                      .ticket = {.gen = 2, .mac = {1, 2, 3}}, .challenge = 1,
+                      .nonce = {9, 8, 7}}};
+    for (int i = 0; i < 4; i++) {
         pd_buf_init(&b);
         pd_hello_encode(&b, &hs[i]);
         save_buf("hello", i, 1, &b);
@@ -230,13 +236,13 @@ static void seeds_wire(void) {
     pd_welcome w = {1, 1, 2, 4, "@paramd-0123abcd", PD_FEAT_REGIONS, "host-a"};
     pd_buf_init(&b);
     pd_welcome_encode(&b, &w);
-    save_buf("hello", 3, 0, &b);
+    save_buf("hello", 4, 0, &b);
     b.len = 0;
-    save_buf("hello", 4, 0, &b); /* the coordinator's empty welcome */
+    save_buf("hello", 5, 0, &b); /* the coordinator's empty welcome */
     pd_buf_free(&b);
     /* maps: a worker's, a tool's */
     char addrs[2][PD_MAX_ADDR + 1] = {"127.0.0.1:4000", "10.0.0.2:4001"};
-    pd_map m = {3, 4, 2, 1, addrs, 10000, 6, 12};
+    pd_map m = {3, 4, 2, 1, addrs, 10000, 6, 12, 1, 5, {0xaa, 0xbb}};
     pd_buf_init(&b);
     pd_map_encode(&b, &m);
     save("map", 0, b.p, b.len);
@@ -253,7 +259,7 @@ static void seeds_spec(void) {
         "\x00rule=adam beta1=0.8 beta2=0.99 eps=1e-7 consistency=ssp:3",
         "\x00rule=ftrl l1=0.1 l2=0.01 beta=1 aggregate=sum",
         "\x00rule=momentum momentum=0.95 backup=1 consistency=sync elastic=no",
-        "\x00plugin=clip.so lr=0.5",
+        "\x00plugin=clip_sgd lr=0.5",
         "\x01rule=adagrad init=uniform:0.1 seed=7 init_acc=0.2",
         "\x01rule=sgd init=normal:0.001 seed=18446744073709551615",
         "\x00lr=0.30000000000000004 rule=sgd",

@@ -161,11 +161,9 @@ static void expect_equal(const float *got, const float *want, uint64_t n, const 
                         got[i], want[i]);
 }
 
-static void workers(void) {
+static void workers(paramd_client *A) {
     char opt[400];
-    paramd_client *A, *B;
-    snprintf(opt, sizeof opt, "coordinator=%s rank=0", coord);
-    if (paramd_connect(&A, opt)) CHECK_FAIL_("connect A: %s", paramd_last_error(NULL));
+    paramd_client *B;
     snprintf(opt, sizeof opt, "coordinator=%s rank=1 shared_buffers=no", coord);
     if (paramd_connect(&B, opt)) CHECK_FAIL_("connect B: %s", paramd_last_error(NULL));
     CHECK_INT_EQ(paramd_num_servers(A), 2);
@@ -441,8 +439,14 @@ int main(int argc, char **argv) {
     if (m.S != 2) CHECK_FAIL_("the cluster map names %u servers, not 2", m.S);
     for (int k = 0; k < 2; k++) snprintf(addr[k], sizeof addr[k], "%s", m.addr[k]);
     pd_map_free(&m);
+    /* worker A (rank 0) first: the raw frames of bad_frames speak for it */
+    char opt[400];
+    paramd_client *A;
+    snprintf(opt, sizeof opt, "coordinator=%s rank=0", coord);
+    if (paramd_connect(&A, opt)) CHECK_FAIL_("connect A: %s", paramd_last_error(NULL));
+    rp_speak_for(A);
     bad_frames();
-    workers();
+    workers(A);
     printf("region ok\n");
     return 0;
 }

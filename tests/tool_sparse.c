@@ -464,6 +464,7 @@ static int bad(void) {
     MUST(paramd_table_open(c, "dense", 16, NULL, NULL, &d));
     const uint32_t TID = 1, DID = 2;
     int S = paramd_num_servers(c), me = paramd_rank(c);
+    rp_speak_for(c); /* raw worker connections show c's rank ticket */
     enum { NK = 64 };
     uint64_t keys[NK];
     float g[NK * 4], before[NK * 4], after[NK * 4];

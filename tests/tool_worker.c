@@ -164,7 +164,11 @@ static int rules(const char *spec, int steps) {
     rule.kind = (pd_rule_kind)d.rule;
     pd_spec_hyper(&d, &rule.hyper);
     char msg[512];
-    if (d.rule == PD_RULE_PLUGIN && pd_rule_load_plugin(&rule, d.plugin, msg, sizeof msg)) {
+    char ppath[PD_MAX_PLUGIN_FILE]; /* plugin=NAME: where paramd local --plugin-dir said */
+    if (d.rule == PD_RULE_PLUGIN &&
+        (pd_rule_plugin_path(getenv("PARAMD_PLUGIN_DIR"), d.plugin, ppath, sizeof ppath, msg,
+                             sizeof msg) ||
+         pd_rule_load_plugin(&rule, ppath, msg, sizeof msg))) {
         fprintf(stderr, "FAIL plugin: %s\n", msg);
         return 1;
     }

@@ -15,8 +15,8 @@
  *
  * Build (from the repository root):
  *   cc -O2 -shared -fPIC -I include -o clip_sgd.so examples/plugins/clip_sgd.c
- * and open a table with the spec "plugin=/abs/path/clip_sgd.so lr=0.1 l1=1"
- * (see examples/plugins/README.md).
+ * put clip_sgd.so in the servers' --plugin-dir DIR and open a table with the
+ * spec "plugin=clip_sgd lr=0.1 l1=1" (see examples/plugins/README.md).
  */
 #include <stdio.h>
 

@@ -65,6 +65,7 @@ _TABLE = {
     -19: ("ConfigError", ("ECONFIG", "bad cluster configuration or environment"), ()),
     -20: ("InternalError", ("EINTERNAL", "internal error"), ()),
     -21: ("LimitError", ("ELIMIT", "a configured limit was reached (docs/limits.md)"), ()),
+    -22: ("AuthError", ("EAUTH", "authentication failed (cluster secret)"), (PermissionError,)),
 }
 
 BY_CODE = {}

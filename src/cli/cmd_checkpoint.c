@@ -14,6 +14,7 @@
 #include <string.h>
 
 #include "cli/cli.h"
+#include "cli/secret.h"
 #include "paramd.h"
 
 static void usage(FILE *f) {
@@ -27,11 +28,13 @@ static void usage(FILE *f) {
             "Restore with `paramd coordinator|server --restore DIR` or\n"
             "`paramd local|train --resume DIR` (docs/durability.md).\n"
             "\n"
-            "  --coordinator HOST:PORT  the cluster [$PARAMD_COORDINATOR]\n");
+            "  --coordinator HOST:PORT  the cluster [$PARAMD_COORDINATOR]\n"
+            "  --secret-file FILE       the cluster secret [$PARAMD_SECRET_FILE]\n");
 }
 
 int cmd_checkpoint(int argc, char **argv) {
     static const struct option opts[] = {{"coordinator", required_argument, 0, 'c'},
+                                         {"secret-file", required_argument, 0, 'S'},
                                          {"help", no_argument, 0, 'h'},
                                          {0, 0, 0, 0}};
     const char *coord = NULL;
@@ -39,6 +42,9 @@ int cmd_checkpoint(int argc, char **argv) {
     while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
         switch (c) {
         case 'c': coord = optarg; break;
+        case 'S':
+            if (cli_set_secret_file("paramd checkpoint", optarg)) return 2;
+            break;
         case 'h': usage(stdout); return 0;
         default: usage(stderr); return 2;
         }

@@ -58,6 +58,7 @@
 #include "cli/util.h"
 #include "common/common.h"
 #include "coord/coord.h"
+#include "frame/auth.h"
 #include "net/host.h"
 #include "server/server.h"
 #include "wire/wire.h"
@@ -217,6 +218,7 @@ typedef struct launch_opts {
     const char *listen_host, *advertise_host, *iface, *host_id, *transport;
     int startup_ms, report_ms, heartbeat_ms, connect_ms;
     const char *apply_threads;
+    const char *secret_file; /* --secret-file, else $PARAMD_SECRET_FILE */
     int dry_run;
     char **prog;
 } launch_opts;
@@ -262,6 +264,11 @@ static void usage(FILE *f) {
 "                           address, else its first one that is not loopback]\n"
 "  --host-id ID             this host's identity for the shared-memory transport\n"
 "                           [$PARAMD_HOST_ID, else hostname/boot id/namespace]\n"
+"Security (docs/security.md):\n"
+"  --secret-file FILE       the cluster secret, on a file system every host\n"
+"                           sees (or copied to each host): rank 0 creates it\n"
+"                           when missing, the others wait for it; required to\n"
+"                           listen beyond loopback [$PARAMD_SECRET_FILE]\n"
 "Time:\n"
 "  --connect-timeout-ms N   how long servers and workers keep trying to reach\n"
 "                           the coordinator (and wait for the rendezvous file)\n"
@@ -290,7 +297,7 @@ static int num_opt(const char *opt, const char *v, int64_t lo, int64_t hi, int64
 static int parse(int argc, char **argv, launch_opts *o) {
     enum { O_SERVERS = 1000, O_WORKERS, O_MAXW, O_RANK, O_WORLD, O_COORD, O_PORT,
            O_CHOST, O_RDV, O_LISTEN, O_IFACE, O_ADV, O_HOSTID, O_CONNECT, O_STARTUP,
-           O_REPORT, O_HB, O_TRANSPORT, O_APPLY, O_DRY, O_SPORTS };
+           O_REPORT, O_HB, O_TRANSPORT, O_APPLY, O_DRY, O_SPORTS, O_SECRET };
     static const struct option opts[] = {
         {"servers", 1, 0, O_SERVERS}, {"workers", 1, 0, O_WORKERS},
         {"max-workers", 1, 0, O_MAXW}, {"rank", 1, 0, O_RANK}, {"world", 1, 0, O_WORLD},
@@ -301,12 +308,14 @@ static int parse(int argc, char **argv, launch_opts *o) {
         {"connect-timeout-ms", 1, 0, O_CONNECT}, {"startup-timeout-ms", 1, 0, O_STARTUP},
         {"report-ms", 1, 0, O_REPORT}, {"heartbeat-timeout-ms", 1, 0, O_HB},
         {"transport", 1, 0, O_TRANSPORT}, {"apply-threads", 1, 0, O_APPLY},
-        {"server-ports", 1, 0, O_SPORTS},
+        {"server-ports", 1, 0, O_SPORTS}, {"secret-file", 1, 0, O_SECRET},
         {"dry-run", 0, 0, O_DRY}, {"help", 0, 0, 'h'}, {0, 0, 0, 0}};
     memset(o, 0, sizeof *o);
     o->rank = o->world = o->port = o->server_ports = -1;
     o->startup_ms = o->heartbeat_ms = -1;
     o->connect_ms = 60000;
+    o->secret_file = getenv("PARAMD_SECRET_FILE");
+    if (o->secret_file && !o->secret_file[0]) o->secret_file = NULL;
     int c;
     int64_t v;
     while ((c = getopt_long(argc, argv, "+h", opts, NULL)) != -1) {
@@ -345,6 +354,7 @@ static int parse(int argc, char **argv, launch_opts *o) {
         case O_APPLY: if (num_opt("--apply-threads", optarg, 1, 64, &v)) return -1;
                       o->apply_threads = optarg; break;
         case O_DRY: o->dry_run = 1; break;
+        case O_SECRET: o->secret_file = optarg; break;
         case O_SPORTS: if (num_opt("--server-ports", optarg, 1, 65535, &o->server_ports)) return -1;
                        break;
         case 'h': usage(stdout); exit(0);
@@ -434,6 +444,40 @@ static int write_rendezvous(const char *file, const char *addr, const char *job)
     return 0;
 }
 
+/* A server or worker waits (up to ms) for the secret file that rank 0
+ * creates, on a file system every host sees.  0 once it exists (whether
+ * it is fit to use, frame/auth.c says when it is read), or -1 after
+ * printing why. */
+static int wait_secret(const char *file, int ms) {
+    int64_t start = pd_now_ms();
+    int delay = 10, said = 0;
+    while (access(file, F_OK) != 0) {
+        int64_t now = pd_now_ms();
+        if (errno != ENOENT || now - start >= ms) {
+            char why[160];
+            if (errno == ENOENT)
+                snprintf(why, sizeof why, "did not appear within %.1f s (--connect-timeout-ms)",
+                         (double)ms / 1000.0);
+            else
+                snprintf(why, sizeof why, "cannot be looked at: %s", strerror(errno));
+            fprintf(stderr,
+                    "paramd launch: the secret file %s %s: rank 0 creates it; put it on a "
+                    "file system every host sees, or copy it to every host first\n",
+                    file, why);
+            return -1;
+        }
+        if (!said && now - start >= 5000) {
+            said = 1;
+            pd_log(PD_LOG_INFO, "still waiting for the secret file %s (rank 0 creates it)",
+                   file);
+        }
+        struct timespec ts = {0, (long)delay * 1000000L};
+        nanosleep(&ts, NULL);
+        if (delay < 200) delay *= 2;
+    }
+    return 0;
+}
+
 /* The address the coordinator tells the others, into out. */
 static int coord_advertise(const launch_opts *o, int all_local, const char *listen_host,
                            char *out, size_t n) {
@@ -484,6 +528,7 @@ static int run_coordinator(const launch_opts *o, const world *w, int32_t W,
     co.heartbeat_ms = o->heartbeat_ms;
     co.startup_ms = o->startup_ms;
     co.report_ms = o->report_ms;
+    co.secret_file = o->secret_file;
     if (rdv && coord_advertise(o, all_local, listen_host, adv, sizeof adv)) return 1;
     pd_log_set_name("coordinator");
     cli_stop_signals();
@@ -536,6 +581,7 @@ static int run_server(const launch_opts *o, const world *w, const char *caddr,
     so.listen = listen;
     so.advertise_host = adv_host;
     so.timeout_ms = o->connect_ms;
+    so.secret_file = o->secret_file;
     so.no_shm = o->transport && !strcmp(o->transport, "tcp");
     so.host_id = o->host_id ? o->host_id : getenv("PARAMD_HOST_ID");
     long cores = sysconf(_SC_NPROCESSORS_ONLN);
@@ -579,6 +625,7 @@ static int run_worker(const launch_opts *o, const world *w, int32_t r, int32_t W
     setenv("PARAMD_SERVERS", v, 1);
     if (o->host_id) setenv("PARAMD_HOST_ID", o->host_id, 1);
     if (o->transport) setenv("PARAMD_TRANSPORT", o->transport, 1);
+    if (o->secret_file) setenv("PARAMD_SECRET_FILE", o->secret_file, 1); /* its path */
     char host[65] = "?";
     gethostname(host, sizeof host - 1);
     fprintf(stderr, "paramd launch: rank %lld of %lld (%s) on host %s: worker %d of %d, "
@@ -700,6 +747,21 @@ int cmd_launch(int argc, char **argv) {
         return 2;
     }
 
+    /* Beyond loopback, only with the secret (frame/auth.h): said here, in
+     * every rank at once, rather than by rank 0 alone while the others
+     * wait for it. */
+    if (!o.secret_file && !pd_host_is_loopback(listen_host)) {
+        fprintf(stderr,
+                "paramd launch: listening on %s, which other machines reach, without a "
+                "cluster secret: anyone who reaches it could join the cluster and read or "
+                "overwrite its parameters.  Give --secret-file FILE (or "
+                "PARAMD_SECRET_FILE) on a file system every host sees (rank 0 creates "
+                "it), or --listen-host 127.0.0.1 when every rank is on this host "
+                "(docs/security.md)\n",
+                listen_host);
+        return 2;
+    }
+
     int64_t rank = w.rank;
     const char *role = rank == 0 ? "coordinator" : rank <= S ? "server" : "worker";
     if (o.dry_run) {
@@ -739,6 +801,7 @@ int cmd_launch(int argc, char **argv) {
     } else {
         snprintf(caddr, sizeof caddr, "%s", where);
     }
+    if (o.secret_file && wait_secret(o.secret_file, o.connect_ms)) return 1;
     if (rank <= S) return run_server(&o, &w, caddr, listen_host, adv_host);
     return run_worker(&o, &w, (int32_t)(rank - S - 1), W, caddr);
 }

@@ -14,6 +14,7 @@
 #include "cli/ckpt_opts.h"
 #include "cli/cli.h"
 #include "cli/local.h"
+#include "cli/secret.h"
 #include "cli/util.h"
 #include "common/common.h"
 
@@ -41,6 +42,12 @@ static void local_usage(FILE *f) {
             "                    on this host]\n"
             "  --apply-threads N threads each server may use for one update (paramd\n"
             "                    server --apply-threads) [cores]\n"
+            "  --secret-file FILE  the cluster secret (created if missing); workers\n"
+            "                    started later to join need the same file [a private\n"
+            "                    one, removed at exit; $PARAMD_SECRET_FILE]\n"
+            "  --plugin-dir DIR  where the servers load update-rule plugins from\n"
+            "                    (plugin=NAME is DIR/NAME.so); also in the workers'\n"
+            "                    PARAMD_PLUGIN_DIR [none: no plugins]\n"
             "%s", cli_ckpt_help);
 }
 
@@ -56,6 +63,8 @@ int cmd_local(int argc, char **argv) {
         {"checkpoint-every", required_argument, 0, 'K'},
         {"checkpoint-every-clocks", required_argument, 0, 'K'},
         {"resume", required_argument, 0, 'K'},
+        {"plugin-dir", required_argument, 0, 'P'},
+        {"secret-file", required_argument, 0, 'S'},
         {"help", no_argument, 0, 'h'},
         {0, 0, 0, 0}};
     int64_t S = 1, W = 1, M = 0;
@@ -92,6 +101,12 @@ int cmd_local(int argc, char **argv) {
             break;
         case 'A':
             if (cli_set_apply_threads("paramd local", optarg)) return 2;
+            break;
+        case 'P':
+            if (cli_set_plugin_dir("paramd local", optarg)) return 2;
+            break;
+        case 'S':
+            if (cli_set_secret_file("paramd local", optarg)) return 2;
             break;
         case 'h': local_usage(stdout); return 0;
         default: local_usage(stderr); return 2;

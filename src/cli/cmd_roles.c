@@ -17,6 +17,7 @@
 
 #include "cli/ckpt_opts.h"
 #include "cli/cli.h"
+#include "cli/secret.h"
 #include "cli/util.h"
 #include "common/common.h"
 #include "coord/coord.h"
@@ -69,6 +70,11 @@ static void coord_usage(FILE *f) {
             "  --metrics HOST:PORT serve Prometheus metrics at http://HOST:PORT/metrics\n"
             "                      (PORT alone: on 127.0.0.1; 0: any free port)\n"
             "                      (docs/operations.md)\n"
+            "  --secret-file FILE  the cluster secret: every connection proves it knows\n"
+            "                      it; FILE is created (mode 0600, a random secret) when\n"
+            "                      missing; give servers and workers the same file\n"
+            "                      [$PARAMD_SECRET_FILE; none: loopback only]\n"
+            "                      (docs/security.md)\n"
             "\n"
             "Limits (docs/limits.md):\n"
             "  --max-connections N connections at once [2 x M + S + 256]\n"
@@ -133,6 +139,7 @@ int cmd_coordinator(int argc, char **argv) {
         {"checkpoint-every-clocks", required_argument, 0, 'K'},
         {"restore", required_argument, 0, 'K'},
         {"metrics", required_argument, 0, 'M'},
+        {"secret-file", required_argument, 0, 'S'},
         {"help", no_argument, 0, 'h'},
         LIMIT_OPTS,
         {0, 0, 0, 0}};
@@ -142,6 +149,7 @@ int cmd_coordinator(int argc, char **argv) {
     cli_ckpt_opts ck = {0};
     limit_args lim = {0};
     o.startup_ms = -1;
+    o.secret_file = cli_secret_file_env();
     pd_log_set_name("coordinator");
     if (cli_ckpt_from_env("paramd coordinator", &ck)) return 2;
     while ((c = getopt_long(argc, argv, "h", opts, &li)) != -1) {
@@ -188,6 +196,7 @@ int cmd_coordinator(int argc, char **argv) {
             ready_fd = (int)fd;
             break;
         }
+        case 'S': o.secret_file = optarg; break;
         case 'h': coord_usage(stdout); return 0;
         default: coord_usage(stderr); return 2;
         }
@@ -283,6 +292,12 @@ static void server_usage(FILE *f) {
             "  --metrics HOST:PORT      serve Prometheus metrics at\n"
             "                           http://HOST:PORT/metrics (PORT alone: on\n"
             "                           127.0.0.1; 0: any free port; docs/operations.md)\n"
+            "  --secret-file FILE       the cluster secret (the coordinator's file)\n"
+            "                           [$PARAMD_SECRET_FILE; none: loopback only]\n"
+            "  --plugin-dir DIR         the only directory update-rule plugins are\n"
+            "                           loaded from: a table spec's plugin=NAME is\n"
+            "                           DIR/NAME.so; without it no plugin is loaded\n"
+            "                           [$PARAMD_PLUGIN_DIR] (docs/update-rules.md)\n"
             "Limits (docs/limits.md):\n"
             "  --max-connections N      connections at once [2 x worker slots + 256]\n"
             "  --max-tables N           tables on this server [4095]\n"
@@ -314,6 +329,8 @@ int cmd_server(int argc, char **argv) {
         {"apply-threads", required_argument, 0, 'A'},
         {"restore", required_argument, 0, 'R'},
         {"metrics", required_argument, 0, 'M'},
+        {"plugin-dir", required_argument, 0, 'P'},
+        {"secret-file", required_argument, 0, 'S'},
         {"help", no_argument, 0, 'h'},
         LIMIT_OPTS,
         {"max-table-mb", required_argument, 0, O_TABLEMB},
@@ -323,6 +340,9 @@ int cmd_server(int argc, char **argv) {
     if (cli_ckpt_from_env("paramd server", &ck)) return 2;
     limit_args lim = {0};
     int bad = 0;
+    o.secret_file = cli_secret_file_env();
+    o.plugin_dir = getenv("PARAMD_PLUGIN_DIR"); /* paramd local, train */
+    if (o.plugin_dir && !o.plugin_dir[0]) o.plugin_dir = NULL;
     long cores = sysconf(_SC_NPROCESSORS_ONLN);
     o.apply_threads = cores < 1 ? 1 : cores > 64 ? 64 : (int)cores;
     const char *at = getenv("PARAMD_APPLY_THREADS"); /* paramd local, train */
@@ -372,6 +392,8 @@ int cmd_server(int argc, char **argv) {
             if (cli_ckpt_option("paramd server", "restore", optarg, &ck)) return 2;
             break;
         case 'M': o.metrics = optarg; break;
+        case 'P': o.plugin_dir = optarg; break;
+        case 'S': o.secret_file = optarg; break;
         case 'h': server_usage(stdout); return 0;
         default: server_usage(stderr); return 2;
         }

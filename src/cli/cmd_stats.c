@@ -21,6 +21,7 @@
 #include <string.h>
 
 #include "cli/cli.h"
+#include "cli/secret.h"
 #include "common/common.h"
 #include "paramd.h"
 #include "wire/wire.h"
@@ -111,12 +112,14 @@ static void usage(FILE *f) {
             "frame) with the requests they held (docs/protocol.md).\n"
             "\n"
             "  --coordinator HOST:PORT  the coordinator [$PARAMD_COORDINATOR]\n"
+            "  --secret-file FILE       the cluster secret [$PARAMD_SECRET_FILE]\n"
             "  --table ID               only the table with this id\n");
 }
 
 int cmd_stats(int argc, char **argv) {
     static const struct option opts[] = {{"coordinator", required_argument, 0, 'c'},
                                          {"table", required_argument, 0, 't'},
+                                         {"secret-file", required_argument, 0, 'S'},
                                          {"help", no_argument, 0, 'h'},
                                          {0, 0, 0, 0}};
     const char *coord = NULL;
@@ -135,6 +138,9 @@ int cmd_stats(int argc, char **argv) {
             table = (uint32_t)id;
             break;
         }
+        case 'S':
+            if (cli_set_secret_file("paramd stats", optarg)) return 2;
+            break;
         case 'h': usage(stdout); return 0;
         default: usage(stderr); return 2;
         }

@@ -26,6 +26,7 @@
 #include <unistd.h>
 
 #include "cli/cli.h"
+#include "cli/secret.h"
 #include "common/common.h"
 #include "paramd.h"
 #include "wire/status.h"
@@ -493,6 +494,7 @@ static void usage(FILE *f) {
             "(a sync pull's clock, a barrier), naming whom it waits for.\n"
             "\n"
             "  --coordinator HOST:PORT  the coordinator [$PARAMD_COORDINATOR]\n"
+            "  --secret-file FILE       the cluster secret [$PARAMD_SECRET_FILE]\n"
             "  --watch                  refresh until interrupted (rates over the interval)\n"
             "  --interval S             seconds between refreshes [2]\n"
             "  --json                   one JSON object (per refresh, one per line);\n"
@@ -501,6 +503,7 @@ static void usage(FILE *f) {
 
 int cmd_status(int argc, char **argv) {
     static const struct option opts[] = {{"coordinator", required_argument, 0, 'c'},
+                                         {"secret-file", required_argument, 0, 'S'},
                                          {"watch", no_argument, 0, 'w'},
                                          {"interval", required_argument, 0, 'i'},
                                          {"json", no_argument, 0, 'j'},
@@ -512,6 +515,9 @@ int cmd_status(int argc, char **argv) {
     while ((ch = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
         switch (ch) {
         case 'c': coord = optarg; break;
+        case 'S':
+            if (cli_set_secret_file("paramd status", optarg)) return 2;
+            break;
         case 'w': watch = 1; break;
         case 'j': json = 1; break;
         case 'i':

@@ -21,6 +21,7 @@
 #include "cli/ckpt_opts.h"
 #include "cli/cli.h"
 #include "cli/local.h"
+#include "cli/secret.h"
 #include "cli/util.h"
 #include "common/common.h"
 #include "train/mf.h"
@@ -97,6 +98,11 @@ static void train_usage(FILE *f) {
 "  --transport T          auto, tcp or shm: how workers reach servers [auto:\n"
 "                         shared memory on this host]\n"
 "  --apply-threads N      threads each server may use for one update [cores]\n"
+"  --secret-file FILE     the cluster secret (a local cluster: created if\n"
+"                         missing; else a private one) [$PARAMD_SECRET_FILE]\n"
+"  --plugin-dir DIR       where servers (and --comm off) load update-rule\n"
+"                         plugins from: --rule with plugin=NAME is DIR/NAME.so\n"
+"                         [$PARAMD_PLUGIN_DIR; none: no plugins]\n"
 "  --max-workers M        worker slots (M >= W): workers started later with\n"
 "                         --join --coordinator ADDR join the running cluster [W]\n"
 "  --coordinator HOST:PORT  join an existing cluster as one worker instead\n"
@@ -128,7 +134,7 @@ int cmd_train(int argc, char **argv) {
            O_WORKERS, O_COORD, O_JOIN, O_OUT, O_EVERY, O_EVALN, O_SAVE, O_QUIET,
            O_BACKUP, O_STRAGGLE, O_HB, O_DIM, O_WINDOW, O_NEG, O_MINC, O_SUBS, O_NEIGH,
            O_USERS, O_ITEMS, O_RANK, O_NOISE, O_L2, O_TRANSPORT, O_MAXW, O_COMM,
-           O_DECAY, O_APPLY, O_CKPT };
+           O_DECAY, O_APPLY, O_CKPT, O_PLUGINS, O_SECRET };
     static const struct option opts[] = {
         {"model", 1, 0, O_MODEL}, {"hidden", 1, 0, O_HIDDEN}, {"data", 1, 0, O_DATA},
         {"limit", 1, 0, O_LIMIT}, {"no-dropout", 0, 0, O_NODROP},
@@ -147,7 +153,8 @@ int cmd_train(int argc, char **argv) {
         {"rank", 1, 0, O_RANK}, {"noise", 1, 0, O_NOISE}, {"l2", 1, 0, O_L2},
         {"transport", 1, 0, O_TRANSPORT},
         {"comm", 1, 0, O_COMM}, {"lr-decay", 1, 0, O_DECAY},
-        {"apply-threads", 1, 0, O_APPLY},
+        {"apply-threads", 1, 0, O_APPLY}, {"plugin-dir", 1, 0, O_PLUGINS},
+        {"secret-file", 1, 0, O_SECRET},
         {"checkpoint-dir", 1, 0, O_CKPT}, {"checkpoint-every", 1, 0, O_CKPT},
         {"checkpoint-every-clocks", 1, 0, O_CKPT}, {"resume", 1, 0, O_CKPT},
         {0, 0, 0, 0}};
@@ -311,6 +318,12 @@ int cmd_train(int argc, char **argv) {
         case O_CKPT:
             if (cli_ckpt_option("paramd train", opts[li].name, optarg, &ck)) return 2;
             break;
+        case O_PLUGINS:
+            if (cli_set_plugin_dir("paramd train", optarg)) return 2;
+            break;
+        case O_SECRET:
+            if (cli_set_secret_file("paramd train", optarg)) return 2;
+            break;
         case 'h': train_usage(stdout); return 0;
         default: train_usage(stderr); return 2;
         }
@@ -319,6 +332,7 @@ int cmd_train(int argc, char **argv) {
         fprintf(stderr, "paramd train: unexpected argument '%s'\n", argv[optind]);
         return 2;
     }
+    cfg.plugin_dir = getenv("PARAMD_PLUGIN_DIR"); /* --plugin-dir put it there */
     /* the sparse models' own defaults (docs/training.md) */
     int sparse_model = !strcmp(cfg.model, "word2vec") || !strcmp(cfg.model, "mf");
     if (sparse_model) {

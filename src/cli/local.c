@@ -20,6 +20,8 @@
  *     lost on the way);
  *   - SIGINT / SIGTERM / SIGHUP to the supervisor terminate every child the
  *     same way and pd_local_wait returns 128+signal.
+ * The cluster secret (cli/secret.h): the one in PARAMD_SECRET_FILE, or a
+ * private one made for this cluster and removed by pd_local_free.
  * One thread: a poll loop over the children's output pipes and a signalfd
  * (SIGCHLD and the terminating signals), so no signal handler runs code.
  * Its messages still say "paramd local", whichever command started it.
@@ -37,6 +39,7 @@
 #include <unistd.h>
 
 #include "cli/local.h"
+#include "cli/secret.h"
 #include "cli/util.h"
 #include "common/common.h"
 
@@ -70,6 +73,8 @@ struct pd_local {
     double term_deadline;    /* 0: not terminating */
     int killed;
     sigset_t oldmask;
+    char secret_dir[4096];   /* the cluster's private secret, if we made one
+                              * (secret.h): removed by pd_local_free */
 };
 
 /* ==== Output ============================================================ */
@@ -303,6 +308,9 @@ int pd_local_start(pd_local **out, int32_t S, int32_t W, int32_t M, const char *
     L->sfd = signalfd(-1, &set, SFD_NONBLOCK | SFD_CLOEXEC);
     *out = L;
 
+    /* The cluster secret: the coordinator creates the file, every child
+     * finds its path in PARAMD_SECRET_FILE (never the secret itself). */
+    if (cli_secret_for_cluster(L->secret_dir, sizeof L->secret_dir)) goto fail;
     /* Coordinator: learn its address through a pipe on fd 3. */
     int rp[2];
     if (pipe2(rp, O_CLOEXEC)) goto fail;
@@ -389,6 +397,10 @@ int pd_local_wait(pd_local *L, char *why, size_t whylen) {
 
 void pd_local_free(pd_local *L) {
     if (!L) return;
+    if (L->secret_dir[0]) { /* ours: gone with the cluster */
+        cli_secret_remove(L->secret_dir);
+        unsetenv("PARAMD_SECRET_FILE");
+    }
     if (L->sfd >= 0) close(L->sfd);
     sigprocmask(SIG_SETMASK, &L->oldmask, NULL);
     free(L->ch);

@@ -29,11 +29,13 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "common/common.h"
@@ -159,5 +161,18 @@ int cli_set_apply_threads(const char *cmd, const char *n) {
         return -1;
     }
     setenv("PARAMD_APPLY_THREADS", n, 1);
+    return 0;
+}
+
+int cli_set_plugin_dir(const char *cmd, const char *dir) {
+    char real[PATH_MAX];
+    struct stat st;
+    errno = 0;
+    if (!realpath(dir, real) || stat(real, &st) != 0 || !S_ISDIR(st.st_mode)) {
+        fprintf(stderr, "%s: --plugin-dir %s is not a directory%s%s\n", cmd, dir,
+                errno ? ": " : "", errno ? strerror(errno) : "");
+        return -1;
+    }
+    setenv("PARAMD_PLUGIN_DIR", real, 1);
     return 0;
 }

@@ -53,5 +53,10 @@ int cli_set_transport(const char *cmd, const char *t);
  * PARAMD_APPLY_THREADS, the servers' default for --apply-threads.  0, or
  * -1 after printing why. */
 int cli_set_apply_threads(const char *cmd, const char *n);
+/* --plugin-dir DIR of paramd local and train: check that DIR is a
+ * directory and put its absolute path in PARAMD_PLUGIN_DIR, the servers'
+ * default for --plugin-dir (and where a worker that replays a rule itself
+ * finds the plugin).  0, or -1 after printing why. */
+int cli_set_plugin_dir(const char *cmd, const char *dir);
 
 #endif

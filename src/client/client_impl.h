@@ -15,6 +15,7 @@
 #include <pthread.h>
 #include <stdint.h>
 
+#include "frame/auth.h"
 #include "frame/frame.h"
 #include "net/conn.h"
 #include "net/fault.h"
@@ -197,6 +198,12 @@ struct paramd_client {
                            * with the rank variable used, or NULL */
     int64_t launch_size;  /* its value (checked against W at connect) */
     int32_t rank, W, S;   /* rank -1: a tool */
+    pd_key key;           /* the cluster secret (option secret_file=,
+                           * PARAMD_SECRET_FILE); has_key 0: none */
+    int has_key;
+    pd_ticket ticket;     /* the rank's ticket from REG_WORKER: shown in
+                           * every later HELLO (has_ticket) */
+    int has_ticket;
     int32_t slots; /* M: worker slots (ranks 0..M-1); servers report it */
     uint64_t epoch;
     int64_t clock;

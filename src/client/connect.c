@@ -63,6 +63,7 @@
 #include "wire/wire.h"
 
 #define PD_CHUNK_BYTES_DEFAULT (1u << 20)
+_Static_assert(PD_MAP_TICKET_BYTES == PD_MAC_BYTES, "a map's ticket is a MAC");
 
 /* ==== Errors ============================================================ */
 
@@ -130,7 +131,9 @@ int coord_rpc(paramd_client *c, uint16_t type, uint32_t table,
 static int parse_options(paramd_client *c, const char *options) {
     char buf[1024];
     const char *coord = NULL, *rank = NULL, *transport = NULL, *host_id = NULL;
+    const char *secret = NULL;
     char coordbuf[PD_MAX_ADDR + 1], rankbuf[32], trbuf[16], hostbuf[PD_MAX_ADDR + 1];
+    char secretbuf[1024];
     c->timeout_ms = 30000;
     c->peer_timeout_ms = -1;
     c->chunk_bytes = PD_CHUNK_BYTES_DEFAULT;
@@ -198,6 +201,9 @@ static int parse_options(paramd_client *c, const char *options) {
                 return cl_err(NULL, PARAMD_EINVAL,
                               "shared_buffers=%s is not yes or no", val);
             c->shared_buffers = strcmp(val, "yes") == 0;
+        } else if (strcmp(tok, "secret_file") == 0) {
+            snprintf(secretbuf, sizeof secretbuf, "%s", val);
+            secret = secretbuf;
         } else if (strcmp(tok, "shm_ring_bytes") == 0) {
             if (pd_parse_i64(val, &v) || !pd_shm_valid_ring((uint64_t)v))
                 return cl_err(NULL, PARAMD_EINVAL,
@@ -207,7 +213,7 @@ static int parse_options(paramd_client *c, const char *options) {
         } else {
             return cl_err(NULL, PARAMD_EINVAL,
                           "unknown option '%s' (coordinator, rank, role, "
-                          "timeout_ms, peer_timeout_ms, chunk_bytes, "
+                          "secret_file, timeout_ms, peer_timeout_ms, chunk_bytes, "
                           "coalesce_bytes, transport, host_id, shm_ring_bytes, "
                           "shared_buffers, fault)",
                           tok);
@@ -228,6 +234,7 @@ static int parse_options(paramd_client *c, const char *options) {
         {"LOCAL_RANK", "LOCAL_WORLD_SIZE"}};
     static const char *const transport_env[] = {"PARAMD_TRANSPORT", NULL};
     static const char *const host_env[] = {"PARAMD_HOST_ID", NULL};
+    static const char *const secret_env[] = {"PARAMD_SECRET_FILE", NULL};
     if (c->tool && rank)
         return cl_err(NULL, PARAMD_EINVAL,
                       "rank=%s with role=tool: a tool is not a worker and has "
@@ -283,6 +290,15 @@ static int parse_options(paramd_client *c, const char *options) {
                       "no coordinator: set PARAMD_COORDINATOR=HOST:PORT or pass "
                       "coordinator=HOST:PORT (paramd local sets it for you)");
     snprintf(c->coord_addr, sizeof c->coord_addr, "%s", coord);
+    /* The cluster secret: its path only, here; the key stays in c. */
+    if (!secret) secret = pd_env_first(secret_env);
+    if (secret && secret[0]) {
+        pd_err e = {0};
+        if (pd_secret_load(secret, &c->key, &e) != 0)
+            return cl_err(NULL, e.code, "%s (from the secret_file= option or "
+                          "PARAMD_SECRET_FILE)", e.msg);
+        c->has_key = 1;
+    }
     c->rank = -1;
     if (rank) {
         int64_t r;
@@ -294,10 +310,13 @@ static int parse_options(paramd_client *c, const char *options) {
     return 0;
 }
 
-/* The handshake (frame/hello.h) as this client: a worker, or a tool. */
+/* The handshake (frame/hello.h) as this client: a worker (with its rank's
+ * ticket once it registered), or a tool; with the cluster secret if it
+ * has one. */
 static int hello(paramd_client *c, pd_conn *conn, pd_welcome *w, pd_err *e) {
-    pd_hello me = {c->tool ? PD_ROLE_TOOL : PD_ROLE_WORKER, c->rank};
-    return pd_handshake_dial(conn, &me, w, e);
+    pd_hello me = {.role = c->tool ? PD_ROLE_TOOL : PD_ROLE_WORKER, .rank = c->rank};
+    if (c->has_ticket) me.has_ticket = 1, me.ticket = c->ticket;
+    return pd_handshake_dial(conn, &me, c->has_key ? &c->key : NULL, w, e);
 }
 
 /* Say HELLO on conn and check the server's welcome against the map; *w
@@ -448,6 +467,11 @@ int paramd_connect(paramd_client **out, const char *options) {
     }
     c->epoch = m.epoch;
     c->rank = m.rank; /* -1 for a tool */
+    if (m.has_ticket) {
+        c->has_ticket = 1;
+        c->ticket.gen = m.ticket_gen;
+        memcpy(c->ticket.mac, m.ticket, sizeof c->ticket.mac);
+    }
     c->W = (int32_t)m.W;
     c->S = (int32_t)m.S;
     c->links = pd_calloc(m.S, sizeof *c->links);
@@ -584,6 +608,7 @@ int paramd_close(paramd_client *c) {
     pthread_mutex_destroy(&c->wait_mu);
     pthread_mutex_destroy(&c->hb_mu);
     pthread_cond_destroy(&c->hb_cv);
+    pd_wipe(&c->key, sizeof c->key);
     pd_free(c);
     return rc;
 }

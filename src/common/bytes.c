@@ -90,6 +90,12 @@ int pd_get_u64(pd_rd *r, uint64_t *v) {
     *v = pd_le64_get(p);
     return 0;
 }
+int pd_get_bytes(pd_rd *r, void *out, size_t n) {
+    const uint8_t *p = rd_take(r, n);
+    if (!p) return -1;
+    memcpy(out, p, n);
+    return 0;
+}
 int pd_get_f64(pd_rd *r, double *v) {
     uint64_t u;
     if (pd_get_u64(r, &u)) return -1;

@@ -74,6 +74,8 @@ int pd_get_u16(pd_rd *r, uint16_t *v);
 int pd_get_u32(pd_rd *r, uint32_t *v);
 int pd_get_u64(pd_rd *r, uint64_t *v);
 int pd_get_f64(pd_rd *r, double *v);
+/* exactly n raw bytes into out */
+int pd_get_bytes(pd_rd *r, void *out, size_t n);
 /* u16 length + bytes into out (NUL-terminated); fails if the length is
  * > maxlen or the bytes contain NUL. */
 int pd_get_str(pd_rd *r, char *out, size_t maxlen);

@@ -93,16 +93,19 @@ static void *conn_main(void *arg) {
     cc->conn->deadline_ms = pd_now_ms() + co->o.handshake_ms;
     cc->conn->frame_ms = co->o.frame_ms;
     pd_tcp_set_rcvtimeo(cc->conn, timeo_for(co->o.handshake_ms));
-    static const pd_hello_rules rules = {
-        "coordinator",
-        PD_ROLE_BIT(PD_ROLE_WORKER) | PD_ROLE_BIT(PD_ROLE_SERVER) | PD_ROLE_BIT(PD_ROLE_TOOL),
-        0 /* ranks are checked at REG_WORKER */};
+    const pd_hello_rules rules = {
+        .who = "coordinator",
+        .roles = PD_ROLE_BIT(PD_ROLE_WORKER) | PD_ROLE_BIT(PD_ROLE_SERVER) |
+                 PD_ROLE_BIT(PD_ROLE_TOOL),
+        .workers = 0, /* ranks are checked at REG_WORKER */
+        .key = co->has_key ? &co->key : NULL,
+        .grant = &co->grant, /* a heartbeat connection shows its ticket */
+    };
     pd_err he = {0};
-    pd_hello hello;
-    int rc = pd_handshake_accept(cc->conn, &rules, NULL, &hello, &he);
+    int rc = pd_handshake_accept(cc->conn, &rules, NULL, &cc->hello, &he);
     if (rc == 0) rc = pd_admit_welcomed(&co->admit, &cc->slot);
     if (rc == 0) {
-        cc->role = hello.role;
+        cc->role = cc->hello.role;
         cc->conn->deadline_ms = 0;
         pd_tcp_set_rcvtimeo(cc->conn, timeo_for(co->o.frame_ms));
     }
@@ -254,6 +257,7 @@ pd_coord *pd_coord_start(const pd_coord_opts *o, pd_err *e) {
         co->wstart[w] = -1;
     }
     co->nmembers = o->workers;
+    pd_key_random(&co->grant);
     co_ckpt_init(co);
     if (co->o.restore && co_restore(co, e) != 0) {
         pd_coord_free(co);
@@ -268,10 +272,27 @@ pd_coord *pd_coord_start(const pd_coord_opts *o, pd_err *e) {
         pd_coord_free(co);
         return NULL;
     }
-    if (pd_tcp_listen(host, port, &co->lfd, co->bound, sizeof co->bound, e)) {
+    /* The secret first: beyond loopback nothing is bound without it. */
+    int created = 0;
+    if (co->o.secret_file) {
+        if (pd_secret_load_or_create(co->o.secret_file, &co->key, &created, e) != 0) {
+            pd_coord_free(co);
+            return NULL;
+        }
+        co->has_key = 1;
+    }
+    if (pd_listen_check("paramd coordinator", host, co->has_key, e) != 0 ||
+        pd_tcp_listen(host, port, &co->lfd, co->bound, sizeof co->bound, e)) {
         pd_coord_free(co);
         return NULL;
     }
+    if (created)
+        pd_log(PD_LOG_INFO, "created the cluster secret %s (mode 0600): give every "
+               "server and worker this file", co->o.secret_file);
+    if (!co->has_key)
+        pd_log(PD_LOG_WARN, "no cluster secret (--secret-file): any process on this "
+               "host can connect to %s and act as a server, worker or tool "
+               "(docs/security.md)", co->bound);
     if (co->o.metrics && !(co->http = pd_http_start(co->o.metrics, co_metrics_render, co, e))) {
         pd_coord_free(co);
         return NULL;
@@ -402,6 +423,8 @@ void pd_coord_free(pd_coord *co) {
     pd_free(co->wbar);
     pd_free(co->tables);
     pd_free(co->ck_files);
+    pd_wipe(&co->key, sizeof co->key);
+    pd_wipe(&co->grant, sizeof co->grant);
     pthread_mutex_destroy(&co->mu);
     pthread_cond_destroy(&co->cv);
     pd_admit_destroy(&co->admit);

@@ -44,11 +44,15 @@ typedef struct pd_coord_opts {
     int handshake_ms;   /* accept to welcome [5000] */
     int frame_ms;       /* a frame's first byte to its last [30000] */
     int max_tables;     /* tables in the registry [PD_MAX_TABLES - 1] */
+    const char *secret_file; /* the cluster secret (frame/auth.h), created
+                              * when missing; NULL: none, and then listen
+                              * must be loopback */
 } pd_coord_opts;
 
 typedef struct pd_coord pd_coord;
 
-/* Bind the listening socket.  NULL with the reason in e. */
+/* Load (or create) the secret, then bind the listening socket: refused
+ * beyond loopback without a secret.  NULL with the reason in e. */
 pd_coord *pd_coord_start(const pd_coord_opts *o, pd_err *e);
 /* The bound "host:port" (port 0 resolved). */
 const char *pd_coord_address(const pd_coord *c);

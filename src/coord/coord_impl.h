@@ -24,6 +24,7 @@
 #include "coord/coord.h"
 #include "frame/admit.h"
 #include "frame/frame.h"
+#include "frame/hello.h"
 #include "metrics/http.h"
 #include "table/def.h"
 #include "wire/wire.h"
@@ -50,6 +51,8 @@ typedef struct co_conn {
     int heartbeat;  /* a worker's heartbeat connection */
     int32_t hb_rank; /* the rank it beats for */
     uint32_t gen;    /* wgen[rank] when it registered */
+    pd_hello hello;  /* what it said in HELLO: its role, and the rank
+                      * ticket it showed (checked against grant) */
     uint8_t buf[PD_MAX_CTRL_PAYLOAD + 1];
 } co_conn;
 
@@ -58,6 +61,10 @@ struct pd_coord {
     char bound[PD_MAX_ADDR + 1];
     int lfd;
     pd_admit admit;     /* connection limits (frame/admit.h; its own lock) */
+    pd_key key;         /* the cluster secret (has_key) */
+    int has_key;
+    pd_key grant;       /* signs rank tickets; random at start, handed to
+                         * servers only (frame/auth.h) */
 
     pthread_mutex_t mu; /* guards everything below */
     pthread_cond_t cv;  /* any change a waiter may wait for */

@@ -12,6 +12,7 @@
 #include <time.h>
 
 #include "coord/coord_impl.h"
+#include "frame/auth.h"
 #include "net/conn.h"
 #include "wire/map.h"
 
@@ -96,7 +97,10 @@ int co_on_reg_server(co_conn *cc, const pd_hdr *h) {
     pd_put_u32(&b, (uint32_t)co->o.servers);
     pd_put_u32(&b, (uint32_t)co->o.workers);
     pd_put_u32(&b, (uint32_t)co->o.max_workers);
+    /* What only servers get: the key that checks workers' rank tickets. */
+    pd_put_bytes(&b, co->grant.k, sizeof co->grant.k);
     int rc = co_reply(cc, h, &b);
+    pd_wipe(b.p, b.len);
     pd_buf_free(&b);
     return rc;
 }
@@ -263,7 +267,13 @@ int co_on_reg_worker(co_conn *cc, const pd_hdr *h) {
     pd_buf b;
     pd_buf_init(&b);
     pd_map m = {want, (uint32_t)W, (uint32_t)co->o.servers, co->epoch, co->server_addr,
-                (uint32_t)co->o.heartbeat_ms, (uint32_t)M, start};
+                (uint32_t)co->o.heartbeat_ms, (uint32_t)M, start, 1, 0, {0}};
+    /* The rank is this connection's: the ticket proves it to the servers
+     * and on the heartbeat connection (frame/auth.h). */
+    pd_ticket tk;
+    pd_ticket_make(&co->grant, want, cc->gen, &tk);
+    m.ticket_gen = tk.gen;
+    memcpy(m.ticket, tk.mac, sizeof m.ticket);
     pd_map_encode(&b, &m);
     co->wseen_ms[want] = pd_now_ms(); /* waiting for servers is not silence */
     pthread_mutex_unlock(&co->mu);
@@ -289,7 +299,7 @@ int co_on_map(co_conn *cc, const pd_hdr *h) {
     pd_buf b;
     pd_buf_init(&b);
     pd_map m = {-1, (uint32_t)co->o.workers, (uint32_t)co->o.servers, co->epoch,
-                co->server_addr, 0, 0, 0};
+                co->server_addr, 0, 0, 0, 0, 0, {0}};
     pd_map_encode(&b, &m);
     pthread_mutex_unlock(&co->mu);
     int rc = co_reply(cc, h, &b);
@@ -324,6 +334,19 @@ int co_on_heartbeat(co_conn *cc, const pd_hdr *h) {
     if (!pd_rd_done(&r) || cc->role != PD_ROLE_WORKER || rank >= (uint32_t)co->o.max_workers)
         return co_reply_err(cc, h, PARAMD_EPROTO, "malformed HEARTBEAT");
     pthread_mutex_lock(&co->mu);
+    /* A heartbeat keeps a rank alive, so only its holder may send it: the
+     * connection must have shown that rank's current ticket in HELLO. */
+    if (!cc->hello.has_ticket || cc->hello.rank != (int32_t)rank ||
+        cc->hello.ticket.gen != co->wgen[rank]) {
+        pthread_mutex_unlock(&co->mu);
+        char msg[200];
+        snprintf(msg, sizeof msg,
+                 "HEARTBEAT for rank %u from a connection that did not show the "
+                 "ticket of that rank's current worker", rank);
+        pd_log(PD_LOG_WARN, "closing connection from %s: %s", cc->conn->peer, msg);
+        pd_send_error(cc->conn, h, PARAMD_EWORKER, msg);
+        return PARAMD_EWORKER;
+    }
     cc->heartbeat = 1;
     cc->hb_rank = (int32_t)rank;
     int live = co->wstate[rank] == W_LIVE;

@@ -290,7 +290,8 @@ static int restore_file(pd_server *s, const char *path, const pd_manifest *m,
         if (!t) {
             pd_table_def d;
             my_part(s, &from, &d);
-            pd_table_env env = {s->W, s->index, s->S, s->pool, s->o.max_table_bytes};
+            pd_table_env env = {s->W, s->index, s->S, s->pool, s->o.max_table_bytes,
+                                s->plugin_dir[0] ? s->plugin_dir : NULL};
             if (!(t = pd_table_create(id, &d, &env, e))) break;
             t->gate.alive = srv_rank_alive; /* for the wait messages */
             t->gate.alive_arg = s;

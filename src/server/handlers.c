@@ -48,6 +48,12 @@ int srv_on_table_create(srv_conn *sc, const pd_hdr *h) {
                   PD_MAX_TABLES - 1);
         return srv_reply_err(sc, h, &e);
     }
+    /* Tables are defined by registered workers only (their HELLO showed
+     * the coordinator's ticket), within this server's limits. */
+    if (sc->role != PD_ROLE_WORKER) {
+        pd_seterr(&e, PARAMD_EWORKER, "only workers define tables");
+        return srv_reply_err(sc, h, &e);
+    }
     pthread_mutex_lock(&s->mu);
     pd_table *t = s->tables[h->table];
     if (t && !pd_table_same_def(t, &d)) {
@@ -69,7 +75,8 @@ int srv_on_table_create(srv_conn *sc, const pd_hdr *h) {
             pthread_mutex_unlock(&s->mu);
             return srv_reply_err(sc, h, &e);
         }
-        pd_table_env env = {s->W, s->index, s->S, s->pool, s->o.max_table_bytes};
+        pd_table_env env = {s->W, s->index, s->S, s->pool, s->o.max_table_bytes,
+                            s->plugin_dir[0] ? s->plugin_dir : NULL};
         t = pd_table_create(h->table, &d, &env, &e);
         if (!t || srv_table_within_limit(t, s->o.max_table_bytes, &e) != 0) {
             pthread_mutex_unlock(&s->mu);
@@ -121,9 +128,9 @@ int srv_on_write(srv_conn *sc, const pd_hdr *h) {
     pd_table *t = srv_table(sc->srv, h->table);
     if (!t) {
         pd_seterr(&e, PARAMD_ENOTABLE, "no table %u on this server", h->table);
-    } else if (pd_table_check(t, &rq, &e) == 0 && h->type == PD_MSG_PUSH &&
-               sc->role != PD_ROLE_WORKER) {
-        pd_seterr(&e, PARAMD_EWORKER, "only workers push");
+    } else if (pd_table_check(t, &rq, &e) == 0 && sc->role != PD_ROLE_WORKER) {
+        pd_seterr(&e, PARAMD_EWORKER, h->type == PD_MSG_PUSH ? "only workers push"
+                                                             : "only workers write values");
     } else if (e.code == 0 && srv_ensure_buf(sc, (size_t)nbytes) != 0) {
         pd_seterr(&e, PARAMD_ENOMEM, "out of memory for a %llu-byte payload",
                   (unsigned long long)nbytes);

@@ -12,8 +12,32 @@
  * pushes already inside a table are done (inflight).  So no push of a
  * dead worker's connection still in a socket buffer can ever count for
  * the worker that takes its rank.  Called with nothing locked.
+ *
+ * Who may connect as a rank.  A worker's HELLO shows the ticket the
+ * coordinator gave it (frame/auth.h): the handshake checks that it is the
+ * coordinator's, and srv_claim_rank that its incarnation is not older
+ * than the newest this server has seen for that rank.  So no peer takes
+ * a rank it was not given, and the holder of a rank is never displaced
+ * by anyone but the worker the coordinator gave the rank to next (which
+ * it does only once the holder left or died: WORKER_GONE came first).
  */
 #include "server/server_impl.h"
+
+int srv_claim_rank(void *arg, const pd_hello *peer, pd_err *e) {
+    pd_server *s = arg;
+    if (peer->role != PD_ROLE_WORKER) return 0;
+    pthread_mutex_lock(&s->mu);
+    uint32_t newest = s->holder[peer->rank];
+    int ok = peer->ticket.gen >= newest;
+    if (ok) s->holder[peer->rank] = peer->ticket.gen;
+    pthread_mutex_unlock(&s->mu);
+    if (ok) return 0;
+    return pd_seterr(e, PARAMD_EWORKER,
+                     "rank %d was given to a newer worker (incarnation %u; this "
+                     "connection's ticket is of incarnation %u): it may not connect "
+                     "as that rank",
+                     peer->rank, newest, peer->ticket.gen);
+}
 
 void srv_bind_rank(srv_conn *sc) {
     if (sc->rank < 0) return;

@@ -7,10 +7,13 @@
 #include "server/server.h"
 
 #include <errno.h>
+#include <limits.h>
 #include <pthread.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "frame/hello.h"
@@ -44,6 +47,27 @@ static int advertise_addr(pd_server *s, pd_err *e) {
     if (!h) h = host;
     snprintf(s->advertised, sizeof s->advertised, strchr(h, ':') ? "[%s]:%u" : "%s:%u",
              h, port);
+    return 0;
+}
+
+/* --plugin-dir: an existing directory, made absolute.  Loading a plugin
+ * runs its code as this server, so a directory that other users may write
+ * into would let them run code here: refused. */
+static int plugin_dir_check(const char *dir, char *out, size_t outlen, pd_err *e) {
+    char real[PATH_MAX];
+    struct stat st;
+    if (!realpath(dir, real) || stat(real, &st) != 0)
+        return pd_seterr(e, PARAMD_EINVAL, "--plugin-dir %s: %s", dir, strerror(errno));
+    if (!S_ISDIR(st.st_mode))
+        return pd_seterr(e, PARAMD_EINVAL, "--plugin-dir %s is not a directory", dir);
+    if (st.st_mode & (S_IWGRP | S_IWOTH))
+        return pd_seterr(e, PARAMD_EINVAL,
+                         "--plugin-dir %s can be written by other users (mode %04o), "
+                         "and every plugin in it runs as this server: chmod go-w it",
+                         dir, (unsigned)(st.st_mode & 07777));
+    if (strlen(real) + 1 + PD_RULE_PLUGIN_NAME_MAX + 4 > outlen)
+        return pd_seterr(e, PARAMD_EINVAL, "--plugin-dir %s: path too long", dir);
+    snprintf(out, outlen, "%s", real);
     return 0;
 }
 
@@ -81,6 +105,9 @@ pd_server *pd_server_start(const pd_server_opts *o, pd_err *e) {
     pthread_mutex_init(&s->mu, NULL);
     pthread_mutex_init(&s->coord_send_mu, NULL);
     pthread_cond_init(&s->cv, NULL);
+    if (s->o.plugin_dir && plugin_dir_check(s->o.plugin_dir, s->plugin_dir,
+                                            sizeof s->plugin_dir, e) != 0)
+        goto fail;
     char host[PD_MAX_ADDR + 1];
     uint16_t port;
     if (pd_parse_hostport(s->o.listen, host, sizeof host, &port) != 0) {
@@ -88,11 +115,20 @@ pd_server *pd_server_start(const pd_server_opts *o, pd_err *e) {
                   s->o.listen);
         goto fail;
     }
-    if (pd_tcp_listen(host, port, &s->lfd, s->bound, sizeof s->bound, e))
+    /* The secret first: beyond loopback nothing is bound without it. */
+    if (s->o.secret_file) {
+        if (pd_secret_load(s->o.secret_file, &s->key, e) != 0) goto fail;
+        s->has_key = 1;
+    }
+    if (pd_listen_check("paramd server", host, s->has_key, e) != 0 ||
+        pd_tcp_listen(host, port, &s->lfd, s->bound, sizeof s->bound, e))
         goto fail;
     if (pd_host_id(s->o.host_id, s->host_id, sizeof s->host_id, e) ||
         advertise_addr(s, e))
         goto fail;
+    if (!s->has_key)
+        pd_log(PD_LOG_WARN, "no cluster secret (--secret-file): any process on this "
+               "host can connect to %s (docs/security.md)", s->bound);
     if (!s->o.no_shm) {
         pd_err se = {0};
         if (pd_shm_listen(&s->shm_lfd, s->shm_name, sizeof s->shm_name, &se) != 0)
@@ -107,9 +143,14 @@ pd_server *pd_server_start(const pd_server_opts *o, pd_err *e) {
     uint8_t buf[PD_MAX_CTRL_PAYLOAD + 1];
     pd_hdr h = {0}, rh;
     pd_buf b;
-    pd_hello hello = {PD_ROLE_SERVER, -1};
-    int rc = pd_handshake_dial(s->coord, &hello, NULL, e);
-    if (rc) goto fail;
+    pd_hello hello = {.role = PD_ROLE_SERVER, .rank = -1};
+    int rc = pd_handshake_dial(s->coord, &hello, s->has_key ? &s->key : NULL, NULL, e);
+    if (rc) {
+        char why[PD_ERRMSG_MAX];
+        snprintf(why, sizeof why, "%s", e->msg);
+        pd_seterr(e, rc, "coordinator %s: %s", s->o.coordinator, why);
+        goto fail;
+    }
     pd_buf_init(&b);
     pd_put_str(&b, s->advertised);
     h = (pd_hdr){0};
@@ -125,6 +166,8 @@ pd_server *pd_server_start(const pd_server_opts *o, pd_err *e) {
     pd_get_u32(&r, &S);
     pd_get_u32(&r, &W);
     pd_get_u32(&r, &M);
+    pd_get_bytes(&r, s->grant.k, sizeof s->grant.k);
+    pd_wipe(buf, sizeof buf);
     if (!pd_rd_done(&r) || S == 0 || idx >= S || W == 0 || M < W ||
         M > PD_MAX_WORKERS) {
         pd_seterr(e, PARAMD_EPROTO, "malformed REG_SERVER reply");
@@ -138,7 +181,8 @@ pd_server *pd_server_start(const pd_server_opts *o, pd_err *e) {
     s->wgen = pd_calloc(M, sizeof *s->wgen);
     s->inflight = pd_calloc(M, sizeof *s->inflight);
     s->wconns = pd_calloc(M, sizeof *s->wconns);
-    if (!s->gone || !s->jfrom || !s->wgen || !s->inflight || !s->wconns) {
+    s->holder = pd_calloc(M, sizeof *s->holder);
+    if (!s->gone || !s->jfrom || !s->wgen || !s->inflight || !s->wconns || !s->holder) {
         pd_seterr(e, PARAMD_ENOMEM, "out of memory");
         goto fail;
     }
@@ -256,6 +300,9 @@ void pd_server_free(pd_server *s) {
     pd_free(s->wgen);
     pd_free(s->inflight);
     pd_free(s->wconns);
+    pd_free(s->holder);
+    pd_wipe(&s->key, sizeof s->key);
+    pd_wipe(&s->grant, sizeof s->grant);
     if (s->lfd >= 0) close(s->lfd);
     if (s->shm_lfd >= 0) close(s->shm_lfd);
     pthread_mutex_destroy(&s->mu);

@@ -38,6 +38,13 @@ typedef struct pd_server_opts {
     uint64_t max_table_bytes; /* one table's part on this server: values,
                               * rule state and clock sums [half the
                               * machine's memory] */
+    const char *secret_file; /* the cluster secret (the coordinator's
+                              * file, frame/auth.h); NULL: none, and then
+                              * listen must be loopback */
+    const char *plugin_dir;  /* the only place update-rule plugins are
+                              * loaded from (plugin=NAME is DIR/NAME.so);
+                              * NULL: none are.  Checked at start: a
+                              * directory nobody else may write to */
 } pd_server_opts;
 
 typedef struct pd_server pd_server;

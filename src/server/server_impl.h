@@ -42,6 +42,7 @@
 #include "common/pool.h"
 #include "frame/admit.h"
 #include "frame/frame.h"
+#include "frame/hello.h"
 #include "metrics/http.h"
 #include "metrics/prom.h"
 #include "server/server.h"
@@ -113,6 +114,11 @@ struct pd_server {
                            * lock, a leaf) */
     int ntables;          /* tables created (mu), against o.max_tables */
     int32_t index, S, W;  /* W: worker slots */
+    char plugin_dir[PD_MAX_PLUGIN_FILE]; /* o.plugin_dir made absolute;
+                                          * "": no plugins */
+    pd_key key;           /* the cluster secret (has_key) */
+    int has_key;
+    pd_key grant;         /* the coordinator's: checks rank tickets */
     pthread_t coord_thread;
     int coord_thread_started;
 
@@ -124,6 +130,9 @@ struct pd_server {
     uint32_t *wgen;       /* W: incarnation of each rank (bumped on gone
                            * and join: older connections may not push) */
     int32_t *inflight;    /* W: pushes of each rank inside a table now */
+    uint32_t *holder;     /* W: the newest ticket incarnation seen for each
+                           * rank: an older one may not connect
+                           * (membership.c, srv_claim_rank) */
     srv_conn *conns;
     int nthreads;
     int stopping;
@@ -236,6 +245,11 @@ void srv_metrics_render(void *server, pd_buf *b);
 
 /* The coordinator watcher's thread. */
 void *srv_coord_main(void *arg);
+/* The handshake's last check (pd_hello_rules.claim; arg: the server): a
+ * worker's ticket must be at least as new as the newest seen for its
+ * rank, so a rank the coordinator gave to a newer worker cannot be taken
+ * back by an older one's ticket.  0 or PARAMD_EWORKER. */
+int srv_claim_rank(void *arg, const pd_hello *peer, pd_err *e);
 /* A worker connection remembers its rank's incarnation (after HELLO). */
 void srv_bind_rank(srv_conn *sc);
 /* 0 and the push may go into a table (then srv_push_end), or

@@ -130,8 +130,16 @@ static int conn_hello(srv_conn *sc) {
     pd_server *s = sc->srv;
     pd_err e = {0};
     pd_hello peer;
-    pd_hello_rules rules = {"server", PD_ROLE_BIT(PD_ROLE_WORKER) | PD_ROLE_BIT(PD_ROLE_TOOL),
-                            s->W};
+    pd_hello_rules rules = {
+        .who = "server",
+        .roles = PD_ROLE_BIT(PD_ROLE_WORKER) | PD_ROLE_BIT(PD_ROLE_TOOL),
+        .workers = s->W,
+        .key = s->has_key ? &s->key : NULL,
+        .grant = &s->grant,
+        .need_ticket = 1, /* a rank is the coordinator's to give */
+        .claim = srv_claim_rank,
+        .claim_arg = s,
+    };
     pd_welcome w = {1, (uint32_t)s->index, (uint32_t)s->S, (uint32_t)s->W, "",
                     PD_FEAT_REGIONS, ""};
     /* Who this host is: a worker tries shared memory only if its own

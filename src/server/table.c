@@ -34,9 +34,13 @@ int pd_table_init(pd_table *t, const pd_table_ops *ops, uint32_t id,
     pd_spec_hyper(d, &t->rule.hyper);
     int rc = pd_gate_init(&t->gate, id, d, env->W, gs, pull_hint, e);
     if (rc) return rc;
-    char msg[PD_ERRMSG_MAX];
+    char msg[PD_ERRMSG_MAX], path[PD_MAX_PLUGIN_FILE];
+    /* The plugin's name came over the wire: it resolves only inside this
+     * server's own directory, and nothing else is ever opened. */
     if (d->rule == PD_RULE_PLUGIN &&
-        pd_rule_load_plugin(&t->rule, d->plugin, msg, sizeof msg) != 0)
+        (pd_rule_plugin_path(env->plugin_dir, d->plugin, path, sizeof path, msg,
+                             sizeof msg) != 0 ||
+         pd_rule_load_plugin(&t->rule, path, msg, sizeof msg) != 0))
         return pd_seterr(e, PARAMD_EINVAL, "table %u: %s", id, msg);
     /* Hyper-parameters arrive over the wire: check them like a spec. */
     if (pd_rule_check(&t->rule, msg, sizeof msg) != 0)

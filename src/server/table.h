@@ -114,6 +114,8 @@ typedef struct pd_table_env {
                         * state, clock sums); 0: no limit.  A dense table
                         * is checked when created (srv_on_table_create),
                         * a sparse one as its rows grow (PARAMD_ELIMIT) */
+    const char *plugin_dir; /* where plugin=NAME is looked up (NAME.so);
+                             * NULL: this server loads no plugins */
 } pd_table_env;
 
 /* Create this server's part of table `id` (dense or sparse by d->kind).
@@ -167,8 +169,9 @@ int64_t pd_table_applied(pd_table *t);
 
 /* ==== For the stores (dense.c, sparse.c) ================================= */
 
-/* The shared half of create: t's fields, the rule (its plugin loaded and
- * its hyper-parameters checked: they came over the wire) and the gate.
+/* The shared half of create: t's fields, the rule (its plugin resolved by
+ * name in env->plugin_dir and loaded, never a path from the wire; its
+ * hyper-parameters checked: they came over the wire) and the gate.
  * 0, or the error with the reason in e; then pd_table_fini frees what was
  * set up. */
 int pd_table_init(pd_table *t, const pd_table_ops *ops, uint32_t id,

@@ -16,7 +16,7 @@
 #include "common/hash.h"
 
 #define PD_MAX_SPEC 1023        /* canonical spec bytes */
-#define PD_MAX_PLUGIN_PATH 255  /* plugin= bytes */
+#define PD_MAX_PLUGIN_PATH 255  /* plugin= bytes (a name: table/rules.h) */
 #define PD_MAX_HYPER 16         /* hyper-parameters a definition carries */
 #define PD_MAX_WORKERS 65536    /* worker slots of a cluster */
 #define PD_TABLE_NAME_MAX 255   /* a table's name (wire.h's PD_MAX_NAME) */

@@ -32,8 +32,11 @@
  *
  * What this file does not do: no locking (the caller serialises calls on
  * overlapping ranges), no allocation on the apply path, no global state.
- * Plugins are loaded with dlopen; everything a plugin can get wrong at load
- * time (missing file or symbol, wrong ABI version, absurd state size) is an
+ * Plugins are loaded with dlopen, and only from a file the process's own
+ * operator allowed: a spec names a plugin (plugin=NAME) and
+ * pd_rule_plugin_path resolves the name inside the plugin directory the
+ * process was given, so no string from a peer ever reaches dlopen as a
+ * path.  Everything a plugin can get wrong at load time (missing file or symbol, wrong ABI version, absurd state size) is an
  * error message, never a crash.  What it does when called is its business.
  */
 #include "table/rules.h"
@@ -45,6 +48,7 @@
 #include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
+#include <unistd.h>
 
 /* How sqrt_block takes square roots (see the essay). */
 #if defined(__NO_MATH_ERRNO__)
@@ -672,6 +676,44 @@ int pd_rule_load_plugin(pd_rule *r, const char *path, char *err,
 fail:
     dlclose(dl);
     return -1;
+}
+
+int pd_rule_plugin_name_ok(const char *name) {
+    size_t n = 0;
+    for (; name && name[n]; n++) {
+        char ch = name[n];
+        if (!((ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || (ch >= '0' && ch <= '9') ||
+              ch == '_' || ch == '-'))
+            return 0;
+    }
+    return n >= 1 && n <= PD_RULE_PLUGIN_NAME_MAX;
+}
+
+int pd_rule_plugin_path(const char *dir, const char *name, char *out, size_t outlen,
+                        char *err, size_t errlen) {
+    if (!pd_rule_plugin_name_ok(name))
+        return fail(err, errlen,
+                    "rule plugin '%s' is not a plugin name: plugins are named "
+                    "(plugin=NAME: 1..%d letters, digits, '_' or '-') and loaded "
+                    "only from the server's own --plugin-dir, never from a path "
+                    "a client sends",
+                    name ? name : "", PD_RULE_PLUGIN_NAME_MAX);
+    if (!dir || !dir[0])
+        return fail(err, errlen,
+                    "rule plugin '%s': this process loads no plugins; start the "
+                    "servers with --plugin-dir DIR (paramd local and paramd train "
+                    "take --plugin-dir too) where DIR holds %s.so",
+                    name, name);
+    int n = snprintf(out, outlen, "%s/%s.so", dir, name);
+    if (n < 0 || (size_t)n >= outlen)
+        return fail(err, errlen, "rule plugin '%s': the path in --plugin-dir %s is too long",
+                    name, dir);
+    if (access(out, F_OK) != 0)
+        return fail(err, errlen,
+                    "rule plugin '%s' is not in this server's --plugin-dir: no "
+                    "file %s; put %s.so there to allow it",
+                    name, out, name);
+    return 0;
 }
 
 void pd_rule_release(pd_rule *r) {

@@ -151,9 +151,9 @@ void pd_rule_apply_strided(const pd_rule *r, float *w, float *state,
  * Load the update rule of the shared object at `path` (the ABI of
  * include/paramd_rule.h): dlopen(RTLD_NOW | RTLD_LOCAL), look up the
  * symbols, check paramd_rule_abi_version() == PARAMD_RULE_ABI_VERSION and
- * paramd_rule_state_floats() <= PARAMD_RULE_MAX_STATE_FLOATS.  A path
- * without a '/' is searched by dlopen's rules (LD_LIBRARY_PATH, ...); give
- * an absolute path to be sure which file is loaded.
+ * paramd_rule_state_floats() <= PARAMD_RULE_MAX_STATE_FLOATS.  `path` is
+ * a file the caller chose (pd_rule_plugin_path below turns a spec's
+ * plugin name into one): never a string a peer sent.
  *
  * On success: 0, r->kind = PD_RULE_PLUGIN, r->plugin set (a plugin r held
  * before is released), r->hyper untouched.  On failure: -1, r untouched,
@@ -168,5 +168,26 @@ int pd_rule_load_plugin(pd_rule *r, const char *path, char *err,
 /* Unload r's plugin (dlclose) and set r->plugin to NULL; r->kind is left
  * as it was.  NULL r, or a rule without a plugin, is harmless. */
 void pd_rule_release(pd_rule *r);
+
+/*
+ * Plugins are named, never given by path: a table spec says plugin=NAME
+ * and each process that runs the rule (a server; a worker that replays
+ * it, paramd train --comm off) loads the file NAME.so of a directory its
+ * own operator gave it (--plugin-dir, PARAMD_PLUGIN_DIR).  Loading a
+ * library runs its code, so a name that came over the wire must never be
+ * able to reach any other file: a name is 1..PD_RULE_PLUGIN_NAME_MAX
+ * letters, digits, '_' or '-' (no '/', no '.'), and it resolves only
+ * inside that directory.
+ */
+#define PD_RULE_PLUGIN_NAME_MAX 64
+#define PD_MAX_PLUGIN_FILE 4096 /* bytes of the resolved path, with its NUL */
+/* 1 if `name` is a valid plugin name, else 0. */
+int pd_rule_plugin_name_ok(const char *name);
+/* The file a plugin name resolves to: dir/NAME.so into out.  0 if that
+ * file exists; else -1 and err says why and what to do: a bad name (a
+ * path, most likely), no plugin directory (dir NULL or ""), or no such
+ * file in it.  Opens nothing; only checks that the file is there. */
+int pd_rule_plugin_path(const char *dir, const char *name, char *out, size_t outlen,
+                        char *err, size_t errlen);
 
 #endif

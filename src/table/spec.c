@@ -114,9 +114,22 @@ int pd_spec_parse(const char *spec, pd_table_def *d, pd_err *e) {
                                      "momentum, adagrad, adam, ftrl)",
                                      val);
             } else if (strcmp(key, "plugin") == 0) {
-                if (strlen(val) > PD_MAX_PLUGIN_PATH)
+                /* A name, never a path: loading a library runs its code,
+                 * and each server loads only files of its own
+                 * --plugin-dir (table/rules.h, "Plugins are named"). */
+                if (strchr(val, '/'))
                     return pd_seterr(e, PARAMD_EINVAL,
-                                     "table spec: plugin path too long");
+                                     "table spec: plugin=%s is a path, and a "
+                                     "spec names a plugin instead: plugin=NAME, "
+                                     "which every server loads as NAME.so from "
+                                     "its own --plugin-dir (docs/update-rules.md)",
+                                     val);
+                if (!pd_rule_plugin_name_ok(val))
+                    return pd_seterr(e, PARAMD_EINVAL,
+                                     "table spec: plugin=%s is not a plugin name "
+                                     "(1..%d letters, digits, '_' or '-'; the "
+                                     "file is NAME.so in the servers' --plugin-dir)",
+                                     val, PD_RULE_PLUGIN_NAME_MAX);
                 if (pass == 0) snprintf(d->plugin, sizeof d->plugin, "%s", val);
             } else if (strcmp(key, "consistency") == 0) {
                 int64_t st;

@@ -250,8 +250,11 @@ int pd_train_worker(const pd_train_cfg *cfg, paramd_client *c, char *err,
         }
         rule.kind = (pd_rule_kind)d.rule;
         pd_spec_hyper(&d, &rule.hyper);
+        char ppath[PD_MAX_PLUGIN_FILE];
         if (rule.kind == PD_RULE_PLUGIN &&
-            pd_rule_load_plugin(&rule, d.plugin, err, errlen) != 0)
+            (pd_rule_plugin_path(cfg->plugin_dir, d.plugin, ppath, sizeof ppath, err,
+                                 errlen) != 0 ||
+             pd_rule_load_plugin(&rule, ppath, err, errlen) != 0))
             goto out;
         size_t sf = pd_rule_state_floats(&rule);
         if (sf) {

@@ -45,6 +45,8 @@ typedef struct pd_train_cfg {
     int straggle_rank;       /* with straggle_factor > 1: this worker's */
     double straggle_factor;  /* steps take this many times as long */
     const char *rule;        /* server update rule spec, e.g. "sgd" */
+    const char *plugin_dir;  /* --comm off with plugin=NAME: where NAME.so
+                              * is (--plugin-dir); NULL: no plugins */
     int epochs;
     int64_t steps;           /* > 0: exactly this many steps per worker */
     int batch;               /* per worker */

@@ -15,6 +15,9 @@ void pd_map_encode(pd_buf *b, const pd_map *m) {
     pd_put_u32(b, m->heartbeat_ms);
     pd_put_u32(b, m->M);
     pd_put_u64(b, (uint64_t)m->start);
+    if (!m->has_ticket) return;
+    pd_put_u32(b, m->ticket_gen);
+    pd_put_bytes(b, m->ticket, PD_MAP_TICKET_BYTES);
 }
 
 int pd_map_decode(const void *p, size_t len, pd_map *m, pd_err *e) {
@@ -46,6 +49,11 @@ int pd_map_decode(const void *p, size_t len, pd_map *m, pd_err *e) {
             (uint32_t)m->rank >= m->M || m->M > PD_MAX_WORKERS || start > (uint64_t)INT64_MAX)
             goto bad;
         m->start = (int64_t)start;
+        if (r.off < r.len) {
+            m->has_ticket = 1;
+            pd_get_u32(&r, &m->ticket_gen);
+            pd_get_bytes(&r, m->ticket, PD_MAP_TICKET_BYTES);
+        }
     }
     if (!pd_rd_done(&r)) goto bad;
     return 0;

@@ -7,7 +7,10 @@
  *   i32 rank (-1 for a tool), u32 W (workers the cluster starts with),
  *   u32 S, u64 epoch, S x str server address, and for a worker only:
  *   u32 heartbeat timeout in ms (0: none), u32 M (worker slots, ranks
- *   0..M-1), i64 start clock (0, or the clock a joiner starts at).
+ *   0..M-1), i64 start clock (0, or the clock a joiner starts at), and
+ *   (optional: a map without it has no ticket) the worker's rank ticket,
+ *   u32 incarnation and PD_MAP_TICKET_BYTES of the coordinator's MAC
+ *   (frame/auth.h: what the worker shows in its later HELLOs).
  *
  * The epoch is 1 for the map a cluster starts with.  It is the place for
  * maps that change (servers added, replaced or drained): a later map gets
@@ -29,7 +32,11 @@ typedef struct pd_map {
     uint32_t heartbeat_ms;
     uint32_t M;          /* worker slots */
     int64_t start;       /* the clock this worker starts at */
+    int has_ticket;      /* the worker's rank ticket follows */
+    uint32_t ticket_gen;
+    uint8_t ticket[32];  /* PD_MAP_TICKET_BYTES */
 } pd_map;
+#define PD_MAP_TICKET_BYTES 32
 
 /* Encode m (m->addr holds m->S addresses). */
 void pd_map_encode(pd_buf *b, const pd_map *m);

@@ -59,6 +59,7 @@
 /* Message types: one list.  X(name, value, payload-kind) */
 #define PD_MSG_LIST(X)                                                          \
     X(HELLO, 1)        /* any -> any: role, rank, version; first frame */     \
+    X(AUTH, 2)         /* dialer -> answerer: its proof (frame/hello.h) */    \
     X(REG_SERVER, 10)  /* server -> coord: listen address */                  \
     X(REG_WORKER, 11)  /* worker -> coord: wanted rank; reply: cluster map */ \
     X(TABLE_OPEN, 12)  /* worker -> coord: name, n, spec */                   \

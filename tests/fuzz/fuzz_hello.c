@@ -1,6 +1,7 @@
 /*
  * fuzz_hello.c - libFuzzer harness: the handshake's codecs
- * (frame/hello.c): HELLO and the welcome.  The first byte picks which;
+ * (frame/hello.c): HELLO (with its challenge nonce and rank ticket, when
+ * present) and the welcome.  The first byte picks which;
  * the rest is the payload.  Properties: decoders read only the payload;
  * what they accept is in range and survives encode and decode unchanged.
  */
@@ -24,6 +25,11 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
             pd_hello_encode(&b, &h);
             CHECK(pd_hello_decode(b.p, b.len, &h2, &e) == 0);
             CHECK(h2.role == h.role && h2.rank == h.rank);
+            CHECK(h2.has_ticket == h.has_ticket && h2.challenge == h.challenge);
+            if (h.has_ticket)
+                CHECK(h2.ticket.gen == h.ticket.gen &&
+                      !memcmp(h2.ticket.mac, h.ticket.mac, sizeof h.ticket.mac));
+            if (h.challenge) CHECK(!memcmp(h2.nonce, h.nonce, sizeof h.nonce));
         }
     } else {
         pd_welcome w, w2;
