@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# paramd local: a failing worker makes it exit non-zero and stop everything;
+# paramd local: a failing worker makes it exit non-zero and stop everything
+# (with --keep-going the others finish without it, exit 3);
 # SIGTERM and SIGINT stop everything; wrong arguments are rejected; and in
 # no case is a process left behind.  Each run is in its own session, so
 # "left behind" means: any process still in that session.
@@ -19,6 +20,31 @@ wait $SID; rc=$?
 expect_line "$TMP/fail.out" "worker 1 failed \(exit status 3\)"
 if in_session $SID; then ps -s $SID; fail "processes left behind after a failed worker"; fi
 pass "failed worker: exit 1, nothing left behind"
+
+# 1b. --keep-going: worker 2 of 3 killed, or stopped until the coordinator
+# removes it (its heartbeat timeout), at clock 4 of 12: the others finish,
+# exactly (tool_worker steps checks the values), exit 3 naming it
+for sig in KILL STOP; do
+  mkfifo "$TMP/kg.$sig"
+  setsid "$PARAMD" local --servers 2 --workers 3 --keep-going -- bash -c \
+    'if [ "$PARAMD_RANK" = 2 ]; then echo $$ >"$1.pid"; exec "$0" steps 12 4 >"$1"; fi
+     exec "$0" steps 12 4' "$BUILD/tests/tool_worker" "$TMP/kg.$sig" >"$TMP/kg.$sig.out" 2>&1 &
+  SID=$!
+  read -r -t 30 line <"$TMP/kg.$sig" || fail "worker 2 did not reach clock 4: $(cat "$TMP/kg.$sig.out")"
+  [ "$line" = paused ] || fail "worker 2: $line"
+  kill -$sig "$(cat "$TMP/kg.$sig.pid")"
+  wait $SID; rc=$?
+  [ $rc = 3 ] || { cat "$TMP/kg.$sig.out"; fail "paramd local --keep-going exited $rc after SIG$sig of worker 2, expected 3"; }
+  expect_line "$TMP/kg.$sig.out" "^\[worker 0\] steps ok: 12 steps"
+  if [ $sig = KILL ]; then
+    expect_line "$TMP/kg.$sig.out" "^paramd local: worker 2 failed \(killed by signal 9.*\); the others go on without it"
+    expect_line "$TMP/kg.$sig.out" "^paramd local: worker 2 failed \(killed by signal 9.*\); the others finished"
+  else
+    expect_line "$TMP/kg.$sig.out" "^paramd local: worker 2 was removed by the coordinator \(no heartbeat\) and had not exited: stopping it"
+  fi
+  if in_session $SID; then ps -s $SID; fail "processes left behind after --keep-going"; fi
+  pass "--keep-going, SIG$sig of worker 2 at clock 4: the others finished 12 steps exactly, exit 3"
+done
 
 # 2. SIGTERM and SIGINT while workers run
 for sig in TERM INT; do

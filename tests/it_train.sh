@@ -62,3 +62,24 @@ expect_line "$TMP/e2" "unknown rule 'nonsense'"
 "$PARAMD" train --lr -1 2>"$TMP/e3" && fail "negative lr accepted"
 "$PARAMD" train --help | grep -q -- "--consistency sync|async" || fail "help"
 pass "bad arguments and missing data rejected with messages"
+
+# a worker dies mid-run: the others finish, the model and metrics are kept
+setsid "$PARAMD" train --model mlp --workers 3 --steps 1500 --limit 3000 --eval-every 100 \
+  --out "$TMP/lost" --save-params "$TMP/lost.bin" >"$TMP/lost.log" 2>&1 &
+TRAIN=$!; PIDS+=($TRAIN)
+wait_line "$TMP/lost.log" "^step 100  epoch"
+victim=""
+for p in $(ps -s $TRAIN -o pid=); do
+  tr '\0' '\n' <"/proc/$p/environ" 2>/dev/null | grep -qx "PARAMD_RANK=2" && victim=$p
+done
+[ -n "$victim" ] || fail "no worker 2 in the session of paramd train"
+kill -KILL "$victim"
+wait $TRAIN; rc=$?
+[ $rc = 3 ] || { cat "$TMP/lost.log"; fail "paramd train exited $rc after worker 2 was killed, expected 3"; }
+expect_line "$TMP/lost.log" "^paramd local: worker 2 failed \(killed by signal 9.*\); the others go on without it"
+expect_line "$TMP/lost.log" "^steps per worker: 1500, 1500, 0;"
+expect_line "$TMP/lost.log" "^workers lost: 2 "
+expect_line "$TMP/lost.log" "^paramd train: worker 2 failed .*; the others finished"
+grep -q '"workers_lost": \[2\]' "$TMP/lost/run.json" || fail "run.json: $(cat "$TMP/lost/run.json")"
+[ -s "$TMP/lost.bin" ] || fail "no weights saved after losing a worker"
+pass "worker 2 killed mid-run: the other two finished, weights and run.json kept (workers_lost [2]), exit 3"

@@ -29,8 +29,10 @@ static void local_usage(FILE *f) {
             "PARAMD_COORDINATOR, PARAMD_RANK, PARAMD_WORKERS and PARAMD_SERVERS in\n"
             "its environment.  Every line a child prints is prefixed with its role\n"
             "and rank.  Exits 0 when every worker exited 0; exits 1, stopping\n"
-            "everything, as soon as any child fails; Ctrl-C stops everything.  No\n"
-            "process is left behind in any case.\n"
+            "everything, as soon as any child fails (with --keep-going, a worker\n"
+            "other than worker 0 that fails is reported and the others go on; then\n"
+            "exits 3); Ctrl-C stops everything.  No process is left behind in any\n"
+            "case.\n"
             "\n"
             "  --servers S       number of servers [1]\n"
             "  --workers W       number of workers [1]\n"
@@ -45,6 +47,9 @@ static void local_usage(FILE *f) {
             "  --secret-file FILE  the cluster secret (created if missing); workers\n"
             "                    started later to join need the same file [a private\n"
             "                    one, removed at exit; $PARAMD_SECRET_FILE]\n"
+            "  --keep-going      a worker (other than worker 0) that dies or is removed\n"
+            "                    does not end the cluster: the others finish without\n"
+            "                    it (sync clocks stop waiting for it); exit status 3\n"
             "  --plugin-dir DIR  where the servers load update-rule plugins from\n"
             "                    (plugin=NAME is DIR/NAME.so); also in the workers'\n"
             "                    PARAMD_PLUGIN_DIR [none: no plugins]\n"
@@ -64,12 +69,13 @@ int cmd_local(int argc, char **argv) {
         {"checkpoint-every-clocks", required_argument, 0, 'K'},
         {"resume", required_argument, 0, 'K'},
         {"plugin-dir", required_argument, 0, 'P'},
+        {"keep-going", no_argument, 0, 'k'},
         {"secret-file", required_argument, 0, 'S'},
         {"help", no_argument, 0, 'h'},
         {0, 0, 0, 0}};
     int64_t S = 1, W = 1, M = 0;
     const char *host = "127.0.0.1";
-    int c, li = 0;
+    int c, li = 0, keep_going = 0;
     cli_ckpt_opts ck = {0};
     pd_log_set_name("paramd local");
     while ((c = getopt_long(argc, argv, "+h", opts, &li)) != -1) {
@@ -105,6 +111,7 @@ int cmd_local(int argc, char **argv) {
         case 'P':
             if (cli_set_plugin_dir("paramd local", optarg)) return 2;
             break;
+        case 'k': keep_going = 1; break;
         case 'S':
             if (cli_set_secret_file("paramd local", optarg)) return 2;
             break;
@@ -130,7 +137,7 @@ int cmd_local(int argc, char **argv) {
     pd_local *L;
     char why[300];
     if (pd_local_start(&L, (int32_t)S, (int32_t)W, (int32_t)M, host, argv + optind, NULL,
-                       0) != 0) {
+                       keep_going ? PD_LOCAL_KEEP_GOING : 0) != 0) {
         if (!L) {
             fprintf(stderr, "paramd local: out of memory\n");
             return 1;

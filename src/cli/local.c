@@ -18,6 +18,13 @@
  *     anyone, when the coordinator or a server exits non-zero after the
  *     workers finished (the coordinator's 3: a worker died or a server was
  *     lost on the way);
+ *   - with PD_LOCAL_KEEP_GOING, a worker other than worker 0 that fails
+ *     while others run is reported and the cluster goes on without it (the
+ *     coordinator notices its connections close and tells the servers, so
+ *     sync clocks stop waiting for it); the coordinator's 3 after the
+ *     workers is then expected, and pd_local_wait returns 3 naming the
+ *     workers lost.  Worker 0 (which evaluates and writes the results of
+ *     paramd train) failing still ends everything;
  *   - SIGINT / SIGTERM / SIGHUP to the supervisor terminate every child the
  *     same way and pd_local_wait returns 128+signal.
  * The cluster secret (cli/secret.h): the one in PARAMD_SECRET_FILE, or a
@@ -69,6 +76,10 @@ struct pd_local {
     int sfd;                 /* signalfd */
     int failed;              /* a child failed */
     char why[256];
+    int flags;               /* PD_LOCAL_* */
+    int lost;                /* workers that failed, gone on without */
+    double coord_gone;       /* when the coordinator exited 3 (KEEP_GOING) */
+    char lost_why[256];      /* the first of them, and how */
     int signalled;           /* terminating signal received */
     double term_deadline;    /* 0: not terminating */
     int killed;
@@ -210,10 +221,25 @@ static void reap(pd_local *L) {
             describe_status(st, how, sizeof how);
             /* After we started terminating, exits are expected. */
             if (L->term_deadline) break;
-            if (c->role == ROLE_WORKER && !ok) {
+            if (c->role == ROLE_WORKER && !ok && (L->flags & PD_LOCAL_KEEP_GOING) &&
+                c->rank != 0 && workers_running(L) && !L->failed) {
+                if (!L->lost++)
+                    snprintf(L->lost_why, sizeof L->lost_why, "%s failed (%s)", c->label,
+                             how);
+                fprintf(stderr, "paramd local: %s failed (%s); the others go on without "
+                        "it\n", c->label, how);
+            } else if (c->role == ROLE_WORKER && !ok) {
                 L->failed = 1;
                 snprintf(L->why, sizeof L->why, "%s failed (%s)", c->label, how);
                 terminate_all(L);
+            } else if (c->role == ROLE_COORD && (L->flags & PD_LOCAL_KEEP_GOING) &&
+                       !L->failed && WIFEXITED(st) && WEXITSTATUS(st) == 3) {
+                /* Its "a worker died": the ones we went on without, or
+                 * ones it removed (hung or stopped past their heartbeat)
+                 * that still run: supervise() gives those settle time to
+                 * exit after their BYE, then stops them.  The others may
+                 * still be exiting after their BYE too. */
+                L->coord_gone = pd_now();
             } else if (c->role != ROLE_WORKER && !ok && workers_running(L)) {
                 /* A clean exit is expected: the coordinator ends the
                  * cluster once every worker said goodbye, which can be
@@ -275,6 +301,26 @@ static void supervise(pd_local *L, double settle_s) {
                 terminate_all(L);
             }
         }
+        /* The coordinator ended the cluster without some workers that
+         * still run (removed for silence: stopped or hung). */
+        if (L->coord_gone && !L->term_deadline && workers_running(L) &&
+            now > L->coord_gone + settle_s) {
+            for (int i = 0; i < L->n; i++) {
+                child *c = &L->ch[i];
+                if (c->role != ROLE_WORKER || !c->running) continue;
+                char msg[160];
+                snprintf(msg, sizeof msg, "%s was removed by the coordinator (no heartbeat) "
+                         "and had not exited", c->label);
+                fprintf(stderr, "paramd local: %s: stopping it\n", msg);
+                if (c->rank == 0 && !L->failed) { /* it had the results to write */
+                    L->failed = 1;
+                    snprintf(L->why, sizeof L->why, "%s", msg);
+                } else if (!L->lost++) {
+                    snprintf(L->lost_why, sizeof L->lost_why, "%s", msg);
+                }
+            }
+            terminate_all(L);
+        }
         if (L->term_deadline && now > L->term_deadline && !L->killed) {
             L->killed = 1;
             for (int i = 0; i < L->n; i++)
@@ -307,6 +353,7 @@ int pd_local_start(pd_local **out, int32_t S, int32_t W, int32_t M, const char *
     signal(SIGPIPE, SIG_IGN);
     L->sfd = signalfd(-1, &set, SFD_NONBLOCK | SFD_CLOEXEC);
     *out = L;
+    L->flags = flags;
 
     /* The cluster secret: the coordinator creates the file, every child
      * finds its path in PARAMD_SECRET_FILE (never the secret itself). */
@@ -389,6 +436,10 @@ int pd_local_wait(pd_local *L, char *why, size_t whylen) {
     } else if (L->failed) {
         rc = 1;
         snprintf(why, whylen, "%s", L->why);
+    } else if (L->lost) {
+        rc = 3;
+        snprintf(why, whylen, "%s%s; the others finished", L->lost_why,
+                 L->lost > 1 ? ", and more workers after it" : "");
     } else {
         why[0] = '\0';
     }

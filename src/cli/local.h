@@ -13,6 +13,9 @@ typedef struct pd_local pd_local;
 /* Flags: worker 0 writes to our stdout directly (not through a pipe with
  * a prefix), so that it can draw a progress bar on a terminal. */
 #define PD_LOCAL_RANK0_STDOUT 1
+/* A worker other than worker 0 that fails does not end the cluster: the
+ * others go on without it, and pd_local_wait returns 3 (local.c). */
+#define PD_LOCAL_KEEP_GOING 2
 
 /* Start a coordinator listening on host, S servers and W workers running
  * worker_argv (with worker_env "K=V" strings added); the coordinator has
@@ -23,7 +26,8 @@ typedef struct pd_local pd_local;
 int pd_local_start(pd_local **out, int32_t S, int32_t W, int32_t M, const char *host,
                    char *const *worker_argv, char *const *worker_env, int flags);
 /* Supervise until every child exited.  0 if every worker exited 0, else
- * 1 (a child failed) or 128+signal, with the reason in why. */
+ * 1 (a child failed), 3 (PD_LOCAL_KEEP_GOING: the cluster finished
+ * without the workers that failed) or 128+signal, with the reason in why. */
 int pd_local_wait(pd_local *L, char *why, size_t whylen);
 void pd_local_free(pd_local *L);
 

@@ -435,16 +435,30 @@ int pd_train_worker(const pd_train_cfg *cfg, paramd_client *c, char *err,
         }
         pd_progress_finish(R.prog);
         R.prog = NULL;
+        /* What every worker did (steps, skipped): its report at its end. */
+        float *all = NULL;
+        int64_t steps_all = total * W;
+        if (rep) {
+            all = calloc(2 * (size_t)W, sizeof *all);
+            if (!all || paramd_pull(rep, 0, 2 * (uint64_t)W, all)) {
+                free(all);
+                snprintf(err, errlen, "report pull: %s", paramd_last_error(c));
+                goto out;
+            }
+            steps_all = 0;
+            for (int r = 0; r < W; r++) steps_all += (int64_t)all[r];
+        }
         double tl, ta;
         pd_model_eval(m, params, test.x, test.y, test.n, &tl, &ta);
-        int64_t samples = total * W * (int64_t)cfg->batch;
+        int64_t samples = steps_all * (int64_t)cfg->batch;
         pd_metric_row row = {wall, total, (double)total / spe, samples,
                              R.loss_n ? R.loss_sum / R.loss_n : NAN, tl, ta, test.n, 1};
         if (R.metrics && pd_metrics_append(R.metrics, &row) != 0) {
             snprintf(err, errlen, "%s", pd_metrics_last_error(R.metrics));
+            free(all);
             goto out;
         }
-        double pushed = comm ? (double)bytes_per_op * total * W : 0;
+        double pushed = comm ? (double)bytes_per_op * steps_all : 0;
         double pulled = comm ? pushed + (double)bytes_per_op * W : 0;
         double lr_final = lr * pd_train_lr_factor(cfg->lr_decay, total - 1, spe);
         char pb[32], lb[32];
@@ -460,20 +474,20 @@ int pd_train_worker(const pd_train_cfg *cfg, paramd_client *c, char *err,
                    100 * ta, tl, wall, samples / train_s);
         if (cfg->lr_decay != 1) printf("lr at the last step: %.4g\n", lr_final);
         /* What every worker did and what the servers measured. */
-        char wsteps[8192] = "";
+        char wsteps[8192] = "", wlost[2048] = "";
+        size_t ol = 0;
         uint64_t dropped = 0, st_n = 0, st_sum = 0, st_max = 0;
         int64_t skipped_all = 0;
         if (rep) {
-            float *all = calloc(2 * (size_t)W, sizeof *all);
-            if (!all || paramd_pull(rep, 0, 2 * (uint64_t)W, all)) {
-                free(all);
-                snprintf(err, errlen, "report pull: %s", paramd_last_error(c));
-                goto out;
-            }
             size_t o = 0;
             for (int r = 0; r < W && o < sizeof wsteps - 32; r++) {
                 o += (size_t)snprintf(wsteps + o, sizeof wsteps - o, "%s%lld", r ? ", " : "",
                                       (long long)all[r]);
+                /* a worker reports at its end: none from one that died
+                 * or was removed (the run went on without it) */
+                if (all[r] == 0 && total > 0 && ol < sizeof wlost - 16)
+                    ol += (size_t)snprintf(wlost + ol, sizeof wlost - ol, "%s%d",
+                                           ol ? ", " : "", r);
                 skipped_all += (int64_t)all[W + r];
             }
             free(all);
@@ -487,6 +501,9 @@ int pd_train_worker(const pd_train_cfg *cfg, paramd_client *c, char *err,
             }
             printf("steps per worker: %s; late gradients dropped: %llu; steps skipped: %lld\n",
                    wsteps, (unsigned long long)dropped, (long long)skipped_all);
+            if (wlost[0])
+                printf("workers lost: %s (no report: died or removed; the run went on "
+                       "without them)\n", wlost);
             printf("staleness of the gradients applied: mean %.2f, max %llu clocks (over %llu "
                    "pushes)\n",
                    st_n ? (double)st_sum / (double)st_n : 0, (unsigned long long)st_max,
@@ -526,13 +543,13 @@ int pd_train_worker(const pd_train_cfg *cfg, paramd_client *c, char *err,
                      "\"bytes_pulled\": %.0f, \"time_pull_s\": %.3f, \"time_compute_s\": %.3f, "
                      "\"time_push_s\": %.3f, \"blas\": \"%s\", \"backup\": %d, "
                      "\"straggle\": %s, \"dropped_late\": %llu, \"steps_skipped\": %lld, "
-                     "\"worker_steps\": [%s], \"staleness_mean\": %.4f, "
+                     "\"worker_steps\": [%s], \"workers_lost\": [%s], \"staleness_mean\": %.4f, "
                      "\"staleness_max\": %llu}\n",
                      label, cfg->model, cfg->consistency, W, comm ? S : 0, cfg->batch, cfg->lr,
                      lr, cfg->lr_decay, lr_final, comm ? "on" : "off", cfg->rule, (double)total / spe, (long long)total,
                      (unsigned long long)cfg->seed, n, ta, tl, wall, samples / train_s, R.eval_s,
                      pushed, pulled, t_pull, t_comp, t_push, pd_blas_info(), cfg->backup,
-                     strag, (unsigned long long)dropped, (long long)skipped_all, wsteps,
+                     strag, (unsigned long long)dropped, (long long)skipped_all, wsteps, wlost,
                      st_n ? (double)st_sum / (double)st_n : 0, (unsigned long long)st_max);
             if (pd_metrics_finish_run(&R.metrics, cfg->out, json, err, errlen) != 0) goto out;
             write_plot(cfg->out, label);
