@@ -45,6 +45,7 @@ typedef struct wk {
 
 typedef struct sv {
     int index, connected, ok, tables, tcp, shm;
+    int64_t silent_ms; /* the coordinator heard nothing from it this long */
     char address[PD_MAX_ADDR + 1], metrics[PD_MAX_ADDR + 1], error[PD_ERRMSG_MAX];
     int64_t uptime_ms;
     uint64_t requests, push, pull;
@@ -152,6 +153,7 @@ static void parse_coord(view *v, char *text) {
             s->index = atoi(kv.id);
             str_val(&kv, "address", s->address, sizeof s->address);
             s->connected = (int)pd_kv_int(&kv, "connected", 0);
+            s->silent_ms = pd_kv_int(&kv, "silent_ms", 0);
         } else if (!strcmp(kv.kind, "table")) {
             tb *t = table_get(v, (uint32_t)atoi(kv.id));
             if (!t) continue;
@@ -313,6 +315,9 @@ static void print_text(const view *v, const view *prev, double dt) {
     printf("servers:\n");
     for (int i = 0; i < v->ns; i++) {
         const sv *s = &v->s[i];
+        if (s->silent_ms > 0)
+            printf("  server %d at %s: SILENT for %.1f s (no heartbeat to the coordinator: "
+                   "stopped or hung?)\n", s->index, s->address, (double)s->silent_ms / 1000.0);
         if (!s->ok) {
             printf("  server %d at %s: %s\n", s->index, s->address,
                    s->error[0] ? s->error : "not registered");
@@ -412,7 +417,8 @@ static void print_json(const view *v, const view *prev, double dt) {
         const sv *s = &v->s[i];
         printf("%s{\"index\": %d, \"address\": ", i ? ", " : "", s->index);
         json_str_or_null(strcmp(s->address, "-") ? s->address : NULL);
-        printf(", \"connected\": %s, \"error\": ", s->connected ? "true" : "false");
+        printf(", \"connected\": %s, \"silent_s\": %.3f, \"error\": ",
+               s->connected ? "true" : "false", (double)s->silent_ms / 1000.0);
         json_str_or_null(s->ok ? NULL : s->error[0] ? s->error : "not registered");
         printf(", \"metrics\": ");
         json_str_or_null(s->metrics);

@@ -323,7 +323,19 @@ static int hello(paramd_client *c, pd_conn *conn, pd_welcome *w, pd_err *e) {
  * says whether it offers shared memory, and its features. */
 static int link_hello(paramd_client *c, pd_link *l, pd_conn *conn, pd_welcome *w) {
     pd_err e = {0};
+    /* A server that accepted but does not answer (stopped, hung) fails the
+     * handshake at timeout_ms instead of holding this call forever; the
+     * reads wake every second to look at the deadline. */
+    conn->deadline_ms = pd_now_ms() + c->timeout_ms;
+    pd_conn_set_rcvtimeo(conn, c->timeout_ms < 1000 ? c->timeout_ms : 1000);
     int rc = hello(c, conn, w, &e);
+    conn->deadline_ms = 0;
+    pd_conn_set_rcvtimeo(conn, 0);
+    if (rc == PARAMD_ETIMEDOUT)
+        return cl_err(NULL, rc, "server %d (%s) accepted the connection but did not "
+                      "answer its handshake within %d ms (timeout_ms): is it stopped "
+                      "or hung?  (paramd status names silent servers)",
+                      l->index, l->addr, c->timeout_ms);
     if (rc)
         return cl_err(NULL, rc, "server %d (%s): %s", l->index, l->addr, e.msg);
     /* (a tool's map, from MAP, has no worker slots to check) */

@@ -235,6 +235,8 @@ pd_coord *pd_coord_start(const pd_coord_opts *o, pd_err *e) {
     pthread_cond_init(&co->cv, NULL);
     co->server_addr = pd_calloc((size_t)o->servers, sizeof *co->server_addr);
     co->server_conn = pd_calloc((size_t)o->servers, sizeof *co->server_conn);
+    co->sseen_ms = pd_calloc((size_t)o->servers, sizeof *co->sseen_ms);
+    co->ssilent = pd_calloc((size_t)o->servers, sizeof *co->ssilent);
     co->wstate = pd_calloc((size_t)M, sizeof *co->wstate);
     co->wseen_ms = pd_calloc((size_t)M, sizeof *co->wseen_ms);
     co->wclock = pd_calloc((size_t)M, sizeof *co->wclock);
@@ -246,7 +248,8 @@ pd_coord *pd_coord_start(const pd_coord_opts *o, pd_err *e) {
     if (co->o.heartbeat_ms < 0) co->o.heartbeat_ms = 10000;
     if (co->o.startup_ms < 0) co->o.startup_ms = 300000;
     if (co->o.report_ms <= 0) co->o.report_ms = 5000;
-    if (!co->server_addr || !co->server_conn || !co->wstate || !co->wseen_ms ||
+    if (!co->server_addr || !co->server_conn || !co->sseen_ms || !co->ssilent ||
+        !co->wstate || !co->wseen_ms ||
         !co->wclock || !co->wgen || !co->wstart || !co->ck_files || !co->wbar) {
         pd_seterr(e, PARAMD_ENOMEM, "out of memory");
         pd_coord_free(co);
@@ -415,6 +418,8 @@ void pd_coord_free(pd_coord *co) {
     if (co->lfd >= 0) close(co->lfd);
     pd_free(co->server_addr);
     pd_free(co->server_conn);
+    pd_free(co->sseen_ms);
+    pd_free(co->ssilent);
     pd_free(co->wstate);
     pd_free(co->wseen_ms);
     pd_free(co->wclock);

@@ -70,6 +70,9 @@ struct pd_coord {
     pthread_cond_t cv;  /* any change a waiter may wait for */
     char (*server_addr)[PD_MAX_ADDR + 1]; /* S */
     co_conn **server_conn;                /* S */
+    int64_t *sseen_ms;    /* S: a server's last word (its heartbeat, every
+                           * SRV_HEARTBEAT_MS; monotonic ms) */
+    uint8_t *ssilent;     /* S: said to be silent (the monitor) */
     int32_t nservers;
     int *wstate;          /* M: W_NEW.. */
     int64_t *wseen_ms;    /* M: last heartbeat or request (monotonic ms) */

@@ -10,7 +10,8 @@
  *   cluster 0 servers S workers W slots M epoch E registered R members N
  *           departed D died X barriers B barrier_arrived A uptime_ms U
  *           metrics ADDR|-
- *   server K address A connected 0|1                     (one per server)
+ *   server K address A connected 0|1 silent_ms S          (one per server;
+ *          S: how long a silent server has been so, else 0)
  *   worker R state new|live|joining|left|died|free clock C seen_ms_ago T
  *          host H start J at_barrier 0|1                  (one per slot)
  *   table ID name NAME n N ready 0|1 spec SPEC            (one per table)
@@ -157,10 +158,12 @@ int co_on_status(co_conn *cc, const pd_hdr *h) {
          co->nservers, co->nmembers, co->departed, co->died,
          (unsigned long long)co->barrier_gen, co->barrier_arrived,
          (long long)((pd_now() - co->started) * 1000), maddr ? maddr : "-");
+    int64_t now_ms = pd_now_ms();
     for (int32_t k = 0; k < co->o.servers; k++)
-        LINE("server %d address %s connected %d\n", k,
+        LINE("server %d address %s connected %d silent_ms %lld\n", k,
              k < co->nservers && co->server_addr[k][0] ? co->server_addr[k] : "-",
-             co->server_conn[k] != NULL);
+             co->server_conn[k] != NULL,
+             co->ssilent[k] ? (long long)(now_ms - co->sseen_ms[k]) : 0LL);
     for (int32_t r = 0; r < co->o.max_workers; r++) {
         int st = co->wstate[r];
         const char *host = "-";

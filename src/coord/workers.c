@@ -87,6 +87,7 @@ int co_on_reg_server(co_conn *cc, const pd_hdr *h) {
     pd_tcp_set_peer_timeout(cc->conn, PD_PEER_TIMEOUT_DEFAULT);
     snprintf(co->server_addr[idx], PD_MAX_ADDR + 1, "%s", addr);
     co->server_conn[idx] = cc;
+    co->sseen_ms[idx] = pd_now_ms();
     cc->server = idx;
     pthread_cond_broadcast(&co->cv);
     pthread_mutex_unlock(&co->mu);
@@ -325,8 +326,28 @@ int co_on_barrier(co_conn *cc, const pd_hdr *h) {
 }
 
 /* HEARTBEAT on a worker's second connection: u32 rank; clock in header. */
+/* A server's heartbeat (empty, unsolicited: no reply) says it is alive:
+ * one that falls silent is reported by the monitor, and said again here
+ * when it speaks again. */
+static int server_heartbeat(co_conn *cc, const pd_hdr *h) {
+    pd_coord *co = cc->co;
+    if (h->len != 0 || cc->server < 0)
+        return co_reply_err(cc, h, PARAMD_EPROTO, "malformed HEARTBEAT from a server");
+    pthread_mutex_lock(&co->mu);
+    int32_t k = cc->server;
+    int64_t now = pd_now_ms(), silent = now - co->sseen_ms[k];
+    if (co->ssilent[k])
+        pd_log(PD_LOG_INFO, "server %d (%s) speaks again after %.1f s of silence", k,
+               co->server_addr[k], (double)silent / 1000.0);
+    co->sseen_ms[k] = now;
+    co->ssilent[k] = 0;
+    pthread_mutex_unlock(&co->mu);
+    return 0;
+}
+
 int co_on_heartbeat(co_conn *cc, const pd_hdr *h) {
     pd_coord *co = cc->co;
+    if (cc->role == PD_ROLE_SERVER) return server_heartbeat(cc, h);
     pd_rd r;
     uint32_t rank;
     pd_rd_init(&r, cc->buf, (size_t)h->len);
@@ -379,6 +400,17 @@ void *co_monitor_main(void *arg) {
                 for (co_conn *cc = co->conns; cc; cc = cc->next)
                     if (cc->rank == w || (cc->heartbeat && cc->hb_rank == w))
                         pd_conn_shutdown(cc->conn);
+            }
+        /* A server is not removed (its shard has no other home): it is
+         * named, so that the workers' waits on it have a cause. */
+        for (int32_t k = 0; k < co->nservers; k++)
+            if (co->server_conn[k] && !co->ssilent[k] &&
+                now - co->sseen_ms[k] > co->o.heartbeat_ms) {
+                co->ssilent[k] = 1;
+                pd_log(PD_LOG_WARN, "server %d (%s) has sent no heartbeat for %.1f s: "
+                       "stopped or hung?  Workers waiting on it wait too; its process "
+                       "is still connected", k, co->server_addr[k],
+                       (double)(now - co->sseen_ms[k]) / 1000.0);
             }
         struct timespec ts;
         clock_gettime(CLOCK_REALTIME, &ts);

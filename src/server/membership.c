@@ -21,6 +21,8 @@
  * by anyone but the worker the coordinator gave the rank to next (which
  * it does only once the holder left or died: WORKER_GONE came first).
  */
+#include <time.h>
+
 #include "server/server_impl.h"
 
 int srv_claim_rank(void *arg, const pd_hello *peer, pd_err *e) {
@@ -160,6 +162,33 @@ static void on_worker_join(pd_server *s, const pd_hdr *h, const uint8_t *buf) {
                    "clock %lld", w, id, (long long)J);
     }
     pthread_mutex_unlock(&s->mu);
+}
+
+/* ==== Heartbeats ======================================================== */
+
+void *srv_heartbeat_main(void *arg) {
+    pd_server *s = arg;
+    pthread_mutex_lock(&s->mu);
+    while (!s->stopping) {
+        struct timespec ts;
+        clock_gettime(CLOCK_REALTIME, &ts);
+        int64_t ns = ts.tv_nsec + (int64_t)SRV_HEARTBEAT_MS * 1000000;
+        ts.tv_sec += ns / 1000000000;
+        ts.tv_nsec = ns % 1000000000;
+        pthread_cond_timedwait(&s->cv, &s->mu, &ts); /* pd_server_stop wakes it */
+        if (s->stopping) break;
+        pthread_mutex_unlock(&s->mu);
+        pd_hdr h = {0};
+        h.type = PD_MSG_HEARTBEAT; /* id 0: unsolicited, no reply */
+        pd_err e = {0};
+        pthread_mutex_lock(&s->coord_send_mu);
+        int rc = pd_send_frame(s->coord, &h, NULL, 0, NULL, 0, NULL, 0, &e);
+        pthread_mutex_unlock(&s->coord_send_mu);
+        pthread_mutex_lock(&s->mu);
+        if (rc) break; /* the watcher notices the loss and stops us */
+    }
+    pthread_mutex_unlock(&s->mu);
+    return NULL;
 }
 
 /* ==== Coordinator watcher ============================================== */

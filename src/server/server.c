@@ -234,6 +234,11 @@ int pd_server_run(pd_server *s) {
         return PARAMD_ENOMEM;
     }
     s->coord_thread_started = 1;
+    if (pthread_create(&s->hb_thread, NULL, srv_heartbeat_main, s) == 0)
+        s->hb_thread_started = 1;
+    else
+        pd_log(PD_LOG_WARN, "cannot start the heartbeat thread: the coordinator will "
+               "report this server as silent");
     if (s->shm_lfd >= 0) {
         if (pthread_create(&s->shm_thread, NULL, shm_accept_main, s) != 0)
             pd_log(PD_LOG_WARN, "cannot start the shared-memory acceptor; "
@@ -272,6 +277,10 @@ int pd_server_run(pd_server *s) {
     pd_conn_shutdown(s->coord);
     pthread_join(s->coord_thread, NULL);
     s->coord_thread_started = 0;
+    if (s->hb_thread_started) { /* stopping is set: it is leaving */
+        pthread_join(s->hb_thread, NULL);
+        s->hb_thread_started = 0;
+    }
     srv_ckpt_join(s); /* its waits failed when the tables stopped */
     return lost ? PARAMD_ECLOSED : 0;
 }
@@ -279,6 +288,7 @@ int pd_server_run(pd_server *s) {
 void pd_server_stop(pd_server *s) {
     pthread_mutex_lock(&s->mu);
     s->stopping = 1;
+    pthread_cond_broadcast(&s->cv); /* the heartbeat thread */
     pthread_mutex_unlock(&s->mu);
     if (s->lfd >= 0) shutdown(s->lfd, SHUT_RDWR); /* wakes accept() */
     if (s->shm_lfd >= 0) shutdown(s->shm_lfd, SHUT_RDWR);
@@ -287,6 +297,10 @@ void pd_server_stop(pd_server *s) {
 void pd_server_free(pd_server *s) {
     if (!s) return;
     pd_http_stop(s->http); /* first: it reads the tables */
+    if (s->hb_thread_started) {
+        pd_server_stop(s);
+        pthread_join(s->hb_thread, NULL);
+    }
     if (s->coord_thread_started) {
         pd_conn_shutdown(s->coord);
         pthread_join(s->coord_thread, NULL);

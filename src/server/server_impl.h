@@ -10,7 +10,8 @@
  *   regions.c     a worker's shared buffers (REGION_MAP, PUSH_REGION, ...)
  *   batch.c       BATCH frames: many small requests in one
  *   membership.c  the coordinator watcher: workers gone and joined, and the
- *                 incarnation of each rank
+ *                 incarnation of each rank; the heartbeats to the
+ *                 coordinator
  *   checkpoint.c  holding tables at a clock, writing them out, restoring
  *   metrics.c     what the server counts for its metrics endpoint and its
  *                 STATS text: requests by kind, and the Prometheus text
@@ -20,6 +21,9 @@
  *   shm acceptor          the same for the shared-memory socket
  *   coordinator watcher   reads the coordinator connection: WORKER_GONE,
  *                         WORKER_JOIN, SHUTDOWN; its loss stops the server
+ *   heartbeat thread      an empty HEARTBEAT to the coordinator every
+ *                         second (writes under coord_send_mu); sleeps on cv
+ *                         under mu, woken by pd_server_stop
  *   connection threads    one per accepted connection; each owns its
  *                         srv_conn (buffers, mapped regions) and the
  *                         connection's reads and writes
@@ -121,6 +125,8 @@ struct pd_server {
     pd_key grant;         /* the coordinator's: checks rank tickets */
     pthread_t coord_thread;
     int coord_thread_started;
+    pthread_t hb_thread;  /* heartbeats to the coordinator (membership.c) */
+    int hb_thread_started;
 
     pthread_mutex_t mu;   /* guards everything below */
     pthread_cond_t cv;    /* nthreads reached 0; an inflight count fell */
@@ -245,6 +251,11 @@ void srv_metrics_render(void *server, pd_buf *b);
 
 /* The coordinator watcher's thread. */
 void *srv_coord_main(void *arg);
+/* The heartbeat thread: an empty HEARTBEAT to the coordinator every
+ * SRV_HEARTBEAT_MS (under coord_send_mu) until stopping, so that a server
+ * that is stopped or hung is named by the coordinator (paramd status). */
+#define SRV_HEARTBEAT_MS 1000
+void *srv_heartbeat_main(void *arg);
 /* The handshake's last check (pd_hello_rules.claim; arg: the server): a
  * worker's ticket must be at least as new as the newest seen for its
  * rank, so a rank the coordinator gave to a newer worker cannot be taken
