@@ -30,7 +30,8 @@ for sig in KILL STOP; do
     'if [ "$PARAMD_RANK" = 2 ]; then echo $$ >"$1.pid"; exec "$0" steps 12 4 >"$1"; fi
      exec "$0" steps 12 4' "$BUILD/tests/tool_worker" "$TMP/kg.$sig" >"$TMP/kg.$sig.out" 2>&1 &
   SID=$!
-  read -r -t 30 line <"$TMP/kg.$sig" || fail "worker 2 did not reach clock 4: $(cat "$TMP/kg.$sig.out")"
+  exec 6<>"$TMP/kg.$sig" # read-write: the open cannot block if worker 2 never starts
+  read -r -t 30 line <&6 || fail "worker 2 did not reach clock 4: $(cat "$TMP/kg.$sig.out")"
   [ "$line" = paused ] || fail "worker 2: $line"
   kill -$sig "$(cat "$TMP/kg.$sig.pid")"
   wait $SID; rc=$?
@@ -42,6 +43,7 @@ for sig in KILL STOP; do
   else
     expect_line "$TMP/kg.$sig.out" "^paramd local: worker 2 was removed by the coordinator \(no heartbeat\) and had not exited: stopping it"
   fi
+  exec 6<&-
   if in_session $SID; then ps -s $SID; fail "processes left behind after --keep-going"; fi
   pass "--keep-going, SIG$sig of worker 2 at clock 4: the others finished 12 steps exactly, exit 3"
 done
