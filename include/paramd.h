@@ -177,6 +177,35 @@ typedef struct paramd_request paramd_request;
  *                           shut: raise N for such programs.)  Else
  *                           $PARAMD_PEER_TIMEOUT_MS; 0: the system's TCP
  *                           timeouts; 1..3600000 [20000]
+ *   op_timeout_ms=N         a deadline for every wait the cluster holds
+ *                           for this worker: a pull of a sync or ssp table
+ *                           that the server holds for its clock, a barrier,
+ *                           opening a table another worker is creating,
+ *                           and a join to a running cluster (in
+ *                           paramd_connect).  Once such a wait has lasted N
+ *                           ms, the server or the coordinator that holds it
+ *                           ends it and the call fails with
+ *                           PARAMD_ETIMEDOUT; paramd_last_error is the line
+ *                           that side logs about the wait: whom it waits
+ *                           for, which clock, when that worker was last
+ *                           heard from ("server 0: table 'w' clock 12:
+ *                           waiting for worker 3 (last push at clock 11,
+ *                           1.5 s ago; connection alive); the pull gave up
+ *                           after 1500 ms (op_timeout_ms)").  Nothing
+ *                           changed: a timed-out pull took no part in any
+ *                           clock, a timed-out barrier counts as not
+ *                           arrived, a timed-out join took no slot.  The
+ *                           client stays usable, its connections in step
+ *                           (the reply is the wait's end): calling again
+ *                           waits again, up to N more ms.  A pull cut into
+ *                           several frames per server (chunk_bytes=) spends
+ *                           its deadline once per server, not once per
+ *                           frame.  Waits for a server that does not answer
+ *                           at all are peer_timeout_ms='s.  Else
+ *                           $PARAMD_OP_TIMEOUT_MS; 0: off (a wait lasts
+ *                           until it ends); 0..3600000 [0].  The servers
+ *                           and the coordinator must be of a version that
+ *                           knows it (docs/operations.md, "Deadlines").
  *   host_id=ID              this host's identity, else $PARAMD_HOST_ID,
  *                           else HOSTNAME/BOOT_ID/NETNS: shared memory is
  *                           tried only with servers whose identity (sent
@@ -420,7 +449,10 @@ PARAMD_API int64_t paramd_table_clock(const paramd_table *t);
  * Pull floats [offset, offset+count) into dst.  With consistency=sync the
  * pull answers only once the clock before the client's current clock has
  * been applied on every server (the caller's own push for that clock must
- * have been sent, else PARAMD_EDEADLOCK).  Thread-safe: yes, because each
+ * have been sent, else PARAMD_EDEADLOCK); with op_timeout_ms=N
+ * (paramd_connect) a pull that waited N ms for that clock fails with
+ * PARAMD_ETIMEDOUT naming the worker it waits for (dst is then partly
+ * written; pull again).  Thread-safe: yes, because each
  * call is its own request and every link is locked; each reply goes into
  * its own caller's buffer.
  */
@@ -675,7 +707,10 @@ PARAMD_API int64_t paramd_get_clock(const paramd_client *c);
 /* Block until every worker still in the cluster has called paramd_barrier
  * the same number of times.  Workers that left (paramd_close) or died are
  * not waited for; workers that have not joined yet are.  Returns
- * PARAMD_ESHUTDOWN if the cluster stops meanwhile; a tool client
+ * PARAMD_ESHUTDOWN if the cluster stops meanwhile; with op_timeout_ms=N
+ * (paramd_connect) PARAMD_ETIMEDOUT once it waited N ms, naming a worker
+ * it waits for, and this call then does not count as one of this
+ * worker's barriers (call it again to wait again); a tool client
  * (role=tool) gets PARAMD_EWORKER.  Thread-safe: no, because the
  * coordinator counts each call as one of this worker's barriers, and the
  * call holds the client's coordinator connection while it waits (a

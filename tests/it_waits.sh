@@ -6,7 +6,9 @@
 # PD_WAIT_LOG_FIRST_MS (5 s; the test allows 60), the waiting worker logs
 # its own, every line carries an RFC 3339 time, the role and the level,
 # and `paramd status --json` shows the same wait and the workers the test
-# started.  A bad PARAMD_LOG is a warning that lists the accepted values.
+# started.  With a deadline (op_timeout_ms) the same waits end with
+# PARAMD_ETIMEDOUT carrying that line, and the worker goes on; without one
+# they wait.  A bad PARAMD_LOG is a warning that lists the accepted values.
 source "$(dirname "$0")/lib.sh"
 STAMP='^[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}\.[0-9]{3}Z'
 
@@ -83,6 +85,53 @@ jq -e '[.workers[].state] == ["live", "live"]
 pass "status --json shows the stopped worker's wait"
 kill -CONT $S1
 kill -KILL $S1
+
+# ---- deadlines (op_timeout_ms): a pull and a barrier held for a stopped
+# worker end with PARAMD_ETIMEDOUT and the wait's own line; the client
+# goes on (retries, and the run's values are exact); without a deadline
+# the same pull waits until the worker is resumed.  Worker 0 pulls 10000
+# floats in 4 KiB chunks, so its pull is ten frames to the one server.
+for mode in deadline nodeadline; do
+  rm -f "$TMP/coordinator.log" "$TMP/server.0.log"
+  start_coordinator 1 2 --heartbeat-timeout-ms 120000
+  start_servers 1
+  opts="chunk_bytes=4096"
+  [ $mode = deadline ] && opts="$opts op_timeout_ms=1500"
+  PARAMD_COORDINATOR=$COORD PARAMD_RANK=0 TOOL_OPTIONS="$opts" \
+    "$BUILD/tests/tool_worker" deadline 10000 6 3 >"$TMP/d0.out" 2>"$TMP/d0.err" &
+  D0=$!; PIDS+=($D0)
+  PARAMD_COORDINATOR=$COORD PARAMD_RANK=1 "$BUILD/tests/tool_worker" deadline 10000 6 3 \
+    >"$TMP/d1.out" 2>"$TMP/d1.err" &
+  D1=$!; PIDS+=($D1)
+  wait_line "$TMP/d1.out" "^paused"
+  if [ $mode = deadline ]; then
+    wait_line "$TMP/d0.out" "^retrying"
+    expect_line "$TMP/d0.out" "^pull timed out after [0-9]+ ms: server 0: table 'd' clock 3: waiting for worker 1 \(last push at clock 2, [0-9.]+ s ago; connection alive\); the pull gave up after 1500 ms \(op_timeout_ms\)"
+    ms=$(sed -nE 's/^pull timed out after ([0-9]+) ms.*/\1/p' "$TMP/d0.out" | head -1)
+    [ "$ms" -ge 1500 ] || fail "the pull gave up after $ms ms, before its deadline"
+    pass "a pull held for a stopped worker fails with PARAMD_ETIMEDOUT naming it and the clock"
+    expect_line "$TMP/d0.out" "^barrier timed out after [0-9]+ ms: coordinator [^ ]+: barrier 0: waiting for worker 1 \(at clock [0-9]+, last heard [0-9.]+ s ago\); the barrier gave up after 1500 ms \(op_timeout_ms\)"
+    ms=$(sed -nE 's/^barrier timed out after ([0-9]+) ms.*/\1/p' "$TMP/d0.out" | head -1)
+    [ "$ms" -ge 1500 ] || fail "the barrier gave up after $ms ms, before its deadline"
+    pass "so does a barrier, naming the missing worker"
+  else
+    # the server says the pull waits, which is past 1500 ms: it still waits
+    wait_line "$TMP/server.0.log" "table 'd' clock 3: waiting for worker 1 \(last push at clock 2"
+    kill -0 $D0 2>/dev/null || fail "worker 0 ended: $(cat "$TMP/d0.err")"
+  fi
+  kill -CONT $D1
+  wait $D0 || fail "worker 0 ($mode): $(cat "$TMP/d0.err")"
+  wait $D1 || fail "worker 1 ($mode): $(cat "$TMP/d1.err")"
+  expect_line "$TMP/d0.out" "^deadline ok: rank 0, 6 steps"
+  expect_line "$TMP/d1.out" "^deadline ok: rank 1, 6 steps"
+  if [ $mode = deadline ]; then
+    pass "after the timeouts the client goes on: retried, the run's values are exact"
+  else
+    grep -q "^pull timed out" "$TMP/d0.out" && fail "a pull timed out without a deadline: $(cat "$TMP/d0.out")"
+    pass "without op_timeout_ms the same pull waits until the worker resumes"
+  fi
+  wait "$COORD_PID"
+done
 
 # ---- PARAMD_LOG
 PARAMD_LOG=verbose "$PARAMD" version >"$TMP/v.out" 2>"$TMP/v.err"

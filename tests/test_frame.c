@@ -62,6 +62,22 @@ static void test_hello_codec(void) {
     CHECK_INT_EQ(pd_hello_decode(b.p, b.len, &d, &e), PARAMD_EPROTO);
     CHECK(strstr(e.msg, "auth field"));
     pd_buf_free(&b);
+
+    /* with a deadline: 4 bytes at the end, sent only when set */
+    h.challenge = 0, h.has_ticket = 0, h.op_timeout_ms = 1500;
+    pd_buf_init(&b);
+    pd_hello_encode(&b, &h);
+    CHECK_INT_EQ(b.len, 16);
+    CHECK_OK(pd_hello_decode(b.p, b.len, &d, &e));
+    CHECK_INT_EQ(d.op_timeout_ms, 1500);
+    CHECK_INT_EQ(d.rank, 3);
+    CHECK_INT_EQ(pd_hello_decode(b.p, b.len - 1, &d, &e), PARAMD_EPROTO);
+    memset(b.p + 12, 0, 4); /* 0 is "none": never sent */
+    CHECK_INT_EQ(pd_hello_decode(b.p, b.len, &d, &e), PARAMD_EPROTO);
+    CHECK(strstr(e.msg, "deadline of 0 ms"));
+    b.p[12] = 0x81, b.p[13] = 0xee, b.p[14] = 0x36; /* 3600001 */
+    CHECK_INT_EQ(pd_hello_decode(b.p, b.len, &d, &e), PARAMD_EPROTO);
+    pd_buf_free(&b);
 }
 
 static void test_welcome_codec(void) {

@@ -3,10 +3,11 @@
  * only records which clocks it was asked to apply: the order of the
  * admission checks and their codes, clocks applied once, in order, when
  * complete (backup workers, gone workers), the pull wait (deadlock check,
- * stop), joins in two phases, and async tables.  test_shard.c and
+ * deadline, stop), joins in two phases, and async tables.  test_shard.c and
  * test_sparse.c test the same rules through the two stores.
  */
 #include <pthread.h>
+#include <stdio.h>
 #include <string.h>
 
 #include "check.h"
@@ -62,9 +63,16 @@ static int push(pd_gate *g, int32_t w, int64_t c, pd_err *e) {
     return rc;
 }
 
+static int pull_within(pd_gate *g, int32_t w, int64_t c, int64_t limit_ms, pd_err *e) {
+    pthread_mutex_lock(&g->mu);
+    int rc = pd_gate_pull_wait(g, w, c, limit_ms, e);
+    pthread_mutex_unlock(&g->mu);
+    return rc;
+}
+
 static int pull(pd_gate *g, int32_t w, int64_t c, pd_err *e) {
     pthread_mutex_lock(&g->mu);
-    int rc = pd_gate_pull_wait(g, w, c, e);
+    int rc = pd_gate_pull_wait(g, w, c, 0, e);
     pthread_mutex_unlock(&g->mu);
     return rc;
 }
@@ -177,6 +185,49 @@ static void test_pull_wait(void) {
     CHECK_OK(push(&g, 0, 1, &e));
     CHECK_OK(pull(&g, 0, 2, &e));
     CHECK_INT_EQ(g.max_ahead, 1);
+    pd_gate_fini(&g);
+}
+
+/* A pull's deadline (limit_ms): the wait ends with PARAMD_ETIMEDOUT and
+ * the wait's own line (whom, which clock); a spent one (< 0) fails at
+ * once, but only if the pull would wait; nothing in the gate changes. */
+static void *deadline_waiter(void *arg) {
+    pd_gate *g = arg;
+    pd_err e = {0};
+    static int rc;
+    rc = pull_within(g, 1, 1, 3600000, &e); /* released by worker 0's push */
+    return &rc;
+}
+
+static void test_pull_deadline(void) {
+    pd_gate g;
+    rec r;
+    pd_err e = {0};
+    mk(&g, &r, "consistency=sync", 2);
+    snprintf(g.name, sizeof g.name, "model");
+    CHECK_OK(push(&g, 1, 0, &e));
+    int64_t t0 = pd_now_ms();
+    CHECK_INT_EQ(pull_within(&g, 1, 1, 50, &e), PARAMD_ETIMEDOUT);
+    CHECK(pd_now_ms() - t0 >= 50); /* it did wait its deadline */
+    CHECK(strstr(e.msg, "table 'model' clock 0: waiting for worker 0 (no push yet"));
+    CHECK(strstr(e.msg, "gave up after 50 ms (op_timeout_ms)"));
+    CHECK_INT_EQ(g.nwait, 0);
+    CHECK_INT_EQ(r.n, 0);
+    CHECK_INT_EQ(g.applied, 0);
+    /* spent: at once, with the same line */
+    CHECK_INT_EQ(pull_within(&g, 1, 1, -1, &e), PARAMD_ETIMEDOUT);
+    CHECK(strstr(e.msg, "clock 0: waiting for worker 0"));
+    CHECK(strstr(e.msg, "an earlier part of this pull"));
+    CHECK_OK(pull_within(&g, 1, 0, -1, &e)); /* clock 0 waits for nothing */
+    /* the deadline does not end a wait that ends in time */
+    pthread_t t;
+    CHECK(pthread_create(&t, NULL, deadline_waiter, &g) == 0);
+    CHECK_OK(push(&g, 0, 0, &e));
+    void *res;
+    pthread_join(t, &res);
+    CHECK_INT_EQ(*(int *)res, 0);
+    CHECK_INT_EQ(r.n, 1);
+    CHECK_OK(pull_within(&g, 0, 1, -1, &e)); /* applied: no wait, no error */
     pd_gate_fini(&g);
 }
 
@@ -305,6 +356,7 @@ int main(void) {
     test_sync_order_and_rejections();
     test_backup_and_gone();
     test_pull_wait();
+    test_pull_deadline();
     test_stop_wakes_pulls();
     test_join();
     test_async();

@@ -53,6 +53,18 @@
  *       a rank other than 0 (a joiner) checks the values exactly,
  *       T + 1000*(PAUSE_AT + T - J);
  *       rank 0 checks that they are T plus whole 1000s.
+ *   tool_worker deadline N T PAUSE_AT
+ *       Deadlines (op_timeout_ms, tests/it_waits.sh): sync table "d" of N
+ *       floats (add, mean); T steps of pull, push of (rank+1), clock, then
+ *       a barrier.  The last rank prints "paused" and stops itself
+ *       (SIGSTOP) before pushing clock PAUSE_AT; SIGCONT resumes it.  Rank
+ *       0, when a pull fails with PARAMD_ETIMEDOUT, prints "pull timed out
+ *       after MS ms: MESSAGE", tries a barrier (which must time out too:
+ *       "barrier timed out after MS ms: MESSAGE"), prints "retrying" and
+ *       retries the pull until it succeeds; any other failure is one.  It
+ *       checks the final values exactly (T * mean(1..W)): a timed-out
+ *       pull or barrier changed nothing.  Options for paramd_connect come
+ *       from $TOOL_OPTIONS (e.g. chunk_bytes=4096 op_timeout_ms=1500).
  *   tool_worker fail
  *       Connects, then exits 3 (for paramd local's failure handling).
  *   tool_worker pidfile DIR
@@ -63,6 +75,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "rawpeer.h"
@@ -259,6 +272,65 @@ static int steps(int T, int pause_at) {
     return 0;
 }
 
+static int deadline(uint64_t N, int T, int pause_at) {
+    float *v = calloc(N, sizeof *v), *g = calloc(N, sizeof *g);
+    paramd_table *t;
+    int r = paramd_rank(c), W = paramd_num_workers(c), timeouts = 0;
+    if (!v || !g) return 1;
+    MUST(paramd_table_open(c, "d", N, "rule=add consistency=sync", NULL, &t));
+    for (uint64_t i = 0; i < N; i++) g[i] = (float)(r + 1);
+    for (int st = 0; st < T; st++) {
+        for (;;) {
+            struct timespec a, b;
+            clock_gettime(CLOCK_MONOTONIC, &a);
+            int rc = paramd_pull(t, 0, N, v);
+            clock_gettime(CLOCK_MONOTONIC, &b);
+            if (rc == 0) break;
+            long ms = (b.tv_sec - a.tv_sec) * 1000 + (b.tv_nsec - a.tv_nsec) / 1000000;
+            if (rc != PARAMD_ETIMEDOUT || r != 0) {
+                fprintf(stderr, "FAIL pull: %s: %s\n", paramd_err_name(rc), paramd_last_error(c));
+                return 1;
+            }
+            printf("pull timed out after %ld ms: %s\n", ms, paramd_last_error(c));
+            if (timeouts++ == 0) {
+                clock_gettime(CLOCK_MONOTONIC, &a);
+                rc = paramd_barrier(c);
+                clock_gettime(CLOCK_MONOTONIC, &b);
+                ms = (b.tv_sec - a.tv_sec) * 1000 + (b.tv_nsec - a.tv_nsec) / 1000000;
+                if (rc != PARAMD_ETIMEDOUT) {
+                    fprintf(stderr, "FAIL barrier: %s: %s\n", paramd_err_name(rc),
+                            paramd_last_error(c));
+                    return 1;
+                }
+                printf("barrier timed out after %ld ms: %s\n", ms, paramd_last_error(c));
+                printf("retrying\n");
+            }
+            fflush(stdout);
+        }
+        if (r == W - 1 && st == pause_at) {
+            printf("paused\n");
+            fflush(stdout);
+            raise(SIGSTOP);
+        }
+        MUST(paramd_push(t, 0, N, g));
+        paramd_clock(c);
+    }
+    MUST(paramd_barrier(c));
+    MUST(paramd_pull(t, 0, N, v));
+    double want = T * (double)(W + 1) / 2; /* T clocks of mean(1..W) */
+    for (uint64_t i = 0; i < N; i++)
+        if (fabs(v[i] - want) > 1e-3) {
+            fprintf(stderr, "FAIL deadline: element %llu is %g, expected %g\n",
+                    (unsigned long long)i, v[i], want);
+            return 1;
+        }
+    printf("deadline ok: rank %d, %d steps, %d pulls timed out, values %g\n", r, T, timeouts,
+           want);
+    free(v);
+    free(g);
+    return 0;
+}
+
 static int ssp(int S) {
     enum { N = 64 };
     float v[N], g[N];
@@ -448,7 +520,7 @@ int main(int argc, char **argv) {
         fprintf(stderr, "usage: tool_worker ramp N sync|async | spin | errors | fail | pidfile DIR\n");
         return 2;
     }
-    if (paramd_connect(&c, NULL)) {
+    if (paramd_connect(&c, getenv("TOOL_OPTIONS"))) {
         fprintf(stderr, "FAIL connect: %s\n", paramd_last_error(NULL));
         return 1;
     }
@@ -457,6 +529,8 @@ int main(int argc, char **argv) {
     else if (!strcmp(argv[1], "spin")) rc = spin();
     else if (!strcmp(argv[1], "steps") && argc == 4) rc = steps(atoi(argv[2]), atoi(argv[3]));
     else if (!strcmp(argv[1], "ssp") && argc == 3) rc = ssp(atoi(argv[2]));
+    else if (!strcmp(argv[1], "deadline") && argc == 5)
+        rc = deadline(strtoull(argv[2], NULL, 10), atoi(argv[3]), atoi(argv[4]));
     else if (!strcmp(argv[1], "backup") && argc == 3) rc = backup(atoi(argv[2]));
     else if (!strcmp(argv[1], "rules") && argc == 4) rc = rules(argv[2], atoi(argv[3]));
     else if (!strcmp(argv[1], "errors")) rc = errors();

@@ -540,7 +540,8 @@ def connect(options=None, **keys):
     """Connect to a cluster (paramd_connect) and return a Client.
 
     `options` is a string of key=value pairs and/or keyword arguments:
-    coordinator="HOST:PORT", rank=N, timeout_ms=N, transport="shm", ...
+    coordinator="HOST:PORT", rank=N, timeout_ms=N, op_timeout_ms=N,
+    transport="shm", ...
     (paramd.h); what is not given comes from the environment
     (PARAMD_COORDINATOR, PARAMD_RANK, ...), as `paramd local` and
     paramd.local() set it.  Use it in a `with` block, or call close()."""

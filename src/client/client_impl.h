@@ -187,6 +187,9 @@ struct paramd_client {
     char coord_addr[PD_MAX_ADDR + 1];
     int timeout_ms;
     int peer_timeout_ms;  /* a TCP peer silent this long is dead (tcp.c) */
+    uint32_t op_timeout_ms; /* op_timeout_ms=: sent in every HELLO, so the
+                           * servers and the coordinator end a wait held
+                           * for us after this long (0: never) */
     uint64_t chunk_bytes;
     int transport;        /* TR_AUTO, TR_TCP, TR_SHM */
     uint64_t shm_ring;    /* bytes per direction of a shm pd_link */
@@ -251,6 +254,9 @@ static inline int req_pending(paramd_request *r) {
     return __atomic_load_n(&r->outstanding, __ATOMIC_ACQUIRE) > 0;
 }
 
+static inline void put_le32(uint8_t *p, uint32_t v) {
+    for (int i = 0; i < 4; i++) p[i] = (uint8_t)(v >> (8 * i));
+}
 static inline void put_le64(uint8_t *p, uint64_t v) {
     for (int i = 0; i < 8; i++) p[i] = (uint8_t)(v >> (8 * i));
 }

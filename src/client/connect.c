@@ -134,6 +134,7 @@ static int parse_options(paramd_client *c, const char *options) {
     const char *secret = NULL;
     char coordbuf[PD_MAX_ADDR + 1], rankbuf[32], trbuf[16], hostbuf[PD_MAX_ADDR + 1];
     char secretbuf[1024];
+    int op_timeout_set = 0;
     c->timeout_ms = 30000;
     c->peer_timeout_ms = -1;
     c->chunk_bytes = PD_CHUNK_BYTES_DEFAULT;
@@ -165,6 +166,14 @@ static int parse_options(paramd_client *c, const char *options) {
                               "peer_timeout_ms=%s is not 0 (the system's TCP "
                               "timeouts) or 1..3600000", val);
             c->peer_timeout_ms = (int)v;
+        } else if (strcmp(tok, "op_timeout_ms") == 0) {
+            if (pd_parse_i64(val, &v) || v < 0 || v > PD_OP_TIMEOUT_MAX)
+                return cl_err(NULL, PARAMD_EINVAL,
+                              "op_timeout_ms=%s is not 0 (off: waits for the "
+                              "cluster never end on their own) or 1..%u", val,
+                              PD_OP_TIMEOUT_MAX);
+            c->op_timeout_ms = (uint32_t)v;
+            op_timeout_set = 1;
         } else if (strcmp(tok, "chunk_bytes") == 0) {
             if (pd_parse_i64(val, &v) || v < 4096 || v > (1 << 30))
                 return cl_err(NULL, PARAMD_EINVAL, "chunk_bytes=%s is not 4096..2^30", val);
@@ -213,7 +222,8 @@ static int parse_options(paramd_client *c, const char *options) {
         } else {
             return cl_err(NULL, PARAMD_EINVAL,
                           "unknown option '%s' (coordinator, rank, role, "
-                          "secret_file, timeout_ms, peer_timeout_ms, chunk_bytes, "
+                          "secret_file, timeout_ms, peer_timeout_ms, op_timeout_ms, "
+                          "chunk_bytes, "
                           "coalesce_bytes, transport, host_id, shm_ring_bytes, "
                           "shared_buffers, fault)",
                           tok);
@@ -270,6 +280,16 @@ static int parse_options(paramd_client *c, const char *options) {
                           "timeouts) or 1..3600000", pt);
         c->peer_timeout_ms = (int)v;
     }
+    if (!op_timeout_set) {
+        static const char *const ot_env[] = {"PARAMD_OP_TIMEOUT_MS", NULL};
+        const char *ot = pd_env_first(ot_env);
+        int64_t v = 0;
+        if (ot && (pd_parse_i64(ot, &v) || v < 0 || v > PD_OP_TIMEOUT_MAX))
+            return cl_err(NULL, PARAMD_EINVAL,
+                          "PARAMD_OP_TIMEOUT_MS=%s is not 0 (off) or 1..%u", ot,
+                          PD_OP_TIMEOUT_MAX);
+        c->op_timeout_ms = (uint32_t)v;
+    }
     pd_err he = {0};
     if (pd_host_id(host_id, c->host_id, sizeof c->host_id, &he))
         return cl_err(NULL, PARAMD_EINVAL, "host_id= or PARAMD_HOST_ID: %s", he.msg);
@@ -312,9 +332,12 @@ static int parse_options(paramd_client *c, const char *options) {
 
 /* The handshake (frame/hello.h) as this client: a worker (with its rank's
  * ticket once it registered), or a tool; with the cluster secret if it
- * has one. */
+ * has one; with its deadline (op_timeout_ms) if it has one, so that every
+ * wait held for it ends there, on the side that holds it, with an error
+ * reply: the connection stays in step. */
 static int hello(paramd_client *c, pd_conn *conn, pd_welcome *w, pd_err *e) {
-    pd_hello me = {.role = c->tool ? PD_ROLE_TOOL : PD_ROLE_WORKER, .rank = c->rank};
+    pd_hello me = {.role = c->tool ? PD_ROLE_TOOL : PD_ROLE_WORKER, .rank = c->rank,
+                   .op_timeout_ms = c->op_timeout_ms};
     if (c->has_ticket) me.has_ticket = 1, me.ticket = c->ticket;
     return pd_handshake_dial(conn, &me, c->has_key ? &c->key : NULL, w, e);
 }

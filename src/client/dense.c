@@ -96,14 +96,25 @@ static void issue_range(paramd_table *t, paramd_request *r, uint16_t type,
                                  sizeof ref, NULL, 0, NULL, 0);
                     continue;
                 }
+                /* a later chunk of this pull to the same server says so
+                 * (PD_PULL_MORE), so that a deadline its first chunk spent
+                 * waiting for the clock is not waited again by each chunk
+                 * (sent only with a deadline: to a server that knows) */
+                uint64_t lo = shard_lo(t->n, c->S, k);
+                int later = pos[j] > (lo > off ? lo : off);
                 pos[j] += len;
                 if (pos[j] < hi) more = 1;
-                uint8_t pre[PD_PULL_PAYLOAD];
+                uint8_t pre[PD_PULL_FLAGS_PAYLOAD];
                 put_le64(pre, a);
                 put_le64(pre + 8, len);
+                size_t plen = PD_PULL_PAYLOAD;
+                if (later && c->op_timeout_ms && t->def.consistency != PD_CONS_ASYNC) {
+                    put_le32(pre + PD_PULL_PAYLOAD, PD_PULL_MORE);
+                    plen = PD_PULL_FLAGS_PAYLOAD;
+                }
                 if (type == PD_MSG_PULL)
                     link_send(&c->links[k], r, type, can_batch, t->id, clock,
-                              pre, PD_PULL_PAYLOAD, NULL, 0, dst + (a - off), len);
+                              pre, plen, NULL, 0, dst + (a - off), len);
                 else
                     link_send(&c->links[k], r, type, can_batch, t->id, clock,
                               pre, PD_RANGE_PREFIX, src + (a - off), len * 4, NULL, 0);

@@ -174,7 +174,10 @@ static void sparse_send(paramd_table *t, paramd_request *r, sparse_plan *p) {
     uint32_t S = (uint32_t)c->S, dim = (uint32_t)t->n;
     int clocked = t->def.consistency != PD_CONS_ASYNC;
     int64_t clock = paramd_get_clock(c);
-    uint64_t chunk = clocked && p->push ? UINT64_MAX : sparse_chunk(c, p->push, dim);
+    /* With a deadline a sync/ssp pull goes as one frame per server too,
+     * so that each server's part waits for its clock (op_timeout_ms) once */
+    uint64_t chunk = clocked && (p->push || c->op_timeout_ms) ? UINT64_MAX
+                                                              : sparse_chunk(c, p->push, dim);
     uint16_t type = p->push ? PD_MSG_SPARSE_PUSH : PD_MSG_SPARSE_PULL;
     int can_batch = batchable(t, type);
     memcpy(p->cur, p->off, (size_t)S * 8);

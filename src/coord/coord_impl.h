@@ -169,14 +169,18 @@ int co_restore(pd_coord *co, pd_err *e);
 
 int co_on_status(co_conn *cc, const pd_hdr *h);
 /* mu held: wait (releasing mu) until barrier `gen` is released or the
- * coordinator stops, logging whom it waits for at a growing interval. */
-void co_barrier_wait(pd_coord *co, uint64_t gen);
+ * coordinator stops, logging whom it waits for at a growing interval; or
+ * until limit ms (> 0: the waiting worker's op_timeout_ms) have passed:
+ * then PARAMD_ETIMEDOUT with the wait's line in why.  Else 0 (the caller
+ * looks at what ended the wait). */
+int co_barrier_wait(pd_coord *co, uint64_t gen, int64_t limit, char *why, size_t whylen);
 /* mu held: wait until every server answered the join of `rank` (or it
- * failed, or the coordinator stops), logging which servers are silent. */
-void co_join_wait(pd_coord *co, int32_t rank);
+ * failed, or the coordinator stops), logging which servers are silent;
+ * limit as above. */
+int co_join_wait(pd_coord *co, int32_t rank, int64_t limit, char *why, size_t whylen);
 /* mu held: wait until table `id` is ready or dropped, or the coordinator
- * stops, logging which worker is creating it. */
-void co_table_wait(pd_coord *co, uint32_t id);
+ * stops, logging which worker is creating it; limit as above. */
+int co_table_wait(pd_coord *co, uint32_t id, int64_t limit, char *why, size_t whylen);
 /* The metrics endpoint's render function (metrics/http.h). */
 void co_metrics_render(void *coord, pd_buf *b);
 /* ==== startup.c ========================================================= */

@@ -3,7 +3,9 @@
  * `paramd status` reads, its Prometheus text (--metrics), and the waits
  * it holds (a barrier, a join, a table being created), which log whom
  * they wait for once they last a few seconds and again at a growing
- * interval (wire/status.h).  Everything here reads the cluster's state
+ * interval (wire/status.h), and end with PARAMD_ETIMEDOUT and that same
+ * line once they last the waiting worker's deadline (its op_timeout_ms,
+ * sent in HELLO), if it gave one.  Everything here reads the cluster's state
  * under mu; nothing changes it.
  *
  * STATUS reply: lines of words (wire/status.h), in this order:
@@ -67,74 +69,132 @@ static struct timespec deadline_in(int64_t ms) {
     return ts;
 }
 
-void co_barrier_wait(pd_coord *co, uint64_t gen) {
-    int64_t t0 = pd_now_ms();
-    if (co->barrier_arrived == 1) co->bar_since = t0, co->bar_log_mark = 0;
-    while (co->barrier_gen == gen && !co->stopping) {
-        int64_t next = pd_wait_next_log(co->bar_log_mark);
-        int64_t left = co->bar_since + next - pd_now_ms();
-        struct timespec ts = deadline_in(left > 0 ? left : 0);
-        pthread_cond_timedwait(&co->cv, &co->mu, &ts);
-        if (co->barrier_gen != gen || co->stopping) break;
-        if (pd_now_ms() - co->bar_since < next || co->bar_log_mark >= next) continue;
-        co->bar_log_mark = next; /* one line per interval, whoever logs it */
-        pd_wait w;
-        int n = barrier_missing(co, gen, &w, 1);
-        if (n > 0) {
-            char line[512];
-            w.others = n - 1;
-            pd_wait_format(&w, line, sizeof line);
-            pd_log(PD_LOG_WARN, "%s; %d of %d workers arrived %.0f s ago", line,
-                   co->barrier_arrived, co->nmembers, (double)w.waiting_ms / 1000);
-        }
-    }
+/* How long to sleep before the next thing a wait must do: log at
+ * t0 + next (ms into the wait, on the monotonic clock), or give up at
+ * t0 + limit (limit > 0).  Sets *deadline when giving up comes first. */
+static int64_t sleep_for(int64_t t0, int64_t next, int64_t limit, int *deadline) {
+    int64_t at = t0 + next;
+    *deadline = limit > 0 && t0 + limit <= at;
+    if (*deadline) at = t0 + limit;
+    int64_t left = at - pd_now_ms();
+    return left > 0 ? left : 0;
 }
 
-void co_join_wait(pd_coord *co, int32_t rank) {
-    int64_t t0 = pd_now_ms(), mark = 0;
+/* The text a deadline's error carries: the wait's line and what ended it. */
+static int gave_up(const char *line, const char *what, int64_t limit, char *why, size_t len) {
+    snprintf(why, len, "%s; the %s gave up after %lld ms (op_timeout_ms)", line, what,
+             (long long)limit);
+    return PARAMD_ETIMEDOUT;
+}
+
+/* mu held: the line of barrier gen's wait, as logged; 0 if it waits for
+ * nobody (about to be released). */
+static int barrier_line(pd_coord *co, uint64_t gen, char *line, size_t len) {
+    pd_wait w;
+    int n = barrier_missing(co, gen, &w, 1);
+    if (n <= 0) return 0;
+    w.others = n - 1;
+    pd_wait_format(&w, line, len);
+    return 1;
+}
+
+int co_barrier_wait(pd_coord *co, uint64_t gen, int64_t limit, char *why, size_t whylen) {
+    int64_t t0 = pd_now_ms();
+    if (co->barrier_arrived == 1) co->bar_since = t0, co->bar_log_mark = 0;
+    t0++; /* the deadline's start, rounded up: it never ends early */
+    while (co->barrier_gen == gen && !co->stopping) {
+        int64_t next = pd_wait_next_log(co->bar_log_mark);
+        int deadline;
+        /* the log's timer runs from the barrier's first arrival, the
+         * deadline from this worker's */
+        int64_t left = sleep_for(co->bar_since, next, limit > 0 ? t0 + limit - co->bar_since : 0,
+                                 &deadline);
+        struct timespec ts = deadline_in(left);
+        pthread_cond_timedwait(&co->cv, &co->mu, &ts);
+        if (co->barrier_gen != gen || co->stopping) break;
+        if (deadline && pd_now_ms() - t0 >= limit) {
+            char line[512];
+            if (!barrier_line(co, gen, line, sizeof line))
+                snprintf(line, sizeof line, "barrier %llu", (unsigned long long)gen);
+            return gave_up(line, "barrier", limit, why, whylen);
+        }
+        if (pd_now_ms() - co->bar_since < next || co->bar_log_mark >= next) continue;
+        co->bar_log_mark = next; /* one line per interval, whoever logs it */
+        char line[512];
+        if (barrier_line(co, gen, line, sizeof line))
+            pd_log(PD_LOG_WARN, "%s; %d of %d workers arrived %.0f s ago", line,
+                   co->barrier_arrived, co->nmembers,
+                   (double)(pd_now_ms() - co->bar_since) / 1000);
+    }
+    return 0;
+}
+
+/* mu held: the line of the join of rank, as logged. */
+static void join_line(pd_coord *co, int32_t rank, char *line, size_t len) {
+    /* Which servers answered is not kept: name how many are missing. */
+    pd_wait w = {0};
+    w.kind = PD_WAIT_JOIN;
+    w.clock = rank;
+    w.worker = -1;
+    w.server = -1;
+    w.others = co->o.servers - co->join_replies - 1;
+    pd_wait_format(&w, line, len);
+}
+
+int co_join_wait(pd_coord *co, int32_t rank, int64_t limit, char *why, size_t whylen) {
+    int64_t t0 = pd_now_ms() + 1, mark = 0; /* rounded up: a deadline never ends early */
     while (co->join_replies < co->o.servers && !co->join_failed && !co->stopping) {
         int64_t next = pd_wait_next_log(mark);
-        int64_t left = t0 + next - pd_now_ms();
-        struct timespec ts = deadline_in(left > 0 ? left : 0);
+        int deadline;
+        struct timespec ts = deadline_in(sleep_for(t0, next, limit, &deadline));
         pthread_cond_timedwait(&co->cv, &co->mu, &ts);
         if (co->join_replies >= co->o.servers || co->join_failed || co->stopping) break;
+        char line[512];
+        if (deadline && pd_now_ms() - t0 >= limit) {
+            join_line(co, rank, line, sizeof line);
+            return gave_up(line, "join", limit, why, whylen);
+        }
         if (pd_now_ms() - t0 < next) continue;
         mark = next;
-        /* Which servers answered is not kept: name how many are missing. */
-        pd_wait w = {0};
-        w.kind = PD_WAIT_JOIN;
-        w.clock = rank;
-        w.worker = -1;
-        w.server = -1;
-        w.others = co->o.servers - co->join_replies - 1;
-        char line[512];
-        pd_wait_format(&w, line, sizeof line);
+        join_line(co, rank, line, sizeof line);
         pd_log(PD_LOG_WARN, "%s (%d of %d answered in %.0f s)", line, co->join_replies,
                co->o.servers, (double)(pd_now_ms() - t0) / 1000);
     }
+    return 0;
 }
 
-void co_table_wait(pd_coord *co, uint32_t id) {
-    int64_t t0 = pd_now_ms(), mark = 0;
+/* mu held: the line of the wait for table id, as logged. */
+static void table_line(pd_coord *co, uint32_t id, char *line, size_t len) {
+    co_table *t = &co->tables[id - 1];
+    co_conn *cr = t->creator;
+    pd_wait w = {0};
+    w.kind = PD_WAIT_TABLE;
+    snprintf(w.table, sizeof w.table, "%s", t->name);
+    w.worker = cr ? cr->rank : -1;
+    w.ago_ms = cr && cr->rank >= 0 ? pd_now_ms() - co->wseen_ms[cr->rank] : -1;
+    pd_wait_format(&w, line, len);
+}
+
+int co_table_wait(pd_coord *co, uint32_t id, int64_t limit, char *why, size_t whylen) {
+    int64_t t0 = pd_now_ms() + 1, mark = 0; /* rounded up: a deadline never ends early */
     while (!co->tables[id - 1].ready && !co->tables[id - 1].dropped && !co->stopping) {
         int64_t next = pd_wait_next_log(mark);
-        int64_t left = t0 + next - pd_now_ms();
-        struct timespec ts = deadline_in(left > 0 ? left : 0);
+        int deadline;
+        struct timespec ts = deadline_in(sleep_for(t0, next, limit, &deadline));
         pthread_cond_timedwait(&co->cv, &co->mu, &ts);
         co_table *t = &co->tables[id - 1];
         if (t->ready || t->dropped || co->stopping) break;
+        char line[512];
+        if (deadline && pd_now_ms() - t0 >= limit) {
+            table_line(co, id, line, sizeof line);
+            return gave_up(line, "open", limit, why, whylen);
+        }
         if (pd_now_ms() - t0 < next) continue;
         mark = next;
-        co_conn *cr = t->creator;
-        pd_wait w = {0};
-        w.kind = PD_WAIT_TABLE;
-        snprintf(w.table, sizeof w.table, "%s", t->name);
-        w.worker = cr ? cr->rank : -1;
-        w.ago_ms = cr && cr->rank >= 0 ? pd_now_ms() - co->wseen_ms[cr->rank] : -1;
-        char line[512];
-        pd_wait_format(&w, line, sizeof line);
+        table_line(co, id, line, sizeof line);
         pd_log(PD_LOG_WARN, "%s", line);
     }
+    return 0;
 }
 
 /* ==== STATUS ============================================================ */

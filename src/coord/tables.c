@@ -73,7 +73,11 @@ int co_on_table_open(co_conn *cc, const pd_hdr *h) {
             pthread_mutex_unlock(&co->mu);
             return co_reply_err(cc, h, PARAMD_ESPEC, msg);
         }
-        co_table_wait(co, id);
+        char why[PD_ERRMSG_MAX];
+        if (co_table_wait(co, id, cc->hello.op_timeout_ms, why, sizeof why)) {
+            pthread_mutex_unlock(&co->mu);
+            return co_reply_err(cc, h, PARAMD_ETIMEDOUT, why);
+        }
         if (!co->tables[id - 1].ready) {
             pthread_mutex_unlock(&co->mu);
             snprintf(msg, sizeof msg,

@@ -132,8 +132,10 @@ static void send_join(pd_coord *co, int32_t rank, uint32_t phase, int64_t J) {
 
 /* Called with mu held (released while waiting): the two phases of a join
  * of `rank` (see the top of this file).  0 with the start clock in *J, or
- * PARAMD_ESHUTDOWN (the servers were told to forget the join). */
-static int run_join(pd_coord *co, int32_t rank, int64_t *J) {
+ * PARAMD_ESHUTDOWN, or PARAMD_ETIMEDOUT with the wait's line in why after
+ * limit ms (> 0), both once the servers were told to forget the join. */
+static int run_join(pd_coord *co, int32_t rank, int64_t limit, int64_t *J, char *why,
+                    size_t whylen) {
     while ((co->joining || co->ck_busy) && !co->stopping) pthread_cond_wait(&co->cv, &co->mu);
     if (co->stopping) return PARAMD_ESHUTDOWN;
     co->joining = 1;
@@ -144,8 +146,9 @@ static int run_join(pd_coord *co, int32_t rank, int64_t *J) {
     for (int32_t i = 0; i < co->o.servers; i++)
         if (!co->server_conn[i]) co->join_failed = 1;
     if (!co->join_failed) send_join(co, rank, PD_JOIN_PREPARE, 0);
-    co_join_wait(co, rank);
-    int ok = co->join_replies == co->o.servers && !co->join_failed;
+    int timed = co_join_wait(co, rank, limit, why, whylen);
+    /* a join that timed out is undone as one that failed */
+    int ok = !timed && co->join_replies == co->o.servers && !co->join_failed;
     /* Any J >= every frontier is safe; the live workers' clocks raise it
      * so that a joiner of async tables (no frontier) starts near them. */
     for (int32_t w = 0; w < co->o.max_workers; w++)
@@ -156,7 +159,7 @@ static int run_join(pd_coord *co, int32_t rank, int64_t *J) {
     *J = co->join_max;
     co->joining = 0;
     pthread_cond_broadcast(&co->cv);
-    return ok ? 0 : PARAMD_ESHUTDOWN;
+    return ok ? 0 : timed ? timed : PARAMD_ESHUTDOWN;
 }
 
 /* A server's answer to PREPARE: i64 frontier (status 0). */
@@ -240,10 +243,11 @@ int co_on_reg_worker(co_conn *cc, const pd_hdr *h) {
         pthread_cond_wait(&co->cv, &co->mu);
     int64_t start = co->restore_clock; /* 0, or a restored cluster's clock */
     int rc = 0;
+    char why[PD_ERRMSG_MAX] = "";
     if (co->stopping) {
         rc = PARAMD_ESHUTDOWN;
     } else if (join) {
-        rc = run_join(co, want, &start);
+        rc = run_join(co, want, cc->hello.op_timeout_ms, &start, why, sizeof why);
         if (rc == 0 && !co->stopping) {
             co->wstate[want] = W_LIVE;
             co->wstart[want] = start;
@@ -255,7 +259,7 @@ int co_on_reg_worker(co_conn *cc, const pd_hdr *h) {
                    "workers in the cluster)",
                    want, (long long)start, how[was], co->nmembers);
             co_barrier_check(co);
-        } else {
+        } else if (rc != PARAMD_ETIMEDOUT) {
             rc = PARAMD_ESHUTDOWN;
         }
     } else {
@@ -278,6 +282,10 @@ int co_on_reg_worker(co_conn *cc, const pd_hdr *h) {
     pd_map_encode(&b, &m);
     co->wseen_ms[want] = pd_now_ms(); /* waiting for servers is not silence */
     pthread_mutex_unlock(&co->mu);
+    if (rc == PARAMD_ETIMEDOUT) {
+        pd_buf_free(&b);
+        return co_reply_err(cc, h, rc, why);
+    }
     if (rc) {
         pd_buf_free(&b);
         return co_reply_err(cc, h, PARAMD_ESHUTDOWN,
@@ -316,9 +324,15 @@ int co_on_barrier(co_conn *cc, const pd_hdr *h) {
     co->wbar[cc->rank] = gen + 1; /* for whom it waits (status.c) */
     co->barrier_arrived++;
     co_barrier_check(co);
-    co_barrier_wait(co, gen);
+    char why[PD_ERRMSG_MAX];
+    int timed = co_barrier_wait(co, gen, cc->hello.op_timeout_ms, why, sizeof why);
     int ok = co->barrier_gen != gen;
+    if (timed && !ok) { /* it never arrived: the barrier goes on without it */
+        co->wbar[cc->rank] = 0;
+        co->barrier_arrived--;
+    }
     pthread_mutex_unlock(&co->mu);
+    if (timed && !ok) return co_reply_err(cc, h, PARAMD_ETIMEDOUT, why);
     if (!ok)
         return co_reply_err(cc, h, PARAMD_ESHUTDOWN,
                          co_stop_reason(co, "the cluster is stopping"));

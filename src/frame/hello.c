@@ -20,16 +20,18 @@ void pd_hello_encode(pd_buf *b, const pd_hello *h) {
     pd_put_u32(b, (uint32_t)h->rank);
     if (!flags) {
         pd_put_u32(b, 0); /* auth_len */
-        return;
+    } else {
+        pd_put_u32(b, 4 + (h->challenge ? PD_NONCE_BYTES : 0) +
+                          (h->has_ticket ? 4 + PD_MAC_BYTES : 0));
+        pd_put_u32(b, flags);
+        if (h->challenge) pd_put_bytes(b, h->nonce, PD_NONCE_BYTES);
+        if (h->has_ticket) {
+            pd_put_u32(b, h->ticket.gen);
+            pd_put_bytes(b, h->ticket.mac, PD_MAC_BYTES);
+        }
     }
-    pd_put_u32(b, 4 + (h->challenge ? PD_NONCE_BYTES : 0) +
-                      (h->has_ticket ? 4 + PD_MAC_BYTES : 0));
-    pd_put_u32(b, flags);
-    if (h->challenge) pd_put_bytes(b, h->nonce, PD_NONCE_BYTES);
-    if (h->has_ticket) {
-        pd_put_u32(b, h->ticket.gen);
-        pd_put_bytes(b, h->ticket.mac, PD_MAC_BYTES);
-    }
+    /* only when set: an older answerer refuses bytes it does not know */
+    if (h->op_timeout_ms) pd_put_u32(b, h->op_timeout_ms);
 }
 
 int pd_hello_decode(const void *p, size_t len, pd_hello *h, pd_err *e) {
@@ -55,6 +57,12 @@ int pd_hello_decode(const void *p, size_t len, pd_hello *h, pd_err *e) {
             pd_get_u32(&r, &h->ticket.gen);
             pd_get_bytes(&r, h->ticket.mac, PD_MAC_BYTES);
         }
+    }
+    if (!r.bad && r.off < r.len) {
+        pd_get_u32(&r, &h->op_timeout_ms);
+        if (!r.bad && (h->op_timeout_ms == 0 || h->op_timeout_ms > PD_OP_TIMEOUT_MAX))
+            return pd_seterr(e, PARAMD_EPROTO, "HELLO with a deadline of %u ms (1..%u)",
+                             h->op_timeout_ms, PD_OP_TIMEOUT_MAX);
     }
     if (!pd_rd_done(&r))
         return pd_seterr(e, PARAMD_EPROTO, "malformed HELLO (%zu bytes)", len);

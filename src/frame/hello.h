@@ -13,6 +13,10 @@
  *                       PD_AUTH_CHALLENGE: 32-byte nonce (the dialer's)
  *                       PD_AUTH_TICKET:    u32 gen, 32-byte MAC (the
  *                                          worker's rank ticket, auth.h)
+ *                     then, optional, u32 op_timeout_ms (the dialer's
+ *                     deadline for waits held for it, 1..PD_OP_TIMEOUT_MAX;
+ *                     sent only when set, so a HELLO without one is what
+ *                     it was before the field came)
  *
  * and nothing else until the answer.  The side that accepted (the
  * answerer) reads exactly that one frame first.  With a cluster secret
@@ -78,6 +82,9 @@
 /* The answerer's challenge (its HELLO reply with a secret). */
 #define PD_CHALLENGE_BYTES (4 + PD_NONCE_BYTES + PD_MAC_BYTES)
 
+/* The largest deadline a HELLO may carry (the client's op_timeout_ms). */
+#define PD_OP_TIMEOUT_MAX 3600000u
+
 typedef struct pd_hello {
     uint32_t role;  /* PD_ROLE_* */
     int32_t rank;   /* a worker's rank, -1 for none */
@@ -85,6 +92,9 @@ typedef struct pd_hello {
     pd_ticket ticket;
     int challenge;  /* PD_AUTH_CHALLENGE: nonce below (set by the dial) */
     uint8_t nonce[PD_NONCE_BYTES];
+    uint32_t op_timeout_ms; /* 0: none; else a wait held for this peer (a
+                             * sync pull, a barrier, a table or a join)
+                             * ends after this long with PARAMD_ETIMEDOUT */
 } pd_hello;
 
 /* What the answerer says about itself (a server; the coordinator's
@@ -101,7 +111,7 @@ typedef struct pd_welcome {
 void pd_hello_encode(pd_buf *b, const pd_hello *h);
 /* 0, or PARAMD_EPROTO with the reason: wrong length, unknown auth flags
  * or an auth field of the wrong size, an unknown role, a rank out of
- * range. */
+ * range, a deadline of 0 or over PD_OP_TIMEOUT_MAX. */
 int pd_hello_decode(const void *p, size_t len, pd_hello *h, pd_err *e);
 /* w->server selects the form: a server's fields, or nothing. */
 void pd_welcome_encode(pd_buf *b, const pd_welcome *w);

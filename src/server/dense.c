@@ -346,7 +346,7 @@ static int dense_pull(pd_table *tb, const pd_table_req *rq, pd_emit_fn emit, voi
     int rc = dense_check(tb, rq, e);
     if (rc) return rc;
     pthread_mutex_lock(&tb->gate.mu);
-    if ((rc = pd_gate_pull_wait(&tb->gate, rq->worker, rq->clock, e))) {
+    if ((rc = pd_gate_pull_wait(&tb->gate, rq->worker, rq->clock, rq->wait_ms, e))) {
         pthread_mutex_unlock(&tb->gate.mu);
         return rc;
     }

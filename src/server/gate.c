@@ -205,21 +205,49 @@ int pd_gate_wait_describe(pd_gate *g, pd_wait *w, pd_wait *out, int max) {
     return n;
 }
 
+/* mu held: the wait a pull at the next clock to apply is in, as the
+ * line the log and a deadline's error share (wire/status.h); 0 if it
+ * waits for nobody (a checkpoint's hold, or async). */
+static int wait_line(pd_gate *g, char *line, size_t len) {
+    pd_wait w;
+    if (pd_gate_wait_describe(g, &w, NULL, 0) <= 0) return 0;
+    pd_wait_format(&w, line, len);
+    return 1;
+}
+
 /* mu held, applied < need: sleep until clock need-1 is applied or the
  * table stops, logging who it waits for at a growing interval (one line
- * per interval for all the pulls waiting on this table). */
-static void pull_sleep(pd_gate *g, int64_t need) {
-    int64_t t0 = pd_now_ms(), mark = 0;
+ * per interval for all the pulls waiting on this table), or until
+ * limit_ms (> 0) have passed: then PARAMD_ETIMEDOUT with the wait's line
+ * in e.  The log's timer and the deadline share the one timed wait, on
+ * the monotonic clock the condition variable was made with. */
+static int pull_sleep(pd_gate *g, int64_t need, int64_t limit_ms, pd_err *e) {
+    int64_t t0 = pd_now_ms(), mark = 0, next = pd_wait_next_log(0);
+    int64_t dl = t0 + 1 + limit_ms; /* t0 is rounded down: never end early */
+    int rc = 0;
     if (g->nwait++ == 0) g->wait_since = t0;
     while (g->applied < need && !g->stop) {
-        int64_t next = pd_wait_next_log(mark), at = t0 + next;
+        int64_t at = t0 + next;
+        int deadline = limit_ms > 0 && dl <= at;
+        if (deadline) at = dl;
         struct timespec ts = {(time_t)(at / 1000), (long)(at % 1000) * 1000000};
         if (pthread_cond_timedwait(&g->cv, &g->mu, &ts) != ETIMEDOUT) continue;
-        mark = next;
         if (g->applied >= need || g->stop) break;
-        if (g->log_clock == g->applied && g->log_mark >= next) continue; /* logged */
+        if (deadline) {
+            char line[512];
+            if (!wait_line(g, line, sizeof line))
+                snprintf(line, sizeof line, "table '%s' clock %lld: held for a checkpoint",
+                         g->name, (long long)g->applied);
+            rc = pd_seterr(e, PARAMD_ETIMEDOUT,
+                           "%s; the pull gave up after %lld ms (op_timeout_ms)", line,
+                           (long long)limit_ms);
+            break;
+        }
+        mark = next;
+        next = pd_wait_next_log(mark);
+        if (g->log_clock == g->applied && g->log_mark >= mark) continue; /* logged */
         g->log_clock = g->applied;
-        g->log_mark = next;
+        g->log_mark = mark;
         pd_wait w;
         if (pd_gate_wait_describe(g, &w, NULL, 0) > 0) {
             char line[512];
@@ -228,6 +256,7 @@ static void pull_sleep(pd_gate *g, int64_t need) {
         }
     }
     g->nwait--;
+    return rc;
 }
 
 /* 1 if clock c cannot apply without w's push: w counts for it, and the
@@ -260,7 +289,7 @@ static int64_t first_owed(const pd_gate *g, int32_t w, int64_t upto) {
     return -1;
 }
 
-int pd_gate_pull_wait(pd_gate *g, int32_t w, int64_t clock, pd_err *e) {
+int pd_gate_pull_wait(pd_gate *g, int32_t w, int64_t clock, int64_t limit_ms, pd_err *e) {
     if (!g->clocked) return 0;
     /* A pull at clock c needs clocks up to c - s - 1 applied. */
     int64_t need = clock - (int64_t)g->staleness;
@@ -273,7 +302,20 @@ int pd_gate_pull_wait(pd_gate *g, int32_t w, int64_t clock, pd_err *e) {
                          "(clock %lld)",
                          g->id, (long long)clock, (long long)(need - 1), w,
                          g->pull_hint, (long long)owed);
-    if (g->applied < need && !g->stop) pull_sleep(g, need);
+    if (g->applied < need && !g->stop && limit_ms < 0) {
+        /* the deadline was spent by an earlier part of the same call */
+        char line[512];
+        if (!wait_line(g, line, sizeof line))
+            snprintf(line, sizeof line, "table '%s' clock %lld: held for a checkpoint",
+                     g->name, (long long)g->applied);
+        return pd_seterr(e, PARAMD_ETIMEDOUT,
+                         "%s; an earlier part of this pull gave up waiting "
+                         "(op_timeout_ms)", line);
+    }
+    if (g->applied < need && !g->stop) {
+        int rc = pull_sleep(g, need, limit_ms, e);
+        if (rc) return rc;
+    }
     if (g->applied < need)
         return pd_seterr(e, PARAMD_ESHUTDOWN,
                          "table %u: server stopping while a pull waited "
@@ -382,11 +424,9 @@ int64_t pd_gate_hold(pd_gate *g, int64_t at) {
 }
 
 int pd_gate_wait_applied(pd_gate *g, int64_t C, int ms) {
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    int64_t ns = ts.tv_nsec + (int64_t)(ms % 1000) * 1000000;
-    ts.tv_sec += ms / 1000 + ns / 1000000000;
-    ts.tv_nsec = ns % 1000000000;
+    /* the condition variable runs on the monotonic clock (pd_gate_init) */
+    int64_t at = pd_now_ms() + ms;
+    struct timespec ts = {(time_t)(at / 1000), (long)(at % 1000) * 1000000};
     int rc = 0;
     pthread_mutex_lock(&g->mu);
     while (g->applied < C && !g->stop && rc == 0)

@@ -78,6 +78,14 @@
  * workers the clock waits for (pd_gate_wait_describe), again at a
  * growing interval (wire/status.h), one line per interval however many
  * pulls wait.
+ *
+ * Deadlines.  A worker may give its connections a deadline (the client's
+ * op_timeout_ms, sent in HELLO): a pull that has waited that long for its
+ * clock ends with PARAMD_ETIMEDOUT, and its error is the same line the
+ * log would show (pd_wait_format), so the worker learns whom it waited
+ * for.  The server ends the wait itself and answers the pull, so the
+ * connection stays in step and the worker may go on (retry, or give up).
+ * A timed-out pull changes nothing: it never took part in any clock.
  */
 #ifndef PARAMD_SERVER_GATE_H
 #define PARAMD_SERVER_GATE_H
@@ -203,8 +211,13 @@ void pd_gate_apply_ready(pd_gate *g);
 /* mu held.  Before a pull at `clock` by worker w (-1: a tool) is answered:
  * in sync/ssp wait until clocks up to clock-s-1 are applied.  0 (mu still
  * held); PARAMD_EDEADLOCK at once if that waits on w's own missing push;
- * PARAMD_ESHUTDOWN if the table is stopped meanwhile. */
-int pd_gate_pull_wait(pd_gate *g, int32_t w, int64_t clock, pd_err *e);
+ * PARAMD_ESHUTDOWN if the table is stopped meanwhile.  limit_ms is the
+ * requester's deadline (see "Deadlines" above): 0 none; > 0 wait at most
+ * that long, then PARAMD_ETIMEDOUT; < 0 spent already: PARAMD_ETIMEDOUT at
+ * once if the pull would wait at all.  The error's text is the wait's line
+ * (whom it waits for, which clock) and what ended it; nothing in the
+ * table changed. */
+int pd_gate_pull_wait(pd_gate *g, int32_t w, int64_t clock, int64_t limit_ms, pd_err *e);
 /* mu held.  The clock a pull's reply carries: applied (0 for async). */
 static inline int64_t pd_gate_reply_clock(const pd_gate *g) {
     return g->clocked ? g->applied : 0;

@@ -25,6 +25,23 @@ pd_table *srv_table(pd_server *s, uint32_t id) {
     return t;
 }
 
+/* A pull's deadline (pd_table_req.wait_ms): the worker's op_timeout_ms;
+ * spent (-1) for a later part of a call (more: PD_PULL_MORE) whose
+ * earlier part on this connection timed out waiting for the same clock
+ * of the same table, so that a range cut into k chunks waits once, not k
+ * times.  A pull that is not such a part starts afresh: a retry after
+ * PARAMD_ETIMEDOUT waits the whole deadline again. */
+int64_t srv_pull_deadline(srv_conn *sc, const pd_hdr *h, int more) {
+    if (more && sc->spent_table == h->table && sc->spent_clock == h->clock) return -1;
+    return sc->op_timeout_ms;
+}
+
+/* After a pull: remember (or forget) that it timed out. */
+void srv_pull_spent(srv_conn *sc, const pd_hdr *h, int rc) {
+    sc->spent_table = rc == PARAMD_ETIMEDOUT ? h->table : 0;
+    sc->spent_clock = h->clock;
+}
+
 int srv_push(srv_conn *sc, pd_table *t, const pd_table_req *rq, pd_err *e) {
     int rc = srv_push_begin(sc, e);
     if (rc) return rc;
@@ -200,19 +217,26 @@ static void pull_emit_fn(void *arg, const float *v, uint64_t count,
 
 int srv_on_pull(srv_conn *sc, const pd_hdr *h) {
     pd_err e = {0};
-    uint8_t p[PD_PULL_PAYLOAD];
-    if (h->len != PD_PULL_PAYLOAD) {
+    uint8_t p[PD_PULL_FLAGS_PAYLOAD];
+    if (h->len != PD_PULL_PAYLOAD && h->len != PD_PULL_FLAGS_PAYLOAD) {
         int rc = pd_conn_skip(sc->io, h->len, &sc->ioerr);
         if (rc) return rc;
-        pd_seterr(&e, PARAMD_EPROTO, "PULL payload of %llu bytes, expected %d",
-                  (unsigned long long)h->len, PD_PULL_PAYLOAD);
+        pd_seterr(&e, PARAMD_EPROTO, "PULL payload of %llu bytes, expected %d (or %d "
+                  "with flags)", (unsigned long long)h->len, PD_PULL_PAYLOAD,
+                  PD_PULL_FLAGS_PAYLOAD);
         return srv_reply_err(sc, h, &e);
     }
-    int rc = pd_conn_read(sc->io, p, sizeof p, 0, &sc->ioerr);
+    int rc = pd_conn_read(sc->io, p, (size_t)h->len, 0, &sc->ioerr);
     if (rc) return rc;
+    uint32_t flags = h->len == PD_PULL_FLAGS_PAYLOAD ? pd_le32_get(p + PD_PULL_PAYLOAD) : 0;
+    if (flags & ~PD_PULL_MORE) {
+        pd_seterr(&e, PARAMD_EPROTO, "PULL with unknown flags 0x%x", flags);
+        return srv_reply_err(sc, h, &e);
+    }
     pd_table_req rq = {0};
     rq.worker = sc->rank;
     rq.clock = h->clock;
+    rq.wait_ms = srv_pull_deadline(sc, h, (flags & PD_PULL_MORE) != 0);
     rq.off = pd_le64_get(p);
     rq.count = pd_le64_get(p + 8);
     uint64_t count = rq.count;
@@ -239,6 +263,7 @@ int srv_on_pull(srv_conn *sc, const pd_hdr *h) {
     if (sc->pull_room != UINT64_MAX) sc->pull_room -= count * 4;
     pull_emit pe = {sc, h, {0}, 0, 0, 0};
     rc = pd_table_pull(t, &rq, pull_emit_fn, &pe, &e);
+    srv_pull_spent(sc, h, rc);
     if (rc) return srv_reply_err(sc, h, &e);
     if (pe.failed) return PARAMD_EIO;
     struct iovec iov[2];
@@ -324,6 +349,7 @@ int srv_on_sparse(srv_conn *sc, const pd_hdr *h) {
      * the host (wire.h); the buffer is malloc-aligned. */
     rq.worker = sc->rank;
     rq.clock = h->clock;
+    rq.wait_ms = push ? 0 : srv_pull_deadline(sc, h, 0);
     rq.keys = (const uint64_t *)(void *)sc->buf;
     rq.nkeys = nkeys;
     rq.io = (float *)(void *)(sc->buf + nkeys * 8);
@@ -332,6 +358,7 @@ int srv_on_sparse(srv_conn *sc, const pd_hdr *h) {
         rc = srv_push(sc, t, &rq, &e);
     else
         rc = pd_table_pull(t, &rq, sparse_emit_fn, &applied, &e);
+    if (!push) srv_pull_spent(sc, h, rc);
     if (rc) return srv_reply_err(sc, h, &e);
     pd_hdr rh = *h; /* a pull's reply carries the applied clock, as PULL's */
     if (!push) rh.clock = applied;

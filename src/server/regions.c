@@ -148,6 +148,7 @@ static int region_ref(srv_conn *sc, const pd_hdr *h, pd_table **t, pd_table_req 
     uint64_t id = pd_le64_get(p + 16), at = pd_le64_get(p + 24);
     rq->worker = sc->rank;
     rq->clock = h->clock;
+    rq->wait_ms = h->type == PD_MSG_PULL_REGION ? srv_pull_deadline(sc, h, 0) : 0;
     rq->off = pd_le64_get(p);
     rq->count = pd_le64_get(p + 8);
     uint64_t count = rq->count;
@@ -220,6 +221,7 @@ int srv_on_pull_region(srv_conn *sc, const pd_hdr *h) {
     if (region_ref(sc, h, &t, &rq, &v, &rc)) return rc;
     region_emit re = {sc->srv->pool, v, NULL, 0};
     rc = pd_table_pull(t, &rq, region_emit_fn, &re, &e);
+    srv_pull_spent(sc, h, rc);
     if (rc) return srv_reply_err(sc, h, &e);
     __atomic_add_fetch(&sc->srv->region_pulls, 1, __ATOMIC_RELAXED);
     pd_hdr rh = {0};

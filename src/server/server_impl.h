@@ -87,6 +87,12 @@ typedef struct srv_conn {
     pd_buf bout;         /* its inner replies; emptied, not freed, between
                           * batches */
     uint32_t gen;        /* worker: wgen[rank] when it connected (srv.mu) */
+    uint32_t op_timeout_ms; /* the worker's deadline for a sync pull's
+                          * wait (its HELLO; 0: none; connection thread) */
+    uint32_t spent_table; /* a pull of this table (0: none) at spent_clock
+                          * timed out: a later part of the same call
+                          * (PD_PULL_MORE) that would wait fails at once */
+    int64_t spent_clock;
     srv_region *regions; /* the worker's shared buffers mapped here */
     uint32_t nregions, regions_cap;
     uint8_t ctrl[PD_MAX_CTRL_PAYLOAD + 1];
@@ -186,6 +192,11 @@ int srv_ensure_buf(srv_conn *sc, size_t n);
 int srv_stopping(pd_server *s);
 
 /* ==== handlers.c ======================================================== */
+
+/* A pull's deadline for request h on sc (more: the frame says
+ * PD_PULL_MORE), and the note of its outcome (rc) for the next part. */
+int64_t srv_pull_deadline(srv_conn *sc, const pd_hdr *h, int more);
+void srv_pull_spent(srv_conn *sc, const pd_hdr *h, int rc);
 
 pd_table *srv_table(pd_server *s, uint32_t id); /* NULL: none */
 int srv_on_table_create(srv_conn *sc, const pd_hdr *h);

@@ -153,6 +153,7 @@ static int conn_hello(srv_conn *sc) {
     pthread_mutex_lock(&s->mu); /* read by STATS on other threads */
     sc->role = peer.role;
     sc->rank = peer.role == PD_ROLE_WORKER ? peer.rank : -1;
+    sc->op_timeout_ms = peer.op_timeout_ms;
     if (sc->rank >= 0) __atomic_add_fetch(&s->wconns[sc->rank], 1, __ATOMIC_RELAXED);
     pthread_mutex_unlock(&s->mu);
     return 0;

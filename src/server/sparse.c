@@ -530,7 +530,7 @@ static int sparse_pull(pd_table *tb, const pd_table_req *rq, pd_emit_fn emit, vo
         return pd_seterr(e, PARAMD_ETOOBIG, "table %u: %llu keys in one pull",
                          tb->id, (unsigned long long)n);
     pthread_mutex_lock(&tb->gate.mu);
-    if ((rc = pd_gate_pull_wait(&tb->gate, rq->worker, rq->clock, e))) goto out;
+    if ((rc = pd_gate_pull_wait(&tb->gate, rq->worker, rq->clock, rq->wait_ms, e))) goto out;
     if ((rc = resolve(t, keys, n, NULL, NULL, e))) goto out;
     for (uint64_t i = 0; i < n; i++) {
         if (i + PREFETCH < n) __builtin_prefetch(row_at(t, t->ridx[i + PREFETCH]));

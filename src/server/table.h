@@ -44,6 +44,8 @@ typedef struct pd_table pd_table;
 typedef struct pd_table_req {
     int32_t worker;        /* the requester's rank; -1 for a tool */
     int64_t clock;         /* the frame's clock */
+    int64_t wait_ms;       /* a pull's deadline (pd_gate_pull_wait's
+                            * limit_ms): 0 none, < 0 already spent */
     /* A dense request: the range [off, off + count) in table offsets. */
     uint64_t off, count;
     /* A sparse request (keyed = 1): nkeys keys. */

@@ -166,6 +166,12 @@ enum { PD_JOIN_PREPARE = 1, PD_JOIN_COMMIT = 2 };
  * whole PULL payload (u64 offset, u64 count). */
 #define PD_RANGE_PREFIX 8
 #define PD_PULL_PAYLOAD 16
+/* A PULL may end with u32 flags (docs/protocol.md), sent only when one is
+ * set: PD_PULL_MORE says the frame is a later part of the same call as
+ * the pull before it on the connection (a range cut into chunks), so that
+ * a deadline the first part spent is not waited again by each chunk. */
+#define PD_PULL_FLAGS_PAYLOAD (PD_PULL_PAYLOAD + 4)
+#define PD_PULL_MORE 1u
 
 /* Shared buffers (paramd_alloc; docs/protocol.md, "Shared buffers"), over
  * the shared-memory transport only.  REGION_MAP payload: u64 region id,

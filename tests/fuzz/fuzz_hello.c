@@ -26,6 +26,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
             CHECK(pd_hello_decode(b.p, b.len, &h2, &e) == 0);
             CHECK(h2.role == h.role && h2.rank == h.rank);
             CHECK(h2.has_ticket == h.has_ticket && h2.challenge == h.challenge);
+            CHECK(h2.op_timeout_ms == h.op_timeout_ms);
             if (h.has_ticket)
                 CHECK(h2.ticket.gen == h.ticket.gen &&
                       !memcmp(h2.ticket.mac, h.ticket.mac, sizeof h.ticket.mac));
