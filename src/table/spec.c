@@ -133,11 +133,16 @@ int pd_spec_parse(const char *spec, pd_table_def *d, pd_err *e) {
                 if (pass == 0) snprintf(d->plugin, sizeof d->plugin, "%s", val);
             } else if (strcmp(key, "consistency") == 0) {
                 int64_t st;
-                if (strcmp(val, "sync") == 0)
+                /* A later consistency= replaces an earlier one whole,
+                 * its staleness too (a bound kept from ssp:S under sync
+                 * would not survive the canonical text). */
+                if (strcmp(val, "sync") == 0) {
                     d->consistency = PD_CONS_SYNC;
-                else if (strcmp(val, "async") == 0)
+                    d->staleness = 0;
+                } else if (strcmp(val, "async") == 0) {
                     d->consistency = PD_CONS_ASYNC;
-                else if (strncmp(val, "ssp:", 4) == 0 &&
+                    d->staleness = 0;
+                } else if (strncmp(val, "ssp:", 4) == 0 &&
                          pd_parse_i64(val + 4, &st) == 0 && st >= 0 &&
                          st <= PD_MAX_STALENESS) {
                     d->consistency = PD_CONS_SSP;
