@@ -35,7 +35,9 @@ for sig in KILL STOP; do
     PARAMD_COORDINATOR=$COORD PARAMD_RANK=$r "$TW" steps 12 4 >"$TMP/w$r.$sig" 2>&1 &
     WP[$r]=$!
   done
-  read -r -t 30 line <"$TMP/w2.$sig" || fail "worker 2 did not reach clock 4"
+  exec 6<>"$TMP/w2.$sig" # read-write: the open cannot block if worker 2 never starts
+  read -r -t 30 line <&6 || fail "worker 2 did not reach clock 4"
+  exec 6<&-
   [ "$line" = paused ] || fail "worker 2: $line"
   kill -$sig $W2
   wait ${WP[0]} || fail "worker 0 after SIG$sig of worker 2: $(cat "$TMP/w0.$sig")"
