@@ -83,3 +83,31 @@ expect_line "$TMP/lost.log" "^paramd train: worker 2 failed .*; the others finis
 grep -q '"workers_lost": \[2\]' "$TMP/lost/run.json" || fail "run.json: $(cat "$TMP/lost/run.json")"
 [ -s "$TMP/lost.bin" ] || fail "no weights saved after losing a worker"
 pass "worker 2 killed mid-run: the other two finished, weights and run.json kept (workers_lost [2]), exit 3"
+
+# worker 0 (which evaluates and writes the results) dies mid-run: worker 1
+# takes its part at the end, going on with its metrics.csv
+setsid "$PARAMD" train --model mlp --workers 3 --steps 1500 --limit 3000 --eval-every 100 \
+  --out "$TMP/lost0" --save-params "$TMP/lost0.bin" >"$TMP/lost0.log" 2>&1 &
+TRAIN=$!; PIDS+=($TRAIN)
+wait_line "$TMP/lost0.log" "^step 200  epoch"
+victim=""
+for p in $(ps -s $TRAIN -o pid=); do
+  tr '\0' '\n' <"/proc/$p/environ" 2>/dev/null | grep -qx "PARAMD_RANK=0" && victim=$p
+done
+[ -n "$victim" ] || fail "no worker 0 in the session of paramd train"
+kill -KILL "$victim"
+wait $TRAIN; rc=$?
+[ $rc = 3 ] || { cat "$TMP/lost0.log"; fail "paramd train exited $rc after worker 0 was killed, expected 3"; }
+expect_line "$TMP/lost0.log" "^paramd local: worker 0 failed \(killed by signal 9.*\); the others go on without it"
+expect_line "$TMP/lost0.log" "paramd train: worker 0 was lost; worker 1 evaluates the final weights and writes the results"
+expect_line "$TMP/lost0.log" "final: test accuracy [0-9.]+%"
+expect_line "$TMP/lost0.log" "steps per worker: 0, 1500, 1500;"
+expect_line "$TMP/lost0.log" "workers lost: 0 "
+grep -q '"workers_lost": \[0\]' "$TMP/lost0/run.json" || fail "run.json: $(cat "$TMP/lost0/run.json")"
+[ "$(stat -c %s "$TMP/lost0.bin")" = "$(stat -c %s "$TMP/lost.bin")" ] || fail "weights not saved whole after losing worker 0"
+# worker 0's rows up to its death, then worker 1's final row (step 1500)
+awk -F, 'NR > 1 { n++; last = $2; fin = $9; if ($9 == 0 && $2 % 100) bad = 1 }
+         END { exit !(n >= 3 && last == 1500 && fin == 1 && !bad) }' "$TMP/lost0/metrics.csv" \
+  || fail "metrics.csv after losing worker 0: $(cat "$TMP/lost0/metrics.csv")"
+"$PARAMD" plot "$TMP/lost0" >/dev/null || fail "paramd plot cannot read the run that lost worker 0"
+pass "worker 0 killed mid-run: worker 1 wrote the final row, run.json (workers_lost [0]), the weights; exit 3"

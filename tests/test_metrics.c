@@ -391,8 +391,48 @@ static void test_json_field(void) {
     CHECK_INT_EQ(pd_json_top_field(deep, "y", v, sizeof v), -1);
 }
 
+/* Another writer goes on with a file whose writer died: whole rows kept,
+ * a torn last line cut off, a missing file created with its header. */
+static void test_reopen(void) {
+    const char *dir = at("reopen");
+    char err[256], path[600], lab[128];
+    snprintf(path, sizeof path, "%s/metrics.csv", dir);
+    pd_metrics *m = NULL;
+    pd_metric_row r = {1.5, 100, 0.5, 6400, 0.75, 0.5, 0.875, 2000, 0};
+    CHECK_OK(pd_metrics_open(&m, dir, err, sizeof err));
+    CHECK_OK(pd_metrics_append(m, &r));
+    pd_metrics_close(m);
+    /* the dead writer's torn line */
+    FILE *f = fopen(path, "ab");
+    CHECK(f != NULL);
+    CHECK(fputs("2.5,200,1,12", f) >= 0);
+    CHECK(fclose(f) == 0);
+    CHECK_OK(pd_metrics_reopen(&m, dir, err, sizeof err));
+    pd_metric_row fin = {3.0, 300, 1.5, 19200, 0.25, 0.375, 0.9375, 10000, 1};
+    CHECK_OK(pd_metrics_append(m, &fin));
+    pd_metrics_close(m);
+    pd_metric_row *rows = NULL;
+    size_t n = 0;
+    CHECK_OK(pd_metrics_read(dir, &rows, &n, lab, sizeof lab, err, sizeof err));
+    CHECK_INT_EQ(n, 2);
+    CHECK_INT_EQ(rows[0].step, 100);
+    CHECK_INT_EQ(rows[1].step, 300);
+    CHECK_INT_EQ(rows[1].final, 1);
+    free(rows);
+    CHECK(strstr(read_text(path), "2.5,200") == NULL);
+    /* no file yet: created, with the header */
+    const char *fresh = at("reopen-fresh");
+    CHECK_OK(pd_metrics_reopen(&m, fresh, err, sizeof err));
+    CHECK_OK(pd_metrics_append(m, &fin));
+    pd_metrics_close(m);
+    CHECK_OK(pd_metrics_read(fresh, &rows, &n, lab, sizeof lab, err, sizeof err));
+    CHECK_INT_EQ(n, 1);
+    free(rows);
+}
+
 int main(void) {
     CHECK(mkdtemp(root) != NULL);
+    test_reopen();
     test_round_trip();
     test_header_only();
     test_tolerant();

@@ -118,8 +118,9 @@ static void train_usage(FILE *f) {
 "  --save-params FILE     write the final weights (raw float32) to FILE\n"
 "  --quiet                no progress display\n"
 "\n"
-"A worker other than worker 0 that dies or is removed (no heartbeat) does\n"
-"not end the run: the others finish and the outputs are written.  Exit\n"
+"A worker that dies or is removed (no heartbeat) does not end the run: the\n"
+"others finish and the outputs are written (by worker 1 when worker 0 is\n"
+"lost; by the lowest-ranked worker that finished).  Exit\n"
 "status: 0; 3 when the run finished without some workers; 1 when it failed;\n"
 "2 for bad arguments.\n"
 "\n"
@@ -442,7 +443,7 @@ int cmd_train(int argc, char **argv) {
     pd_local *L;
     char why[300];
     pd_local_start(&L, (int32_t)S, (int32_t)W, (int32_t)M, "127.0.0.1", wargv, NULL,
-                   PD_LOCAL_RANK0_STDOUT | PD_LOCAL_KEEP_GOING);
+                   PD_LOCAL_RANK0_STDOUT | PD_LOCAL_KEEP_GOING | PD_LOCAL_ANY_WORKER);
     if (!L) {
         fprintf(stderr, "paramd train: out of memory\n");
         return 1;

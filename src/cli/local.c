@@ -23,8 +23,9 @@
  *     coordinator notices its connections close and tells the servers, so
  *     sync clocks stop waiting for it); the coordinator's 3 after the
  *     workers is then expected, and pd_local_wait returns 3 naming the
- *     workers lost.  Worker 0 (which evaluates and writes the results of
- *     paramd train) failing still ends everything;
+ *     workers lost.  Worker 0 failing still ends everything, unless
+ *     PD_LOCAL_ANY_WORKER says another worker takes its part (paramd
+ *     train: the next worker writes the results);
  *   - SIGINT / SIGTERM / SIGHUP to the supervisor terminate every child the
  *     same way and pd_local_wait returns 128+signal.
  * The cluster secret (cli/secret.h): the one in PARAMD_SECRET_FILE, or a
@@ -222,7 +223,8 @@ static void reap(pd_local *L) {
             /* After we started terminating, exits are expected. */
             if (L->term_deadline) break;
             if (c->role == ROLE_WORKER && !ok && (L->flags & PD_LOCAL_KEEP_GOING) &&
-                c->rank != 0 && workers_running(L) && !L->failed) {
+                (c->rank != 0 || (L->flags & PD_LOCAL_ANY_WORKER)) && workers_running(L) &&
+                !L->failed) {
                 if (!L->lost++)
                     snprintf(L->lost_why, sizeof L->lost_why, "%s failed (%s)", c->label,
                              how);
@@ -312,7 +314,8 @@ static void supervise(pd_local *L, double settle_s) {
                 snprintf(msg, sizeof msg, "%s was removed by the coordinator (no heartbeat) "
                          "and had not exited", c->label);
                 fprintf(stderr, "paramd local: %s: stopping it\n", msg);
-                if (c->rank == 0 && !L->failed) { /* it had the results to write */
+                if (c->rank == 0 && !(L->flags & PD_LOCAL_ANY_WORKER) &&
+                    !L->failed) { /* it had the results to write */
                     L->failed = 1;
                     snprintf(L->why, sizeof L->why, "%s", msg);
                 } else if (!L->lost++) {

@@ -16,6 +16,9 @@ typedef struct pd_local pd_local;
 /* A worker other than worker 0 that fails does not end the cluster: the
  * others go on without it, and pd_local_wait returns 3 (local.c). */
 #define PD_LOCAL_KEEP_GOING 2
+/* With PD_LOCAL_KEEP_GOING, worker 0 too (paramd train: another worker
+ * writes the results when worker 0 is lost). */
+#define PD_LOCAL_ANY_WORKER 4
 
 /* Start a coordinator listening on host, S servers and W workers running
  * worker_argv (with worker_env "K=V" strings added); the coordinator has

@@ -216,6 +216,62 @@ int pd_metrics_open(pd_metrics **out, const char *run_dir, char *err,
     return 0;
 }
 
+int pd_metrics_reopen(pd_metrics **out, const char *run_dir, char *err,
+                      size_t errlen) {
+    *out = NULL;
+    char *path = path_join(run_dir, PD_METRICS_FILE);
+    if (!path) {
+        snprintf(err, errlen, "out of memory");
+        return -1;
+    }
+    FILE *f = fopen(path, "r+");
+    if (!f) {
+        int saved = errno;
+        if (saved != ENOENT)
+            snprintf(err, errlen, "cannot open %s: %s", path, strerror(saved));
+        free(path);
+        return saved == ENOENT ? pd_metrics_open(out, run_dir, err, errlen) : -1;
+    }
+    /* Back to just after the last newline (whole rows only). */
+    int fd = fileno(f);
+    off_t end = lseek(fd, 0, SEEK_END), keep = 0;
+    char buf[4096];
+    for (off_t at = end; at > 0 && !keep;) {
+        off_t from = at > (off_t)sizeof buf ? at - (off_t)sizeof buf : 0;
+        ssize_t r = pread(fd, buf, (size_t)(at - from), from);
+        if (r <= 0) break;
+        for (ssize_t i = r - 1; i >= 0; i--)
+            if (buf[i] == '\n') {
+                keep = from + i + 1;
+                break;
+            }
+        at = from;
+    }
+    if (end < 0 || (keep < end && ftruncate(fd, keep) != 0)) {
+        snprintf(err, errlen, "cannot cut the torn last row of %s: %s", path,
+                 strerror(errno));
+        fclose(f);
+        free(path);
+        return -1;
+    }
+    if (keep == 0) { /* nothing whole in it: start it again */
+        fclose(f);
+        free(path);
+        return pd_metrics_open(out, run_dir, err, errlen);
+    }
+    pd_metrics *m = calloc(1, sizeof *m);
+    if (!m) {
+        snprintf(err, errlen, "out of memory");
+        fclose(f);
+        free(path);
+        return -1;
+    }
+    m->f = f;
+    m->path = path;
+    *out = m;
+    return 0;
+}
+
 int pd_metrics_append(pd_metrics *m, const pd_metric_row *r) {
     char t[32], e[32], trl[32], tel[32], acc[32], line[256];
     if (m->err[0]) return -1; /* the file stopped at its last whole row */

@@ -90,6 +90,16 @@ typedef struct pd_metrics pd_metrics;
 int pd_metrics_open(pd_metrics **out, const char *run_dir, char *err,
                     size_t errlen);
 
+/*
+ * Go on with the run_dir/metrics.csv another process wrote (paramd train's
+ * worker 0, lost before the end: another worker writes the final row).
+ * Its rows are kept; a last line without its newline (its writer died
+ * inside the line) is cut off; a missing or empty file is created with the
+ * header, as pd_metrics_open does.  0 and *out set, or -1 and err.
+ */
+int pd_metrics_reopen(pd_metrics **out, const char *run_dir, char *err,
+                      size_t errlen);
+
 /* Append one row as one line, with one write(2).  0 on success, -1 on a
  * write error (pd_metrics_last_error says which, naming the step and the
  * file): the file then ends with the last whole row (a part written before

@@ -11,6 +11,14 @@
  * shows progress, appends metrics, and at the end evaluates the final
  * weights on the whole test set, writes run.json and the plot.
  *
+ * The reporter at the end.  Every worker marks the report table (below)
+ * before the final barrier; after it, each reads the marks, and the lowest
+ * rank that marked is the one that writes the results: worker 0, unless
+ * it died or was removed on the way (paramd train goes on without a lost
+ * worker), when the next one loads the test set, goes on with worker 0's
+ * metrics.csv (pd_metrics_reopen) and writes the final row, run.json, the
+ * plot and --save-params, so no death of one worker throws the run away.
+ *
  * The timed part runs from a barrier after setup (data loaded, table
  * open) to the barrier after the last push, on worker 0's clock; its
  * periodic evaluations are subtracted.  With communication off (trainer.h)
@@ -173,6 +181,7 @@ int pd_train_worker(const pd_train_cfg *cfg, paramd_client *c, char *err,
     uint8_t *y = NULL;
     uint32_t *perm = NULL, *idx = NULL;
     float *state = NULL; /* --comm off: the rule's state for our own weights */
+    float *all = NULL;   /* the report table, pulled at the end */
     pd_rule rule = {0};
     report R = {0};
     paramd_table *t = NULL;
@@ -267,11 +276,11 @@ int pd_train_worker(const pd_train_cfg *cfg, paramd_client *c, char *err,
             pd_rule_init_state(&rule, state, np);
         }
     }
-    /* What each worker did, summed at the end (reported by worker 0):
-     * [r] its steps, [W + r] the steps it skipped (a backup worker that
-     * fell behind jumps to the applied clock). */
+    /* What each worker did, summed at the end (by the reporter): [r] its
+     * steps, [W + r] the steps it skipped (a backup worker that fell
+     * behind jumps to the applied clock), [2W + r] 1: it reached the end. */
     paramd_table *rep = NULL;
-    if (comm && paramd_table_open(c, "train.report", 2 * (uint64_t)W,
+    if (comm && paramd_table_open(c, "train.report", 3 * (uint64_t)W,
                                   "rule=add consistency=async", NULL, &rep)) {
         snprintf(err, errlen, "cannot open the report table: %s", paramd_last_error(c));
         goto out;
@@ -405,14 +414,15 @@ int pd_train_worker(const pd_train_cfg *cfg, paramd_client *c, char *err,
         }
     }
     if (rep) { /* this worker's steps, before the barrier that ends the run */
-        float *mine = calloc(2 * (size_t)W, sizeof *mine);
+        float *mine = calloc(3 * (size_t)W, sizeof *mine);
         if (!mine) {
             snprintf(err, errlen, "out of memory");
             goto out;
         }
         mine[rank] = (float)steps_done; /* exact below 2^24 steps */
         mine[W + rank] = (float)steps_skipped;
-        int prc = paramd_push(rep, 0, 2 * (uint64_t)W, mine);
+        mine[2 * W + rank] = 1;
+        int prc = paramd_push(rep, 0, 3 * (uint64_t)W, mine);
         free(mine);
         if (prc) {
             snprintf(err, errlen, "report push: %s", paramd_last_error(c));
@@ -428,23 +438,36 @@ int pd_train_worker(const pd_train_cfg *cfg, paramd_client *c, char *err,
     /* samples/s of training: worker 0's periodic evaluations (which hold
      * the others up only in sync mode) are reported apart */
     double train_s = wall - R.eval_s > 0 ? wall - R.eval_s : wall;
-    if (rank == 0) {
+    /* What every worker did (steps, skipped, reached the end): its report,
+     * pushed before the barrier; and who writes the results. */
+    int reporter = rank == 0;
+    if (rep) {
+        all = calloc(3 * (size_t)W, sizeof *all);
+        if (!all || paramd_pull(rep, 0, 3 * (uint64_t)W, all)) {
+            snprintf(err, errlen, "report pull: %s", paramd_last_error(c));
+            goto out;
+        }
+        int first = 0;
+        while (first < W && all[2 * W + first] == 0) first++;
+        reporter = first == rank;
+    }
+    if (reporter && rank != 0) {
+        fprintf(stderr, "paramd train: worker 0 was lost; worker %d evaluates the final "
+                "weights and writes the results\n", rank);
+        if (pd_dataset_load_shape(cfg->data, "test", PD_MODEL_SIDE, PD_MODEL_SIDE, &test, err,
+                                  errlen) != 0)
+            goto out;
+        if (cfg->out && pd_metrics_reopen(&R.metrics, cfg->out, err, errlen) != 0) goto out;
+    }
+    if (reporter) {
         if (comm && paramd_pull(t, 0, np, params)) {
             snprintf(err, errlen, "final pull: %s", paramd_last_error(c));
             goto out;
         }
         pd_progress_finish(R.prog);
         R.prog = NULL;
-        /* What every worker did (steps, skipped): its report at its end. */
-        float *all = NULL;
         int64_t steps_all = total * W;
         if (rep) {
-            all = calloc(2 * (size_t)W, sizeof *all);
-            if (!all || paramd_pull(rep, 0, 2 * (uint64_t)W, all)) {
-                free(all);
-                snprintf(err, errlen, "report pull: %s", paramd_last_error(c));
-                goto out;
-            }
             steps_all = 0;
             for (int r = 0; r < W; r++) steps_all += (int64_t)all[r];
         }
@@ -455,7 +478,6 @@ int pd_train_worker(const pd_train_cfg *cfg, paramd_client *c, char *err,
                              R.loss_n ? R.loss_sum / R.loss_n : NAN, tl, ta, test.n, 1};
         if (R.metrics && pd_metrics_append(R.metrics, &row) != 0) {
             snprintf(err, errlen, "%s", pd_metrics_last_error(R.metrics));
-            free(all);
             goto out;
         }
         double pushed = comm ? (double)bytes_per_op * steps_all : 0;
@@ -485,12 +507,11 @@ int pd_train_worker(const pd_train_cfg *cfg, paramd_client *c, char *err,
                                       (long long)all[r]);
                 /* a worker reports at its end: none from one that died
                  * or was removed (the run went on without it) */
-                if (all[r] == 0 && total > 0 && ol < sizeof wlost - 16)
+                if (all[2 * W + r] == 0 && ol < sizeof wlost - 16)
                     ol += (size_t)snprintf(wlost + ol, sizeof wlost - ol, "%s%d",
                                            ol ? ", " : "", r);
                 skipped_all += (int64_t)all[W + r];
             }
-            free(all);
             paramd_table_stat(t, -1, "dropped", &dropped);
             paramd_table_stat(t, -1, "staleness_count", &st_n);
             paramd_table_stat(t, -1, "staleness_sum", &st_sum);
@@ -511,7 +532,7 @@ int pd_train_worker(const pd_train_cfg *cfg, paramd_client *c, char *err,
         }
         printf("(samples/s count training time only: %.1f s of the wall time went to "
                "evaluations)\n", R.eval_s);
-        printf("worker 0's time: %s %.2f s, forward+backward %.2f s, %s %.2f s\n",
+        printf("worker %d's time: %s %.2f s, forward+backward %.2f s, %s %.2f s\n", rank,
                comm ? "pull (waiting included)" : "no pull", t_pull, t_comp,
                comm ? "push" : "applying the rule", t_push);
         if (cfg->save_params) {
@@ -558,6 +579,7 @@ int pd_train_worker(const pd_train_cfg *cfg, paramd_client *c, char *err,
     }
     rc = 0;
 out:
+    free(all);
     pd_progress_finish(R.prog);
     pd_metrics_close(R.metrics);
     pd_dataset_free(&train);
