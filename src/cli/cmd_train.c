@@ -119,10 +119,10 @@ static void train_usage(FILE *f) {
 "  --quiet                no progress display\n"
 "\n"
 "A worker that dies or is removed (no heartbeat) does not end the run: the\n"
-"others finish and the outputs are written (by worker 1 when worker 0 is\n"
-"lost; by the lowest-ranked worker that finished).  Exit\n"
-"status: 0; 3 when the run finished without some workers; 1 when it failed;\n"
-"2 for bad arguments.\n"
+"others finish and the outputs are written (mlp, cnn: by the lowest-ranked\n"
+"worker that finished when worker 0 is lost; word2vec and mf end with\n"
+"worker 0).  Exit status: 0; 3 when the run finished without some workers;\n"
+"1 when it failed; 2 for bad arguments.\n"
 "\n"
 "Example: paramd train --model cnn --consistency async --workers 4 --epochs 1\n",
             d.model, d.consistency, d.epochs, d.batch, d.lr, d.rule,
@@ -442,8 +442,12 @@ int cmd_train(int argc, char **argv) {
     cli_ckpt_to_env(&ck); /* the coordinator and servers read it */
     pd_local *L;
     char why[300];
+    /* The image models hand worker 0's part on when it is lost
+     * (trainer.c); word2vec and mf end with worker 0. */
+    int any = strcmp(cfg.model, "word2vec") != 0 && strcmp(cfg.model, "mf") != 0;
     pd_local_start(&L, (int32_t)S, (int32_t)W, (int32_t)M, "127.0.0.1", wargv, NULL,
-                   PD_LOCAL_RANK0_STDOUT | PD_LOCAL_KEEP_GOING | PD_LOCAL_ANY_WORKER);
+                   PD_LOCAL_RANK0_STDOUT | PD_LOCAL_KEEP_GOING |
+                       (any ? PD_LOCAL_ANY_WORKER : 0));
     if (!L) {
         fprintf(stderr, "paramd train: out of memory\n");
         return 1;
