@@ -706,7 +706,8 @@ PARAMD_API int64_t paramd_get_clock(const paramd_client *c);
 
 /* Block until every worker still in the cluster has called paramd_barrier
  * the same number of times.  Workers that left (paramd_close) or died are
- * not waited for; workers that have not joined yet are.  Returns
+ * not waited for (one that died while at the barrier no longer counts as
+ * arrived); workers that have not joined yet are.  Returns
  * PARAMD_ESHUTDOWN if the cluster stops meanwhile; with op_timeout_ms=N
  * (paramd_connect) PARAMD_ETIMEDOUT once it waited N ms, naming a worker
  * it waits for, and this call then does not count as one of this

@@ -53,3 +53,25 @@ for sig in KILL STOP; do
   expect_line "$TMP/server.0.log" "worker 2 removed: table 1 goes on at clock 4 without it"
   pass "SIG$sig of worker 2 at clock 4: the others finished 12 steps exactly"
 done
+
+# a worker that arrived at a barrier and then died no longer counts there:
+# the barrier still waits for the live workers that have not arrived
+rm -f "$TMP"/*.log
+PARAMD_LOG=debug start_coordinator 1 3 --heartbeat-timeout-ms 1500
+start_servers 1
+PARAMD_COORDINATOR=$COORD PARAMD_RANK=2 "$TW" barrier >"$TMP/b2" 2>&1 &
+B2=$!; PIDS+=($B2)
+wait_line "$TMP/coordinator.log" "worker 2 arrived at barrier 0 \(1 of 3\)"
+kill -KILL $B2
+# (its connection thread waits in the barrier: its silence removes it)
+wait_line "$TMP/coordinator.log" "worker 2 (disconnected without saying goodbye|sent no heartbeat)"
+PARAMD_COORDINATOR=$COORD PARAMD_RANK=0 "$TW" barrier >"$TMP/b0" 2>&1 &
+B0=$!; PIDS+=($B0)
+wait_line "$TMP/coordinator.log" "worker 0 arrived at barrier 0 \("
+expect_line "$TMP/coordinator.log" "worker 0 arrived at barrier 0 \(1 of 2\)"
+PARAMD_COORDINATOR=$COORD PARAMD_RANK=1 "$TW" barrier >"$TMP/b1" 2>&1 \
+  || fail "worker 1's barrier: $(cat "$TMP/b1")"
+wait $B0 || fail "worker 0's barrier: $(cat "$TMP/b0")"
+expect_line "$TMP/b0" "^released$"
+expect_line "$TMP/b1" "^released$"
+pass "a worker that died at a barrier is not counted: the barrier waited for the live ones"

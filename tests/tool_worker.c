@@ -9,6 +9,8 @@
  *       barrier every worker pulls and checks, exactly:
  *         async, add:     i + i * sum(rank+1)
  *         sync, add mean: i + i * mean(rank+1)
+ *   tool_worker barrier
+ *       One paramd_barrier; prints "released" after it.
  *   tool_worker spin
  *       Async pushes to table "spin" forever; prints "spinning" after the
  *       first push (a test kills it with SIGKILL).
@@ -515,6 +517,13 @@ static int elastic(const char *spec, int T, int pause_at, int wait_at,
     return 0;
 }
 
+/* One barrier: prints "released" once through it. */
+static int barrier(void) {
+    MUST(paramd_barrier(c));
+    printf("released\n");
+    return 0;
+}
+
 int main(int argc, char **argv) {
     if (argc < 2) {
         fprintf(stderr, "usage: tool_worker ramp N sync|async | spin | errors | fail | pidfile DIR\n");
@@ -527,6 +536,7 @@ int main(int argc, char **argv) {
     int rc = 2;
     if (!strcmp(argv[1], "ramp") && argc == 4) rc = ramp(strtoull(argv[2], NULL, 10), argv[3]);
     else if (!strcmp(argv[1], "spin")) rc = spin();
+    else if (!strcmp(argv[1], "barrier")) rc = barrier();
     else if (!strcmp(argv[1], "steps") && argc == 4) rc = steps(atoi(argv[2]), atoi(argv[3]));
     else if (!strcmp(argv[1], "ssp") && argc == 3) rc = ssp(atoi(argv[2]));
     else if (!strcmp(argv[1], "deadline") && argc == 5)

@@ -33,6 +33,12 @@ void co_worker_departed(pd_coord *co, int32_t rank, int clean,
     co->wstate[rank] = clean ? W_LEFT : W_DIED;
     co->departed++;
     co->nmembers--;
+    if (co->wbar[rank] == co->barrier_gen + 1) {
+        /* It had arrived at the barrier still open: no longer counted, or
+         * its arrival would stand in for one of the workers still coming. */
+        co->wbar[rank] = 0;
+        co->barrier_arrived--;
+    }
     co_barrier_check(co);
     if (!clean && !co->fail_msg[0]) { /* (after co_fail: expected) */
         co->died++;
@@ -323,11 +329,15 @@ int co_on_barrier(co_conn *cc, const pd_hdr *h) {
     uint64_t gen = co->barrier_gen;
     co->wbar[cc->rank] = gen + 1; /* for whom it waits (status.c) */
     co->barrier_arrived++;
+    pd_log(PD_LOG_DEBUG, "worker %d arrived at barrier %llu (%d of %d)", cc->rank,
+           (unsigned long long)gen, co->barrier_arrived, co->nmembers);
     co_barrier_check(co);
     char why[PD_ERRMSG_MAX];
     int timed = co_barrier_wait(co, gen, cc->hello.op_timeout_ms, why, sizeof why);
     int ok = co->barrier_gen != gen;
-    if (timed && !ok) { /* it never arrived: the barrier goes on without it */
+    if (timed && !ok && co->wbar[cc->rank] == gen + 1 && cc->gen == co->wgen[cc->rank]) {
+        /* it gave up: the barrier goes on without it (unless its departure
+         * took its arrival back already) */
         co->wbar[cc->rank] = 0;
         co->barrier_arrived--;
     }
