@@ -718,6 +718,15 @@ PARAMD_API int64_t paramd_get_clock(const paramd_client *c);
  * paramd_table_open on another thread waits for it). */
 PARAMD_API int paramd_barrier(paramd_client *c);
 
+/* How many barriers this worker's cluster has released counting from its
+ * start: those released before this worker got its rank (it joined a
+ * running cluster: 0 for a worker the cluster started with) plus the
+ * paramd_barrier calls this client has passed since.  A program with a
+ * barrier at its start skips it when this is already past it (a worker
+ * that replaces a dead one: the others passed it long ago, and would
+ * never reach it again).  Thread-safe: no, as paramd_barrier. */
+PARAMD_API uint64_t paramd_barrier_count(const paramd_client *c);
+
 #ifdef __cplusplus
 }
 #endif

@@ -77,6 +77,7 @@ _FUNCS = {
     "paramd_clock_to": (c_int64, [c_void_p, c_int64]),
     "paramd_get_clock": (c_int64, [c_void_p]),
     "paramd_barrier": (c_int, [c_void_p]),
+    "paramd_barrier_count": (c_uint64, [c_void_p]),
 }
 
 

@@ -525,6 +525,13 @@ class Client:
         """This worker's clock (paramd_get_clock)."""
         return lib.paramd_get_clock(self._handle())
 
+    @property
+    def barrier_count(self):
+        """Barriers the cluster released before this worker got its rank,
+        plus the ones it passed since (paramd_barrier_count): a worker that
+        joined a running cluster skips a start barrier already past."""
+        return lib.paramd_barrier_count(self._handle())
+
     def barrier(self):
         """Wait until every worker still in the cluster reached it."""
         rc = lib.paramd_barrier(self._handle())

@@ -210,6 +210,8 @@ struct paramd_client {
     int32_t slots; /* M: worker slots (ranks 0..M-1); servers report it */
     uint64_t epoch;
     int64_t clock;
+    uint64_t barriers; /* released before our rank was given + ours since
+                        * (paramd_barrier_count; the caller's thread) */
     uint64_t coalesce_bytes; /* 0: every frame is sent at once */
     pthread_mutex_t coord_mu; /* guards coord and coord_id */
     pd_conn *coord;

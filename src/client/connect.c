@@ -531,6 +531,7 @@ int paramd_connect(paramd_client **out, const char *options) {
      * (a tool's) ends with the addresses: all 0. */
     uint32_t hb_ms = m.heartbeat_ms, M = m.M, S = m.S;
     uint64_t start = (uint64_t)m.start;
+    c->barriers = m.barriers;
     pd_map_free(&m);
     c->heartbeat_ms = (int)hb_ms;
     c->clock = (int64_t)start;
@@ -687,8 +688,11 @@ int paramd_barrier(paramd_client *c) {
     if (!buf) return cl_err(c, PARAMD_ENOMEM, "out of memory");
     int rc = coord_rpc(c, PD_MSG_BARRIER, 0, NULL, buf, NULL);
     pd_free(buf);
+    if (rc == 0) c->barriers++;
     return rc;
 }
+
+uint64_t paramd_barrier_count(const paramd_client *c) { return c ? c->barriers : 0; }
 
 /* ==== Heartbeats ======================================================== */
 

@@ -278,7 +278,8 @@ int co_on_reg_worker(co_conn *cc, const pd_hdr *h) {
     pd_buf b;
     pd_buf_init(&b);
     pd_map m = {want, (uint32_t)W, (uint32_t)co->o.servers, co->epoch, co->server_addr,
-                (uint32_t)co->o.heartbeat_ms, (uint32_t)M, start, 1, 0, {0}};
+                (uint32_t)co->o.heartbeat_ms, (uint32_t)M, start, 1, 0, {0}, 0};
+    m.barriers = co->barrier_gen; /* (a joiner knows which it missed) */
     /* The rank is this connection's: the ticket proves it to the servers
      * and on the heartbeat connection (frame/auth.h). */
     pd_ticket tk;
@@ -314,7 +315,7 @@ int co_on_map(co_conn *cc, const pd_hdr *h) {
     pd_buf b;
     pd_buf_init(&b);
     pd_map m = {-1, (uint32_t)co->o.workers, (uint32_t)co->o.servers, co->epoch,
-                co->server_addr, 0, 0, 0, 0, 0, {0}};
+                co->server_addr, 0, 0, 0, 0, 0, {0}, 0};
     pd_map_encode(&b, &m);
     pthread_mutex_unlock(&co->mu);
     int rc = co_reply(cc, h, &b);

@@ -321,7 +321,9 @@ int pd_train_worker(const pd_train_cfg *cfg, paramd_client *c, char *err,
     }
     /* Time from the moment every worker is ready (the same for comm on and
      * off; worker 0, which also loads the test set, is usually last). */
-    if (paramd_barrier(c)) {
+    /* (A worker that joined after the others passed it, a replacement for
+     * a dead one, does not wait for it: they never reach it again.) */
+    if (paramd_barrier_count(c) == 0 && paramd_barrier(c)) {
         snprintf(err, errlen, "start barrier: %s", paramd_last_error(c));
         goto out;
     }

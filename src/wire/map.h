@@ -10,7 +10,10 @@
  *   0..M-1), i64 start clock (0, or the clock a joiner starts at), and
  *   (optional: a map without it has no ticket) the worker's rank ticket,
  *   u32 incarnation and PD_MAP_TICKET_BYTES of the coordinator's MAC
- *   (frame/auth.h: what the worker shows in its later HELLOs).
+ *   (frame/auth.h: what the worker shows in its later HELLOs), then
+ *   (optional: 0 without it) u64 barriers: how many barriers the cluster
+ *   had released when the worker got its rank (a worker that joins a
+ *   running cluster knows which barriers it missed).
  *
  * The epoch is 1 for the map a cluster starts with.  It is the place for
  * maps that change (servers added, replaced or drained): a later map gets
@@ -35,6 +38,7 @@ typedef struct pd_map {
     int has_ticket;      /* the worker's rank ticket follows */
     uint32_t ticket_gen;
     uint8_t ticket[32];  /* PD_MAP_TICKET_BYTES */
+    uint64_t barriers;   /* barriers released before this rank was given */
 } pd_map;
 #define PD_MAP_TICKET_BYTES 32
 

@@ -27,7 +27,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     CHECK(m2.rank == m.rank && m2.W == m.W && m2.S == m.S && m2.epoch == m.epoch);
     for (uint32_t i = 0; i < m.S; i++) CHECK(strcmp(m.addr[i], m2.addr[i]) == 0);
     if (m.rank >= 0)
-        CHECK(m2.heartbeat_ms == m.heartbeat_ms && m2.M == m.M && m2.start == m.start);
+        CHECK(m2.heartbeat_ms == m.heartbeat_ms && m2.M == m.M && m2.start == m.start &&
+              m2.has_ticket == m.has_ticket && m2.barriers == m.barriers);
     pd_buf_free(&b);
     pd_map_free(&m);
     pd_map_free(&m2);
