@@ -48,6 +48,36 @@ for sig in KILL STOP; do
   pass "--keep-going, SIG$sig of worker 2 at clock 4: the others finished 12 steps exactly, exit 3"
 done
 
+# 1c. --replace-workers: worker 1 killed at clock 4; worker 0 holds before
+# clock 7 until the replacement (same rank, PARAMD_REPLACEMENT=1) joined,
+# at clock 7 exactly; both finish with exact values (tool_worker elastic)
+mkfifo "$TMP/rp.fifo" "$TMP/rp.go"
+setsid "$PARAMD" local --servers 2 --workers 2 --replace-workers 1 -- bash -c \
+  'if [ "$PARAMD_RANK" = 1 ] && [ -z "$PARAMD_REPLACEMENT" ]; then
+     echo $$ >"$1.pid"; exec "$0" elastic "rule=add consistency=sync aggregate=sum" 12 4 7 "$2" >"$1"
+   fi
+   exec "$0" elastic "rule=add consistency=sync aggregate=sum" 12 4 7 "$2"' \
+  "$BUILD/tests/tool_worker" "$TMP/rp.fifo" "$TMP/rp.go" >"$TMP/rp.out" 2>&1 &
+SID=$!
+exec 6<>"$TMP/rp.fifo"
+read -r -t 30 line <&6 || fail "worker 1 did not start: $(cat "$TMP/rp.out")"
+read -r -t 30 line <&6 || fail "worker 1 did not reach clock 4: $(cat "$TMP/rp.out")"
+[ "$line" = paused ] || fail "worker 1: $line"
+kill -KILL "$(cat "$TMP/rp.fifo.pid")"
+wait_line "$TMP/rp.out" "worker 1 joined at clock 7"
+exec 7<>"$TMP/rp.go"; echo go >&7
+wait $SID; rc=$?
+exec 6<&- 7<&-
+[ $rc = 3 ] || { cat "$TMP/rp.out"; fail "paramd local --replace-workers exited $rc, expected 3"; }
+expect_line "$TMP/rp.out" "^paramd local: worker 1 failed \(killed by signal 9.*\); starting a replacement \(0 more allowed\)"
+expect_line "$TMP/rp.out" "^\[worker 1\] elastic ok: rank 1, clocks 7..11, value 9012"
+expect_line "$TMP/rp.out" "^\[worker 0\] elastic ok: rank 0, clocks 0..11, value 9012"
+expect_line "$TMP/rp.out" "^paramd local: worker 1 failed .*; a replacement finished in its place"
+if in_session $SID; then ps -s $SID; fail "processes left behind after --replace-workers"; fi
+"$PARAMD" local --replace-workers x -- true 2>"$TMP/rp.bad" && fail "--replace-workers x accepted"
+expect_line "$TMP/rp.bad" "--replace-workers 'x' is not 0..1000"
+pass "--replace-workers: worker 1 killed at clock 4, its replacement joined at clock 7, values exact, exit 3"
+
 # 2. SIGTERM and SIGINT while workers run
 for sig in TERM INT; do
   rm -f "$TMP"/worker.*.pid

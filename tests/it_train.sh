@@ -111,3 +111,37 @@ awk -F, 'NR > 1 { n++; last = $2; fin = $9; if ($9 == 0 && $2 % 100) bad = 1 }
   || fail "metrics.csv after losing worker 0: $(cat "$TMP/lost0/metrics.csv")"
 "$PARAMD" plot "$TMP/lost0" >/dev/null || fail "paramd plot cannot read the run that lost worker 0"
 pass "worker 0 killed mid-run: worker 1 wrote the final row, run.json (workers_lost [0]), the weights; exit 3"
+
+# --replace-workers: a new worker 0 takes the dead one's place at the first
+# clock nobody pushed for, goes on with its metrics.csv and writes the end
+setsid "$PARAMD" train --model mlp --workers 3 --steps 1500 --limit 3000 --eval-every 100 \
+  --replace-workers 1 --out "$TMP/repl" >"$TMP/repl.log" 2>&1 &
+TRAIN=$!; PIDS+=($TRAIN)
+wait_line "$TMP/repl.log" "^step 200  epoch"
+victim=""
+for p in $(ps -s $TRAIN -o pid=); do
+  tr '\0' '\n' <"/proc/$p/environ" 2>/dev/null | grep -qx "PARAMD_RANK=0" && victim=$p
+done
+[ -n "$victim" ] || fail "no worker 0 in the session of paramd train"
+kill -KILL "$victim"
+wait $TRAIN; rc=$?
+[ $rc = 3 ] || { cat "$TMP/repl.log"; fail "paramd train exited $rc after worker 0 was replaced, expected 3"; }
+expect_line "$TMP/repl.log" "^paramd local: worker 0 failed \(killed by signal 9.*\); starting a replacement \(0 more allowed\)"
+expect_line "$TMP/repl.log" "coordinator: info: worker 0 joined at clock [0-9]+ \(died slot"
+J=$(sed -nE 's/^paramd train: a new worker 0 joins the run at step ([0-9]+)$/\1/p' "$TMP/repl.log")
+[ -n "$J" ] || fail "the replacement did not say where it joined: $(cat "$TMP/repl.log")"
+expect_line "$TMP/repl.log" "^steps per worker: $((1500 - J)), 1500, 1500;"
+grep -q "^workers lost" "$TMP/repl.log" && fail "a replaced worker was reported lost"
+grep -q '"workers_lost": \[\]' "$TMP/repl/run.json" || fail "run.json: $(cat "$TMP/repl/run.json")"
+expect_line "$TMP/repl.log" "^paramd train: worker 0 failed \(killed by signal 9.*\); a replacement finished in its place"
+# rows at multiples of 100 before and after the join (none twice; those
+# between the death and the join are missing), times increasing, the
+# final row last
+awk -F, 'NR > 1 { n++; if ($1 < t || (!$9 && ($2 % 100 || $2 <= s))) bad = 1; t = $1; s = $2; fin = $9 }
+     END { exit !(n >= 3 && fin == 1 && s == 1500 && !bad) }' "$TMP/repl/metrics.csv" \
+  || fail "metrics.csv with a replaced worker 0 (joined at $J): $(cat "$TMP/repl/metrics.csv")"
+"$PARAMD" train --model mf --replace-workers 1 2>"$TMP/e4" && fail "--replace-workers accepted for mf"
+expect_line "$TMP/e4" "--replace-workers is for --model mlp and cnn"
+"$PARAMD" train --replace-workers -1 2>"$TMP/e5" && fail "--replace-workers -1 accepted"
+expect_line "$TMP/e5" "--replace-workers"
+pass "worker 0 killed with --replace-workers 1: a new worker 0 joined at clock $J and finished the run (metrics continued, nobody lost); exit 3"

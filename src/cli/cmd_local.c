@@ -50,6 +50,12 @@ static void local_usage(FILE *f) {
             "  --keep-going      a worker (other than worker 0) that dies or is removed\n"
             "                    does not end the cluster: the others finish without\n"
             "                    it (sync clocks stop waiting for it); exit status 3\n"
+            "  --replace-workers N  a worker (worker 0 too) that dies while others\n"
+            "                    run is started again, up to N times: the new one\n"
+            "                    has the same PARAMD_RANK and PARAMD_REPLACEMENT=1,\n"
+            "                    and joins at the first clock nobody pushed for\n"
+            "                    (paramd_get_clock; paramd_barrier_count says which\n"
+            "                    barriers it missed); exit status 3\n"
             "  --plugin-dir DIR  where the servers load update-rule plugins from\n"
             "                    (plugin=NAME is DIR/NAME.so); also in the workers'\n"
             "                    PARAMD_PLUGIN_DIR [none: no plugins]\n"
@@ -70,10 +76,11 @@ int cmd_local(int argc, char **argv) {
         {"resume", required_argument, 0, 'K'},
         {"plugin-dir", required_argument, 0, 'P'},
         {"keep-going", no_argument, 0, 'k'},
+        {"replace-workers", required_argument, 0, 'R'},
         {"secret-file", required_argument, 0, 'S'},
         {"help", no_argument, 0, 'h'},
         {0, 0, 0, 0}};
-    int64_t S = 1, W = 1, M = 0;
+    int64_t S = 1, W = 1, M = 0, replace = 0;
     const char *host = "127.0.0.1";
     int c, li = 0, keep_going = 0;
     cli_ckpt_opts ck = {0};
@@ -112,6 +119,13 @@ int cmd_local(int argc, char **argv) {
             if (cli_set_plugin_dir("paramd local", optarg)) return 2;
             break;
         case 'k': keep_going = 1; break;
+        case 'R':
+            if (pd_parse_i64(optarg, &replace) || replace < 0 || replace > 1000) {
+                fprintf(stderr, "paramd local: --replace-workers '%s' is not 0..1000\n",
+                        optarg);
+                return 2;
+            }
+            break;
         case 'S':
             if (cli_set_secret_file("paramd local", optarg)) return 2;
             break;
@@ -143,6 +157,7 @@ int cmd_local(int argc, char **argv) {
             return 1;
         }
     }
+    pd_local_replace(L, (int)replace);
     int rc = pd_local_wait(L, why, sizeof why);
     if (rc) fprintf(stderr, "paramd local: %s\n", why);
     pd_local_free(L);

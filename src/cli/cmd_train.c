@@ -105,6 +105,9 @@ static void train_usage(FILE *f) {
 "                         [$PARAMD_PLUGIN_DIR; none: no plugins]\n"
 "  --max-workers M        worker slots (M >= W): workers started later with\n"
 "                         --join --coordinator ADDR join the running cluster [W]\n"
+"  --replace-workers N    start a new worker in the place of one that dies\n"
+"                         (it joins at the first clock nobody pushed for),\n"
+"                         up to N times in the run [0: go on without it]\n"
 "  --coordinator HOST:PORT  join an existing cluster as one worker instead\n"
 "                         (rank from PARAMD_RANK or the launcher's variables)\n"
 "%s"
@@ -140,7 +143,7 @@ int cmd_train(int argc, char **argv) {
            O_WORKERS, O_COORD, O_JOIN, O_OUT, O_EVERY, O_EVALN, O_SAVE, O_QUIET,
            O_BACKUP, O_STRAGGLE, O_HB, O_DIM, O_WINDOW, O_NEG, O_MINC, O_SUBS, O_NEIGH,
            O_USERS, O_ITEMS, O_RANK, O_NOISE, O_L2, O_TRANSPORT, O_MAXW, O_COMM,
-           O_DECAY, O_APPLY, O_CKPT, O_PLUGINS, O_SECRET };
+           O_DECAY, O_APPLY, O_CKPT, O_PLUGINS, O_SECRET, O_REPLACE };
     static const struct option opts[] = {
         {"model", 1, 0, O_MODEL}, {"hidden", 1, 0, O_HIDDEN}, {"data", 1, 0, O_DATA},
         {"limit", 1, 0, O_LIMIT}, {"no-dropout", 0, 0, O_NODROP},
@@ -148,7 +151,7 @@ int cmd_train(int argc, char **argv) {
         {"batch", 1, 0, O_BATCH}, {"lr", 1, 0, O_LR}, {"no-lr-scaling", 0, 0, O_NOSCALE},
         {"rule", 1, 0, O_RULE}, {"seed", 1, 0, O_SEED}, {"threads", 1, 0, O_THREADS},
         {"servers", 1, 0, O_SERVERS}, {"workers", 1, 0, O_WORKERS},
-        {"max-workers", 1, 0, O_MAXW},
+        {"max-workers", 1, 0, O_MAXW}, {"replace-workers", 1, 0, O_REPLACE},
         {"coordinator", 1, 0, O_COORD}, {"join", 0, 0, O_JOIN}, {"out", 1, 0, O_OUT},
         {"eval-every", 1, 0, O_EVERY}, {"eval-samples", 1, 0, O_EVALN},
         {"save-params", 1, 0, O_SAVE}, {"quiet", 0, 0, O_QUIET}, {"help", 0, 0, 'h'},
@@ -177,7 +180,7 @@ int cmd_train(int argc, char **argv) {
     }
     pd_train_cfg cfg;
     pd_train_defaults(&cfg);
-    int64_t S = 1, W = 2, M = 0, v;
+    int64_t S = 1, W = 2, M = 0, replace = 0, v;
     double dv;
     const char *coord = NULL;
     int join = 0, out_given = 0, rule_given = 0, lr_given = 0, batch_given = 0,
@@ -273,6 +276,10 @@ int cmd_train(int argc, char **argv) {
             break;
         case O_WORKERS:
             if (pd_parse_i64(optarg, &W) || W < 1 || W > 1024) return bad("--workers", optarg, "1..1024");
+            break;
+        case O_REPLACE:
+            if (pd_parse_i64(optarg, &replace) || replace < 0 || replace > 1000)
+                return bad("--replace-workers", optarg, "0..1000");
             break;
         case O_MAXW:
             if (pd_parse_i64(optarg, &M) || M < 1 || M > 65536) return bad("--max-workers", optarg, "1..65536");
@@ -445,6 +452,11 @@ int cmd_train(int argc, char **argv) {
     /* The image models hand worker 0's part on when it is lost
      * (trainer.c); word2vec and mf end with worker 0. */
     int any = strcmp(cfg.model, "word2vec") != 0 && strcmp(cfg.model, "mf") != 0;
+    if (replace && !any) {
+        fprintf(stderr, "paramd train: --replace-workers is for --model mlp and cnn (a "
+                "%s worker does not join a running cluster)\n", cfg.model);
+        return 2;
+    }
     pd_local_start(&L, (int32_t)S, (int32_t)W, (int32_t)M, "127.0.0.1", wargv, NULL,
                    PD_LOCAL_RANK0_STDOUT | PD_LOCAL_KEEP_GOING |
                        (any ? PD_LOCAL_ANY_WORKER : 0));
@@ -452,6 +464,7 @@ int cmd_train(int argc, char **argv) {
         fprintf(stderr, "paramd train: out of memory\n");
         return 1;
     }
+    pd_local_replace(L, (int)replace);
     int rc = pd_local_wait(L, why, sizeof why);
     pd_local_free(L);
     free(wargv);

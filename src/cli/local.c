@@ -79,12 +79,21 @@ struct pd_local {
     char why[256];
     int flags;               /* PD_LOCAL_* */
     int lost;                /* workers that failed, gone on without */
+    int cap;                 /* ch[] slots */
+    int32_t W, S;
+    char *const *wargv, *const *wenv; /* the workers' program (the caller's) */
+    int replace_left;        /* replacements still allowed */
+    int replaced;            /* workers replaced so far */
+    char replaced_why[256];  /* the first of them, and how */
+    int32_t pending[64];     /* ranks to start again (reap -> supervise) */
+    int npending;
     double coord_gone;       /* when the coordinator exited 3 (KEEP_GOING) */
     char lost_why[256];      /* the first of them, and how */
     int signalled;           /* terminating signal received */
     double term_deadline;    /* 0: not terminating */
     int killed;
     sigset_t oldmask;
+    char coord_env[340];     /* PARAMD_COORDINATOR=ADDR, for every worker */
     char secret_dir[4096];   /* the cluster's private secret, if we made one
                               * (secret.h): removed by pd_local_free */
 };
@@ -131,6 +140,15 @@ static void drain(child *c, stream *s) {
  * env: NULL-terminated "K=V" list added to our environment. */
 static int spawn(pd_local *L, int role, int rank, char *const *argv,
                  char *const *env, int extra_fd, int inherit_stdout) {
+    if (L->n == L->cap) { /* a replacement: one more child */
+        child *more = realloc(L->ch, sizeof *more * (size_t)(L->cap + 8));
+        if (!more) {
+            fprintf(stderr, "paramd local: out of memory\n");
+            return -1;
+        }
+        L->ch = more;
+        L->cap += 8;
+    }
     child *c = &L->ch[L->n];
     int po[2], pe[2];
     if (pipe2(po, O_CLOEXEC) || pipe2(pe, O_CLOEXEC)) {
@@ -179,6 +197,30 @@ static int spawn(pd_local *L, int role, int rank, char *const *argv,
     return 0;
 }
 
+/* Start worker r; a replacement (for a worker of rank r that died) is
+ * told so in PARAMD_REPLACEMENT=1 (its program may care: paramd train's
+ * worker 0 then goes on with the run's metrics instead of starting them). */
+static int spawn_worker(pd_local *L, int32_t r, int replacement) {
+    /* putenv keeps the pointers: give each worker its own strings. */
+    char **env = calloc(8 + 64, sizeof *env);
+    if (!env) return -1;
+    int ne = 0;
+    env[ne++] = L->coord_env;
+    env[ne] = malloc(32);
+    snprintf(env[ne++], 32, "PARAMD_RANK=%d", r);
+    env[ne] = malloc(32);
+    snprintf(env[ne++], 32, "PARAMD_WORKERS=%d", L->W);
+    env[ne] = malloc(32);
+    snprintf(env[ne++], 32, "PARAMD_SERVERS=%d", L->S);
+    if (replacement) env[ne++] = "PARAMD_REPLACEMENT=1";
+    for (char *const *e = L->wenv; e && *e && ne < 70; e++) env[ne++] = *e;
+    int rc = spawn(L, ROLE_WORKER, r, L->wargv, env, -1,
+                   r == 0 && (L->flags & PD_LOCAL_RANK0_STDOUT));
+    for (int i = 1; i < 4; i++) free(env[i]);
+    free(env);
+    return rc;
+}
+
 static void terminate_all(pd_local *L) {
     if (L->term_deadline) return;
     L->term_deadline = pd_now() + 5.0;
@@ -222,7 +264,19 @@ static void reap(pd_local *L) {
             describe_status(st, how, sizeof how);
             /* After we started terminating, exits are expected. */
             if (L->term_deadline) break;
-            if (c->role == ROLE_WORKER && !ok && (L->flags & PD_LOCAL_KEEP_GOING) &&
+            if (c->role == ROLE_WORKER && !ok && L->replace_left > 0 &&
+                L->npending < (int)(sizeof L->pending / sizeof L->pending[0]) &&
+                workers_running(L) && !L->failed) {
+                /* started again by supervise(): it joins at the first clock
+                 * nobody pushed for, with the same rank */
+                L->replace_left--;
+                if (!L->replaced++)
+                    snprintf(L->replaced_why, sizeof L->replaced_why, "%s failed (%s)",
+                             c->label, how);
+                L->pending[L->npending++] = c->rank;
+                fprintf(stderr, "paramd local: %s failed (%s); starting a replacement (%d "
+                        "more allowed)\n", c->label, how, L->replace_left);
+            } else if (c->role == ROLE_WORKER && !ok && (L->flags & PD_LOCAL_KEEP_GOING) &&
                 (c->rank != 0 || (L->flags & PD_LOCAL_ANY_WORKER)) && workers_running(L) &&
                 !L->failed) {
                 if (!L->lost++)
@@ -234,7 +288,8 @@ static void reap(pd_local *L) {
                 L->failed = 1;
                 snprintf(L->why, sizeof L->why, "%s failed (%s)", c->label, how);
                 terminate_all(L);
-            } else if (c->role == ROLE_COORD && (L->flags & PD_LOCAL_KEEP_GOING) &&
+            } else if (c->role == ROLE_COORD &&
+                       (L->flags & PD_LOCAL_KEEP_GOING || L->replaced) &&
                        !L->failed && WIFEXITED(st) && WEXITSTATUS(st) == 3) {
                 /* Its "a worker died": the ones we went on without, or
                  * ones it removed (hung or stopped past their heartbeat)
@@ -293,6 +348,14 @@ static void supervise(pd_local *L, double settle_s) {
             drain(&L->ch[i], &L->ch[i].err);
         }
         reap(L);
+        for (int k = 0; k < L->npending; k++)
+            if (!L->term_deadline && spawn_worker(L, L->pending[k], 1) != 0) {
+                L->failed = 1;
+                snprintf(L->why, sizeof L->why, "could not start a replacement for worker %d",
+                         L->pending[k]);
+                terminate_all(L);
+            }
+        L->npending = 0;
         double now = pd_now();
         /* Workers all done and fine: the coordinator and servers exit by
          * themselves; give them settle_s, then terminate. */
@@ -344,6 +407,9 @@ int pd_local_start(pd_local **out, int32_t S, int32_t W, int32_t M, const char *
         free(L);
         return -1;
     }
+    L->cap = S + W + 1;
+    L->W = W, L->S = S;
+    L->wargv = worker_argv, L->wenv = worker_env;
     sigset_t set;
     sigemptyset(&set);
     sigaddset(&set, SIGCHLD);
@@ -396,38 +462,24 @@ int pd_local_start(pd_local **out, int32_t S, int32_t W, int32_t M, const char *
         goto fail;
     }
     *nl = '\0';
-    static char coord_env[340];
-    snprintf(coord_env, sizeof coord_env, "PARAMD_COORDINATOR=%s", addr);
+    snprintf(L->coord_env, sizeof L->coord_env, "PARAMD_COORDINATOR=%s", addr);
 
     for (int32_t k = 0; k < S; k++) {
         char *sv[] = {(char *)self, "server", "--coordinator", addr, NULL};
         if (spawn(L, ROLE_SERVER, k, sv, NULL, -1, 0)) goto fail;
     }
-    for (int32_t r = 0; r < W; r++) {
-        /* putenv keeps the pointers: give each worker its own strings. */
-        char **env = calloc(8 + 64, sizeof *env);
-        if (!env) goto fail;
-        int ne = 0;
-        env[ne++] = coord_env;
-        env[ne] = malloc(32);
-        snprintf(env[ne++], 32, "PARAMD_RANK=%d", r);
-        env[ne] = malloc(32);
-        snprintf(env[ne++], 32, "PARAMD_WORKERS=%d", W);
-        env[ne] = malloc(32);
-        snprintf(env[ne++], 32, "PARAMD_SERVERS=%d", S);
-        for (char *const *e = worker_env; e && *e && ne < 70; e++) env[ne++] = *e;
-        int rc = spawn(L, ROLE_WORKER, r, worker_argv, env, -1,
-                       r == 0 && (flags & PD_LOCAL_RANK0_STDOUT));
-        for (int i = 1; i < 4; i++) free(env[i]);
-        free(env);
-        if (rc) goto fail;
-    }
+    for (int32_t r = 0; r < W; r++)
+        if (spawn_worker(L, r, 0)) goto fail;
     return 0;
 fail:
     L->failed = 1;
     if (!L->why[0]) snprintf(L->why, sizeof L->why, "could not start the cluster");
     terminate_all(L);
     return -1;
+}
+
+void pd_local_replace(pd_local *L, int n) {
+    if (L) L->replace_left = n > 0 ? n : 0;
 }
 
 int pd_local_wait(pd_local *L, char *why, size_t whylen) {
@@ -443,6 +495,12 @@ int pd_local_wait(pd_local *L, char *why, size_t whylen) {
         rc = 3;
         snprintf(why, whylen, "%s%s; the others finished", L->lost_why,
                  L->lost > 1 ? ", and more workers after it" : "");
+    } else if (L->replaced) {
+        rc = 3;
+        snprintf(why, whylen, "%s%s; %s finished in %s", L->replaced_why,
+                 L->replaced > 1 ? ", and more workers after it" : "",
+                 L->replaced > 1 ? "replacements" : "a replacement",
+                 L->replaced > 1 ? "their places" : "its place");
     } else {
         why[0] = '\0';
     }

@@ -28,9 +28,18 @@ typedef struct pd_local pd_local;
  * must still be waited and freed). */
 int pd_local_start(pd_local **out, int32_t S, int32_t W, int32_t M, const char *host,
                    char *const *worker_argv, char *const *worker_env, int flags);
+/* Allow up to n replacements (before pd_local_wait): a worker that fails
+ * while others run is started again with the same rank (it joins the
+ * running cluster at the first clock nobody pushed for, with
+ * PARAMD_REPLACEMENT=1 in its environment), worker 0 included; once n
+ * were started, failures are handled as without (KEEP_GOING or the end).
+ * A worker the coordinator removed for silence is not replaced: its
+ * process has not exited. */
+void pd_local_replace(pd_local *L, int n);
 /* Supervise until every child exited.  0 if every worker exited 0, else
  * 1 (a child failed), 3 (PD_LOCAL_KEEP_GOING: the cluster finished
- * without the workers that failed) or 128+signal, with the reason in why. */
+ * without the workers that failed; or with replacements for them) or
+ * 128+signal, with the reason in why. */
 int pd_local_wait(pd_local *L, char *why, size_t whylen);
 void pd_local_free(pd_local *L);
 

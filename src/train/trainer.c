@@ -38,6 +38,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -291,7 +292,38 @@ int pd_train_worker(const pd_train_cfg *cfg, paramd_client *c, char *err,
     int64_t eval_every = cfg->eval_every > 0 ? cfg->eval_every : (total / 20 > 0 ? total / 20 : 1);
     int train_mode = cfg->dropout && strcmp(cfg->model, "cnn") == 0;
 
-    if (rank == 0) {
+    /* A replacement for a dead worker (paramd train --replace-workers)
+     * joins the running cluster at its clock; as worker 0 it goes on with
+     * the run's metrics.csv, its times counted from the run's start. */
+    const char *rv = getenv("PARAMD_REPLACEMENT");
+    int replacement = rv && !strcmp(rv, "1");
+    double t_before = 0;   /* the run's time before this worker started */
+    int64_t last_row = -1; /* the step of metrics.csv's last row then */
+    if (rank == 0 && replacement) {
+        printf("paramd train: a new worker 0 joins the run at step %lld\n",
+               (long long)paramd_get_clock(c));
+        fflush(stdout);
+        if (cfg->out) {
+            pd_metric_row *rows = NULL;
+            size_t nrows = 0;
+            char lab[64], e2[256];
+            struct stat stt;
+            char mpath[4096];
+            snprintf(mpath, sizeof mpath, "%s/%s", cfg->out, PD_METRICS_FILE);
+            if (pd_metrics_read(cfg->out, &rows, &nrows, lab, sizeof lab, e2, sizeof e2) == 0 &&
+                nrows > 0 && stat(mpath, &stt) == 0) {
+                struct timespec now;
+                clock_gettime(CLOCK_REALTIME, &now);
+                double since = (double)(now.tv_sec - stt.st_mtim.tv_sec) +
+                               (double)(now.tv_nsec - stt.st_mtim.tv_nsec) / 1e9;
+                t_before = rows[nrows - 1].time_s + (since > 0 ? since : 0);
+                last_row = rows[nrows - 1].step;
+            }
+            free(rows);
+            if (pd_metrics_reopen(&R.metrics, cfg->out, err, errlen) != 0) goto out;
+        }
+        if (!cfg->quiet) R.prog = pd_progress_new(stdout, total, isatty(1));
+    } else if (rank == 0) {
         if (comm)
             printf("paramd train: %s (%llu parameters), %s, %d worker%s x batch %d, "
                    "%d server%s, rule %s lr %.4g%s",
@@ -327,10 +359,15 @@ int pd_train_worker(const pd_train_cfg *cfg, paramd_client *c, char *err,
         snprintf(err, errlen, "start barrier: %s", paramd_last_error(c));
         goto out;
     }
-    R.t0 = pd_now();
+    R.t0 = pd_now() - t_before;
     int64_t perm_epoch = -1;
     uint64_t bytes_per_op = np * 4;
-    int64_t next_eval = eval_every;
+    /* evaluations at multiples of eval_every, from wherever this worker
+     * starts (a resumed run, a replacement) */
+    int64_t next_eval = (paramd_get_clock(c) / eval_every + 1) * eval_every;
+    if (paramd_get_clock(c) % eval_every == 0 && paramd_get_clock(c) > 0)
+        next_eval = paramd_get_clock(c);
+    if (next_eval <= last_row) next_eval = (last_row / eval_every + 1) * eval_every;
     int straggler = cfg->straggle_factor > 1 && rank == cfg->straggle_rank;
     /* where this worker's time goes (reported by worker 0): waiting for
      * and receiving the pull, the model's forward and backward pass, and
