@@ -392,7 +392,8 @@ static void test_json_field(void) {
 }
 
 /* Another writer goes on with a file whose writer died: whole rows kept,
- * a torn last line cut off, a missing file created with its header. */
+ * a torn last line cut off, rows after the step it goes on from removed,
+ * a missing file created with its header. */
 static void test_reopen(void) {
     const char *dir = at("reopen");
     char err[256], path[600], lab[128];
@@ -407,7 +408,11 @@ static void test_reopen(void) {
     CHECK(f != NULL);
     CHECK(fputs("2.5,200,1,12", f) >= 0);
     CHECK(fclose(f) == 0);
-    CHECK_OK(pd_metrics_reopen(&m, dir, err, sizeof err));
+    double el = 0;
+    int64_t last = 0;
+    CHECK_OK(pd_metrics_reopen(&m, dir, INT64_MAX, &el, &last, err, sizeof err));
+    CHECK(el >= 1.5); /* the last row's time, and the time since */
+    CHECK_INT_EQ(last, 100);
     pd_metric_row fin = {3.0, 300, 1.5, 19200, 0.25, 0.375, 0.9375, 10000, 1};
     CHECK_OK(pd_metrics_append(m, &fin));
     pd_metrics_close(m);
@@ -420,9 +425,26 @@ static void test_reopen(void) {
     CHECK_INT_EQ(rows[1].final, 1);
     free(rows);
     CHECK(strstr(read_text(path), "2.5,200") == NULL);
+    /* going on from step 50 (a restart from a checkpoint): the rows after
+     * it and the final row go; from step 100: that row stays */
+    CHECK_OK(pd_metrics_reopen(&m, dir, 100, &el, &last, err, sizeof err));
+    CHECK_INT_EQ(last, 100);
+    pd_metrics_close(m);
+    CHECK_OK(pd_metrics_read(dir, &rows, &n, lab, sizeof lab, err, sizeof err));
+    CHECK_INT_EQ(n, 1);
+    free(rows);
+    CHECK_OK(pd_metrics_reopen(&m, dir, 50, &el, &last, err, sizeof err));
+    CHECK_INT_EQ(last, -1);
+    CHECK_OK(pd_metrics_append(m, &r));
+    pd_metrics_close(m);
+    CHECK_OK(pd_metrics_read(dir, &rows, &n, lab, sizeof lab, err, sizeof err));
+    CHECK_INT_EQ(n, 1);
+    CHECK_INT_EQ(rows[0].step, 100);
+    free(rows);
     /* no file yet: created, with the header */
     const char *fresh = at("reopen-fresh");
-    CHECK_OK(pd_metrics_reopen(&m, fresh, err, sizeof err));
+    CHECK_OK(pd_metrics_reopen(&m, fresh, INT64_MAX, &el, &last, err, sizeof err));
+    CHECK(el == 0 && last == -1);
     CHECK_OK(pd_metrics_append(m, &fin));
     pd_metrics_close(m);
     CHECK_OK(pd_metrics_read(fresh, &rows, &n, lab, sizeof lab, err, sizeof err));

@@ -105,6 +105,9 @@ static void train_usage(FILE *f) {
 "                         [$PARAMD_PLUGIN_DIR; none: no plugins]\n"
 "  --max-workers M        worker slots (M >= W): workers started later with\n"
 "                         --join --coordinator ADDR join the running cluster [W]\n"
+"  --restarts N           when a server or the coordinator dies, start the\n"
+"                         cluster again from the newest checkpoint (needs\n"
+"                         --checkpoint-dir), up to N times [0]\n"
 "  --replace-workers N    start a new worker in the place of one that dies\n"
 "                         (it joins at the first clock nobody pushed for),\n"
 "                         up to N times in the run [0: go on without it]\n"
@@ -124,8 +127,9 @@ static void train_usage(FILE *f) {
 "A worker that dies or is removed (no heartbeat) does not end the run: the\n"
 "others finish and the outputs are written (mlp, cnn: by the lowest-ranked\n"
 "worker that finished when worker 0 is lost; word2vec and mf end with\n"
-"worker 0).  Exit status: 0; 3 when the run finished without some workers;\n"
-"1 when it failed; 2 for bad arguments.\n"
+"worker 0).  Exit status: 0; 3 when the run finished without some workers\n"
+"or not in one go (workers replaced, the cluster restarted); 1 when it\n"
+"failed; 2 for bad arguments.\n"
 "\n"
 "Example: paramd train --model cnn --consistency async --workers 4 --epochs 1\n",
             d.model, d.consistency, d.epochs, d.batch, d.lr, d.rule,
@@ -143,7 +147,7 @@ int cmd_train(int argc, char **argv) {
            O_WORKERS, O_COORD, O_JOIN, O_OUT, O_EVERY, O_EVALN, O_SAVE, O_QUIET,
            O_BACKUP, O_STRAGGLE, O_HB, O_DIM, O_WINDOW, O_NEG, O_MINC, O_SUBS, O_NEIGH,
            O_USERS, O_ITEMS, O_RANK, O_NOISE, O_L2, O_TRANSPORT, O_MAXW, O_COMM,
-           O_DECAY, O_APPLY, O_CKPT, O_PLUGINS, O_SECRET, O_REPLACE };
+           O_DECAY, O_APPLY, O_CKPT, O_PLUGINS, O_SECRET, O_REPLACE, O_RESTARTS };
     static const struct option opts[] = {
         {"model", 1, 0, O_MODEL}, {"hidden", 1, 0, O_HIDDEN}, {"data", 1, 0, O_DATA},
         {"limit", 1, 0, O_LIMIT}, {"no-dropout", 0, 0, O_NODROP},
@@ -152,6 +156,7 @@ int cmd_train(int argc, char **argv) {
         {"rule", 1, 0, O_RULE}, {"seed", 1, 0, O_SEED}, {"threads", 1, 0, O_THREADS},
         {"servers", 1, 0, O_SERVERS}, {"workers", 1, 0, O_WORKERS},
         {"max-workers", 1, 0, O_MAXW}, {"replace-workers", 1, 0, O_REPLACE},
+        {"restarts", 1, 0, O_RESTARTS},
         {"coordinator", 1, 0, O_COORD}, {"join", 0, 0, O_JOIN}, {"out", 1, 0, O_OUT},
         {"eval-every", 1, 0, O_EVERY}, {"eval-samples", 1, 0, O_EVALN},
         {"save-params", 1, 0, O_SAVE}, {"quiet", 0, 0, O_QUIET}, {"help", 0, 0, 'h'},
@@ -180,7 +185,7 @@ int cmd_train(int argc, char **argv) {
     }
     pd_train_cfg cfg;
     pd_train_defaults(&cfg);
-    int64_t S = 1, W = 2, M = 0, replace = 0, v;
+    int64_t S = 1, W = 2, M = 0, replace = 0, restarts = 0, v;
     double dv;
     const char *coord = NULL;
     int join = 0, out_given = 0, rule_given = 0, lr_given = 0, batch_given = 0,
@@ -276,6 +281,10 @@ int cmd_train(int argc, char **argv) {
             break;
         case O_WORKERS:
             if (pd_parse_i64(optarg, &W) || W < 1 || W > 1024) return bad("--workers", optarg, "1..1024");
+            break;
+        case O_RESTARTS:
+            if (pd_parse_i64(optarg, &restarts) || restarts < 0 || restarts > 1000)
+                return bad("--restarts", optarg, "0..1000");
             break;
         case O_REPLACE:
             if (pd_parse_i64(optarg, &replace) || replace < 0 || replace > 1000)
@@ -446,6 +455,11 @@ int cmd_train(int argc, char **argv) {
         fprintf(stderr, "paramd train: --checkpoint-every needs --checkpoint-dir\n");
         return 2;
     }
+    if (restarts && !ck.dir) {
+        fprintf(stderr, "paramd train: --restarts needs --checkpoint-dir (a restart goes on "
+                "from the newest checkpoint there)\n");
+        return 2;
+    }
     cli_ckpt_to_env(&ck); /* the coordinator and servers read it */
     pd_local *L;
     char why[300];
@@ -457,16 +471,46 @@ int cmd_train(int argc, char **argv) {
                 "%s worker does not join a running cluster)\n", cfg.model);
         return 2;
     }
-    pd_local_start(&L, (int32_t)S, (int32_t)W, (int32_t)M, "127.0.0.1", wargv, NULL,
-                   PD_LOCAL_RANK0_STDOUT | PD_LOCAL_KEEP_GOING |
-                       (any ? PD_LOCAL_ANY_WORKER : 0));
-    if (!L) {
-        fprintf(stderr, "paramd train: out of memory\n");
-        return 1;
+    /* --restarts: a server or the coordinator that dies ends this
+     * cluster; a new one goes on from the newest checkpoint (a sync run
+     * ends as if nothing had happened: docs/durability.md). */
+    char *restart_env[] = {"PARAMD_TRAIN_RESTART=1", NULL};
+    char first[300] = ""; /* what the first restart was for */
+    int rc;
+    int64_t attempt;
+    for (attempt = 0;; attempt++) {
+        pd_local_start(&L, (int32_t)S, (int32_t)W, (int32_t)M, "127.0.0.1", wargv,
+                       attempt ? restart_env : NULL,
+                       PD_LOCAL_RANK0_STDOUT | PD_LOCAL_KEEP_GOING |
+                           (any ? PD_LOCAL_ANY_WORKER : 0));
+        if (!L) {
+            fprintf(stderr, "paramd train: out of memory\n");
+            return 1;
+        }
+        pd_local_replace(L, (int)replace);
+        rc = pd_local_wait(L, why, sizeof why);
+        int infra = rc == 1 && pd_local_infra_failed(L);
+        pd_local_free(L);
+        if (!infra || attempt >= restarts) break;
+        char latest[4096];
+        snprintf(latest, sizeof latest, "%s/LATEST", ck.dir);
+        if (access(latest, F_OK) != 0) {
+            fprintf(stderr, "paramd train: %s; no checkpoint in %s yet to restart from\n",
+                    why, ck.dir);
+            break;
+        }
+        fprintf(stderr, "paramd train: %s; starting the cluster again from the newest "
+                "checkpoint in %s (restart %lld of %lld)\n",
+                why, ck.dir, (long long)attempt + 1, (long long)restarts);
+        if (!first[0]) snprintf(first, sizeof first, "%s", why);
+        ck.restore = ck.dir;
+        cli_ckpt_to_env(&ck);
     }
-    pd_local_replace(L, (int)replace);
-    int rc = pd_local_wait(L, why, sizeof why);
-    pd_local_free(L);
+    if (rc == 0 && attempt > 0) { /* finished, but not in one go */
+        rc = 3;
+        snprintf(why, sizeof why, "%.200s; the run went on from its checkpoint and finished",
+                 first);
+    }
     free(wargv);
     if (rc) fprintf(stderr, "paramd train: %s\n", why);
     return rc;

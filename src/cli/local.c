@@ -79,6 +79,7 @@ struct pd_local {
     char why[256];
     int flags;               /* PD_LOCAL_* */
     int lost;                /* workers that failed, gone on without */
+    int infra;               /* a server or the coordinator failed first */
     int cap;                 /* ch[] slots */
     int32_t W, S;
     char *const *wargv, *const *wenv; /* the workers' program (the caller's) */
@@ -302,6 +303,7 @@ static void reap(pd_local *L) {
                  * cluster once every worker said goodbye, which can be
                  * before the last worker process has exited. */
                 L->failed = 1;
+                L->infra = 1;
                 snprintf(L->why, sizeof L->why,
                          "%s exited (%s) while workers were running", c->label, how);
                 terminate_all(L);
@@ -477,6 +479,8 @@ fail:
     terminate_all(L);
     return -1;
 }
+
+int pd_local_infra_failed(const pd_local *L) { return L && L->infra; }
 
 void pd_local_replace(pd_local *L, int n) {
     if (L) L->replace_left = n > 0 ? n : 0;

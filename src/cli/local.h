@@ -36,6 +36,10 @@ int pd_local_start(pd_local **out, int32_t S, int32_t W, int32_t M, const char *
  * A worker the coordinator removed for silence is not replaced: its
  * process has not exited. */
 void pd_local_replace(pd_local *L, int n);
+/* After pd_local_wait returned 1: 1 if what failed first was a server or
+ * the coordinator exiting while workers ran (paramd train --restarts
+ * starts the cluster again from its checkpoint then), else 0. */
+int pd_local_infra_failed(const pd_local *L);
 /* Supervise until every child exited.  0 if every worker exited 0, else
  * 1 (a child failed), 3 (PD_LOCAL_KEEP_GOING: the cluster finished
  * without the workers that failed; or with replacements for them) or

@@ -34,6 +34,7 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <sys/types.h>
+#include <time.h>
 #include <unistd.h>
 
 /* ==== Constants ========================================================= */
@@ -216,9 +217,11 @@ int pd_metrics_open(pd_metrics **out, const char *run_dir, char *err,
     return 0;
 }
 
-int pd_metrics_reopen(pd_metrics **out, const char *run_dir, char *err,
-                      size_t errlen) {
+int pd_metrics_reopen(pd_metrics **out, const char *run_dir, int64_t upto, double *elapsed,
+                      int64_t *last_step, char *err, size_t errlen) {
     *out = NULL;
+    *elapsed = 0;
+    *last_step = -1;
     char *path = path_join(run_dir, PD_METRICS_FILE);
     if (!path) {
         snprintf(err, errlen, "out of memory");
@@ -232,6 +235,10 @@ int pd_metrics_reopen(pd_metrics **out, const char *run_dir, char *err,
         free(path);
         return saved == ENOENT ? pd_metrics_open(out, run_dir, err, errlen) : -1;
     }
+    /* The run's time so far: its last row's, plus the time since that row
+     * was written (the file's mtime, before anything is cut). */
+    struct stat st;
+    int have_mtime = fstat(fileno(f), &st) == 0;
     /* Back to just after the last newline (whole rows only). */
     int fd = fileno(f);
     off_t end = lseek(fd, 0, SEEK_END), keep = 0;
@@ -254,22 +261,57 @@ int pd_metrics_reopen(pd_metrics **out, const char *run_dir, char *err,
         free(path);
         return -1;
     }
-    if (keep == 0) { /* nothing whole in it: start it again */
-        fclose(f);
+    fclose(f);
+    pd_metric_row *rows = NULL;
+    size_t n = 0;
+    char label[8];
+    if (keep == 0 || pd_metrics_read(run_dir, &rows, &n, label, sizeof label, err, errlen) != 0) {
+        /* nothing whole in it, or not a metrics file we can go on with:
+         * start it again */
         free(path);
         return pd_metrics_open(out, run_dir, err, errlen);
     }
-    pd_metrics *m = calloc(1, sizeof *m);
-    if (!m) {
-        snprintf(err, errlen, "out of memory");
-        fclose(f);
-        free(path);
-        return -1;
+    if (n > 0 && have_mtime) {
+        struct timespec now;
+        clock_gettime(CLOCK_REALTIME, &now);
+        double since = (double)(now.tv_sec - st.st_mtim.tv_sec) +
+                       (double)(now.tv_nsec - st.st_mtim.tv_nsec) / 1e9;
+        *elapsed = rows[n - 1].time_s + (since > 0 ? since : 0);
     }
-    m->f = f;
-    m->path = path;
-    *out = m;
-    return 0;
+    size_t kept = 0;
+    while (kept < n && !rows[kept].final && rows[kept].step <= upto) kept++;
+    if (kept) *last_step = rows[kept - 1].step;
+    int rc = 0;
+    if (kept < n) {
+        /* rows after the step the run goes on from (and a final row): the
+         * file again, with the rows before */
+        rc = pd_metrics_open(out, run_dir, err, errlen);
+        for (size_t i = 0; rc == 0 && i < kept; i++)
+            if (pd_metrics_append(*out, &rows[i]) != 0) {
+                snprintf(err, errlen, "%s", pd_metrics_last_error(*out));
+                pd_metrics_close(*out);
+                *out = NULL;
+                rc = -1;
+            }
+    } else {
+        pd_metrics *m = calloc(1, sizeof *m);
+        if (m && !(m->f = fopen(path, "a"))) {
+            snprintf(err, errlen, "cannot open %s: %s", path, strerror(errno));
+            free(m);
+            m = NULL;
+            rc = -1;
+        } else if (!m) {
+            snprintf(err, errlen, "out of memory");
+            rc = -1;
+        } else {
+            m->path = path;
+            path = NULL;
+            *out = m;
+        }
+    }
+    free(rows);
+    free(path);
+    return rc;
 }
 
 int pd_metrics_append(pd_metrics *m, const pd_metric_row *r) {

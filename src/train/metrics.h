@@ -91,14 +91,19 @@ int pd_metrics_open(pd_metrics **out, const char *run_dir, char *err,
                     size_t errlen);
 
 /*
- * Go on with the run_dir/metrics.csv another process wrote (paramd train's
- * worker 0, lost before the end: another worker writes the final row).
- * Its rows are kept; a last line without its newline (its writer died
- * inside the line) is cut off; a missing or empty file is created with the
- * header, as pd_metrics_open does.  0 and *out set, or -1 and err.
+ * Go on with the run_dir/metrics.csv another process wrote (paramd train:
+ * a worker 0 that replaces a lost one, another worker writing the end for
+ * it, a cluster restarted from its checkpoint).  The rows up to step upto
+ * (not a final row) are kept, the others removed (INT64_MAX: every row but
+ * a final one); a last line without its newline (its writer died inside
+ * the line) is cut off; a missing, empty or unreadable file is started
+ * again with the header, as pd_metrics_open does.  *elapsed: the run's
+ * time so far (its last row's time plus the time since the file was last
+ * written; 0 without rows), for the rows that follow; *last_step: the
+ * step of the last row kept (-1: none).  0 and *out set, or -1 and err.
  */
-int pd_metrics_reopen(pd_metrics **out, const char *run_dir, char *err,
-                      size_t errlen);
+int pd_metrics_reopen(pd_metrics **out, const char *run_dir, int64_t upto, double *elapsed,
+                      int64_t *last_step, char *err, size_t errlen);
 
 /* Append one row as one line, with one write(2).  0 on success, -1 on a
  * write error (pd_metrics_last_error says which, naming the step and the

@@ -293,34 +293,27 @@ int pd_train_worker(const pd_train_cfg *cfg, paramd_client *c, char *err,
     int train_mode = cfg->dropout && strcmp(cfg->model, "cnn") == 0;
 
     /* A replacement for a dead worker (paramd train --replace-workers)
-     * joins the running cluster at its clock; as worker 0 it goes on with
-     * the run's metrics.csv, its times counted from the run's start. */
-    const char *rv = getenv("PARAMD_REPLACEMENT");
-    int replacement = rv && !strcmp(rv, "1");
+     * joins the running cluster at its clock; a cluster paramd train
+     * started again from its checkpoint (--restarts) starts at the
+     * checkpoint's.  Worker 0 then goes on with the run's metrics.csv
+     * (rows up to that clock kept), its times counted from the run's
+     * start. */
+    const char *rv = getenv("PARAMD_REPLACEMENT"), *rs = getenv("PARAMD_TRAIN_RESTART");
+    int replacement = rv && !strcmp(rv, "1"), restarted = rs && !strcmp(rs, "1");
     double t_before = 0;   /* the run's time before this worker started */
-    int64_t last_row = -1; /* the step of metrics.csv's last row then */
-    if (rank == 0 && replacement) {
-        printf("paramd train: a new worker 0 joins the run at step %lld\n",
-               (long long)paramd_get_clock(c));
+    int64_t last_row = -1; /* the step of metrics.csv's last row kept */
+    if (rank == 0 && (replacement || restarted)) {
+        int64_t at = paramd_get_clock(c);
+        if (replacement)
+            printf("paramd train: a new worker 0 joins the run at step %lld\n", (long long)at);
+        else
+            printf("paramd train: the run goes on from its checkpoint at step %lld\n",
+                   (long long)at);
         fflush(stdout);
         if (cfg->out) {
-            pd_metric_row *rows = NULL;
-            size_t nrows = 0;
-            char lab[64], e2[256];
-            struct stat stt;
-            char mpath[4096];
-            snprintf(mpath, sizeof mpath, "%s/%s", cfg->out, PD_METRICS_FILE);
-            if (pd_metrics_read(cfg->out, &rows, &nrows, lab, sizeof lab, e2, sizeof e2) == 0 &&
-                nrows > 0 && stat(mpath, &stt) == 0) {
-                struct timespec now;
-                clock_gettime(CLOCK_REALTIME, &now);
-                double since = (double)(now.tv_sec - stt.st_mtim.tv_sec) +
-                               (double)(now.tv_nsec - stt.st_mtim.tv_nsec) / 1e9;
-                t_before = rows[nrows - 1].time_s + (since > 0 ? since : 0);
-                last_row = rows[nrows - 1].step;
-            }
-            free(rows);
-            if (pd_metrics_reopen(&R.metrics, cfg->out, err, errlen) != 0) goto out;
+            if (pd_metrics_reopen(&R.metrics, cfg->out, replacement ? INT64_MAX : at,
+                                  &t_before, &last_row, err, errlen) != 0)
+                goto out;
         }
         if (!cfg->quiet) R.prog = pd_progress_new(stdout, total, isatty(1));
     } else if (rank == 0) {
@@ -496,7 +489,11 @@ int pd_train_worker(const pd_train_cfg *cfg, paramd_client *c, char *err,
         if (pd_dataset_load_shape(cfg->data, "test", PD_MODEL_SIDE, PD_MODEL_SIDE, &test, err,
                                   errlen) != 0)
             goto out;
-        if (cfg->out && pd_metrics_reopen(&R.metrics, cfg->out, err, errlen) != 0) goto out;
+        double ignored;
+        int64_t ignored_step;
+        if (cfg->out && pd_metrics_reopen(&R.metrics, cfg->out, INT64_MAX, &ignored,
+                                          &ignored_step, err, errlen) != 0)
+            goto out;
     }
     if (reporter) {
         if (comm && paramd_pull(t, 0, np, params)) {
