@@ -163,6 +163,20 @@ static void *conn_main(void *arg) {
     if (cc->rank >= 0 && !cc->heartbeat && co->wstate[cc->rank] == W_LIVE &&
         cc->gen == co->wgen[cc->rank])
         co_worker_departed(co, cc->rank, 0, "disconnected without saying goodbye");
+    if (cc->heartbeat && co->wstate[cc->hb_rank] == W_LIVE &&
+        cc->hello.ticket.gen == co->wgen[cc->hb_rank]) {
+        /* Its heartbeats ended.  A worker closing stops them before its
+         * BYE; one that died closed its request connection too, whose
+         * thread may be waiting for others (a barrier, a table's
+         * creator) and not reading it: look, and it is gone now, not
+         * at the heartbeat timeout. */
+        for (co_conn *o = co->conns; o; o = o->next)
+            if (o->rank == cc->hb_rank && !o->heartbeat && o->gen == co->wgen[cc->hb_rank] &&
+                pd_conn_peer_gone(o->conn)) {
+                co_worker_departed(co, cc->hb_rank, 0, "disconnected without saying goodbye");
+                break;
+            }
+    }
     for (uint32_t i = 0; i < co->ntables; i++)
         if (co->tables[i].creator == cc) {
             co->tables[i].dropped = 1;

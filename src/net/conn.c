@@ -9,6 +9,7 @@
 
 #include <errno.h>
 #include <string.h>
+#include <sys/socket.h>
 
 /* Advance iov/cnt past `left` bytes. */
 static void iov_advance(struct iovec **iov, int *cnt, size_t left) {
@@ -171,6 +172,13 @@ void pd_conn_set_rcvtimeo(pd_conn *c, int ms) {
 
 void pd_conn_shutdown(pd_conn *c) {
     if (c) c->ops->shutdown(c);
+}
+
+int pd_conn_peer_gone(pd_conn *c) {
+    if (!c || c->fd < 0) return 0;
+    char b;
+    ssize_t r = recv(c->fd, &b, 1, MSG_PEEK | MSG_DONTWAIT);
+    return r == 0 || (r < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR);
 }
 
 void pd_conn_destroy(pd_conn *c) {

@@ -118,6 +118,12 @@ int pd_conn_skip(pd_conn *c, uint64_t n, pd_err *e);
 /* Set a receive timeout (0 = none) on any transport. */
 void pd_conn_set_rcvtimeo(pd_conn *c, int ms);
 void pd_conn_shutdown(pd_conn *c);
+/* 1 if the peer of a socket connection has closed it or it failed (the
+ * end of the stream is waiting to be read, nothing before it), without
+ * reading or blocking: for a connection whose reader is busy elsewhere
+ * (the coordinator's, waiting in a barrier for its worker).  0 otherwise,
+ * and for a transport without a socket. */
+int pd_conn_peer_gone(pd_conn *c);
 void pd_conn_destroy(pd_conn *c); /* NULL-safe */
 
 /* ==== TCP =============================================================== */
