@@ -63,7 +63,8 @@ PARAMD_COORDINATOR=$COORD PARAMD_RANK=2 "$TW" barrier >"$TMP/b2" 2>&1 &
 B2=$!; PIDS+=($B2)
 wait_line "$TMP/coordinator.log" "worker 2 arrived at barrier 0 \(1 of 3\)"
 kill -KILL $B2
-# (its connection thread waits in the barrier: its silence removes it)
+# (its request connection waits in the barrier: noticed when its heartbeat
+# connection closes, at worst by its silence)
 wait_line "$TMP/coordinator.log" "worker 2 (disconnected without saying goodbye|sent no heartbeat)"
 PARAMD_COORDINATOR=$COORD PARAMD_RANK=0 "$TW" barrier >"$TMP/b0" 2>&1 &
 B0=$!; PIDS+=($B0)
