@@ -6,9 +6,9 @@
 #  - paramd train (mlp, adam, sync, W=2) checkpointed every 0.3 s,
 #    SIGKILLed with its whole cluster after its third checkpoint, resumed
 #    from it (onto 2 servers instead of 1): the final weights equal, bit for
-#    bit, those of the same run never interrupted; and one of 2 servers
-#    SIGKILLed under paramd train --restarts 1: the cluster goes on from
-#    its checkpoint by itself and ends bit-identical too;
+#    bit, those of the same run never interrupted; and one of 2 servers,
+#    or the coordinator, SIGKILLed under paramd train --restarts 1: the
+#    cluster goes on from its checkpoint by itself and ends bit-identical;
 #  - bad checkpoints refused at start with a message naming the file: a
 #    flipped byte, a truncated file, another format version, no manifest,
 #    an empty directory; a client cannot choose where servers write;
@@ -53,10 +53,13 @@ expect_all() { # VALUE: worker 0's final params are all VALUE
 # ---- the toy: checkpoint while it runs, restore onto 1 and 3 servers ------
 start_cluster 2 2 "" --persist --checkpoint-dir "$TMP/root"
 run_toys 2 --consistency sync --sleep-ms 10
-for ((i = 0; i < 400; i++)); do # until the toys have pushed (an event, not a time)
-  "$PARAMD" stats --coordinator "$COORD" 2>/dev/null | grep -Eq "^  table 1 .*pushes [1-9]" && break
+applied=""
+for ((i = 0; i < 1500; i++)); do # until a clock is applied (an event, not a time)
+  "$PARAMD" stats --coordinator "$COORD" 2>/dev/null | grep -Eq "^  table 1 .* clock [1-9]" \
+    && { applied=1; break; }
   sleep 0.02
 done
+[ -n "$applied" ] || fail "the toys applied no clock: $(cat "$TMP"/toy.*.out)"
 out=$("$PARAMD" checkpoint --coordinator "$COORD") || fail "paramd checkpoint: $out"
 C=$(echo "$out" | sed -n 's/^checkpoint at clock \([0-9]*\): .*/\1/p')
 [ -n "$C" ] && [ "$C" -gt 0 ] || fail "no clock > 0 in '$out'"
@@ -96,37 +99,41 @@ if [ -f /usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz ]; then
   cmp -s ref.bin b.bin || fail "resumed from clock $C, the final weights differ from the uninterrupted run"
   pass "paramd train killed after its checkpoint at clock $C and resumed on 2 servers: weights bit-identical"
 
-  # --restarts: a server SIGKILLed mid-run; paramd train starts the cluster
-  # again from its newest checkpoint by itself and ends bit-identical
+  # --restarts: a server, then the coordinator, SIGKILLed mid-run; paramd
+  # train starts the cluster again from its newest checkpoint by itself and
+  # ends bit-identical
   O3=(--model mlp --workers 2 --servers 2 --steps 1500 --limit 4000 --quiet --rule adam --lr 0.001
       --seed 3 --eval-every 100)
   "$PARAMD" train "${O3[@]}" --out ref3 --save-params ref3.bin >ref3.log 2>&1 || { cat ref3.log; fail "reference run"; }
-  setsid "$PARAMD" train "${O3[@]}" --out r --save-params r.bin --checkpoint-dir "$TMP/rs" \
-      --checkpoint-every 0.3 --restarts 1 >r.log 2>&1 &
-  TRAIN=$!; PIDS+=($TRAIN)
-  for ((i = 0; i < 600; i++)); do # wait for the event, not for a time
-    grep -qs "ckpt-000002" "$TMP/rs/LATEST" && break
-    kill -0 $TRAIN 2>/dev/null || break
-    sleep 0.05
+  for who in server coordinator; do
+    rm -rf "$TMP/rs" r r.bin
+    setsid "$PARAMD" train "${O3[@]}" --out r --save-params r.bin --checkpoint-dir "$TMP/rs" \
+        --checkpoint-every 0.3 --restarts 1 >r.log 2>&1 &
+    TRAIN=$!; PIDS+=($TRAIN)
+    for ((i = 0; i < 600; i++)); do # wait for the event, not for a time
+      grep -qs "ckpt-000002" "$TMP/rs/LATEST" && break
+      kill -0 $TRAIN 2>/dev/null || break
+      sleep 0.05
   done
   grep -qs "ckpt-000002" "$TMP/rs/LATEST" || { cat r.log; fail "no second checkpoint"; }
   victim=""
   for p in $(ps -s $TRAIN -o pid=); do
-    tr '\0' ' ' <"/proc/$p/cmdline" 2>/dev/null | grep -q " server " && { victim=$p; break; }
+    tr '\0' ' ' <"/proc/$p/cmdline" 2>/dev/null | grep -q " $who " && { victim=$p; break; }
   done
-  [ -n "$victim" ] || { cat r.log; fail "no server left to kill (did the run end already?)"; }
+  [ -n "$victim" ] || { cat r.log; fail "no $who left to kill (did the run end already?)"; }
   kill -KILL "$victim"
   wait $TRAIN; rc=$?
-  [ $rc = 3 ] || { cat r.log; fail "paramd train --restarts exited $rc after a server was killed, expected 3"; }
-  expect_line r.log "^paramd train: server [01] exited \(killed by signal 9.*\) while workers were running; starting the cluster again from the newest checkpoint in $TMP/rs \(restart 1 of 1\)"
+  [ $rc = 3 ] || { cat r.log; fail "paramd train --restarts exited $rc after the $who was killed, expected 3"; }
+  expect_line r.log "^paramd train: (server [01]|coordinator) exited \(killed by signal 9.*\) while workers were running; starting the cluster again from the newest checkpoint in $TMP/rs \(restart 1 of 1\)"
   R=$(sed -nE 's/^paramd train: the run goes on from its checkpoint at step ([0-9]+)$/\1/p' r.log)
   [ -n "$R" ] || { cat r.log; fail "the restarted run did not say its clock"; }
-  expect_line r.log "^paramd train: server [01] exited .*; the run went on from its checkpoint and finished"
+  expect_line r.log "^paramd train: (server [01]|coordinator) exited .*; the run went on from its checkpoint and finished"
   cmp -s ref3.bin r.bin || fail "restarted from clock $R, the final weights differ from the uninterrupted run"
   awk -F, 'NR > 1 { n++; if ($1 < t || (!$9 && ($2 % 100 || $2 <= s))) bad = 1; t = $1; s = $2; fin = $9 }
        END { exit !(n == 15 && fin == 1 && s == 1500 && !bad) }' r/metrics.csv \
     || fail "metrics.csv after the restart from $R: $(cat r/metrics.csv)"
-  pass "a server SIGKILLed: paramd train --restarts 1 went on from its checkpoint at clock $R by itself, weights bit-identical, metrics whole, exit 3"
+  pass "the $who SIGKILLed: paramd train --restarts 1 went on from its checkpoint at clock $R by itself, weights bit-identical, metrics whole, exit 3"
+  done
 else
   echo "skipped the paramd train part: Fashion-MNIST missing (apt-get install dataset-fashion-mnist)"
 fi
