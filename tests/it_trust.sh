@@ -33,7 +33,7 @@ PARAMD_COORDINATOR=$COORD PARAMD_RANK=0 "$TT" impostor 1 >impostor.out 2>&1 &
 IMP=$!; PIDS+=($IMP)
 wait $IMP || { cat impostor.out >&2; fail "the impostor's probes (above)"; }
 expect_line impostor.out "^trust ok: impostor\$"
-echo go >go
+timeout 20 bash -c 'echo go >"$1"' _ go || fail "the holder is not reading its FIFO: $(cat holder.out)"
 wait $HOLDER || { cat holder.out >&2; fail "the holder was disturbed (above)"; }
 expect_line holder.out "^holder ok: rank 1 kept its connections; h is 2 everywhere\$"
 wait "$COORD_PID" || fail "the coordinator did not end cleanly: $(cat coordinator.log)"

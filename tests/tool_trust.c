@@ -16,7 +16,8 @@
  *   tool_trust holder FIFO      (a worker, PARAMD_RANK given)
  *       The real holder of a rank: opens table "h" (8 floats, add,
  *       async), pushes ones, checks the pull, prints "holding rank R",
- *       then keeps its connections open until a line arrives on FIFO;
+ *       then keeps its connections open until a line arrives on FIFO
+ *       (60 s at most);
  *       then checks that nothing changed the values while it waited,
  *       pushes ones again and checks the values are exactly 2.
  *
@@ -46,6 +47,9 @@
  *
  * Prints "trust ok: MODE" and exits 0, else a message and 1.
  */
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -138,12 +142,17 @@ static int holder(const char *fifo) {
         CHECK_FAIL_("open h: %s", paramd_last_error(c));
     if (paramd_push(t, 0, HN, ones)) CHECK_FAIL_("push: %s", paramd_last_error(c));
     check_all(t, 1.0f, "after the first push");
+    /* Open for reading and writing: never blocks, and the test's writer
+     * finds a reader however late this process reaches the read. */
+    int fd = open(fifo, O_RDWR);
+    if (fd < 0) CHECK_FAIL_("%s: %s", fifo, strerror(errno));
     printf("holding rank %d\n", paramd_rank(c));
     fflush(stdout);
-    FILE *f = fopen(fifo, "r"); /* blocks until the test opens it to write */
+    struct pollfd pf = {.fd = fd, .events = POLLIN};
     char line[64];
-    if (!f || !fgets(line, sizeof line, f)) CHECK_FAIL_("no line on %s", fifo);
-    fclose(f);
+    if (poll(&pf, 1, 60000) != 1 || read(fd, line, sizeof line) <= 0)
+        CHECK_FAIL_("no line on %s within 60 s", fifo);
+    close(fd);
     check_all(t, 1.0f, "after the impostor's attempts");
     paramd_clock(c); /* one push per element per clock */
     if (paramd_push(t, 0, HN, ones)) CHECK_FAIL_("second push: %s", paramd_last_error(c));
