@@ -255,8 +255,12 @@ int pd_handshake_accept(pd_conn *c, const pd_hello_rules *rules,
          * leaves between our challenge and its proof is one too: a dialer
          * with another secret finds our proof wrong and closes without a
          * word (so that a fake answerer learns nothing), and that is the
-         * only trace of it here.  Nothing secret-derived is logged. */
-        if (challenged && (rc == PARAMD_ECLOSED || rc == PARAMD_EIO))
+         * only trace of it here; unless this side shut the connection
+         * (evicted, stopping: frame/admit.h counts those).  Nothing
+         * secret-derived is logged. */
+        int peer_left = (rc == PARAMD_ECLOSED || rc == PARAMD_EIO) &&
+                        !__atomic_load_n(&c->shut, __ATOMIC_ACQUIRE);
+        if (challenged && peer_left)
             pd_log(PD_LOG_WARN, "closing connection from %s: it %s during authentication, "
                    "before proving it knows the cluster secret (a peer with another "
                    "secret file does that when it checks this %s's proof)",
