@@ -75,6 +75,7 @@ once_in $L "rejected TABLE_OPEN from $A: TABLE_OPEN from a connection that did n
 once_in $L "rejected TABLE_OPEN from $A: table 'q2': the cluster has 2 tables, the coordinator's limit \(--max-tables 2\)"
 once_in $L "warning: closing connection from $A: this coordinator requires the cluster secret, and the peer gave none"
 once_in $L "warning: closing connection from $A: it closed the connection during authentication"
+if grep -q "removed from the cluster" coordinator.log; then fail "a worker was removed: $(cat coordinator.log)"; fi
 secret=$(tr -d '\n' <"$PARAMD_SECRET_FILE")
 if grep -qF -- "$secret" ./*.log ./*.out; then fail "the secret appears in a log"; fi
 pass "each refusal logged once by its answerer with the peer's address (the shm peer's pid); no secret in any log"
