@@ -2,7 +2,8 @@
 # The cluster secret on real processes (docs/security.md):
 #  - a worker without the secret, and one with another secret file, are
 #    refused by the coordinator (PARAMD_EAUTH, saying which), and the
-#    coordinator logs the refused peer with its address; paramd stats
+#    coordinator logs the refused peer with its address (the one with
+#    another secret too, though it is the one that hangs up); paramd stats
 #    without the secret is refused, with it works; a worker with it trains;
 #  - the secret never appears in a log;
 #  - listening beyond loopback without a secret is refused, with one it
@@ -23,6 +24,9 @@ expect_line "$TMP/coordinator.log" "warning: closing connection from 127\.0\.0\.
 PARAMD_SECRET_FILE=$TMP/other PARAMD_COORDINATOR=$COORD PARAMD_RANK=0 "$TOY" >other.out 2>&1 \
   && fail "a worker with another secret was let in"
 expect_line other.out "the peer did not prove it knows the cluster secret .*not talking to it \(authentication failed \(cluster secret\)\)"
+# The dialer with another secret leaves on checking the coordinator's
+# proof; the coordinator still logs it, once, with the address.
+expect_line "$TMP/coordinator.log" "warning: closing connection from 127\.0\.0\.1:[0-9]+: it closed the connection during authentication, before proving it knows the cluster secret"
 pass "no secret, another secret: refused, saying which; the coordinator logs the peer's address"
 
 env -u PARAMD_SECRET_FILE "$PARAMD" stats --coordinator "$COORD" >stats.none 2>&1 \

@@ -36,11 +36,12 @@ start_coordinator() {
   read -r -t 20 COORD <"$TMP/ready" || fail "coordinator did not start: $(cat "$TMP/coordinator.log")"
 }
 
-# start_servers S: starts S servers against $COORD; SERVER_PIDS
+# start_servers S [extra args]: starts S servers against $COORD; SERVER_PIDS
 start_servers() {
+  local n=$1; shift
   SERVER_PIDS=()
-  for ((k = 0; k < $1; k++)); do
-    "$PARAMD" server --coordinator "$COORD" >>"$TMP/server.$k.log" 2>&1 &
+  for ((k = 0; k < n; k++)); do
+    "$PARAMD" server --coordinator "$COORD" "$@" >>"$TMP/server.$k.log" 2>&1 &
     SERVER_PIDS+=($!); PIDS+=($!)
   done
 }

@@ -18,8 +18,12 @@ int co_on_table_open(co_conn *cc, const pd_hdr *h) {
     pd_get_str(&r, name, PD_MAX_NAME);
     pd_get_u64(&r, &n);
     pd_get_str(&r, spec, PD_MAX_SPEC);
-    if (!pd_rd_done(&r) || !name[0] || cc->rank < 0)
+    if (!pd_rd_done(&r) || !name[0])
         return co_reply_err(cc, h, PARAMD_EPROTO, "malformed TABLE_OPEN");
+    if (cc->rank < 0) /* a tool, or a worker's connection before REG_WORKER */
+        return co_reply_err(cc, h, PARAMD_EWORKER,
+                            "TABLE_OPEN from a connection that did not register as a "
+                            "worker (REG_WORKER): only registered workers open tables");
     pthread_mutex_lock(&co->mu);
     if (co->wstart[cc->rank] >= 0 && !pd_spec_elastic(spec)) {
         snprintf(msg, sizeof msg,

@@ -164,10 +164,10 @@ int pd_handshake_dial(pd_conn *c, const pd_hello *me, const pd_key *key, pd_welc
 
 /* The secret's half of the answerer: challenge, then the dialer's proof
  * on the next frame (whose header goes to *last, for the reply).  hello
- * is the HELLO payload as received. */
+ * is the HELLO payload as received; *sent says the challenge went out. */
 static int answer_challenge(pd_conn *c, const pd_hello_rules *rules, const pd_hello *peer,
                             const uint8_t *hello, size_t hello_len, pd_hdr *last,
-                            uint8_t *buf, pd_err *e) {
+                            uint8_t *buf, int *sent, pd_err *e) {
     if (!peer->challenge)
         return pd_seterr(e, PARAMD_EAUTH,
                          "this %s requires the cluster secret, and the peer gave none: "
@@ -185,6 +185,7 @@ static int answer_challenge(pd_conn *c, const pd_hello_rules *rules, const pd_he
     rh.id = last->id;
     int rc = pd_send_frame(c, &rh, ch, sizeof ch, NULL, 0, NULL, 0, e);
     if (rc) return rc;
+    *sent = 1;
     if ((rc = pd_recv_hdr(c, last, PD_MAX_CTRL_PAYLOAD, e))) return rc;
     if (last->type != PD_MSG_AUTH)
         return pd_seterr(e, PARAMD_EPROTO, "%s after HELLO, not AUTH", pd_msg_name(last->type));
@@ -205,6 +206,7 @@ int pd_handshake_accept(pd_conn *c, const pd_hello_rules *rules,
     uint8_t *buf = pd_malloc(PD_MAX_CTRL_PAYLOAD + 1);
     uint8_t hello[PD_HDR_SIZE + 12 + PD_AUTH_MAX];
     size_t hello_len = 0;
+    int challenged = 0;
     pd_hdr h = {0};
     int rc = buf ? pd_recv_hdr(c, &h, PD_MAX_CTRL_PAYLOAD, e)
                  : pd_seterr(e, PARAMD_ENOMEM, "out of memory");
@@ -218,7 +220,7 @@ int pd_handshake_accept(pd_conn *c, const pd_hello_rules *rules,
         memcpy(hello, buf, hello_len);
     }
     if (rc == 0 && rules->key)
-        rc = answer_challenge(c, rules, peer, hello, hello_len, &h, buf, e);
+        rc = answer_challenge(c, rules, peer, hello, hello_len, &h, buf, &challenged, e);
     else if (rc == 0 && peer->challenge)
         rc = pd_seterr(e, PARAMD_EAUTH,
                        "this %s runs without a cluster secret (no --secret-file), but "
@@ -249,10 +251,24 @@ int pd_handshake_accept(pd_conn *c, const pd_hello_rules *rules,
     pd_wipe(hello, sizeof hello);
     pd_free(buf);
     if (rc) {
-        if (rc != PARAMD_ECLOSED) {
+        /* A refused peer is logged once, with its address.  A peer that
+         * leaves between our challenge and its proof is one too: a dialer
+         * with another secret finds our proof wrong and closes without a
+         * word (so that a fake answerer learns nothing), and that is the
+         * only trace of it here; unless this side shut the connection
+         * (evicted, stopping: frame/admit.h counts those).  Nothing
+         * secret-derived is logged. */
+        int peer_left = (rc == PARAMD_ECLOSED || rc == PARAMD_EIO) &&
+                        !__atomic_load_n(&c->shut, __ATOMIC_ACQUIRE);
+        if (challenged && peer_left)
+            pd_log(PD_LOG_WARN, "closing connection from %s: it %s during authentication, "
+                   "before proving it knows the cluster secret (a peer with another "
+                   "secret file does that when it checks this %s's proof)",
+                   c->peer, rc == PARAMD_ECLOSED ? "closed the connection" : "broke off",
+                   rules->who);
+        else if (rc != PARAMD_ECLOSED)
             pd_log(PD_LOG_WARN, "closing connection from %s: %s", c->peer, e->msg);
-            if (rc != PARAMD_EIO) pd_send_error(c, &h, rc, e->msg);
-        }
+        if (rc != PARAMD_ECLOSED && rc != PARAMD_EIO) pd_send_error(c, &h, rc, e->msg);
         return rc;
     }
     pd_buf b;

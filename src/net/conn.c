@@ -171,7 +171,9 @@ void pd_conn_set_rcvtimeo(pd_conn *c, int ms) {
 }
 
 void pd_conn_shutdown(pd_conn *c) {
-    if (c) c->ops->shutdown(c);
+    if (!c) return;
+    __atomic_store_n(&c->shut, 1, __ATOMIC_RELEASE);
+    c->ops->shutdown(c);
 }
 
 int pd_conn_peer_gone(pd_conn *c) {

@@ -83,6 +83,9 @@ struct pd_conn {
     int64_t deadline_ms;
     int frame_ms;
     int64_t frame_deadline_ms;
+    /* Set (atomic) by pd_conn_shutdown: an end of stream after it is this
+     * side's doing, not the peer's (frame/hello.c logs only the peer's). */
+    int shut;
 };
 
 /* Read exactly n bytes.  Returns 0, PARAMD_ECLOSED if the stream ended

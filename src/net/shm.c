@@ -64,9 +64,15 @@
  * Threading: as for every transport (conn.h), one reader and one writer at
  * a time; shutdown may be called from any thread.
  *
- * Not done here: authentication of the local peer (anyone on the host who
- * can reach the abstract name can connect, as with a loopback TCP port;
- * the cluster-secret handshake of DESIGN.md will cover both).
+ * Who the peer is.  Anyone on the host who can reach the abstract name
+ * can make this setup (as with a loopback TCP port: the name is listed in
+ * /proc/net/unix, it is no secret); nothing but the rings comes of it.
+ * The first frame on the new connection must be HELLO, and the server
+ * runs the same handshake on it as on TCP (frame/hello.h: the cluster
+ * secret's challenge-response, the rank ticket), so a peer without the
+ * secret is refused there.  Its log lines name the peer by the process
+ * and user the kernel gives for the socket (SO_PEERCRED), the nearest a
+ * Unix socket has to an address.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -651,7 +657,13 @@ pd_conn *pd_shm_server_handshake(int fd, int timeout_ms, pd_err *e) {
         pd_seterr(e, PARAMD_EPROTO, "shared-memory handshake: %s", why);
         return NULL;
     }
-    pd_conn *c = wrap(fd, seg, ring, 1, "worker via shm", e);
+    /* The peer as the kernel knows it, for log lines (it has no address). */
+    char who[64] = "shm peer";
+    struct ucred cr;
+    socklen_t crl = sizeof cr;
+    if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cr, &crl) == 0)
+        snprintf(who, sizeof who, "shm peer pid %ld uid %ld", (long)cr.pid, (long)cr.uid);
+    pd_conn *c = wrap(fd, seg, ring, 1, who, e);
     if (!c) return NULL;
     tv = (struct timeval){0, 0};
     setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);

@@ -1,0 +1,81 @@
+#!/usr/bin/env bash
+# Roles cannot be claimed (docs/security.md, "What was tested"): a cluster
+# with the secret, attacked by a member that has the secret but not the
+# coordinator's grant (tests/tool_trust.c, mode impostor), while a real
+# worker holds rank 1 and waits on a FIFO with its connections open:
+#  - the holder's rank claimed at every server without a ticket and with
+#    another worker's genuine ticket, at the coordinator by REG_WORKER and
+#    HEARTBEAT: refused, each server and the coordinator logging each
+#    refusal once with the peer's address; the holder ends with exactly
+#    the values it expects;
+#  - a fake server's REG_SERVER after the servers registered: refused and
+#    logged, the map still names only the real servers;
+#  - TABLE_CREATE, SET and PUSH from a tool: error replies, the connection
+#    answers on, the values pulled back as a worker unchanged; TABLE_OPEN
+#    from a tool; tables past the coordinator's and a server's --max-tables;
+#  - the shared-memory socket: without the secret, with another one, as
+#    the holder's rank without a ticket, a request before HELLO: refused,
+#    each logged once naming the peer process;
+#  - over TCP another secret: the dialer leaves when it checks the
+#    answerer's proof, and the answerer logs that once with the address.
+source "$(dirname "$0")/lib.sh"
+TT=$BUILD/tests/tool_trust
+cd "$TMP"
+
+start_coordinator 2 2 --max-tables 2
+start_servers 2 --max-tables 3
+mkfifo go
+PARAMD_COORDINATOR=$COORD PARAMD_RANK=1 "$TT" holder "$TMP/go" >holder.out 2>&1 &
+HOLDER=$!; PIDS+=($HOLDER)
+wait_line holder.out "^holding rank 1\$" 30
+
+PARAMD_COORDINATOR=$COORD PARAMD_RANK=0 "$TT" impostor 1 >impostor.out 2>&1 &
+IMP=$!; PIDS+=($IMP)
+wait $IMP || { cat impostor.out >&2; fail "the impostor's probes (above)"; }
+expect_line impostor.out "^trust ok: impostor\$"
+timeout 20 bash -c 'echo go >"$1"' _ go || fail "the holder is not reading its FIFO: $(cat holder.out)"
+wait $HOLDER || { cat holder.out >&2; fail "the holder was disturbed (above)"; }
+expect_line holder.out "^holder ok: rank 1 kept its connections; h is 2 everywhere\$"
+wait "$COORD_PID" || fail "the coordinator did not end cleanly: $(cat coordinator.log)"
+for p in "${SERVER_PIDS[@]}"; do wait "$p" || fail "a server did not end cleanly"; done
+pass "every probe refused with its reason; the holder of rank 1 ended with exactly its values"
+
+# once_in FILE REGEX: exactly one line of FILE matches REGEX
+once_in() {
+  local n; n=$(grep -Ec -- "$2" "$1")
+  [ "$n" = 1 ] || { echo "--- $1:" >&2; cat "$1" >&2; fail "$n lines match '$2' in $1, expected 1"; }
+}
+A='127\.0\.0\.1:[0-9]+'
+SHM="shm peer pid $IMP uid [0-9]+"
+for k in 0 1; do
+  L=server.$k.log
+  once_in $L "warning: closing connection from $A: a worker's connection to a server must show the ticket the coordinator gave it for rank 1"
+  once_in $L "warning: closing connection from $A: the ticket shown for rank 1 is not one this cluster's coordinator gave"
+  once_in $L "warning: closing connection from $A: the ticket shown for rank 0 is not one this cluster's coordinator gave"
+  once_in $L "warning: closing connection from $A: a server does not take connections from a server"
+  [ "$(grep -Ec "rejected TABLE_CREATE from $A \(rank -1\): only workers define tables" $L)" = 2 ] \
+    || fail "$L: not two logged TABLE_CREATEs refused to a tool: $(cat $L)"
+  once_in $L "rejected SET from $A \(rank -1\): only workers write values"
+  once_in $L "rejected PUSH from $A \(rank -1\): only workers push"
+  once_in $L "rejected TABLE_CREATE from $A \(rank 0\): table 61: this server holds 3 tables, its limit"
+  once_in $L "warning: closing connection from $SHM: this server requires the cluster secret, and the peer gave none"
+  once_in $L "warning: closing connection from $SHM: it closed the connection during authentication"
+  once_in $L "warning: closing connection from $SHM: first frame is SET, not HELLO"
+  once_in $L "warning: closing connection from $SHM: a worker's connection to a server must show the ticket"
+  once_in $L "rejected TABLE_CREATE from $SHM \(rank -1\): only workers define tables"
+  once_in $L "warning: closing connection from $A: this server requires the cluster secret, and the peer gave none"
+  once_in $L "warning: closing connection from $A: it closed the connection during authentication, before proving it knows the cluster secret"
+done
+L=coordinator.log
+once_in $L "rejected REG_WORKER from $A: rank 1 is taken by a live worker"
+once_in $L "rejected REG_WORKER from $A: all 2 worker slots are taken by live workers"
+once_in $L "warning: closing connection from $A: HEARTBEAT for rank 1 from a connection that did not show the ticket"
+once_in $L "rejected REG_SERVER from $A: the cluster already has its 2 servers"
+once_in $L "rejected TABLE_OPEN from $A: TABLE_OPEN from a connection that did not register as a worker"
+once_in $L "rejected TABLE_OPEN from $A: table 'q2': the cluster has 2 tables, the coordinator's limit \(--max-tables 2\)"
+once_in $L "warning: closing connection from $A: this coordinator requires the cluster secret, and the peer gave none"
+once_in $L "warning: closing connection from $A: it closed the connection during authentication"
+if grep -q "removed from the cluster" coordinator.log; then fail "a worker was removed: $(cat coordinator.log)"; fi
+secret=$(tr -d '\n' <"$PARAMD_SECRET_FILE")
+if grep -qF -- "$secret" ./*.log ./*.out; then fail "the secret appears in a log"; fi
+pass "each refusal logged once by its answerer with the peer's address (the shm peer's pid); no secret in any log"
