@@ -604,13 +604,17 @@ static uint64_t cut_of(const pd_sparse *t, uint64_t seq) {
 
 /* Remember that checkpoint seq holds the rows with mod <= epoch; forget
  * the saves older than base (a later delta never names them: bases only
- * move forward) and, past PD_SPARSE_CUTS, the oldest.  mu held. */
+ * move forward) and, past PD_SPARSE_CUTS, the oldest but base itself (a
+ * run of failed checkpoints: the next delta is again one of base).  mu
+ * held. */
 static void cut_record(pd_sparse *t, uint64_t seq, uint64_t base, uint64_t epoch) {
     uint32_t k = 0;
     for (uint32_t i = 0; i < t->ncuts; i++)
         if (t->cuts[i].seq >= base && t->cuts[i].seq != seq) t->cuts[k++] = t->cuts[i];
     if (k == PD_SPARSE_CUTS) {
-        memmove(t->cuts, t->cuts + 1, (PD_SPARSE_CUTS - 1) * sizeof *t->cuts);
+        uint32_t drop = t->cuts[0].seq == base ? 1 : 0; /* oldest first */
+        memmove(t->cuts + drop, t->cuts + drop + 1,
+                (PD_SPARSE_CUTS - 1 - drop) * sizeof *t->cuts);
         k--;
     }
     t->cuts[k++] = (pd_sparse_cut){seq, epoch};
