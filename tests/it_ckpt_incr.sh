@@ -16,7 +16,8 @@
 #    not the one named: refused at start naming the file, by servers and
 #    coordinator;
 #  - retention with --checkpoint-full-every 3 keeps the newest two
-#    restorable chains.
+#    restorable chains; paramd local hands the option down; bad values
+#    are refused.
 source "$(dirname "$0")/lib.sh"
 TOOL=$BUILD/tests/tool_ckincr
 cd "$TMP"
@@ -158,6 +159,15 @@ for n in 5 6; do [ "$(kind "$TMP/C/ckpt-00000$n/MANIFEST")" = 4 ] || fail "ckpt-
 pass "every 3rd checkpoint full; kept: the newest chain (7) and the one before (4-6)"
 
 # ---- the option --------------------------------------------------------------------
+# paramd local hands it down to its coordinator (as train does: ckpt_opts.c)
+"$PARAMD" local --servers 1 --workers 2 --checkpoint-dir "$TMP/L" --checkpoint-every 0.2 \
+  --checkpoint-full-every 3 -- "$BUILD/examples/toy" --consistency sync --sleep-ms 30 >local.log 2>&1 \
+  || { cat local.log; fail "paramd local with --checkpoint-full-every 3"; }
+kinds=$(sed -n 's/.*coordinator: info: checkpoint \([0-9]*\) at clock .*(\(full\|delta of [0-9]*\), .*/\1:\2/p' local.log | head -4 | tr '\n' ' ')
+[ "$kinds" = "1:full 2:delta of 1 3:delta of 2 4:full " ] \
+  || { cat local.log; fail "paramd local --checkpoint-full-every 3 took '$kinds'"; }
+pass "paramd local --checkpoint-full-every 3: $kinds"
+
 for v in 0 x; do
   if "$PARAMD" coordinator --servers 1 --workers 1 --checkpoint-full-every $v >opt.log 2>&1; then
     fail "--checkpoint-full-every $v taken"

@@ -211,7 +211,7 @@ void srv_on_ckpt_write(pd_server *s, const pd_hdr *h, const uint8_t *buf) {
     pd_get_u64(&r, &j->seq);
     pd_get_u64(&r, &C);
     pd_get_str(&r, j->dir, PD_MAX_ADDR);
-    pd_get_u64(&r, &j->base);
+    if (r.off < r.len) pd_get_u64(&r, &j->base); /* absent (an older peer): full */
     j->s = s;
     j->req = *h;
     j->C = (int64_t)C;
