@@ -45,9 +45,9 @@ static double median(double *v, int n) {
 static pd_sparse *mk(uint32_t dim) {
     pd_table_def d = {0};
     pd_err e = {0};
-    if (pd_spec_parse("rule=adam consistency=async", &d, &e)) exit(1);
-    d.kind = PD_TABLE_SPARSE;
+    d.kind = PD_TABLE_SPARSE; /* before the spec: init= is for sparse tables */
     d.n = dim, d.lo = 0, d.hi = dim;
+    if (pd_spec_parse("rule=adam consistency=async", &d, &e)) exit(1);
     pd_table_env env = {1, 0, 1, NULL, 0, NULL};
     pd_table *t = pd_table_create(1, &d, &env, &e);
     if (!t) {
