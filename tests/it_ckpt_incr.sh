@@ -168,10 +168,10 @@ kinds=$(sed -n 's/.*coordinator: info: checkpoint \([0-9]*\) at clock .*(\(full\
   || { cat local.log; fail "paramd local --checkpoint-full-every 3 took '$kinds'"; }
 pass "paramd local --checkpoint-full-every 3: $kinds"
 
-for v in 0 x; do
+for v in 0 x 1001; do
   if "$PARAMD" coordinator --servers 1 --workers 1 --checkpoint-full-every $v >opt.log 2>&1; then
     fail "--checkpoint-full-every $v taken"
   fi
   expect_line opt.log "checkpoint-full-every '$v' is not a count of checkpoints"
 done
-pass "--checkpoint-full-every refuses 0 and non-numbers"
+pass "--checkpoint-full-every refuses 0, 1001 and non-numbers"

@@ -14,6 +14,7 @@
 
 #include "common/common.h"
 #include "durable/ckfile.h"
+#include "durable/manifest.h"
 
 const char cli_ckpt_help[] =
     "  --checkpoint-dir DIR   write checkpoints of every table there\n"
@@ -83,9 +84,9 @@ int cli_ckpt_option(const char *cmd, const char *name, const char *val, cli_ckpt
     }
     if (!strcmp(name, "checkpoint-full-every")) {
         int64_t k;
-        if (pd_parse_i64(val, &k) || k < 1 || k > 1000000) {
+        if (pd_parse_i64(val, &k) || k < 1 || k > PD_CK_MAX_DEPTH) {
             fprintf(stderr, "%s: --checkpoint-full-every '%s' is not a count of checkpoints "
-                    "1..1000000 (1: every checkpoint is full)\n", cmd, val);
+                    "1..%d (1: every checkpoint is full)\n", cmd, val, PD_CK_MAX_DEPTH);
             return -1;
         }
         o->full_every = (int32_t)k;

@@ -75,8 +75,9 @@ typedef struct pd_manifest {
 } pd_manifest;
 
 /* The longest chain of deltas restored (a manifest naming a deeper one
- * is refused: a loop, or not a manifest paramd wrote). */
-#define PD_CK_MAX_DEPTH 100000
+ * is refused: not a manifest paramd wrote, whose --checkpoint-full-every
+ * is at most this).  It bounds what reading a chain allocates. */
+#define PD_CK_MAX_DEPTH 1000
 
 /* Write m as DIR/MANIFEST (kind PD_CK_MANIFEST_DELTA if m->delta).  0
  * with the file's CRC-32 in *crc (may be NULL), or the error. */
