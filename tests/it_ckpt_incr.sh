@@ -169,7 +169,7 @@ kinds=$(sed -n 's/.*coordinator: info: checkpoint \([0-9]*\) at clock .*(\(full\
 pass "paramd local --checkpoint-full-every 3: $kinds"
 
 for v in 0 x 1001; do
-  if "$PARAMD" coordinator --servers 1 --workers 1 --checkpoint-full-every $v >opt.log 2>&1; then
+  if timeout 20 "$PARAMD" coordinator --servers 1 --workers 1 --checkpoint-full-every $v >opt.log 2>&1; then
     fail "--checkpoint-full-every $v taken"
   fi
   expect_line opt.log "checkpoint-full-every '$v' is not a count of checkpoints"
