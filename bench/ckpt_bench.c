@@ -101,7 +101,7 @@ int main(int argc, char **argv) {
             fprintf(stderr, "ckpt_bench: %s\n", e.msg);
             return 1;
         }
-        pd_table_save(t, &w);
+        pd_table_save(t, &w, &(pd_ck_save){1, 0});
         if (pd_ckw_commit(&w, &fbytes, NULL, &e)) {
             fprintf(stderr, "ckpt_bench: %s\n", e.msg);
             return 1;

@@ -147,8 +147,9 @@ static void test_manifest(void) {
                            {"server-1-of-2.pdck", 200, 0x12345678u}};
     pd_ck_table tables[2] = {{1, 0, "model", 1000, "rule=adam consistency=sync"},
                              {2, 1, "gone", 5, "rule=add"}};
-    pd_manifest m = {4, 812, 2, 2, 3, 2, 2, files, tables}, d;
-    CHECK_OK(pd_manifest_write(cdir, &m, &e));
+    pd_manifest m = {.seq = 4, .clock = 812, .S = 2, .W = 2, .M = 3, .nfiles = 2,
+                     .ntables = 2, .files = files, .tables = tables}, d;
+    CHECK_OK(pd_manifest_write(cdir, &m, NULL, &e));
     CHECK_OK(pd_manifest_read(cdir, &d, &e));
     CHECK_INT_EQ(d.seq, 4);
     CHECK_INT_EQ(d.clock, 812);
@@ -172,8 +173,76 @@ static void test_manifest(void) {
     CHECK_INT_EQ(pd_ck_resolve(dir, out, sizeof out, &e), PARAMD_EPROTO);
     /* a file name that leaves the directory is refused */
     snprintf(files[0].name, sizeof files[0].name, "../x");
-    CHECK_OK(pd_manifest_write(cdir, &m, &e));
+    CHECK_OK(pd_manifest_write(cdir, &m, NULL, &e));
     CHECK_INT_EQ(pd_manifest_read(cdir, &d, &e), PARAMD_EPROTO);
+}
+
+/* ==== Chains of incremental checkpoints ================================= */
+
+/* root/ckpt-N's manifest: full (base 0) or a delta of base. */
+static uint32_t put_manifest(const char *root, uint64_t seq, uint64_t base, uint32_t base_crc,
+                             uint32_t depth) {
+    pd_err e = {0};
+    char cdir[400];
+    snprintf(cdir, sizeof cdir, "%s/ckpt-%06llu", root, (unsigned long long)seq);
+    CHECK_OK(pd_mkdirs(cdir, &e));
+    pd_ck_file files[1] = {{"server-0-of-1.pdck", 100, 1}};
+    pd_manifest m = {.seq = seq, .clock = (int64_t)seq * 10, .S = 1, .W = 1, .M = 1,
+                     .nfiles = 1, .files = files, .tables = NULL};
+    if (base) {
+        m.delta = 1;
+        m.base_seq = base;
+        snprintf(m.base, sizeof m.base, "ckpt-%06llu", (unsigned long long)base);
+        m.base_crc = base_crc;
+        m.depth = depth;
+    }
+    uint32_t crc = 0;
+    CHECK_OK(pd_manifest_write(cdir, &m, &crc, &e));
+    return crc;
+}
+
+static void test_chain(void) {
+    pd_err e = {0};
+    char root[300], top[400];
+    snprintf(root, sizeof root, "%s/chain", dir);
+    uint32_t c1 = put_manifest(root, 1, 0, 0, 0);
+    uint32_t c2 = put_manifest(root, 2, 1, c1, 1);
+    put_manifest(root, 3, 2, c2, 2);
+    snprintf(top, sizeof top, "%s/ckpt-000003", root);
+    pd_ck_chain c;
+    CHECK_OK(pd_ck_chain_read(top, &c, &e));
+    CHECK_INT_EQ(c.n, 3);
+    CHECK_INT_EQ(c.m[0].seq, 1);
+    CHECK_INT_EQ(c.m[0].delta, 0);
+    CHECK_INT_EQ(c.m[1].seq, 2);
+    CHECK_INT_EQ(c.m[2].seq, 3);
+    CHECK_INT_EQ(c.m[2].depth, 2);
+    CHECK(strstr(c.dir[0], "chain/ckpt-000001") != NULL);
+    pd_ck_chain_free(&c);
+    /* a full one is a chain of one */
+    snprintf(top, sizeof top, "%s/ckpt-000001", root);
+    CHECK_OK(pd_ck_chain_read(top, &c, &e));
+    CHECK_INT_EQ(c.n, 1);
+    pd_ck_chain_free(&c);
+    /* the base written over by another checkpoint: its checksum differs */
+    put_manifest(root, 2, 1, c1 ^ 1, 1);
+    snprintf(top, sizeof top, "%s/ckpt-000003", root);
+    CHECK_INT_EQ(pd_ck_chain_read(top, &c, &e), PARAMD_EPROTO);
+    CHECK(strstr(e.msg, "ckpt-000002/MANIFEST is checkpoint 2") != NULL);
+    CHECK(strstr(e.msg, "not its base") != NULL);
+    CHECK_INT_EQ(c.n, 0);
+    /* a missing base, named */
+    char p[500];
+    snprintf(p, sizeof p, "%s/ckpt-000001/MANIFEST", root);
+    CHECK_INT_EQ(unlink(p), 0);
+    snprintf(top, sizeof top, "%s/ckpt-000002", root);
+    CHECK(pd_ck_chain_read(top, &c, &e) != 0);
+    CHECK(strstr(e.msg, "ckpt-000002/MANIFEST is an incremental checkpoint of") != NULL);
+    CHECK(strstr(e.msg, "ckpt-000001") != NULL);
+    /* a delta whose depth does not lead to a full one */
+    uint32_t f1 = put_manifest(root, 1, 0, 0, 0);
+    put_manifest(root, 2, 1, f1, 2);
+    CHECK_INT_EQ(pd_ck_chain_read(top, &c, &e), PARAMD_EPROTO);
 }
 
 /* ==== Tables: written from one partition, read into another ============ */
@@ -259,7 +328,7 @@ static void roundtrip(pd_table **a, int na, pd_table **b, int nb, const char *sp
         char name[64];
         pd_ck_server_file(name, sizeof name, i, na);
         CHECK_OK(pd_ckw_open(&w, dir, name, PD_CK_SERVER, &e));
-        pd_table_save(a[i], &w);
+        pd_table_save(a[i], &w, &(pd_ck_save){1, 0});
         CHECK_OK(pd_ckw_commit(&w, NULL, NULL, &e));
     }
     for (int j = 0; j < nb; j++) {
@@ -318,6 +387,7 @@ int main(void) {
     CHECK(mkdtemp(dir) != NULL);
     test_frame();
     test_manifest();
+    test_chain();
     test_tables(0, 3, 1);
     test_tables(0, 1, 3);
     test_tables(0, 3, 2);

@@ -5,12 +5,16 @@
  * initialisation, a server's sparse table (rows created on first touch,
  * duplicates summed then applied once, 1 server = 3 servers bit for bit,
  * keys of another server refused, sync aggregation and its rejections,
- * workers that leave, all-or-nothing under allocation failures), and the
- * spec and wire encoding of sparse table definitions.
+ * workers that leave, all-or-nothing under allocation failures), the rows
+ * an incremental checkpoint writes (changed since its base, a failed
+ * checkpoint's rows kept, all rows for an unknown base), and the spec and
+ * wire encoding of sparse table definitions.
  */
 #include <math.h>
 #include <stdint.h>
+#include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "check.h"
 #include "common/hash.h"
@@ -730,7 +734,101 @@ static void test_row_limit(void) {
     printf("row limit: ok (%zu rows of 64 floats in 1 MiB)\n", (size_t)next);
 }
 
+/* ==== Incremental checkpoints ============================================ */
+
+/* Save t as checkpoint seq (a delta of base; 0: full) into dir; the keys
+ * of the rows written, sorted, into keys (n of them returned). */
+static uint64_t save_keys(pd_sparse *t, const char *dir, uint64_t seq, uint64_t base,
+                          uint64_t *keys, uint64_t cap) {
+    pd_ckw w;
+    pd_ckr r;
+    pd_err e = {0};
+    CHECK_OK(pd_ckw_open(&w, dir, "t.pdck", PD_CK_SERVER, &e));
+    pd_ck_save how = {seq, base};
+    t->base.ops->save(&t->base, &w, &how);
+    CHECK_OK(pd_ckw_commit(&w, NULL, NULL, &e));
+    char path[600];
+    snprintf(path, sizeof path, "%s/t.pdck", dir);
+    CHECK_OK(pd_ckr_open(&r, path, PD_CK_SERVER, &e));
+    uint64_t applied, top, n;
+    uint32_t dim, k;
+    pd_get_u64(&r.body, &applied);
+    pd_get_u64(&r.body, &top);
+    pd_get_u32(&r.body, &dim);
+    pd_get_u32(&r.body, &k);
+    pd_get_u64(&r.body, &n);
+    CHECK(n <= cap);
+    for (uint64_t i = 0; i < n; i++) {
+        uint64_t steps;
+        pd_get_u64(&r.body, &keys[i]);
+        pd_get_u64(&r.body, &steps);
+        CHECK_OK(pd_ckr_floats(&r, NULL, (uint64_t)dim * (1 + k)));
+    }
+    CHECK(pd_rd_done(&r.body));
+    pd_ckr_close(&r);
+    for (uint64_t i = 1; i < n; i++) /* insertion sort: small */
+        for (uint64_t j = i; j > 0 && keys[j - 1] > keys[j]; j--) {
+            uint64_t x = keys[j];
+            keys[j] = keys[j - 1], keys[j - 1] = x;
+        }
+    return n;
+}
+
+static void test_delta_rows(void) {
+    enum { D = 4 };
+    pd_sparse *t = mk("rule=adam", D, 1, 0, 1);
+    pd_err e = {0};
+    char dir[] = "/tmp/test_sparse.XXXXXX";
+    CHECK(mkdtemp(dir) != NULL);
+    uint64_t keys[200], got[200];
+    float g[200 * D], row[D];
+    for (uint64_t i = 0; i < 100; i++) keys[i] = i * 3;
+    for (int i = 0; i < 200 * D; i++) g[i] = 0.5f;
+    CHECK_OK(sparse_push(t, 0, 0, keys, 100, g, &e));
+    CHECK_INT_EQ(save_keys(t, dir, 1, 0, got, 200), 100); /* full: every row */
+    /* nothing changed: an empty delta; a pull of an existing row changes nothing */
+    pull1(t, 3, row);
+    CHECK_INT_EQ(save_keys(t, dir, 2, 1, got, 200), 0);
+    /* two rows pushed, one created by a pull: those three */
+    uint64_t k2[2] = {6, 9};
+    CHECK_OK(sparse_push(t, 0, 0, k2, 2, g, &e));
+    pull1(t, 1000, row);
+    CHECK_INT_EQ(save_keys(t, dir, 3, 2, got, 200), 3);
+    CHECK_INT_EQ(got[0], 6);
+    CHECK_INT_EQ(got[1], 9);
+    CHECK_INT_EQ(got[2], 1000);
+    /* checkpoint 4 "fails" (written, never complete); 5 is a delta of 3
+     * and still holds what 4 held, and what changed since */
+    uint64_t k4[1] = {12}, k5[1] = {15};
+    CHECK_OK(sparse_push(t, 0, 0, k4, 1, g, &e));
+    CHECK_INT_EQ(save_keys(t, dir, 4, 3, got, 200), 1);
+    CHECK_OK(sparse_push(t, 0, 0, k5, 1, g, &e));
+    CHECK_INT_EQ(save_keys(t, dir, 5, 3, got, 200), 2);
+    CHECK_INT_EQ(got[0], 12);
+    CHECK_INT_EQ(got[1], 15);
+    /* a base the table has no record of (created after it): every row */
+    CHECK_INT_EQ(save_keys(t, dir, 6, 99, got, 200), 101);
+    /* the records of bases older than the one named are dropped, at most
+     * PD_SPARSE_CUTS are kept, and the base's own survives a long run of
+     * failed checkpoints */
+    CHECK_INT_EQ(t->ncuts, 1);
+    for (uint64_t s = 7; s < 7 + 2 * PD_SPARSE_CUTS; s++) save_keys(t, dir, s, 6, got, 200);
+    CHECK_INT_EQ(t->ncuts, PD_SPARSE_CUTS);
+    uint64_t k6[1] = {18};
+    CHECK_OK(sparse_push(t, 0, 0, k6, 1, g, &e));
+    CHECK_INT_EQ(save_keys(t, dir, 100, 6, got, 200), 1);
+    CHECK_INT_EQ(got[0], 18);
+    char p[600];
+    snprintf(p, sizeof p, "%s/t.pdck", dir);
+    unlink(p);
+    rmdir(dir);
+    pd_table_destroy(&t->base);
+    printf("ok: incremental checkpoints write the rows changed since their base, a failed "
+           "one's too\n");
+}
+
 int main(void) {
+    test_delta_rows();
     test_row_limit();
     test_pool_same_rows();
     test_keymap();

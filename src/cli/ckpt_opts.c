@@ -14,6 +14,7 @@
 
 #include "common/common.h"
 #include "durable/ckfile.h"
+#include "durable/manifest.h"
 
 const char cli_ckpt_help[] =
     "  --checkpoint-dir DIR   write checkpoints of every table there\n"
@@ -22,6 +23,9 @@ const char cli_ckpt_help[] =
     "  --checkpoint-every S   ...every S seconds\n"
     "  --checkpoint-every-clocks N  ...whenever the slowest worker passed the\n"
     "                         last checkpoint by N clocks\n"
+    "  --checkpoint-full-every K  every Kth checkpoint is full, those between\n"
+    "                         incremental (sparse tables: only the rows changed\n"
+    "                         since the previous one) [8; 1: every one full]\n"
     "  --resume DIR           start from the newest checkpoint in DIR (or from\n"
     "                         the ckpt-* directory DIR): tables, optimizer\n"
     "                         state and the clock\n";
@@ -78,6 +82,16 @@ int cli_ckpt_option(const char *cmd, const char *name, const char *val, cli_ckpt
         o->every_clocks = n;
         return 0;
     }
+    if (!strcmp(name, "checkpoint-full-every")) {
+        int64_t k;
+        if (pd_parse_i64(val, &k) || k < 1 || k > PD_CK_MAX_DEPTH) {
+            fprintf(stderr, "%s: --checkpoint-full-every '%s' is not a count of checkpoints "
+                    "1..%d (1: every checkpoint is full)\n", cmd, val, PD_CK_MAX_DEPTH);
+            return -1;
+        }
+        o->full_every = (int32_t)k;
+        return 0;
+    }
     if (!strcmp(name, "restore") || !strcmp(name, "resume")) {
         const char *p = absolute(val, 1);
         if (!p || access(p, R_OK) != 0) {
@@ -95,6 +109,7 @@ int cli_ckpt_from_env(const char *cmd, cli_ckpt_opts *o) {
         {"PARAMD_CHECKPOINT_DIR", "checkpoint-dir"},
         {"PARAMD_CHECKPOINT_EVERY", "checkpoint-every"},
         {"PARAMD_CHECKPOINT_EVERY_CLOCKS", "checkpoint-every-clocks"},
+        {"PARAMD_CHECKPOINT_FULL_EVERY", "checkpoint-full-every"},
         {"PARAMD_RESTORE", "restore"}};
     for (size_t i = 0; i < sizeof map / sizeof map[0]; i++) {
         const char *v = getenv(map[i].env);
@@ -116,6 +131,10 @@ void cli_ckpt_to_env(const cli_ckpt_opts *o) {
     if (o->every_clocks > 0) {
         snprintf(b, sizeof b, "%lld", (long long)o->every_clocks);
         setenv("PARAMD_CHECKPOINT_EVERY_CLOCKS", b, 1);
+    }
+    if (o->full_every > 0) {
+        snprintf(b, sizeof b, "%d", o->full_every);
+        setenv("PARAMD_CHECKPOINT_FULL_EVERY", b, 1);
     }
     if (o->restore) setenv("PARAMD_RESTORE", o->restore, 1);
 }

@@ -11,6 +11,7 @@
  *   PARAMD_CHECKPOINT_DIR           --checkpoint-dir (coordinator)
  *   PARAMD_CHECKPOINT_EVERY         --checkpoint-every SECONDS
  *   PARAMD_CHECKPOINT_EVERY_CLOCKS  --checkpoint-every-clocks N
+ *   PARAMD_CHECKPOINT_FULL_EVERY    --checkpoint-full-every K (coordinator)
  *   PARAMD_RESTORE                  --restore DIR (coordinator, servers)
  *
  * Paths are made absolute here: the coordinator tells servers where to
@@ -25,6 +26,7 @@ typedef struct cli_ckpt_opts {
     const char *dir;          /* absolute, or NULL */
     double every_s;           /* 0: not on a timer */
     int64_t every_clocks;     /* 0: not on clocks */
+    int32_t full_every;       /* every Kth is full; 0: the default (8) */
     const char *restore;      /* absolute, or NULL */
 } cli_ckpt_opts;
 
@@ -32,7 +34,7 @@ typedef struct cli_ckpt_opts {
  * (cmd names the command). */
 int cli_ckpt_from_env(const char *cmd, cli_ckpt_opts *o);
 /* One option (name without "--": checkpoint-dir, checkpoint-every,
- * checkpoint-every-clocks, restore, resume) with its value: 0, 1 if the
+ * checkpoint-every-clocks, checkpoint-full-every, restore, resume) with its value: 0, 1 if the
  * name is not one of them, -1 after printing why the value is wrong. */
 int cli_ckpt_option(const char *cmd, const char *name, const char *val, cli_ckpt_opts *o);
 /* Put o in the environment for the children of paramd local / train. */

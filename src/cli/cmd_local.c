@@ -73,6 +73,7 @@ int cmd_local(int argc, char **argv) {
         {"checkpoint-dir", required_argument, 0, 'K'},
         {"checkpoint-every", required_argument, 0, 'K'},
         {"checkpoint-every-clocks", required_argument, 0, 'K'},
+        {"checkpoint-full-every", required_argument, 0, 'K'},
         {"resume", required_argument, 0, 'K'},
         {"plugin-dir", required_argument, 0, 'P'},
         {"keep-going", no_argument, 0, 'k'},

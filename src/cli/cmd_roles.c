@@ -63,6 +63,10 @@ static void coord_usage(FILE *f) {
             "  --checkpoint-every-clocks N  ...and whenever the slowest worker passed\n"
             "                      the last one by N clocks\n"
             "                      [$PARAMD_CHECKPOINT_EVERY_CLOCKS]\n"
+            "  --checkpoint-full-every K  every Kth checkpoint is full, the others\n"
+            "                      incremental: sparse tables write only the rows\n"
+            "                      changed since the previous one [8; 1: all full]\n"
+            "                      [$PARAMD_CHECKPOINT_FULL_EVERY]\n"
             "  --restore DIR       take the table registry and the clock workers\n"
             "                      start at from a checkpoint (a --checkpoint-dir, or\n"
             "                      one ckpt-* directory in it); start the servers\n"
@@ -137,6 +141,7 @@ int cmd_coordinator(int argc, char **argv) {
         {"checkpoint-dir", required_argument, 0, 'K'},
         {"checkpoint-every", required_argument, 0, 'K'},
         {"checkpoint-every-clocks", required_argument, 0, 'K'},
+        {"checkpoint-full-every", required_argument, 0, 'K'},
         {"restore", required_argument, 0, 'K'},
         {"metrics", required_argument, 0, 'M'},
         {"secret-file", required_argument, 0, 'S'},
@@ -214,6 +219,7 @@ int cmd_coordinator(int argc, char **argv) {
     o.checkpoint_dir = ck.dir;
     o.checkpoint_every_s = ck.every_s;
     o.checkpoint_every_clocks = ck.every_clocks;
+    o.checkpoint_full_every = ck.full_every;
     o.restore = ck.restore;
     o.max_conns = lim.maxconn, o.max_tables = lim.maxtables;
     o.handshake_ms = lim.hs, o.frame_ms = lim.fr;

@@ -170,7 +170,8 @@ int cmd_train(int argc, char **argv) {
         {"apply-threads", 1, 0, O_APPLY}, {"plugin-dir", 1, 0, O_PLUGINS},
         {"secret-file", 1, 0, O_SECRET},
         {"checkpoint-dir", 1, 0, O_CKPT}, {"checkpoint-every", 1, 0, O_CKPT},
-        {"checkpoint-every-clocks", 1, 0, O_CKPT}, {"resume", 1, 0, O_CKPT},
+        {"checkpoint-every-clocks", 1, 0, O_CKPT}, {"checkpoint-full-every", 1, 0, O_CKPT},
+        {"resume", 1, 0, O_CKPT},
         {0, 0, 0, 0}};
     cli_ckpt_opts ck = {0};
     /* OpenBLAS falls back to generic kernels (several times slower) on CPUs newer

@@ -14,8 +14,16 @@
  *      tables reach C, writes its file, lifts its holds, and answers the
  *      file's size and checksum;
  *   3. the manifest (the registry, the clock, the files) into the
- *      checkpoint directory, then ROOT/LATEST pointing to it; checkpoints
- *      beyond the newest PD_CKPT_KEEP are removed.
+ *      checkpoint directory, then ROOT/LATEST pointing to it; older
+ *      checkpoints are removed but for the newest two restorable chains
+ *      (prune).
+ * Full and incremental.  A checkpoint is a delta of ck_base (the newest
+ * one this coordinator completed) unless it is the first of this
+ * coordinator's life (after a start or a restore), or ck_base is the
+ * (K-1)th delta after a full one (K = --checkpoint-full-every): then it
+ * is full.  A failed checkpoint leaves ck_base as it was, so the next
+ * delta is again one of the newest complete checkpoint and carries every
+ * row the failed one would have (server/sparse.h).
  * A server that fails or is lost makes the checkpoint fail (CKPT_ABORT
  * after phase 1); the previous checkpoint is untouched, since nothing
  * points to a directory without its manifest.  Servers' replies are read
@@ -37,7 +45,6 @@
 #include "coord/coord_impl.h"
 #include "durable/manifest.h"
 
-#define PD_CKPT_KEEP 2
 #define PD_CKPT_PHASE_MS 120000
 
 /* ==== Directories ======================================================= */
@@ -71,23 +78,92 @@ static void remove_tree(const char *dir) {
     rmdir(dir);
 }
 
-/* Remove complete checkpoints older than the newest PD_CKPT_KEEP, and
- * incomplete ones older than the newest. */
-static void prune(const char *root, uint64_t newest) {
+/* The numbers of the ckpt-N directories of root, ascending; NULL (and
+ * *n = 0) if none or out of memory.  pd_free it. */
+static uint64_t *list_seqs(const char *root, size_t *n) {
+    *n = 0;
     DIR *d = opendir(root);
-    if (!d) return;
+    if (!d) return NULL;
+    uint64_t *v = NULL;
+    size_t cap = 0;
     struct dirent *de;
     while ((de = readdir(d)) != NULL) {
-        unsigned long long n;
+        unsigned long long k;
         char tail;
-        if (sscanf(de->d_name, "ckpt-%llu%c", &n, &tail) != 1) continue;
-        if (n + PD_CKPT_KEEP <= newest) {
-            char p[4400];
-            snprintf(p, sizeof p, "%s/%s", root, de->d_name);
-            remove_tree(p);
+        if (sscanf(de->d_name, "ckpt-%llu%c", &k, &tail) != 1) continue;
+        if (*n == cap) {
+            uint64_t *p = pd_realloc(v, (cap = cap ? cap * 2 : 16) * sizeof *v);
+            if (!p) break;
+            v = p;
         }
+        size_t i = (*n)++;
+        while (i > 0 && v[i - 1] > k) v[i] = v[i - 1], i--;
+        v[i] = k;
     }
     closedir(d);
+    return v;
+}
+
+static void seq_dir(char *out, size_t len, const char *root, uint64_t seq) {
+    snprintf(out, len, "%s/ckpt-%06llu", root, (unsigned long long)seq);
+}
+
+/* Mark seq and the checkpoints it depends on in keep[] (parallel to
+ * seqs[]); the first of the chain (its full checkpoint, or where it is
+ * broken). */
+static uint64_t keep_chain(const char *root, const uint64_t *seqs, size_t n, char *keep,
+                           uint64_t seq) {
+    for (uint32_t hop = 0; hop <= PD_CK_MAX_DEPTH; hop++) {
+        for (size_t i = 0; i < n; i++)
+            if (seqs[i] == seq) keep[i] = 1;
+        char dir[4200];
+        pd_manifest m;
+        pd_err e = {0};
+        seq_dir(dir, sizeof dir, root, seq);
+        if (pd_manifest_read(dir, &m, &e) != 0) return seq;
+        int delta = (int)m.delta;
+        uint64_t base = m.base_seq;
+        pd_manifest_free(&m);
+        if (!delta || base >= seq) return seq;
+        seq = base;
+    }
+    return seq;
+}
+
+/* Retention.  Keep the newest checkpoint's chain (back to its full
+ * checkpoint) and the chain of the newest complete checkpoint before that
+ * full one, so that if any file of the newest chain is lost, the one
+ * before is still whole; remove every other checkpoint older than the
+ * newest, complete or not.  With every checkpoint full, that is the newest
+ * two. */
+static void prune(const char *root, uint64_t newest) {
+    size_t n;
+    uint64_t *seqs = list_seqs(root, &n);
+    char *keep = seqs ? pd_calloc(n, 1) : NULL;
+    if (!keep) {
+        pd_free(seqs);
+        return; /* keep everything rather than guess */
+    }
+    uint64_t first = keep_chain(root, seqs, n, keep, newest);
+    for (size_t i = n; i-- > 0;) {
+        char p[4400];
+        struct stat st;
+        if (seqs[i] >= first) continue;
+        seq_dir(p, sizeof p, root, seqs[i]);
+        strcat(p, "/MANIFEST");
+        if (stat(p, &st) == 0) {
+            keep_chain(root, seqs, n, keep, seqs[i]);
+            break;
+        }
+    }
+    for (size_t i = 0; i < n; i++)
+        if (!keep[i] && seqs[i] < newest) {
+            char p[4400];
+            seq_dir(p, sizeof p, root, seqs[i]);
+            remove_tree(p);
+        }
+    pd_free(keep);
+    pd_free(seqs);
 }
 
 /* ==== The protocol ====================================================== */
@@ -146,6 +222,10 @@ int co_checkpoint(pd_coord *co, uint64_t *seq_out, int64_t *clock_out, char *dir
     }
     co->ck_busy = 1;
     uint64_t seq = ++co->ck_seq;
+    int32_t K = co->o.checkpoint_full_every > 0 ? co->o.checkpoint_full_every
+                                                : PD_CKPT_FULL_EVERY;
+    /* a delta of the newest complete checkpoint, or a full one */
+    uint64_t base = co->ck_base && co->ck_depth + 1 < (uint32_t)K ? co->ck_base : 0;
     char dir[4096];
     snprintf(dir, sizeof dir, "%s/ckpt-%06llu", root, (unsigned long long)seq);
     double t0 = pd_now();
@@ -160,6 +240,13 @@ int co_checkpoint(pd_coord *co, uint64_t *seq_out, int64_t *clock_out, char *dir
     m.M = (uint32_t)co->o.max_workers;
     m.nfiles = (uint32_t)co->o.servers;
     m.ntables = co->ntables;
+    if (base) {
+        m.delta = 1;
+        m.base_seq = base;
+        snprintf(m.base, sizeof m.base, "ckpt-%06llu", (unsigned long long)base);
+        m.base_crc = co->ck_base_crc;
+        m.depth = co->ck_depth + 1;
+    }
     m.files = pd_calloc(m.nfiles, sizeof *m.files);
     m.tables = pd_calloc(m.ntables ? m.ntables : 1, sizeof *m.tables);
     if (!m.files || !m.tables) {
@@ -194,6 +281,7 @@ int co_checkpoint(pd_coord *co, uint64_t *seq_out, int64_t *clock_out, char *dir
         pd_put_u64(&b, seq);
         pd_put_u64(&b, (uint64_t)C);
         pd_put_str(&b, dir);
+        pd_put_u64(&b, base);
         co->ck_id++;
         co->ck_phase = PD_MSG_CKPT_WRITE;
         co->ck_replies = 0;
@@ -223,7 +311,8 @@ int co_checkpoint(pd_coord *co, uint64_t *seq_out, int64_t *clock_out, char *dir
     snprintf(err, sizeof err, "%s", co->ck_err);
     pthread_mutex_unlock(&co->mu);
     pd_err we = {0};
-    if (rc == 0 && (rc = pd_manifest_write(dir, &m, &we)) != 0)
+    uint32_t mcrc = 0, depth = m.depth;
+    if (rc == 0 && (rc = pd_manifest_write(dir, &m, &mcrc, &we)) != 0)
         snprintf(err, sizeof err, "%s", we.msg);
     pd_manifest_free(&m);
     char latest[64];
@@ -232,8 +321,10 @@ int co_checkpoint(pd_coord *co, uint64_t *seq_out, int64_t *clock_out, char *dir
         snprintf(err, sizeof err, "%s", we.msg);
     if (rc == 0) {
         prune(root, seq);
-        pd_log(PD_LOG_INFO, "checkpoint %llu at clock %lld: %s (%.2f s)",
-               (unsigned long long)seq, (long long)C, dir, pd_now() - t0);
+        char kind[64] = "full";
+        if (base) snprintf(kind, sizeof kind, "delta of %llu", (unsigned long long)base);
+        pd_log(PD_LOG_INFO, "checkpoint %llu at clock %lld: %s (%s, %.2f s)",
+               (unsigned long long)seq, (long long)C, dir, kind, pd_now() - t0);
     } else {
         pd_seterr(e, rc, "checkpoint %llu failed: %s (the previous checkpoint is kept)",
                   (unsigned long long)seq, err);
@@ -241,7 +332,12 @@ int co_checkpoint(pd_coord *co, uint64_t *seq_out, int64_t *clock_out, char *dir
     }
     pthread_mutex_lock(&co->mu);
     co->ck_busy = 0;
-    if (rc == 0) co->ck_last_clock = C;
+    if (rc == 0) {
+        co->ck_last_clock = C;
+        co->ck_base = seq;
+        co->ck_base_crc = mcrc;
+        co->ck_depth = base ? depth : 0;
+    }
     pthread_cond_broadcast(&co->cv);
     pthread_mutex_unlock(&co->mu);
     if (rc == 0) {
@@ -347,12 +443,18 @@ void *co_ckpt_main(void *arg) {
 
 /* ==== Restore =========================================================== */
 
+/* The registry and clock of the newest checkpoint of the chain (whose
+ * every manifest is checked here; the servers check their files).  The
+ * first checkpoint after a restore is full (ck_base stays 0). */
 int co_restore(pd_coord *co, pd_err *e) {
     char dir[4096];
-    pd_manifest m;
+    pd_ck_chain c;
     int rc = pd_ck_resolve(co->o.restore, dir, sizeof dir, e);
     if (rc) return rc;
-    if ((rc = pd_manifest_read(dir, &m, e))) return rc;
+    if ((rc = pd_ck_chain_read(dir, &c, e))) return rc;
+    pd_manifest m = c.m[c.n - 1];
+    c.m[c.n - 1] = (pd_manifest){0};
+    pd_ck_chain_free(&c);
     if (m.ntables) {
         co->tables = pd_calloc(m.ntables, sizeof *co->tables);
         if (!co->tables) {

@@ -11,6 +11,10 @@
 
 #include "common/common.h"
 
+/* The default of --checkpoint-full-every: a full checkpoint, then seven
+ * deltas (docs/durability.md). */
+#define PD_CKPT_FULL_EVERY 8
+
 typedef struct pd_coord_opts {
     const char *listen; /* "host:port"; default "127.0.0.1:0" */
     int32_t servers;    /* S >= 1 */
@@ -27,6 +31,10 @@ typedef struct pd_coord_opts {
     double checkpoint_every_s;  /* take one this often; 0: only on request */
     int64_t checkpoint_every_clocks; /* ...or when the slowest worker
                                       * passed the last one by this; 0: no */
+    int32_t checkpoint_full_every; /* every Kth checkpoint is full, those
+                                    * between are incremental (deltas of
+                                    * sparse tables); 1: all full; 0: the
+                                    * default (PD_CKPT_FULL_EVERY) */
     const char *restore;        /* start from this checkpoint's registry
                                  * and clock; NULL: a fresh cluster */
     const char *metrics; /* serve Prometheus metrics on this HOST:PORT

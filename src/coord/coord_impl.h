@@ -107,6 +107,10 @@ struct pd_coord {
     int64_t ck_frontier;  /* largest frontier answered to HOLD */
     struct { uint64_t bytes; uint32_t crc; } *ck_files; /* S: answered to WRITE */
     int64_t ck_last_clock; /* the newest checkpoint's clock */
+    uint64_t ck_base;     /* the newest checkpoint this coordinator completed:
+                           * the next delta's base; 0: none (the next is full) */
+    uint32_t ck_base_crc; /* its MANIFEST's CRC-32 */
+    uint32_t ck_depth;    /* its depth: 0 full, d: the d-th delta after one */
     int64_t restore_clock; /* workers start here (a restored cluster) */
     pthread_t ck_thread;  /* periodic checkpoints */
     int ck_thread_started;

@@ -7,7 +7,8 @@
  *   off  size  field
  *    0    8    magic "PRMDCKPT"
  *    8    4    u32 format version (PD_CK_VERSION)
- *   12    4    u32 kind (PD_CK_SERVER, PD_CK_MANIFEST)
+ *   12    4    u32 kind (PD_CK_SERVER, PD_CK_MANIFEST, and for incremental
+ *                  checkpoints PD_CK_SERVER_DELTA, PD_CK_MANIFEST_DELTA)
  *   16    8    u64 body bytes (n)
  *   24    n    body
  *   24+n  4    u32 CRC-32 (zlib's) of bytes [0, 24 + n)
@@ -40,7 +41,11 @@
 
 #define PD_CK_VERSION 1
 #define PD_CK_HDR 24
-enum { PD_CK_SERVER = 1, PD_CK_MANIFEST = 2 };
+/* A full checkpoint's files are of kinds 1 and 2, as they were before
+ * incremental checkpoints existed (so either paramd reads them); an
+ * incremental checkpoint's are of kinds 3 and 4, which a paramd that
+ * knows no deltas refuses by kind rather than misreading. */
+enum { PD_CK_SERVER = 1, PD_CK_MANIFEST = 2, PD_CK_SERVER_DELTA = 3, PD_CK_MANIFEST_DELTA = 4 };
 
 typedef struct pd_ckw {
     int fd;

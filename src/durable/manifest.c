@@ -15,9 +15,10 @@ static void put_str(pd_ckw *w, const char *s) {
     pd_ckw_bytes(w, s, n);
 }
 
-int pd_manifest_write(const char *dir, const pd_manifest *m, pd_err *e) {
+int pd_manifest_write(const char *dir, const pd_manifest *m, uint32_t *crc, pd_err *e) {
     pd_ckw w;
-    int rc = pd_ckw_open(&w, dir, "MANIFEST", PD_CK_MANIFEST, e);
+    int rc = pd_ckw_open(&w, dir, "MANIFEST", m->delta ? PD_CK_MANIFEST_DELTA : PD_CK_MANIFEST,
+                         e);
     if (rc) return rc;
     pd_ckw_u64(&w, m->seq);
     pd_ckw_u64(&w, (uint64_t)m->clock);
@@ -38,7 +39,13 @@ int pd_manifest_write(const char *dir, const pd_manifest *m, pd_err *e) {
         pd_ckw_u64(&w, m->tables[i].n);
         put_str(&w, m->tables[i].spec);
     }
-    return pd_ckw_commit(&w, NULL, NULL, e);
+    if (m->delta) {
+        pd_ckw_u64(&w, m->base_seq);
+        put_str(&w, m->base);
+        pd_ckw_u32(&w, m->base_crc);
+        pd_ckw_u32(&w, m->depth);
+    }
+    return pd_ckw_commit(&w, NULL, crc, e);
 }
 
 int pd_manifest_read(const char *dir, pd_manifest *m, pd_err *e) {
@@ -46,8 +53,17 @@ int pd_manifest_read(const char *dir, pd_manifest *m, pd_err *e) {
     pd_ckr r;
     memset(m, 0, sizeof *m);
     snprintf(path, sizeof path, "%s/MANIFEST", dir);
-    int rc = pd_ckr_open(&r, path, PD_CK_MANIFEST, e);
+    int rc = pd_ckr_open(&r, path, 0, e);
     if (rc) return rc;
+    if (r.kind != PD_CK_MANIFEST && r.kind != PD_CK_MANIFEST_DELTA) {
+        rc = pd_seterr(e, PARAMD_EPROTO, "%s holds a checkpoint part of kind %u, not a "
+                       "manifest (%u or %u)", path, r.kind, PD_CK_MANIFEST,
+                       PD_CK_MANIFEST_DELTA);
+        pd_ckr_close(&r);
+        return rc;
+    }
+    m->crc = r.crc;
+    m->delta = r.kind == PD_CK_MANIFEST_DELTA;
     pd_rd *b = &r.body;
     uint64_t clock;
     pd_get_u64(b, &m->seq);
@@ -80,6 +96,16 @@ int pd_manifest_read(const char *dir, pd_manifest *m, pd_err *e) {
         pd_get_u64(b, &m->tables[i].n);
         pd_get_str(b, m->tables[i].spec, PD_MAX_SPEC);
         if (b->bad || m->tables[i].id != i + 1 || m->tables[i].dropped > 1) goto bad;
+    }
+    if (m->delta) {
+        pd_get_u64(b, &m->base_seq);
+        pd_get_str(b, m->base, PD_CK_NAME_MAX);
+        pd_get_u32(b, &m->base_crc);
+        pd_get_u32(b, &m->depth);
+        if (b->bad || !m->base[0] || strchr(m->base, '/') || !strcmp(m->base, ".") ||
+            !strcmp(m->base, "..") || m->base_seq == 0 || m->base_seq >= m->seq ||
+            m->depth == 0 || m->depth > PD_CK_MAX_DEPTH)
+            goto bad;
     }
     if (!pd_rd_done(b)) goto bad;
     pd_ckr_close(&r);
@@ -132,4 +158,80 @@ int pd_ck_resolve(const char *path, char *out, size_t outlen, pd_err *e) {
 
 void pd_ck_server_file(char *out, size_t len, int32_t k, int32_t S) {
     snprintf(out, len, "server-%d-of-%d.pdck", k, S);
+}
+
+/* ==== The chain ========================================================= */
+
+/* The directory holding dir (its checkpoint root). */
+static void parent_of(const char *dir, char *out, size_t len) {
+    snprintf(out, len, "%s", dir);
+    size_t n = strlen(out);
+    while (n > 1 && out[n - 1] == '/') out[--n] = '\0';
+    char *slash = strrchr(out, '/');
+    if (!slash) snprintf(out, len, ".");
+    else if (slash == out) out[1] = '\0';
+    else *slash = '\0';
+}
+
+void pd_ck_chain_free(pd_ck_chain *c) {
+    for (uint32_t i = 0; i < c->n; i++) pd_manifest_free(&c->m[i]);
+    pd_free(c->m);
+    pd_free(c->dir);
+    memset(c, 0, sizeof *c);
+}
+
+int pd_ck_chain_read(const char *dir, pd_ck_chain *c, pd_err *e) {
+    memset(c, 0, sizeof *c);
+    pd_manifest top;
+    int rc = pd_manifest_read(dir, &top, e);
+    if (rc) return rc;
+    uint32_t n = top.delta ? top.depth + 1 : 1;
+    c->m = pd_calloc(n, sizeof *c->m);
+    c->dir = pd_calloc(n, sizeof *c->dir);
+    if (!c->m || !c->dir) {
+        pd_manifest_free(&top);
+        pd_ck_chain_free(c);
+        return pd_seterr(e, PARAMD_ENOMEM, "out of memory reading the chain of %s", dir);
+    }
+    /* Filled from the newest (index n-1) back to the full one (0). */
+    c->n = n;
+    c->m[n - 1] = top;
+    snprintf(c->dir[n - 1], sizeof c->dir[0], "%s", dir);
+    char root[4096];
+    parent_of(dir, root, sizeof root);
+    for (uint32_t i = n - 1; i > 0; i--) {
+        const pd_manifest *d = &c->m[i];
+        snprintf(c->dir[i - 1], sizeof c->dir[0], "%s/%s", root, d->base);
+        pd_err be = {0};
+        pd_manifest *b = &c->m[i - 1];
+        if (pd_manifest_read(c->dir[i - 1], b, &be) != 0) {
+            rc = pd_seterr(e, be.code == PARAMD_EIO ? PARAMD_EIO : PARAMD_EPROTO,
+                           "%s/MANIFEST is an incremental checkpoint of %s, which "
+                           "cannot be restored: %s (an incremental checkpoint needs "
+                           "every checkpoint of its chain back to a full one)",
+                           c->dir[i], c->dir[i - 1], be.msg);
+            goto fail;
+        }
+        if (b->crc != d->base_crc || b->seq != d->base_seq || b->S != d->S ||
+            b->clock > d->clock || (b->delta ? b->depth + 1 : 1) != d->depth) {
+            rc = pd_seterr(e, PARAMD_EPROTO,
+                           "%s/MANIFEST is an incremental checkpoint of checkpoint %llu "
+                           "(manifest checksum %08x, depth %u), but %s/MANIFEST is "
+                           "checkpoint %llu (checksum %08x, depth %u, %u servers): not "
+                           "its base (written over, or copied from another run?)",
+                           c->dir[i], (unsigned long long)d->base_seq, d->base_crc,
+                           d->depth - 1, c->dir[i - 1], (unsigned long long)b->seq, b->crc,
+                           b->delta ? b->depth : 0, b->S);
+            goto fail;
+        }
+        if (i == 1 && b->delta) { /* depth said a full one comes here */
+            rc = pd_seterr(e, PARAMD_EPROTO, "%s/MANIFEST: the chain does not end at a "
+                           "full checkpoint", c->dir[0]);
+            goto fail;
+        }
+    }
+    return 0;
+fail:
+    pd_ck_chain_free(c);
+    return rc;
 }

@@ -11,6 +11,20 @@
  *         u32 nfiles, nfiles x (str name, u64 bytes, u32 crc),
  *         u32 ntables, ntables x (u32 id, u32 dropped, str name, u64 n,
  *         str spec)
+ *   and, in the manifest of an incremental checkpoint (kind
+ *   PD_CK_MANIFEST_DELTA; a full one is PD_CK_MANIFEST, with the body
+ *   above and nothing more, as before deltas existed):
+ *         u64 base seq, str base (its directory's name, a sibling of this
+ *         one), u32 base crc (the CRC-32 of the base's MANIFEST file),
+ *         u32 depth (1 for a delta of a full checkpoint, base's depth + 1
+ *         for a delta of a delta)
+ *
+ * The chain.  An incremental checkpoint holds, for sparse tables, only the
+ * rows changed since its base (dense tables whole); restoring it means
+ * restoring its base first, and so on back to a full checkpoint.
+ * pd_ck_chain reads and checks the whole chain before anything is loaded:
+ * each base must exist, be complete, and be exactly the checkpoint its
+ * successor names (its manifest's checksum, its number, its servers).
  *
  * Layout of a checkpoint root:
  *   ROOT/LATEST                     "ckpt-000007\n"
@@ -51,14 +65,41 @@ typedef struct pd_manifest {
     uint32_t nfiles, ntables;
     pd_ck_file *files;
     pd_ck_table *tables;
+    /* An incremental checkpoint (delta = 1): what it is a delta of. */
+    uint32_t delta;
+    uint64_t base_seq;
+    char base[PD_CK_NAME_MAX + 1];
+    uint32_t base_crc;
+    uint32_t depth;
+    uint32_t crc;      /* set by pd_manifest_read: the file's own CRC-32 */
 } pd_manifest;
 
-/* Write m as DIR/MANIFEST.  0 or the error. */
-int pd_manifest_write(const char *dir, const pd_manifest *m, pd_err *e);
+/* The longest chain of deltas restored (a manifest naming a deeper one
+ * is refused: not a manifest paramd wrote, whose --checkpoint-full-every
+ * is at most this).  It bounds what reading a chain allocates. */
+#define PD_CK_MAX_DEPTH 1000
+
+/* Write m as DIR/MANIFEST (kind PD_CK_MANIFEST_DELTA if m->delta).  0
+ * with the file's CRC-32 in *crc (may be NULL), or the error. */
+int pd_manifest_write(const char *dir, const pd_manifest *m, uint32_t *crc, pd_err *e);
 /* Read DIR/MANIFEST (allocating m's arrays: pd_manifest_free).  0, or
  * PARAMD_EIO / PARAMD_EPROTO naming the file and what is wrong. */
 int pd_manifest_read(const char *dir, pd_manifest *m, pd_err *e);
 void pd_manifest_free(pd_manifest *m);
+
+/* A checkpoint and the ones it depends on, oldest (the full one) first. */
+typedef struct pd_ck_chain {
+    uint32_t n;          /* links: 1 for a full checkpoint */
+    pd_manifest *m;      /* n manifests; m[n-1] is the one asked for */
+    char (*dir)[4096];   /* n directories */
+} pd_ck_chain;
+
+/* Read the manifest in dir and those of its bases back to a full one,
+ * checking each base is the one named (see above).  0, or PARAMD_EIO /
+ * PARAMD_EPROTO naming the file and what is wrong (then c holds nothing).
+ * Server files are not opened here. */
+int pd_ck_chain_read(const char *dir, pd_ck_chain *c, pd_err *e);
+void pd_ck_chain_free(pd_ck_chain *c);
 
 /* The directory of the checkpoint to restore from `path`: path itself if
  * it holds a MANIFEST, else ROOT/<what ROOT/LATEST names>.  0 with out

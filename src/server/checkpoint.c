@@ -24,13 +24,22 @@
  * an error reply naming it).  CKPT_ABORT lifts the holds of a checkpoint
  * the coordinator gave up.
  *
+ * Incremental checkpoints.  CKPT_WRITE names a base (0: a full
+ * checkpoint).  With one, the file is of kind PD_CK_SERVER_DELTA, names
+ * its base after the clock, and its sparse sections hold only the rows
+ * changed since this server wrote the base (sparse.h: per-row epochs);
+ * dense sections are whole either way.
+ *
  * Restore (pd_server_opts.restore).  At start, after registering (so it
  * knows it is server K of S, which may differ from the S that wrote the
- * checkpoint), the server reads the manifest and every server file of
- * the checkpoint, creates each table with its part of the new partition,
- * and keeps from each file what falls in that part: a dense table's
- * overlapping range, a sparse table's rows whose keys hash to it.  Every
- * clocked table continues from the checkpoint's clock.
+ * checkpoint), the server reads the checkpoint's chain (manifest.h: the
+ * full checkpoint and the deltas up to the one named), opens and checks
+ * every server file of it, and only then loads them, oldest first: it
+ * creates each table with its part of the new partition, and keeps from
+ * each file what falls in that part (a dense table's overlapping range,
+ * a sparse table's rows whose keys hash to it), a later delta's rows
+ * overwriting the earlier ones.  Every clocked table continues from the
+ * newest checkpoint's clock.
  *
  * Threads: the checkpoint thread owns s->ck (guarded by s->mu for the
  * `running` flag); replies to the coordinator go under s->coord_send_mu,
@@ -114,6 +123,7 @@ typedef struct ckpt_job {
     pd_server *s;
     pd_hdr req;
     uint64_t seq;
+    uint64_t base;  /* 0: a full checkpoint; else the one it is a delta of */
     int64_t C;
     char dir[PD_MAX_ADDR + 1];
 } ckpt_job;
@@ -142,14 +152,17 @@ static int ckpt_write(pd_server *s, const ckpt_job *j, uint64_t *bytes, uint32_t
         char name[64];
         pd_ckw w;
         pd_ck_server_file(name, sizeof name, s->index, s->S);
+        pd_ck_save how = {j->seq, j->base};
         rc = pd_mkdirs(j->dir, e);
-        if (rc == 0) rc = pd_ckw_open(&w, j->dir, name, PD_CK_SERVER, e);
+        if (rc == 0)
+            rc = pd_ckw_open(&w, j->dir, name, j->base ? PD_CK_SERVER_DELTA : PD_CK_SERVER, e);
         if (rc == 0) {
             pd_ckw_u32(&w, (uint32_t)s->index);
             pd_ckw_u32(&w, (uint32_t)s->S);
             pd_ckw_u64(&w, (uint64_t)j->C);
+            if (j->base) pd_ckw_u64(&w, j->base);
             pd_ckw_u32(&w, n);
-            for (uint32_t i = 0; i < n; i++) pd_table_save(t[i], &w);
+            for (uint32_t i = 0; i < n; i++) pd_table_save(t[i], &w, &how);
             rc = pd_ckw_commit(&w, bytes, crc, e);
         }
     }
@@ -170,8 +183,10 @@ static void *ckpt_main(void *arg) {
         pd_log(PD_LOG_ERROR, "checkpoint %llu failed: %s", (unsigned long long)j->seq, e.msg);
         coord_reply(s, &j->req, rc, e.msg, NULL, 0);
     } else {
-        pd_log(PD_LOG_INFO, "checkpoint %llu at clock %lld: %llu bytes in %.2f s",
-               (unsigned long long)j->seq, (long long)j->C, (unsigned long long)bytes,
+        char kind[64] = "full";
+        if (j->base) snprintf(kind, sizeof kind, "delta of %llu", (unsigned long long)j->base);
+        pd_log(PD_LOG_INFO, "checkpoint %llu (%s) at clock %lld: %llu bytes in %.2f s",
+               (unsigned long long)j->seq, kind, (long long)j->C, (unsigned long long)bytes,
                pd_now() - t0);
         uint8_t p[12];
         pd_le64_put(p, bytes);
@@ -186,7 +201,7 @@ static void *ckpt_main(void *arg) {
     return NULL;
 }
 
-/* CKPT_WRITE: u64 seq, i64 clock, str dir. */
+/* CKPT_WRITE: u64 seq, i64 clock, str dir, u64 base (0: full). */
 void srv_on_ckpt_write(pd_server *s, const pd_hdr *h, const uint8_t *buf) {
     ckpt_job *j = pd_calloc(1, sizeof *j);
     if (!j) return coord_reply(s, h, PARAMD_ENOMEM, "out of memory", NULL, 0);
@@ -196,10 +211,11 @@ void srv_on_ckpt_write(pd_server *s, const pd_hdr *h, const uint8_t *buf) {
     pd_get_u64(&r, &j->seq);
     pd_get_u64(&r, &C);
     pd_get_str(&r, j->dir, PD_MAX_ADDR);
+    if (r.off < r.len) pd_get_u64(&r, &j->base); /* absent (an older peer): full */
     j->s = s;
     j->req = *h;
     j->C = (int64_t)C;
-    if (!pd_rd_done(&r) || j->C < 0 || j->dir[0] != '/') {
+    if (!pd_rd_done(&r) || j->C < 0 || j->dir[0] != '/' || j->base >= j->seq) {
         pd_free(j);
         release_all(s);
         return coord_reply(s, h, PARAMD_EPROTO, "malformed CKPT_WRITE", NULL, 0);
@@ -248,32 +264,43 @@ static void my_part(const pd_server *s, const pd_table_def *from, pd_table_def *
     }
 }
 
-/* Read one server file of the checkpoint into this server's tables. */
-static int restore_file(pd_server *s, const char *path, const pd_manifest *m,
-                        const pd_ck_file *f, pd_err *e) {
-    pd_ckr r;
-    int rc = pd_ckr_open(&r, path, PD_CK_SERVER, e);
+/* Open one server file of link m of a chain and check it is the one the
+ * manifest names, of the kind its checkpoint is: nothing is loaded from
+ * any file before every file of the chain passed this. */
+static int open_file(const char *path, const pd_manifest *m, const pd_ck_file *f, pd_ckr *r,
+                     pd_err *e) {
+    int rc = pd_ckr_open(r, path, m->delta ? PD_CK_SERVER_DELTA : PD_CK_SERVER, e);
     if (rc) return rc;
-    if ((uint64_t)r.size != f->bytes || r.crc != f->crc) {
+    if ((uint64_t)r->size != f->bytes || r->crc != f->crc) {
         rc = pd_seterr(e, PARAMD_EPROTO,
                        "%s is not the file the manifest names (%zu bytes, checksum "
                        "%08x; the manifest says %llu, %08x): written by another "
                        "checkpoint?",
-                       path, r.size, r.crc, (unsigned long long)f->bytes, f->crc);
-        goto out;
+                       path, r->size, r->crc, (unsigned long long)f->bytes, f->crc);
+        pd_ckr_close(r);
     }
-    pd_rd *b = &r.body;
+    return rc;
+}
+
+/* Read one opened server file of the checkpoint m into this server's
+ * tables (over what its base put there, for a delta). */
+static int load_file(pd_server *s, pd_ckr *rr, const pd_manifest *m, pd_err *e) {
+    pd_ckr *r = rr;
+    const char *path = r->path;
+    int rc = 0;
+    pd_rd *b = &r->body;
     uint32_t index, S, n;
-    uint64_t C;
+    uint64_t C, base = 0;
     pd_get_u32(b, &index);
     pd_get_u32(b, &S);
     pd_get_u64(b, &C);
+    if (m->delta) pd_get_u64(b, &base);
     pd_get_u32(b, &n);
-    if (b->bad || S != m->S || index >= S || (int64_t)C != m->clock || n >= PD_MAX_TABLES) {
-        rc = pd_seterr(e, PARAMD_EPROTO, "%s does not belong to this checkpoint "
-                       "(server %u of %u at clock %llu)", path, index, S,
-                       (unsigned long long)C);
-        goto out;
+    if (b->bad || S != m->S || index >= S || (int64_t)C != m->clock || n >= PD_MAX_TABLES ||
+        base != m->base_seq) {
+        return pd_seterr(e, PARAMD_EPROTO, "%s does not belong to this checkpoint "
+                         "(server %u of %u at clock %llu%s)", path, index, S,
+                         (unsigned long long)C, m->delta ? ", a delta" : "");
     }
     for (uint32_t i = 0; i < n && rc == 0; i++) {
         uint32_t id, dlen;
@@ -304,39 +331,56 @@ static int restore_file(pd_server *s, const char *path, const pd_manifest *m,
                            "checkpoint describes", path, id);
             break;
         }
-        rc = t->ops->load(t, &r, &from, e);
+        rc = t->ops->load(t, r, &from, e);
     }
     if (rc == 0 && !pd_rd_done(b) && !e->code)
         rc = pd_seterr(e, PARAMD_EPROTO, "%s: bytes after its last table", path);
     if (rc && !e->code) rc = pd_seterr(e, rc, "%s: cannot restore", path);
-out:
-    pd_ckr_close(&r);
     return rc;
 }
 
+/* Restore the chain of the checkpoint named: its full checkpoint, then
+ * each delta in order.  Every file of the chain is opened and checked
+ * (frame, checksum, the manifest's size and checksum) before any is
+ * loaded, so a chain with a bad link loads nothing. */
 int srv_restore(pd_server *s, pd_err *e) {
     char dir[4096];
-    pd_manifest m;
+    pd_ck_chain c;
     int rc = pd_ck_resolve(s->o.restore, dir, sizeof dir, e);
     if (rc) return rc;
-    if ((rc = pd_manifest_read(dir, &m, e))) return rc;
+    if ((rc = pd_ck_chain_read(dir, &c, e))) return rc;
     double t0 = pd_now();
-    for (uint32_t i = 0; i < m.nfiles && rc == 0; i++) {
-        char path[4400];
-        snprintf(path, sizeof path, "%s/%s", dir, m.files[i].name);
-        rc = restore_file(s, path, &m, &m.files[i], e);
+    uint32_t nf = 0, opened = 0;
+    for (uint32_t i = 0; i < c.n; i++) nf += c.m[i].nfiles;
+    pd_ckr *r = pd_calloc(nf, sizeof *r);
+    if (!r) {
+        pd_ck_chain_free(&c);
+        return pd_seterr(e, PARAMD_ENOMEM, "out of memory restoring %s", dir);
     }
+    for (uint32_t i = 0; i < c.n && rc == 0; i++)
+        for (uint32_t f = 0; f < c.m[i].nfiles && rc == 0; f++) {
+            char path[4400];
+            snprintf(path, sizeof path, "%s/%s", c.dir[i], c.m[i].files[f].name);
+            if ((rc = open_file(path, &c.m[i], &c.m[i].files[f], &r[opened], e)) == 0) opened++;
+        }
+    for (uint32_t i = 0, k = 0; i < c.n && rc == 0; i++)
+        for (uint32_t f = 0; f < c.m[i].nfiles && rc == 0; f++)
+            rc = load_file(s, &r[k++], &c.m[i], e);
+    for (uint32_t k = 0; k < opened; k++) pd_ckr_close(&r[k]);
+    pd_free(r);
+    const pd_manifest *m = &c.m[c.n - 1];
     uint64_t ntab = 0;
     for (uint32_t id = 1; id < PD_MAX_TABLES; id++)
         if (s->tables[id]) {
-            pd_gate_restore(&s->tables[id]->gate, m.clock);
+            pd_gate_restore(&s->tables[id]->gate, m->clock);
             ntab++;
         }
     if (rc == 0)
-        pd_log(PD_LOG_INFO, "restored %llu tables of %s at clock %lld (written by %u "
-               "servers, now server %d of %d) in %.2f s",
-               (unsigned long long)ntab, dir, (long long)m.clock, m.S, s->index, s->S,
+        pd_log(PD_LOG_INFO, "restored %llu tables of %s at clock %lld (%s of %u "
+               "checkpoint%s; written by %u servers, now server %d of %d) in %.2f s",
+               (unsigned long long)ntab, dir, (long long)m->clock,
+               c.n > 1 ? "a chain" : "full", c.n, c.n > 1 ? "s" : "", m->S, s->index, s->S,
                pd_now() - t0);
-    pd_manifest_free(&m);
+    pd_ck_chain_free(&c);
     return rc;
 }

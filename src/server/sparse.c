@@ -86,6 +86,7 @@ pd_table *pd_sparse_create(uint32_t id, const pd_table_def *def,
     t->dim = (uint32_t)def->n;
     t->index = env->index, t->S = env->S;
     t->gen = 1;
+    t->ck_epoch = 1;
     pd_keymap_init(&t->map);
     pd_gate_store gs = {gate_apply, NULL, t};
     if (pd_table_init(&t->base, &sparse_ops, id, def, env, &gs,
@@ -198,7 +199,7 @@ static uint32_t row_get_or_create(pd_sparse *t, uint64_t key) {
         float *row = row_at(t, r);
         pd_sparse_init_row(&t->base.def, key, row);
         if (t->k) pd_rule_init_state(&t->base.rule, row + t->dim, t->dim);
-        t->meta[r] = (pd_sparse_meta){key, 0, 0, 0};
+        t->meta[r] = (pd_sparse_meta){key, 0, 0, 0, t->ck_epoch};
         t->nrows++;
     }
     return r;
@@ -286,6 +287,7 @@ static void apply_row(pd_sparse *t, uint32_t r, const float *g) {
     float *row = row_at(t, r);
     pd_rule_apply(&t->base.rule, row, t->k ? row + t->dim : NULL, g, t->dim,
                   (int64_t)++t->meta[r].steps);
+    t->meta[r].mod = t->ck_epoch; /* for incremental checkpoints */
 }
 
 
@@ -586,21 +588,64 @@ static int sparse_stats_line(pd_table *tb, char *out, size_t outlen) {
 /* ==== Checkpoints ========================================================
  * A section: the gate's clocks, then u32 dim, u32 state planes, u64
  * nrows, and per row u64 key, u64 steps, dim * (1 + planes) floats (the
- * row as the arena holds it).  Written under the table's lock: a pull may
- * create rows, and the arena moves when it grows. */
+ * row as the arena holds it).  A full checkpoint's section holds every
+ * row; a delta's the same layout with only the rows changed since its
+ * base (sparse.h), so load is one upsert for both.  Written under the
+ * table's lock: a pull may create rows, and the arena moves when it
+ * grows. */
 
-static void sparse_save(pd_table *tb, pd_ckw *w) {
+/* The epoch table t closed when it wrote checkpoint seq; 0 (all rows are
+ * newer) if it has no record of it.  mu held. */
+static uint64_t cut_of(const pd_sparse *t, uint64_t seq) {
+    for (uint32_t i = 0; i < t->ncuts; i++)
+        if (t->cuts[i].seq == seq) return t->cuts[i].epoch;
+    return 0;
+}
+
+/* Remember that checkpoint seq holds the rows with mod <= epoch; forget
+ * the saves older than base (a later delta never names them: bases only
+ * move forward) and, past PD_SPARSE_CUTS, the oldest but base itself (a
+ * run of failed checkpoints: the next delta is again one of base).  mu
+ * held. */
+static void cut_record(pd_sparse *t, uint64_t seq, uint64_t base, uint64_t epoch) {
+    uint32_t k = 0;
+    for (uint32_t i = 0; i < t->ncuts; i++)
+        if (t->cuts[i].seq >= base && t->cuts[i].seq != seq) t->cuts[k++] = t->cuts[i];
+    if (k == PD_SPARSE_CUTS) {
+        uint32_t drop = t->cuts[0].seq == base ? 1 : 0; /* oldest first */
+        memmove(t->cuts + drop, t->cuts + drop + 1,
+                (PD_SPARSE_CUTS - 1 - drop) * sizeof *t->cuts);
+        k--;
+    }
+    t->cuts[k++] = (pd_sparse_cut){seq, epoch};
+    t->ncuts = k;
+}
+
+static void sparse_save(pd_table *tb, pd_ckw *w, const pd_ck_save *how) {
     pd_sparse *t = sparse_of(tb);
     pthread_mutex_lock(&tb->gate.mu);
+    uint64_t since = how->base ? cut_of(t, how->base) : 0;
+    uint64_t n = 0;
+    if (since == 0) {
+        n = t->nrows;
+    } else {
+        for (size_t r = 0; r < t->nrows; r++) n += t->meta[r].mod > since;
+    }
     pd_table_put_gate(tb, w);
     pd_ckw_u32(w, t->dim);
     pd_ckw_u32(w, (uint32_t)t->k);
-    pd_ckw_u64(w, t->nrows);
+    pd_ckw_u64(w, n);
     for (size_t r = 0; r < t->nrows && !w->err.code; r++) {
+        if (t->meta[r].mod <= since) continue;
         pd_ckw_u64(w, t->meta[r].key);
         pd_ckw_u64(w, t->meta[r].steps);
         pd_ckw_floats(w, row_at(t, (uint32_t)r), t->rowfloats);
     }
+    /* Whether or not this checkpoint completes: a later delta of it needs
+     * the rows changed from now on, a later delta of an older base those
+     * changed since that base (still recorded). */
+    cut_record(t, how->seq, how->base, t->ck_epoch);
+    t->ck_epoch++;
     pthread_mutex_unlock(&tb->gate.mu);
 }
 
@@ -639,6 +684,7 @@ static int sparse_load(pd_table *tb, pd_ckr *r, const pd_table_def *from, pd_err
         uint32_t row = row_get_or_create(t, key);
         pd_ckr_floats(r, row_at(t, row), t->rowfloats);
         t->meta[row].steps = steps;
+        t->meta[row].mod = t->ck_epoch;
     }
     pthread_mutex_unlock(&tb->gate.mu);
     if (rc) return rc;

@@ -34,6 +34,20 @@
  *           clocks in order.  A second push of a worker for one clock is
  *           PARAMD_EDUP.
  *
+ * Incremental checkpoints.  meta[r].mod is the checkpoint epoch in which
+ * row r last changed (was created, updated or loaded): ck_epoch, which
+ * starts at 1 and is advanced by every checkpoint's save of the table,
+ * under the table's lock, right after it read the rows.  So a save
+ * records (its checkpoint's seq, the epoch it closed) in cuts[], and a
+ * later delta of checkpoint B writes exactly the rows with mod > B's
+ * epoch: every row changed since B was written, whatever checkpoints
+ * failed in between (a failed checkpoint is never a base, so what it
+ * would have carried is still newer than the base).  A delta of a
+ * checkpoint this table has no record of (created since, or the record
+ * dropped after PD_SPARSE_CUTS saves) writes every row: more than needed,
+ * never less.  The hot path pays one store per updated row (mod beside
+ * steps, in the same cache line).
+ *
  * All or nothing: every function that can fail checks and reserves memory
  * before it changes anything, so an error leaves the table exactly as it
  * was (no row created, no state touched).
@@ -59,7 +73,17 @@ typedef struct pd_sparse_meta {
     uint64_t steps; /* updates applied to this row */
     uint32_t mark;  /* scratch: generation of the last push that touched it */
     uint32_t pos;   /* scratch: its first position in that push */
+    uint64_t mod;   /* the checkpoint epoch it last changed in (above) */
 } pd_sparse_meta;
+
+/* Saves remembered for deltas: a delta's base is the newest complete
+ * checkpoint, and only a run of failed checkpoints pushes it back. */
+#define PD_SPARSE_CUTS 16
+
+typedef struct pd_sparse_cut {
+    uint64_t seq;   /* the checkpoint that wrote the table */
+    uint64_t epoch; /* rows with mod <= epoch were in it */
+} pd_sparse_cut;
 
 /* The sums of one clock being aggregated (sync, ssp), beside the gate's
  * slot of the same index. */
@@ -95,6 +119,10 @@ typedef struct pd_sparse {
     uint32_t gen;         /* generation of the current push (never 0) */
     uint32_t *ridx;       /* scratch: the rows of a request's keys */
     size_t ridx_cap;
+
+    uint64_t ck_epoch;    /* the current checkpoint epoch (>= 1) */
+    pd_sparse_cut cuts[PD_SPARSE_CUTS]; /* the last saves, oldest first */
+    uint32_t ncuts;
 
     pd_sparse_sums **sums; /* gate.window, each allocated on first use */
     pd_sparse_stats stats;

@@ -81,7 +81,7 @@ int64_t pd_table_applied(pd_table *t) {
     return a;
 }
 
-void pd_table_save(pd_table *t, pd_ckw *w) {
+void pd_table_save(pd_table *t, pd_ckw *w, const pd_ck_save *how) {
     pd_buf b;
     pd_buf_init(&b);
     pd_table_def_encode(&b, &t->def);
@@ -94,7 +94,7 @@ void pd_table_save(pd_table *t, pd_ckw *w) {
     pd_ckw_u32(w, (uint32_t)b.len);
     pd_ckw_bytes(w, b.p, b.len);
     pd_buf_free(&b);
-    t->ops->save(t, w);
+    t->ops->save(t, w, how);
 }
 
 void pd_table_put_gate(pd_table *t, pd_ckw *w) {

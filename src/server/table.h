@@ -70,6 +70,16 @@ typedef struct pd_table_req {
  * table. */
 typedef void (*pd_emit_fn)(void *arg, const float *v, uint64_t count, int64_t applied);
 
+/* What a checkpoint writes (server/checkpoint.c): a full one, or an
+ * incremental one, a delta of checkpoint `base`.  In a delta a sparse
+ * table writes only the rows changed since it wrote `base` (all of them
+ * if it did not write that one: created since, or the record gone); a
+ * dense table writes itself whole either way. */
+typedef struct pd_ck_save {
+    uint64_t seq;   /* the checkpoint being written */
+    uint64_t base;  /* 0: full; else the checkpoint it is a delta of */
+} pd_ck_save;
+
 typedef struct pd_table_ops {
     const char *kind; /* "dense", "sparse" */
     /* Checks that need no lock, before a handler reads the payload:
@@ -84,14 +94,16 @@ typedef struct pd_table_ops {
     int (*stats_line)(pd_table *t, char *out, size_t len);
     void (*destroy)(pd_table *t);
     /* Checkpoints (server/checkpoint.c).  save writes the table's whole
-     * state: the gate's clocks (pd_table_put_gate) and the store's values,
-     * rule state and per-row counters, as one consistent snapshot (it
-     * takes the locks it needs; failures are kept in the writer).  load
-     * reads exactly one section that save wrote on a server whose part
-     * was `from` (this server's or another's, of this partition or
-     * another), keeping what belongs to this server's part; 0, or an
-     * error naming what does not fit. */
-    void (*save)(pd_table *t, pd_ckw *w);
+     * state (or, for a sparse table in a delta, its changed rows: see
+     * pd_ck_save): the gate's clocks (pd_table_put_gate) and the store's
+     * values, rule state and per-row counters, as one consistent snapshot
+     * (it takes the locks it needs; failures are kept in the writer).
+     * load reads exactly one section that save wrote on a server whose
+     * part was `from` (this server's or another's, of this partition or
+     * another), keeping what belongs to this server's part and
+     * overwriting what an earlier section (a delta's base) loaded; 0, or
+     * an error naming what does not fit. */
+    void (*save)(pd_table *t, pd_ckw *w, const pd_ck_save *how);
     int (*load)(pd_table *t, pd_ckr *r, const pd_table_def *from, pd_err *e);
 } pd_table_ops;
 
@@ -150,7 +162,7 @@ static inline int pd_table_stats_line(pd_table *t, char *out, size_t len) {
 }
 /* A section of a checkpoint file: the table's id and definition, then
  * its state (ops.save). */
-void pd_table_save(pd_table *t, pd_ckw *w);
+void pd_table_save(pd_table *t, pd_ckw *w, const pd_ck_save *how);
 /* The gate's part of a section (mu held): applied, top. */
 void pd_table_put_gate(pd_table *t, pd_ckw *w);
 

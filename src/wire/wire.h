@@ -87,7 +87,7 @@
     X(STATUS, 33)      /* tool -> coord: the cluster's state as lines */    \
     X(CHECKPOINT, 34)  /* tool -> coord: take a checkpoint now */          \
     X(CKPT_HOLD, 35)   /* coord -> server: hold clocked tables; i64 reply */\
-    X(CKPT_WRITE, 36)  /* coord -> server: u64 seq, i64 clock, str dir */  \
+    X(CKPT_WRITE, 36)  /* coord -> server: u64 seq, i64 clock, str dir, u64 base (0: full) */  \
     X(CKPT_ABORT, 37)  /* coord -> server: lift the holds (no reply) */
 
 enum pd_msg_type {
