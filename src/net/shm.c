@@ -651,18 +651,18 @@ pd_conn *pd_shm_server_handshake(int fd, int timeout_ms, pd_err *e) {
         else seg = p;
     }
     if (mfd >= 0) close(mfd); /* the mapping keeps the memory */
-    if (why) {
-        hs_reply(fd, 1, why);
-        close(fd);
-        pd_seterr(e, PARAMD_EPROTO, "shared-memory handshake: %s", why);
-        return NULL;
-    }
     /* The peer as the kernel knows it, for log lines (it has no address). */
     char who[64] = "shm peer";
     struct ucred cr;
     socklen_t crl = sizeof cr;
     if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cr, &crl) == 0)
         snprintf(who, sizeof who, "shm peer pid %ld uid %ld", (long)cr.pid, (long)cr.uid);
+    if (why) {
+        hs_reply(fd, 1, why);
+        close(fd);
+        pd_seterr(e, PARAMD_EPROTO, "shared-memory handshake with %s: %s", who, why);
+        return NULL;
+    }
     pd_conn *c = wrap(fd, seg, ring, 1, who, e);
     if (!c) return NULL;
     tv = (struct timeval){0, 0};
