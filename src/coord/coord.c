@@ -172,7 +172,7 @@ static void *conn_main(void *arg) {
          * at the heartbeat timeout. */
         for (co_conn *o = co->conns; o; o = o->next)
             if (o->rank == cc->hb_rank && !o->heartbeat && o->gen == co->wgen[cc->hb_rank] &&
-                pd_conn_peer_gone(o->conn)) {
+                !o->bye && pd_conn_peer_gone(o->conn)) {
                 co_worker_departed(co, cc->hb_rank, 0, "disconnected without saying goodbye");
                 break;
             }

@@ -50,6 +50,7 @@ typedef struct co_conn {
     int32_t server; /* server index once registered, else -1 */
     int heartbeat;  /* a worker's heartbeat connection */
     int32_t hb_rank; /* the rank it beats for */
+    int bye;         /* its worker said BYE (under mu): its close is no death */
     uint32_t gen;    /* wgen[rank] when it registered */
     pd_hello hello;  /* what it said in HELLO: its role, and the rank
                       * ticket it showed (checked against grant) */

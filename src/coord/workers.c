@@ -451,6 +451,11 @@ void *co_monitor_main(void *arg) {
 int co_on_bye(co_conn *cc, const pd_hdr *h) {
     pd_coord *co = cc->co;
     if (cc->rank < 0) return co_reply_err(cc, h, PARAMD_EPROTO, "BYE before REG_WORKER");
+    /* (before the reply: the worker closes this connection on it, and
+     * its heartbeat connection's end must not take that for a death) */
+    pthread_mutex_lock(&co->mu);
+    cc->bye = 1;
+    pthread_mutex_unlock(&co->mu);
     int rc = co_reply(cc, h, NULL);
     pthread_mutex_lock(&co->mu);
     if (co->wstate[cc->rank] == W_LIVE && cc->gen == co->wgen[cc->rank])
