@@ -263,6 +263,16 @@ static void reap(pd_local *L) {
             int ok = WIFEXITED(st) && WEXITSTATUS(st) == 0;
             char how[96];
             describe_status(st, how, sizeof how);
+            /* A server or the coordinator killed from outside (we send
+             * SIGTERM first) is what failed, even when workers that lost
+             * it were reaped before it and started the termination. */
+            if (c->role != ROLE_WORKER && WIFSIGNALED(st) && WTERMSIG(st) == SIGKILL &&
+                !L->killed && !L->infra && !L->signalled) {
+                L->infra = 1;
+                if (L->failed)
+                    snprintf(L->why, sizeof L->why, "%s exited (%s) while workers were running",
+                             c->label, how);
+            }
             /* After we started terminating, exits are expected. */
             if (L->term_deadline) break;
             if (c->role == ROLE_WORKER && !ok && L->replace_left > 0 &&
