@@ -63,18 +63,26 @@ expect_line "$TMP/e2" "unknown rule 'nonsense'"
 "$PARAMD" train --help | grep -q -- "--consistency sync|async" || fail "help"
 pass "bad arguments and missing data rejected with messages"
 
+# train_kill NAME RANK STEP [ARGS]: paramd train (mlp, 3 workers, 1500 steps)
+# writing NAME.log and NAME/, its worker RANK SIGKILLed once worker 0 has
+# evaluated at STEP; RC: its exit status
+train_kill() {
+  local name=$1 rank=$2 step=$3; shift 3
+  setsid "$PARAMD" train --model mlp --workers 3 --steps 1500 --limit 3000 --eval-every 100 \
+    --out "$TMP/$name" "$@" >"$TMP/$name.log" 2>&1 &
+  local train=$! victim="" p
+  PIDS+=($train)
+  wait_line "$TMP/$name.log" "^step $step  epoch"
+  for p in $(ps -s $train -o pid=); do
+    tr '\0' '\n' <"/proc/$p/environ" 2>/dev/null | grep -qx "PARAMD_RANK=$rank" && victim=$p
+  done
+  [ -n "$victim" ] || fail "no worker $rank in the session of paramd train"
+  kill -KILL "$victim"
+  wait $train; RC=$?
+}
+
 # a worker dies mid-run: the others finish, the model and metrics are kept
-setsid "$PARAMD" train --model mlp --workers 3 --steps 1500 --limit 3000 --eval-every 100 \
-  --out "$TMP/lost" --save-params "$TMP/lost.bin" >"$TMP/lost.log" 2>&1 &
-TRAIN=$!; PIDS+=($TRAIN)
-wait_line "$TMP/lost.log" "^step 100  epoch"
-victim=""
-for p in $(ps -s $TRAIN -o pid=); do
-  tr '\0' '\n' <"/proc/$p/environ" 2>/dev/null | grep -qx "PARAMD_RANK=2" && victim=$p
-done
-[ -n "$victim" ] || fail "no worker 2 in the session of paramd train"
-kill -KILL "$victim"
-wait $TRAIN; rc=$?
+train_kill lost 2 100 --save-params "$TMP/lost.bin"; rc=$RC
 [ $rc = 3 ] || { cat "$TMP/lost.log"; fail "paramd train exited $rc after worker 2 was killed, expected 3"; }
 expect_line "$TMP/lost.log" "^paramd local: worker 2 failed \(killed by signal 9.*\); the others go on without it"
 expect_line "$TMP/lost.log" "^steps per worker: 1500, 1500, 0;"
@@ -86,17 +94,7 @@ pass "worker 2 killed mid-run: the other two finished, weights and run.json kept
 
 # worker 0 (which evaluates and writes the results) dies mid-run: worker 1
 # takes its part at the end, going on with its metrics.csv
-setsid "$PARAMD" train --model mlp --workers 3 --steps 1500 --limit 3000 --eval-every 100 \
-  --out "$TMP/lost0" --save-params "$TMP/lost0.bin" >"$TMP/lost0.log" 2>&1 &
-TRAIN=$!; PIDS+=($TRAIN)
-wait_line "$TMP/lost0.log" "^step 200  epoch"
-victim=""
-for p in $(ps -s $TRAIN -o pid=); do
-  tr '\0' '\n' <"/proc/$p/environ" 2>/dev/null | grep -qx "PARAMD_RANK=0" && victim=$p
-done
-[ -n "$victim" ] || fail "no worker 0 in the session of paramd train"
-kill -KILL "$victim"
-wait $TRAIN; rc=$?
+train_kill lost0 0 200 --save-params "$TMP/lost0.bin"; rc=$RC
 [ $rc = 3 ] || { cat "$TMP/lost0.log"; fail "paramd train exited $rc after worker 0 was killed, expected 3"; }
 expect_line "$TMP/lost0.log" "^paramd local: worker 0 failed \(killed by signal 9.*\); the others go on without it"
 expect_line "$TMP/lost0.log" "paramd train: worker 0 was lost; worker 1 evaluates the final weights and writes the results"
@@ -114,17 +112,7 @@ pass "worker 0 killed mid-run: worker 1 wrote the final row, run.json (workers_l
 
 # --replace-workers: a new worker 0 takes the dead one's place at the first
 # clock nobody pushed for, goes on with its metrics.csv and writes the end
-setsid "$PARAMD" train --model mlp --workers 3 --steps 1500 --limit 3000 --eval-every 100 \
-  --replace-workers 1 --out "$TMP/repl" >"$TMP/repl.log" 2>&1 &
-TRAIN=$!; PIDS+=($TRAIN)
-wait_line "$TMP/repl.log" "^step 200  epoch"
-victim=""
-for p in $(ps -s $TRAIN -o pid=); do
-  tr '\0' '\n' <"/proc/$p/environ" 2>/dev/null | grep -qx "PARAMD_RANK=0" && victim=$p
-done
-[ -n "$victim" ] || fail "no worker 0 in the session of paramd train"
-kill -KILL "$victim"
-wait $TRAIN; rc=$?
+train_kill repl 0 200 --replace-workers 1; rc=$RC
 [ $rc = 3 ] || { cat "$TMP/repl.log"; fail "paramd train exited $rc after worker 0 was replaced, expected 3"; }
 expect_line "$TMP/repl.log" "^paramd local: worker 0 failed \(killed by signal 9.*\); starting a replacement \(0 more allowed\)"
 expect_line "$TMP/repl.log" "coordinator: info: worker 0 joined at clock [0-9]+ \(died slot"
