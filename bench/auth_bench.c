@@ -21,6 +21,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "bench_stats.h"
 #include "common/common.h"
 #include "frame/auth.h"
 #include "frame/hello.h"
@@ -82,16 +83,6 @@ static double run(int n, int with_key) {
     return dt;
 }
 
-static int cmpd(const void *x, const void *y) {
-    double a = *(const double *)x, b = *(const double *)y;
-    return (a > b) - (a < b);
-}
-
-static double median(double *v, int n) {
-    qsort(v, (size_t)n, sizeof *v, cmpd);
-    return n % 2 ? v[n / 2] : (v[n / 2 - 1] + v[n / 2]) / 2;
-}
-
 int main(int argc, char **argv) {
     int n = argc > 1 ? atoi(argv[1]) : 300, rounds = argc > 2 ? atoi(argv[2]) : 7;
     if (n < 1 || rounds < 1 || rounds > 100) {
@@ -116,7 +107,7 @@ int main(int argc, char **argv) {
                plain[r], keyed[r], ratio[r]);
     }
     printf("median: without a secret %.1f us per connection, with %.1f us; with/without %.2f\n",
-           median(plain, rounds), median(keyed, rounds), median(ratio, rounds));
+           bench_median(plain, rounds), bench_median(keyed, rounds), bench_median(ratio, rounds));
     close(lfd);
     return 0;
 }

@@ -28,6 +28,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "bench_stats.h"
 #include "common/common.h"
 #include "durable/ckfile.h"
 #include "server/dense.h"
@@ -35,16 +36,6 @@
 #include "wire/wire.h"
 
 static double now(void) { return pd_now(); }
-
-static int cmpd(const void *a, const void *b) {
-    double x = *(const double *)a, y = *(const double *)b;
-    return (x > y) - (x < y);
-}
-
-static double median(double *v, int n) {
-    qsort(v, (size_t)n, sizeof *v, cmpd);
-    return n % 2 ? v[n / 2] : (v[n / 2 - 1] + v[n / 2]) / 2;
-}
 
 static pd_table *mk(uint64_t n) {
     pd_table_def d = {0};
@@ -149,7 +140,7 @@ int main(int argc, char **argv) {
         fflush(stdout);
     }
     printf("median ratio: checkpoint write %.2f of the disk's write, restore %.2f of a read\n",
-           median(rw, rounds), median(rr, rounds));
+           bench_median(rw, rounds), bench_median(rr, rounds));
     pd_table_destroy(t);
     free(buf);
     return 0;

@@ -23,6 +23,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "bench_stats.h"
 #include "common/common.h"
 #include "durable/ckfile.h"
 #include "server/sparse.h"
@@ -31,16 +32,6 @@
 
 #define NFRAC 3
 static const double fracs[NFRAC] = {0.01, 0.10, 1.00};
-
-static int cmpd(const void *a, const void *b) {
-    double x = *(const double *)a, y = *(const double *)b;
-    return (x > y) - (x < y);
-}
-
-static double median(double *v, int n) {
-    qsort(v, (size_t)n, sizeof *v, cmpd);
-    return n % 2 ? v[n / 2] : (v[n / 2 - 1] + v[n / 2]) / 2;
-}
 
 static pd_sparse *mk(uint32_t dim) {
     pd_table_def d = {0};
@@ -183,7 +174,7 @@ int main(int argc, char **argv) {
     for (int f = 0; f < NFRAC; f++)
         printf("median: delta of %3.0f%% of the rows: %.3f of a full checkpoint's bytes, "
                "%.3f of its time\n",
-               fracs[f] * 100, median(rsize[f], rounds), median(rtime[f], rounds));
+               fracs[f] * 100, bench_median(rsize[f], rounds), bench_median(rtime[f], rounds));
     pd_table_destroy(&t->base);
     free(keys);
     free(g);

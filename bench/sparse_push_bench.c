@@ -19,6 +19,7 @@
 #include <stdlib.h>
 #include <time.h>
 
+#include "bench_stats.h"
 #include "server/sparse.h"
 #include "table/spec.h"
 
@@ -26,11 +27,6 @@ static double cpu(void) {
     struct timespec t;
     clock_gettime(CLOCK_THREAD_CPUTIME_ID, &t);
     return (double)t.tv_sec + (double)t.tv_nsec * 1e-9;
-}
-
-static int cmpd(const void *a, const void *b) {
-    double x = *(const double *)a, y = *(const double *)b;
-    return (x > y) - (x < y);
 }
 
 int main(int argc, char **argv) {
@@ -83,7 +79,7 @@ int main(int argc, char **argv) {
         }
         v[r] = (cpu() - t0) / (double)batch * 1e9;
     }
-    qsort(v, (size_t)reps, sizeof *v, cmpd);
+    bench_sort(v, reps);
     printf("dim %u rows %llu batch %llu: median %.1f ns/key (p25 %.1f), %d pushes\n", dim,
            (unsigned long long)rows, (unsigned long long)batch, v[reps / 2], v[reps / 4], reps);
     pd_table_destroy(t);
