@@ -37,6 +37,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "check.h"
 #include "durable/ckfile.h"
 #include "durable/manifest.h"
 #include "paramd.h"
@@ -49,22 +50,14 @@
 #define PHASE_KEYS 40u
 #define SPEC "rule=adam lr=0.01 consistency=sync"
 
-#define FAIL(...)                                                              \
-    do {                                                                       \
-        fprintf(stderr, "FAIL %s:%d: ", __FILE__, __LINE__);                   \
-        fprintf(stderr, __VA_ARGS__);                                          \
-        fputc('\n', stderr);                                                   \
-        exit(1);                                                               \
-    } while (0)
-
 static paramd_client *c;
 
 #define MUST(call)                                                             \
     do {                                                                       \
         int rc_ = (call);                                                      \
         if (rc_)                                                               \
-            FAIL("%s -> %s: %s", #call, paramd_err_name(rc_),                  \
-                 paramd_last_error(c));                                        \
+            CHECK_FAIL_("%s -> %s: %s", #call, paramd_err_name(rc_),           \
+                        paramd_last_error(c));                                 \
     } while (0)
 
 /* ==== The worker ========================================================= */
@@ -101,7 +94,8 @@ static int work(const char *root, int phases, int fail_phase, const char *out) {
     uint64_t last_seq = 0;
     MUST(paramd_sparse_open(c, "emb", DIM, SPEC, &emb));
     MUST(paramd_table_open(c, "bias", NDENSE, SPEC, NULL, &bias));
-    if (paramd_connect(&tool, "role=tool")) FAIL("tool connect: %s", paramd_last_error(NULL));
+    if (paramd_connect(&tool, "role=tool"))
+        CHECK_FAIL_("tool connect: %s", paramd_last_error(NULL));
     for (uint32_t i = 0; i < NKEYS; i++) all[i] = i;
     for (int p = 0; p < phases; p++) {
         const uint64_t *k = all;
@@ -115,7 +109,7 @@ static int work(const char *root, int phases, int fail_phase, const char *out) {
         char path[4200];
         snprintf(path, sizeof path, "%s/keys.%d", out, p);
         FILE *f = fopen(path, "w");
-        if (!f) FAIL("%s: %s", path, strerror(errno));
+        if (!f) CHECK_FAIL_("%s: %s", path, strerror(errno));
         uint64_t sorted[NKEYS];
         memcpy(sorted, k, n * sizeof *k);
         qsort(sorted, n, sizeof *sorted, cmp_u64);
@@ -130,23 +124,25 @@ static int work(const char *root, int phases, int fail_phase, const char *out) {
                      (unsigned long long)last_seq + 1);
             snprintf(trap, sizeof trap, "%s/server-1-of-2.pdck.tmp", tdir);
             if ((mkdir(tdir, 0755) && errno != EEXIST) || mkdir(trap, 0755))
-                FAIL("mkdir %s: %s", trap, strerror(errno));
+                CHECK_FAIL_("mkdir %s: %s", trap, strerror(errno));
         }
         int64_t clock = -1;
         char dir[4096] = "";
         int rc = paramd_checkpoint(tool, &clock, dir, sizeof dir);
         if (p == fail_phase) {
-            if (rc == 0) FAIL("phase %d: the checkpoint meant to fail succeeded (%s)", p, dir);
+            if (rc == 0)
+                CHECK_FAIL_("phase %d: the checkpoint meant to fail succeeded (%s)", p, dir);
             printf("phase %d checkpoint failed: %s\n", p, paramd_last_error(tool));
             rmdir(trap);
             last_seq++;
         } else {
             if (rc)
-                FAIL("phase %d: checkpoint: %s: %s", p, paramd_err_name(rc),
-                     paramd_last_error(tool));
+                CHECK_FAIL_("phase %d: checkpoint: %s: %s", p, paramd_err_name(rc),
+                            paramd_last_error(tool));
             const char *b = strrchr(dir, '/');
             unsigned long long seq;
-            if (!b || sscanf(b + 1, "ckpt-%llu", &seq) != 1) FAIL("checkpoint dir '%s'", dir);
+            if (!b || sscanf(b + 1, "ckpt-%llu", &seq) != 1)
+                CHECK_FAIL_("checkpoint dir '%s'", dir);
             last_seq = seq;
             printf("phase %d checkpoint %s clock %lld\n", p, dir, (long long)clock);
         }
@@ -170,7 +166,7 @@ static void print_bits(const float *v, uint64_t n) {
 static void read_file(const char *path, int keys_only) {
     pd_ckr r;
     pd_err e = {0};
-    if (pd_ckr_open(&r, path, 0, &e)) FAIL("%s", e.msg);
+    if (pd_ckr_open(&r, path, 0, &e)) CHECK_FAIL_("%s", e.msg);
     pd_rd *b = &r.body;
     uint32_t index, S, n;
     uint64_t C, base;
@@ -178,7 +174,7 @@ static void read_file(const char *path, int keys_only) {
     pd_get_u32(b, &S);
     pd_get_u64(b, &C);
     if (r.kind == PD_CK_SERVER_DELTA) pd_get_u64(b, &base);
-    else if (r.kind != PD_CK_SERVER) FAIL("%s: kind %u", path, r.kind);
+    else if (r.kind != PD_CK_SERVER) CHECK_FAIL_("%s: kind %u", path, r.kind);
     pd_get_u32(b, &n);
     for (uint32_t t = 0; t < n; t++) {
         uint32_t id, dlen;
@@ -187,7 +183,7 @@ static void read_file(const char *path, int keys_only) {
         pd_get_u32(b, &id);
         pd_get_u32(b, &dlen);
         if (b->bad || dlen > b->len - b->off || pd_table_def_decode(b->p + b->off, dlen, &d, &e))
-            FAIL("%s: table section %u", path, t);
+            CHECK_FAIL_("%s: table section %u", path, t);
         b->off += dlen;
         pd_get_u64(b, &applied);
         pd_get_u64(b, &top);
@@ -199,12 +195,12 @@ static void read_file(const char *path, int keys_only) {
             pd_get_u64(b, &rows);
             uint64_t nf = (uint64_t)dim * (1 + k);
             float *v = malloc(nf * sizeof *v);
-            if (!v) FAIL("oom");
+            if (!v) CHECK_FAIL_("oom");
             for (uint64_t i = 0; i < rows; i++) {
                 uint64_t key, steps;
                 pd_get_u64(b, &key);
                 pd_get_u64(b, &steps);
-                if (pd_ckr_floats(&r, v, nf)) FAIL("%s: rows end early", path);
+                if (pd_ckr_floats(&r, v, nf)) CHECK_FAIL_("%s: rows end early", path);
                 if (keys_only) {
                     printf("%llu\n", (unsigned long long)key);
                 } else {
@@ -221,9 +217,9 @@ static void read_file(const char *path, int keys_only) {
             pd_get_u64(b, &len);
             pd_get_u64(b, &steps);
             pd_get_u32(b, &sf);
-            if (b->bad || len != d.hi - d.lo) FAIL("%s: dense section", path);
+            if (b->bad || len != d.hi - d.lo) CHECK_FAIL_("%s: dense section", path);
             float *v = malloc(len * (1 + sf) * sizeof *v);
-            if (!v || pd_ckr_floats(&r, v, len * (1 + sf))) FAIL("%s: dense values", path);
+            if (!v || pd_ckr_floats(&r, v, len * (1 + sf))) CHECK_FAIL_("%s: dense values", path);
             for (uint64_t i = 0; i < len && !keys_only; i++) {
                 printf("d %u %llu %llu", id, (unsigned long long)(d.lo + i),
                        (unsigned long long)steps);
@@ -233,15 +229,15 @@ static void read_file(const char *path, int keys_only) {
             free(v);
         }
     }
-    if (!pd_rd_done(b)) FAIL("%s: bytes left over", path);
+    if (!pd_rd_done(b)) CHECK_FAIL_("%s: bytes left over", path);
     pd_ckr_close(&r);
 }
 
 static int read_dir(const char *dir, int keys_only) {
     pd_manifest m;
     pd_err e = {0};
-    if (pd_manifest_read(dir, &m, &e)) FAIL("%s", e.msg);
-    if (!keys_only && m.delta) FAIL("%s is incremental: dump reads full checkpoints", dir);
+    if (pd_manifest_read(dir, &m, &e)) CHECK_FAIL_("%s", e.msg);
+    if (!keys_only && m.delta) CHECK_FAIL_("%s is incremental: dump reads full checkpoints", dir);
     for (uint32_t i = 0; i < m.nfiles; i++) {
         char path[4400];
         snprintf(path, sizeof path, "%s/%s", dir, m.files[i].name);
@@ -254,10 +250,10 @@ static int read_dir(const char *dir, int keys_only) {
 int main(int argc, char **argv) {
     setvbuf(stdout, NULL, _IOFBF, 1 << 16);
     if (argc == 6 && !strcmp(argv[1], "work")) {
-        if (paramd_connect(&c, NULL)) FAIL("connect: %s", paramd_last_error(NULL));
+        if (paramd_connect(&c, NULL)) CHECK_FAIL_("connect: %s", paramd_last_error(NULL));
         int rc = work(argv[2], atoi(argv[3]), atoi(argv[4]), argv[5]);
         int rc2 = paramd_close(c);
-        if (rc == 0 && rc2) FAIL("close: %s", paramd_err_name(rc2));
+        if (rc == 0 && rc2) CHECK_FAIL_("close: %s", paramd_err_name(rc2));
         return rc;
     }
     if (argc == 3 && !strcmp(argv[1], "dump")) return read_dir(argv[2], 0);
