@@ -12,7 +12,9 @@
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <signal.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -96,6 +98,22 @@ static const char *read_fails(const char *dir) {
         if (!strstr(h_, n_))                                                   \
             CHECK_FAIL_("\"%s\" contains \"%s\"", h_, n_);                     \
     } while (0)
+
+/* dir holds exactly one entry besides . and .., `name` (no temporary file
+ * beside it). */
+static void check_only(const char *dir, const char *name) {
+    DIR *d = opendir(dir);
+    CHECK(d != NULL);
+    struct dirent *e;
+    int files = 0;
+    while ((e = readdir(d)) != NULL) {
+        if (!strcmp(e->d_name, ".") || !strcmp(e->d_name, "..")) continue;
+        CHECK_STR_EQ(e->d_name, name);
+        files++;
+    }
+    closedir(d);
+    CHECK_INT_EQ(files, 1);
+}
 
 /* ==== Cases ============================================================= */
 
@@ -452,9 +470,91 @@ static void test_reopen(void) {
     free(rows);
 }
 
+/* Going on from an earlier step rewrites metrics.csv as a new file renamed
+ * over the old one (its mode kept, no temporary file left); when that
+ * fails, the old file is as it was and the message says what failed on
+ * which file. */
+static void test_reopen_replaces(void) {
+    const char *dir = at("reopen-replace");
+    char err[512], path[600], lab[128], before[4096];
+    snprintf(path, sizeof path, "%s/metrics.csv", dir);
+    pd_metrics *m = NULL;
+    CHECK_OK(pd_metrics_open(&m, dir, err, sizeof err));
+    for (int64_t s = 100; s <= 400; s += 100) {
+        pd_metric_row r = {(double)s / 100, s, 0.25, s * 64, 0.5, 0.375, 0.75, 2000, 0};
+        CHECK_OK(pd_metrics_append(m, &r));
+    }
+    pd_metrics_close(m);
+    CHECK(chmod(path, 0640) == 0);
+    struct stat st0, st1;
+    CHECK(stat(path, &st0) == 0);
+
+    double el = 0;
+    int64_t last = 0;
+    CHECK_OK(pd_metrics_reopen(&m, dir, 300, &el, &last, err, sizeof err));
+    CHECK_INT_EQ(last, 300);
+    CHECK(el >= 4); /* the time of the last row in the file, step 400's */
+    pd_metric_row more = {3.5, 350, 0.75, 22400, 0.25, 0.25, 0.875, 2000, 0};
+    CHECK_OK(pd_metrics_append(m, &more)); /* the writer appends to the new file */
+    pd_metrics_close(m);
+    check_only(dir, "metrics.csv");
+    CHECK(stat(path, &st1) == 0);
+    CHECK(st1.st_ino != st0.st_ino); /* a new file, not the old one cut */
+    CHECK_INT_EQ(st1.st_mode & 07777, 0640);
+    pd_metric_row *rows = NULL;
+    size_t n = 0;
+    CHECK_OK(pd_metrics_read(dir, &rows, &n, lab, sizeof lab, err, sizeof err));
+    CHECK_INT_EQ(n, 4);
+    CHECK_INT_EQ(rows[0].step, 100);
+    CHECK_INT_EQ(rows[1].step, 200);
+    CHECK_INT_EQ(rows[2].step, 300);
+    CHECK_NEAR(rows[2].test_acc, 0.75, 0);
+    CHECK_INT_EQ(rows[2].samples, 300 * 64);
+    CHECK_INT_EQ(rows[3].step, 350);
+    free(rows);
+
+    /* The new file cannot be written: a file size limit (the tests run as
+     * root, so permissions would not stop it) below the header's length.
+     * Going on from step 100 would drop rows: it fails, and nothing of the
+     * old file is lost. */
+    snprintf(before, sizeof before, "%s", read_text(path));
+    CHECK(stat(path, &st0) == 0);
+    struct rlimit old;
+    CHECK(getrlimit(RLIMIT_FSIZE, &old) == 0);
+    struct rlimit small = {16, old.rlim_max};
+    void (*was)(int) = signal(SIGXFSZ, SIG_IGN);
+    CHECK(setrlimit(RLIMIT_FSIZE, &small) == 0);
+    m = (pd_metrics *)1;
+    err[0] = '\0';
+    int rc = pd_metrics_reopen(&m, dir, 100, &el, &last, err, sizeof err);
+    CHECK(setrlimit(RLIMIT_FSIZE, &old) == 0);
+    signal(SIGXFSZ, was);
+    CHECK_INT_EQ(rc, -1);
+    CHECK(m == NULL);
+    CHECK_CONTAINS(err, "cannot write");
+    CHECK_CONTAINS(err, "/.metrics.csv."); /* the temporary file */
+    CHECK_CONTAINS(err, path);             /* and the one it was for */
+    CHECK_CONTAINS(err, strerror(EFBIG));
+    CHECK_STR_EQ(read_text(path), before);
+    CHECK(stat(path, &st1) == 0);
+    CHECK(st1.st_ino == st0.st_ino);
+    check_only(dir, "metrics.csv");
+
+    /* The run directory is a file: said, and the file left alone. */
+    const char *notdir = at("reopen-notdir");
+    write_file(root, "reopen-notdir", "not a directory\n");
+    m = (pd_metrics *)1;
+    CHECK_INT_EQ(pd_metrics_reopen(&m, notdir, 100, &el, &last, err, sizeof err), -1);
+    CHECK(m == NULL);
+    CHECK_CONTAINS(err, "reopen-notdir/metrics.csv");
+    CHECK_CONTAINS(err, strerror(ENOTDIR));
+    CHECK_STR_EQ(read_text(notdir), "not a directory\n");
+}
+
 int main(void) {
     CHECK(mkdtemp(root) != NULL);
     test_reopen();
+    test_reopen_replaces();
     test_round_trip();
     test_header_only();
     test_tolerant();

@@ -9,7 +9,13 @@
  *     `paramd plot` read a live run.  It does not fsync: losing the last
  *     rows on a power cut is fine, and fsync per row would not be.
  *   - run.json is small and written once, so it gets the full atomic
- *     treatment: temporary file in the same directory, fsync, rename.
+ *     treatment (replace_file): temporary file in the same directory,
+ *     fsync, rename over the old name, fsync of the directory.  A writer
+ *     that goes on with metrics.csv but keeps only its rows up to a step
+ *     (pd_metrics_reopen) rewrites it the same way, then opens the new
+ *     file for append: a crash in between leaves the old file or the new
+ *     one, never a truncated one.  Cutting a torn last line (a writer died
+ *     inside it) is done in place: it loses only that part of a row.
  *   - The reader slurps the file (bounded by PD_METRICS_MAX_FILE) and
  *     parses it in place; each field must be consumed whole by strtod or
  *     strtoll, so "0.5x" or "1e" is an error and not a silent 0.5.
@@ -27,6 +33,7 @@
 #include "train/metrics.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <limits.h>
 #include <math.h>
 #include <stdio.h>
@@ -44,6 +51,7 @@ enum {
     PD_METRICS_NFIELDS_V1 = 7,
     PD_JSON_MAX_DEPTH = 64,
     PD_METRICS_ERRLEN = 256,
+    PD_METRICS_ROW_MAX = 256, /* a row's line is under 200 bytes */
 };
 
 /* Refuse to slurp more than this: a metrics.csv this large is not ours. */
@@ -183,7 +191,152 @@ static void copy_utf8(char *out, size_t outlen, const char *src) {
     out[n] = '\0';
 }
 
+/* write(2) all of buf[0..len), again after EINTR and short writes.  0, or
+ * -1 with errno set (ENOSPC for a write that wrote nothing). */
+static int write_all(int fd, const char *buf, size_t len) {
+    while (len > 0) {
+        ssize_t w = write(fd, buf, len);
+        if (w < 0 && errno == EINTR) continue;
+        if (w <= 0) {
+            if (w == 0) errno = ENOSPC;
+            return -1;
+        }
+        buf += w;
+        len -= (size_t)w;
+    }
+    return 0;
+}
+
+/*
+ * Replace dir/name by text[0..len) (file mode `mode`), atomically: the text
+ * goes to a new temporary file dir/.NAME.XXXXXX, which is fsynced and
+ * renamed over dir/name, and then dir is fsynced so that the rename is on
+ * the disk too.  0 on success.  -1 and a message in err naming the file
+ * and the step that failed; dir/name is then untouched and the temporary
+ * file removed, except when only the last fsync (of the directory) failed:
+ * the rename was made, and may or may not survive a crash.
+ */
+static int replace_file(const char *dir, const char *name, const char *text, size_t len,
+                        mode_t mode, char *err, size_t errlen) {
+    char *final = path_join(dir, name);
+    size_t nl = strlen(name);
+    char *base = malloc(nl + 9);
+    char *tmp = NULL;
+    if (base) {
+        snprintf(base, nl + 9, ".%s.XXXXXX", name);
+        tmp = path_join(dir, base);
+    }
+    free(base);
+    if (!final || !tmp) {
+        free(final);
+        free(tmp);
+        snprintf(err, errlen, "out of memory");
+        return -1;
+    }
+    int rc = -1, dfd;
+    const char *what = "write";
+    int fd = mkstemp(tmp);
+    if (fd < 0) {
+        snprintf(err, errlen, "cannot create a temporary file in %s for %s: %s", dir, name,
+                 strerror(errno));
+        goto out;
+    }
+    /* mkstemp makes the file 0600: give it the mode the old one had. */
+    if (fchmod(fd, mode) != 0) {
+        what = "set the mode of";
+        goto failed;
+    }
+    if (write_all(fd, text, len) != 0) goto failed;
+    if (fsync(fd) != 0) {
+        what = "fsync";
+        goto failed;
+    }
+    what = "close";
+    int closed = close(fd);
+    fd = -1;
+    if (closed != 0) goto failed;
+    if (rename(tmp, final) != 0) {
+        snprintf(err, errlen, "cannot rename %s to %s: %s (%s is as it was)", tmp, final,
+                 strerror(errno), final);
+        unlink(tmp);
+        goto out;
+    }
+    dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (dfd < 0 || fsync(dfd) != 0) {
+        snprintf(err, errlen, "cannot fsync directory %s after renaming the new %s into it: %s",
+                 dir, name, strerror(errno));
+        if (dfd >= 0) close(dfd);
+        goto out;
+    }
+    close(dfd);
+    rc = 0;
+    goto out;
+
+failed:
+    snprintf(err, errlen, "cannot %s %s (the new %s; %s is as it was): %s", what, tmp, name,
+             final, strerror(errno));
+    if (fd >= 0) close(fd);
+    unlink(tmp);
+out:
+    free(final);
+    free(tmp);
+    return rc;
+}
+
 /* ==== Writer ============================================================ */
+
+/* Row r as one line of metrics.csv (with its newline) into line[0..len);
+ * the line's length. */
+static int format_row(char *line, size_t len, const pd_metric_row *r) {
+    char t[32], e[32], trl[32], tel[32], acc[32];
+    fmt_double(t, sizeof t, r->time_s);
+    fmt_double(e, sizeof e, r->epoch);
+    fmt_double(trl, sizeof trl, r->train_loss);
+    fmt_double(tel, sizeof tel, r->test_loss);
+    fmt_double(acc, sizeof acc, r->test_acc);
+    return snprintf(line, len, "%s,%lld,%s,%lld,%s,%s,%s,%lld,%d\n", t, (long long)r->step, e,
+                    (long long)r->samples, trl, tel, acc, (long long)r->test_images,
+                    r->final ? 1 : 0);
+}
+
+/* A writer appending to the existing file at `path` (taken over: freed
+ * with the writer, or on failure).  0 and *out, or -1 and err. */
+static int open_append(pd_metrics **out, char *path, char *err, size_t errlen) {
+    pd_metrics *m = calloc(1, sizeof *m);
+    if (!m) {
+        snprintf(err, errlen, "out of memory");
+        free(path);
+        return -1;
+    }
+    if (!(m->f = fopen(path, "a"))) {
+        snprintf(err, errlen, "cannot open %s for append: %s", path, strerror(errno));
+        free(path);
+        free(m);
+        return -1;
+    }
+    m->path = path;
+    *out = m;
+    return 0;
+}
+
+/* Replace run_dir/metrics.csv by the header and rows[0..n), atomically
+ * (replace_file), with file mode `mode`.  0, or -1 and err. */
+static int rewrite_rows(const char *run_dir, const pd_metric_row *rows, size_t n, mode_t mode,
+                        char *err, size_t errlen) {
+    size_t cap = sizeof PD_METRICS_HEADER + 1 + n * PD_METRICS_ROW_MAX, len = 0;
+    char *text = malloc(cap);
+    if (!text) {
+        snprintf(err, errlen, "out of memory for the %zu rows of %s/%s kept", n, run_dir,
+                 PD_METRICS_FILE);
+        return -1;
+    }
+    len = (size_t)snprintf(text, cap, "%s\n", PD_METRICS_HEADER);
+    for (size_t i = 0; i < n; i++)
+        len += (size_t)format_row(text + len, PD_METRICS_ROW_MAX, &rows[i]);
+    int rc = replace_file(run_dir, PD_METRICS_FILE, text, len, mode, err, errlen);
+    free(text);
+    return rc;
+}
 
 int pd_metrics_open(pd_metrics **out, const char *run_dir, char *err,
                     size_t errlen) {
@@ -281,55 +434,29 @@ int pd_metrics_reopen(pd_metrics **out, const char *run_dir, int64_t upto, doubl
     size_t kept = 0;
     while (kept < n && !rows[kept].final && rows[kept].step <= upto) kept++;
     if (kept) *last_step = rows[kept - 1].step;
+    /* Rows after the step the run goes on from (or a final row): the file
+     * again with the rows before, replacing the old one only once it is
+     * whole on the disk. */
+    mode_t mode = have_mtime ? (st.st_mode & 07777) : 0644;
     int rc = 0;
-    if (kept < n) {
-        /* rows after the step the run goes on from (and a final row): the
-         * file again, with the rows before */
-        rc = pd_metrics_open(out, run_dir, err, errlen);
-        for (size_t i = 0; rc == 0 && i < kept; i++)
-            if (pd_metrics_append(*out, &rows[i]) != 0) {
-                snprintf(err, errlen, "%s", pd_metrics_last_error(*out));
-                pd_metrics_close(*out);
-                *out = NULL;
-                rc = -1;
-            }
-    } else {
-        pd_metrics *m = calloc(1, sizeof *m);
-        if (m && !(m->f = fopen(path, "a"))) {
-            snprintf(err, errlen, "cannot open %s: %s", path, strerror(errno));
-            free(m);
-            m = NULL;
-            rc = -1;
-        } else if (!m) {
-            snprintf(err, errlen, "out of memory");
-            rc = -1;
-        } else {
-            m->path = path;
-            path = NULL;
-            *out = m;
-        }
-    }
+    if (kept < n && rewrite_rows(run_dir, rows, kept, mode, err, errlen) != 0) rc = -1;
     free(rows);
-    free(path);
-    return rc;
+    if (rc != 0) {
+        free(path);
+        return -1;
+    }
+    return open_append(out, path, err, errlen);
 }
 
 int pd_metrics_append(pd_metrics *m, const pd_metric_row *r) {
-    char t[32], e[32], trl[32], tel[32], acc[32], line[256];
+    char line[PD_METRICS_ROW_MAX];
     if (m->err[0]) return -1; /* the file stopped at its last whole row */
-    fmt_double(t, sizeof t, r->time_s);
-    fmt_double(e, sizeof e, r->epoch);
-    fmt_double(trl, sizeof trl, r->train_loss);
-    fmt_double(tel, sizeof tel, r->test_loss);
-    fmt_double(acc, sizeof acc, r->test_acc);
     /* One write(2) of the whole line (the header went through stdio and
      * was flushed, so nothing is buffered there): a concurrent reader sees
      * whole lines, and a write that stops short (the disk filled, a file
      * size limit) is cut back to where the line began, so the file never
      * ends in a torn row.  After a failure nothing more is written. */
-    int n = snprintf(line, sizeof line, "%s,%lld,%s,%lld,%s,%s,%s,%lld,%d\n", t,
-                     (long long)r->step, e, (long long)r->samples, trl, tel, acc,
-                     (long long)r->test_images, r->final ? 1 : 0);
+    int n = format_row(line, sizeof line, r);
     int fd = fileno(m->f);
     off_t at = lseek(fd, 0, SEEK_END);
     size_t done = 0;
@@ -374,57 +501,19 @@ int pd_metrics_write_run_json(const char *run_dir, const char *json_object_text,
                  strerror(errno));
         return -1;
     }
-    char *final = path_join(run_dir, PD_RUN_JSON_FILE);
-    char *tmp = path_join(run_dir, ".run.json.XXXXXX");
-    if (!final || !tmp) {
-        free(final);
-        free(tmp);
+    /* run.json ends with a newline, whether the text has one or not */
+    size_t len = strlen(json_object_text);
+    int need_nl = len == 0 || json_object_text[len - 1] != '\n';
+    char *text = malloc(len + 2);
+    if (!text) {
         snprintf(err, errlen, "out of memory");
         return -1;
     }
-    int rc = -1;
-    int fd = mkstemp(tmp);
-    if (fd < 0) {
-        snprintf(err, errlen, "cannot create a temporary file in %s: %s",
-                 run_dir, strerror(errno));
-        goto out;
-    }
-    /* mkstemp makes the file 0600; run.json is as public as metrics.csv. */
-    (void)fchmod(fd, 0644);
-    size_t len = strlen(json_object_text);
-    int need_nl = len == 0 || json_object_text[len - 1] != '\n';
-    const char *buf = json_object_text;
-    size_t left = len;
-    while (left > 0) {
-        ssize_t w = write(fd, buf, left);
-        if (w < 0 && errno == EINTR) continue;
-        if (w < 0) goto write_failed;
-        buf += w;
-        left -= (size_t)w;
-    }
-    if (need_nl && write(fd, "\n", 1) != 1) goto write_failed;
-    if (fsync(fd) != 0) goto write_failed;
-    if (close(fd) != 0) {
-        fd = -1;
-        goto write_failed;
-    }
-    fd = -1;
-    if (rename(tmp, final) != 0) {
-        snprintf(err, errlen, "cannot rename %s to %s: %s", tmp, final,
-                 strerror(errno));
-        unlink(tmp);
-        goto out;
-    }
-    rc = 0;
-    goto out;
-
-write_failed:
-    snprintf(err, errlen, "cannot write %s: %s", tmp, strerror(errno));
-    if (fd >= 0) close(fd);
-    unlink(tmp);
-out:
-    free(final);
-    free(tmp);
+    memcpy(text, json_object_text, len);
+    if (need_nl) text[len++] = '\n';
+    /* as public as metrics.csv */
+    int rc = replace_file(run_dir, PD_RUN_JSON_FILE, text, len, 0644, err, errlen);
+    free(text);
     return rc;
 }
 

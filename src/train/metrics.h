@@ -95,9 +95,13 @@ int pd_metrics_open(pd_metrics **out, const char *run_dir, char *err,
  * a worker 0 that replaces a lost one, another worker writing the end for
  * it, a cluster restarted from its checkpoint).  The rows up to step upto
  * (not a final row) are kept, the others removed (INT64_MAX: every row but
- * a final one); a last line without its newline (its writer died inside
- * the line) is cut off; a missing, empty or unreadable file is started
- * again with the header, as pd_metrics_open does.  *elapsed: the run's
+ * a final one): when rows go, the kept ones are written to a new file that
+ * replaces the old one atomically (as run.json is written, below): a
+ * crash leaves the old file or the new one, whole (and perhaps a stray
+ * .metrics.csv.XXXXXX beside it); a failure leaves the old one and no
+ * temporary file.  A last line without its newline (its writer died inside
+ * the line) is cut off in place; a missing, empty or unreadable file is
+ * started again with the header, as pd_metrics_open does.  *elapsed: the run's
  * time so far (its last row's time plus the time since the file was last
  * written; 0 without rows), for the rows that follow; *last_step: the
  * step of the last row kept (-1: none).  0 and *out set, or -1 and err.
@@ -121,10 +125,12 @@ void pd_metrics_close(pd_metrics *m);
 /*
  * Write `json_object_text` (one JSON object; a newline is added if it has
  * none) to run_dir/run.json atomically: into a temporary file in run_dir,
- * flushed to disk, then renamed over run.json.  Creates run_dir like
+ * flushed to disk, renamed over run.json, then run_dir flushed to disk
+ * (the rename with it).  Creates run_dir like
  * pd_metrics_open.  The text is not validated beyond starting with '{'.
- * 0 on success; -1 and a message in err on failure, with run.json as it was
- * and no temporary file left behind.
+ * 0 on success; -1 and a message in err on failure (naming the file and
+ * what failed), with run.json as it was and no temporary file left behind
+ * (only a failed flush of run_dir comes after the rename).
  */
 int pd_metrics_write_run_json(const char *run_dir, const char *json_object_text,
                               char *err, size_t errlen);
