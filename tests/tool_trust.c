@@ -24,23 +24,32 @@
  *   tool_trust impostor VICTIM  (a worker with the cluster secret)
  *       Everything a member holding the secret but not the coordinator's
  *       grant might try against a cluster (2 servers, 2 worker slots,
- *       coordinator --max-tables 2, servers --max-tables 3) while the
+ *       coordinator --max-tables 3, servers --max-tables 4) while the
  *       holder has rank VICTIM, each refused with its reason:
  *       - to every server, a worker HELLO as VICTIM without a ticket, and
  *         with this process's own (genuine) ticket of another rank; a
  *         HELLO as a server;
+ *       - to every server, as a worker VICTIM without a ticket, a
+ *         SPARSE_PUSH and a BATCH holding a PUSH written right behind the
+ *         handshake's last frame, without waiting for its answer: the
+ *         handshake is refused and the connection closed unanswered;
  *       - to the coordinator, REG_WORKER for VICTIM, and for any rank (all
  *         are live), a HEARTBEAT for VICTIM, REG_SERVER after the servers
  *         registered (the map stays the real servers'), TABLE_OPEN from a
  *         tool;
- *       - as a tool, to every server: TABLE_CREATE, SET, PUSH (each
- *         answered with an error, the connection answering the next
- *         request), the values of "h" pulled back as a worker unchanged;
- *       - tables beyond the coordinator's and a server's --max-tables;
+ *       - as a tool, to every server: TABLE_CREATE, SET, PUSH, SPARSE_PUSH
+ *         and a BATCH holding a PUSH and a SPARSE_PUSH (each answered with
+ *         an error, the connection answering the next request), the values
+ *         of "h" and of the rows of sparse table "s" pulled back as a
+ *         worker unchanged;
+ *       - tables beyond the coordinator's and a server's --max-tables
+ *         (3 and 4: "h", "s" and "q1" fit);
  *       - on every server's shared-memory socket (the setup is anyone's,
  *         the name is no secret): HELLO without the secret, with another
- *         one, a request before HELLO, as VICTIM without a ticket, and
- *         TABLE_CREATE as a tool;
+ *         one, a request before HELLO, as VICTIM without a ticket; as a
+ *         tool TABLE_CREATE, REGION_MAP of a sealed memfd, and PUSH_REGION
+ *         naming the region a raw worker connection of this process
+ *         mapped (regions belong to the connection that mapped them);
  *       - over TCP, HELLO without the secret and with another one, to
  *         every server and to the coordinator.
  *       The test checks each answerer's log for its one line per refusal.
@@ -53,10 +62,12 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <unistd.h>
 
 #include "paramd.h"
 #include "rawpeer.h"
+#include "table/def.h"
 #include "table/spec.h"
 
 #define TID 99 /* a table id nobody opened */
@@ -134,6 +145,21 @@ static void check_all(paramd_table *t, float want, const char *when) {
         if (v[i] != want) CHECK_FAIL_("%s: h[%d] = %g, expected %g", when, i, v[i], want);
 }
 
+#define SDIM 4 /* floats of a row of sparse table "s" */
+#define NSK 8  /* keys of "s" the impostor trains */
+
+/* The rows of keys[0..n) of sparse table t equal want[0..n*SDIM) exactly. */
+static void check_rows(paramd_table *t, const uint64_t *keys, uint64_t n, const float *want,
+                       const char *when) {
+    float v[NSK * SDIM];
+    if (paramd_sparse_pull(t, keys, n, v)) CHECK_FAIL_("sparse pull: %s", paramd_last_error(c));
+    for (uint64_t i = 0; i < n * SDIM; i++)
+        if (v[i] != want[i])
+            CHECK_FAIL_("%s: row of key %llu, element %llu = %g, expected %g", when,
+                        (unsigned long long)keys[i / SDIM], (unsigned long long)(i % SDIM),
+                        v[i], want[i]);
+}
+
 static int holder(const char *fifo) {
     paramd_table *t;
     float ones[HN];
@@ -191,6 +217,125 @@ static void refused_hello(const char *what, pd_conn *k, uint32_t role, int32_t r
     pd_conn_destroy(k);
 }
 
+/* A SPARSE_PUSH payload: u64 count, the keys, a row of `value`s per key. */
+static void sparse_payload(pd_buf *b, const uint64_t *keys, uint64_t n, float value) {
+    pd_buf_init(b);
+    pd_put_u64(b, n);
+    for (uint64_t i = 0; i < n; i++) pd_put_u64(b, keys[i]);
+    for (uint64_t i = 0; i < n * SDIM; i++) pd_put_bytes(b, &value, 4);
+}
+
+/* One whole frame (header and payload) appended to b: an inner frame of a
+ * BATCH, or a frame written raw behind another. */
+static void put_frame(pd_buf *b, uint16_t type, uint64_t id, uint32_t table, const void *p,
+                      size_t n) {
+    pd_hdr h = {PD_MAGIC, PD_PROTO_VERSION, type, id, table, 0, 0, n};
+    uint8_t hb[PD_HDR_SIZE];
+    pd_hdr_encode(&h, hb);
+    pd_put_bytes(b, hb, sizeof hb);
+    if (n) pd_put_bytes(b, p, n);
+}
+
+/* A BATCH of the frames in `in`: the BATCH reply must be status 0, and
+ * each of its `n` inner replies the refusal `want` with `has`. */
+static void refused_batch(const char *what, pd_conn *k, const pd_buf *in, size_t n, int want,
+                          const char *has) {
+    pd_err e = {0};
+    pd_hdr h = {0}, rh;
+    h.type = PD_MSG_BATCH, h.id = 77;
+    if (pd_send_frame(k, &h, in->p, in->len, NULL, 0, NULL, 0, &e))
+        CHECK_FAIL_("%s: sending: %s", what, e.msg);
+    int rc = pd_recv_hdr(k, &rh, 1u << 30, &e);
+    if (rc) CHECK_FAIL_("%s: no reply: %s", what, e.msg);
+    if (rh.type != (PD_MSG_BATCH | PD_REPLY) || rh.len > PD_MAX_CTRL_PAYLOAD)
+        CHECK_FAIL_("%s: answered with %s of %llu bytes", what, pd_msg_name(rh.type),
+                    (unsigned long long)rh.len);
+    if ((rc = pd_recv_payload(k, &rh, buf, &e))) CHECK_FAIL_("%s: reply: %s", what, e.msg);
+    if (rh.status != 0)
+        CHECK_FAIL_("%s: the BATCH itself was refused: %s %.*s", what,
+                    paramd_err_name(rh.status), (int)rh.len, (char *)buf);
+    size_t off = 0;
+    for (size_t i = 0; i < n; i++) {
+        pd_hdr ih;
+        char msg[PD_MAX_ERRTEXT + 1];
+        if (pd_batch_next(buf, (size_t)rh.len, &off, i, 1, &ih, &e))
+            CHECK_FAIL_("%s: inner reply %zu: %s", what, i, e.msg);
+        snprintf(msg, sizeof msg, "%.*s", ih.status < 0 ? (int)ih.len : 0,
+                 (const char *)buf + off - ih.len);
+        char w[200];
+        snprintf(w, sizeof w, "%s, inner %s", what, pd_msg_name(ih.type & ~PD_REPLY));
+        expect(w, ih.status, msg, want, has);
+    }
+    if (off != rh.len) CHECK_FAIL_("%s: %zu inner replies expected, more came", what, n);
+}
+
+/* ---- a dialer that does not wait for the answer ------------------------ */
+
+/* A transport around a connection that writes `extra` right behind the
+ * first frame it writes after it has read something: with a secret, the
+ * handshake's AUTH (proof_d), sent once the answerer's challenge is read.
+ * So the requests in `extra` are on the wire before the answerer has
+ * decided about the handshake, as a peer that pipelines behind it would
+ * send them. */
+typedef struct eager {
+    pd_conn *inner;
+    const uint8_t *extra;
+    size_t nextra;
+    int read_some, sent;
+} eager;
+
+static ssize_t eager_readv(pd_conn *c, const struct iovec *iov, int cnt) {
+    eager *g = c->impl;
+    ssize_t k = g->inner->ops->readv(g->inner, iov, cnt);
+    if (k > 0) g->read_some = 1;
+    return k;
+}
+
+static ssize_t eager_writev(pd_conn *c, const struct iovec *iov, int cnt) {
+    eager *g = c->impl;
+    if (!g->read_some || g->sent || cnt >= 16) return g->inner->ops->writev(g->inner, iov, cnt);
+    struct iovec all[17];
+    size_t want = 0;
+    for (int i = 0; i < cnt; i++) all[i] = iov[i], want += iov[i].iov_len;
+    all[cnt].iov_base = (void *)g->extra, all[cnt].iov_len = g->nextra;
+    ssize_t k = g->inner->ops->writev(g->inner, all, cnt + 1);
+    if (k < 0 || (size_t)k < want) return k; /* the frame's rest comes again */
+    g->sent = 1;
+    /* The rest of extra, if the socket took only a part (a write error
+     * here means the answerer has closed already: nothing more to send). */
+    for (size_t done = (size_t)k - want; done < g->nextra;) {
+        struct iovec v = {(void *)(g->extra + done), g->nextra - done};
+        ssize_t w = g->inner->ops->writev(g->inner, &v, 1);
+        if (w <= 0) break;
+        done += (size_t)w;
+    }
+    return (ssize_t)want;
+}
+
+static void eager_shutdown(pd_conn *c) { pd_conn_shutdown(((eager *)c->impl)->inner); }
+static void eager_destroy(pd_conn *c) {
+    pd_conn_destroy(((eager *)c->impl)->inner);
+    free(c);
+}
+static void eager_timeo(pd_conn *c, int ms) {
+    pd_conn_set_rcvtimeo(((eager *)c->impl)->inner, ms);
+}
+
+static pd_conn *eager_wrap(pd_conn *inner, eager *g, const pd_buf *extra) {
+    static const pd_transport_ops ops = {.name = "eager", .readv = eager_readv,
+                                         .writev = eager_writev, .shutdown = eager_shutdown,
+                                         .destroy = eager_destroy, .set_rcvtimeo = eager_timeo};
+    pd_conn *c = calloc(1, sizeof *c);
+    CHECK(c != NULL);
+    memset(g, 0, sizeof *g);
+    g->inner = inner, g->extra = extra->p, g->nextra = extra->len;
+    c->ops = &ops;
+    c->fd = inner->fd;
+    c->impl = g;
+    snprintf(c->peer, sizeof c->peer, "%s", inner->peer);
+    return c;
+}
+
 /* The connection still answers: STATS, status 0. */
 static void answers(pd_conn *k, const char *after) {
     char msg[PD_MAX_ERRTEXT + 1];
@@ -226,6 +371,25 @@ static int impostor(int32_t victim) {
     paramd_table *t;
     if (paramd_table_open(c, "h", HN, HSPEC, NULL, &t))
         CHECK_FAIL_("open h: %s", paramd_last_error(c));
+    /* Sparse table "s": NSK keys, the first ones of 1, 2, ... that each
+     * server holds at least one of, trained once; their rows as pulled. */
+    paramd_table *ts;
+    if (paramd_sparse_open(c, "s", SDIM, HSPEC, &ts))
+        CHECK_FAIL_("open s: %s", paramd_last_error(c));
+    uint64_t skeys[NSK];
+    float sones[NSK * SDIM], srows[NSK * SDIM];
+    for (uint64_t i = 0; i < NSK; i++) skeys[i] = i + 1;
+    for (uint32_t k = 0; k < S; k++) {
+        int held = 0;
+        for (uint64_t i = 0; i < NSK; i++) held |= pd_sparse_server(skeys[i], S) == k;
+        if (!held) CHECK_FAIL_("server %u holds none of keys 1..%d: take more keys", k, NSK);
+    }
+    for (int i = 0; i < NSK * SDIM; i++) sones[i] = 1.0f;
+    if (paramd_sparse_push(ts, skeys, NSK, sones))
+        CHECK_FAIL_("sparse push: %s", paramd_last_error(c));
+    if (paramd_sparse_pull(ts, skeys, NSK, srows))
+        CHECK_FAIL_("sparse pull: %s", paramd_last_error(c));
+    for (int i = 0; i < NSK * SDIM; i++) sones[i] = 777.0f; /* what the probes push */
 
     /* -- claiming the holder's rank at the servers ----------------------- */
     for (uint32_t k = 0; k < S; k++) {
@@ -246,6 +410,46 @@ static int impostor(int32_t victim) {
         refused_hello(what, rp_dial(m.addr[k]), PD_ROLE_SERVER, -1, NULL, rp_key(),
                       PARAMD_EPROTO, "a server does not take connections from a server");
     }
+
+    /* -- requests written behind a refused handshake ----------------------
+     * A worker HELLO as the holder's rank without a ticket, and right
+     * behind its AUTH, before the answer: a SPARSE_PUSH of every key of
+     * "s" and a BATCH holding a PUSH of all of "h".  The handshake is
+     * refused, and the server closes the connection without reading
+     * (answering, applying) either. */
+    for (uint32_t k = 0; k < S; k++) {
+        pd_buf extra, sp, inner, hp;
+        sparse_payload(&sp, skeys, NSK, 777.0f);
+        pd_buf_init(&hp);
+        pd_put_u64(&hp, 0);
+        for (int i = 0; i < HN; i++) pd_put_bytes(&hp, &sones[i], 4);
+        pd_buf_init(&inner);
+        put_frame(&inner, PD_MSG_PUSH, 1, t->id, hp.p, hp.len);
+        pd_buf_init(&extra);
+        put_frame(&extra, PD_MSG_SPARSE_PUSH, 501, ts->id, sp.p, sp.len);
+        put_frame(&extra, PD_MSG_BATCH, 502, 0, inner.p, inner.len);
+        eager g;
+        pd_conn *ek = eager_wrap(rp_dial(m.addr[k]), &g, &extra);
+        pd_err e = {0};
+        int rc = hello_as(ek, PD_ROLE_WORKER, victim, NULL, rp_key(), NULL, &e);
+        snprintf(what, sizeof what, "server %u, HELLO as worker %d without a ticket, a "
+                 "SPARSE_PUSH and a BATCH of a PUSH behind it", k, victim);
+        if (!g.sent) CHECK_FAIL_("%s: the handshake ended before its AUTH frame (%s): is the "
+                                 "cluster without a secret?", what, e.msg);
+        expect(what, rc, e.msg, PARAMD_EWORKER, "must show the ticket the coordinator gave it");
+        pd_conn_set_rcvtimeo(ek, 20000);
+        uint8_t tmp[64];
+        struct iovec v = {tmp, sizeof tmp};
+        ssize_t got = ek->ops->readv(ek, &v, 1);
+        if (got != 0 && !(got < 0 && errno == ECONNRESET))
+            CHECK_FAIL_("%s: the server answered the requests behind it (%zd bytes%s)", what,
+                        got, got < 0 ? ", or never closed" : "");
+        printf("ok: %s: closed, unanswered\n", what);
+        pd_conn_destroy(ek);
+        pd_buf_free(&extra), pd_buf_free(&sp), pd_buf_free(&inner), pd_buf_free(&hp);
+    }
+    check_all(t, 1.0f, "after the requests behind a refused handshake");
+    check_rows(ts, skeys, NSK, srows, "after the requests behind a refused handshake");
 
     /* -- claiming it at the coordinator ---------------------------------- */
     {
@@ -332,10 +536,30 @@ static int impostor(int32_t victim) {
         snprintf(what, sizeof what, "server %u, PUSH by a tool", k);
         expect(what, rc, msg, PARAMD_EWORKER, "only workers push");
         answers(tk, what);
+        /* the keys of "s" this server holds */
+        uint64_t mine[NSK], nm = 0;
+        for (uint64_t i = 0; i < NSK; i++)
+            if (pd_sparse_server(skeys[i], S) == k) mine[nm++] = skeys[i];
+        pd_buf sp;
+        sparse_payload(&sp, mine, nm, 777.0f);
+        rc = raw(tk, PD_MSG_SPARSE_PUSH, ts->id, sp.p, sp.len, msg, sizeof msg);
+        snprintf(what, sizeof what, "server %u, SPARSE_PUSH of %llu keys by a tool", k,
+                 (unsigned long long)nm);
+        expect(what, rc, msg, PARAMD_EWORKER, "only workers push");
+        answers(tk, what);
+        pd_buf in;
+        pd_buf_init(&in);
+        put_frame(&in, PD_MSG_PUSH, 1, t->id, p, sizeof p);
+        put_frame(&in, PD_MSG_SPARSE_PUSH, 2, ts->id, sp.p, sp.len);
+        snprintf(what, sizeof what, "server %u, BATCH of a PUSH and a SPARSE_PUSH by a tool", k);
+        refused_batch(what, tk, &in, 2, PARAMD_EWORKER, "only workers push");
+        answers(tk, what);
+        pd_buf_free(&in), pd_buf_free(&sp);
         pd_conn_destroy(tk);
     }
     check_all(t, 1.0f, "after the tool's writes");
-    printf("ok: h is still 1 everywhere (pulled as a worker)\n");
+    check_rows(ts, skeys, NSK, srows, "after the tool's writes");
+    printf("ok: h is still 1 everywhere, the rows of s as they were (pulled as a worker)\n");
 
     /* -- quotas ----------------------------------------------------------- */
     {
@@ -344,10 +568,10 @@ static int impostor(int32_t victim) {
             CHECK_FAIL_("open q1: %s", paramd_last_error(c));
         int rc = paramd_table_open(c, "q2", HN, HSPEC, NULL, &q);
         snprintf(msg, sizeof msg, "%s", rc ? paramd_last_error(c) : "");
-        expect("coordinator, a third table", rc, msg, PARAMD_ELIMIT,
-               "the coordinator's limit (--max-tables 2)");
-        /* Past the coordinator, raw: each server holds h and q1; its limit
-         * is 3. */
+        expect("coordinator, a fourth table", rc, msg, PARAMD_ELIMIT,
+               "the coordinator's limit (--max-tables 3)");
+        /* Past the coordinator, raw: each server holds h, s and q1; its
+         * limit is 4. */
         rp_speak_for(c);
         for (uint32_t k = 0; k < S; k++) {
             pd_err e = {0};
@@ -358,11 +582,11 @@ static int impostor(int32_t victim) {
             pd_buf b;
             def_payload(&b, HN, lo, hi);
             rc = raw(w, PD_MSG_TABLE_CREATE, 60, b.p, b.len, msg, sizeof msg);
-            if (rc) CHECK_FAIL_("server %u: a third table: %s %s", k, paramd_err_name(rc), msg);
+            if (rc) CHECK_FAIL_("server %u: a fourth table: %s %s", k, paramd_err_name(rc), msg);
             rc = raw(w, PD_MSG_TABLE_CREATE, 61, b.p, b.len, msg, sizeof msg);
             pd_buf_free(&b);
-            snprintf(what, sizeof what, "server %u, a fourth table (raw, as a worker)", k);
-            expect(what, rc, msg, PARAMD_ELIMIT, "holds 3 tables, its limit (paramd server "
+            snprintf(what, sizeof what, "server %u, a fifth table (raw, as a worker)", k);
+            expect(what, rc, msg, PARAMD_ELIMIT, "holds 4 tables, its limit (paramd server "
                    "--max-tables)");
             answers(w, what);
             pd_conn_destroy(w);
@@ -409,6 +633,43 @@ static int impostor(int32_t victim) {
         snprintf(what, sizeof what, "server %u shm, TABLE_CREATE by a tool", k);
         expect(what, rc, msg, PARAMD_EWORKER, "only workers define tables");
         answers(s, what);
+        /* A shared buffer of 777s, mapped as region RID by a raw worker
+         * connection of this process (with its ticket): the tool can
+         * neither map it nor push from it. */
+        enum { RID = 7 };
+        void *mem;
+        size_t memlen;
+        int fd = pd_shm_buffer(4096, &mem, &memlen);
+        if (fd < 0) CHECK_FAIL_("no sealed memfd for a shared buffer: %s", strerror(errno));
+        for (size_t i = 0; i < memlen / 4; i++) ((float *)mem)[i] = 777.0f;
+        pd_conn *ws = rp_shm(&w);
+        uint8_t mp[PD_REGION_MAP_PAYLOAD];
+        pd_le64_put(mp, RID);
+        pd_le64_put(mp + 8, memlen);
+        if (pd_conn_send_fd(ws, fd, RID) != 0)
+            CHECK_FAIL_("passing a descriptor: %s", strerror(errno));
+        rc = raw(ws, PD_MSG_REGION_MAP, 0, mp, sizeof mp, msg, sizeof msg);
+        if (rc) CHECK_FAIL_("server %u shm: REGION_MAP as worker %d: %s %s", k, me,
+                            paramd_err_name(rc), msg);
+        if (pd_conn_send_fd(s, fd, RID) != 0)
+            CHECK_FAIL_("passing a descriptor: %s", strerror(errno));
+        rc = raw(s, PD_MSG_REGION_MAP, 0, mp, sizeof mp, msg, sizeof msg);
+        snprintf(what, sizeof what, "server %u shm, REGION_MAP of a sealed memfd by a tool", k);
+        expect(what, rc, msg, PARAMD_EWORKER, "only workers map shared buffers");
+        answers(s, what);
+        uint8_t rp[PD_REGION_REF_PAYLOAD];
+        pd_le64_put(rp, lo);
+        pd_le64_put(rp + 8, hi - lo);
+        pd_le64_put(rp + 16, RID);
+        pd_le64_put(rp + 24, 0);
+        rc = raw(s, PD_MSG_PUSH_REGION, t->id, rp, sizeof rp, msg, sizeof msg);
+        snprintf(what, sizeof what, "server %u shm, PUSH_REGION by a tool of the region a "
+                 "worker connection mapped", k);
+        expect(what, rc, msg, PARAMD_EINVAL, "no region 7 is mapped");
+        answers(s, what);
+        pd_conn_destroy(ws);
+        pd_close_fd(fd);
+        munmap(mem, memlen);
         pd_conn_destroy(s);
 #undef SHM_DIAL
     }
@@ -425,6 +686,7 @@ static int impostor(int32_t victim) {
                       PARAMD_EAUTH, "did not prove it knows the cluster secret");
     }
     check_all(t, 1.0f, "at the end");
+    check_rows(ts, skeys, NSK, srows, "at the end");
     pd_map_free(&m);
     return 0;
 }
