@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
-# The coordinator dies (docs/durability.md, "When the coordinator dies"):
-#  - a sync toy on 2 servers, checkpointed every few clocks, has its
+# The coordinator dies and is not taken back (docs/durability.md, "When the
+# coordinator dies"; tests/it_coord_takeover.sh takes it back):
+#  - a sync toy on 2 servers, checkpointed every few clocks, whose
+#    coordinator has no rejoin window (--rejoin-s 0), has its
 #    coordinator SIGKILLed while it runs: each server says "lost the
 #    coordinator" and exits 1, each worker's next call fails naming a
 #    server, nothing is left running, and the last complete checkpoint is
@@ -21,7 +23,7 @@ gone() {
   return 0
 }
 
-start_coordinator 2 2 --checkpoint-dir "$TMP/root" --checkpoint-every-clocks 20
+start_coordinator 2 2 --checkpoint-dir "$TMP/root" --checkpoint-every-clocks 20 --rejoin-s 0
 start_servers 2
 TOY_PIDS=()
 for r in 0 1; do

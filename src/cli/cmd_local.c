@@ -56,6 +56,10 @@ static void local_usage(FILE *f) {
             "                    and joins at the first clock nobody pushed for\n"
             "                    (paramd_get_clock; paramd_barrier_count says which\n"
             "                    barriers it missed); exit status 3\n"
+            "  --restarts N      the coordinator exiting while workers run is started\n"
+            "                    again on its address, up to N times: the servers and\n"
+            "                    workers, which keep running, rejoin it and the run\n"
+            "                    goes on (docs/durability.md); exit status 3\n"
             "  --plugin-dir DIR  where the servers load update-rule plugins from\n"
             "                    (plugin=NAME is DIR/NAME.so); also in the workers'\n"
             "                    PARAMD_PLUGIN_DIR [none: no plugins]\n"
@@ -78,10 +82,11 @@ int cmd_local(int argc, char **argv) {
         {"plugin-dir", required_argument, 0, 'P'},
         {"keep-going", no_argument, 0, 'k'},
         {"replace-workers", required_argument, 0, 'R'},
+        {"restarts", required_argument, 0, 'X'},
         {"secret-file", required_argument, 0, 'S'},
         {"help", no_argument, 0, 'h'},
         {0, 0, 0, 0}};
-    int64_t S = 1, W = 1, M = 0, replace = 0;
+    int64_t S = 1, W = 1, M = 0, replace = 0, restarts = 0;
     const char *host = "127.0.0.1";
     int c, li = 0, keep_going = 0;
     cli_ckpt_opts ck = {0};
@@ -127,6 +132,12 @@ int cmd_local(int argc, char **argv) {
                 return 2;
             }
             break;
+        case 'X':
+            if (pd_parse_i64(optarg, &restarts) || restarts < 0 || restarts > 1000) {
+                fprintf(stderr, "paramd local: --restarts '%s' is not 0..1000\n", optarg);
+                return 2;
+            }
+            break;
         case 'S':
             if (cli_set_secret_file("paramd local", optarg)) return 2;
             break;
@@ -159,6 +170,7 @@ int cmd_local(int argc, char **argv) {
         }
     }
     pd_local_replace(L, (int)replace);
+    pd_local_coord_restarts(L, (int)restarts);
     int rc = pd_local_wait(L, why, sizeof why);
     if (rc) fprintf(stderr, "paramd local: %s\n", why);
     pd_local_free(L);

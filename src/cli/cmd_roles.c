@@ -53,6 +53,11 @@ static void coord_usage(FILE *f) {
             "                      then say who is missing after --report-ms, and again\n"
             "                      at doubling intervals\n"
             "  --report-ms N       [5000]\n"
+            "  --rejoin-s S        when this coordinator is lost, servers and workers\n"
+            "                      keep running for S seconds, reconnecting to its\n"
+            "                      address: a coordinator started again there with the\n"
+            "                      same options takes the cluster back\n"
+            "                      (docs/durability.md) [60; 0: they stop at once]\n"
             "  --ready-fd N        write the bound HOST:PORT and a newline to file\n"
             "                      descriptor N once listening, then close it\n"
             "  --checkpoint-dir DIR  where checkpoints go (an absolute path every\n"
@@ -137,6 +142,7 @@ int cmd_coordinator(int argc, char **argv) {
         {"heartbeat-timeout-ms", required_argument, 0, 'b'},
         {"startup-timeout-ms", required_argument, 0, 'u'},
         {"report-ms", required_argument, 0, 'R'},
+        {"rejoin-s", required_argument, 0, 'J'},
         {"ready-fd", required_argument, 0, 'r'},
         {"checkpoint-dir", required_argument, 0, 'K'},
         {"checkpoint-every", required_argument, 0, 'K'},
@@ -154,6 +160,7 @@ int cmd_coordinator(int argc, char **argv) {
     cli_ckpt_opts ck = {0};
     limit_args lim = {0};
     o.startup_ms = -1;
+    o.rejoin_ms = -1;
     o.secret_file = cli_secret_file_env();
     pd_log_set_name("coordinator");
     if (cli_ckpt_from_env("paramd coordinator", &ck)) return 2;
@@ -190,6 +197,15 @@ int cmd_coordinator(int argc, char **argv) {
                 return 2;
             }
             *(c == 'u' ? &o.startup_ms : &o.report_ms) = (int)ms;
+            break;
+        }
+        case 'J': {
+            int64_t sec;
+            if (pd_parse_i64(optarg, &sec) || sec < 0 || sec > 86400) {
+                fprintf(stderr, "paramd: --rejoin-s '%s' is not 0..86400 (seconds)\n", optarg);
+                return 2;
+            }
+            o.rejoin_ms = (int)sec * 1000;
             break;
         }
         case 'r': {

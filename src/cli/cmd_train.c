@@ -105,9 +105,10 @@ static void train_usage(FILE *f) {
 "                         [$PARAMD_PLUGIN_DIR; none: no plugins]\n"
 "  --max-workers M        worker slots (M >= W): workers started later with\n"
 "                         --join --coordinator ADDR join the running cluster [W]\n"
-"  --restarts N           when a server or the coordinator dies, start the\n"
-"                         cluster again from the newest checkpoint (needs\n"
-"                         --checkpoint-dir), up to N times [0]\n"
+"  --restarts N           when a server dies, start the cluster again from\n"
+"                         the newest checkpoint (needs --checkpoint-dir); when\n"
+"                         the coordinator dies, start it alone again (the\n"
+"                         running cluster rejoins it); up to N times in all [0]\n"
 "  --replace-workers N    start a new worker in the place of one that dies\n"
 "                         (it joins at the first clock nobody pushed for),\n"
 "                         up to N times in the run [0: go on without it]\n"
@@ -489,7 +490,11 @@ int cmd_train(int argc, char **argv) {
             return 1;
         }
         pd_local_replace(L, (int)replace);
+        /* a coordinator that dies is started again alone: the running
+         * cluster rejoins it, no checkpoint is read */
+        pd_local_coord_restarts(L, (int)(restarts - attempt));
         rc = pd_local_wait(L, why, sizeof why);
+        attempt += pd_local_coord_restarted(L);
         int infra = rc == 1 && pd_local_infra_failed(L);
         pd_local_free(L);
         if (!infra || attempt >= restarts) break;

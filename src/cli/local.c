@@ -95,6 +95,12 @@ struct pd_local {
     int killed;
     sigset_t oldmask;
     char coord_env[340];     /* PARAMD_COORDINATOR=ADDR, for every worker */
+    char coord_addr[300];    /* the coordinator's bound address */
+    char sarg[16], warg[16], marg[16]; /* its --servers, --workers, --max-workers */
+    int coord_left;          /* coordinator restarts still allowed */
+    int coord_restarts;      /* done so far */
+    int coord_pending;       /* reap -> supervise: start it again */
+    char coord_why[256];     /* the first, and how it exited */
     char secret_dir[4096];   /* the cluster's private secret, if we made one
                               * (secret.h): removed by pd_local_free */
 };
@@ -263,6 +269,22 @@ static void reap(pd_local *L) {
             int ok = WIFEXITED(st) && WEXITSTATUS(st) == 0;
             char how[96];
             describe_status(st, how, sizeof how);
+            if (c->role == ROLE_COORD && !ok && L->coord_left > 0 && workers_running(L) &&
+                !L->failed && !L->term_deadline && !(WIFEXITED(st) && WEXITSTATUS(st) == 3)) {
+                /* started again by supervise() on the same address: the
+                 * servers and workers, still running, rejoin it and the
+                 * run goes on (docs/durability.md) */
+                L->coord_left--;
+                if (!L->coord_restarts++)
+                    snprintf(L->coord_why, sizeof L->coord_why, "the coordinator exited (%s)",
+                             how);
+                L->coord_pending = 1;
+                fprintf(stderr, "paramd local: the coordinator exited (%s) while workers "
+                        "were running; starting it again on %s, where the servers and "
+                        "workers rejoin it (%d more allowed)\n", how, L->coord_addr,
+                        L->coord_left);
+                break;
+            }
             /* A server or the coordinator killed from outside (we send
              * SIGTERM first) is what failed, even when workers that lost
              * it were reaped before it and started the termination. */
@@ -368,6 +390,20 @@ static void supervise(pd_local *L, double settle_s) {
                 terminate_all(L);
             }
         L->npending = 0;
+        if (L->coord_pending && !L->term_deadline) {
+            L->coord_pending = 0;
+            char *cargv[] = {(char *)cli_self_path(), "coordinator", "--listen", L->coord_addr,
+                             "--servers", L->sarg, "--workers", L->warg, "--max-workers",
+                             L->marg, NULL};
+            /* (no --restore: it takes the running cluster back) */
+            char *cenv[] = {"PARAMD_RESTORE=", NULL};
+            if (spawn(L, ROLE_COORD, 0, cargv, cenv, -1, 0) != 0) {
+                L->failed = 1;
+                L->infra = 1;
+                snprintf(L->why, sizeof L->why, "could not start the coordinator again");
+                terminate_all(L);
+            }
+        }
         double now = pd_now();
         /* Workers all done and fine: the coordinator and servers exit by
          * themselves; give them settle_s, then terminate. */
@@ -442,14 +478,14 @@ int pd_local_start(pd_local **out, int32_t S, int32_t W, int32_t M, const char *
     /* Coordinator: learn its address through a pipe on fd 3. */
     int rp[2];
     if (pipe2(rp, O_CLOEXEC)) goto fail;
-    char listen[300], sarg[16], warg[16], marg[16];
+    char listen[300];
     snprintf(listen, sizeof listen, "%s:0", host);
-    snprintf(sarg, sizeof sarg, "%d", S);
-    snprintf(warg, sizeof warg, "%d", W);
-    snprintf(marg, sizeof marg, "%d", M > W ? M : W);
+    snprintf(L->sarg, sizeof L->sarg, "%d", S);
+    snprintf(L->warg, sizeof L->warg, "%d", W);
+    snprintf(L->marg, sizeof L->marg, "%d", M > W ? M : W);
     const char *self = cli_self_path();
-    char *cargv[] = {(char *)self, "coordinator", "--listen", listen, "--servers", sarg,
-                     "--workers", warg, "--max-workers", marg, "--ready-fd", "3", NULL};
+    char *cargv[] = {(char *)self, "coordinator", "--listen", listen, "--servers", L->sarg,
+                     "--workers", L->warg, "--max-workers", L->marg, "--ready-fd", "3", NULL};
     if (spawn(L, ROLE_COORD, 0, cargv, NULL, rp[1], 0)) goto fail;
     close(rp[1]);
     char addr[300] = "";
@@ -475,6 +511,7 @@ int pd_local_start(pd_local **out, int32_t S, int32_t W, int32_t M, const char *
     }
     *nl = '\0';
     snprintf(L->coord_env, sizeof L->coord_env, "PARAMD_COORDINATOR=%s", addr);
+    snprintf(L->coord_addr, sizeof L->coord_addr, "%s", addr);
 
     for (int32_t k = 0; k < S; k++) {
         char *sv[] = {(char *)self, "server", "--coordinator", addr, NULL};
@@ -496,6 +533,12 @@ void pd_local_replace(pd_local *L, int n) {
     if (L) L->replace_left = n > 0 ? n : 0;
 }
 
+void pd_local_coord_restarts(pd_local *L, int n) {
+    if (L) L->coord_left = n > 0 ? n : 0;
+}
+
+int pd_local_coord_restarted(const pd_local *L) { return L ? L->coord_restarts : 0; }
+
 int pd_local_wait(pd_local *L, char *why, size_t whylen) {
     supervise(L, 10.0);
     int rc = 0;
@@ -509,6 +552,12 @@ int pd_local_wait(pd_local *L, char *why, size_t whylen) {
         rc = 3;
         snprintf(why, whylen, "%s%s; the others finished", L->lost_why,
                  L->lost > 1 ? ", and more workers after it" : "");
+    } else if (L->coord_restarts) {
+        rc = 3;
+        snprintf(why, whylen, "%s%s; %s took the running cluster back and the run "
+                 "finished", L->coord_why, L->coord_restarts > 1 ? ", and again later" : "",
+                 L->coord_restarts > 1 ? "coordinators started again" : "a coordinator "
+                 "started again");
     } else if (L->replaced) {
         rc = 3;
         snprintf(why, whylen, "%s%s; %s finished in %s", L->replaced_why,

@@ -36,6 +36,15 @@ int pd_local_start(pd_local **out, int32_t S, int32_t W, int32_t M, const char *
  * A worker the coordinator removed for silence is not replaced: its
  * process has not exited. */
 void pd_local_replace(pd_local *L, int n);
+/* Allow up to n coordinator restarts (before pd_local_wait): a
+ * coordinator that exits while workers run is started again on the same
+ * address (with the same --servers, --workers, --max-workers, and no
+ * --restore); the servers and workers, which keep running through its
+ * rejoin window, rejoin it and the run goes on (docs/durability.md).
+ * The run then ends with 3, saying so. */
+void pd_local_coord_restarts(pd_local *L, int n);
+/* How many times the coordinator was started again. */
+int pd_local_coord_restarted(const pd_local *L);
 /* After pd_local_wait returned 1: 1 if what failed first was a server or
  * the coordinator exiting while workers ran (paramd train --restarts
  * starts the cluster again from its checkpoint then), else 0. */

@@ -211,11 +211,20 @@ struct paramd_client {
     uint64_t epoch;
     int64_t clock;
     uint64_t barriers; /* released before our rank was given + ours since
-                        * (paramd_barrier_count; the caller's thread) */
+                        * (paramd_barrier_count; atomic: a rejoin on the
+                        * heartbeat thread reads it) */
+    uint32_t rejoin_ms; /* the map's rejoin window: a lost coordinator is
+                         * reconnected to for this long (connect.c) */
     uint64_t coalesce_bytes; /* 0: every frame is sent at once */
-    pthread_mutex_t coord_mu; /* guards coord and coord_id */
+    pthread_mutex_t coord_mu; /* guards coord, coord_id and creating* */
     pd_conn *coord;
     uint64_t coord_id;
+    /* The table this worker is creating, between the TABLE_OPEN that made
+     * it the creator and its TABLE_READY (0: none): a rejoin says so. */
+    uint32_t creating;
+    char creating_name[PD_MAX_NAME + 1];
+    uint64_t creating_n;
+    char creating_spec[PD_MAX_SPEC + 1];
     pd_link *links; /* S */
     int heartbeat_ms;          /* the coordinator's timeout; 0: none */
     pthread_t hb;              /* heartbeat thread, on its own connection */
@@ -270,6 +279,9 @@ int cl_err(paramd_client *c, int code, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 int coord_rpc(paramd_client *c, uint16_t type, uint32_t table, pd_buf *b,
               uint8_t *reply, size_t *replylen);
+/* Say (id != 0) or forget (0) which table this worker is creating. */
+void coord_creating(paramd_client *c, uint32_t id, const char *name, uint64_t n,
+                    const char *spec);
 
 /* request.c */
 void req_init(paramd_request *r, paramd_client *c);

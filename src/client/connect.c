@@ -104,6 +104,90 @@ const char *paramd_last_error(const paramd_client *c) {
 
 /* ==== Coordinator RPC =================================================== */
 
+static int hello(paramd_client *c, pd_conn *conn, pd_welcome *w, pd_err *e);
+
+/* 1 if rc is the loss of the connection itself (not an answer). */
+static int conn_lost(int rc) { return rc == PARAMD_EIO || rc == PARAMD_ECLOSED; }
+
+void coord_creating(paramd_client *c, uint32_t id, const char *name, uint64_t n,
+                    const char *spec) {
+    pthread_mutex_lock(&c->coord_mu);
+    c->creating = id;
+    if (id) {
+        snprintf(c->creating_name, sizeof c->creating_name, "%s", name);
+        c->creating_n = n;
+        snprintf(c->creating_spec, sizeof c->creating_spec, "%s", spec);
+    }
+    pthread_mutex_unlock(&c->coord_mu);
+}
+
+/* coord_mu held: the coordinator was lost (why); for the rejoin window,
+ * connect to its address again and rejoin there (WORKER_REJOIN, answered
+ * once a coordinator started again took the cluster back: coord/takeover.c).
+ * 0 with c->coord the new connection, else the error (e). */
+static int coord_rejoin(paramd_client *c, const char *why, pd_err *e) {
+    int64_t end = pd_now_ms() + c->rejoin_ms;
+    uint8_t *buf = pd_malloc(PD_MAX_CTRL_PAYLOAD + 1);
+    if (!buf) return pd_seterr(e, PARAMD_ENOMEM, "out of memory");
+    char last[PD_ERRMSG_MAX];
+    snprintf(last, sizeof last, "%s", why);
+    int rc = PARAMD_EIO;
+    while (pd_now_ms() < end) {
+        int64_t left = end - pd_now_ms();
+        pd_err ce = {0};
+        pd_conn *conn = pd_tcp_connect(c->coord_addr, left < c->timeout_ms ? (int)left
+                                                                            : c->timeout_ms, &ce);
+        rc = conn ? 0 : ce.code ? ce.code : PARAMD_EIO;
+        if (conn) {
+            pd_tcp_set_peer_timeout(conn, c->peer_timeout_ms);
+            rc = hello(c, conn, NULL, &ce);
+        }
+        int answered = 0;
+        if (rc == 0) {
+            pd_buf b;
+            pd_buf_init(&b);
+            pd_put_u32(&b, (uint32_t)c->rank);
+            pd_put_u64(&b, __atomic_load_n(&c->barriers, __ATOMIC_RELAXED));
+            pd_put_u32(&b, c->creating);
+            if (c->creating) {
+                pd_put_str(&b, c->creating_name);
+                pd_put_u64(&b, c->creating_n);
+                pd_put_str(&b, c->creating_spec);
+            }
+            pd_hdr h = {0}, rh;
+            h.type = PD_MSG_WORKER_REJOIN;
+            h.id = ++c->coord_id;
+            h.clock = paramd_get_clock(c);
+            rc = b.oom ? pd_seterr(&ce, PARAMD_ENOMEM, "out of memory")
+                       : pd_rpc(conn, &h, b.p, b.len, &rh, buf, &ce);
+            answered = rc != 0 && !conn_lost(rc);
+            pd_buf_free(&b);
+        }
+        if (rc == 0) {
+            pd_conn_destroy(c->coord);
+            c->coord = conn;
+            pd_free(buf);
+            return 0;
+        }
+        pd_conn_destroy(conn);
+        snprintf(last, sizeof last, "%s", ce.msg);
+        /* The coordinator's answer to the rejoin is final.  A failed
+         * connect or handshake is tried again: none listens yet, or it
+         * does not know this cluster's ticket key until a server rejoined. */
+        if (answered) {
+            pd_free(buf);
+            return pd_seterr(e, rc, "the coordinator at %s would not take this worker "
+                             "back: %s", c->coord_addr, last);
+        }
+        struct timespec ts = {0, 100000000}; /* a tenth of a second, then again */
+        nanosleep(&ts, NULL);
+    }
+    pd_free(buf);
+    return pd_seterr(e, rc ? rc : PARAMD_EIO, "lost the coordinator %s, and none took the "
+                     "cluster back there within %.0f s (the last try: %s)",
+                     c->coord_addr, c->rejoin_ms / 1000.0, last);
+}
+
 int coord_rpc(paramd_client *c, uint16_t type, uint32_t table,
               pd_buf *b, uint8_t *reply, size_t *replylen) {
     pd_err e = {0};
@@ -114,11 +198,22 @@ int coord_rpc(paramd_client *c, uint16_t type, uint32_t table,
     snprintf(cw.what, sizeof cw.what, "a %s at the coordinator", pd_msg_name(type));
     cl_wait_begin(c, &cw);
     pthread_mutex_lock(&c->coord_mu);
-    h.type = type;
-    h.id = ++c->coord_id;
-    h.table = table;
-    h.clock = paramd_get_clock(c);
-    int rc = pd_rpc(c->coord, &h, b ? b->p : NULL, b ? b->len : 0, &rh, reply, &e);
+    int rc;
+    for (;;) {
+        h = (pd_hdr){0};
+        h.type = type;
+        h.id = ++c->coord_id;
+        h.table = table;
+        h.clock = paramd_get_clock(c);
+        rc = pd_rpc(c->coord, &h, b ? b->p : NULL, b ? b->len : 0, &rh, reply, &e);
+        /* The coordinator was lost: a worker of a cluster with a rejoin
+         * window waits for one started again to take it back, then asks
+         * again (every request to it can be asked twice: coord/takeover.c). */
+        if (!conn_lost(rc) || !c->rejoin_ms || c->tool || !c->has_ticket) break;
+        char why[PD_ERRMSG_MAX];
+        snprintf(why, sizeof why, "%s", e.msg);
+        if ((rc = coord_rejoin(c, why, &e))) break;
+    }
     pthread_mutex_unlock(&c->coord_mu);
     cl_wait_end(c, &cw);
     if (rc) return cl_err(c, rc, "coordinator %s: %s", c->coord_addr, e.msg);
@@ -532,6 +627,7 @@ int paramd_connect(paramd_client **out, const char *options) {
     uint32_t hb_ms = m.heartbeat_ms, M = m.M, S = m.S;
     uint64_t start = (uint64_t)m.start;
     c->barriers = m.barriers;
+    c->rejoin_ms = m.rejoin_ms;
     pd_map_free(&m);
     c->heartbeat_ms = (int)hb_ms;
     c->clock = (int64_t)start;
@@ -686,13 +782,21 @@ int paramd_barrier(paramd_client *c) {
     client_flush(c, NULL);
     uint8_t *buf = pd_malloc(PD_MAX_CTRL_PAYLOAD + 1);
     if (!buf) return cl_err(c, PARAMD_ENOMEM, "out of memory");
-    int rc = coord_rpc(c, PD_MSG_BARRIER, 0, NULL, buf, NULL);
+    /* Its number: asked again of a coordinator that took the cluster back
+     * after releasing it, it is answered at once (coord/takeover.c). */
+    pd_buf b;
+    pd_buf_init(&b);
+    pd_put_u64(&b, __atomic_load_n(&c->barriers, __ATOMIC_RELAXED));
+    int rc = coord_rpc(c, PD_MSG_BARRIER, 0, &b, buf, NULL);
+    pd_buf_free(&b);
     pd_free(buf);
-    if (rc == 0) c->barriers++;
+    if (rc == 0) __atomic_add_fetch(&c->barriers, 1, __ATOMIC_RELAXED);
     return rc;
 }
 
-uint64_t paramd_barrier_count(const paramd_client *c) { return c ? c->barriers : 0; }
+uint64_t paramd_barrier_count(const paramd_client *c) {
+    return c ? __atomic_load_n(&c->barriers, __ATOMIC_RELAXED) : 0;
+}
 
 /* ==== Heartbeats ======================================================== */
 
@@ -706,6 +810,8 @@ static void *heartbeat_main(void *arg) {
     pd_conn *conn = buf ? pd_tcp_connect(c->coord_addr, c->timeout_ms, &e) : NULL;
     if (conn) pd_tcp_set_peer_timeout(conn, c->peer_timeout_ms);
     int ok = conn && hello(c, conn, NULL, &e) == 0;
+    int64_t lost_until = 0; /* > 0: the coordinator is lost; reconnecting
+                             * until then (the rejoin window) */
     uint64_t id = 1;
     pthread_mutex_lock(&c->hb_mu);
     while (ok && !c->hb_stop) {
@@ -716,10 +822,52 @@ static void *heartbeat_main(void *arg) {
         h.type = PD_MSG_HEARTBEAT;
         h.id = ++id;
         h.clock = paramd_get_clock(c);
-        ok = pd_rpc(conn, &h, p, 4, &rh, buf, &e) == 0;
-        /* Until the next heartbeat, wake every second to log the waits
-         * that last (waits.c). */
-        int64_t due = pd_now_ms() + c->heartbeat_ms / 4 + 1;
+        int rc = conn ? pd_rpc(conn, &h, p, 4, &rh, buf, &e) : PARAMD_ECLOSED;
+        if (rc && c->rejoin_ms && (!conn || conn_lost(rc))) {
+            /* The coordinator was lost: connect again until the rejoin
+             * window ends (a heartbeat to one that took the cluster back
+             * keeps this worker from being removed while it is away). */
+            if (!lost_until) lost_until = pd_now_ms() + c->rejoin_ms;
+            pd_conn_destroy(conn);
+            conn = NULL;
+            if (pd_now_ms() < lost_until) {
+                pd_err ce = {0};
+                conn = pd_tcp_connect(c->coord_addr, c->timeout_ms, &ce);
+                if (conn) pd_tcp_set_peer_timeout(conn, c->peer_timeout_ms);
+                int hr = conn ? hello(c, conn, NULL, &ce) : PARAMD_EIO;
+                if (hr == 0 && (hr = pd_rpc(conn, &h, p, 4, &rh, buf, &ce)) != 0 &&
+                    !conn_lost(hr)) {
+                    e = ce; /* its answer (removed while away): final */
+                    lost_until = pd_now_ms();
+                }
+                if (hr) {
+                    pd_conn_destroy(conn);
+                    conn = NULL;
+                }
+                rc = hr;
+                ok = 1;
+            } else {
+                ok = 0;
+            }
+        } else {
+            ok = rc == 0;
+        }
+        if (rc == 0 && lost_until) {
+            lost_until = 0;
+            /* back: if no call of the program's rejoined the request
+             * connection yet (none is using it), do it now, so that this
+             * worker is not left away */
+            if (pthread_mutex_trylock(&c->coord_mu) == 0) {
+                pd_err re = {0};
+                if (pd_conn_peer_gone(c->coord) &&
+                    coord_rejoin(c, "the coordinator closed the connection", &re) != 0)
+                    cl_err(c, re.code, "%s", re.msg);
+                pthread_mutex_unlock(&c->coord_mu);
+            }
+        }
+        /* Until the next heartbeat (sooner while the coordinator is lost),
+         * wake every second to log the waits that last (waits.c). */
+        int64_t due = pd_now_ms() + (lost_until ? 100 : c->heartbeat_ms / 4 + 1);
         pthread_mutex_lock(&c->hb_mu);
         while (!c->hb_stop && pd_now_ms() < due) {
             int64_t step = due - pd_now_ms();

@@ -234,6 +234,8 @@ int table_open(paramd_client *c, const char *name, uint64_t n,
     }
     t->id = id;
     if (created) {
+        /* (said in a rejoin, should the coordinator be lost meanwhile) */
+        coord_creating(c, id, name, n, canon);
         /* Define the shard on every server, then write initial values. */
         paramd_request req;
         req_init(&req, c);
@@ -263,8 +265,9 @@ int table_open(paramd_client *c, const char *name, uint64_t n,
             start_op(t, PD_MSG_SET, 0, n, init, NULL, &req);
             if ((rc = req_finish(&req))) goto fail;
         }
-        if ((rc = coord_rpc(c, PD_MSG_TABLE_READY, id, NULL, buf, NULL)))
-            goto fail;
+        rc = coord_rpc(c, PD_MSG_TABLE_READY, id, NULL, buf, NULL);
+        coord_creating(c, 0, NULL, 0, NULL);
+        if (rc) goto fail;
     }
     pd_free(buf);
     t->next = c->tables;
@@ -272,6 +275,7 @@ int table_open(paramd_client *c, const char *name, uint64_t n,
     *out = t;
     return 0;
 fail:
+    if (t->id) coord_creating(c, 0, NULL, 0, NULL);
     pd_free(buf);
     pd_free(t);
     return rc;

@@ -93,16 +93,21 @@ static void *conn_main(void *arg) {
     cc->conn->deadline_ms = pd_now_ms() + co->o.handshake_ms;
     cc->conn->frame_ms = co->o.frame_ms;
     pd_tcp_set_rcvtimeo(cc->conn, timeo_for(co->o.handshake_ms));
+    pd_key grant; /* (a coordinator taking a cluster back adopts another) */
+    pthread_mutex_lock(&co->mu);
+    grant = co->grant;
+    pthread_mutex_unlock(&co->mu);
     const pd_hello_rules rules = {
         .who = "coordinator",
         .roles = PD_ROLE_BIT(PD_ROLE_WORKER) | PD_ROLE_BIT(PD_ROLE_SERVER) |
                  PD_ROLE_BIT(PD_ROLE_TOOL),
         .workers = 0, /* ranks are checked at REG_WORKER */
         .key = co->has_key ? &co->key : NULL,
-        .grant = &co->grant, /* a heartbeat connection shows its ticket */
+        .grant = &grant, /* a heartbeat connection shows its ticket */
     };
     pd_err he = {0};
     int rc = pd_handshake_accept(cc->conn, &rules, NULL, &cc->hello, &he);
+    pd_wipe(&grant, sizeof grant);
     if (rc == 0) rc = pd_admit_welcomed(&co->admit, &cc->slot);
     if (rc == 0) {
         cc->role = cc->hello.role;
@@ -147,6 +152,8 @@ static void *conn_main(void *arg) {
         case PD_MSG_CHECKPOINT: rc = co_on_checkpoint(cc, &h); break;
         case PD_MSG_CKPT_HOLD | PD_REPLY:
         case PD_MSG_CKPT_WRITE | PD_REPLY: rc = co_on_ckpt_reply(cc, &h); break;
+        case PD_MSG_SERVER_REJOIN: rc = co_on_server_rejoin(cc, &h); break;
+        case PD_MSG_WORKER_REJOIN: rc = co_on_worker_rejoin(cc, &h); break;
         default:
             pd_seterr(&e, PARAMD_EPROTO, "unexpected %s at the coordinator",
                       pd_msg_name(h.type));
@@ -202,6 +209,7 @@ static void *conn_main(void *arg) {
             break;
         }
     pd_admit_leave(&co->admit, &cc->slot); /* before the connection goes */
+    co_rejoin_free(cc);
     pd_conn_destroy(cc->conn);
     pd_free(cc);
     if (--co->nthreads == 0) pthread_cond_broadcast(&co->cv);
@@ -258,13 +266,17 @@ pd_coord *pd_coord_start(const pd_coord_opts *o, pd_err *e) {
     co->wstart = pd_calloc((size_t)M, sizeof *co->wstart);
     co->ck_files = pd_calloc((size_t)o->servers, sizeof *co->ck_files);
     co->wbar = pd_calloc((size_t)M, sizeof *co->wbar);
+    co->tk_gen = pd_calloc((size_t)M, sizeof *co->tk_gen);
+    co->tk_gone = pd_calloc((size_t)M, sizeof *co->tk_gone);
     co->started = pd_now();
     if (co->o.heartbeat_ms < 0) co->o.heartbeat_ms = 10000;
     if (co->o.startup_ms < 0) co->o.startup_ms = 300000;
     if (co->o.report_ms <= 0) co->o.report_ms = 5000;
+    if (co->o.rejoin_ms < 0) co->o.rejoin_ms = 60000;
     if (!co->server_addr || !co->server_conn || !co->sseen_ms || !co->ssilent ||
         !co->wstate || !co->wseen_ms ||
-        !co->wclock || !co->wgen || !co->wstart || !co->ck_files || !co->wbar) {
+        !co->wclock || !co->wgen || !co->wstart || !co->ck_files || !co->wbar ||
+        !co->tk_gen || !co->tk_gone) {
         pd_seterr(e, PARAMD_ENOMEM, "out of memory");
         pd_coord_free(co);
         return NULL;
@@ -440,6 +452,8 @@ void pd_coord_free(pd_coord *co) {
     pd_free(co->wgen);
     pd_free(co->wstart);
     pd_free(co->wbar);
+    pd_free(co->tk_gen);
+    pd_free(co->tk_gone);
     pd_free(co->tables);
     pd_free(co->ck_files);
     pd_wipe(&co->key, sizeof co->key);

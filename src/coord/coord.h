@@ -43,6 +43,12 @@ typedef struct pd_coord_opts {
                          * the S servers and W workers have not all
                          * registered this long after start; 0: never;
                          * <0: the default (300000) (startup.c) */
+    int rejoin_ms;      /* told to servers and workers: when this
+                         * coordinator is lost, they keep running this long,
+                         * reconnecting to its address, so that a coordinator
+                         * started again there takes the cluster back
+                         * (takeover.c); 0: they stop at once; <0: the
+                         * default (60000) */
     int report_ms;      /* until then, say who is missing after this long
                          * and at doubling intervals; <= 0: 5000 */
     /* Limits (docs/limits.md; 0: the default). */

@@ -29,7 +29,11 @@
 #include "table/def.h"
 #include "wire/wire.h"
 
-enum { W_NEW = 0, W_LIVE, W_LEFT, W_DIED, W_FREE, W_JOINING };
+/* A rank's state.  W_AWAY (a coordinator taking a running cluster back,
+ * takeover.c): the servers have seen its worker, which has not rejoined
+ * yet; it counts for barriers like W_LIVE until it rejoins or falls
+ * silent. */
+enum { W_NEW = 0, W_LIVE, W_LEFT, W_DIED, W_FREE, W_JOINING, W_AWAY };
 
 typedef struct co_table {
     char name[PD_MAX_NAME + 1];
@@ -51,9 +55,14 @@ typedef struct co_conn {
     int heartbeat;  /* a worker's heartbeat connection */
     int32_t hb_rank; /* the rank it beats for */
     int bye;         /* its worker said BYE (under mu): its close is no death */
+    int bumped;      /* (under mu) its REG_WORKER took a rank that the
+                      * servers of a cluster being taken back hold
+                      * (takeover.c): it is refused */
     uint32_t gen;    /* wgen[rank] when it registered */
     pd_hello hello;  /* what it said in HELLO: its role, and the rank
                       * ticket it showed (checked against grant) */
+    struct co_rejoin *rj; /* a server's SERVER_REJOIN being read (its
+                           * parts before the last), else NULL */
     uint8_t buf[PD_MAX_CTRL_PAYLOAD + 1];
 } co_conn;
 
@@ -65,7 +74,9 @@ struct pd_coord {
     pd_key key;         /* the cluster secret (has_key) */
     int has_key;
     pd_key grant;       /* signs rank tickets; random at start, handed to
-                         * servers only (frame/auth.h) */
+                         * servers only (frame/auth.h); a coordinator taking
+                         * a cluster back adopts the servers' (under mu:
+                         * readers copy it under mu) */
 
     pthread_mutex_t mu; /* guards everything below */
     pthread_cond_t cv;  /* any change a waiter may wait for */
@@ -130,6 +141,15 @@ struct pd_coord {
     char fail_msg[PD_ERRMSG_MAX]; /* why co_fail ended the cluster; "" */
     pthread_t startup;    /* the start-up watch (startup.c) */
     int startup_started;
+    /* Taking a running cluster back (takeover.c). */
+    int takeover;         /* 1: the first server came with SERVER_REJOIN */
+    int32_t rejoined;     /* servers that rejoined */
+    int whole_again;      /* every server rejoined: ranks settled from what
+                           * they said */
+    int32_t naway;        /* ranks W_AWAY */
+    uint32_t *tk_gen;     /* M: the newest ticket incarnation a server saw */
+    int32_t *tk_gone;     /* M: servers that said the rank is gone */
+    double takeover_t0;   /* pd_now() at the first rejoin */
 };
 
 /* ==== coord.c =========================================================== */
@@ -199,6 +219,18 @@ void co_fail(pd_coord *co, const char *why);
 /* mu held: the text to answer a request that the stop ended: co_fail's
  * reason, else `otherwise`. */
 const char *co_stop_reason(const pd_coord *co, const char *otherwise);
+
+/* ==== takeover.c ======================================================== */
+
+int co_on_server_rejoin(co_conn *cc, const pd_hdr *h);
+int co_on_worker_rejoin(co_conn *cc, const pd_hdr *h);
+/* mu held: a rank that was W_AWAY is settled (rejoined or removed). */
+void co_away_settled(pd_coord *co, int32_t rank);
+/* mu held: wait until no rank is W_AWAY and every server rejoined (a
+ * coordinator taking a cluster back), or the coordinator stops, or limit
+ * ms (> 0) passed: then PARAMD_ETIMEDOUT with the reason in why. */
+int co_takeover_wait(pd_coord *co, int64_t limit, char *why, size_t whylen);
+void co_rejoin_free(co_conn *cc);
 
 /* ==== tables.c ========================================================== */
 

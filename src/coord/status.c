@@ -30,7 +30,8 @@
 
 static const char *const state_names[] = {
     [W_NEW] = "new", [W_LIVE] = "live", [W_LEFT] = "left",
-    [W_DIED] = "died", [W_FREE] = "free", [W_JOINING] = "joining"};
+    [W_DIED] = "died", [W_FREE] = "free", [W_JOINING] = "joining",
+    [W_AWAY] = "away"};
 
 /* ==== Waits ============================================================= */
 
@@ -41,7 +42,8 @@ static int barrier_missing(pd_coord *co, uint64_t gen, pd_wait *out, int max) {
     int64_t now = pd_now_ms();
     for (int32_t r = 0; r < co->o.max_workers; r++) {
         int st = co->wstate[r];
-        if ((st != W_NEW && st != W_LIVE) || co->wbar[r] == gen + 1) continue;
+        if ((st != W_NEW && st != W_LIVE && st != W_AWAY) || co->wbar[r] == gen + 1)
+            continue;
         if (out && n < max) {
             pd_wait *w = &out[n];
             memset(w, 0, sizeof *w);
@@ -229,7 +231,8 @@ int co_on_status(co_conn *cc, const pd_hdr *h) {
         const char *host = "-";
         for (co_conn *c = co->conns; c; c = c->next)
             if (c->rank == r && !c->heartbeat && c->gen == co->wgen[r]) host = c->conn->peer;
-        int seen = st == W_LIVE || st == W_LEFT || st == W_DIED || st == W_JOINING;
+        int seen = st == W_LIVE || st == W_LEFT || st == W_DIED || st == W_JOINING ||
+                   st == W_AWAY;
         LINE("worker %d state %s clock %lld seen_ms_ago %lld host %s start %lld "
              "at_barrier %d\n",
              r, state_names[st], (long long)co->wclock[r],
@@ -283,7 +286,7 @@ void co_metrics_render(void *coord, pd_buf *b) {
     pd_prom_family(b, "paramd_servers_expected", PD_PROM_GAUGE, "--servers");
     pd_prom_sample(b, "paramd_servers_expected", "", co->o.servers);
     pd_prom_family(b, "paramd_workers", PD_PROM_GAUGE, "worker slots by state");
-    for (int st = W_NEW; st <= W_JOINING; st++) {
+    for (int st = W_NEW; st <= W_AWAY; st++) {
         int n = 0;
         for (int32_t r = 0; r < M; r++) n += co->wstate[r] == st;
         lab[0] = '\0';

@@ -25,6 +25,15 @@ int co_on_table_open(co_conn *cc, const pd_hdr *h) {
                             "TABLE_OPEN from a connection that did not register as a "
                             "worker (REG_WORKER): only registered workers open tables");
     pthread_mutex_lock(&co->mu);
+    {
+        /* a cluster taken back: its workers first say which tables they
+         * were creating (takeover.c) */
+        char why[PD_ERRMSG_MAX];
+        if (co_takeover_wait(co, cc->hello.op_timeout_ms, why, sizeof why)) {
+            pthread_mutex_unlock(&co->mu);
+            return co_reply_err(cc, h, PARAMD_ETIMEDOUT, why);
+        }
+    }
     if (co->wstart[cc->rank] >= 0 && !pd_spec_elastic(spec)) {
         snprintf(msg, sizeof msg,
                  "table '%s' does not take workers that join a running "

@@ -30,6 +30,7 @@ void co_barrier_check(pd_coord *co) {
  * Servers are told, so that sync clocks stop waiting for it. */
 void co_worker_departed(pd_coord *co, int32_t rank, int clean,
                             const char *why) {
+    if (co->wstate[rank] == W_AWAY) co_away_settled(co, rank);
     co->wstate[rank] = clean ? W_LEFT : W_DIED;
     co->departed++;
     co->nmembers--;
@@ -79,6 +80,13 @@ int co_on_reg_server(co_conn *cc, const pd_hdr *h) {
     if (!pd_rd_done(&r) || cc->role != PD_ROLE_SERVER || cc->server >= 0)
         return co_reply_err(cc, h, PARAMD_EPROTO, "malformed or repeated REG_SERVER");
     pthread_mutex_lock(&co->mu);
+    if (co->takeover) {
+        pthread_mutex_unlock(&co->mu);
+        co_reply_err(cc, h, PARAMD_ECONFIG,
+                     "this coordinator is taking a running cluster back (its servers "
+                     "rejoin): a new server cannot register with it");
+        return PARAMD_ECONFIG;
+    }
     if (co->nservers >= co->o.servers) {
         pthread_mutex_unlock(&co->mu);
         char msg[128];
@@ -106,6 +114,7 @@ int co_on_reg_server(co_conn *cc, const pd_hdr *h) {
     pd_put_u32(&b, (uint32_t)co->o.max_workers);
     /* What only servers get: the key that checks workers' rank tickets. */
     pd_put_bytes(&b, co->grant.k, sizeof co->grant.k);
+    pd_put_u32(&b, (uint32_t)co->o.rejoin_ms); /* (a reader takes it if present) */
     int rc = co_reply(cc, h, &b);
     pd_wipe(b.p, b.len);
     pd_buf_free(&b);
@@ -213,6 +222,9 @@ int co_on_reg_worker(co_conn *cc, const pd_hdr *h) {
     if (!pd_rd_done(&r) || cc->role != PD_ROLE_WORKER || cc->rank >= 0)
         return co_reply_err(cc, h, PARAMD_EPROTO, "malformed or repeated REG_WORKER");
     pthread_mutex_lock(&co->mu);
+    /* ranks are picked from the states the rejoined servers settled */
+    while (co->takeover && !co->whole_again && !co->stopping)
+        pthread_cond_wait(&co->cv, &co->mu);
     int32_t W = co->o.workers, M = co->o.max_workers;
     if (want < -1 || want >= M) {
         pthread_mutex_unlock(&co->mu);
@@ -252,6 +264,12 @@ int co_on_reg_worker(co_conn *cc, const pd_hdr *h) {
     char why[PD_ERRMSG_MAX] = "";
     if (co->stopping) {
         rc = PARAMD_ESHUTDOWN;
+    } else if (cc->bumped) {
+        rc = PARAMD_EWORKER;
+        snprintf(why, sizeof why,
+                 "rank %d belongs to a worker of the running cluster that this "
+                 "coordinator took back while this worker waited: connect again for "
+                 "another rank", want);
     } else if (join) {
         rc = run_join(co, want, cc->hello.op_timeout_ms, &start, why, sizeof why);
         if (rc == 0 && !co->stopping) {
@@ -278,8 +296,9 @@ int co_on_reg_worker(co_conn *cc, const pd_hdr *h) {
     pd_buf b;
     pd_buf_init(&b);
     pd_map m = {want, (uint32_t)W, (uint32_t)co->o.servers, co->epoch, co->server_addr,
-                (uint32_t)co->o.heartbeat_ms, (uint32_t)M, start, 1, 0, {0}, 0};
+                (uint32_t)co->o.heartbeat_ms, (uint32_t)M, start, 1, 0, {0}, 0, 0};
     m.barriers = co->barrier_gen; /* (a joiner knows which it missed) */
+    m.rejoin_ms = (uint32_t)co->o.rejoin_ms;
     /* The rank is this connection's: the ticket proves it to the servers
      * and on the heartbeat connection (frame/auth.h). */
     pd_ticket tk;
@@ -289,7 +308,7 @@ int co_on_reg_worker(co_conn *cc, const pd_hdr *h) {
     pd_map_encode(&b, &m);
     co->wseen_ms[want] = pd_now_ms(); /* waiting for servers is not silence */
     pthread_mutex_unlock(&co->mu);
-    if (rc == PARAMD_ETIMEDOUT) {
+    if (rc == PARAMD_ETIMEDOUT || rc == PARAMD_EWORKER) {
         pd_buf_free(&b);
         return co_reply_err(cc, h, rc, why);
     }
@@ -315,7 +334,7 @@ int co_on_map(co_conn *cc, const pd_hdr *h) {
     pd_buf b;
     pd_buf_init(&b);
     pd_map m = {-1, (uint32_t)co->o.workers, (uint32_t)co->o.servers, co->epoch,
-                co->server_addr, 0, 0, 0, 0, 0, {0}, 0};
+                co->server_addr, 0, 0, 0, 0, 0, {0}, 0, 0};
     pd_map_encode(&b, &m);
     pthread_mutex_unlock(&co->mu);
     int rc = co_reply(cc, h, &b);
@@ -326,7 +345,19 @@ int co_on_map(co_conn *cc, const pd_hdr *h) {
 int co_on_barrier(co_conn *cc, const pd_hdr *h) {
     pd_coord *co = cc->co;
     if (cc->rank < 0) return co_reply_err(cc, h, PARAMD_EPROTO, "BARRIER before REG_WORKER");
+    /* u64: the barrier's number, how many the worker passed (optional) */
+    uint64_t num = UINT64_MAX;
+    pd_rd r;
+    pd_rd_init(&r, cc->buf, (size_t)h->len);
+    if (h->len) pd_get_u64(&r, &num);
+    if (!pd_rd_done(&r)) return co_reply_err(cc, h, PARAMD_EPROTO, "malformed BARRIER");
     pthread_mutex_lock(&co->mu);
+    if (num < co->barrier_gen) {
+        /* released already: a worker that asked again after the coordinator
+         * it asked first was lost (takeover.c) */
+        pthread_mutex_unlock(&co->mu);
+        return co_reply(cc, h, NULL);
+    }
     uint64_t gen = co->barrier_gen;
     co->wbar[cc->rank] = gen + 1; /* for whom it waits (status.c) */
     co->barrier_arrived++;
@@ -380,6 +411,19 @@ int co_on_heartbeat(co_conn *cc, const pd_hdr *h) {
     if (!pd_rd_done(&r) || cc->role != PD_ROLE_WORKER || rank >= (uint32_t)co->o.max_workers)
         return co_reply_err(cc, h, PARAMD_EPROTO, "malformed HEARTBEAT");
     pthread_mutex_lock(&co->mu);
+    while (co->takeover && !co->whole_again && !co->stopping)
+        pthread_cond_wait(&co->cv, &co->mu);
+    int st = co->wstate[rank];
+    if (co->takeover && cc->hello.has_ticket && cc->hello.rank == (int32_t)rank &&
+        cc->hello.ticket.gen >= co->wgen[rank] &&
+        (st == W_NEW || st == W_AWAY || st == W_FREE)) {
+        /* A worker of the cluster taken back, not rejoined yet (the
+         * handshake checked its ticket): it is away, and alive. */
+        if (st != W_AWAY) co->naway++;
+        if (st == W_FREE) co->nmembers++;
+        co->wstate[rank] = W_AWAY;
+        co->wgen[rank] = cc->hello.ticket.gen;
+    }
     /* A heartbeat keeps a rank alive, so only its holder may send it: the
      * connection must have shown that rank's current ticket in HELLO. */
     if (!cc->hello.has_ticket || cc->hello.rank != (int32_t)rank ||
@@ -395,7 +439,7 @@ int co_on_heartbeat(co_conn *cc, const pd_hdr *h) {
     }
     cc->heartbeat = 1;
     cc->hb_rank = (int32_t)rank;
-    int live = co->wstate[rank] == W_LIVE;
+    int live = co->wstate[rank] == W_LIVE || co->wstate[rank] == W_AWAY;
     if (live) {
         co->wseen_ms[rank] = pd_now_ms();
         co->wclock[rank] = h->clock;
@@ -416,9 +460,13 @@ void *co_monitor_main(void *arg) {
     while (!co->stopping) {
         int64_t now = pd_now_ms();
         for (int32_t w = 0; w < co->o.max_workers; w++)
-            if (co->wstate[w] == W_LIVE && now - co->wseen_ms[w] > co->o.heartbeat_ms) {
-                char why[96];
-                snprintf(why, sizeof why, "sent no heartbeat for %.1f s",
+            if ((co->wstate[w] == W_LIVE || co->wstate[w] == W_AWAY) &&
+                now - co->wseen_ms[w] > co->o.heartbeat_ms) {
+                char why[128];
+                snprintf(why, sizeof why, "%s for %.1f s",
+                         co->wstate[w] == W_AWAY ? "did not come back to the coordinator "
+                                                   "that took the cluster back: no heartbeat"
+                                                 : "sent no heartbeat",
                          (now - co->wseen_ms[w]) / 1000.0);
                 co_worker_departed(co, w, 0, why);
                 /* close its connections: a resumed process gets errors */

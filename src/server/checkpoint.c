@@ -117,6 +117,10 @@ void srv_on_ckpt_abort(pd_server *s) {
     pd_log(PD_LOG_INFO, "checkpoint abandoned by the coordinator: tables go on");
 }
 
+void srv_ckpt_lost(pd_server *s) {
+    release_all(s);
+}
+
 /* ==== Phase 2: write ==================================================== */
 
 typedef struct ckpt_job {

@@ -21,7 +21,10 @@
  * by anyone but the worker the coordinator gave the rank to next (which
  * it does only once the holder left or died: WORKER_GONE came first).
  */
+#include <stdio.h>
 #include <time.h>
+
+#include "table/spec.h"
 
 #include "server/server_impl.h"
 
@@ -83,17 +86,10 @@ static void new_incarnation(pd_server *s, uint32_t w) {
     while (s->inflight[w] > 0) pthread_cond_wait(&s->cv, &s->mu);
 }
 
-static void on_worker_gone(pd_server *s, const pd_hdr *h, const uint8_t *buf) {
-    pd_rd r;
-    uint32_t w, clean = 0;
-    pd_rd_init(&r, buf, (size_t)h->len);
-    pd_get_u32(&r, &w);
-    pd_get_u32(&r, &clean);
-    if (!pd_rd_done(&r) || w >= (uint32_t)s->W) {
-        pd_log(PD_LOG_WARN, "ignoring a malformed WORKER_GONE");
-        return;
-    }
-    pthread_mutex_lock(&s->mu);
+/* With s->mu held: worker w is gone (WORKER_GONE, or the undoing of a join
+ * the lost coordinator had prepared). */
+static void forget_worker(pd_server *s, uint32_t w, uint32_t clean) {
+    if (s->join_pending == (int32_t)w) s->join_pending = -1;
     s->gone[w] = 1;
     new_incarnation(s, w);
     for (uint32_t id = 1; id < PD_MAX_TABLES; id++) {
@@ -105,6 +101,20 @@ static void on_worker_gone(pd_server *s, const pd_hdr *h, const uint8_t *buf) {
             pd_log(clean ? PD_LOG_DEBUG : PD_LOG_WARN, "worker %u removed: table %u goes on at "
                    "clock %lld without it", w, id, (long long)at);
     }
+}
+
+static void on_worker_gone(pd_server *s, const pd_hdr *h, const uint8_t *buf) {
+    pd_rd r;
+    uint32_t w, clean = 0;
+    pd_rd_init(&r, buf, (size_t)h->len);
+    pd_get_u32(&r, &w);
+    pd_get_u32(&r, &clean);
+    if (!pd_rd_done(&r) || w >= (uint32_t)s->W) {
+        pd_log(PD_LOG_WARN, "ignoring a malformed WORKER_GONE");
+        return;
+    }
+    pthread_mutex_lock(&s->mu);
+    forget_worker(s, w, clean);
     pthread_mutex_unlock(&s->mu);
 }
 
@@ -135,6 +145,7 @@ static void on_worker_join(pd_server *s, const pd_hdr *h, const uint8_t *buf) {
             if (f > F) F = f;
         }
         s->jfrom[w] = F;
+        s->join_pending = (int32_t)w;
         pthread_mutex_unlock(&s->mu);
         uint8_t p[8];
         for (int i = 0; i < 8; i++) p[i] = (uint8_t)((uint64_t)F >> (8 * i));
@@ -149,6 +160,7 @@ static void on_worker_join(pd_server *s, const pd_hdr *h, const uint8_t *buf) {
         return;
     }
     s->jfrom[w] = (int64_t)J;
+    if (s->join_pending == (int32_t)w) s->join_pending = -1;
     for (uint32_t id = 1; id < PD_MAX_TABLES; id++) {
         pd_table *t = s->tables[id];
         if (!t) continue;
@@ -185,10 +197,160 @@ void *srv_heartbeat_main(void *arg) {
         int rc = pd_send_frame(s->coord, &h, NULL, 0, NULL, 0, NULL, 0, &e);
         pthread_mutex_unlock(&s->coord_send_mu);
         pthread_mutex_lock(&s->mu);
-        if (rc) break; /* the watcher notices the loss and stops us */
+        /* A failed send: the watcher notices the loss, and rejoins a new
+         * coordinator (the next beat goes there) or stops us. */
+        (void)rc;
     }
     pthread_mutex_unlock(&s->mu);
     return NULL;
+}
+
+/* ==== Rejoining a coordinator started again ============================ */
+
+/* The SERVER_REJOIN parts (coord/takeover.c): records, cut at record
+ * boundaries into frames of up to PD_MAX_CTRL_PAYLOAD, the last one's
+ * clock 1; sent on conn, the last as an RPC.  0 once it is answered. */
+static int send_rejoin(pd_server *s, pd_conn *conn, pd_err *e) {
+    pd_buf b;
+    pd_buf_init(&b);
+    size_t *cut = NULL, ncut = 0, capcut = 0;
+    uint8_t kind = 'S';
+    pd_put_bytes(&b, &kind, 1);
+    pd_put_u32(&b, (uint32_t)s->index);
+    pd_put_u32(&b, (uint32_t)s->S);
+    pd_put_u32(&b, (uint32_t)s->W_start);
+    pd_put_u32(&b, (uint32_t)s->W);
+    pd_put_bytes(&b, s->grant.k, sizeof s->grant.k);
+    pd_put_str(&b, s->advertised);
+#define CUT()                                                                  \
+    do {                                                                       \
+        if (ncut == capcut) {                                                  \
+            size_t nc = capcut ? capcut * 2 : 64;                              \
+            size_t *p = pd_realloc(cut, nc * sizeof *p);                       \
+            if (!p) { b.oom = 1; break; }                                      \
+            cut = p, capcut = nc;                                              \
+        }                                                                      \
+        cut[ncut++] = b.len;                                                   \
+    } while (0)
+    CUT();
+    pthread_mutex_lock(&s->mu);
+    for (uint32_t id = 1; id < PD_MAX_TABLES && !b.oom; id++) {
+        pd_table *t = s->tables[id];
+        if (!t) continue;
+        char spec[PD_MAX_SPEC + 1];
+        pd_spec_canonical(&t->def, spec, sizeof spec);
+        kind = 'T';
+        pd_put_bytes(&b, &kind, 1);
+        pd_put_u32(&b, id);
+        pd_put_str(&b, t->def.name);
+        pd_put_u64(&b, t->def.n);
+        pd_put_str(&b, spec);
+        CUT();
+    }
+    for (int32_t w = 0; w < s->W && !b.oom; w++) {
+        if (!s->holder[w] && !s->gone[w]) continue;
+        kind = 'R';
+        uint8_t gone = s->gone[w] ? 1 : 0;
+        pd_put_bytes(&b, &kind, 1);
+        pd_put_u32(&b, (uint32_t)w);
+        pd_put_u32(&b, s->holder[w]);
+        pd_put_bytes(&b, &gone, 1);
+        CUT();
+    }
+    pthread_mutex_unlock(&s->mu);
+#undef CUT
+    int rc = b.oom ? pd_seterr(e, PARAMD_ENOMEM, "out of memory") : 0;
+    size_t from = 0;
+    uint8_t *reply = rc ? NULL : pd_malloc(PD_MAX_CTRL_PAYLOAD + 1);
+    if (!rc && !reply) rc = pd_seterr(e, PARAMD_ENOMEM, "out of memory");
+    for (size_t i = 0; rc == 0 && from < b.len;) {
+        size_t to = from;
+        while (i < ncut && cut[i] - from <= PD_MAX_CTRL_PAYLOAD) to = cut[i++];
+        if (to == from) { /* (a record never exceeds a frame) */
+            rc = pd_seterr(e, PARAMD_EPROTO, "a SERVER_REJOIN record too large");
+            break;
+        }
+        pd_hdr h = {0}, rh;
+        h.type = PD_MSG_SERVER_REJOIN;
+        h.id = 2;
+        h.clock = to == b.len;
+        if (to < b.len)
+            rc = pd_send_frame(conn, &h, b.p + from, to - from, NULL, 0, NULL, 0, e);
+        else
+            rc = pd_rpc(conn, &h, b.p + from, to - from, &rh, reply, e);
+        from = to;
+    }
+    pd_free(reply);
+    pd_free(cut);
+    pd_wipe(b.p, b.len);
+    pd_buf_free(&b);
+    return rc;
+}
+
+/* The coordinator was lost (why): keep serving, and for the rejoin window
+ * try to rejoin a coordinator at its address.  0 once one took this
+ * server back (s->coord is the new connection), else -1 (logged). */
+static int rejoin(pd_server *s, const char *why) {
+    int64_t t0 = pd_now_ms(), end = t0 + s->rejoin_ms;
+    pd_log(PD_LOG_WARN, "lost the coordinator: %s; serving on, and reconnecting to %s for "
+           "up to %.0f s (its --rejoin-s)", why, s->o.coordinator, s->rejoin_ms / 1000.0);
+    /* What the lost coordinator had begun cannot end: a checkpoint (its
+     * holds are lifted) and a join (undone, as it would have done). */
+    srv_ckpt_lost(s);
+    pthread_mutex_lock(&s->mu);
+    if (s->join_pending >= 0) forget_worker(s, (uint32_t)s->join_pending, 1);
+    pthread_mutex_unlock(&s->mu);
+    char last[PD_ERRMSG_MAX];
+    snprintf(last, sizeof last, "%s", why);
+    for (;;) {
+        pthread_mutex_lock(&s->mu);
+        int stopping = s->stopping;
+        pthread_mutex_unlock(&s->mu);
+        int64_t left = end - pd_now_ms();
+        if (stopping) return -1;
+        if (left <= 0) break;
+        pd_err e = {0};
+        pd_conn *c = pd_tcp_connect(s->o.coordinator, left < 1000 ? (int)left : 1000, &e);
+        int rc = c ? 0 : e.code ? e.code : PARAMD_EIO;
+        if (c) {
+            pd_tcp_set_peer_timeout(c, PD_PEER_TIMEOUT_DEFAULT);
+            pd_hello hello = {.role = PD_ROLE_SERVER, .rank = -1};
+            rc = pd_handshake_dial(c, &hello, s->has_key ? &s->key : NULL, NULL, &e);
+            if (rc == 0) rc = send_rejoin(s, c, &e);
+        }
+        if (rc == 0) {
+            pthread_mutex_lock(&s->coord_send_mu);
+            pd_conn *old = s->coord;
+            s->coord = c;
+            pthread_mutex_unlock(&s->coord_send_mu);
+            pd_conn_destroy(old);
+            pthread_mutex_lock(&s->mu);
+            if (s->stopping) pd_conn_shutdown(c); /* (its stop shut the old one) */
+            pthread_mutex_unlock(&s->mu);
+            pd_log(PD_LOG_INFO, "rejoined the coordinator at %s after %.1f s",
+                   s->o.coordinator, (double)(pd_now_ms() - t0) / 1000.0);
+            return 0;
+        }
+        pd_conn_destroy(c);
+        snprintf(last, sizeof last, "%s", e.msg);
+        if (rc == PARAMD_ECONFIG) { /* it answered, and will not take us */
+            pd_log(PD_LOG_ERROR, "the coordinator at %s refused this server: %s",
+                   s->o.coordinator, e.msg);
+            return -1;
+        }
+        /* try again in a tenth of a second (pd_server_stop wakes us) */
+        struct timespec ts;
+        clock_gettime(CLOCK_REALTIME, &ts);
+        ts.tv_nsec += 100000000;
+        if (ts.tv_nsec >= 1000000000) ts.tv_sec++, ts.tv_nsec -= 1000000000;
+        pthread_mutex_lock(&s->mu);
+        if (!s->stopping) pthread_cond_timedwait(&s->cv, &s->mu, &ts);
+        pthread_mutex_unlock(&s->mu);
+    }
+    pd_log(PD_LOG_ERROR, "lost the coordinator: no coordinator took the cluster back at %s "
+           "within %.0f s (the last try: %s); stopping", s->o.coordinator,
+           s->rejoin_ms / 1000.0, last);
+    return -1;
 }
 
 /* ==== Coordinator watcher ============================================== */
@@ -240,10 +402,16 @@ void *srv_coord_main(void *arg) {
         if (rc) {
             pthread_mutex_lock(&s->mu);
             int stopping = s->stopping;
-            if (!stopping) s->lost_coordinator = 1;
             pthread_mutex_unlock(&s->mu);
-            if (!stopping)
+            if (stopping) break;
+            if (s->rejoin_ms > 0) {
+                if (rejoin(s, e.msg) == 0) continue;
+            } else {
                 pd_log(PD_LOG_ERROR, "lost the coordinator: %s", e.msg);
+            }
+            pthread_mutex_lock(&s->mu);
+            if (!s->stopping) s->lost_coordinator = 1;
+            pthread_mutex_unlock(&s->mu);
             break;
         }
     }

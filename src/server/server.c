@@ -167,6 +167,8 @@ pd_server *pd_server_start(const pd_server_opts *o, pd_err *e) {
     pd_get_u32(&r, &W);
     pd_get_u32(&r, &M);
     pd_get_bytes(&r, s->grant.k, sizeof s->grant.k);
+    uint32_t rejoin_ms = 0;
+    if (!r.bad && r.off < r.len) pd_get_u32(&r, &rejoin_ms); /* (optional) */
     pd_wipe(buf, sizeof buf);
     if (!pd_rd_done(&r) || S == 0 || idx >= S || W == 0 || M < W ||
         M > PD_MAX_WORKERS) {
@@ -176,6 +178,9 @@ pd_server *pd_server_start(const pd_server_opts *o, pd_err *e) {
     s->index = (int32_t)idx;
     s->S = (int32_t)S;
     s->W = (int32_t)M; /* worker slots: ranks 0..M-1 */
+    s->W_start = (int32_t)W;
+    s->rejoin_ms = rejoin_ms > 86400000 ? 86400000 : rejoin_ms;
+    s->join_pending = -1;
     s->gone = pd_calloc(M, 1);
     s->jfrom = pd_malloc(M * sizeof *s->jfrom);
     s->wgen = pd_calloc(M, sizeof *s->wgen);
@@ -274,7 +279,10 @@ int pd_server_run(pd_server *s) {
     while (s->nthreads > 0) pthread_cond_wait(&s->cv, &s->mu);
     int lost = s->lost_coordinator;
     pthread_mutex_unlock(&s->mu);
+    /* (the watcher may be replacing the connection: membership.c) */
+    pthread_mutex_lock(&s->coord_send_mu);
     pd_conn_shutdown(s->coord);
+    pthread_mutex_unlock(&s->coord_send_mu);
     pthread_join(s->coord_thread, NULL);
     s->coord_thread_started = 0;
     if (s->hb_thread_started) { /* stopping is set: it is leaving */
@@ -302,7 +310,10 @@ void pd_server_free(pd_server *s) {
         pthread_join(s->hb_thread, NULL);
     }
     if (s->coord_thread_started) {
+        pd_server_stop(s); /* a watcher reconnecting gives up */
+        pthread_mutex_lock(&s->coord_send_mu);
         pd_conn_shutdown(s->coord);
+        pthread_mutex_unlock(&s->coord_send_mu);
         pthread_join(s->coord_thread, NULL);
     }
     srv_ckpt_join(s);

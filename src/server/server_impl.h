@@ -117,13 +117,19 @@ struct pd_server {
     char advertised[PD_MAX_ADDR + 1]; /* the address registered */
     pthread_t shm_thread;
     int shm_thread_started;
-    pd_conn *coord;
+    pd_conn *coord;       /* the coordinator: read by the watcher only; written
+                           * (and replaced, when the server rejoins a new
+                           * coordinator) under coord_send_mu */
     pd_pool *pool;        /* apply threads (o.apply_threads), NULL: inline;
                            * shared by every table, freed last */
     pd_admit admit;       /* connection limits (frame/admit.h; its own
                            * lock, a leaf) */
     int ntables;          /* tables created (mu), against o.max_tables */
     int32_t index, S, W;  /* W: worker slots */
+    int32_t W_start;      /* workers the cluster started with (--workers) */
+    uint32_t rejoin_ms;   /* the coordinator's rejoin window: keep serving
+                           * this long when it is lost, reconnecting
+                           * (membership.c); 0: stop at once */
     char plugin_dir[PD_MAX_PLUGIN_FILE]; /* o.plugin_dir made absolute;
                                           * "": no plugins */
     pd_key key;           /* the cluster secret (has_key) */
@@ -145,6 +151,8 @@ struct pd_server {
     uint32_t *holder;     /* W: the newest ticket incarnation seen for each
                            * rank: an older one may not connect
                            * (membership.c, srv_claim_rank) */
+    int32_t join_pending; /* the rank between its join's PREPARE and
+                           * COMMIT, else -1 */
     srv_conn *conns;
     int nthreads;
     int stopping;
@@ -238,6 +246,9 @@ void srv_regions_drop_all(srv_conn *sc);
 void srv_on_ckpt_hold(pd_server *s, const pd_hdr *h);
 void srv_on_ckpt_write(pd_server *s, const pd_hdr *h, const uint8_t *buf);
 void srv_on_ckpt_abort(pd_server *s);
+/* The coordinator was lost: a checkpoint it began will never complete, so
+ * its holds are lifted. */
+void srv_ckpt_lost(pd_server *s);
 /* Join a checkpoint thread (stopping: its waits fail once tables stop). */
 void srv_ckpt_join(pd_server *s);
 /* At start: the tables of the checkpoint at o.restore.  0 or the error. */

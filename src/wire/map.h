@@ -13,7 +13,9 @@
  *   (frame/auth.h: what the worker shows in its later HELLOs), then
  *   (optional: 0 without it) u64 barriers: how many barriers the cluster
  *   had released when the worker got its rank (a worker that joins a
- *   running cluster knows which barriers it missed).
+ *   running cluster knows which barriers it missed), then (optional: 0
+ *   without it) u32 rejoin ms: how long the worker keeps running without
+ *   a coordinator, reconnecting to its address (docs/durability.md).
  *
  * The epoch is 1 for the map a cluster starts with.  It is the place for
  * maps that change (servers added, replaced or drained): a later map gets
@@ -39,6 +41,8 @@ typedef struct pd_map {
     uint32_t ticket_gen;
     uint8_t ticket[32];  /* PD_MAP_TICKET_BYTES */
     uint64_t barriers;   /* barriers released before this rank was given */
+    uint32_t rejoin_ms;  /* keep running this long without a coordinator,
+                          * reconnecting (0: fail at once) */
 } pd_map;
 #define PD_MAP_TICKET_BYTES 32
 

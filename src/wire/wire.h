@@ -88,7 +88,9 @@
     X(CHECKPOINT, 34)  /* tool -> coord: take a checkpoint now */          \
     X(CKPT_HOLD, 35)   /* coord -> server: hold clocked tables; i64 reply */\
     X(CKPT_WRITE, 36)  /* coord -> server: u64 seq, i64 clock, str dir, u64 base (0: full) */  \
-    X(CKPT_ABORT, 37)  /* coord -> server: lift the holds (no reply) */
+    X(CKPT_ABORT, 37)  /* coord -> server: lift the holds (no reply) */   \
+    X(SERVER_REJOIN, 38) /* server -> new coord: what it holds (takeover) */\
+    X(WORKER_REJOIN, 39) /* worker -> new coord: its rank, barriers, clock */
 
 enum pd_msg_type {
 #define PD_X_(name, val) PD_MSG_##name = (val),

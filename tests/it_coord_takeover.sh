@@ -1,0 +1,169 @@
+#!/usr/bin/env bash
+# A coordinator started again takes a running cluster back
+# (docs/durability.md, "When the coordinator dies"):
+#  - a sync toy on 2 servers and 2 workers has its coordinator SIGKILLed
+#    while it trains: the servers say so and serve on, the workers train
+#    to their last clock with no coordinator (the servers' applied clock
+#    gets there), and wait at their final barrier;
+#  - a coordinator started again on the same address with the same
+#    options takes the cluster back from the servers' and workers'
+#    rejoins: the barrier is released, every value ends exactly at the
+#    number of clocks, and every process exits 0;
+#  - a run whose coordinator dies during its first barrier, and comes
+#    back, passes it once (the barrier's number: asked twice, counted
+#    once) and ends exact;
+#  - no coordinator comes back within --rejoin-s: the servers say so and
+#    exit 1, the workers' calls fail naming the window;
+#  - a coordinator started with other options refuses the servers'
+#    rejoins, naming both.
+# transports: tcp shm
+source "$(dirname "$0")/lib.sh"
+TOY=$BUILD/examples/toy
+cd "$TMP"
+
+# clock_of URL: the toy table's applied clock on the server whose metrics
+# are at URL (the server's own count: every worker's push of each clock
+# went in), "" if it cannot be read
+clock_of() {
+  curl -fsS --max-time 5 "$1" 2>/dev/null |
+    sed -nE 's/^paramd_table_clock\{[^}]*\} ([0-9]+)$/\1/p' | head -1
+}
+# clock_reaches URL N: block until that clock is at least N, or fail after
+# 60 s (a scrape every tenth of a second: the condition is the server's)
+clock_reaches() {
+  local end=$((SECONDS + 60)) c
+  until c=$(clock_of "$1"); [ -n "$c" ] && [ "$c" -ge "$2" ]; do
+    [ $SECONDS -lt $end ] || fail "$1: the table's clock is '$c', never $2"
+    sleep 0.1
+  done
+}
+# metrics_urls: URLS, the servers' metrics addresses (from their logs)
+metrics_urls() {
+  URLS=()
+  for k in 0 1; do
+    wait_line "$TMP/server.$k.log" "metrics at http://"
+    URLS+=("$(sed -nE 's|.*metrics at (http://[^ ]+/metrics).*|\1|p' "$TMP/server.$k.log" | head -1)")
+  done
+}
+# exact FILE V: the toy's final params in FILE are all V
+exact() {
+  local line; line=$(grep "final params" "$1") || { cat "$1" >&2; fail "$1: no final params"; }
+  echo "$line" | awk -v v="$2" '{ for (i = NF - 9; i <= NF; i++) if ($i + 0 != v + 0) exit 1 }' \
+    || fail "$1: '$line', expected every value $2"
+}
+
+ITERS=300
+# --- 1. killed while training; the workers finish their clocks alone ---
+start_coordinator 2 2 --rejoin-s 60
+ADDR=$COORD
+start_servers 2 --metrics 127.0.0.1:0
+metrics_urls
+TOY_PIDS=()
+for r in 0 1; do
+  PARAMD_COORDINATOR=$COORD PARAMD_RANK=$r "$TOY" --consistency sync --iters $ITERS \
+    --sleep-ms 2 >"$TMP/toy.$r.out" 2>&1 &
+  TOY_PIDS+=($!); PIDS+=($!)
+done
+clock_reaches "${URLS[0]}" 5
+kill -KILL "$COORD_PID"
+wait "$COORD_PID" 2>/dev/null
+C0=$(clock_of "${URLS[0]}")
+for k in 0 1; do
+  wait_line "$TMP/server.$k.log" "lost the coordinator: .*serving on, and reconnecting to $ADDR for up to 60 s"
+done
+for u in "${URLS[@]}"; do clock_reaches "$u" $ITERS; done
+[ "$C0" -lt $ITERS ] || fail "the run was over ($C0 clocks) before the coordinator died"
+for p in "${TOY_PIDS[@]}" "${SERVER_PIDS[@]}"; do
+  kill -0 "$p" 2>/dev/null || fail "a process ended while the coordinator was away (pid $p)"
+done
+pass "coordinator SIGKILLed at clock $C0: both servers served on, the workers trained to clock $ITERS without it"
+
+mv "$TMP/coordinator.log" "$TMP/coordinator.1.log"
+start_coordinator 2 2 --listen "$ADDR" --rejoin-s 60
+[ "$COORD" = "$ADDR" ] || fail "the new coordinator listens on $COORD, not $ADDR"
+for p in "${TOY_PIDS[@]}"; do wait "$p" || { cat "$TMP"/toy.*.out; fail "a worker failed after the takeover"; }; done
+exact "$TMP/toy.0.out" $ITERS   # (rank 0 prints them)
+wait "$COORD_PID" || { cat "$TMP/coordinator.log"; fail "the new coordinator did not end cleanly"; }
+for p in "${SERVER_PIDS[@]}"; do wait "$p" || fail "a server did not end cleanly after the takeover (pid $p)"; done
+expect_line "$TMP/coordinator.log" "taking a running cluster back: server [01] rejoined"
+expect_line "$TMP/coordinator.log" "took the cluster back: all 2 servers rejoined after [0-9.]+ s, 1 tables; 2 workers to rejoin, 0 gone before"
+expect_line "$TMP/coordinator.log" "worker 0 rejoined at clock $ITERS"
+expect_line "$TMP/coordinator.log" "worker 1 rejoined at clock $ITERS"
+for k in 0 1; do expect_line "$TMP/server.$k.log" "rejoined the coordinator at $ADDR after [0-9.]+ s"; done
+pass "a coordinator started again on $ADDR took the cluster back: the barrier released, every value $ITERS, every process exit 0"
+
+# --- 2. killed while a worker waits at a barrier ---
+# The toy's first call to the coordinator after opening its table is its
+# final barrier (--iters 0).  Worker 0 arrives there and the coordinator
+# dies; worker 1 starts once a coordinator is back on the address (a new
+# worker needs one to connect).  Worker 0 asks the new coordinator again
+# (its barrier's number, 0, says which), both pass it, once.
+rm -f "$TMP/coordinator.log"
+PARAMD_LOG=debug start_coordinator 2 2 --rejoin-s 60
+ADDR=$COORD
+start_servers 2
+PARAMD_COORDINATOR=$COORD PARAMD_RANK=0 "$TOY" --consistency sync --iters 0 >"$TMP/b.0.out" 2>&1 &
+B0=$!; PIDS+=($B0)
+wait_line "$TMP/coordinator.log" "worker 0 arrived at barrier 0"
+kill -KILL "$COORD_PID"
+wait "$COORD_PID" 2>/dev/null
+for k in 0 1; do wait_line "$TMP/server.$k.log" "lost the coordinator: .*serving on"; done
+mv "$TMP/coordinator.log" "$TMP/coordinator.2.log"
+PARAMD_LOG=debug start_coordinator 2 2 --listen "$ADDR" --rejoin-s 60
+PARAMD_COORDINATOR=$COORD PARAMD_RANK=1 "$TOY" --consistency sync --iters 0 >"$TMP/b.1.out" 2>&1 &
+B1=$!; PIDS+=($B1)
+for p in $B0 $B1; do wait "$p" || { cat "$TMP"/b.*.out "$TMP/coordinator.log"; fail "a worker failed across a takeover at a barrier"; }; done
+exact "$TMP/b.0.out" 0
+wait "$COORD_PID" || fail "the coordinator after the barrier did not end cleanly"
+for p in "${SERVER_PIDS[@]}"; do wait "$p" || fail "a server did not end cleanly (pid $p)"; done
+expect_line "$TMP/coordinator.log" "worker 0 rejoined at clock 0"
+[ "$(grep -c "arrived at barrier 0" "$TMP/coordinator.log")" = 2 ] ||
+  fail "barrier 0 should have had 2 arrivals at the new coordinator: $(grep "arrived at barrier" "$TMP/coordinator.log")"
+pass "coordinator lost while a worker waited at a barrier: the barrier passed once after the takeover"
+
+# start_run REJOIN_S: a coordinator, 2 servers, 2 sync toys that train
+# long; returns once they trained a few clocks and the coordinator was
+# SIGKILLed
+start_run() {
+  rm -f "$TMP/coordinator.log" "$TMP"/server.*.log
+  start_coordinator 2 2 --rejoin-s "$1"
+  ADDR=$COORD
+  start_servers 2 --metrics 127.0.0.1:0
+  metrics_urls
+  TOY_PIDS=()
+  for r in 0 1; do
+    PARAMD_COORDINATOR=$COORD PARAMD_RANK=$r "$TOY" --consistency sync --iters 100000 \
+      --sleep-ms 1 >"$TMP/g.$r.out" 2>&1 &
+    TOY_PIDS+=($!); PIDS+=($!)
+  done
+  clock_reaches "${URLS[0]}" 5
+  kill -KILL "$COORD_PID"
+  wait "$COORD_PID" 2>/dev/null
+}
+# ends PID WHAT: PID exits within 30 s, with a status other than 0
+ends() {
+  timeout 30 tail --pid="$1" -f /dev/null || fail "$2 still runs 30 s after the coordinator died"
+  wait "$1" && fail "$2 exited 0"
+  return 0
+}
+
+# --- 3. a coordinator started again with other options ---
+start_run 60
+mv "$TMP/coordinator.log" "$TMP/coordinator.3.log"
+start_coordinator 3 2 --listen "$ADDR" --startup-timeout-ms 0
+for p in "${SERVER_PIDS[@]}"; do ends "$p" "a server refused by the new coordinator"; done
+for p in "${TOY_PIDS[@]}"; do ends "$p" "a worker whose servers stopped"; done
+for k in 0 1; do
+  expect_line "$TMP/server.$k.log" "the coordinator at $ADDR refused this server: server [01] belongs to a cluster of --servers 2 --workers 2 --max-workers 2, and this coordinator has --servers 3 --workers 2 --max-workers 2"
+done
+kill "$COORD_PID"; wait "$COORD_PID" 2>/dev/null
+pass "a coordinator started with --servers 3 refused the servers of a 2-server cluster, naming both; they exited 1"
+
+# --- 4. no coordinator comes back within --rejoin-s ---
+start_run 1
+for p in "${SERVER_PIDS[@]}"; do ends "$p" "a server with no coordinator"; done
+for p in "${TOY_PIDS[@]}"; do ends "$p" "a worker with no coordinator"; done
+for k in 0 1; do
+  expect_line "$TMP/server.$k.log" "lost the coordinator: no coordinator took the cluster back at $ADDR within 1 s"
+done
+pass "no coordinator came back within --rejoin-s 1: both servers said so and exited 1, both workers failed"
