@@ -167,3 +167,25 @@ for k in 0 1; do
   expect_line "$TMP/server.$k.log" "lost the coordinator: no coordinator took the cluster back at $ADDR within 1 s"
 done
 pass "no coordinator came back within --rejoin-s 1: both servers said so and exited 1, both workers failed"
+
+# --- 5. paramd local --restarts: its coordinator alone is started again ---
+# Killed as soon as the table is defined on the servers (while its creator
+# may still be writing it, or the other worker waiting for it).
+rm -f "$TMP/local.log"
+PARAMD_LOG=debug setsid "$PARAMD" local --servers 2 --workers 2 --restarts 1 -- "$TOY" \
+  --consistency sync --iters 300 --sleep-ms 5 >"$TMP/local.log" 2>&1 &
+LOCAL=$!; PIDS+=($LOCAL)
+wait_line "$TMP/local.log" "server [01]: debug: table 1: shard"
+victim=""
+for p in $(ps -s $LOCAL -o pid=); do
+  tr '\0' ' ' <"/proc/$p/cmdline" 2>/dev/null | grep -q " coordinator " && { victim=$p; break; }
+done
+[ -n "$victim" ] || { cat "$TMP/local.log"; fail "no coordinator child to kill"; }
+kill -KILL "$victim"
+wait $LOCAL; rc=$?
+[ $rc = 3 ] || { cat "$TMP/local.log"; fail "paramd local --restarts 1 exited $rc after its coordinator was killed, expected 3"; }
+expect_line "$TMP/local.log" "^paramd local: the coordinator exited \(killed by signal 9.*\) while workers were running; starting it again on 127\.0\.0\.1:[0-9]+, where the servers and workers rejoin it \(0 more allowed\)"
+expect_line "$TMP/local.log" "took the cluster back: all 2 servers rejoined"
+expect_line "$TMP/local.log" "^paramd local: the coordinator exited \(killed by signal 9.*\); a coordinator started again took the running cluster back and the run finished"
+exact "$TMP/local.log" 300
+pass "paramd local --restarts 1: its coordinator SIGKILLed after the table was defined, started again alone, every value 300, exit 3"

@@ -106,7 +106,7 @@ static int read_part(co_rejoin *rj, const uint8_t *p, size_t len, char *msg, siz
         } else if (kind == 'T' && rj->have_head) {
             if (rj->nt == rj->tcap) {
                 uint32_t cap = rj->tcap ? rj->tcap * 2 : 8;
-                rj_table *t = cap < PD_MAX_TABLES ? pd_realloc(rj->t, cap * sizeof *t) : NULL;
+                rj_table *t = cap <= PD_MAX_TABLES ? pd_realloc(rj->t, cap * sizeof *t) : NULL;
                 if (!t) {
                     snprintf(msg, n, "SERVER_REJOIN: too many tables, or out of memory");
                     return -1;
