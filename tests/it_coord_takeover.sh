@@ -189,3 +189,34 @@ expect_line "$TMP/local.log" "took the cluster back: all 2 servers rejoined"
 expect_line "$TMP/local.log" "^paramd local: the coordinator exited \(killed by signal 9.*\); a coordinator started again took the running cluster back and the run finished"
 exact "$TMP/local.log" 300
 pass "paramd local --restarts 1: its coordinator SIGKILLed after the table was defined, started again alone, every value 300, exit 3"
+
+# --- 6. a worker dies while the coordinator is away ---
+# Nobody tells the servers (no coordinator), so their sync clocks wait for
+# it; the coordinator started again finds it away, removes it at its
+# heartbeat timeout, and tells the servers: worker 0 finishes (each
+# clock's mean of the pushes that came is still 1).
+rm -f "$TMP/coordinator.log" "$TMP"/server.*.log
+start_coordinator 2 2 --rejoin-s 60 --heartbeat-timeout-ms 2000
+ADDR=$COORD
+start_servers 2 --metrics 127.0.0.1:0
+metrics_urls
+TOY_PIDS=()
+for r in 0 1; do
+  PARAMD_COORDINATOR=$COORD PARAMD_RANK=$r "$TOY" --consistency sync --iters $ITERS \
+    --sleep-ms 2 >"$TMP/d.$r.out" 2>&1 &
+  TOY_PIDS+=($!); PIDS+=($!)
+done
+clock_reaches "${URLS[0]}" 5
+kill -KILL "$COORD_PID" "${TOY_PIDS[1]}"
+wait "$COORD_PID" "${TOY_PIDS[1]}" 2>/dev/null
+for k in 0 1; do wait_line "$TMP/server.$k.log" "lost the coordinator: .*serving on"; done
+mv "$TMP/coordinator.log" "$TMP/coordinator.6.log"
+start_coordinator 2 2 --listen "$ADDR" --rejoin-s 60 --heartbeat-timeout-ms 2000
+wait "${TOY_PIDS[0]}" || { cat "$TMP/d.0.out" "$TMP/coordinator.log"; fail "worker 0 failed after worker 1 died while the coordinator was away"; }
+exact "$TMP/d.0.out" $ITERS
+wait "$COORD_PID"; rc=$?
+[ $rc = 3 ] || fail "the coordinator exited $rc, expected 3 (a worker died)"
+expect_line "$TMP/coordinator.log" "took the cluster back: all 2 servers rejoined after [0-9.]+ s, 1 tables; 2 workers to rejoin, 0 gone before"
+expect_line "$TMP/coordinator.log" "worker 1 did not come back to the coordinator that took the cluster back: no heartbeat for [0-9.]+ s at clock [0-9]+; removed from the cluster, the others go on"
+for p in "${SERVER_PIDS[@]}"; do wait "$p" || fail "a server did not end cleanly (pid $p)"; done
+pass "worker 1 died while the coordinator was away: the new one removed it at its heartbeat timeout, worker 0 finished exact"

@@ -93,9 +93,14 @@ static void *conn_main(void *arg) {
     cc->conn->deadline_ms = pd_now_ms() + co->o.handshake_ms;
     cc->conn->frame_ms = co->o.frame_ms;
     pd_tcp_set_rcvtimeo(cc->conn, timeo_for(co->o.handshake_ms));
-    pd_key grant; /* (a coordinator taking a cluster back adopts another) */
+    /* A worker's ticket is checked here once the key is this cluster's
+     * for good: a server registered or rejoined.  Before that, a worker
+     * of a cluster that this coordinator is about to take back may come
+     * first: its ticket is checked when it uses it (takeover.c). */
+    pd_key grant;
     pthread_mutex_lock(&co->mu);
     grant = co->grant;
+    int settled = co->takeover || co->nservers > 0;
     pthread_mutex_unlock(&co->mu);
     const pd_hello_rules rules = {
         .who = "coordinator",
@@ -103,7 +108,7 @@ static void *conn_main(void *arg) {
                  PD_ROLE_BIT(PD_ROLE_TOOL),
         .workers = 0, /* ranks are checked at REG_WORKER */
         .key = co->has_key ? &co->key : NULL,
-        .grant = &grant, /* a heartbeat connection shows its ticket */
+        .grant = settled ? &grant : NULL, /* a heartbeat connection shows its ticket */
     };
     pd_err he = {0};
     int rc = pd_handshake_accept(cc->conn, &rules, NULL, &cc->hello, &he);

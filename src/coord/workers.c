@@ -411,11 +411,15 @@ int co_on_heartbeat(co_conn *cc, const pd_hdr *h) {
     if (!pd_rd_done(&r) || cc->role != PD_ROLE_WORKER || rank >= (uint32_t)co->o.max_workers)
         return co_reply_err(cc, h, PARAMD_EPROTO, "malformed HEARTBEAT");
     pthread_mutex_lock(&co->mu);
-    while (co->takeover && !co->whole_again && !co->stopping)
+    /* (a heartbeat of a worker of a cluster being taken back: until
+     * every server rejoined) */
+    while (!co->whole_again && !(co->nservers == co->o.servers && !co->takeover) &&
+           !co->stopping)
         pthread_cond_wait(&co->cv, &co->mu);
     int st = co->wstate[rank];
     if (co->takeover && cc->hello.has_ticket && cc->hello.rank == (int32_t)rank &&
         cc->hello.ticket.gen >= co->wgen[rank] &&
+        pd_ticket_ok(&co->grant, (int32_t)rank, &cc->hello.ticket) &&
         (st == W_NEW || st == W_AWAY || st == W_FREE)) {
         /* A worker of the cluster taken back, not rejoined yet (the
          * handshake checked its ticket): it is away, and alive. */
@@ -427,7 +431,8 @@ int co_on_heartbeat(co_conn *cc, const pd_hdr *h) {
     /* A heartbeat keeps a rank alive, so only its holder may send it: the
      * connection must have shown that rank's current ticket in HELLO. */
     if (!cc->hello.has_ticket || cc->hello.rank != (int32_t)rank ||
-        cc->hello.ticket.gen != co->wgen[rank]) {
+        cc->hello.ticket.gen != co->wgen[rank] ||
+        !pd_ticket_ok(&co->grant, (int32_t)rank, &cc->hello.ticket)) {
         pthread_mutex_unlock(&co->mu);
         char msg[200];
         snprintf(msg, sizeof msg,
