@@ -12,6 +12,11 @@
 #    neither request read;
 #  - a fake server's REG_SERVER after the servers registered: refused and
 #    logged, the map still names only the real servers;
+#  - rejoins to a coordinator that took no cluster back: SERVER_REJOIN
+#    from a tool, from a "server" with another cluster's key, one whose
+#    rank comes before its head; WORKER_REJOIN with the impostor's own
+#    genuine ticket, and naming the holder's rank: refused and logged, the
+#    map unchanged;
 #  - TABLE_CREATE, SET, PUSH, SPARSE_PUSH and a BATCH of a PUSH and a
 #    SPARSE_PUSH from a tool: error replies, the connection answers on, the
 #    values (dense "h", sparse "s") pulled back as a worker unchanged;
@@ -83,6 +88,11 @@ once_in $L "rejected REG_WORKER from $A: all 2 worker slots are taken by live wo
 once_in $L "warning: closing connection from $A: HEARTBEAT for rank 1 from a connection that did not show the ticket"
 once_in $L "rejected REG_SERVER from $A: the cluster already has its 2 servers"
 once_in $L "rejected TABLE_OPEN from $A: TABLE_OPEN from a connection that did not register as a worker"
+once_in $L "rejected SERVER_REJOIN from $A: SERVER_REJOIN from a connection that is not an unregistered server"
+once_in $L "rejected SERVER_REJOIN from $A: this coordinator started a new cluster \(2 servers registered afresh\)"
+once_in $L "rejected SERVER_REJOIN from $A: malformed SERVER_REJOIN: no head before record 82"
+once_in $L "rejected WORKER_REJOIN from $A: this coordinator did not take back the cluster rank 0 belonged to"
+once_in $L "rejected WORKER_REJOIN from $A: WORKER_REJOIN from a connection that did not show that rank's ticket"
 once_in $L "rejected TABLE_OPEN from $A: table 'q2': the cluster has 3 tables, the coordinator's limit \(--max-tables 3\)"
 once_in $L "warning: closing connection from $A: this coordinator requires the cluster secret, and the peer gave none"
 once_in $L "warning: closing connection from $A: it closed the connection during authentication"

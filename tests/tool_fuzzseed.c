@@ -14,6 +14,7 @@
 #include "frame/hello.h"
 #include "table/spec.h"
 #include "wire/map.h"
+#include "wire/rejoin.h"
 #include "wire/wire.h"
 
 static const char *root;
@@ -269,6 +270,33 @@ static void seeds_spec(void) {
 }
 
 /* An IDX pair: flags, u32 length of the images file, images, labels. */
+/* SERVER_REJOIN records (fuzz_rejoin): a head alone; a server of 2 with
+ * two tables and three ranks; the same with a trailing byte naming where
+ * the harness cuts it into two parts. */
+static void seeds_rejoin(void) {
+    uint8_t key[PD_REJOIN_KEY_BYTES];
+    memset(key, 0x5a, sizeof key);
+    pd_buf b;
+    pd_buf_init(&b);
+    pd_rejoin_put_head(&b, 0, 1, 1, 1, key, "127.0.0.1:7000");
+    save("rejoin", 0, b.p, b.len);
+    pd_buf_free(&b);
+    pd_buf_init(&b);
+    pd_rejoin_put_head(&b, 1, 2, 2, 4, key, "127.0.0.1:7001");
+    pd_rejoin_put_table(&b, 1, "weights", 784, "rule=adam consistency=sync aggregate=mean "
+                        "lr=0.001 beta1=0.9 beta2=0.999 eps=1e-08");
+    pd_rejoin_put_table(&b, 2, "emb", 16, "rule=sgd consistency=async aggregate=mean lr=0.1 "
+                        "init=zeros seed=7");
+    pd_rejoin_put_rank(&b, 0, 1, 0);
+    pd_rejoin_put_rank(&b, 1, 2, 1);
+    pd_rejoin_put_rank(&b, 3, 0, 1);
+    save("rejoin", 1, b.p, b.len);
+    uint8_t at = 40;
+    pd_put_bytes(&b, &at, 1);
+    save("rejoin", 2, b.p, b.len);
+    pd_buf_free(&b);
+}
+
 static void idx_seed(int k, uint8_t flags, uint32_t n, uint32_t rows, uint32_t cols) {
     pd_buf img, lab, b;
     pd_buf_init(&img), pd_buf_init(&lab), pd_buf_init(&b);
@@ -309,6 +337,7 @@ int main(int argc, char **argv) {
     seeds_server();
     seeds_wire();
     seeds_spec();
+    seeds_rejoin();
     idx_seed(0, 1, 2, 28, 28);  /* what the models take */
     idx_seed(1, 0, 3, 3, 2);    /* another size, any size asked */
     idx_seed(2, 1, 1, 32, 32);  /* another size, 28x28 asked: refused */

@@ -69,19 +69,21 @@
 #include "rawpeer.h"
 #include "table/def.h"
 #include "table/spec.h"
+#include "wire/rejoin.h"
 
 #define TID 99 /* a table id nobody opened */
 
 static paramd_client *c;
 static uint8_t buf[PD_MAX_CTRL_PAYLOAD + 1];
 
-/* One raw request and its reply's status (its message into msg). */
-static int raw(pd_conn *k, uint16_t type, uint32_t table, const void *p, size_t n, char *msg,
-               size_t msglen) {
+/* One raw request at a clock and its reply's status (its message into
+ * msg). */
+static int raw_at(pd_conn *k, uint16_t type, uint32_t table, int64_t clock, const void *p,
+                  size_t n, char *msg, size_t msglen) {
     pd_hdr h = {0}, rh;
     pd_err e = {0};
     static uint64_t id = 100;
-    h.type = type, h.id = ++id, h.table = table;
+    h.type = type, h.id = ++id, h.table = table, h.clock = clock;
     msg[0] = '\0';
     if (pd_send_frame(k, &h, p, n, NULL, 0, NULL, 0, &e)) return e.code;
     int rc = pd_recv_hdr(k, &rh, 1u << 30, &e);
@@ -90,6 +92,26 @@ static int raw(pd_conn *k, uint16_t type, uint32_t table, const void *p, size_t 
     if ((rc = pd_recv_payload(k, &rh, buf, &e))) return rc;
     if (rh.status < 0) snprintf(msg, msglen, "%.*s", (int)rh.len, (char *)buf);
     return rh.status;
+}
+
+/* The same at clock 0. */
+static int raw(pd_conn *k, uint16_t type, uint32_t table, const void *p, size_t n, char *msg,
+               size_t msglen) {
+    return raw_at(k, type, table, 0, p, n, msg, msglen);
+}
+
+/* The coordinator's map still names the S servers of m, at m's epoch. */
+static void map_unchanged(const char *coord, const pd_map *m) {
+    pd_map after;
+    rp_map(coord, &after);
+    if (after.S != m->S || after.epoch != m->epoch)
+        CHECK_FAIL_("the map changed: %u servers, epoch %llu", after.S,
+                    (unsigned long long)after.epoch);
+    for (uint32_t j = 0; j < m->S; j++)
+        if (strcmp(after.addr[j], m->addr[j]))
+            CHECK_FAIL_("server %u is now %s, was %s", j, after.addr[j], m->addr[j]);
+    pd_map_free(&after);
+    printf("ok: the map still names the %u real servers only\n", m->S);
 }
 
 /* ==== plugin ============================================================ */
@@ -487,16 +509,7 @@ static int impostor(int32_t victim) {
         expect("coordinator, REG_SERVER after the servers registered", rc, msg,
                PARAMD_ECONFIG, "already has its");
         pd_conn_destroy(k);
-        pd_map after;
-        rp_map(coord, &after);
-        if (after.S != m.S || after.epoch != m.epoch)
-            CHECK_FAIL_("the map changed: %u servers, epoch %llu", after.S,
-                        (unsigned long long)after.epoch);
-        for (uint32_t j = 0; j < S; j++)
-            if (strcmp(after.addr[j], m.addr[j]))
-                CHECK_FAIL_("server %u is now %s, was %s", j, after.addr[j], m.addr[j]);
-        pd_map_free(&after);
-        printf("ok: the map still names the %u real servers only\n", S);
+        map_unchanged(coord, &m);
         k = rp_tool(coord);
         pd_buf_init(&b);
         pd_put_str(&b, "t2");
@@ -507,6 +520,59 @@ static int impostor(int32_t victim) {
         expect("coordinator, TABLE_OPEN from a tool", rc, msg, PARAMD_EWORKER,
                "only registered workers open tables");
         pd_conn_destroy(k);
+    }
+
+    /* -- rejoins, to a coordinator that took no cluster back -------------
+     * (coord/takeover.c): a server's records from a tool, and from a
+     * "server" with another cluster's key; broken records; a worker's
+     * rejoin with its own genuine ticket, and naming the holder's rank. */
+    {
+        pd_err e = {0};
+        uint8_t key[PD_REJOIN_KEY_BYTES];
+        memset(key, 0x77, sizeof key);
+        pd_buf b;
+        pd_buf_init(&b);
+        pd_rejoin_put_head(&b, 0, S, (uint32_t)paramd_num_workers(c), (uint32_t)c->slots, key,
+                           "127.0.0.1:9");
+        pd_rejoin_put_rank(&b, (uint32_t)victim, 99, 0);
+        pd_conn *k = rp_tool(coord);
+        int rc = raw_at(k, PD_MSG_SERVER_REJOIN, 0, 1, b.p, b.len, msg, sizeof msg);
+        expect("coordinator, SERVER_REJOIN from a tool", rc, msg, PARAMD_EPROTO,
+               "not an unregistered server");
+        pd_conn_destroy(k);
+        k = rp_dial(coord);
+        if (hello_as(k, PD_ROLE_SERVER, -1, NULL, rp_key(), NULL, &e))
+            CHECK_FAIL_("HELLO coordinator as a server: %s", e.msg);
+        rc = raw_at(k, PD_MSG_SERVER_REJOIN, 0, 1, b.p, b.len, msg, sizeof msg);
+        expect("coordinator, SERVER_REJOIN to a running cluster", rc, msg, PARAMD_ECONFIG,
+               "started a new cluster");
+        pd_conn_destroy(k);
+        pd_buf_free(&b);
+        k = rp_dial(coord);
+        if (hello_as(k, PD_ROLE_SERVER, -1, NULL, rp_key(), NULL, &e))
+            CHECK_FAIL_("HELLO coordinator as a server: %s", e.msg);
+        const uint8_t junk[] = {'R', 0, 0, 0, 0, 1, 0, 0, 0, 0};
+        rc = raw_at(k, PD_MSG_SERVER_REJOIN, 0, 1, junk, sizeof junk, msg, sizeof msg);
+        expect("coordinator, SERVER_REJOIN with a rank before its head", rc, msg,
+               PARAMD_EPROTO, "malformed SERVER_REJOIN: no head before");
+        pd_conn_destroy(k);
+        for (int who = 0; who < 2; who++) {
+            k = rp_dial(coord);
+            if (hello_as(k, PD_ROLE_WORKER, me, &c->ticket, rp_key(), NULL, &e))
+                CHECK_FAIL_("HELLO coordinator with this worker's ticket: %s", e.msg);
+            pd_buf_init(&b);
+            pd_put_u32(&b, (uint32_t)(who ? victim : me));
+            pd_put_u64(&b, 0);
+            pd_put_u32(&b, 0);
+            rc = raw(k, PD_MSG_WORKER_REJOIN, 0, b.p, b.len, msg, sizeof msg);
+            pd_buf_free(&b);
+            snprintf(what, sizeof what, "coordinator, WORKER_REJOIN as rank %d with worker %d's "
+                     "ticket", who ? victim : me, me);
+            expect(what, rc, msg, PARAMD_EWORKER,
+                   who ? "did not show that rank's ticket" : "did not take back the cluster");
+            pd_conn_destroy(k);
+        }
+        map_unchanged(coord, &m);
     }
 
     /* -- a tool writing tables ------------------------------------------- */

@@ -46,106 +46,26 @@
 #include "coord/coord_impl.h"
 #include "frame/auth.h"
 #include "net/conn.h"
+#include "wire/rejoin.h"
 
-typedef struct rj_table {
-    uint32_t id;
-    char name[PD_MAX_NAME + 1];
-    uint64_t n;
-    char spec[PD_MAX_SPEC + 1];
-} rj_table;
+_Static_assert(PD_REJOIN_KEY_BYTES == sizeof(((pd_key *)0)->k) &&
+                   PD_REJOIN_MAX_SPEC == PD_MAX_SPEC &&
+                   PD_REJOIN_MAX_TABLES == PD_MAX_TABLES - 1 &&
+                   PD_REJOIN_MAX_SLOTS == PD_MAX_WORKERS,
+               "wire/rejoin.h's limits are the coordinator's");
 
 /* A SERVER_REJOIN being read: what its parts said so far. */
 typedef struct co_rejoin {
-    int have_head;
-    uint32_t idx, S, W, M;
-    pd_key grant;
-    char addr[PD_MAX_ADDR + 1];
-    rj_table *t;
-    uint32_t nt, tcap;
-    uint32_t *gen; /* M */
-    uint8_t *gone; /* M */
+    pd_rejoin r;
 } co_rejoin;
 
 void co_rejoin_free(co_conn *cc) {
     co_rejoin *rj = cc->rj;
     if (!rj) return;
-    pd_wipe(&rj->grant, sizeof rj->grant);
-    pd_free(rj->t);
-    pd_free(rj->gen);
-    pd_free(rj->gone);
+    pd_wipe(rj->r.key, sizeof rj->r.key);
+    pd_rejoin_free(&rj->r);
     pd_free(rj);
     cc->rj = NULL;
-}
-
-/* Read one part's records into rj.  0, or -1 with the reason in msg. */
-static int read_part(co_rejoin *rj, const uint8_t *p, size_t len, char *msg, size_t n) {
-    pd_rd r;
-    pd_rd_init(&r, p, len);
-    while (r.off < r.len && !r.bad) {
-        uint8_t kind = 0;
-        pd_get_bytes(&r, &kind, 1);
-        if (kind == 'S') {
-            pd_get_u32(&r, &rj->idx);
-            pd_get_u32(&r, &rj->S);
-            pd_get_u32(&r, &rj->W);
-            pd_get_u32(&r, &rj->M);
-            pd_get_bytes(&r, rj->grant.k, sizeof rj->grant.k);
-            pd_get_str(&r, rj->addr, PD_MAX_ADDR);
-            if (r.bad || rj->have_head || rj->S == 0 || rj->S > PD_MAX_SERVERS ||
-                rj->idx >= rj->S || rj->W == 0 || rj->M < rj->W || rj->M > PD_MAX_WORKERS) {
-                snprintf(msg, n, "malformed SERVER_REJOIN: a bad or repeated head");
-                return -1;
-            }
-            rj->gen = pd_calloc(rj->M, sizeof *rj->gen);
-            rj->gone = pd_calloc(rj->M, 1);
-            if (!rj->gen || !rj->gone) {
-                snprintf(msg, n, "out of memory");
-                return -1;
-            }
-            rj->have_head = 1;
-        } else if (kind == 'T' && rj->have_head) {
-            if (rj->nt == rj->tcap) {
-                uint32_t cap = rj->tcap ? rj->tcap * 2 : 8;
-                rj_table *t = cap <= PD_MAX_TABLES ? pd_realloc(rj->t, cap * sizeof *t) : NULL;
-                if (!t) {
-                    snprintf(msg, n, "SERVER_REJOIN: too many tables, or out of memory");
-                    return -1;
-                }
-                rj->t = t;
-                rj->tcap = cap;
-            }
-            rj_table *t = &rj->t[rj->nt];
-            pd_get_u32(&r, &t->id);
-            pd_get_str(&r, t->name, PD_MAX_NAME);
-            pd_get_u64(&r, &t->n);
-            pd_get_str(&r, t->spec, PD_MAX_SPEC);
-            if (r.bad || t->id == 0 || t->id >= PD_MAX_TABLES || !t->name[0]) {
-                snprintf(msg, n, "malformed SERVER_REJOIN: a bad table");
-                return -1;
-            }
-            rj->nt++;
-        } else if (kind == 'R' && rj->have_head) {
-            uint32_t w = 0, gen = 0;
-            uint8_t gone = 0;
-            pd_get_u32(&r, &w);
-            pd_get_u32(&r, &gen);
-            pd_get_bytes(&r, &gone, 1);
-            if (r.bad || w >= rj->M || gone > 1) {
-                snprintf(msg, n, "malformed SERVER_REJOIN: a bad rank");
-                return -1;
-            }
-            rj->gen[w] = gen;
-            rj->gone[w] = gone;
-        } else {
-            snprintf(msg, n, "malformed SERVER_REJOIN: unknown record %u", kind);
-            return -1;
-        }
-    }
-    if (r.bad) {
-        snprintf(msg, n, "malformed SERVER_REJOIN: a record cut short");
-        return -1;
-    }
-    return 0;
 }
 
 /* mu held: the registry's entry for table id, made (and the ids before it
@@ -222,11 +142,12 @@ int co_on_server_rejoin(co_conn *cc, const pd_hdr *h) {
                             "is not an unregistered server");
     if (!cc->rj && !(cc->rj = pd_calloc(1, sizeof *cc->rj)))
         return co_reply_err(cc, h, PARAMD_ENOMEM, "out of memory");
-    co_rejoin *rj = cc->rj;
-    if (read_part(rj, cc->buf, (size_t)h->len, msg, sizeof msg) != 0) {
+    pd_rejoin *rj = &cc->rj->r;
+    pd_err re = {0};
+    if (pd_rejoin_read(rj, cc->buf, (size_t)h->len, &re) != 0) {
         co_rejoin_free(cc);
-        co_reply_err(cc, h, PARAMD_EPROTO, msg);
-        return PARAMD_EPROTO;
+        co_reply_err(cc, h, re.code, re.msg);
+        return re.code;
     }
     if (h->clock != 1) return 0; /* more parts follow; the last is answered */
     if (!rj->have_head) {
@@ -251,7 +172,7 @@ int co_on_server_rejoin(co_conn *cc, const pd_hdr *h) {
                  "--max-workers %u, and this coordinator has --servers %d --workers %d "
                  "--max-workers %d: start it again with the options the cluster had",
                  k, rj->S, rj->W, rj->M, co->o.servers, co->o.workers, co->o.max_workers);
-    } else if (co->takeover && memcmp(rj->grant.k, co->grant.k, sizeof co->grant.k) != 0) {
+    } else if (co->takeover && memcmp(rj->key, co->grant.k, sizeof co->grant.k) != 0) {
         code = PARAMD_ECONFIG;
         snprintf(msg, sizeof msg,
                  "server %u is of another cluster than the servers that rejoined first "
@@ -270,14 +191,14 @@ int co_on_server_rejoin(co_conn *cc, const pd_hdr *h) {
     if (!co->takeover) {
         co->takeover = 1;
         co->takeover_t0 = pd_now();
-        co->grant = rj->grant;
+        memcpy(co->grant.k, rj->key, sizeof co->grant.k);
         pd_log(PD_LOG_INFO, "taking a running cluster back: server %u rejoined from %s "
                "(%d servers, %d workers)", k, rj->addr, co->o.servers, co->o.workers);
     } else {
         pd_log(PD_LOG_DEBUG, "server %u rejoined from %s", k, rj->addr);
     }
     for (uint32_t i = 0; i < rj->nt; i++) {
-        rj_table *t = &rj->t[i];
+        pd_rejoin_table *t = &rj->t[i];
         if ((int32_t)t->id > co->o.max_tables) continue;
         co_table *e = t->id <= co->ntables ? &co->tables[t->id - 1] : NULL;
         if (e && !e->dropped) {

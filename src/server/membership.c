@@ -25,6 +25,7 @@
 #include <time.h>
 
 #include "table/spec.h"
+#include "wire/rejoin.h"
 
 #include "server/server_impl.h"
 
@@ -213,15 +214,7 @@ void *srv_heartbeat_main(void *arg) {
 static int send_rejoin(pd_server *s, pd_conn *conn, pd_err *e) {
     pd_buf b;
     pd_buf_init(&b);
-    size_t *cut = NULL, ncut = 0, capcut = 0;
-    uint8_t kind = 'S';
-    pd_put_bytes(&b, &kind, 1);
-    pd_put_u32(&b, (uint32_t)s->index);
-    pd_put_u32(&b, (uint32_t)s->S);
-    pd_put_u32(&b, (uint32_t)s->W_start);
-    pd_put_u32(&b, (uint32_t)s->W);
-    pd_put_bytes(&b, s->grant.k, sizeof s->grant.k);
-    pd_put_str(&b, s->advertised);
+    size_t *cut = NULL, ncut = 0, capcut = 0; /* where each record ends */
 #define CUT()                                                                  \
     do {                                                                       \
         if (ncut == capcut) {                                                  \
@@ -232,6 +225,8 @@ static int send_rejoin(pd_server *s, pd_conn *conn, pd_err *e) {
         }                                                                      \
         cut[ncut++] = b.len;                                                   \
     } while (0)
+    pd_rejoin_put_head(&b, (uint32_t)s->index, (uint32_t)s->S, (uint32_t)s->W_start,
+                       (uint32_t)s->W, s->grant.k, s->advertised);
     CUT();
     pthread_mutex_lock(&s->mu);
     for (uint32_t id = 1; id < PD_MAX_TABLES && !b.oom; id++) {
@@ -239,22 +234,12 @@ static int send_rejoin(pd_server *s, pd_conn *conn, pd_err *e) {
         if (!t) continue;
         char spec[PD_MAX_SPEC + 1];
         pd_spec_canonical(&t->def, spec, sizeof spec);
-        kind = 'T';
-        pd_put_bytes(&b, &kind, 1);
-        pd_put_u32(&b, id);
-        pd_put_str(&b, t->def.name);
-        pd_put_u64(&b, t->def.n);
-        pd_put_str(&b, spec);
+        pd_rejoin_put_table(&b, id, t->def.name, t->def.n, spec);
         CUT();
     }
     for (int32_t w = 0; w < s->W && !b.oom; w++) {
         if (!s->holder[w] && !s->gone[w]) continue;
-        kind = 'R';
-        uint8_t gone = s->gone[w] ? 1 : 0;
-        pd_put_bytes(&b, &kind, 1);
-        pd_put_u32(&b, (uint32_t)w);
-        pd_put_u32(&b, s->holder[w]);
-        pd_put_bytes(&b, &gone, 1);
+        pd_rejoin_put_rank(&b, (uint32_t)w, s->holder[w], s->gone[w] != 0);
         CUT();
     }
     pthread_mutex_unlock(&s->mu);
