@@ -9,13 +9,17 @@
 #    options takes the cluster back from the servers' and workers'
 #    rejoins: the barrier is released, every value ends exactly at the
 #    number of clocks, and every process exits 0;
-#  - a run whose coordinator dies during its first barrier, and comes
-#    back, passes it once (the barrier's number: asked twice, counted
-#    once) and ends exact;
-#  - no coordinator comes back within --rejoin-s: the servers say so and
-#    exit 1, the workers' calls fail naming the window;
+#  - a run whose coordinator dies while a worker waits at a barrier, and
+#    comes back: the worker asks again, and the barrier is passed once
+#    (two arrivals at the new coordinator) and ends exact;
 #  - a coordinator started with other options refuses the servers'
-#    rejoins, naming both.
+#    rejoins, naming both; they exit 1;
+#  - no coordinator comes back within --rejoin-s: the servers say so and
+#    exit 1, the workers fail;
+#  - paramd local --restarts 1 starts its SIGKILLed coordinator alone
+#    again: the run ends exact, exit 3, saying so;
+#  - a worker that dies while the coordinator is away is removed by the
+#    new one at its heartbeat timeout, and the other finishes exact.
 # transports: tcp shm
 source "$(dirname "$0")/lib.sh"
 TOY=$BUILD/examples/toy
@@ -52,19 +56,28 @@ exact() {
     || fail "$1: '$line', expected every value $2"
 }
 
+# run_toys OUT ITERS SLEEP_MS [coordinator args]: a coordinator, 2 servers
+# (metrics in URLS) and 2 sync toys (output OUT.RANK.out, pids TOY_PIDS);
+# returns once the servers applied 5 clocks
+run_toys() {
+  local out=$1 iters=$2 ms=$3; shift 3
+  rm -f "$TMP/coordinator.log" "$TMP"/server.*.log
+  start_coordinator 2 2 "$@"
+  ADDR=$COORD
+  start_servers 2 --metrics 127.0.0.1:0
+  metrics_urls
+  TOY_PIDS=()
+  for r in 0 1; do
+    PARAMD_COORDINATOR=$COORD PARAMD_RANK=$r "$TOY" --consistency sync --iters "$iters" \
+      --sleep-ms "$ms" >"$TMP/$out.$r.out" 2>&1 &
+    TOY_PIDS+=($!); PIDS+=($!)
+  done
+  clock_reaches "${URLS[0]}" 5
+}
+
 ITERS=300
 # --- 1. killed while training; the workers finish their clocks alone ---
-start_coordinator 2 2 --rejoin-s 60
-ADDR=$COORD
-start_servers 2 --metrics 127.0.0.1:0
-metrics_urls
-TOY_PIDS=()
-for r in 0 1; do
-  PARAMD_COORDINATOR=$COORD PARAMD_RANK=$r "$TOY" --consistency sync --iters $ITERS \
-    --sleep-ms 2 >"$TMP/toy.$r.out" 2>&1 &
-  TOY_PIDS+=($!); PIDS+=($!)
-done
-clock_reaches "${URLS[0]}" 5
+run_toys toy $ITERS 2 --rejoin-s 60
 kill -KILL "$COORD_PID"
 wait "$COORD_PID" 2>/dev/null
 C0=$(clock_of "${URLS[0]}")
@@ -121,22 +134,9 @@ expect_line "$TMP/coordinator.log" "worker 0 rejoined at clock 0"
   fail "barrier 0 should have had 2 arrivals at the new coordinator: $(grep "arrived at barrier" "$TMP/coordinator.log")"
 pass "coordinator lost while a worker waited at a barrier: the barrier passed once after the takeover"
 
-# start_run REJOIN_S: a coordinator, 2 servers, 2 sync toys that train
-# long; returns once they trained a few clocks and the coordinator was
-# SIGKILLed
+# start_run REJOIN_S: toys that train long, their coordinator SIGKILLed
 start_run() {
-  rm -f "$TMP/coordinator.log" "$TMP"/server.*.log
-  start_coordinator 2 2 --rejoin-s "$1"
-  ADDR=$COORD
-  start_servers 2 --metrics 127.0.0.1:0
-  metrics_urls
-  TOY_PIDS=()
-  for r in 0 1; do
-    PARAMD_COORDINATOR=$COORD PARAMD_RANK=$r "$TOY" --consistency sync --iters 100000 \
-      --sleep-ms 1 >"$TMP/g.$r.out" 2>&1 &
-    TOY_PIDS+=($!); PIDS+=($!)
-  done
-  clock_reaches "${URLS[0]}" 5
+  run_toys g 100000 1 --rejoin-s "$1"
   kill -KILL "$COORD_PID"
   wait "$COORD_PID" 2>/dev/null
 }
@@ -195,18 +195,7 @@ pass "paramd local --restarts 1: its coordinator SIGKILLed after the table was d
 # it; the coordinator started again finds it away, removes it at its
 # heartbeat timeout, and tells the servers: worker 0 finishes (each
 # clock's mean of the pushes that came is still 1).
-rm -f "$TMP/coordinator.log" "$TMP"/server.*.log
-start_coordinator 2 2 --rejoin-s 60 --heartbeat-timeout-ms 2000
-ADDR=$COORD
-start_servers 2 --metrics 127.0.0.1:0
-metrics_urls
-TOY_PIDS=()
-for r in 0 1; do
-  PARAMD_COORDINATOR=$COORD PARAMD_RANK=$r "$TOY" --consistency sync --iters $ITERS \
-    --sleep-ms 2 >"$TMP/d.$r.out" 2>&1 &
-  TOY_PIDS+=($!); PIDS+=($!)
-done
-clock_reaches "${URLS[0]}" 5
+run_toys d $ITERS 2 --rejoin-s 60 --heartbeat-timeout-ms 2000
 kill -KILL "$COORD_PID" "${TOY_PIDS[1]}"
 wait "$COORD_PID" "${TOY_PIDS[1]}" 2>/dev/null
 for k in 0 1; do wait_line "$TMP/server.$k.log" "lost the coordinator: .*serving on"; done
