@@ -1,21 +1,28 @@
 #!/usr/bin/env bash
-# What a server's death costs a run under `paramd train --restarts 1`
-# (docs/durability.md, "When a server dies"): the same sync run (mlp,
-# W=2, S=2, a checkpoint every CKPT_S seconds) is timed whole, then again
-# with one server SIGKILLed once the run has taken KILL_AFTER checkpoints,
-# rounds alternated so that the machine's load falls on both alike.  Per
-# round it prints:
-#   - kill -> going on: seconds from the SIGKILL to the restarted worker 0
-#     saying "the run goes on from its checkpoint" (the cluster stopped,
-#     started again, every table restored);
-#     worker 0 prints that line just before the start barrier of the
-#     restarted cluster, so its first step (a few ms) follows at once;
-#   - the clock it went on from, and the run's wall time against the
-#     uninterrupted one of the same round (its ratio);
+# What a server's or the coordinator's death costs a run under `paramd
+# train --restarts 1` (docs/durability.md, "When a server dies", "When the
+# coordinator dies"): the same sync run (mlp, W=2, S=2, a checkpoint every
+# CKPT_S seconds) is timed whole, then again with one server SIGKILLed
+# once the run has taken KILL_AFTER checkpoints, then again with the
+# coordinator SIGKILLed at the same point, rounds alternated so that the
+# machine's load falls on all alike.  Per round and victim it prints:
+#   - kill -> going on: seconds from the SIGKILL to
+#       a server: the restarted worker 0 saying "the run goes on from its
+#       checkpoint" (the cluster stopped, started again, every table
+#       restored); worker 0 prints that line just before the start
+#       barrier of the restarted cluster, so its first step (a few ms)
+#       follows at once;
+#       the coordinator: the coordinator started again saying it "took
+#       the cluster back" (every server rejoined it); the workers never
+#       stopped training meanwhile;
+#   - the clock it went on from (a server: its checkpoint's), and the
+#     run's wall time against the uninterrupted one of the same round
+#     (its ratio);
 #   - whether the final weights are bit-identical to the uninterrupted
 #     run's (they must be: sync).
 #
 #   bash bench/restart_bench.sh [BUILD_DIR] [ROUNDS] [STEPS]
+#   WHO="server coordinator" (the default) or either alone
 set -eu
 B=${1:-build}; ROUNDS=${2:-3}; STEPS=${3:-3000}
 CKPT_S=${CKPT_S:-1}; KILL_AFTER=${KILL_AFTER:-2}
@@ -25,37 +32,44 @@ O=(--model mlp --workers 2 --servers 2 --steps "$STEPS" --limit 4000 --rule adam
    --seed 3 --eval-every 500 --quiet)
 now() { date +%s.%N; }
 echo "# restart_bench: $(date -u '+%F %H:%M UTC'), $(nproc) cores, load $(cut -d' ' -f1-3 /proc/loadavg)"
-echo "# paramd train ${O[*]}; a checkpoint every $CKPT_S s; a server SIGKILLed after checkpoint $KILL_AFTER"
+WHO=${WHO:-server coordinator}
+echo "# paramd train ${O[*]}; a checkpoint every $CKPT_S s; the victim ($WHO) SIGKILLed after checkpoint $KILL_AFTER"
 for ((r = 1; r <= ROUNDS; r++)); do
   rm -rf "$T"/*
   t0=$(now)
   "$B/paramd" train "${O[@]}" --save-params "$T/ref.bin" --out "$T/ref" >"$T/ref.log" 2>&1
   t_ref=$(awk -v a="$t0" -v b="$(now)" 'BEGIN { print b - a }')
-  t0=$(now)
-  setsid "$B/paramd" train "${O[@]}" --save-params "$T/k.bin" --out "$T/k" \
-    --checkpoint-dir "$T/ck" --checkpoint-every "$CKPT_S" --restarts 1 >"$T/k.log" 2>&1 &
-  SID=$!
-  want=$(printf 'ckpt-%06d' "$KILL_AFTER")
-  until grep -qs "$want" "$T/ck/LATEST"; do
-    kill -0 $SID 2>/dev/null || { echo "round $r: the run ended before checkpoint $KILL_AFTER"; exit 1; }
-    sleep 0.02
+  for who in $WHO; do
+    rm -rf "$T/ck" "$T/k" "$T/k.bin"
+    t0=$(now)
+    setsid "$B/paramd" train "${O[@]}" --save-params "$T/k.bin" --out "$T/k" \
+      --checkpoint-dir "$T/ck" --checkpoint-every "$CKPT_S" --restarts 1 >"$T/k.log" 2>&1 &
+    SID=$!
+    want=$(printf 'ckpt-%06d' "$KILL_AFTER")
+    until grep -qs "$want" "$T/ck/LATEST"; do
+      kill -0 $SID 2>/dev/null || { echo "round $r: the run ended before checkpoint $KILL_AFTER"; exit 1; }
+      sleep 0.02
+    done
+    victim=""
+    for p in $(ps -s $SID -o pid=); do
+      tr '\0' ' ' <"/proc/$p/cmdline" 2>/dev/null | grep -q " $who " && { victim=$p; break; }
+    done
+    [ -n "$victim" ] || { echo "round $r: no $who to kill"; exit 1; }
+    kill -KILL "$victim"; t_kill=$(now)
+    # the line after which the run trains again (a server), or after
+    # which its coordinator is back (the coordinator)
+    if [ "$who" = server ]; then mark="the run goes on from its checkpoint"
+    else mark="took the cluster back"; fi
+    timeout 120 tail -n +1 -f "$T/k.log" | grep -m1 -q "$mark"
+    t_on=$(now)
+    wait $SID || true
+    t_all=$(awk -v a="$t0" -v b="$(now)" 'BEGIN { print b - a }')
+    C=$(sed -nE 's/^paramd train: the run goes on from its checkpoint at step ([0-9]+)$/\1/p' "$T/k.log")
+    same=$(cmp -s "$T/ref.bin" "$T/k.bin" && echo "bit-identical" || echo "DIFFERENT")
+    awk -v r="$r" -v who="$who" -v k="$t_kill" -v on="$t_on" -v c="${C:--}" -v ref="$t_ref" \
+        -v all="$t_all" -v same="$same" 'BEGIN {
+      printf "round %d  %-11s  kill -> going on %.2f s  from clock %s  " \
+             "wall %.1f s against %.1f s uninterrupted (x%.2f)  weights %s\n",
+             r, who, on - k, c, all, ref, all / ref, same }'
   done
-  victim=""
-  for p in $(ps -s $SID -o pid=); do
-    tr '\0' ' ' <"/proc/$p/cmdline" 2>/dev/null | grep -q " server " && { victim=$p; break; }
-  done
-  [ -n "$victim" ] || { echo "round $r: no server to kill"; exit 1; }
-  kill -KILL "$victim"; t_kill=$(now)
-  # the line after which the restarted run trains
-  timeout 120 tail -n +1 -f "$T/k.log" | grep -m1 -q "the run goes on from its checkpoint"
-  t_on=$(now)
-  wait $SID || true
-  t_all=$(awk -v a="$t0" -v b="$(now)" 'BEGIN { print b - a }')
-  C=$(sed -nE 's/^paramd train: the run goes on from its checkpoint at step ([0-9]+)$/\1/p' "$T/k.log")
-  same=$(cmp -s "$T/ref.bin" "$T/k.bin" && echo "bit-identical" || echo "DIFFERENT")
-  awk -v r="$r" -v k="$t_kill" -v on="$t_on" -v c="$C" -v ref="$t_ref" \
-      -v all="$t_all" -v same="$same" 'BEGIN {
-    printf "round %d  kill -> going on %.2f s  from clock %s  " \
-           "wall %.1f s against %.1f s uninterrupted (x%.2f)  weights %s\n",
-           r, on - k, c, all, ref, all / ref, same }'
 done
