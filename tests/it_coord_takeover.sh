@@ -19,7 +19,9 @@
 #  - paramd local --restarts 1 starts its SIGKILLed coordinator alone
 #    again: the run ends exact, exit 3, saying so;
 #  - a worker that dies while the coordinator is away is removed by the
-#    new one at its heartbeat timeout, and the other finishes exact.
+#    new one at its heartbeat timeout, and the other finishes exact;
+#  - a cluster whose workers had all left (kept by --persist) ends when a
+#    coordinator started again without it takes it back.
 # transports: tcp shm
 source "$(dirname "$0")/lib.sh"
 TOY=$BUILD/examples/toy
@@ -209,3 +211,25 @@ expect_line "$TMP/coordinator.log" "took the cluster back: all 2 servers rejoine
 expect_line "$TMP/coordinator.log" "worker 1 did not come back to the coordinator that took the cluster back: no heartbeat for [0-9.]+ s at clock [0-9]+; removed from the cluster, the others go on"
 for p in "${SERVER_PIDS[@]}"; do wait "$p" || fail "a server did not end cleanly (pid $p)"; done
 pass "worker 1 died while the coordinator was away: the new one removed it at its heartbeat timeout, worker 0 finished exact"
+
+# --- 7. every worker had left: the cluster taken back ends ---
+# (--persist kept the first coordinator running after its workers left;
+# the one started again without it finds no worker and ends the cluster)
+rm -f "$TMP/coordinator.log" "$TMP"/server.*.log
+start_coordinator 2 2 --rejoin-s 60 --persist
+ADDR=$COORD
+start_servers 2
+for r in 0 1; do
+  PARAMD_COORDINATOR=$COORD PARAMD_RANK=$r "$TOY" --consistency sync --iters 20 --sleep-ms 0 \
+    >"$TMP/e.$r.out" 2>&1 &
+  E[$r]=$!; PIDS+=($!)
+done
+for r in 0 1; do wait "${E[$r]}" || fail "worker $r failed"; done
+kill -KILL "$COORD_PID"; wait "$COORD_PID" 2>/dev/null
+for k in 0 1; do wait_line "$TMP/server.$k.log" "lost the coordinator: .*serving on"; done
+mv "$TMP/coordinator.log" "$TMP/coordinator.7.log"
+start_coordinator 2 2 --listen "$ADDR" --rejoin-s 60
+wait "$COORD_PID" || fail "the coordinator that found no worker did not end cleanly: $(cat "$TMP/coordinator.log")"
+for p in "${SERVER_PIDS[@]}"; do wait "$p" || fail "a server did not end cleanly (pid $p)"; done
+expect_line "$TMP/coordinator.log" "took the cluster back: all 2 servers rejoined after [0-9.]+ s, 1 tables; 0 workers to rejoin, 2 gone before"
+pass "every worker had left before the coordinator died: the one started again ended the cluster, every process exit 0"

@@ -167,6 +167,9 @@ void co_barrier_check(pd_coord *co);
 /* mu held: a worker is gone (BYE, disconnect, or silence); servers are
  * told, and the cluster shuts down when the last one went. */
 void co_worker_departed(pd_coord *co, int32_t rank, int clean, const char *why);
+/* mu held: no worker is left (and no --persist): the servers are told to
+ * exit (SHUTDOWN) and the coordinator stops. */
+void co_end_if_empty(pd_coord *co);
 int co_on_reg_server(co_conn *cc, const pd_hdr *h);
 int co_on_join_reply(co_conn *cc, const pd_hdr *h);
 int co_on_reg_worker(co_conn *cc, const pd_hdr *h);

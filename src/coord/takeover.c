@@ -227,11 +227,21 @@ int co_on_server_rejoin(co_conn *cc, const pd_hdr *h) {
     cc->server = (int32_t)k;
     co->nservers++;
     co->rejoined++;
-    if (co->rejoined == co->o.servers) settle(co);
+    int last = co->rejoined == co->o.servers;
+    if (last) settle(co);
     pthread_cond_broadcast(&co->cv);
     pthread_mutex_unlock(&co->mu);
     co_rejoin_free(cc);
-    return co_reply(cc, h, NULL);
+    int rc = co_reply(cc, h, NULL);
+    if (last) {
+        /* every worker had left (the old coordinator died before it told
+         * the servers to exit, or kept them with --persist): the cluster
+         * ends now, once the last server had its answer */
+        pthread_mutex_lock(&co->mu);
+        co_end_if_empty(co);
+        pthread_mutex_unlock(&co->mu);
+    }
+    return rc;
 }
 
 void co_away_settled(pd_coord *co, int32_t rank) {

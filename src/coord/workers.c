@@ -57,6 +57,10 @@ void co_worker_departed(pd_coord *co, int32_t rank, int clean,
         pd_send_frame(sc->conn, &h, p, 8, NULL, 0, NULL, 0, NULL);
     }
     pthread_cond_broadcast(&co->cv);
+    co_end_if_empty(co);
+}
+
+void co_end_if_empty(pd_coord *co) {
     if (co->nmembers == 0 && !co->o.persist && !co->stopping) {
         pd_log(PD_LOG_DEBUG, "every worker has left: shutting the cluster down");
         for (int32_t i = 0; i < co->o.servers; i++) {
@@ -67,6 +71,7 @@ void co_worker_departed(pd_coord *co, int32_t rank, int clean,
             pd_send_frame(sc->conn, &h, NULL, 0, NULL, 0, NULL, 0, NULL);
         }
         co->stopping = 1;
+        pthread_cond_broadcast(&co->cv);
         if (co->lfd >= 0) shutdown(co->lfd, SHUT_RDWR);
     }
 }
