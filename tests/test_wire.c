@@ -1,13 +1,15 @@
 /*
  * test_wire.c - frame encode/decode/validation, the bounds-checked reader,
- * table specs, dense partitioning, and the validation of BATCH payloads
- * (pd_batch_parse, pd_batch_next), fuzzed.
+ * table specs, dense partitioning, the validation of BATCH payloads
+ * (pd_batch_parse, pd_batch_next), fuzzed, and SERVER_REJOIN's records
+ * (wire/rejoin.c).
  */
 #include <stdint.h>
 #include <string.h>
 
 #include "check.h"
 #include "table/spec.h"
+#include "wire/rejoin.h"
 #include "wire/wire.h"
 
 static void test_header_roundtrip(void) {
@@ -404,6 +406,123 @@ static void test_batch_fuzz(void) {
     pd_buf_free(&g);
 }
 
+/* SERVER_REJOIN's records (wire/rejoin.c): what a server writes reads back
+ * the same, in one part or cut between records into several; every
+ * malformed record is refused naming what is wrong. */
+static void rejoin_read_ok(pd_rejoin *r, const pd_buf *b, size_t cut) {
+    pd_err e = {0};
+    memset(r, 0, sizeof *r);
+    CHECK_OK(pd_rejoin_read(r, b->p, cut, &e));
+    CHECK_OK(pd_rejoin_read(r, b->p + cut, b->len - cut, &e));
+}
+
+static void rejoin_refused(const void *p, size_t n, int code, const char *has) {
+    pd_rejoin r;
+    pd_err e = {0};
+    memset(&r, 0, sizeof r);
+    CHECK_INT_EQ(pd_rejoin_read(&r, p, n, &e), code);
+    if (!strstr(e.msg, has)) CHECK_FAIL_("'%s' does not say '%s'", e.msg, has);
+    pd_rejoin_free(&r);
+}
+
+static void test_rejoin(void) {
+    uint8_t key[PD_REJOIN_KEY_BYTES];
+    for (int i = 0; i < PD_REJOIN_KEY_BYTES; i++) key[i] = (uint8_t)(i * 7);
+    pd_buf b;
+    pd_buf_init(&b);
+    pd_rejoin_put_head(&b, 1, 3, 2, 4, key, "10.0.0.2:7001");
+    size_t head = b.len;
+    pd_rejoin_put_table(&b, 1, "w", 100, "rule=sgd consistency=sync aggregate=mean lr=0.1");
+    size_t t1 = b.len;
+    pd_rejoin_put_table(&b, 7, "emb", 8, "rule=add consistency=async aggregate=sum init=zeros seed=1");
+    size_t tables = b.len;
+    pd_rejoin_put_rank(&b, 0, 3, 0);
+    pd_rejoin_put_rank(&b, 2, 0, 1);
+    pd_rejoin_put_rank(&b, 3, 5, 1);
+    CHECK(!b.oom);
+    size_t cuts[] = {0, head, tables, b.len};
+    for (size_t c = 0; c < sizeof cuts / sizeof cuts[0]; c++) {
+        pd_rejoin r;
+        rejoin_read_ok(&r, &b, cuts[c]);
+        CHECK(r.have_head && r.idx == 1 && r.S == 3 && r.W == 2 && r.M == 4);
+        CHECK(!memcmp(r.key, key, sizeof key) && !strcmp(r.addr, "10.0.0.2:7001"));
+        CHECK_INT_EQ(r.nt, 2);
+        CHECK(r.t[0].id == 1 && !strcmp(r.t[0].name, "w") && r.t[0].n == 100);
+        CHECK(r.t[1].id == 7 && !strcmp(r.t[1].spec, "rule=add consistency=async "
+                                                      "aggregate=sum init=zeros seed=1"));
+        CHECK(r.gen[0] == 3 && r.gen[1] == 0 && r.gen[2] == 0 && r.gen[3] == 5);
+        CHECK(r.gone[0] == 0 && r.gone[1] == 0 && r.gone[2] == 1 && r.gone[3] == 1);
+        pd_rejoin_free(&r);
+        CHECK(r.t == NULL && r.gen == NULL && !r.have_head); /* and zeroed */
+    }
+    /* every cut inside a record is refused */
+    for (size_t n = 1; n < b.len; n++) {
+        /* (the ends of records: a rank record is 10 bytes) */
+        if (n == head || n == t1 || n == tables || n == tables + 10 || n == tables + 20)
+            continue;
+        rejoin_refused(b.p, n, PARAMD_EPROTO, "SERVER_REJOIN");
+    }
+    /* a second head; a table or rank before the head; unknown records */
+    pd_buf two;
+    pd_buf_init(&two);
+    pd_rejoin_put_head(&two, 0, 1, 1, 1, key, "a:1");
+    pd_rejoin_put_head(&two, 0, 1, 1, 1, key, "a:1");
+    rejoin_refused(two.p, two.len, PARAMD_EPROTO, "a bad or repeated head");
+    pd_buf_free(&two);
+    rejoin_refused(b.p + head, tables - head, PARAMD_EPROTO, "no head before record 84");
+    rejoin_refused(b.p + tables, b.len - tables, PARAMD_EPROTO, "no head before record 82");
+    pd_buf_init(&two);
+    pd_rejoin_put_head(&two, 0, 1, 1, 1, key, "a:1");
+    uint8_t junk = 'Q';
+    pd_put_bytes(&two, &junk, 1);
+    rejoin_refused(two.p, two.len, PARAMD_EPROTO, "an unknown record 81");
+    pd_buf_free(&two);
+    /* values out of range: index >= S, W > M, M past the limit, a rank
+     * >= M, gone not 0/1, table id 0 or past the limit, an empty name */
+    struct { uint32_t idx, S, W, M; } heads[] = {
+        {3, 3, 1, 1}, {0, 0, 1, 1}, {0, 1, 3, 2}, {0, 1, 0, 1}, {0, 1, 1, PD_REJOIN_MAX_SLOTS + 1},
+        {0, PD_MAX_SERVERS + 1, 1, 1}};
+    for (size_t i = 0; i < sizeof heads / sizeof heads[0]; i++) {
+        pd_buf_init(&two);
+        pd_rejoin_put_head(&two, heads[i].idx, heads[i].S, heads[i].W, heads[i].M, key, "a:1");
+        rejoin_refused(two.p, two.len, PARAMD_EPROTO, "a bad or repeated head");
+        pd_buf_free(&two);
+    }
+    pd_buf_init(&two);
+    pd_rejoin_put_head(&two, 0, 1, 1, 2, key, "a:1");
+    size_t h2 = two.len;
+    pd_rejoin_put_rank(&two, 2, 1, 0);
+    rejoin_refused(two.p, two.len, PARAMD_EPROTO, "a bad rank");
+    two.len = h2;
+    pd_rejoin_put_rank(&two, 1, 1, 0);
+    two.p[two.len - 1] = 2; /* gone = 2 */
+    rejoin_refused(two.p, two.len, PARAMD_EPROTO, "a bad rank");
+    const uint32_t bad_ids[] = {0, PD_REJOIN_MAX_TABLES + 1};
+    for (size_t i = 0; i < 2; i++) {
+        two.len = h2;
+        pd_rejoin_put_table(&two, bad_ids[i], "t", 1, "");
+        rejoin_refused(two.p, two.len, PARAMD_EPROTO, "a bad table");
+    }
+    two.len = h2;
+    pd_rejoin_put_table(&two, 1, "", 1, "");
+    rejoin_refused(two.p, two.len, PARAMD_EPROTO, "a bad table");
+    /* PD_REJOIN_MAX_TABLES tables are taken, one more is not */
+    two.len = h2;
+    for (uint32_t i = 0; i < PD_REJOIN_MAX_TABLES; i++) pd_rejoin_put_table(&two, i + 1, "t", 1, "");
+    {
+        pd_rejoin r;
+        pd_err e = {0};
+        memset(&r, 0, sizeof r);
+        CHECK_OK(pd_rejoin_read(&r, two.p, two.len, &e));
+        CHECK_INT_EQ(r.nt, PD_REJOIN_MAX_TABLES);
+        pd_rejoin_free(&r);
+    }
+    pd_rejoin_put_table(&two, 1, "t", 1, "");
+    rejoin_refused(two.p, two.len, PARAMD_EPROTO, "more than 4095 tables");
+    pd_buf_free(&two);
+    pd_buf_free(&b);
+}
+
 int main(void) {
     test_header_roundtrip();
     test_header_validation();
@@ -414,6 +533,7 @@ int main(void) {
     test_errors();
     test_batch();
     test_batch_fuzz();
+    test_rejoin();
     printf("test_wire: ok\n");
     return 0;
 }
