@@ -881,7 +881,11 @@ static void *heartbeat_main(void *arg) {
             if (c->hb_stop) break;
             pthread_mutex_unlock(&c->hb_mu);
             cl_wait_check(c);
+            /* a coordinator that closed its end is tried again now, not
+             * at the next beat (the rejoin window runs from here) */
+            int gone = conn && c->rejoin_ms && pd_conn_peer_gone(conn);
             pthread_mutex_lock(&c->hb_mu);
+            if (gone) break;
         }
     }
     int stopping = c->hb_stop;
