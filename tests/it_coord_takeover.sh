@@ -51,6 +51,12 @@ metrics_urls() {
     URLS+=("$(sed -nE 's|.*metrics at (http://[^ ]+/metrics).*|\1|p' "$TMP/server.$k.log" | head -1)")
   done
 }
+# servers_ok WHEN: every server exits 0 (else their logs, and fail)
+servers_ok() {
+  for p in "${SERVER_PIDS[@]}"; do
+    wait "$p" || { cat "$TMP"/server.*.log "$TMP/coordinator.log" >&2; fail "a server did not end cleanly $1 (pid $p)"; }
+  done
+}
 # exact FILE V: the toy's final params in FILE are all V
 exact() {
   local line; line=$(grep "final params" "$1") || { cat "$1" >&2; fail "$1: no final params"; }
@@ -98,8 +104,8 @@ start_coordinator 2 2 --listen "$ADDR" --rejoin-s 60
 [ "$COORD" = "$ADDR" ] || fail "the new coordinator listens on $COORD, not $ADDR"
 for p in "${TOY_PIDS[@]}"; do wait "$p" || { cat "$TMP"/toy.*.out; fail "a worker failed after the takeover"; }; done
 exact "$TMP/toy.0.out" $ITERS   # (rank 0 prints them)
-wait "$COORD_PID" || { cat "$TMP/coordinator.log"; fail "the new coordinator did not end cleanly"; }
-for p in "${SERVER_PIDS[@]}"; do wait "$p" || fail "a server did not end cleanly after the takeover (pid $p)"; done
+wait "$COORD_PID" || { cat "$TMP/coordinator.log" "$TMP"/server.*.log; fail "the new coordinator did not end cleanly"; }
+servers_ok "after the takeover"
 expect_line "$TMP/coordinator.log" "taking a running cluster back: server [01] rejoined"
 expect_line "$TMP/coordinator.log" "took the cluster back: all 2 servers rejoined after [0-9.]+ s, 1 tables; 2 workers to rejoin, 0 gone before"
 expect_line "$TMP/coordinator.log" "worker 0 rejoined at clock $ITERS"
@@ -130,7 +136,7 @@ B1=$!; PIDS+=($B1)
 for p in $B0 $B1; do wait "$p" || { cat "$TMP"/b.*.out "$TMP/coordinator.log"; fail "a worker failed across a takeover at a barrier"; }; done
 exact "$TMP/b.0.out" 0
 wait "$COORD_PID" || fail "the coordinator after the barrier did not end cleanly"
-for p in "${SERVER_PIDS[@]}"; do wait "$p" || fail "a server did not end cleanly (pid $p)"; done
+servers_ok ""
 expect_line "$TMP/coordinator.log" "worker 0 rejoined at clock 0"
 [ "$(grep -c "arrived at barrier 0" "$TMP/coordinator.log")" = 2 ] ||
   fail "barrier 0 should have had 2 arrivals at the new coordinator: $(grep "arrived at barrier" "$TMP/coordinator.log")"
@@ -209,7 +215,7 @@ wait "$COORD_PID"; rc=$?
 [ $rc = 3 ] || fail "the coordinator exited $rc, expected 3 (a worker died)"
 expect_line "$TMP/coordinator.log" "took the cluster back: all 2 servers rejoined after [0-9.]+ s, 1 tables; 2 workers to rejoin, 0 gone before"
 expect_line "$TMP/coordinator.log" "worker 1 did not come back to the coordinator that took the cluster back: no heartbeat for [0-9.]+ s at clock [0-9]+; removed from the cluster, the others go on"
-for p in "${SERVER_PIDS[@]}"; do wait "$p" || fail "a server did not end cleanly (pid $p)"; done
+servers_ok ""
 pass "worker 1 died while the coordinator was away: the new one removed it at its heartbeat timeout, worker 0 finished exact"
 
 # --- 7. every worker had left: the cluster taken back ends ---
@@ -230,6 +236,6 @@ for k in 0 1; do wait_line "$TMP/server.$k.log" "lost the coordinator: .*serving
 mv "$TMP/coordinator.log" "$TMP/coordinator.7.log"
 start_coordinator 2 2 --listen "$ADDR" --rejoin-s 60
 wait "$COORD_PID" || fail "the coordinator that found no worker did not end cleanly: $(cat "$TMP/coordinator.log")"
-for p in "${SERVER_PIDS[@]}"; do wait "$p" || fail "a server did not end cleanly (pid $p)"; done
+servers_ok ""
 expect_line "$TMP/coordinator.log" "took the cluster back: all 2 servers rejoined after [0-9.]+ s, 1 tables; 0 workers to rejoin, 2 gone before"
 pass "every worker had left before the coordinator died: the one started again ended the cluster, every process exit 0"

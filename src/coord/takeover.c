@@ -188,6 +188,16 @@ int co_on_server_rejoin(co_conn *cc, const pd_hdr *h) {
         co_reply_err(cc, h, code, msg);
         return code;
     }
+    /* The answer goes first, under mu: once server_conn[k] is set, other
+     * threads send this server frames (under mu: WORKER_GONE, a join's,
+     * a checkpoint's), and the server must read its answer before any.
+     * Nothing is taken from the rejoin unless the answer went. */
+    int rc = co_reply(cc, h, NULL);
+    if (rc) {
+        pthread_mutex_unlock(&co->mu);
+        co_rejoin_free(cc);
+        return rc;
+    }
     if (!co->takeover) {
         co->takeover = 1;
         co->takeover_t0 = pd_now();
@@ -222,26 +232,22 @@ int co_on_server_rejoin(co_conn *cc, const pd_hdr *h) {
     }
     pd_tcp_set_peer_timeout(cc->conn, PD_PEER_TIMEOUT_DEFAULT);
     snprintf(co->server_addr[k], PD_MAX_ADDR + 1, "%s", rj->addr);
+    co_rejoin_free(cc);
     co->server_conn[k] = cc;
     co->sseen_ms[k] = pd_now_ms();
     cc->server = (int32_t)k;
     co->nservers++;
     co->rejoined++;
-    int last = co->rejoined == co->o.servers;
-    if (last) settle(co);
-    pthread_cond_broadcast(&co->cv);
-    pthread_mutex_unlock(&co->mu);
-    co_rejoin_free(cc);
-    int rc = co_reply(cc, h, NULL);
-    if (last) {
+    if (co->rejoined == co->o.servers) {
+        settle(co);
         /* every worker had left (the old coordinator died before it told
          * the servers to exit, or kept them with --persist): the cluster
-         * ends now, once the last server had its answer */
-        pthread_mutex_lock(&co->mu);
+         * ends now */
         co_end_if_empty(co);
-        pthread_mutex_unlock(&co->mu);
     }
-    return rc;
+    pthread_cond_broadcast(&co->cv);
+    pthread_mutex_unlock(&co->mu);
+    return 0;
 }
 
 void co_away_settled(pd_coord *co, int32_t rank) {

@@ -183,6 +183,13 @@ static void *ckpt_main(void *arg) {
     double t0 = pd_now();
     int rc = ckpt_write(s, j, &bytes, &crc, &e);
     release_all(s);
+    /* Done before the reply: the coordinator may send the next CKPT_WRITE
+     * as soon as it has every server's, and it must not find this one
+     * still "being written" (that one joins this thread first). */
+    pthread_mutex_lock(&s->mu);
+    s->ck_running = 0;
+    pthread_cond_broadcast(&s->cv);
+    pthread_mutex_unlock(&s->mu);
     if (rc) {
         pd_log(PD_LOG_ERROR, "checkpoint %llu failed: %s", (unsigned long long)j->seq, e.msg);
         coord_reply(s, &j->req, rc, e.msg, NULL, 0);
@@ -197,10 +204,6 @@ static void *ckpt_main(void *arg) {
         pd_le32_put(p + 8, crc);
         coord_reply(s, &j->req, 0, NULL, p, sizeof p);
     }
-    pthread_mutex_lock(&s->mu);
-    s->ck_running = 0;
-    pthread_cond_broadcast(&s->cv);
-    pthread_mutex_unlock(&s->mu);
     pd_free(j);
     return NULL;
 }
