@@ -11,6 +11,8 @@
  *   status.c   what the coordinator tells operators: the STATUS reply,
  *              the metrics endpoint's text, and the waits (barriers,
  *              joins, tables being created) that log whom they wait for
+ *   takeover.c a coordinator started again takes a running cluster back
+ *              from its servers' and workers' rejoins
  *
  * coord.c's opening essay describes the design; the rules of the lock are
  * there ("Threads").

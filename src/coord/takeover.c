@@ -311,16 +311,21 @@ int co_on_worker_rejoin(co_conn *cc, const pd_hdr *h) {
     if (co->stopping) {
         code = PARAMD_ESHUTDOWN;
         snprintf(msg, sizeof msg, "%s", co_stop_reason(co, "the cluster is stopping"));
-    } else if (!co->takeover || st < 0 || !pd_ticket_ok(&co->grant, (int32_t)rank,
-                                                         &cc->hello.ticket)) {
+    } else if (st < 0 || !pd_ticket_ok(&co->grant, (int32_t)rank, &cc->hello.ticket)) {
         code = PARAMD_EWORKER;
         snprintf(msg, sizeof msg, "this coordinator did not take back the cluster rank "
                  "%u belonged to (it started a new one)", rank);
     } else if (st == W_DIED || st == W_LEFT) {
+        /* (also a worker this coordinator removed, whose connections it
+         * closed, and which tries again) */
         code = PARAMD_EWORKER;
-        snprintf(msg, sizeof msg, "worker %u was removed from the cluster while the "
-                 "coordinator was away (a server was told it was gone, or it did not "
-                 "come back in time): it cannot rejoin", rank);
+        snprintf(msg, sizeof msg, "worker %u was removed from the cluster (it fell "
+                 "silent or its connection broke, or a server was told it was gone): it "
+                 "cannot rejoin", rank);
+    } else if (!co->takeover) {
+        code = PARAMD_EWORKER;
+        snprintf(msg, sizeof msg, "this coordinator did not take back the cluster rank "
+                 "%u belonged to (it started a new one)", rank);
     } else if (gen < co->wgen[rank] || st == W_JOINING ||
                (st == W_LIVE && gen != co->wgen[rank])) {
         code = PARAMD_EWORKER;

@@ -1,8 +1,10 @@
 /*
  * membership.c - the coordinator watcher and what it tells a server about
- * workers: WORKER_GONE, WORKER_JOIN (two phases), SHUTDOWN; and the
+ * workers: WORKER_GONE, WORKER_JOIN (two phases), SHUTDOWN; the
  * incarnation of each rank, which keeps a dead worker's pushes out of its
- * successor's clocks.
+ * successor's clocks; and, when the coordinator is lost and gave a rejoin
+ * window, serving on while reconnecting to its address, to rejoin a
+ * coordinator started again there (SERVER_REJOIN: coord/takeover.c).
  *
  * The coordinator watcher calls these (WORKER_GONE, WORKER_JOIN); the
  * tables do the clock arithmetic (gate.h, "Joins").  Each rank has an
