@@ -21,7 +21,10 @@
 #  - a worker that dies while the coordinator is away is removed by the
 #    new one at its heartbeat timeout, and the other finishes exact;
 #  - a cluster whose workers had all left (kept by --persist) ends when a
-#    coordinator started again without it takes it back.
+#    coordinator started again without it takes it back;
+#  - a server whose link to a coordinator that lives breaks (the fault
+#    transport, at its 6th frame sent) reconnects to it, and the run ends
+#    exact.
 # transports: tcp shm
 source "$(dirname "$0")/lib.sh"
 TOY=$BUILD/examples/toy
@@ -239,3 +242,33 @@ wait "$COORD_PID" || fail "the coordinator that found no worker did not end clea
 servers_ok ""
 expect_line "$TMP/coordinator.log" "took the cluster back: all 2 servers rejoined after [0-9.]+ s, 1 tables; 0 workers to rejoin, 2 gone before"
 pass "every worker had left before the coordinator died: the one started again ended the cluster, every process exit 0"
+
+# --- 8. a server's link to a coordinator that lives breaks ---
+# Its first connection to the coordinator fails at its 6th frame sent (the
+# handshake's, REG_SERVER, then a heartbeat a second: about 3 s in, while
+# the toys train); it serves on, reconnects, and the same coordinator takes
+# it back: nothing is lost, every process exits 0.
+rm -f "$TMP/coordinator.log" "$TMP"/server.*.log
+start_coordinator 2 2 --rejoin-s 60
+ADDR=$COORD
+SERVER_PIDS=()
+"$PARAMD" server --coordinator "$COORD" --coordinator-fault send_fail=6 >>"$TMP/server.0.log" 2>&1 &
+SERVER_PIDS+=($!); PIDS+=($!)
+"$PARAMD" server --coordinator "$COORD" >>"$TMP/server.1.log" 2>&1 &
+SERVER_PIDS+=($!); PIDS+=($!)
+TOY_PIDS=()
+for r in 0 1; do
+  PARAMD_COORDINATOR=$COORD PARAMD_RANK=$r "$TOY" --consistency sync --iters 3000 \
+    --sleep-ms 2 >"$TMP/f.$r.out" 2>&1 &
+  TOY_PIDS+=($!); PIDS+=($!)
+done
+wait_line "$TMP/server.0.log" "rejoined the coordinator at $ADDR after [0-9.]+ s"
+kill -0 "${TOY_PIDS[0]}" 2>/dev/null || fail "the toys ended before the server's link broke: make them longer"
+for p in "${TOY_PIDS[@]}"; do wait "$p" || { cat "$TMP"/f.*.out; fail "a worker failed across the broken link"; }; done
+exact "$TMP/f.0.out" 3000
+wait "$COORD_PID" || { cat "$TMP/coordinator.log" >&2; fail "the coordinator did not end cleanly after a server reconnected"; }
+servers_ok "after its link broke"
+expect_line "$TMP/server.0.log" "lost the coordinator: .*serving on, and reconnecting to $ADDR"
+expect_line "$TMP/coordinator.log" "error: server [01] disconnected"
+expect_line "$TMP/coordinator.log" "server [01] reconnected from 127\.0\.0\.1:[0-9]+ after its connection broke"
+pass "a server's link to the coordinator broke mid-run: it reconnected to the same coordinator, every value 3000, every process exit 0"

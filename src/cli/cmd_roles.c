@@ -58,6 +58,9 @@ static void coord_usage(FILE *f) {
             "                      address: a coordinator started again there with the\n"
             "                      same options takes the cluster back\n"
             "                      (docs/durability.md) [60; 0: they stop at once]\n"
+            "  --listen-fd N       serve on the listening TCP socket inherited as\n"
+            "                      descriptor N instead of --listen (a supervisor that\n"
+            "                      keeps the address across restarts: paramd local)\n"
             "  --ready-fd N        write the bound HOST:PORT and a newline to file\n"
             "                      descriptor N once listening, then close it\n"
             "  --checkpoint-dir DIR  where checkpoints go (an absolute path every\n"
@@ -143,6 +146,7 @@ int cmd_coordinator(int argc, char **argv) {
         {"startup-timeout-ms", required_argument, 0, 'u'},
         {"report-ms", required_argument, 0, 'R'},
         {"rejoin-s", required_argument, 0, 'J'},
+        {"listen-fd", required_argument, 0, 'L'},
         {"ready-fd", required_argument, 0, 'r'},
         {"checkpoint-dir", required_argument, 0, 'K'},
         {"checkpoint-every", required_argument, 0, 'K'},
@@ -197,6 +201,15 @@ int cmd_coordinator(int argc, char **argv) {
                 return 2;
             }
             *(c == 'u' ? &o.startup_ms : &o.report_ms) = (int)ms;
+            break;
+        }
+        case 'L': {
+            int64_t fd;
+            if (pd_parse_i64(optarg, &fd) || fd < 3 || fd > 1 << 20) {
+                fprintf(stderr, "paramd: --listen-fd '%s' is not a descriptor above 2\n", optarg);
+                return 2;
+            }
+            o.listen_fd = (int)fd;
             break;
         }
         case 'J': {
@@ -333,7 +346,10 @@ static void server_usage(FILE *f) {
             "                           its first byte [30000]\n"
             "  --fault SPEC             TESTING AID: wrap every accepted connection\n"
             "                           in the fault-injecting transport, e.g.\n"
-            "                           short=7 or recv_fail=20 (docs/testing.md)\n");
+            "                           short=7 or recv_fail=20 (docs/testing.md)\n"
+            "  --coordinator-fault SPEC TESTING AID: the same for this server's first\n"
+            "                           connection to the coordinator (e.g. send_fail=6:\n"
+            "                           it breaks at the 6th frame sent)\n");
 }
 
 static void stop_server(void *p) { pd_server_stop(p); }
@@ -348,6 +364,7 @@ int cmd_server(int argc, char **argv) {
         {"max-frame-mb", required_argument, 0, 'm'},
         {"transport", required_argument, 0, 't'},
         {"fault", required_argument, 0, 'f'},
+        {"coordinator-fault", required_argument, 0, 'F'},
         {"apply-threads", required_argument, 0, 'A'},
         {"restore", required_argument, 0, 'R'},
         {"metrics", required_argument, 0, 'M'},
@@ -405,6 +422,16 @@ int cmd_server(int argc, char **argv) {
                 return 2;
             }
             o.fault = optarg;
+            break;
+        }
+        case 'F': {
+            pd_fault_spec fs;
+            pd_err fe = {0};
+            if (pd_fault_parse(optarg, &fs, &fe)) {
+                fprintf(stderr, "paramd: --coordinator-fault: %s\n", fe.msg);
+                return 2;
+            }
+            o.coord_fault = optarg;
             break;
         }
         case 'A':

@@ -28,6 +28,10 @@
  *     train: the next worker writes the results);
  *   - SIGINT / SIGTERM / SIGHUP to the supervisor terminate every child the
  *     same way and pd_local_wait returns 128+signal.
+ *   - with pd_local_coord_restarts, a coordinator that exits while
+ *     workers run is started again alone; the running servers and
+ *     workers rejoin it.  Its listening socket is ours (each coordinator
+ *     gets it as fd 3, --listen-fd), so the address survives the restart.
  * The cluster secret (cli/secret.h): the one in PARAMD_SECRET_FILE, or a
  * private one made for this cluster and removed by pd_local_free.
  * One thread: a poll loop over the children's output pipes and a signalfd
@@ -50,6 +54,7 @@
 #include "cli/secret.h"
 #include "cli/util.h"
 #include "common/common.h"
+#include "net/conn.h"
 
 /* ==== Types ============================================================= */
 
@@ -96,6 +101,7 @@ struct pd_local {
     sigset_t oldmask;
     char coord_env[340];     /* PARAMD_COORDINATOR=ADDR, for every worker */
     char coord_addr[300];    /* the coordinator's bound address */
+    int coord_lfd;           /* its listening socket, ours (-1: none) */
     char sarg[16], warg[16], marg[16]; /* its --servers, --workers, --max-workers */
     int coord_left;          /* coordinator restarts still allowed */
     int coord_restarts;      /* done so far */
@@ -143,10 +149,11 @@ static void drain(child *c, stream *s) {
 
 /* ==== Children ========================================================== */
 
-/* Start argv as a child labelled `label`; extra_fd (or -1) becomes fd 3.
- * env: NULL-terminated "K=V" list added to our environment. */
+/* Start argv as a child labelled `label`; fd3 and fd4 (or -1) become its
+ * descriptors 3 and 4.  env: NULL-terminated "K=V" list added to our
+ * environment. */
 static int spawn(pd_local *L, int role, int rank, char *const *argv,
-                 char *const *env, int extra_fd, int inherit_stdout) {
+                 char *const *env, int fd3, int fd4, int inherit_stdout) {
     if (L->n == L->cap) { /* a replacement: one more child */
         child *more = realloc(L->ch, sizeof *more * (size_t)(L->cap + 8));
         if (!more) {
@@ -175,7 +182,14 @@ static int spawn(pd_local *L, int role, int rank, char *const *argv,
         signal(SIGPIPE, SIG_DFL); /* we ignore it; the child should not */
         if (!inherit_stdout) dup2(po[1], 1);
         dup2(pe[1], 2);
-        if (extra_fd >= 0) dup2(extra_fd, 3);
+        /* Each to its place, whatever numbers they had: one already in
+         * place only loses its close-on-exec; fd4's source is moved out
+         * of 3's way first. */
+        if (fd4 == 3) fd4 = fcntl(fd4, F_DUPFD, 5);
+        if (fd3 == 3) fcntl(3, F_SETFD, 0);
+        else if (fd3 >= 0) dup2(fd3, 3);
+        if (fd4 == 4) fcntl(4, F_SETFD, 0);
+        else if (fd4 >= 0) dup2(fd4, 4);
         for (char *const *e = env; e && *e; e++) putenv(*e);
         execvp(argv[0], argv);
         fprintf(stderr, "cannot run %s: %s\n", argv[0], strerror(errno));
@@ -221,7 +235,7 @@ static int spawn_worker(pd_local *L, int32_t r, int replacement) {
     snprintf(env[ne++], 32, "PARAMD_SERVERS=%d", L->S);
     if (replacement) env[ne++] = "PARAMD_REPLACEMENT=1";
     for (char *const *e = L->wenv; e && *e && ne < 70; e++) env[ne++] = *e;
-    int rc = spawn(L, ROLE_WORKER, r, L->wargv, env, -1,
+    int rc = spawn(L, ROLE_WORKER, r, L->wargv, env, -1, -1,
                    r == 0 && (L->flags & PD_LOCAL_RANK0_STDOUT));
     for (int i = 1; i < 4; i++) free(env[i]);
     free(env);
@@ -392,12 +406,12 @@ static void supervise(pd_local *L, double settle_s) {
         L->npending = 0;
         if (L->coord_pending && !L->term_deadline) {
             L->coord_pending = 0;
-            char *cargv[] = {(char *)cli_self_path(), "coordinator", "--listen", L->coord_addr,
+            char *cargv[] = {(char *)cli_self_path(), "coordinator", "--listen-fd", "3",
                              "--servers", L->sarg, "--workers", L->warg, "--max-workers",
                              L->marg, NULL};
             /* (no --restore: it takes the running cluster back) */
             char *cenv[] = {"PARAMD_RESTORE=", NULL};
-            if (spawn(L, ROLE_COORD, 0, cargv, cenv, -1, 0) != 0) {
+            if (spawn(L, ROLE_COORD, 0, cargv, cenv, L->coord_lfd, -1, 0) != 0) {
                 L->failed = 1;
                 L->infra = 1;
                 snprintf(L->why, sizeof L->why, "could not start the coordinator again");
@@ -456,6 +470,7 @@ int pd_local_start(pd_local **out, int32_t S, int32_t W, int32_t M, const char *
         return -1;
     }
     L->cap = S + W + 1;
+    L->coord_lfd = -1;
     L->W = W, L->S = S;
     L->wargv = worker_argv, L->wenv = worker_env;
     sigset_t set;
@@ -475,47 +490,58 @@ int pd_local_start(pd_local **out, int32_t S, int32_t W, int32_t M, const char *
     /* The cluster secret: the coordinator creates the file, every child
      * finds its path in PARAMD_SECRET_FILE (never the secret itself). */
     if (cli_secret_for_cluster(L->secret_dir, sizeof L->secret_dir)) goto fail;
-    /* Coordinator: learn its address through a pipe on fd 3. */
-    int rp[2];
-    if (pipe2(rp, O_CLOEXEC)) goto fail;
-    char listen[300];
-    snprintf(listen, sizeof listen, "%s:0", host);
+    /* The coordinator's listening socket is ours: the coordinator serves
+     * on it (fd 3, --listen-fd), and one started again after a death
+     * serves on the same one, so its address never changes hands (no
+     * other process can take the port meanwhile) and a server or worker
+     * reconnecting meanwhile waits in its backlog. */
+    pd_err le = {0};
+    char addr[300] = "";
+    if (pd_tcp_listen(host, 0, &L->coord_lfd, addr, sizeof addr, &le) != 0) {
+        snprintf(L->why, sizeof L->why, "the coordinator cannot listen: %s", le.msg);
+        goto fail;
+    }
     snprintf(L->sarg, sizeof L->sarg, "%d", S);
     snprintf(L->warg, sizeof L->warg, "%d", W);
     snprintf(L->marg, sizeof L->marg, "%d", M > W ? M : W);
     const char *self = cli_self_path();
-    char *cargv[] = {(char *)self, "coordinator", "--listen", listen, "--servers", L->sarg,
-                     "--workers", L->warg, "--max-workers", L->marg, "--ready-fd", "3", NULL};
-    if (spawn(L, ROLE_COORD, 0, cargv, NULL, rp[1], 0)) goto fail;
+    char *cargv[] = {(char *)self, "coordinator", "--listen-fd", "3", "--servers", L->sarg,
+                     "--workers", L->warg, "--max-workers", L->marg, "--ready-fd", "4", NULL};
+    /* Its ready line (fd 4) says it runs, the cluster secret made: only
+     * then may servers and workers start. */
+    int rp[2];
+    if (pipe2(rp, O_CLOEXEC)) goto fail;
+    if (spawn(L, ROLE_COORD, 0, cargv, NULL, L->coord_lfd, rp[1], 0)) {
+        close(rp[0]);
+        close(rp[1]);
+        goto fail;
+    }
     close(rp[1]);
-    char addr[300] = "";
-    size_t alen = 0;
+    char ready[300] = "";
+    size_t rlen = 0;
     double deadline = pd_now() + 30;
-    while (pd_now() < deadline && alen < sizeof addr - 1) {
+    while (pd_now() < deadline && rlen < sizeof ready - 1 && !strchr(ready, '\n')) {
         struct pollfd pf = {rp[0], POLLIN, 0};
         if (poll(&pf, 1, 200) > 0) {
-            ssize_t r = read(rp[0], addr + alen, sizeof addr - 1 - alen);
+            ssize_t r = read(rp[0], ready + rlen, sizeof ready - 1 - rlen);
             if (r <= 0) break;
-            alen += (size_t)r;
-            addr[alen] = '\0';
-            if (strchr(addr, '\n')) break;
+            rlen += (size_t)r;
+            ready[rlen] = '\0';
         }
         drain(&L->ch[0], &L->ch[0].out);
         drain(&L->ch[0], &L->ch[0].err);
     }
     close(rp[0]);
-    char *nl = strchr(addr, '\n');
-    if (!nl) {
+    if (!strchr(ready, '\n')) {
         snprintf(L->why, sizeof L->why, "the coordinator did not start");
         goto fail;
     }
-    *nl = '\0';
     snprintf(L->coord_env, sizeof L->coord_env, "PARAMD_COORDINATOR=%s", addr);
     snprintf(L->coord_addr, sizeof L->coord_addr, "%s", addr);
 
     for (int32_t k = 0; k < S; k++) {
         char *sv[] = {(char *)self, "server", "--coordinator", addr, NULL};
-        if (spawn(L, ROLE_SERVER, k, sv, NULL, -1, 0)) goto fail;
+        if (spawn(L, ROLE_SERVER, k, sv, NULL, -1, -1, 0)) goto fail;
     }
     for (int32_t r = 0; r < W; r++)
         if (spawn_worker(L, r, 0)) goto fail;
@@ -577,6 +603,7 @@ void pd_local_free(pd_local *L) {
         unsetenv("PARAMD_SECRET_FILE");
     }
     if (L->sfd >= 0) close(L->sfd);
+    if (L->coord_lfd >= 0) close(L->coord_lfd);
     sigprocmask(SIG_SETMASK, &L->oldmask, NULL);
     free(L->ch);
     free(L);

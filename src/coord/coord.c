@@ -315,8 +315,18 @@ pd_coord *pd_coord_start(const pd_coord_opts *o, pd_err *e) {
         }
         co->has_key = 1;
     }
-    if (pd_listen_check("paramd coordinator", host, co->has_key, e) != 0 ||
-        pd_tcp_listen(host, port, &co->lfd, co->bound, sizeof co->bound, e)) {
+    if (co->o.listen_fd > 0) {
+        /* a supervisor's socket: its address, and the same check of it */
+        co->lfd = co->o.listen_fd;
+        if (pd_tcp_bound(co->lfd, co->bound, sizeof co->bound, e) != 0 ||
+            pd_parse_hostport(co->bound, host, sizeof host, &port) != 0 ||
+            pd_listen_check("paramd coordinator", host, co->has_key, e) != 0) {
+            if (!e->msg[0]) pd_seterr(e, PARAMD_EINVAL, "bad inherited socket %s", co->bound);
+            pd_coord_free(co);
+            return NULL;
+        }
+    } else if (pd_listen_check("paramd coordinator", host, co->has_key, e) != 0 ||
+               pd_tcp_listen(host, port, &co->lfd, co->bound, sizeof co->bound, e)) {
         pd_coord_free(co);
         return NULL;
     }

@@ -17,6 +17,10 @@
 
 typedef struct pd_coord_opts {
     const char *listen; /* "host:port"; default "127.0.0.1:0" */
+    int listen_fd;      /* > 0: serve on this listening TCP socket instead
+                         * (inherited from a supervisor that keeps the
+                         * address across restarts: paramd local); it is
+                         * closed by pd_coord_free; 0: bind `listen` */
     int32_t servers;    /* S >= 1 */
     int32_t workers;    /* W >= 1: workers expected at start */
     int32_t max_workers; /* M >= W worker slots (ranks 0..M-1) that can be

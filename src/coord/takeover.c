@@ -134,6 +134,58 @@ static void settle(pd_coord *co) {
            S, pd_now() - co->takeover_t0, co->ntables, away, away == 1 ? "" : "s", dead);
 }
 
+/* mu held, released: server rj->idx of this very cluster, whose
+ * connection to this coordinator broke (this coordinator did not restart),
+ * comes back.  It is told of the workers that left or died meanwhile (it
+ * missed their WORKER_GONE); nothing else happened without it (a join or
+ * a checkpoint needs every server). */
+static int reconnect(co_conn *cc, const pd_hdr *h, pd_rejoin *rj) {
+    pd_coord *co = cc->co;
+    uint32_t k = rj->idx;
+    int rc = co_reply(cc, h, NULL); /* first: as in co_on_server_rejoin */
+    if (rc) {
+        pthread_mutex_unlock(&co->mu);
+        co_rejoin_free(cc);
+        return rc;
+    }
+    co_conn *old = co->server_conn[k];
+    if (old) {
+        /* Its broken connection's thread has not noticed yet: it is
+         * detached here (its end then leaves the server alone), and what
+         * its end would have failed fails now. */
+        old->server = -1;
+        if (co->joining) co->join_failed = 1;
+        if (co->ck_busy) {
+            co->ck_failed = 1;
+            snprintf(co->ck_err, sizeof co->ck_err, "server %u's connection broke", k);
+        }
+    } else if (co->servers_lost > 0) {
+        co->servers_lost--; /* counted when it broke: it was not lost after all */
+    }
+    pd_tcp_set_peer_timeout(cc->conn, PD_PEER_TIMEOUT_DEFAULT);
+    co->server_conn[k] = cc;
+    co->sseen_ms[k] = pd_now_ms();
+    co->ssilent[k] = 0;
+    cc->server = (int32_t)k;
+    int told = 0;
+    for (int32_t r = 0; r < co->o.max_workers; r++) {
+        int st = co->wstate[r];
+        if ((st != W_DIED && st != W_LEFT) || rj->gone[r] || !rj->gen[r]) continue;
+        pd_hdr g = {0};
+        uint8_t p[8] = {(uint8_t)r, (uint8_t)(r >> 8), (uint8_t)(r >> 16), (uint8_t)(r >> 24),
+                        (uint8_t)(st == W_LEFT), 0, 0, 0};
+        g.type = PD_MSG_WORKER_GONE;
+        pd_send_frame(cc->conn, &g, p, 8, NULL, 0, NULL, 0, NULL);
+        told++;
+    }
+    pd_log(PD_LOG_INFO, "server %u reconnected from %s after its connection broke%s", k,
+           rj->addr, told ? "; told of the workers gone meanwhile" : "");
+    pthread_cond_broadcast(&co->cv);
+    pthread_mutex_unlock(&co->mu);
+    co_rejoin_free(cc);
+    return 0;
+}
+
 int co_on_server_rejoin(co_conn *cc, const pd_hdr *h) {
     pd_coord *co = cc->co;
     char msg[PD_ERRMSG_MAX];
@@ -158,6 +210,12 @@ int co_on_server_rejoin(co_conn *cc, const pd_hdr *h) {
     int code = 0;
     pthread_mutex_lock(&co->mu);
     uint32_t k = rj->idx;
+    if ((int32_t)rj->S == co->o.servers && (int32_t)rj->W == co->o.workers &&
+        (int32_t)rj->M == co->o.max_workers && co->server_addr[k][0] &&
+        (!co->server_conn[k] || pd_conn_peer_gone(co->server_conn[k]->conn)) &&
+        (co->takeover || co->nservers > 0) &&
+        memcmp(rj->key, co->grant.k, sizeof co->grant.k) == 0)
+        return reconnect(cc, h, rj); /* (unlocks) */
     if (!co->takeover && co->nservers > 0) {
         code = PARAMD_ECONFIG;
         snprintf(msg, sizeof msg,

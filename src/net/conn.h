@@ -135,6 +135,9 @@ void pd_conn_destroy(pd_conn *c); /* NULL-safe */
  * bound.  PARAMD_ECONNECT with the reason on failure. */
 int pd_tcp_listen(const char *host, uint16_t port, int *fd, char *bound,
                   size_t boundlen, pd_err *e);
+/* The bound "host:port" of fd, a listening TCP socket made elsewhere (a
+ * supervisor's, inherited); PARAMD_EINVAL if fd is not one. */
+int pd_tcp_bound(int fd, char *bound, size_t boundlen, pd_err *e);
 /* Accept one connection (blocking).  NULL on error (errno set). */
 pd_conn *pd_tcp_accept(int lfd);
 /* Connect to "host:port", retrying a peer that is not up yet (refused,

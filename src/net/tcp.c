@@ -155,6 +155,19 @@ int pd_tcp_listen(const char *host, uint16_t port, int *fd, char *bound,
     return 0;
 }
 
+int pd_tcp_bound(int fd, char *bound, size_t boundlen, pd_err *e) {
+    int acc = 0;
+    socklen_t al = sizeof acc;
+    struct sockaddr_storage ss;
+    socklen_t sl = sizeof ss;
+    if (getsockopt(fd, SOL_SOCKET, SO_ACCEPTCONN, &acc, &al) != 0 || !acc ||
+        getsockname(fd, (struct sockaddr *)&ss, &sl) != 0 ||
+        (ss.ss_family != AF_INET && ss.ss_family != AF_INET6))
+        return pd_seterr(e, PARAMD_EINVAL, "descriptor %d is not a listening TCP socket", fd);
+    addr_text((struct sockaddr *)&ss, bound, boundlen);
+    return 0;
+}
+
 pd_conn *pd_tcp_accept(int lfd) {
     int fd;
     do fd = accept4(lfd, NULL, NULL, SOCK_CLOEXEC);

@@ -136,6 +136,7 @@ pd_server *pd_server_start(const pd_server_opts *o, pd_err *e) {
                    "this host will use TCP", se.msg);
     }
     s->coord = pd_tcp_connect(s->o.coordinator, s->o.timeout_ms, e);
+    if (s->coord && s->o.coord_fault) s->coord = pd_fault_wrap(s->coord, s->o.coord_fault, e);
     if (!s->coord) goto fail;
     /* a coordinator whose host is cut off is noticed, and stops us */
     pd_tcp_set_peer_timeout(s->coord, PD_PEER_TIMEOUT_DEFAULT);

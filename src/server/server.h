@@ -26,6 +26,8 @@ typedef struct pd_server_opts {
                               * start from, or NULL (docs/durability.md) */
     const char *fault;       /* tests only: wrap each accepted connection in
                               * net/fault.h with this spec; NULL: off */
+    const char *coord_fault; /* tests only: wrap the first connection to the
+                              * coordinator so (a link that breaks); NULL: off */
     const char *metrics;     /* serve Prometheus metrics on this HOST:PORT
                               * (metrics/http.h); NULL: no endpoint */
     /* Limits (docs/limits.md; 0: the default). */
