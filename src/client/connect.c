@@ -871,13 +871,7 @@ static void *heartbeat_main(void *arg) {
         pthread_mutex_lock(&c->hb_mu);
         while (!c->hb_stop && pd_now_ms() < due) {
             int64_t step = due - pd_now_ms();
-            if (step > 1000) step = 1000;
-            struct timespec ts;
-            clock_gettime(CLOCK_REALTIME, &ts);
-            int64_t ns = ts.tv_nsec + step * 1000000;
-            ts.tv_sec += ns / 1000000000;
-            ts.tv_nsec = ns % 1000000000;
-            pthread_cond_timedwait(&c->hb_cv, &c->hb_mu, &ts);
+            pd_cond_wait_ms(&c->hb_cv, &c->hb_mu, step > 1000 ? 1000 : step);
             if (c->hb_stop) break;
             pthread_mutex_unlock(&c->hb_mu);
             cl_wait_check(c);

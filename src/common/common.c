@@ -153,6 +153,15 @@ int64_t pd_now_ms(void) {
     return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
+void pd_cond_wait_ms(pthread_cond_t *cv, pthread_mutex_t *mu, int64_t ms) {
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    int64_t ns = ts.tv_nsec + (ms > 0 ? ms % 1000 : 0) * 1000000;
+    ts.tv_sec += (time_t)((ms > 0 ? ms / 1000 : 0) + ns / 1000000000);
+    ts.tv_nsec = ns % 1000000000;
+    pthread_cond_timedwait(cv, mu, &ts);
+}
+
 /* ==== Allocation ======================================================== */
 
 /* Test hook only; tests set it from their single main thread. */

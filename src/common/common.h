@@ -9,6 +9,7 @@
 #ifndef PARAMD_COMMON_H
 #define PARAMD_COMMON_H
 
+#include <pthread.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -54,6 +55,9 @@ void pd_log(int level, const char *fmt, ...)
 
 double pd_now(void);        /* monotonic seconds */
 int64_t pd_now_ms(void);    /* monotonic milliseconds */
+/* pthread_cond_timedwait for up to ms milliseconds from now (mu held;
+ * returns with it held, on a signal or at the time, as the call does). */
+void pd_cond_wait_ms(pthread_cond_t *cv, pthread_mutex_t *mu, int64_t ms);
 
 /* Waiters that spin a little before sleeping (the shm rings, the client's
  * req_finish) yield the CPU between checks, because a futex wake-up of a

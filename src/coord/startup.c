@@ -80,13 +80,7 @@ static void missing_text(const pd_coord *co, char *out, size_t n) {
 /* mu held: wait on cv until the monotonic ms `until` (or a broadcast). */
 static void wait_until(pd_coord *co, int64_t until) {
     int64_t left = until - pd_now_ms();
-    if (left <= 0) return;
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    int64_t ns = ts.tv_nsec + (left % 1000) * 1000000;
-    ts.tv_sec += (time_t)(left / 1000 + ns / 1000000000);
-    ts.tv_nsec = ns % 1000000000;
-    pthread_cond_timedwait(&co->cv, &co->mu, &ts);
+    if (left > 0) pd_cond_wait_ms(&co->cv, &co->mu, left);
 }
 
 void co_fail(pd_coord *co, const char *why) {

@@ -41,7 +41,6 @@
  */
 #include <stdio.h>
 #include <string.h>
-#include <time.h>
 
 #include "coord/coord_impl.h"
 #include "frame/auth.h"
@@ -325,13 +324,7 @@ int co_takeover_wait(pd_coord *co, int64_t limit, char *why, size_t whylen) {
                      (long long)limit, co->naway);
             return PARAMD_ETIMEDOUT;
         }
-        if (left > 1000) left = 1000;
-        struct timespec ts;
-        clock_gettime(CLOCK_REALTIME, &ts);
-        int64_t ns = ts.tv_nsec + left * 1000000;
-        ts.tv_sec += ns / 1000000000;
-        ts.tv_nsec = ns % 1000000000;
-        pthread_cond_timedwait(&co->cv, &co->mu, &ts);
+        pd_cond_wait_ms(&co->cv, &co->mu, left > 1000 ? 1000 : left);
     }
     return 0;
 }

@@ -326,12 +326,8 @@ static int rejoin(pd_server *s, const char *why) {
             return -1;
         }
         /* try again in a tenth of a second (pd_server_stop wakes us) */
-        struct timespec ts;
-        clock_gettime(CLOCK_REALTIME, &ts);
-        ts.tv_nsec += 100000000;
-        if (ts.tv_nsec >= 1000000000) ts.tv_sec++, ts.tv_nsec -= 1000000000;
         pthread_mutex_lock(&s->mu);
-        if (!s->stopping) pthread_cond_timedwait(&s->cv, &s->mu, &ts);
+        if (!s->stopping) pd_cond_wait_ms(&s->cv, &s->mu, 100);
         pthread_mutex_unlock(&s->mu);
     }
     pd_log(PD_LOG_ERROR, "lost the coordinator: no coordinator took the cluster back at %s "
