@@ -240,7 +240,9 @@ int co_on_reg_worker(co_conn *cc, const pd_hdr *h) {
         return co_reply_err(cc, h, PARAMD_EWORKER, msg);
     }
     if (want == -1) want = pick_rank(co);
-    if (want < 0 || co->wstate[want] == W_LIVE || co->wstate[want] == W_JOINING) {
+    /* (an away rank is its worker's until it rejoins or is removed) */
+    if (want < 0 || co->wstate[want] == W_LIVE || co->wstate[want] == W_JOINING ||
+        co->wstate[want] == W_AWAY) {
         pthread_mutex_unlock(&co->mu);
         if (want < 0)
             snprintf(msg, sizeof msg,
