@@ -25,6 +25,8 @@
 #  - a server whose link to a coordinator that lives breaks (the fault
 #    transport, at its 6th frame sent) reconnects to it, and the run ends
 #    exact.
+# Also: --rejoin-s, --listen-fd, local --restarts and --coordinator-fault
+# refuse wrong values, naming them.
 # transports: tcp shm
 source "$(dirname "$0")/lib.sh"
 TOY=$BUILD/examples/toy
@@ -67,6 +69,16 @@ exact() {
     || fail "$1: '$line', expected every value $2"
 }
 
+# start_toys OUT ITERS SLEEP_MS: 2 sync toys against $COORD (output
+# OUT.RANK.out, pids TOY_PIDS)
+start_toys() {
+  TOY_PIDS=()
+  for r in 0 1; do
+    PARAMD_COORDINATOR=$COORD PARAMD_RANK=$r "$TOY" --consistency sync --iters "$2" \
+      --sleep-ms "$3" >"$TMP/$1.$r.out" 2>&1 &
+    TOY_PIDS+=($!); PIDS+=($!)
+  done
+}
 # run_toys OUT ITERS SLEEP_MS [coordinator args]: a coordinator, 2 servers
 # (metrics in URLS) and 2 sync toys (output OUT.RANK.out, pids TOY_PIDS);
 # returns once the servers applied 5 clocks
@@ -77,14 +89,23 @@ run_toys() {
   ADDR=$COORD
   start_servers 2 --metrics 127.0.0.1:0
   metrics_urls
-  TOY_PIDS=()
-  for r in 0 1; do
-    PARAMD_COORDINATOR=$COORD PARAMD_RANK=$r "$TOY" --consistency sync --iters "$iters" \
-      --sleep-ms "$ms" >"$TMP/$out.$r.out" 2>&1 &
-    TOY_PIDS+=($!); PIDS+=($!)
-  done
+  start_toys "$out" "$iters" "$ms"
   clock_reaches "${URLS[0]}" 5
 }
+
+# --- 0. wrong arguments: refused, saying what is wrong ---
+refused() { # EXPECTED-STATUS REGEX COMMAND...: COMMAND exits so, saying REGEX
+  local want=$1 re=$2; shift 2
+  "$@" >"$TMP/arg.out" 2>&1; local rc=$?
+  [ $rc = "$want" ] || { cat "$TMP/arg.out"; fail "'$*' exited $rc, expected $want"; }
+  expect_line "$TMP/arg.out" "$re"
+}
+refused 2 "--rejoin-s '-1' is not 0\.\.86400 \(seconds\)" "$PARAMD" coordinator --servers 1 --workers 1 --rejoin-s -1
+refused 2 "--listen-fd '1' is not a descriptor above 2" "$PARAMD" coordinator --servers 1 --workers 1 --listen-fd 1
+refused 1 "descriptor 9 is not a listening TCP socket" "$PARAMD" coordinator --servers 1 --workers 1 --listen-fd 9 9<"$TMP/arg.out"
+refused 2 "--restarts 'x' is not 0\.\.1000" "$PARAMD" local --restarts x -- "$TOY"
+refused 2 "--coordinator-fault: fault spec 'bogus=1': unknown key 'bogus'" "$PARAMD" server --coordinator 127.0.0.1:9 --coordinator-fault bogus=1
+pass "wrong --rejoin-s, --listen-fd (a number, a file), local --restarts and --coordinator-fault: refused, naming them"
 
 ITERS=300
 # --- 1. killed while training; the workers finish their clocks alone ---
@@ -228,12 +249,8 @@ rm -f "$TMP/coordinator.log" "$TMP"/server.*.log
 start_coordinator 2 2 --rejoin-s 60 --persist
 ADDR=$COORD
 start_servers 2
-for r in 0 1; do
-  PARAMD_COORDINATOR=$COORD PARAMD_RANK=$r "$TOY" --consistency sync --iters 20 --sleep-ms 0 \
-    >"$TMP/e.$r.out" 2>&1 &
-  E[$r]=$!; PIDS+=($!)
-done
-for r in 0 1; do wait "${E[$r]}" || fail "worker $r failed"; done
+start_toys e 20 0
+for p in "${TOY_PIDS[@]}"; do wait "$p" || fail "a worker failed (pid $p)"; done
 kill -KILL "$COORD_PID"; wait "$COORD_PID" 2>/dev/null
 for k in 0 1; do wait_line "$TMP/server.$k.log" "lost the coordinator: .*serving on"; done
 mv "$TMP/coordinator.log" "$TMP/coordinator.7.log"
@@ -256,12 +273,7 @@ SERVER_PIDS=()
 SERVER_PIDS+=($!); PIDS+=($!)
 "$PARAMD" server --coordinator "$COORD" >>"$TMP/server.1.log" 2>&1 &
 SERVER_PIDS+=($!); PIDS+=($!)
-TOY_PIDS=()
-for r in 0 1; do
-  PARAMD_COORDINATOR=$COORD PARAMD_RANK=$r "$TOY" --consistency sync --iters 3000 \
-    --sleep-ms 2 >"$TMP/f.$r.out" 2>&1 &
-  TOY_PIDS+=($!); PIDS+=($!)
-done
+start_toys f 3000 2
 wait_line "$TMP/server.0.log" "rejoined the coordinator at $ADDR after [0-9.]+ s"
 kill -0 "${TOY_PIDS[0]}" 2>/dev/null || fail "the toys ended before the server's link broke: make them longer"
 for p in "${TOY_PIDS[@]}"; do wait "$p" || { cat "$TMP"/f.*.out; fail "a worker failed across the broken link"; }; done

@@ -414,24 +414,16 @@ int cmd_server(int argc, char **argv) {
                 return 2;
             }
             break;
-        case 'f': {
+        case 'f':
+        case 'F': { /* --fault, --coordinator-fault */
             pd_fault_spec fs;
             pd_err fe = {0};
             if (pd_fault_parse(optarg, &fs, &fe)) {
-                fprintf(stderr, "paramd: --fault: %s\n", fe.msg);
+                fprintf(stderr, "paramd: --%s: %s\n",
+                        c == 'f' ? "fault" : "coordinator-fault", fe.msg);
                 return 2;
             }
-            o.fault = optarg;
-            break;
-        }
-        case 'F': {
-            pd_fault_spec fs;
-            pd_err fe = {0};
-            if (pd_fault_parse(optarg, &fs, &fe)) {
-                fprintf(stderr, "paramd: --coordinator-fault: %s\n", fe.msg);
-                return 2;
-            }
-            o.coord_fault = optarg;
+            *(c == 'f' ? &o.fault : &o.coord_fault) = optarg;
             break;
         }
         case 'A':
