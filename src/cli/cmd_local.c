@@ -56,6 +56,13 @@ static void local_usage(FILE *f) {
             "                    and joins at the first clock nobody pushed for\n"
             "                    (paramd_get_clock; paramd_barrier_count says which\n"
             "                    barriers it missed); exit status 3\n"
+            "  --replace-servers N  a server that dies while workers run is replaced,\n"
+            "                    up to N times: the new server restores only that\n"
+            "                    shard from the newest checkpoint (--checkpoint-dir\n"
+            "                    and --checkpoint-every are needed), the other\n"
+            "                    servers keep theirs, the workers wait for it and\n"
+            "                    go on; the shard loses its updates since that\n"
+            "                    checkpoint (docs/durability.md); exit status 3\n"
             "  --restarts N      the coordinator exiting while workers run is started\n"
             "                    again on its address, up to N times: the servers and\n"
             "                    workers, which keep running, rejoin it and the run\n"
@@ -83,10 +90,11 @@ int cmd_local(int argc, char **argv) {
         {"keep-going", no_argument, 0, 'k'},
         {"replace-workers", required_argument, 0, 'R'},
         {"restarts", required_argument, 0, 'X'},
+        {"replace-servers", required_argument, 0, 'Y'},
         {"secret-file", required_argument, 0, 'S'},
         {"help", no_argument, 0, 'h'},
         {0, 0, 0, 0}};
-    int64_t S = 1, W = 1, M = 0, replace = 0, restarts = 0;
+    int64_t S = 1, W = 1, M = 0, replace = 0, restarts = 0, replace_servers = 0;
     const char *host = "127.0.0.1";
     int c, li = 0, keep_going = 0;
     cli_ckpt_opts ck = {0};
@@ -133,11 +141,15 @@ int cmd_local(int argc, char **argv) {
             }
             break;
         case 'X':
-            if (pd_parse_i64(optarg, &restarts) || restarts < 0 || restarts > 1000) {
-                fprintf(stderr, "paramd local: --restarts '%s' is not 0..1000\n", optarg);
+        case 'Y': {
+            int64_t *v = c == 'X' ? &restarts : &replace_servers;
+            if (pd_parse_i64(optarg, v) || *v < 0 || *v > 1000) {
+                fprintf(stderr, "paramd local: --%s '%s' is not 0..1000\n",
+                        c == 'X' ? "restarts" : "replace-servers", optarg);
                 return 2;
             }
             break;
+        }
         case 'S':
             if (cli_set_secret_file("paramd local", optarg)) return 2;
             break;
@@ -147,6 +159,12 @@ int cmd_local(int argc, char **argv) {
     }
     if ((ck.every_s > 0 || ck.every_clocks > 0) && !ck.dir) {
         fprintf(stderr, "paramd local: --checkpoint-every needs --checkpoint-dir\n");
+        return 2;
+    }
+    if (replace_servers && !ck.dir) {
+        fprintf(stderr, "paramd local: --replace-servers needs --checkpoint-dir (and "
+                "--checkpoint-every or --checkpoint-every-clocks): a replacement restores "
+                "the lost shard from the newest checkpoint\n");
         return 2;
     }
     cli_ckpt_to_env(&ck); /* the coordinator and servers read it */
@@ -163,7 +181,8 @@ int cmd_local(int argc, char **argv) {
     pd_local *L;
     char why[300];
     if (pd_local_start(&L, (int32_t)S, (int32_t)W, (int32_t)M, host, argv + optind, NULL,
-                       keep_going ? PD_LOCAL_KEEP_GOING : 0) != 0) {
+                       (keep_going ? PD_LOCAL_KEEP_GOING : 0) |
+                           (replace_servers ? PD_LOCAL_REPLACE_SERVERS : 0)) != 0) {
         if (!L) {
             fprintf(stderr, "paramd local: out of memory\n");
             return 1;
@@ -171,6 +190,7 @@ int cmd_local(int argc, char **argv) {
     }
     pd_local_replace(L, (int)replace);
     pd_local_coord_restarts(L, (int)restarts);
+    pd_local_server_restarts(L, (int)replace_servers);
     int rc = pd_local_wait(L, why, sizeof why);
     if (rc) fprintf(stderr, "paramd local: %s\n", why);
     pd_local_free(L);

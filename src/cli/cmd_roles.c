@@ -58,6 +58,12 @@ static void coord_usage(FILE *f) {
             "                      address: a coordinator started again there with the\n"
             "                      same options takes the cluster back\n"
             "                      (docs/durability.md) [60; 0: they stop at once]\n"
+            "  --replace-s S       when a server is lost while workers run, wait S\n"
+            "                      seconds for a replacement (paramd server started\n"
+            "                      against this coordinator) that restores only the\n"
+            "                      lost shard from the newest checkpoint; the workers\n"
+            "                      wait, then go on (docs/durability.md) [0: the\n"
+            "                      workers' requests to it fail at once]\n"
             "  --listen-fd N       serve on the listening TCP socket inherited as\n"
             "                      descriptor N instead of --listen (a supervisor that\n"
             "                      keeps the address across restarts: paramd local)\n"
@@ -146,6 +152,7 @@ int cmd_coordinator(int argc, char **argv) {
         {"startup-timeout-ms", required_argument, 0, 'u'},
         {"report-ms", required_argument, 0, 'R'},
         {"rejoin-s", required_argument, 0, 'J'},
+        {"replace-s", required_argument, 0, 'Q'},
         {"listen-fd", required_argument, 0, 'L'},
         {"ready-fd", required_argument, 0, 'r'},
         {"checkpoint-dir", required_argument, 0, 'K'},
@@ -212,13 +219,15 @@ int cmd_coordinator(int argc, char **argv) {
             o.listen_fd = (int)fd;
             break;
         }
-        case 'J': {
+        case 'J':
+        case 'Q': {
             int64_t sec;
             if (pd_parse_i64(optarg, &sec) || sec < 0 || sec > 86400) {
-                fprintf(stderr, "paramd: --rejoin-s '%s' is not 0..86400 (seconds)\n", optarg);
+                fprintf(stderr, "paramd: --%s '%s' is not 0..86400 (seconds)\n",
+                        c == 'J' ? "rejoin-s" : "replace-s", optarg);
                 return 2;
             }
-            o.rejoin_ms = (int)sec * 1000;
+            *(c == 'J' ? &o.rejoin_ms : &o.replace_ms) = (int)sec * 1000;
             break;
         }
         case 'r': {
@@ -276,13 +285,18 @@ int cmd_coordinator(int argc, char **argv) {
     cli_stop_disarm(); /* before the free: no stop_coord on a freed co */
     int died = 0, lost = 0;
     pd_coord_failures(co, &died, &lost);
+    int replaced = pd_coord_servers_replaced(co);
     pd_coord_free(co);
     if (rc == PARAMD_ETIMEDOUT) return 1; /* the reason was logged */
     if (rc) {
         /* The exit status says it too: a launcher sees a failed cluster. */
+        char rep[96] = "";
+        if (replaced)
+            snprintf(rep, sizeof rep, " (%d replaced, its shard restored from a checkpoint)",
+                     replaced);
         pd_log(PD_LOG_ERROR, "the cluster ended with %d worker%s dead (gone without "
-               "saying goodbye) and %d server%s lost: exit status 3",
-               died, died == 1 ? "" : "s", lost, lost == 1 ? "" : "s");
+               "saying goodbye) and %d server%s lost%s: exit status 3",
+               died, died == 1 ? "" : "s", lost, lost == 1 ? "" : "s", rep);
         return 3;
     }
     return 0;

@@ -109,6 +109,10 @@ static void train_usage(FILE *f) {
 "                         the newest checkpoint (needs --checkpoint-dir); when\n"
 "                         the coordinator dies, start it alone again (the\n"
 "                         running cluster rejoins it); up to N times in all [0]\n"
+"  --replace-servers N    when a server dies, start a new one that restores\n"
+"                         only its shard from the newest checkpoint (needs\n"
+"                         --checkpoint-dir), the other servers keeping theirs;\n"
+"                         the workers wait, then go on; up to N times [0]\n"
 "  --replace-workers N    start a new worker in the place of one that dies\n"
 "                         (it joins at the first clock nobody pushed for),\n"
 "                         up to N times in the run [0: go on without it]\n"
@@ -148,7 +152,8 @@ int cmd_train(int argc, char **argv) {
            O_WORKERS, O_COORD, O_JOIN, O_OUT, O_EVERY, O_EVALN, O_SAVE, O_QUIET,
            O_BACKUP, O_STRAGGLE, O_HB, O_DIM, O_WINDOW, O_NEG, O_MINC, O_SUBS, O_NEIGH,
            O_USERS, O_ITEMS, O_RANK, O_NOISE, O_L2, O_TRANSPORT, O_MAXW, O_COMM,
-           O_DECAY, O_APPLY, O_CKPT, O_PLUGINS, O_SECRET, O_REPLACE, O_RESTARTS };
+           O_DECAY, O_APPLY, O_CKPT, O_PLUGINS, O_SECRET, O_REPLACE, O_RESTARTS,
+           O_REPLACE_SERVERS };
     static const struct option opts[] = {
         {"model", 1, 0, O_MODEL}, {"hidden", 1, 0, O_HIDDEN}, {"data", 1, 0, O_DATA},
         {"limit", 1, 0, O_LIMIT}, {"no-dropout", 0, 0, O_NODROP},
@@ -158,6 +163,7 @@ int cmd_train(int argc, char **argv) {
         {"servers", 1, 0, O_SERVERS}, {"workers", 1, 0, O_WORKERS},
         {"max-workers", 1, 0, O_MAXW}, {"replace-workers", 1, 0, O_REPLACE},
         {"restarts", 1, 0, O_RESTARTS},
+        {"replace-servers", 1, 0, O_REPLACE_SERVERS},
         {"coordinator", 1, 0, O_COORD}, {"join", 0, 0, O_JOIN}, {"out", 1, 0, O_OUT},
         {"eval-every", 1, 0, O_EVERY}, {"eval-samples", 1, 0, O_EVALN},
         {"save-params", 1, 0, O_SAVE}, {"quiet", 0, 0, O_QUIET}, {"help", 0, 0, 'h'},
@@ -187,7 +193,7 @@ int cmd_train(int argc, char **argv) {
     }
     pd_train_cfg cfg;
     pd_train_defaults(&cfg);
-    int64_t S = 1, W = 2, M = 0, replace = 0, restarts = 0, v;
+    int64_t S = 1, W = 2, M = 0, replace = 0, restarts = 0, replace_servers = 0, v;
     double dv;
     const char *coord = NULL;
     int join = 0, out_given = 0, rule_given = 0, lr_given = 0, batch_given = 0,
@@ -287,6 +293,11 @@ int cmd_train(int argc, char **argv) {
         case O_RESTARTS:
             if (pd_parse_i64(optarg, &restarts) || restarts < 0 || restarts > 1000)
                 return bad("--restarts", optarg, "0..1000");
+            break;
+        case O_REPLACE_SERVERS:
+            if (pd_parse_i64(optarg, &replace_servers) || replace_servers < 0 ||
+                replace_servers > 1000)
+                return bad("--replace-servers", optarg, "0..1000");
             break;
         case O_REPLACE:
             if (pd_parse_i64(optarg, &replace) || replace < 0 || replace > 1000)
@@ -455,11 +466,19 @@ int cmd_train(int argc, char **argv) {
     wargv[k] = NULL;
     if ((ck.every_s > 0 || ck.every_clocks > 0) && !ck.dir) {
         fprintf(stderr, "paramd train: --checkpoint-every needs --checkpoint-dir\n");
+        free(wargv);
+        return 2;
+    }
+    if (replace_servers && !ck.dir) {
+        fprintf(stderr, "paramd train: --replace-servers needs --checkpoint-dir (a "
+                "replacement restores the lost shard from the newest checkpoint there)\n");
+        free(wargv);
         return 2;
     }
     if (restarts && !ck.dir) {
         fprintf(stderr, "paramd train: --restarts needs --checkpoint-dir (a restart goes on "
                 "from the newest checkpoint there)\n");
+        free(wargv);
         return 2;
     }
     cli_ckpt_to_env(&ck); /* the coordinator and servers read it */
@@ -471,6 +490,7 @@ int cmd_train(int argc, char **argv) {
     if (replace && !any) {
         fprintf(stderr, "paramd train: --replace-workers is for --model mlp and cnn (a "
                 "%s worker does not join a running cluster)\n", cfg.model);
+        free(wargv);
         return 2;
     }
     /* --restarts: a server or the coordinator that dies ends this
@@ -484,7 +504,8 @@ int cmd_train(int argc, char **argv) {
         pd_local_start(&L, (int32_t)S, (int32_t)W, (int32_t)M, "127.0.0.1", wargv,
                        attempt ? restart_env : NULL,
                        PD_LOCAL_RANK0_STDOUT | PD_LOCAL_KEEP_GOING |
-                           (any ? PD_LOCAL_ANY_WORKER : 0));
+                           (any ? PD_LOCAL_ANY_WORKER : 0) |
+                           (replace_servers ? PD_LOCAL_REPLACE_SERVERS : 0));
         if (!L) {
             fprintf(stderr, "paramd train: out of memory\n");
             return 1;
@@ -493,6 +514,7 @@ int cmd_train(int argc, char **argv) {
         /* a coordinator that dies is started again alone: the running
          * cluster rejoins it, no checkpoint is read */
         pd_local_coord_restarts(L, (int)(restarts - attempt));
+        pd_local_server_restarts(L, (int)replace_servers);
         rc = pd_local_wait(L, why, sizeof why);
         attempt += pd_local_coord_restarted(L);
         int infra = rc == 1 && pd_local_infra_failed(L);

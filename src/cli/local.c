@@ -107,6 +107,11 @@ struct pd_local {
     int coord_restarts;      /* done so far */
     int coord_pending;       /* reap -> supervise: start it again */
     char coord_why[256];     /* the first, and how it exited */
+    int server_left;         /* server replacements still allowed */
+    int server_restarts;     /* done so far */
+    int32_t server_pending[64]; /* reap -> supervise: indexes to replace */
+    int nserver_pending;
+    char server_why[256];    /* the first, and how it exited */
     char secret_dir[4096];   /* the cluster's private secret, if we made one
                               * (secret.h): removed by pd_local_free */
 };
@@ -270,6 +275,17 @@ static void describe_status(int st, char *out, size_t n) {
         snprintf(out, n, "status 0x%x", st);
 }
 
+/* A replacement server restores from the newest complete checkpoint of
+ * the cluster's directory (the coordinator's, PARAMD_CHECKPOINT_DIR):
+ * 1 if there is one yet. */
+static int have_checkpoint(void) {
+    const char *dir = getenv("PARAMD_CHECKPOINT_DIR");
+    if (!dir || !*dir) return 0;
+    char latest[4200];
+    snprintf(latest, sizeof latest, "%s/LATEST", dir);
+    return access(latest, F_OK) == 0;
+}
+
 static void reap(pd_local *L) {
     for (;;) {
         int st;
@@ -297,6 +313,24 @@ static void reap(pd_local *L) {
                         "were running; starting it again on %s, where the servers and "
                         "workers rejoin it (%d more allowed)\n", how, L->coord_addr,
                         L->coord_left);
+                break;
+            }
+            if (c->role == ROLE_SERVER && !ok && L->server_left > 0 && have_checkpoint() &&
+                (L->flags & PD_LOCAL_REPLACE_SERVERS) && workers_running(L) && !L->failed &&
+                !L->term_deadline &&
+                L->nserver_pending < (int)(sizeof L->server_pending / sizeof L->server_pending[0])) {
+                /* replaced by supervise(): the coordinator gives the new
+                 * server the lost slot, and it restores that shard alone
+                 * from the newest checkpoint (docs/durability.md) */
+                L->server_left--;
+                if (!L->server_restarts++)
+                    snprintf(L->server_why, sizeof L->server_why, "%s exited (%s)", c->label,
+                             how);
+                L->server_pending[L->nserver_pending++] = c->rank;
+                fprintf(stderr, "paramd local: %s exited (%s) while workers were running; "
+                        "starting a replacement, which restores that shard from the newest "
+                        "checkpoint while the other servers keep theirs (%d more allowed)\n",
+                        c->label, how, L->server_left);
                 break;
             }
             /* A server or the coordinator killed from outside (we send
@@ -336,7 +370,7 @@ static void reap(pd_local *L) {
                 snprintf(L->why, sizeof L->why, "%s failed (%s)", c->label, how);
                 terminate_all(L);
             } else if (c->role == ROLE_COORD &&
-                       (L->flags & PD_LOCAL_KEEP_GOING || L->replaced) &&
+                       (L->flags & PD_LOCAL_KEEP_GOING || L->replaced || L->server_restarts) &&
                        !L->failed && WIFEXITED(st) && WEXITSTATUS(st) == 3) {
                 /* Its "a worker died": the ones we went on without, or
                  * ones it removed (hung or stopped past their heartbeat)
@@ -404,11 +438,25 @@ static void supervise(pd_local *L, double settle_s) {
                 terminate_all(L);
             }
         L->npending = 0;
+        for (int k = 0; k < L->nserver_pending; k++) {
+            char *sv[] = {(char *)cli_self_path(), "server", "--coordinator", L->coord_addr,
+                          NULL};
+            if (!L->term_deadline &&
+                spawn(L, ROLE_SERVER, L->server_pending[k], sv, NULL, -1, -1, 0) != 0) {
+                L->failed = 1;
+                L->infra = 1;
+                snprintf(L->why, sizeof L->why, "could not start a replacement for server %d",
+                         L->server_pending[k]);
+                terminate_all(L);
+            }
+        }
+        L->nserver_pending = 0;
         if (L->coord_pending && !L->term_deadline) {
             L->coord_pending = 0;
             char *cargv[] = {(char *)cli_self_path(), "coordinator", "--listen-fd", "3",
                              "--servers", L->sarg, "--workers", L->warg, "--max-workers",
-                             L->marg, NULL};
+                             L->marg, L->flags & PD_LOCAL_REPLACE_SERVERS ? "--replace-s" : NULL,
+                             "60", NULL};
             /* (no --restore: it takes the running cluster back) */
             char *cenv[] = {"PARAMD_RESTORE=", NULL};
             if (spawn(L, ROLE_COORD, 0, cargv, cenv, L->coord_lfd, -1, 0) != 0) {
@@ -506,7 +554,8 @@ int pd_local_start(pd_local **out, int32_t S, int32_t W, int32_t M, const char *
     snprintf(L->marg, sizeof L->marg, "%d", M > W ? M : W);
     const char *self = cli_self_path();
     char *cargv[] = {(char *)self, "coordinator", "--listen-fd", "3", "--servers", L->sarg,
-                     "--workers", L->warg, "--max-workers", L->marg, "--ready-fd", "4", NULL};
+                     "--workers", L->warg, "--max-workers", L->marg, "--ready-fd", "4",
+                     flags & PD_LOCAL_REPLACE_SERVERS ? "--replace-s" : NULL, "60", NULL};
     /* Its ready line (fd 4) says it runs, the cluster secret made: only
      * then may servers and workers start. */
     int rp[2];
@@ -565,6 +614,12 @@ void pd_local_coord_restarts(pd_local *L, int n) {
 
 int pd_local_coord_restarted(const pd_local *L) { return L ? L->coord_restarts : 0; }
 
+void pd_local_server_restarts(pd_local *L, int n) {
+    if (L) L->server_left = n > 0 ? n : 0;
+}
+
+int pd_local_servers_replaced(const pd_local *L) { return L ? L->server_restarts : 0; }
+
 int pd_local_wait(pd_local *L, char *why, size_t whylen) {
     supervise(L, 10.0);
     int rc = 0;
@@ -578,6 +633,13 @@ int pd_local_wait(pd_local *L, char *why, size_t whylen) {
         rc = 3;
         snprintf(why, whylen, "%s%s; the others finished", L->lost_why,
                  L->lost > 1 ? ", and more workers after it" : "");
+    } else if (L->server_restarts) {
+        rc = 3;
+        snprintf(why, whylen, "%s%s; %s restored %s from the newest checkpoint, the other "
+                 "servers keeping theirs, and the run finished", L->server_why,
+                 L->server_restarts > 1 ? ", and more servers after it" : "",
+                 L->server_restarts > 1 ? "replacements" : "a replacement",
+                 L->server_restarts > 1 ? "their shards" : "its shard");
     } else if (L->coord_restarts) {
         rc = 3;
         snprintf(why, whylen, "%s%s; %s took the running cluster back and the run "

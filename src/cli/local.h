@@ -19,6 +19,11 @@ typedef struct pd_local pd_local;
 /* With PD_LOCAL_KEEP_GOING, worker 0 too (paramd train: another worker
  * writes the results when worker 0 is lost). */
 #define PD_LOCAL_ANY_WORKER 4
+/* The coordinator waits for a lost server's replacement (--replace-s 60):
+ * with pd_local_server_restarts, a server that exits while workers run is
+ * replaced by a new one, which restores only its shard from the newest
+ * checkpoint while the others keep theirs (docs/durability.md). */
+#define PD_LOCAL_REPLACE_SERVERS 8
 
 /* Start a coordinator listening on host, S servers and W workers running
  * worker_argv (with worker_env "K=V" strings added); the coordinator has
@@ -43,6 +48,14 @@ void pd_local_replace(pd_local *L, int n);
  * rejoin window, rejoin it and the run goes on (docs/durability.md).
  * The run then ends with 3, saying so. */
 void pd_local_coord_restarts(pd_local *L, int n);
+/* Allow up to n server replacements (before pd_local_wait; with
+ * PD_LOCAL_REPLACE_SERVERS): a server that exits while workers run is
+ * replaced by a new server process, which the coordinator gives the lost
+ * slot; the workers wait for it, then go on.  The run then ends with 3,
+ * saying so. */
+void pd_local_server_restarts(pd_local *L, int n);
+/* How many servers were replaced. */
+int pd_local_servers_replaced(const pd_local *L);
 /* How many times the coordinator was started again. */
 int pd_local_coord_restarted(const pd_local *L);
 /* After pd_local_wait returned 1: 1 if what failed first was a server or

@@ -171,6 +171,21 @@ struct paramd_request {
     int multi;
     int heap; /* allocated by an _async call */
     void *owned; /* memory the request's frames point into, freed at the end */
+    /* Sending again after a lost server's replacement (request.c,
+     * req_finish): which links failed because their server was lost (bit
+     * k: server k; servers 64 and up are never retried), whether another
+     * error came too (then nothing is retried), and how to issue the
+     * request's part for one server again.  The op_ fields describe the
+     * call (its buffers stay valid until it returns or is waited for). */
+    uint64_t lost;
+    int other_err;
+    void (*reissue)(paramd_request *r, int32_t server);
+    uint16_t op_type;
+    uint64_t op_off, op_count;
+    const float *op_src;
+    float *op_dst;
+    int64_t op_clock;
+    void *op_plan; /* a sparse call's plan (sparse.c), freed at the end */
 };
 
 struct paramd_table {
@@ -215,6 +230,12 @@ struct paramd_client {
                         * heartbeat thread reads it) */
     uint32_t rejoin_ms; /* the map's rejoin window: a lost coordinator is
                          * reconnected to for this long (connect.c) */
+    uint32_t replace_ms; /* the map's replacement window: a request to a lost
+                          * server waits for its replacement (SERVER_WAIT)
+                          * and is sent to it again (request.c); 0: fails */
+    pthread_mutex_t recover_mu; /* one link recovered at a time (connect.c,
+                                 * cl_recover_link); taken before coord_mu */
+    int closing;          /* paramd_close began (atomic): nothing is retried */
     uint64_t coalesce_bytes; /* 0: every frame is sent at once */
     pthread_mutex_t coord_mu; /* guards coord, coord_id and creating* */
     pd_conn *coord;
@@ -279,6 +300,9 @@ int cl_err(paramd_client *c, int code, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 int coord_rpc(paramd_client *c, uint16_t type, uint32_t table, pd_buf *b,
               uint8_t *reply, size_t *replylen);
+/* Server k was lost: wait for its replacement and connect link k to it
+ * (if nobody did since).  0, or the error (the client's error says why). */
+int cl_recover_link(paramd_client *c, int32_t k);
 /* Say (id != 0) or forget (0) which table this worker is creating. */
 void coord_creating(paramd_client *c, uint32_t id, const char *name, uint64_t n,
                     const char *spec);
@@ -286,6 +310,9 @@ void coord_creating(paramd_client *c, uint32_t id, const char *name, uint64_t n,
 /* request.c */
 void req_init(paramd_request *r, paramd_client *c);
 void req_done(paramd_request *r, int err, const char *msg);
+/* A sub-request on link l failed because the link broke (its server may
+ * have been lost): as req_done, remembering the link for a retry. */
+void req_lost(paramd_request *r, const pd_link *l, int err, const char *msg);
 void req_add(paramd_request *r, pd_link *l);
 void req_sleep(paramd_request *r, const int *granted);
 int req_finish(paramd_request *r);

@@ -521,6 +521,92 @@ static int link_open(paramd_client *c, pd_link *l) {
 
 static void *heartbeat_main(void *arg);
 
+/* ==== A lost server's replacement ======================================= */
+
+int cl_recover_link(paramd_client *c, int32_t k) {
+    pd_link *l = &c->links[k];
+    pthread_mutex_lock(&c->recover_mu);
+    if (!__atomic_load_n(&l->dead, __ATOMIC_ACQUIRE)) { /* another thread did it */
+        pthread_mutex_unlock(&c->recover_mu);
+        return 0;
+    }
+    uint8_t *buf = pd_malloc(PD_MAX_CTRL_PAYLOAD + 1);
+    if (!buf) {
+        pthread_mutex_unlock(&c->recover_mu);
+        return cl_err(c, PARAMD_ENOMEM, "out of memory");
+    }
+    char was[PD_ERRMSG_MAX];
+    pthread_mutex_lock(&l->q_mu);
+    snprintf(was, sizeof was, "%s", l->dead_msg);
+    pthread_mutex_unlock(&l->q_mu);
+    /* Held at the coordinator until the replacement serves. */
+    pd_buf b;
+    pd_buf_init(&b);
+    pd_put_u32(&b, (uint32_t)k);
+    pd_put_u64(&b, __atomic_load_n(&c->epoch, __ATOMIC_RELAXED));
+    size_t rlen = 0;
+    int rc = coord_rpc(c, PD_MSG_SERVER_WAIT, 0, &b, buf, &rlen);
+    pd_buf_free(&b);
+    uint64_t epoch = 0;
+    pd_link nl = {0};
+    nl.c = c;
+    nl.index = k;
+    if (rc == 0) {
+        pd_rd r;
+        pd_rd_init(&r, buf, rlen);
+        pd_get_u64(&r, &epoch);
+        pd_get_str(&r, nl.addr, PD_MAX_ADDR);
+        if (!pd_rd_done(&r) || !nl.addr[0])
+            rc = cl_err(c, PARAMD_EPROTO, "malformed SERVER_WAIT reply");
+    } else {
+        char why[PD_ERRMSG_MAX];
+        snprintf(why, sizeof why, "%s", c->errmsg);
+        /* the call fails as it would have without a replacement window:
+         * its server's connection closed (the reason follows) */
+        rc = cl_err(c, PARAMD_ECLOSED, "%s; and then %s", was, why);
+    }
+    pd_free(buf);
+    if (rc == 0 && (rc = link_open(c, &nl)) != 0) {
+        char why[PD_ERRMSG_MAX];
+        snprintf(why, sizeof why, "%s", connect_errmsg);
+        rc = cl_err(c, rc, "server %d's replacement at %s: %s", k, nl.addr, why);
+    }
+    if (rc) {
+        pd_conn_destroy(nl.conn);
+        pthread_mutex_unlock(&c->recover_mu);
+        return rc;
+    }
+    /* Buffers mapped in the lost server are not in its replacement: their
+     * pushes and pulls carry the floats (region.c). */
+    pthread_mutex_lock(&c->reg_mu);
+    for (region *g = c->regions; g; g = g->next) g->on[k] = 0;
+    pthread_mutex_unlock(&c->reg_mu);
+    /* The link is quiet: it is dead, so every sub-request queued on it has
+     * failed and no sender queues more while we hold send_mu; whoever
+     * still holds its read role gives it up at once, the FIFO being empty. */
+    pthread_mutex_lock(&l->send_mu);
+    for (;;) {
+        pthread_mutex_lock(&l->q_mu);
+        if (l->qlen == 0 && rd_get(l) == RD_NONE) break;
+        pthread_mutex_unlock(&l->q_mu);
+        pd_yield();
+    }
+    pd_conn *old = l->conn;
+    l->conn = nl.conn;
+    snprintf(l->addr, sizeof l->addr, "%s", nl.addr);
+    snprintf(l->host, sizeof l->host, "%s", nl.host);
+    l->regions_ok = nl.regions_ok;
+    l->dead_msg[0] = '\0';
+    __atomic_store_n(&l->dead, 0, __ATOMIC_RELEASE);
+    pthread_mutex_unlock(&l->q_mu);
+    pthread_mutex_unlock(&l->send_mu);
+    pd_conn_destroy(old);
+    if (epoch > __atomic_load_n(&c->epoch, __ATOMIC_RELAXED))
+        __atomic_store_n(&c->epoch, epoch, __ATOMIC_RELAXED);
+    pthread_mutex_unlock(&c->recover_mu);
+    return 0;
+}
+
 /* The rank came from a launcher's variable whose world size is also set
  * (OMPI_COMM_WORLD_SIZE, PMI_SIZE, SLURM_NTASKS, WORLD_SIZE, ...): it
  * must be the cluster's number of workers, else ranks would be missing or
@@ -563,6 +649,7 @@ int paramd_connect(paramd_client **out, const char *options) {
     pthread_mutex_init(&c->err_mu, NULL);
     pthread_mutex_init(&c->wait_mu, NULL);
     pthread_mutex_init(&c->hb_mu, NULL);
+    pthread_mutex_init(&c->recover_mu, NULL);
     pthread_cond_init(&c->hb_cv, NULL);
     if ((rc = parse_options(c, options))) goto fail_early;
     c->coord = pd_tcp_connect(c->coord_addr, c->timeout_ms, &e);
@@ -628,6 +715,7 @@ int paramd_connect(paramd_client **out, const char *options) {
     uint64_t start = (uint64_t)m.start;
     c->barriers = m.barriers;
     c->rejoin_ms = m.rejoin_ms;
+    c->replace_ms = c->tool ? 0 : m.replace_ms;
     pd_map_free(&m);
     c->heartbeat_ms = (int)hb_ms;
     c->clock = (int64_t)start;
@@ -681,6 +769,7 @@ fail:
 int paramd_close(paramd_client *c) {
     if (!c) return 0;
     int rc = 0;
+    __atomic_store_n(&c->closing, 1, __ATOMIC_RELEASE);
     if (c->hb_started) {
         pthread_mutex_lock(&c->hb_mu);
         c->hb_stop = 1;
@@ -739,6 +828,7 @@ int paramd_close(paramd_client *c) {
     pthread_mutex_destroy(&c->err_mu);
     pthread_mutex_destroy(&c->wait_mu);
     pthread_mutex_destroy(&c->hb_mu);
+    pthread_mutex_destroy(&c->recover_mu);
     pthread_cond_destroy(&c->hb_cv);
     pd_wipe(&c->key, sizeof c->key);
     pd_free(c);
@@ -750,7 +840,7 @@ int paramd_close(paramd_client *c) {
 int32_t paramd_rank(const paramd_client *c) { return c->rank; }
 int32_t paramd_num_workers(const paramd_client *c) { return c->W; }
 int32_t paramd_num_servers(const paramd_client *c) { return c->S; }
-uint64_t paramd_map_epoch(const paramd_client *c) { return c->epoch; }
+uint64_t paramd_map_epoch(const paramd_client *c) { return __atomic_load_n(&c->epoch, __ATOMIC_RELAXED); }
 const char *paramd_server_address(const paramd_client *c, int32_t server) {
     return server >= 0 && server < c->S ? c->links[server].addr : NULL;
 }

@@ -49,9 +49,8 @@ static uint64_t shard_lo(uint64_t n, int32_t S, int32_t k) {
  * (parts of at least PD_REGION_MIN_BYTES; smaller ones go as usual). */
 static void issue_range(paramd_table *t, paramd_request *r, uint16_t type,
                         uint64_t off, uint64_t count, const float *src,
-                        float *dst) {
+                        float *dst, int64_t clock, int32_t only) {
     paramd_client *c = t->c;
-    int64_t clock = paramd_get_clock(c); /* atomic: paramd_clock writes it */
     uint64_t end = off + count;
     uint64_t chunk = c->chunk_bytes / 4;
     int can_batch = batchable(t, type);
@@ -64,7 +63,7 @@ static void issue_range(paramd_table *t, paramd_request *r, uint16_t type,
     /* The servers this range touches are consecutive: find them. */
     for (int32_t k = 0; k < c->S; k++) {
         uint64_t lo = shard_lo(t->n, c->S, k), hi = shard_lo(t->n, c->S, k + 1);
-        if (hi <= off || lo >= end || lo == hi) continue;
+        if (hi <= off || lo >= end || lo == hi || (only >= 0 && k != only)) continue;
         if (first < 0) first = k;
         nsv = k - first + 1;
     }
@@ -150,12 +149,24 @@ static int check_range(paramd_table *t, uint64_t off, uint64_t count,
     return 0;
 }
 
+/* r's part for one server again, to a lost server's replacement
+ * (request.c, req_retry). */
+static void reissue_range(paramd_request *r, int32_t server) {
+    issue_range(r->table, r, r->op_type, r->op_off, r->op_count, r->op_src, r->op_dst,
+                r->op_clock, server);
+}
+
 static int start_op(paramd_table *t, uint16_t type, uint64_t off,
                     uint64_t count, const float *src, float *dst,
                     paramd_request *r) {
     req_init(r, t->c);
     r->table = t;
-    issue_range(t, r, type, off, count, src, dst);
+    r->reissue = reissue_range;
+    r->op_type = type;
+    r->op_off = off, r->op_count = count;
+    r->op_src = src, r->op_dst = dst;
+    r->op_clock = paramd_get_clock(t->c); /* atomic: paramd_clock writes it */
+    issue_range(t, r, type, off, count, src, dst, r->op_clock, -1);
     req_done(r, 0, ""); /* drop the issuer's guard */
     return 0;
 }

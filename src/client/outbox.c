@@ -77,7 +77,12 @@ static void ob_reset(pd_link *l) {
 
 /* With send_mu held: fail every frame of the outbox, and empty it. */
 static void ob_fail(pd_link *l, int code, const char *msg) {
-    for (size_t i = 0; i < l->ob_n; i++) req_done(l->ob_ents[i].req, code, msg);
+    int dead = __atomic_load_n(&l->dead, __ATOMIC_ACQUIRE);
+    for (size_t i = 0; i < l->ob_n; i++)
+        if (dead)
+            req_lost(l->ob_ents[i].req, l, code, msg);
+        else
+            req_done(l->ob_ents[i].req, code, msg);
     ob_reset(l);
 }
 
@@ -235,9 +240,13 @@ void link_send_ex(pd_link *l, paramd_request *r, const pending *pt,
         char msg[PD_ERRMSG_MAX];
         int code = l->dead ? PARAMD_ECLOSED : PARAMD_ENOMEM;
         snprintf(msg, sizeof msg, "%s", l->dead ? l->dead_msg : "out of memory");
+        int dead = l->dead;
         pthread_mutex_unlock(&l->q_mu);
         pthread_mutex_unlock(&l->send_mu);
-        req_done(r, code, msg);
+        if (dead)
+            req_lost(r, l, code, msg);
+        else
+            req_done(r, code, msg);
         return;
     }
     rd_before_write(l);

@@ -39,8 +39,12 @@ void req_init(paramd_request *r, paramd_client *c) {
     r->outstanding = 1; /* the issuer's own guard, dropped by req_issued */
 }
 
-void req_done(paramd_request *r, int err, const char *msg) {
+static void req_end(paramd_request *r, int err, const char *msg, int32_t link) {
     pthread_mutex_lock(&r->mu);
+    if (err && link >= 0 && link < 64)
+        r->lost |= 1ull << link;
+    else if (err)
+        r->other_err = 1;
     if (err && !r->err) {
         r->err = err;
         snprintf(r->msg, sizeof r->msg, "%s", msg);
@@ -49,6 +53,12 @@ void req_done(paramd_request *r, int err, const char *msg) {
     if (__atomic_sub_fetch(&r->outstanding, 1, __ATOMIC_RELEASE) == 0)
         pthread_cond_broadcast(&r->cv);
     pthread_mutex_unlock(&r->mu);
+}
+
+void req_done(paramd_request *r, int err, const char *msg) { req_end(r, err, msg, -1); }
+
+void req_lost(paramd_request *r, const pd_link *l, int err, const char *msg) {
+    req_end(r, err, msg, err == PARAMD_EIO || err == PARAMD_ECLOSED ? l->index : -1);
 }
 
 /* Request r gets one more sub-request, on link l. */
@@ -92,7 +102,47 @@ void req_sleep(paramd_request *r, const int *granted) {
  * waits in the outboxes is sent first: r's frames may be there.  This
  * thread reads r's replies itself from links nobody else reads: a request
  * on one link with link_wait, one spanning several with req_wait_links. */
+/* r failed only because servers were lost (r->lost), in a cluster that
+ * replaces them: wait for each replacement, and issue r's part for it
+ * again (the request starts over with those parts alone).  1 if r was
+ * issued again, 0 if r stays failed (its error is then the recovery's if
+ * that failed). */
+static int req_retry(paramd_request *r) {
+    paramd_client *c = r->c;
+    if (!r->err || !r->lost || r->other_err || !r->reissue || !c->replace_ms ||
+        __atomic_load_n(&c->closing, __ATOMIC_ACQUIRE))
+        return 0;
+    uint64_t lost = r->lost;
+    for (int32_t k = 0; k < c->S && k < 64; k++) {
+        if (!(lost >> k & 1)) continue;
+        int rc = cl_recover_link(c, k);
+        if (rc) {
+            pthread_mutex_lock(&r->mu);
+            r->err = rc;
+            pthread_mutex_lock(&c->err_mu);
+            snprintf(r->msg, sizeof r->msg, "%s", c->errmsg);
+            pthread_mutex_unlock(&c->err_mu);
+            pthread_mutex_unlock(&r->mu);
+            return 0;
+        }
+    }
+    /* Every sub-request of the first round is done: nobody else touches r */
+    pthread_mutex_lock(&r->mu);
+    __atomic_store_n(&r->outstanding, 1, __ATOMIC_RELAXED);
+    r->err = 0;
+    r->msg[0] = '\0';
+    r->lost = 0;
+    r->link = NULL;
+    r->multi = 0;
+    pthread_mutex_unlock(&r->mu);
+    for (int32_t k = 0; k < c->S && k < 64; k++)
+        if (lost >> k & 1) r->reissue(r, k);
+    req_done(r, 0, ""); /* the issuer's guard */
+    return 1;
+}
+
 int req_finish(paramd_request *r) {
+again:
     client_flush(r->c, r);
     /* A wait that lasts is logged by the heartbeat thread (waits.c); one
      * already complete needs no registration. */
@@ -117,10 +167,13 @@ int req_finish(paramd_request *r) {
         link_wait(r->link, r);
     pthread_mutex_lock(&r->mu); /* also orders us after the completer's unlock */
     while (r->outstanding > 0) pthread_cond_wait(&r->cv, &r->mu);
+    pthread_mutex_unlock(&r->mu);
+    if (watched) cl_wait_end(r->c, &cw);
+    if (req_retry(r)) goto again;
+    pthread_mutex_lock(&r->mu);
     int err = r->err;
     int64_t seen = r->clock_seen;
     pthread_mutex_unlock(&r->mu);
-    if (watched) cl_wait_end(r->c, &cw);
     if (err) cl_err(r->c, err, "%s", r->msg);
     if (r->table) { /* atomic max: pulls may finish on several threads */
         int64_t cur = __atomic_load_n(&r->table->clock_seen, __ATOMIC_RELAXED);
@@ -133,6 +186,8 @@ int req_finish(paramd_request *r) {
     pthread_cond_destroy(&r->cv);
     pd_free(r->owned);
     r->owned = NULL;
+    pd_free(r->op_plan);
+    r->op_plan = NULL;
     return err;
 }
 

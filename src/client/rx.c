@@ -96,7 +96,7 @@ void link_fail_all(pd_link *l, int code, const char *msg) {
         l->popped++;
         if (!p.req) continue; /* a BATCH marker: its frames follow it */
         pthread_mutex_unlock(&l->q_mu);
-        req_done(p.req, code, l->dead_msg);
+        req_lost(p.req, l, code, l->dead_msg);
         pthread_mutex_lock(&l->q_mu);
     }
     pthread_mutex_unlock(&l->q_mu);

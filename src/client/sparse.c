@@ -169,11 +169,11 @@ static int sparse_plan_make(paramd_table *t, sparse_plan *p, int push,
 }
 
 /* Send the plan's frames as sub-requests of r. */
-static void sparse_send(paramd_table *t, paramd_request *r, sparse_plan *p) {
+static void sparse_send(paramd_table *t, paramd_request *r, sparse_plan *p, int64_t clock,
+                        int32_t only) {
     paramd_client *c = t->c;
     uint32_t S = (uint32_t)c->S, dim = (uint32_t)t->n;
     int clocked = t->def.consistency != PD_CONS_ASYNC;
-    int64_t clock = paramd_get_clock(c);
     /* With a deadline a sync/ssp pull goes as one frame per server too,
      * so that each server's part waits for its clock (op_timeout_ms) once */
     uint64_t chunk = clocked && (p->push || c->op_timeout_ms) ? UINT64_MAX
@@ -184,6 +184,7 @@ static void sparse_send(paramd_table *t, paramd_request *r, sparse_plan *p) {
     for (int more = 1, first = 1; more; first = 0) {
         more = 0;
         for (uint32_t k = 0; k < S; k++) {
+            if (only >= 0 && k != (uint32_t)only) continue;
             uint64_t a = p->cur[k], end = p->off[k + 1];
             /* a sync/ssp push goes to every server, with no keys too */
             if (a >= end && !(first && clocked && p->push)) continue;
@@ -213,21 +214,34 @@ static void sparse_send(paramd_table *t, paramd_request *r, sparse_plan *p) {
     }
 }
 
+/* r's part for one server again, to a lost server's replacement
+ * (request.c, req_retry). */
+static void reissue_sparse(paramd_request *r, int32_t server) {
+    sparse_send(r->table, r, r->op_plan, r->op_clock, server);
+}
+
 static int sparse_start(paramd_table *t, int push, const uint64_t *keys,
                         uint64_t n, const float *grads, float *rows,
                         paramd_request *r) {
-    sparse_plan p;
     int rc = sparse_check(t, keys, n, push ? (const void *)grads : (const void *)rows);
     if (!rc && push) rc = table_check_push(t);
     if (rc) return rc;
-    if ((rc = sparse_plan_make(t, &p, push, keys, n, grads, rows))) return rc;
+    /* on the heap: the request keeps it to send a part again (its off and
+     * cur may point into it) */
+    sparse_plan *pp = pd_malloc(sizeof *pp);
+    if (!pp) return cl_err(t->c, PARAMD_ENOMEM, "out of memory");
+    if ((rc = sparse_plan_make(t, pp, push, keys, n, grads, rows))) {
+        pd_free(pp);
+        return rc;
+    }
     if (push && t->def.consistency != PD_CONS_ASYNC) {
         /* One frame per server: check them all before sending any, so a
          * refused push never leaves a clock half pushed. */
         for (int32_t k = 0; k < t->c->S; k++) {
-            uint64_t m = p.off[k + 1] - p.off[k];
+            uint64_t m = pp->off[k + 1] - pp->off[k];
             if (m > (PD_MAX_FRAME_DEFAULT - PD_SPARSE_PREFIX) / (8 + t->n * 4)) {
-                pd_free(p.block);
+                pd_free(pp->block);
+                pd_free(pp);
                 return cl_err(t->c, PARAMD_ETOOBIG,
                               "table '%s': %llu keys for server %d in one "
                               "sync push exceed the frame limit of %llu bytes "
@@ -239,9 +253,12 @@ static int sparse_start(paramd_table *t, int push, const uint64_t *keys,
         }
     }
     req_init(r, t->c);
-    r->owned = p.block;
+    r->owned = pp->block;
+    r->op_plan = pp;
+    r->reissue = reissue_sparse;
+    r->op_clock = paramd_get_clock(t->c);
     r->table = t;
-    sparse_send(t, r, &p);
+    sparse_send(t, r, pp, r->op_clock, -1);
     req_done(r, 0, ""); /* drop the issuer's guard */
     return 0;
 }

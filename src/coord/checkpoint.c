@@ -220,12 +220,20 @@ int co_checkpoint(pd_coord *co, uint64_t *seq_out, int64_t *clock_out, char *dir
         return pd_seterr(e, PARAMD_EINVAL, "only %d of %d servers have registered",
                          co->nservers, co->o.servers);
     }
+    for (int32_t k = 0; k < co->o.servers; k++)
+        if (co->sdown[k] != SD_UP) {
+            pthread_mutex_unlock(&co->mu);
+            return pd_seterr(e, PARAMD_EIO, "server %d was lost and %s", k,
+                             co->sdown[k] == SD_GONE ? "not replaced"
+                                                     : "is being replaced");
+        }
     co->ck_busy = 1;
     uint64_t seq = ++co->ck_seq;
     int32_t K = co->o.checkpoint_full_every > 0 ? co->o.checkpoint_full_every
                                                 : PD_CKPT_FULL_EVERY;
     /* a delta of the newest complete checkpoint, or a full one */
-    uint64_t base = co->ck_base && co->ck_depth + 1 < (uint32_t)K ? co->ck_base : 0;
+    uint64_t base = co->ck_base && co->ck_depth + 1 < (uint32_t)K && !co->ck_full_next
+                        ? co->ck_base : 0;
     char dir[4096];
     snprintf(dir, sizeof dir, "%s/ckpt-%06llu", root, (unsigned long long)seq);
     double t0 = pd_now();
@@ -240,6 +248,7 @@ int co_checkpoint(pd_coord *co, uint64_t *seq_out, int64_t *clock_out, char *dir
     m.M = (uint32_t)co->o.max_workers;
     m.nfiles = (uint32_t)co->o.servers;
     m.ntables = co->ntables;
+    uint32_t ntables = m.ntables;
     if (base) {
         m.delta = 1;
         m.base_seq = base;
@@ -334,6 +343,8 @@ int co_checkpoint(pd_coord *co, uint64_t *seq_out, int64_t *clock_out, char *dir
     co->ck_busy = 0;
     if (rc == 0) {
         co->ck_last_clock = C;
+        co->ck_ntables = ntables;
+        co->ck_full_next = 0;
         co->ck_base = seq;
         co->ck_base_crc = mcrc;
         co->ck_depth = base ? depth : 0;
@@ -472,6 +483,7 @@ int co_restore(pd_coord *co, pd_err *e) {
         t->dropped = (int)m.tables[i].dropped;
     }
     co->ntables = m.ntables;
+    co->ck_ntables = m.ntables;
     co->restore_clock = m.clock;
     co->ck_last_clock = m.clock;
     if (m.seq > co->ck_seq) co->ck_seq = m.seq;

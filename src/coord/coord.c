@@ -159,6 +159,8 @@ static void *conn_main(void *arg) {
         case PD_MSG_CKPT_WRITE | PD_REPLY: rc = co_on_ckpt_reply(cc, &h); break;
         case PD_MSG_SERVER_REJOIN: rc = co_on_server_rejoin(cc, &h); break;
         case PD_MSG_WORKER_REJOIN: rc = co_on_worker_rejoin(cc, &h); break;
+        case PD_MSG_SERVER_WAIT: rc = co_on_server_wait(cc, &h); break;
+        case PD_MSG_SERVER_READY: rc = co_on_server_ready(cc, &h); break;
         default:
             pd_seterr(&e, PARAMD_EPROTO, "unexpected %s at the coordinator",
                       pd_msg_name(h.type));
@@ -206,6 +208,7 @@ static void *conn_main(void *arg) {
         if (!co->stopping) {
             co->servers_lost++;
             pd_log(PD_LOG_ERROR, "server %d disconnected", cc->server);
+            co_server_down(co, cc->server);
         }
     }
     for (co_conn **pp = &co->conns; *pp; pp = &(*pp)->next)
@@ -273,6 +276,11 @@ pd_coord *pd_coord_start(const pd_coord_opts *o, pd_err *e) {
     co->wbar = pd_calloc((size_t)M, sizeof *co->wbar);
     co->tk_gen = pd_calloc((size_t)M, sizeof *co->tk_gen);
     co->tk_gone = pd_calloc((size_t)M, sizeof *co->tk_gone);
+    co->sdown = pd_calloc((size_t)o->servers, sizeof *co->sdown);
+    co->sdown_until = pd_calloc((size_t)o->servers, sizeof *co->sdown_until);
+    co->sdown_t0 = pd_calloc((size_t)o->servers, sizeof *co->sdown_t0);
+    co->sdown_why = pd_calloc((size_t)o->servers, sizeof *co->sdown_why);
+    co->wwait = pd_calloc((size_t)M, sizeof *co->wwait);
     co->started = pd_now();
     if (co->o.heartbeat_ms < 0) co->o.heartbeat_ms = 10000;
     if (co->o.startup_ms < 0) co->o.startup_ms = 300000;
@@ -281,7 +289,8 @@ pd_coord *pd_coord_start(const pd_coord_opts *o, pd_err *e) {
     if (!co->server_addr || !co->server_conn || !co->sseen_ms || !co->ssilent ||
         !co->wstate || !co->wseen_ms ||
         !co->wclock || !co->wgen || !co->wstart || !co->ck_files || !co->wbar ||
-        !co->tk_gen || !co->tk_gone) {
+        !co->tk_gen || !co->tk_gone || !co->sdown || !co->sdown_until || !co->sdown_t0 ||
+        !co->sdown_why || !co->wwait) {
         pd_seterr(e, PARAMD_ENOMEM, "out of memory");
         pd_coord_free(co);
         return NULL;
@@ -443,6 +452,13 @@ void pd_coord_failures(pd_coord *co, int *workers_died, int *servers_lost) {
     pthread_mutex_unlock(&co->mu);
 }
 
+int pd_coord_servers_replaced(pd_coord *co) {
+    pthread_mutex_lock(&co->mu);
+    int n = co->servers_replaced;
+    pthread_mutex_unlock(&co->mu);
+    return n;
+}
+
 const char *pd_coord_failure(const pd_coord *co) { return co->fail_msg; }
 
 void pd_coord_stop(pd_coord *co) {
@@ -469,6 +485,11 @@ void pd_coord_free(pd_coord *co) {
     pd_free(co->wbar);
     pd_free(co->tk_gen);
     pd_free(co->tk_gone);
+    pd_free(co->sdown);
+    pd_free(co->sdown_until);
+    pd_free(co->sdown_t0);
+    pd_free(co->sdown_why);
+    pd_free(co->wwait);
     pd_free(co->tables);
     pd_free(co->ck_files);
     pd_wipe(&co->key, sizeof co->key);

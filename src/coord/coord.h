@@ -53,6 +53,11 @@ typedef struct pd_coord_opts {
                          * started again there takes the cluster back
                          * (takeover.c); 0: they stop at once; <0: the
                          * default (60000) */
+    int replace_ms;     /* a server lost while workers run: wait this long
+                         * for a replacement server (paramd server) that
+                         * restores the lost shard from the newest
+                         * checkpoint, the workers waiting (replace.c);
+                         * 0: the workers' requests to it fail at once */
     int report_ms;      /* until then, say who is missing after this long
                          * and at doubling intervals; <= 0: 5000 */
     /* Limits (docs/limits.md; 0: the default). */
@@ -97,6 +102,8 @@ void pd_coord_stop(pd_coord *c);
 /* After run returned: workers that died (disconnected or fell silent
  * without saying goodbye) and servers lost while the cluster ran. */
 void pd_coord_failures(pd_coord *c, int *workers_died, int *servers_lost);
+/* How many lost servers a replacement took the place of (replace.c). */
+int pd_coord_servers_replaced(pd_coord *co);
 /* After run returned and no pd_coord_stop can be running or come (above).
  * NULL-safe. */
 void pd_coord_free(pd_coord *c);

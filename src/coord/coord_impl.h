@@ -152,7 +152,22 @@ struct pd_coord {
     uint32_t *tk_gen;     /* M: the newest ticket incarnation a server saw */
     int32_t *tk_gone;     /* M: servers that said the rank is gone */
     double takeover_t0;   /* pd_now() at the first rejoin */
+    /* Replacing a lost server (replace.c). */
+    int8_t *sdown;        /* S: SD_UP.. */
+    int64_t *sdown_until; /* S: when the wait for its replacement ends (ms) */
+    double *sdown_t0;     /* S: pd_now() when it was lost */
+    char (*sdown_why)[PD_ERRMSG_MAX]; /* S: why it cannot be replaced (SD_GONE) */
+    uint8_t *wwait;       /* M: the worker waits in SERVER_WAIT */
+    int64_t rep_clock;    /* a replacement's shard goes on at this clock */
+    uint32_t ck_ntables;  /* tables in the newest complete checkpoint's
+                           * registry (or the restored one's) */
+    int32_t servers_replaced;
+    int ck_full_next;     /* the next checkpoint is full (a replacement
+                           * restored a shard: it wrote no delta's base) */
 };
+
+/* A server slot's state (sdown). */
+enum { SD_UP = 0, SD_LOST, SD_RESTORING, SD_GONE };
 
 /* ==== coord.c =========================================================== */
 
@@ -195,6 +210,19 @@ void *co_ckpt_main(void *arg);
  * the clock of the checkpoint at o.restore. */
 void co_ckpt_init(pd_coord *co);
 int co_restore(pd_coord *co, pd_err *e);
+/* ==== replace.c ========================================================= */
+
+/* mu held: server k's connection ended while the cluster runs: wait for a
+ * replacement if one can restore its shard, else say why not. */
+void co_server_down(pd_coord *co, int32_t k);
+/* mu held: a slot waiting for a replacement, or -1. */
+int32_t co_replace_slot(const pd_coord *co);
+/* A REG_SERVER for slot k, which is waiting for a replacement (mu held;
+ * unlocks it): wait until every worker waits, then answer with where to
+ * restore from and the clock to go on at. */
+int co_reg_replacement(co_conn *cc, const pd_hdr *h, int32_t k, const char *addr);
+int co_on_server_ready(co_conn *cc, const pd_hdr *h);
+int co_on_server_wait(co_conn *cc, const pd_hdr *h);
 /* ==== status.c ========================================================== */
 
 int co_on_status(co_conn *cc, const pd_hdr *h);

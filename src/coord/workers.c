@@ -93,11 +93,17 @@ int co_on_reg_server(co_conn *cc, const pd_hdr *h) {
         return PARAMD_ECONFIG;
     }
     if (co->nservers >= co->o.servers) {
-        pthread_mutex_unlock(&co->mu);
-        char msg[128];
+        int32_t k = co_replace_slot(co);
+        if (k >= 0) return co_reg_replacement(cc, h, k, addr); /* (unlocks) */
+        char msg[PD_ERRMSG_MAX + 64];
         snprintf(msg, sizeof msg,
                  "the cluster already has its %d servers (--servers)",
                  co->o.servers);
+        for (int32_t i = 0; i < co->o.servers; i++)
+            if (co->sdown[i] == SD_GONE)
+                snprintf(msg, sizeof msg, "%s (it cannot take server %d's place: %s)",
+                         "this cluster takes no replacement server", i, co->sdown_why[i]);
+        pthread_mutex_unlock(&co->mu);
         co_reply_err(cc, h, PARAMD_ECONFIG, msg);
         return PARAMD_ECONFIG;
     }
@@ -303,9 +309,10 @@ int co_on_reg_worker(co_conn *cc, const pd_hdr *h) {
     pd_buf b;
     pd_buf_init(&b);
     pd_map m = {want, (uint32_t)W, (uint32_t)co->o.servers, co->epoch, co->server_addr,
-                (uint32_t)co->o.heartbeat_ms, (uint32_t)M, start, 1, 0, {0}, 0, 0};
+                (uint32_t)co->o.heartbeat_ms, (uint32_t)M, start, 1, 0, {0}, 0, 0, 0};
     m.barriers = co->barrier_gen; /* (a joiner knows which it missed) */
     m.rejoin_ms = (uint32_t)co->o.rejoin_ms;
+    m.replace_ms = (uint32_t)co->o.replace_ms;
     /* The rank is this connection's: the ticket proves it to the servers
      * and on the heartbeat connection (frame/auth.h). */
     pd_ticket tk;
@@ -341,7 +348,7 @@ int co_on_map(co_conn *cc, const pd_hdr *h) {
     pd_buf b;
     pd_buf_init(&b);
     pd_map m = {-1, (uint32_t)co->o.workers, (uint32_t)co->o.servers, co->epoch,
-                co->server_addr, 0, 0, 0, 0, 0, {0}, 0, 0};
+                co->server_addr, 0, 0, 0, 0, 0, {0}, 0, 0, 0};
     pd_map_encode(&b, &m);
     pthread_mutex_unlock(&co->mu);
     int rc = co_reply(cc, h, &b);

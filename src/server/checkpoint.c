@@ -350,10 +350,10 @@ static int load_file(pd_server *s, pd_ckr *rr, const pd_manifest *m, pd_err *e) 
  * each delta in order.  Every file of the chain is opened and checked
  * (frame, checksum, the manifest's size and checksum) before any is
  * loaded, so a chain with a bad link loads nothing. */
-int srv_restore(pd_server *s, pd_err *e) {
+static int restore_from(pd_server *s, const char *path, pd_err *e) {
     char dir[4096];
     pd_ck_chain c;
-    int rc = pd_ck_resolve(s->o.restore, dir, sizeof dir, e);
+    int rc = pd_ck_resolve(path, dir, sizeof dir, e);
     if (rc) return rc;
     if ((rc = pd_ck_chain_read(dir, &c, e))) return rc;
     double t0 = pd_now();
@@ -390,4 +390,56 @@ int srv_restore(pd_server *s, pd_err *e) {
                pd_now() - t0);
     pd_ck_chain_free(&c);
     return rc;
+}
+
+int srv_restore(pd_server *s, pd_err *e) { return restore_from(s, s->o.restore, e); }
+
+int srv_replace(pd_server *s, const char *dir, int64_t C, int64_t A, const uint8_t *member,
+                pd_err *e) {
+    if (s->o.restore)
+        pd_log(PD_LOG_INFO, "this server replaces lost server %d: it restores from the "
+               "checkpoint the coordinator names, not --restore %s", s->index, s->o.restore);
+    int rc = restore_from(s, dir, e);
+    if (rc) {
+        char why[PD_ERRMSG_MAX];
+        snprintf(why, sizeof why, "%s", e->msg);
+        return pd_seterr(e, rc, "replacing lost server %d: %s", s->index, why);
+    }
+    uint32_t ntab = 0;
+    for (uint32_t id = 1; id < PD_MAX_TABLES; id++) {
+        pd_table *t = s->tables[id];
+        if (!t) continue;
+        ntab++;
+        /* Clocks below A are never awaited here again (coord/replace.c). */
+        pd_gate_restore(&t->gate, A);
+        t->gate.drop_below = A;
+    }
+    for (int32_t w = 0; w < s->W; w++) {
+        s->gone[w] = !member[w];
+        for (uint32_t id = 1; id < PD_MAX_TABLES; id++) {
+            pd_table *t = s->tables[id];
+            if (!t) continue;
+            if (!member[w]) {
+                pd_table_worker_gone(t, w);
+            } else if (w >= s->W_start) { /* it joined: it counts from A */
+                pd_table_join_begin(t, w);
+                pd_table_join_at(t, w, A);
+            }
+        }
+        if (member[w] && w >= s->W_start) s->jfrom[w] = A;
+    }
+    pd_log(PD_LOG_WARN, "replacing lost server %d of %d: %u tables restored from %s at "
+           "clock %lld; going on at clock %lld (this shard lost the updates of clocks "
+           "%lld..%lld; the other servers kept theirs)", s->index, s->S, ntab, dir,
+           (long long)C, (long long)A, (long long)C, (long long)A);
+    pd_hdr h = {0}, rh;
+    h.type = PD_MSG_SERVER_READY;
+    h.id = 3;
+    uint8_t buf[PD_MAX_CTRL_PAYLOAD + 1];
+    if ((rc = pd_rpc(s->coord, &h, NULL, 0, &rh, buf, e))) {
+        char why[PD_ERRMSG_MAX];
+        snprintf(why, sizeof why, "%s", e->msg);
+        return pd_seterr(e, rc, "replacing lost server %d: SERVER_READY: %s", s->index, why);
+    }
+    return 0;
 }

@@ -85,6 +85,10 @@ int pd_gate_admit(pd_gate *g, int32_t w, int64_t c, int *dropped, pd_err *e) {
                          "table %u: worker %d was removed from the cluster "
                          "(it left, died or missed its heartbeats)",
                          g->id, w);
+    if (g->clocked && c < g->drop_below && c < g->applied) {
+        *dropped = 1; /* sent again to a replacement, for a clock it lost */
+        return 0;
+    }
     if (g->clocked && c < g->mem.from[w])
         return pd_seterr(e, PARAMD_ESTALE,
                          "table %u: worker %d joined the cluster at clock %lld "

@@ -145,6 +145,9 @@ struct pd_gate {
     pd_members mem;     /* which workers each clock waits for */
     int stop;           /* set on shutdown: waiting pulls give up */
     int64_t max_ahead;  /* largest (pull clock - applied) served */
+    int64_t drop_below; /* a replacement's shard (coord/replace.c): pushes
+                         * for clocks below this one that were applied are
+                         * dropped and counted, not refused; 0: none */
     int64_t hold;       /* checkpoints: no clock at or past this one is
                          * applied (applied stops at hold); -1: none */
     const char *pull_hint; /* what a worker must push before its next pull

@@ -170,9 +170,27 @@ pd_server *pd_server_start(const pd_server_opts *o, pd_err *e) {
     pd_get_bytes(&r, s->grant.k, sizeof s->grant.k);
     uint32_t rejoin_ms = 0;
     if (!r.bad && r.off < r.len) pd_get_u32(&r, &rejoin_ms); /* (optional) */
+    /* A replacement of a lost server (coord/replace.c): the checkpoint to
+     * restore its shard from, that checkpoint's clock, the clock to go on
+     * at, and which worker slots are members. */
+    char rep_dir[4200] = "";
+    uint64_t rep_C = 0, rep_A = 0;
+    uint8_t *member = NULL;
+    int replacing = !r.bad && r.off < r.len;
+    if (replacing) {
+        pd_get_str(&r, rep_dir, sizeof rep_dir - 1);
+        pd_get_u64(&r, &rep_C);
+        pd_get_u64(&r, &rep_A);
+        if (!r.bad && M <= PD_MAX_WORKERS && r.len - r.off == M) {
+            member = pd_malloc(M ? M : 1);
+            if (member) pd_get_bytes(&r, member, M);
+        }
+    }
     pd_wipe(buf, sizeof buf);
     if (!pd_rd_done(&r) || S == 0 || idx >= S || W == 0 || M < W ||
-        M > PD_MAX_WORKERS) {
+        M > PD_MAX_WORKERS || (replacing && (!member || !rep_dir[0] || rep_A < rep_C ||
+                                             rep_A > (uint64_t)INT64_MAX))) {
+        pd_free(member);
         pd_seterr(e, PARAMD_EPROTO, "malformed REG_SERVER reply");
         goto fail;
     }
@@ -189,6 +207,7 @@ pd_server *pd_server_start(const pd_server_opts *o, pd_err *e) {
     s->wconns = pd_calloc(M, sizeof *s->wconns);
     s->holder = pd_calloc(M, sizeof *s->holder);
     if (!s->gone || !s->jfrom || !s->wgen || !s->inflight || !s->wconns || !s->holder) {
+        pd_free(member);
         pd_seterr(e, PARAMD_ENOMEM, "out of memory");
         goto fail;
     }
@@ -199,7 +218,11 @@ pd_server *pd_server_start(const pd_server_opts *o, pd_err *e) {
      * memory), and tools come and go. */
     if (s->o.max_conns <= 0) s->o.max_conns = 2 * (int)M + 256;
     pd_admit_set_limits(&s->admit, s->o.max_conns, s->o.max_pending);
-    if (s->o.restore) {
+    if (replacing) {
+        int rc2 = srv_replace(s, rep_dir, (int64_t)rep_C, (int64_t)rep_A, member, e);
+        pd_free(member);
+        if (rc2) goto fail;
+    } else if (s->o.restore) {
         if (srv_restore(s, e)) goto fail;
         for (uint32_t id = 1; id < PD_MAX_TABLES; id++)
             for (uint32_t w = 0; s->tables[id] && w < M; w++)

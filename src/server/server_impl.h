@@ -253,6 +253,12 @@ void srv_ckpt_lost(pd_server *s);
 void srv_ckpt_join(pd_server *s);
 /* At start: the tables of the checkpoint at o.restore.  0 or the error. */
 int srv_restore(pd_server *s, pd_err *e);
+/* This server replaces lost server s->index (coord/replace.c): restore its
+ * shard from checkpoint dir (clock C), go on at clock A with the members
+ * member[0..W) (1: in the cluster), and tell the coordinator
+ * (SERVER_READY).  At start, before serving. */
+int srv_replace(pd_server *s, const char *dir, int64_t C, int64_t A, const uint8_t *member,
+                pd_err *e);
 
 /* ==== batch.c =========================================================== */
 

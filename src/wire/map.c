@@ -20,6 +20,7 @@ void pd_map_encode(pd_buf *b, const pd_map *m) {
     pd_put_bytes(b, m->ticket, PD_MAP_TICKET_BYTES);
     pd_put_u64(b, m->barriers);
     pd_put_u32(b, m->rejoin_ms);
+    pd_put_u32(b, m->replace_ms);
 }
 
 int pd_map_decode(const void *p, size_t len, pd_map *m, pd_err *e) {
@@ -57,7 +58,8 @@ int pd_map_decode(const void *p, size_t len, pd_map *m, pd_err *e) {
             pd_get_bytes(&r, m->ticket, PD_MAP_TICKET_BYTES);
             if (!r.bad && r.off < r.len) pd_get_u64(&r, &m->barriers);
             if (!r.bad && r.off < r.len) pd_get_u32(&r, &m->rejoin_ms);
-            if (m->rejoin_ms > 86400000) goto bad;
+            if (!r.bad && r.off < r.len) pd_get_u32(&r, &m->replace_ms);
+            if (m->rejoin_ms > 86400000 || m->replace_ms > 86400000) goto bad;
         }
     }
     if (!pd_rd_done(&r)) goto bad;

@@ -43,6 +43,8 @@ typedef struct pd_map {
     uint64_t barriers;   /* barriers released before this rank was given */
     uint32_t rejoin_ms;  /* keep running this long without a coordinator,
                           * reconnecting (0: fail at once) */
+    uint32_t replace_ms; /* wait this long for a lost server's replacement
+                          * (SERVER_WAIT) before failing (0: fail at once) */
 } pd_map;
 #define PD_MAP_TICKET_BYTES 32
 

@@ -90,7 +90,12 @@
     X(CKPT_WRITE, 36)  /* coord -> server: u64 seq, i64 clock, str dir, u64 base (0: full) */  \
     X(CKPT_ABORT, 37)  /* coord -> server: lift the holds (no reply) */   \
     X(SERVER_REJOIN, 38) /* server -> new coord: what it holds (takeover) */\
-    X(WORKER_REJOIN, 39) /* worker -> new coord: its rank, barriers, clock */
+    X(WORKER_REJOIN, 39) /* worker -> new coord: its rank, barriers, clock */\
+    X(SERVER_WAIT, 40) /* worker -> coord: u32 server, u64 epoch: wait for */\
+                       /* a lost server's replacement; reply u64 epoch, */ \
+                       /* str its address */                              \
+    X(SERVER_READY, 41) /* replacement server -> coord: its shard is */    \
+                        /* restored (empty; empty reply) */
 
 enum pd_msg_type {
 #define PD_X_(name, val) PD_MSG_##name = (val),

@@ -1,0 +1,190 @@
+#!/usr/bin/env bash
+# A lost server replaced (docs/durability.md, "When a server dies: a
+# replacement restores its shard"):
+#  0. wrong --replace-s / --replace-servers: refused, naming them;
+#  1. a sync toy on 2 servers and 2 workers (--replace-s 30, a checkpoint
+#     every 20 clocks): server 1 is SIGKILLed after checkpoint 2 and a
+#     replacement started by hand.  The coordinator and the new server
+#     each say in one line that the shard was restored from a checkpoint
+#     at clock C and goes on at clock A; the workers finish; every value
+#     of server 0's shard is N (it kept its state) and every value of
+#     server 1's is C + N - A (the checkpoint's, plus every clock from A
+#     on); the survivor and the replacement exit 0, the coordinator 3;
+#  2. the same with an async toy (rule sgd lr 1 on ones: every push
+#     applied adds 1): server 0's values are exactly 2N (every push of
+#     both workers, none twice), server 1's at most 2N;
+#  3. a server lost before any checkpoint: the coordinator says it cannot
+#     be replaced and why, the workers fail naming it, and a server
+#     started to replace it is refused with the same reason;
+#  4. --replace-s 1 and no replacement: the workers fail, saying none
+#     registered within 1 s;
+#  5. paramd local --replace-servers 1: a SIGKILLed server is replaced by
+#     itself, the run finishes with exit status 3 saying so.
+# transports: tcp shm
+source "$(dirname "$0")/lib.sh"
+TOY=$BUILD/examples/toy
+cd "$TMP"
+
+refused() { # EXPECTED-STATUS REGEX COMMAND...: COMMAND exits so, saying REGEX
+  local want=$1 re=$2; shift 2
+  "$@" >"$TMP/arg.out" 2>&1; local rc=$?
+  [ $rc = "$want" ] || { cat "$TMP/arg.out"; fail "'$*' exited $rc, expected $want"; }
+  expect_line "$TMP/arg.out" "$re"
+}
+# values FILE: the toy's final params in FILE, one a line (10)
+values() {
+  local line; line=$(grep "final params" "$1") || { cat "$1" >&2; fail "$1: no final params"; }
+  echo "$line" | awk '{ for (i = NF - 9; i <= NF; i++) print $i + 0 }'
+}
+# index_log K: the log of the server that is server K (its lines say so)
+index_log() {
+  grep -l "server $1: " "$TMP"/server.[0-9].log | head -1
+}
+# pid_of LOG: the pid of the server writing LOG
+pid_of() {
+  local k; for k in "${!SERVER_LOGS[@]}"; do
+    [ "${SERVER_LOGS[$k]}" = "$1" ] && { echo "${SERVER_PIDS[$k]}"; return; }
+  done
+}
+# start_toys MODE ITERS: 2 toys against $COORD (toy.RANK.out, TOY_PIDS)
+start_toys() {
+  TOY_PIDS=()
+  for r in 0 1; do
+    PARAMD_COORDINATOR=$COORD PARAMD_RANK=$r "$TOY" --consistency "$1" --iters "$2" \
+      --sleep-ms 1 >"$TMP/toy.$r.out" 2>&1 &
+    TOY_PIDS+=($!); PIDS+=($!)
+  done
+}
+# cluster MODE ITERS [coordinator args]: a coordinator checkpointing every
+# 20 clocks (heartbeats every half second report them), 2 servers
+# (SERVER_PIDS, logs server.K.log in SERVER_LOGS) and 2 toys
+cluster() {
+  local mode=$1 iters=$2; shift 2
+  rm -rf "$TMP/coordinator.log" "$TMP"/server.*.log "$TMP"/toy.*.out "$TMP/root"
+  start_coordinator 2 2 --heartbeat-timeout-ms 2000 --checkpoint-dir "$TMP/root" "$@"
+  start_servers 2
+  SERVER_LOGS=("$TMP/server.0.log" "$TMP/server.1.log")
+  start_toys "$mode" "$iters"
+}
+# kill_server K: SIGKILL the server that is server K (once it has said so)
+kill_server() {
+  local log
+  for _ in 1 2; do log=$(index_log "$1"); [ -n "$log" ] && break; done
+  [ -n "$log" ] || { cat "$TMP"/server.*.log; fail "no server log says it is server $1"; }
+  VICTIM=$(pid_of "$log")
+  kill -KILL "$VICTIM"
+  wait "$VICTIM" 2>/dev/null
+}
+# replacement: start a server against $COORD (server.R.log, REP_PID)
+replacement() {
+  "$PARAMD" server --coordinator "$COORD" >>"$TMP/server.R.log" 2>&1 &
+  REP_PID=$!; PIDS+=($REP_PID)
+}
+# lost_clocks: C and A from the coordinator's line, checked against the
+# replacement's own line
+lost_clocks() {
+  local re='server 1 replaced by 127\.0\.0\.1:[0-9]+ after [0-9.]+ s: its shard was restored from [^ ]+ \(clock ([0-9]+)\) and goes on at clock ([0-9]+), so it lost [0-9]+ clocks of updates'
+  expect_line "$TMP/coordinator.log" "$re"
+  C=$(sed -nE "s/.*$re.*/\1/p" "$TMP/coordinator.log")
+  A=$(sed -nE "s/.*$re.*/\2/p" "$TMP/coordinator.log")
+  [ "$A" -ge "$C" ] || fail "the shard goes on at clock $A, before its checkpoint's $C"
+  expect_line "$TMP/server.R.log" "replacing lost server 1 of 2: 1 tables restored from .* at clock $C; going on at clock $A \(this shard lost the updates of clocks $C\.\.$A; the other servers kept theirs\)"
+}
+
+# --- 0. wrong arguments ---
+refused 2 "--replace-s '-1' is not 0\.\.86400 \(seconds\)" "$PARAMD" coordinator --servers 1 --workers 1 --replace-s -1
+refused 2 "--replace-s 'x' is not 0\.\.86400 \(seconds\)" "$PARAMD" coordinator --servers 1 --workers 1 --replace-s x
+refused 2 "--replace-servers 'x' is not 0\.\.1000" "$PARAMD" local --replace-servers x -- "$TOY"
+refused 2 "--replace-servers needs --checkpoint-dir" "$PARAMD" local --replace-servers 1 -- "$TOY"
+refused 2 "--replace-servers needs --checkpoint-dir" "$PARAMD" train --replace-servers 1
+pass "wrong --replace-s and --replace-servers, and --replace-servers without checkpoints: refused, naming them"
+
+# --- 1. sync: the lost shard goes on from its checkpoint, the other kept ---
+N=4000
+cluster sync $N --checkpoint-every-clocks 20 --replace-s 30
+wait_line "$TMP/coordinator.log" "checkpoint 2 at clock [0-9]+"
+kill_server 1
+wait_line "$TMP/coordinator.log" "server 1 \(127\.0\.0\.1:[0-9]+\) lost; waiting up to 30 s \(--replace-s\) for a replacement \(paramd server --coordinator $COORD\) to restore its shard from $TMP/root/ckpt-[0-9]+ \(clock [0-9]+\)"
+replacement
+for r in 0 1; do wait "${TOY_PIDS[$r]}" || { cat "$TMP/toy.$r.out" "$TMP/coordinator.log"; fail "sync worker $r failed"; }; done
+lost_clocks
+mapfile -t V < <(values "$TMP/toy.0.out")
+for i in 0 1 2 3 4; do [ "${V[$i]}" = $N ] || fail "server 0's element $i is ${V[$i]}, expected $N (it kept its state)"; done
+for i in 5 6 7 8 9; do [ "${V[$i]}" = $((C + N - A)) ] || fail "server 1's element $i is ${V[$i]}, expected $((C + N - A)) (its checkpoint's $C, plus clocks $A..$N)"; done
+for p in "$(pid_of "$(index_log 0)")" "$REP_PID"; do wait "$p" || fail "a server did not exit 0 (pid $p)"; done
+wait "$COORD_PID"; rc=$?
+[ $rc = 3 ] || fail "the coordinator exited $rc, expected 3 (a server was lost)"
+expect_line "$TMP/coordinator.log" "1 server lost \(1 replaced, its shard restored from a checkpoint\): exit status 3"
+pass "sync: server 1 SIGKILLed, replaced from its checkpoint at clock $C, going on at $A: server 0's values $N, server 1's $((C + N - A))"
+
+# --- 2. async: no push applied twice on the survivor ---
+N=3000
+cluster async $N --checkpoint-every-clocks 20 --replace-s 30
+wait_line "$TMP/coordinator.log" "checkpoint 2 at clock [0-9]+"
+kill_server 1
+wait_line "$TMP/coordinator.log" "server 1 \(127\.0\.0\.1:[0-9]+\) lost; waiting"
+replacement
+for r in 0 1; do wait "${TOY_PIDS[$r]}" || { cat "$TMP/toy.$r.out" "$TMP/coordinator.log"; fail "async worker $r failed"; }; done
+expect_line "$TMP/coordinator.log" "server 1 replaced by"
+mapfile -t V < <(values "$TMP/toy.0.out")
+for i in 0 1 2 3 4; do [ "${V[$i]}" = $((2 * N)) ] || fail "async: server 0's element $i is ${V[$i]}, expected $((2 * N)) (every push once)"; done
+for i in 5 6 7 8 9; do
+  awk -v v="${V[$i]}" -v m=$((2 * N)) 'BEGIN { exit !(v > 0 && v <= m) }' || fail "async: server 1's element $i is ${V[$i]}, not in (0, $((2 * N))]"
+done
+wait "$REP_PID" || fail "the async replacement did not exit 0"
+pass "async: server 1 SIGKILLed and replaced: server 0's values exactly $((2 * N)), server 1's ${V[5]} (<= $((2 * N)))"
+
+# --- 3. lost before any checkpoint: it cannot be replaced ---
+# (a checkpoint directory but no period: no checkpoint is ever taken; the
+# servers' debug lines say which is which once the table is defined)
+# (--persist: the cluster outlives its failed workers, for the refusal)
+export PARAMD_LOG=debug
+cluster sync 1000000 --replace-s 30 --persist
+unset PARAMD_LOG
+for k in 0 1; do wait_line "$TMP/server.$k.log" "server [01]: debug: table 1: shard"; done
+kill_server 1
+why="no checkpoint has completed yet to restore its shard from \(the first is still to come"
+wait_line "$TMP/coordinator.log" "server 1 was lost and cannot be replaced: $why"
+for r in 0 1; do
+  wait "${TOY_PIDS[$r]}" && fail "worker $r exited 0 with its server lost for good"
+  expect_line "$TMP/toy.$r.out" "server 1 was lost and cannot be replaced: $why"
+done
+"$PARAMD" server --coordinator "$COORD" >"$TMP/refused.log" 2>&1 && fail "a replacement was taken with no checkpoint"
+expect_line "$TMP/refused.log" "this cluster takes no replacement server \(it cannot take server 1's place: server 1 was lost and cannot be replaced: $why"
+kill -KILL "$COORD_PID" "$(pid_of "$(index_log 0)")" 2>/dev/null
+wait
+pass "lost before any checkpoint: not replaceable, said by the coordinator, both workers and the refused server"
+
+# --- 4. no replacement within --replace-s ---
+cluster sync 1000000 --checkpoint-every-clocks 20 --replace-s 1
+wait_line "$TMP/coordinator.log" "checkpoint 1 at clock [0-9]+"
+kill_server 1
+for r in 0 1; do
+  wait "${TOY_PIDS[$r]}" && fail "worker $r exited 0 with no replacement"
+  expect_line "$TMP/toy.$r.out" "server 1 was lost and no replacement registered within 1 s \(--replace-s\)"
+done
+expect_line "$TMP/coordinator.log" "error: server 1 was lost and no replacement registered within 1 s"
+kill -KILL "$COORD_PID" "$(pid_of "$(index_log 0)")" 2>/dev/null
+wait
+pass "no replacement within --replace-s 1: both workers failed, saying so"
+
+# --- 5. paramd local --replace-servers: it starts the replacement ---
+rm -f "$TMP/local.log"
+setsid "$PARAMD" local --servers 2 --workers 2 --replace-servers 1 --checkpoint-dir "$TMP/lroot" \
+  --checkpoint-every 0.2 -- "$TOY" --consistency sync --iters 6000 --sleep-ms 1 \
+  >"$TMP/local.log" 2>&1 &
+LOCAL=$!; PIDS+=($LOCAL)
+wait_line "$TMP/local.log" "coordinator: info: checkpoint 2 at clock"
+victim=""
+for p in $(ps -s $LOCAL -o pid=); do
+  tr '\0' ' ' <"/proc/$p/cmdline" 2>/dev/null | grep -q " server " && { victim=$p; break; }
+done
+[ -n "$victim" ] || { cat "$TMP/local.log"; fail "no server child to kill"; }
+kill -KILL "$victim"
+wait $LOCAL; rc=$?
+[ $rc = 3 ] || { cat "$TMP/local.log"; fail "paramd local --replace-servers 1 exited $rc after a server was killed, expected 3"; }
+expect_line "$TMP/local.log" "^paramd local: server [01] exited \(killed by signal 9.*\) while workers were running; starting a replacement, which restores that shard from the newest checkpoint while the other servers keep theirs \(0 more allowed\)"
+expect_line "$TMP/local.log" "coordinator: warning: server [01] replaced by .* goes on at clock [0-9]+"
+expect_line "$TMP/local.log" "^paramd local: server [01] exited \(killed by signal 9.*\); a replacement restored its shard from the newest checkpoint, the other servers keeping theirs, and the run finished"
+grep -q "final params" "$TMP/local.log" || fail "paramd local: no final params"
+pass "paramd local --replace-servers 1: a SIGKILLed server replaced by a new one, the run finished, exit 3"
