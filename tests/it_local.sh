@@ -50,12 +50,15 @@ done
 
 # 1c. --replace-workers: worker 1 killed at clock 4; worker 0 holds before
 # clock 7 until the replacement (same rank, PARAMD_REPLACEMENT=1) joined,
-# at clock 7 exactly; both finish with exact values (tool_worker elastic)
-mkfifo "$TMP/rp.fifo" "$TMP/rp.go"
+# at clock 7 exactly; both finish with exact values (tool_worker elastic).
+# The replacement connects only once worker 0 waits at 7 (rp.fifo.rep):
+# else, on a loaded machine, it could join before worker 0 pushed clock 6.
+mkfifo "$TMP/rp.fifo" "$TMP/rp.go" "$TMP/rp.fifo.rep"
 setsid "$PARAMD" local --servers 2 --workers 2 --replace-workers 1 -- bash -c \
   'if [ "$PARAMD_RANK" = 1 ] && [ -z "$PARAMD_REPLACEMENT" ]; then
      echo $$ >"$1.pid"; exec "$0" elastic "rule=add consistency=sync aggregate=sum" 12 4 7 "$2" >"$1"
    fi
+   [ -n "$PARAMD_REPLACEMENT" ] && read -r _ <"$1.rep"
    exec "$0" elastic "rule=add consistency=sync aggregate=sum" 12 4 7 "$2"' \
   "$BUILD/tests/tool_worker" "$TMP/rp.fifo" "$TMP/rp.go" >"$TMP/rp.out" 2>&1 &
 SID=$!
@@ -64,6 +67,8 @@ read -r -t 30 line <&6 || fail "worker 1 did not start: $(cat "$TMP/rp.out")"
 read -r -t 30 line <&6 || fail "worker 1 did not reach clock 4: $(cat "$TMP/rp.out")"
 [ "$line" = paused ] || fail "worker 1: $line"
 kill -KILL "$(cat "$TMP/rp.fifo.pid")"
+wait_line "$TMP/rp.out" "^\[worker 0\] waiting at 7"
+echo go >"$TMP/rp.fifo.rep"
 wait_line "$TMP/rp.out" "worker 1 joined at clock 7"
 exec 7<>"$TMP/rp.go"; echo go >&7
 wait $SID; rc=$?
