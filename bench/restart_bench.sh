@@ -20,9 +20,15 @@
 #     (its ratio);
 #   - whether the final weights are bit-identical to the uninterrupted
 #     run's (they must be: sync).
+# The victim "replace" is a server SIGKILLed under `--replace-servers 1`
+# instead (docs/durability.md, "a replacement restores its shard"): kill
+# -> going on is the SIGKILL to the coordinator's "server K replaced"
+# line, after which the waiting workers send again and train on; the
+# clocks its shard lost (C..A) are printed, and the final test accuracy
+# of both runs, since the weights then differ by design.
 #
 #   bash bench/restart_bench.sh [BUILD_DIR] [ROUNDS] [STEPS]
-#   WHO="server coordinator" (the default) or either alone
+#   WHO="server coordinator replace" (the default) or any of them
 set -eu
 B=${1:-build}; ROUNDS=${2:-3}; STEPS=${3:-3000}
 CKPT_S=${CKPT_S:-1}; KILL_AFTER=${KILL_AFTER:-2}
@@ -32,7 +38,7 @@ O=(--model mlp --workers 2 --servers 2 --steps "$STEPS" --limit 4000 --rule adam
    --seed 3 --eval-every 500 --quiet)
 now() { date +%s.%N; }
 echo "# restart_bench: $(date -u '+%F %H:%M UTC'), $(nproc) cores, load $(cut -d' ' -f1-3 /proc/loadavg)"
-WHO=${WHO:-server coordinator}
+WHO=${WHO:-server coordinator replace}
 echo "# paramd train ${O[*]}; a checkpoint every $CKPT_S s; the victim ($WHO) SIGKILLed after checkpoint $KILL_AFTER"
 for ((r = 1; r <= ROUNDS; r++)); do
   rm -rf "$T"/*
@@ -42,8 +48,9 @@ for ((r = 1; r <= ROUNDS; r++)); do
   for who in $WHO; do
     rm -rf "$T/ck" "$T/k" "$T/k.bin"
     t0=$(now)
+    how=(--restarts 1); [ "$who" = replace ] && how=(--replace-servers 1)
     setsid "$B/paramd" train "${O[@]}" --save-params "$T/k.bin" --out "$T/k" \
-      --checkpoint-dir "$T/ck" --checkpoint-every "$CKPT_S" --restarts 1 >"$T/k.log" 2>&1 &
+      --checkpoint-dir "$T/ck" --checkpoint-every "$CKPT_S" "${how[@]}" >"$T/k.log" 2>&1 &
     SID=$!
     want=$(printf 'ckpt-%06d' "$KILL_AFTER")
     until grep -qs "$want" "$T/ck/LATEST"; do
@@ -51,21 +58,29 @@ for ((r = 1; r <= ROUNDS; r++)); do
       sleep 0.02
     done
     victim=""
+    role=$who; [ "$who" = replace ] && role=server
     for p in $(ps -s $SID -o pid=); do
-      tr '\0' ' ' <"/proc/$p/cmdline" 2>/dev/null | grep -q " $who " && { victim=$p; break; }
+      tr '\0' ' ' <"/proc/$p/cmdline" 2>/dev/null | grep -q " $role " && { victim=$p; break; }
     done
     [ -n "$victim" ] || { echo "round $r: no $who to kill"; exit 1; }
     kill -KILL "$victim"; t_kill=$(now)
     # the line after which the run trains again (a server), or after
     # which its coordinator is back (the coordinator)
     if [ "$who" = server ]; then mark="the run goes on from its checkpoint"
+    elif [ "$who" = replace ]; then mark="coordinator: warning: server [0-9]+ replaced by"
     else mark="took the cluster back"; fi
-    timeout 120 tail -n +1 -f "$T/k.log" | grep -m1 -q "$mark"
+    timeout 120 tail -n +1 -f "$T/k.log" | grep -E -m1 -q "$mark"
     t_on=$(now)
     wait $SID || true
     t_all=$(awk -v a="$t0" -v b="$(now)" 'BEGIN { print b - a }')
     C=$(sed -nE 's/^paramd train: the run goes on from its checkpoint at step ([0-9]+)$/\1/p' "$T/k.log")
     same=$(cmp -s "$T/ref.bin" "$T/k.bin" && echo "bit-identical" || echo "DIFFERENT")
+    if [ "$who" = replace ]; then
+      re='.* from [^ ]+ \(clock ([0-9]+)\) and goes on at clock ([0-9]+),.*'
+      C=$(sed -nE "s/$re/\2 (its shard lost \1..\2)/p" "$T/k.log" | head -1)
+      acc() { sed -nE 's/^final: test accuracy ([0-9.]+%).*/\1/p' "$1" | tail -1; }
+      same="differ by design (accuracy $(acc "$T/k.log") against $(acc "$T/ref.log"))"
+    fi
     awk -v r="$r" -v who="$who" -v k="$t_kill" -v on="$t_on" -v c="${C:--}" -v ref="$t_ref" \
         -v all="$t_all" -v same="$same" 'BEGIN {
       printf "round %d  %-11s  kill -> going on %.2f s  from clock %s  " \

@@ -10,6 +10,8 @@
 #     of server 0's shard is N (it kept its state) and every value of
 #     server 1's is C + N - A (the checkpoint's, plus every clock from A
 #     on); the survivor and the replacement exit 0, the coordinator 3;
+#     1b. the same on a sparse table (tool_sparse toy): each row by the
+#     server its key hashes to;
 #  2. the same with an async toy (rule sgd lr 1 on ones: every push
 #     applied adds 1): server 0's values are exactly 2N (every push of
 #     both workers, none twice), server 1's at most 2N;
@@ -46,12 +48,18 @@ pid_of() {
     [ "${SERVER_LOGS[$k]}" = "$1" ] && { echo "${SERVER_PIDS[$k]}"; return; }
   done
 }
-# start_toys MODE ITERS: 2 toys against $COORD (toy.RANK.out, TOY_PIDS)
+# start_toys MODE ITERS: 2 toys against $COORD (toy.RANK.out, TOY_PIDS);
+# MODE sync or async (examples/toy), or sparse (tool_sparse toy: sync)
 start_toys() {
   TOY_PIDS=()
   for r in 0 1; do
-    PARAMD_COORDINATOR=$COORD PARAMD_RANK=$r "$TOY" --consistency "$1" --iters "$2" \
-      --sleep-ms 1 >"$TMP/toy.$r.out" 2>&1 &
+    if [ "$1" = sparse ]; then
+      PARAMD_COORDINATOR=$COORD PARAMD_RANK=$r "$BUILD/tests/tool_sparse" toy "$2" \
+        >"$TMP/toy.$r.out" 2>&1 &
+    else
+      PARAMD_COORDINATOR=$COORD PARAMD_RANK=$r "$TOY" --consistency "$1" --iters "$2" \
+        --sleep-ms 1 >"$TMP/toy.$r.out" 2>&1 &
+    fi
     TOY_PIDS+=($!); PIDS+=($!)
   done
 }
@@ -116,6 +124,22 @@ wait "$COORD_PID"; rc=$?
 [ $rc = 3 ] || fail "the coordinator exited $rc, expected 3 (a server was lost)"
 expect_line "$TMP/coordinator.log" "1 server lost \(1 replaced, its shard restored from a checkpoint\): exit status 3"
 pass "sync: server 1 SIGKILLed, replaced from its checkpoint at clock $C, going on at $A: server 0's values $N, server 1's $((C + N - A))"
+
+# --- 1b. the same on a sparse table: rows by their key's server ---
+N=3000
+cluster sparse $N --checkpoint-every-clocks 20 --replace-s 30
+wait_line "$TMP/coordinator.log" "checkpoint 2 at clock [0-9]+"
+kill_server 1
+wait_line "$TMP/coordinator.log" "server 1 \(127\.0\.0\.1:[0-9]+\) lost; waiting"
+replacement
+for r in 0 1; do wait "${TOY_PIDS[$r]}" || { cat "$TMP/toy.$r.out" "$TMP/coordinator.log"; fail "sparse worker $r failed"; }; done
+lost_clocks
+awk -v n=$N -v m=$((C + N - A)) '/^key / { want = $4 == 0 ? n : m; seen[$4]++
+    if ($6 + 0 != want) { print "key " $2 " on server " $4 ": " $6 ", expected " want; bad = 1 } }
+  END { exit bad || !seen[0] || !seen[1] }' "$TMP/toy.0.out" \
+  || { cat "$TMP/toy.0.out"; fail "sparse: a row is not what its server kept or restored"; }
+wait "$REP_PID" || fail "the sparse replacement did not exit 0"
+pass "sparse: server 1 SIGKILLed, replaced from clock $C going on at $A: server 0's rows $N, server 1's $((C + N - A))"
 
 # --- 2. async: no push applied twice on the survivor ---
 N=3000
@@ -188,3 +212,35 @@ expect_line "$TMP/local.log" "coordinator: warning: server [01] replaced by .* g
 expect_line "$TMP/local.log" "^paramd local: server [01] exited \(killed by signal 9.*\); a replacement restored its shard from the newest checkpoint, the other servers keeping theirs, and the run finished"
 grep -q "final params" "$TMP/local.log" || fail "paramd local: no final params"
 pass "paramd local --replace-servers 1: a SIGKILLed server replaced by a new one, the run finished, exit 3"
+
+# --- 6. paramd train --replace-servers: shared buffers in the replacement ---
+# (shared memory only: over TCP nothing is mapped) The workers' buffers
+# from paramd_alloc are mapped into the new server too: their pushes reach
+# it by reference, as they reached the lost one.
+if [ "${PARAMD_TRANSPORT:-auto}" != tcp ]; then
+  setsid "$PARAMD" train --model mlp --workers 2 --servers 2 --steps 200000 --limit 2000 \
+    --eval-every 100000 --quiet --checkpoint-dir "$TMP/troot" --checkpoint-every 0.3 \
+    --replace-servers 1 --out "$TMP/trun" >"$TMP/train.log" 2>&1 &
+  TR=$!; PIDS+=($TR)
+  wait_line "$TMP/train.log" "coordinator: info: checkpoint 2 at clock"
+  ADDR=$(sed -nE 's/.*coordinator listening on ([0-9.:]+) .*/\1/p' "$TMP/train.log" | head -1)
+  victim=""
+  for p in $(ps -s $TR -o pid=); do
+    tr '\0' ' ' <"/proc/$p/cmdline" 2>/dev/null | grep -q " server " && { victim=$p; break; }
+  done
+  [ -n "$victim" ] || { cat "$TMP/train.log"; fail "no server of paramd train to kill"; }
+  kill -KILL "$victim"
+  wait_line "$TMP/train.log" "coordinator: warning: server [01] replaced by"
+  K=$(sed -nE 's/.*coordinator: warning: server ([01]) replaced by.*/\1/p' "$TMP/train.log" | head -1)
+  # until the replacement took a push through a mapped buffer (60 s)
+  end=$((SECONDS + 60))
+  until "$PARAMD" stats --coordinator "$ADDR" >"$TMP/stats.out" 2>&1 &&
+      awk -v k="$K" '/^server / { on = ($2 == k) } on && /shared buffers mapped/ { ok = $4 > 0 && $8 > 0 }
+                     END { exit !ok }' "$TMP/stats.out"; do
+    [ $SECONDS -lt $end ] || { cat "$TMP/stats.out"; fail "server $K's replacement never took a push through a shared buffer"; }
+    sleep 0.1
+  done
+  grep -q "map epoch 2" "$TMP/stats.out" || fail "the map's epoch did not go up with the replacement"
+  kill -TERM $TR; wait $TR
+  pass "paramd train --replace-servers 1: server $K replaced, the workers' shared buffers mapped into the new one (pushes by reference), map epoch 2"
+fi

@@ -27,11 +27,18 @@
  *       sent on raw connections to every server: each gets the expected
  *       error, the connection stays usable, and the table (its values and
  *       its row count) is unchanged.  Needs to be the only worker.
+ *   tool_sparse toy ITERS
+ *       The seed's toy on a sparse table (tests/it_server_replace.sh):
+ *       table "st" (dim 4, rule=add, sync, mean), keys 0..TK-1; at every
+ *       clock each worker pushes ones for every key and pulls them (a
+ *       millisecond's pause between clocks).  At the end rank 0 prints
+ *       each key's server and value: "key K server S value V".
  */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "common/hash.h"
 #include "rawpeer.h"
@@ -584,9 +591,36 @@ static int bad(void) {
     return 0;
 }
 
+/* ==== toy ================================================================ */
+
+#define TK 24
+
+static int toy(int iters) {
+    paramd_table *t;
+    MUST(paramd_sparse_open(c, "st", 4, "rule=add consistency=sync aggregate=mean init=zeros",
+                            &t));
+    uint64_t keys[TK];
+    float g[TK * 4], rows[TK * 4];
+    for (int i = 0; i < TK; i++) keys[i] = (uint64_t)i;
+    for (int i = 0; i < TK * 4; i++) g[i] = 1.0f;
+    for (int64_t k = paramd_get_clock(c); k < iters; k++) {
+        MUST(paramd_sparse_pull(t, keys, TK, rows));
+        MUST(paramd_sparse_push(t, keys, TK, g));
+        paramd_clock(c);
+        struct timespec ts = {0, 1000000L};
+        nanosleep(&ts, NULL);
+    }
+    MUST(paramd_sparse_pull(t, keys, TK, rows));
+    if (paramd_rank(c) == 0)
+        for (int i = 0; i < TK; i++)
+            printf("key %d server %u value %g\n", i,
+                   pd_sparse_server(keys[i], (uint32_t)paramd_num_servers(c)), rows[i * 4]);
+    return 0;
+}
+
 int main(int argc, char **argv) {
     if (argc < 2) {
-        fprintf(stderr, "usage: tool_sparse replay SPEC STEPS DUMP | hammer ITERS | api | bad\n");
+        fprintf(stderr, "usage: tool_sparse replay SPEC STEPS DUMP | hammer ITERS | toy ITERS | api | bad\n");
         return 2;
     }
     const char *opts = !strcmp(argv[1], "hammer") ? "chunk_bytes=4096" : NULL;
@@ -596,6 +630,8 @@ int main(int argc, char **argv) {
         rc = replay(argv[2], atoi(argv[3]), argv[4]);
     else if (!strcmp(argv[1], "hammer") && argc == 3)
         rc = hammer(atoi(argv[2]));
+    else if (!strcmp(argv[1], "toy") && argc == 3)
+        rc = toy(atoi(argv[2]));
     else if (!strcmp(argv[1], "api") && argc == 2)
         rc = api();
     else if (!strcmp(argv[1], "bad") && argc == 2)

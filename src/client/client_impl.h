@@ -144,7 +144,10 @@ typedef struct region {
     uint64_t id;
     uint8_t *base;
     size_t bytes;   /* mapped here: a multiple of the page size */
-    uint8_t *on;    /* S: mapped in server k */
+    uint8_t *on;    /* S: mapped in server k (read and written atomically:
+                     * a lost server's replacement maps it again) */
+    int fd;         /* its memfd, kept to map it into a replacement
+                     * server (region_remap); -1: none */
 } region;
 
 /* A blocking call's wait, registered while it lasts (waits.c). */
@@ -253,6 +256,9 @@ struct paramd_client {
     pthread_mutex_t hb_mu;     /* guards hb_stop */
     pthread_cond_t hb_cv;
     int hb_stop;
+    int hb_kick;               /* (under hb_mu) a link broke: beat now, so
+                                * that the coordinator knows this worker
+                                * waits for a replacement (connect.c) */
     paramd_table *tables;
     char fault[PD_FAULT_SPEC_MAX + 1]; /* option fault=: tests only; "" off */
     int shared_buffers;     /* option shared_buffers=: map paramd_alloc's
@@ -300,6 +306,9 @@ int cl_err(paramd_client *c, int code, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 int coord_rpc(paramd_client *c, uint16_t type, uint32_t table, pd_buf *b,
               uint8_t *reply, size_t *replylen);
+/* region.c: map every shared buffer into link k's server, a lost
+ * server's replacement (after cl_recover_link connected it). */
+void region_remap(paramd_client *c, int32_t k);
 /* Server k was lost: wait for its replacement and connect link k to it
  * (if nobody did since).  0, or the error (the client's error says why). */
 int cl_recover_link(paramd_client *c, int32_t k);

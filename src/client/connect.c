@@ -579,7 +579,7 @@ int cl_recover_link(paramd_client *c, int32_t k) {
     /* Buffers mapped in the lost server are not in its replacement: their
      * pushes and pulls carry the floats (region.c). */
     pthread_mutex_lock(&c->reg_mu);
-    for (region *g = c->regions; g; g = g->next) g->on[k] = 0;
+    for (region *g = c->regions; g; g = g->next) __atomic_store_n(&g->on[k], 0, __ATOMIC_RELAXED);
     pthread_mutex_unlock(&c->reg_mu);
     /* The link is quiet: it is dead, so every sub-request queued on it has
      * failed and no sender queues more while we hold send_mu; whoever
@@ -603,6 +603,7 @@ int cl_recover_link(paramd_client *c, int32_t k) {
     pd_conn_destroy(old);
     if (epoch > __atomic_load_n(&c->epoch, __ATOMIC_RELAXED))
         __atomic_store_n(&c->epoch, epoch, __ATOMIC_RELAXED);
+    region_remap(c, k); /* (its floats go as frames until then) */
     pthread_mutex_unlock(&c->recover_mu);
     return 0;
 }
@@ -819,6 +820,7 @@ int paramd_close(paramd_client *c) {
         region *g = c->regions;
         c->regions = g->next;
         munmap(g->base, g->bytes);
+        pd_close_fd(g->fd);
         pd_free(g->on);
         pd_free(g);
     }
@@ -893,6 +895,26 @@ uint64_t paramd_barrier_count(const paramd_client *c) {
 /* Tell the coordinator, every heartbeat_ms/4, that this worker is alive
  * and at which clock.  Its own connection, so that a long barrier or a
  * blocked pull never delays a heartbeat. */
+/* In a cluster that replaces lost servers, the servers whose links are
+ * broken (bit k: server k, up to 63): marked dead, or closed by the
+ * server though nobody read the end yet (this worker's caller may be
+ * held reading another link meanwhile, by a sync clock that waits for a
+ * worker that waits for the replacement).  A peek: a link being written
+ * to (send_mu held) is looked at next time. */
+static uint64_t links_lost(paramd_client *c) {
+    uint64_t lost = 0;
+    for (int32_t k = 0; c->replace_ms && k < c->S && k < 64; k++) {
+        pd_link *l = &c->links[k];
+        int gone = __atomic_load_n(&l->dead, __ATOMIC_ACQUIRE);
+        if (!gone && pthread_mutex_trylock(&l->send_mu) == 0) {
+            gone = pd_conn_peer_gone(l->conn); /* (send_mu: the conn stays) */
+            pthread_mutex_unlock(&l->send_mu);
+        }
+        if (gone) lost |= 1ull << k;
+    }
+    return lost;
+}
+
 static void *heartbeat_main(void *arg) {
     paramd_client *c = arg;
     pd_err e = {0};
@@ -907,12 +929,17 @@ static void *heartbeat_main(void *arg) {
     while (ok && !c->hb_stop) {
         pthread_mutex_unlock(&c->hb_mu);
         pd_hdr h = {0}, rh;
-        uint8_t p[4] = {(uint8_t)c->rank, (uint8_t)(c->rank >> 8),
-                        (uint8_t)(c->rank >> 16), (uint8_t)(c->rank >> 24)};
+        uint8_t p[12] = {(uint8_t)c->rank, (uint8_t)(c->rank >> 8),
+                         (uint8_t)(c->rank >> 16), (uint8_t)(c->rank >> 24)};
+        /* the servers whose links are broken, waiting for a replacement
+         * (coord/replace.c), if any: after the rank */
+        uint64_t lost = links_lost(c);
+        put_le64(p + 4, lost);
+        size_t plen = lost ? 12 : 4;
         h.type = PD_MSG_HEARTBEAT;
         h.id = ++id;
         h.clock = paramd_get_clock(c);
-        int rc = conn ? pd_rpc(conn, &h, p, 4, &rh, buf, &e) : PARAMD_ECLOSED;
+        int rc = conn ? pd_rpc(conn, &h, p, plen, &rh, buf, &e) : PARAMD_ECLOSED;
         if (rc && c->rejoin_ms && (!conn || conn_lost(rc))) {
             /* The coordinator was lost: connect again until the rejoin
              * window ends (a heartbeat to one that took the cluster back
@@ -925,7 +952,7 @@ static void *heartbeat_main(void *arg) {
                 conn = pd_tcp_connect(c->coord_addr, c->timeout_ms, &ce);
                 if (conn) pd_tcp_set_peer_timeout(conn, c->peer_timeout_ms);
                 int hr = conn ? hello(c, conn, NULL, &ce) : PARAMD_EIO;
-                if (hr == 0 && (hr = pd_rpc(conn, &h, p, 4, &rh, buf, &ce)) != 0 &&
+                if (hr == 0 && (hr = pd_rpc(conn, &h, p, plen, &rh, buf, &ce)) != 0 &&
                     !conn_lost(hr)) {
                     e = ce; /* its answer (removed while away): final */
                     lost_until = pd_now_ms();
@@ -959,18 +986,21 @@ static void *heartbeat_main(void *arg) {
          * wake every second to log the waits that last (waits.c). */
         int64_t due = pd_now_ms() + (lost_until ? 100 : c->heartbeat_ms / 4 + 1);
         pthread_mutex_lock(&c->hb_mu);
-        while (!c->hb_stop && pd_now_ms() < due) {
+        while (!c->hb_stop && !c->hb_kick && pd_now_ms() < due) {
             int64_t step = due - pd_now_ms();
             pd_cond_wait_ms(&c->hb_cv, &c->hb_mu, step > 1000 ? 1000 : step);
             if (c->hb_stop) break;
             pthread_mutex_unlock(&c->hb_mu);
             cl_wait_check(c);
             /* a coordinator that closed its end is tried again now, not
-             * at the next beat (the rejoin window runs from here) */
-            int gone = conn && c->rejoin_ms && pd_conn_peer_gone(conn);
+             * at the next beat (the rejoin window runs from here); a
+             * server lost since the last beat is said now */
+            int gone = (conn && c->rejoin_ms && pd_conn_peer_gone(conn)) ||
+                       links_lost(c) & ~lost;
             pthread_mutex_lock(&c->hb_mu);
             if (gone) break;
         }
+        c->hb_kick = 0; /* (the next beat says which links are broken) */
     }
     int stopping = c->hb_stop;
     pthread_mutex_unlock(&c->hb_mu);

@@ -81,7 +81,8 @@ static void issue_range(paramd_table *t, paramd_request *r, uint16_t type,
                 if (hi > end) hi = end;
                 if (pos[j] >= hi) continue;
                 uint64_t a = pos[j], len = hi - a < chunk ? hi - a : chunk;
-                if (in_region && g.on[k] && (hi - a) * 4 >= PD_REGION_MIN_BYTES) {
+                if (in_region && __atomic_load_n(&g.on[k], __ATOMIC_RELAXED) &&
+                    (hi - a) * 4 >= PD_REGION_MIN_BYTES) {
                     uint8_t ref[PD_REGION_REF_PAYLOAD];
                     pending pt = {0};
                     pt.type = type == PD_MSG_PULL ? PD_MSG_PULL_REGION : PD_MSG_PUSH_REGION;

@@ -82,6 +82,7 @@ void *paramd_alloc(paramd_client *c, size_t bytes) {
     g->base = p;
     g->bytes = len;
     g->on = on;
+    g->fd = fd;
     pthread_mutex_lock(&c->map_mu);
     g->id = ++c->next_region;
     for (int32_t k = 0; fd >= 0 && k < c->S; k++) {
@@ -94,7 +95,7 @@ void *paramd_alloc(paramd_client *c, size_t bytes) {
          * A server that refuses just gets the floats, as over TCP. */
         if (pd_conn_send_fd(l->conn, fd, g->id) == 0 &&
             link_call(l, PD_MSG_REGION_MAP, pl, sizeof pl) == 0)
-            on[k] = 1;
+            __atomic_store_n(&on[k], 1, __ATOMIC_RELAXED);
     }
     pthread_mutex_lock(&c->reg_mu);
     g->next = c->regions;
@@ -102,8 +103,30 @@ void *paramd_alloc(paramd_client *c, size_t bytes) {
     __atomic_add_fetch(&c->nregions, 1, __ATOMIC_RELAXED);
     pthread_mutex_unlock(&c->reg_mu);
     pthread_mutex_unlock(&c->map_mu);
-    pd_close_fd(fd); /* the mappings keep the memory */
-    return p;
+    return p; /* (the memfd is kept for a replacement server: region_remap) */
+}
+
+void region_remap(paramd_client *c, int32_t k) {
+    pd_link *l = &c->links[k];
+    pthread_mutex_lock(&c->map_mu); /* a paramd_free waits: every g stays */
+    size_t n = 0;
+    pthread_mutex_lock(&c->reg_mu);
+    for (region *g = c->regions; g; g = g->next) n++;
+    region **all = pd_malloc((n ? n : 1) * sizeof *all);
+    n = 0;
+    for (region *g = c->regions; all && g; g = g->next) all[n++] = g;
+    pthread_mutex_unlock(&c->reg_mu);
+    for (size_t i = 0; all && i < n && l->regions_ok; i++) {
+        region *g = all[i];
+        uint8_t pl[PD_REGION_MAP_PAYLOAD];
+        put_le64(pl, g->id);
+        put_le64(pl + 8, g->bytes);
+        if (g->fd >= 0 && pd_conn_send_fd(l->conn, g->fd, g->id) == 0 &&
+            link_call(l, PD_MSG_REGION_MAP, pl, sizeof pl) == 0)
+            __atomic_store_n(&g->on[k], 1, __ATOMIC_RELAXED);
+    }
+    pd_free(all);
+    pthread_mutex_unlock(&c->map_mu);
 }
 
 int paramd_free(paramd_client *c, void *p) {
@@ -124,7 +147,7 @@ int paramd_free(paramd_client *c, void *p) {
     int rc = 0;
     pthread_mutex_lock(&c->map_mu);
     for (int32_t k = 0; k < c->S; k++) {
-        if (!g->on[k]) continue;
+        if (!__atomic_load_n(&g->on[k], __ATOMIC_RELAXED)) continue;
         uint8_t pl[8];
         put_le64(pl, g->id);
         int e = link_call(&c->links[k], PD_MSG_REGION_UNMAP, pl, sizeof pl);
@@ -133,6 +156,7 @@ int paramd_free(paramd_client *c, void *p) {
     }
     pthread_mutex_unlock(&c->map_mu);
     munmap(g->base, g->bytes);
+    pd_close_fd(g->fd);
     pd_free(g->on);
     pd_free(g);
     return rc;

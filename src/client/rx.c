@@ -100,6 +100,17 @@ void link_fail_all(pd_link *l, int code, const char *msg) {
         pthread_mutex_lock(&l->q_mu);
     }
     pthread_mutex_unlock(&l->q_mu);
+    /* A cluster that replaces lost servers: the heartbeat says at once that
+     * this worker waits for one (its other requests may be held on the
+     * other servers meanwhile, by a clock the replacement decides). */
+    paramd_client *c = l->c;
+    if (c->replace_ms && c->hb_started && (code == PARAMD_EIO || code == PARAMD_ECLOSED) &&
+        !__atomic_load_n(&c->closing, __ATOMIC_ACQUIRE)) {
+        pthread_mutex_lock(&c->hb_mu);
+        c->hb_kick = 1;
+        pthread_cond_broadcast(&c->hb_cv);
+        pthread_mutex_unlock(&c->hb_mu);
+    }
 }
 
 /* ==== Reading replies =================================================== */

@@ -222,6 +222,9 @@ int32_t co_replace_slot(const pd_coord *co);
  * restore from and the clock to go on at. */
 int co_reg_replacement(co_conn *cc, const pd_hdr *h, int32_t k, const char *addr);
 int co_on_server_ready(co_conn *cc, const pd_hdr *h);
+/* mu held: a worker's heartbeat says which servers' links it has broken
+ * (bit k: server k): if one waits for a replacement, so does the worker. */
+void co_worker_lost(pd_coord *co, int32_t rank, uint64_t lost);
 int co_on_server_wait(co_conn *cc, const pd_hdr *h);
 /* ==== status.c ========================================================== */
 

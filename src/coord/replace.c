@@ -12,9 +12,13 @@
  * from); if none does, the slot is SD_GONE at once, with the reason, as
  * is a slot whose wait ended.
  *
- * Each worker whose request to the lost server failed asks SERVER_WAIT
- * (its clock in the header) and is held there; a worker held at a
- * barrier counts as waiting too.  The replacement's REG_SERVER (the slot
+ * Each worker whose request to the lost server failed says so at once in
+ * a heartbeat (the servers whose links broke, its clock in the header),
+ * and asks SERVER_WAIT once the rest of that request is answered; it is
+ * held there.  A worker counts as waiting from the first of the two (its
+ * request may be held meanwhile on a surviving server, by a sync clock
+ * that waits for another worker's push, which waits for the
+ * replacement), or while it is held at a barrier.  The replacement's REG_SERVER (the slot
  * is SD_RESTORING) is held until every worker in the cluster waits: then
  * nobody has a push on its way to any server, and the clock the new shard
  * goes on at is decided once:
@@ -246,6 +250,15 @@ int co_on_server_ready(co_conn *cc, const pd_hdr *h) {
     pthread_cond_broadcast(&co->cv);
     pthread_mutex_unlock(&co->mu);
     return co_reply(cc, h, NULL);
+}
+
+void co_worker_lost(pd_coord *co, int32_t rank, uint64_t lost) {
+    for (int32_t k = 0; lost && k < co->o.servers && k < 64; k++)
+        if ((lost >> k & 1) && co->sdown[k] != SD_UP && co->sdown[k] != SD_GONE &&
+            !co->wwait[rank]) {
+            co->wwait[rank] = 1;
+            pthread_cond_broadcast(&co->cv);
+        }
 }
 
 int co_on_server_wait(co_conn *cc, const pd_hdr *h) {

@@ -422,6 +422,8 @@ int co_on_heartbeat(co_conn *cc, const pd_hdr *h) {
     uint32_t rank;
     pd_rd_init(&r, cc->buf, (size_t)h->len);
     pd_get_u32(&r, &rank);
+    uint64_t lost = 0; /* servers it lost, waiting for a replacement (replace.c) */
+    if (!r.bad && r.off < r.len) pd_get_u64(&r, &lost);
     if (!pd_rd_done(&r) || cc->role != PD_ROLE_WORKER || rank >= (uint32_t)co->o.max_workers)
         return co_reply_err(cc, h, PARAMD_EPROTO, "malformed HEARTBEAT");
     pthread_mutex_lock(&co->mu);
@@ -462,6 +464,7 @@ int co_on_heartbeat(co_conn *cc, const pd_hdr *h) {
     if (live) {
         co->wseen_ms[rank] = pd_now_ms();
         co->wclock[rank] = h->clock;
+        co_worker_lost(co, (int32_t)rank, lost);
     }
     pthread_mutex_unlock(&co->mu);
     if (!live) {
