@@ -173,11 +173,16 @@ for r in 0 1; do
   wait "${TOY_PIDS[$r]}" && fail "worker $r exited 0 with its server lost for good"
   expect_line "$TMP/toy.$r.out" "server 1 was lost and cannot be replaced: $why"
 done
+"$PARAMD" status --coordinator "$COORD" >"$TMP/status.out" 2>&1
+expect_line "$TMP/status.out" "server 1: LOST for good: not replaced"
+"$PARAMD" status --coordinator "$COORD" --json >"$TMP/status.json"
+jq -e '.servers[1].slot == "gone" and .servers[0].slot == "up"' "$TMP/status.json" >/dev/null \
+  || { cat "$TMP/status.json"; fail "paramd status --json: server 1's slot is not gone"; }
 "$PARAMD" server --coordinator "$COORD" >"$TMP/refused.log" 2>&1 && fail "a replacement was taken with no checkpoint"
 expect_line "$TMP/refused.log" "this cluster takes no replacement server \(it cannot take server 1's place: server 1 was lost and cannot be replaced: $why"
 kill -KILL "$COORD_PID" "$(pid_of "$(index_log 0)")" 2>/dev/null
 wait
-pass "lost before any checkpoint: not replaceable, said by the coordinator, both workers and the refused server"
+pass "lost before any checkpoint: not replaceable, said by the coordinator, both workers, paramd status and the refused server"
 
 # --- 4. no replacement within --replace-s ---
 cluster sync 1000000 --checkpoint-every-clocks 20 --replace-s 1

@@ -46,6 +46,7 @@ typedef struct wk {
 typedef struct sv {
     int index, connected, ok, tables, tcp, shm;
     int64_t silent_ms; /* the coordinator heard nothing from it this long */
+    char slot[16];     /* up, lost, restoring, gone (a replacement: docs/durability.md) */
     char address[PD_MAX_ADDR + 1], metrics[PD_MAX_ADDR + 1], error[PD_ERRMSG_MAX];
     int64_t uptime_ms;
     uint64_t requests, push, pull;
@@ -154,6 +155,8 @@ static void parse_coord(view *v, char *text) {
             str_val(&kv, "address", s->address, sizeof s->address);
             s->connected = (int)pd_kv_int(&kv, "connected", 0);
             s->silent_ms = pd_kv_int(&kv, "silent_ms", 0);
+            snprintf(s->slot, sizeof s->slot, "up"); /* (an older coordinator: none) */
+            if (pd_kv_get(&kv, "slot")) str_val(&kv, "slot", s->slot, sizeof s->slot);
         } else if (!strcmp(kv.kind, "table")) {
             tb *t = table_get(v, (uint32_t)atoi(kv.id));
             if (!t) continue;
@@ -318,6 +321,16 @@ static void print_text(const view *v, const view *prev, double dt) {
         if (s->silent_ms > 0)
             printf("  server %d at %s: SILENT for %.1f s (no heartbeat to the coordinator: "
                    "stopped or hung?)\n", s->index, s->address, (double)s->silent_ms / 1000.0);
+        if (strcmp(s->slot, "up") != 0) {
+            printf("  server %d: %s\n", s->index,
+                   !strcmp(s->slot, "lost") ? "LOST: the workers wait for a replacement "
+                                              "(paramd server --coordinator ADDR) that "
+                                              "restores its shard from the newest checkpoint"
+                   : !strcmp(s->slot, "restoring") ? "a replacement is restoring its shard"
+                                                   : "LOST for good: not replaced (the "
+                                                     "coordinator's log says why)");
+            continue;
+        }
         if (!s->ok) {
             printf("  server %d at %s: %s\n", s->index, s->address,
                    s->error[0] ? s->error : "not registered");
@@ -417,8 +430,8 @@ static void print_json(const view *v, const view *prev, double dt) {
         const sv *s = &v->s[i];
         printf("%s{\"index\": %d, \"address\": ", i ? ", " : "", s->index);
         json_str_or_null(strcmp(s->address, "-") ? s->address : NULL);
-        printf(", \"connected\": %s, \"silent_s\": %.3f, \"error\": ",
-               s->connected ? "true" : "false", (double)s->silent_ms / 1000.0);
+        printf(", \"connected\": %s, \"silent_s\": %.3f, \"slot\": \"%s\", \"error\": ",
+               s->connected ? "true" : "false", (double)s->silent_ms / 1000.0, s->slot);
         json_str_or_null(s->ok ? NULL : s->error[0] ? s->error : "not registered");
         printf(", \"metrics\": ");
         json_str_or_null(s->metrics);

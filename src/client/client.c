@@ -42,7 +42,10 @@
  *   receiver, 1/link   reads replies while it holds its link's read role,
  *                      sleeps otherwise
  *   heartbeat          tells the coordinator, on its own connection, that
- *                      this worker is alive (connect.c)
+ *                      this worker is alive, and which servers' links are
+ *                      broken in a cluster that replaces lost servers
+ *                      (connect.c; it peeks at each link's socket under a
+ *                      trylock of its send_mu)
  * The holder of a link's read role owns the read side of its connection,
  * the reply buffers (msgbuf, rxbuf) and the FIFO's head: only it pops
  * entries or fails the link.
@@ -53,6 +56,11 @@
  * waiter takes the send_mu of each link whose outbox is not empty before
  * it waits, holding nothing.  Shared buffers: map_mu, held through one
  * buffer's mapping on every link, then reg_mu (a leaf: the list).
+ * recover_mu (one lost link reconnected at a time: cl_recover_link) comes
+ * before coord_mu, map_mu and a link's send_mu and q_mu, which it takes
+ * to swap the link's connection once the FIFO is empty and nobody holds
+ * the read role; hb_mu is a leaf (taken after q_mu is released, to wake
+ * the heartbeat).
  *
  * Failure.  If a link breaks (server died, protocol error), its reader (a
  * caller or the receiver thread) fails every pending sub-request with the
@@ -60,7 +68,12 @@
  * once, and frames still in its outbox fail when it is next flushed (at
  * the latest by their waiter).  A link that breaks while nothing is
  * pending is noticed by the next request's reader.  Nothing aborts the
- * caller.
+ * caller.  In a cluster that replaces lost servers (the map's replace_ms,
+ * coord/replace.c) a request whose only errors were broken links is not
+ * failed: its waiter asks the coordinator for the replacement
+ * (SERVER_WAIT), connects the link to it, and issues the request's parts
+ * for that server again (request.c, req_retry), from the caller's buffers
+ * (valid until the call returns or is waited for).
  */
 #include <pthread.h>
 #include <stdio.h>

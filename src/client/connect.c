@@ -723,6 +723,12 @@ int paramd_connect(paramd_client **out, const char *options) {
     c->slots = (int32_t)M;
     for (uint32_t i = 0; i < S; i++) {
         pd_link *l = &c->links[i];
+        if (c->tool && !strcmp(l->addr, "-")) { /* a lost server (coord/replace.c) */
+            snprintf(l->dead_msg, sizeof l->dead_msg, "server %u was lost: the coordinator "
+                     "has no address for it (paramd status says whether it is replaced)", i);
+            __atomic_store_n(&l->dead, 1, __ATOMIC_RELEASE);
+            continue;
+        }
         if ((rc = link_open(c, l)) && c->tool) {
             /* A tool works with the servers it can reach: this link is
              * dead from the start, and its calls fail with the reason. */

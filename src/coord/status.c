@@ -12,8 +12,10 @@
  *   cluster 0 servers S workers W slots M epoch E registered R members N
  *           departed D died X barriers B barrier_arrived A uptime_ms U
  *           metrics ADDR|-
- *   server K address A connected 0|1 silent_ms S          (one per server;
- *          S: how long a silent server has been so, else 0)
+ *   server K address A connected 0|1 silent_ms S slot up|lost|restoring|gone
+ *          (one per server; S: how long a silent server has been so, else
+ *          0; slot: lost, waiting for a replacement; restoring, one is
+ *          restoring its shard; gone, lost for good: replace.c)
  *   worker R state new|live|joining|left|died|free clock C seen_ms_ago T
  *          host H start J at_barrier 0|1                  (one per slot)
  *   table ID name NAME n N ready 0|1 spec SPEC            (one per table)
@@ -32,6 +34,10 @@ static const char *const state_names[] = {
     [W_NEW] = "new", [W_LIVE] = "live", [W_LEFT] = "left",
     [W_DIED] = "died", [W_FREE] = "free", [W_JOINING] = "joining",
     [W_AWAY] = "away"};
+
+/* A server slot's state (replace.c). */
+static const char *const slot_names[] = {
+    [SD_UP] = "up", [SD_LOST] = "lost", [SD_RESTORING] = "restoring", [SD_GONE] = "gone"};
 
 /* ==== Waits ============================================================= */
 
@@ -222,10 +228,11 @@ int co_on_status(co_conn *cc, const pd_hdr *h) {
          (long long)((pd_now() - co->started) * 1000), maddr ? maddr : "-");
     int64_t now_ms = pd_now_ms();
     for (int32_t k = 0; k < co->o.servers; k++)
-        LINE("server %d address %s connected %d silent_ms %lld\n", k,
+        LINE("server %d address %s connected %d silent_ms %lld slot %s\n", k,
              k < co->nservers && co->server_addr[k][0] ? co->server_addr[k] : "-",
              co->server_conn[k] != NULL,
-             co->ssilent[k] ? (long long)(now_ms - co->sseen_ms[k]) : 0LL);
+             co->ssilent[k] ? (long long)(now_ms - co->sseen_ms[k]) : 0LL,
+             slot_names[co->sdown[k]]);
     for (int32_t r = 0; r < co->o.max_workers; r++) {
         int st = co->wstate[r];
         const char *host = "-";

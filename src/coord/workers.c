@@ -347,10 +347,15 @@ int co_on_map(co_conn *cc, const pd_hdr *h) {
         pthread_cond_wait(&co->cv, &co->mu);
     pd_buf b;
     pd_buf_init(&b);
+    /* a lost server's slot (replace.c) has no address to give: "-" */
+    char(*addr)[PD_MAX_ADDR + 1] = pd_calloc((size_t)co->o.servers, sizeof *addr);
+    for (int32_t k = 0; addr && k < co->o.servers; k++)
+        snprintf(addr[k], sizeof addr[k], "%s", co->sdown[k] == SD_UP ? co->server_addr[k] : "-");
     pd_map m = {-1, (uint32_t)co->o.workers, (uint32_t)co->o.servers, co->epoch,
-                co->server_addr, 0, 0, 0, 0, 0, {0}, 0, 0, 0};
+                addr ? addr : co->server_addr, 0, 0, 0, 0, 0, {0}, 0, 0, 0};
     pd_map_encode(&b, &m);
     pthread_mutex_unlock(&co->mu);
+    pd_free(addr);
     int rc = co_reply(cc, h, &b);
     pd_buf_free(&b);
     return rc;
