@@ -575,6 +575,46 @@ static int impostor(int32_t victim) {
         map_unchanged(coord, &m);
     }
 
+    /* -- a lost server's replacement (coord/replace.c): SERVER_WAIT from a
+     * tool, from a server, naming a server out of range; SERVER_READY from
+     * a tool and from a registered server that restores nothing --------- */
+    {
+        pd_err e = {0};
+        pd_buf b;
+        pd_buf_init(&b);
+        pd_put_u32(&b, 0);
+        pd_put_u64(&b, 0);
+        pd_conn *k = rp_tool(coord);
+        int rc = raw(k, PD_MSG_SERVER_WAIT, 0, b.p, b.len, msg, sizeof msg);
+        expect("coordinator, SERVER_WAIT from a tool", rc, msg, PARAMD_EPROTO,
+               "not from a registered worker");
+        rc = raw(k, PD_MSG_SERVER_READY, 0, NULL, 0, msg, sizeof msg);
+        expect("coordinator, SERVER_READY from a tool", rc, msg, PARAMD_EPROTO,
+               "not restoring a lost shard");
+        pd_conn_destroy(k);
+        k = rp_dial(coord);
+        if (hello_as(k, PD_ROLE_SERVER, -1, NULL, rp_key(), NULL, &e))
+            CHECK_FAIL_("HELLO coordinator as a server: %s", e.msg);
+        rc = raw(k, PD_MSG_SERVER_READY, 0, NULL, 0, msg, sizeof msg);
+        expect("coordinator, SERVER_READY from an unregistered server", rc, msg, PARAMD_EPROTO,
+               "not restoring a lost shard");
+        rc = raw(k, PD_MSG_SERVER_WAIT, 0, b.p, b.len, msg, sizeof msg);
+        expect("coordinator, SERVER_WAIT from a server", rc, msg, PARAMD_EPROTO,
+               "not from a registered worker");
+        pd_conn_destroy(k);
+        pd_buf_free(&b);
+        pd_buf_init(&b);
+        pd_put_u32(&b, S + 7);
+        pd_put_u64(&b, 0);
+        k = rp_tool(coord);
+        rc = raw(k, PD_MSG_SERVER_WAIT, 0, b.p, b.len, msg, sizeof msg);
+        expect("coordinator, SERVER_WAIT naming a server out of range", rc, msg, PARAMD_EPROTO,
+               "malformed SERVER_WAIT");
+        pd_conn_destroy(k);
+        pd_buf_free(&b);
+        map_unchanged(coord, &m);
+    }
+
     /* -- a tool writing tables ------------------------------------------- */
     for (uint32_t k = 0; k < S; k++) {
         pd_conn *tk = rp_tool(m.addr[k]);
