@@ -163,7 +163,7 @@ pass "async: server 1 SIGKILLed and replaced: server 0's values exactly $((2 * N
 # servers' debug lines say which is which once the table is defined)
 # (--persist: the cluster outlives its failed workers, for the refusal)
 export PARAMD_LOG=debug
-cluster sync 1000000 --replace-s 30 --persist
+cluster sync 1000000 --replace-s 30 --persist --metrics 127.0.0.1:0
 unset PARAMD_LOG
 for k in 0 1; do wait_line "$TMP/server.$k.log" "server [01]: debug: table 1: shard"; done
 kill_server 1
@@ -178,6 +178,13 @@ expect_line "$TMP/status.out" "server 1: LOST for good: not replaced"
 "$PARAMD" status --coordinator "$COORD" --json >"$TMP/status.json"
 jq -e '.servers[1].slot == "gone" and .servers[0].slot == "up"' "$TMP/status.json" >/dev/null \
   || { cat "$TMP/status.json"; fail "paramd status --json: server 1's slot is not gone"; }
+MURL=$(sed -nE 's|.*metrics at (http://[^ ]+/metrics).*|\1|p' "$TMP/coordinator.log" | head -1)
+[ -n "$MURL" ] || fail "the coordinator did not say where its metrics are"
+curl -sf "$MURL" >"$TMP/metrics.txt" || fail "no metrics at $MURL"
+for want in 'paramd_server_slots\{state="up"\} 1' 'paramd_server_slots\{state="gone"\} 1' \
+    'paramd_server_slots\{state="lost"\} 0' 'paramd_servers_lost_total 1' 'paramd_servers_replaced_total 0'; do
+  expect_line "$TMP/metrics.txt" "^$want\$"
+done
 "$PARAMD" server --coordinator "$COORD" >"$TMP/refused.log" 2>&1 && fail "a replacement was taken with no checkpoint"
 expect_line "$TMP/refused.log" "this cluster takes no replacement server \(it cannot take server 1's place: server 1 was lost and cannot be replaced: $why"
 kill -KILL "$COORD_PID" "$(pid_of "$(index_log 0)")" 2>/dev/null

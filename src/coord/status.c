@@ -292,6 +292,22 @@ void co_metrics_render(void *coord, pd_buf *b) {
     pd_prom_sample(b, "paramd_servers_registered", "", co->nservers);
     pd_prom_family(b, "paramd_servers_expected", PD_PROM_GAUGE, "--servers");
     pd_prom_sample(b, "paramd_servers_expected", "", co->o.servers);
+    pd_prom_family(b, "paramd_server_slots", PD_PROM_GAUGE,
+                   "server slots by state: up, lost (waiting for a replacement), restoring "
+                   "(a replacement restores the shard), gone (lost for good)");
+    for (int st = SD_UP; st <= SD_GONE; st++) {
+        int n = 0;
+        for (int32_t k = 0; k < co->o.servers; k++) n += co->sdown[k] == st;
+        lab[0] = '\0';
+        pd_prom_label(lab, sizeof lab, "state", slot_names[st]);
+        pd_prom_sample(b, "paramd_server_slots", lab, n);
+    }
+    pd_prom_family(b, "paramd_servers_lost_total", PD_PROM_COUNTER,
+                   "servers whose connection ended while the cluster ran");
+    pd_prom_sample(b, "paramd_servers_lost_total", "", co->servers_lost);
+    pd_prom_family(b, "paramd_servers_replaced_total", PD_PROM_COUNTER,
+                   "lost servers whose shard a replacement restored from a checkpoint");
+    pd_prom_sample(b, "paramd_servers_replaced_total", "", co->servers_replaced);
     pd_prom_family(b, "paramd_workers", PD_PROM_GAUGE, "worker slots by state");
     for (int st = W_NEW; st <= W_AWAY; st++) {
         int n = 0;
