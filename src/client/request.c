@@ -98,10 +98,6 @@ void req_sleep(paramd_request *r, const int *granted) {
     pthread_mutex_unlock(&r->mu);
 }
 
-/* Wait and return the result; copy the detail to the client's error.  What
- * waits in the outboxes is sent first: r's frames may be there.  This
- * thread reads r's replies itself from links nobody else reads: a request
- * on one link with link_wait, one spanning several with req_wait_links. */
 /* r failed only because servers were lost (r->lost), in a cluster that
  * replaces them: wait for each replacement, and issue r's part for it
  * again (the request starts over with those parts alone).  1 if r was
@@ -141,6 +137,12 @@ static int req_retry(paramd_request *r) {
     return 1;
 }
 
+/* Wait and return the result; copy the detail to the client's error.  What
+ * waits in the outboxes is sent first: r's frames may be there.  This
+ * thread reads r's replies itself from links nobody else reads: a request
+ * on one link with link_wait, one spanning several with req_wait_links.
+ * A request that failed only because servers were lost is sent again to
+ * their replacements first (req_retry). */
 int req_finish(paramd_request *r) {
 again:
     client_flush(r->c, r);

@@ -142,6 +142,7 @@ static void *conn_main(void *arg) {
         }
         pthread_mutex_lock(&co->mu);
         co->nbusy++;
+        cc->in_call = 1; /* (a worker held here pushes nothing: replace.c) */
         pthread_mutex_unlock(&co->mu);
         switch (h.type) {
         case PD_MSG_REG_SERVER: rc = co_on_reg_server(cc, &h); break;
@@ -170,6 +171,7 @@ static void *conn_main(void *arg) {
             rc = e.code;
         }
         pthread_mutex_lock(&co->mu);
+        cc->in_call = 0;
         if (--co->nbusy == 0 && co->stopping) pthread_cond_broadcast(&co->cv);
         pthread_mutex_unlock(&co->mu);
     }

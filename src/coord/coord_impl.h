@@ -61,6 +61,9 @@ typedef struct co_conn {
                       * servers of a cluster being taken back hold
                       * (takeover.c): it is refused */
     uint32_t gen;    /* wgen[rank] when it registered */
+    int in_call;     /* (under mu) a request of its is being answered: its
+                      * worker, held in a barrier, a table's creation or a
+                      * SERVER_WAIT, pushes nothing meanwhile (replace.c) */
     pd_hello hello;  /* what it said in HELLO: its role, and the rank
                       * ticket it showed (checked against grant) */
     struct co_rejoin *rj; /* a server's SERVER_REJOIN being read (its

@@ -18,7 +18,8 @@
  * held there.  A worker counts as waiting from the first of the two (its
  * request may be held meanwhile on a surviving server, by a sync clock
  * that waits for another worker's push, which waits for the
- * replacement), or while it is held at a barrier.  The replacement's REG_SERVER (the slot
+ * replacement), or while any request of its is held here (a barrier, a
+ * table another worker is creating).  The replacement's REG_SERVER (the slot
  * is SD_RESTORING) is held until every worker in the cluster waits: then
  * nobody has a push on its way to any server, and the clock the new shard
  * goes on at is decided once:
@@ -128,8 +129,16 @@ static int rep_expired(pd_coord *co, int32_t k) {
     return 1;
 }
 
-/* mu held: workers of the cluster that neither wait for a replacement nor
- * at a barrier, named into who; how many. */
+/* mu held: 1 if worker w is held by this coordinator: a request of its
+ * (a barrier, a table being created, a SERVER_WAIT) is being answered. */
+static int held_here(const pd_coord *co, int32_t w) {
+    for (const co_conn *cc = co->conns; cc; cc = cc->next)
+        if (cc->rank == w && !cc->heartbeat && cc->in_call && cc->gen == co->wgen[w]) return 1;
+    return 0;
+}
+
+/* mu held: workers of the cluster that neither said they wait for a
+ * replacement nor are held by this coordinator, named into who; how many. */
 static int not_waiting(const pd_coord *co, char *who, size_t len) {
     int n = 0;
     size_t off = 0;
@@ -137,8 +146,7 @@ static int not_waiting(const pd_coord *co, char *who, size_t len) {
     for (int32_t w = 0; w < co->o.max_workers; w++) {
         int st = co->wstate[w];
         if (st != W_NEW && st != W_LIVE && st != W_AWAY) continue;
-        if (co->wwait[w] || (co->barrier_arrived > 0 && co->wbar[w] == co->barrier_gen + 1))
-            continue;
+        if (co->wwait[w] || held_here(co, w)) continue;
         if (off < len)
             off += (size_t)snprintf(who + off, len - off, "%s%d", n ? ", " : "", w);
         n++;
@@ -162,8 +170,8 @@ int co_reg_replacement(co_conn *cc, const pd_hdr *h, int32_t k, const char *addr
         int64_t now = pd_now_ms();
         if (now >= co->sdown_until[k]) {
             snprintf(why, sizeof why, "server %d's replacement: workers %s did not stop "
-                     "for it within --replace-s (they neither wait for server %d nor at "
-                     "a barrier)", k, who, k);
+                     "for it within --replace-s (they neither wait for server %d nor for "
+                     "this coordinator)", k, who, k);
             break;
         }
         if (now >= next_log) {
