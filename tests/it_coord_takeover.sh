@@ -208,10 +208,7 @@ PARAMD_LOG=debug setsid "$PARAMD" local --servers 2 --workers 2 --restarts 1 -- 
   --consistency sync --iters 300 --sleep-ms 5 >"$TMP/local.log" 2>&1 &
 LOCAL=$!; PIDS+=($LOCAL)
 wait_line "$TMP/local.log" "server [01]: debug: table 1: shard"
-victim=""
-for p in $(ps -s $LOCAL -o pid=); do
-  tr '\0' ' ' <"/proc/$p/cmdline" 2>/dev/null | grep -q " coordinator " && { victim=$p; break; }
-done
+victim=$(session_child $LOCAL coordinator)
 [ -n "$victim" ] || { cat "$TMP/local.log"; fail "no coordinator child to kill"; }
 kill -KILL "$victim"
 wait $LOCAL; rc=$?

@@ -88,6 +88,19 @@ replacement() {
   "$PARAMD" server --coordinator "$COORD" >>"$TMP/server.R.log" 2>&1 &
   REP_PID=$!; PIDS+=($REP_PID)
 }
+# kill_and_replace MODE N: a cluster of MODE toys running N clocks, whose
+# server 1 is SIGKILLed after checkpoint 2 and replaced by hand; returns
+# once both workers finished (exit 0)
+kill_and_replace() {
+  cluster "$1" "$2" --checkpoint-every-clocks 20 --replace-s 30
+  wait_line "$TMP/coordinator.log" "checkpoint 2 at clock [0-9]+"
+  kill_server 1
+  wait_line "$TMP/coordinator.log" "server 1 \(127\.0\.0\.1:[0-9]+\) lost; waiting up to 30 s \(--replace-s\) for a replacement \(paramd server --coordinator $COORD\) to restore its shard from $TMP/root/ckpt-[0-9]+ \(clock [0-9]+\)"
+  replacement
+  for r in 0 1; do
+    wait "${TOY_PIDS[$r]}" || { cat "$TMP/toy.$r.out" "$TMP/coordinator.log"; fail "$1 worker $r failed"; }
+  done
+}
 # lost_clocks: C and A from the coordinator's line, checked against the
 # replacement's own line
 lost_clocks() {
@@ -109,12 +122,7 @@ pass "wrong --replace-s and --replace-servers, and --replace-servers without che
 
 # --- 1. sync: the lost shard goes on from its checkpoint, the other kept ---
 N=4000
-cluster sync $N --checkpoint-every-clocks 20 --replace-s 30
-wait_line "$TMP/coordinator.log" "checkpoint 2 at clock [0-9]+"
-kill_server 1
-wait_line "$TMP/coordinator.log" "server 1 \(127\.0\.0\.1:[0-9]+\) lost; waiting up to 30 s \(--replace-s\) for a replacement \(paramd server --coordinator $COORD\) to restore its shard from $TMP/root/ckpt-[0-9]+ \(clock [0-9]+\)"
-replacement
-for r in 0 1; do wait "${TOY_PIDS[$r]}" || { cat "$TMP/toy.$r.out" "$TMP/coordinator.log"; fail "sync worker $r failed"; }; done
+kill_and_replace sync $N
 lost_clocks
 mapfile -t V < <(values "$TMP/toy.0.out")
 for i in 0 1 2 3 4; do [ "${V[$i]}" = $N ] || fail "server 0's element $i is ${V[$i]}, expected $N (it kept its state)"; done
@@ -127,12 +135,7 @@ pass "sync: server 1 SIGKILLed, replaced from its checkpoint at clock $C, going 
 
 # --- 1b. the same on a sparse table: rows by their key's server ---
 N=3000
-cluster sparse $N --checkpoint-every-clocks 20 --replace-s 30
-wait_line "$TMP/coordinator.log" "checkpoint 2 at clock [0-9]+"
-kill_server 1
-wait_line "$TMP/coordinator.log" "server 1 \(127\.0\.0\.1:[0-9]+\) lost; waiting"
-replacement
-for r in 0 1; do wait "${TOY_PIDS[$r]}" || { cat "$TMP/toy.$r.out" "$TMP/coordinator.log"; fail "sparse worker $r failed"; }; done
+kill_and_replace sparse $N
 lost_clocks
 awk -v n=$N -v m=$((C + N - A)) '/^key / { want = $4 == 0 ? n : m; seen[$4]++
     if ($6 + 0 != want) { print "key " $2 " on server " $4 ": " $6 ", expected " want; bad = 1 } }
@@ -143,12 +146,7 @@ pass "sparse: server 1 SIGKILLed, replaced from clock $C going on at $A: server 
 
 # --- 2. async: no push applied twice on the survivor ---
 N=3000
-cluster async $N --checkpoint-every-clocks 20 --replace-s 30
-wait_line "$TMP/coordinator.log" "checkpoint 2 at clock [0-9]+"
-kill_server 1
-wait_line "$TMP/coordinator.log" "server 1 \(127\.0\.0\.1:[0-9]+\) lost; waiting"
-replacement
-for r in 0 1; do wait "${TOY_PIDS[$r]}" || { cat "$TMP/toy.$r.out" "$TMP/coordinator.log"; fail "async worker $r failed"; }; done
+kill_and_replace async $N
 expect_line "$TMP/coordinator.log" "server 1 replaced by"
 mapfile -t V < <(values "$TMP/toy.0.out")
 for i in 0 1 2 3 4; do [ "${V[$i]}" = $((2 * N)) ] || fail "async: server 0's element $i is ${V[$i]}, expected $((2 * N)) (every push once)"; done
@@ -211,10 +209,7 @@ setsid "$PARAMD" local --servers 2 --workers 2 --replace-servers 1 --checkpoint-
   >"$TMP/local.log" 2>&1 &
 LOCAL=$!; PIDS+=($LOCAL)
 wait_line "$TMP/local.log" "coordinator: info: checkpoint 2 at clock"
-victim=""
-for p in $(ps -s $LOCAL -o pid=); do
-  tr '\0' ' ' <"/proc/$p/cmdline" 2>/dev/null | grep -q " server " && { victim=$p; break; }
-done
+victim=$(session_child $LOCAL server)
 [ -n "$victim" ] || { cat "$TMP/local.log"; fail "no server child to kill"; }
 kill -KILL "$victim"
 wait $LOCAL; rc=$?
@@ -236,10 +231,7 @@ if [ "${PARAMD_TRANSPORT:-auto}" != tcp ]; then
   TR=$!; PIDS+=($TR)
   wait_line "$TMP/train.log" "coordinator: info: checkpoint 2 at clock"
   ADDR=$(sed -nE 's/.*coordinator listening on ([0-9.:]+) .*/\1/p' "$TMP/train.log" | head -1)
-  victim=""
-  for p in $(ps -s $TR -o pid=); do
-    tr '\0' ' ' <"/proc/$p/cmdline" 2>/dev/null | grep -q " server " && { victim=$p; break; }
-  done
+  victim=$(session_child $TR server)
   [ -n "$victim" ] || { cat "$TMP/train.log"; fail "no server of paramd train to kill"; }
   kill -KILL "$victim"
   wait_line "$TMP/train.log" "coordinator: warning: server [01] replaced by"

@@ -46,6 +46,16 @@ start_servers() {
   done
 }
 
+# session_child SID WORD: the pid of a process of session SID (a setsid
+# paramd local, train) whose command line has the word WORD (coordinator,
+# server), or nothing
+session_child() {
+  local p
+  for p in $(ps -s "$1" -o pid=); do
+    tr '\0' ' ' <"/proc/$p/cmdline" 2>/dev/null | grep -q " $2 " && { echo "$p"; return; }
+  done
+}
+
 # expect_line FILE REGEX: FILE has a line matching REGEX
 expect_line() {
   grep -Eq -- "$2" "$1" || { echo "--- $1:" >&2; cat "$1" >&2; fail "no line matching '$2' in $1"; }

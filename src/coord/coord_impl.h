@@ -190,6 +190,9 @@ void co_worker_departed(pd_coord *co, int32_t rank, int clean, const char *why);
 /* mu held: no worker is left (and no --persist): the servers are told to
  * exit (SHUTDOWN) and the coordinator stops. */
 void co_end_if_empty(pd_coord *co);
+/* The REG_SERVER reply for server idx (mu held: the grant key), as far
+ * as every server gets it (a replacement gets more: replace.c). */
+void co_put_reg_server(const pd_coord *co, pd_buf *b, int32_t idx);
 int co_on_reg_server(co_conn *cc, const pd_hdr *h);
 int co_on_join_reply(co_conn *cc, const pd_hdr *h);
 int co_on_reg_worker(co_conn *cc, const pd_hdr *h);

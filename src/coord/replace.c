@@ -209,12 +209,7 @@ int co_reg_replacement(co_conn *cc, const pd_hdr *h, int32_t k, const char *addr
     snprintf(co->server_addr[k], PD_MAX_ADDR + 1, "%s", addr);
     pd_buf b;
     pd_buf_init(&b);
-    pd_put_u32(&b, (uint32_t)k);
-    pd_put_u32(&b, (uint32_t)co->o.servers);
-    pd_put_u32(&b, (uint32_t)co->o.workers);
-    pd_put_u32(&b, (uint32_t)co->o.max_workers);
-    pd_put_bytes(&b, co->grant.k, sizeof co->grant.k);
-    pd_put_u32(&b, (uint32_t)co->o.rejoin_ms);
+    co_put_reg_server(co, &b, k);
     /* What a replacement gets: the checkpoint, its clock, the clock to go
      * on at, and a byte per worker slot: 1 if it is in the cluster. */
     pd_put_str(&b, dir);

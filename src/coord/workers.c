@@ -76,6 +76,16 @@ void co_end_if_empty(pd_coord *co) {
     }
 }
 
+void co_put_reg_server(const pd_coord *co, pd_buf *b, int32_t idx) {
+    pd_put_u32(b, (uint32_t)idx);
+    pd_put_u32(b, (uint32_t)co->o.servers);
+    pd_put_u32(b, (uint32_t)co->o.workers);
+    pd_put_u32(b, (uint32_t)co->o.max_workers);
+    /* What only servers get: the key that checks workers' rank tickets. */
+    pd_put_bytes(b, co->grant.k, sizeof co->grant.k);
+    pd_put_u32(b, (uint32_t)co->o.rejoin_ms); /* (a reader takes it if present) */
+}
+
 int co_on_reg_server(co_conn *cc, const pd_hdr *h) {
     pd_coord *co = cc->co;
     char addr[PD_MAX_ADDR + 1];
@@ -119,13 +129,7 @@ int co_on_reg_server(co_conn *cc, const pd_hdr *h) {
     pd_log(PD_LOG_DEBUG, "server %d registered at %s", idx, addr);
     pd_buf b;
     pd_buf_init(&b);
-    pd_put_u32(&b, (uint32_t)idx);
-    pd_put_u32(&b, (uint32_t)co->o.servers);
-    pd_put_u32(&b, (uint32_t)co->o.workers);
-    pd_put_u32(&b, (uint32_t)co->o.max_workers);
-    /* What only servers get: the key that checks workers' rank tickets. */
-    pd_put_bytes(&b, co->grant.k, sizeof co->grant.k);
-    pd_put_u32(&b, (uint32_t)co->o.rejoin_ms); /* (a reader takes it if present) */
+    co_put_reg_server(co, &b, idx);
     int rc = co_reply(cc, h, &b);
     pd_wipe(b.p, b.len);
     pd_buf_free(&b);
