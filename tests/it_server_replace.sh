@@ -11,7 +11,8 @@
 #     server 1's is C + N - A (the checkpoint's, plus every clock from A
 #     on); the survivor and the replacement exit 0, the coordinator 3;
 #     1b. the same on a sparse table (tool_sparse toy): each row by the
-#     server its key hashes to;
+#     server its key hashes to; 1c. servers 1 and 2 of 3 SIGKILLed at
+#     once, two replacements, each shard going on at a clock of its own;
 #  2. the same with an async toy (rule sgd lr 1 on ones: every push
 #     applied adds 1): server 0's values are exactly 2N (every push of
 #     both workers, none twice), server 1's at most 2N;
@@ -69,9 +70,9 @@ start_toys() {
 cluster() {
   local mode=$1 iters=$2; shift 2
   rm -rf "$TMP/coordinator.log" "$TMP"/server.*.log "$TMP"/toy.*.out "$TMP/root"
-  start_coordinator 2 2 --heartbeat-timeout-ms 2000 --checkpoint-dir "$TMP/root" "$@"
-  start_servers 2
-  SERVER_LOGS=("$TMP/server.0.log" "$TMP/server.1.log")
+  start_coordinator "${NS:-2}" 2 --heartbeat-timeout-ms 2000 --checkpoint-dir "$TMP/root" "$@"
+  start_servers "${NS:-2}"
+  SERVER_LOGS=(); for ((k = 0; k < ${NS:-2}; k++)); do SERVER_LOGS+=("$TMP/server.$k.log"); done
   start_toys "$mode" "$iters"
 }
 # kill_server K: SIGKILL the server that is server K (once it has said so)
@@ -103,13 +104,16 @@ kill_and_replace() {
 }
 # lost_clocks: C and A from the coordinator's line, checked against the
 # replacement's own line
+# (lost_clocks K: the same for server K of NS, whichever replacement took it)
 lost_clocks() {
-  local re='server 1 replaced by 127\.0\.0\.1:[0-9]+ after [0-9.]+ s: its shard was restored from [^ ]+ \(clock ([0-9]+)\) and goes on at clock ([0-9]+), so it lost [0-9]+ clocks of updates'
+  local k=${1:-1}
+  local re="server $k replaced by 127\\.0\\.0\\.1:[0-9]+ after [0-9.]+ s: its shard was restored from [^ ]+ \\(clock ([0-9]+)\\) and goes on at clock ([0-9]+), so it lost [0-9]+ clocks of updates"
   expect_line "$TMP/coordinator.log" "$re"
   C=$(sed -nE "s/.*$re.*/\1/p" "$TMP/coordinator.log")
   A=$(sed -nE "s/.*$re.*/\2/p" "$TMP/coordinator.log")
   [ "$A" -ge "$C" ] || fail "the shard goes on at clock $A, before its checkpoint's $C"
-  expect_line "$TMP/server.R.log" "replacing lost server 1 of 2: 1 tables restored from .* at clock $C; going on at clock $A \(this shard lost the updates of clocks $C\.\.$A; the other servers kept theirs\)"
+  cat "$TMP"/server.R*.log >"$TMP/server.Rall.log"
+  expect_line "$TMP/server.Rall.log" "replacing lost server $k of ${NS:-2}: 1 tables restored from .* at clock $C; going on at clock $A \(this shard lost the updates of clocks $C\.\.$A; the other servers kept theirs\)"
 }
 
 # --- 0. wrong arguments ---
@@ -143,6 +147,31 @@ awk -v n=$N -v m=$((C + N - A)) '/^key / { want = $4 == 0 ? n : m; seen[$4]++
   || { cat "$TMP/toy.0.out"; fail "sparse: a row is not what its server kept or restored"; }
 wait "$REP_PID" || fail "the sparse replacement did not exit 0"
 pass "sparse: server 1 SIGKILLed, replaced from clock $C going on at $A: server 0's rows $N, server 1's $((C + N - A))"
+
+# --- 1c. two of three servers lost at once, two replacements ---
+# (each shard goes on at a clock of its own: the second slot's A counts
+# a worker waiting for the first as possibly one clock further)
+N=4000 NS=3
+cluster sync $N --checkpoint-every-clocks 20 --replace-s 30
+wait_line "$TMP/coordinator.log" "checkpoint 2 at clock [0-9]+"
+L1=$(index_log 1) L2=$(index_log 2)
+[ -n "$L1" ] && [ -n "$L2" ] || fail "no server logs say they are servers 1 and 2"
+P1=$(pid_of "$L1") P2=$(pid_of "$L2")
+kill -KILL "$P1" "$P2"; wait "$P1" "$P2" 2>/dev/null
+replacement; R1=$REP_PID
+"$PARAMD" server --coordinator "$COORD" >>"$TMP/server.R2.log" 2>&1 &
+R2=$!; PIDS+=($R2)
+for r in 0 1; do wait "${TOY_PIDS[$r]}" || { cat "$TMP/toy.$r.out" "$TMP/coordinator.log"; fail "worker $r failed with two servers replaced"; }; done
+mapfile -t V < <(values "$TMP/toy.0.out")
+for i in 0 1 2; do [ "${V[$i]}" = $N ] || fail "server 0's element $i is ${V[$i]}, expected $N"; done
+lost_clocks 1; C1=$C A1=$A
+lost_clocks 2; C2=$C A2=$A
+for i in 3 4 5; do [ "${V[$i]}" = $((C1 + N - A1)) ] || fail "server 1's element $i is ${V[$i]}, expected $((C1 + N - A1))"; done
+for i in 6 7 8 9; do [ "${V[$i]}" = $((C2 + N - A2)) ] || fail "server 2's element $i is ${V[$i]}, expected $((C2 + N - A2))"; done
+for p in "$R1" "$R2"; do wait "$p" || fail "a replacement did not exit 0"; done
+expect_line "$TMP/coordinator.log" "2 servers lost \(2 replaced, its shard restored from a checkpoint\): exit status 3"
+NS=2
+pass "servers 1 and 2 of 3 SIGKILLed at once and both replaced: server 0's values $N, server 1's $((C1 + N - A1)) (going on at $A1), server 2's $((C2 + N - A2)) (at $A2)"
 
 # --- 2. async: no push applied twice on the survivor ---
 N=3000

@@ -82,6 +82,8 @@ typedef struct pd_link {
     paramd_client *c;
     int index;
     char addr[PD_MAX_ADDR + 1];
+    uint64_t epoch;          /* the map epoch addr is from (a lost server's
+                              * replacement: connect.c, cl_recover_link) */
     char host[64];           /* the server's host name (its welcome's
                               * identity), for messages; "" if unknown */
     pd_conn *conn;

@@ -539,11 +539,13 @@ int cl_recover_link(paramd_client *c, int32_t k) {
     pthread_mutex_lock(&l->q_mu);
     snprintf(was, sizeof was, "%s", l->dead_msg);
     pthread_mutex_unlock(&l->q_mu);
-    /* Held at the coordinator until the replacement serves. */
+    /* Held at the coordinator until a replacement serves, newer than the
+     * map this link's address came from (l->epoch: written only here,
+     * under recover_mu, and at connect) */
     pd_buf b;
     pd_buf_init(&b);
     pd_put_u32(&b, (uint32_t)k);
-    pd_put_u64(&b, __atomic_load_n(&c->epoch, __ATOMIC_RELAXED));
+    pd_put_u64(&b, l->epoch);
     size_t rlen = 0;
     int rc = coord_rpc(c, PD_MSG_SERVER_WAIT, 0, &b, buf, &rlen);
     pd_buf_free(&b);
@@ -596,6 +598,7 @@ int cl_recover_link(paramd_client *c, int32_t k) {
     snprintf(l->addr, sizeof l->addr, "%s", nl.addr);
     snprintf(l->host, sizeof l->host, "%s", nl.host);
     l->regions_ok = nl.regions_ok;
+    l->epoch = epoch;
     l->dead_msg[0] = '\0';
     __atomic_store_n(&l->dead, 0, __ATOMIC_RELEASE);
     pthread_mutex_unlock(&l->q_mu);
@@ -706,6 +709,7 @@ int paramd_connect(paramd_client **out, const char *options) {
         pthread_mutex_init(&l->q_mu, NULL);
         pthread_cond_init(&l->rx_cv, NULL);
         l->ob_niov = 1;
+        l->epoch = m.epoch;
         snprintf(l->addr, sizeof l->addr, "%s", m.addr[i]);
     }
     /* heartbeat period; worker slots M (ranks 0..M-1, W of them expected at

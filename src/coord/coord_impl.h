@@ -64,6 +64,8 @@ typedef struct co_conn {
     int in_call;     /* (under mu) a request of its is being answered: its
                       * worker, held in a barrier, a table's creation or a
                       * SERVER_WAIT, pushes nothing meanwhile (replace.c) */
+    int32_t wait_slot; /* (under mu) the server slot its SERVER_WAIT waits
+                        * for; -1: none */
     pd_hello hello;  /* what it said in HELLO: its role, and the rank
                       * ticket it showed (checked against grant) */
     struct co_rejoin *rj; /* a server's SERVER_REJOIN being read (its
@@ -159,6 +161,8 @@ struct pd_coord {
     int8_t *sdown;        /* S: SD_UP.. */
     int64_t *sdown_until; /* S: when the wait for its replacement ends (ms) */
     double *sdown_t0;     /* S: pd_now() when it was lost */
+    uint64_t *sepoch;     /* S: the map epoch its replacement began serving
+                           * at (0: the server it started with) */
     char (*sdown_why)[PD_ERRMSG_MAX]; /* S: why it cannot be replaced (SD_GONE) */
     uint8_t *wwait;       /* M: the worker waits in SERVER_WAIT */
     int64_t rep_clock;    /* a replacement's shard goes on at this clock */

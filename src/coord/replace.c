@@ -25,7 +25,9 @@
  * goes on at is decided once:
  *
  *   A = max(the checkpoint's clock, the largest clock a waiting worker
- *           reported).
+ *           reported, plus one for a worker that said so only in a
+ *           heartbeat or waits for another lost slot: it may still
+ *           finish the request it was making).
  *
  * A sync or ssp worker that waits at clock c has pushed for every clock
  * below c (the lost server may have taken some of those pushes and
@@ -129,12 +131,20 @@ static int rep_expired(pd_coord *co, int32_t k) {
     return 1;
 }
 
-/* mu held: 1 if worker w is held by this coordinator: a request of its
- * (a barrier, a table being created, a SERVER_WAIT) is being answered. */
-static int held_here(const pd_coord *co, int32_t w) {
+/* mu held: whether worker w is held by this coordinator, a request of its
+ * being answered: 0 no; 1 a SERVER_WAIT for another slot than k (the
+ * request it retries may yet complete, if slot k's lost server had
+ * answered its part: then it goes on one clock further); 2 a SERVER_WAIT
+ * for slot k, or another request (a barrier, a table being created): its
+ * clock is the one that request carries until it is answered. */
+static int held_here(const pd_coord *co, int32_t w, int32_t k) {
+    int held = 0;
     for (const co_conn *cc = co->conns; cc; cc = cc->next)
-        if (cc->rank == w && !cc->heartbeat && cc->in_call && cc->gen == co->wgen[w]) return 1;
-    return 0;
+        if (cc->rank == w && !cc->heartbeat && cc->in_call && cc->gen == co->wgen[w]) {
+            int h = cc->wait_slot < 0 || cc->wait_slot == k ? 2 : 1;
+            if (h > held) held = h;
+        }
+    return held;
 }
 
 /* mu held: workers of the cluster that neither said they wait for a
@@ -146,7 +156,7 @@ static int not_waiting(const pd_coord *co, char *who, size_t len) {
     for (int32_t w = 0; w < co->o.max_workers; w++) {
         int st = co->wstate[w];
         if (st != W_NEW && st != W_LIVE && st != W_AWAY) continue;
-        if (co->wwait[w] || held_here(co, w)) continue;
+        if (co->wwait[w] || held_here(co, w, -1)) continue;
         if (off < len)
             off += (size_t)snprintf(who + off, len - off, "%s%d", n ? ", " : "", w);
         n++;
@@ -200,10 +210,17 @@ int co_reg_replacement(co_conn *cc, const pd_hdr *h, int32_t k, const char *addr
     char dir[4200];
     int64_t C = 0;
     rep_source(co, dir, sizeof dir, &C, why, sizeof why);
+    /* A worker held here for slot k (or at a barrier) is at the clock its
+     * request carries; one that only said in a heartbeat that it lost a
+     * link, or waits for another lost slot, may still finish the request
+     * it was making if this slot's lost server had answered its part
+     * before dying, and so be one clock further. */
     int64_t A = C;
     for (int32_t w = 0; w < co->o.max_workers; w++) {
         int st = co->wstate[w];
-        if ((st == W_LIVE || st == W_AWAY) && co->wclock[w] > A) A = co->wclock[w];
+        if (st != W_LIVE && st != W_AWAY) continue;
+        int64_t a = co->wclock[w] + (held_here(co, w, k) == 2 ? 0 : 1);
+        if (a > A) A = a;
     }
     co->rep_clock = A;
     snprintf(co->server_addr[k], PD_MAX_ADDR + 1, "%s", addr);
@@ -237,7 +254,7 @@ int co_on_server_ready(co_conn *cc, const pd_hdr *h) {
                             "not restoring a lost shard");
     }
     co->sdown[k] = SD_UP;
-    co->epoch++;
+    co->sepoch[k] = ++co->epoch;
     co->servers_replaced++;
     co->ck_full_next = 1;
     char dir[4200], why[PD_ERRMSG_MAX];
@@ -268,7 +285,7 @@ int co_on_server_wait(co_conn *cc, const pd_hdr *h) {
     pd_coord *co = cc->co;
     pd_rd r;
     uint32_t k;
-    uint64_t epoch;
+    uint64_t epoch; /* the map epoch its link to server k is from */
     pd_rd_init(&r, cc->buf, (size_t)h->len);
     pd_get_u32(&r, &k);
     pd_get_u64(&r, &epoch);
@@ -276,6 +293,7 @@ int co_on_server_wait(co_conn *cc, const pd_hdr *h) {
         return co_reply_err(cc, h, PARAMD_EPROTO, "malformed SERVER_WAIT, or not from a "
                             "registered worker");
     pthread_mutex_lock(&co->mu);
+    cc->wait_slot = (int32_t)k;
     char why[PD_ERRMSG_MAX] = "";
     int rc = 0;
     /* The worker may see its link break before this coordinator sees the
@@ -293,7 +311,7 @@ int co_on_server_wait(co_conn *cc, const pd_hdr *h) {
             rc = PARAMD_ECONFIG; /* (not ECLOSED: the worker would take it for us lost) */
             break;
         }
-        if (st == SD_UP && co->epoch > epoch) break; /* replaced meanwhile */
+        if (st == SD_UP && co->sepoch[k] > epoch) break; /* replaced since */
         if (st == SD_UP && pd_now_ms() >= notice_until) {
             snprintf(why, sizeof why, "the connection to server %d broke, but the "
                      "coordinator still has it", k);
@@ -308,6 +326,7 @@ int co_on_server_wait(co_conn *cc, const pd_hdr *h) {
         pd_cond_wait_ms(&co->cv, &co->mu, (int)(until > now ? until - now : 1));
     }
     co->wwait[cc->rank] = 0;
+    cc->wait_slot = -1;
     pd_buf b;
     pd_buf_init(&b);
     pd_put_u64(&b, co->epoch);
