@@ -22,7 +22,9 @@
 #  4. --replace-s 1 and no replacement: the workers fail, saying none
 #     registered within 1 s;
 #  5. paramd local --replace-servers 1: a SIGKILLed server is replaced by
-#     itself, the run finishes with exit status 3 saying so.
+#     itself, the run finishes with exit status 3 saying so; 5b. a server
+#     whose own link to the coordinator breaks comes back into its slot;
+#  6. paramd train --replace-servers: its buffers mapped into the new one.
 # transports: tcp shm
 source "$(dirname "$0")/lib.sh"
 TOY=$BUILD/examples/toy
@@ -248,6 +250,29 @@ expect_line "$TMP/local.log" "coordinator: warning: server [01] replaced by .* g
 expect_line "$TMP/local.log" "^paramd local: server [01] exited \(killed by signal 9.*\); a replacement restored its shard from the newest checkpoint, the other servers keeping theirs, and the run finished"
 grep -q "final params" "$TMP/local.log" || fail "paramd local: no final params"
 pass "paramd local --replace-servers 1: a SIGKILLed server replaced by a new one, the run finished, exit 3"
+
+# --- 5b. a server whose link to the coordinator breaks and comes back ---
+# (paramd server --coordinator-fault, a testing aid: its 6th frame to the
+# coordinator fails) Its slot waits for a replacement for a moment, then
+# is its own again: nothing is restored, every value exact, exit 0.
+rm -f "$TMP/coordinator.log" "$TMP"/server.*.log "$TMP"/toy.*.out; rm -rf "$TMP/root"
+start_coordinator 2 2 --heartbeat-timeout-ms 2000 --checkpoint-dir "$TMP/root" \
+  --checkpoint-every-clocks 20 --replace-s 30
+SERVER_PIDS=()
+"$PARAMD" server --coordinator "$COORD" --coordinator-fault send_fail=6 >>"$TMP/server.0.log" 2>&1 &
+SERVER_PIDS+=($!); PIDS+=($!)
+"$PARAMD" server --coordinator "$COORD" >>"$TMP/server.1.log" 2>&1 &
+SERVER_PIDS+=($!); PIDS+=($!)
+start_toys sync 5000
+wait_line "$TMP/coordinator.log" "server [01] came back before a replacement took its place: its slot is its own again"
+kill -0 "${TOY_PIDS[0]}" 2>/dev/null || fail "the toys ended before the server's link broke: make them longer"
+for r in 0 1; do wait "${TOY_PIDS[$r]}" || { cat "$TMP/toy.$r.out"; fail "worker $r failed across the broken link"; }; done
+mapfile -t V < <(values "$TMP/toy.0.out")
+for i in $(seq 0 9); do [ "${V[$i]}" = 5000 ] || fail "element $i is ${V[$i]}, expected 5000 (nothing lost)"; done
+wait "$COORD_PID" || { cat "$TMP/coordinator.log"; fail "the coordinator did not exit 0 after its server came back"; }
+for p in "${SERVER_PIDS[@]}"; do wait "$p" || fail "a server did not exit 0 (pid $p)"; done
+expect_line "$TMP/coordinator.log" "error: server [01] disconnected"
+pass "a server's link to the coordinator broke and came back: its slot its own again, no replacement, every value 5000, exit 0"
 
 # --- 6. paramd train --replace-servers: shared buffers in the replacement ---
 # (shared memory only: over TCP nothing is mapped) The workers' buffers

@@ -282,6 +282,8 @@ pd_coord *pd_coord_start(const pd_coord_opts *o, pd_err *e) {
     co->sdown_until = pd_calloc((size_t)o->servers, sizeof *co->sdown_until);
     co->sdown_t0 = pd_calloc((size_t)o->servers, sizeof *co->sdown_t0);
     co->sepoch = pd_calloc((size_t)o->servers, sizeof *co->sepoch);
+    co->srep_clock = pd_calloc((size_t)o->servers, sizeof *co->srep_clock);
+    co->srep_from = pd_calloc((size_t)o->servers, sizeof *co->srep_from);
     co->sdown_why = pd_calloc((size_t)o->servers, sizeof *co->sdown_why);
     co->wwait = pd_calloc((size_t)M, sizeof *co->wwait);
     co->started = pd_now();
@@ -292,7 +294,7 @@ pd_coord *pd_coord_start(const pd_coord_opts *o, pd_err *e) {
     if (!co->server_addr || !co->server_conn || !co->sseen_ms || !co->ssilent ||
         !co->wstate || !co->wseen_ms ||
         !co->wclock || !co->wgen || !co->wstart || !co->ck_files || !co->wbar ||
-        !co->tk_gen || !co->tk_gone || !co->sdown || !co->sdown_until || !co->sdown_t0 || !co->sepoch ||
+        !co->tk_gen || !co->tk_gone || !co->sdown || !co->sdown_until || !co->sdown_t0 || !co->sepoch || !co->srep_clock || !co->srep_from ||
         !co->sdown_why || !co->wwait) {
         pd_seterr(e, PARAMD_ENOMEM, "out of memory");
         pd_coord_free(co);
@@ -493,6 +495,8 @@ void pd_coord_free(pd_coord *co) {
     pd_free(co->sdown_until);
     pd_free(co->sdown_t0);
     pd_free(co->sepoch);
+    pd_free(co->srep_clock);
+    pd_free(co->srep_from);
     pd_free(co->sdown_why);
     pd_free(co->wwait);
     pd_free(co->tables);

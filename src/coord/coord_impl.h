@@ -165,7 +165,8 @@ struct pd_coord {
                            * at (0: the server it started with) */
     char (*sdown_why)[PD_ERRMSG_MAX]; /* S: why it cannot be replaced (SD_GONE) */
     uint8_t *wwait;       /* M: the worker waits in SERVER_WAIT */
-    int64_t rep_clock;    /* a replacement's shard goes on at this clock */
+    int64_t *srep_clock;  /* S: the clock its replacement's shard goes on at */
+    int64_t *srep_from;   /* S: the clock of the checkpoint it restores */
     uint32_t ck_ntables;  /* tables in the newest complete checkpoint's
                            * registry (or the restored one's) */
     int32_t servers_replaced;

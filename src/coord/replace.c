@@ -222,7 +222,8 @@ int co_reg_replacement(co_conn *cc, const pd_hdr *h, int32_t k, const char *addr
         int64_t a = co->wclock[w] + (held_here(co, w, k) == 2 ? 0 : 1);
         if (a > A) A = a;
     }
-    co->rep_clock = A;
+    co->srep_clock[k] = A;
+    co->srep_from[k] = C;
     snprintf(co->server_addr[k], PD_MAX_ADDR + 1, "%s", addr);
     pd_buf b;
     pd_buf_init(&b);
@@ -260,7 +261,8 @@ int co_on_server_ready(co_conn *cc, const pd_hdr *h) {
     char dir[4200], why[PD_ERRMSG_MAX];
     int64_t C = 0;
     rep_source(co, dir, sizeof dir, &C, why, sizeof why);
-    int64_t A = co->rep_clock;
+    C = co->srep_from[k];
+    int64_t A = co->srep_clock[k];
     pd_log(PD_LOG_WARN, "server %d replaced by %s after %.1f s: its shard was restored "
            "from %s (clock %lld) and goes on at clock %lld, so it lost %lld clocks of "
            "updates (%lld..%lld); the other servers kept theirs", k, co->server_addr[k],
@@ -299,6 +301,7 @@ int co_on_server_wait(co_conn *cc, const pd_hdr *h) {
     /* The worker may see its link break before this coordinator sees the
      * server's: give the server's own connection this long to end too. */
     int64_t notice_until = pd_now_ms() + 2 * PD_PEER_TIMEOUT_DEFAULT;
+    int saw_down = 0;
     for (;;) {
         if (co->stopping) {
             snprintf(why, sizeof why, "%s", co_stop_reason(co, "the cluster is stopping"));
@@ -312,6 +315,14 @@ int co_on_server_wait(co_conn *cc, const pd_hdr *h) {
             break;
         }
         if (st == SD_UP && co->sepoch[k] > epoch) break; /* replaced since */
+        if (st == SD_UP && saw_down) { /* its own server came back (takeover.c) */
+            snprintf(why, sizeof why, "server %d's connection to the coordinator broke and "
+                     "came back; this worker's broke too, and what it sent there may have "
+                     "been applied: its request is not sent again", k);
+            rc = PARAMD_ECONFIG;
+            break;
+        }
+        if (st != SD_UP) saw_down = 1;
         if (st == SD_UP && pd_now_ms() >= notice_until) {
             snprintf(why, sizeof why, "the connection to server %d broke, but the "
                      "coordinator still has it", k);

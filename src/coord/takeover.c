@@ -166,6 +166,12 @@ static int reconnect(co_conn *cc, const pd_hdr *h, pd_rejoin *rj) {
     co->sseen_ms[k] = pd_now_ms();
     co->ssilent[k] = 0;
     cc->server = (int32_t)k;
+    if (co->sdown[k] != SD_UP) { /* back before a replacement took its place */
+        co->sdown[k] = SD_UP;
+        pd_log(PD_LOG_INFO, "server %u came back before a replacement took its place: its "
+               "slot is its own again", k);
+        pthread_cond_broadcast(&co->cv);
+    }
     int told = 0;
     for (int32_t r = 0; r < co->o.max_workers; r++) {
         int st = co->wstate[r];
@@ -213,9 +219,14 @@ int co_on_server_rejoin(co_conn *cc, const pd_hdr *h) {
         (int32_t)rj->M == co->o.max_workers && co->server_addr[k][0] &&
         (!co->server_conn[k] || pd_conn_peer_gone(co->server_conn[k]->conn)) &&
         (co->takeover || co->nservers > 0) &&
+        co->sdown[k] != SD_RESTORING && /* (a replacement has its slot: replace.c) */
         memcmp(rj->key, co->grant.k, sizeof co->grant.k) == 0)
         return reconnect(cc, h, rj); /* (unlocks) */
-    if (!co->takeover && co->nservers > 0) {
+    if (!co->takeover && k < (uint32_t)co->o.servers && co->sdown[k] == SD_RESTORING) {
+        code = PARAMD_ECONFIG;
+        snprintf(msg, sizeof msg, "server %u was lost, and a replacement is restoring its "
+                 "shard from a checkpoint: its slot is taken", k);
+    } else if (!co->takeover && co->nservers > 0) {
         code = PARAMD_ECONFIG;
         snprintf(msg, sizeof msg,
                  "this coordinator started a new cluster (%d server%s registered "
