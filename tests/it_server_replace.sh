@@ -114,8 +114,8 @@ lost_clocks() {
   C=$(sed -nE "s/.*$re.*/\1/p" "$TMP/coordinator.log")
   A=$(sed -nE "s/.*$re.*/\2/p" "$TMP/coordinator.log")
   [ "$A" -ge "$C" ] || fail "the shard goes on at clock $A, before its checkpoint's $C"
-  cat "$TMP"/server.R*.log >"$TMP/server.Rall.log"
-  expect_line "$TMP/server.Rall.log" "replacing lost server $k of ${NS:-2}: 1 tables restored from .* at clock $C; going on at clock $A \(this shard lost the updates of clocks $C\.\.$A; the other servers kept theirs\)"
+  cat "$TMP"/server.R*.log >"$TMP/replacements.log"
+  expect_line "$TMP/replacements.log" "replacing lost server $k of ${NS:-2}: 1 tables restored from .* at clock $C; going on at clock $A \(this shard lost the updates of clocks $C\.\.$A; the other servers kept theirs\)"
 }
 
 # --- 0. wrong arguments ---

@@ -222,10 +222,10 @@ int co_checkpoint(pd_coord *co, uint64_t *seq_out, int64_t *clock_out, char *dir
     }
     for (int32_t k = 0; k < co->o.servers; k++)
         if (co->sdown[k] != SD_UP) {
+            int gone = co->sdown[k] == SD_GONE; /* (read under mu) */
             pthread_mutex_unlock(&co->mu);
             return pd_seterr(e, PARAMD_EIO, "server %d was lost and %s", k,
-                             co->sdown[k] == SD_GONE ? "not replaced"
-                                                     : "is being replaced");
+                             gone ? "not replaced" : "is being replaced");
         }
     co->ck_busy = 1;
     uint64_t seq = ++co->ck_seq;
