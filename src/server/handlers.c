@@ -352,7 +352,8 @@ int srv_on_sparse(srv_conn *sc, const pd_hdr *h) {
     rq.wait_ms = push ? 0 : srv_pull_deadline(sc, h, 0);
     rq.keys = (const uint64_t *)(void *)sc->buf;
     rq.nkeys = nkeys;
-    rq.io = (float *)(void *)(sc->buf + nkeys * 8);
+    /* (no keys: no offset, buf may be NULL; an offset to NULL is undefined) */
+    rq.io = (float *)(void *)(nkeys ? sc->buf + nkeys * 8 : sc->buf);
     int64_t applied = 0;
     if (push)
         rc = srv_push(sc, t, &rq, &e);
