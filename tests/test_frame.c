@@ -125,7 +125,7 @@ static void test_welcome_codec(void) {
 
 static void test_map_codec(void) {
     char addr[3][PD_MAX_ADDR + 1] = {"127.0.0.1:1", "127.0.0.1:22", "[::1]:333"};
-    pd_map m = {1, 2, 3, 5, addr, 4000, 4, 17, 0, 0, {0}, 0, 0, 0}, d;
+    pd_map m = {1, 2, 3, 5, addr, 4000, 4, 17, 0, 0, {0}, 0, 0, 0, 0}, d;
     pd_err e = {0};
     pd_buf b;
     pd_buf_init(&b);
@@ -149,7 +149,7 @@ static void test_map_codec(void) {
         pd_buf t;
         pd_buf_init(&t);
         m.has_ticket = 1, m.ticket_gen = 9, m.barriers = 42, m.rejoin_ms = 30000;
-        m.replace_ms = 7000;
+        m.replace_ms = 7000, m.replicas = 2;
         memset(m.ticket, 0xab, sizeof m.ticket);
         pd_map_encode(&t, &m);
         CHECK_OK(pd_map_decode(t.p, t.len, &d, &e));
@@ -157,20 +157,31 @@ static void test_map_codec(void) {
         CHECK_INT_EQ(d.barriers, 42);
         CHECK_INT_EQ(d.rejoin_ms, 30000);
         CHECK_INT_EQ(d.replace_ms, 7000);
+        CHECK_INT_EQ(d.replicas, 2);
         pd_map_free(&d);
-        /* without the replacement window (an older coordinator's map) */
+        /* without the replicas (an older coordinator's map) */
         CHECK_OK(pd_map_decode(t.p, t.len - 4, &d, &e));
+        CHECK(d.has_ticket && d.replace_ms == 7000 && d.replicas == 0);
+        pd_map_free(&d);
+        /* without the replacement window */
+        CHECK_OK(pd_map_decode(t.p, t.len - 8, &d, &e));
         CHECK(d.has_ticket && d.rejoin_ms == 30000 && d.replace_ms == 0);
         pd_map_free(&d);
-        CHECK_OK(pd_map_decode(t.p, t.len - 8, &d, &e));
+        CHECK_OK(pd_map_decode(t.p, t.len - 12, &d, &e));
         CHECK(d.has_ticket && d.barriers == 42 && d.rejoin_ms == 0);
         pd_map_free(&d);
-        CHECK_OK(pd_map_decode(t.p, t.len - 16, &d, &e));
+        CHECK_OK(pd_map_decode(t.p, t.len - 20, &d, &e));
         CHECK(d.has_ticket && d.barriers == 0 && d.rejoin_ms == 0);
         pd_map_free(&d);
         for (size_t n = b.len + 1; n < t.len; n++)
-            if (n != t.len - 4 && n != t.len - 8 && n != t.len - 16)
+            if (n != t.len - 4 && n != t.len - 8 && n != t.len - 12 && n != t.len - 20)
                 CHECK_INT_EQ(pd_map_decode(t.p, n, &d, &e), PARAMD_EPROTO);
+        pd_buf_free(&t);
+        pd_buf_init(&t);
+        m.replicas = PD_MAX_REPLICAS + 1;
+        pd_map_encode(&t, &m);
+        CHECK_INT_EQ(pd_map_decode(t.p, t.len, &d, &e), PARAMD_EPROTO);
+        m.replicas = 0;
         pd_buf_free(&t);
         pd_buf_init(&t);
         m.rejoin_ms = 86400001;

@@ -243,7 +243,7 @@ static void seeds_wire(void) {
     pd_buf_free(&b);
     /* maps: a worker's, a tool's */
     char addrs[2][PD_MAX_ADDR + 1] = {"127.0.0.1:4000", "10.0.0.2:4001"};
-    pd_map m = {3, 4, 2, 1, addrs, 10000, 6, 12, 1, 5, {0xaa, 0xbb}, 2, 60000, 30000};
+    pd_map m = {3, 4, 2, 1, addrs, 10000, 6, 12, 1, 5, {0xaa, 0xbb}, 2, 60000, 30000, 2};
     pd_buf_init(&b);
     pd_map_encode(&b, &m);
     save("map", 0, b.p, b.len);

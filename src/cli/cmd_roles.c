@@ -20,6 +20,7 @@
 #include "cli/secret.h"
 #include "cli/util.h"
 #include "common/common.h"
+#include "wire/wire.h"
 #include "coord/coord.h"
 #include "net/fault.h"
 #include "server/server.h"
@@ -63,7 +64,15 @@ static void coord_usage(FILE *f) {
             "                      against this coordinator) that restores only the\n"
             "                      lost shard from the newest checkpoint; the workers\n"
             "                      wait, then go on (docs/durability.md) [0: the\n"
-            "                      workers' requests to it fail at once]\n"
+"                      workers' requests to it fail at once]\n"
+            "  --replicas R        keep R copies of every shard, each on its own\n"
+            "                      server: start S x R paramd servers (the first S\n"
+            "                      to register serve, the others are copies); when a\n"
+            "                      server is lost a copy takes its place and no\n"
+            "                      acknowledged update is lost; a server started\n"
+            "                      later becomes a new copy, seeded while training\n"
+            "                      goes on (docs/durability.md) [1: no copies; at\n"
+            "                      most 8]\n"
             "  --listen-fd N       serve on the listening TCP socket inherited as\n"
             "                      descriptor N instead of --listen (a supervisor that\n"
             "                      keeps the address across restarts: paramd local)\n"
@@ -153,6 +162,7 @@ int cmd_coordinator(int argc, char **argv) {
         {"report-ms", required_argument, 0, 'R'},
         {"rejoin-s", required_argument, 0, 'J'},
         {"replace-s", required_argument, 0, 'Q'},
+        {"replicas", required_argument, 0, 'y'},
         {"listen-fd", required_argument, 0, 'L'},
         {"ready-fd", required_argument, 0, 'r'},
         {"checkpoint-dir", required_argument, 0, 'K'},
@@ -228,6 +238,16 @@ int cmd_coordinator(int argc, char **argv) {
                 return 2;
             }
             *(c == 'J' ? &o.rejoin_ms : &o.replace_ms) = (int)sec * 1000;
+            break;
+        }
+        case 'y': {
+            int64_t r;
+            if (pd_parse_i64(optarg, &r) || r < 1 || r > PD_MAX_REPLICAS) {
+                fprintf(stderr, "paramd: --replicas '%s' is not 1..%d (copies of each "
+                        "shard)\n", optarg, PD_MAX_REPLICAS);
+                return 2;
+            }
+            o.replicas = (int)r;
             break;
         }
         case 'r': {

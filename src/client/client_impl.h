@@ -191,6 +191,15 @@ struct paramd_request {
     float *op_dst;
     int64_t op_clock;
     void *op_plan; /* a sparse call's plan (sparse.c), freed at the end */
+    /* With replicated shards (the map's replicas > 1), the id of each
+     * frame the request sent, with its server, in order: sent again after
+     * a failover, its frames keep their ids, so that the new primary
+     * recognises those it applied already (server/replica.c).  replay_srv:
+     * the server whose part is being sent again (-1: none), replay_pos
+     * where in rid it is.  Touched only by the thread issuing r. */
+    struct { int32_t srv; uint64_t id; } *rid;
+    uint32_t nrid, caprid, replay_pos;
+    int32_t replay_srv;
 };
 
 struct paramd_table {
@@ -238,6 +247,8 @@ struct paramd_client {
     uint32_t replace_ms; /* the map's replacement window: a request to a lost
                           * server waits for its replacement (SERVER_WAIT)
                           * and is sent to it again (request.c); 0: fails */
+    uint32_t replicas;   /* the map's copies of each shard: > 1, requests
+                          * keep their frames' ids to be sent again */
     pthread_mutex_t recover_mu; /* one link recovered at a time (connect.c,
                                  * cl_recover_link); taken before coord_mu */
     int closing;          /* paramd_close began (atomic): nothing is retried */
@@ -324,6 +335,8 @@ void req_done(paramd_request *r, int err, const char *msg);
 /* A sub-request on link l failed because the link broke (its server may
  * have been lost): as req_done, remembering the link for a retry. */
 void req_lost(paramd_request *r, const pd_link *l, int err, const char *msg);
+/* With l's send_mu held: the id of r's next frame on l (request.c). */
+uint64_t req_next_id(paramd_request *r, pd_link *l);
 void req_add(paramd_request *r, pd_link *l);
 void req_sleep(paramd_request *r, const int *granted);
 int req_finish(paramd_request *r);

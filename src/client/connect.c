@@ -721,6 +721,7 @@ int paramd_connect(paramd_client **out, const char *options) {
     c->barriers = m.barriers;
     c->rejoin_ms = m.rejoin_ms;
     c->replace_ms = c->tool ? 0 : m.replace_ms;
+    c->replicas = m.replicas;
     pd_map_free(&m);
     c->heartbeat_ms = (int)hb_ms;
     c->clock = (int64_t)start;

@@ -160,7 +160,7 @@ static int ob_add(pd_link *l, paramd_request *r, const pending *pt, uint32_t tab
         l->ob_cap = cap;
     }
     uint8_t hb[PD_HDR_SIZE];
-    pd_hdr h = {PD_MAGIC, PD_PROTO_VERSION, pt->type, ++l->next_id, table, 0,
+    pd_hdr h = {PD_MAGIC, PD_PROTO_VERSION, pt->type, req_next_id(r, l), table, 0,
                 clock, fbytes - PD_HDR_SIZE};
     pd_hdr_encode(&h, hb);
     ob_copy(l, hb, sizeof hb);
@@ -250,7 +250,7 @@ void link_send_ex(pd_link *l, paramd_request *r, const pending *pt,
         return;
     }
     rd_before_write(l);
-    uint64_t id = ++l->next_id;
+    uint64_t id = req_next_id(r, l);
     pending q = *pt;
     q.id = id;
     q.req = r;

@@ -37,6 +37,26 @@ void req_init(paramd_request *r, paramd_client *c) {
     pthread_cond_init(&r->cv, NULL);
     r->c = c;
     r->outstanding = 1; /* the issuer's own guard, dropped by req_issued */
+    r->replay_srv = -1;
+}
+
+uint64_t req_next_id(paramd_request *r, pd_link *l) {
+    if (r && r->replay_srv == l->index)
+        for (; r->replay_pos < r->nrid; r->replay_pos++)
+            if (r->rid[r->replay_pos].srv == l->index) return r->rid[r->replay_pos++].id;
+    uint64_t id = ++l->next_id;
+    if (r && r->reissue && l->c->replicas > 1 && r->replay_srv < 0) {
+        if (r->nrid == r->caprid) {
+            uint32_t cap = r->caprid ? r->caprid * 2 : 8;
+            void *p = pd_realloc(r->rid, cap * sizeof *r->rid);
+            if (!p) return id; /* (then that frame is applied again if sent again) */
+            r->rid = p;
+            r->caprid = cap;
+        }
+        r->rid[r->nrid].srv = l->index;
+        r->rid[r->nrid++].id = id;
+    }
+    return id;
 }
 
 static void req_end(paramd_request *r, int err, const char *msg, int32_t link) {
@@ -132,7 +152,12 @@ static int req_retry(paramd_request *r) {
     r->multi = 0;
     pthread_mutex_unlock(&r->mu);
     for (int32_t k = 0; k < c->S && k < 64; k++)
-        if (lost >> k & 1) r->reissue(r, k);
+        if (lost >> k & 1) {
+            r->replay_srv = k; /* its frames keep their ids (req_next_id) */
+            r->replay_pos = 0;
+            r->reissue(r, k);
+        }
+    r->replay_srv = -1;
     req_done(r, 0, ""); /* the issuer's guard */
     return 1;
 }
@@ -190,6 +215,9 @@ again:
     r->owned = NULL;
     pd_free(r->op_plan);
     r->op_plan = NULL;
+    pd_free(r->rid);
+    r->rid = NULL;
+    r->nrid = r->caprid = 0;
     return err;
 }
 

@@ -162,6 +162,9 @@ static void *conn_main(void *arg) {
         case PD_MSG_WORKER_REJOIN: rc = co_on_worker_rejoin(cc, &h); break;
         case PD_MSG_SERVER_WAIT: rc = co_on_server_wait(cc, &h); break;
         case PD_MSG_SERVER_READY: rc = co_on_server_ready(cc, &h); break;
+        case PD_MSG_REPLICA_ADD | PD_REPLY: rc = co_on_replica_added(cc, &h); break;
+        case PD_MSG_REPLICA_DROP: rc = co_on_replica_drop(cc, &h); break;
+        case PD_MSG_PROMOTE | PD_REPLY: rc = co_on_promoted(cc, &h); break;
         default:
             pd_seterr(&e, PARAMD_EPROTO, "unexpected %s at the coordinator",
                       pd_msg_name(h.type));
@@ -210,9 +213,11 @@ static void *conn_main(void *arg) {
         if (!co->stopping) {
             co->servers_lost++;
             pd_log(PD_LOG_ERROR, "server %d disconnected", cc->server);
-            co_server_down(co, cc->server);
+            if (co->o.replicas > 1) co_primary_lost(co, cc->server);
+            else co_server_down(co, cc->server);
         }
     }
+    if (cc->copy_of >= 0) co_copy_gone(co, cc);
     for (co_conn **pp = &co->conns; *pp; pp = &(*pp)->next)
         if (*pp == cc) {
             *pp = cc->next;
@@ -244,6 +249,11 @@ pd_coord *pd_coord_start(const pd_coord_opts *o, pd_err *e) {
                   o->max_workers, o->workers, PD_MAX_WORKERS);
         return NULL;
     }
+    if (o->replicas > PD_MAX_REPLICAS) {
+        pd_seterr(e, PARAMD_EINVAL, "--replicas %d: at most %d copies of a shard",
+                  o->replicas, PD_MAX_REPLICAS);
+        return NULL;
+    }
     pd_coord *co = pd_calloc(1, sizeof *co);
     if (!co) {
         pd_seterr(e, PARAMD_ENOMEM, "out of memory");
@@ -258,7 +268,8 @@ pd_coord *pd_coord_start(const pd_coord_opts *o, pd_err *e) {
         co->o.max_tables = PD_MAX_TABLES - 1;
     /* Each worker keeps two connections (requests, heartbeats); each
      * server one; tools come and go. */
-    if (co->o.max_conns <= 0) co->o.max_conns = 2 * M + o->servers + 256;
+    if (co->o.max_conns <= 0)
+        co->o.max_conns = 2 * M + o->servers * (o->replicas > 1 ? o->replicas : 1) + 256;
     pd_admit_init(&co->admit, "coordinator", co->o.max_conns, co->o.max_pending);
     if (!co->o.listen) co->o.listen = "127.0.0.1:0";
     co->lfd = -1;
@@ -286,6 +297,12 @@ pd_coord *pd_coord_start(const pd_coord_opts *o, pd_err *e) {
     co->srep_from = pd_calloc((size_t)o->servers, sizeof *co->srep_from);
     co->sdown_why = pd_calloc((size_t)o->servers, sizeof *co->sdown_why);
     co->wwait = pd_calloc((size_t)M, sizeof *co->wwait);
+    if (co->o.replicas < 1) co->o.replicas = 1;
+    size_t ncp = (size_t)o->servers * (size_t)co->o.replicas;
+    co->cp_conn = pd_calloc(ncp, sizeof *co->cp_conn);
+    co->cp_addr = pd_calloc(ncp, sizeof *co->cp_addr);
+    co->cp_state = pd_calloc(ncp, sizeof *co->cp_state);
+    co->cp_promoting = pd_calloc((size_t)o->servers, sizeof *co->cp_promoting);
     co->started = pd_now();
     if (co->o.heartbeat_ms < 0) co->o.heartbeat_ms = 10000;
     if (co->o.startup_ms < 0) co->o.startup_ms = 300000;
@@ -295,7 +312,8 @@ pd_coord *pd_coord_start(const pd_coord_opts *o, pd_err *e) {
         !co->wstate || !co->wseen_ms ||
         !co->wclock || !co->wgen || !co->wstart || !co->ck_files || !co->wbar ||
         !co->tk_gen || !co->tk_gone || !co->sdown || !co->sdown_until || !co->sdown_t0 || !co->sepoch || !co->srep_clock || !co->srep_from ||
-        !co->sdown_why || !co->wwait) {
+        !co->sdown_why || !co->wwait || !co->cp_conn || !co->cp_addr || !co->cp_state ||
+        !co->cp_promoting) {
         pd_seterr(e, PARAMD_ENOMEM, "out of memory");
         pd_coord_free(co);
         return NULL;
@@ -405,6 +423,7 @@ int pd_coord_run(pd_coord *co) {
         cc->rank = -1;
         cc->server = -1;
         cc->wait_slot = -1;
+        cc->copy_of = -1;
         pthread_attr_t attr;
         pthread_attr_init(&attr);
         pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
@@ -499,6 +518,10 @@ void pd_coord_free(pd_coord *co) {
     pd_free(co->srep_from);
     pd_free(co->sdown_why);
     pd_free(co->wwait);
+    pd_free(co->cp_conn);
+    pd_free(co->cp_addr);
+    pd_free(co->cp_state);
+    pd_free(co->cp_promoting);
     pd_free(co->tables);
     pd_free(co->ck_files);
     pd_wipe(&co->key, sizeof co->key);

@@ -58,6 +58,8 @@ typedef struct pd_coord_opts {
                          * restores the lost shard from the newest
                          * checkpoint, the workers waiting (replace.c);
                          * 0: the workers' requests to it fail at once */
+    int replicas;       /* copies of each shard, on different servers
+                         * (copies.c); <= 1: none */
     int report_ms;      /* until then, say who is missing after this long
                          * and at doubling intervals; <= 0: 5000 */
     /* Limits (docs/limits.md; 0: the default). */

@@ -66,6 +66,7 @@ typedef struct co_conn {
                       * SERVER_WAIT, pushes nothing meanwhile (replace.c) */
     int32_t wait_slot; /* (under mu) the server slot its SERVER_WAIT waits
                         * for; -1: none */
+    int32_t copy_of;   /* (under mu) a copy's entry (copies.c), else -1 */
     pd_hello hello;  /* what it said in HELLO: its role, and the rank
                       * ticket it showed (checked against grant) */
     struct co_rejoin *rj; /* a server's SERVER_REJOIN being read (its
@@ -172,10 +173,26 @@ struct pd_coord {
     int32_t servers_replaced;
     int ck_full_next;     /* the next checkpoint is full (a replacement
                            * restored a shard: it wrote no delta's base) */
+    /* Replicated shards (copies.c): entry k * R + j is copy j of slot k. */
+    co_conn **cp_conn;    /* S * R */
+    char (*cp_addr)[PD_MAX_ADDR + 1]; /* S * R */
+    int8_t *cp_state;     /* S * R: CS_* */
+    int32_t *cp_promoting; /* S: the entry being promoted (SD_PROMOTING) */
+    int copies_ready;     /* every copy was live once: workers may come */
+    int32_t promotions;   /* copies that took a lost primary's place */
+    int32_t copies_lost;  /* copies whose connection ended or were dropped */
 };
 
-/* A server slot's state (sdown). */
-enum { SD_UP = 0, SD_LOST, SD_RESTORING, SD_GONE };
+/* How long a worker's request to a lost primary waits for a copy's
+ * promotion (the map's replacement window, at least). */
+#define PD_COPY_WAIT_MS 60000
+
+/* A copy entry's state. */
+enum { CS_NONE = 0, CS_SEEDING, CS_LIVE };
+
+/* A server slot's state (sdown).  SD_PROMOTING: its primary was lost and
+ * a copy is being promoted (copies.c). */
+enum { SD_UP = 0, SD_LOST, SD_RESTORING, SD_GONE, SD_PROMOTING };
 
 /* ==== coord.c =========================================================== */
 
@@ -197,7 +214,7 @@ void co_worker_departed(pd_coord *co, int32_t rank, int clean, const char *why);
 void co_end_if_empty(pd_coord *co);
 /* The REG_SERVER reply for server idx (mu held: the grant key), as far
  * as every server gets it (a replacement gets more: replace.c). */
-void co_put_reg_server(const pd_coord *co, pd_buf *b, int32_t idx);
+void co_put_reg_server(const pd_coord *co, pd_buf *b, int32_t idx, uint32_t copy);
 int co_on_reg_server(co_conn *cc, const pd_hdr *h);
 int co_on_join_reply(co_conn *cc, const pd_hdr *h);
 int co_on_reg_worker(co_conn *cc, const pd_hdr *h);
@@ -237,6 +254,25 @@ int co_on_server_ready(co_conn *cc, const pd_hdr *h);
  * (bit k: server k): if one waits for a replacement, so does the worker. */
 void co_worker_lost(pd_coord *co, int32_t rank, uint64_t lost);
 int co_on_server_wait(co_conn *cc, const pd_hdr *h);
+/* ==== copies.c ========================================================== */
+
+/* mu held: every server (and, with --replicas, every copy once) is there. */
+int co_servers_ready(const pd_coord *co);
+/* A REG_SERVER once the primaries are there (mu held; unlocks it): take a
+ * free copy entry, or refuse. */
+int co_reg_copy(co_conn *cc, const pd_hdr *h, const char *addr);
+int co_on_replica_added(co_conn *cc, const pd_hdr *h);
+int co_on_replica_drop(co_conn *cc, const pd_hdr *h);
+int co_on_promoted(co_conn *cc, const pd_hdr *h);
+/* mu held: slot k's primary was lost: promote a live copy, or as
+ * co_server_down. */
+void co_primary_lost(pd_coord *co, int32_t k);
+/* mu held: a copy's connection ended. */
+void co_copy_gone(pd_coord *co, co_conn *cc);
+/* mu held: SHUTDOWN (with why, or none) to every copy. */
+void co_stop_copies(pd_coord *co, const char *why);
+const char *co_copy_state_name(int st);
+
 /* ==== status.c ========================================================== */
 
 int co_on_status(co_conn *cc, const pd_hdr *h);

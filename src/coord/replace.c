@@ -227,7 +227,7 @@ int co_reg_replacement(co_conn *cc, const pd_hdr *h, int32_t k, const char *addr
     snprintf(co->server_addr[k], PD_MAX_ADDR + 1, "%s", addr);
     pd_buf b;
     pd_buf_init(&b);
-    co_put_reg_server(co, &b, k);
+    co_put_reg_server(co, &b, k, 0);
     /* What a replacement gets: the checkpoint, its clock, the clock to go
      * on at, and a byte per worker slot: 1 if it is in the cluster. */
     pd_put_str(&b, dir);
@@ -333,7 +333,8 @@ int co_on_server_wait(co_conn *cc, const pd_hdr *h) {
         co->wwait[cc->rank] = 1;
         pthread_cond_broadcast(&co->cv);
         int64_t now = pd_now_ms(), until = st == SD_UP ? notice_until : co->sdown_until[k];
-        if (st == SD_RESTORING) until = now + 1000; /* its own wait ends it */
+        if (st == SD_RESTORING || st == SD_PROMOTING) until = now + 1000; /* its own
+                                                                           * wait ends it */
         pd_cond_wait_ms(&co->cv, &co->mu, (int)(until > now ? until - now : 1));
     }
     co->wwait[cc->rank] = 0;

@@ -33,7 +33,7 @@
 /* mu held: 1 once every server and every worker expected at start has
  * registered. */
 static int whole(const pd_coord *co) {
-    if (co->nservers < co->o.servers) return 0;
+    if (!co_servers_ready(co)) return 0;
     for (int32_t w = 0; w < co->o.workers; w++)
         if (co->wstate[w] == W_NEW) return 0;
     return 1;
@@ -56,6 +56,13 @@ static void missing_text(const pd_coord *co, char *out, size_t n) {
                 ADD("%s %d at %s", i ? "," : "", i, co->server_addr[i]);
             ADD("%s)", co->nservers > 8 ? ", ..." : "");
         }
+    }
+    if (ms <= 0 && co->o.replicas > 1 && !co->copies_ready) {
+        int32_t R = co->o.replicas, mc = 0;
+        for (int32_t i = 0; i < S * R; i++) mc += i % R != 0 && co->cp_state[i] != CS_LIVE;
+        ADD("%d of %d copies of the shards (--replicas %d: start %d more paramd server%s)",
+            mc, S * (R - 1), R, mc, mc == 1 ? "" : "s");
+        ms = mc;
     }
     int32_t nw = 0, W = co->o.workers;
     for (int32_t w = 0; w < W; w++) nw += co->wstate[w] == W_NEW;
@@ -97,6 +104,7 @@ void co_fail(pd_coord *co, const char *why) {
         pd_send_frame(sc->conn, &h, b.p, b.len, NULL, 0, NULL, 0, NULL);
     }
     pd_buf_free(&b);
+    co_stop_copies(co, co->fail_msg);
     co->stopping = 1;
     pthread_cond_broadcast(&co->cv);
     if (co->lfd >= 0) shutdown(co->lfd, SHUT_RDWR);

@@ -37,7 +37,8 @@ static const char *const state_names[] = {
 
 /* A server slot's state (replace.c). */
 static const char *const slot_names[] = {
-    [SD_UP] = "up", [SD_LOST] = "lost", [SD_RESTORING] = "restoring", [SD_GONE] = "gone"};
+    [SD_UP] = "up", [SD_LOST] = "lost", [SD_RESTORING] = "restoring", [SD_GONE] = "gone",
+    [SD_PROMOTING] = "promoting"};
 
 /* ==== Waits ============================================================= */
 
@@ -233,6 +234,11 @@ int co_on_status(co_conn *cc, const pd_hdr *h) {
              co->server_conn[k] != NULL,
              co->ssilent[k] ? (long long)(now_ms - co->sseen_ms[k]) : 0LL,
              slot_names[co->sdown[k]]);
+    /* Replicated shards (copies.c): one line per copy entry in use. */
+    for (int32_t i = 0; co->o.replicas > 1 && i < co->o.servers * co->o.replicas; i++)
+        if (co->cp_conn[i])
+            LINE("copy %d of %d address %s state %s\n", i % co->o.replicas,
+                 i / co->o.replicas, co->cp_addr[i], co_copy_state_name(co->cp_state[i]));
     for (int32_t r = 0; r < co->o.max_workers; r++) {
         int st = co->wstate[r];
         const char *host = "-";
@@ -295,7 +301,7 @@ void co_metrics_render(void *coord, pd_buf *b) {
     pd_prom_family(b, "paramd_server_slots", PD_PROM_GAUGE,
                    "server slots by state: up, lost (waiting for a replacement), restoring "
                    "(a replacement restores the shard), gone (lost for good)");
-    for (int st = SD_UP; st <= SD_GONE; st++) {
+    for (int st = SD_UP; st <= SD_PROMOTING; st++) {
         int n = 0;
         for (int32_t k = 0; k < co->o.servers; k++) n += co->sdown[k] == st;
         lab[0] = '\0';
@@ -308,6 +314,23 @@ void co_metrics_render(void *coord, pd_buf *b) {
     pd_prom_family(b, "paramd_servers_replaced_total", PD_PROM_COUNTER,
                    "lost servers whose shard a replacement restored from a checkpoint");
     pd_prom_sample(b, "paramd_servers_replaced_total", "", co->servers_replaced);
+    pd_prom_family(b, "paramd_server_copies", PD_PROM_GAUGE,
+                   "copies of the shards (--replicas) by state: seeding (being seeded by "
+                   "their primary) or live (fed every update)");
+    for (int st = CS_SEEDING; st <= CS_LIVE; st++) {
+        int n = 0;
+        for (int32_t i = 0; i < co->o.servers * co->o.replicas; i++)
+            n += co->cp_conn[i] && co->cp_state[i] == st;
+        lab[0] = '\0';
+        pd_prom_label(lab, sizeof lab, "state", co_copy_state_name(st));
+        pd_prom_sample(b, "paramd_server_copies", lab, n);
+    }
+    pd_prom_family(b, "paramd_server_promotions_total", PD_PROM_COUNTER,
+                   "copies that took the place of their lost primary");
+    pd_prom_sample(b, "paramd_server_promotions_total", "", co->promotions);
+    pd_prom_family(b, "paramd_server_copies_lost_total", PD_PROM_COUNTER,
+                   "copies that disconnected or that their primary dropped");
+    pd_prom_sample(b, "paramd_server_copies_lost_total", "", co->copies_lost);
     pd_prom_family(b, "paramd_workers", PD_PROM_GAUGE, "worker slots by state");
     for (int st = W_NEW; st <= W_AWAY; st++) {
         int n = 0;

@@ -70,13 +70,14 @@ void co_end_if_empty(pd_coord *co) {
             h.type = PD_MSG_SHUTDOWN;
             pd_send_frame(sc->conn, &h, NULL, 0, NULL, 0, NULL, 0, NULL);
         }
+        co_stop_copies(co, NULL);
         co->stopping = 1;
         pthread_cond_broadcast(&co->cv);
         if (co->lfd >= 0) shutdown(co->lfd, SHUT_RDWR);
     }
 }
 
-void co_put_reg_server(const pd_coord *co, pd_buf *b, int32_t idx) {
+void co_put_reg_server(const pd_coord *co, pd_buf *b, int32_t idx, uint32_t copy) {
     pd_put_u32(b, (uint32_t)idx);
     pd_put_u32(b, (uint32_t)co->o.servers);
     pd_put_u32(b, (uint32_t)co->o.workers);
@@ -84,6 +85,8 @@ void co_put_reg_server(const pd_coord *co, pd_buf *b, int32_t idx) {
     /* What only servers get: the key that checks workers' rank tickets. */
     pd_put_bytes(b, co->grant.k, sizeof co->grant.k);
     pd_put_u32(b, (uint32_t)co->o.rejoin_ms); /* (a reader takes it if present) */
+    pd_put_u32(b, (uint32_t)co->o.replicas);  /* copies of each shard (copies.c) */
+    pd_put_u32(b, copy);                      /* 0: the slot's primary; j: copy j */
 }
 
 int co_on_reg_server(co_conn *cc, const pd_hdr *h) {
@@ -105,6 +108,7 @@ int co_on_reg_server(co_conn *cc, const pd_hdr *h) {
     if (co->nservers >= co->o.servers) {
         int32_t k = co_replace_slot(co);
         if (k >= 0) return co_reg_replacement(cc, h, k, addr); /* (unlocks) */
+        if (co->o.replicas > 1) return co_reg_copy(cc, h, addr); /* (unlocks) */
         char msg[PD_ERRMSG_MAX + 64];
         snprintf(msg, sizeof msg,
                  "the cluster already has its %d servers (--servers)",
@@ -129,7 +133,7 @@ int co_on_reg_server(co_conn *cc, const pd_hdr *h) {
     pd_log(PD_LOG_DEBUG, "server %d registered at %s", idx, addr);
     pd_buf b;
     pd_buf_init(&b);
-    co_put_reg_server(co, &b, idx);
+    co_put_reg_server(co, &b, idx, 0);
     int rc = co_reply(cc, h, &b);
     pd_wipe(b.p, b.len);
     pd_buf_free(&b);
@@ -274,7 +278,7 @@ int co_on_reg_worker(co_conn *cc, const pd_hdr *h) {
     cc->gen = co->wgen[want];
     cc->rank = want;
     co->wseen_ms[want] = pd_now_ms();
-    while (co->nservers < co->o.servers && !co->stopping)
+    while (!co_servers_ready(co) && !co->stopping)
         pthread_cond_wait(&co->cv, &co->mu);
     int64_t start = co->restore_clock; /* 0, or a restored cluster's clock */
     int rc = 0;
@@ -313,10 +317,13 @@ int co_on_reg_worker(co_conn *cc, const pd_hdr *h) {
     pd_buf b;
     pd_buf_init(&b);
     pd_map m = {want, (uint32_t)W, (uint32_t)co->o.servers, co->epoch, co->server_addr,
-                (uint32_t)co->o.heartbeat_ms, (uint32_t)M, start, 1, 0, {0}, 0, 0, 0};
+                (uint32_t)co->o.heartbeat_ms, (uint32_t)M, start, 1, 0, {0}, 0, 0, 0, 0};
     m.barriers = co->barrier_gen; /* (a joiner knows which it missed) */
     m.rejoin_ms = (uint32_t)co->o.rejoin_ms;
     m.replace_ms = (uint32_t)co->o.replace_ms;
+    /* With copies, a request to a lost primary waits for its promotion. */
+    if (co->o.replicas > 1 && m.replace_ms < PD_COPY_WAIT_MS) m.replace_ms = PD_COPY_WAIT_MS;
+    m.replicas = (uint32_t)co->o.replicas;
     /* The rank is this connection's: the ticket proves it to the servers
      * and on the heartbeat connection (frame/auth.h). */
     pd_ticket tk;
@@ -347,7 +354,7 @@ int co_on_reg_worker(co_conn *cc, const pd_hdr *h) {
 int co_on_map(co_conn *cc, const pd_hdr *h) {
     pd_coord *co = cc->co;
     pthread_mutex_lock(&co->mu);
-    while (co->nservers < co->o.servers && !co->stopping)
+    while (!co_servers_ready(co) && !co->stopping)
         pthread_cond_wait(&co->cv, &co->mu);
     pd_buf b;
     pd_buf_init(&b);
@@ -356,7 +363,7 @@ int co_on_map(co_conn *cc, const pd_hdr *h) {
     for (int32_t k = 0; addr && k < co->o.servers; k++)
         snprintf(addr[k], sizeof addr[k], "%s", co->sdown[k] == SD_UP ? co->server_addr[k] : "-");
     pd_map m = {-1, (uint32_t)co->o.workers, (uint32_t)co->o.servers, co->epoch,
-                addr ? addr : co->server_addr, 0, 0, 0, 0, 0, {0}, 0, 0, 0};
+                addr ? addr : co->server_addr, 0, 0, 0, 0, 0, {0}, 0, 0, 0, 0};
     pd_map_encode(&b, &m);
     pthread_mutex_unlock(&co->mu);
     pd_free(addr);
@@ -410,6 +417,10 @@ int co_on_barrier(co_conn *cc, const pd_hdr *h) {
  * when it speaks again. */
 static int server_heartbeat(co_conn *cc, const pd_hdr *h) {
     pd_coord *co = cc->co;
+    pthread_mutex_lock(&co->mu);
+    int copy = cc->copy_of >= 0; /* a copy's: its connection is what counts */
+    pthread_mutex_unlock(&co->mu);
+    if (h->len == 0 && copy) return 0;
     if (h->len != 0 || cc->server < 0)
         return co_reply_err(cc, h, PARAMD_EPROTO, "malformed HEARTBEAT from a server");
     pthread_mutex_lock(&co->mu);

@@ -95,7 +95,7 @@ void pd_ckw_bytes(pd_ckw *w, const void *p, size_t n) {
                 else off += (size_t)m;
             }
             s += k, n -= k;
-            w_start_writeback(w);
+            if (!w->nosync) w_start_writeback(w);
         }
         return;
     }
@@ -157,11 +157,11 @@ int pd_ckw_commit(pd_ckw *w, uint64_t *bytes, uint32_t *crc, pd_err *e) {
         if (!w->err.code && pwrite(w->fd, t, 4, (off_t)(PD_CK_HDR + w->body)) != 4)
             w_fail(w, "write its checksum");
     }
-    if (!w->err.code && fsync(w->fd) != 0) w_fail(w, "fsync");
+    if (!w->err.code && !w->nosync && fsync(w->fd) != 0) w_fail(w, "fsync");
     if (close(w->fd) != 0) w_fail(w, "close");
     w->fd = -1;
     if (!w->err.code && rename(w->tmp, w->path) != 0) w_fail(w, "rename into place");
-    if (!w->err.code) w_sync_dir(w);
+    if (!w->err.code && !w->nosync) w_sync_dir(w);
     pd_free(w->buf);
     w->buf = NULL;
     if (w->err.code) {

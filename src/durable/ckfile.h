@@ -46,6 +46,9 @@
  * incremental checkpoint's are of kinds 3 and 4, which a paramd that
  * knows no deltas refuses by kind rather than misreading. */
 enum { PD_CK_SERVER = 1, PD_CK_MANIFEST = 2, PD_CK_SERVER_DELTA = 3, PD_CK_MANIFEST_DELTA = 4 };
+/* A shard's whole state as a primary sends it to a new copy of itself
+ * (server/replica.c): never a checkpoint, never kept. */
+enum { PD_CK_SEED = 5 };
 
 typedef struct pd_ckw {
     int fd;
@@ -57,6 +60,8 @@ typedef struct pd_ckw {
     size_t used;
     int64_t synced;      /* bytes already handed to writeback */
     pd_err err;          /* the first failure; code 0 while all went well */
+    int nosync;          /* set after open: a scratch file (a seed), not
+                          * made durable (no fsync, no writeback) */
 } pd_ckw;
 
 /* Start DIR/NAME (as DIR/NAME.tmp) of the given kind.  0, or an error

@@ -103,6 +103,7 @@ int srv_on_batch(srv_conn *sc, const pd_hdr *h) {
     if (rc) return rc; /* the replies could not be built: out of memory */
     __atomic_add_fetch(&s->batches, 1, __ATOMIC_RELAXED);
     __atomic_add_fetch(&s->batched, n, __ATOMIC_RELAXED);
+    if ((rc = srv_repl_wait(sc))) return rc; /* its updates are on every copy */
     pd_hdr rh = {0};
     rh.type = PD_MSG_BATCH | PD_REPLY;
     rh.id = h->id;

@@ -289,26 +289,12 @@ static int open_file(const char *path, const pd_manifest *m, const pd_ck_file *f
     return rc;
 }
 
-/* Read one opened server file of the checkpoint m into this server's
- * tables (over what its base put there, for a delta). */
-static int load_file(pd_server *s, pd_ckr *rr, const pd_manifest *m, pd_err *e) {
-    pd_ckr *r = rr;
+/* n table sections of r, from its position: each table created with this
+ * server's part of its partition (if it is not here yet), then loaded. */
+int srv_load_tables(pd_server *s, pd_ckr *r, uint32_t n, pd_err *e) {
     const char *path = r->path;
-    int rc = 0;
     pd_rd *b = &r->body;
-    uint32_t index, S, n;
-    uint64_t C, base = 0;
-    pd_get_u32(b, &index);
-    pd_get_u32(b, &S);
-    pd_get_u64(b, &C);
-    if (m->delta) pd_get_u64(b, &base);
-    pd_get_u32(b, &n);
-    if (b->bad || S != m->S || index >= S || (int64_t)C != m->clock || n >= PD_MAX_TABLES ||
-        base != m->base_seq) {
-        return pd_seterr(e, PARAMD_EPROTO, "%s does not belong to this checkpoint "
-                         "(server %u of %u at clock %llu%s)", path, index, S,
-                         (unsigned long long)C, m->delta ? ", a delta" : "");
-    }
+    int rc = 0;
     for (uint32_t i = 0; i < n && rc == 0; i++) {
         uint32_t id, dlen;
         pd_get_u32(b, &id);
@@ -340,6 +326,30 @@ static int load_file(pd_server *s, pd_ckr *rr, const pd_manifest *m, pd_err *e) 
         }
         rc = t->ops->load(t, r, &from, e);
     }
+    return rc;
+}
+
+/* Read one opened server file of the checkpoint m into this server's
+ * tables (over what its base put there, for a delta). */
+static int load_file(pd_server *s, pd_ckr *rr, const pd_manifest *m, pd_err *e) {
+    pd_ckr *r = rr;
+    const char *path = r->path;
+    int rc = 0;
+    pd_rd *b = &r->body;
+    uint32_t index, S, n;
+    uint64_t C, base = 0;
+    pd_get_u32(b, &index);
+    pd_get_u32(b, &S);
+    pd_get_u64(b, &C);
+    if (m->delta) pd_get_u64(b, &base);
+    pd_get_u32(b, &n);
+    if (b->bad || S != m->S || index >= S || (int64_t)C != m->clock || n >= PD_MAX_TABLES ||
+        base != m->base_seq) {
+        return pd_seterr(e, PARAMD_EPROTO, "%s does not belong to this checkpoint "
+                         "(server %u of %u at clock %llu%s)", path, index, S,
+                         (unsigned long long)C, m->delta ? ", a delta" : "");
+    }
+    rc = srv_load_tables(s, r, n, e);
     if (rc == 0 && !pd_rd_done(b) && !e->code)
         rc = pd_seterr(e, PARAMD_EPROTO, "%s: bytes after its last table", path);
     if (rc && !e->code) rc = pd_seterr(e, rc, "%s: cannot restore", path);

@@ -52,8 +52,9 @@ int srv_push(srv_conn *sc, pd_table *t, const pd_table_req *rq, pd_err *e) {
 
 /* ==== TABLE_CREATE ====================================================== */
 
+static int create_locked(srv_conn *sc, const pd_hdr *h, const pd_table_def *dp, pd_err *e);
+
 int srv_on_table_create(srv_conn *sc, const pd_hdr *h) {
-    pd_server *s = sc->srv;
     pd_err e = {0};
     pd_table_def d;
     int rc = pd_recv_payload(sc->io, h, sc->ctrl, &sc->ioerr);
@@ -71,34 +72,43 @@ int srv_on_table_create(srv_conn *sc, const pd_hdr *h) {
         pd_seterr(&e, PARAMD_EWORKER, "only workers define tables");
         return srv_reply_err(sc, h, &e);
     }
+    srv_mut_begin(sc, h, NULL); /* (a TABLE_CREATE is never skipped) */
+    rc = create_locked(sc, h, &d, &e);
+    srv_mut_end(sc, h, rc, h->type, sc->ctrl, (size_t)h->len, NULL, 0);
+    if (rc) return srv_reply_err(sc, h, &e);
+    return srv_send_ok(sc, h, NULL, 0, NULL, 0);
+}
+
+/* TABLE_CREATE's work, under the server's mu: 0 or the error in e. */
+static int create_locked(srv_conn *sc, const pd_hdr *h, const pd_table_def *dp, pd_err *e) {
+    pd_server *s = sc->srv;
+    const pd_table_def d = *dp;
     pthread_mutex_lock(&s->mu);
     pd_table *t = s->tables[h->table];
     if (t && !pd_table_same_def(t, &d)) {
         pthread_mutex_unlock(&s->mu);
-        pd_seterr(&e, PARAMD_ESPEC,
-                  "table %u exists on this server with another definition",
-                  h->table);
-        return srv_reply_err(sc, h, &e);
+        return pd_seterr(e, PARAMD_ESPEC,
+                         "table %u exists on this server with another definition",
+                         h->table);
     }
     if (!t) {
         if (s->ntables >= s->o.max_tables) {
             pthread_mutex_unlock(&s->mu);
-            pd_seterr(&e, PARAMD_ELIMIT,
-                      "table %u: this server holds %d tables, its limit "
-                      "(paramd server --max-tables)", h->table, s->ntables);
-            return srv_reply_err(sc, h, &e);
+            return pd_seterr(e, PARAMD_ELIMIT,
+                             "table %u: this server holds %d tables, its limit "
+                             "(paramd server --max-tables)", h->table, s->ntables);
         }
-        if (srv_def_within_limit(h->table, &d, s->o.max_table_bytes, &e) != 0) {
+        if (srv_def_within_limit(h->table, &d, s->o.max_table_bytes, e) != 0) {
             pthread_mutex_unlock(&s->mu);
-            return srv_reply_err(sc, h, &e);
+            return e->code;
         }
         pd_table_env env = {s->W, s->index, s->S, s->pool, s->o.max_table_bytes,
                             s->plugin_dir[0] ? s->plugin_dir : NULL};
-        t = pd_table_create(h->table, &d, &env, &e);
-        if (!t || srv_table_within_limit(t, s->o.max_table_bytes, &e) != 0) {
+        t = pd_table_create(h->table, &d, &env, e);
+        if (!t || srv_table_within_limit(t, s->o.max_table_bytes, e) != 0) {
             pthread_mutex_unlock(&s->mu);
             pd_table_destroy(t); /* nothing touched its (lazy) memory yet */
-            return srv_reply_err(sc, h, &e);
+            return e->code ? e->code : PARAMD_ENOMEM;
         }
         s->ntables++;
         t->gate.alive = srv_rank_alive; /* for the wait messages */
@@ -117,7 +127,7 @@ int srv_on_table_create(srv_conn *sc, const pd_hdr *h) {
                    (unsigned long long)d.n);
     }
     pthread_mutex_unlock(&s->mu);
-    return srv_send_ok(sc, h, NULL, 0, NULL, 0);
+    return 0;
 }
 
 /* ==== Dense: SET, PUSH, PULL ============================================ */
@@ -167,10 +177,15 @@ int srv_on_write(srv_conn *sc, const pd_hdr *h) {
         if (rc) return rc;
     }
     rq.in = peeked ? in_place : (const float *)(void *)sc->buf;
+    if (srv_mut_begin(sc, h, t)) { /* sent again after a failover: applied already */
+        if (peeked) pd_conn_consume(sc->io, (size_t)nbytes);
+        return srv_send_ok(sc, h, NULL, 0, NULL, 0);
+    }
     if (h->type == PD_MSG_SET)
         rc = pd_table_set(t, &rq, &e);
     else
         rc = srv_push(sc, t, &rq, &e);
+    srv_mut_end(sc, h, rc, h->type, pre, sizeof pre, rq.in, (size_t)nbytes);
     if (peeked) pd_conn_consume(sc->io, (size_t)nbytes);
     if (rc) return srv_reply_err(sc, h, &e);
     return srv_send_ok(sc, h, NULL, 0, NULL, 0);
@@ -355,9 +370,29 @@ int srv_on_sparse(srv_conn *sc, const pd_hdr *h) {
     /* (no keys: no offset, buf may be NULL; an offset to NULL is undefined) */
     rq.io = (float *)(void *)(nkeys ? sc->buf + nkeys * 8 : sc->buf);
     int64_t applied = 0;
-    if (push)
+    if (push && srv_mut_begin(sc, h, t)) /* sent again after a failover: applied already */
+        return srv_send_ok(sc, h, NULL, 0, NULL, 0);
+    /* The store folds duplicate keys in place: a primary forwards the
+     * push as it came. */
+    const uint8_t *fwd = sc->buf;
+    if (push && sc->mut_locked && srv_is_primary(sc->srv) && left) {
+        if (left > sc->fwd_cap) {
+            uint8_t *p = pd_realloc(sc->fwd, (size_t)left);
+            if (!p) {
+                srv_mut_end(sc, h, PARAMD_ENOMEM, h->type, NULL, 0, NULL, 0);
+                pd_seterr(&e, PARAMD_ENOMEM, "out of memory for a copy of the push");
+                return srv_reply_err(sc, h, &e);
+            }
+            sc->fwd = p;
+            sc->fwd_cap = (size_t)left;
+        }
+        memcpy(sc->fwd, sc->buf, (size_t)left);
+        fwd = sc->fwd;
+    }
+    if (push) {
         rc = srv_push(sc, t, &rq, &e);
-    else
+        srv_mut_end(sc, h, rc, h->type, pre, sizeof pre, fwd, (size_t)left);
+    } else
         rc = pd_table_pull(t, &rq, sparse_emit_fn, &applied, &e);
     if (!push) srv_pull_spent(sc, h, rc);
     if (rc) return srv_reply_err(sc, h, &e);

@@ -33,7 +33,13 @@
 
 int srv_claim_rank(void *arg, const pd_hello *peer, pd_err *e) {
     pd_server *s = arg;
+    if (peer->role == PD_ROLE_SERVER) return srv_claim_feed(s, peer, e);
     if (peer->role != PD_ROLE_WORKER) return 0;
+    if (!srv_is_primary(s))
+        return pd_seterr(e, PARAMD_EWORKER, "server %d is copy %d of slot %d, fed by the "
+                         "slot's primary: workers reach the primary (the coordinator's "
+                         "map names it)", s->index, __atomic_load_n(&s->copy, __ATOMIC_ACQUIRE),
+                         s->index);
     pthread_mutex_lock(&s->mu);
     uint32_t newest = s->holder[peer->rank];
     int ok = peer->ticket.gen >= newest;
@@ -124,7 +130,7 @@ static void on_worker_gone(pd_server *s, const pd_hdr *h, const uint8_t *buf) {
 /* WORKER_JOIN: u32 rank, u32 phase, i64 clock.  PREPARE is answered with
  * this server's frontier (i64: the largest of its tables', 0 if none);
  * COMMIT (clock J) is not answered. */
-static void on_worker_join(pd_server *s, const pd_hdr *h, const uint8_t *buf) {
+static void on_worker_join(pd_server *s, const pd_hdr *h, const uint8_t *buf, int reply) {
     pd_rd r;
     uint32_t w, phase;
     uint64_t J;
@@ -150,6 +156,7 @@ static void on_worker_join(pd_server *s, const pd_hdr *h, const uint8_t *buf) {
         s->jfrom[w] = F;
         s->join_pending = (int32_t)w;
         pthread_mutex_unlock(&s->mu);
+        if (!reply) return;
         uint8_t p[8];
         for (int i = 0; i < 8; i++) p[i] = (uint8_t)((uint64_t)F >> (8 * i));
         pd_hdr rh = *h;
@@ -179,18 +186,22 @@ static void on_worker_join(pd_server *s, const pd_hdr *h, const uint8_t *buf) {
     pthread_mutex_unlock(&s->mu);
 }
 
+void srv_member_event(pd_server *s, const pd_hdr *h, const uint8_t *buf, int reply) {
+    if (h->type == PD_MSG_WORKER_GONE) on_worker_gone(s, h, buf);
+    else on_worker_join(s, h, buf, reply);
+}
+
 /* ==== Heartbeats ======================================================== */
 
 void *srv_heartbeat_main(void *arg) {
     pd_server *s = arg;
     pthread_mutex_lock(&s->mu);
     while (!s->stopping) {
-        struct timespec ts;
-        clock_gettime(CLOCK_REALTIME, &ts);
-        int64_t ns = ts.tv_nsec + (int64_t)SRV_HEARTBEAT_MS * 1000000;
-        ts.tv_sec += ns / 1000000000;
-        ts.tv_nsec = ns % 1000000000;
-        pthread_cond_timedwait(&s->cv, &s->mu, &ts); /* pd_server_stop wakes it */
+        /* (cv is broadcast for other reasons too: a beat goes only once
+         * the interval has passed) */
+        int64_t due = pd_now_ms() + SRV_HEARTBEAT_MS;
+        for (int64_t now = pd_now_ms(); now < due && !s->stopping; now = pd_now_ms())
+            pd_cond_wait_ms(&s->cv, &s->mu, due - now); /* pd_server_stop wakes it */
         if (s->stopping) break;
         pthread_mutex_unlock(&s->mu);
         pd_hdr h = {0};
@@ -362,12 +373,20 @@ void *srv_coord_main(void *arg) {
             }
             break;
         }
-        if (rc == 0 && h.type == PD_MSG_WORKER_GONE) {
-            on_worker_gone(s, &h, buf);
+        if (rc == 0 && (h.type == PD_MSG_WORKER_GONE || h.type == PD_MSG_WORKER_JOIN)) {
+            srv_repl_member(s, &h, buf, srv_member_event); /* (in the order of updates) */
             continue;
         }
-        if (rc == 0 && h.type == PD_MSG_WORKER_JOIN) {
-            on_worker_join(s, &h, buf);
+        if (rc == 0 && h.type == PD_MSG_REPLICA_ADD) {
+            srv_on_replica_add(s, &h, buf);
+            continue;
+        }
+        if (rc == 0 && h.type == (PD_MSG_REPLICA_DROP | PD_REPLY)) {
+            srv_on_drop_reply(s, &h);
+            continue;
+        }
+        if (rc == 0 && h.type == PD_MSG_PROMOTE) {
+            srv_on_promote(s, &h);
             continue;
         }
         if (rc == 0 && h.type == PD_MSG_CKPT_HOLD) {
@@ -387,7 +406,8 @@ void *srv_coord_main(void *arg) {
             int stopping = s->stopping;
             pthread_mutex_unlock(&s->mu);
             if (stopping) break;
-            if (s->rejoin_ms > 0) {
+            if (s->replicas > 1) srv_repl_lost_coordinator(s);
+            if (s->rejoin_ms > 0 && srv_is_primary(s)) {
                 if (rejoin(s, e.msg) == 0) continue;
             } else {
                 pd_log(PD_LOG_ERROR, "lost the coordinator: %s", e.msg);

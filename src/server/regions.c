@@ -186,7 +186,13 @@ int srv_on_push_region(srv_conn *sc, const pd_hdr *h) {
         return srv_reply_err(sc, h, &e);
     }
     rq.in = v;
-    if ((rc = srv_push(sc, t, &rq, &e))) return srv_reply_err(sc, h, &e);
+    if (srv_mut_begin(sc, h, t)) /* sent again after a failover: applied already */
+        return srv_send_ok(sc, h, NULL, 0, NULL, 0);
+    rc = srv_push(sc, t, &rq, &e);
+    uint8_t off[8]; /* forwarded as the PUSH it stands for */
+    pd_le64_put(off, rq.off);
+    srv_mut_end(sc, h, rc, PD_MSG_PUSH, off, sizeof off, v, (size_t)rq.count * 4);
+    if (rc) return srv_reply_err(sc, h, &e);
     __atomic_add_fetch(&sc->srv->region_pushes, 1, __ATOMIC_RELAXED);
     return srv_send_ok(sc, h, NULL, 0, NULL, 0);
 }

@@ -105,6 +105,11 @@ pd_server *pd_server_start(const pd_server_opts *o, pd_err *e) {
     pthread_mutex_init(&s->mu, NULL);
     pthread_mutex_init(&s->coord_send_mu, NULL);
     pthread_cond_init(&s->cv, NULL);
+    pthread_mutex_init(&s->repl_mu, NULL);
+    pthread_cond_init(&s->repl_cv, NULL);
+    pthread_mutex_init(&s->ack_mu, NULL);
+    pthread_cond_init(&s->ack_cv, NULL);
+    s->replicas = 1;
     if (s->o.plugin_dir && plugin_dir_check(s->o.plugin_dir, s->plugin_dir,
                                             sizeof s->plugin_dir, e) != 0)
         goto fail;
@@ -168,8 +173,14 @@ pd_server *pd_server_start(const pd_server_opts *o, pd_err *e) {
     pd_get_u32(&r, &W);
     pd_get_u32(&r, &M);
     pd_get_bytes(&r, s->grant.k, sizeof s->grant.k);
-    uint32_t rejoin_ms = 0;
+    uint32_t rejoin_ms = 0, replicas = 1, copy = 0;
     if (!r.bad && r.off < r.len) pd_get_u32(&r, &rejoin_ms); /* (optional) */
+    /* The cluster's copies of each shard, and which this server is (0:
+     * the slot's primary; replica.c). */
+    if (!r.bad && r.off < r.len) {
+        pd_get_u32(&r, &replicas);
+        pd_get_u32(&r, &copy);
+    }
     /* A replacement of a lost server (coord/replace.c): the checkpoint to
      * restore its shard from, that checkpoint's clock, the clock to go on
      * at, and which worker slots are members. */
@@ -188,7 +199,8 @@ pd_server *pd_server_start(const pd_server_opts *o, pd_err *e) {
     }
     pd_wipe(buf, sizeof buf);
     if (!pd_rd_done(&r) || S == 0 || idx >= S || W == 0 || M < W ||
-        M > PD_MAX_WORKERS || (replacing && (!member || !rep_dir[0] || rep_A < rep_C ||
+        M > PD_MAX_WORKERS || replicas < 1 || replicas > PD_MAX_REPLICAS ||
+        copy >= replicas || (replacing && copy) || (replacing && (!member || !rep_dir[0] || rep_A < rep_C ||
                                              rep_A > (uint64_t)INT64_MAX))) {
         pd_free(member);
         pd_seterr(e, PARAMD_EPROTO, "malformed REG_SERVER reply");
@@ -199,6 +211,8 @@ pd_server *pd_server_start(const pd_server_opts *o, pd_err *e) {
     s->W = (int32_t)M; /* worker slots: ranks 0..M-1 */
     s->W_start = (int32_t)W;
     s->rejoin_ms = rejoin_ms > 86400000 ? 86400000 : rejoin_ms;
+    s->replicas = replicas;
+    __atomic_store_n(&s->copy, (int32_t)copy, __ATOMIC_RELEASE);
     s->join_pending = -1;
     s->gone = pd_calloc(M, 1);
     s->jfrom = pd_malloc(M * sizeof *s->jfrom);
@@ -206,7 +220,9 @@ pd_server *pd_server_start(const pd_server_opts *o, pd_err *e) {
     s->inflight = pd_calloc(M, sizeof *s->inflight);
     s->wconns = pd_calloc(M, sizeof *s->wconns);
     s->holder = pd_calloc(M, sizeof *s->holder);
-    if (!s->gone || !s->jfrom || !s->wgen || !s->inflight || !s->wconns || !s->holder) {
+    if (replicas > 1) s->dedup = pd_calloc(M, sizeof *s->dedup);
+    if (!s->gone || !s->jfrom || !s->wgen || !s->inflight || !s->wconns || !s->holder ||
+        (replicas > 1 && !s->dedup)) {
         pd_free(member);
         pd_seterr(e, PARAMD_ENOMEM, "out of memory");
         goto fail;
@@ -314,6 +330,7 @@ int pd_server_run(pd_server *s) {
         s->hb_thread_started = 0;
     }
     srv_ckpt_join(s); /* its waits failed when the tables stopped */
+    srv_repl_stop(s);
     return lost ? PARAMD_ECLOSED : 0;
 }
 
@@ -350,6 +367,8 @@ void pd_server_free(pd_server *s) {
     pd_free(s->inflight);
     pd_free(s->wconns);
     pd_free(s->holder);
+    for (int32_t w = 0; s->dedup && w < s->W; w++) pd_free(s->dedup[w].id);
+    pd_free(s->dedup);
     pd_wipe(&s->key, sizeof s->key);
     pd_wipe(&s->grant, sizeof s->grant);
     if (s->lfd >= 0) close(s->lfd);
@@ -357,6 +376,10 @@ void pd_server_free(pd_server *s) {
     pthread_mutex_destroy(&s->mu);
     pthread_mutex_destroy(&s->coord_send_mu);
     pthread_cond_destroy(&s->cv);
+    pthread_mutex_destroy(&s->repl_mu);
+    pthread_cond_destroy(&s->repl_cv);
+    pthread_mutex_destroy(&s->ack_mu);
+    pthread_cond_destroy(&s->ack_cv);
     pd_admit_destroy(&s->admit);
     pd_free(s);
 }

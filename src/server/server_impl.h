@@ -15,6 +15,11 @@
  *   checkpoint.c  holding tables at a clock, writing them out, restoring
  *   metrics.c     what the server counts for its metrics endpoint and its
  *                 STATS text: requests by kind, and the Prometheus text
+ *   replica.c     replicated shards: a primary forwards each update to its
+ *                 copies and answers once they applied it; a copy applies
+ *                 what its primary forwards, is seeded by it, and takes
+ *                 the slot over when promoted; updates sent again are
+ *                 recognised by their ids
  *
  * Threads and what they own:
  *   main (pd_server_run)  the TCP accept loop; starts connection threads
@@ -29,7 +34,11 @@
  *                         connection's reads and writes
  *   metrics endpoint      (--metrics) metrics/http.h: renders the
  *                         Prometheus text from the counters and tables
- * Lock order: pd_server.mu before a table's lock (never the other way).
+ *   copy threads          (a primary of a replicated shard) one per copy:
+ *                         connects to it, seeds it, then reads its
+ *                         acknowledgements (replica.c)
+ * Lock order: repl_mu before pd_server.mu before a table's lock (never
+ * the other way); ack_mu is a leaf.
  * pd_server.mu guards what the comment at its fields says.
  *
  * Lifetime.  pd_server_run returns only once every connection thread has
@@ -95,8 +104,45 @@ typedef struct srv_conn {
     int64_t spent_clock;
     srv_region *regions; /* the worker's shared buffers mapped here */
     uint32_t nregions, regions_cap;
+    /* Replicated shards (replica.c; connection thread). */
+    int mut_locked;      /* srv_mut_begin took repl_mu */
+    uint64_t repl_need;  /* the last REPL frame an update of this
+                          * connection sent: its reply waits for it */
+    uint8_t *fwd;        /* a sparse push's payload as it came (the store
+                          * folds duplicate keys in place) */
+    size_t fwd_cap;
+    int seed_fd;         /* a copy: the seed being received, or -1 */
+    char seed_path[256];
     uint8_t ctrl[PD_MAX_CTRL_PAYLOAD + 1];
 } srv_conn;
+
+/* Replicated shards (replica.c).  The ids of a rank's updates applied
+ * here (the newest SRV_DEDUP_N, sorted, in a ring from head), for the
+ * rank's incarnation gen: an update sent again after a failover is
+ * recognised and answered without being applied twice. */
+#define SRV_DEDUP_N 4096
+typedef struct srv_dedup {
+    uint32_t gen;
+    uint32_t head, n;
+    uint64_t *id;        /* SRV_DEDUP_N, allocated on first use */
+} srv_dedup;
+
+/* A primary's copy of its shard on another server. */
+enum { CP_NONE = 0, CP_CONNECTING, CP_SEEDING, CP_LIVE, CP_BROKEN, CP_DROPPED };
+typedef struct srv_copy {
+    struct pd_server *srv;
+    int state;           /* CP_* (ack_mu) */
+    uint32_t j;          /* its number, 1..R-1 */
+    char addr[PD_MAX_ADDR + 1];
+    pd_conn *conn;       /* writes under repl_mu; reads by its thread */
+    uint64_t base;       /* repl_seq when its seed went (repl_mu, then fixed) */
+    uint64_t acked;      /* REPL frames it acknowledged (ack_mu) */
+    pd_hdr add;          /* the coordinator's REPLICA_ADD, answered once
+                          * the copy is seeded (or failed) */
+    pthread_t thread;
+    int started;         /* (mu) */
+    char why[PD_ERRMSG_MAX]; /* why it broke */
+} srv_copy;
 
 /* Requests of one kind (PD_MSG_*, index = type): counted by srv_dispatch
  * with relaxed atomics, read by the metrics endpoint without a lock. */
@@ -173,6 +219,27 @@ struct pd_server {
                            * (gate.h's alive: read under a table's lock) */
     srv_kind_stats kinds[SRV_KINDS];
     uint64_t conns_total; /* atomic: connections accepted */
+    /* Replicated shards (replica.c). */
+    uint32_t replicas;    /* copies of each shard in the cluster (1: none) */
+    int32_t copy;         /* atomic (written under mu): 0 this server
+                           * serves its slot; j > 0 it is copy j, fed by
+                           * the slot's primary (srv_is_primary) */
+    int seeded;           /* (mu) a copy: its seed was loaded */
+    int feed_conns;       /* (mu) a copy: its primary's connection is open */
+    pthread_mutex_t repl_mu; /* the order of a primary's updates and their
+                           * forwarding; seed_block, repl_seq, dedup, and
+                           * writes on the copies' connections */
+    pthread_cond_t repl_cv;  /* (repl_mu) an update ended; a seed's cut
+                           * was lifted */
+    int64_t seed_block;   /* (repl_mu) > 0: updates of clocked tables for
+                           * this clock or later wait (a seed's cut) */
+    uint64_t repl_seq;    /* (repl_mu) REPL frames sent */
+    srv_dedup *dedup;     /* W (repl_mu) */
+    pthread_mutex_t ack_mu; /* copies' state and acked; a leaf */
+    pthread_cond_t ack_cv;
+    srv_copy copies[PD_MAX_REPLICAS];
+    uint64_t repl_dups;   /* atomic: updates sent again, already applied */
+    uint64_t repl_frames; /* atomic: REPL frames applied (a copy) */
     double started;       /* pd_now() at start */
     pd_http *http;        /* the metrics endpoint, or NULL */
 };
@@ -259,6 +326,47 @@ int srv_restore(pd_server *s, pd_err *e);
  * (SERVER_READY).  At start, before serving. */
 int srv_replace(pd_server *s, const char *dir, int64_t C, int64_t A, const uint8_t *member,
                 pd_err *e);
+/* A copy: the tables of seed file `path` (replica.c wrote it), n of them
+ * after the reader's position.  0 or the error. */
+int srv_load_tables(pd_server *s, pd_ckr *r, uint32_t n, pd_err *e);
+
+/* ==== replica.c ========================================================= */
+
+/* An update (SET, PUSH, SPARSE_PUSH, PUSH_REGION, TABLE_CREATE) of table t
+ * (NULL: TABLE_CREATE) by sc, request h.  In a replicated cluster begin
+ * takes repl_mu, so that updates are applied and forwarded in one order;
+ * it returns 1 if this is an update sent again that was applied already
+ * (answer success, apply nothing), else 0.  end (after the apply, rc its
+ * result) records the id and, on a primary, forwards the frame, type
+ * `type` with the payload parts p1, p2, to every copy, then unlocks.  The
+ * reply (srv_send_ok) then waits for the copies (srv_repl_wait). */
+int srv_mut_begin(srv_conn *sc, const pd_hdr *h, pd_table *t);
+int srv_is_primary(pd_server *s);
+void srv_mut_end(srv_conn *sc, const pd_hdr *h, int rc, uint16_t type, const void *p1,
+                 size_t n1, const void *p2, size_t n2);
+/* Before a reply to the connection itself: wait until every live copy
+ * applied the updates this connection forwarded.  0, or an error (the
+ * server stops: no reply). */
+int srv_repl_wait(srv_conn *sc);
+/* A membership event (WORKER_GONE, WORKER_JOIN from the coordinator), in
+ * the order of updates: run it (fn) and forward it to the copies. */
+void srv_repl_member(pd_server *s, const pd_hdr *h, const uint8_t *buf,
+                     void (*fn)(pd_server *, const pd_hdr *, const uint8_t *, int));
+/* A copy's handlers: REPL and SEED from its primary. */
+int srv_on_repl(srv_conn *sc, const pd_hdr *h);
+int srv_on_seed(srv_conn *sc, const pd_hdr *h);
+/* The coordinator watcher's: REPLICA_ADD (a primary: seed that copy and
+ * feed it), REPLICA_DROP's reply, PROMOTE (a copy: serve the slot). */
+void srv_on_replica_add(pd_server *s, const pd_hdr *h, const uint8_t *buf);
+void srv_on_drop_reply(pd_server *s, const pd_hdr *h);
+void srv_on_promote(pd_server *s, const pd_hdr *h);
+/* The coordinator was lost: a primary drops its copies (none can be
+ * promoted now) and goes on alone. */
+void srv_repl_lost_coordinator(pd_server *s);
+/* Stop and join the copy threads (pd_server_run's end). */
+void srv_repl_stop(pd_server *s);
+/* The handshake's check of a server role: the primary feeding this copy. */
+int srv_claim_feed(pd_server *s, const pd_hello *peer, pd_err *e);
 
 /* ==== batch.c =========================================================== */
 
@@ -276,6 +384,10 @@ int srv_rank_alive(void *server, int32_t w);
 void srv_metrics_render(void *server, pd_buf *b);
 
 /* ==== membership.c ====================================================== */
+
+/* WORKER_GONE and WORKER_JOIN (h, payload buf) applied here; reply: a
+ * PREPARE's frontier goes to the coordinator (not from a copy). */
+void srv_member_event(pd_server *s, const pd_hdr *h, const uint8_t *buf, int reply);
 
 /* The coordinator watcher's thread. */
 void *srv_coord_main(void *arg);

@@ -52,6 +52,12 @@ int srv_send_ok(srv_conn *sc, const pd_hdr *req, const void *p, size_t n,
     h.id = req->id;
     h.table = req->table;
     h.clock = req->clock;
+    /* An update is answered once every live copy has it (replica.c); in
+     * a BATCH, before the batch's reply. */
+    if (sc->io == sc->conn) {
+        int rc = srv_repl_wait(sc);
+        if (rc) return rc;
+    }
     return pd_send_frame(sc->io, &h, p, n, p2, n2, NULL, 0, NULL);
 }
 
@@ -107,6 +113,8 @@ static int dispatch(srv_conn *sc, const pd_hdr *h) {
     case PD_MSG_REGION_UNMAP: return srv_on_region_unmap(sc, h);
     case PD_MSG_PUSH_REGION: return srv_on_push_region(sc, h);
     case PD_MSG_PULL_REGION: return srv_on_pull_region(sc, h);
+    case PD_MSG_REPL: return srv_on_repl(sc, h);
+    case PD_MSG_SEED: return srv_on_seed(sc, h);
     }
     pd_err e = {0};
     pd_seterr(&e, PARAMD_EPROTO, "unexpected %s on a server connection",
@@ -132,7 +140,8 @@ static int conn_hello(srv_conn *sc) {
     pd_hello peer;
     pd_hello_rules rules = {
         .who = "server",
-        .roles = PD_ROLE_BIT(PD_ROLE_WORKER) | PD_ROLE_BIT(PD_ROLE_TOOL),
+        .roles = PD_ROLE_BIT(PD_ROLE_WORKER) | PD_ROLE_BIT(PD_ROLE_TOOL) |
+                 (s->replicas > 1 ? PD_ROLE_BIT(PD_ROLE_SERVER) : 0), /* a copy's feed */
         .workers = s->W,
         .key = s->has_key ? &s->key : NULL,
         .grant = &s->grant,
@@ -151,6 +160,15 @@ static int conn_hello(srv_conn *sc) {
     int rc = pd_handshake_accept(sc->conn, &rules, &w, &peer, &e);
     if (rc) return rc;
     pthread_mutex_lock(&s->mu); /* read by STATS on other threads */
+    if (peer.role == PD_ROLE_SERVER) { /* its primary (srv_claim_feed checked) */
+        if (s->feed_conns > 0 || s->seeded || s->copy <= 0) {
+            pthread_mutex_unlock(&s->mu);
+            pd_log(PD_LOG_WARN, "refused a second feed for copy %d of slot %d from %s",
+                   s->copy, s->index, sc->conn->peer);
+            return PARAMD_EPROTO;
+        }
+        s->feed_conns++;
+    }
     sc->role = peer.role;
     sc->rank = peer.role == PD_ROLE_WORKER ? peer.rank : -1;
     sc->op_timeout_ms = peer.op_timeout_ms;
@@ -227,6 +245,12 @@ static void *conn_main(void *arg) {
     /* unlink and free */
     pthread_mutex_lock(&s->mu);
     if (sc->rank >= 0) __atomic_sub_fetch(&s->wconns[sc->rank], 1, __ATOMIC_RELAXED);
+    if (sc->role == PD_ROLE_SERVER && --s->feed_conns == 0) pthread_cond_broadcast(&s->cv);
+    if (sc->seed_fd >= 0) {
+        close(sc->seed_fd);
+        unlink(sc->seed_path);
+    }
+    pd_free(sc->fwd);
     for (srv_conn **pp = &s->conns; *pp; pp = &(*pp)->next)
         if (*pp == sc) {
             *pp = sc->next;
@@ -261,6 +285,7 @@ void srv_start_conn(pd_server *s, pd_conn *c, int shm_fd) {
     sc->shm_fd = shm_fd;
     sc->srv = s;
     sc->rank = -1;
+    sc->seed_fd = -1;
     sc->pull_room = UINT64_MAX;
     pd_buf_init(&sc->bout);
     pthread_attr_t attr;

@@ -21,6 +21,7 @@ void pd_map_encode(pd_buf *b, const pd_map *m) {
     pd_put_u64(b, m->barriers);
     pd_put_u32(b, m->rejoin_ms);
     pd_put_u32(b, m->replace_ms);
+    pd_put_u32(b, m->replicas);
 }
 
 int pd_map_decode(const void *p, size_t len, pd_map *m, pd_err *e) {
@@ -59,7 +60,10 @@ int pd_map_decode(const void *p, size_t len, pd_map *m, pd_err *e) {
             if (!r.bad && r.off < r.len) pd_get_u64(&r, &m->barriers);
             if (!r.bad && r.off < r.len) pd_get_u32(&r, &m->rejoin_ms);
             if (!r.bad && r.off < r.len) pd_get_u32(&r, &m->replace_ms);
-            if (m->rejoin_ms > 86400000 || m->replace_ms > 86400000) goto bad;
+            if (!r.bad && r.off < r.len) pd_get_u32(&r, &m->replicas);
+            if (m->rejoin_ms > 86400000 || m->replace_ms > 86400000 ||
+                m->replicas > PD_MAX_REPLICAS)
+                goto bad;
         }
     }
     if (!pd_rd_done(&r)) goto bad;

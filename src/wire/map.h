@@ -45,6 +45,8 @@ typedef struct pd_map {
                           * reconnecting (0: fail at once) */
     uint32_t replace_ms; /* wait this long for a lost server's replacement
                           * (SERVER_WAIT) before failing (0: fail at once) */
+    uint32_t replicas;   /* copies of each shard (1: none): a request sent
+                          * again after a failover keeps its ids */
 } pd_map;
 #define PD_MAP_TICKET_BYTES 32
 

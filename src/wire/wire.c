@@ -56,7 +56,8 @@ void pd_hdr_encode(const pd_hdr *h, uint8_t out[PD_HDR_SIZE]) {
 static int is_data_msg(uint16_t type) {
     uint16_t t = type & (uint16_t)~PD_REPLY;
     return t == PD_MSG_SET || t == PD_MSG_PUSH || t == PD_MSG_PULL ||
-           t == PD_MSG_SPARSE_PUSH || t == PD_MSG_SPARSE_PULL;
+           t == PD_MSG_SPARSE_PUSH || t == PD_MSG_SPARSE_PULL || t == PD_MSG_REPL ||
+           t == PD_MSG_SEED;
 }
 
 int pd_hdr_decode(const uint8_t in[PD_HDR_SIZE], pd_hdr *h,

@@ -45,6 +45,7 @@
 #define PD_MAX_ADDR 255                     /* "host:port" bytes */
 #define PD_MAX_TABLES 4096                  /* table ids 1..PD_MAX_TABLES-1 */
 #define PD_MAX_SERVERS 4096
+#define PD_MAX_REPLICAS 8                   /* copies of a shard (--replicas) */
 #define PD_MAX_ERRTEXT 1024                 /* error reply payload */
 /* BATCH (docs/protocol.md, "Batches"): the payload of a request, and the
  * bytes of values its pulls may ask for together. */
@@ -95,7 +96,12 @@
                        /* a lost server's replacement; reply u64 epoch, */ \
                        /* str its address */                              \
     X(SERVER_READY, 41) /* replacement server -> coord: its shard is */    \
-                        /* restored (empty; empty reply) */
+                        /* restored (empty; empty reply) */             \
+    X(REPL, 42)        /* primary -> its copy: u32 rank, one whole frame */ \
+    X(SEED, 43)        /* primary -> a new copy: its state, in parts */   \
+    X(REPLICA_ADD, 44) /* coord -> primary: u32 copy, str its address */  \
+    X(REPLICA_DROP, 45) /* primary -> coord: u32 copy, str why */         \
+    X(PROMOTE, 46)     /* coord -> copy: serve the slot (empty) */
 
 enum pd_msg_type {
 #define PD_X_(name, val) PD_MSG_##name = (val),
