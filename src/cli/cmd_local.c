@@ -63,6 +63,11 @@ static void local_usage(FILE *f) {
             "                    servers keep theirs, the workers wait for it and\n"
             "                    go on; the shard loses its updates since that\n"
             "                    checkpoint (docs/durability.md); exit status 3\n"
+            "  --replicas R      keep R copies of every shard (R x S servers): a server\n"
+            "                    that dies is replaced by its copy at once, no\n"
+            "                    acknowledged update lost, and a new server is\n"
+            "                    started to be a copy again (docs/durability.md)\n"
+            "                    [1: none; 2..8]\n"
             "  --restarts N      the coordinator exiting while workers run is started\n"
             "                    again on its address, up to N times: the servers and\n"
             "                    workers, which keep running, rejoin it and the run\n"
@@ -91,10 +96,11 @@ int cmd_local(int argc, char **argv) {
         {"replace-workers", required_argument, 0, 'R'},
         {"restarts", required_argument, 0, 'X'},
         {"replace-servers", required_argument, 0, 'Y'},
+        {"replicas", required_argument, 0, 'y'},
         {"secret-file", required_argument, 0, 'S'},
         {"help", no_argument, 0, 'h'},
         {0, 0, 0, 0}};
-    int64_t S = 1, W = 1, M = 0, replace = 0, restarts = 0, replace_servers = 0;
+    int64_t S = 1, W = 1, M = 0, replace = 0, restarts = 0, replace_servers = 0, replicas = 1;
     const char *host = "127.0.0.1";
     int c, li = 0, keep_going = 0;
     cli_ckpt_opts ck = {0};
@@ -150,6 +156,13 @@ int cmd_local(int argc, char **argv) {
             }
             break;
         }
+        case 'y':
+            if (pd_parse_i64(optarg, &replicas) || replicas < 1 || replicas > 8) {
+                fprintf(stderr, "paramd local: --replicas '%s' is not 1..8 (copies of each "
+                        "shard)\n", optarg);
+                return 2;
+            }
+            break;
         case 'S':
             if (cli_set_secret_file("paramd local", optarg)) return 2;
             break;
@@ -182,7 +195,8 @@ int cmd_local(int argc, char **argv) {
     char why[300];
     if (pd_local_start(&L, (int32_t)S, (int32_t)W, (int32_t)M, host, argv + optind, NULL,
                        (keep_going ? PD_LOCAL_KEEP_GOING : 0) |
-                           (replace_servers ? PD_LOCAL_REPLACE_SERVERS : 0)) != 0) {
+                           (replace_servers ? PD_LOCAL_REPLACE_SERVERS : 0) |
+                           PD_LOCAL_REPLICAS((int)replicas)) != 0) {
         if (!L) {
             fprintf(stderr, "paramd local: out of memory\n");
             return 1;

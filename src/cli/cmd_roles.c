@@ -306,7 +306,13 @@ int cmd_coordinator(int argc, char **argv) {
     int died = 0, lost = 0;
     pd_coord_failures(co, &died, &lost);
     int replaced = pd_coord_servers_replaced(co);
+    int promoted = pd_coord_promotions(co);
     pd_coord_free(co);
+    if (promoted)
+        pd_log(PD_LOG_WARN, "%d server%s lost during the run; %s cop%s took %s place and "
+               "nothing acknowledged was lost", promoted, promoted == 1 ? " was" : "s were",
+               promoted == 1 ? "its" : "their", promoted == 1 ? "y" : "ies",
+               promoted == 1 ? "its" : "their");
     if (rc == PARAMD_ETIMEDOUT) return 1; /* the reason was logged */
     if (rc) {
         /* The exit status says it too: a launcher sees a failed cluster. */

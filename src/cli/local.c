@@ -102,7 +102,8 @@ struct pd_local {
     char coord_env[340];     /* PARAMD_COORDINATOR=ADDR, for every worker */
     char coord_addr[300];    /* the coordinator's bound address */
     int coord_lfd;           /* its listening socket, ours (-1: none) */
-    char sarg[16], warg[16], marg[16]; /* its --servers, --workers, --max-workers */
+    char sarg[16], warg[16], marg[16], rarg[16]; /* its --servers, --workers,
+                                                  * --max-workers, --replicas */
     int coord_left;          /* coordinator restarts still allowed */
     int coord_restarts;      /* done so far */
     int coord_pending;       /* reap -> supervise: start it again */
@@ -112,6 +113,10 @@ struct pd_local {
     int32_t server_pending[64]; /* reap -> supervise: indexes to replace */
     int nserver_pending;
     char server_why[256];    /* the first, and how it exited */
+    int replicas;            /* copies of each shard (PD_LOCAL_REPLICAS) */
+    int copy_left;           /* servers still to start as new copies */
+    int copies_started;      /* done so far */
+    int32_t nservers;        /* servers started (their labels' numbers) */
     char secret_dir[4096];   /* the cluster's private secret, if we made one
                               * (secret.h): removed by pd_local_free */
 };
@@ -315,6 +320,21 @@ static void reap(pd_local *L) {
                         L->coord_left);
                 break;
             }
+            if (c->role == ROLE_SERVER && !ok && L->replicas > 1 && L->copy_left > 0 &&
+                workers_running(L) && !L->failed && !L->term_deadline &&
+                L->nserver_pending < (int)(sizeof L->server_pending / sizeof L->server_pending[0])) {
+                /* Replicated shards: a copy takes a lost primary's place
+                 * (or a copy was lost, or stopped to be seeded anew); a
+                 * new server becomes a copy again (docs/durability.md) */
+                L->copy_left--;
+                L->copies_started++;
+                L->server_pending[L->nserver_pending++] = -1;
+                fprintf(stderr, "paramd local: %s exited (%s) while workers were running; "
+                        "the shards have copies (--replicas %d): starting a new server, "
+                        "which becomes a copy seeded while training goes on (%d more "
+                        "allowed)\n", c->label, how, L->replicas, L->copy_left);
+                break;
+            }
             if (c->role == ROLE_SERVER && !ok && L->server_left > 0 && have_checkpoint() &&
                 (L->flags & PD_LOCAL_REPLACE_SERVERS) && workers_running(L) && !L->failed &&
                 !L->term_deadline &&
@@ -441,12 +461,12 @@ static void supervise(pd_local *L, double settle_s) {
         for (int k = 0; k < L->nserver_pending; k++) {
             char *sv[] = {(char *)cli_self_path(), "server", "--coordinator", L->coord_addr,
                           NULL};
-            if (!L->term_deadline &&
-                spawn(L, ROLE_SERVER, L->server_pending[k], sv, NULL, -1, -1, 0) != 0) {
+            int32_t label = L->server_pending[k] >= 0 ? L->server_pending[k] : L->nservers++;
+            if (!L->term_deadline && spawn(L, ROLE_SERVER, label, sv, NULL, -1, -1, 0) != 0) {
                 L->failed = 1;
                 L->infra = 1;
                 snprintf(L->why, sizeof L->why, "could not start a replacement for server %d",
-                         L->server_pending[k]);
+                         label);
                 terminate_all(L);
             }
         }
@@ -455,7 +475,8 @@ static void supervise(pd_local *L, double settle_s) {
             L->coord_pending = 0;
             char *cargv[] = {(char *)cli_self_path(), "coordinator", "--listen-fd", "3",
                              "--servers", L->sarg, "--workers", L->warg, "--max-workers",
-                             L->marg, L->flags & PD_LOCAL_REPLACE_SERVERS ? "--replace-s" : NULL,
+                             L->marg, "--replicas", L->rarg,
+                             L->flags & PD_LOCAL_REPLACE_SERVERS ? "--replace-s" : NULL,
                              "60", NULL};
             /* (no --restore: it takes the running cluster back) */
             char *cenv[] = {"PARAMD_RESTORE=", NULL};
@@ -512,12 +533,12 @@ int pd_local_start(pd_local **out, int32_t S, int32_t W, int32_t M, const char *
     *out = NULL;
     pd_local *L = calloc(1, sizeof *L);
     if (!L) return -1;
-    L->ch = calloc((size_t)(S + W + 1), sizeof *L->ch);
+    L->ch = calloc((size_t)(S * 8 + W + 1), sizeof *L->ch);
     if (!L->ch) {
         free(L);
         return -1;
     }
-    L->cap = S + W + 1;
+    L->cap = S * 8 + W + 1; /* (up to 8 copies of each shard) */
     L->coord_lfd = -1;
     L->W = W, L->S = S;
     L->wargv = worker_argv, L->wenv = worker_env;
@@ -552,9 +573,15 @@ int pd_local_start(pd_local **out, int32_t S, int32_t W, int32_t M, const char *
     snprintf(L->sarg, sizeof L->sarg, "%d", S);
     snprintf(L->warg, sizeof L->warg, "%d", W);
     snprintf(L->marg, sizeof L->marg, "%d", M > W ? M : W);
+    L->replicas = PD_LOCAL_REPLICAS_OF(flags) > 1 ? PD_LOCAL_REPLICAS_OF(flags) : 1;
+    snprintf(L->rarg, sizeof L->rarg, "%d", L->replicas);
+    /* new copies for lost servers: a few per server, so that a server
+     * that keeps failing does not go on for ever */
+    L->copy_left = L->replicas > 1 ? 4 * S * L->replicas : 0;
     const char *self = cli_self_path();
     char *cargv[] = {(char *)self, "coordinator", "--listen-fd", "3", "--servers", L->sarg,
                      "--workers", L->warg, "--max-workers", L->marg, "--ready-fd", "4",
+                     "--replicas", L->rarg,
                      flags & PD_LOCAL_REPLACE_SERVERS ? "--replace-s" : NULL, "60", NULL};
     /* Its ready line (fd 4) says it runs, the cluster secret made: only
      * then may servers and workers start. */
@@ -588,9 +615,9 @@ int pd_local_start(pd_local **out, int32_t S, int32_t W, int32_t M, const char *
     snprintf(L->coord_env, sizeof L->coord_env, "PARAMD_COORDINATOR=%s", addr);
     snprintf(L->coord_addr, sizeof L->coord_addr, "%s", addr);
 
-    for (int32_t k = 0; k < S; k++) {
+    for (int32_t k = 0; k < S * L->replicas; k++) {
         char *sv[] = {(char *)self, "server", "--coordinator", addr, NULL};
-        if (spawn(L, ROLE_SERVER, k, sv, NULL, -1, -1, 0)) goto fail;
+        if (spawn(L, ROLE_SERVER, L->nservers++, sv, NULL, -1, -1, 0)) goto fail;
     }
     for (int32_t r = 0; r < W; r++)
         if (spawn_worker(L, r, 0)) goto fail;
@@ -623,6 +650,11 @@ int pd_local_servers_replaced(const pd_local *L) { return L ? L->server_restarts
 int pd_local_wait(pd_local *L, char *why, size_t whylen) {
     supervise(L, 10.0);
     int rc = 0;
+    if (L->copies_started && !L->failed && !L->signalled)
+        fprintf(stderr, "paramd local: %d server%s exited during the run; with --replicas %d "
+                "no acknowledged update was lost, and %s new cop%s seeded\n",
+                L->copies_started, L->copies_started == 1 ? "" : "s", L->replicas,
+                L->copies_started == 1 ? "a" : "as many", L->copies_started == 1 ? "y was" : "ies were");
     if (L->signalled) {
         rc = 128 + L->signalled;
         snprintf(why, whylen, "stopped by %s", strsignal(L->signalled));

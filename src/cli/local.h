@@ -24,6 +24,12 @@ typedef struct pd_local pd_local;
  * replaced by a new one, which restores only its shard from the newest
  * checkpoint while the others keep theirs (docs/durability.md). */
 #define PD_LOCAL_REPLACE_SERVERS 8
+/* R copies of every shard (--replicas R, 2..8; docs/durability.md): S x R
+ * servers are started; a server that exits while workers run is not a
+ * failure (a copy takes a lost primary's place) and a new server is
+ * started, which becomes a copy, seeded while training goes on. */
+#define PD_LOCAL_REPLICAS(r) ((r) << 8)
+#define PD_LOCAL_REPLICAS_OF(flags) (((flags) >> 8) & 15)
 
 /* Start a coordinator listening on host, S servers and W workers running
  * worker_argv (with worker_env "K=V" strings added); the coordinator has

@@ -459,7 +459,7 @@ int pd_coord_run(pd_coord *co) {
     for (co_conn *cc = co->conns; cc; cc = cc->next) pd_conn_shutdown(cc->conn);
     while (co->nthreads > 0) pthread_cond_wait(&co->cv, &co->mu);
     int died = co->died, failed = co->fail_msg[0] != '\0';
-    int lost = co->servers_lost;
+    int lost = co->servers_lost - co->promotions; /* (a promoted copy lost nothing) */
     pthread_mutex_unlock(&co->mu);
     if (co->monitor_started) pthread_join(co->monitor, NULL);
     co->monitor_started = 0;
@@ -473,8 +473,15 @@ int pd_coord_run(pd_coord *co) {
 void pd_coord_failures(pd_coord *co, int *workers_died, int *servers_lost) {
     pthread_mutex_lock(&co->mu);
     if (workers_died) *workers_died = co->died;
-    if (servers_lost) *servers_lost = co->servers_lost;
+    if (servers_lost) *servers_lost = co->servers_lost - co->promotions;
     pthread_mutex_unlock(&co->mu);
+}
+
+int pd_coord_promotions(pd_coord *co) {
+    pthread_mutex_lock(&co->mu);
+    int n = co->promotions;
+    pthread_mutex_unlock(&co->mu);
+    return n;
 }
 
 int pd_coord_servers_replaced(pd_coord *co) {

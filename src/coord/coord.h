@@ -106,6 +106,9 @@ void pd_coord_stop(pd_coord *c);
 void pd_coord_failures(pd_coord *c, int *workers_died, int *servers_lost);
 /* How many lost servers a replacement took the place of (replace.c). */
 int pd_coord_servers_replaced(pd_coord *co);
+/* Lost servers whose copy took their place (--replicas): not counted by
+ * pd_coord_failures, since nothing acknowledged was lost. */
+int pd_coord_promotions(pd_coord *co);
 /* After run returned and no pd_coord_stop can be running or come (above).
  * NULL-safe. */
 void pd_coord_free(pd_coord *c);
