@@ -64,6 +64,11 @@ typedef struct tb {
     int64_t st_max;
 } tb;
 
+typedef struct cp { /* a copy of a shard (--replicas) */
+    int server, copy;
+    char address[PD_MAX_ADDR + 1], state[16];
+} cp;
+
 typedef struct wt {
     char where[32];
     pd_wait w;
@@ -81,6 +86,8 @@ typedef struct view {
     int ns;
     tb *t;
     int nt, tcap;
+    cp *c;
+    int nc;
     wt waits[MAX_WAITS];
     int nwait;
 } view;
@@ -157,6 +164,16 @@ static void parse_coord(view *v, char *text) {
             s->silent_ms = pd_kv_int(&kv, "silent_ms", 0);
             snprintf(s->slot, sizeof s->slot, "up"); /* (an older coordinator: none) */
             if (pd_kv_get(&kv, "slot")) str_val(&kv, "slot", s->slot, sizeof s->slot);
+        } else if (!strcmp(kv.kind, "copy")) {
+            cp *p = realloc(v->c, (size_t)(v->nc + 1) * sizeof *p);
+            if (!p) continue;
+            v->c = p;
+            cp *c = &v->c[v->nc++];
+            memset(c, 0, sizeof *c);
+            c->copy = atoi(kv.id);
+            c->server = (int)pd_kv_int(&kv, "of", 0);
+            str_val(&kv, "address", c->address, sizeof c->address);
+            str_val(&kv, "state", c->state, sizeof c->state);
         } else if (!strcmp(kv.kind, "table")) {
             tb *t = table_get(v, (uint32_t)atoi(kv.id));
             if (!t) continue;
@@ -246,6 +263,7 @@ static void view_free(view *v) {
     free(v->w);
     free(v->s);
     free(v->t);
+    free(v->c);
     memset(v, 0, sizeof *v);
 }
 
@@ -327,6 +345,8 @@ static void print_text(const view *v, const view *prev, double dt) {
                                               "(paramd server --coordinator ADDR) that "
                                               "restores its shard from the newest checkpoint"
                    : !strcmp(s->slot, "restoring") ? "a replacement is restoring its shard"
+                   : !strcmp(s->slot, "promoting") ? "lost: a copy of its shard is taking "
+                                                     "its place"
                                                    : "LOST for good: not replaced (the "
                                                      "coordinator's log says why)");
             continue;
@@ -343,6 +363,12 @@ static void print_text(const view *v, const view *prev, double dt) {
                s->pull ? s->pull_us / 1e3 / (double)s->pull : 0, s->tcp, s->shm,
                s->metrics[0] ? s->metrics : "-");
     }
+    for (int i = 0; i < v->nc; i++)
+        printf("  copy %d of server %d at %s: %s\n", v->c[i].copy, v->c[i].server,
+               v->c[i].address, !strcmp(v->c[i].state, "live")
+                                    ? "live (fed every update; takes the server's place "
+                                      "if it is lost)"
+                                    : "being seeded by the server");
     printf("tables:\n");
     for (int i = 0; i < v->nt; i++) {
         const tb *t = &v->t[i];
@@ -441,6 +467,15 @@ static void print_json(const view *v, const view *prev, double dt) {
                (double)s->uptime_ms / 1000, s->tables, (unsigned long long)s->requests,
                rate(s, prev, dt), s->push ? s->push_us / 1e6 / (double)s->push : 0,
                s->pull ? s->pull_us / 1e6 / (double)s->pull : 0, s->tcp, s->shm);
+    }
+    printf("], \"copies\": [");
+    for (int i = 0; i < v->nc; i++) {
+        printf("%s{\"server\": %d, \"copy\": %d, \"address\": ", i ? ", " : "",
+               v->c[i].server, v->c[i].copy);
+        json_str(v->c[i].address);
+        printf(", \"state\": ");
+        json_str(v->c[i].state);
+        printf("}");
     }
     printf("], \"tables\": [");
     for (int i = 0; i < v->nt; i++) {
