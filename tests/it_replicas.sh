@@ -217,7 +217,7 @@ awk -v n=$N '/^key / { seen++; if ($6 + 0 != n) { print "key " $2 ": " $6; bad =
 pass "sync sparse toy: slot 1's primary SIGKILLed: every row exactly $N"
 
 # --- 3. what operators see; a server too many ---
-cluster --metrics 127.0.0.1:0 --persist
+cluster --metrics 127.0.0.1:0 --persist --max-workers 3
 wait_line "$TMP/coordinator.log" "every shard has its 2 copies"
 "$PARAMD" status --coordinator "$COORD" >st.txt || fail "paramd status: $(cat st.txt)"
 for k in 0 1; do
@@ -244,11 +244,20 @@ expect_line m2.txt '^paramd_server_promotions_total 1$'
 expect_line m2.txt '^paramd_server_slots\{state="up"\} 2$'
 "$PARAMD" status --coordinator "$COORD" >st2.txt
 [ "$(grep -c "^  copy 1 of server" st2.txt)" = 1 ] || fail "after the promotion: $(cat st2.txt)"
+# raw probes of slot 1's copy (tests/tool_trust.c), by a third worker
+# that joins the running cluster (its join goes to the copies too)
+CADDR=$(sed -nE 's/^  copy 1 of server 1 at ([^:]+:[0-9]+): live.*/\1/p' st2.txt)
+[ -n "$CADDR" ] || fail "no live copy of server 1: $(cat st2.txt)"
+PARAMD_COORDINATOR=$COORD "$BUILD/tests/tool_trust" copy "$CADDR" 1 >trust.out 2>&1 ||
+  { cat trust.out; fail "tool_trust copy"; }
+expect_line trust.out "^trust ok: copy$"
+clog=$(role_log copy 1)
+expect_line "$clog" "rejected REPL from .*: REPL comes only from a shard's primary to its copy"
 # the slot that lost its copy takes a new server as one
 add_server
 wait_line "$TMP/coordinator.log" "registered as copy 1 of slot 0; its primary"
 kill -KILL "${W_PIDS[@]}" "$COORD_PID" "${SERVER_PIDS[@]}" 2>/dev/null; wait 2>/dev/null
-pass "paramd status (text and JSON) and the metrics show the live copies and count the promotion; a fifth server is refused, naming --servers and --replicas; a server started later becomes slot 0's new copy"
+pass "paramd status (text and JSON) and the metrics show the live copies and count the promotion; a fifth server is refused, naming --servers and --replicas; a worker, a second feed, REPL and SEED are refused by a copy; a server started later becomes slot 0's new copy"
 
 # --- 4. a slot with no live copy ---
 cluster

@@ -54,6 +54,15 @@
  *         every server and to the coordinator.
  *       The test checks each answerer's log for its one line per refusal.
  *
+ *   tool_trust copy ADDR K      (a worker of a cluster with --replicas)
+ *       Against ADDR, a live copy of slot K (server/replica.c), each
+ *       refused with its reason: a worker's HELLO with this process's
+ *       genuine ticket (workers reach the primary); a HELLO as a server
+ *       feeding another slot, and as slot K's primary (the copy was fed
+ *       already); as a tool, REPL and SEED (only a primary's feed sends
+ *       them), the connection answering the next request; and to the
+ *       coordinator, REPLICA_DROP from a tool.
+ *
  * Prints "trust ok: MODE" and exits 0, else a message and 1.
  */
 #include <errno.h>
@@ -797,9 +806,47 @@ static int impostor(int32_t victim) {
     return 0;
 }
 
+/* ==== copy ============================================================== */
+
+static int copy_probe(const char *addr, int32_t k) {
+    char msg[PD_MAX_ERRTEXT + 1], what[160];
+    rp_speak_for(c);
+    int32_t me = paramd_rank(c);
+    refused_hello("copy, a worker's HELLO with its own ticket", rp_dial(addr), PD_ROLE_WORKER,
+                  me, &c->ticket, rp_key(), PARAMD_EWORKER, "workers reach the primary");
+    snprintf(what, sizeof what, "is a copy of slot %d, not of slot %d", k, k + 1);
+    refused_hello("copy, a HELLO as the server of another slot", rp_dial(addr),
+                  PD_ROLE_SERVER, k + 1, NULL, rp_key(), PARAMD_EPROTO, what);
+    refused_hello("copy, a HELLO as its own slot's primary", rp_dial(addr), PD_ROLE_SERVER, k,
+                  NULL, rp_key(), PARAMD_EPROTO, "a copy is seeded once");
+    pd_conn *t = rp_tool(addr);
+    uint8_t junk[4 + PD_HDR_SIZE] = {0};
+    int rc = raw(t, PD_MSG_REPL, 0, junk, sizeof junk, msg, sizeof msg);
+    expect("copy, REPL from a tool", rc, msg, PARAMD_EPROTO,
+           "comes only from a shard's primary to its copy");
+    answers(t, "REPL from a tool");
+    rc = raw_at(t, PD_MSG_SEED, 0, 1, junk, sizeof junk, msg, sizeof msg);
+    expect("copy, SEED from a tool", rc, msg, PARAMD_EPROTO,
+           "comes only from a shard's primary to its copy");
+    answers(t, "SEED from a tool");
+    pd_conn_destroy(t);
+    t = rp_tool(getenv("PARAMD_COORDINATOR"));
+    pd_buf b;
+    pd_buf_init(&b);
+    pd_put_u32(&b, 1);
+    pd_put_str(&b, "a tool says so");
+    rc = raw(t, PD_MSG_REPLICA_DROP, 0, b.p, b.len, msg, sizeof msg);
+    pd_buf_free(&b);
+    expect("coordinator, REPLICA_DROP from a tool", rc, msg, PARAMD_EPROTO,
+           "not from a primary");
+    pd_conn_destroy(t);
+    return 0;
+}
+
 int main(int argc, char **argv) {
     if (argc < 2) {
-        fprintf(stderr, "usage: tool_trust plugin PATH | holder FIFO | impostor RANK\n");
+        fprintf(stderr, "usage: tool_trust plugin PATH | holder FIFO | impostor RANK | copy "
+                "ADDR K\n");
         return 2;
     }
     if (paramd_connect(&c, NULL)) CHECK_FAIL_("connect: %s", paramd_last_error(NULL));
@@ -807,6 +854,7 @@ int main(int argc, char **argv) {
     if (!strcmp(argv[1], "plugin") && argc == 3) rc = plugin(argv[2]);
     if (!strcmp(argv[1], "holder") && argc == 3) rc = holder(argv[2]);
     if (!strcmp(argv[1], "impostor") && argc == 3) rc = impostor(atoi(argv[2]));
+    if (!strcmp(argv[1], "copy") && argc == 4) rc = copy_probe(argv[2], atoi(argv[3]));
     if (paramd_close(c) && rc == 0) CHECK_FAIL_("close: %s", paramd_last_error(c));
     if (rc == 0) printf("trust ok: %s\n", argv[1]);
     return rc;
