@@ -80,6 +80,15 @@ pid_of() {
     [ "${SERVER_LOGS[$k]}" = "$1" ] && { echo "${SERVER_PIDS[$k]}"; return; }
   done
 }
+# wait_count FILE REGEX N: block until FILE has N lines matching REGEX
+# (a look every 20 ms), or fail after 30 s showing the file
+wait_count() {
+  local end=$((SECONDS + 30))
+  until [ "$(grep -Ec -- "$2" "$1")" -ge "$3" ]; do
+    [ $SECONDS -lt $end ] || { cat "$1" >&2; fail "not $3 lines matching '$2' in $1 within 30 s"; }
+    sleep 0.02
+  done
+}
 # pid_of_server COORD K: the pid of the process serving slot K now (its
 # address from paramd status, its pid from the socket listening there)
 pid_of_server() {
@@ -147,14 +156,9 @@ for seed in 11 23 37; do
   add_server
   # the new server is a copy of the slot that lost one (the victim's, or
   # the victim's copy once it is promoted), seeded while the toys run
-  wait_line "$TMP/coordinator.log" "server at 127\.0\.0\.1:[0-9]+ registered as copy 1 of slot [01]; its primary .* seeds it" 20
+  wait_count "$TMP/coordinator.log" "server at 127\.0\.0\.1:[0-9]+ registered as copy 1 of slot [01]; its primary .* seeds it" 3
   slot=$(sed -nE 's/.*registered as copy 1 of slot ([01]); .*/\1/p' "$TMP/coordinator.log" | tail -1)
-  [ "$(grep -c "registered as copy 1 of slot" "$TMP/coordinator.log")" = 3 ] ||
-    fail "seed $seed: the new server did not become a copy: $(cat "$TMP/coordinator.log")"
-  until [ "$(grep -c "copy 1 of slot [01] (.*) is live" "$TMP/coordinator.log")" -ge 3 ]; do
-    wait_line "$TMP/coordinator.log" "copy 1 of slot $slot .* is live" 20
-    sleep 0.02
-  done
+  wait_count "$TMP/coordinator.log" "copy 1 of slot [01] \(.*\) is live" 3
   expect_line "${SERVER_LOGS[4]}" "copy 1 of slot $slot: seeded by its primary \(1 tables, [0-9]+ bytes\)"
   k2=$(( $(frontier "$COORD") + 100 + RANDOM % 600 ))
   [ $k2 -lt $((N - 50)) ] || k2=$((N - 50))
@@ -290,9 +294,7 @@ for round in 1 2; do
   [ -n "$victim" ] || fail "round $round: no process serves slot 0"
   kill -KILL "$victim"
   wait_line local.out "paramd local: server [0-9]+ exited \(killed by signal 9.*\) while workers were running; the shards have copies \(--replicas 2\): starting a new server" 20
-  until [ "$(grep -c "copy 1 of slot 0 (127\.0\.0\.1:[0-9]*) is live" local.out)" -ge $((round + 1)) ]; do
-    wait_line local.out "copy 1 of slot 0 \(127\.0\.0\.1:[0-9]+\) is live" 20; sleep 0.02
-  done
+  wait_count local.out "copy 1 of slot 0 \(127\.0\.0\.1:[0-9]+\) is live" $((round + 1))
 done
 wait $LP; rc=$?
 [ $rc = 0 ] || { cat local.out; fail "paramd local --replicas 2 exited $rc after two servers were SIGKILLed, expected 0"; }
@@ -304,13 +306,13 @@ pass "paramd local --replicas 2: slot 0's primary SIGKILLed twice (the second ti
 
 # --- 6. paramd train: bit-identical through a primary's SIGKILL ---
 if [ -f /usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz ]; then
-  O=(--model mlp --workers 2 --servers 2 --steps 1500 --limit 4000 --quiet --rule adam --lr 0.001 --seed 3)
+  O=(--model mlp --workers 2 --servers 2 --steps 600 --limit 4000 --quiet --rule adam --lr 0.001 --seed 3)
   "$PARAMD" train "${O[@]}" --out ref --save-params ref.bin >ref.log 2>&1 || { cat ref.log; fail "reference run"; }
   setsid "$PARAMD" train "${O[@]}" --replicas 2 --out r --save-params r.bin >r.log 2>&1 &
   TRAIN=$!; PIDS+=($TRAIN)
   wait_line r.log "coordinator listening on 127\.0\.0\.1:[0-9]+"
   TC=$(sed -nE 's/.*coordinator listening on (127\.0\.0\.1:[0-9]+).*/\1/p' r.log | head -1)
-  RANDOM=7; frontier_reaches "$TC" $((200 + RANDOM % 900))
+  RANDOM=7; frontier_reaches "$TC" $((100 + RANDOM % 400))
   victim=$(session_child $TRAIN server)
   kill -KILL "$victim"
   wait $TRAIN; rc=$?

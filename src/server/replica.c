@@ -270,7 +270,7 @@ static int grow(uint8_t **p, size_t *cap, size_t n) {
  * it here; the reply carries the inner status (i32). */
 int srv_on_repl(srv_conn *sc, const pd_hdr *h) {
     pd_server *s = sc->srv;
-    int rc;
+    int rc = 0;
     if (feed_only(sc, h, &rc)) return rc;
     pd_err e = {0};
     if (h->len < 4 + PD_HDR_SIZE || grow(&sc->bin, &sc->bin_cap, (size_t)h->len) != 0) {
@@ -442,7 +442,7 @@ static const char *tmp_root(void) {
  * alone is answered (after the seed is loaded). */
 int srv_on_seed(srv_conn *sc, const pd_hdr *h) {
     pd_server *s = sc->srv;
-    int rc;
+    int rc = 0;
     if (feed_only(sc, h, &rc)) return rc;
     pd_err e = {0};
     if (sc->seed_fd < 0) {
