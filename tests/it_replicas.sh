@@ -24,7 +24,11 @@
 #     other (the second the new primary): it starts new copies, exits 0,
 #     every value exact;
 #  6. paramd train --replicas 2 (sync, adam): a server SIGKILLed mid-run:
-#     the final weights are bit-identical to a run without copies.
+#     the final weights are bit-identical to a run without copies;
+#  7. a copy stopped (SIGSTOP) under the async toy, servers with
+#     --copy-timeout-ms 1000: its primary drops it, saying why, the toys
+#     go on and end exact; continued, the copy stops, saying it was
+#     dropped.
 # transports: tcp shm
 source "$(dirname "$0")/lib.sh"
 TOY=$BUILD/examples/toy
@@ -107,7 +111,7 @@ kill_log() {
 # add_server: one more server against $COORD (its log server.N.log)
 add_server() {
   local n=${#SERVER_PIDS[@]}
-  "$PARAMD" server --coordinator "$COORD" >>"$TMP/server.$n.log" 2>&1 &
+  "$PARAMD" server --coordinator "$COORD" ${SERVER_ARGS:-} >>"$TMP/server.$n.log" 2>&1 &
   SERVER_PIDS+=($!); PIDS+=($!); SERVER_LOGS+=("$TMP/server.$n.log")
 }
 # cluster [coordinator args]: a coordinator with 2 servers and a copy of
@@ -323,3 +327,21 @@ if [ -f /usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz ]; then
 else
   echo "skipped part 6: no Fashion-MNIST at /usr/share/datasets/fashion-mnist"
 fi
+
+# --- 7. a copy that stops acknowledging ---
+N=3000
+SERVER_ARGS="--copy-timeout-ms 1000" cluster
+wait_line "$TMP/coordinator.log" "every shard has its 2 copies"
+workers "$TOY" --consistency async --iters $N --sleep-ms 1
+frontier_reaches "$COORD" 300
+clog=$(role_log copy 0); CP=$(pid_of "$clog")
+kill -STOP "$CP"
+wait_line "$TMP/coordinator.log" "slot 0's primary dropped copy 1 \(127\.0\.0\.1:[0-9]+\): it did not acknowledge an update within 1000 ms \(--copy-timeout-ms\): stopped or hung\?" 30
+kill -CONT "$CP"
+workers_ok "a stopped copy"
+mapfile -t V < <(values "$TMP/w.0.out")
+for i in $(seq 0 9); do [ "${V[$i]}" = $((2 * N)) ] || fail "a stopped copy: element $i is ${V[$i]}, expected $((2 * N))"; done
+wait "$CP" && fail "the dropped copy exited 0"
+expect_line "$clog" "the coordinator ended the cluster: the primary of slot 0 dropped this copy: it did not acknowledge"
+wait "$COORD_PID" || fail "the coordinator exited $? after a copy was dropped (nothing was lost)"
+pass "a copy SIGSTOPped: its primary dropped it after --copy-timeout-ms 1000, the toys ended exact ($((2 * N))), the continued copy stopped saying it was dropped"

@@ -51,6 +51,7 @@ typedef struct bench_opts {
     int tcp, shm;            /* transports asked for */
     int64_t chunk_bytes;     /* 0: the library's default */
     int private_buffers;     /* --shared-buffers no */
+    int replicas;            /* copies of each shard of every cluster [1] */
     const char *worker_dir;  /* internal: run as a worker */
 } bench_opts;
 

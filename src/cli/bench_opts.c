@@ -62,6 +62,9 @@ static void usage(FILE *f) {
 "  --max-reps N        ...or stop after N rounds (and keep at most N\n"
 "                      latency samples per worker) [100000]\n"
 "  --ops LIST          any of push,pull,pushpull,latency,small [all]\n"
+"  --replicas R        every cluster keeps R copies of each shard (S x R\n"
+"                      servers; docs/durability.md): what replication\n"
+"                      costs [1]\n"
 "  --transport LIST    tcp and/or shm [tcp,shm]: every cluster shape runs\n"
 "                      once per transport, the workers forced onto it\n"
 "  --chunk-bytes N     the client's chunk size (paramd_connect's\n"
@@ -211,13 +214,14 @@ static void set_defaults(bench_opts *o, int quick) {
 /* 0, or 2 (bad usage, message printed), or 1 (--help printed). */
 int bench_parse_args(int argc, char **argv, bench_opts *o) {
     enum { O_QUICK = 256, O_JSON, O_SIZES, O_SERVERS, O_WORKERS, O_SECONDS,
-           O_MAXREPS, O_OPS, O_TRANSPORT, O_CHUNK, O_SHARED, O_WORKER };
+           O_MAXREPS, O_OPS, O_TRANSPORT, O_CHUNK, O_SHARED, O_WORKER, O_REPLICAS };
     static const struct option opts[] = {
         {"quick", 0, 0, O_QUICK},       {"json", 0, 0, O_JSON},
         {"sizes", 1, 0, O_SIZES},       {"servers", 1, 0, O_SERVERS},
         {"workers", 1, 0, O_WORKERS},   {"seconds", 1, 0, O_SECONDS},
         {"max-reps", 1, 0, O_MAXREPS},  {"ops", 1, 0, O_OPS},
         {"transport", 1, 0, O_TRANSPORT}, {"chunk-bytes", 1, 0, O_CHUNK},
+        {"replicas", 1, 0, O_REPLICAS},
         {"shared-buffers", 1, 0, O_SHARED},
         {"worker", 1, 0, O_WORKER},     {"help", 0, 0, 'h'},
         {0, 0, 0, 0}};
@@ -284,6 +288,15 @@ int bench_parse_args(int argc, char **argv, bench_opts *o) {
             o->private_buffers = !strcmp(optarg, "no");
             break;
         case O_WORKER: o->worker_dir = optarg; break;
+        case O_REPLICAS: {
+            int64_t v;
+            if (pd_parse_i64(optarg, &v) || v < 1 || v > 8) {
+                fprintf(stderr, "paramd bench: --replicas '%s' is not 1..8\n", optarg);
+                return 2;
+            }
+            o->replicas = (int)v;
+            break;
+        }
         case 'h': usage(stdout); return 1;
         default:
             fprintf(stderr, "\n");

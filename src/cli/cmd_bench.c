@@ -204,6 +204,7 @@ static int collect(const char *dir, int tr, int S, int W, const bench_opts *o,
             rec_str(&q, "transport", tr_names[tr]);
             rec_str(&q, "op", op_names[op]);
             rec_int(&q, "servers", S);
+            rec_int(&q, "replicas", o->replicas > 1 ? o->replicas : 1);
             rec_int(&q, "workers", W);
             rec_int(&q, "size", (long long)o->sizes[i]);
             rec_int(&q, "reps", (long long)r->reps);
@@ -257,6 +258,7 @@ static int collect(const char *dir, int tr, int S, int W, const bench_opts *o,
             rec_str(&q, "during", tr_names[tr]);
             rec_str(&q, "op", k ? "push" : "pull");
             rec_int(&q, "servers", S);
+            rec_int(&q, "replicas", o->replicas > 1 ? o->replicas : 1);
             rec_int(&q, "workers", W);
             rec_int(&q, "size", LAT_SIZE);
             rec_int(&q, "request_bytes", (long long)pp_request(k));
@@ -269,6 +271,7 @@ static int collect(const char *dir, int tr, int S, int W, const bench_opts *o,
             rec_str(&q, "transport", tr_names[tr]);
             rec_str(&q, "op", k ? "push" : "pull");
             rec_int(&q, "servers", S);
+            rec_int(&q, "replicas", o->replicas > 1 ? o->replicas : 1);
             rec_int(&q, "workers", W);
             rec_int(&q, "size", LAT_SIZE);
             rec_int(&q, "samples", (long long)n);
@@ -410,7 +413,8 @@ static int run_cluster(int tr, int S, int W, int small, const bench_opts *o,
     wargv[k] = NULL;
     pd_local *L;
     char why[300];
-    pd_local_start(&L, S, W, 0, "127.0.0.1", wargv, NULL, 0);
+    pd_local_start(&L, S, W, 0, "127.0.0.1", wargv, NULL,
+                   PD_LOCAL_REPLICAS(o->replicas > 1 ? o->replicas : 1));
     if (!L) {
         fprintf(stderr, "paramd bench: out of memory\n");
         return 1;

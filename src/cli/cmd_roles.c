@@ -130,7 +130,7 @@ static int parse_count(const char *opt, const char *v, int32_t max, int32_t *out
 
 /* The limit options of both roles (docs/limits.md).  1 if c was one of
  * them (*bad set if its value was refused, after saying why), else 0. */
-enum { O_MAXCONN = 1000, O_MAXTABLES, O_HSMS, O_FRMS, O_TABLEMB };
+enum { O_MAXCONN = 1000, O_MAXTABLES, O_HSMS, O_FRMS, O_TABLEMB, O_COPYMS };
 typedef struct limit_args {
     int32_t maxconn, maxtables, hs, fr, tablemb;
 } limit_args;
@@ -384,6 +384,10 @@ static void server_usage(FILE *f) {
             "                           within N ms [5000]\n"
             "  --frame-timeout-ms N     a frame must arrive whole within N ms of\n"
             "                           its first byte [30000]\n"
+            "  --copy-timeout-ms N      with --replicas: a copy of this server's shard\n"
+            "                           that has not taken or acknowledged an update\n"
+            "                           within N ms is dropped, and the server goes\n"
+            "                           on without it [10000]\n"
             "  --fault SPEC             TESTING AID: wrap every accepted connection\n"
             "                           in the fault-injecting transport, e.g.\n"
             "                           short=7 or recv_fail=20 (docs/testing.md)\n"
@@ -413,6 +417,7 @@ int cmd_server(int argc, char **argv) {
         {"help", no_argument, 0, 'h'},
         LIMIT_OPTS,
         {"max-table-mb", required_argument, 0, O_TABLEMB},
+        {"copy-timeout-ms", required_argument, 0, O_COPYMS},
         {0, 0, 0, 0}};
     pd_server_opts o = {0};
     cli_ckpt_opts ck = {0};
@@ -466,6 +471,9 @@ int cmd_server(int argc, char **argv) {
             *(c == 'f' ? &o.fault : &o.coord_fault) = optarg;
             break;
         }
+        case O_COPYMS:
+            if (parse_count("--copy-timeout-ms", optarg, 3600000, &o.copy_timeout_ms)) return 2;
+            break;
         case 'A':
             if (parse_count("--apply-threads", optarg, 64, &o.apply_threads)) return 2;
             break;

@@ -54,7 +54,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/time.h>
 #include <unistd.h>
 
 #include "durable/ckfile.h"
@@ -196,15 +198,23 @@ int srv_repl_wait(srv_conn *sc) {
     uint64_t need = sc->repl_need;
     if (!need) return 0;
     sc->repl_need = 0;
+    int64_t t0 = pd_now_ms();
     pthread_mutex_lock(&s->ack_mu);
     for (;;) {
         int waiting = 0;
+        int64_t now = pd_now_ms();
         for (uint32_t j = 1; j < s->replicas; j++) {
-            const srv_copy *cp = &s->copies[j];
+            srv_copy *cp = &s->copies[j];
             int st = cp->state;
             if (st != CP_SEEDING && st != CP_LIVE && st != CP_BROKEN) continue;
             if (cp->base >= need || cp->base + cp->acked >= need) continue;
             waiting = 1; /* (a broken one: until the coordinator confirmed) */
+            if (st != CP_BROKEN && now - t0 >= s->o.copy_timeout_ms && !cp->timed_out) {
+                /* stopped or hung: its thread sees its connection end,
+                 * and the coordinator is asked to drop it */
+                cp->timed_out = 1;
+                pd_conn_shutdown(cp->conn);
+            }
         }
         if (!waiting) break;
         pthread_mutex_unlock(&s->ack_mu); /* (a leaf: mu is not taken under it) */
@@ -597,6 +607,10 @@ static int seed_copy(pd_server *s, srv_copy *cp, pd_err *e) {
     pd_conn *c = pd_tcp_connect(cp->addr, 10000, e);
     if (!c) return e->code ? e->code : PARAMD_EIO;
     pd_tcp_set_peer_timeout(c, PD_PEER_TIMEOUT_DEFAULT);
+    /* A copy that stops reading (stopped, hung) fails the write that
+     * would block longer than this, instead of holding every update. */
+    struct timeval tv = {s->o.copy_timeout_ms / 1000, (s->o.copy_timeout_ms % 1000) * 1000};
+    setsockopt(c->fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
     pd_hello me = {.role = PD_ROLE_SERVER, .rank = s->index};
     int rc = pd_handshake_dial(c, &me, s->has_key ? &s->key : NULL, NULL, e);
     if (rc) {
@@ -688,6 +702,11 @@ static void *copy_main(void *arg) {
         return NULL;
     }
     snprintf(cp->why, sizeof cp->why, "%s", e.msg[0] ? e.msg : paramd_strerror(rc));
+    pthread_mutex_lock(&s->ack_mu);
+    if (cp->timed_out)
+        snprintf(cp->why, sizeof cp->why, "it did not acknowledge an update within %d ms "
+                 "(--copy-timeout-ms): stopped or hung?", s->o.copy_timeout_ms);
+    pthread_mutex_unlock(&s->ack_mu);
     if (!live) { /* never live: the coordinator counts it as nothing */
         pd_log(PD_LOG_WARN, "slot %d: copy %u at %s could not be seeded: %s", s->index,
                cp->j, cp->addr, cp->why);
@@ -746,6 +765,7 @@ void srv_on_replica_add(pd_server *s, const pd_hdr *h, const uint8_t *buf) {
     cp->srv = s;
     cp->j = j;
     cp->acked = 0;
+    cp->timed_out = 0;
     cp->base = 0;
     cp->why[0] = '\0';
     cp->add = *h;

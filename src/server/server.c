@@ -83,6 +83,7 @@ pd_server *pd_server_start(const pd_server_opts *o, pd_err *e) {
     if (!s->o.timeout_ms) s->o.timeout_ms = 30000;
     if (s->o.handshake_ms <= 0) s->o.handshake_ms = PD_HANDSHAKE_MS_DEFAULT;
     if (s->o.frame_ms <= 0) s->o.frame_ms = PD_FRAME_MS_DEFAULT;
+    if (s->o.copy_timeout_ms <= 0) s->o.copy_timeout_ms = 10000;
     if (s->o.max_tables <= 0 || s->o.max_tables > PD_MAX_TABLES - 1)
         s->o.max_tables = PD_MAX_TABLES - 1;
     if (!s->o.max_table_bytes) {

@@ -36,6 +36,9 @@ typedef struct pd_server_opts {
     int max_pending;         /* in their handshake at once [64] */
     int handshake_ms;        /* accept to welcome [5000] */
     int frame_ms;            /* a frame's first byte to its last [30000] */
+    int copy_timeout_ms;     /* a copy of this server's shard that has not
+                              * taken or acknowledged an update this long
+                              * is dropped (replica.c) [10000] */
     int max_tables;          /* tables on this server [PD_MAX_TABLES - 1] */
     uint64_t max_table_bytes; /* one table's part on this server: values,
                               * rule state and clock sums [half the

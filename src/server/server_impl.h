@@ -137,6 +137,7 @@ typedef struct srv_copy {
     pd_conn *conn;       /* writes under repl_mu; reads by its thread */
     uint64_t base;       /* repl_seq when its seed went (repl_mu, then fixed) */
     uint64_t acked;      /* REPL frames it acknowledged (ack_mu) */
+    int timed_out;       /* (ack_mu) it missed --copy-timeout-ms */
     pd_hdr add;          /* the coordinator's REPLICA_ADD, answered once
                           * the copy is seeded (or failed) */
     pthread_t thread;
