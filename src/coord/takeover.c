@@ -128,6 +128,10 @@ static void settle(pd_coord *co) {
     co->nmembers = members;
     co->naway = away;
     co->whole_again = 1;
+    /* Copies (copies.c) stopped with the lost coordinator: servers started
+     * again become new ones, seeded while the cluster runs; nobody waits
+     * for them. */
+    co->copies_ready = 1;
     pd_log(PD_LOG_INFO, "took the cluster back: all %d servers rejoined after %.1f s, "
            "%u tables; %d worker%s to rejoin, %d gone before",
            S, pd_now() - co->takeover_t0, co->ntables, away, away == 1 ? "" : "s", dead);

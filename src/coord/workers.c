@@ -98,6 +98,9 @@ int co_on_reg_server(co_conn *cc, const pd_hdr *h) {
     if (!pd_rd_done(&r) || cc->role != PD_ROLE_SERVER || cc->server >= 0)
         return co_reply_err(cc, h, PARAMD_EPROTO, "malformed or repeated REG_SERVER");
     pthread_mutex_lock(&co->mu);
+    if (co->takeover && co->whole_again && co->o.replicas > 1 &&
+        co->nservers >= co->o.servers && co_replace_slot(co) < 0)
+        return co_reg_copy(cc, h, addr); /* a new copy of a cluster taken back */
     if (co->takeover) {
         pthread_mutex_unlock(&co->mu);
         co_reply_err(cc, h, PARAMD_ECONFIG,
