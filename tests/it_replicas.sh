@@ -23,8 +23,9 @@
 #  5. paramd local --replicas 2: two servers SIGKILLed one after the
 #     other (the second the new primary): it starts new copies, exits 0,
 #     every value exact;
-#  6. paramd train --replicas 2 (sync, adam): a server SIGKILLed mid-run:
-#     the final weights are bit-identical to a run without copies;
+#  6. paramd train --replicas 2 (sync, adam, checkpointed): a server
+#     SIGKILLed mid-run: the final weights are bit-identical to a run
+#     without copies; resumed from one of its checkpoints: bit-identical;
 #  7. a copy stopped (SIGSTOP) under the async toy, servers with
 #     --copy-timeout-ms 1000: its primary drops it, saying why, the toys
 #     go on and end exact; continued, the copy stops, saying it was
@@ -312,7 +313,8 @@ pass "paramd local --replicas 2: slot 0's primary SIGKILLed twice (the second ti
 if [ -f /usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz ]; then
   O=(--model mlp --workers 2 --servers 2 --steps 600 --limit 4000 --quiet --rule adam --lr 0.001 --seed 3)
   "$PARAMD" train "${O[@]}" --out ref --save-params ref.bin >ref.log 2>&1 || { cat ref.log; fail "reference run"; }
-  setsid "$PARAMD" train "${O[@]}" --replicas 2 --out r --save-params r.bin >r.log 2>&1 &
+  setsid "$PARAMD" train "${O[@]}" --replicas 2 --out r --save-params r.bin \
+    --checkpoint-dir "$TMP/rc" --checkpoint-every-clocks 100 >r.log 2>&1 &
   TRAIN=$!; PIDS+=($TRAIN)
   wait_line r.log "coordinator listening on 127\.0\.0\.1:[0-9]+"
   TC=$(sed -nE 's/.*coordinator listening on (127\.0\.0\.1:[0-9]+).*/\1/p' r.log | head -1)
@@ -324,6 +326,15 @@ if [ -f /usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz ]; then
   cmp -s ref.bin r.bin || fail "a server SIGKILLed under --replicas 2: the final weights differ from the run without copies"
   expect_line r.log "paramd local: 1 server exited during the run; with --replicas 2 no acknowledged update was lost, and a new copy was seeded"
   pass "paramd train --replicas 2 (sync, adam): a server SIGKILLed mid-run, a new copy seeded while training: final weights bit-identical to the run without copies"
+  # its checkpoints (the primaries', the promoted one's too) resume a
+  # replicated run, bit-identical again (copies take the seed, not --restore)
+  ck=$(ls -d "$TMP"/rc/ckpt-* | sed -n 2p)
+  [ -n "$ck" ] || fail "the replicated run took fewer than 2 checkpoints"
+  "$PARAMD" train "${O[@]}" --replicas 2 --resume "$ck" --out b --save-params b.bin >b.log 2>&1 ||
+    { cat b.log; fail "resuming a replicated run"; }
+  expect_line b.log "copy 1 of slot [01]: its primary's seed brings the shard \(not --restore"
+  cmp -s ref.bin b.bin || fail "resumed from $ck under --replicas 2: the final weights differ"
+  pass "a replicated run resumed from its checkpoint $(basename "$ck"): final weights bit-identical"
 else
   echo "skipped part 6: no Fashion-MNIST at /usr/share/datasets/fashion-mnist"
 fi

@@ -239,6 +239,9 @@ pd_server *pd_server_start(const pd_server_opts *o, pd_err *e) {
         int rc2 = srv_replace(s, rep_dir, (int64_t)rep_C, (int64_t)rep_A, member, e);
         pd_free(member);
         if (rc2) goto fail;
+    } else if (s->o.restore && copy > 0) {
+        pd_log(PD_LOG_INFO, "copy %u of slot %u: its primary's seed brings the shard "
+               "(not --restore %s)", copy, idx, s->o.restore);
     } else if (s->o.restore) {
         if (srv_restore(s, e)) goto fail;
         for (uint32_t id = 1; id < PD_MAX_TABLES; id++)
