@@ -106,6 +106,17 @@ static void save_buf(const char *name, int k, uint8_t first, pd_buf *b) {
     free(p);
 }
 
+/* A REPL frame carrying the frame(s) in `in` as rank's (in emptied). */
+static void repl(pd_buf *b, int rank, pd_buf *in) {
+    pd_buf p;
+    pd_buf_init(&p);
+    pd_put_u32(&p, (uint32_t)rank);
+    pd_put_bytes(&p, in->p, in->len);
+    frame(b, PD_MSG_REPL, 0, 0, p.p, p.len);
+    pd_buf_free(&p);
+    in->len = 0;
+}
+
 static void seeds_server(void) {
     pd_buf b;
     int k = 0;
@@ -173,6 +184,50 @@ static void seeds_server(void) {
     pull(&b, 5, 0, 0, 8);
     frame(&b, PD_MSG_STATS, 5, 0, NULL, 0);
     save_buf("server", k++, 2, &b);
+    pd_buf_free(&b);
+}
+
+/* A copy's feed (fuzz_server's fourth peer), the server seeds' k-th;
+ * written last, so that the other seeds keep their frames' ids. */
+static void seeds_copy_feed(int k) {
+    /* a copy's feed (replica.c): REPL frames of worker 0's and worker 1's
+     * updates and the coordinator's membership, then a SEED that is no
+     * seed file */
+    pd_buf b, in;
+    pd_buf_init(&b);
+    pd_buf_init(&in);
+    create(&in, 1, "rule=adam", PD_TABLE_DENSE, 32);
+    repl(&b, 0, &in);
+    create(&in, 2, "rule=sgd consistency=sync", PD_TABLE_SPARSE, 4);
+    repl(&b, 1, &in);
+    dense_write(&in, PD_MSG_SET, 1, 0, 0, 32);
+    repl(&b, 0, &in);
+    dense_write(&in, PD_MSG_PUSH, 1, 0, 8, 8);
+    pd_buf again;
+    pd_buf_init(&again);
+    pd_put_bytes(&again, in.p, in.len);
+    repl(&b, 1, &in);
+    repl(&b, 1, &again); /* the same id again: applied once */
+    pd_buf_free(&again);
+    sparse(&in, PD_MSG_SPARSE_PUSH, 2, 0, 5, 4);
+    repl(&b, 0, &in);
+    pd_buf m;
+    pd_buf_init(&m);
+    pd_put_u32(&m, 1), pd_put_u32(&m, 1), pd_put_u64(&m, 0); /* WORKER_JOIN prepare */
+    frame(&in, PD_MSG_WORKER_JOIN, 0, 0, m.p, m.len);
+    repl(&b, -1, &in);
+    m.len = 0;
+    pd_put_u32(&m, 1), pd_put_u32(&m, 2), pd_put_u64(&m, 3); /* commit at 3 */
+    frame(&in, PD_MSG_WORKER_JOIN, 0, 0, m.p, m.len);
+    repl(&b, -1, &in);
+    m.len = 0;
+    pd_put_u32(&m, 1), pd_put_u32(&m, 0); /* WORKER_GONE */
+    frame(&in, PD_MSG_WORKER_GONE, 0, 0, m.p, m.len);
+    repl(&b, -1, &in);
+    frame(&b, PD_MSG_SEED, 0, 1, "PRMDCKPT", 8);
+    pd_buf_free(&m);
+    pd_buf_free(&in);
+    save_buf("server", k, 3, &b);
     pd_buf_free(&b);
 }
 
@@ -342,6 +397,7 @@ int main(int argc, char **argv) {
     idx_seed(1, 0, 3, 3, 2);    /* another size, any size asked */
     idx_seed(2, 1, 1, 32, 32);  /* another size, 28x28 asked: refused */
     idx_seed(3, 2, 2, 4, 4);    /* gzip'd */
+    seeds_copy_feed(6); /* (after the server seeds 0-5: last, keeping their ids) */
     printf("seeds written under %s\n", root);
     return 0;
 }

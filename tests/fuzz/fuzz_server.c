@@ -8,7 +8,10 @@
  * REGION_MAP/UNMAP and region references, and STATS are all parsed by the
  * code that parses them in production.
  *
- * The first byte picks the peer: worker 0, worker 1, or a tool.  The
+ * The first byte picks the peer: worker 0, worker 1, a tool, or a shard's
+ * primary feeding this server as its copy (--replicas: REPL frames, each
+ * a worker's update run through the same dispatch as that worker, and
+ * SEED parts; server/replica.c).  The
  * connection is a memory connection (net/mem.c) whose descriptor passing
  * hands out a sealed 64 KiB memfd tagged 1, so REGION_MAP of region 1
  * maps real memory.  There is no other connection, so nothing may wait
@@ -53,7 +56,7 @@ int LLVMFuzzerInitialize(int *argc, char ***argv) {
     return 0;
 }
 
-static pd_server *server_new(int live) {
+static pd_server *server_new(int live, int copy) {
     pd_server *s = calloc(1, sizeof *s);
     CHECK(s != NULL);
     s->o.max_frame = 1u << 20;
@@ -70,12 +73,33 @@ static pd_server *server_new(int live) {
     CHECK(s->gone && s->jfrom && s->wgen && s->inflight);
     s->gone[!live] = 1; /* only worker `live` counts */
     s->jfrom[0] = s->jfrom[1] = -1;
+    s->holder = calloc(2, sizeof *s->holder);
+    s->wconns = calloc(2, sizeof *s->wconns);
+    CHECK(s->holder && s->wconns);
+    pthread_mutex_init(&s->repl_mu, NULL);
+    pthread_cond_init(&s->repl_cv, NULL);
+    pthread_mutex_init(&s->ack_mu, NULL);
+    pthread_cond_init(&s->ack_cv, NULL);
+    s->replicas = 1;
+    if (copy) { /* copy 1 of slot 0, fed by the input */
+        s->replicas = 2;
+        s->copy = 1;
+        s->dedup = calloc(2, sizeof *s->dedup);
+        CHECK(s->dedup != NULL);
+    }
     return s;
 }
 
 static void server_free(pd_server *s) {
     for (uint32_t id = 1; id < PD_MAX_TABLES; id++) pd_table_destroy(s->tables[id]);
     free(s->gone), free(s->jfrom), free(s->wgen), free(s->inflight);
+    free(s->holder), free(s->wconns);
+    for (int w = 0; s->dedup && w < 2; w++) pd_free(s->dedup[w].id);
+    free(s->dedup);
+    pthread_mutex_destroy(&s->repl_mu);
+    pthread_cond_destroy(&s->repl_cv);
+    pthread_mutex_destroy(&s->ack_mu);
+    pthread_cond_destroy(&s->ack_cv);
     pthread_mutex_destroy(&s->mu);
     pthread_cond_destroy(&s->cv);
     free(s);
@@ -83,8 +107,8 @@ static void server_free(pd_server *s) {
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     if (size < 1) return 0;
-    int who = data[0] % 3;
-    pd_server *s = server_new(who == 1);
+    int who = data[0] % 4;
+    pd_server *s = server_new(who == 1, who == 3);
     pd_buf out;
     pd_buf_init(&out);
     pd_mem_conn m;
@@ -97,8 +121,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     sc->conn = sc->io = &m.conn;
     sc->shm_fd = -1;
     sc->srv = s;
-    sc->role = who == 2 ? PD_ROLE_TOOL : PD_ROLE_WORKER;
-    sc->rank = who == 2 ? -1 : who;
+    sc->role = who == 3 ? PD_ROLE_SERVER : who == 2 ? PD_ROLE_TOOL : PD_ROLE_WORKER;
+    sc->rank = who >= 2 ? -1 : who;
+    sc->seed_fd = -1;
     sc->pull_room = UINT64_MAX;
     pd_buf_init(&sc->bout);
     srv_bind_rank(sc);
@@ -114,7 +139,11 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
         out.len = 0; /* replies are not kept */
     }
     srv_regions_drop_all(sc);
-    pd_free(sc->buf), pd_free(sc->bin), pd_free(sc->items);
+    if (sc->seed_fd >= 0) {
+        close(sc->seed_fd);
+        unlink(sc->seed_path);
+    }
+    pd_free(sc->buf), pd_free(sc->bin), pd_free(sc->items), pd_free(sc->fwd);
     pd_buf_free(&sc->bout);
     free(sc);
     pd_buf_free(&out);
