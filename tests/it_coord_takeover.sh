@@ -94,12 +94,6 @@ run_toys() {
 }
 
 # --- 0. wrong arguments: refused, saying what is wrong ---
-refused() { # EXPECTED-STATUS REGEX COMMAND...: COMMAND exits so, saying REGEX
-  local want=$1 re=$2; shift 2
-  "$@" >"$TMP/arg.out" 2>&1; local rc=$?
-  [ $rc = "$want" ] || { cat "$TMP/arg.out"; fail "'$*' exited $rc, expected $want"; }
-  expect_line "$TMP/arg.out" "$re"
-}
 refused 2 "--rejoin-s '-1' is not 0\.\.86400 \(seconds\)" "$PARAMD" coordinator --servers 1 --workers 1 --rejoin-s -1
 refused 2 "--listen-fd '1' is not a descriptor above 2" "$PARAMD" coordinator --servers 1 --workers 1 --listen-fd 1
 refused 1 "descriptor 9 is not a listening TCP socket" "$PARAMD" coordinator --servers 1 --workers 1 --listen-fd 9 9<"$TMP/arg.out"

@@ -30,17 +30,6 @@ source "$(dirname "$0")/lib.sh"
 TOY=$BUILD/examples/toy
 cd "$TMP"
 
-refused() { # EXPECTED-STATUS REGEX COMMAND...: COMMAND exits so, saying REGEX
-  local want=$1 re=$2; shift 2
-  "$@" >"$TMP/arg.out" 2>&1; local rc=$?
-  [ $rc = "$want" ] || { cat "$TMP/arg.out"; fail "'$*' exited $rc, expected $want"; }
-  expect_line "$TMP/arg.out" "$re"
-}
-# values FILE: the toy's final params in FILE, one a line (10)
-values() {
-  local line; line=$(grep "final params" "$1") || { cat "$1" >&2; fail "$1: no final params"; }
-  echo "$line" | awk '{ for (i = NF - 9; i <= NF; i++) print $i + 0 }'
-}
 # index_log K: the log of the server that is server K (its lines say so)
 index_log() {
   grep -l "server $1: " "$TMP"/server.[0-9].log | head -1

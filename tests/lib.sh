@@ -70,3 +70,17 @@ wait_line() {
   timeout "$t" tail -n +1 -f "$f" 2>/dev/null | grep -Eq -m1 -- "$re" ||
     { echo "--- $f:" >&2; cat "$f" >&2; fail "no line matching '$re' in $f within $t s"; }
 }
+
+# refused EXPECTED-STATUS REGEX COMMAND...: COMMAND exits so, saying REGEX
+refused() {
+  local want=$1 re=$2; shift 2
+  "$@" >"$TMP/arg.out" 2>&1; local rc=$?
+  [ $rc = "$want" ] || { cat "$TMP/arg.out"; fail "'$*' exited $rc, expected $want"; }
+  expect_line "$TMP/arg.out" "$re"
+}
+
+# values FILE: the toy's final params in FILE, one a line (10)
+values() {
+  local line; line=$(grep "final params" "$1") || { cat "$1" >&2; fail "$1: no final params"; }
+  echo "$line" | awk '{ for (i = NF - 9; i <= NF; i++) print $i + 0 }'
+}

@@ -204,7 +204,7 @@ static int collect(const char *dir, int tr, int S, int W, const bench_opts *o,
             rec_str(&q, "transport", tr_names[tr]);
             rec_str(&q, "op", op_names[op]);
             rec_int(&q, "servers", S);
-            rec_int(&q, "replicas", o->replicas > 1 ? o->replicas : 1);
+            if (o->replicas > 1) rec_int(&q, "replicas", o->replicas); /* (--replicas) */
             rec_int(&q, "workers", W);
             rec_int(&q, "size", (long long)o->sizes[i]);
             rec_int(&q, "reps", (long long)r->reps);
@@ -258,7 +258,7 @@ static int collect(const char *dir, int tr, int S, int W, const bench_opts *o,
             rec_str(&q, "during", tr_names[tr]);
             rec_str(&q, "op", k ? "push" : "pull");
             rec_int(&q, "servers", S);
-            rec_int(&q, "replicas", o->replicas > 1 ? o->replicas : 1);
+            if (o->replicas > 1) rec_int(&q, "replicas", o->replicas); /* (--replicas) */
             rec_int(&q, "workers", W);
             rec_int(&q, "size", LAT_SIZE);
             rec_int(&q, "request_bytes", (long long)pp_request(k));
@@ -271,7 +271,7 @@ static int collect(const char *dir, int tr, int S, int W, const bench_opts *o,
             rec_str(&q, "transport", tr_names[tr]);
             rec_str(&q, "op", k ? "push" : "pull");
             rec_int(&q, "servers", S);
-            rec_int(&q, "replicas", o->replicas > 1 ? o->replicas : 1);
+            if (o->replicas > 1) rec_int(&q, "replicas", o->replicas); /* (--replicas) */
             rec_int(&q, "workers", W);
             rec_int(&q, "size", LAT_SIZE);
             rec_int(&q, "samples", (long long)n);
