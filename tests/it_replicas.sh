@@ -29,7 +29,10 @@
 #  7. a copy stopped (SIGSTOP) under the async toy, servers with
 #     --copy-timeout-ms 1000: its primary drops it, saying why, the toys
 #     go on and end exact; continued, the copy stops, saying it was
-#     dropped.
+#     dropped;
+#  8. paramd local --replicas 2 --restarts 1, the coordinator SIGKILLed:
+#     the copies stop, the primaries go on, the coordinator started again
+#     takes them back, new copies are seeded, the values end exact.
 # transports: tcp shm
 source "$(dirname "$0")/lib.sh"
 TOY=$BUILD/examples/toy
@@ -346,3 +349,21 @@ wait "$CP" && fail "the dropped copy exited 0"
 expect_line "$clog" "the coordinator ended the cluster: the primary of slot 0 dropped this copy: it did not acknowledge"
 wait "$COORD_PID" || fail "the coordinator exited $? after a copy was dropped (nothing was lost)"
 pass "a copy SIGSTOPped: its primary dropped it after --copy-timeout-ms 1000, the toys ended exact ($((2 * N))), the continued copy stopped saying it was dropped"
+
+# --- 8. the coordinator SIGKILLed under paramd local --replicas 2 --restarts 1 ---
+N=4000
+setsid "$PARAMD" local --servers 2 --workers 2 --replicas 2 --restarts 1 -- "$TOY" \
+  --consistency async --iters $N --sleep-ms 1 >lc.out 2>&1 &
+LP=$!; PIDS+=($LP)
+wait_line lc.out "every shard has its 2 copies"
+LC=$(sed -nE 's/.*coordinator listening on (127\.0\.0\.1:[0-9]+).*/\1/p' lc.out | head -1)
+frontier_reaches "$LC" 1000
+kill -KILL "$(session_child $LP coordinator)"
+wait_line lc.out "took the cluster back: all 2 servers rejoined"
+wait_count lc.out "copy 1 of slot [01] \(127\.0\.0\.1:[0-9]+\) is live" 4
+wait $LP; rc=$?
+[ $rc = 3 ] || { cat lc.out; fail "paramd local --restarts 1 exited $rc after its coordinator was SIGKILLed, expected 3"; }
+mapfile -t V < <(values lc.out)
+for i in $(seq 0 9); do [ "${V[$i]}" = $((2 * N)) ] || fail "coordinator restart: element $i is ${V[$i]}, expected $((2 * N))"; done
+expect_line lc.out "a coordinator started again took the running cluster back and the run finished"
+pass "the coordinator SIGKILLed under --replicas 2 --restarts 1: taken back, both copies seeded anew, every value exactly $((2 * N))"

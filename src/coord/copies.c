@@ -84,11 +84,18 @@ static void check_ready(pd_coord *co) {
 int co_reg_copy(co_conn *cc, const pd_hdr *h, const char *addr) {
     pd_coord *co = cc->co;
     int32_t R = co->o.replicas, S = co->o.servers, at = -1;
-    for (int32_t j = 1; j < R && at < 0; j++)
-        for (int32_t k = 0; k < S && at < 0; k++)
-            if (co->cp_state[k * R + j] == CS_NONE && co->server_conn[k] &&
-                co->sdown[k] == SD_UP)
-                at = k * R + j;
+    /* (a slot being promoted frees its copy's entry in a moment: wait) */
+    for (int64_t until = pd_now_ms() + 10000;;) {
+        int promoting = 0;
+        for (int32_t j = 1; j < R && at < 0; j++)
+            for (int32_t k = 0; k < S && at < 0; k++)
+                if (co->cp_state[k * R + j] == CS_NONE && co->server_conn[k] &&
+                    co->sdown[k] == SD_UP)
+                    at = k * R + j;
+        for (int32_t k = 0; k < S; k++) promoting |= co->sdown[k] == SD_PROMOTING;
+        if (at >= 0 || !promoting || co->stopping || pd_now_ms() >= until) break;
+        pd_cond_wait_ms(&co->cv, &co->mu, 100);
+    }
     if (at < 0) {
         pthread_mutex_unlock(&co->mu);
         char msg[160];

@@ -697,7 +697,10 @@ static void *copy_main(void *arg) {
         pthread_cond_broadcast(&s->ack_cv);
         pthread_mutex_unlock(&s->ack_mu);
     }
-    if (srv_stopping(s)) {
+    pthread_mutex_lock(&s->ack_mu);
+    int dropped = cp->state == CP_DROPPED; /* (the coordinator was lost) */
+    pthread_mutex_unlock(&s->ack_mu);
+    if (srv_stopping(s) || dropped) {
         set_state(s, cp, CP_DROPPED);
         return NULL;
     }
