@@ -45,12 +45,17 @@ frontier() {
     awk '/^  table 1 / { for (i = 1; i < NF; i++) if ($i == "frontier" && $(i + 1) > m) m = $(i + 1) }
          END { if (m != "") print m }'
 }
-# frontier_reaches ADDR N: block until the frontier is at least N (a
-# scrape every 20 ms: the condition is the servers'), or fail after 60 s
+# frontier_reaches ADDR N [LOG]: block until the frontier is at least N
+# (a scrape every 20 ms: the condition is the servers'), or fail after
+# 120 s, showing the cluster's status and LOG
 frontier_reaches() {
-  local end=$((SECONDS + 60)) f
+  local end=$((SECONDS + 120)) f
   until f=$(frontier "$1"); [ -n "$f" ] && [ "$f" -ge "$2" ]; do
-    [ $SECONDS -lt $end ] || fail "the frontier is '$f', never $2"
+    if [ $SECONDS -ge $end ]; then
+      "$PARAMD" status --coordinator "$1" >&2
+      [ -n "${3:-}" ] && cat "$3" >&2
+      fail "the frontier is '$f', never $2"
+    fi
     sleep 0.02
   done
 }
@@ -306,11 +311,11 @@ if [ -f /usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz ]; then
   O=(--model mlp --workers 2 --servers 2 --steps 600 --limit 4000 --quiet --rule adam --lr 0.001 --seed 3)
   "$PARAMD" train "${O[@]}" --out ref --save-params ref.bin >ref.log 2>&1 || { cat ref.log; fail "reference run"; }
   setsid "$PARAMD" train "${O[@]}" --replicas 2 --out r --save-params r.bin \
-    --checkpoint-dir "$TMP/rc" --checkpoint-every 0.2 >r.log 2>&1 &
+    --checkpoint-dir "$TMP/rc" --checkpoint-every 0.5 >r.log 2>&1 &
   TRAIN=$!; PIDS+=($TRAIN)
   wait_line r.log "coordinator listening on 127\.0\.0\.1:[0-9]+"
   TC=$(sed -nE 's/.*coordinator listening on (127\.0\.0\.1:[0-9]+).*/\1/p' r.log | head -1)
-  RANDOM=7; frontier_reaches "$TC" $((100 + RANDOM % 400))
+  RANDOM=7; frontier_reaches "$TC" $((100 + RANDOM % 400)) r.log
   victim=$(session_child $TRAIN server)
   kill -KILL "$victim"
   wait $TRAIN; rc=$?
