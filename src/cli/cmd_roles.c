@@ -73,6 +73,10 @@ static void coord_usage(FILE *f) {
             "                      later becomes a new copy, seeded while training\n"
             "                      goes on (docs/durability.md) [1: no copies; at\n"
             "                      most 8]\n"
+            "  --expect-rejoin     this coordinator is started again to take a running\n"
+            "                      cluster back (paramd local --restarts does it): a\n"
+            "                      server that registers afresh before the cluster's\n"
+            "                      servers rejoined waits for them (within --rejoin-s)\n"
             "  --listen-fd N       serve on the listening TCP socket inherited as\n"
             "                      descriptor N instead of --listen (a supervisor that\n"
             "                      keeps the address across restarts: paramd local)\n"
@@ -163,6 +167,7 @@ int cmd_coordinator(int argc, char **argv) {
         {"rejoin-s", required_argument, 0, 'J'},
         {"replace-s", required_argument, 0, 'Q'},
         {"replicas", required_argument, 0, 'y'},
+        {"expect-rejoin", no_argument, 0, 'E'},
         {"listen-fd", required_argument, 0, 'L'},
         {"ready-fd", required_argument, 0, 'r'},
         {"checkpoint-dir", required_argument, 0, 'K'},
@@ -240,6 +245,7 @@ int cmd_coordinator(int argc, char **argv) {
             *(c == 'J' ? &o.rejoin_ms : &o.replace_ms) = (int)sec * 1000;
             break;
         }
+        case 'E': o.expect_rejoin = 1; break;
         case 'y': {
             int64_t r;
             if (pd_parse_i64(optarg, &r) || r < 1 || r > PD_MAX_REPLICAS) {

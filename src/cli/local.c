@@ -475,7 +475,7 @@ static void supervise(pd_local *L, double settle_s) {
             L->coord_pending = 0;
             char *cargv[] = {(char *)cli_self_path(), "coordinator", "--listen-fd", "3",
                              "--servers", L->sarg, "--workers", L->warg, "--max-workers",
-                             L->marg, "--replicas", L->rarg,
+                             L->marg, "--replicas", L->rarg, "--expect-rejoin",
                              L->flags & PD_LOCAL_REPLACE_SERVERS ? "--replace-s" : NULL,
                              "60", NULL};
             /* (no --restore: it takes the running cluster back) */

@@ -58,6 +58,11 @@ typedef struct pd_coord_opts {
                          * restores the lost shard from the newest
                          * checkpoint, the workers waiting (replace.c);
                          * 0: the workers' requests to it fail at once */
+    int expect_rejoin;  /* started again to take a running cluster back
+                         * (paramd local --restarts): a server that
+                         * registers afresh before the cluster's servers
+                         * rejoined is held until they did (it then
+                         * becomes a copy), for up to rejoin_ms */
     int replicas;       /* copies of each shard, on different servers
                          * (copies.c); <= 1: none */
     int report_ms;      /* until then, say who is missing after this long

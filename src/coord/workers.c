@@ -98,6 +98,13 @@ int co_on_reg_server(co_conn *cc, const pd_hdr *h) {
     if (!pd_rd_done(&r) || cc->role != PD_ROLE_SERVER || cc->server >= 0)
         return co_reply_err(cc, h, PARAMD_EPROTO, "malformed or repeated REG_SERVER");
     pthread_mutex_lock(&co->mu);
+    /* A coordinator started again to take a running cluster back: a new
+     * server (a copy started while the coordinator was away) must not
+     * found a new cluster before the running one's servers rejoin. */
+    for (int64_t until = pd_now_ms() + co->o.rejoin_ms;
+         co->o.expect_rejoin && !co->whole_again && !co->stopping && co->nservers == 0 &&
+         pd_now_ms() < until;)
+        pd_cond_wait_ms(&co->cv, &co->mu, 100);
     if (co->takeover && co->whole_again && co->o.replicas > 1 &&
         co->nservers >= co->o.servers && co_replace_slot(co) < 0)
         return co_reg_copy(cc, h, addr); /* a new copy of a cluster taken back */
