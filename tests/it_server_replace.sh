@@ -90,7 +90,7 @@ kill_and_replace() {
   wait_line "$TMP/coordinator.log" "server 1 \(127\.0\.0\.1:[0-9]+\) lost; waiting up to 30 s \(--replace-s\) for a replacement \(paramd server --coordinator $COORD\) to restore its shard from $TMP/root/ckpt-[0-9]+ \(clock [0-9]+\)"
   replacement
   for r in 0 1; do
-    wait "${TOY_PIDS[$r]}" || { cat "$TMP/toy.$r.out" "$TMP/coordinator.log"; fail "$1 worker $r failed"; }
+    wait "${TOY_PIDS[$r]}" || { cat "$TMP/toy.$r.out" "$TMP/coordinator.log" "$TMP"/server.R*.log; fail "$1 worker $r failed"; }
   done
 }
 # lost_clocks: C and A from the coordinator's line, checked against the

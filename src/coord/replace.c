@@ -238,8 +238,9 @@ int co_reg_replacement(co_conn *cc, const pd_hdr *h, int32_t k, const char *addr
         uint8_t in = st == W_NEW || st == W_LIVE || st == W_AWAY;
         pd_put_bytes(&b, &in, 1);
     }
-    pthread_mutex_unlock(&co->mu);
+    /* (under mu: before any frame another thread sends server_conn[k]) */
     int rc = co_reply(cc, h, &b);
+    pthread_mutex_unlock(&co->mu);
     pd_wipe(b.p, b.len);
     pd_buf_free(&b);
     return rc;
@@ -253,6 +254,14 @@ int co_on_server_ready(co_conn *cc, const pd_hdr *h) {
         pthread_mutex_unlock(&co->mu);
         return co_reply_err(cc, h, PARAMD_EPROTO, "SERVER_READY from a server that is "
                             "not restoring a lost shard");
+    }
+    /* The answer goes first, under mu: once the slot is up a checkpoint
+     * may send this server CKPT_HOLD (under mu), and the server reads its
+     * answer before anything else. */
+    int rc = co_reply(cc, h, NULL);
+    if (rc) {
+        pthread_mutex_unlock(&co->mu);
+        return rc; /* (its connection ends: the slot waits for another) */
     }
     co->sdown[k] = SD_UP;
     co->sepoch[k] = ++co->epoch;
@@ -271,7 +280,7 @@ int co_on_server_ready(co_conn *cc, const pd_hdr *h) {
     for (int32_t w = 0; w < co->o.max_workers; w++) co->wwait[w] = 0;
     pthread_cond_broadcast(&co->cv);
     pthread_mutex_unlock(&co->mu);
-    return co_reply(cc, h, NULL);
+    return 0;
 }
 
 void co_worker_lost(pd_coord *co, int32_t rank, uint64_t lost) {

@@ -139,12 +139,15 @@ int co_on_reg_server(co_conn *cc, const pd_hdr *h) {
     co->sseen_ms[idx] = pd_now_ms();
     cc->server = idx;
     pthread_cond_broadcast(&co->cv);
-    pthread_mutex_unlock(&co->mu);
     pd_log(PD_LOG_DEBUG, "server %d registered at %s", idx, addr);
+    /* The answer goes under mu, before any frame other threads send this
+     * server under mu now that server_conn[idx] is set (WORKER_GONE, a
+     * join's, a checkpoint's): the server reads its answer first. */
     pd_buf b;
     pd_buf_init(&b);
     co_put_reg_server(co, &b, idx, 0);
     int rc = co_reply(cc, h, &b);
+    pthread_mutex_unlock(&co->mu);
     pd_wipe(b.p, b.len);
     pd_buf_free(&b);
     return rc;

@@ -404,6 +404,40 @@ static int restore_from(pd_server *s, const char *path, pd_err *e) {
 
 int srv_restore(pd_server *s, pd_err *e) { return restore_from(s, s->o.restore, e); }
 
+/* SERVER_READY and its answer.  A worker that leaves or joins while this
+ * server restores is told before the answer (WORKER_GONE, WORKER_JOIN:
+ * the coordinator sends them to the slot's connection from registration
+ * on); they are applied here, as the watcher would, in their order. */
+static int server_ready(pd_server *s, pd_err *e) {
+    pd_hdr h = {0}, rh;
+    h.type = PD_MSG_SERVER_READY;
+    h.id = 3;
+    uint8_t buf[PD_MAX_CTRL_PAYLOAD + 1];
+    int rc = pd_send_frame(s->coord, &h, NULL, 0, NULL, 0, NULL, 0, e);
+    while (rc == 0) {
+        if ((rc = pd_recv_hdr(s->coord, &rh, PD_MAX_CTRL_PAYLOAD, e)) ||
+            (rc = pd_recv_payload(s->coord, &rh, buf, e)))
+            break;
+        if (rh.type == PD_MSG_WORKER_GONE || rh.type == PD_MSG_WORKER_JOIN) {
+            srv_member_event(s, &rh, buf, 1);
+            continue;
+        }
+        if (rh.type == PD_MSG_SHUTDOWN)
+            return pd_seterr(e, PARAMD_ESHUTDOWN, "the coordinator ended the cluster "
+                             "while this server restored the shard");
+        if (rh.type != (PD_MSG_SERVER_READY | PD_REPLY) || rh.id != h.id)
+            return pd_seterr(e, PARAMD_EPROTO, "%s answered %s id %llu to SERVER_READY "
+                             "id %llu", s->coord->peer, pd_msg_name(rh.type),
+                             (unsigned long long)rh.id, (unsigned long long)h.id);
+        if (rh.status < 0) return pd_seterr(e, rh.status, "%s", (const char *)buf);
+        return 0;
+    }
+    if (rc == PARAMD_ECLOSED)
+        return pd_seterr(e, rc, "%s closed the connection while a SERVER_READY was "
+                         "pending", s->coord->peer);
+    return rc;
+}
+
 int srv_replace(pd_server *s, const char *dir, int64_t C, int64_t A, const uint8_t *member,
                 pd_err *e) {
     if (s->o.restore)
@@ -442,11 +476,7 @@ int srv_replace(pd_server *s, const char *dir, int64_t C, int64_t A, const uint8
            "clock %lld; going on at clock %lld (this shard lost the updates of clocks "
            "%lld..%lld; the other servers kept theirs)", s->index, s->S, ntab, dir,
            (long long)C, (long long)A, (long long)C, (long long)A);
-    pd_hdr h = {0}, rh;
-    h.type = PD_MSG_SERVER_READY;
-    h.id = 3;
-    uint8_t buf[PD_MAX_CTRL_PAYLOAD + 1];
-    if ((rc = pd_rpc(s->coord, &h, NULL, 0, &rh, buf, e))) {
+    if ((rc = server_ready(s, e))) {
         char why[PD_ERRMSG_MAX];
         snprintf(why, sizeof why, "%s", e->msg);
         return pd_seterr(e, rc, "replacing lost server %d: SERVER_READY: %s", s->index, why);
