@@ -18,8 +18,9 @@
 #     and count the promotion; a server beyond S x R is refused, saying
 #     so; a worker's connection to a copy and REPL / SEED from a worker
 #     are refused (tool_trust's probes in it_trust);
-#  4. a slot whose primary and copy are SIGKILLed together: the workers
-#     fail naming the slot and why, the coordinator exits 3;
+#  4. a slot whose primary is SIGKILLed, then its copy as the coordinator
+#     promotes it: the workers fail naming the slot and why, the
+#     coordinator exits 3;
 #  5. paramd local --replicas 2: two servers SIGKILLed one after the
 #     other (the second the new primary): it starts new copies, exits 0,
 #     every value exact;
@@ -271,7 +272,11 @@ wait_line "$TMP/coordinator.log" "every shard has its 2 copies"
 workers "$TOY" --consistency sync --iters 1000000 --sleep-ms 1
 frontier_reaches "$COORD" 50
 P=$(pid_of "$(role_log primary 1)") C=$(pid_of "$(role_log copy 1)")
-kill -KILL "$P" "$C"; wait "$P" "$C" 2>/dev/null
+# the primary first, then its copy as soon as the coordinator promotes it:
+# a worker may be told of the copy and find it dead (it asks again)
+kill -KILL "$P"; wait "$P" 2>/dev/null
+wait_line "$TMP/coordinator.log" "server 1 \(127\.0\.0\.1:[0-9]+\) lost; promoting its copy"
+kill -KILL "$C"; wait "$C" 2>/dev/null
 for r in 0 1; do
   wait "${W_PIDS[$r]}" && fail "worker $r succeeded with slot 1 and its copy lost"
 done
@@ -280,7 +285,7 @@ grep -hE "no copy of its shard was live" "$TMP"/w.*.out >/dev/null ||
 expect_line "$TMP/coordinator.log" "server 1 was lost and no copy of its shard was live to take its place \(--replicas 2\)"
 wait "$COORD_PID"; rc=$?
 [ $rc = 3 ] || fail "the coordinator exited $rc with a slot lost for good, expected 3"
-pass "slot 1's primary and copy SIGKILLed together: the workers fail saying no copy was live, the coordinator exits 3"
+pass "slot 1's primary SIGKILLed, then its copy as it is promoted: the workers fail saying no copy was live, the coordinator exits 3"
 
 # --- 5. paramd local --replicas 2 ---
 N=4000

@@ -63,6 +63,9 @@
 #include "wire/wire.h"
 
 #define PD_CHUNK_BYTES_DEFAULT (1u << 20)
+/* how many replacements of one lost server a worker tries in a row before
+ * it reports the last one it could not reach */
+#define CL_REPLACEMENT_TRIES 8
 _Static_assert(PD_MAP_TICKET_BYTES == PD_MAC_BYTES, "a map's ticket is a MAC");
 
 /* ==== Errors ============================================================ */
@@ -541,38 +544,53 @@ int cl_recover_link(paramd_client *c, int32_t k) {
     pthread_mutex_unlock(&l->q_mu);
     /* Held at the coordinator until a replacement serves, newer than the
      * map this link's address came from (l->epoch: written only here,
-     * under recover_mu, and at connect) */
-    pd_buf b;
-    pd_buf_init(&b);
-    pd_put_u32(&b, (uint32_t)k);
-    pd_put_u64(&b, l->epoch);
-    size_t rlen = 0;
-    int rc = coord_rpc(c, PD_MSG_SERVER_WAIT, 0, &b, buf, &rlen);
-    pd_buf_free(&b);
-    uint64_t epoch = 0;
+     * under recover_mu, and at connect).  A replacement that dies before
+     * we reach it (a promoted copy killed with its primary) is asked
+     * about again, newer than its own epoch: the coordinator then names
+     * the next one or says why there is none. */
+    uint64_t since = l->epoch, epoch = 0;
     pd_link nl = {0};
-    nl.c = c;
-    nl.index = k;
-    if (rc == 0) {
-        pd_rd r;
-        pd_rd_init(&r, buf, rlen);
-        pd_get_u64(&r, &epoch);
-        pd_get_str(&r, nl.addr, PD_MAX_ADDR);
-        if (!pd_rd_done(&r) || !nl.addr[0])
-            rc = cl_err(c, PARAMD_EPROTO, "malformed SERVER_WAIT reply");
-    } else {
-        char why[PD_ERRMSG_MAX];
-        snprintf(why, sizeof why, "%s", c->errmsg);
-        /* the call fails as it would have without a replacement window:
-         * its server's connection closed (the reason follows) */
-        rc = cl_err(c, PARAMD_ECLOSED, "%s; and then %s", was, why);
-    }
-    pd_free(buf);
-    if (rc == 0 && (rc = link_open(c, &nl)) != 0) {
+    int rc = 0;
+    for (int attempt = 0;; attempt++) {
+        pd_buf b;
+        pd_buf_init(&b);
+        pd_put_u32(&b, (uint32_t)k);
+        pd_put_u64(&b, since);
+        size_t rlen = 0;
+        rc = coord_rpc(c, PD_MSG_SERVER_WAIT, 0, &b, buf, &rlen);
+        pd_buf_free(&b);
+        memset(&nl, 0, sizeof nl);
+        nl.c = c;
+        nl.index = k;
+        if (rc == 0) {
+            pd_rd r;
+            pd_rd_init(&r, buf, rlen);
+            pd_get_u64(&r, &epoch);
+            pd_get_str(&r, nl.addr, PD_MAX_ADDR);
+            if (!pd_rd_done(&r) || !nl.addr[0])
+                rc = cl_err(c, PARAMD_EPROTO, "malformed SERVER_WAIT reply");
+        } else {
+            char why[PD_ERRMSG_MAX];
+            snprintf(why, sizeof why, "%s", c->errmsg);
+            /* the call fails as it would have without a replacement
+             * window: its server's connection closed (the reason follows) */
+            rc = cl_err(c, PARAMD_ECLOSED, "%s; and then %s", was, why);
+            break;
+        }
+        if (rc || (rc = link_open(c, &nl)) == 0) break;
         char why[PD_ERRMSG_MAX];
         snprintf(why, sizeof why, "%s", connect_errmsg);
-        rc = cl_err(c, rc, "server %d's replacement at %s: %s", k, nl.addr, why);
+        pd_conn_destroy(nl.conn);
+        nl.conn = NULL;
+        if (attempt + 1 >= CL_REPLACEMENT_TRIES || epoch <= since) {
+            rc = cl_err(c, rc, "server %d's replacement at %s: %s", k, nl.addr, why);
+            break;
+        }
+        pd_log(PD_LOG_WARN, "server %d's replacement at %s: %s; asking the "
+               "coordinator for the next one", k, nl.addr, why);
+        since = epoch;
     }
+    pd_free(buf);
     if (rc) {
         pd_conn_destroy(nl.conn);
         pthread_mutex_unlock(&c->recover_mu);
