@@ -209,7 +209,8 @@ int co_checkpoint(pd_coord *co, uint64_t *seq_out, int64_t *clock_out, char *dir
                          "this coordinator takes no checkpoints: start it with "
                          "--checkpoint-dir DIR");
     pthread_mutex_lock(&co->mu);
-    while ((co->ck_busy || co->joining) && !co->stopping) pthread_cond_wait(&co->cv, &co->mu);
+    while ((co->ck_busy || co->joining || co->mv_slot >= 0) && !co->stopping)
+        pthread_cond_wait(&co->cv, &co->mu);
     int rc = 0;
     if (co->stopping) {
         pthread_mutex_unlock(&co->mu);

@@ -165,6 +165,7 @@ static void *conn_main(void *arg) {
         case PD_MSG_REPLICA_ADD | PD_REPLY: rc = co_on_replica_added(cc, &h); break;
         case PD_MSG_REPLICA_DROP: rc = co_on_replica_drop(cc, &h); break;
         case PD_MSG_PROMOTE | PD_REPLY: rc = co_on_promoted(cc, &h); break;
+        case PD_MSG_DRAIN: rc = co_on_drain(cc, &h); break;
         default:
             pd_seterr(&e, PARAMD_EPROTO, "unexpected %s at the coordinator",
                       pd_msg_name(h.type));
@@ -211,13 +212,20 @@ static void *conn_main(void *arg) {
         }
         pthread_cond_broadcast(&co->cv);
         if (!co->stopping) {
-            co->servers_lost++;
-            pd_log(PD_LOG_ERROR, "server %d disconnected", cc->server);
-            if (co->o.replicas > 1) co_primary_lost(co, cc->server);
+            if (co->mv_slot == cc->server && co->mv_state == MV_HANDOVER)
+                pd_log(PD_LOG_INFO, "server %d (%s) stopped: its shard moves to %s",
+                       cc->server, co->server_addr[cc->server],
+                       co->cp_addr[cc->server * co->RS + co->RS - 1]);
+            else
+                co->servers_lost++;
+            if (co->mv_slot != cc->server || co->mv_state != MV_HANDOVER)
+                pd_log(PD_LOG_ERROR, "server %d disconnected", cc->server);
+            if (co->RS > 1) co_primary_lost(co, cc->server);
             else co_server_down(co, cc->server);
         }
     }
     if (cc->copy_of >= 0) co_copy_gone(co, cc);
+    co_standby_gone(co, cc);
     for (co_conn **pp = &co->conns; *pp; pp = &(*pp)->next)
         if (*pp == cc) {
             *pp = cc->next;
@@ -249,9 +257,10 @@ pd_coord *pd_coord_start(const pd_coord_opts *o, pd_err *e) {
                   o->max_workers, o->workers, PD_MAX_WORKERS);
         return NULL;
     }
-    if (o->replicas > PD_MAX_REPLICAS) {
-        pd_seterr(e, PARAMD_EINVAL, "--replicas %d: at most %d copies of a shard",
-                  o->replicas, PD_MAX_REPLICAS);
+    if (o->replicas > PD_MAX_REPLICAS - (o->elastic ? 1 : 0)) {
+        pd_seterr(e, PARAMD_EINVAL, "--replicas %d: at most %d copies of a shard%s",
+                  o->replicas, PD_MAX_REPLICAS - (o->elastic ? 1 : 0),
+                  o->elastic ? " with --elastic (a shard moving in takes one more)" : "");
         return NULL;
     }
     pd_coord *co = pd_calloc(1, sizeof *co);
@@ -298,7 +307,9 @@ pd_coord *pd_coord_start(const pd_coord_opts *o, pd_err *e) {
     co->sdown_why = pd_calloc((size_t)o->servers, sizeof *co->sdown_why);
     co->wwait = pd_calloc((size_t)M, sizeof *co->wwait);
     if (co->o.replicas < 1) co->o.replicas = 1;
-    size_t ncp = (size_t)o->servers * (size_t)co->o.replicas;
+    co->RS = co->o.replicas + (co->o.elastic ? 1 : 0);
+    co->mv_slot = -1;
+    size_t ncp = (size_t)o->servers * (size_t)co->RS;
     co->cp_conn = pd_calloc(ncp, sizeof *co->cp_conn);
     co->cp_addr = pd_calloc(ncp, sizeof *co->cp_addr);
     co->cp_state = pd_calloc(ncp, sizeof *co->cp_state);
@@ -424,6 +435,7 @@ int pd_coord_run(pd_coord *co) {
         cc->server = -1;
         cc->wait_slot = -1;
         cc->copy_of = -1;
+        cc->standby_at = -2;
         pthread_attr_t attr;
         pthread_attr_init(&attr);
         pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);

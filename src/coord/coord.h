@@ -65,6 +65,9 @@ typedef struct pd_coord_opts {
                          * becomes a copy), for up to rejoin_ms */
     int replicas;       /* copies of each shard, on different servers
                          * (copies.c); <= 1: none */
+    int elastic;        /* servers may join (paramd server --join: a
+                         * standby) and shards move to them (paramd
+                         * drain) while workers train (copies.c) */
     int report_ms;      /* until then, say who is missing after this long
                          * and at doubling intervals; <= 0: 5000 */
     /* Limits (docs/limits.md; 0: the default). */

@@ -31,6 +31,9 @@
 #include "table/def.h"
 #include "wire/wire.h"
 
+/* Standbys at once (paramd server --join). */
+#define PD_MAX_STANDBYS 16
+
 /* A rank's state.  W_AWAY (a coordinator taking a running cluster back,
  * takeover.c): the servers have seen its worker, which has not rejoined
  * yet; it counts for barriers like W_LIVE until it rejoins or falls
@@ -67,6 +70,11 @@ typedef struct co_conn {
     int32_t wait_slot; /* (under mu) the server slot its SERVER_WAIT waits
                         * for; -1: none */
     int32_t copy_of;   /* (under mu) a copy's entry (copies.c), else -1 */
+    int32_t standby_at; /* (under mu) a standby (paramd server --join) the
+                        * coordinator gave a shard to: its copy entry;
+                        * -1: waiting; -2: not a standby */
+    char host[PD_MAX_ADDR + 1]; /* a server's host identity (its
+                        * REG_SERVER; net/host.h), "" if not said */
     pd_hello hello;  /* what it said in HELLO: its role, and the rank
                       * ticket it showed (checked against grant) */
     struct co_rejoin *rj; /* a server's SERVER_REJOIN being read (its
@@ -181,7 +189,25 @@ struct pd_coord {
     int copies_ready;     /* every copy was live once: workers may come */
     int32_t promotions;   /* copies that took a lost primary's place */
     int32_t copies_lost;  /* copies whose connection ended or were dropped */
+    /* Elastic servers (--elastic, copies.c): RS entries per slot, the
+     * last (RS - 1) for a shard moving in; standbys wait for a shard. */
+    int32_t RS;           /* copy entries per slot: replicas (+ 1 if elastic) */
+    co_conn *standby[PD_MAX_STANDBYS];
+    char standby_addr[PD_MAX_STANDBYS][PD_MAX_ADDR + 1];
+    int32_t nstandby;
+    int32_t mv_slot;      /* the slot whose shard moves (-1: none) */
+    int mv_state;         /* MV_* */
+    double mv_t0, mv_live_t; /* the drain's start, its shard's seeding done */
+    char mv_from[PD_MAX_ADDR + 1];
+    char mv_msg[PD_ERRMSG_MAX]; /* what the move did, or why it failed */
+    int32_t moves;        /* shards moved (paramd drain, or to a joining host) */
+    int mv_auto;          /* the move is the coordinator's own (a server
+                           * joined from a host with fewer shards): no
+                           * DRAIN waits for its end */
 };
+
+/* A move's state (mv_state). */
+enum { MV_NONE = 0, MV_SEEDING, MV_HANDOVER, MV_DONE, MV_FAILED };
 
 /* How long a worker's request to a lost primary waits for a copy's
  * promotion (the map's replacement window, at least). */
@@ -272,6 +298,26 @@ void co_copy_gone(pd_coord *co, co_conn *cc);
 /* mu held: SHUTDOWN (with why, or none) to every copy. */
 void co_stop_copies(pd_coord *co, const char *why);
 const char *co_copy_state_name(int st);
+/* mu held: give copy entry `at` to cc, whose REG_SERVER h is answered
+ * (under mu), and send its primary REPLICA_ADD. */
+int co_copy_assign(co_conn *cc, const pd_hdr *h, int32_t at, const char *addr);
+
+/* ==== moves.c =========================================================== */
+
+/* mu held: some slot lacks one of its --replicas copies. */
+int co_copy_wanted(const pd_coord *co);
+/* A REG_SERVER with PD_REG_JOIN once the cluster has its servers (mu
+ * held; unlocks it): wait as a standby until a drain gives it a shard. */
+int co_reg_standby(co_conn *cc, const pd_hdr *h, const char *addr);
+/* mu held: cc's connection ended: if it was a standby, it is no more. */
+void co_standby_gone(pd_coord *co, co_conn *cc);
+int co_on_drain(co_conn *cc, const pd_hdr *h);
+/* mu held: the move's standby is live: the old server retires. */
+void co_move_handover(pd_coord *co);
+/* mu held: the standby took the slot (old: the old server's address). */
+void co_move_done(pd_coord *co, const char *old);
+/* mu held: the move in progress (if any) failed. */
+void co_move_failed(pd_coord *co, const char *why);
 
 /* ==== status.c ========================================================== */
 

@@ -4,8 +4,9 @@
  * design, docs/durability.md "Replicated shards" what users see).
  *
  * Each slot k has its primary (server_conn[k], what workers reach) and up
- * to R-1 copies, entry k * R + j for copy j (1..R-1) of cp_conn, cp_addr,
- * cp_state.  A server that registers once the S primaries are there takes
+ * to R-1 copies, entry k * RS + j for copy j (1..R-1) of cp_conn, cp_addr,
+ * cp_state.  RS is R, or R + 1 with --elastic: entry k * RS + R is for a
+ * shard moving to a standby (moves.c).  A server that registers once the S primaries are there takes
  * the first free copy entry of a slot whose primary is up: its REG_SERVER
  * reply says which copy it is, and the primary is sent REPLICA_ADD (the
  * copy's number and address).  The primary seeds the copy and answers
@@ -75,7 +76,7 @@ static void check_ready(pd_coord *co) {
     int32_t R = co->o.replicas;
     for (int32_t k = 0; k < co->o.servers; k++)
         for (int32_t j = 1; j < R; j++)
-            if (co->cp_state[k * R + j] != CS_LIVE) return;
+            if (co->cp_state[k * co->RS + j] != CS_LIVE) return;
     co->copies_ready = 1;
     pd_log(PD_LOG_INFO, "every shard has its %d copies", R);
     pthread_cond_broadcast(&co->cv);
@@ -83,15 +84,15 @@ static void check_ready(pd_coord *co) {
 
 int co_reg_copy(co_conn *cc, const pd_hdr *h, const char *addr) {
     pd_coord *co = cc->co;
-    int32_t R = co->o.replicas, S = co->o.servers, at = -1;
+    int32_t R = co->o.replicas, RS = co->RS, S = co->o.servers, at = -1;
     /* (a slot being promoted frees its copy's entry in a moment: wait) */
     for (int64_t until = pd_now_ms() + 10000;;) {
         int promoting = 0;
         for (int32_t j = 1; j < R && at < 0; j++)
             for (int32_t k = 0; k < S && at < 0; k++)
-                if (co->cp_state[k * R + j] == CS_NONE && co->server_conn[k] &&
+                if (co->cp_state[k * RS + j] == CS_NONE && co->server_conn[k] &&
                     co->sdown[k] == SD_UP)
-                    at = k * R + j;
+                    at = k * RS + j;
         for (int32_t k = 0; k < S; k++) promoting |= co->sdown[k] == SD_PROMOTING;
         if (at >= 0 || !promoting || co->stopping || pd_now_ms() >= until) break;
         pd_cond_wait_ms(&co->cv, &co->mu, 100);
@@ -104,14 +105,21 @@ int co_reg_copy(co_conn *cc, const pd_hdr *h, const char *addr) {
         co_reply_err(cc, h, PARAMD_ECONFIG, msg);
         return PARAMD_ECONFIG;
     }
-    int32_t k = at / R, j = at % R;
+    pd_log(PD_LOG_INFO, "server at %s registered as copy %d of slot %d; its primary (%s) "
+           "seeds it", addr, at % RS, at / RS, co->server_addr[at / RS]);
+    int rc = co_copy_assign(cc, h, at, addr);
+    pthread_mutex_unlock(&co->mu);
+    return rc;
+}
+
+int co_copy_assign(co_conn *cc, const pd_hdr *h, int32_t at, const char *addr) {
+    pd_coord *co = cc->co;
+    int32_t k = at / co->RS, j = at % co->RS;
     pd_tcp_set_peer_timeout(cc->conn, PD_PEER_TIMEOUT_DEFAULT);
     co->cp_conn[at] = cc;
     co->cp_state[at] = CS_SEEDING;
     snprintf(co->cp_addr[at], PD_MAX_ADDR + 1, "%s", addr);
     cc->copy_of = at;
-    pd_log(PD_LOG_INFO, "server at %s registered as copy %d of slot %d; its primary (%s) "
-           "seeds it", addr, j, k, co->server_addr[k]);
     pd_buf b;
     pd_buf_init(&b);
     co_put_reg_server(co, &b, k, (uint32_t)j);
@@ -128,14 +136,13 @@ int co_reg_copy(co_conn *cc, const pd_hdr *h, const char *addr) {
     if (co->cp_conn[at] == cc && co->server_conn[k] && !b.oom)
         pd_send_frame(co->server_conn[k]->conn, &ah, b.p, b.len, NULL, 0, NULL, 0, NULL);
     pd_buf_free(&b);
-    pthread_mutex_unlock(&co->mu);
     return rc;
 }
 
 int co_on_replica_added(co_conn *cc, const pd_hdr *h) {
     pd_coord *co = cc->co;
     pthread_mutex_lock(&co->mu);
-    int32_t R = co->o.replicas;
+    int32_t R = co->RS;
     uint64_t at = h->id - ADD_ID_BASE;
     if (h->id < ADD_ID_BASE || at >= (uint64_t)co->o.servers * (uint64_t)R ||
         cc->server != (int32_t)(at / (uint64_t)R) || !co->cp_conn[at] ||
@@ -144,6 +151,8 @@ int co_on_replica_added(co_conn *cc, const pd_hdr *h) {
         return 0; /* (a copy that left meanwhile) */
     }
     int32_t k = (int32_t)(at / (uint64_t)R), j = (int32_t)(at % (uint64_t)R);
+    int moving = co->mv_slot == k && co->mv_state == MV_SEEDING && j == R - 1 &&
+                 co->o.elastic;
     if (h->status) {
         char why[PD_MAX_ERRTEXT + 1];
         snprintf(why, sizeof why, "%.*s", (int)h->len, (const char *)cc->buf);
@@ -152,10 +161,12 @@ int co_on_replica_added(co_conn *cc, const pd_hdr *h) {
         char msg[PD_MAX_ERRTEXT + 128];
         snprintf(msg, sizeof msg, "this copy of slot %d could not be seeded: %s", k, why);
         entry_free(co, (int32_t)at, msg);
+        if (moving) co_move_failed(co, msg);
     } else {
         co->cp_state[at] = CS_LIVE;
         pd_log(PD_LOG_INFO, "copy %d of slot %d (%s) is live", j, k, co->cp_addr[at]);
-        check_ready(co);
+        if (moving) co_move_handover(co);
+        else check_ready(co);
         pthread_cond_broadcast(&co->cv);
     }
     pthread_mutex_unlock(&co->mu);
@@ -171,7 +182,7 @@ int co_on_replica_drop(co_conn *cc, const pd_hdr *h) {
     pd_get_u32(&r, &j);
     pd_get_str(&r, why, sizeof why - 1);
     pthread_mutex_lock(&co->mu);
-    int32_t k = cc->server, R = co->o.replicas;
+    int32_t k = cc->server, R = co->RS;
     if (!pd_rd_done(&r) || k < 0 || j == 0 || (int32_t)j >= R) {
         pthread_mutex_unlock(&co->mu);
         return co_reply_err(cc, h, PARAMD_EPROTO, "malformed REPLICA_DROP, or not from a "
@@ -185,6 +196,9 @@ int co_on_replica_drop(co_conn *cc, const pd_hdr *h) {
         snprintf(msg, sizeof msg, "the primary of slot %d dropped this copy: %s", k, why);
         entry_free(co, at, msg);
         co->copies_lost++;
+        if (co->mv_slot == k && co->mv_state == MV_SEEDING && (int32_t)j == R - 1 &&
+            co->o.elastic)
+            co_move_failed(co, msg);
     }
     pthread_mutex_unlock(&co->mu);
     return co_reply(cc, h, NULL);
@@ -193,8 +207,8 @@ int co_on_replica_drop(co_conn *cc, const pd_hdr *h) {
 /* mu held: promote a live copy of slot k, whose primary was lost.  1 if
  * one was asked. */
 static int promote(pd_coord *co, int32_t k) {
-    int32_t R = co->o.replicas;
-    for (int32_t j = 1; j < R; j++) {
+    int32_t R = co->RS;
+    for (int32_t j = R - 1; j >= 1; j--) { /* (a shard moving in first) */
         int32_t at = k * R + j;
         if (co->cp_state[at] != CS_LIVE || !co->cp_conn[at]) continue;
         pd_hdr h = {0};
@@ -212,11 +226,14 @@ static int promote(pd_coord *co, int32_t k) {
 
 void co_primary_lost(pd_coord *co, int32_t k) {
     co->sdown_t0[k] = pd_now();
+    int planned = co->mv_slot == k && co->mv_state == MV_HANDOVER;
     if (promote(co, k)) {
-        pd_log(PD_LOG_WARN, "server %d (%s) lost; promoting its copy at %s", k,
-               co->server_addr[k], co->cp_addr[co->cp_promoting[k]]);
+        if (!planned)
+            pd_log(PD_LOG_WARN, "server %d (%s) lost; promoting its copy at %s", k,
+                   co->server_addr[k], co->cp_addr[co->cp_promoting[k]]);
         return;
     }
+    if (co->mv_slot == k) co_move_failed(co, "no live copy could take the slot");
     if (co->o.replace_ms > 0) {
         pd_log(PD_LOG_ERROR, "server %d (%s) lost with no live copy", k, co->server_addr[k]);
         co_server_down(co, k);
@@ -231,13 +248,15 @@ void co_primary_lost(pd_coord *co, int32_t k) {
 }
 
 void co_copy_gone(pd_coord *co, co_conn *cc) {
-    int32_t at = cc->copy_of, R = co->o.replicas;
+    int32_t at = cc->copy_of, R = co->RS;
     if (at < 0 || co->cp_conn[at] != cc) return;
     int32_t k = at / R, j = at % R;
     int was_live = co->cp_state[at] == CS_LIVE;
     entry_free(co, at, NULL);
     if (co->stopping) return;
     co->copies_lost++;
+    if (co->mv_slot == k && co->mv_state == MV_SEEDING && j == R - 1 && co->o.elastic)
+        co_move_failed(co, "the standby's connection ended before it had the shard");
     pd_log(PD_LOG_WARN, "copy %d of slot %d (%s) disconnected%s", j, k, co->cp_addr[at],
            was_live ? "" : " before it was seeded");
     if (co->sdown[k] == SD_PROMOTING && co->cp_promoting[k] == at) {
@@ -249,7 +268,7 @@ void co_copy_gone(pd_coord *co, co_conn *cc) {
 int co_on_promoted(co_conn *cc, const pd_hdr *h) {
     pd_coord *co = cc->co;
     pthread_mutex_lock(&co->mu);
-    int32_t at = cc->copy_of, R = co->o.replicas;
+    int32_t at = cc->copy_of, R = co->RS;
     int32_t k = at >= 0 ? at / R : -1;
     if (at < 0 || h->id != PROMOTE_ID_BASE + (uint64_t)k || co->sdown[k] != SD_PROMOTING ||
         co->cp_promoting[k] != at) {
@@ -276,10 +295,16 @@ int co_on_promoted(co_conn *cc, const pd_hdr *h) {
     co->ssilent[k] = 0;
     co->sdown[k] = SD_UP;
     co->sepoch[k] = ++co->epoch;
-    co->promotions++;
-    pd_log(PD_LOG_WARN, "server %d lost (%s): its copy at %s serves the slot after %.0f ms "
-           "(map epoch %llu); no acknowledged update was lost", k, old, co->server_addr[k],
-           (pd_now() - co->sdown_t0[k]) * 1000, (unsigned long long)co->epoch);
+    if (co->mv_slot == k && co->mv_state == MV_HANDOVER) {
+        co_move_done(co, old);
+    } else {
+        co->promotions++;
+        pd_log(PD_LOG_WARN, "server %d lost (%s): its copy at %s serves the slot after "
+               "%.0f ms (map epoch %llu); no acknowledged update was lost", k, old,
+               co->server_addr[k], (pd_now() - co->sdown_t0[k]) * 1000,
+               (unsigned long long)co->epoch);
+        if (co->mv_slot == k) co_move_failed(co, "its server was lost meanwhile");
+    }
     /* The other copies may lack what this one had: seeded anew. */
     for (int32_t j = 1; j < R; j++)
         if (co->cp_conn[k * R + j]) {
@@ -295,7 +320,7 @@ int co_on_promoted(co_conn *cc, const pd_hdr *h) {
 }
 
 void co_stop_copies(pd_coord *co, const char *why) {
-    int32_t n = co->o.servers * co->o.replicas;
+    int32_t n = co->o.servers * co->RS;
     for (int32_t i = 0; co->cp_conn && i < n; i++) {
         co_conn *cc = co->cp_conn[i];
         if (!cc) continue;

@@ -59,7 +59,8 @@ static void missing_text(const pd_coord *co, char *out, size_t n) {
     }
     if (ms <= 0 && co->o.replicas > 1 && !co->copies_ready) {
         int32_t R = co->o.replicas, mc = 0;
-        for (int32_t i = 0; i < S * R; i++) mc += i % R != 0 && co->cp_state[i] != CS_LIVE;
+        for (int32_t k = 0; k < S; k++)
+            for (int32_t j = 1; j < R; j++) mc += co->cp_state[k * co->RS + j] != CS_LIVE;
         ADD("%d of %d copies of the shards (--replicas %d: start %d more paramd server%s)",
             mc, S * (R - 1), R, mc, mc == 1 ? "" : "s");
         ms = mc;

@@ -234,11 +234,16 @@ int co_on_status(co_conn *cc, const pd_hdr *h) {
              co->server_conn[k] != NULL,
              co->ssilent[k] ? (long long)(now_ms - co->sseen_ms[k]) : 0LL,
              slot_names[co->sdown[k]]);
-    /* Replicated shards (copies.c): one line per copy entry in use. */
-    for (int32_t i = 0; co->o.replicas > 1 && i < co->o.servers * co->o.replicas; i++)
+    /* Replicated shards (copies.c): one line per copy entry in use; a
+     * shard moving to a standby (moves.c) is its last entry. */
+    for (int32_t i = 0; co->RS > 1 && i < co->o.servers * co->RS; i++)
         if (co->cp_conn[i])
-            LINE("copy %d of %d address %s state %s\n", i % co->o.replicas,
-                 i / co->o.replicas, co->cp_addr[i], co_copy_state_name(co->cp_state[i]));
+            LINE("copy %d of %d address %s state %s\n", i % co->RS, i / co->RS,
+                 co->cp_addr[i],
+                 co->o.elastic && i % co->RS == co->RS - 1 ? "moving-in"
+                                                           : co_copy_state_name(co->cp_state[i]));
+    for (int32_t i = 0; i < co->nstandby; i++)
+        LINE("standby %d address %s\n", i, co->standby_addr[i]);
     for (int32_t r = 0; r < co->o.max_workers; r++) {
         int st = co->wstate[r];
         const char *host = "-";
@@ -319,8 +324,9 @@ void co_metrics_render(void *coord, pd_buf *b) {
                    "their primary) or live (fed every update)");
     for (int st = CS_SEEDING; st <= CS_LIVE; st++) {
         int n = 0;
-        for (int32_t i = 0; i < co->o.servers * co->o.replicas; i++)
-            n += co->cp_conn[i] && co->cp_state[i] == st;
+        for (int32_t k = 0; k < co->o.servers; k++)
+            for (int32_t j = 1; j < co->o.replicas; j++)
+                n += co->cp_conn[k * co->RS + j] && co->cp_state[k * co->RS + j] == st;
         lab[0] = '\0';
         pd_prom_label(lab, sizeof lab, "state", co_copy_state_name(st));
         pd_prom_sample(b, "paramd_server_copies", lab, n);
@@ -331,6 +337,12 @@ void co_metrics_render(void *coord, pd_buf *b) {
     pd_prom_family(b, "paramd_server_copies_lost_total", PD_PROM_COUNTER,
                    "copies that disconnected or that their primary dropped");
     pd_prom_sample(b, "paramd_server_copies_lost_total", "", co->copies_lost);
+    pd_prom_family(b, "paramd_server_standbys", PD_PROM_GAUGE,
+                   "servers that joined (paramd server --join) and wait for a shard");
+    pd_prom_sample(b, "paramd_server_standbys", "", co->nstandby);
+    pd_prom_family(b, "paramd_server_moves_total", PD_PROM_COUNTER,
+                   "shards moved to a standby (paramd drain)");
+    pd_prom_sample(b, "paramd_server_moves_total", "", co->moves);
     pd_prom_family(b, "paramd_workers", PD_PROM_GAUGE, "worker slots by state");
     for (int st = W_NEW; st <= W_AWAY; st++) {
         int n = 0;

@@ -85,7 +85,7 @@ void co_put_reg_server(const pd_coord *co, pd_buf *b, int32_t idx, uint32_t copy
     /* What only servers get: the key that checks workers' rank tickets. */
     pd_put_bytes(b, co->grant.k, sizeof co->grant.k);
     pd_put_u32(b, (uint32_t)co->o.rejoin_ms); /* (a reader takes it if present) */
-    pd_put_u32(b, (uint32_t)co->o.replicas);  /* copies of each shard (copies.c) */
+    pd_put_u32(b, (uint32_t)co->RS); /* copy entries of each shard (copies.c) */
     pd_put_u32(b, copy);                      /* 0: the slot's primary; j: copy j */
 }
 
@@ -93,9 +93,15 @@ int co_on_reg_server(co_conn *cc, const pd_hdr *h) {
     pd_coord *co = cc->co;
     char addr[PD_MAX_ADDR + 1];
     pd_rd r;
+    uint32_t flags = 0; /* PD_REG_JOIN: paramd server --join (optional) */
     pd_rd_init(&r, cc->buf, (size_t)h->len);
     pd_get_str(&r, addr, PD_MAX_ADDR);
-    if (!pd_rd_done(&r) || cc->role != PD_ROLE_SERVER || cc->server >= 0)
+    if (!r.bad && r.off < r.len) { /* (optional: flags, then its host) */
+        pd_get_u32(&r, &flags);
+        pd_get_str(&r, cc->host, PD_MAX_ADDR);
+    }
+    if (!pd_rd_done(&r) || cc->role != PD_ROLE_SERVER || cc->server >= 0 ||
+        cc->copy_of >= 0 || cc->standby_at != -2 || (flags & ~(uint32_t)PD_REG_JOIN))
         return co_reply_err(cc, h, PARAMD_EPROTO, "malformed or repeated REG_SERVER");
     pthread_mutex_lock(&co->mu);
     /* A coordinator started again to take a running cluster back: a new
@@ -118,11 +124,14 @@ int co_on_reg_server(co_conn *cc, const pd_hdr *h) {
     if (co->nservers >= co->o.servers) {
         int32_t k = co_replace_slot(co);
         if (k >= 0) return co_reg_replacement(cc, h, k, addr); /* (unlocks) */
-        if (co->o.replicas > 1) return co_reg_copy(cc, h, addr); /* (unlocks) */
+        if (co->o.replicas > 1 && (!(flags & PD_REG_JOIN) || co_copy_wanted(co)))
+            return co_reg_copy(cc, h, addr); /* (unlocks) */
+        if (flags & PD_REG_JOIN) return co_reg_standby(cc, h, addr); /* (unlocks) */
         char msg[PD_ERRMSG_MAX + 64];
         snprintf(msg, sizeof msg,
-                 "the cluster already has its %d servers (--servers)",
-                 co->o.servers);
+                 "the cluster already has its %d servers (--servers)%s",
+                 co->o.servers, co->o.elastic ? "; to wait as a standby that "
+                 "`paramd drain` moves a shard to, start it with --join" : "");
         for (int32_t i = 0; i < co->o.servers; i++)
             if (co->sdown[i] == SD_GONE)
                 snprintf(msg, sizeof msg, "%s (it cannot take server %d's place: %s)",
@@ -335,8 +344,10 @@ int co_on_reg_worker(co_conn *cc, const pd_hdr *h) {
     m.rejoin_ms = (uint32_t)co->o.rejoin_ms;
     m.replace_ms = (uint32_t)co->o.replace_ms;
     /* With copies, a request to a lost primary waits for its promotion. */
-    if (co->o.replicas > 1 && m.replace_ms < PD_COPY_WAIT_MS) m.replace_ms = PD_COPY_WAIT_MS;
-    m.replicas = (uint32_t)co->o.replicas;
+    if (co->RS > 1 && m.replace_ms < PD_COPY_WAIT_MS) m.replace_ms = PD_COPY_WAIT_MS;
+    /* (with --elastic too: a request keeps its ids, a moved shard's new
+     * server recognises what its old one applied) */
+    m.replicas = (uint32_t)co->RS;
     /* The rank is this connection's: the ticket proves it to the servers
      * and on the heartbeat connection (frame/auth.h). */
     pd_ticket tk;

@@ -385,6 +385,14 @@ void *srv_coord_main(void *arg) {
             srv_on_drop_reply(s, &h);
             continue;
         }
+        if (rc == 0 && h.type == PD_MSG_RETIRE) { /* (coord/moves.c) */
+            char why[PD_ERRMSG_MAX] = "";
+            pd_rd r;
+            pd_rd_init(&r, buf, buf ? (size_t)h.len : 0);
+            pd_get_str(&r, why, sizeof why - 1);
+            pd_log(PD_LOG_INFO, "%s; stopping", why[0] ? why : "drained");
+            break;
+        }
         if (rc == 0 && h.type == PD_MSG_PROMOTE) {
             srv_on_promote(s, &h);
             continue;

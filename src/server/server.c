@@ -160,6 +160,12 @@ pd_server *pd_server_start(const pd_server_opts *o, pd_err *e) {
     }
     pd_buf_init(&b);
     pd_put_str(&b, s->advertised);
+    pd_put_u32(&b, s->o.join ? PD_REG_JOIN : 0);
+    pd_put_str(&b, s->host_id); /* (the coordinator balances shards by host) */
+    if (s->o.join)
+        pd_log(PD_LOG_INFO, "joining the cluster at %s: once it has its servers, this one "
+               "takes a shard from the host with the most, or waits as a standby until "
+               "`paramd drain` moves one here", s->o.coordinator);
     h = (pd_hdr){0};
     h.type = PD_MSG_REG_SERVER;
     h.id = 2;

@@ -22,6 +22,8 @@ typedef struct pd_server_opts {
     int no_shm;              /* do not offer the shared-memory transport */
     int apply_threads;       /* threads an update may use (pool.h); <= 1:
                               * the connection thread alone */
+    int join;                /* --join: a running cluster that has its servers
+                              * takes this one as a standby (coord/moves.c) */
     const char *restore;     /* a checkpoint (root or ckpt-* directory) to
                               * start from, or NULL (docs/durability.md) */
     const char *fault;       /* tests only: wrap each accepted connection in

@@ -46,6 +46,7 @@
 #define PD_MAX_TABLES 4096                  /* table ids 1..PD_MAX_TABLES-1 */
 #define PD_MAX_SERVERS 4096
 #define PD_MAX_REPLICAS 8                   /* copies of a shard (--replicas) */
+#define PD_REG_JOIN 1u /* REG_SERVER flag: join a running cluster (a standby) */
 #define PD_MAX_ERRTEXT 1024                 /* error reply payload */
 /* BATCH (docs/protocol.md, "Batches"): the payload of a request, and the
  * bytes of values its pulls may ask for together. */
@@ -101,7 +102,10 @@
     X(SEED, 43)        /* primary -> a new copy: its state, in parts */   \
     X(REPLICA_ADD, 44) /* coord -> primary: u32 copy, str its address */  \
     X(REPLICA_DROP, 45) /* primary -> coord: u32 copy, str why */         \
-    X(PROMOTE, 46)     /* coord -> copy: serve the slot (empty) */
+    X(PROMOTE, 46)     /* coord -> copy: serve the slot (empty) */          \
+    X(RETIRE, 47)      /* coord -> server: its shard moved; stop (str why) */ \
+    X(DRAIN, 48)       /* tool -> coord: u32 server: move its shard to a */  \
+                       /* standby (--join); reply: str what moved where */
 
 enum pd_msg_type {
 #define PD_X_(name, val) PD_MSG_##name = (val),
