@@ -669,6 +669,20 @@ PARAMD_API int paramd_checkpoint(paramd_client *c, int64_t *clock, char *dir,
                                  uint64_t dirlen);
 
 /*
+ * Move server `server`'s shard to a standby (a server started with
+ * `paramd server --join`) while workers train, then stop that server
+ * (docs/durability.md, "Servers that join and leave"); the cluster's
+ * coordinator must have been started with --elastic.  Returns once the
+ * standby serves the shard: 0 with a line saying what moved where and how
+ * long it took in msg (msglen bytes; may be NULL/0), or the error with the
+ * reason in paramd_last_error (no standby, no such server, not elastic, a
+ * move that failed: the shard then stays where it was).  Tools only
+ * (role=tool): PARAMD_EWORKER for a worker.  Thread-safe: yes (one
+ * coordinator request).
+ */
+PARAMD_API int paramd_drain(paramd_client *c, int32_t server, char *msg, uint64_t msglen);
+
+/*
  * The coordinator's view of the cluster, as text: what `paramd status`
  * reads (with every server's paramd_server_stats).  Lines of words
  * ("KIND ID key value ..."; values with spaces are %XX-escaped), each

@@ -14,6 +14,7 @@ int cmd_train(int argc, char **argv);
 int cmd_plot(int argc, char **argv);
 int cmd_stats(int argc, char **argv);
 int cmd_checkpoint(int argc, char **argv);
+int cmd_drain(int argc, char **argv);
 int cmd_status(int argc, char **argv);
 int cmd_bench(int argc, char **argv);
 int cmd_launch(int argc, char **argv);

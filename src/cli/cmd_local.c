@@ -68,6 +68,10 @@ static void local_usage(FILE *f) {
             "                    acknowledged update lost, and a new server is\n"
             "                    started to be a copy again (docs/durability.md)\n"
             "                    [1: none; 2..8]\n"
+            "  --elastic         servers may join (paramd server --join) and shards\n"
+            "                    move to them (paramd drain) while the workers run\n"
+            "                    (docs/durability.md; export PARAMD_SECRET_FILE to\n"
+            "                    reach the cluster from outside)\n"
             "  --restarts N      the coordinator exiting while workers run is started\n"
             "                    again on its address, up to N times: the servers and\n"
             "                    workers, which keep running, rejoin it and the run\n"
@@ -97,12 +101,13 @@ int cmd_local(int argc, char **argv) {
         {"restarts", required_argument, 0, 'X'},
         {"replace-servers", required_argument, 0, 'Y'},
         {"replicas", required_argument, 0, 'y'},
+        {"elastic", no_argument, 0, 'e'},
         {"secret-file", required_argument, 0, 'S'},
         {"help", no_argument, 0, 'h'},
         {0, 0, 0, 0}};
     int64_t S = 1, W = 1, M = 0, replace = 0, restarts = 0, replace_servers = 0, replicas = 1;
     const char *host = "127.0.0.1";
-    int c, li = 0, keep_going = 0;
+    int c, li = 0, keep_going = 0, elastic = 0;
     cli_ckpt_opts ck = {0};
     pd_log_set_name("paramd local");
     while ((c = getopt_long(argc, argv, "+h", opts, &li)) != -1) {
@@ -163,6 +168,7 @@ int cmd_local(int argc, char **argv) {
                 return 2;
             }
             break;
+        case 'e': elastic = 1; break;
         case 'S':
             if (cli_set_secret_file("paramd local", optarg)) return 2;
             break;
@@ -196,6 +202,7 @@ int cmd_local(int argc, char **argv) {
     if (pd_local_start(&L, (int32_t)S, (int32_t)W, (int32_t)M, host, argv + optind, NULL,
                        (keep_going ? PD_LOCAL_KEEP_GOING : 0) |
                            (replace_servers ? PD_LOCAL_REPLACE_SERVERS : 0) |
+                           (elastic ? PD_LOCAL_ELASTIC : 0) |
                            PD_LOCAL_REPLICAS((int)replicas)) != 0) {
         if (!L) {
             fprintf(stderr, "paramd local: out of memory\n");

@@ -73,6 +73,11 @@ static void coord_usage(FILE *f) {
             "                      later becomes a new copy, seeded while training\n"
             "                      goes on (docs/durability.md) [1: no copies; at\n"
             "                      most 8]\n"
+            "  --elastic           servers may join (paramd server --join: a standby)\n"
+            "                      and `paramd drain --server K` moves server K's\n"
+            "                      shard to one while workers train, losing no\n"
+            "                      update (docs/durability.md); every update is then\n"
+            "                      recorded to be recognised if sent again\n"
             "  --expect-rejoin     this coordinator is started again to take a running\n"
             "                      cluster back (paramd local --restarts does it): a\n"
             "                      server that registers afresh before the cluster's\n"
@@ -168,6 +173,7 @@ int cmd_coordinator(int argc, char **argv) {
         {"replace-s", required_argument, 0, 'Q'},
         {"replicas", required_argument, 0, 'y'},
         {"expect-rejoin", no_argument, 0, 'E'},
+        {"elastic", no_argument, 0, 'e'},
         {"listen-fd", required_argument, 0, 'L'},
         {"ready-fd", required_argument, 0, 'r'},
         {"checkpoint-dir", required_argument, 0, 'K'},
@@ -246,6 +252,7 @@ int cmd_coordinator(int argc, char **argv) {
             break;
         }
         case 'E': o.expect_rejoin = 1; break;
+        case 'e': o.elastic = 1; break;
         case 'y': {
             int64_t r;
             if (pd_parse_i64(optarg, &r) || r < 1 || r > PD_MAX_REPLICAS) {
@@ -274,6 +281,12 @@ int cmd_coordinator(int argc, char **argv) {
         fprintf(stderr, "paramd coordinator: %s\n\n",
                 optind < argc ? "unexpected argument" : "--servers and --workers are required");
         coord_usage(stderr);
+        return 2;
+    }
+    if (o.elastic && o.replicas > PD_MAX_REPLICAS - 1) {
+        fprintf(stderr, "paramd coordinator: --replicas %d: at most %d copies of a shard "
+                "with --elastic (a shard moving in takes one more)\n", o.replicas,
+                PD_MAX_REPLICAS - 1);
         return 2;
     }
     if ((ck.every_s > 0 || ck.every_clocks > 0) && !ck.dir) {
@@ -390,6 +403,10 @@ static void server_usage(FILE *f) {
             "                           within N ms [5000]\n"
             "  --frame-timeout-ms N     a frame must arrive whole within N ms of\n"
             "                           its first byte [30000]\n"
+            "  --join                   join a running cluster (its coordinator has\n"
+            "                           --elastic) that has its servers: wait as a\n"
+            "                           standby until `paramd drain --server K` moves\n"
+            "                           server K's shard here (docs/durability.md)\n"
             "  --copy-timeout-ms N      with --replicas: a copy of this server's shard\n"
             "                           that has not taken or acknowledged an update\n"
             "                           within N ms is dropped, and the server goes\n"
@@ -424,6 +441,7 @@ int cmd_server(int argc, char **argv) {
         LIMIT_OPTS,
         {"max-table-mb", required_argument, 0, O_TABLEMB},
         {"copy-timeout-ms", required_argument, 0, O_COPYMS},
+        {"join", no_argument, 0, 'j'},
         {0, 0, 0, 0}};
     pd_server_opts o = {0};
     cli_ckpt_opts ck = {0};
@@ -489,6 +507,7 @@ int cmd_server(int argc, char **argv) {
         case 'M': o.metrics = optarg; break;
         case 'P': o.plugin_dir = optarg; break;
         case 'S': o.secret_file = optarg; break;
+        case 'j': o.join = 1; break;
         case 'h': server_usage(stdout); return 0;
         default: server_usage(stderr); return 2;
         }
@@ -509,6 +528,10 @@ int cmd_server(int argc, char **argv) {
     cli_stop_signals(); /* before pd_server_start starts the apply threads */
     pd_err e = {0};
     pd_server *s = pd_server_start(&o, &e);
+    if (!s && o.join && e.code == PARAMD_ESHUTDOWN) { /* a standby never needed */
+        fprintf(stderr, "paramd server: %s\n", e.msg);
+        return 0;
+    }
     if (!s) {
         fprintf(stderr, "paramd server: %s\n", e.msg);
         return 1;

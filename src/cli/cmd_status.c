@@ -164,16 +164,18 @@ static void parse_coord(view *v, char *text) {
             s->silent_ms = pd_kv_int(&kv, "silent_ms", 0);
             snprintf(s->slot, sizeof s->slot, "up"); /* (an older coordinator: none) */
             if (pd_kv_get(&kv, "slot")) str_val(&kv, "slot", s->slot, sizeof s->slot);
-        } else if (!strcmp(kv.kind, "copy")) {
+        } else if (!strcmp(kv.kind, "copy") || !strcmp(kv.kind, "standby")) {
             cp *p = realloc(v->c, (size_t)(v->nc + 1) * sizeof *p);
             if (!p) continue;
             v->c = p;
             cp *c = &v->c[v->nc++];
             memset(c, 0, sizeof *c);
-            c->copy = atoi(kv.id);
-            c->server = (int)pd_kv_int(&kv, "of", 0);
+            int standby = !strcmp(kv.kind, "standby"); /* (copy -1) */
+            c->copy = standby ? -1 : atoi(kv.id);
+            c->server = standby ? -1 : (int)pd_kv_int(&kv, "of", 0);
             str_val(&kv, "address", c->address, sizeof c->address);
-            str_val(&kv, "state", c->state, sizeof c->state);
+            if (standby) snprintf(c->state, sizeof c->state, "standby");
+            else str_val(&kv, "state", c->state, sizeof c->state);
         } else if (!strcmp(kv.kind, "table")) {
             tb *t = table_get(v, (uint32_t)atoi(kv.id));
             if (!t) continue;
@@ -364,11 +366,17 @@ static void print_text(const view *v, const view *prev, double dt) {
                s->metrics[0] ? s->metrics : "-");
     }
     for (int i = 0; i < v->nc; i++)
-        printf("  copy %d of server %d at %s: %s\n", v->c[i].copy, v->c[i].server,
-               v->c[i].address, !strcmp(v->c[i].state, "live")
-                                    ? "live (fed every update; takes the server's place "
-                                      "if it is lost)"
-                                    : "being seeded by the server");
+        if (v->c[i].copy < 0)
+            printf("  standby at %s: joined (--join), waits for a shard (paramd drain "
+                   "--server N moves server N's here)\n", v->c[i].address);
+        else
+            printf("  copy %d of server %d at %s: %s\n", v->c[i].copy, v->c[i].server,
+                   v->c[i].address,
+                   !strcmp(v->c[i].state, "live")
+                       ? "live (fed every update; takes the server's place if it is lost)"
+                   : !strcmp(v->c[i].state, "moving-in")
+                       ? "the server's shard moving here (paramd drain), being seeded"
+                       : "being seeded by the server");
     printf("tables:\n");
     for (int i = 0; i < v->nt; i++) {
         const tb *t = &v->t[i];
@@ -469,13 +477,20 @@ static void print_json(const view *v, const view *prev, double dt) {
                s->pull ? s->pull_us / 1e6 / (double)s->pull : 0, s->tcp, s->shm);
     }
     printf("], \"copies\": [");
-    for (int i = 0; i < v->nc; i++) {
-        printf("%s{\"server\": %d, \"copy\": %d, \"address\": ", i ? ", " : "",
+    for (int i = 0, n = 0; i < v->nc; i++) {
+        if (v->c[i].copy < 0) continue;
+        printf("%s{\"server\": %d, \"copy\": %d, \"address\": ", n++ ? ", " : "",
                v->c[i].server, v->c[i].copy);
         json_str(v->c[i].address);
         printf(", \"state\": ");
         json_str(v->c[i].state);
         printf("}");
+    }
+    printf("], \"standbys\": [");
+    for (int i = 0, n = 0; i < v->nc; i++) {
+        if (v->c[i].copy >= 0) continue;
+        printf("%s", n++ ? ", " : "");
+        json_str(v->c[i].address);
     }
     printf("], \"tables\": [");
     for (int i = 0; i < v->nt; i++) {

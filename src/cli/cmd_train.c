@@ -117,6 +117,8 @@ static void train_usage(FILE *f) {
 "                         a server dies its copy serves at once, nothing\n"
 "                         acknowledged is lost, and a new copy is seeded\n"
 "                         while training goes on [1: none; 2..8]\n"
+"  --elastic              servers may join (paramd server --join) and shards\n"
+"                         move to them (paramd drain) while training goes on\n"
 "  --replace-workers N    start a new worker in the place of one that dies\n"
 "                         (it joins at the first clock nobody pushed for),\n"
 "                         up to N times in the run [0: go on without it]\n"
@@ -157,7 +159,7 @@ int cmd_train(int argc, char **argv) {
            O_BACKUP, O_STRAGGLE, O_HB, O_DIM, O_WINDOW, O_NEG, O_MINC, O_SUBS, O_NEIGH,
            O_USERS, O_ITEMS, O_RANK, O_NOISE, O_L2, O_TRANSPORT, O_MAXW, O_COMM,
            O_DECAY, O_APPLY, O_CKPT, O_PLUGINS, O_SECRET, O_REPLACE, O_RESTARTS,
-           O_REPLACE_SERVERS, O_REPLICAS };
+           O_REPLACE_SERVERS, O_REPLICAS, O_ELASTIC };
     static const struct option opts[] = {
         {"model", 1, 0, O_MODEL}, {"hidden", 1, 0, O_HIDDEN}, {"data", 1, 0, O_DATA},
         {"limit", 1, 0, O_LIMIT}, {"no-dropout", 0, 0, O_NODROP},
@@ -168,6 +170,7 @@ int cmd_train(int argc, char **argv) {
         {"max-workers", 1, 0, O_MAXW}, {"replace-workers", 1, 0, O_REPLACE},
         {"restarts", 1, 0, O_RESTARTS},
         {"replace-servers", 1, 0, O_REPLACE_SERVERS}, {"replicas", 1, 0, O_REPLICAS},
+        {"elastic", 0, 0, O_ELASTIC},
         {"coordinator", 1, 0, O_COORD}, {"join", 0, 0, O_JOIN}, {"out", 1, 0, O_OUT},
         {"eval-every", 1, 0, O_EVERY}, {"eval-samples", 1, 0, O_EVALN},
         {"save-params", 1, 0, O_SAVE}, {"quiet", 0, 0, O_QUIET}, {"help", 0, 0, 'h'},
@@ -199,6 +202,7 @@ int cmd_train(int argc, char **argv) {
     pd_train_defaults(&cfg);
     int64_t S = 1, W = 2, M = 0, replace = 0, restarts = 0, replace_servers = 0, v;
     int64_t replicas = 1;
+    int elastic = 0;
     double dv;
     const char *coord = NULL;
     int join = 0, out_given = 0, rule_given = 0, lr_given = 0, batch_given = 0,
@@ -308,6 +312,7 @@ int cmd_train(int argc, char **argv) {
             if (pd_parse_i64(optarg, &replicas) || replicas < 1 || replicas > 8)
                 return bad("--replicas", optarg, "1..8");
             break;
+        case O_ELASTIC: elastic = 1; break;
         case O_REPLACE:
             if (pd_parse_i64(optarg, &replace) || replace < 0 || replace > 1000)
                 return bad("--replace-workers", optarg, "0..1000");
@@ -515,6 +520,7 @@ int cmd_train(int argc, char **argv) {
                        PD_LOCAL_RANK0_STDOUT | PD_LOCAL_KEEP_GOING |
                            (any ? PD_LOCAL_ANY_WORKER : 0) |
                            (replace_servers ? PD_LOCAL_REPLACE_SERVERS : 0) |
+                           (elastic ? PD_LOCAL_ELASTIC : 0) |
                            PD_LOCAL_REPLICAS((int)replicas));
         if (!L) {
             fprintf(stderr, "paramd train: out of memory\n");

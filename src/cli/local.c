@@ -162,6 +162,17 @@ static void drain(child *c, stream *s) {
 /* Start argv as a child labelled `label`; fd3 and fd4 (or -1) become its
  * descriptors 3 and 4.  env: NULL-terminated "K=V" list added to our
  * environment. */
+/* The coordinator's optional arguments, from argv[n] on (argv has room
+ * for 5 more and its NULL). */
+static void coord_flags(const pd_local *L, char **argv, int n) {
+    if (L->flags & PD_LOCAL_ELASTIC) argv[n++] = "--elastic";
+    if (L->flags & PD_LOCAL_REPLACE_SERVERS) {
+        argv[n++] = "--replace-s";
+        argv[n++] = "60";
+    }
+    argv[n] = NULL;
+}
+
 static int spawn(pd_local *L, int role, int rank, char *const *argv,
                  char *const *env, int fd3, int fd4, int inherit_stdout) {
     if (L->n == L->cap) { /* a replacement: one more child */
@@ -473,11 +484,10 @@ static void supervise(pd_local *L, double settle_s) {
         L->nserver_pending = 0;
         if (L->coord_pending && !L->term_deadline) {
             L->coord_pending = 0;
-            char *cargv[] = {(char *)cli_self_path(), "coordinator", "--listen-fd", "3",
-                             "--servers", L->sarg, "--workers", L->warg, "--max-workers",
-                             L->marg, "--replicas", L->rarg, "--expect-rejoin",
-                             L->flags & PD_LOCAL_REPLACE_SERVERS ? "--replace-s" : NULL,
-                             "60", NULL};
+            char *cargv[20] = {(char *)cli_self_path(), "coordinator", "--listen-fd", "3",
+                               "--servers", L->sarg, "--workers", L->warg, "--max-workers",
+                               L->marg, "--replicas", L->rarg, "--expect-rejoin"};
+            coord_flags(L, cargv, 13);
             /* (no --restore: it takes the running cluster back) */
             char *cenv[] = {"PARAMD_RESTORE=", NULL};
             if (spawn(L, ROLE_COORD, 0, cargv, cenv, L->coord_lfd, -1, 0) != 0) {
@@ -579,10 +589,10 @@ int pd_local_start(pd_local **out, int32_t S, int32_t W, int32_t M, const char *
      * that keeps failing does not go on for ever */
     L->copy_left = L->replicas > 1 ? 4 * S * L->replicas : 0;
     const char *self = cli_self_path();
-    char *cargv[] = {(char *)self, "coordinator", "--listen-fd", "3", "--servers", L->sarg,
-                     "--workers", L->warg, "--max-workers", L->marg, "--ready-fd", "4",
-                     "--replicas", L->rarg,
-                     flags & PD_LOCAL_REPLACE_SERVERS ? "--replace-s" : NULL, "60", NULL};
+    char *cargv[20] = {(char *)self, "coordinator", "--listen-fd", "3", "--servers", L->sarg,
+                       "--workers", L->warg, "--max-workers", L->marg, "--ready-fd", "4",
+                       "--replicas", L->rarg};
+    coord_flags(L, cargv, 14);
     /* Its ready line (fd 4) says it runs, the cluster secret made: only
      * then may servers and workers start. */
     int rp[2];

@@ -28,6 +28,10 @@ typedef struct pd_local pd_local;
  * servers are started; a server that exits while workers run is not a
  * failure (a copy takes a lost primary's place) and a new server is
  * started, which becomes a copy, seeded while training goes on. */
+/* Servers may join (paramd server --join) and shards move to them
+ * (paramd drain) while workers train (--elastic; docs/durability.md); a
+ * server that exits 0 while workers run is one that was drained. */
+#define PD_LOCAL_ELASTIC 16
 #define PD_LOCAL_REPLICAS(r) ((r) << 8)
 #define PD_LOCAL_REPLICAS_OF(flags) (((flags) >> 8) & 15)
 

@@ -38,6 +38,7 @@ static void usage(FILE *f) {
             "               from its rank\n"
             "  stats        counters of every table on every server of a cluster\n"
             "  checkpoint   take a checkpoint of a running cluster now\n"
+            "  drain        move a server's shard to a standby (--join), then stop it\n"
             "  status       a live view of a running cluster: workers, servers, tables,\n"
             "               and whom any wait is waiting for\n"
             "  version      print the version\n"
@@ -71,6 +72,7 @@ int main(int argc, char **argv) {
     if (!strcmp(cmd, "plot")) return cmd_plot(argc, argv);
     if (!strcmp(cmd, "stats")) return cmd_stats(argc, argv);
     if (!strcmp(cmd, "checkpoint")) return cmd_checkpoint(argc, argv);
+    if (!strcmp(cmd, "drain")) return cmd_drain(argc, argv);
     if (!strcmp(cmd, "status")) return cmd_status(argc, argv);
     if (!strcmp(cmd, "bench")) return cmd_bench(argc, argv);
     if (!strcmp(cmd, "launch")) return cmd_launch(argc, argv);

@@ -1,6 +1,7 @@
 /*
  * admin.c - what a tool asks the coordinator to do to the whole cluster:
- * take a checkpoint now (paramd_checkpoint; docs/durability.md).
+ * take a checkpoint now (paramd_checkpoint), move a server's shard to a
+ * standby (paramd_drain; docs/durability.md).
  */
 #include <stdio.h>
 #include <string.h>
@@ -31,6 +32,33 @@ int paramd_checkpoint(paramd_client *c, int64_t *clock, char *dir, uint64_t dirl
             if (clock) *clock = (int64_t)C;
             if (dir && dirlen) snprintf(dir, (size_t)dirlen, "%s", d);
         }
+    }
+    pd_free(buf);
+    return rc;
+}
+
+int paramd_drain(paramd_client *c, int32_t server, char *msg, uint64_t msglen) {
+    if (msg && msglen) msg[0] = '\0';
+    if (!c->tool)
+        return cl_err(c, PARAMD_EWORKER, "paramd_drain is for tools (role=tool)");
+    if (server < 0) return cl_err(c, PARAMD_EINVAL, "server %d: not a server number", server);
+    uint8_t *buf = pd_malloc(PD_MAX_CTRL_PAYLOAD + 1);
+    if (!buf) return cl_err(c, PARAMD_ENOMEM, "out of memory");
+    pd_buf b;
+    pd_buf_init(&b);
+    pd_put_u32(&b, (uint32_t)server);
+    size_t n = 0;
+    int rc = coord_rpc(c, PD_MSG_DRAIN, 0, &b, buf, &n);
+    pd_buf_free(&b);
+    if (rc == 0) {
+        pd_rd r;
+        char m[PD_ERRMSG_MAX];
+        pd_rd_init(&r, buf, n);
+        pd_get_str(&r, m, sizeof m - 1);
+        if (!pd_rd_done(&r))
+            rc = cl_err(c, PARAMD_EPROTO, "malformed DRAIN reply from the coordinator");
+        else if (msg && msglen)
+            snprintf(msg, (size_t)msglen, "%s", m);
     }
     pd_free(buf);
     return rc;

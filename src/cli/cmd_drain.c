@@ -1,0 +1,87 @@
+/*
+ * cmd_drain.c - `paramd drain`: move a running cluster's server's shard
+ * to a standby (a server started with --join), then stop that server.
+ *
+ *   paramd drain --coordinator HOST:PORT --server K
+ *
+ * A tool client (role=tool) calls paramd_drain; the coordinator
+ * (coord/moves.c) has the standby seeded by server K while workers train,
+ * retires K, and answers once the standby serves the shard.
+ */
+#include <getopt.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cli/cli.h"
+#include "cli/secret.h"
+#include "common/common.h"
+#include "wire/wire.h"
+#include "paramd.h"
+
+static void usage(FILE *f) {
+    fprintf(f,
+            "usage: paramd drain --coordinator HOST:PORT --server K\n"
+            "\n"
+            "Moves server K's shard of every table to a standby (a server started\n"
+            "with `paramd server --join` against the cluster) while the workers\n"
+            "train, then stops server K; no update is lost.  The coordinator must\n"
+            "have been started with --elastic.  Prints what moved where and how long\n"
+            "it took (docs/durability.md, \"Servers that join and leave\").\n"
+            "\n"
+            "  --coordinator HOST:PORT  the cluster [$PARAMD_COORDINATOR]\n"
+            "  --server K               the server whose shard moves (paramd status\n"
+            "                           numbers them)\n"
+            "  --secret-file FILE       the cluster secret [$PARAMD_SECRET_FILE]\n");
+}
+
+int cmd_drain(int argc, char **argv) {
+    static const struct option opts[] = {{"coordinator", required_argument, 0, 'c'},
+                                         {"server", required_argument, 0, 'k'},
+                                         {"secret-file", required_argument, 0, 'S'},
+                                         {"help", no_argument, 0, 'h'},
+                                         {0, 0, 0, 0}};
+    const char *coord = NULL;
+    int64_t k = -1;
+    int c;
+    while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
+        switch (c) {
+        case 'c': coord = optarg; break;
+        case 'k':
+            if (pd_parse_i64(optarg, &k) || k < 0 || k >= PD_MAX_SERVERS) {
+                fprintf(stderr, "paramd drain: --server '%s' is not a server number "
+                        "(0..%d)\n", optarg, PD_MAX_SERVERS - 1);
+                return 2;
+            }
+            break;
+        case 'S':
+            if (cli_set_secret_file("paramd drain", optarg)) return 2;
+            break;
+        case 'h': usage(stdout); return 0;
+        default: usage(stderr); return 2;
+        }
+    }
+    if (!coord) coord = getenv("PARAMD_COORDINATOR");
+    if (optind < argc || !coord || k < 0) {
+        fprintf(stderr, "paramd drain: %s\n\n",
+                optind < argc ? "unexpected argument"
+                : !coord      ? "--coordinator HOST:PORT is required (or set PARAMD_COORDINATOR)"
+                              : "--server K is required");
+        usage(stderr);
+        return 2;
+    }
+    char options[400];
+    snprintf(options, sizeof options, "role=tool coordinator=%s", coord);
+    paramd_client *cl;
+    int rc = paramd_connect(&cl, options);
+    if (rc) {
+        fprintf(stderr, "paramd drain: %s\n", paramd_last_error(NULL));
+        return 1;
+    }
+    char msg[PD_ERRMSG_MAX];
+    rc = paramd_drain(cl, (int32_t)k, msg, sizeof msg);
+    if (rc) fprintf(stderr, "paramd drain: %s\n", paramd_last_error(cl));
+    else printf("%s\n", msg);
+    paramd_close(cl);
+    return rc ? 1 : 0;
+}
