@@ -84,3 +84,34 @@ values() {
   local line; line=$(grep "final params" "$1") || { cat "$1" >&2; fail "$1: no final params"; }
   echo "$line" | awk '{ for (i = NF - 9; i <= NF; i++) print $i + 0 }'
 }
+
+# frontier ADDR: the first clock nobody pushed for yet, the largest over
+# the servers of table 1 (the servers' own count), "" if unknown
+frontier() {
+  "$PARAMD" stats --coordinator "$1" 2>/dev/null |
+    awk '/^  table 1 / { for (i = 1; i < NF; i++) if ($i == "frontier" && $(i + 1) > m) m = $(i + 1) }
+         END { if (m != "") print m }'
+}
+# frontier_reaches ADDR N [LOG]: block until the frontier is at least N
+# (a scrape every 20 ms: the condition is the servers'), or fail after
+# 120 s, showing the cluster's status and LOG
+frontier_reaches() {
+  local end=$((SECONDS + 120)) f
+  until f=$(frontier "$1"); [ -n "$f" ] && [ "$f" -ge "$2" ]; do
+    if [ $SECONDS -ge $end ]; then
+      "$PARAMD" status --coordinator "$1" >&2
+      [ -n "${3:-}" ] && cat "$3" >&2
+      fail "the frontier is '$f', never $2"
+    fi
+    sleep 0.02
+  done
+}
+# wait_count FILE REGEX N: block until FILE has N lines matching REGEX
+# (a look every 20 ms), or fail after 30 s showing the file
+wait_count() {
+  local end=$((SECONDS + 30))
+  until [ "$(grep -Ec -- "$2" "$1")" -ge "$3" ]; do
+    [ $SECONDS -lt $end ] || { cat "$1" >&2; fail "not $3 lines matching '$2' in $1 within 30 s"; }
+    sleep 0.02
+  done
+}

@@ -1,0 +1,194 @@
+#!/usr/bin/env bash
+# Servers that join and leave (docs/durability.md, "Servers that join and
+# leave"): a coordinator started with --elastic, servers started with
+# paramd server --join:
+#  0. wrong arguments are refused, naming them: paramd drain without
+#     --server or with --server x, --replicas 8 with --elastic;
+#  1. a cluster without --elastic refuses a joining server and a drain,
+#     saying how to start one that takes them;
+#  2. the seed's async toy (rule add) on 3 servers of host A: a server that
+#     joins from host B takes a shard while the toys run (the coordinator
+#     moves it: host A serves 2 more); paramd drain refused with no
+#     standby and for a server that does not exist; a second server from
+#     host B waits as a standby (paramd status, text and JSON, lists it;
+#     host B serves only one fewer); paramd drain --server 1 moves server
+#     1's shard to it while the toys run; the retired servers exit 0
+#     saying why; every element ends at exactly 2N (no update lost or
+#     applied twice); the metrics count 2 moves; a standby never needed
+#     exits 0 when the cluster ends;
+#  3. sync toy, a drain mid-run: every element exactly N;
+#  4. async sparse pushes with duplicate keys, 4 in flight (tool_sparse
+#     hammer), a drain mid-run: every sum exact;
+#  5. a standby SIGKILLed while it waits: a drain says there is no
+#     standby; the cluster goes on.
+# transports: tcp shm
+source "$(dirname "$0")/lib.sh"
+TOY=$BUILD/examples/toy
+cd "$TMP"
+
+# workers CMD...: CMD as ranks 0 and 1 against $COORD (w.RANK.out, W_PIDS)
+workers() {
+  W_PIDS=()
+  for r in 0 1; do
+    PARAMD_COORDINATOR=$COORD PARAMD_RANK=$r "$@" >"$TMP/w.$r.out" 2>&1 &
+    W_PIDS+=($!); PIDS+=($!)
+  done
+}
+workers_ok() { # WHAT: both workers exit 0
+  for r in 0 1; do
+    wait "${W_PIDS[$r]}" || { cat "$TMP/w.$r.out" "$TMP/coordinator.log"; fail "$1: worker $r failed"; }
+  done
+}
+running() { # WHAT: both workers still run
+  for r in 0 1; do
+    kill -0 "${W_PIDS[$r]}" 2>/dev/null ||
+      fail "$1: worker $r had ended: the test moved nothing while training (slow machine?)"
+  done
+}
+# server NAME [args]: a server against $COORD, its log server.NAME.log,
+# its pid in SP[NAME]
+declare -A SP
+server() {
+  local n=$1; shift
+  "$PARAMD" server --coordinator "$COORD" "$@" >>"$TMP/server.$n.log" 2>&1 &
+  SP[$n]=$!; PIDS+=($!)
+}
+# elastic S [args]: a coordinator for S servers and 2 workers, --elastic
+elastic() {
+  rm -rf "$TMP/coordinator.log" "$TMP"/server.*.log "$TMP"/w.*.out
+  SP=()
+  start_coordinator "$1" 2 --elastic "${@:2}"
+}
+drained_line='server ([0-9]) drained: its shard moved from 127\.0\.0\.1:[0-9]+ to 127\.0\.0\.1:[0-9]+ in [0-9]+ ms'
+moved_line() { # K: the coordinator's line for a finished move of server K's shard
+  echo "server $1's shard moved from 127\.0\.0\.1:[0-9]+ to 127\.0\.0\.1:[0-9]+.* in [0-9]+ ms \(seeding [0-9]+ ms, handover [0-9]+ ms; map epoch [0-9]+\); no update was lost"
+}
+
+# --- 0. wrong arguments ---
+refused 2 "--server" "$PARAMD" drain --coordinator 127.0.0.1:1
+refused 2 "--server 'x'" "$PARAMD" drain --coordinator 127.0.0.1:1 --server x
+refused 2 "--replicas 8: at most 7 copies of a shard with --elastic" \
+  "$PARAMD" coordinator --servers 1 --workers 1 --replicas 8 --elastic
+pass "paramd drain without --server and with --server x, --replicas 8 --elastic: refused, naming them"
+
+# --- 1. a cluster without --elastic ---
+rm -f coordinator.log
+start_coordinator 1 1
+start_servers 1
+until "$PARAMD" status --coordinator "$COORD" 2>/dev/null | grep -q "^  server 0 at "; do sleep 0.02; done
+refused 1 "this cluster has its 1 servers and was not started with --elastic: no server can join it \(start the coordinator, paramd local or paramd train with --elastic\)" \
+  "$PARAMD" server --coordinator "$COORD" --join
+refused 1 "this cluster was not started with --elastic: its shards cannot move" \
+  "$PARAMD" drain --coordinator "$COORD" --server 0
+kill -KILL "$COORD_PID" "${SERVER_PIDS[@]}"; wait 2>/dev/null
+pass "without --elastic: a joining server and a drain are refused, naming --elastic"
+
+# --- 2. async toy: a server joins from a host with fewer shards; a drain ---
+N=4000
+elastic 3 --metrics 127.0.0.1:0
+for k in 0 1 2; do server $k --host-id hostA; done
+workers "$TOY" --consistency async --iters $N --sleep-ms 1
+frontier_reaches "$COORD" 200
+server J1 --join --host-id hostB
+wait_line coordinator.log "$(moved_line '[012]')"
+expect_line coordinator.log "shard moved from 127\.0\.0\.1:[0-9]+ to 127\.0\.0\.1:[0-9]+, which joined from a host with fewer shards, in"
+refused 1 "no standby to take server 1's shard: start \`paramd server --join --coordinator ADDR\` first" \
+  "$PARAMD" drain --coordinator "$COORD" --server 1
+refused 1 "there is no server 7: the cluster has 3 \(0\.\.2\)" \
+  "$PARAMD" drain --coordinator "$COORD" --server 7
+server J2 --join --host-id hostB
+wait_line coordinator.log "the standby at 127\.0\.0\.1:[0-9]+ waits: no host serves two shards more than its host hostB \(1\)"
+"$PARAMD" status --coordinator "$COORD" >st.txt
+expect_line st.txt "^  standby at 127\.0\.0\.1:[0-9]+: joined \(--join\), waits for a shard"
+"$PARAMD" status --coordinator "$COORD" --json >st.json
+python3 -c 'import json,sys; d=json.load(open(sys.argv[1])); assert len(d["standbys"]) == 1, d["standbys"]' st.json ||
+  fail "paramd status --json: not one standby: $(cat st.json)"
+moved0=$(sed -nE "s/.*server ([012])'s shard moved from .*/\1/p" coordinator.log)
+d=$(( (moved0 + 1) % 3 ))
+running "before the drain"
+"$PARAMD" drain --coordinator "$COORD" --server $d >drain.out 2>&1 || { cat drain.out coordinator.log; fail "paramd drain --server $d"; }
+expect_line drain.out "$(moved_line $d)"
+running "after the drain"
+workers_ok "async toy"
+mapfile -t V < <(values w.0.out)
+for i in $(seq 0 9); do
+  [ "${V[$i]}" = $((2 * N)) ] || fail "async: element $i is ${V[$i]}, expected $((2 * N)) (every push once)"
+done
+wait "$COORD_PID"; rc=$?
+[ $rc = 0 ] || { cat coordinator.log; fail "the coordinator exited $rc after two moves, expected 0"; }
+for k in 0 1 2 J1 J2; do # (the retired ones, the one left, the joined)
+  wait "${SP[$k]}"; rc=$?
+  [ $rc = 0 ] || { cat "server.$k.log"; fail "server.$k.log: the server exited $rc, expected 0"; }
+done
+cat server.*.log >servers.log
+expect_line servers.log "server $moved0: info: retired \(a server joined from a host with fewer shards\): server $moved0's shard moved to 127\.0\.0\.1:[0-9]+; stopping"
+expect_line servers.log "server $d: info: drained \(paramd drain\): server $d's shard moved to 127\.0\.0\.1:[0-9]+; stopping"
+pass "async toy on 3 servers of host A: a server from host B took server $moved0's shard, paramd drain moved server $d's to a standby, both while training: every value exactly $((2 * N)); the retired servers exit 0 saying why"
+
+# the metrics, scraped while a cluster runs (one more, short)
+elastic 2 --metrics 127.0.0.1:0
+server 0; server 1
+workers "$TOY" --consistency async --iters 1000000 --sleep-ms 1
+frontier_reaches "$COORD" 50
+server J --join
+wait_line coordinator.log "the standby at 127\.0\.0\.1:[0-9]+ waits"
+MADDR=$(sed -nE 's/.*metrics at http:\/\/([^/]+)\/metrics.*/\1/p' coordinator.log | head -1)
+[ -n "$MADDR" ] || fail "the coordinator did not say where its metrics are: $(cat coordinator.log)"
+curl -fsS "http://$MADDR/metrics" >m1.txt || fail "scrape of $MADDR"
+expect_line m1.txt '^paramd_server_standbys 1$'
+expect_line m1.txt '^paramd_server_moves_total 0$'
+"$PARAMD" drain --coordinator "$COORD" --server 0 >drain.out 2>&1 || { cat drain.out; fail "drain for the metrics"; }
+curl -fsS "http://$MADDR/metrics" >m2.txt || fail "scrape of $MADDR"
+expect_line m2.txt '^paramd_server_standbys 0$'
+expect_line m2.txt '^paramd_server_moves_total 1$'
+running "metrics"
+kill -KILL "${W_PIDS[@]}" "$COORD_PID" "${SP[@]}" 2>/dev/null; wait 2>/dev/null
+pass "the metrics count the standbys and the moves"
+
+# --- 3. sync toy, a drain mid-run ---
+N=2000
+elastic 2
+server 0; server 1
+workers "$TOY" --consistency sync --iters $N --sleep-ms 1
+RANDOM=7; k=$((200 + RANDOM % 1000))
+frontier_reaches "$COORD" $k
+server J --join # (once the cluster has its servers: a standby)
+wait_line coordinator.log "the standby at 127\.0\.0\.1:[0-9]+ waits"
+"$PARAMD" drain --coordinator "$COORD" --server 1 >drain.out 2>&1 || { cat drain.out coordinator.log; fail "sync: paramd drain"; }
+running "sync"
+workers_ok "sync"
+mapfile -t V < <(values w.0.out)
+for i in $(seq 0 9); do [ "${V[$i]}" = $N ] || fail "sync: element $i is ${V[$i]}, expected $N"; done
+wait "$COORD_PID" || fail "sync: the coordinator failed: $(cat coordinator.log)"
+pass "sync toy: server 1 drained at clock $k: every value exactly $N"
+
+# --- 4. async sparse pushes with duplicate keys, a drain mid-run ---
+elastic 2
+server 0; server 1
+workers "$BUILD/tests/tool_sparse" hammer 20000
+until "$PARAMD" stats --coordinator "$COORD" 2>/dev/null | grep -Eq "^  table 1 .* pushes ([2-9][0-9]{2}|[0-9]{4,}) "; do
+  kill -0 "${W_PIDS[0]}" 2>/dev/null || break; sleep 0.02
+done
+server J --join
+wait_line coordinator.log "the standby at 127\.0\.0\.1:[0-9]+ waits"
+"$PARAMD" drain --coordinator "$COORD" --server 0 >drain.out 2>&1 || { cat drain.out coordinator.log; fail "sparse: paramd drain"; }
+running "sparse hammer"
+workers_ok "sparse hammer"
+expect_line w.0.out "hammer ok: W=2 S=2, 40000 async pushes of 300 keys each, every sum exact"
+expect_line coordinator.log "$(moved_line 0)"
+wait "$COORD_PID" || fail "sparse: the coordinator failed: $(cat coordinator.log)"
+pass "async sparse pushes with duplicate keys, 4 in flight: server 0 drained: every sum exact"
+
+# --- 5. a standby SIGKILLed while it waits ---
+elastic 2
+server 0; server 1
+workers "$TOY" --consistency async --iters 1000000 --sleep-ms 1
+frontier_reaches "$COORD" 50
+server J --join
+wait_line coordinator.log "the standby at 127\.0\.0\.1:[0-9]+ waits"
+kill -KILL "${SP[J]}"; wait "${SP[J]}" 2>/dev/null
+refused 1 "no standby to take server 0's shard" "$PARAMD" drain --coordinator "$COORD" --server 0
+running "a standby killed"
+expect_line coordinator.log "the standby at 127\.0\.0\.1:[0-9]+ left"
+kill -KILL "${W_PIDS[@]}" "$COORD_PID" "${SP[@]}" 2>/dev/null; wait 2>/dev/null
+pass "a standby SIGKILLed while it waits: paramd drain says there is no standby, the toys go on"
