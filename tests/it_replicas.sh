@@ -92,19 +92,6 @@ cluster() {
   SERVER_PIDS=(); SERVER_LOGS=()
   for _ in 1 2 3 4; do add_server; done
 }
-# workers CMD...: CMD as ranks 0 and 1 against $COORD (w.RANK.out, W_PIDS)
-workers() {
-  W_PIDS=()
-  for r in 0 1; do
-    PARAMD_COORDINATOR=$COORD PARAMD_RANK=$r "$@" >"$TMP/w.$r.out" 2>&1 &
-    W_PIDS+=($!); PIDS+=($!)
-  done
-}
-workers_ok() { # WHAT: both workers exit 0
-  for r in 0 1; do
-    wait "${W_PIDS[$r]}" || { cat "$TMP/w.$r.out" "$TMP/coordinator.log"; fail "$1: worker $r failed"; }
-  done
-}
 promoted_line='server ([01]) lost \(127\.0\.0\.1:[0-9]+\): its copy at 127\.0\.0\.1:[0-9]+ serves the slot after ([0-9]+) ms \(map epoch [0-9]+\); no acknowledged update was lost'
 
 # --- 0. wrong arguments ---

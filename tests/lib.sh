@@ -115,3 +115,16 @@ wait_count() {
     sleep 0.02
   done
 }
+# workers CMD...: CMD as ranks 0 and 1 against $COORD (w.RANK.out, W_PIDS)
+workers() {
+  W_PIDS=()
+  for r in 0 1; do
+    PARAMD_COORDINATOR=$COORD PARAMD_RANK=$r "$@" >"$TMP/w.$r.out" 2>&1 &
+    W_PIDS+=($!); PIDS+=($!)
+  done
+}
+workers_ok() { # WHAT: both workers exit 0
+  for r in 0 1; do
+    wait "${W_PIDS[$r]}" || { cat "$TMP/w.$r.out" "$TMP/coordinator.log"; fail "$1: worker $r failed"; }
+  done
+}
