@@ -20,7 +20,9 @@
 #  4. async sparse pushes with duplicate keys, 4 in flight (tool_sparse
 #     hammer), a drain mid-run: every sum exact;
 #  5. a standby SIGKILLed while it waits: a drain says there is no
-#     standby; the cluster goes on.
+#     standby; the cluster goes on;
+#  6. paramd local --elastic: a server started by hand with --join, then a
+#     drain while the toys run: exit 0, every element exactly 2N.
 # transports: tcp shm
 source "$(dirname "$0")/lib.sh"
 TOY=$BUILD/examples/toy
@@ -181,3 +183,26 @@ running "a standby killed"
 expect_line coordinator.log "the standby at 127\.0\.0\.1:[0-9]+ left"
 kill -KILL "${W_PIDS[@]}" "$COORD_PID" "${SP[@]}" 2>/dev/null; wait 2>/dev/null
 pass "a standby SIGKILLed while it waits: paramd drain says there is no standby, the toys go on"
+
+# --- 6. paramd local --elastic: a server joins by hand, a drain ---
+N=4000
+setsid "$PARAMD" local --servers 2 --workers 2 --elastic -- "$TOY" --consistency async \
+  --iters $N --sleep-ms 1 >local.out 2>&1 &
+LP=$!; PIDS+=($LP)
+wait_line local.out "coordinator listening on 127\.0\.0\.1:[0-9]+"
+LC=$(sed -nE 's/.*coordinator listening on (127\.0\.0\.1:[0-9]+).*/\1/p' local.out | head -1)
+frontier_reaches "$LC" 200
+COORD=$LC; server L --join
+wait_line local.out "the standby at 127\.0\.0\.1:[0-9]+ waits"
+"$PARAMD" drain --coordinator "$LC" --server 0 >drain.out 2>&1 || { cat drain.out local.out; fail "local: paramd drain"; }
+expect_line drain.out "$(moved_line 0)"
+kill -0 "$LP" 2>/dev/null || fail "paramd local had ended before the drain returned (slow machine?)"
+wait "$LP"; rc=$?
+[ $rc = 0 ] || { cat local.out; fail "paramd local --elastic exited $rc after a drain, expected 0"; }
+mapfile -t V < <(values local.out)
+for i in $(seq 0 9); do
+  [ "${V[$i]}" = $((2 * N)) ] || fail "local: element $i is ${V[$i]}, expected $((2 * N))"
+done
+wait "${SP[L]}" || fail "the server that joined paramd local's cluster failed: $(cat server.L.log)"
+expect_line local.out "server 0: info: drained \(paramd drain\): server 0's shard moved to 127\.0\.0\.1:[0-9]+; stopping"
+pass "paramd local --elastic: a server started by hand with --join took server 0's shard (paramd drain) while training: every value exactly $((2 * N)), exit 0"
