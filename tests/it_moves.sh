@@ -73,7 +73,7 @@ kill -KILL "$COORD_PID" "${SERVER_PIDS[@]}"; wait 2>/dev/null
 pass "without --elastic: a joining server and a drain are refused, naming --elastic"
 
 # --- 2. async toy: a server joins from a host with fewer shards; a drain ---
-N=4000
+N=8000 # (long enough for the steps below under the sanitizers too)
 elastic 3 --metrics 127.0.0.1:0
 for k in 0 1 2; do server $k --host-id hostA; done
 # (hosts A and B are other hosts than the workers': TCP, whatever the
@@ -137,11 +137,11 @@ kill -KILL "${W_PIDS[@]}" "$COORD_PID" "${SP[@]}" 2>/dev/null; wait 2>/dev/null
 pass "the metrics count the standbys and the moves"
 
 # --- 3. sync toy, a drain mid-run ---
-N=2000
+N=4000
 elastic 2
 server 0; server 1
 workers "$TOY" --consistency sync --iters $N --sleep-ms 1
-RANDOM=7; k=$((200 + RANDOM % 1000))
+RANDOM=7; k=$((100 + RANDOM % 400))
 frontier_reaches "$COORD" $k
 server J --join # (once the cluster has its servers: a standby)
 wait_line coordinator.log "the standby at 127\.0\.0\.1:[0-9]+ waits"
@@ -185,7 +185,7 @@ kill -KILL "${W_PIDS[@]}" "$COORD_PID" "${SP[@]}" 2>/dev/null; wait 2>/dev/null
 pass "a standby SIGKILLed while it waits: paramd drain says there is no standby, the toys go on"
 
 # --- 6. paramd local --elastic: a server joins by hand, a drain ---
-N=4000
+N=6000
 setsid "$PARAMD" local --servers 2 --workers 2 --elastic -- "$TOY" --consistency async \
   --iters $N --sleep-ms 1 >local.out 2>&1 &
 LP=$!; PIDS+=($LP)
