@@ -124,9 +124,9 @@ int co_reg_standby(co_conn *cc, const pd_hdr *h, const char *addr) {
     pd_coord *co = cc->co;
     char msg[PD_ERRMSG_MAX];
     if (!co->o.elastic) {
-        snprintf(msg, sizeof msg, "this cluster has its %d servers and was not started "
-                 "with --elastic: no server can join it (start the coordinator, paramd "
-                 "local or paramd train with --elastic)", co->o.servers);
+        snprintf(msg, sizeof msg, "this cluster (%d servers) was not started with "
+                 "--elastic: no server can join it (start the coordinator, paramd local "
+                 "or paramd train with --elastic)", co->o.servers);
         pthread_mutex_unlock(&co->mu);
         co_reply_err(cc, h, PARAMD_ECONFIG, msg);
         return PARAMD_ECONFIG;
@@ -223,7 +223,7 @@ void co_move_done(pd_coord *co, const char *old) {
     char msg[PD_ERRMSG_MAX];
     snprintf(msg, sizeof msg, "server %d's shard moved from %s to %s%s in %.0f ms (seeding "
              "%.0f ms, handover %.0f ms; map epoch %llu); no update was lost", k, old,
-             co->server_addr[k], co->mv_auto ? ", which joined from a host with fewer" : "",
+             co->server_addr[k], co->mv_auto ? ", which joined from a host with fewer shards," : "",
              (now - co->mv_t0) * 1000, (co->mv_live_t - co->mv_t0) * 1000,
              (now - co->mv_live_t) * 1000, (unsigned long long)co->epoch);
     pd_log(PD_LOG_WARN, "%s", msg);

@@ -121,6 +121,11 @@ int co_on_reg_server(co_conn *cc, const pd_hdr *h) {
                      "rejoin): a new server cannot register with it");
         return PARAMD_ECONFIG;
     }
+    /* A server that joins waits for the cluster to have its servers: it
+     * never takes the place of one that the cluster starts with (paramd
+     * local's, paramd train's). */
+    if ((flags & PD_REG_JOIN) && co->nservers < co->o.servers)
+        return co_reg_standby(cc, h, addr); /* (unlocks) */
     if (co->nservers >= co->o.servers) {
         int32_t k = co_replace_slot(co);
         if (k >= 0) return co_reg_replacement(cc, h, k, addr); /* (unlocks) */
