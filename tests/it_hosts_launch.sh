@@ -15,7 +15,12 @@
 #     is not the cluster's worker count refused with both numbers;
 #   - host identity: shared memory only to a server with the worker's own
 #     host id, TCP otherwise, as paramd stats lists per connection;
-#     transport=shm to another host's server refused.
+#     transport=shm to another host's server refused;
+#   - --replicas 2 --elastic: roles and worlds by S x R; 7 plain launches,
+#     servers of two host ids: each copy on the other host than its
+#     slot's server; under the async toy a server joins and `paramd
+#     drain` moves a shard to it, then a primary is SIGKILLed: every
+#     element ends at exactly 2N, the coordinator exits 0.
 source "$(dirname "$0")/lib.sh"
 TOY=$BUILD/examples/toy
 unset OMPI_COMM_WORLD_RANK PMI_RANK PMIX_RANK SLURM_PROCID RANK LOCAL_RANK PARAMD_RANK
@@ -146,3 +151,66 @@ PARAMD_COORDINATOR=$COORD PARAMD_RANK=0 PARAMD_HOST_ID=host-b PARAMD_TRANSPORT=s
   "$TOY" >"$TMP/noshm" 2>&1 && fail "transport=shm to another host's server accepted"
 expect_line "$TMP/noshm" "server 0 \(127\.0\.0\.1:[0-9]+\) is on another host \(host id host-a; this worker's is host-b\): transport=shm needs every server on this host"
 pass "shared memory only within a host id, TCP across; paramd stats names each connection's transport"
+
+# 7. --replicas and --elastic.
+out=$(dry OMPI_COMM_WORLD_RANK=4 OMPI_COMM_WORLD_SIZE=7 --servers 2 --replicas 2 --elastic \
+        --coordinator node1:7070) || fail "$out"
+[ "$out" = "rank 4 of 7 (Open MPI, OMPI_COMM_WORLD_RANK): server; 2 servers x 2 copies, 2 workers, elastic; coordinator at node1:7070; listen on 0.0.0.0" ] \
+  || fail "replicas, rank 4: $out"
+out=$(dry OMPI_COMM_WORLD_RANK=5 OMPI_COMM_WORLD_SIZE=7 --servers 2 --replicas 2 \
+        --coordinator node1:7070) || fail "$out"
+[ "$out" = "rank 5 of 7 (Open MPI, OMPI_COMM_WORLD_RANK): worker 0 of 2; 2 servers x 2 copies, 2 workers; coordinator at node1:7070; listen on 0.0.0.0" ] \
+  || fail "replicas, rank 5: $out"
+bad "a world of 5 \(OMPI_COMM_WORLD_SIZE\) is too small for 1 coordinator \+ 4 servers \(--servers 2 x --replicas 2\) \+ at least 1 worker: start at least 6 processes" \
+  OMPI_COMM_WORLD_RANK=0 OMPI_COMM_WORLD_SIZE=5 "$PARAMD" launch --servers 2 --replicas 2 --port 7070 --coordinator-host h
+bad "a world of 6 \(SLURM_NTASKS\) is not 1 coordinator \+ 4 servers \+ 2 workers \(--servers x --replicas, --workers\) = 7: start 7 processes" \
+  SLURM_PROCID=1 SLURM_NTASKS=6 "$PARAMD" launch --servers 2 --replicas 2 --workers 2 --port 7070 --coordinator-host h
+bad "--replicas 8: at most 7 copies of a shard with --elastic \(a shard moving in takes one more\)" \
+  "$PARAMD" launch --rank 0 --world 20 --servers 1 --replicas 8 --elastic --rendezvous "$TMP/r"
+bad "--replicas '9' is not a number in 1\.\.8" \
+  "$PARAMD" launch --rank 0 --world 20 --servers 1 --replicas 9 --rendezvous "$TMP/r"
+pass "--replicas: roles by S x R, worlds that do not fit say so; --replicas 8 with --elastic and 9 refused"
+
+N=3000
+lr() { # lr RANK HOST-ID: one of 7 plain launches (2 servers x 2 copies, elastic, 2 workers)
+  "$PARAMD" launch --rank "$1" --world 7 --servers 2 --replicas 2 --elastic \
+    --rendezvous "$TMP/rdv7" --listen-host 127.0.0.1 --host-id "$2" \
+    -- "$TOY" --consistency async --iters $N --sleep-ms 1 >"$TMP/r7.$1" 2>&1 &
+  R7[$1]=$!; PIDS+=($!)
+}
+lr 0 host-c
+wait_line "$TMP/r7.0" "reachable at 127\.0\.0\.1:[0-9]+"
+C7=$(sed -nE 's/.*reachable at (127\.0\.0\.1:[0-9]+).*/\1/p' "$TMP/r7.0")
+# the servers one by one, so that which is whose copy is known: rank 1
+# (host-a) and rank 2 (host-b) serve; rank 3 (host-a) must copy rank 2's
+# slot, rank 4 (host-b) rank 1's
+lr 1 host-a; wait_line "$TMP/r7.1" "on host host-a: server [01], listening"
+lr 2 host-b; wait_line "$TMP/r7.2" "on host host-b: server [01], listening"
+s1=$(sed -nE 's/.*: server ([01]), listening.*/\1/p' "$TMP/r7.1")
+s2=$(sed -nE 's/.*: server ([01]), listening.*/\1/p' "$TMP/r7.2")
+lr 3 host-a; wait_line "$TMP/r7.3" "on host host-a: copy 1 of server $s2, listening" 30
+lr 4 host-b; wait_line "$TMP/r7.4" "on host host-b: copy 1 of server $s1, listening" 30
+expect_line "$TMP/r7.0" "registered as copy 1 of slot $s2; its primary \(127\.0\.0\.1:[0-9]+\) seeds it \(hosts host-a and host-b\)"
+expect_line "$TMP/r7.0" "registered as copy 1 of slot $s1; its primary \(127\.0\.0\.1:[0-9]+\) seeds it \(hosts host-b and host-a\)"
+lr 5 host-w; lr 6 host-w
+frontier_reaches "$C7" $((N / 5)) "$TMP/r7.0"
+"$PARAMD" server --coordinator "$C7" --join --listen 127.0.0.1:0 --host-id host-d >"$TMP/sb7" 2>&1 &
+SB7=$!; PIDS+=($!)
+wait_line "$TMP/r7.0" "the standby at 127\.0\.0\.1:[0-9]+ waits"
+"$PARAMD" drain --coordinator "$C7" --server "$s2" >"$TMP/drain7" 2>&1 || { cat "$TMP/drain7"; fail "paramd drain --server $s2"; }
+expect_line "$TMP/drain7" "server $s2's shard moved from 127\.0\.0\.1:[0-9]+ to 127\.0\.0\.1:[0-9]+ in [0-9]+ ms .*; no update was lost"
+wait "${R7[2]}" || { cat "$TMP/r7.2"; fail "the drained server (rank 2) exited non-zero"; }
+k=$(( $(frontier "$C7") + 200 ))
+[ $k -lt $((N - 100)) ] || fail "the toys were nearly done ($k of $N) before the primary could be killed: give them more --iters"
+frontier_reaches "$C7" $k "$TMP/r7.0"
+kill -KILL "${R7[1]}"; wait "${R7[1]}" 2>/dev/null
+for r in 5 6; do wait "${R7[$r]}" || { cat "$TMP/r7.$r" "$TMP/r7.0"; fail "worker rank $r exited non-zero"; }; done
+mapfile -t V < <(values "$TMP/r7.5")
+for i in $(seq 0 9); do
+  [ "${V[$i]}" = $((2 * N)) ] || fail "element $i is ${V[$i]}, expected $((2 * N)) (every acknowledged push once)"
+done
+wait "${R7[0]}" || { cat "$TMP/r7.0"; fail "the coordinator (rank 0) exited non-zero after a move and a promotion"; }
+expect_line "$TMP/r7.0" "server $s1 lost \(127\.0\.0\.1:[0-9]+\): its copy at 127\.0\.0\.1:[0-9]+ serves the slot after [0-9]+ ms"
+wait "${R7[4]}" || { cat "$TMP/r7.4"; fail "the promoted copy (rank 4) exited non-zero"; }
+wait "$SB7" || { cat "$TMP/sb7"; fail "the server that took the drained shard exited non-zero"; }
+pass "7 plain launches, --replicas 2 --elastic: copies on the other host; a join + paramd drain, then a primary SIGKILLed, under the async toy: every element exactly $((2 * N)), the coordinator exits 0"

@@ -70,6 +70,8 @@
 
 typedef struct launch_opts {
     int32_t servers, workers, max_workers;
+    int32_t replicas;      /* copies of each shard (1: none) */
+    int elastic;           /* servers may join and shards move (paramd drain) */
     int64_t rank, world;
     const char *coordinator, *coord_host, *rendezvous;
     int64_t port;          /* -1: none */
@@ -88,14 +90,21 @@ static void usage(FILE *f) {
 "\n"
 "One process of a cluster that a launcher starts whole: run N copies of it\n"
 "(mpirun -np N, srun -n N, torchrun, or by hand with --rank/--world).  Rank 0\n"
-"is the coordinator, ranks 1..S the servers, ranks S+1..N-1 the workers\n"
-"0..N-S-2, which run PROGRAM with PARAMD_COORDINATOR and PARAMD_RANK set.\n"
+"is the coordinator, ranks 1..S*R the servers (R: --replicas), the others\n"
+"the workers 0..N-S*R-2, which run PROGRAM with PARAMD_COORDINATOR and PARAMD_RANK set.\n"
 "The rank and world size come from the launcher (Open MPI, MPICH/PMI, PMIx,\n"
 "Slurm, torchrun); a world that does not fit the cluster fails at once.\n"
 "\n"
 "Cluster:\n"
 "  --servers S              servers (required)\n"
-"  --workers W              check that the world is 1 + S + W processes\n"
+"  --replicas R             keep R copies of every shard, each in its own\n"
+"                           server process: ranks 1..S*R are servers, the\n"
+"                           first S to register serve, the others are copies,\n"
+"                           put on another host than their slot's server\n"
+"                           where one can be (docs/durability.md) [1]\n"
+"  --elastic                servers may join (paramd server --join) and shards\n"
+"                           move to them (paramd drain) while workers train\n"
+"  --workers W              check that the world is 1 + S*R + W processes\n"
 "  --max-workers M          worker slots, for workers that join later [W]\n"
 "  --rank R --world N       this process's rank and the world size, when no\n"
 "                           launcher says (both or neither)\n"
@@ -115,8 +124,8 @@ static void usage(FILE *f) {
 "                           [0.0.0.0; 127.0.0.1 when every rank is on this host]\n"
 "  --interface NAME|CIDR    listen on, and advertise, this host's address on\n"
 "                           that interface (eth0) or in that subnet (10.0.0.0/8)\n"
-"  --server-ports BASE      server k (rank k+1) listens on port BASE+k, so that a\n"
-"                           firewall can let BASE..BASE+S-1 through [any free]\n"
+"  --server-ports BASE      server rank k+1 listens on port BASE+k, so that a\n"
+"                           firewall can let BASE..BASE+S*R-1 through [any free]\n"
 "  --advertise-host HOST    the address the others should dial for this\n"
 "                           process [a server: the one it reaches the\n"
 "                           coordinator from; the coordinator: its host name's\n"
@@ -156,7 +165,8 @@ static int num_opt(const char *opt, const char *v, int64_t lo, int64_t hi, int64
 static int parse(int argc, char **argv, launch_opts *o) {
     enum { O_SERVERS = 1000, O_WORKERS, O_MAXW, O_RANK, O_WORLD, O_COORD, O_PORT,
            O_CHOST, O_RDV, O_LISTEN, O_IFACE, O_ADV, O_HOSTID, O_CONNECT, O_STARTUP,
-           O_REPORT, O_HB, O_TRANSPORT, O_APPLY, O_DRY, O_SPORTS, O_SECRET };
+           O_REPORT, O_HB, O_TRANSPORT, O_APPLY, O_DRY, O_SPORTS, O_SECRET, O_REPLICAS,
+           O_ELASTIC };
     static const struct option opts[] = {
         {"servers", 1, 0, O_SERVERS}, {"workers", 1, 0, O_WORKERS},
         {"max-workers", 1, 0, O_MAXW}, {"rank", 1, 0, O_RANK}, {"world", 1, 0, O_WORLD},
@@ -168,11 +178,13 @@ static int parse(int argc, char **argv, launch_opts *o) {
         {"report-ms", 1, 0, O_REPORT}, {"heartbeat-timeout-ms", 1, 0, O_HB},
         {"transport", 1, 0, O_TRANSPORT}, {"apply-threads", 1, 0, O_APPLY},
         {"server-ports", 1, 0, O_SPORTS}, {"secret-file", 1, 0, O_SECRET},
+        {"replicas", 1, 0, O_REPLICAS}, {"elastic", 0, 0, O_ELASTIC},
         {"dry-run", 0, 0, O_DRY}, {"help", 0, 0, 'h'}, {0, 0, 0, 0}};
     memset(o, 0, sizeof *o);
     o->rank = o->world = o->port = o->server_ports = -1;
     o->startup_ms = o->heartbeat_ms = -1;
     o->connect_ms = 60000;
+    o->replicas = 1;
     o->secret_file = getenv("PARAMD_SECRET_FILE");
     if (o->secret_file && !o->secret_file[0]) o->secret_file = NULL;
     int c;
@@ -212,6 +224,9 @@ static int parse(int argc, char **argv, launch_opts *o) {
             break;
         case O_APPLY: if (num_opt("--apply-threads", optarg, 1, 64, &v)) return -1;
                       o->apply_threads = optarg; break;
+        case O_REPLICAS: if (num_opt("--replicas", optarg, 1, PD_MAX_REPLICAS, &v)) return -1;
+                         o->replicas = (int32_t)v; break;
+        case O_ELASTIC: o->elastic = 1; break;
         case O_DRY: o->dry_run = 1; break;
         case O_SECRET: o->secret_file = optarg; break;
         case O_SPORTS: if (num_opt("--server-ports", optarg, 1, 65535, &o->server_ports)) return -1;
@@ -241,6 +256,12 @@ static int parse(int argc, char **argv, launch_opts *o) {
     if (bad) {
         fprintf(stderr, "paramd launch: %s\n\n", bad);
         usage(stderr);
+        return -1;
+    }
+    if (o->elastic && o->replicas > PD_MAX_REPLICAS - 1) {
+        fprintf(stderr, "paramd launch: --replicas %d: at most %d copies of a shard with "
+                "--elastic (a shard moving in takes one more)\n", o->replicas,
+                PD_MAX_REPLICAS - 1);
         return -1;
     }
     return 0;
@@ -293,6 +314,8 @@ static int run_coordinator(const launch_opts *o, const launch_world *w, int32_t 
              listen_host, (long long)(port < 0 ? 0 : port));
     co.listen = listen;
     co.servers = o->servers;
+    co.replicas = o->replicas;
+    co.elastic = o->elastic;
     co.workers = W;
     co.max_workers = o->max_workers;
     co.heartbeat_ms = o->heartbeat_ms;
@@ -318,9 +341,13 @@ static int run_coordinator(const launch_opts *o, const launch_world *w, int32_t 
     } else {
         snprintf(addr, sizeof addr, "%s", where);
     }
-    printf("paramd launch: rank 0 of %lld (%s): coordinator of %d servers and %d "
-           "workers, listening on %s, reachable at %s\n",
-           (long long)w->size, w->who, o->servers, W, bound, addr);
+    char extra[96] = "";
+    if (o->replicas > 1)
+        snprintf(extra, sizeof extra, " x %d copies", o->replicas);
+    printf("paramd launch: rank 0 of %lld (%s): coordinator of %d servers%s and %d "
+           "workers%s, listening on %s, reachable at %s\n",
+           (long long)w->size, w->who, o->servers, extra, W,
+           o->elastic ? " (elastic)" : "", bound, addr);
     fflush(stdout);
     if (rdv && launch_write_rendezvous(rdv, addr, w->job)) {
         cli_stop_disarm();
@@ -370,11 +397,16 @@ static int run_server(const launch_opts *o, const launch_world *w, const char *c
     snprintf(name, sizeof name, "server %d", pd_server_index(s));
     pd_log_set_name(name);
     cli_stop_on_signal(stop_server, s);
-    char hn[64];
+    char hn[64], role[48];
     pd_host_name_of(pd_server_host_id(s), hn, sizeof hn);
-    printf("paramd launch: rank %lld of %lld (%s) on host %s: server %d, listening on "
+    if (pd_server_copy(s))
+        snprintf(role, sizeof role, "copy %d of server %d", pd_server_copy(s),
+                 pd_server_index(s));
+    else
+        snprintf(role, sizeof role, "server %d", pd_server_index(s));
+    printf("paramd launch: rank %lld of %lld (%s) on host %s: %s, listening on "
            "%s, advertised as %s\n",
-           (long long)w->rank, (long long)w->size, w->who, hn, pd_server_index(s),
+           (long long)w->rank, (long long)w->size, w->who, hn, role,
            pd_server_address(s), pd_server_advertised(s));
     fflush(stdout);
     int rc = pd_server_run(s);
@@ -415,23 +447,29 @@ int cmd_launch(int argc, char **argv) {
     launch_world w;
     pd_log_set_name("paramd launch");
     if (parse(argc, argv, &o) || launch_find_world(&w, o.rank, o.world)) return 2;
-    int64_t N = w.size, S = o.servers;
-    if (N < S + 2) {
+    int64_t N = w.size, S = o.servers, NS = S * o.replicas; /* server ranks 1..NS */
+    char ss[96]; /* how the server ranks are counted, for the messages */
+    if (o.replicas > 1)
+        snprintf(ss, sizeof ss, "%lld servers (--servers %lld x --replicas %d)",
+                 (long long)NS, (long long)S, o.replicas);
+    else
+        snprintf(ss, sizeof ss, "%lld servers (--servers)", (long long)S);
+    if (N < NS + 2) {
         fprintf(stderr,
                 "paramd launch: a world of %lld (%s) is too small for 1 coordinator + "
-                "%lld servers (--servers) + at least 1 worker: start at least %lld "
-                "processes\n",
-                (long long)N, w.size_var, (long long)S, (long long)(S + 2));
+                "%s + at least 1 worker: start at least %lld processes\n",
+                (long long)N, w.size_var, ss, (long long)(NS + 2));
         return 2;
     }
-    int32_t W = (int32_t)(N - 1 - S);
+    int32_t W = (int32_t)(N - 1 - NS);
     if (o.workers && o.workers != W) {
         fprintf(stderr,
                 "paramd launch: a world of %lld (%s) is not 1 coordinator + %lld "
-                "servers + %d workers (--servers, --workers) = %lld: start %lld "
+                "servers + %d workers (--servers%s, --workers) = %lld: start %lld "
                 "processes, or change --servers or --workers\n",
-                (long long)N, w.size_var, (long long)S, o.workers,
-                (long long)(1 + S + o.workers), (long long)(1 + S + o.workers));
+                (long long)N, w.size_var, (long long)NS, o.workers,
+                o.replicas > 1 ? " x --replicas" : "", (long long)(1 + NS + o.workers),
+                (long long)(1 + NS + o.workers));
         return 2;
     }
     if (W > PD_MAX_WORKERS || (o.max_workers && o.max_workers < W)) {
@@ -533,12 +571,14 @@ int cmd_launch(int argc, char **argv) {
     }
 
     int64_t rank = w.rank;
-    const char *role = rank == 0 ? "coordinator" : rank <= S ? "server" : "worker";
+    const char *role = rank == 0 ? "coordinator" : rank <= NS ? "server" : "worker";
     if (o.dry_run) {
         printf("rank %lld of %lld (%s, %s): %s", (long long)rank, (long long)N, w.who,
                w.rank_var, role);
-        if (rank > S) printf(" %lld of %d", (long long)(rank - S - 1), W);
-        printf("; %d servers, %d workers; coordinator ", o.servers, W);
+        if (rank > NS) printf(" %lld of %d", (long long)(rank - NS - 1), W);
+        printf("; %d servers", o.servers);
+        if (o.replicas > 1) printf(" x %d copies", o.replicas);
+        printf(", %d workers%s; coordinator ", W, o.elastic ? ", elastic" : "");
         if (rdv) printf("by rendezvous file %s", rdv);
         else printf("at %s", where);
         printf("%s%s; listen on %s\n", w.job[0] ? "; job " : "", w.job, listen_host);
@@ -572,6 +612,6 @@ int cmd_launch(int argc, char **argv) {
         snprintf(caddr, sizeof caddr, "%s", where);
     }
     if (o.secret_file && launch_wait_secret(o.secret_file, o.connect_ms)) return 1;
-    if (rank <= S) return run_server(&o, &w, caddr, listen_host, adv_host);
-    return run_worker(&o, &w, (int32_t)(rank - S - 1), W, caddr);
+    if (rank <= NS) return run_server(&o, &w, caddr, listen_host, adv_host);
+    return run_worker(&o, &w, (int32_t)(rank - NS - 1), W, caddr);
 }

@@ -35,6 +35,7 @@
 #include <string.h>
 
 #include "coord/coord_impl.h"
+#include "net/host.h"
 
 #define ADD_ID_BASE 0x7d00000000ull     /* REPLICA_ADD ids: + entry */
 #define PROMOTE_ID_BASE 0x7c00000000ull /* PROMOTE ids: + slot */
@@ -82,17 +83,42 @@ static void check_ready(pd_coord *co) {
     pthread_cond_broadcast(&co->cv);
 }
 
+/* mu held: whether slot k has its primary or a copy on host `host`. */
+static int slot_on_host(const pd_coord *co, int32_t k, const char *host) {
+    if (!host[0]) return 0; /* a server that said no host: nowhere in particular */
+    if (co->server_conn[k] && !strcmp(co->server_conn[k]->host, host)) return 1;
+    for (int32_t j = 1; j < co->o.replicas; j++) {
+        const co_conn *c = co->cp_conn[k * co->RS + j];
+        if (c && !strcmp(c->host, host)) return 1;
+    }
+    return 0;
+}
+
+/* mu held: the copy entry a server of host `host` should take, or -1: a
+ * free entry of a slot that is up, the first (copy 1 of every slot, then
+ * copy 2, ...) of a slot with no server on that host yet if there is one,
+ * else the first; so that one host's death takes no slot's every copy
+ * where the servers' hosts allow it. */
+static int32_t free_entry(const pd_coord *co, const char *host) {
+    int32_t R = co->o.replicas, RS = co->RS, S = co->o.servers, any = -1;
+    for (int32_t j = 1; j < R; j++)
+        for (int32_t k = 0; k < S; k++) {
+            if (co->cp_state[k * RS + j] != CS_NONE || !co->server_conn[k] ||
+                co->sdown[k] != SD_UP)
+                continue;
+            if (!slot_on_host(co, k, host)) return k * RS + j;
+            if (any < 0) any = k * RS + j;
+        }
+    return any;
+}
+
 int co_reg_copy(co_conn *cc, const pd_hdr *h, const char *addr) {
     pd_coord *co = cc->co;
     int32_t R = co->o.replicas, RS = co->RS, S = co->o.servers, at = -1;
     /* (a slot being promoted frees its copy's entry in a moment: wait) */
     for (int64_t until = pd_now_ms() + 10000;;) {
         int promoting = 0;
-        for (int32_t j = 1; j < R && at < 0; j++)
-            for (int32_t k = 0; k < S && at < 0; k++)
-                if (co->cp_state[k * RS + j] == CS_NONE && co->server_conn[k] &&
-                    co->sdown[k] == SD_UP)
-                    at = k * RS + j;
+        at = free_entry(co, cc->host);
         for (int32_t k = 0; k < S; k++) promoting |= co->sdown[k] == SD_PROMOTING;
         if (at >= 0 || !promoting || co->stopping || pd_now_ms() >= until) break;
         pd_cond_wait_ms(&co->cv, &co->mu, 100);
@@ -105,8 +131,12 @@ int co_reg_copy(co_conn *cc, const pd_hdr *h, const char *addr) {
         co_reply_err(cc, h, PARAMD_ECONFIG, msg);
         return PARAMD_ECONFIG;
     }
+    char hn[64], phn[64];
+    pd_host_name_of(cc->host, hn, sizeof hn);
+    pd_host_name_of(co->server_conn[at / RS]->host, phn, sizeof phn);
     pd_log(PD_LOG_INFO, "server at %s registered as copy %d of slot %d; its primary (%s) "
-           "seeds it", addr, at % RS, at / RS, co->server_addr[at / RS]);
+           "seeds it (hosts %s and %s)", addr, at % RS, at / RS, co->server_addr[at / RS],
+           hn, phn);
     int rc = co_copy_assign(cc, h, at, addr);
     pthread_mutex_unlock(&co->mu);
     return rc;

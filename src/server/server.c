@@ -395,6 +395,7 @@ void pd_server_free(pd_server *s) {
 }
 
 int pd_server_index(const pd_server *s) { return s->index; }
+int pd_server_copy(const pd_server *s) { return __atomic_load_n(&s->copy, __ATOMIC_ACQUIRE); }
 const char *pd_server_address(const pd_server *s) { return s->bound; }
 const char *pd_server_metrics_address(const pd_server *s) {
     return s->http ? pd_http_address(s->http) : NULL;

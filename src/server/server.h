@@ -77,6 +77,9 @@ void pd_server_stop(pd_server *s);
 void pd_server_free(pd_server *s);
 /* The server's index and bound address (valid after start). */
 int pd_server_index(const pd_server *s);
+/* 0 if the server serves its slot (pd_server_index), j > 0 if it
+ * registered as copy j of that slot (--replicas), as it was after start. */
+int pd_server_copy(const pd_server *s);
 const char *pd_server_address(const pd_server *s);
 /* The metrics endpoint's bound "host:port", or NULL without one. */
 const char *pd_server_metrics_address(const pd_server *s);
