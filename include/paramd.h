@@ -681,6 +681,18 @@ PARAMD_API int paramd_checkpoint(paramd_client *c, int64_t *clock, char *dir,
  * coordinator request).
  */
 PARAMD_API int paramd_drain(paramd_client *c, int32_t server, char *msg, uint64_t msglen);
+/*
+ * The same for every shard that host `host`'s servers serve (its host
+ * identity, or the host name part of it, as paramd status shows): each
+ * moves to a standby of another host, one after the other, and the host's
+ * standbys are then told to stop, so that nothing of the cluster is left
+ * on that host.  Refused before anything moves when fewer standbys wait
+ * on other hosts than the host serves shards.  Returns like paramd_drain;
+ * on a move that failed, the shards moved before it stay moved (msg of
+ * paramd_last_error says which).
+ */
+PARAMD_API int paramd_drain_host(paramd_client *c, const char *host, char *msg,
+                                 uint64_t msglen);
 
 /*
  * The coordinator's view of the cluster, as text: what `paramd status`

@@ -25,7 +25,14 @@
 #  6. paramd local --elastic: a server started by hand with --join, then a
 #     drain while the toys run: exit 0, every element exactly 2N;
 #  7. paramd train --elastic (sync, adam): a drain mid-run; the final
-#     weights are bit-identical to a run without one.
+#     weights are bit-identical to a run without one;
+#  8. hosts that serve several shards: host A's `paramd server --shards 4`
+#     serves all 4; host B's `--join --shards 3` takes 2 of them (its
+#     third place and A's two emptied places wait as standbys); drains of
+#     host A (too few standbys elsewhere) and of a host that is not there
+#     are refused, saying why; `paramd drain --host hostB` moves B's
+#     shards back to A's places and stops B's; all while the async toy
+#     runs: every element exactly 2N, every process exits 0.
 # transports: tcp shm
 source "$(dirname "$0")/lib.sh"
 TOY=$BUILD/examples/toy
@@ -235,3 +242,44 @@ if [ -f /usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz ]; then
 else
   echo "skipped part 7: no Fashion-MNIST at /usr/share/datasets/fashion-mnist"
 fi
+
+# --- 8. hosts that serve several shards (--shards): one joins and takes
+# its share, a host drain gives it back ---
+N=8000
+elastic 4
+server A --shards 4 --host-id hostA
+# (hosts A and B are other hosts than the workers': TCP, as in part 2)
+PARAMD_TRANSPORT=auto workers "$TOY" --consistency async --iters $N --sleep-ms 1
+frontier_reaches "$COORD" $((N / 10)) coordinator.log
+server B --join --shards 3 --host-id hostB
+# host B's first two places take a shard each from host A (4 - 0, then
+# 3 - 1: two more), its third waits (2 - 2); host A's two places whose
+# shards left wait as standbys for others
+wait_count coordinator.log "the standby at 127\.0\.0\.1:[0-9]+ \(host hostB\) takes server [0-3]'s shard: server [0-3]'s host hostA serves [43] shards, this one's [01]" 2
+wait_count coordinator.log "$(moved_line '[0-3]')" 2
+wait_count server.A.log "place [0-3] of this host's 4 \(--shards\) waits as a standby for another shard" 2
+until [ "$("$PARAMD" status --coordinator "$COORD" | grep -c '^  standby at ')" = 3 ]; do
+  kill -0 "${SP[B]}" 2>/dev/null || fail "host B's places ended: $(cat server.B.log)"
+  sleep 0.02
+done
+running "host B joined"
+refused 1 "host hostA serves 2 shards but 1 standby waits on other hosts: start \`paramd server --join --coordinator ADDR\` \(or with --shards N\) on another host first" \
+  "$PARAMD" drain --coordinator "$COORD" --host hostA
+refused 1 "no server or standby of host hostC is in this cluster" "$PARAMD" drain --coordinator "$COORD" --host hostC
+refused 2 "--server K and --host H are two drains: give one" "$PARAMD" drain --coordinator "$COORD" --host hostB --server 1
+"$PARAMD" drain --coordinator "$COORD" --host hostB >drainB.out 2>&1 || { cat drainB.out coordinator.log; fail "paramd drain --host hostB"; }
+expect_line drainB.out "^host hostB's 2 shards moved to other hosts in [0-9]+ ms \(server [0-3] to 127\.0\.0\.1:[0-9]+, server [0-3] to 127\.0\.0\.1:[0-9]+; map epoch [0-9]+\); no update was lost; 1 standby of host hostB told to stop$"
+wait "${SP[B]}" || fail "host B's places did not all exit 0 after its drain: $(cat server.B.log)"
+[ "$(grep -c "drained (paramd drain --host): server [0-3]'s shard moved to 127\.0\.0\.1:[0-9]*; stopping" server.B.log)" = 2 ] ||
+  fail "host B's two serving places did not both stop, saying why: $(cat server.B.log)"
+expect_line server.B.log "host hostB was drained \(paramd drain --host\): this standby stops"
+running "host B drained"
+workers_ok "hosts with --shards"
+mapfile -t V < <(values "$TMP/w.0.out")
+for i in $(seq 0 9); do
+  [ "${V[$i]}" = $((2 * N)) ] || fail "--shards: element $i is ${V[$i]}, expected $((2 * N))"
+done
+wait "$COORD_PID" || fail "the coordinator exited non-zero after 4 moves: $(cat coordinator.log)"
+wait "${SP[A]}" || fail "host A's places did not exit 0: $(cat server.A.log)"
+[ "$(grep -Ec "$(moved_line "[0-3]")" coordinator.log)" = 4 ] || fail "not 4 moves: $(cat coordinator.log)"
+pass "host A serving 4 shards (--shards 4), host B joining with 3 places took 2 of them and paramd drain --host gave them back, while the async toy ran: every element exactly $((2 * N)); B's places stop saying why, everyone exits 0"

@@ -17,6 +17,7 @@
 
 #include "cli/ckpt_opts.h"
 #include "cli/cli.h"
+#include "cli/places.h"
 #include "cli/secret.h"
 #include "cli/util.h"
 #include "common/common.h"
@@ -139,7 +140,7 @@ static int parse_count(const char *opt, const char *v, int32_t max, int32_t *out
 
 /* The limit options of both roles (docs/limits.md).  1 if c was one of
  * them (*bad set if its value was refused, after saying why), else 0. */
-enum { O_MAXCONN = 1000, O_MAXTABLES, O_HSMS, O_FRMS, O_TABLEMB, O_COPYMS };
+enum { O_MAXCONN = 1000, O_MAXTABLES, O_HSMS, O_FRMS, O_TABLEMB, O_COPYMS, O_SHARDS };
 typedef struct limit_args {
     int32_t maxconn, maxtables, hs, fr, tablemb;
 } limit_args;
@@ -403,6 +404,12 @@ static void server_usage(FILE *f) {
             "                           within N ms [5000]\n"
             "  --frame-timeout-ms N     a frame must arrive whole within N ms of\n"
             "                           its first byte [30000]\n"
+            "  --shards N               serve up to N shards from this host: N server\n"
+            "                           processes (ports of --listen and --metrics\n"
+            "                           counted up from the given ones), each of\n"
+            "                           which waits as a standby for another shard\n"
+            "                           when its own moves away (--elastic;\n"
+            "                           docs/durability.md)\n"
             "  --join                   join a running cluster (its coordinator has\n"
             "                           --elastic) once it has its servers: take a\n"
             "                           shard of a host serving two more than this\n"
@@ -422,6 +429,84 @@ static void server_usage(FILE *f) {
 }
 
 static void stop_server(void *p) { pd_server_stop(p); }
+
+/* What each place of `paramd server --shards N` runs (places.h). */
+typedef struct server_place {
+    const pd_server_opts *o;
+    int32_t shards; /* --shards; 0: a plain server */
+} server_place;
+
+/* HOST:PORT (or PORT) `hp` with its port counted up by i (a port of 0,
+ * any, stays 0) into out; NULL hp stays NULL (*out = '\0').  -1 past 65535. */
+static int place_addr(const char *hp, int i, char *out, size_t n) {
+    out[0] = '\0';
+    if (!hp) return 0;
+    const char *colon = strrchr(hp, ':');
+    const char *port = colon ? colon + 1 : hp;
+    int64_t p;
+    if (pd_parse_i64(port, &p) || p < 0 || p > 65535) { /* (the server says what is wrong) */
+        snprintf(out, n, "%s", hp);
+        return 0;
+    }
+    if (p && p + i > 65535) return -1;
+    snprintf(out, n, "%.*s%lld", (int)(port - hp), hp, (long long)(p ? p + i : 0));
+    return 0;
+}
+
+/* One server; with --shards, one place: it serves a shard, and when that
+ * shard moves away (RETIRE with PD_RETIRE_STAY) it registers again as a
+ * standby for another, until the cluster ends, its host is drained or a
+ * signal stops it. */
+static int run_place(int i, void *arg) {
+    const server_place *sp = arg;
+    pd_server_opts o = *sp->o;
+    char listen[PD_MAX_ADDR + 16], metrics[PD_MAX_ADDR + 16];
+    if (place_addr(o.listen, i, listen, sizeof listen) ||
+        place_addr(o.metrics, i, metrics, sizeof metrics))
+        return 2;
+    if (o.listen) o.listen = listen;
+    if (o.metrics) o.metrics = metrics;
+    cli_stop_signals(); /* before pd_server_start starts the apply threads */
+    for (int round = 0;; round++) {
+        pd_err e = {0};
+        pd_server *s = pd_server_start(&o, &e);
+        if (!s && o.join && e.code == PARAMD_ESHUTDOWN) { /* a standby never needed */
+            fprintf(stderr, "paramd server: %s\n", e.msg);
+            return 0;
+        }
+        if (!s && round > 0 && (e.code == PARAMD_ECONNECT || e.code == PARAMD_ECLOSED ||
+                                e.code == PARAMD_ETIMEDOUT)) {
+            fprintf(stderr, "paramd server: the coordinator is gone (%s): the cluster "
+                    "ended, and this place with it\n", e.msg);
+            return 0;
+        }
+        if (!s) {
+            fprintf(stderr, "paramd server: %s\n", e.msg);
+            return 1;
+        }
+        char name[32];
+        snprintf(name, sizeof name, "server %d", pd_server_index(s));
+        pd_log_set_name(name);
+        cli_stop_on_signal(stop_server, s);
+        pd_log(PD_LOG_DEBUG, "listening on %s (advertised as %s, host %s)",
+               pd_server_address(s), pd_server_advertised(s), pd_server_host_id(s));
+        if (pd_server_metrics_address(s))
+            pd_log(PD_LOG_INFO, "metrics at http://%s/metrics", pd_server_metrics_address(s));
+        int rc = pd_server_run(s);
+        cli_stop_disarm(); /* before the free: no stop_server on a freed s */
+        int again = rc == 0 && sp->shards > 0 && pd_server_retired(s) == 2;
+        pd_server_free(s);
+        if (!again || cli_stop_signaled()) return rc ? 1 : 0;
+        cli_stop_unarm();
+        pd_log_set_name("server");
+        pd_log(PD_LOG_INFO, "place %d of this host's %d (--shards) waits as a standby for "
+               "another shard", i, sp->shards);
+        o.join = 1;       /* a standby now: its next shard comes by a move */
+        o.restore = NULL; /* ...with its state in the seed */
+        if (!o.timeout_ms || o.timeout_ms > 5000) o.timeout_ms = 5000;
+    }
+}
+
 
 int cmd_server(int argc, char **argv) {
     static const struct option opts[] = {
@@ -444,8 +529,10 @@ int cmd_server(int argc, char **argv) {
         {"max-table-mb", required_argument, 0, O_TABLEMB},
         {"copy-timeout-ms", required_argument, 0, O_COPYMS},
         {"join", no_argument, 0, 'j'},
+        {"shards", required_argument, 0, O_SHARDS},
         {0, 0, 0, 0}};
     pd_server_opts o = {0};
+    int32_t shards = 0; /* --shards N; 0: one server, which stops when drained */
     cli_ckpt_opts ck = {0};
     if (cli_ckpt_from_env("paramd server", &ck)) return 2;
     limit_args lim = {0};
@@ -510,6 +597,9 @@ int cmd_server(int argc, char **argv) {
         case 'P': o.plugin_dir = optarg; break;
         case 'S': o.secret_file = optarg; break;
         case 'j': o.join = 1; break;
+        case O_SHARDS:
+            if (parse_count("--shards", optarg, PD_MAX_SERVERS, &shards)) return 2;
+            break;
         case 'h': server_usage(stdout); return 0;
         default: server_usage(stderr); return 2;
         }
@@ -523,31 +613,24 @@ int cmd_server(int argc, char **argv) {
         server_usage(stderr);
         return 2;
     }
+    if (shards > 1 && o.advertise) {
+        fprintf(stderr, "paramd server: --advertise HOST:PORT names one address, but "
+                "--shards %d starts %d servers: give --advertise-host HOST (each "
+                "advertises its own port)\n", shards, shards);
+        return 2;
+    }
     o.restore = ck.restore;
     o.max_conns = lim.maxconn, o.max_tables = lim.maxtables;
     o.handshake_ms = lim.hs, o.frame_ms = lim.fr;
     o.max_table_bytes = (uint64_t)lim.tablemb << 20;
-    cli_stop_signals(); /* before pd_server_start starts the apply threads */
-    pd_err e = {0};
-    pd_server *s = pd_server_start(&o, &e);
-    if (!s && o.join && e.code == PARAMD_ESHUTDOWN) { /* a standby never needed */
-        fprintf(stderr, "paramd server: %s\n", e.msg);
-        return 0;
+    server_place sp = {&o, shards};
+    if (shards <= 1) return run_place(0, &sp);
+    char ports[64];
+    if (place_addr(o.listen, shards - 1, ports, sizeof ports) ||
+        place_addr(o.metrics, shards - 1, ports, sizeof ports)) {
+        fprintf(stderr, "paramd server: --shards %d: the ports counted up from --listen or "
+                "--metrics pass 65535\n", shards);
+        return 2;
     }
-    if (!s) {
-        fprintf(stderr, "paramd server: %s\n", e.msg);
-        return 1;
-    }
-    char name[32];
-    snprintf(name, sizeof name, "server %d", pd_server_index(s));
-    pd_log_set_name(name);
-    cli_stop_on_signal(stop_server, s);
-    pd_log(PD_LOG_DEBUG, "listening on %s (advertised as %s, host %s)",
-           pd_server_address(s), pd_server_advertised(s), pd_server_host_id(s));
-    if (pd_server_metrics_address(s))
-        pd_log(PD_LOG_INFO, "metrics at http://%s/metrics", pd_server_metrics_address(s));
-    int rc = pd_server_run(s);
-    cli_stop_disarm(); /* before the free: no stop_server on a freed s */
-    pd_server_free(s);
-    return rc ? 1 : 0;
+    return cli_run_places(shards, run_place, &sp);
 }

@@ -42,7 +42,9 @@
 
 /* ==== Signals =========================================================== */
 
-enum { SIG_UNARMED, SIG_ARMED, SIG_DONE };
+/* SIG_DONE: a signal's stop ran; SIG_DISARMED: disarmed with none (a
+ * later signal is ignored, until cli_stop_unarm). */
+enum { SIG_UNARMED, SIG_ARMED, SIG_DONE, SIG_DISARMED };
 
 static struct {
     pthread_mutex_t mu; /* guards state, stop, arg; held while stop runs */
@@ -67,26 +69,29 @@ static void *signal_thread(void *p) {
     /* The one thread of ours that takes the signals: its handler runs
      * here (or on a library's thread that never blocked them). */
     pthread_sigmask(SIG_UNBLOCK, &sigstop.set, NULL);
-    unsigned char b;
-    ssize_t n;
-    do n = read(sigstop.pipe[0], &b, 1);
-    while (n < 0 && errno == EINTR);
-    if (n != 1) return NULL;
-    int sig = b;
-    pthread_mutex_lock(&sigstop.mu);
-    int state = sigstop.state;
-    if (state == SIG_ARMED) {
-        pd_log(PD_LOG_DEBUG, "signal %d: stopping", sig);
-        sigstop.stop(sigstop.arg);
-        sigstop.state = SIG_DONE;
+    for (;;) {
+        unsigned char b;
+        ssize_t n;
+        do n = read(sigstop.pipe[0], &b, 1);
+        while (n < 0 && errno == EINTR);
+        if (n != 1) return NULL;
+        int sig = b;
+        pthread_mutex_lock(&sigstop.mu);
+        int state = sigstop.state;
+        if (state == SIG_ARMED) {
+            pd_log(PD_LOG_DEBUG, "signal %d: stopping", sig);
+            sigstop.stop(sigstop.arg);
+            sigstop.state = SIG_DONE;
+        } else if (state == SIG_DISARMED) {
+            sigstop.state = SIG_DONE; /* nothing to stop: cli_stop_signaled says so */
+        }
+        pthread_mutex_unlock(&sigstop.mu);
+        if (state == SIG_UNARMED) {
+            /* Nothing to stop yet: die of it, as without this thread. */
+            signal(sig, SIG_DFL);
+            raise(sig);
+        }
     }
-    pthread_mutex_unlock(&sigstop.mu);
-    if (state == SIG_UNARMED) {
-        /* Nothing to stop yet: die of it, as without this thread. */
-        signal(sig, SIG_DFL);
-        raise(sig);
-    }
-    return NULL;
 }
 
 void cli_stop_signals(void) {
@@ -129,9 +134,22 @@ void cli_stop_on_signal(void (*stop)(void *), void *arg) {
 
 void cli_stop_disarm(void) {
     pthread_mutex_lock(&sigstop.mu); /* waits for a stop() in progress */
-    sigstop.state = SIG_DONE;
+    if (sigstop.state != SIG_DONE) sigstop.state = SIG_DISARMED;
     sigstop.stop = NULL;
     sigstop.arg = NULL;
+    pthread_mutex_unlock(&sigstop.mu);
+}
+
+int cli_stop_signaled(void) {
+    pthread_mutex_lock(&sigstop.mu);
+    int s = sigstop.state == SIG_DONE;
+    pthread_mutex_unlock(&sigstop.mu);
+    return s;
+}
+
+void cli_stop_unarm(void) {
+    pthread_mutex_lock(&sigstop.mu);
+    if (sigstop.state == SIG_DISARMED) sigstop.state = SIG_UNARMED;
     pthread_mutex_unlock(&sigstop.mu);
 }
 

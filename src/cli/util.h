@@ -41,6 +41,14 @@ void cli_stop_on_signal(void (*stop)(void *), void *arg);
  * later is ignored (the process is on its way out).  Harmless when
  * never armed. */
 void cli_stop_disarm(void);
+/* After cli_stop_disarm: 1 if a signal's stop(arg) ran (the process was
+ * asked to end), else 0. */
+int cli_stop_signaled(void);
+/* After cli_stop_disarm with no signal: back to before cli_stop_on_signal
+ * (a signal ends the process the default way until the next arming), for
+ * a process that starts another object to stop (paramd server --shards:
+ * a server that waits for another shard). */
+void cli_stop_unarm(void);
 
 /* The path of this executable (for paramd local to start its roles). */
 const char *cli_self_path(void);

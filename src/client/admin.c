@@ -37,16 +37,15 @@ int paramd_checkpoint(paramd_client *c, int64_t *clock, char *dir, uint64_t dirl
     return rc;
 }
 
-int paramd_drain(paramd_client *c, int32_t server, char *msg, uint64_t msglen) {
-    if (msg && msglen) msg[0] = '\0';
-    if (!c->tool)
-        return cl_err(c, PARAMD_EWORKER, "paramd_drain is for tools (role=tool)");
-    if (server < 0) return cl_err(c, PARAMD_EINVAL, "server %d: not a server number", server);
+/* DRAIN with the server number k and, for a host drain, the host. */
+static int drain_rpc(paramd_client *c, uint32_t k, const char *host, char *msg,
+                     uint64_t msglen) {
     uint8_t *buf = pd_malloc(PD_MAX_CTRL_PAYLOAD + 1);
     if (!buf) return cl_err(c, PARAMD_ENOMEM, "out of memory");
     pd_buf b;
     pd_buf_init(&b);
-    pd_put_u32(&b, (uint32_t)server);
+    pd_put_u32(&b, k);
+    if (host) pd_put_str(&b, host);
     size_t n = 0;
     int rc = coord_rpc(c, PD_MSG_DRAIN, 0, &b, buf, &n);
     pd_buf_free(&b);
@@ -62,4 +61,21 @@ int paramd_drain(paramd_client *c, int32_t server, char *msg, uint64_t msglen) {
     }
     pd_free(buf);
     return rc;
+}
+
+int paramd_drain(paramd_client *c, int32_t server, char *msg, uint64_t msglen) {
+    if (msg && msglen) msg[0] = '\0';
+    if (!c->tool)
+        return cl_err(c, PARAMD_EWORKER, "paramd_drain is for tools (role=tool)");
+    if (server < 0) return cl_err(c, PARAMD_EINVAL, "server %d: not a server number", server);
+    return drain_rpc(c, (uint32_t)server, NULL, msg, msglen);
+}
+
+int paramd_drain_host(paramd_client *c, const char *host, char *msg, uint64_t msglen) {
+    if (msg && msglen) msg[0] = '\0';
+    if (!c->tool)
+        return cl_err(c, PARAMD_EWORKER, "paramd_drain_host is for tools (role=tool)");
+    if (!host || !host[0] || strlen(host) > PD_MAX_ADDR)
+        return cl_err(c, PARAMD_EINVAL, "no host to drain (1..%d characters)", PD_MAX_ADDR);
+    return drain_rpc(c, PD_DRAIN_HOST, host, msg, msglen);
 }

@@ -32,7 +32,7 @@
 #include "wire/wire.h"
 
 /* Standbys at once (paramd server --join). */
-#define PD_MAX_STANDBYS 16
+#define PD_MAX_STANDBYS 64
 
 /* A rank's state.  W_AWAY (a coordinator taking a running cluster back,
  * takeover.c): the servers have seen its worker, which has not rejoined
@@ -72,7 +72,8 @@ typedef struct co_conn {
     int32_t copy_of;   /* (under mu) a copy's entry (copies.c), else -1 */
     int32_t standby_at; /* (under mu) a standby (paramd server --join) the
                         * coordinator gave a shard to: its copy entry;
-                        * -1: waiting; -2: not a standby */
+                        * -1: waiting; -2: not a standby; -3: told to
+                        * stop (its host was drained: moves.c) */
     char host[PD_MAX_ADDR + 1]; /* a server's host identity (its
                         * REG_SERVER; net/host.h), "" if not said */
     pd_hello hello;  /* what it said in HELLO: its role, and the rank
@@ -204,6 +205,10 @@ struct pd_coord {
     int mv_auto;          /* the move is the coordinator's own (a server
                            * joined from a host with fewer shards): no
                            * DRAIN waits for its end */
+    int mv_leave;         /* the old server stops for good (a host drain)
+                           * rather than wait for another shard */
+    char hd_host[PD_MAX_ADDR + 1]; /* the host a DRAIN empties ("": none);
+                           * no other move starts meanwhile */
 };
 
 /* A move's state (mv_state). */

@@ -13,7 +13,19 @@
  *     own move, mv_auto), and its old server stops: a machine that joins
  *     takes a shard of every table from the busiest one;
  *   - `paramd drain --server K` (DRAIN from a tool) moves server K's
- *     shard to a standby, and K stops.
+ *     shard to a standby (one on another host than K's if one waits), and
+ *     K stops;
+ *   - `paramd drain --host H` moves every shard that host H's servers
+ *     serve to standbys of other hosts, one after the other, then tells
+ *     H's standbys to stop: the host can be switched off.
+ *
+ * A server of `paramd server --shards N` (a host that serves up to N
+ * shards, one per process) whose shard moved away waits as a standby for
+ * another: RETIRE says so (PD_RETIRE_STAY), except in a host drain.  So
+ * shards can be spread over hosts and gathered again: a host that joins
+ * with N places takes shards from the busiest hosts until no host serves
+ * two more than another, and the places those shards left wait for the
+ * shards of a host drained later.
  *
  * A move, while workers train, with the replication of copies.c:
  *
@@ -41,6 +53,7 @@
 #include <string.h>
 
 #include "coord/coord_impl.h"
+#include "net/host.h"
 
 int co_copy_wanted(const pd_coord *co) {
     for (int32_t k = 0; k < co->o.servers; k++)
@@ -83,7 +96,7 @@ static void move_end(pd_coord *co, int state, const char *msg) {
 }
 
 /* mu held: standby sb takes slot k's shard (k is up, no move runs). */
-static void move_begin(pd_coord *co, co_conn *sb, int32_t k, int automatic) {
+static void move_begin(pd_coord *co, co_conn *sb, int32_t k, int automatic, int leave) {
     for (int32_t i = 0; i < co->nstandby; i++)
         if (co->standby[i] == sb) {
             standby_remove(co, i);
@@ -93,6 +106,7 @@ static void move_begin(pd_coord *co, co_conn *sb, int32_t k, int automatic) {
     co->mv_slot = k;
     co->mv_state = MV_SEEDING;
     co->mv_auto = automatic;
+    co->mv_leave = leave;
     co->mv_t0 = pd_now();
     co->mv_msg[0] = '\0';
     snprintf(co->mv_from, sizeof co->mv_from, "%s", co->server_addr[k]);
@@ -108,6 +122,21 @@ static int32_t host_shards(const pd_coord *co, const char *host) {
     return n;
 }
 
+/* Whether host identity `id` is the host a user named: the whole
+ * identity, or its host name part (net/host.h). */
+static int host_is(const char *id, const char *name) {
+    char hn[PD_MAX_ADDR + 1];
+    pd_host_name_of(id, hn, sizeof hn);
+    return !strcmp(id, name) || !strcmp(hn, name);
+}
+
+/* mu held: the first standby not on host `host` (-1: none). */
+static int32_t standby_off(const pd_coord *co, const char *host) {
+    for (int32_t i = 0; i < co->nstandby; i++)
+        if (strcmp(co->standby[i]->host, host)) return i;
+    return -1;
+}
+
 /* mu held: a slot whose shard should move to a standby on host `host`
  * (its host serves at least two more shards than `host`), or -1. */
 static int32_t donor_slot(const pd_coord *co, const char *host) {
@@ -118,6 +147,14 @@ static int32_t donor_slot(const pd_coord *co, const char *host) {
         if (n > most) most = n, best = k;
     }
     return best;
+}
+
+/* mu held: the first standby whose host serves two shards fewer than
+ * another host, or NULL. */
+static co_conn *first_taker(const pd_coord *co) {
+    for (int32_t i = 0; i < co->nstandby; i++)
+        if (donor_slot(co, co->standby[i]->host) >= 0) return co->standby[i];
+    return NULL;
 }
 
 int co_reg_standby(co_conn *cc, const pd_hdr *h, const char *addr) {
@@ -149,19 +186,20 @@ int co_reg_standby(co_conn *cc, const pd_hdr *h, const char *addr) {
     int said = 0;
     while (cc->standby_at == -1 && !co->stopping) {
         /* A host with fewer shards takes one from the busiest (when no
-         * other move, checkpoint or join runs). */
-        if (co->mv_slot < 0 && !co->ck_busy && !co->joining && co->standby[0] == cc &&
+         * other move, checkpoint or join runs): the first standby in line
+         * whose host can take one. */
+        if (co->mv_slot < 0 && !co->ck_busy && !co->joining && !co->hd_host[0] &&
             co_servers_ready(co)) {
             int32_t k = donor_slot(co, cc->host);
-            if (k >= 0) {
+            if (k >= 0 && first_taker(co) == cc) {
                 pd_log(PD_LOG_INFO, "the standby at %s (host %s) takes server %d's shard: "
                        "server %d's host %s serves %d shards, this one's %d", addr,
                        cc->host, k, k, co->server_conn[k]->host,
                        host_shards(co, co->server_conn[k]->host), host_shards(co, cc->host));
-                move_begin(co, cc, k, 1);
+                move_begin(co, cc, k, 1, 0);
                 break;
             }
-            if (!said++)
+            if (k < 0 && !said++)
                 pd_log(PD_LOG_INFO, "the standby at %s waits: no host serves two shards "
                        "more than its host %s (%d)", addr, cc->host[0] ? cc->host : "-",
                        host_shards(co, cc->host));
@@ -169,10 +207,15 @@ int co_reg_standby(co_conn *cc, const pd_hdr *h, const char *addr) {
         pd_cond_wait_ms(&co->cv, &co->mu, 1000);
     }
     if (cc->standby_at < 0) {
+        int drained = cc->standby_at == -3;
         co_standby_gone(co, cc);
         cc->standby_at = -2;
-        snprintf(msg, sizeof msg, "the cluster ended before this standby was given a "
-                 "shard (%s)", co_stop_reason(co, "every worker left"));
+        if (drained)
+            snprintf(msg, sizeof msg, "host %s was drained (paramd drain --host): this "
+                     "standby stops", cc->host);
+        else
+            snprintf(msg, sizeof msg, "the cluster ended before this standby was given a "
+                     "shard (%s)", co_stop_reason(co, "every worker left"));
         pthread_mutex_unlock(&co->mu);
         co_reply_err(cc, h, PARAMD_ESHUTDOWN, msg);
         return PARAMD_ESHUTDOWN;
@@ -204,11 +247,13 @@ void co_move_handover(pd_coord *co) {
            "retires", k, to, (co->mv_live_t - co->mv_t0) * 1000, k, co->server_addr[k]);
     char why[PD_ERRMSG_MAX];
     snprintf(why, sizeof why, "%s: server %d's shard moved to %s",
-             co->mv_auto ? "retired (a server joined from a host with fewer shards)"
-                         : "drained (paramd drain)", k, to);
+             co->mv_auto    ? "retired (a server joined from a host with fewer shards)"
+             : co->mv_leave ? "drained (paramd drain --host)"
+                            : "drained (paramd drain)", k, to);
     pd_buf b;
     pd_buf_init(&b);
     pd_put_str(&b, why);
+    pd_put_u32(&b, co->mv_leave ? 0 : PD_RETIRE_STAY);
     pd_hdr h = {0};
     h.type = PD_MSG_RETIRE;
     if (co->server_conn[k] && !b.oom)
@@ -230,9 +275,10 @@ void co_move_done(pd_coord *co, const char *old) {
     move_end(co, MV_DONE, msg);
 }
 
-/* mu held: why server k's shard cannot move now ("" if it can), after
- * waiting for a checkpoint or a join in progress. */
-static void cannot_move(pd_coord *co, uint32_t k, char *why, size_t len) {
+/* mu held: why no shard can move now ("" if one can), after waiting for
+ * a checkpoint, a join or another move in progress; standbys that left
+ * while they waited are forgotten. */
+static void cannot_move(pd_coord *co, char *why, size_t len) {
     why[0] = '\0';
     if (!co->o.elastic) {
         snprintf(why, len, "this cluster was not started with --elastic: its shards "
@@ -240,12 +286,8 @@ static void cannot_move(pd_coord *co, uint32_t k, char *why, size_t len) {
                  "--elastic)");
         return;
     }
-    if (k >= (uint32_t)co->o.servers) {
-        snprintf(why, len, "there is no server %u: the cluster has %d (0..%d)", k,
-                 co->o.servers, co->o.servers - 1);
-        return;
-    }
-    while ((co->ck_busy || co->joining || co->mv_slot >= 0) && !co->stopping)
+    while ((co->ck_busy || co->joining || co->mv_slot >= 0 || co->hd_host[0]) &&
+           !co->stopping)
         pd_cond_wait_ms(&co->cv, &co->mu, 1000);
     if (co->stopping) {
         snprintf(why, len, "%s", co_stop_reason(co, "the cluster is stopping"));
@@ -256,12 +298,6 @@ static void cannot_move(pd_coord *co, uint32_t k, char *why, size_t len) {
                  co->o.servers);
         return;
     }
-    if (co->sdown[k] != SD_UP || !co->server_conn[k]) {
-        snprintf(why, len, "server %u is not up (it was lost: its shard can move only once "
-                 "it is served again)", k);
-        return;
-    }
-    /* A standby that left while it waited is noticed now. */
     for (int32_t i = 0; i < co->nstandby;)
         if (pd_conn_peer_gone(co->standby[i]->conn)) {
             pd_log(PD_LOG_INFO, "the standby at %s left", co->standby_addr[i]);
@@ -270,46 +306,163 @@ static void cannot_move(pd_coord *co, uint32_t k, char *why, size_t len) {
         } else {
             i++;
         }
-    if (co->nstandby == 0)
+}
+
+/* mu held: move slot k's shard to standby i and wait for the end; the
+ * move's message (what moved where, or why not) into why.  0 if it moved. */
+static int move_wait(pd_coord *co, int32_t k, int32_t i, int leave, char *why, size_t len) {
+    move_begin(co, co->standby[i], k, 0, leave);
+    while ((co->mv_state == MV_SEEDING || co->mv_state == MV_HANDOVER) && !co->stopping)
+        pd_cond_wait_ms(&co->cv, &co->mu, 1000);
+    int state = co->mv_state;
+    if (state != MV_DONE && state != MV_FAILED)
+        snprintf(co->mv_msg, sizeof co->mv_msg, "server %d's shard did not move: %s", k,
+                 co_stop_reason(co, "the cluster is stopping"));
+    snprintf(why, len, "%s", co->mv_msg);
+    co->mv_slot = -1;
+    co->mv_state = MV_NONE;
+    pthread_cond_broadcast(&co->cv);
+    return state == MV_DONE ? 0 : -1;
+}
+
+/* mu held: DRAIN of server k.  0 with what moved in why, or -1 with why
+ * not. */
+static int drain_server(pd_coord *co, uint32_t k, char *why, size_t len) {
+    if (co->o.elastic && k >= (uint32_t)co->o.servers) {
+        snprintf(why, len, "there is no server %u: the cluster has %d (0..%d)", k,
+                 co->o.servers, co->o.servers - 1);
+        return -1;
+    }
+    cannot_move(co, why, len);
+    if (why[0]) return -1;
+    if (co->sdown[k] != SD_UP || !co->server_conn[k]) {
+        snprintf(why, len, "server %u is not up (it was lost: its shard can move only once "
+                 "it is served again)", k);
+        return -1;
+    }
+    if (co->nstandby == 0) {
         snprintf(why, len, "no standby to take server %u's shard: start `paramd server "
                  "--join --coordinator ADDR` first (paramd status lists the standbys)", k);
+        return -1;
+    }
+    /* to another host than k's if a standby waits there (a drain takes
+     * load off a host; the standby beside k is likely its sibling place) */
+    int32_t i = standby_off(co, co->server_conn[k]->host);
+    if (i < 0) i = 0;
+    pd_log(PD_LOG_INFO, "draining server %u (%s): its shard moves to the standby at %s, "
+           "seeded while the workers train", k, co->server_addr[k], co->standby_addr[i]);
+    return move_wait(co, (int32_t)k, i, 0, why, len);
+}
+
+/* mu held: the first slot up whose server is on host `host`, or -1. */
+static int32_t slot_on(const pd_coord *co, const char *host) {
+    for (int32_t k = 0; k < co->o.servers; k++)
+        if (co->server_conn[k] && co->sdown[k] == SD_UP && host_is(co->server_conn[k]->host, host))
+            return k;
+    return -1;
+}
+
+/* mu held: DRAIN of every shard of host `host`: each moves to a standby of
+ * another host, then the host's standbys are told to stop.  0 with what
+ * moved in why, or -1 with why not (shards already moved stay moved). */
+static int drain_host(pd_coord *co, const char *host, char *why, size_t len) {
+    cannot_move(co, why, len);
+    if (why[0]) return -1;
+    int32_t n = 0, free_off = 0, mine = 0;
+    for (int32_t k = 0; k < co->o.servers; k++)
+        n += co->server_conn[k] && host_is(co->server_conn[k]->host, host);
+    for (int32_t i = 0; i < co->nstandby; i++) {
+        int here = host_is(co->standby[i]->host, host);
+        mine += here;
+        free_off += !here;
+    }
+    if (n == 0 && mine == 0) {
+        snprintf(why, len, "no server or standby of host %s is in this cluster (paramd "
+                 "status lists the servers and their hosts)", host);
+        return -1;
+    }
+    for (int32_t k = 0; k < co->o.servers; k++)
+        if (co->server_conn[k] && host_is(co->server_conn[k]->host, host) &&
+            co->sdown[k] != SD_UP) {
+            snprintf(why, len, "server %d of host %s is not up (it was lost: its shard can "
+                     "move only once it is served again)", k, host);
+            return -1;
+        }
+    if (free_off < n) {
+        snprintf(why, len, "host %s serves %d shard%s but %d standby%s wait%s on other "
+                 "hosts: start `paramd server --join --coordinator ADDR` (or with "
+                 "--shards N) on another host first", host, n, n == 1 ? "" : "s", free_off,
+                 free_off == 1 ? "" : "s", free_off == 1 ? "s" : "");
+        return -1;
+    }
+    snprintf(co->hd_host, sizeof co->hd_host, "%s", host);
+    pd_log(PD_LOG_INFO, "draining host %s: its %d shard%s move%s to standbys of other "
+           "hosts, seeded while the workers train", host, n, n == 1 ? "" : "s",
+           n == 1 ? "s" : "");
+    double t0 = pd_now();
+    char done[PD_ERRMSG_MAX] = "", one[PD_ERRMSG_MAX];
+    int32_t moved = 0, k;
+    int rc = 0;
+    while (!rc && (k = slot_on(co, host)) >= 0) {
+        int32_t i = standby_off(co, host);
+        if (i < 0) {
+            snprintf(one, sizeof one, "no standby of another host is left for server "
+                     "%d's shard", k);
+            rc = -1;
+            break;
+        }
+        char to[PD_MAX_ADDR + 1];
+        snprintf(to, sizeof to, "%s", co->standby_addr[i]);
+        rc = move_wait(co, k, i, 1, one, sizeof one);
+        if (!rc) {
+            size_t l = strlen(done);
+            snprintf(done + l, sizeof done - l, "%sserver %d to %s", moved ? ", " : "", k, to);
+            moved++;
+        }
+    }
+    int32_t told = 0;
+    if (!rc)
+        for (int32_t i = 0; i < co->nstandby; i++)
+            if (host_is(co->standby[i]->host, host) && co->standby[i]->standby_at == -1) {
+                co->standby[i]->standby_at = -3;
+                told++;
+            }
+    co->hd_host[0] = '\0';
+    pthread_cond_broadcast(&co->cv);
+    if (rc) {
+        snprintf(why, len, "host %s: %d of its %d shards moved%s%s%s; then %s", host, moved,
+                 n, moved ? " (" : "", moved ? done : "", moved ? ")" : "", one);
+        return -1;
+    }
+    snprintf(why, len, "host %s's %d shard%s moved to other hosts in %.0f ms (%s; map epoch "
+             "%llu); no update was lost; %d standby%s of host %s told to stop", host, n,
+             n == 1 ? "" : "s", (pd_now() - t0) * 1000, moved ? done : "none served",
+             (unsigned long long)co->epoch, told, told == 1 ? "" : "s", host);
+    pd_log(PD_LOG_WARN, "%s", why);
+    return 0;
 }
 
 int co_on_drain(co_conn *cc, const pd_hdr *h) {
     pd_coord *co = cc->co;
     pd_rd r;
     uint32_t k = 0;
+    char host[PD_MAX_ADDR + 1] = "";
     pd_rd_init(&r, cc->buf, (size_t)h->len);
     pd_get_u32(&r, &k);
-    if (!pd_rd_done(&r) || cc->role != PD_ROLE_TOOL)
+    if (!r.bad && r.off < r.len) pd_get_str(&r, host, PD_MAX_ADDR); /* (optional) */
+    if (!pd_rd_done(&r) || cc->role != PD_ROLE_TOOL || (k == PD_DRAIN_HOST) != !!host[0])
         return co_reply_err(cc, h, PARAMD_EPROTO, "malformed DRAIN, or not from a tool "
                             "(paramd drain)");
     char why[PD_ERRMSG_MAX];
     pthread_mutex_lock(&co->mu);
-    cannot_move(co, k, why, sizeof why);
-    if (why[0]) {
-        pthread_mutex_unlock(&co->mu);
-        return co_reply_err(cc, h, PARAMD_ECONFIG, why);
-    }
-    pd_log(PD_LOG_INFO, "draining server %u (%s): its shard moves to the standby at %s, "
-           "seeded while the workers train", k, co->server_addr[k], co->standby_addr[0]);
-    move_begin(co, co->standby[0], (int32_t)k, 0);
-    while ((co->mv_state == MV_SEEDING || co->mv_state == MV_HANDOVER) && !co->stopping)
-        pd_cond_wait_ms(&co->cv, &co->mu, 1000);
-    int state = co->mv_state;
-    if (state != MV_DONE && state != MV_FAILED)
-        snprintf(co->mv_msg, sizeof co->mv_msg, "server %u's shard did not move: %s", k,
-                 co_stop_reason(co, "the cluster is stopping"));
-    snprintf(why, sizeof why, "%s", co->mv_msg);
-    co->mv_slot = -1;
-    co->mv_state = MV_NONE;
-    pthread_cond_broadcast(&co->cv);
+    int rc = host[0] ? drain_host(co, host, why, sizeof why)
+                     : drain_server(co, k, why, sizeof why);
     pthread_mutex_unlock(&co->mu);
-    if (state != MV_DONE) return co_reply_err(cc, h, PARAMD_ECONFIG, why);
+    if (rc) return co_reply_err(cc, h, PARAMD_ECONFIG, why);
     pd_buf b;
     pd_buf_init(&b);
     pd_put_str(&b, why);
-    int rc = co_reply(cc, h, &b);
+    int src = co_reply(cc, h, &b);
     pd_buf_free(&b);
-    return rc;
+    return src;
 }

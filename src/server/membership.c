@@ -387,10 +387,15 @@ void *srv_coord_main(void *arg) {
         }
         if (rc == 0 && h.type == PD_MSG_RETIRE) { /* (coord/moves.c) */
             char why[PD_ERRMSG_MAX] = "";
+            uint32_t flags = 0;
             pd_rd r;
             pd_rd_init(&r, buf, buf ? (size_t)h.len : 0);
             pd_get_str(&r, why, sizeof why - 1);
+            if (!r.bad && r.off < r.len) pd_get_u32(&r, &flags); /* (optional) */
             pd_log(PD_LOG_INFO, "%s; stopping", why[0] ? why : "drained");
+            pthread_mutex_lock(&s->mu);
+            s->retired = flags & PD_RETIRE_STAY ? 2 : 1;
+            pthread_mutex_unlock(&s->mu);
             break;
         }
         if (rc == 0 && h.type == PD_MSG_PROMOTE) {

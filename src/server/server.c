@@ -396,6 +396,12 @@ void pd_server_free(pd_server *s) {
 
 int pd_server_index(const pd_server *s) { return s->index; }
 int pd_server_copy(const pd_server *s) { return __atomic_load_n(&s->copy, __ATOMIC_ACQUIRE); }
+int pd_server_retired(pd_server *s) {
+    pthread_mutex_lock(&s->mu);
+    int r = s->retired;
+    pthread_mutex_unlock(&s->mu);
+    return r;
+}
 const char *pd_server_address(const pd_server *s) { return s->bound; }
 const char *pd_server_metrics_address(const pd_server *s) {
     return s->http ? pd_http_address(s->http) : NULL;

@@ -80,6 +80,11 @@ int pd_server_index(const pd_server *s);
 /* 0 if the server serves its slot (pd_server_index), j > 0 if it
  * registered as copy j of that slot (--replicas), as it was after start. */
 int pd_server_copy(const pd_server *s);
+/* After pd_server_run returned: 0 if the server did not retire; 1 if its
+ * shard moved away (RETIRE) and it should stop; 2 if it moved away and a
+ * server of `paramd server --shards N` should wait as a standby for
+ * another (the coordinator's PD_RETIRE_STAY). */
+int pd_server_retired(pd_server *s);
 const char *pd_server_address(const pd_server *s);
 /* The metrics endpoint's bound "host:port", or NULL without one. */
 const char *pd_server_metrics_address(const pd_server *s);

@@ -204,6 +204,8 @@ struct pd_server {
     int nthreads;
     int stopping;
     int lost_coordinator;
+    int retired;          /* (mu) its shard moved away (RETIRE): 1 stop, 2
+                           * wait as a standby for another (PD_RETIRE_STAY) */
     uint64_t batches;     /* atomic: BATCH frames executed */
     uint64_t batched;     /* atomic: inner requests they held */
     uint64_t regions;     /* atomic: shared buffers mapped now */

@@ -103,9 +103,17 @@
     X(REPLICA_ADD, 44) /* coord -> primary: u32 copy, str its address */  \
     X(REPLICA_DROP, 45) /* primary -> coord: u32 copy, str why */         \
     X(PROMOTE, 46)     /* coord -> copy: serve the slot (empty) */          \
-    X(RETIRE, 47)      /* coord -> server: its shard moved; stop (str why) */ \
-    X(DRAIN, 48)       /* tool -> coord: u32 server: move its shard to a */  \
+    X(RETIRE, 47)      /* coord -> server: its shard moved; stop (str why, */ \
+                       /* optional u32 PD_RETIRE_* flags) */                \
+    X(DRAIN, 48)       /* tool -> coord: u32 server (optional str host:  */  \
+                       /* every shard of that host): move its shard to a */ \
                        /* standby (--join); reply: str what moved where */
+
+/* RETIRE flags: a server that serves shards in turn (paramd server
+ * --shards N) waits as a standby for another shard (STAY) or stops. */
+#define PD_RETIRE_STAY 1u
+/* DRAIN: the server number that stands for "every shard of the host". */
+#define PD_DRAIN_HOST UINT32_MAX
 
 enum pd_msg_type {
 #define PD_X_(name, val) PD_MSG_##name = (val),
