@@ -26,9 +26,10 @@
 #     drain while the toys run: exit 0, every element exactly 2N;
 #  7. paramd train --elastic (sync, adam): a drain mid-run; the final
 #     weights are bit-identical to a run without one;
-#  8. hosts that serve several shards: host A's `paramd server --shards 4`
-#     serves all 4; host B's `--join --shards 3` takes 2 of them (its
-#     third place and A's two emptied places wait as standbys); drains of
+#  8. hosts that serve several shards: host A's `paramd server --shards 5`
+#     serves all 4 (its fifth place waits as a standby); host B's `--join
+#     --shards 3` takes 2 of them (its third place and A's two emptied
+#     places wait as standbys too); drains of
 #     host A (too few standbys elsewhere) and of a host that is not there
 #     are refused, saying why; `paramd drain --host hostB` moves B's
 #     shards back to A's places and stops B's; all while the async toy
@@ -247,7 +248,7 @@ fi
 # its share, a host drain gives it back ---
 N=8000
 elastic 4
-server A --shards 4 --host-id hostA
+server A --shards 5 --host-id hostA
 # (hosts A and B are other hosts than the workers': TCP, as in part 2)
 PARAMD_TRANSPORT=auto workers "$TOY" --consistency async --iters $N --sleep-ms 1
 frontier_reaches "$COORD" $((N / 10)) coordinator.log
@@ -257,8 +258,8 @@ server B --join --shards 3 --host-id hostB
 # shards left wait as standbys for others
 wait_count coordinator.log "the standby at 127\.0\.0\.1:[0-9]+ \(host hostB\) takes server [0-3]'s shard: server [0-3]'s host hostA serves [43] shards, this one's [01]" 2
 wait_count coordinator.log "$(moved_line '[0-3]')" 2
-wait_count server.A.log "place [0-3] of this host's 4 \(--shards\) waits as a standby for another shard" 2
-until [ "$("$PARAMD" status --coordinator "$COORD" | grep -c '^  standby at ')" = 3 ]; do
+wait_count server.A.log "place [0-4] of this host's 5 \(--shards\) waits as a standby for another shard" 2
+until [ "$("$PARAMD" status --coordinator "$COORD" | grep -c '^  standby at ')" = 4 ]; do
   kill -0 "${SP[B]}" 2>/dev/null || fail "host B's places ended: $(cat server.B.log)"
   sleep 0.02
 done
@@ -281,5 +282,6 @@ for i in $(seq 0 9); do
 done
 wait "$COORD_PID" || fail "the coordinator exited non-zero after 4 moves: $(cat coordinator.log)"
 wait "${SP[A]}" || fail "host A's places did not exit 0: $(cat server.A.log)"
+expect_line server.A.log "the cluster ended before this standby was given a shard"
 [ "$(grep -Ec "$(moved_line "[0-3]")" coordinator.log)" = 4 ] || fail "not 4 moves: $(cat coordinator.log)"
-pass "host A serving 4 shards (--shards 4), host B joining with 3 places took 2 of them and paramd drain --host gave them back, while the async toy ran: every element exactly $((2 * N)); B's places stop saying why, everyone exits 0"
+pass "host A serving 4 shards (--shards 5: a fifth place waits), host B joining with 3 places took 2 of them and paramd drain --host gave them back, while the async toy ran: every element exactly $((2 * N)); B's places stop saying why, everyone exits 0"

@@ -460,6 +460,7 @@ static int place_addr(const char *hp, int i, char *out, size_t n) {
 static int run_place(int i, void *arg) {
     const server_place *sp = arg;
     pd_server_opts o = *sp->o;
+    o.place = sp->shards > 0;
     char listen[PD_MAX_ADDR + 16], metrics[PD_MAX_ADDR + 16];
     if (place_addr(o.listen, i, listen, sizeof listen) ||
         place_addr(o.metrics, i, metrics, sizeof metrics))
@@ -470,7 +471,7 @@ static int run_place(int i, void *arg) {
     for (int round = 0;; round++) {
         pd_err e = {0};
         pd_server *s = pd_server_start(&o, &e);
-        if (!s && o.join && e.code == PARAMD_ESHUTDOWN) { /* a standby never needed */
+        if (!s && (o.join || o.place) && e.code == PARAMD_ESHUTDOWN) { /* a standby never needed */
             fprintf(stderr, "paramd server: %s\n", e.msg);
             return 0;
         }

@@ -101,7 +101,7 @@ int co_on_reg_server(co_conn *cc, const pd_hdr *h) {
         pd_get_str(&r, cc->host, PD_MAX_ADDR);
     }
     if (!pd_rd_done(&r) || cc->role != PD_ROLE_SERVER || cc->server >= 0 ||
-        cc->copy_of >= 0 || cc->standby_at != -2 || (flags & ~(uint32_t)PD_REG_JOIN))
+        cc->copy_of >= 0 || cc->standby_at != -2 || (flags & ~(uint32_t)(PD_REG_JOIN | PD_REG_PLACE)))
         return co_reply_err(cc, h, PARAMD_EPROTO, "malformed or repeated REG_SERVER");
     pthread_mutex_lock(&co->mu);
     /* A coordinator started again to take a running cluster back: a new
@@ -131,7 +131,8 @@ int co_on_reg_server(co_conn *cc, const pd_hdr *h) {
         if (k >= 0) return co_reg_replacement(cc, h, k, addr); /* (unlocks) */
         if (co->o.replicas > 1 && (!(flags & PD_REG_JOIN) || co_copy_wanted(co)))
             return co_reg_copy(cc, h, addr); /* (unlocks) */
-        if (flags & PD_REG_JOIN) return co_reg_standby(cc, h, addr); /* (unlocks) */
+        if (flags & (PD_REG_JOIN | PD_REG_PLACE))
+            return co_reg_standby(cc, h, addr); /* (unlocks) */
         char msg[PD_ERRMSG_MAX + 64];
         snprintf(msg, sizeof msg,
                  "the cluster already has its %d servers (--servers)%s",

@@ -160,7 +160,7 @@ pd_server *pd_server_start(const pd_server_opts *o, pd_err *e) {
     }
     pd_buf_init(&b);
     pd_put_str(&b, s->advertised);
-    pd_put_u32(&b, s->o.join ? PD_REG_JOIN : 0);
+    pd_put_u32(&b, (s->o.join ? PD_REG_JOIN : 0) | (s->o.place ? PD_REG_PLACE : 0));
     pd_put_str(&b, s->host_id); /* (the coordinator balances shards by host) */
     if (s->o.join)
         pd_log(PD_LOG_INFO, "joining the cluster at %s: once it has its servers, this one "

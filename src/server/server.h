@@ -24,6 +24,8 @@ typedef struct pd_server_opts {
                               * the connection thread alone */
     int join;                /* --join: a running cluster that has its servers
                               * takes this one as a standby (coord/moves.c) */
+    int place;               /* a place of paramd server --shards N: a slot if
+                              * one is free, else a standby (with --elastic) */
     const char *restore;     /* a checkpoint (root or ckpt-* directory) to
                               * start from, or NULL (docs/durability.md) */
     const char *fault;       /* tests only: wrap each accepted connection in

@@ -47,6 +47,8 @@
 #define PD_MAX_SERVERS 4096
 #define PD_MAX_REPLICAS 8                   /* copies of a shard (--replicas) */
 #define PD_REG_JOIN 1u /* REG_SERVER flag: join a running cluster (a standby) */
+#define PD_REG_PLACE 2u /* REG_SERVER flag: a place of paramd server --shards N:
+                         * a slot if one is free, else (--elastic) a standby */
 #define PD_MAX_ERRTEXT 1024                 /* error reply payload */
 /* BATCH (docs/protocol.md, "Batches"): the payload of a request, and the
  * bytes of values its pulls may ask for together. */
