@@ -15,6 +15,7 @@
 
 #include "cli/cli.h"
 #include "cli/secret.h"
+#include "cli/util.h"
 #include "paramd.h"
 
 static void usage(FILE *f) {
@@ -57,14 +58,9 @@ int cmd_checkpoint(int argc, char **argv) {
         usage(stderr);
         return 2;
     }
-    char options[400];
-    snprintf(options, sizeof options, "role=tool coordinator=%s", coord);
-    paramd_client *cl;
-    int rc = paramd_connect(&cl, options);
-    if (rc) {
-        fprintf(stderr, "paramd checkpoint: %s\n", paramd_last_error(NULL));
-        return 1;
-    }
+    paramd_client *cl = cli_tool_connect("paramd checkpoint", coord);
+    if (!cl) return 1;
+    int rc;
     int64_t clock = 0;
     char dir[4096];
     rc = paramd_checkpoint(cl, &clock, dir, sizeof dir);

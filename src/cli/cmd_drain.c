@@ -16,6 +16,7 @@
 
 #include "cli/cli.h"
 #include "cli/secret.h"
+#include "cli/util.h"
 #include "common/common.h"
 #include "wire/wire.h"
 #include "paramd.h"
@@ -86,14 +87,9 @@ int cmd_drain(int argc, char **argv) {
         usage(stderr);
         return 2;
     }
-    char options[400];
-    snprintf(options, sizeof options, "role=tool coordinator=%s", coord);
-    paramd_client *cl;
-    int rc = paramd_connect(&cl, options);
-    if (rc) {
-        fprintf(stderr, "paramd drain: %s\n", paramd_last_error(NULL));
-        return 1;
-    }
+    paramd_client *cl = cli_tool_connect("paramd drain", coord);
+    if (!cl) return 1;
+    int rc;
     char msg[PD_ERRMSG_MAX];
     rc = host ? paramd_drain_host(cl, host, msg, sizeof msg)
               : paramd_drain(cl, (int32_t)k, msg, sizeof msg);

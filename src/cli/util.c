@@ -39,6 +39,7 @@
 #include <unistd.h>
 
 #include "common/common.h"
+#include "paramd.h"
 
 /* ==== Signals =========================================================== */
 
@@ -151,6 +152,19 @@ void cli_stop_unarm(void) {
     pthread_mutex_lock(&sigstop.mu);
     if (sigstop.state == SIG_DISARMED) sigstop.state = SIG_UNARMED;
     pthread_mutex_unlock(&sigstop.mu);
+}
+
+/* ==== Tools ============================================================= */
+
+paramd_client *cli_tool_connect(const char *cmd, const char *coord) {
+    char options[400];
+    snprintf(options, sizeof options, "role=tool coordinator=%s", coord);
+    paramd_client *cl;
+    if (paramd_connect(&cl, options)) {
+        fprintf(stderr, "%s: %s\n", cmd, paramd_last_error(NULL));
+        return NULL;
+    }
+    return cl;
 }
 
 /* ==== Paths and options ================================================= */

@@ -50,6 +50,11 @@ int cli_stop_signaled(void);
  * a server that waits for another shard). */
 void cli_stop_unarm(void);
 
+/* A tool's connection (role=tool: no rank, no worker slot) to the
+ * coordinator at coord, for the commands that ask it something (paramd
+ * checkpoint, paramd drain); NULL after printing "CMD: why". */
+struct paramd_client *cli_tool_connect(const char *cmd, const char *coord);
+
 /* The path of this executable (for paramd local to start its roles). */
 const char *cli_self_path(void);
 
