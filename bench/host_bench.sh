@@ -26,13 +26,7 @@ T=$(mktemp -d /tmp/paramd-host-bench.XXXXXX)
 PIDS=()
 trap 'for p in "${PIDS[@]}"; do kill -KILL "$p" 2>/dev/null; done; rm -rf "$T"' EXIT
 export PARAMD_SECRET_FILE=$T/secret
-now() { date +%s.%N; }
-med() { sort -g | awk '{ v[NR] = $1 } END { print NR % 2 ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
-frontier() {
-  "$P" stats --coordinator "$1" 2>/dev/null |
-    awk '/^  table 1 / { for (i = 1; i < NF; i++) if ($i == "frontier" && $(i + 1) > m) m = $(i + 1) }
-         END { if (m != "") print m }'
-}
+source "$(dirname "$0")/lib.sh" # now, med, frontier
 STEPS=${STEPS:-3000}
 O=(--model mlp --steps "$STEPS" --limit 4000 --rule adam --lr 0.001 --seed 3 --quiet)
 alive() { kill -0 "$W0" 2>/dev/null || { cat "$T/$1.w0"; echo "$1: the run ended early"; exit 1; }; }

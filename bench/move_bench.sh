@@ -20,13 +20,7 @@ P=$B/paramd
 T=$(mktemp -d /tmp/paramd-move-bench.XXXXXX)
 trap 'pkill -KILL -s "${SID:-0}" 2>/dev/null; kill -KILL ${JP:-} 2>/dev/null; rm -rf "$T"' EXIT
 export PARAMD_SECRET_FILE=$T/secret
-now() { date +%s.%N; }
-med() { sort -g | awk '{ v[NR] = $1 } END { print NR % 2 ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
-frontier() {
-  "$P" stats --coordinator "$1" 2>/dev/null |
-    awk '/^  table 1 / { for (i = 1; i < NF; i++) if ($i == "frontier" && $(i + 1) > m) m = $(i + 1) }
-         END { if (m != "") print m }'
-}
+source "$(dirname "$0")/lib.sh" # now, med, frontier
 STEPS=${STEPS:-3000}
 O=(--model mlp --workers 2 --servers 2 --steps "$STEPS" --limit 4000 --rule adam --lr 0.001
    --seed 3 --quiet)

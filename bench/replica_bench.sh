@@ -22,8 +22,7 @@ T=$(mktemp -d /tmp/paramd-replica-bench.XXXXXX)
 trap 'pkill -KILL -s "${SID:-0}" 2>/dev/null; rm -rf "$T"' EXIT
 # the clusters' secret, so that paramd stats can ask the one of part 3
 export PARAMD_SECRET_FILE=$T/secret
-now() { date +%s.%N; }
-med() { sort -g | awk '{ v[NR] = $1 } END { print NR % 2 ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
+source "$(dirname "$0")/lib.sh" # now, med, frontier
 echo "# replica_bench: $(date -u '+%F %H:%M UTC'), $(nproc) cores, load $(cut -d' ' -f1-3 /proc/loadavg), tree $(git -C "$(dirname "$0")" rev-parse --short HEAD 2>/dev/null || echo '?')"
 
 # --- 1. paramd bench ---
@@ -78,11 +77,6 @@ printf "  median ratio %.2f\n" "$(awk '{ print $3 / $2 }' "$T/pair" | med)"
 O=(--model mlp --workers 2 --servers 2 --steps "${STEPS:-3000}" --limit 4000 --rule adam --lr 0.001
    --seed 3 --quiet)
 echo "## 3. paramd train ${O[*]} --replicas 2: slot 0's primary SIGKILLed a third of the way"
-frontier() {
-  "$P" stats --coordinator "$1" 2>/dev/null |
-    awk '/^  table 1 / { for (i = 1; i < NF; i++) if ($i == "frontier" && $(i + 1) > m) m = $(i + 1) }
-         END { if (m != "") print m }'
-}
 for ((r = 1; r <= ROUNDS; r++)); do
   t0=$(now)
   "$P" train "${O[@]}" --save-params "$T/ref.bin" --out "$T/ref" >"$T/ref.log" 2>&1
