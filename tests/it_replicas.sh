@@ -104,7 +104,7 @@ done
 pass "--replicas 0, 9 and x refused by paramd coordinator, local and train, naming the range"
 
 # --- 1. async toy: a random server, then a new copy's primary ---
-N=3000
+N=6000 # (room for both kills before the toys end, under the sanitizers and load too)
 for seed in 11 23 37; do
   RANDOM=$seed
   cluster --metrics 127.0.0.1:0
@@ -121,7 +121,9 @@ for seed in 11 23 37; do
   wait_count "$TMP/coordinator.log" "copy 1 of slot [01] \(.*\) is live" 3
   expect_line "${SERVER_LOGS[4]}" "copy 1 of slot $slot: seeded by its primary \(1 tables, [0-9]+ bytes\)"
   k2=$(( $(frontier "$COORD") + 100 + RANDOM % 600 ))
-  [ $k2 -lt $((N - 50)) ] || k2=$((N - 50))
+  # (at most two thirds of the way: a kill must find the toys still
+  # running, and one `paramd stats` poll may take long on a loaded machine)
+  [ $k2 -lt $((N * 2 / 3)) ] || k2=$((N * 2 / 3))
   frontier_reaches "$COORD" $k2
   plog=$(role_log primary "$slot")
   [ -n "$plog" ] || fail "seed $seed: no log says it is slot $slot's primary"
