@@ -18,6 +18,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
 #include <sys/types.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -39,9 +40,14 @@ int cli_run_places(int n, int (*place)(int i, void *arg), void *arg) {
     }
     int live = 0, failed = 0;
     fflush(NULL); /* (nothing buffered is written twice) */
+    pid_t parent = getpid();
     for (int i = 0; i < n; i++) {
         pid_t p = fork();
         if (p == 0) {
+            /* The parent's death (SIGKILL, which it cannot pass on) stops
+             * this place cleanly rather than leaving it behind. */
+            prctl(PR_SET_PDEATHSIG, SIGTERM);
+            if (getppid() != parent) _exit(1); /* (the parent was gone already) */
             pthread_sigmask(SIG_SETMASK, &old, NULL);
             int rc = place(i, arg);
             fflush(NULL);

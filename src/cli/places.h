@@ -7,7 +7,8 @@
 
 /* Run place(i, arg) for i = 0..n-1, each in a child process of its own
  * (forked: call before any thread is started), and wait for them all.
- * SIGINT and SIGTERM are passed on to every child that still runs; a
+ * SIGINT and SIGTERM are passed on to every child that still runs, and
+ * a parent killed outright gives its children SIGTERM (PR_SET_PDEATHSIG); a
  * child that dies does not stop the others (the coordinator sees its
  * server lost, as any).  Returns 0 if every child exited 0, else 1 after
  * saying which did not. */
